@@ -1,0 +1,241 @@
+// jobring — a crash-safe leased job queue in named shared memory.
+//
+// A Queue is one named POSIX shared-memory segment (/dev/shm/jobring.NAME)
+// holding a fixed ring of job slots. Producers push() jobs; workers
+// try_claim() one job at a time. A claim gives the job to one worker and hides
+// it from all others in one atomic step (a CAS on the slot's state word); the
+// worker then ack()s it (the job is deleted), release()s it (it becomes
+// visible again, optionally after a delay) or extend()s its lease. If the
+// worker dies, the lease deadline passes and the next claim takes the job
+// over, counting an attempt; after max_attempts the job is dead-lettered.
+//
+// Memory ordering: everything a producer wrote before push() returned —
+// including the payload — happens-before whatever the worker does after the
+// try_claim() that returns that job. Everything a worker did before ack()
+// or release() returned happens-before the next claim of that slot (for
+// release) or the next push into it (for ack). Leases are compared with
+// CLOCK_MONOTONIC (std::chrono::steady_clock) at millisecond granularity.
+//
+// Thread safety: a Queue object may be used from many threads at once; Job
+// objects may not be shared between threads without synchronisation.
+//
+// Crash safety: any process using the queue may die at any instruction. No
+// operation waits for another process, and no job whose push() returned ok
+// is lost: a half-written slot of a dead producer is freed (the push never
+// returned), a dead worker's lease runs out and the job is claimed again.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+#include "jobring/error.hpp"
+
+namespace jobring {
+
+using JobId = std::uint64_t;
+using std::chrono::milliseconds;
+
+// Limits that every queue obeys; checked by create() and by open().
+inline constexpr std::size_t kMaxNameLength = 64;
+inline constexpr std::uint32_t kMaxCapacity = 1u << 24;      // job slots
+inline constexpr std::uint32_t kMaxPayload = 64u << 20;      // bytes per job
+inline constexpr std::uint64_t kMaxSegmentBytes = 1ull << 36;  // 64 GiB
+inline constexpr milliseconds kMaxLease{std::chrono::hours(24 * 7)};  // also max delay
+
+struct Options {
+  std::uint32_t capacity = 1024;        // job slots, 1 .. kMaxCapacity
+  std::uint32_t max_payload = 1024;     // bytes per job, 1 .. kMaxPayload
+  milliseconds default_lease{30'000};   // used when a claim asks for 0 ms; 1 ms .. kMaxLease
+  std::uint32_t max_attempts = 0;       // claims before a job is dead-lettered; 0 = unlimited
+  unsigned mode = 0600;                 // permission bits of the segment (no umask applied)
+};
+
+// Throws jobring::error(errc::invalid_name) unless `name` is 1..kMaxNameLength
+// characters of [A-Za-z0-9._-], does not start with '.', and is not "..".
+void validate_name(std::string_view name);
+[[nodiscard]] std::error_code check_name(std::string_view name) noexcept;
+
+// --- Outcomes: ordinary results are values, never exceptions. ---------------
+
+enum class [[nodiscard]] PushStatus { ok, full };
+struct [[nodiscard]] PushResult {
+  PushStatus status = PushStatus::full;
+  JobId id = 0;  // valid when status == ok
+  explicit operator bool() const noexcept { return status == PushStatus::ok; }
+};
+
+enum class [[nodiscard]] ClaimStatus { ok, empty };
+enum class [[nodiscard]] LeaseStatus { ok, lease_lost };
+
+struct PushOptions {
+  milliseconds delay{0};  // the job is invisible for this long (0 .. kMaxLease)
+};
+
+// Who owns a lease. A process-owned lease records this process (PID and start
+// time) so that the janitor can reclaim it at once when the process is proven
+// dead. A detached lease has no owner and lives until its deadline: use it when
+// the claiming process exits before the ack (a shell script and the CLI).
+enum class Owner { process, detached };
+
+struct ClaimOptions {
+  milliseconds lease{0};  // 0 = the queue's default_lease; else 1 ms .. kMaxLease
+  Owner owner = Owner::process;
+};
+
+// What ack / release / extend need. Plain data: it can be written down and
+// handed to another process (to_string / parse). The token is the fencing
+// value: it is the slot's state word when the lease was granted or last
+// extended, so it changes on every transition of the slot, and any operation
+// with a token that is no longer current is rejected with lease_lost.
+struct Lease {
+  std::uint32_t slot = 0;
+  std::uint64_t token = 0;
+  JobId job = 0;
+
+  [[nodiscard]] std::string to_string() const;  // "job.slot.token" (decimal.decimal.hex)
+  [[nodiscard]] static std::optional<Lease> parse(std::string_view text) noexcept;
+  friend bool operator==(const Lease&, const Lease&) = default;
+};
+
+// A claimed job. Reuse one Job object across claims: its buffer grows to the
+// queue's max_payload once and is not reallocated afterwards.
+class Job {
+ public:
+  JobId id = 0;
+  std::uint32_t attempt = 0;  // 1 on the first claim, +1 on every later one
+  Lease lease;
+  std::chrono::steady_clock::time_point deadline;  // the lease is held until then
+
+  [[nodiscard]] std::span<const std::byte> payload() const noexcept { return {buffer_.data(), size_}; }
+  [[nodiscard]] std::string_view text() const noexcept {
+    return {reinterpret_cast<const char*>(buffer_.data()), size_};
+  }
+
+ private:
+  friend class Queue;
+  std::vector<std::byte> buffer_;
+  std::size_t size_ = 0;
+};
+
+// The user-visible state of a job; see lib/layout.hpp for the state machine.
+enum class JobState { ready, delayed, leased, dead };
+
+struct JobInfo {
+  JobId id = 0;
+  JobState state = JobState::ready;
+  std::uint32_t slot = 0;
+  std::uint32_t attempts = 0;
+  std::int64_t ms_until = 0;  // delayed: until visible; leased: until the deadline (negative: expired)
+  int owner_pid = 0;          // leased and owned by a process: its PID; else 0
+  std::vector<std::byte> payload;
+};
+
+struct Stats {
+  // Gauges: one pass over the slots (a snapshot, not atomic as a whole).
+  std::uint64_t free = 0;
+  std::uint64_t writing = 0;  // a producer is writing the payload
+  std::uint64_t ready = 0;    // claimable now
+  std::uint64_t delayed = 0;  // ready, but not before its delay has passed
+  std::uint64_t leased = 0;   // claimed, deadline not yet passed
+  std::uint64_t expired = 0;  // claimed, deadline passed: the next claim takes it over
+  std::uint64_t dead = 0;     // dead-lettered; requeue or remove them
+  std::uint64_t corrupt = 0;  // state words no jobring process writes; purge() resets them
+  // Totals since creation. Each is incremented just after the transition it
+  // counts, so a process killed between the two leaves a total one short.
+  std::uint64_t pushed = 0;
+  std::uint64_t claimed = 0;  // including takeovers of expired leases
+  std::uint64_t acked = 0;
+  std::uint64_t released = 0;
+  std::uint64_t expired_total = 0;  // leases taken over after their deadline
+  std::uint64_t dead_lettered = 0;
+  std::uint64_t requeued = 0;
+  std::uint64_t purged = 0;  // jobs removed by purge() or remove_dead()
+  std::uint64_t recovered_writes = 0;  // half-written slots of dead producers freed
+};
+
+enum class PurgeWhat : unsigned {
+  ready = 1,    // claimable now
+  delayed = 2,  // ready but not yet visible
+  dead = 4,
+  all = 7,  // every job not under lease (leases are never purged: they end in ack or expiry)
+};
+
+class Queue {
+ public:
+  // --- Lifecycle. The throwing overloads throw jobring::error; the others
+  // report through `ec` and return std::nullopt / false.
+  [[nodiscard]] static Queue create(std::string_view name, const Options& options = {});
+  [[nodiscard]] static Queue open(std::string_view name);
+  // Opens the queue if it exists (its own options win), else creates it with
+  // `options`. Safe when many processes race to do it.
+  [[nodiscard]] static Queue open_or_create(std::string_view name, const Options& options = {});
+  // Removes the name; processes that have the queue open keep using it until
+  // they close it. Returns false if there was no such queue.
+  static bool remove(std::string_view name);
+
+  [[nodiscard]] static std::optional<Queue> create(std::string_view name, const Options& options,
+                                                   std::error_code& ec) noexcept;
+  [[nodiscard]] static std::optional<Queue> open(std::string_view name, std::error_code& ec) noexcept;
+  [[nodiscard]] static std::optional<Queue> open_or_create(std::string_view name, const Options& options,
+                                                           std::error_code& ec) noexcept;
+  static bool remove(std::string_view name, std::error_code& ec) noexcept;
+
+  // Names of every jobring queue on this host (sorted).
+  [[nodiscard]] static std::vector<std::string> list();
+
+  Queue(Queue&&) noexcept;
+  Queue& operator=(Queue&&) noexcept;
+  ~Queue();
+
+  [[nodiscard]] const std::string& name() const noexcept;
+  [[nodiscard]] const Options& options() const noexcept;  // as stored in the segment
+
+  // --- Producer. Never blocks; a full queue is PushStatus::full. Throws
+  // error(payload_too_large) / error(invalid_argument) for a bad call.
+  PushResult push(std::span<const std::byte> payload, const PushOptions& options = {});
+  PushResult push(std::string_view payload, const PushOptions& options = {});
+  PushResult push(std::span<const std::byte> payload, const PushOptions& options, std::error_code& ec) noexcept;
+
+  // --- Worker. Claims one job that is ready (or whose lease has expired),
+  // oldest first as far as the ring allows. ClaimStatus::empty when none.
+  // Throws error(invalid_argument) only for a lease out of range.
+  ClaimStatus try_claim(Job& job, const ClaimOptions& options = {});
+  [[nodiscard]] std::optional<Job> try_claim(const ClaimOptions& options = {});
+
+  // Each succeeds only while `lease` is current; else lease_lost, nothing changed.
+  LeaseStatus ack(const Lease& lease) noexcept;
+  // Back to ready after `delay`; dead-lettered instead if max_attempts is used up.
+  LeaseStatus release(const Lease& lease, milliseconds delay = milliseconds{0}) noexcept;
+  // New deadline = now + `lease_time`. Updates lease.token on success.
+  // Throws error(invalid_argument) unless 1 ms <= lease_time <= kMaxLease.
+  LeaseStatus extend(Lease& lease, milliseconds lease_time);
+  LeaseStatus extend(Job& job, milliseconds lease_time);  // also updates job.deadline
+
+  // --- Operators.
+  [[nodiscard]] Stats stats() const noexcept;
+  [[nodiscard]] std::vector<JobInfo> peek(JobState state, std::size_t limit = 100) const;
+  bool requeue(JobId dead_job) noexcept;        // dead → ready (attempts reset); false if not dead
+  std::size_t requeue_dead() noexcept;          // every dead job
+  bool remove_dead(JobId dead_job) noexcept;    // dead → gone
+  std::size_t purge(PurgeWhat what = PurgeWhat::all) noexcept;  // also resets corrupt slots
+
+  struct Impl;
+
+ private:
+  explicit Queue(std::unique_ptr<Impl> impl) noexcept;
+  std::unique_ptr<Impl> impl_;
+};
+
+inline PurgeWhat operator|(PurgeWhat a, PurgeWhat b) {
+  return static_cast<PurgeWhat>(static_cast<unsigned>(a) | static_cast<unsigned>(b));
+}
+
+}  // namespace jobring

@@ -1,0 +1,292 @@
+// jobring — the shared-memory layout and the slot state machine.
+//
+// Internal header: the one place that defines what lives in the segment.
+// Everything here is read by processes that may not trust each other's
+// segment, so every field read from shared memory is validated before use
+// (lib/queue.cpp: validate_header(), and the per-slot checks on length and
+// state).
+//
+// ============================================================================
+// Segment
+// ============================================================================
+//
+//  offset 0 ┌──────────────────────────────────────────────────────────────┐
+//           │ Header (kHeaderBytes = 512), one field group per cache line:  │
+//           │   line 0  identity + geometry (immutable once published)      │
+//           │   line 1  init word, creator pid, mode, creation time        │
+//           │   line 2  push cursor      (hint, producers)                  │
+//           │   line 3  claim cursor     (hint, workers)                    │
+//           │   line 4  next job id                                         │
+//           │   line 5  wake word + waiter count (for blocking waits)       │
+//           │   line 6-7 totals (pushed, claimed, acked, ...)               │
+//  states   ├──────────────────────────────────────────────────────────────┤
+//   offset  │ capacity × std::atomic<uint64_t> state words, dense, so that  │
+//           │ a scan for a claimable slot touches 8 slots per cache line    │
+//           │ (padded to a multiple of 64 bytes)                           │
+//  slots    ├──────────────────────────────────────────────────────────────┤
+//   offset  │ capacity × slot_stride bytes:                                 │
+//           │   SlotMeta (64 bytes) │ payload (max_payload) │ pad to 64     │
+//  total    └──────────────────────────────────────────────────────────────┘
+//
+// Offsets, never pointers: every process maps the segment at its own address.
+//
+// ============================================================================
+// State word (one per slot, std::atomic<uint64_t>)
+// ============================================================================
+//
+//   63    61 60                  40 39                                     0
+//  ┌────────┬──────────────────────┬────────────────────────────────────────┐
+//  │ state  │ generation           │ aux                                    │
+//  │ 3 bits │ 21 bits              │ 40 bits                                │
+//  └────────┴──────────────────────┴────────────────────────────────────────┘
+//
+//   aux by state:  FREE     0
+//                  WRITING  PID of the producer writing the payload
+//                  READY    visible-at time, CLOCK_MONOTONIC ms (0 = now)
+//                  LEASED   lease deadline, CLOCK_MONOTONIC ms
+//                  DEAD     0
+//
+// 40 bits of milliseconds is 34 years of uptime; PIDs are at most 2^22.
+//
+// Invariant: every change of a state word is a compare-and-swap from the word
+// the changer read, and every successful CAS increments the generation. So a
+// process acts on a slot only if nothing happened to it since it looked, and
+// the word a worker holds as its fencing token (Lease::token) stops matching
+// at the first transition after it. A stale token could match again only if
+// the slot went through exactly k·2^21 transitions and came back to the same
+// state with the same aux; for LEASED the aux is a deadline, and every lease
+// granted after an expired one has a later deadline, so a worker whose lease
+// was taken over after expiry can never match again. Every modification being
+// an RMW also keeps the release sequence headed by a producer's commit intact,
+// so a claimer's acquire CAS synchronises with the producer whose payload it
+// reads, however many takeovers happened in between.
+//
+// ============================================================================
+// State machine — every transition, who makes it, and crash analysis
+// ============================================================================
+//
+//            push:reserve            push:commit
+//   ┌──────┐ ───────────▶ ┌─────────┐ ──────────▶ ┌───────┐  claim   ┌────────┐
+//   │ FREE │              │ WRITING │             │ READY │ ───────▶ │ LEASED │──┐
+//   └──────┘ ◀─────────── └─────────┘             └───────┘ ◀─────── └────────┘  │ extend
+//    ▲  ▲  ▲  writer dead                       ▲ ▲  (visible_at   release /     ◀┘ takeover
+//    │  │  │  (recover)                         │ │   > now: shown   release(delay)   (expired:
+//    │  │  └──────────────── ack ───────────────┼─┼─ as "delayed")                   new lease)
+//    │  └───── purge (ready/delayed) ───────────┘ │
+//    │                                            │ requeue
+//    │  purge / remove_dead      ┌──────┐ ────────┘
+//    └────────────────────────── │ DEAD │ ◀── release or expiry with attempts >= max_attempts
+//                                └──────┘
+//
+//  T1 FREE→WRITING (push:reserve; aux = producer PID). Dies before: nothing
+//     happened. Dies after: the slot holds a half-written job whose push never
+//     returned; a claimer that finds nothing to claim, a pusher that finds the
+//     ring full, or the janitor sees WRITING with a dead PID and does T2.
+//  T2 WRITING→FREE (recover; only when the writer PID is proven dead, never by
+//     time alone, so a stopped producer that resumes never scribbles over a
+//     reused slot). Dies before/after: the same check is repeated by the next
+//     scanner; the CAS makes a double recovery impossible.
+//  T3 WRITING→READY (push:commit, release: publishes job id, length, payload).
+//     Dies before: T2 applies. Dies after: the job is in the queue; the
+//     producer may not have learnt its id, but nothing is lost.
+//  T4 READY→LEASED (claim; aux = deadline). The owner and attempt count are
+//     written just after, tagged with the generation, so the janitor trusts an
+//     owner only if its tag matches the state word. Dies before: nothing.
+//     Dies after: the job is hidden until the deadline, then T5 (or, with the
+//     janitor, at once if the owner record was written; if the claimer died
+//     before writing it, the lease simply runs out). The attempt count may be
+//     one short if the claimer died between the CAS and its increment.
+//  T5 LEASED→LEASED (takeover of an expired lease by a claimer; or extend by
+//     the token holder). Dies before/after: as T4.
+//  T6 LEASED→FREE (ack with the current token). Dies before: the lease runs
+//     out and the job is redelivered (at-least-once). Dies after: done.
+//  T7 LEASED→READY (release with the current token, aux = visible-at; or the
+//     janitor reclaiming a lease whose owner is proven dead). As T6.
+//  T8 LEASED→DEAD (release, or a claimer finding the lease expired, when
+//     attempts >= max_attempts). The job keeps its payload until an operator
+//     acts. Dies before/after: consistent either way.
+//  T9 DEAD→READY (requeue; attempts reset first), DEAD/READY→FREE (purge,
+//     remove_dead). Dies before/after: consistent either way.
+//  Words with a state value above DEAD (never written by jobring) are skipped
+//  by every scan, counted as corrupt in stats, and reset to FREE by purge().
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+namespace jobring::detail {
+
+// ---------------------------------------------------------------------------
+// State word
+// ---------------------------------------------------------------------------
+
+enum class State : std::uint64_t { free = 0, writing = 1, ready = 2, leased = 3, dead = 4 };
+inline constexpr std::uint64_t kMaxValidState = 4;
+
+inline constexpr unsigned kAuxBits = 40;
+inline constexpr unsigned kGenBits = 21;
+inline constexpr unsigned kGenShift = kAuxBits;
+inline constexpr unsigned kStateShift = kAuxBits + kGenBits;
+inline constexpr std::uint64_t kAuxMask = (std::uint64_t{1} << kAuxBits) - 1;
+inline constexpr std::uint64_t kGenMask = (std::uint64_t{1} << kGenBits) - 1;
+static_assert(kStateShift + 3 == 64, "state word fields must fill 64 bits");
+
+struct Word {
+  std::uint64_t raw;
+
+  [[nodiscard]] constexpr std::uint64_t state_bits() const noexcept { return raw >> kStateShift; }
+  [[nodiscard]] constexpr State state() const noexcept { return static_cast<State>(state_bits()); }
+  [[nodiscard]] constexpr bool valid() const noexcept { return state_bits() <= kMaxValidState; }
+  [[nodiscard]] constexpr std::uint64_t gen() const noexcept { return (raw >> kGenShift) & kGenMask; }
+  [[nodiscard]] constexpr std::uint64_t aux() const noexcept { return raw & kAuxMask; }
+
+  // The word that follows this one: new state and aux, generation + 1.
+  [[nodiscard]] constexpr Word next(State s, std::uint64_t aux) const noexcept {
+    return make(s, (gen() + 1) & kGenMask, aux);
+  }
+  [[nodiscard]] static constexpr Word make(State s, std::uint64_t gen, std::uint64_t aux) noexcept {
+    return Word{(static_cast<std::uint64_t>(s) << kStateShift) | ((gen & kGenMask) << kGenShift) |
+                (aux & kAuxMask)};
+  }
+  friend constexpr bool operator==(Word, Word) = default;
+};
+
+static_assert(Word::make(State::dead, kGenMask, kAuxMask).state() == State::dead);
+static_assert(Word::make(State::leased, 5, 123).next(State::free, 0).gen() == 6);
+static_assert(Word::make(State::leased, kGenMask, 1).next(State::ready, 0).gen() == 0, "generation wraps");
+
+// ---------------------------------------------------------------------------
+// Header
+// ---------------------------------------------------------------------------
+
+inline constexpr std::uint64_t kMagic = 0x474e4952424f4a00ull;  // "\0JOBRING" little-endian
+inline constexpr std::uint32_t kLayoutVersion = 1;
+inline constexpr std::uint32_t kInitDone = 0x52454459u;  // "READY": header fully written
+inline constexpr std::size_t kCacheLine = 64;
+inline constexpr std::size_t kHeaderBytes = 512;
+inline constexpr std::size_t kSlotMetaBytes = 64;
+
+// Indices into Header::totals.
+enum Total : unsigned {
+  kPushed,
+  kClaimed,
+  kAcked,
+  kReleased,
+  kExpired,
+  kDeadLettered,
+  kRequeued,
+  kPurged,
+  kRecoveredWrites,
+  kTotalCount
+};
+
+struct alignas(kCacheLine) Header {
+  // line 0: identity and geometry. Written by the creator before `init` is
+  // published with a release store; read by openers after an acquire load of
+  // `init`, validated once, and cached in the process (never re-read, so a
+  // process that scribbles on the header later cannot change our bounds).
+  std::uint64_t magic;
+  std::uint32_t layout_version;
+  std::uint32_t header_bytes;
+  std::uint32_t capacity;
+  std::uint32_t max_payload;
+  std::uint32_t slot_stride;
+  std::uint32_t max_attempts;
+  std::uint64_t default_lease_ms;
+  std::uint64_t states_offset;
+  std::uint64_t slots_offset;
+  std::uint64_t total_bytes;
+
+  // line 1
+  alignas(kCacheLine) std::atomic<std::uint32_t> init;  // kInitDone once line 0 is complete
+  std::uint32_t creator_pid;
+  std::uint32_t mode;
+  std::uint32_t reserved0;
+  std::uint64_t created_realtime_ns;
+
+  // lines 2-4: hints and the id counter, each on its own line (written often).
+  alignas(kCacheLine) std::atomic<std::uint64_t> push_cursor;  // hint: where producers start looking
+  alignas(kCacheLine) std::atomic<std::uint64_t> claim_cursor;  // hint: where workers start looking
+  alignas(kCacheLine) std::atomic<std::uint64_t> next_job_id;   // fetch_add; ids start at 1
+
+  // line 5: reserved for blocking waits (futex event count and waiter count).
+  alignas(kCacheLine) std::atomic<std::uint32_t> wake_seq;
+  std::atomic<std::uint32_t> waiters;
+
+  // lines 6-7: totals (relaxed counters; statistics only, never used for control).
+  alignas(kCacheLine) std::atomic<std::uint64_t> totals[16];
+};
+
+static_assert(std::is_standard_layout_v<Header>);
+static_assert(sizeof(Header) == kHeaderBytes);
+static_assert(offsetof(Header, init) == 1 * kCacheLine);
+static_assert(offsetof(Header, push_cursor) == 2 * kCacheLine);
+static_assert(offsetof(Header, claim_cursor) == 3 * kCacheLine);
+static_assert(offsetof(Header, next_job_id) == 4 * kCacheLine);
+static_assert(offsetof(Header, wake_seq) == 5 * kCacheLine);
+static_assert(offsetof(Header, totals) == 6 * kCacheLine);
+static_assert(kTotalCount <= 16);
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
+static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
+static_assert(sizeof(std::atomic<std::uint64_t>) == 8 && alignof(std::atomic<std::uint64_t>) == 8);
+
+// ---------------------------------------------------------------------------
+// Slot
+// ---------------------------------------------------------------------------
+
+// Owner record of a lease: (generation << 32) | pid. pid 0 = detached.
+[[nodiscard]] constexpr std::uint64_t make_owner(std::uint64_t gen, std::uint32_t pid) noexcept {
+  return (gen << 32) | pid;
+}
+
+struct alignas(kCacheLine) SlotMeta {
+  // Written by the producer while the slot is WRITING (it is the only writer
+  // then), published by its commit CAS (release), read by claimers after their
+  // CAS (acquire). Relaxed atomics, so that a reader that lost a race reads a
+  // stale value instead of a torn one; readers validate before use.
+  std::atomic<std::uint64_t> job_id;
+  std::atomic<std::uint32_t> length;
+  // Claims of this job so far: the claimer increments it right after its CAS;
+  // reset by push (WRITING) and by requeue (while DEAD).
+  std::atomic<std::uint32_t> attempts;
+  // Lease owner, written by the claimer right after its CAS: owner_start first,
+  // then owner (release). The janitor reads owner (acquire) then owner_start,
+  // and trusts them only if owner's generation tag matches the state word's.
+  std::atomic<std::uint64_t> owner;
+  std::atomic<std::uint64_t> owner_start;  // start time, clock ticks after boot
+  std::atomic<std::uint64_t> pushed_at_ms;  // CLOCK_MONOTONIC ms of the push
+  std::atomic<std::uint64_t> key_hash;      // reserved: de-duplication keys
+  std::uint64_t reserved[2];
+};
+static_assert(std::is_standard_layout_v<SlotMeta>);
+static_assert(sizeof(SlotMeta) == kSlotMetaBytes);
+
+// ---------------------------------------------------------------------------
+// Geometry: the only place sizes and offsets are computed.
+// ---------------------------------------------------------------------------
+
+[[nodiscard]] constexpr std::uint64_t round_up(std::uint64_t n, std::uint64_t to) noexcept {
+  return (n + to - 1) / to * to;
+}
+
+struct Geometry {
+  std::uint64_t slot_stride;
+  std::uint64_t states_offset;
+  std::uint64_t slots_offset;
+  std::uint64_t total_bytes;
+};
+
+// Callers bound capacity and max_payload first (kMaxCapacity, kMaxPayload),
+// so none of these products can overflow 64 bits: 2^24 × (2^26 + 128) < 2^51.
+[[nodiscard]] constexpr Geometry geometry(std::uint32_t capacity, std::uint32_t max_payload) noexcept {
+  Geometry g{};
+  g.slot_stride = round_up(kSlotMetaBytes + std::uint64_t{max_payload}, kCacheLine);
+  g.states_offset = kHeaderBytes;
+  g.slots_offset = g.states_offset + round_up(std::uint64_t{capacity} * 8, kCacheLine);
+  g.total_bytes = g.slots_offset + std::uint64_t{capacity} * g.slot_stride;
+  return g;
+}
+
+}  // namespace jobring::detail

@@ -1,0 +1,96 @@
+#include "process.hpp"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+
+namespace jobring::detail {
+namespace {
+
+constexpr std::uint32_t kPidLimit = 1u << 22;  // PID_MAX_LIMIT on 64-bit Linux
+
+// Reads /proc/PID/stat. Returns false if it cannot be read. The command name
+// (field 2) may contain spaces and parentheses, so parse after the last ')'.
+bool read_stat(std::uint32_t pid, char& state, std::uint64_t& start_ticks) noexcept {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%u/stat", pid);
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[1024];
+  ssize_t n;
+  do {
+    n = ::read(fd, buf, sizeof buf - 1);
+  } while (n < 0 && errno == EINTR);
+  ::close(fd);
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  const char* p = std::strrchr(buf, ')');
+  if (p == nullptr || p[1] != ' ') return false;
+  p += 2;
+  state = *p;
+  // Fields 3..22: state is field 3, starttime field 22, 19 separators later.
+  for (int field = 3; field < 22; ++field) {
+    p = std::strchr(p, ' ');
+    if (p == nullptr) return false;
+    ++p;
+  }
+  char* end = nullptr;
+  start_ticks = std::strtoull(p, &end, 10);
+  return end != p;
+}
+
+std::atomic<std::uint32_t> g_pid{0};
+std::atomic<std::uint64_t> g_start{0};
+std::once_flag g_atfork_once;
+
+void forget_self_in_child() noexcept {
+  g_pid.store(0, std::memory_order_relaxed);
+  g_start.store(0, std::memory_order_relaxed);
+}
+
+}  // namespace
+
+std::uint64_t start_ticks_of(std::uint32_t pid) noexcept {
+  char state = 0;
+  std::uint64_t start = 0;
+  return read_stat(pid, state, start) ? start : 0;
+}
+
+ProcessIdentity self() noexcept {
+  // Acquire pairs with the release store below, so a thread that sees the PID
+  // also sees its start time.
+  if (const std::uint32_t pid = g_pid.load(std::memory_order_acquire); pid != 0) {
+    return {pid, g_start.load(std::memory_order_relaxed)};
+  }
+  std::call_once(g_atfork_once, [] { ::pthread_atfork(nullptr, nullptr, forget_self_in_child); });
+  const auto pid = static_cast<std::uint32_t>(::getpid());
+  const std::uint64_t start = start_ticks_of(pid);
+  g_start.store(start, std::memory_order_relaxed);
+  g_pid.store(pid, std::memory_order_release);
+  return {pid, start};
+}
+
+bool proven_dead(std::uint32_t pid, std::uint64_t start_ticks) noexcept {
+  if (pid == 0 || pid >= kPidLimit) return true;
+  if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) return true;
+  char state = 0;
+  std::uint64_t start = 0;
+  if (!read_stat(pid, state, start)) {
+    // kill() saw it a moment ago. No /proc entry now means it exited just
+    // now, or /proc hides other users' processes (hidepid), or is not
+    // mounted: we cannot prove death, so we do not claim it. The next check
+    // (kill() failing with ESRCH) will.
+    return false;
+  }
+  if (state == 'Z' || state == 'X') return true;  // exited, not yet reaped
+  return start_ticks != 0 && start != 0 && start != start_ticks;
+}
+
+}  // namespace jobring::detail

@@ -1,0 +1,29 @@
+// jobring — process identity and proof of death.
+//
+// A lease owner is a PID plus the process's start time (field 22 of
+// /proc/PID/stat, clock ticks after boot): a PID that was reused by a new
+// process has another start time, so it never counts as the old owner alive.
+#pragma once
+
+#include <cstdint>
+
+namespace jobring::detail {
+
+struct ProcessIdentity {
+  std::uint32_t pid;
+  std::uint64_t start_ticks;  // 0 if /proc could not tell
+};
+
+// This process; cached, and re-read in a child after fork().
+[[nodiscard]] ProcessIdentity self() noexcept;
+
+// Start time of `pid` from /proc/PID/stat; 0 if it cannot be read.
+[[nodiscard]] std::uint64_t start_ticks_of(std::uint32_t pid) noexcept;
+
+// True only when `pid` is certainly not the process that wrote it: no such
+// process, a zombie, or (when start_ticks != 0) a process with another start
+// time. A stopped (SIGSTOP) process is alive. PID 0 and PIDs above the kernel
+// maximum are not processes: dead.
+[[nodiscard]] bool proven_dead(std::uint32_t pid, std::uint64_t start_ticks = 0) noexcept;
+
+}  // namespace jobring::detail

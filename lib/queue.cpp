@@ -1,0 +1,872 @@
+// jobring — the queue: lifecycle, validation and every slot transition.
+//
+// The state machine, the segment layout and the crash analysis of each
+// transition (T1..T9) are in layout.hpp; each CAS below names its transition.
+
+#include "jobring/queue.hpp"
+
+#include <dirent.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+#include <new>
+#include <thread>
+
+#include "clock.hpp"
+#include "layout.hpp"
+#include "process.hpp"
+#include "segment.hpp"
+
+namespace jobring {
+
+using detail::Header;
+using detail::SlotMeta;
+using detail::State;
+using detail::Word;
+
+namespace {
+
+constexpr const char* kFilePrefix = "jobring.";
+constexpr std::size_t kFilePrefixLength = 8;
+// How long open() waits for a creator that is still initialising the header.
+constexpr auto kInitWait = std::chrono::seconds(1);
+
+std::string file_name_of(std::string_view name) { return std::string(kFilePrefix).append(name); }
+
+[[noreturn]] void throw_error(std::error_code ec, const std::string& what) { throw error(ec, what); }
+
+std::string describe(std::string_view name, const std::error_code& ec, const std::string& detail) {
+  std::string s = "jobring queue '";
+  s.append(name).append("': ").append(ec.message());
+  if (!detail.empty()) s.append(" [").append(detail).append("]");
+  return s;
+}
+
+bool valid_duration(milliseconds d, bool allow_zero) noexcept {
+  return (allow_zero ? d.count() >= 0 : d.count() >= 1) && d <= kMaxLease;
+}
+
+std::error_code check_options(const Options& o, std::string& detail) {
+  auto bad = [&](std::string why) {
+    detail = std::move(why);
+    return make_error_code(errc::invalid_options);
+  };
+  if (o.capacity < 1 || o.capacity > kMaxCapacity)
+    return bad("capacity " + std::to_string(o.capacity) + " not in 1.." + std::to_string(kMaxCapacity));
+  if (o.max_payload < 1 || o.max_payload > kMaxPayload)
+    return bad("max_payload " + std::to_string(o.max_payload) + " not in 1.." + std::to_string(kMaxPayload));
+  if (!valid_duration(o.default_lease, false))
+    return bad("default_lease " + std::to_string(o.default_lease.count()) + " ms not in 1.." +
+               std::to_string(kMaxLease.count()) + " ms");
+  if (o.mode > 07777) return bad("mode has bits outside 07777");
+  const auto g = detail::geometry(o.capacity, o.max_payload);
+  if (g.total_bytes > kMaxSegmentBytes)
+    return bad("segment of " + std::to_string(g.total_bytes) + " bytes exceeds the limit of " +
+               std::to_string(kMaxSegmentBytes) + " bytes (capacity x (max_payload + 64))");
+  return {};
+}
+
+// Validates every header field against the others and against the real size
+// of the mapping, before any slot is touched. Returns the options it describes.
+std::error_code validate_header(const void* base, std::uint64_t size, Options& out, std::string& detail) {
+  const auto* h = static_cast<const Header*>(base);
+  auto fail = [&](errc e, std::string why) {
+    detail = std::move(why);
+    return make_error_code(e);
+  };
+  if (h->magic != detail::kMagic) return fail(errc::not_a_queue, "bad magic");
+  if (h->layout_version != detail::kLayoutVersion)
+    return fail(errc::incompatible_version, "layout version " + std::to_string(h->layout_version) +
+                                                ", this library reads version " +
+                                                std::to_string(detail::kLayoutVersion));
+  if (h->header_bytes != detail::kHeaderBytes) return fail(errc::corrupt_segment, "header size");
+  if (h->capacity < 1 || h->capacity > kMaxCapacity) return fail(errc::corrupt_segment, "capacity");
+  if (h->max_payload < 1 || h->max_payload > kMaxPayload) return fail(errc::corrupt_segment, "max_payload");
+  const auto g = detail::geometry(h->capacity, h->max_payload);
+  if (h->slot_stride != g.slot_stride || h->states_offset != g.states_offset ||
+      h->slots_offset != g.slots_offset || h->total_bytes != g.total_bytes)
+    return fail(errc::corrupt_segment, "geometry fields disagree with capacity and max_payload");
+  if (g.total_bytes != size)
+    return fail(errc::corrupt_segment, "segment is " + std::to_string(size) + " bytes, header says " +
+                                           std::to_string(g.total_bytes));
+  if (h->default_lease_ms < 1 || h->default_lease_ms > static_cast<std::uint64_t>(kMaxLease.count()))
+    return fail(errc::corrupt_segment, "default lease");
+  out.capacity = h->capacity;
+  out.max_payload = h->max_payload;
+  out.default_lease = milliseconds(static_cast<std::int64_t>(h->default_lease_ms));
+  out.max_attempts = h->max_attempts;
+  out.mode = h->mode & 07777;
+  return {};
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Impl: the mapping and the geometry, validated once and cached here.
+// ---------------------------------------------------------------------------
+
+struct Queue::Impl {
+  std::string name;
+  Options options;
+  detail::Segment segment;
+  Header* header = nullptr;
+  std::atomic<std::uint64_t>* states = nullptr;
+  std::byte* slots = nullptr;
+  std::uint32_t capacity = 0;
+  std::uint32_t max_payload = 0;
+  std::uint64_t stride = 0;
+
+  void attach() noexcept {
+    auto* base = static_cast<std::byte*>(segment.data());
+    header = reinterpret_cast<Header*>(base);
+    capacity = options.capacity;
+    max_payload = options.max_payload;
+    const auto g = detail::geometry(capacity, max_payload);
+    stride = g.slot_stride;
+    states = reinterpret_cast<std::atomic<std::uint64_t>*>(base + g.states_offset);
+    slots = base + g.slots_offset;
+  }
+  [[nodiscard]] std::atomic<std::uint64_t>& state(std::uint32_t i) const noexcept { return states[i]; }
+  [[nodiscard]] SlotMeta& meta(std::uint32_t i) const noexcept {
+    return *reinterpret_cast<SlotMeta*>(slots + i * stride);
+  }
+  [[nodiscard]] std::byte* payload(std::uint32_t i) const noexcept {
+    return slots + i * stride + detail::kSlotMetaBytes;
+  }
+  void count(detail::Total t, std::uint64_t n = 1) const noexcept {
+    header->totals[t].fetch_add(n, std::memory_order_relaxed);
+  }
+  [[nodiscard]] std::uint32_t next(std::uint32_t i) const noexcept { return i + 1 == capacity ? 0 : i + 1; }
+
+  // T2: frees slots left WRITING by producers that are proven dead. Returns
+  // how many it freed. Never frees a live (even stopped) producer's slot.
+  std::size_t recover_dead_writers() const noexcept {
+    std::size_t freed = 0;
+    for (std::uint32_t i = 0; i < capacity; ++i) {
+      Word w{state(i).load(std::memory_order_relaxed)};
+      if (w.state() != State::writing || !detail::proven_dead(static_cast<std::uint32_t>(w.aux()))) continue;
+      // Release: pairs with the acquire of the next producer's reserve CAS (T1).
+      if (state(i).compare_exchange_strong(w.raw, w.next(State::free, 0).raw, std::memory_order_release,
+                                           std::memory_order_relaxed)) {
+        ++freed;
+        count(detail::kRecoveredWrites);
+      }
+    }
+    return freed;
+  }
+};
+
+// ---------------------------------------------------------------------------
+// Names and lifecycle
+// ---------------------------------------------------------------------------
+
+std::error_code check_name(std::string_view name) noexcept {
+  if (name.empty() || name.size() > kMaxNameLength || name.front() == '.')
+    return make_error_code(errc::invalid_name);
+  for (const char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                    c == '_' || c == '-';
+    if (!ok) return make_error_code(errc::invalid_name);
+  }
+  return {};
+}
+
+void validate_name(std::string_view name) {
+  if (auto ec = check_name(name)) throw_error(ec, describe(name, ec, ""));
+}
+
+namespace {
+
+// Both report through (ec, detail); the public overloads format or throw.
+std::unique_ptr<Queue::Impl> do_create(std::string_view name, const Options& options, std::error_code& ec,
+                                       std::string& detail) {
+  if ((ec = check_name(name))) return nullptr;
+  if ((ec = check_options(options, detail))) return nullptr;
+  const auto g = detail::geometry(options.capacity, options.max_payload);
+  auto impl = std::make_unique<Queue::Impl>();
+  detail::Failure failure;
+  if (!detail::Segment::create(file_name_of(name), g.total_bytes, options.mode, impl->segment, failure)) {
+    ec = failure.code;
+    detail = failure.detail;
+    return nullptr;
+  }
+  impl->name = std::string(name);
+  impl->options = options;
+  impl->attach();
+  // The segment is zero-filled by ftruncate: every state word is FREE with
+  // generation 0, every counter 0. Write line 0, then publish it.
+  Header& h = *impl->header;
+  h.magic = detail::kMagic;
+  h.layout_version = detail::kLayoutVersion;
+  h.header_bytes = detail::kHeaderBytes;
+  h.capacity = options.capacity;
+  h.max_payload = options.max_payload;
+  h.slot_stride = static_cast<std::uint32_t>(g.slot_stride);
+  h.max_attempts = options.max_attempts;
+  h.default_lease_ms = static_cast<std::uint64_t>(options.default_lease.count());
+  h.states_offset = g.states_offset;
+  h.slots_offset = g.slots_offset;
+  h.total_bytes = g.total_bytes;
+  h.creator_pid = static_cast<std::uint32_t>(::getpid());
+  h.mode = options.mode;
+  timespec ts{};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  h.created_realtime_ns = static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
+  h.next_job_id.store(1, std::memory_order_relaxed);
+  // Release: pairs with the acquire load of `init` in do_open(); everything
+  // above happens-before any opener reads the header. If the creator dies
+  // before this store, openers report incomplete_segment.
+  h.init.store(detail::kInitDone, std::memory_order_release);
+  return impl;
+}
+
+std::unique_ptr<Queue::Impl> do_open(std::string_view name, std::error_code& ec, std::string& detail) {
+  if ((ec = check_name(name))) return nullptr;
+  const auto give_up_at = std::chrono::steady_clock::now() + kInitWait;
+  for (;;) {
+    auto impl = std::make_unique<Queue::Impl>();
+    detail::Failure failure;
+    if (!detail::Segment::open(file_name_of(name), impl->segment, failure)) {
+      ec = failure.code;
+      detail = failure.detail;
+      return nullptr;
+    }
+    const std::uint64_t size = impl->segment.size();
+    bool in_progress = false;  // a creator may be between shm_open and publishing the header
+    if (size == 0) {
+      in_progress = true;
+    } else if (size < detail::kHeaderBytes) {
+      ec = make_error_code(errc::corrupt_segment);
+      detail = "segment of " + std::to_string(size) + " bytes is smaller than a jobring header";
+      return nullptr;
+    } else {
+      const auto* h = static_cast<const Header*>(impl->segment.data());
+      // Acquire: pairs with the creator's release store of kInitDone.
+      const std::uint32_t init = h->init.load(std::memory_order_acquire);
+      if (init != detail::kInitDone) {
+        if (h->magic != 0 && h->magic != detail::kMagic) {
+          ec = make_error_code(errc::not_a_queue);
+          detail = "bad magic";
+          return nullptr;
+        }
+        in_progress = true;
+        if (h->creator_pid != 0 && detail::proven_dead(h->creator_pid)) {
+          ec = make_error_code(errc::incomplete_segment);
+          detail = "creator pid " + std::to_string(h->creator_pid) + " died before finishing";
+          return nullptr;
+        }
+      } else {
+        Options options;
+        if ((ec = validate_header(h, size, options, detail))) return nullptr;
+        impl->name = std::string(name);
+        impl->options = options;
+        impl->attach();
+        return impl;
+      }
+    }
+    if (in_progress && std::chrono::steady_clock::now() >= give_up_at) {
+      ec = make_error_code(errc::incomplete_segment);
+      detail = "header not published after " + std::to_string(kInitWait.count()) + " s";
+      return nullptr;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
+std::unique_ptr<Queue::Impl> do_open_or_create(std::string_view name, const Options& options, std::error_code& ec,
+                                               std::string& detail) {
+  // create (O_EXCL) and open race with other processes doing the same and
+  // with remove(): EEXIST means open, ENOENT on that open means try again.
+  for (int round = 0; round < 100; ++round) {
+    auto impl = do_create(name, options, ec, detail);
+    if (impl || ec != make_error_code(errc::already_exists)) return impl;
+    impl = do_open(name, ec, detail);
+    if (impl || ec != make_error_code(errc::not_found)) return impl;
+  }
+  return nullptr;
+}
+
+template <typename F>
+Queue::Impl* throwing(std::string_view name, F&& f) {
+  std::error_code ec;
+  std::string detail;
+  auto impl = f(ec, detail);
+  if (!impl) throw_error(ec, describe(name, ec, detail));
+  return impl.release();
+}
+
+}  // namespace
+
+Queue::Queue(std::unique_ptr<Impl> impl) noexcept : impl_(std::move(impl)) {}
+Queue::Queue(Queue&&) noexcept = default;
+Queue& Queue::operator=(Queue&&) noexcept = default;
+Queue::~Queue() = default;
+
+Queue Queue::create(std::string_view name, const Options& options) {
+  return Queue(std::unique_ptr<Impl>(
+      throwing(name, [&](std::error_code& ec, std::string& d) { return do_create(name, options, ec, d); })));
+}
+Queue Queue::open(std::string_view name) {
+  return Queue(
+      std::unique_ptr<Impl>(throwing(name, [&](std::error_code& ec, std::string& d) { return do_open(name, ec, d); })));
+}
+Queue Queue::open_or_create(std::string_view name, const Options& options) {
+  return Queue(std::unique_ptr<Impl>(throwing(
+      name, [&](std::error_code& ec, std::string& d) { return do_open_or_create(name, options, ec, d); })));
+}
+
+std::optional<Queue> Queue::create(std::string_view name, const Options& options, std::error_code& ec) noexcept {
+  try {
+    std::string detail;
+    if (auto impl = do_create(name, options, ec, detail)) {
+      ec.clear();
+      return Queue(std::move(impl));
+    }
+  } catch (const std::bad_alloc&) {
+    ec = std::make_error_code(std::errc::not_enough_memory);
+  }
+  return std::nullopt;
+}
+std::optional<Queue> Queue::open(std::string_view name, std::error_code& ec) noexcept {
+  try {
+    std::string detail;
+    if (auto impl = do_open(name, ec, detail)) {
+      ec.clear();
+      return Queue(std::move(impl));
+    }
+  } catch (const std::bad_alloc&) {
+    ec = std::make_error_code(std::errc::not_enough_memory);
+  }
+  return std::nullopt;
+}
+std::optional<Queue> Queue::open_or_create(std::string_view name, const Options& options,
+                                           std::error_code& ec) noexcept {
+  try {
+    std::string detail;
+    if (auto impl = do_open_or_create(name, options, ec, detail)) {
+      ec.clear();
+      return Queue(std::move(impl));
+    }
+  } catch (const std::bad_alloc&) {
+    ec = std::make_error_code(std::errc::not_enough_memory);
+  }
+  return std::nullopt;
+}
+
+bool Queue::remove(std::string_view name, std::error_code& ec) noexcept {
+  if ((ec = check_name(name))) return false;
+  try {
+    detail::Failure failure;
+    if (detail::Segment::remove(file_name_of(name), failure)) {
+      ec.clear();
+      return true;
+    }
+    ec = failure.code;
+  } catch (const std::bad_alloc&) {
+    ec = std::make_error_code(std::errc::not_enough_memory);
+  }
+  return false;
+}
+
+bool Queue::remove(std::string_view name) {
+  std::error_code ec;
+  if (remove(name, ec)) return true;
+  if (ec == make_error_code(errc::not_found)) return false;
+  throw_error(ec, describe(name, ec, "shm_unlink"));
+}
+
+std::vector<std::string> Queue::list() {
+  std::vector<std::string> names;
+  DIR* dir = ::opendir("/dev/shm");
+  if (dir == nullptr) return names;
+  while (const dirent* entry = ::readdir(dir)) {
+    const std::string_view file(entry->d_name);
+    if (file.size() <= kFilePrefixLength || file.substr(0, kFilePrefixLength) != kFilePrefix) continue;
+    const std::string_view name = file.substr(kFilePrefixLength);
+    if (!check_name(name)) names.emplace_back(name);
+  }
+  ::closedir(dir);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+const std::string& Queue::name() const noexcept { return impl_->name; }
+const Options& Queue::options() const noexcept { return impl_->options; }
+
+// ---------------------------------------------------------------------------
+// Producer
+// ---------------------------------------------------------------------------
+
+PushResult Queue::push(std::span<const std::byte> payload, const PushOptions& options, std::error_code& ec) noexcept {
+  Impl& q = *impl_;
+  if (payload.size() > q.max_payload) {
+    ec = make_error_code(errc::payload_too_large);
+    return {};
+  }
+  if (!valid_duration(options.delay, true)) {
+    ec = make_error_code(errc::invalid_argument);
+    return {};
+  }
+  ec.clear();
+  const std::uint64_t visible_at = options.delay.count() > 0 ? detail::now_ms() + static_cast<std::uint64_t>(options.delay.count()) : 0;
+  const std::uint32_t pid = detail::self().pid;
+
+  for (int round = 0; round < 2; ++round) {
+    const std::uint64_t start = q.header->push_cursor.load(std::memory_order_relaxed);
+    std::uint32_t i = static_cast<std::uint32_t>(start % q.capacity);
+    for (std::uint32_t k = 0; k < q.capacity; ++k, i = q.next(i)) {
+      auto& sw = q.state(i);
+      Word w{sw.load(std::memory_order_relaxed)};
+      if (w.state() != State::free) continue;
+      // T1 reserve. Acquire: pairs with the release CAS that freed the slot
+      // (ack, purge, recover), so the previous holder's reads of the payload
+      // happen-before our writes. On failure another producer took it: move on.
+      const Word reserved = w.next(State::writing, pid);
+      if (!sw.compare_exchange_strong(w.raw, reserved.raw, std::memory_order_acquire, std::memory_order_relaxed))
+        continue;
+      SlotMeta& m = q.meta(i);
+      const JobId id = q.header->next_job_id.fetch_add(1, std::memory_order_relaxed);
+      m.job_id.store(id, std::memory_order_relaxed);
+      m.length.store(static_cast<std::uint32_t>(payload.size()), std::memory_order_relaxed);
+      m.attempts.store(0, std::memory_order_relaxed);
+      m.owner.store(0, std::memory_order_relaxed);
+      m.owner_start.store(0, std::memory_order_relaxed);
+      m.key_hash.store(0, std::memory_order_relaxed);
+      m.pushed_at_ms.store(detail::now_ms(), std::memory_order_relaxed);
+      if (!payload.empty()) std::memcpy(q.payload(i), payload.data(), payload.size());
+      // T3 commit. Release: publishes the meta and the payload to the claimer
+      // whose acquire CAS reads this word (or any later word of the slot: every
+      // later change is an RMW, so the release sequence is unbroken).
+      Word expected = reserved;
+      if (!sw.compare_exchange_strong(expected.raw, reserved.next(State::ready, visible_at).raw,
+                                      std::memory_order_release, std::memory_order_relaxed)) {
+        // Someone judged us dead and recovered the slot (possible only if it
+        // sees another PID namespace). It is not ours any more: do not touch
+        // it; the push has not happened, so try another slot.
+        continue;
+      }
+      std::uint64_t hint = start;
+      q.header->push_cursor.compare_exchange_strong(hint, start + k + 1, std::memory_order_relaxed);
+      q.count(detail::kPushed);
+      return {PushStatus::ok, id};
+    }
+    // Full. A slot left WRITING by a dead producer is not full: free those and look once more.
+    if (round == 0 && q.recover_dead_writers() == 0) break;
+  }
+  return {PushStatus::full, 0};
+}
+
+PushResult Queue::push(std::span<const std::byte> payload, const PushOptions& options) {
+  std::error_code ec;
+  const PushResult r = push(payload, options, ec);
+  if (ec) {
+    std::string detail;
+    if (ec == make_error_code(errc::payload_too_large))
+      detail = "payload of " + std::to_string(payload.size()) + " bytes, max_payload is " +
+               std::to_string(impl_->max_payload);
+    else
+      detail = "delay of " + std::to_string(options.delay.count()) + " ms not in 0.." +
+               std::to_string(kMaxLease.count()) + " ms";
+    throw_error(ec, describe(impl_->name, ec, detail));
+  }
+  return r;
+}
+
+PushResult Queue::push(std::string_view payload, const PushOptions& options) {
+  return push(std::as_bytes(std::span<const char>(payload.data(), payload.size())), options);
+}
+
+// ---------------------------------------------------------------------------
+// Worker
+// ---------------------------------------------------------------------------
+
+ClaimStatus Queue::try_claim(Job& job, const ClaimOptions& options) {
+  Impl& q = *impl_;
+  if (!valid_duration(options.lease, true)) {
+    const auto ec = make_error_code(errc::invalid_argument);
+    throw_error(ec, describe(q.name, ec,
+                             "lease of " + std::to_string(options.lease.count()) + " ms not in 1.." +
+                                 std::to_string(kMaxLease.count()) + " ms"));
+  }
+  const auto lease_ms = static_cast<std::uint64_t>(
+      options.lease.count() > 0 ? options.lease.count() : q.options.default_lease.count());
+  if (job.buffer_.size() < q.max_payload) job.buffer_.resize(q.max_payload);  // once per Job
+  const detail::ProcessIdentity me =
+      options.owner == Owner::process ? detail::self() : detail::ProcessIdentity{0, 0};
+  const std::uint64_t now = detail::now_ms();
+  const std::uint32_t max_attempts = q.options.max_attempts;
+
+  const std::uint64_t start = q.header->claim_cursor.load(std::memory_order_relaxed);
+  std::uint32_t i = static_cast<std::uint32_t>(start % q.capacity);
+  bool saw_writing = false;
+  for (std::uint32_t k = 0; k < q.capacity; ++k, i = q.next(i)) {
+    auto& sw = q.state(i);
+    SlotMeta& m = q.meta(i);
+    Word w{sw.load(std::memory_order_relaxed)};
+    bool takeover = false;
+    bool claimed = false;
+    Word mine{};
+    // CAS loop on this slot. Cases: READY and visible → T4; READY but delayed
+    // → skip; LEASED and expired → T8 (attempts used up) or T5 takeover;
+    // LEASED and current → skip; WRITING → skip (remember it for T2); FREE,
+    // DEAD, invalid → skip. A failed CAS reloads w and re-decides; ABA is
+    // excluded by the generation (layout.hpp).
+    for (;;) {
+      if (w.state() == State::ready) {
+        if (w.aux() > now) break;  // delayed (aux 0 = visible at once)
+        takeover = false;
+      } else if (w.state() == State::leased) {
+        if (w.aux() >= now) break;  // lease still current
+        if (max_attempts != 0 && m.attempts.load(std::memory_order_relaxed) >= max_attempts) {
+          // T8: the expired job has used up its attempts: dead-letter it.
+          if (sw.compare_exchange_weak(w.raw, w.next(State::dead, 0).raw, std::memory_order_acq_rel,
+                                       std::memory_order_relaxed)) {
+            q.count(detail::kDeadLettered);
+            break;
+          }
+          continue;
+        }
+        takeover = true;
+      } else {
+        saw_writing |= w.state() == State::writing;
+        break;
+      }
+      // T4 claim / T5 takeover. Acquire: synchronises with the producer's
+      // commit (T3) through the release sequence, so meta and payload below
+      // are the producer's. Release: orders nothing we rely on; acq_rel keeps
+      // the RMW chain simple to argue about.
+      mine = w.next(State::leased, now + lease_ms);
+      if (sw.compare_exchange_weak(w.raw, mine.raw, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+        claimed = true;
+        break;
+      }
+    }
+    if (!claimed) continue;
+
+    // --- We hold the lease `mine` on slot i.
+    const std::uint32_t attempt = m.attempts.fetch_add(1, std::memory_order_relaxed) + 1;
+    // Owner record for the janitor: start time first, then the tagged PID
+    // (release pairs with the janitor's acquire load of `owner`).
+    m.owner_start.store(me.start_ticks, std::memory_order_relaxed);
+    m.owner.store(detail::make_owner(mine.gen(), me.pid), std::memory_order_release);
+    const JobId id = m.job_id.load(std::memory_order_relaxed);
+    const std::uint32_t length = m.length.load(std::memory_order_relaxed);
+    if (length > q.max_payload) {
+      // Hostile or corrupt slot: never read past the payload area. Quarantine
+      // the job in DEAD, where an operator can see and remove it.
+      Word expected = mine;
+      if (sw.compare_exchange_strong(expected.raw, mine.next(State::dead, 0).raw, std::memory_order_acq_rel,
+                                     std::memory_order_relaxed))
+        q.count(detail::kDeadLettered);
+      continue;
+    }
+    std::memcpy(job.buffer_.data(), q.payload(i), length);
+    // Validate like a seqlock reader: if the word changed while we copied, our
+    // lease was taken over (it expired within this call) and the copy may be
+    // torn: the job is someone else's now.
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (Word{sw.load(std::memory_order_relaxed)} != mine) continue;
+
+    job.id = id;
+    job.attempt = attempt;
+    job.size_ = length;
+    job.lease = Lease{i, mine.raw, id};
+    job.deadline = detail::to_time_point(mine.aux());
+    std::uint64_t hint = start;
+    q.header->claim_cursor.compare_exchange_strong(hint, start + k + 1, std::memory_order_relaxed);
+    q.count(detail::kClaimed);
+    if (takeover) q.count(detail::kExpired);
+    return ClaimStatus::ok;
+  }
+  // Nothing claimable. A slot left WRITING by a dead producer never becomes
+  // claimable: free it now (T2) so that the ring does not lose capacity.
+  if (saw_writing) q.recover_dead_writers();
+  return ClaimStatus::empty;
+}
+
+std::optional<Job> Queue::try_claim(const ClaimOptions& options) {
+  Job job;
+  if (try_claim(job, options) == ClaimStatus::ok) return job;
+  return std::nullopt;
+}
+
+namespace {
+
+// The slot word a lease refers to, if the lease is well-formed for this queue.
+std::atomic<std::uint64_t>* leased_word(const Queue::Impl& q, const Lease& lease) noexcept {
+  if (lease.slot >= q.capacity || Word{lease.token}.state() != State::leased) return nullptr;
+  // The job id is a second check beside the generation (layout.hpp): a token
+  // from another job of this slot never matches, whatever the generation.
+  if (q.meta(lease.slot).job_id.load(std::memory_order_relaxed) != lease.job) return nullptr;
+  return &q.state(lease.slot);
+}
+
+}  // namespace
+
+LeaseStatus Queue::ack(const Lease& lease) noexcept {
+  Impl& q = *impl_;
+  auto* sw = leased_word(q, lease);
+  if (sw == nullptr) return LeaseStatus::lease_lost;
+  // T6. Succeeds only if the word is still exactly our token. Release: our
+  // reads of the payload happen-before the next producer's writes (T1 acquire).
+  std::uint64_t expected = lease.token;
+  if (!sw->compare_exchange_strong(expected, Word{lease.token}.next(State::free, 0).raw,
+                                   std::memory_order_release, std::memory_order_relaxed))
+    return LeaseStatus::lease_lost;
+  q.count(detail::kAcked);
+  return LeaseStatus::ok;
+}
+
+LeaseStatus Queue::release(const Lease& lease, milliseconds delay) noexcept {
+  Impl& q = *impl_;
+  auto* sw = leased_word(q, lease);
+  if (sw == nullptr) return LeaseStatus::lease_lost;
+  delay = std::clamp(delay, milliseconds{0}, kMaxLease);
+  const std::uint32_t max_attempts = q.options.max_attempts;
+  const bool exhausted =
+      max_attempts != 0 && q.meta(lease.slot).attempts.load(std::memory_order_relaxed) >= max_attempts;
+  const Word from{lease.token};
+  const Word to = exhausted ? from.next(State::dead, 0)
+                            : from.next(State::ready, delay.count() > 0 ? detail::now_ms() + static_cast<std::uint64_t>(delay.count()) : 0);
+  // T7 (or T8 when the attempts are used up). Release: our use of the job
+  // happens-before the next claimer's acquire.
+  std::uint64_t expected = lease.token;
+  if (!sw->compare_exchange_strong(expected, to.raw, std::memory_order_release, std::memory_order_relaxed))
+    return LeaseStatus::lease_lost;
+  q.count(exhausted ? detail::kDeadLettered : detail::kReleased);
+  return LeaseStatus::ok;
+}
+
+LeaseStatus Queue::extend(Lease& lease, milliseconds lease_time) {
+  Impl& q = *impl_;
+  if (!valid_duration(lease_time, false)) {
+    const auto ec = make_error_code(errc::invalid_argument);
+    throw_error(ec, describe(q.name, ec,
+                             "lease of " + std::to_string(lease_time.count()) + " ms not in 1.." +
+                                 std::to_string(kMaxLease.count()) + " ms"));
+  }
+  auto* sw = leased_word(q, lease);
+  if (sw == nullptr) return LeaseStatus::lease_lost;
+  // T5 extend: same state, new deadline, generation + 1. Works after the
+  // deadline too, as long as nobody has taken the lease over.
+  const Word to = Word{lease.token}.next(State::leased, detail::now_ms() + static_cast<std::uint64_t>(lease_time.count()));
+  std::uint64_t expected = lease.token;
+  if (!sw->compare_exchange_strong(expected, to.raw, std::memory_order_relaxed, std::memory_order_relaxed))
+    return LeaseStatus::lease_lost;
+  // The owner record is tagged with the generation: move the tag along, so
+  // the janitor still recognises the owner (only the lease holder writes it).
+  SlotMeta& m = q.meta(lease.slot);
+  const std::uint64_t owner = m.owner.load(std::memory_order_relaxed);
+  m.owner.store(detail::make_owner(to.gen(), static_cast<std::uint32_t>(owner)), std::memory_order_release);
+  lease.token = to.raw;
+  return LeaseStatus::ok;
+}
+
+LeaseStatus Queue::extend(Job& job, milliseconds lease_time) {
+  const LeaseStatus s = extend(job.lease, lease_time);
+  if (s == LeaseStatus::ok) job.deadline = detail::to_time_point(Word{job.lease.token}.aux());
+  return s;
+}
+
+// ---------------------------------------------------------------------------
+// Operators
+// ---------------------------------------------------------------------------
+
+Stats Queue::stats() const noexcept {
+  const Impl& q = *impl_;
+  Stats s;
+  const std::uint64_t now = detail::now_ms();
+  for (std::uint32_t i = 0; i < q.capacity; ++i) {
+    const Word w{q.state(i).load(std::memory_order_relaxed)};
+    if (!w.valid()) {
+      ++s.corrupt;
+      continue;
+    }
+    switch (w.state()) {
+      case State::free: ++s.free; break;
+      case State::writing: ++s.writing; break;
+      case State::ready: ++(w.aux() > now ? s.delayed : s.ready); break;
+      case State::leased: ++(w.aux() >= now ? s.leased : s.expired); break;
+      case State::dead: ++s.dead; break;
+    }
+  }
+  auto total = [&](detail::Total t) { return q.header->totals[t].load(std::memory_order_relaxed); };
+  s.pushed = total(detail::kPushed);
+  s.claimed = total(detail::kClaimed);
+  s.acked = total(detail::kAcked);
+  s.released = total(detail::kReleased);
+  s.expired_total = total(detail::kExpired);
+  s.dead_lettered = total(detail::kDeadLettered);
+  s.requeued = total(detail::kRequeued);
+  s.purged = total(detail::kPurged);
+  s.recovered_writes = total(detail::kRecoveredWrites);
+  return s;
+}
+
+std::vector<JobInfo> Queue::peek(JobState state, std::size_t limit) const {
+  const Impl& q = *impl_;
+  std::vector<JobInfo> out;
+  const std::uint64_t now = detail::now_ms();
+  for (std::uint32_t i = 0; i < q.capacity && out.size() < limit; ++i) {
+    auto& sw = q.state(i);
+    // Acquire: pairs with the commit (T3) or any later RMW, as for a claim.
+    const Word w{sw.load(std::memory_order_acquire)};
+    JobState s;
+    switch (w.state()) {
+      case State::ready: s = w.aux() > now ? JobState::delayed : JobState::ready; break;
+      case State::leased: s = JobState::leased; break;
+      case State::dead: s = JobState::dead; break;
+      default: continue;
+    }
+    if (s != state) continue;
+    const SlotMeta& m = q.meta(i);
+    JobInfo info;
+    info.id = m.job_id.load(std::memory_order_relaxed);
+    info.state = s;
+    info.slot = i;
+    info.attempts = m.attempts.load(std::memory_order_relaxed);
+    if (s == JobState::delayed || s == JobState::leased)
+      info.ms_until = static_cast<std::int64_t>(w.aux()) - static_cast<std::int64_t>(now);
+    if (s == JobState::leased) {
+      const std::uint64_t owner = m.owner.load(std::memory_order_acquire);
+      if ((owner >> 32) == w.gen()) info.owner_pid = static_cast<int>(owner & 0xffffffffu);
+    }
+    const std::uint32_t length = m.length.load(std::memory_order_relaxed);
+    if (length > q.max_payload) continue;  // hostile: never read out of bounds
+    info.payload.resize(length);
+    std::memcpy(info.payload.data(), q.payload(i), length);
+    // Seqlock-style validation: skip the job if the slot changed meanwhile.
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (Word{sw.load(std::memory_order_relaxed)} != w) continue;
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+namespace {
+
+// Applies `to(word)` by CAS to every slot for which `pick(word, meta)` holds
+// (re-checked after a failed CAS); returns how many changed. Stops after
+// `limit` changes. `done(old word)` is called once per change.
+template <typename Pick, typename To, typename Done = void (*)(Word)>
+std::size_t transform_slots(const Queue::Impl& q, Pick pick, To to, std::size_t limit, Done done = [](Word) {}) noexcept {
+  std::size_t changed = 0;
+  for (std::uint32_t i = 0; i < q.capacity && changed < limit; ++i) {
+    auto& sw = q.state(i);
+    Word w{sw.load(std::memory_order_acquire)};
+    while (pick(w, q.meta(i))) {
+      // acq_rel: acquire what the previous holder published (the requeued job
+      // is read by its next claimer through this RMW), release our changes.
+      const Word old = w;
+      if (sw.compare_exchange_weak(w.raw, to(w).raw, std::memory_order_acq_rel, std::memory_order_acquire)) {
+        ++changed;
+        done(old);
+        break;
+      }
+    }
+  }
+  return changed;
+}
+
+}  // namespace
+
+bool Queue::requeue(JobId dead_job) noexcept {
+  const Impl& q = *impl_;
+  // T9 DEAD → READY. Attempts are reset while the slot is still DEAD (nobody
+  // else writes them then), so the requeued job gets its full max_attempts.
+  const std::size_t n = transform_slots(
+      q,
+      [&](Word w, SlotMeta& m) {
+        if (w.state() != State::dead || m.job_id.load(std::memory_order_relaxed) != dead_job) return false;
+        m.attempts.store(0, std::memory_order_relaxed);
+        return true;
+      },
+      [](Word w) { return w.next(State::ready, 0); }, 1);
+  q.count(detail::kRequeued, n);
+  return n == 1;
+}
+
+std::size_t Queue::requeue_dead() noexcept {
+  const Impl& q = *impl_;
+  const std::size_t n = transform_slots(
+      q,
+      [](Word w, SlotMeta& m) {
+        if (w.state() != State::dead) return false;
+        m.attempts.store(0, std::memory_order_relaxed);
+        return true;
+      },
+      [](Word w) { return w.next(State::ready, 0); }, q.capacity);
+  q.count(detail::kRequeued, n);
+  return n;
+}
+
+bool Queue::remove_dead(JobId dead_job) noexcept {
+  const Impl& q = *impl_;
+  const std::size_t n = transform_slots(
+      q,
+      [&](Word w, SlotMeta& m) {
+        return w.state() == State::dead && m.job_id.load(std::memory_order_relaxed) == dead_job;
+      },
+      [](Word w) { return w.next(State::free, 0); }, 1);
+  q.count(detail::kPurged, n);
+  return n == 1;
+}
+
+std::size_t Queue::purge(PurgeWhat what) noexcept {
+  const Impl& q = *impl_;
+  const auto bits = static_cast<unsigned>(what);
+  const bool all = what == PurgeWhat::all;
+  const std::uint64_t now = detail::now_ms();
+  std::size_t corrupt = 0;
+  const std::size_t n = transform_slots(
+      q,
+      [&](Word w, SlotMeta&) {
+        if (!w.valid()) return all;  // counted separately below
+        switch (w.state()) {
+          case State::ready: return (bits & static_cast<unsigned>(w.aux() > now ? PurgeWhat::delayed : PurgeWhat::ready)) != 0;
+          case State::dead: return (bits & static_cast<unsigned>(PurgeWhat::dead)) != 0;
+          default: return false;
+        }
+      },
+      [](Word w) { return Word::make(State::free, w.gen() + 1, 0); }, q.capacity,
+      [&](Word old) { corrupt += old.valid() ? 0 : 1; });
+  q.count(detail::kPurged, n - std::min(n, corrupt));
+  return n;
+}
+
+// ---------------------------------------------------------------------------
+// Lease handles
+// ---------------------------------------------------------------------------
+
+std::string Lease::to_string() const {
+  char buf[64];
+  const int n = std::snprintf(buf, sizeof buf, "%llu.%u.%llx", static_cast<unsigned long long>(job), slot,
+                              static_cast<unsigned long long>(token));
+  return std::string(buf, static_cast<std::size_t>(n));
+}
+
+std::optional<Lease> Lease::parse(std::string_view text) noexcept {
+  Lease l;
+  const char* p = text.data();
+  const char* const end = text.data() + text.size();
+  auto field = [&](auto& value, int base, bool last) {
+    auto [next, err] = std::from_chars(p, end, value, base);
+    if (err != std::errc{} || next == p) return false;
+    p = next;
+    if (last) return p == end;
+    if (p == end || *p != '.') return false;
+    ++p;
+    return true;
+  };
+  if (text.empty() || !field(l.job, 10, false) || !field(l.slot, 10, false) || !field(l.token, 16, true))
+    return std::nullopt;
+  return l;
+}
+
+}  // namespace jobring

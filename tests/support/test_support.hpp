@@ -1,0 +1,352 @@
+// Helpers shared by the tests: unique queue names, a watchdog that fails a
+// hung test instead of hanging CI, and fork/kill helpers.
+#pragma once
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <csignal>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <mutex>
+#include <new>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "jobring/queue.hpp"
+
+namespace jobring::test {
+
+// A queue name unique to this process and call, removed again by QueueName's destructor.
+class QueueName {
+ public:
+  explicit QueueName(const std::string& tag = "t") {
+    static std::atomic<int> counter{0};
+    name_ = "test." + tag + "." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+    Queue::remove(name_);
+  }
+  ~QueueName() { Queue::remove(name_); }
+  QueueName(const QueueName&) = delete;
+  QueueName& operator=(const QueueName&) = delete;
+  [[nodiscard]] const std::string& str() const { return name_; }
+  operator const std::string&() const { return name_; }  // NOLINT: implicit by design
+
+ private:
+  std::string name_;
+};
+
+// Aborts the whole test process (with a message) if not destroyed within `limit`.
+class Watchdog {
+ public:
+  explicit Watchdog(std::chrono::seconds limit, std::string what = "test")
+      : thread_([this, limit, what = std::move(what)] {
+          std::unique_lock lock(mutex_);
+          if (!cv_.wait_for(lock, limit, [this] { return done_; })) {
+            std::fprintf(stderr, "WATCHDOG: %s did not finish within %llds; aborting\n", what.c_str(),
+                         static_cast<long long>(limit.count()));
+            std::fflush(stderr);
+            std::abort();
+          }
+        }) {}
+  ~Watchdog() {
+    {
+      std::lock_guard lock(mutex_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  Watchdog(const Watchdog&) = delete;
+  Watchdog& operator=(const Watchdog&) = delete;
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;
+};
+
+// Forks a child that runs `body` and exits with its return value (or 99 if it throws).
+inline pid_t fork_child(const std::function<int()>& body) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    int rc = 99;
+    try {
+      rc = body();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "child %d: exception: %s\n", ::getpid(), e.what());
+    } catch (...) {
+    }
+    std::fflush(nullptr);
+    ::_exit(rc);
+  }
+  return pid;
+}
+
+// Waits for `pid`; returns its exit status (0..255), or 128 + signal number.
+inline int wait_child(pid_t pid) {
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return -1;
+  }
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
+}
+
+inline void kill_and_reap(pid_t pid) {
+  ::kill(pid, SIGKILL);
+  wait_child(pid);
+}
+
+// ---------------------------------------------------------------------------
+// Helpers for multi-process and stress tests.
+// ---------------------------------------------------------------------------
+
+// An integer from the environment variable `name`, or `fallback` when it is
+// unset, empty or not a number. Lets CI and sanitizer builds size the tests.
+inline long env_long(const char* name, long fallback) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return fallback;
+  char* end = nullptr;
+  const long n = std::strtol(v, &end, 10);
+  return (end != nullptr && *end == '\0') ? n : fallback;
+}
+
+// True when built with ThreadSanitizer / AddressSanitizer (for sizing only).
+inline constexpr bool kThreadSanitizer =
+#if defined(__SANITIZE_THREAD__)
+    true;
+#else
+    false;
+#endif
+inline constexpr bool kAddressSanitizer =
+#if defined(__SANITIZE_ADDRESS__)
+    true;
+#else
+    false;
+#endif
+
+// Call first thing in a forked child: the child gets SIGKILL if the test
+// process dies (e.g. aborted by a Watchdog), so no orphan outlives the test.
+inline void die_with_parent(pid_t parent) {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != parent) ::_exit(98);  // the parent died before prctl
+}
+
+// Writes all of [data, data+n) to `fd` (retrying on EINTR and short writes).
+inline bool write_all(int fd, const void* data, std::size_t n) {
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    const ssize_t w = ::write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    p += w;
+    n -= static_cast<std::size_t>(w);
+  }
+  return true;
+}
+
+// Reads everything from `fd` until EOF.
+inline std::string read_to_eof(int fd) {
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    const ssize_t r = ::read(fd, buf, sizeof buf);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (r == 0) break;
+    out.append(buf, static_cast<std::size_t>(r));
+  }
+  return out;
+}
+
+// Reads one '\n'-terminated line from `fd` (without the '\n'), waiting at most
+// `timeout` in total. std::nullopt on timeout or EOF before a full line.
+inline std::optional<std::string> read_line(int fd, std::chrono::milliseconds timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  std::string line;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return std::nullopt;
+    pollfd pfd{fd, POLLIN, 0};
+    const int pr = ::poll(&pfd, 1, static_cast<int>(left.count()));
+    if (pr < 0 && errno == EINTR) continue;
+    if (pr <= 0) return std::nullopt;
+    char c = 0;
+    const ssize_t r = ::read(fd, &c, 1);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return std::nullopt;
+    if (c == '\n') return line;
+    line.push_back(c);
+  }
+}
+
+// A pipe whose ends are closed by the destructor (each end at most once).
+class Pipe {
+ public:
+  Pipe() {
+    if (::pipe(fds_) != 0) throw std::runtime_error("pipe() failed");
+  }
+  ~Pipe() {
+    close_read();
+    close_write();
+  }
+  Pipe(const Pipe&) = delete;
+  Pipe& operator=(const Pipe&) = delete;
+  [[nodiscard]] int read_fd() const { return fds_[0]; }
+  [[nodiscard]] int write_fd() const { return fds_[1]; }
+  void close_read() { close_end(0); }
+  void close_write() { close_end(1); }
+
+ private:
+  void close_end(int i) {
+    if (fds_[i] >= 0) ::close(fds_[i]);
+    fds_[i] = -1;
+  }
+  int fds_[2] = {-1, -1};
+};
+
+// A start barrier for forked children: each child calls wait() (it blocks
+// until the parent calls release()); release() lets all of them go at once.
+class ForkBarrier {
+ public:
+  // In a child: close our copy of the write end and block until EOF.
+  void wait() {
+    pipe_.close_write();
+    char c = 0;
+    while (::read(pipe_.read_fd(), &c, 1) < 0 && errno == EINTR) {
+    }
+  }
+  // In the parent, after forking every child.
+  void release() { pipe_.close_write(); }
+
+ private:
+  Pipe pipe_;
+};
+
+// An object of type T in an anonymous MAP_SHARED mapping: forked children and
+// the parent see the same object (use it for atomics that steer children).
+template <class T>
+class SharedObject {
+ public:
+  SharedObject() {
+    void* p = ::mmap(nullptr, sizeof(T), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::runtime_error("mmap(MAP_SHARED|MAP_ANONYMOUS) failed");
+    obj_ = new (p) T();
+  }
+  ~SharedObject() {
+    obj_->~T();
+    ::munmap(obj_, sizeof(T));
+  }
+  SharedObject(const SharedObject&) = delete;
+  SharedObject& operator=(const SharedObject&) = delete;
+  T* operator->() const { return obj_; }
+  T& operator*() const { return *obj_; }
+
+ private:
+  T* obj_ = nullptr;
+};
+
+// A uniquely named temporary file, removed by the destructor. Children append
+// fixed-size records to it with append_record() (O_APPEND: one write(2) each).
+class TempFile {
+ public:
+  explicit TempFile(const std::string& tag = "f") {
+    static std::atomic<int> counter{0};
+    const char* dir = std::getenv("TMPDIR");
+    path_ = std::string(dir != nullptr && *dir != '\0' ? dir : "/tmp") + "/jobring-test." + tag + "." +
+            std::to_string(::getpid()) + "." + std::to_string(counter++);
+    const int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0) throw std::runtime_error("cannot create " + path_);
+    ::close(fd);
+  }
+  ~TempFile() { ::unlink(path_.c_str()); }
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  [[nodiscard]] const std::string& path() const { return path_; }
+
+  // Opens for appending (in a child); -1 on failure.
+  [[nodiscard]] int open_append() const { return ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT, 0600); }
+
+  // The whole file.
+  [[nodiscard]] std::string contents() const {
+    const int fd = ::open(path_.c_str(), O_RDONLY);
+    if (fd < 0) return {};
+    std::string s = read_to_eof(fd);
+    ::close(fd);
+    return s;
+  }
+
+  // The file as records of type R (trivially copyable); a trailing partial
+  // record (there should be none) is reported through `partial`.
+  template <class R>
+  [[nodiscard]] std::vector<R> records(std::size_t* partial = nullptr) const {
+    const std::string s = contents();
+    std::vector<R> out(s.size() / sizeof(R));
+    if (!out.empty()) std::memcpy(out.data(), s.data(), out.size() * sizeof(R));
+    if (partial != nullptr) *partial = s.size() % sizeof(R);
+    return out;
+  }
+
+ private:
+  std::string path_;
+};
+
+// Appends one record with a single write(2) on an O_APPEND descriptor.
+template <class R>
+inline bool append_record(int fd, const R& record) {
+  return ::write(fd, &record, sizeof record) == static_cast<ssize_t>(sizeof record);
+}
+
+// Polls `done` every `step` until it returns true or `limit` has passed.
+// Returns the last value of done().
+template <class F>
+inline bool poll_until(F&& done, std::chrono::milliseconds limit,
+                       std::chrono::milliseconds step = std::chrono::milliseconds{2}) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    if (done()) return true;
+    if (std::chrono::steady_clock::now() >= until) return done();
+    std::this_thread::sleep_for(step);
+  }
+}
+
+// Waits for `pid` without blocking: std::nullopt if it is still running, else
+// its status as wait_child() reports it.
+inline std::optional<int> try_wait_child(pid_t pid) {
+  int status = 0;
+  pid_t r = 0;
+  do {
+    r = ::waitpid(pid, &status, WNOHANG);
+  } while (r < 0 && errno == EINTR);
+  if (r == 0) return std::nullopt;
+  if (r < 0) return -1;
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
+}
+
+}  // namespace jobring::test
