@@ -17,7 +17,7 @@
 //           │   line 2  push cursor      (hint, producers)                  │
 //           │   line 3  claim cursor     (hint, workers)                    │
 //           │   line 4  next job id                                         │
-//           │   line 5  wake word + waiter count (for blocking waits)       │
+//           │   line 5  event words for blocking waits (work, room)         │
 //           │   line 6-7 totals (pushed, claimed, acked, ...)               │
 //  states   ├──────────────────────────────────────────────────────────────┤
 //   offset  │ capacity × std::atomic<uint64_t> state words, dense, so that  │
@@ -47,6 +47,9 @@
 //                  DEAD     0
 //
 // 40 bits of milliseconds is 34 years of uptime; PIDs are at most 2^22.
+// jobring never writes a visible-at or deadline more than kMaxLease (7 days)
+// ahead of the clock; a word that says otherwise is corrupt and is treated as
+// already passed, so that no forged word hides a slot for ever.
 //
 // Invariant: every change of a state word is a compare-and-swap from the word
 // the changer read, and every successful CAS increments the generation. So a
@@ -211,9 +214,10 @@ struct alignas(kCacheLine) Header {
   alignas(kCacheLine) std::atomic<std::uint64_t> claim_cursor;  // hint: where workers start looking
   alignas(kCacheLine) std::atomic<std::uint64_t> next_job_id;   // fetch_add; ids start at 1
 
-  // line 5: reserved for blocking waits (futex event count and waiter count).
-  alignas(kCacheLine) std::atomic<std::uint32_t> wake_seq;
-  std::atomic<std::uint32_t> waiters;
+  // line 5: event words for blocking waits (wait.hpp): (sequence << 1) |
+  // someone-is-waiting bit. Futex words, shared between processes.
+  alignas(kCacheLine) std::atomic<std::uint32_t> work_event;  // a job may have become claimable
+  std::atomic<std::uint32_t> room_event;                      // a slot may have become free
 
   // lines 6-7: totals (relaxed counters; statistics only, never used for control).
   alignas(kCacheLine) std::atomic<std::uint64_t> totals[16];
@@ -225,7 +229,7 @@ static_assert(offsetof(Header, init) == 1 * kCacheLine);
 static_assert(offsetof(Header, push_cursor) == 2 * kCacheLine);
 static_assert(offsetof(Header, claim_cursor) == 3 * kCacheLine);
 static_assert(offsetof(Header, next_job_id) == 4 * kCacheLine);
-static_assert(offsetof(Header, wake_seq) == 5 * kCacheLine);
+static_assert(offsetof(Header, work_event) == 5 * kCacheLine);
 static_assert(offsetof(Header, totals) == 6 * kCacheLine);
 static_assert(kTotalCount <= 16);
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);

@@ -22,6 +22,7 @@
 #include "layout.hpp"
 #include "process.hpp"
 #include "segment.hpp"
+#include "wait.hpp"
 
 namespace jobring {
 
@@ -144,6 +145,28 @@ struct Queue::Impl {
   }
   [[nodiscard]] std::uint32_t next(std::uint32_t i) const noexcept { return i + 1 == capacity ? 0 : i + 1; }
 
+  // Time tests on a word's aux. jobring never writes a visible-at or a
+  // deadline more than kMaxLease ahead, so a later one is corrupt: treat it
+  // as passed, so that no forged word can hide a slot for decades.
+  static constexpr auto kMaxAhead = static_cast<std::uint64_t>(kMaxLease.count());
+  // READY: still delayed at `now`?
+  [[nodiscard]] static bool delayed(Word w, std::uint64_t now) noexcept {
+    return w.aux() > now && w.aux() - now <= kMaxAhead;
+  }
+  // LEASED: deadline not yet passed at `now`? (Expiry is strictly after the deadline.)
+  [[nodiscard]] static bool lease_current(Word w, std::uint64_t now) noexcept {
+    return w.aux() >= now && w.aux() - now <= kMaxAhead;
+  }
+
+  // One scan of the ring for each; see their definitions.
+  std::size_t push_pass(std::span<const std::span<const std::byte>> payloads, std::span<JobId> ids,
+                        std::uint64_t visible_at, std::memory_order load_order) noexcept;
+  std::size_t claim_pass(std::span<Job> jobs, std::uint64_t lease_ms, detail::ProcessIdentity me,
+                         std::memory_order load_order, std::uint64_t& next_due) noexcept;
+  [[noreturn]] void throw_push_error(std::error_code ec, std::size_t size, const PushOptions& push) const;
+  [[nodiscard]] std::uint64_t lease_ms_for(const ClaimOptions& claim) const;
+  LeaseStatus ack_one(const Lease& lease) noexcept;
+
   // T2: frees slots left WRITING by producers that are proven dead. Returns
   // how many it freed. Never frees a live (even stopped) producer's slot.
   std::size_t recover_dead_writers() const noexcept {
@@ -151,13 +174,15 @@ struct Queue::Impl {
     for (std::uint32_t i = 0; i < capacity; ++i) {
       Word w{state(i).load(std::memory_order_relaxed)};
       if (w.state() != State::writing || !detail::proven_dead(static_cast<std::uint32_t>(w.aux()))) continue;
-      // Release: pairs with the acquire of the next producer's reserve CAS (T1).
-      if (state(i).compare_exchange_strong(w.raw, w.next(State::free, 0).raw, std::memory_order_release,
+      // Release: pairs with the acquire of the next producer's reserve CAS
+      // (T1); seq_cst: before the caller's notify of the room event (wait.hpp).
+      if (state(i).compare_exchange_strong(w.raw, w.next(State::free, 0).raw, std::memory_order_seq_cst,
                                            std::memory_order_relaxed)) {
         ++freed;
         count(detail::kRecoveredWrites);
       }
     }
+    if (freed > 0) detail::notify(header->room_event);
     return freed;
   }
 };
@@ -403,26 +428,54 @@ const Options& Queue::options() const noexcept { return impl_->options; }
 // Producer
 // ---------------------------------------------------------------------------
 
-PushResult Queue::push(std::span<const std::byte> payload, const PushOptions& options, std::error_code& ec) noexcept {
-  Impl& q = *impl_;
-  if (payload.size() > q.max_payload) {
-    ec = make_error_code(errc::payload_too_large);
-    return {};
-  }
-  if (!valid_duration(options.delay, true)) {
-    ec = make_error_code(errc::invalid_argument);
-    return {};
-  }
-  ec.clear();
-  const std::uint64_t visible_at = options.delay.count() > 0 ? detail::now_ms() + static_cast<std::uint64_t>(options.delay.count()) : 0;
-  const std::uint32_t pid = detail::self().pid;
+namespace {
 
-  for (int round = 0; round < 2; ++round) {
-    const std::uint64_t start = q.header->push_cursor.load(std::memory_order_relaxed);
-    std::uint32_t i = static_cast<std::uint32_t>(start % q.capacity);
-    for (std::uint32_t k = 0; k < q.capacity; ++k, i = q.next(i)) {
-      auto& sw = q.state(i);
-      Word w{sw.load(std::memory_order_relaxed)};
+constexpr std::uint64_t kNoDue = ~std::uint64_t{0};
+
+// Runs `attempt(load_order, next_due)` until it makes progress, the wait runs
+// out, or the process is interrupted; sleeps on `event` in between (wait.hpp
+// explains why no wake-up is lost). `attempt` returns how much it did.
+template <typename Attempt>
+std::size_t wait_until_progress(std::atomic<std::uint32_t>& event, milliseconds wait, bool& interrupted,
+                                Attempt attempt) {
+  interrupted = false;
+  std::uint64_t due = kNoDue;
+  if (const std::size_t n = attempt(std::memory_order_relaxed, due)) return n;
+  if (wait.count() <= 0) return 0;
+  const std::uint64_t deadline = detail::now_ms() + static_cast<std::uint64_t>(wait.count());
+  for (;;) {
+    if (detail::interrupt_requested()) {
+      interrupted = true;
+      return 0;
+    }
+    const std::uint32_t expected = detail::prepare_wait(event);
+    due = kNoDue;
+    // The re-check after announcing ourselves, with seq_cst loads.
+    if (const std::size_t n = attempt(std::memory_order_seq_cst, due)) return n;
+    const std::uint64_t now = detail::now_ms();
+    if (now >= deadline) return 0;
+    const std::uint64_t until = std::min(deadline, std::max(due, now + 1));
+    detail::sleep_on(event, expected, milliseconds(static_cast<std::int64_t>(until - now)));
+    due = kNoDue;
+    if (const std::size_t n = attempt(std::memory_order_relaxed, due)) return n;
+    if (detail::now_ms() >= deadline) return 0;
+  }
+}
+
+}  // namespace
+
+std::size_t Queue::Impl::push_pass(std::span<const std::span<const std::byte>> payloads, std::span<JobId> ids,
+                                   std::uint64_t visible_at, std::memory_order load_order) noexcept {
+  if (payloads.empty()) return 0;
+  const std::uint32_t pid = detail::self().pid;
+  std::size_t done = 0;
+  for (int round = 0; round < 2 && done < payloads.size(); ++round) {
+    const std::uint64_t start = header->push_cursor.load(std::memory_order_relaxed);
+    std::uint32_t i = static_cast<std::uint32_t>(start % capacity);
+    std::uint32_t k = 0;
+    for (; k < capacity && done < payloads.size(); ++k, i = next(i)) {
+      auto& sw = state(i);
+      Word w{sw.load(load_order)};
       if (w.state() != State::free) continue;
       // T1 reserve. Acquire: pairs with the release CAS that freed the slot
       // (ack, purge, recover), so the previous holder's reads of the payload
@@ -430,51 +483,73 @@ PushResult Queue::push(std::span<const std::byte> payload, const PushOptions& op
       const Word reserved = w.next(State::writing, pid);
       if (!sw.compare_exchange_strong(w.raw, reserved.raw, std::memory_order_acquire, std::memory_order_relaxed))
         continue;
-      SlotMeta& m = q.meta(i);
-      const JobId id = q.header->next_job_id.fetch_add(1, std::memory_order_relaxed);
+      const std::span<const std::byte> payload = payloads[done];
+      SlotMeta& m = meta(i);
+      const JobId id = header->next_job_id.fetch_add(1, std::memory_order_relaxed);
       m.job_id.store(id, std::memory_order_relaxed);
       m.length.store(static_cast<std::uint32_t>(payload.size()), std::memory_order_relaxed);
       m.attempts.store(0, std::memory_order_relaxed);
       m.owner.store(0, std::memory_order_relaxed);
       m.owner_start.store(0, std::memory_order_relaxed);
       m.key_hash.store(0, std::memory_order_relaxed);
-      m.pushed_at_ms.store(detail::now_ms(), std::memory_order_relaxed);
-      if (!payload.empty()) std::memcpy(q.payload(i), payload.data(), payload.size());
+      if (!payload.empty()) std::memcpy(this->payload(i), payload.data(), payload.size());
       // T3 commit. Release: publishes the meta and the payload to the claimer
-      // whose acquire CAS reads this word (or any later word of the slot: every
-      // later change is an RMW, so the release sequence is unbroken).
+      // whose acquire CAS reads this word (or any later word of the slot:
+      // every later change is an RMW, so the release sequence is unbroken).
+      // seq_cst: orders it before our load of the work event (wait.hpp).
       Word expected = reserved;
       if (!sw.compare_exchange_strong(expected.raw, reserved.next(State::ready, visible_at).raw,
-                                      std::memory_order_release, std::memory_order_relaxed)) {
+                                      std::memory_order_seq_cst, std::memory_order_relaxed)) {
         // Someone judged us dead and recovered the slot (possible only if it
         // sees another PID namespace). It is not ours any more: do not touch
-        // it; the push has not happened, so try another slot.
+        // it; this push has not happened, so try another slot.
         continue;
       }
+      if (done < ids.size()) ids[done] = id;
+      ++done;
+    }
+    if (done > 0) {
       std::uint64_t hint = start;
-      q.header->push_cursor.compare_exchange_strong(hint, start + k + 1, std::memory_order_relaxed);
-      q.count(detail::kPushed);
-      return {PushStatus::ok, id};
+      header->push_cursor.compare_exchange_strong(hint, start + k, std::memory_order_relaxed);
     }
     // Full. A slot left WRITING by a dead producer is not full: free those and look once more.
-    if (round == 0 && q.recover_dead_writers() == 0) break;
+    if (done < payloads.size() && (round > 0 || recover_dead_writers() == 0)) break;
   }
-  return {PushStatus::full, 0};
+  if (done > 0) {
+    count(detail::kPushed, done);
+    detail::notify(header->work_event);
+  }
+  return done;
+}
+
+PushResult Queue::push(std::span<const std::byte> payload, const PushOptions& options, std::error_code& ec) noexcept {
+  Impl& q = *impl_;
+  if (payload.size() > q.max_payload) {
+    ec = make_error_code(errc::payload_too_large);
+    return {};
+  }
+  if (!valid_duration(options.delay, true) || !valid_duration(options.wait, true)) {
+    ec = make_error_code(errc::invalid_argument);
+    return {};
+  }
+  ec.clear();
+  const std::uint64_t visible_at =
+      options.delay.count() > 0 ? detail::now_ms() + static_cast<std::uint64_t>(options.delay.count()) : 0;
+  JobId id = 0;
+  bool interrupted = false;
+  const std::span<const std::byte> one[1] = {payload};
+  const std::size_t n = wait_until_progress(q.header->room_event, options.wait, interrupted,
+                                            [&](std::memory_order order, std::uint64_t&) {
+                                              return q.push_pass(one, {&id, 1}, visible_at, order);
+                                            });
+  if (n == 1) return {PushStatus::ok, id};
+  return {interrupted ? PushStatus::interrupted : PushStatus::full, 0};
 }
 
 PushResult Queue::push(std::span<const std::byte> payload, const PushOptions& options) {
   std::error_code ec;
   const PushResult r = push(payload, options, ec);
-  if (ec) {
-    std::string detail;
-    if (ec == make_error_code(errc::payload_too_large))
-      detail = "payload of " + std::to_string(payload.size()) + " bytes, max_payload is " +
-               std::to_string(impl_->max_payload);
-    else
-      detail = "delay of " + std::to_string(options.delay.count()) + " ms not in 0.." +
-               std::to_string(kMaxLease.count()) + " ms";
-    throw_error(ec, describe(impl_->name, ec, detail));
-  }
+  if (ec) impl_->throw_push_error(ec, payload.size(), options);
   return r;
 }
 
@@ -482,33 +557,59 @@ PushResult Queue::push(std::string_view payload, const PushOptions& options) {
   return push(std::as_bytes(std::span<const char>(payload.data(), payload.size())), options);
 }
 
+std::size_t Queue::push_many(std::span<const std::span<const std::byte>> payloads, std::span<JobId> ids,
+                             const PushOptions& options) {
+  Impl& q = *impl_;
+  for (const auto& p : payloads) {
+    if (p.size() > q.max_payload)
+      q.throw_push_error(make_error_code(errc::payload_too_large), p.size(), options);
+  }
+  if (!valid_duration(options.delay, true) || !valid_duration(options.wait, true))
+    q.throw_push_error(make_error_code(errc::invalid_argument), 0, options);
+  const std::uint64_t visible_at =
+      options.delay.count() > 0 ? detail::now_ms() + static_cast<std::uint64_t>(options.delay.count()) : 0;
+  std::size_t done = 0;
+  while (done < payloads.size()) {
+    bool interrupted = false;
+    const std::size_t n = wait_until_progress(
+        q.header->room_event, options.wait, interrupted, [&](std::memory_order order, std::uint64_t&) {
+          return q.push_pass(payloads.subspan(done), ids.size() > done ? ids.subspan(done) : std::span<JobId>{},
+                             visible_at, order);
+        });
+    if (n == 0) break;
+    done += n;
+  }
+  return done;
+}
+
+void Queue::Impl::throw_push_error(std::error_code ec, std::size_t size, const PushOptions& push) const {
+  std::string detail;
+  if (ec == make_error_code(errc::payload_too_large))
+    detail = "payload of " + std::to_string(size) + " bytes, max_payload is " + std::to_string(max_payload);
+  else
+    detail = "delay " + std::to_string(push.delay.count()) + " ms or wait " + std::to_string(push.wait.count()) +
+             " ms not in 0.." + std::to_string(kMaxLease.count()) + " ms";
+  throw_error(ec, describe(name, ec, detail));
+}
+
 // ---------------------------------------------------------------------------
 // Worker
 // ---------------------------------------------------------------------------
 
-ClaimStatus Queue::try_claim(Job& job, const ClaimOptions& options) {
-  Impl& q = *impl_;
-  if (!valid_duration(options.lease, true)) {
-    const auto ec = make_error_code(errc::invalid_argument);
-    throw_error(ec, describe(q.name, ec,
-                             "lease of " + std::to_string(options.lease.count()) + " ms not in 1.." +
-                                 std::to_string(kMaxLease.count()) + " ms"));
-  }
-  const auto lease_ms = static_cast<std::uint64_t>(
-      options.lease.count() > 0 ? options.lease.count() : q.options.default_lease.count());
-  if (job.buffer_.size() < q.max_payload) job.buffer_.resize(q.max_payload);  // once per Job
-  const detail::ProcessIdentity me =
-      options.owner == Owner::process ? detail::self() : detail::ProcessIdentity{0, 0};
+std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms, detail::ProcessIdentity me,
+                                    std::memory_order load_order, std::uint64_t& next_due) noexcept {
   const std::uint64_t now = detail::now_ms();
-  const std::uint32_t max_attempts = q.options.max_attempts;
-
-  const std::uint64_t start = q.header->claim_cursor.load(std::memory_order_relaxed);
-  std::uint32_t i = static_cast<std::uint32_t>(start % q.capacity);
+  const std::uint32_t max_attempts = options.max_attempts;
+  const std::uint64_t start = header->claim_cursor.load(std::memory_order_relaxed);
+  std::uint32_t i = static_cast<std::uint32_t>(start % capacity);
   bool saw_writing = false;
-  for (std::uint32_t k = 0; k < q.capacity; ++k, i = q.next(i)) {
-    auto& sw = q.state(i);
-    SlotMeta& m = q.meta(i);
-    Word w{sw.load(std::memory_order_relaxed)};
+  std::size_t got = 0;
+  std::size_t takeovers = 0;
+  std::uint32_t k = 0;
+  for (; k < capacity && got < jobs.size(); ++k, i = next(i)) {
+    auto& sw = state(i);
+    SlotMeta& m = meta(i);
+    Word w{sw.load(load_order)};
     bool takeover = false;
     bool claimed = false;
     Word mine{};
@@ -519,15 +620,21 @@ ClaimStatus Queue::try_claim(Job& job, const ClaimOptions& options) {
     // excluded by the generation (layout.hpp).
     for (;;) {
       if (w.state() == State::ready) {
-        if (w.aux() > now) break;  // delayed (aux 0 = visible at once)
+        if (delayed(w, now)) {  // aux 0 = visible at once
+          next_due = std::min(next_due, w.aux());
+          break;
+        }
         takeover = false;
       } else if (w.state() == State::leased) {
-        if (w.aux() >= now) break;  // lease still current
+        if (lease_current(w, now)) {
+          next_due = std::min(next_due, w.aux() + 1);  // expiry is strictly after the deadline
+          break;
+        }
         if (max_attempts != 0 && m.attempts.load(std::memory_order_relaxed) >= max_attempts) {
           // T8: the expired job has used up its attempts: dead-letter it.
           if (sw.compare_exchange_weak(w.raw, w.next(State::dead, 0).raw, std::memory_order_acq_rel,
                                        std::memory_order_relaxed)) {
-            q.count(detail::kDeadLettered);
+            count(detail::kDeadLettered);
             break;
           }
           continue;
@@ -539,8 +646,7 @@ ClaimStatus Queue::try_claim(Job& job, const ClaimOptions& options) {
       }
       // T4 claim / T5 takeover. Acquire: synchronises with the producer's
       // commit (T3) through the release sequence, so meta and payload below
-      // are the producer's. Release: orders nothing we rely on; acq_rel keeps
-      // the RMW chain simple to argue about.
+      // are the producer's.
       mine = w.next(State::leased, now + lease_ms);
       if (sw.compare_exchange_weak(w.raw, mine.raw, std::memory_order_acq_rel, std::memory_order_relaxed)) {
         claimed = true;
@@ -557,16 +663,18 @@ ClaimStatus Queue::try_claim(Job& job, const ClaimOptions& options) {
     m.owner.store(detail::make_owner(mine.gen(), me.pid), std::memory_order_release);
     const JobId id = m.job_id.load(std::memory_order_relaxed);
     const std::uint32_t length = m.length.load(std::memory_order_relaxed);
-    if (length > q.max_payload) {
+    if (length > max_payload) {
       // Hostile or corrupt slot: never read past the payload area. Quarantine
       // the job in DEAD, where an operator can see and remove it.
       Word expected = mine;
       if (sw.compare_exchange_strong(expected.raw, mine.next(State::dead, 0).raw, std::memory_order_acq_rel,
                                      std::memory_order_relaxed))
-        q.count(detail::kDeadLettered);
+        count(detail::kDeadLettered);
       continue;
     }
-    std::memcpy(job.buffer_.data(), q.payload(i), length);
+    Job& job = jobs[got];
+    if (job.buffer_.size() < max_payload) job.buffer_.resize(max_payload);  // once per Job object
+    std::memcpy(job.buffer_.data(), payload(i), length);
     // Validate like a seqlock reader: if the word changed while we copied, our
     // lease was taken over (it expired within this call) and the copy may be
     // torn: the job is someone else's now.
@@ -578,22 +686,70 @@ ClaimStatus Queue::try_claim(Job& job, const ClaimOptions& options) {
     job.size_ = length;
     job.lease = Lease{i, mine.raw, id};
     job.deadline = detail::to_time_point(mine.aux());
-    std::uint64_t hint = start;
-    q.header->claim_cursor.compare_exchange_strong(hint, start + k + 1, std::memory_order_relaxed);
-    q.count(detail::kClaimed);
-    if (takeover) q.count(detail::kExpired);
-    return ClaimStatus::ok;
+    ++got;
+    takeovers += takeover ? 1 : 0;
   }
-  // Nothing claimable. A slot left WRITING by a dead producer never becomes
-  // claimable: free it now (T2) so that the ring does not lose capacity.
-  if (saw_writing) q.recover_dead_writers();
-  return ClaimStatus::empty;
+  if (got > 0) {
+    std::uint64_t hint = start;
+    header->claim_cursor.compare_exchange_strong(hint, start + k, std::memory_order_relaxed);
+    count(detail::kClaimed, got);
+    if (takeovers > 0) count(detail::kExpired, takeovers);
+  } else if (saw_writing) {
+    // Nothing claimable, and a slot left WRITING by a dead producer never
+    // becomes claimable: free it (T2) so that the ring keeps its capacity.
+    recover_dead_writers();
+  }
+  return got;
+}
+
+std::uint64_t Queue::Impl::lease_ms_for(const ClaimOptions& claim) const {
+  if (!valid_duration(claim.lease, true)) {
+    const auto ec = make_error_code(errc::invalid_argument);
+    throw_error(ec, describe(name, ec,
+                             "lease of " + std::to_string(claim.lease.count()) + " ms not in 1.." +
+                                 std::to_string(kMaxLease.count()) + " ms"));
+  }
+  return static_cast<std::uint64_t>(claim.lease.count() > 0 ? claim.lease.count() : options.default_lease.count());
+}
+
+std::size_t Queue::try_claim_many(std::span<Job> jobs, const ClaimOptions& options) {
+  Impl& q = *impl_;
+  const std::uint64_t lease_ms = q.lease_ms_for(options);
+  const auto me = options.owner == Owner::process ? detail::self() : detail::ProcessIdentity{0, 0};
+  std::uint64_t due = kNoDue;
+  return q.claim_pass(jobs, lease_ms, me, std::memory_order_relaxed, due);
+}
+
+ClaimStatus Queue::try_claim(Job& job, const ClaimOptions& options) {
+  return try_claim_many({&job, 1}, options) == 1 ? ClaimStatus::ok : ClaimStatus::empty;
 }
 
 std::optional<Job> Queue::try_claim(const ClaimOptions& options) {
   Job job;
   if (try_claim(job, options) == ClaimStatus::ok) return job;
   return std::nullopt;
+}
+
+std::size_t Queue::claim_many(std::span<Job> jobs, milliseconds wait, const ClaimOptions& options) {
+  Impl& q = *impl_;
+  const std::uint64_t lease_ms = q.lease_ms_for(options);
+  if (!valid_duration(wait, true)) {
+    const auto ec = make_error_code(errc::invalid_argument);
+    throw_error(ec, describe(q.name, ec, "wait of " + std::to_string(wait.count()) + " ms not in 0.." +
+                                             std::to_string(kMaxLease.count()) + " ms"));
+  }
+  const auto me = options.owner == Owner::process ? detail::self() : detail::ProcessIdentity{0, 0};
+  bool interrupted = false;
+  return wait_until_progress(q.header->work_event, wait, interrupted,
+                             [&](std::memory_order order, std::uint64_t& due) {
+                               return q.claim_pass(jobs, lease_ms, me, order, due);
+                             });
+}
+
+ClaimStatus Queue::claim(Job& job, milliseconds wait, const ClaimOptions& options) {
+  if (detail::interrupt_requested() && wait.count() > 0) return ClaimStatus::interrupted;
+  if (claim_many({&job, 1}, wait, options) == 1) return ClaimStatus::ok;
+  return detail::interrupt_requested() && wait.count() > 0 ? ClaimStatus::interrupted : ClaimStatus::empty;
 }
 
 namespace {
@@ -609,18 +765,42 @@ std::atomic<std::uint64_t>* leased_word(const Queue::Impl& q, const Lease& lease
 
 }  // namespace
 
-LeaseStatus Queue::ack(const Lease& lease) noexcept {
-  Impl& q = *impl_;
-  auto* sw = leased_word(q, lease);
+LeaseStatus Queue::Impl::ack_one(const Lease& lease) noexcept {
+  auto* sw = leased_word(*this, lease);
   if (sw == nullptr) return LeaseStatus::lease_lost;
   // T6. Succeeds only if the word is still exactly our token. Release: our
-  // reads of the payload happen-before the next producer's writes (T1 acquire).
+  // reads of the payload happen-before the next producer's writes (T1
+  // acquire). seq_cst: before our notify of the room event (wait.hpp).
   std::uint64_t expected = lease.token;
   if (!sw->compare_exchange_strong(expected, Word{lease.token}.next(State::free, 0).raw,
-                                   std::memory_order_release, std::memory_order_relaxed))
+                                   std::memory_order_seq_cst, std::memory_order_relaxed))
     return LeaseStatus::lease_lost;
-  q.count(detail::kAcked);
   return LeaseStatus::ok;
+}
+
+LeaseStatus Queue::ack(const Lease& lease) noexcept {
+  Impl& q = *impl_;
+  const LeaseStatus s = q.ack_one(lease);
+  if (s == LeaseStatus::ok) {
+    q.count(detail::kAcked);
+    detail::notify(q.header->room_event);
+  }
+  return s;
+}
+
+std::size_t Queue::ack_many(std::span<const Lease> leases, std::span<LeaseStatus> results) noexcept {
+  Impl& q = *impl_;
+  std::size_t acked = 0;
+  for (std::size_t i = 0; i < leases.size(); ++i) {
+    const LeaseStatus s = q.ack_one(leases[i]);
+    if (i < results.size()) results[i] = s;
+    acked += s == LeaseStatus::ok ? 1 : 0;
+  }
+  if (acked > 0) {
+    q.count(detail::kAcked, acked);
+    detail::notify(q.header->room_event);
+  }
+  return acked;
 }
 
 LeaseStatus Queue::release(const Lease& lease, milliseconds delay) noexcept {
@@ -635,11 +815,13 @@ LeaseStatus Queue::release(const Lease& lease, milliseconds delay) noexcept {
   const Word to = exhausted ? from.next(State::dead, 0)
                             : from.next(State::ready, delay.count() > 0 ? detail::now_ms() + static_cast<std::uint64_t>(delay.count()) : 0);
   // T7 (or T8 when the attempts are used up). Release: our use of the job
-  // happens-before the next claimer's acquire.
+  // happens-before the next claimer's acquire. seq_cst: before our notify of
+  // the work event (wait.hpp).
   std::uint64_t expected = lease.token;
-  if (!sw->compare_exchange_strong(expected, to.raw, std::memory_order_release, std::memory_order_relaxed))
+  if (!sw->compare_exchange_strong(expected, to.raw, std::memory_order_seq_cst, std::memory_order_relaxed))
     return LeaseStatus::lease_lost;
   q.count(exhausted ? detail::kDeadLettered : detail::kReleased);
+  if (!exhausted) detail::notify(q.header->work_event);
   return LeaseStatus::ok;
 }
 
@@ -691,8 +873,8 @@ Stats Queue::stats() const noexcept {
     switch (w.state()) {
       case State::free: ++s.free; break;
       case State::writing: ++s.writing; break;
-      case State::ready: ++(w.aux() > now ? s.delayed : s.ready); break;
-      case State::leased: ++(w.aux() >= now ? s.leased : s.expired); break;
+      case State::ready: ++(Impl::delayed(w, now) ? s.delayed : s.ready); break;
+      case State::leased: ++(Impl::lease_current(w, now) ? s.leased : s.expired); break;
       case State::dead: ++s.dead; break;
     }
   }
@@ -719,7 +901,7 @@ std::vector<JobInfo> Queue::peek(JobState state, std::size_t limit) const {
     const Word w{sw.load(std::memory_order_acquire)};
     JobState s;
     switch (w.state()) {
-      case State::ready: s = w.aux() > now ? JobState::delayed : JobState::ready; break;
+      case State::ready: s = Impl::delayed(w, now) ? JobState::delayed : JobState::ready; break;
       case State::leased: s = JobState::leased; break;
       case State::dead: s = JobState::dead; break;
       default: continue;
@@ -761,10 +943,11 @@ std::size_t transform_slots(const Queue::Impl& q, Pick pick, To to, std::size_t 
     auto& sw = q.state(i);
     Word w{sw.load(std::memory_order_acquire)};
     while (pick(w, q.meta(i))) {
-      // acq_rel: acquire what the previous holder published (the requeued job
-      // is read by its next claimer through this RMW), release our changes.
+      // Acquire what the previous holder published (a requeued job is read by
+      // its next claimer through this RMW), release our changes; seq_cst:
+      // before the caller's notify (wait.hpp).
       const Word old = w;
-      if (sw.compare_exchange_weak(w.raw, to(w).raw, std::memory_order_acq_rel, std::memory_order_acquire)) {
+      if (sw.compare_exchange_weak(w.raw, to(w).raw, std::memory_order_seq_cst, std::memory_order_acquire)) {
         ++changed;
         done(old);
         break;
@@ -789,6 +972,7 @@ bool Queue::requeue(JobId dead_job) noexcept {
       },
       [](Word w) { return w.next(State::ready, 0); }, 1);
   q.count(detail::kRequeued, n);
+  if (n > 0) detail::notify(q.header->work_event);
   return n == 1;
 }
 
@@ -803,6 +987,7 @@ std::size_t Queue::requeue_dead() noexcept {
       },
       [](Word w) { return w.next(State::ready, 0); }, q.capacity);
   q.count(detail::kRequeued, n);
+  if (n > 0) detail::notify(q.header->work_event);
   return n;
 }
 
@@ -815,6 +1000,7 @@ bool Queue::remove_dead(JobId dead_job) noexcept {
       },
       [](Word w) { return w.next(State::free, 0); }, 1);
   q.count(detail::kPurged, n);
+  if (n > 0) detail::notify(q.header->room_event);
   return n == 1;
 }
 
@@ -829,7 +1015,8 @@ std::size_t Queue::purge(PurgeWhat what) noexcept {
       [&](Word w, SlotMeta&) {
         if (!w.valid()) return all;  // counted separately below
         switch (w.state()) {
-          case State::ready: return (bits & static_cast<unsigned>(w.aux() > now ? PurgeWhat::delayed : PurgeWhat::ready)) != 0;
+          case State::ready:
+            return (bits & static_cast<unsigned>(Impl::delayed(w, now) ? PurgeWhat::delayed : PurgeWhat::ready)) != 0;
           case State::dead: return (bits & static_cast<unsigned>(PurgeWhat::dead)) != 0;
           default: return false;
         }
@@ -837,6 +1024,7 @@ std::size_t Queue::purge(PurgeWhat what) noexcept {
       [](Word w) { return Word::make(State::free, w.gen() + 1, 0); }, q.capacity,
       [&](Word old) { corrupt += old.valid() ? 0 : 1; });
   q.count(detail::kPurged, n - std::min(n, corrupt));
+  if (n > 0) detail::notify(q.header->room_event);
   return n;
 }
 

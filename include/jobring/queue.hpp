@@ -65,18 +65,23 @@ void validate_name(std::string_view name);
 
 // --- Outcomes: ordinary results are values, never exceptions. ---------------
 
-enum class [[nodiscard]] PushStatus { ok, full };
+// full: no free slot (after waiting, if PushOptions::wait asked to wait).
+// interrupted: interrupt_waits() was called in this process.
+enum class [[nodiscard]] PushStatus { ok, full, interrupted };
 struct [[nodiscard]] PushResult {
   PushStatus status = PushStatus::full;
   JobId id = 0;  // valid when status == ok
   explicit operator bool() const noexcept { return status == PushStatus::ok; }
 };
 
-enum class [[nodiscard]] ClaimStatus { ok, empty };
+// empty: nothing claimable (after waiting, for claim()).
+// interrupted: interrupt_waits() was called in this process.
+enum class [[nodiscard]] ClaimStatus { ok, empty, interrupted };
 enum class [[nodiscard]] LeaseStatus { ok, lease_lost };
 
 struct PushOptions {
   milliseconds delay{0};  // the job is invisible for this long (0 .. kMaxLease)
+  milliseconds wait{0};   // when the queue is full, wait up to this long for room (0 .. kMaxLease)
 };
 
 // Who owns a lease. A process-owned lease records this process (PID and start
@@ -203,12 +208,28 @@ class Queue {
   PushResult push(std::span<const std::byte> payload, const PushOptions& options = {});
   PushResult push(std::string_view payload, const PushOptions& options = {});
   PushResult push(std::span<const std::byte> payload, const PushOptions& options, std::error_code& ec) noexcept;
+  // Pushes payloads in order until the queue is full (and the wait, if any,
+  // runs out); returns how many were pushed, their ids in ids[0..n) when
+  // `ids` is large enough. One scan, one wake-up and one counter update for
+  // the batch. Throws before pushing anything if any payload is too large.
+  std::size_t push_many(std::span<const std::span<const std::byte>> payloads, std::span<JobId> ids = {},
+                        const PushOptions& options = {});
 
   // --- Worker. Claims one job that is ready (or whose lease has expired),
   // oldest first as far as the ring allows. ClaimStatus::empty when none.
   // Throws error(invalid_argument) only for a lease out of range.
   ClaimStatus try_claim(Job& job, const ClaimOptions& options = {});
   [[nodiscard]] std::optional<Job> try_claim(const ClaimOptions& options = {});
+  // Like try_claim, but sleeps (no CPU, across processes) up to `wait` until a
+  // job can be claimed: woken by a push or a release in any process, and on
+  // its own when a delayed job comes due or a lease runs out. Never waits on
+  // a process that died: every sleep is bounded and followed by a re-check.
+  ClaimStatus claim(Job& job, milliseconds wait, const ClaimOptions& options = {});
+  // Batches: claim up to jobs.size() jobs in one scan; claim_many waits (as
+  // claim) until at least one can be claimed. Return how many were claimed,
+  // in jobs[0..n).
+  std::size_t try_claim_many(std::span<Job> jobs, const ClaimOptions& options = {});
+  std::size_t claim_many(std::span<Job> jobs, milliseconds wait, const ClaimOptions& options = {});
 
   // Each succeeds only while `lease` is current; else lease_lost, nothing changed.
   LeaseStatus ack(const Lease& lease) noexcept;
@@ -218,6 +239,9 @@ class Queue {
   // Throws error(invalid_argument) unless 1 ms <= lease_time <= kMaxLease.
   LeaseStatus extend(Lease& lease, milliseconds lease_time);
   LeaseStatus extend(Job& job, milliseconds lease_time);  // also updates job.deadline
+  // Acks every lease; results[i] says how leases[i] went (when given).
+  // Returns how many were acked. One wake-up for the batch.
+  std::size_t ack_many(std::span<const Lease> leases, std::span<LeaseStatus> results = {}) noexcept;
 
   // --- Operators.
   [[nodiscard]] Stats stats() const noexcept;
@@ -233,6 +257,12 @@ class Queue {
   explicit Queue(std::unique_ptr<Impl> impl) noexcept;
   std::unique_ptr<Impl> impl_;
 };
+
+// Makes every blocking call in this process (claim, claim_many, push with a
+// wait) return `interrupted` at once, now and until clear_interrupt(). Safe to
+// call from a signal handler: use it for graceful shutdown on SIGTERM.
+void interrupt_waits() noexcept;
+void clear_interrupt() noexcept;
 
 inline PurgeWhat operator|(PurgeWhat a, PurgeWhat b) {
   return static_cast<PurgeWhat>(static_cast<unsigned>(a) | static_cast<unsigned>(b));

@@ -27,6 +27,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -48,6 +49,7 @@ class QueueName {
   QueueName& operator=(const QueueName&) = delete;
   [[nodiscard]] const std::string& str() const { return name_; }
   operator const std::string&() const { return name_; }  // NOLINT: implicit by design
+  operator std::string_view() const { return name_; }     // NOLINT: implicit by design
 
  private:
   std::string name_;
@@ -86,6 +88,7 @@ class Watchdog {
 
 // Forks a child that runs `body` and exits with its return value (or 99 if it throws).
 inline pid_t fork_child(const std::function<int()>& body) {
+  std::fflush(nullptr);  // else the child flushes a copy of the parent's buffered output again
   const pid_t pid = ::fork();
   if (pid == 0) {
     int rc = 99;

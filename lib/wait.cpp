@@ -1,0 +1,95 @@
+#include "wait.hpp"
+
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+
+#include "jobring/queue.hpp"
+
+namespace jobring {
+namespace detail {
+namespace {
+
+// FUTEX_WAIT / FUTEX_WAKE without FUTEX_PRIVATE_FLAG: the word is in a
+// MAP_SHARED mapping and the waiters are in other processes.
+long futex(std::atomic<std::uint32_t>* word, int op, std::uint32_t value, const timespec* timeout) noexcept {
+  static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t));
+  return ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), op, value, timeout, nullptr, 0);
+}
+
+// Interruption, async-signal-safe: a flag, plus a fixed table of the words
+// this process's threads sleep on, so that interrupt_waits() can wake them at
+// once. Lock-free: a handler may run on any thread at any instruction.
+std::atomic<bool> g_interrupted{false};
+constexpr int kSleepers = 64;
+std::atomic<std::atomic<std::uint32_t>*> g_sleeping[kSleepers];
+static_assert(std::atomic<std::atomic<std::uint32_t>*>::is_always_lock_free);
+static_assert(std::atomic<bool>::is_always_lock_free);
+
+int register_sleeper(std::atomic<std::uint32_t>* word) noexcept {
+  for (int i = 0; i < kSleepers; ++i) {
+    std::atomic<std::uint32_t>* empty = nullptr;
+    if (g_sleeping[i].compare_exchange_strong(empty, word, std::memory_order_seq_cst)) return i;
+  }
+  return -1;  // table full: this sleeper notices interruption within kMaxSleep
+}
+
+}  // namespace
+
+std::uint32_t prepare_wait(std::atomic<std::uint32_t>& word) noexcept {
+  return word.fetch_or(kWaitingBit, std::memory_order_seq_cst) | kWaitingBit;
+}
+
+void sleep_on(std::atomic<std::uint32_t>& word, std::uint32_t expected, std::chrono::milliseconds timeout) noexcept {
+  if (timeout > kMaxSleep) timeout = kMaxSleep;
+  if (timeout.count() <= 0) return;
+  const int entry = register_sleeper(&word);
+  // Checked after registering: interrupt_waits() sets the flag before it
+  // reads the table (both seq_cst), so it either sees our entry and wakes us,
+  // or we see the flag here.
+  if (!g_interrupted.load(std::memory_order_seq_cst)) {
+    timespec ts{};
+    ts.tv_sec = static_cast<time_t>(timeout.count() / 1000);
+    ts.tv_nsec = static_cast<long>(timeout.count() % 1000) * 1'000'000L;
+    (void)futex(&word, FUTEX_WAIT, expected, &ts);  // EAGAIN, EINTR, ETIMEDOUT: all mean "re-check"
+  }
+  if (entry >= 0) g_sleeping[entry].store(nullptr, std::memory_order_release);
+}
+
+void notify(std::atomic<std::uint32_t>& word) noexcept {
+  std::uint32_t w = word.load(std::memory_order_seq_cst);
+  while ((w & kWaitingBit) != 0) {
+    // Bump the sequence and clear the bit in one step (odd + 1 = next even).
+    if (word.compare_exchange_weak(w, w + 1, std::memory_order_seq_cst, std::memory_order_relaxed)) {
+      (void)futex(&word, FUTEX_WAKE, INT_MAX, nullptr);
+      return;
+    }
+  }
+}
+
+bool interrupt_requested() noexcept { return g_interrupted.load(std::memory_order_seq_cst); }
+
+}  // namespace detail
+
+void interrupt_waits() noexcept {
+  detail::g_interrupted.store(true, std::memory_order_seq_cst);
+  for (auto& slot : detail::g_sleeping) {
+    if (auto* word = slot.load(std::memory_order_seq_cst)) {
+      // Only the system call touches the address: if the sleeper has returned
+      // and its queue was unmapped meanwhile, FUTEX_WAKE fails with EFAULT
+      // instead of faulting. Other processes sleeping on the same word get a
+      // spurious wake-up: harmless, they re-check and sleep again. A sleeper
+      // between its flag check and FUTEX_WAIT is missed and returns within
+      // kMaxSleep.
+      (void)detail::futex(word, FUTEX_WAKE, INT_MAX, nullptr);
+    }
+  }
+}
+
+void clear_interrupt() noexcept { detail::g_interrupted.store(false, std::memory_order_seq_cst); }
+
+}  // namespace jobring
