@@ -442,7 +442,8 @@ std::size_t wait_until_progress(std::atomic<std::uint32_t>& event, milliseconds 
   std::uint64_t due = kNoDue;
   if (const std::size_t n = attempt(std::memory_order_relaxed, due)) return n;
   if (wait.count() <= 0) return 0;
-  const std::uint64_t deadline = detail::now_ms() + static_cast<std::uint64_t>(wait.count());
+  // +1: now_ms() truncates, so this never returns before `wait` has passed.
+  const std::uint64_t deadline = detail::now_ms() + static_cast<std::uint64_t>(wait.count()) + 1;
   for (;;) {
     if (detail::interrupt_requested()) {
       interrupted = true;
@@ -456,9 +457,6 @@ std::size_t wait_until_progress(std::atomic<std::uint32_t>& event, milliseconds 
     if (now >= deadline) return 0;
     const std::uint64_t until = std::min(deadline, std::max(due, now + 1));
     detail::sleep_on(event, expected, milliseconds(static_cast<std::int64_t>(until - now)));
-    due = kNoDue;
-    if (const std::size_t n = attempt(std::memory_order_relaxed, due)) return n;
-    if (detail::now_ms() >= deadline) return 0;
   }
 }
 
@@ -747,9 +745,9 @@ std::size_t Queue::claim_many(std::span<Job> jobs, milliseconds wait, const Clai
 }
 
 ClaimStatus Queue::claim(Job& job, milliseconds wait, const ClaimOptions& options) {
-  if (detail::interrupt_requested() && wait.count() > 0) return ClaimStatus::interrupted;
   if (claim_many({&job, 1}, wait, options) == 1) return ClaimStatus::ok;
-  return detail::interrupt_requested() && wait.count() > 0 ? ClaimStatus::interrupted : ClaimStatus::empty;
+  // claim_many gives up early only when interrupted.
+  return wait.count() > 0 && detail::interrupt_requested() ? ClaimStatus::interrupted : ClaimStatus::empty;
 }
 
 namespace {
