@@ -103,8 +103,9 @@
 //     the token holder). Dies before/after: as T4.
 //  T6 LEASED→FREE (ack with the current token). Dies before: the lease runs
 //     out and the job is redelivered (at-least-once). Dies after: done.
-//  T7 LEASED→READY (release with the current token, aux = visible-at; or the
-//     janitor reclaiming a lease whose owner is proven dead). As T6.
+//  T7 LEASED→READY (release with the current token, aux = visible-at; or a
+//     sweep — the janitor — returning a lease whose owner is proven dead, or
+//     whose deadline has passed). As T6.
 //  T8 LEASED→DEAD (release, or a claimer finding the lease expired, when
 //     attempts >= max_attempts). The job keeps its payload until an operator
 //     acts. Dies before/after: consistent either way.
@@ -182,6 +183,7 @@ enum Total : unsigned {
   kRequeued,
   kPurged,
   kRecoveredWrites,
+  kReclaimed,
   kTotalCount
 };
 
@@ -260,7 +262,7 @@ struct alignas(kCacheLine) SlotMeta {
   // and trusts them only if owner's generation tag matches the state word's.
   std::atomic<std::uint64_t> owner;
   std::atomic<std::uint64_t> owner_start;  // start time, clock ticks after boot
-  std::atomic<std::uint64_t> pushed_at_ms;  // CLOCK_MONOTONIC ms of the push
+  std::atomic<std::uint64_t> claimed_at_ms;  // CLOCK_MONOTONIC ms of the current lease's claim
   std::atomic<std::uint64_t> key_hash;      // reserved: de-duplication keys
   std::uint64_t reserved[2];
 };

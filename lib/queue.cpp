@@ -657,6 +657,7 @@ std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms,
     const std::uint32_t attempt = m.attempts.fetch_add(1, std::memory_order_relaxed) + 1;
     // Owner record for the janitor: start time first, then the tagged PID
     // (release pairs with the janitor's acquire load of `owner`).
+    m.claimed_at_ms.store(now, std::memory_order_relaxed);
     m.owner_start.store(me.start_ticks, std::memory_order_relaxed);
     m.owner.store(detail::make_owner(mine.gen(), me.pid), std::memory_order_release);
     const JobId id = m.job_id.load(std::memory_order_relaxed);
@@ -872,7 +873,15 @@ Stats Queue::stats() const noexcept {
       case State::free: ++s.free; break;
       case State::writing: ++s.writing; break;
       case State::ready: ++(Impl::delayed(w, now) ? s.delayed : s.ready); break;
-      case State::leased: ++(Impl::lease_current(w, now) ? s.leased : s.expired); break;
+      case State::leased:
+        if (Impl::lease_current(w, now)) {
+          ++s.leased;
+          const std::uint64_t at = q.meta(i).claimed_at_ms.load(std::memory_order_relaxed);
+          if (at <= now) s.oldest_lease_ms = std::max(s.oldest_lease_ms, now - at);
+        } else {
+          ++s.expired;
+        }
+        break;
       case State::dead: ++s.dead; break;
     }
   }
@@ -886,6 +895,7 @@ Stats Queue::stats() const noexcept {
   s.requeued = total(detail::kRequeued);
   s.purged = total(detail::kPurged);
   s.recovered_writes = total(detail::kRecoveredWrites);
+  s.reclaimed = total(detail::kReclaimed);
   return s;
 }
 
@@ -1024,6 +1034,71 @@ std::size_t Queue::purge(PurgeWhat what) noexcept {
   q.count(detail::kPurged, n - std::min(n, corrupt));
   if (n > 0) detail::notify(q.header->room_event);
   return n;
+}
+
+SweepResult Queue::sweep() noexcept {
+  const Impl& q = *impl_;
+  SweepResult r;
+  const std::uint64_t now = detail::now_ms();
+  const std::uint32_t max_attempts = q.options.max_attempts;
+  // Verdicts of this pass, so that many leases of one owner cost one check.
+  struct Verdict {
+    std::uint32_t pid;
+    std::uint64_t start;
+    bool dead;
+  };
+  Verdict verdicts[16];
+  std::size_t known = 0;
+  auto owner_dead = [&](std::uint32_t pid, std::uint64_t start) {
+    for (std::size_t v = 0; v < known; ++v)
+      if (verdicts[v].pid == pid && verdicts[v].start == start) return verdicts[v].dead;
+    const bool dead = detail::proven_dead(pid, start);
+    if (known < std::size(verdicts)) verdicts[known++] = {pid, start, dead};
+    return dead;
+  };
+  bool returned = false;
+  for (std::uint32_t i = 0; i < q.capacity; ++i) {
+    auto& sw = q.state(i);
+    Word w{sw.load(std::memory_order_acquire)};
+    if (w.state() != State::leased) continue;
+    SlotMeta& m = q.meta(i);
+    const bool expired = !Impl::lease_current(w, now);
+    bool dead_owner = false;
+    if (!expired) {
+      // Acquire: pairs with the claimer's release store of `owner`, so
+      // owner_start is the one written with it. The tag must name this very
+      // lease (generation), else the record is a previous owner's, or the
+      // claimer died before writing it: then only the deadline frees the slot.
+      const std::uint64_t owner = m.owner.load(std::memory_order_acquire);
+      const auto pid = static_cast<std::uint32_t>(owner & 0xffffffffu);
+      if ((owner >> 32) != w.gen() || pid == 0) continue;
+      dead_owner = owner_dead(pid, m.owner_start.load(std::memory_order_relaxed));
+      if (!dead_owner) continue;
+    }
+    const bool exhausted = max_attempts != 0 && m.attempts.load(std::memory_order_relaxed) >= max_attempts;
+    // T7 (or T8). From the word we judged: if the owner acked, extended or
+    // the lease was taken over meanwhile, the CAS fails and we do nothing.
+    // seq_cst: before our notify of the work event (wait.hpp).
+    if (!sw.compare_exchange_strong(w.raw, exhausted ? w.next(State::dead, 0).raw : w.next(State::ready, 0).raw,
+                                    std::memory_order_seq_cst, std::memory_order_relaxed))
+      continue;
+    if (exhausted) {
+      ++r.dead_lettered;
+      q.count(detail::kDeadLettered);
+    } else {
+      returned = true;
+    }
+    if (dead_owner) {
+      ++r.reclaimed;
+      q.count(detail::kReclaimed);
+    } else {
+      ++r.expired;
+      q.count(detail::kExpired);
+    }
+  }
+  r.recovered_writes = q.recover_dead_writers();
+  if (returned) detail::notify(q.header->work_event);
+  return r;
 }
 
 // ---------------------------------------------------------------------------

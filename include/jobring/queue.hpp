@@ -153,6 +153,7 @@ struct Stats {
   std::uint64_t expired = 0;  // claimed, deadline passed: the next claim takes it over
   std::uint64_t dead = 0;     // dead-lettered; requeue or remove them
   std::uint64_t corrupt = 0;  // state words no jobring process writes; purge() resets them
+  std::uint64_t oldest_lease_ms = 0;  // age of the oldest lease still held (0 if none)
   // Totals since creation. Each is incremented just after the transition it
   // counts, so a process killed between the two leaves a total one short.
   std::uint64_t pushed = 0;
@@ -164,6 +165,14 @@ struct Stats {
   std::uint64_t requeued = 0;
   std::uint64_t purged = 0;  // jobs removed by purge() or remove_dead()
   std::uint64_t recovered_writes = 0;  // half-written slots of dead producers freed
+  std::uint64_t reclaimed = 0;         // leases of proven-dead owners returned by sweep()
+};
+
+struct SweepResult {
+  std::size_t reclaimed = 0;         // leases whose owner is proven dead, returned to ready
+  std::size_t expired = 0;           // leases past their deadline, returned to ready
+  std::size_t dead_lettered = 0;     // of both, jobs whose attempts were used up: dead instead
+  std::size_t recovered_writes = 0;  // slots left half-written by dead producers, freed
 };
 
 enum class PurgeWhat : unsigned {
@@ -249,7 +258,17 @@ class Queue {
   bool requeue(JobId dead_job) noexcept;        // dead → ready (attempts reset); false if not dead
   std::size_t requeue_dead() noexcept;          // every dead job
   bool remove_dead(JobId dead_job) noexcept;    // dead → gone
-  std::size_t purge(PurgeWhat what = PurgeWhat::all) noexcept;  // also resets corrupt slots
+  std::size_t purge(PurgeWhat what = PurgeWhat::all) noexcept;  // `all` also resets corrupt slots
+
+  // One recovery pass, as the janitor runs it: leases whose owner process is
+  // proven dead (PID gone, a zombie, or a PID reused by a process with another
+  // start time) and leases past their deadline go back to ready (or dead, if
+  // their attempts are used up); half-written slots of dead producers are
+  // freed; waiters are woken. A live owner's lease — even a stopped one's — is
+  // never touched before its deadline. Every change is a CAS from the word
+  // read, so sweeps racing each other or a worker's ack lose and double
+  // nothing. Queues work without it: claims do the same lazily.
+  SweepResult sweep() noexcept;
 
   struct Impl;
 
