@@ -45,7 +45,7 @@ std::string file_name_of(std::string_view name) { return std::string(kFilePrefix
 std::string describe(std::string_view name, const std::error_code& ec, const std::string& detail) {
   std::string s = "jobring queue '";
   s.append(name).append("': ").append(ec.message());
-  if (!detail.empty()) s.append(" [").append(detail).append("]");
+  if (!detail.empty()) s.append(" (").append(detail).append(")");
   return s;
 }
 

@@ -34,10 +34,15 @@ inline std::error_code make_error_code(errc e) noexcept {
   return {static_cast<int>(e), category()};
 }
 
-// Thrown by the throwing overloads. what() names the queue and says what to do.
+// Thrown by the throwing overloads. what() names the queue, says what went
+// wrong and what to do (it is the whole message; code() is the errc).
 class error : public std::system_error {
  public:
-  error(std::error_code ec, const std::string& what) : std::system_error(ec, what) {}
+  error(std::error_code ec, const std::string& what) : std::system_error(ec, what), what_(what) {}
+  [[nodiscard]] const char* what() const noexcept override { return what_.c_str(); }
+
+ private:
+  std::string what_;
 };
 
 }  // namespace jobring
