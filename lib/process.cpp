@@ -14,8 +14,6 @@
 namespace jobring::detail {
 namespace {
 
-constexpr std::uint32_t kPidLimit = 1u << 22;  // PID_MAX_LIMIT on 64-bit Linux
-
 // Reads /proc/PID/stat. Returns false if it cannot be read. The command name
 // (field 2) may contain spaces and parentheses, so parse after the last ')'.
 bool read_stat(std::uint32_t pid, char& state, std::uint64_t& start_ticks) noexcept {

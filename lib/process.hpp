@@ -9,6 +9,8 @@
 
 namespace jobring::detail {
 
+inline constexpr std::uint32_t kPidLimit = 1u << 22;  // PID_MAX_LIMIT on 64-bit Linux
+
 struct ProcessIdentity {
   std::uint32_t pid;
   std::uint64_t start_ticks;  // 0 if /proc could not tell

@@ -173,7 +173,10 @@ struct Queue::Impl {
     std::size_t freed = 0;
     for (std::uint32_t i = 0; i < capacity; ++i) {
       Word w{state(i).load(std::memory_order_relaxed)};
-      if (w.state() != State::writing || !detail::proven_dead(static_cast<std::uint32_t>(w.aux()))) continue;
+      if (w.state() != State::writing) continue;
+      // An aux too large for a PID cannot name a live writer: a corrupt word.
+      // (Check before narrowing, so a forged high bit cannot alias a live PID.)
+      if (w.aux() < detail::kPidLimit && !detail::proven_dead(static_cast<std::uint32_t>(w.aux()))) continue;
       // Release: pairs with the acquire of the next producer's reserve CAS
       // (T1); seq_cst: before the caller's notify of the room event (wait.hpp).
       if (state(i).compare_exchange_strong(w.raw, w.next(State::free, 0).raw, std::memory_order_seq_cst,
@@ -842,9 +845,12 @@ LeaseStatus Queue::extend(Lease& lease, milliseconds lease_time) {
     return LeaseStatus::lease_lost;
   // The owner record is tagged with the generation: move the tag along, so
   // the janitor still recognises the owner (only the lease holder writes it).
+  // A record whose tag did not name our lease (a claimer that died before
+  // writing it, or a forged one) stays untrusted.
   SlotMeta& m = q.meta(lease.slot);
   const std::uint64_t owner = m.owner.load(std::memory_order_relaxed);
-  m.owner.store(detail::make_owner(to.gen(), static_cast<std::uint32_t>(owner)), std::memory_order_release);
+  if ((owner >> 32) == Word{lease.token}.gen())
+    m.owner.store(detail::make_owner(to.gen(), static_cast<std::uint32_t>(owner)), std::memory_order_release);
   lease.token = to.raw;
   return LeaseStatus::ok;
 }
@@ -928,9 +934,11 @@ std::vector<JobInfo> Queue::peek(JobState state, std::size_t limit) const {
       if ((owner >> 32) == w.gen()) info.owner_pid = static_cast<int>(owner & 0xffffffffu);
     }
     const std::uint32_t length = m.length.load(std::memory_order_relaxed);
-    if (length > q.max_payload) continue;  // hostile: never read out of bounds
-    info.payload.resize(length);
-    std::memcpy(info.payload.data(), q.payload(i), length);
+    // A corrupt length (a job quarantined in DEAD by a claim) is listed with
+    // no payload, so that an operator can still see and remove it; the
+    // payload area is never read past its end.
+    info.payload.resize(length <= q.max_payload ? length : 0);
+    std::memcpy(info.payload.data(), q.payload(i), info.payload.size());
     // Seqlock-style validation: skip the job if the slot changed meanwhile.
     std::atomic_thread_fence(std::memory_order_acquire);
     if (Word{sw.load(std::memory_order_relaxed)} != w) continue;
@@ -943,9 +951,9 @@ namespace {
 
 // Applies `to(word)` by CAS to every slot for which `pick(word, meta)` holds
 // (re-checked after a failed CAS); returns how many changed. Stops after
-// `limit` changes. `done(old word)` is called once per change.
-template <typename Pick, typename To, typename Done = void (*)(Word)>
-std::size_t transform_slots(const Queue::Impl& q, Pick pick, To to, std::size_t limit, Done done = [](Word) {}) noexcept {
+// `limit` changes.
+template <typename Pick, typename To>
+std::size_t transform_slots(const Queue::Impl& q, Pick pick, To to, std::size_t limit) noexcept {
   std::size_t changed = 0;
   for (std::uint32_t i = 0; i < q.capacity && changed < limit; ++i) {
     auto& sw = q.state(i);
@@ -954,10 +962,8 @@ std::size_t transform_slots(const Queue::Impl& q, Pick pick, To to, std::size_t 
       // Acquire what the previous holder published (a requeued job is read by
       // its next claimer through this RMW), release our changes; seq_cst:
       // before the caller's notify (wait.hpp).
-      const Word old = w;
       if (sw.compare_exchange_weak(w.raw, to(w).raw, std::memory_order_seq_cst, std::memory_order_acquire)) {
         ++changed;
-        done(old);
         break;
       }
     }
@@ -1017,7 +1023,6 @@ std::size_t Queue::purge(PurgeWhat what) noexcept {
   const auto bits = static_cast<unsigned>(what);
   const bool all = what == PurgeWhat::all;
   const std::uint64_t now = detail::now_ms();
-  std::size_t corrupt = 0;
   const std::size_t n = transform_slots(
       q,
       [&](Word w, SlotMeta&) {
@@ -1029,9 +1034,8 @@ std::size_t Queue::purge(PurgeWhat what) noexcept {
           default: return false;
         }
       },
-      [](Word w) { return Word::make(State::free, w.gen() + 1, 0); }, q.capacity,
-      [&](Word old) { corrupt += old.valid() ? 0 : 1; });
-  q.count(detail::kPurged, n - std::min(n, corrupt));
+      [](Word w) { return Word::make(State::free, w.gen() + 1, 0); }, q.capacity);
+  q.count(detail::kPurged, n);
   if (n > 0) detail::notify(q.header->room_event);
   return n;
 }

@@ -163,7 +163,7 @@ struct Stats {
   std::uint64_t expired_total = 0;  // leases taken over after their deadline
   std::uint64_t dead_lettered = 0;
   std::uint64_t requeued = 0;
-  std::uint64_t purged = 0;  // jobs removed by purge() or remove_dead()
+  std::uint64_t purged = 0;  // slots reset by purge() (corrupt ones included) or remove_dead()
   std::uint64_t recovered_writes = 0;  // half-written slots of dead producers freed
   std::uint64_t reclaimed = 0;         // leases of proven-dead owners returned by sweep()
 };
