@@ -41,15 +41,17 @@
 //  └────────┴──────────────────────┴────────────────────────────────────────┘
 //
 //   aux by state:  FREE     0
-//                  WRITING  PID of the producer writing the payload
+//                  WRITING  the writing producer: start-time bits | PID (make_writer)
 //                  READY    visible-at time, CLOCK_MONOTONIC ms (0 = now)
 //                  LEASED   lease deadline, CLOCK_MONOTONIC ms
 //                  DEAD     0
 //
 // 40 bits of milliseconds is 34 years of uptime; PIDs are at most 2^22.
 // jobring never writes a visible-at or deadline more than kMaxLease (7 days)
-// ahead of the clock; a word that says otherwise is corrupt and is treated as
-// already passed, so that no forged word hides a slot for ever.
+// ahead of its clock; a word more than 2 × kMaxLease ahead of a reader's clock
+// is corrupt and is treated as already passed, so that no forged word hides a
+// slot for ever. (The factor 2 is slack for a reader whose clock reading is
+// older than the writer's.)
 //
 // Invariant: every change of a state word is a compare-and-swap from the word
 // the changer read, and every successful CAS increments the generation. So a
@@ -225,6 +227,25 @@ struct alignas(kCacheLine) Header {
   alignas(kCacheLine) std::atomic<std::uint64_t> totals[16];
 };
 
+// Line 0 of the header as plain data: open() validates a private copy of it.
+struct Identity {
+  std::uint64_t magic;
+  std::uint32_t layout_version;
+  std::uint32_t header_bytes;
+  std::uint32_t capacity;
+  std::uint32_t max_payload;
+  std::uint32_t slot_stride;
+  std::uint32_t max_attempts;
+  std::uint64_t default_lease_ms;
+  std::uint64_t states_offset;
+  std::uint64_t slots_offset;
+  std::uint64_t total_bytes;
+};
+static_assert(sizeof(Identity) == kCacheLine && std::is_trivially_copyable_v<Identity>);
+static_assert(offsetof(Identity, total_bytes) == offsetof(Header, total_bytes));
+static_assert(offsetof(Identity, default_lease_ms) == offsetof(Header, default_lease_ms));
+static_assert(offsetof(Identity, max_attempts) == offsetof(Header, max_attempts));
+
 static_assert(std::is_standard_layout_v<Header>);
 static_assert(sizeof(Header) == kHeaderBytes);
 static_assert(offsetof(Header, init) == 1 * kCacheLine);
@@ -242,10 +263,50 @@ static_assert(sizeof(std::atomic<std::uint64_t>) == 8 && alignof(std::atomic<std
 // Slot
 // ---------------------------------------------------------------------------
 
-// Owner record of a lease: (generation << 32) | pid. pid 0 = detached.
-[[nodiscard]] constexpr std::uint64_t make_owner(std::uint64_t gen, std::uint32_t pid) noexcept {
-  return (gen << 32) | pid;
+// ---------------------------------------------------------------------------
+// Process identities packed into one word, so that a reader never sees the
+// PID of one process with the start time of another.
+// ---------------------------------------------------------------------------
+
+inline constexpr unsigned kPidBits = 22;  // PID_MAX_LIMIT on 64-bit Linux is 2^22
+inline constexpr std::uint64_t kPidMask = (std::uint64_t{1} << kPidBits) - 1;
+
+// WRITING aux (40 bits): low 18 bits of the writer's start time | PID. A
+// PID reused by a new process has another start time (but for a 1 in 2^18
+// chance), so a reused PID does not keep a dead writer's slot for ever.
+inline constexpr unsigned kWriterStartBits = kAuxBits - kPidBits;
+[[nodiscard]] constexpr std::uint64_t make_writer(std::uint32_t pid, std::uint64_t start_ticks) noexcept {
+  return ((start_ticks & ((std::uint64_t{1} << kWriterStartBits) - 1)) << kPidBits) | (pid & kPidMask);
 }
+
+// Lease owner record (SlotMeta::owner), one word written with one store:
+//
+//   63             43 42                22 21                   0
+//  ┌─────────────────┬────────────────────┬──────────────────────┐
+//  │ generation (21) │ start time (21 lo) │ PID (22); 0=detached │
+//  └─────────────────┴────────────────────┴──────────────────────┘
+//
+// The generation tag names the lease (the state word's generation) the
+// record belongs to: a record with another tag is a previous owner's, or one
+// that a claimer died before writing, and is never trusted.
+inline constexpr unsigned kOwnerStartBits = 21;
+inline constexpr unsigned kOwnerGenShift = kPidBits + kOwnerStartBits;
+static_assert(kOwnerGenShift + kGenBits == 64);
+[[nodiscard]] constexpr std::uint64_t make_owner(std::uint64_t gen, std::uint32_t pid,
+                                                 std::uint64_t start_ticks = 0) noexcept {
+  return ((gen & kGenMask) << kOwnerGenShift) |
+         ((start_ticks & ((std::uint64_t{1} << kOwnerStartBits) - 1)) << kPidBits) | (pid & kPidMask);
+}
+[[nodiscard]] constexpr std::uint64_t owner_gen(std::uint64_t owner) noexcept { return owner >> kOwnerGenShift; }
+[[nodiscard]] constexpr std::uint32_t owner_pid(std::uint64_t owner) noexcept {
+  return static_cast<std::uint32_t>(owner & kPidMask);
+}
+[[nodiscard]] constexpr std::uint64_t owner_start_bits(std::uint64_t owner) noexcept {
+  return (owner >> kPidBits) & ((std::uint64_t{1} << kOwnerStartBits) - 1);
+}
+static_assert(owner_gen(make_owner(kGenMask, 1, 5)) == kGenMask);
+static_assert(owner_pid(make_owner(3, (1u << 22) - 1, 7)) == (1u << 22) - 1);
+static_assert(owner_start_bits(make_owner(3, 9, (1u << 21) + 7)) == 7);
 
 struct alignas(kCacheLine) SlotMeta {
   // Written by the producer while the slot is WRITING (it is the only writer
@@ -257,11 +318,11 @@ struct alignas(kCacheLine) SlotMeta {
   // Claims of this job so far: the claimer increments it right after its CAS;
   // reset by push (WRITING) and by requeue (while DEAD).
   std::atomic<std::uint32_t> attempts;
-  // Lease owner, written by the claimer right after its CAS: owner_start first,
-  // then owner (release). The janitor reads owner (acquire) then owner_start,
-  // and trusts them only if owner's generation tag matches the state word's.
+  // Lease owner record (make_owner above), written by the claimer with one
+  // store right after its CAS; trusted only when its generation tag matches
+  // the state word's.
   std::atomic<std::uint64_t> owner;
-  std::atomic<std::uint64_t> owner_start;  // start time, clock ticks after boot
+  std::uint64_t reserved_owner;
   std::atomic<std::uint64_t> claimed_at_ms;  // CLOCK_MONOTONIC ms of the current lease's claim
   std::atomic<std::uint64_t> key_hash;      // reserved: de-duplication keys
   std::uint64_t reserved[2];

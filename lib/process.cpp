@@ -1,8 +1,11 @@
 #include "process.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -44,6 +47,18 @@ bool read_stat(std::uint32_t pid, char& state, std::uint64_t& start_ticks) noexc
   return end != p;
 }
 
+// Entries of /proc/PID/task (threads), or a large number if unknown.
+int count_tasks(std::uint32_t pid) noexcept {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%u/task", pid);
+  DIR* dir = ::opendir(path);
+  if (dir == nullptr) return 1 << 20;
+  int n = 0;
+  while (const dirent* e = ::readdir(dir)) n += e->d_name[0] != '.' ? 1 : 0;
+  ::closedir(dir);
+  return n;
+}
+
 std::atomic<std::uint32_t> g_pid{0};
 std::atomic<std::uint64_t> g_start{0};
 std::once_flag g_atfork_once;
@@ -75,20 +90,31 @@ ProcessIdentity self() noexcept {
   return {pid, start};
 }
 
-bool proven_dead(std::uint32_t pid, std::uint64_t start_ticks) noexcept {
+bool proven_dead(std::uint32_t pid, std::uint64_t start_bits, std::uint64_t start_mask) noexcept {
   if (pid == 0 || pid >= kPidLimit) return true;
   if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) return true;
+  // A pidfd pins the process we judge: what we read below is about it, and
+  // it becomes readable only when its whole thread group has exited.
+  const int fd = static_cast<int>(::syscall(SYS_pidfd_open, static_cast<pid_t>(pid), 0));
+  if (fd < 0 && errno == ESRCH) return true;
   char state = 0;
   std::uint64_t start = 0;
-  if (!read_stat(pid, state, start)) {
-    // kill() saw it a moment ago. No /proc entry now means it exited just
-    // now, or /proc hides other users' processes (hidepid), or is not
-    // mounted: we cannot prove death, so we do not claim it. The next check
-    // (kill() failing with ESRCH) will.
-    return false;
+  const bool have_stat = read_stat(pid, state, start);
+  bool dead = false;
+  if (have_stat && start_bits != 0 && start != 0 && (start & start_mask) != start_bits) {
+    dead = true;  // the PID now names another process
+  } else if (fd >= 0) {
+    pollfd p{fd, POLLIN, 0};
+    dead = ::poll(&p, 1, 0) == 1 && (p.revents & POLLIN) != 0;
+  } else if (have_stat && state == 'Z') {
+    // No pidfd (kernel < 5.3): a zombie leader is dead only if no other
+    // thread of the group is left (/proc/PID/task lists live threads).
+    dead = count_tasks(pid) <= 1;
   }
-  if (state == 'Z' || state == 'X') return true;  // exited, not yet reaped
-  return start_ticks != 0 && start != 0 && start != start_ticks;
+  // Without /proc/PID/stat (it vanished just now, or hidepid hides other
+  // users' processes) nothing more is proven: alive, until kill() says ESRCH.
+  if (fd >= 0) ::close(fd);
+  return dead;
 }
 
 }  // namespace jobring::detail

@@ -23,9 +23,13 @@ struct ProcessIdentity {
 [[nodiscard]] std::uint64_t start_ticks_of(std::uint32_t pid) noexcept;
 
 // True only when `pid` is certainly not the process that wrote it: no such
-// process, a zombie, or (when start_ticks != 0) a process with another start
-// time. A stopped (SIGSTOP) process is alive. PID 0 and PIDs above the kernel
-// maximum are not processes: dead.
-[[nodiscard]] bool proven_dead(std::uint32_t pid, std::uint64_t start_ticks = 0) noexcept;
+// process; a process whose whole thread group has exited (a zombie not yet
+// reaped — judged with a pidfd, so a process whose main thread exited while
+// other threads run is alive); or, when start_bits != 0, a process whose
+// start time masked with start_mask differs (the PID was reused). A stopped
+// (SIGSTOP) process is alive. PID 0 and PIDs at or above 2^22 are not
+// processes: dead.
+[[nodiscard]] bool proven_dead(std::uint32_t pid, std::uint64_t start_bits = 0,
+                               std::uint64_t start_mask = ~std::uint64_t{0}) noexcept;
 
 }  // namespace jobring::detail

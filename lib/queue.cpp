@@ -76,7 +76,11 @@ std::error_code check_options(const Options& o, std::string& detail) {
 // Validates every header field against the others and against the real size
 // of the mapping, before any slot is touched. Returns the options it describes.
 std::error_code validate_header(const void* base, std::uint64_t size, Options& out, std::string& detail) {
-  const auto* h = static_cast<const Header*>(base);
+  // Validate a private copy of line 0: another process may be rewriting the
+  // shared one, and what we check must be what we keep.
+  detail::Identity copy;
+  std::memcpy(&copy, base, sizeof copy);
+  const detail::Identity* h = &copy;
   auto fail = [&](errc e, std::string why) {
     detail = std::move(why);
     return make_error_code(e);
@@ -102,7 +106,7 @@ std::error_code validate_header(const void* base, std::uint64_t size, Options& o
   out.max_payload = h->max_payload;
   out.default_lease = milliseconds(static_cast<std::int64_t>(h->default_lease_ms));
   out.max_attempts = h->max_attempts;
-  out.mode = h->mode & 07777;
+  out.mode = static_cast<const Header*>(base)->mode & 07777;  // informative only: no bound depends on it
   return {};
 }
 
@@ -146,9 +150,10 @@ struct Queue::Impl {
   [[nodiscard]] std::uint32_t next(std::uint32_t i) const noexcept { return i + 1 == capacity ? 0 : i + 1; }
 
   // Time tests on a word's aux. jobring never writes a visible-at or a
-  // deadline more than kMaxLease ahead, so a later one is corrupt: treat it
-  // as passed, so that no forged word can hide a slot for decades.
-  static constexpr auto kMaxAhead = static_cast<std::uint64_t>(kMaxLease.count());
+  // deadline more than kMaxLease ahead of its clock, so one more than
+  // 2 × kMaxLease ahead of ours is corrupt: treat it as passed, so that no
+  // forged word can hide a slot for decades (layout.hpp).
+  static constexpr auto kMaxAhead = 2 * static_cast<std::uint64_t>(kMaxLease.count());
   // READY: still delayed at `now`?
   [[nodiscard]] static bool delayed(Word w, std::uint64_t now) noexcept {
     return w.aux() > now && w.aux() - now <= kMaxAhead;
@@ -161,8 +166,9 @@ struct Queue::Impl {
   // One scan of the ring for each; see their definitions.
   std::size_t push_pass(std::span<const std::span<const std::byte>> payloads, std::span<JobId> ids,
                         std::uint64_t visible_at, std::memory_order load_order) noexcept;
+  // Not noexcept: the first claim into a Job object sizes its buffer.
   std::size_t claim_pass(std::span<Job> jobs, std::uint64_t lease_ms, detail::ProcessIdentity me,
-                         std::memory_order load_order, std::uint64_t& next_due) noexcept;
+                         std::memory_order load_order, std::uint64_t& next_due);
   [[noreturn]] void throw_push_error(std::error_code ec, std::size_t size, const PushOptions& push) const;
   [[nodiscard]] std::uint64_t lease_ms_for(const ClaimOptions& claim) const;
   LeaseStatus ack_one(const Lease& lease) noexcept;
@@ -174,9 +180,9 @@ struct Queue::Impl {
     for (std::uint32_t i = 0; i < capacity; ++i) {
       Word w{state(i).load(std::memory_order_relaxed)};
       if (w.state() != State::writing) continue;
-      // An aux too large for a PID cannot name a live writer: a corrupt word.
-      // (Check before narrowing, so a forged high bit cannot alias a live PID.)
-      if (w.aux() < detail::kPidLimit && !detail::proven_dead(static_cast<std::uint32_t>(w.aux()))) continue;
+      const auto pid = static_cast<std::uint32_t>(w.aux() & detail::kPidMask);
+      const std::uint64_t start_bits = w.aux() >> detail::kPidBits;
+      if (!detail::proven_dead(pid, start_bits, (std::uint64_t{1} << detail::kWriterStartBits) - 1)) continue;
       // Release: pairs with the acquire of the next producer's reserve CAS
       // (T1); seq_cst: before the caller's notify of the room event (wait.hpp).
       if (state(i).compare_exchange_strong(w.raw, w.next(State::free, 0).raw, std::memory_order_seq_cst,
@@ -468,7 +474,8 @@ std::size_t wait_until_progress(std::atomic<std::uint32_t>& event, milliseconds 
 std::size_t Queue::Impl::push_pass(std::span<const std::span<const std::byte>> payloads, std::span<JobId> ids,
                                    std::uint64_t visible_at, std::memory_order load_order) noexcept {
   if (payloads.empty()) return 0;
-  const std::uint32_t pid = detail::self().pid;
+  const detail::ProcessIdentity me = detail::self();
+  const std::uint64_t writer = detail::make_writer(me.pid, me.start_ticks);
   std::size_t done = 0;
   for (int round = 0; round < 2 && done < payloads.size(); ++round) {
     const std::uint64_t start = header->push_cursor.load(std::memory_order_relaxed);
@@ -481,9 +488,14 @@ std::size_t Queue::Impl::push_pass(std::span<const std::span<const std::byte>> p
       // T1 reserve. Acquire: pairs with the release CAS that freed the slot
       // (ack, purge, recover), so the previous holder's reads of the payload
       // happen-before our writes. On failure another producer took it: move on.
-      const Word reserved = w.next(State::writing, pid);
+      const Word reserved = w.next(State::writing, writer);
       if (!sw.compare_exchange_strong(w.raw, reserved.raw, std::memory_order_acquire, std::memory_order_relaxed))
         continue;
+      // Pairs with the acquire fence of a claimer validating its copy of this
+      // slot's old payload (claim_pass, peek): if that claimer's re-check
+      // reads a word older than ours, our writes below are not visible to its
+      // copy; if newer, it discards the copy.
+      std::atomic_thread_fence(std::memory_order_release);
       const std::span<const std::byte> payload = payloads[done];
       SlotMeta& m = meta(i);
       const JobId id = header->next_job_id.fetch_add(1, std::memory_order_relaxed);
@@ -491,7 +503,6 @@ std::size_t Queue::Impl::push_pass(std::span<const std::span<const std::byte>> p
       m.length.store(static_cast<std::uint32_t>(payload.size()), std::memory_order_relaxed);
       m.attempts.store(0, std::memory_order_relaxed);
       m.owner.store(0, std::memory_order_relaxed);
-      m.owner_start.store(0, std::memory_order_relaxed);
       m.key_hash.store(0, std::memory_order_relaxed);
       if (!payload.empty()) std::memcpy(this->payload(i), payload.data(), payload.size());
       // T3 commit. Release: publishes the meta and the payload to the claimer
@@ -598,8 +609,8 @@ void Queue::Impl::throw_push_error(std::error_code ec, std::size_t size, const P
 // ---------------------------------------------------------------------------
 
 std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms, detail::ProcessIdentity me,
-                                    std::memory_order load_order, std::uint64_t& next_due) noexcept {
-  const std::uint64_t now = detail::now_ms();
+                                    std::memory_order load_order, std::uint64_t& next_due) {
+  std::uint64_t now = detail::now_ms();
   const std::uint32_t max_attempts = options.max_attempts;
   const std::uint64_t start = header->claim_cursor.load(std::memory_order_relaxed);
   std::uint32_t i = static_cast<std::uint32_t>(start % capacity);
@@ -607,7 +618,11 @@ std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms,
   std::size_t got = 0;
   std::size_t takeovers = 0;
   std::uint32_t k = 0;
+  const std::uint64_t owner_bits = detail::make_owner(0, me.pid, me.start_ticks);
   for (; k < capacity && got < jobs.size(); ++k, i = next(i)) {
+    // A long scan re-reads the clock, so that a lease granted at its end
+    // gets its full length (and expiry is judged against a fresh clock).
+    if ((k & 255) == 255) now = detail::now_ms();
     auto& sw = state(i);
     SlotMeta& m = meta(i);
     Word w{sw.load(load_order)};
@@ -658,11 +673,9 @@ std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms,
 
     // --- We hold the lease `mine` on slot i.
     const std::uint32_t attempt = m.attempts.fetch_add(1, std::memory_order_relaxed) + 1;
-    // Owner record for the janitor: start time first, then the tagged PID
-    // (release pairs with the janitor's acquire load of `owner`).
+    // Owner record for the janitor, one word tagged with our generation.
     m.claimed_at_ms.store(now, std::memory_order_relaxed);
-    m.owner_start.store(me.start_ticks, std::memory_order_relaxed);
-    m.owner.store(detail::make_owner(mine.gen(), me.pid), std::memory_order_release);
+    m.owner.store(owner_bits | detail::make_owner(mine.gen(), 0), std::memory_order_relaxed);
     const JobId id = m.job_id.load(std::memory_order_relaxed);
     const std::uint32_t length = m.length.load(std::memory_order_relaxed);
     if (length > max_payload) {
@@ -844,13 +857,16 @@ LeaseStatus Queue::extend(Lease& lease, milliseconds lease_time) {
   if (!sw->compare_exchange_strong(expected, to.raw, std::memory_order_relaxed, std::memory_order_relaxed))
     return LeaseStatus::lease_lost;
   // The owner record is tagged with the generation: move the tag along, so
-  // the janitor still recognises the owner (only the lease holder writes it).
-  // A record whose tag did not name our lease (a claimer that died before
-  // writing it, or a forged one) stays untrusted.
+  // the janitor still recognises the owner. By CAS from a record tagged with
+  // our old generation: one that did not name our lease (a claimer that died
+  // before writing it, or a forged one) stays untrusted, and a record a later
+  // claimer wrote after our new lease expired is not overwritten.
   SlotMeta& m = q.meta(lease.slot);
-  const std::uint64_t owner = m.owner.load(std::memory_order_relaxed);
-  if ((owner >> 32) == Word{lease.token}.gen())
-    m.owner.store(detail::make_owner(to.gen(), static_cast<std::uint32_t>(owner)), std::memory_order_release);
+  std::uint64_t owner = m.owner.load(std::memory_order_relaxed);
+  if (detail::owner_gen(owner) == Word{lease.token}.gen())
+    m.owner.compare_exchange_strong(owner, (owner & ~(detail::kGenMask << detail::kOwnerGenShift)) |
+                                               detail::make_owner(to.gen(), 0),
+                                    std::memory_order_relaxed);
   lease.token = to.raw;
   return LeaseStatus::ok;
 }
@@ -930,8 +946,8 @@ std::vector<JobInfo> Queue::peek(JobState state, std::size_t limit) const {
     if (s == JobState::delayed || s == JobState::leased)
       info.ms_until = static_cast<std::int64_t>(w.aux()) - static_cast<std::int64_t>(now);
     if (s == JobState::leased) {
-      const std::uint64_t owner = m.owner.load(std::memory_order_acquire);
-      if ((owner >> 32) == w.gen()) info.owner_pid = static_cast<int>(owner & 0xffffffffu);
+      const std::uint64_t owner = m.owner.load(std::memory_order_relaxed);
+      if (detail::owner_gen(owner) == w.gen()) info.owner_pid = static_cast<int>(detail::owner_pid(owner));
     }
     const std::uint32_t length = m.length.load(std::memory_order_relaxed);
     // A corrupt length (a job quarantined in DEAD by a claim) is listed with
@@ -973,37 +989,47 @@ std::size_t transform_slots(const Queue::Impl& q, Pick pick, To to, std::size_t 
 
 }  // namespace
 
-bool Queue::requeue(JobId dead_job) noexcept {
-  const Impl& q = *impl_;
-  // T9 DEAD → READY. Attempts are reset while the slot is still DEAD (nobody
-  // else writes them then), so the requeued job gets its full max_attempts.
-  const std::size_t n = transform_slots(
-      q,
-      [&](Word w, SlotMeta& m) {
-        if (w.state() != State::dead || m.job_id.load(std::memory_order_relaxed) != dead_job) return false;
-        m.attempts.store(0, std::memory_order_relaxed);
-        return true;
-      },
-      [](Word w) { return w.next(State::ready, 0); }, 1);
-  q.count(detail::kRequeued, n);
-  if (n > 0) detail::notify(q.header->work_event);
-  return n == 1;
+namespace {
+
+// T9 DEAD → READY in two steps, so that resetting the attempts cannot race a
+// claim: first DEAD → DEAD (generation + 1) makes us the only requeuer of the
+// slot (a rival requeue, purge or remove_dead from the old word fails); then
+// the attempts are reset while nobody can claim the job; then DEAD → READY.
+// Dies between the steps: the job is still DEAD, with its attempts reset or
+// not; consistent either way.
+bool requeue_slot(const Queue::Impl& q, std::uint32_t i, Word w) noexcept {
+  auto& sw = q.state(i);
+  const Word mine = w.next(State::dead, 0);
+  if (!sw.compare_exchange_strong(w.raw, mine.raw, std::memory_order_acq_rel, std::memory_order_relaxed))
+    return false;
+  q.meta(i).attempts.store(0, std::memory_order_relaxed);
+  Word expected = mine;
+  // seq_cst: before the caller's notify of the work event (wait.hpp).
+  return sw.compare_exchange_strong(expected.raw, mine.next(State::ready, 0).raw, std::memory_order_seq_cst,
+                                    std::memory_order_relaxed);
 }
 
-std::size_t Queue::requeue_dead() noexcept {
-  const Impl& q = *impl_;
-  const std::size_t n = transform_slots(
-      q,
-      [](Word w, SlotMeta& m) {
-        if (w.state() != State::dead) return false;
-        m.attempts.store(0, std::memory_order_relaxed);
-        return true;
-      },
-      [](Word w) { return w.next(State::ready, 0); }, q.capacity);
+std::size_t requeue_where(const Queue::Impl& q, std::optional<JobId> only) noexcept {
+  std::size_t n = 0;
+  for (std::uint32_t i = 0; i < q.capacity; ++i) {
+    const Word w{q.state(i).load(std::memory_order_acquire)};
+    if (w.state() != State::dead) continue;
+    if (only && q.meta(i).job_id.load(std::memory_order_relaxed) != *only) continue;
+    if (requeue_slot(q, i, w)) {
+      ++n;
+      if (only) break;
+    }
+  }
   q.count(detail::kRequeued, n);
   if (n > 0) detail::notify(q.header->work_event);
   return n;
 }
+
+}  // namespace
+
+bool Queue::requeue(JobId dead_job) noexcept { return requeue_where(*impl_, dead_job) == 1; }
+
+std::size_t Queue::requeue_dead() noexcept { return requeue_where(*impl_, std::nullopt); }
 
 bool Queue::remove_dead(JobId dead_job) noexcept {
   const Impl& q = *impl_;
@@ -1056,7 +1082,7 @@ SweepResult Queue::sweep() noexcept {
   auto owner_dead = [&](std::uint32_t pid, std::uint64_t start) {
     for (std::size_t v = 0; v < known; ++v)
       if (verdicts[v].pid == pid && verdicts[v].start == start) return verdicts[v].dead;
-    const bool dead = detail::proven_dead(pid, start);
+    const bool dead = detail::proven_dead(pid, start, (std::uint64_t{1} << detail::kOwnerStartBits) - 1);
     if (known < std::size(verdicts)) verdicts[known++] = {pid, start, dead};
     return dead;
   };
@@ -1069,14 +1095,14 @@ SweepResult Queue::sweep() noexcept {
     const bool expired = !Impl::lease_current(w, now);
     bool dead_owner = false;
     if (!expired) {
-      // Acquire: pairs with the claimer's release store of `owner`, so
-      // owner_start is the one written with it. The tag must name this very
-      // lease (generation), else the record is a previous owner's, or the
-      // claimer died before writing it: then only the deadline frees the slot.
-      const std::uint64_t owner = m.owner.load(std::memory_order_acquire);
-      const auto pid = static_cast<std::uint32_t>(owner & 0xffffffffu);
-      if ((owner >> 32) != w.gen() || pid == 0) continue;
-      dead_owner = owner_dead(pid, m.owner_start.load(std::memory_order_relaxed));
+      // One word: PID and start time are the same claimer's. The tag must
+      // name this very lease (generation), else the record is a previous
+      // owner's, or the claimer died before writing it: then only the
+      // deadline frees the slot.
+      const std::uint64_t owner = m.owner.load(std::memory_order_relaxed);
+      const std::uint32_t pid = detail::owner_pid(owner);
+      if (detail::owner_gen(owner) != w.gen() || pid == 0) continue;
+      dead_owner = owner_dead(pid, detail::owner_start_bits(owner));
       if (!dead_owner) continue;
     }
     const bool exhausted = max_attempts != 0 && m.attempts.load(std::memory_order_relaxed) >= max_attempts;

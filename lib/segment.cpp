@@ -37,7 +37,7 @@ std::error_code from_errno(int err) noexcept {
   }
 }
 
-void fail(Failure& failure, const char* what, int err) {
+void fail(Failure& failure, const char* what, int err) {  // may throw std::bad_alloc
   failure.code = from_errno(err);
   failure.detail = std::string(what) + ": " + std::strerror(err) + " (errno " + std::to_string(err) + ")";
 }
@@ -47,7 +47,7 @@ int native_error(const bip::interprocess_exception& e) noexcept {
   return err != 0 ? err : EIO;
 }
 
-bool map(Segment::Impl& impl, Failure& failure) noexcept {
+bool map(Segment::Impl& impl, Failure& failure) {
   try {
     bip::offset_t size = 0;
     if (!impl.shm.get_size(size)) {
@@ -74,7 +74,7 @@ void* Segment::data() const noexcept { return impl_ ? impl_->region.get_address(
 std::uint64_t Segment::size() const noexcept { return impl_ ? impl_->region.get_size() : 0; }
 
 bool Segment::create(const std::string& file_name, std::uint64_t bytes, unsigned mode, Segment& out,
-                     Failure& failure) noexcept {
+                     Failure& failure) {
   auto impl = std::make_unique<Impl>();
   try {
     bip::permissions perm(static_cast<int>(mode));
@@ -100,7 +100,7 @@ bool Segment::create(const std::string& file_name, std::uint64_t bytes, unsigned
   return true;
 }
 
-bool Segment::open(const std::string& file_name, Segment& out, Failure& failure) noexcept {
+bool Segment::open(const std::string& file_name, Segment& out, Failure& failure) {
   auto impl = std::make_unique<Impl>();
   try {
     impl->shm = bip::shared_memory_object(bip::open_only, file_name.c_str(), bip::read_write);
@@ -113,7 +113,7 @@ bool Segment::open(const std::string& file_name, Segment& out, Failure& failure)
   return true;
 }
 
-bool Segment::remove(const std::string& file_name, Failure& failure) noexcept {
+bool Segment::remove(const std::string& file_name, Failure& failure) {
   // Boost's remove() swallows errno; the distinction between "no such queue"
   // and "permission denied" matters to the user, so call shm_unlink here.
   const std::string path = "/" + file_name;

@@ -27,12 +27,13 @@ class Segment {
   // sizes it to `bytes` (zero-filled) and maps it. On any failure after the
   // name was created, the name is removed again.
   [[nodiscard]] static bool create(const std::string& file_name, std::uint64_t bytes, unsigned mode,
-                                   Segment& out, Failure& failure) noexcept;
+                                   Segment& out, Failure& failure);
   // Opens and maps an existing segment, whatever its size (the caller
   // validates the size against the header).
-  [[nodiscard]] static bool open(const std::string& file_name, Segment& out, Failure& failure) noexcept;
+  [[nodiscard]] static bool open(const std::string& file_name, Segment& out, Failure& failure);
+  // These allocate (messages, the Boost objects): std::bad_alloc propagates.
   // Unlinks the name. Returns false with not_found if it did not exist.
-  [[nodiscard]] static bool remove(const std::string& file_name, Failure& failure) noexcept;
+  [[nodiscard]] static bool remove(const std::string& file_name, Failure& failure);
 
   [[nodiscard]] void* data() const noexcept;
   [[nodiscard]] std::uint64_t size() const noexcept;

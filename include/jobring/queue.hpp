@@ -43,7 +43,8 @@ namespace jobring {
 using JobId = std::uint64_t;
 using std::chrono::milliseconds;
 
-// Limits that every queue obeys; checked by create() and by open().
+// Limits that every queue obeys; checked by create(). open() checks capacity
+// and max_payload against them, and every size against the segment's real size.
 inline constexpr std::size_t kMaxNameLength = 64;
 inline constexpr std::uint32_t kMaxCapacity = 1u << 24;      // job slots
 inline constexpr std::uint32_t kMaxPayload = 64u << 20;      // bytes per job
@@ -212,7 +213,8 @@ class Queue {
   [[nodiscard]] const std::string& name() const noexcept;
   [[nodiscard]] const Options& options() const noexcept;  // as stored in the segment
 
-  // --- Producer. Never blocks; a full queue is PushStatus::full. Throws
+  // --- Producer. Blocks only when PushOptions::wait asks it to wait for
+  // room; a full queue is PushStatus::full. Throws
   // error(payload_too_large) / error(invalid_argument) for a bad call.
   PushResult push(std::span<const std::byte> payload, const PushOptions& options = {});
   PushResult push(std::string_view payload, const PushOptions& options = {});
@@ -278,8 +280,9 @@ class Queue {
 };
 
 // Makes every blocking call in this process (claim, claim_many, push with a
-// wait) return `interrupted` at once, now and until clear_interrupt(). Safe to
-// call from a signal handler: use it for graceful shutdown on SIGTERM.
+// wait) return `interrupted` promptly (at once as a rule, within 200 ms at
+// worst), now and until clear_interrupt(). Safe to call from a signal
+// handler: use it for graceful shutdown on SIGTERM.
 void interrupt_waits() noexcept;
 void clear_interrupt() noexcept;
 
