@@ -101,6 +101,7 @@ milliseconds duration_arg(const Command& c, const po::variables_map& vm, const c
   const std::string text = vm[key].as<std::string>();
   const auto d = jobring::parse_duration(text);
   if (!d) usage(c.name, std::string("bad duration '") + text + "' for --" + key + ": write e.g. 500ms, 30s or 2m");
+  if (*d > jobring::kMaxLease) usage(c.name, std::string("--") + key + " " + text + " is longer than the limit of 7 days");
   return *d;
 }
 
@@ -133,9 +134,13 @@ std::string read_all(int fd) {
 
 std::span<const std::byte> bytes(std::string_view s) { return std::as_bytes(std::span<const char>(s.data(), s.size())); }
 
+// Text is valid UTF-8 without NUL bytes (which many consumers of JSON
+// strings, and every shell variable, cannot hold); anything else is binary.
+bool is_text(std::string_view s) { return s.find('\0') == std::string_view::npos && jobring::cli::is_utf8(s); }
+
 std::string payload_json(std::span<const std::byte> payload) {
   const std::string_view text(reinterpret_cast<const char*>(payload.data()), payload.size());
-  if (jobring::cli::is_utf8(text))
+  if (is_text(text))
     return "\"payload\":" + jobring::cli::json_string(text) + ",\"payload_encoding\":\"utf8\"";
   return "\"payload\":\"" + jobring::cli::base64_encode(payload) + "\",\"payload_encoding\":\"base64\"";
 }
@@ -423,7 +428,7 @@ int cmd_peek(const std::vector<std::string>& args) {
                   static_cast<long long>(j.ms_until), j.owner_pid, payload_json(j.payload).c_str());
     } else {
       const std::string_view text(reinterpret_cast<const char*>(j.payload.data()), j.payload.size());
-      const bool printable = jobring::cli::is_utf8(text);
+      const bool printable = is_text(text);
       std::printf("job %llu  %s  attempts %u", static_cast<unsigned long long>(j.id), state_name(j.state).c_str(),
                   j.attempts);
       if (j.state == jobring::JobState::delayed || j.state == jobring::JobState::leased)
@@ -609,6 +614,7 @@ int cmd_work(const std::vector<std::string>& args_in) {
                        jobring::format_duration(delay).c_str());
         }
         ++finished;
+        last_job = std::chrono::steady_clock::now();  // --wait counts idle time from here
         running.erase(it);
         break;
       }

@@ -12,6 +12,7 @@
 // reloads, notifies systemd and writes metrics.
 
 #include <fcntl.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -127,9 +128,16 @@ std::optional<std::chrono::microseconds> watchdog_period() {
 
 volatile sig_atomic_t g_stop = 0;
 volatile sig_atomic_t g_reload = 0;
+volatile sig_atomic_t g_in_sweep = 0;
+sigjmp_buf g_sweep_jump;
 
 extern "C" void on_stop(int) { g_stop = 1; }
 extern "C" void on_reload(int) { g_reload = 1; }
+extern "C" void on_sigbus(int sig) {
+  if (g_in_sweep) siglongjmp(g_sweep_jump, 1);
+  ::signal(sig, SIG_DFL);  // not ours: die of it as we would have
+  ::raise(sig);
+}
 
 bool install_signals() {
   struct sigaction sa {};
@@ -139,6 +147,8 @@ bool install_signals() {
   if (::sigaction(SIGTERM, &sa, nullptr) != 0 || ::sigaction(SIGINT, &sa, nullptr) != 0) return false;
   sa.sa_handler = on_reload;
   if (::sigaction(SIGHUP, &sa, nullptr) != 0) return false;
+  sa.sa_handler = on_sigbus;
+  if (::sigaction(SIGBUS, &sa, nullptr) != 0) return false;
   sa.sa_handler = SIG_IGN;
   return ::sigaction(SIGPIPE, &sa, nullptr) == 0;
 }
@@ -167,8 +177,8 @@ po::options_description file_options() {
   d.add_options()
       ("queue,q", po::value<std::vector<std::string>>()->composing(),
        "a queue to look after (repeatable); none: every jobring queue on the host")
-      ("interval,i", po::value<std::string>()->default_value("50ms"), "time between sweeps: 10ms .. 1h")
-      ("log-level,l", po::value<std::string>()->default_value("info"), "error, warn, info or debug")
+      ("interval,i", po::value<std::string>(), "time between sweeps: 10ms .. 1h (default 50ms)")
+      ("log-level,l", po::value<std::string>(), "error, warn, info or debug (default info)")
       ("metrics-file,m", po::value<std::string>(),
        "write Prometheus metrics here after every sweep (atomically: for node_exporter's textfile collector)");
   return d;
@@ -202,72 +212,103 @@ void print_help(std::ostream& out) {
          "                  --metrics-file /var/lib/prometheus/node-exporter/jobring.prom\n";
 }
 
+// Checks the values in `vm` and applies them to `c`. Problems are reported
+// with `exit_code`: 2 for the command line, 3 for the config file.
+bool apply(const po::variables_map& vm, Config& c, int exit_code, const std::string& where, ConfigError& err) {
+  auto fail = [&](const std::string& what) {
+    err = {exit_code, where + what};
+    return false;
+  };
+  if (vm.count("queue")) {
+    c.queues = vm["queue"].as<std::vector<std::string>>();
+    for (const auto& q : c.queues)
+      if (auto ec = jobring::check_name(q)) return fail("bad queue name '" + q + "': " + ec.message());
+  }
+  if (vm.count("interval")) {
+    const std::string interval = vm["interval"].as<std::string>();
+    const auto d = jobring::parse_duration(interval);
+    if (!d || *d < 10ms || *d > 1h)
+      return fail("bad interval '" + interval + "': write a duration from 10ms to 1h, e.g. 50ms or 1s");
+    c.interval = *d;
+  }
+  if (vm.count("log-level")) {
+    const std::string level = vm["log-level"].as<std::string>();
+    const auto l = parse_level(level);
+    if (!l) return fail("bad log-level '" + level + "': use error, warn, info or debug");
+    c.level = *l;
+  }
+  if (vm.count("metrics-file")) c.metrics_file = vm["metrics-file"].as<std::string>();
+  return true;
+}
+
 std::optional<Config> load_config(int argc, char** argv, ConfigError& err, bool& exit_now) {
   exit_now = false;
   po::options_description all;
   all.add(file_options()).add(cli_only_options());
-  po::variables_map vm;
+  po::variables_map cli;
   try {
-    po::store(po::command_line_parser(argc, argv).options(all).run(), vm);
+    // No positional arguments: a stray word (say "orders" for "--queue
+    // orders") is an error, not silently "every queue on the host".
+    po::store(po::command_line_parser(argc, argv).options(all).positional({}).run(), cli);
+  } catch (const po::too_many_positional_options_error&) {
+    std::string stray;
+    for (int i = 1; i < argc; ++i)
+      if (argv[i][0] != '-' && (i == 1 || argv[i - 1][0] != '-' || std::strchr(argv[i - 1], '=') != nullptr))
+        stray = argv[i];
+    err = {kExitUsage, "unexpected argument '" + stray + "': queues are named with --queue NAME (see jobring-janitor --help)"};
+    return std::nullopt;
   } catch (const po::error& e) {
     err = {kExitUsage, std::string(e.what()) + " (see jobring-janitor --help)"};
     return std::nullopt;
   }
-  if (vm.count("help")) {
+  if (cli.count("help")) {
     print_help(std::cout);
     exit_now = true;
     return std::nullopt;
   }
-  if (vm.count("version")) {
+  if (cli.count("version")) {
     std::cout << kVersion << '\n';
     exit_now = true;
     return std::nullopt;
   }
   Config c;
-  c.once = vm.count("once") > 0;
-  if (vm.count("config")) {
-    c.config_file = vm["config"].as<std::string>();
+  c.once = cli.count("once") > 0;
+  if (cli.count("config")) {
+    c.config_file = cli["config"].as<std::string>();
     c.config_explicit = true;
   }
-  // The config file: values stored after the command line's do not override
-  // them (program_options keeps the first value stored).
-  std::ifstream in(c.config_file);
-  if (!in) {
-    if (c.config_explicit) {
+  // Check the command line first (exit 2), then the file (exit 3); then
+  // apply the file's values and, over them, the command line's.
+  Config from_cli;
+  if (!apply(cli, from_cli, kExitUsage, "", err)) return std::nullopt;
+  struct stat st {};
+  const bool exists = ::stat(c.config_file.c_str(), &st) == 0;
+  if (exists && !S_ISREG(st.st_mode)) {
+    err = {kExitConfig, "config file " + c.config_file + " is not a regular file"};
+    return std::nullopt;
+  }
+  std::ifstream in;
+  if (exists) in.open(c.config_file);
+  if (!exists || !in) {
+    if (c.config_explicit || exists) {
       err = {kExitConfig, "cannot read config file " + c.config_file + ": " + std::strerror(errno)};
       return std::nullopt;
     }
   } else {
+    po::variables_map file;
     try {
-      po::store(po::parse_config_file(in, file_options()), vm);
+      po::store(po::parse_config_file(in, file_options()), file);
     } catch (const po::error& e) {
       err = {kExitConfig, "config file " + c.config_file + ": " + e.what()};
       return std::nullopt;
     }
-  }
-  po::notify(vm);
-  if (vm.count("queue")) c.queues = vm["queue"].as<std::vector<std::string>>();
-  for (const auto& q : c.queues) {
-    if (auto ec = jobring::check_name(q)) {
-      err = {kExitUsage, "bad queue name '" + q + "': " + ec.message()};
+    if (in.bad()) {
+      err = {kExitConfig, "cannot read config file " + c.config_file + ": " + std::strerror(errno)};
       return std::nullopt;
     }
+    if (!apply(file, c, kExitConfig, "config file " + c.config_file + ": ", err)) return std::nullopt;
   }
-  const std::string interval = vm["interval"].as<std::string>();
-  const auto d = jobring::parse_duration(interval);
-  if (!d || *d < 10ms || *d > 1h) {
-    err = {kExitUsage, "bad --interval '" + interval + "': write a duration from 10ms to 1h, e.g. 50ms or 1s"};
-    return std::nullopt;
-  }
-  c.interval = *d;
-  const std::string level = vm["log-level"].as<std::string>();
-  const auto l = parse_level(level);
-  if (!l) {
-    err = {kExitUsage, "bad --log-level '" + level + "': use error, warn, info or debug"};
-    return std::nullopt;
-  }
-  c.level = *l;
-  if (vm.count("metrics-file")) c.metrics_file = vm["metrics-file"].as<std::string>();
+  if (!apply(cli, c, kExitUsage, "", err)) return std::nullopt;
   return c;
 }
 
@@ -278,6 +319,7 @@ std::optional<Config> load_config(int argc, char** argv, ConfigError& err, bool&
 struct Watched {
   jobring::Queue queue;
   ino_t inode;
+  off_t bytes;  // the segment's size when opened: a change means someone truncated it
   std::string last_error;  // so that a failing queue is logged once, not every sweep
 };
 
@@ -336,10 +378,18 @@ class Janitor {
       log(Level::info, "queue '%s': recreated; re-opening", name.c_str());
       watched_.erase(it);
       it = watched_.end();
+    } else if (it != watched_.end() && it->second.bytes != st.st_size) {
+      // Touching a page beyond the new end would raise SIGBUS: let go.
+      log(Level::warn, "queue '%s': segment resized from %lld to %lld bytes by someone; dropped", name.c_str(),
+          static_cast<long long>(it->second.bytes), static_cast<long long>(st.st_size));
+      watched_.erase(it);
+      it = watched_.end();
     }
     if (it == watched_.end()) {
       std::error_code ec;
-      auto q = jobring::Queue::open(name, ec);
+      // No waiting for a half-made segment: it would stall every other
+      // queue's sweep. It is looked at again next sweep.
+      auto q = jobring::Queue::open(name, ec, 0ms);
       if (!q) {
         auto& last = failed_[name];
         if (last != ec.message()) {
@@ -350,10 +400,23 @@ class Janitor {
       }
       failed_.erase(name);
       log(Level::info, "queue '%s': watching (capacity %u)", name.c_str(), q->options().capacity);
-      it = watched_.emplace(name, Watched{std::move(*q), st.st_ino, {}}).first;
+      it = watched_.emplace(name, Watched{std::move(*q), st.st_ino, st.st_size, {}}).first;
     }
     jobring::Queue& q = it->second.queue;
+    // A segment truncated between our size check and the sweep raises SIGBUS
+    // when a page past its end is touched. The handler jumps back here; the
+    // sweep holds no lock and every change it makes is a single CAS, so
+    // abandoning it midway leaves the queue consistent.
+    if (sigsetjmp(g_sweep_jump, 1) != 0) {
+      g_in_sweep = 0;
+      log(Level::warn, "queue '%s': segment truncated during a sweep (SIGBUS); dropped", name.c_str());
+      watched_.erase(name);
+      return;
+    }
+    g_in_sweep = 1;
     const jobring::SweepResult r = q.sweep();
+    const jobring::Stats stats = q.stats();
+    g_in_sweep = 0;
     totals_.reclaimed += r.reclaimed;
     totals_.expired += r.expired;
     totals_.dead_lettered += r.dead_lettered;
@@ -361,7 +424,7 @@ class Janitor {
     if (r.reclaimed + r.expired + r.dead_lettered + r.recovered_writes > 0)
       log(Level::info, "queue '%s': %zu reclaimed from dead owners, %zu expired, %zu dead-lettered, %zu half-written freed",
           name.c_str(), r.reclaimed, r.expired, r.dead_lettered, r.recovered_writes);
-    if (!config_.metrics_file.empty()) append_metrics(name, q.stats());
+    if (!config_.metrics_file.empty()) append_metrics(name, stats);
   }
 
   void append_metrics(const std::string& name, const jobring::Stats& s) {

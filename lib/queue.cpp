@@ -36,7 +36,7 @@ namespace {
 constexpr const char* kFilePrefix = "jobring.";
 constexpr std::size_t kFilePrefixLength = 8;
 // How long open() waits for a creator that is still initialising the header.
-constexpr auto kInitWait = std::chrono::seconds(1);
+constexpr milliseconds kInitWait{1000};
 
 std::string file_name_of(std::string_view name) { return std::string(kFilePrefix).append(name); }
 
@@ -260,9 +260,10 @@ std::unique_ptr<Queue::Impl> do_create(std::string_view name, const Options& opt
   return impl;
 }
 
-std::unique_ptr<Queue::Impl> do_open(std::string_view name, std::error_code& ec, std::string& detail) {
+std::unique_ptr<Queue::Impl> do_open(std::string_view name, std::error_code& ec, std::string& detail,
+                                     milliseconds init_wait = kInitWait) {
   if ((ec = check_name(name))) return nullptr;
-  const auto give_up_at = std::chrono::steady_clock::now() + kInitWait;
+  const auto give_up_at = std::chrono::steady_clock::now() + init_wait;
   for (;;) {
     auto impl = std::make_unique<Queue::Impl>();
     detail::Failure failure;
@@ -306,7 +307,7 @@ std::unique_ptr<Queue::Impl> do_open(std::string_view name, std::error_code& ec,
     }
     if (in_progress && std::chrono::steady_clock::now() >= give_up_at) {
       ec = make_error_code(errc::incomplete_segment);
-      detail = "header not published after " + std::to_string(kInitWait.count()) + " s";
+      detail = "header not published after " + std::to_string(init_wait.count()) + " ms";
       return nullptr;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
@@ -368,9 +369,12 @@ std::optional<Queue> Queue::create(std::string_view name, const Options& options
   return std::nullopt;
 }
 std::optional<Queue> Queue::open(std::string_view name, std::error_code& ec) noexcept {
+  return open(name, ec, kInitWait);
+}
+std::optional<Queue> Queue::open(std::string_view name, std::error_code& ec, milliseconds init_wait) noexcept {
   try {
     std::string detail;
-    if (auto impl = do_open(name, ec, detail)) {
+    if (auto impl = do_open(name, ec, detail, std::max(init_wait, milliseconds{0}))) {
       ec.clear();
       return Queue(std::move(impl));
     }

@@ -199,6 +199,11 @@ class Queue {
   [[nodiscard]] static std::optional<Queue> create(std::string_view name, const Options& options,
                                                    std::error_code& ec) noexcept;
   [[nodiscard]] static std::optional<Queue> open(std::string_view name, std::error_code& ec) noexcept;
+  // As open, but waits at most `init_wait` (instead of 1 s) for a creator
+  // that has not published the header yet: a monitor that must not stall on
+  // a half-made segment passes 0 and looks again later.
+  [[nodiscard]] static std::optional<Queue> open(std::string_view name, std::error_code& ec,
+                                                 milliseconds init_wait) noexcept;
   [[nodiscard]] static std::optional<Queue> open_or_create(std::string_view name, const Options& options,
                                                            std::error_code& ec) noexcept;
   static bool remove(std::string_view name, std::error_code& ec) noexcept;
