@@ -149,6 +149,13 @@ struct Queue::Impl {
   }
   [[nodiscard]] std::uint32_t next(std::uint32_t i) const noexcept { return i + 1 == capacity ? 0 : i + 1; }
 
+  // Moves a cursor hint forward to at least `to` (never back).
+  static void advance(std::atomic<std::uint64_t>& cursor, std::uint64_t to) noexcept {
+    std::uint64_t cur = cursor.load(std::memory_order_relaxed);
+    while (cur < to && !cursor.compare_exchange_weak(cur, to, std::memory_order_relaxed)) {
+    }
+  }
+
   // Time tests on a word's aux. jobring never writes a visible-at or a
   // deadline more than kMaxLease ahead of its clock, so one more than
   // 2 × kMaxLease ahead of ours is corrupt: treat it as passed, so that no
@@ -500,6 +507,10 @@ std::size_t Queue::Impl::push_pass(std::span<const std::span<const std::byte>> p
       // reads a word older than ours, our writes below are not visible to its
       // copy; if newer, it discards the copy.
       std::atomic_thread_fence(std::memory_order_release);
+      // Advance the push cursor past this slot before the commit: a claimer
+      // that acquires our commit then sees the cursor at least here, so it
+      // may move the claim cursor past this job (claim_pass).
+      advance(header->push_cursor, start + k + 1);
       const std::span<const std::byte> payload = payloads[done];
       SlotMeta& m = meta(i);
       const JobId id = header->next_job_id.fetch_add(1, std::memory_order_relaxed);
@@ -523,10 +534,6 @@ std::size_t Queue::Impl::push_pass(std::span<const std::span<const std::byte>> p
       }
       if (done < ids.size()) ids[done] = id;
       ++done;
-    }
-    if (done > 0) {
-      std::uint64_t hint = start;
-      header->push_cursor.compare_exchange_strong(hint, start + k, std::memory_order_relaxed);
     }
     // Full. A slot left WRITING by a dead producer is not full: free those and look once more.
     if (done < payloads.size() && (round > 0 || recover_dead_writers() == 0)) break;
@@ -616,9 +623,16 @@ std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms,
                                     std::memory_order load_order, std::uint64_t& next_due) {
   std::uint64_t now = detail::now_ms();
   const std::uint32_t max_attempts = options.max_attempts;
+  // FIFO: scan from the claim cursor, the oldest position not yet passed by
+  // a claim, in ring order, which is the order producers fill slots in. The
+  // cursor never moves past the push cursor, so that jobs pushed after this
+  // scan began are never left behind it.
   const std::uint64_t start = header->claim_cursor.load(std::memory_order_relaxed);
-  std::uint32_t i = static_cast<std::uint32_t>(start % capacity);
+  const std::uint32_t first = static_cast<std::uint32_t>(start % capacity);
+  std::uint32_t i = first;
   bool saw_writing = false;
+  bool passed_empty = false;  // passed a FREE or WRITING slot in this pass
+  bool rescanned = false;
   std::size_t got = 0;
   std::size_t takeovers = 0;
   std::uint32_t k = 0;
@@ -630,6 +644,17 @@ std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms,
     auto& sw = state(i);
     SlotMeta& m = meta(i);
     Word w{sw.load(load_order)};
+    if (w.state() == State::ready && passed_empty && !rescanned && got == 0) {
+      // We passed an empty slot and now see a job: a producer may have
+      // filled the empty one (an older position) after we passed it. Look
+      // once more from the start, so that the older job goes first.
+      rescanned = true;
+      passed_empty = false;
+      k = ~std::uint32_t{0};  // ++k: 0
+      i = first == 0 ? capacity - 1 : first - 1;  // next(i): first
+      continue;
+    }
+    passed_empty |= w.state() == State::free || w.state() == State::writing;
     bool takeover = false;
     bool claimed = false;
     Word mine{};
@@ -709,8 +734,15 @@ std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms,
     takeovers += takeover ? 1 : 0;
   }
   if (got > 0) {
+    std::uint64_t to = start + k;
+    // Read after our claims: their acquire CASes synchronised with the
+    // commits, which the producers sequenced after advancing the push cursor,
+    // so every job we claimed in push order lies below this value.
+    const std::uint64_t pushed = header->push_cursor.load(std::memory_order_relaxed);
+    const std::uint64_t ahead = pushed - start;  // positions pushed but not yet passed (if <= capacity)
+    if (ahead <= capacity && k > ahead) to = start + ahead;
     std::uint64_t hint = start;
-    header->claim_cursor.compare_exchange_strong(hint, start + k, std::memory_order_relaxed);
+    if (to != start) header->claim_cursor.compare_exchange_strong(hint, to, std::memory_order_relaxed);
     count(detail::kClaimed, got);
     if (takeovers > 0) count(detail::kExpired, takeovers);
   } else if (saw_writing) {
@@ -958,6 +990,7 @@ std::vector<JobInfo> Queue::peek(JobState state, std::size_t limit) const {
     // no payload, so that an operator can still see and remove it; the
     // payload area is never read past its end.
     info.payload.resize(length <= q.max_payload ? length : 0);
+    if (!info.payload.empty())
     std::memcpy(info.payload.data(), q.payload(i), info.payload.size());
     // Seqlock-style validation: skip the job if the slot changed meanwhile.
     std::atomic_thread_fence(std::memory_order_acquire);

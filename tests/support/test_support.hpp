@@ -49,7 +49,7 @@ class QueueName {
   QueueName& operator=(const QueueName&) = delete;
   [[nodiscard]] const std::string& str() const { return name_; }
   operator const std::string&() const { return name_; }  // NOLINT: implicit by design
-  operator std::string_view() const { return name_; }     // NOLINT: implicit by design
+  operator std::string_view() const { return name_; }    // NOLINT: implicit by design
 
  private:
   std::string name_;
@@ -192,7 +192,8 @@ inline std::optional<std::string> read_line(int fd, std::chrono::milliseconds ti
   const auto until = std::chrono::steady_clock::now() + timeout;
   std::string line;
   for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
     if (left.count() <= 0) return std::nullopt;
     pollfd pfd{fd, POLLIN, 0};
     const int pr = ::poll(&pfd, 1, static_cast<int>(left.count()));
