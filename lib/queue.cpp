@@ -456,8 +456,8 @@ constexpr std::uint64_t kNoDue = ~std::uint64_t{0};
 // out, or the process is interrupted; sleeps on `event` in between (wait.hpp
 // explains why no wake-up is lost). `attempt` returns how much it did.
 template <typename Attempt>
-std::size_t wait_until_progress(std::atomic<std::uint32_t>& event, milliseconds wait, bool& interrupted,
-                                Attempt attempt) {
+std::size_t wait_until_progress(std::atomic<std::uint32_t>& event, milliseconds wait, std::uint32_t capacity,
+                                bool& interrupted, Attempt attempt) {
   interrupted = false;
   std::uint64_t due = kNoDue;
   if (const std::size_t n = attempt(std::memory_order_relaxed, due)) return n;
@@ -476,7 +476,8 @@ std::size_t wait_until_progress(std::atomic<std::uint32_t>& event, milliseconds 
     const std::uint64_t now = detail::now_ms();
     if (now >= deadline) return 0;
     const std::uint64_t until = std::min(deadline, std::max(due, now + 1));
-    detail::sleep_on(event, expected, milliseconds(static_cast<std::int64_t>(until - now)));
+    detail::sleep_on(event, expected, milliseconds(static_cast<std::int64_t>(until - now)),
+                     detail::safety_sleep(capacity));
   }
 }
 
@@ -561,7 +562,7 @@ PushResult Queue::push(std::span<const std::byte> payload, const PushOptions& op
   JobId id = 0;
   bool interrupted = false;
   const std::span<const std::byte> one[1] = {payload};
-  const std::size_t n = wait_until_progress(q.header->room_event, options.wait, interrupted,
+  const std::size_t n = wait_until_progress(q.header->room_event, options.wait, q.capacity, interrupted,
                                             [&](std::memory_order order, std::uint64_t&) {
                                               return q.push_pass(one, {&id, 1}, visible_at, order);
                                             });
@@ -592,10 +593,13 @@ std::size_t Queue::push_many(std::span<const std::span<const std::byte>> payload
   const std::uint64_t visible_at =
       options.delay.count() > 0 ? detail::now_ms() + static_cast<std::uint64_t>(options.delay.count()) : 0;
   std::size_t done = 0;
+  // One wait for the whole batch, not one per bit of progress.
+  const auto give_up_at = std::chrono::steady_clock::now() + options.wait;
   while (done < payloads.size()) {
     bool interrupted = false;
+    const auto left = std::max(milliseconds{0}, std::chrono::ceil<milliseconds>(give_up_at - std::chrono::steady_clock::now()));
     const std::size_t n = wait_until_progress(
-        q.header->room_event, options.wait, interrupted, [&](std::memory_order order, std::uint64_t&) {
+        q.header->room_event, left, q.capacity, interrupted, [&](std::memory_order order, std::uint64_t&) {
           return q.push_pass(payloads.subspan(done), ids.size() > done ? ids.subspan(done) : std::span<JobId>{},
                              visible_at, order);
         });
@@ -789,9 +793,10 @@ std::size_t Queue::claim_many(std::span<Job> jobs, milliseconds wait, const Clai
     throw_error(ec, describe(q.name, ec, "wait of " + std::to_string(wait.count()) + " ms not in 0.." +
                                              std::to_string(kMaxLease.count()) + " ms"));
   }
+  if (jobs.empty()) return 0;
   const auto me = options.owner == Owner::process ? detail::self() : detail::ProcessIdentity{0, 0};
   bool interrupted = false;
-  return wait_until_progress(q.header->work_event, wait, interrupted,
+  return wait_until_progress(q.header->work_event, wait, q.capacity, interrupted,
                              [&](std::memory_order order, std::uint64_t& due) {
                                return q.claim_pass(jobs, lease_ms, me, order, due);
                              });

@@ -44,8 +44,9 @@ std::uint32_t prepare_wait(std::atomic<std::uint32_t>& word) noexcept {
   return word.fetch_or(kWaitingBit, std::memory_order_seq_cst) | kWaitingBit;
 }
 
-void sleep_on(std::atomic<std::uint32_t>& word, std::uint32_t expected, std::chrono::milliseconds timeout) noexcept {
-  if (timeout > kMaxSleep) timeout = kMaxSleep;
+void sleep_on(std::atomic<std::uint32_t>& word, std::uint32_t expected, std::chrono::milliseconds timeout,
+              std::chrono::milliseconds cap) noexcept {
+  if (timeout > cap) timeout = cap;
   if (timeout.count() <= 0) return;
   const int entry = register_sleeper(&word);
   // Checked after registering: interrupt_waits() sets the flag before it
@@ -76,6 +77,7 @@ bool interrupt_requested() noexcept { return g_interrupted.load(std::memory_orde
 }  // namespace detail
 
 void interrupt_waits() noexcept {
+  const int saved_errno = errno;  // a signal handler must leave errno as it found it
   detail::g_interrupted.store(true, std::memory_order_seq_cst);
   for (auto& slot : detail::g_sleeping) {
     if (auto* word = slot.load(std::memory_order_seq_cst)) {
@@ -88,6 +90,7 @@ void interrupt_waits() noexcept {
       (void)detail::futex(word, FUTEX_WAKE, INT_MAX, nullptr);
     }
   }
+  errno = saved_errno;
 }
 
 void clear_interrupt() noexcept { detail::g_interrupted.store(false, std::memory_order_seq_cst); }

@@ -155,8 +155,9 @@ struct Stats {
   std::uint64_t dead = 0;     // dead-lettered; requeue or remove them
   std::uint64_t corrupt = 0;  // state words no jobring process writes; purge() resets them
   std::uint64_t oldest_lease_ms = 0;  // age of the oldest lease still held (0 if none)
-  // Totals since creation. Each is incremented just after the transition it
-  // counts, so a process killed between the two leaves a total one short.
+  // Totals since creation. Each is added just after the transitions it
+  // counts (once per batch for the batch calls), so a process killed between
+  // the two leaves a total short by one (by up to a batch).
   std::uint64_t pushed = 0;
   std::uint64_t claimed = 0;  // including takeovers of expired leases
   std::uint64_t acked = 0;
