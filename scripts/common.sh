@@ -1,0 +1,67 @@
+# shellcheck shell=bash
+# Sourced by scripts/test and scripts/demo: strict mode, the packages the build
+# needs (installed with apt-get when run as root on Debian/Ubuntu), and a
+# function that configures and builds one build directory.
+set -euo pipefail
+
+JOBRING_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+JOBRING_JOBS="${JOBRING_JOBS:-$(nproc 2>/dev/null || echo 2)}"
+
+# Debian 12 package names. Boost.Interprocess is header-only (libboost-dev);
+# program_options is for jobring-janitor and the jobring CLI; GoogleTest/GMock
+# for tests/; Google Benchmark for bench/; systemd for systemd-analyze, with
+# which a test verifies the janitor's unit file (it is skipped without it).
+JOBRING_PACKAGES=(g++ cmake make libboost-dev libboost-program-options-dev libgtest-dev libgmock-dev
+                  libbenchmark-dev systemd)
+
+log() { printf '==> %s\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Installs whatever in JOBRING_PACKAGES is missing. Does nothing (and does not
+# touch the network) when everything is installed.
+jobring_install_deps() {
+  if ! command -v dpkg-query >/dev/null 2>&1; then
+    log "not a Debian-based system: not checking packages (need a C++20 compiler, CMake >= 3.25," \
+        "Boost >= 1.74, GoogleTest, Google Benchmark)"
+    return 0
+  fi
+  local missing=() pkg
+  for pkg in "${JOBRING_PACKAGES[@]}"; do
+    if [[ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)" != "install ok installed" ]]; then
+      missing+=("$pkg")
+    fi
+  done
+  if ((${#missing[@]} == 0)); then
+    return 0
+  fi
+  if [[ "$(id -u)" -ne 0 ]]; then
+    die "missing packages: ${missing[*]}
+  install them with:  sudo apt-get install ${missing[*]}
+  then run $0 again."
+  fi
+  log "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+# jobring_build DIR TARGETS [CMAKE_ARGS...]: configure (quietly) and build DIR.
+# TARGETS is a space-separated list ("all" for everything). Commands run with
+# the prefix in the array JOBRING_RUN (e.g. env VAR=... setarch ... -R), if set.
+# A build directory configured from another source tree (a moved or copied
+# clone) is wiped first, so that re-running is always safe.
+jobring_build() {
+  local dir="$1" target_list
+  read -r -a target_list <<<"${2:-all}"
+  shift 2
+  local run=("${JOBRING_RUN[@]+"${JOBRING_RUN[@]}"}")
+  if [[ -f "$dir/CMakeCache.txt" ]] &&
+     ! grep -qxF "CMAKE_HOME_DIRECTORY:INTERNAL=$JOBRING_ROOT" "$dir/CMakeCache.txt"; then
+    log "removing $dir (configured for another source tree)"
+    rm -rf "$dir"
+  fi
+  log "configuring ${dir#"$JOBRING_ROOT"/} $*"
+  "${run[@]}" cmake -S "$JOBRING_ROOT" -B "$dir" --log-level=WARNING "$@" || return 1
+  log "building ${dir#"$JOBRING_ROOT"/} (${target_list[*]}, -j$JOBRING_JOBS)"
+  "${run[@]}" cmake --build "$dir" -j "$JOBRING_JOBS" --target "${target_list[@]}" || return 1
+}

@@ -1,0 +1,854 @@
+// Batch operations (issue 3): push_many, try_claim_many, claim_many,
+// ack_many. Each must keep every guarantee of the single operation it
+// batches — order and ids (guarantee 6), all-or-nothing argument checks,
+// "full" as a partial count, distinct jobs and no double claim (guarantee 1),
+// fencing per lease (guarantee 4), waking across processes — and, under
+// random SIGKILLs of producers and workers that use only the batch calls,
+// nothing lost and no slot stuck (guarantees 2 and 3).
+//
+// Children never use gtest assertions: they report through exit codes,
+// MAP_SHARED objects and append-only log files; the parent asserts. The
+// tests hold with or without a janitor sweeping the queues (guarantee 8).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <stdexcept>
+#include <set>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "jobring/queue.hpp"
+#include "layout.hpp"
+#include "support/test_support.hpp"
+
+namespace jobring {
+namespace {
+
+using namespace std::chrono_literals;
+using test::QueueName;
+using test::Watchdog;
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+std::int64_t ms_since(std::int64_t from_ns) { return (now_ns() - from_ns) / 1'000'000; }
+
+// Byte views of strings, for push_many. The strings must outlive the views.
+struct Payloads {
+  std::vector<std::string> text;
+  std::vector<std::span<const std::byte>> views;
+
+  explicit Payloads(std::vector<std::string> t) : text(std::move(t)) {
+    for (const std::string& s : text) views.push_back(std::as_bytes(std::span<const char>(s.data(), s.size())));
+  }
+  [[nodiscard]] std::span<const std::span<const std::byte>> all() const { return views; }
+};
+
+std::vector<std::string> numbered(const std::string& prefix, int n) {
+  std::vector<std::string> out;
+  for (int i = 0; i < n; ++i) out.push_back(prefix + std::to_string(i));
+  return out;
+}
+
+Options small_options(std::uint32_t capacity) {
+  Options o;
+  o.capacity = capacity;
+  o.max_payload = 64;
+  o.default_lease = 30s;
+  return o;
+}
+
+PushOptions with_wait(milliseconds wait) {
+  PushOptions p;
+  p.wait = wait;
+  return p;
+}
+PushOptions with_delay(milliseconds delay) {
+  PushOptions p;
+  p.delay = delay;
+  return p;
+}
+ClaimOptions with_lease(milliseconds lease) {
+  ClaimOptions c;
+  c.lease = lease;
+  return c;
+}
+
+template <class F>
+pid_t spawn(F&& body) {
+  const pid_t parent = ::getpid();
+  return test::fork_child([&body, parent] {
+    test::die_with_parent(parent);
+    return body();
+  });
+}
+
+// The header of queue `name`, mapped read-only by the test, to look at the
+// event words (lib/wait.hpp): (sequence << 1) | someone-is-waiting.
+class HeaderView {
+ public:
+  explicit HeaderView(const std::string& name) {
+    const std::string path = "/dev/shm/jobring." + name;
+    const int fd = ::open(path.c_str(), O_RDONLY);
+    if (fd < 0) throw std::runtime_error("cannot open " + path);
+    base_ = ::mmap(nullptr, sizeof(detail::Header), PROT_READ, MAP_SHARED, fd, 0);
+    ::close(fd);
+    if (base_ == MAP_FAILED) throw std::runtime_error("cannot map " + path);
+  }
+  ~HeaderView() { ::munmap(base_, sizeof(detail::Header)); }
+  HeaderView(const HeaderView&) = delete;
+  HeaderView& operator=(const HeaderView&) = delete;
+  [[nodiscard]] const detail::Header& header() const { return *static_cast<const detail::Header*>(base_); }
+  [[nodiscard]] std::uint32_t work() const { return header().work_event.load(); }
+  [[nodiscard]] std::uint32_t room() const { return header().room_event.load(); }
+
+ private:
+  void* base_ = nullptr;
+};
+
+// Claims every job that is claimable now, one at a time, and acks it; returns their texts in claim order.
+std::vector<std::string> drain_texts(Queue& q) {
+  std::vector<std::string> out;
+  while (auto job = q.try_claim()) {
+    out.emplace_back(job->text());
+    EXPECT_EQ(q.ack(job->lease), LeaseStatus::ok);
+  }
+  return out;
+}
+
+// ===========================================================================
+// push_many
+// ===========================================================================
+
+// Guarantee 6 and job ids: push_many of ten payloads returns ten, gives each
+// a distinct id in push order, and the jobs are claimed in that order under
+// those ids with those payloads. Fails if a batch reorders, drops or
+// mislabels jobs.
+TEST(BatchPush, KeepsOrderAndIds) {
+  Watchdog dog(30s, "BatchPush.KeepsOrderAndIds");
+  QueueName name("b-order");
+  auto q = Queue::create(name.str(), small_options(16));
+  ASSERT_TRUE(q.push("before"));
+  const Payloads p(numbered("job-", 10));
+  std::array<JobId, 10> ids{};
+  ASSERT_EQ(q.push_many(p.all(), ids), 10u);
+  for (std::size_t i = 1; i < ids.size(); ++i) EXPECT_GT(ids[i], ids[i - 1]) << "ids must follow push order";
+
+  auto first = q.try_claim();
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->text(), "before");
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    auto job = q.try_claim();
+    ASSERT_TRUE(job.has_value()) << "job " << i;
+    EXPECT_EQ(job->id, ids[i]);
+    EXPECT_EQ(job->text(), p.text[i]);
+    EXPECT_EQ(job->attempt, 1u);
+  }
+  EXPECT_FALSE(q.try_claim().has_value());
+  EXPECT_EQ(q.stats().pushed, 11u);
+
+  // An ids span shorter than the batch is filled as far as it goes.
+  std::array<JobId, 2> few{};
+  ASSERT_EQ(q.push_many(p.all().first(4), few), 4u);
+  EXPECT_GT(few[0], ids[9]);
+  EXPECT_GT(few[1], few[0]);
+  // An empty batch pushes nothing.
+  EXPECT_EQ(q.push_many({}), 0u);
+  EXPECT_EQ(q.stats().pushed, 15u);
+}
+
+// "A full queue answers full" (guarantee 7) for batches: push_many into a
+// queue with three free slots pushes the first three payloads, returns 3,
+// fills ids[0..3) only, and the queue holds exactly those three, in order.
+// Into a full queue it returns 0. Around the ring's end too (wrap-around).
+// Fails if a batch overwrites an occupied slot, pushes out of order, or
+// reports a wrong count.
+TEST(BatchPush, PartialWhenFullReturnsCount) {
+  Watchdog dog(30s, "BatchPush.PartialWhenFullReturnsCount");
+  QueueName name("b-partial");
+  auto q = Queue::create(name.str(), small_options(4));
+  // Move the cursors near the end of the ring, so that the batch wraps.
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(q.push("old"));
+    auto job = q.try_claim();
+    ASSERT_TRUE(job.has_value());
+    ASSERT_EQ(q.ack(job->lease), LeaseStatus::ok);
+  }
+  ASSERT_TRUE(q.push("resident"));
+  const Payloads p(numbered("p", 6));
+  std::array<JobId, 6> ids{};
+  ids.fill(777);
+  ASSERT_EQ(q.push_many(p.all(), ids), 3u);
+  for (std::size_t i = 0; i < 3; ++i) EXPECT_NE(ids[i], 777u);
+  for (std::size_t i = 3; i < 6; ++i) EXPECT_EQ(ids[i], 777u) << "ids of payloads not pushed must be untouched";
+  EXPECT_EQ(q.push_many(p.all(), ids), 0u);
+  const Stats s = q.stats();
+  EXPECT_EQ(s.ready, 4u);
+  EXPECT_EQ(s.free, 0u);
+  EXPECT_EQ(drain_texts(q), (std::vector<std::string>{"resident", "p0", "p1", "p2"}));
+}
+
+// Argument checks are all-or-nothing: one payload over max_payload anywhere
+// in the batch throws error(payload_too_large) before anything is pushed; a
+// delay or wait out of range throws invalid_argument, also before. Fails if a
+// batch pushes its head and then throws on its tail.
+TEST(BatchPush, BadArgumentThrowsBeforePushingAnything) {
+  Watchdog dog(30s, "BatchPush.BadArgumentThrowsBeforePushingAnything");
+  QueueName name("b-throw");
+  auto q = Queue::create(name.str(), small_options(8));
+  const Payloads p({"ok-1", "ok-2", std::string(65, 'x'), "ok-3"});
+  try {
+    (void)q.push_many(p.all());
+    ADD_FAILURE() << "push_many with a payload of 65 bytes (max 64) did not throw";
+  } catch (const error& e) {
+    EXPECT_EQ(e.code(), make_error_code(errc::payload_too_large)) << e.what();
+  }
+  const Payloads good({"a", "b"});
+  PushOptions too_long;
+  too_long.delay = kMaxLease + 1ms;
+  PushOptions negative_wait;
+  negative_wait.wait = -1ms;
+  for (const PushOptions& po : {too_long, negative_wait}) {
+    try {
+      (void)q.push_many(good.all(), {}, po);
+      ADD_FAILURE() << "push_many with an out-of-range delay or wait did not throw";
+    } catch (const error& e) {
+      EXPECT_EQ(e.code(), make_error_code(errc::invalid_argument)) << e.what();
+    }
+  }
+  const Stats s = q.stats();
+  EXPECT_EQ(s.pushed, 0u);
+  EXPECT_EQ(s.free, 8u);
+  EXPECT_FALSE(q.try_claim().has_value());
+  // Exactly max_payload is fine.
+  const Payloads edge({std::string(64, 'y')});
+  EXPECT_EQ(q.push_many(edge.all()), 1u);
+}
+
+// Delayed batches: push_many with a delay hides every job of the batch until
+// it is due (guarantee 5 for the rest: an undelayed job pushed after them is
+// claimable at once); a claim_many waiting for them returns them not before
+// the delay, in push order.
+TEST(BatchPush, DelayAppliesToTheWholeBatch) {
+  Watchdog dog(30s, "BatchPush.DelayAppliesToTheWholeBatch");
+  QueueName name("b-delay");
+  auto q = Queue::create(name.str(), small_options(8));
+  const Payloads p(numbered("d", 3));
+  const std::int64_t t0 = now_ns();
+  ASSERT_EQ(q.push_many(p.all(), {}, with_delay(300ms)), 3u);
+  ASSERT_TRUE(q.push("now"));
+  std::array<Job, 4> jobs;
+  ASSERT_EQ(q.try_claim_many(jobs), 1u);
+  EXPECT_EQ(jobs[0].text(), "now");
+  EXPECT_EQ(q.stats().delayed, 3u);
+
+  std::vector<std::string> got;
+  while (got.size() < 3 && ms_since(t0) < 20'000) {
+    const std::size_t n = q.claim_many(jobs, 20s);
+    if (got.empty() && n > 0) {
+      EXPECT_GE(ms_since(t0), 299) << "a delayed batch was handed out early";
+    }
+    for (std::size_t i = 0; i < n; ++i) got.emplace_back(jobs[i].text());
+  }
+  EXPECT_EQ(got, (std::vector<std::string>{"d0", "d1", "d2"}));
+}
+
+// Backpressure for batches across processes: a producer process whose
+// push_many (wait 20 s) finds the queue full waits, is woken by acks of a
+// worker in another process, and pushes the whole batch, in order; with a
+// short wait and nobody acking it returns the partial count after the wait.
+TEST(BatchPush, WaitsForRoomAcrossProcesses) {
+  Watchdog dog(60s, "BatchPush.WaitsForRoomAcrossProcesses");
+  QueueName name("b-room");
+  auto q = Queue::create(name.str(), small_options(2));
+  ASSERT_TRUE(q.push("r0"));
+  ASSERT_TRUE(q.push("r1"));
+  test::SharedObject<std::atomic<long>> pushed;
+  pushed->store(-1);
+  const pid_t producer = spawn([&] {
+    auto pq = Queue::open(name.str());
+    const Payloads p(numbered("n", 4));
+    pushed->store(static_cast<long>(pq.push_many(p.all(), {}, with_wait(20s))));
+    return 0;
+  });
+  ASSERT_GT(producer, 0);
+
+  std::vector<std::string> got;
+  Job job;
+  while (got.size() < 6) {
+    const ClaimStatus st = q.claim(job, 20s);
+    if (st != ClaimStatus::ok) break;
+    got.emplace_back(job.text());
+    ASSERT_EQ(q.ack(job.lease), LeaseStatus::ok);
+  }
+  ASSERT_EQ(test::wait_child(producer), 0);
+  EXPECT_EQ(pushed->load(), 4);
+  EXPECT_EQ(got, (std::vector<std::string>{"r0", "r1", "n0", "n1", "n2", "n3"}));
+
+  // One free slot, three payloads, nobody acking: one goes in, after the wait.
+  ASSERT_TRUE(q.push("stays"));
+  const Payloads p(numbered("late", 3));
+  const std::int64_t t0 = now_ns();
+  EXPECT_EQ(q.push_many(p.all(), {}, with_wait(300ms)), 1u);
+  EXPECT_GE(ms_since(t0), 300);
+  EXPECT_LT(ms_since(t0), 10'000);
+  EXPECT_EQ(drain_texts(q), (std::vector<std::string>{"stays", "late0"}));
+}
+
+// ===========================================================================
+// try_claim_many / claim_many
+// ===========================================================================
+
+// Guarantees 1 and 6 for batches: try_claim_many returns up to N distinct
+// jobs (distinct ids, slots and leases), oldest first, each hidden from every
+// later claim; it returns fewer when fewer are ready, and 0 when none are.
+TEST(BatchClaim, TryClaimManyReturnsDistinctJobsInFifoOrder) {
+  Watchdog dog(30s, "BatchClaim.TryClaimManyReturnsDistinctJobsInFifoOrder");
+  QueueName name("b-claim");
+  auto q = Queue::create(name.str(), small_options(16));
+  const Payloads p(numbered("j", 10));
+  std::array<JobId, 10> ids{};
+  ASSERT_EQ(q.push_many(p.all(), ids), 10u);
+
+  std::array<Job, 4> four;
+  ASSERT_EQ(q.try_claim_many(four, with_lease(60s)), 4u);
+  std::array<Job, 10> rest;
+  ASSERT_EQ(q.try_claim_many(rest, with_lease(60s)), 6u);
+  EXPECT_EQ(q.try_claim_many(rest), 0u);
+
+  std::vector<const Job*> all;
+  for (const Job& j : four) all.push_back(&j);
+  for (std::size_t i = 0; i < 6; ++i) all.push_back(&rest[i]);
+  std::set<JobId> seen_ids;
+  std::set<std::uint32_t> seen_slots;
+  std::set<std::string> seen_leases;  // a token is a slot's state word: unique only with its slot
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    const Job& j = *all[i];
+    EXPECT_EQ(j.id, ids[i]) << "claim order differs from push order at " << i;
+    EXPECT_EQ(j.text(), p.text[i]);
+    EXPECT_EQ(j.attempt, 1u);
+    EXPECT_EQ(j.lease.job, j.id);
+    EXPECT_GT(j.deadline, std::chrono::steady_clock::now() + 30s);
+    seen_ids.insert(j.id);
+    seen_slots.insert(j.lease.slot);
+    seen_leases.insert(j.lease.to_string());
+  }
+  EXPECT_EQ(seen_ids.size(), 10u);
+  EXPECT_EQ(seen_slots.size(), 10u);
+  EXPECT_EQ(seen_leases.size(), 10u);
+  const Stats s = q.stats();
+  EXPECT_EQ(s.leased, 10u);
+  EXPECT_EQ(s.claimed, 10u);
+  // Every lease of the batch works on its own.
+  for (const Job* j : all) EXPECT_EQ(q.ack(j->lease), LeaseStatus::ok);
+  EXPECT_EQ(q.stats().free, 16u);
+}
+
+// Guarantee 5 for batches: a delayed job, a job under a valid lease and a
+// dead job in front of ready ones do not stop try_claim_many from taking the
+// ready ones behind them; an expired lease is taken over (T5, attempt 2).
+TEST(BatchClaim, SkipsHiddenJobsAndTakesOverExpiredLeases) {
+  Watchdog dog(30s, "BatchClaim.SkipsHiddenJobsAndTakesOverExpiredLeases");
+  QueueName name("b-hol");
+  Options o = small_options(8);
+  o.max_attempts = 1;
+  auto q = Queue::create(name.str(), o);
+  ASSERT_TRUE(q.push("dead"));
+  auto d = q.try_claim();
+  ASSERT_TRUE(d.has_value());
+  ASSERT_EQ(q.release(d->lease), LeaseStatus::ok);  // max_attempts 1: dead
+  ASSERT_TRUE(q.push("delayed", with_delay(60s)));
+  ASSERT_TRUE(q.push("held"));
+  auto held = q.try_claim(with_lease(60s));
+  ASSERT_TRUE(held.has_value());
+  ASSERT_EQ(held->text(), "held");
+  ASSERT_TRUE(q.push("a"));
+  ASSERT_TRUE(q.push("b"));
+
+  std::array<Job, 8> jobs;
+  ASSERT_EQ(q.try_claim_many(jobs), 2u);
+  EXPECT_EQ(jobs[0].text(), "a");
+  EXPECT_EQ(jobs[1].text(), "b");
+
+  // Expired leases are taken over by a batch claim (max_attempts 2 here).
+  QueueName name2("b-take");
+  auto q2 = Queue::create(name2.str(), small_options(8));
+  const Payloads p(numbered("t", 2));
+  ASSERT_EQ(q2.push_many(p.all()), 2u);
+  std::array<Job, 2> first;
+  ASSERT_EQ(q2.try_claim_many(first, with_lease(50ms)), 2u);
+  std::this_thread::sleep_for(120ms);
+  std::array<Job, 4> second;
+  ASSERT_EQ(q2.try_claim_many(second, with_lease(60s)), 2u);
+  for (std::size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(second[i].attempt, 2u);
+    EXPECT_EQ(second[i].id, first[i].id);
+    EXPECT_NE(second[i].lease.token, first[i].lease.token);
+  }
+  EXPECT_EQ(q2.stats().expired_total, 2u);
+}
+
+// claim_many across processes: a worker process blocked in claim_many (4
+// jobs, 20 s) returns as soon as at least one job is there — pushed as one
+// push_many of 3 by another process — and it and a follow-up
+// try_claim_many get all three, once each, in push order. Also: with jobs
+// ready, claim_many returns at once with min(N, ready).
+TEST(BatchClaim, ClaimManyWaitsForAtLeastOne) {
+  Watchdog dog(60s, "BatchClaim.ClaimManyWaitsForAtLeastOne");
+  QueueName name("b-cmany");
+  auto q = Queue::create(name.str(), small_options(8));
+  struct Report {
+    std::atomic<long> first_batch{-1};
+    std::atomic<long> total{-1};
+    std::atomic<std::int64_t> waited_ms{-1};
+    std::atomic<int> order_ok{0};
+  };
+  test::SharedObject<Report> rep;
+  test::SharedObject<std::atomic<int>> ready;
+  const pid_t worker = spawn([&] {
+    auto wq = Queue::open(name.str());
+    std::array<Job, 4> jobs;
+    ready->store(1);
+    const std::int64_t t0 = now_ns();
+    const std::size_t n = wq.claim_many(jobs, 20s);
+    rep->waited_ms.store(ms_since(t0));
+    rep->first_batch.store(static_cast<long>(n));
+    std::vector<std::string> texts;
+    for (std::size_t i = 0; i < n; ++i) texts.emplace_back(jobs[i].text());
+    // The rest of the batch may still be in flight: collect for up to 10 s.
+    const std::int64_t t1 = now_ns();
+    while (texts.size() < 3 && ms_since(t1) < 10'000) {
+      const std::size_t m = wq.claim_many(jobs, 1s);
+      for (std::size_t i = 0; i < m; ++i) texts.emplace_back(jobs[i].text());
+    }
+    rep->total.store(static_cast<long>(texts.size()));
+    rep->order_ok.store(texts == std::vector<std::string>{"c0", "c1", "c2"} ? 1 : 0);
+    return 0;
+  });
+  ASSERT_GT(worker, 0);
+  HeaderView view(name.str());
+  ASSERT_TRUE(test::poll_until([&] { return ready->load() == 1; }, 10s));
+  (void)test::poll_until([&] { return (view.work() & 1u) != 0; }, 10s, 1ms);  // the worker announced itself
+  std::this_thread::sleep_for(50ms);
+  const std::uint32_t seq_before = view.work() >> 1;
+  const Payloads p(numbered("c", 3));
+  ASSERT_EQ(q.push_many(p.all()), 3u);
+  EXPECT_NE(view.work() >> 1, seq_before) << "push_many did not notify the waiting claim_many";
+  ASSERT_EQ(test::wait_child(worker), 0);
+  EXPECT_GE(rep->first_batch.load(), 1);
+  EXPECT_LT(rep->waited_ms.load(), 10'000);
+  EXPECT_EQ(rep->total.load(), 3);
+  EXPECT_EQ(rep->order_ok.load(), 1) << "claim_many did not return the batch once each, in push order";
+  // (Not `leased`: the worker has exited, and a janitor, if one runs, hands
+  // a dead owner's leases back at once — guarantee 8.)
+  const Stats s = q.stats();
+  EXPECT_EQ(s.claimed, 3u) << "a job of the batch was claimed twice";
+
+  // Jobs ready: no waiting, at most N.
+  QueueName name2("b-cmany2");
+  auto q2 = Queue::create(name2.str(), small_options(8));
+  const Payloads p2(numbered("r", 5));
+  ASSERT_EQ(q2.push_many(p2.all()), 5u);
+  std::array<Job, 3> three;
+  const std::int64_t t0 = now_ns();
+  EXPECT_EQ(q2.claim_many(three, 20s), 3u);
+  EXPECT_EQ(q2.claim_many(three, 20s), 2u);
+  EXPECT_LT(ms_since(t0), 10'000);
+}
+
+// ===========================================================================
+// ack_many
+// ===========================================================================
+
+// Guarantee 4 per lease in a batch: ack_many reports each lease's outcome —
+// ok for current leases; lease_lost for one already acked, for one taken over
+// after expiry, for a forged one, and for the second copy of a lease in the
+// same batch — returns how many were acked, and changes nothing for the lost
+// ones: the new holder of the taken-over job still holds it.
+TEST(BatchAck, ResultsPerLeaseIncludingStaleOnes) {
+  Watchdog dog(30s, "BatchAck.ResultsPerLeaseIncludingStaleOnes");
+  QueueName name("b-ack");
+  auto q = Queue::create(name.str(), small_options(8));
+  const Payloads p(numbered("a", 4));
+  ASSERT_EQ(q.push_many(p.all()), 4u);
+  std::array<Job, 4> jobs;
+  ASSERT_EQ(q.try_claim_many(std::span<Job>(jobs).first(2), with_lease(60s)), 2u);
+  ASSERT_EQ(q.try_claim_many(std::span<Job>(jobs).subspan(2, 1), with_lease(50ms)), 1u);
+  ASSERT_EQ(q.try_claim_many(std::span<Job>(jobs).subspan(3, 1), with_lease(60s)), 1u);
+
+  ASSERT_EQ(q.ack(jobs[1].lease), LeaseStatus::ok);  // jobs[1]: already acked
+  std::this_thread::sleep_for(120ms);                 // jobs[2]: expires...
+  auto thief = q.try_claim(with_lease(60s));          // ... and is taken over
+  ASSERT_TRUE(thief.has_value());
+  ASSERT_EQ(thief->id, jobs[2].id);
+  Lease forged = jobs[0].lease;
+  forged.slot = 1000;  // out of range
+
+  const std::array<Lease, 6> leases = {jobs[0].lease, jobs[1].lease, jobs[2].lease, jobs[3].lease, forged,
+                                       jobs[3].lease};
+  std::array<LeaseStatus, 6> results{};
+  results.fill(LeaseStatus::ok);
+  EXPECT_EQ(q.ack_many(leases, results), 2u);
+  const std::array<LeaseStatus, 6> expected = {LeaseStatus::ok,         LeaseStatus::lease_lost,
+                                               LeaseStatus::lease_lost, LeaseStatus::ok,
+                                               LeaseStatus::lease_lost, LeaseStatus::lease_lost};
+  for (std::size_t i = 0; i < results.size(); ++i) EXPECT_EQ(results[i], expected[i]) << "lease " << i;
+
+  Stats s = q.stats();
+  EXPECT_EQ(s.acked, 3u);
+  EXPECT_EQ(s.leased, 1u) << "a stale lease in a batch changed the new holder's lease";
+  EXPECT_EQ(q.ack(thief->lease), LeaseStatus::ok);
+  // Results shorter than the leases, and none at all.
+  EXPECT_EQ(q.ack_many(leases, std::span<LeaseStatus>(results).first(1)), 0u);
+  EXPECT_EQ(results[0], LeaseStatus::lease_lost);
+  EXPECT_EQ(q.ack_many({}), 0u);
+  s = q.stats();
+  EXPECT_EQ(s.acked, 4u);
+  EXPECT_EQ(s.free, 8u);
+}
+
+// ack_many frees room for blocked producers in other processes (one wake-up
+// for the batch): a producer blocked in push(wait 20 s) on a full queue
+// returns ok after the parent acks both jobs with one ack_many, which must
+// notify (the room event word moves; the producer's bounded re-check alone
+// would also find the room).
+TEST(BatchAck, WakesProducerBlockedOnFullQueue) {
+  Watchdog dog(60s, "BatchAck.WakesProducerBlockedOnFullQueue");
+  QueueName name("b-ackwake");
+  auto q = Queue::create(name.str(), small_options(2));
+  const Payloads p(numbered("f", 2));
+  ASSERT_EQ(q.push_many(p.all()), 2u);
+  std::array<Job, 2> jobs;
+  ASSERT_EQ(q.try_claim_many(jobs), 2u);
+  test::SharedObject<std::atomic<int>> status;
+  status->store(-1);
+  test::SharedObject<std::atomic<std::int64_t>> waited;
+  const pid_t producer = spawn([&] {
+    auto pq = Queue::open(name.str());
+    const std::int64_t t0 = now_ns();
+    const PushResult r = pq.push("in", with_wait(20s));
+    waited->store(ms_since(t0));
+    status->store(static_cast<int>(r.status));
+    return 0;
+  });
+  ASSERT_GT(producer, 0);
+  HeaderView view(name.str());
+  (void)test::poll_until([&] { return (view.room() & 1u) != 0; }, 10s, 1ms);  // the producer announced itself
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(status->load(), -1) << "push with a wait returned while the queue was full";
+  const std::uint32_t seq_before = view.room() >> 1;
+  const std::array<Lease, 2> leases = {jobs[0].lease, jobs[1].lease};
+  EXPECT_EQ(q.ack_many(leases), 2u);
+  EXPECT_NE(view.room() >> 1, seq_before) << "ack_many did not notify the blocked producer";
+  ASSERT_EQ(test::wait_child(producer), 0);
+  EXPECT_EQ(status->load(), static_cast<int>(PushStatus::ok));
+  EXPECT_LT(waited->load(), 10'000);
+  EXPECT_EQ(drain_texts(q), (std::vector<std::string>{"in"}));
+}
+
+// ===========================================================================
+// Random SIGKILLs of processes that use only the batch calls
+// ===========================================================================
+
+constexpr int kProducers = 2;
+constexpr int kWorkers = 3;
+constexpr std::size_t kMaxBatch = 8;
+constexpr std::uint32_t kTortureCapacity = 64;
+constexpr std::uint32_t kTorturePayload = 512;
+constexpr std::size_t kTextBytes = 16;
+constexpr std::uint64_t kSeqPerIncarnation = 10'000'000;
+
+// Logged by a producer after push_many returned, one per pushed job.
+struct PushRec {
+  char text[kTextBytes];
+  JobId id;
+};
+// Logged by a worker for each claimed job, before its batch is acked.
+struct ClaimRec {
+  char text[kTextBytes];
+  JobId id;
+  std::uint32_t attempt;
+  std::uint32_t whole;  // the payload is exactly what its producer wrote
+};
+
+struct Control {
+  std::atomic<int> stop_producers{0};
+  std::atomic<int> stop_workers{0};
+  std::atomic<int> busy[kProducers + kWorkers] = {};  // 1 while inside a batch call
+};
+
+std::size_t payload_length(std::uint64_t seq) {
+  return kTextBytes + (seq * 7919) % (kTorturePayload - kTextBytes + 1);
+}
+char pattern(std::uint64_t seq, std::size_t k) { return static_cast<char>('a' + (seq * 31 + k) % 26); }
+
+std::string make_payload(int producer, std::uint64_t seq) {
+  std::string out(payload_length(seq), '\0');
+  std::snprintf(out.data(), kTextBytes, "p%d-%llu", producer, static_cast<unsigned long long>(seq));
+  for (std::size_t k = kTextBytes; k < out.size(); ++k) out[k] = pattern(seq, k);
+  return out;
+}
+
+bool parse_text(const char* text, int& producer, std::uint64_t& seq) {
+  const std::string s(text, strnlen(text, kTextBytes));
+  unsigned long long sq = 0;
+  int p = -1;
+  char tail = 0;
+  if (std::sscanf(s.c_str(), "p%d-%llu%c", &p, &sq, &tail) != 2 || p < 0 || p >= kProducers) return false;
+  producer = p;
+  seq = sq;
+  return true;
+}
+
+int batch_producer(const std::string& name, const test::TempFile& log, Control& ctl, int index,
+                   std::uint64_t incarnation) {
+  const int fd = log.open_append();
+  if (fd < 0) return 3;
+  auto q = Queue::open(name);
+  std::minstd_rand rng(static_cast<unsigned>(::getpid()));
+  std::uint64_t seq = incarnation * kSeqPerIncarnation;
+  std::atomic<int>& busy = ctl.busy[index];
+  std::array<JobId, kMaxBatch> ids{};
+  while (ctl.stop_producers.load() == 0) {
+    std::vector<std::string> batch;
+    const std::size_t b = 1 + rng() % kMaxBatch;
+    for (std::size_t i = 0; i < b; ++i) batch.push_back(make_payload(index, seq + i));
+    const Payloads p(std::move(batch));
+    busy.store(1);
+    const std::size_t n = q.push_many(p.all(), ids, with_wait(50ms));
+    busy.store(0);
+    for (std::size_t i = 0; i < n; ++i) {  // after push_many returned
+      PushRec rec{};
+      std::memcpy(rec.text, p.text[i].data(), kTextBytes);
+      rec.id = ids[i];
+      if (!test::append_record(fd, rec)) return 3;
+    }
+    seq += n;  // payloads not pushed are made again, with the same numbers
+    ::usleep(static_cast<useconds_t>(rng() % 1500));
+  }
+  return 0;
+}
+
+int batch_worker(const std::string& name, const test::TempFile& log, Control& ctl, int index) {
+  const int fd = log.open_append();
+  if (fd < 0) return 3;
+  auto q = Queue::open(name);
+  std::minstd_rand rng(static_cast<unsigned>(::getpid()));
+  std::atomic<int>& busy = ctl.busy[kProducers + index];
+  std::array<Job, kMaxBatch> jobs;
+  std::array<Lease, kMaxBatch> leases;
+  while (ctl.stop_workers.load() == 0) {
+    const std::size_t b = 1 + rng() % kMaxBatch;
+    const ClaimOptions co = with_lease(milliseconds(50 + rng() % 151));
+    busy.store(1);
+    const std::size_t n = q.claim_many(std::span<Job>(jobs).first(b), 100ms, co);
+    busy.store(0);
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::string_view text = jobs[i].text();
+      if (text.size() < kTextBytes || text[kTextBytes - 1] != '\0') return 4;
+      ClaimRec rec{};
+      std::memcpy(rec.text, text.data(), kTextBytes);
+      int producer = 0;
+      std::uint64_t seq = 0;
+      rec.whole = parse_text(rec.text, producer, seq) && text.size() == payload_length(seq) ? 1 : 0;
+      for (std::size_t k = kTextBytes; rec.whole != 0 && k < text.size(); ++k) {
+        if (text[k] != pattern(seq, k)) rec.whole = 0;
+      }
+      rec.id = jobs[i].id;
+      rec.attempt = jobs[i].attempt;
+      if (!test::append_record(fd, rec)) return 3;  // before the ack
+      leases[i] = jobs[i].lease;
+    }
+    if (n == 0) continue;
+    if (rng() % 32 == 0) std::this_thread::sleep_for(co.lease + 30ms);  // outlive the lease
+    busy.store(1);
+    (void)q.ack_many(std::span<const Lease>(leases).first(n));  // lease_lost after a takeover is fine
+    busy.store(0);
+  }
+  return 0;
+}
+
+std::string describe(const Stats& s) {
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "free=%llu writing=%llu ready=%llu delayed=%llu leased=%llu expired=%llu dead=%llu",
+                static_cast<unsigned long long>(s.free), static_cast<unsigned long long>(s.writing),
+                static_cast<unsigned long long>(s.ready), static_cast<unsigned long long>(s.delayed),
+                static_cast<unsigned long long>(s.leased), static_cast<unsigned long long>(s.expired),
+                static_cast<unsigned long long>(s.dead));
+  return buf;
+}
+
+// Guarantees 1-3 with batches under random SIGKILLs (inside push_many,
+// claim_many and ack_many, between a batch's commits, between a claim and
+// its ack): producers push_many (wait 50 ms) and workers claim_many (wait
+// 100 ms, short leases) and ack_many, while the parent kills one of them
+// every few milliseconds and restarts it. Then a clean drain, and:
+//  - every job whose push_many returned (logged after it returned) was
+//    claimed, under the id push_many gave it, with its payload intact;
+//  - no payload maps to two ids, no id to two payloads;
+//  - at most kMaxBatch unlogged jobs per producer kill;
+//  - the ring is empty and free: nothing stuck in WRITING or LEASED.
+// Sizing: JOBRING_BATCH_TORTURE_SECONDS (default 4).
+TEST(BatchTorture, RandomKillsLoseNothingAndLeakNoSlot) {
+  const long seconds = std::max(1L, test::env_long("JOBRING_BATCH_TORTURE_SECONDS", 4));
+  const auto seed = static_cast<unsigned>(test::env_long("JOBRING_BATCH_TORTURE_SEED", std::random_device{}()));
+  Watchdog dog(120s + std::chrono::seconds(seconds), "BatchTorture");
+  std::printf("[ batch torture ] seconds=%ld seed=%u\n", seconds, seed);
+  std::fflush(stdout);
+  std::mt19937 rng(seed);
+
+  QueueName name("b-torture");
+  Options o;
+  o.capacity = kTortureCapacity;
+  o.max_payload = kTorturePayload;
+  o.default_lease = 100ms;
+  auto q = Queue::create(name.str(), o);
+  test::SharedObject<Control> ctl;
+  std::vector<std::unique_ptr<test::TempFile>> plogs, wlogs;
+  for (int i = 0; i < kProducers; ++i) plogs.push_back(std::make_unique<test::TempFile>("bp"));
+  for (int i = 0; i < kWorkers; ++i) wlogs.push_back(std::make_unique<test::TempFile>("bw"));
+
+  struct Child {
+    bool producer;
+    int index;
+    pid_t pid;
+  };
+  std::array<std::uint64_t, kProducers> incarnations{};
+  const pid_t parent = ::getpid();
+  auto start = [&](bool producer, int index) -> Child {
+    const std::uint64_t inc = producer ? incarnations[static_cast<std::size_t>(index)]++ : 0;
+    const pid_t pid = test::fork_child([&, producer, index, inc] {
+      test::die_with_parent(parent);
+      return producer ? batch_producer(name.str(), *plogs[static_cast<std::size_t>(index)], *ctl, index, inc)
+                      : batch_worker(name.str(), *wlogs[static_cast<std::size_t>(index)], *ctl, index);
+    });
+    return Child{producer, index, pid};
+  };
+  auto busy_of = [&](const Child& c) -> std::atomic<int>& { return ctl->busy[c.producer ? c.index : kProducers + c.index]; };
+
+  std::vector<Child> children;
+  for (int i = 0; i < kProducers; ++i) children.push_back(start(true, i));
+  for (int i = 0; i < kWorkers; ++i) children.push_back(start(false, i));
+  for (const Child& c : children) ASSERT_GT(c.pid, 0);
+
+  long producer_kills = 0, worker_kills = 0;
+  std::vector<std::string> failures;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
+  while (std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::microseconds(2000 + rng() % 25000));
+    for (Child& c : children) {
+      if (const auto st = test::try_wait_child(c.pid)) {
+        failures.push_back(std::string(c.producer ? "producer " : "worker ") + std::to_string(c.index) +
+                           " ended by itself with status " + std::to_string(*st));
+        c = start(c.producer, c.index);
+      }
+    }
+    Child& victim = children[rng() % children.size()];
+    if (rng() % 2 == 0) {  // aim into a batch call (up to 5 ms)
+      const auto give_up = std::chrono::steady_clock::now() + 5ms;
+      while (busy_of(victim).load() == 0 && std::chrono::steady_clock::now() < give_up) {
+      }
+    }
+    ::kill(victim.pid, SIGKILL);
+    const int st = test::wait_child(victim.pid);
+    if (st != 128 + SIGKILL) failures.push_back("a child ended with status " + std::to_string(st) + " before its kill");
+    (victim.producer ? producer_kills : worker_kills)++;
+    busy_of(victim).store(0);
+    victim = start(victim.producer, victim.index);
+    ASSERT_GT(victim.pid, 0);
+  }
+
+  ctl->stop_producers.store(1);
+  for (const Child& c : children) {
+    if (c.producer && test::wait_child(c.pid) != 0) failures.push_back("a producer failed at the end");
+  }
+  const bool drained = test::poll_until(
+      [&] {
+        const Stats s = q.stats();
+        return s.free == kTortureCapacity;
+      },
+      60s, 10ms);
+  ctl->stop_workers.store(1);
+  for (const Child& c : children) {
+    if (!c.producer && test::wait_child(c.pid) != 0) failures.push_back("a worker failed at the end");
+  }
+  for (const std::string& f : failures) ADD_FAILURE() << f;
+
+  const Stats s = q.stats();
+  EXPECT_TRUE(drained) << "not drained within 60 s: " << describe(s);
+  EXPECT_EQ(s.free, kTortureCapacity) << describe(s);
+  EXPECT_EQ(s.writing + s.ready + s.delayed + s.leased + s.expired + s.dead + s.corrupt, 0u) << describe(s);
+
+  // Claims: payload text -> id, and the reverse.
+  std::unordered_map<std::string, JobId> id_of;
+  std::unordered_set<JobId> ids_claimed;
+  std::uint64_t claims = 0;
+  long bad = 0;
+  for (const auto& log : wlogs) {
+    std::size_t partial = 0;
+    for (const ClaimRec& r : log->records<ClaimRec>(&partial)) {
+      ++claims;
+      const std::string text(r.text, strnlen(r.text, kTextBytes));
+      int p = 0;
+      std::uint64_t seq = 0;
+      if (!parse_text(r.text, p, seq) || seq / kSeqPerIncarnation >= incarnations[static_cast<std::size_t>(p)]) {
+        if (++bad <= 10) ADD_FAILURE() << "claimed a payload no producer wrote: '" << text << "'";
+        continue;
+      }
+      if (r.whole == 0 && ++bad <= 10) ADD_FAILURE() << "'" << text << "' was claimed torn";
+      if (r.attempt < 1 && ++bad <= 10) ADD_FAILURE() << "attempt 0 for '" << text << "'";
+      const auto [it, fresh] = id_of.try_emplace(text, r.id);
+      if (fresh && !ids_claimed.insert(r.id).second && ++bad <= 10)
+        ADD_FAILURE() << "job id " << r.id << " carries two payloads";
+      if (!fresh && it->second != r.id && ++bad <= 10)
+        ADD_FAILURE() << "'" << text << "' claimed under ids " << it->second << " and " << r.id;
+    }
+    EXPECT_EQ(partial, 0u);
+  }
+  std::uint64_t logged = 0;
+  long lost = 0;
+  for (const auto& log : plogs) {
+    std::size_t partial = 0;
+    for (const PushRec& r : log->records<PushRec>(&partial)) {
+      ++logged;
+      const std::string text(r.text, strnlen(r.text, kTextBytes));
+      const auto it = id_of.find(text);
+      if (it == id_of.end()) {
+        if (++lost <= 10) ADD_FAILURE() << "LOST: '" << text << "' (job " << r.id << ") pushed, never claimed";
+      } else if (it->second != r.id && ++bad <= 10) {
+        ADD_FAILURE() << "'" << text << "': push_many said id " << r.id << ", claimed as " << it->second;
+      }
+    }
+    EXPECT_EQ(partial, 0u);
+  }
+  EXPECT_EQ(lost, 0) << "jobs whose push_many returned were lost (guarantee 2)";
+  const std::uint64_t distinct = id_of.size();
+  EXPECT_GE(distinct, logged);
+  EXPECT_LE(distinct - std::min(distinct, logged), static_cast<std::uint64_t>(producer_kills) * kMaxBatch)
+      << "more unlogged jobs than producer kills can explain";
+  EXPECT_EQ(s.dead_lettered, 0u);
+  EXPECT_GT(logged, 0u);
+  EXPECT_GT(producer_kills + worker_kills, 0);
+  std::printf(
+      "[ batch torture ] kills=%ld (producers %ld, workers %ld); pushed: logged=%llu committed=%llu "
+      "stats.pushed=%llu; claims=%llu stats.claimed=%llu expired_total=%llu recovered_writes=%llu\n",
+      producer_kills + worker_kills, producer_kills, worker_kills, static_cast<unsigned long long>(logged),
+      static_cast<unsigned long long>(distinct), static_cast<unsigned long long>(s.pushed),
+      static_cast<unsigned long long>(claims), static_cast<unsigned long long>(s.claimed),
+      static_cast<unsigned long long>(s.expired_total), static_cast<unsigned long long>(s.recovered_writes));
+}
+
+}  // namespace
+}  // namespace jobring

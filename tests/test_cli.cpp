@@ -1,0 +1,2251 @@
+// Tests of the `jobring` command-line tool (cli/jobring.cpp, issue 5).
+//
+// They run the REAL binary (JOBRING_CLI_BIN) with pipes on stdin, stdout and
+// stderr, and check arguments -> exit code, stdout, stderr, and the queue's
+// state afterwards (read back through the library). The exit codes under test
+// are the documented ones: 0 success; 1 error (stderr names the queue and what
+// to do); 2 usage; 3 nothing to claim / timed out / queue full; 4 lease lost.
+//
+// Every child runs in its own process group and gets SIGKILL if this test
+// process dies, so a test aborted by its Watchdog leaves no `jobring work`
+// behind. Waits are bounded generously (seconds for things expected within
+// milliseconds), and the tests that need an order of events (a signal
+// delivered before a command ends, two commands running at once, a handler
+// installed before a signal) establish it with files and /proc/PID/status,
+// not with sleeps. Two tests are about durations themselves and keep wide
+// margins: the lease extension check (a 900 ms lease, extended every 300 ms)
+// and the --wait idle check (a push 300 ms into a 2 s idle wait).
+//
+// JOBRING_TEST_CLI=/path/to/jobring runs the tests against another binary
+// (an installed one, or a deliberately broken build to see the tests fail).
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "jobring/queue.hpp"
+#include "support/test_support.hpp"
+
+extern char** environ;
+
+namespace jobring {
+namespace {
+
+using namespace std::chrono_literals;
+using test::QueueName;
+using test::Watchdog;
+namespace fs = std::filesystem;
+
+// The binary under test: JOBRING_TEST_CLI from the environment if set (to
+// test an installed or a deliberately broken build), else the one built here.
+const char* cli_binary() {
+  const char* env = std::getenv("JOBRING_TEST_CLI");
+  if (env != nullptr && *env != '\0') return env;
+#ifdef JOBRING_CLI_BIN
+  return JOBRING_CLI_BIN;
+#else
+  return nullptr;  // the CLI is not built (JOBRING_BUILD_CLI=OFF): the tests skip
+#endif
+}
+const char* const kCli = cli_binary();
+
+// examples/shell-worker.sh, found from this file's own path (CMake passes absolute paths).
+fs::path example_script() {
+  return fs::path(__FILE__).parent_path().parent_path() / "examples" / "shell-worker.sh";
+}
+
+// ---------------------------------------------------------------------------
+// Running a process: Proc (in the background) and run() (to completion).
+// ---------------------------------------------------------------------------
+
+struct Result {
+  int code = -1;  // exit status, 128 + signal number, or -1 if it was killed for taking too long
+  std::string out;
+  std::string err;
+};
+
+// The command line and its outcome, for failure messages.
+std::string show(const std::vector<std::string>& argv, const Result& r) {
+  std::string s = "\n  $";
+  for (const auto& a : argv) s += " '" + a + "'";
+  s += "\n  exit " + std::to_string(r.code) + "\n  stdout: [" + r.out.substr(0, 3000) + "]\n  stderr: [" +
+       r.err.substr(0, 3000) + "]";
+  return s;
+}
+
+void set_nonblocking(int fd) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK); }
+
+// A child process with its stdin fed from a string and its stdout and stderr
+// collected. `env` entries "NAME=VALUE" are added to (or replace those of)
+// this process's environment; an entry "NAME" removes NAME.
+class Proc {
+ public:
+  explicit Proc(std::vector<std::string> argv, std::string input = {},
+                const std::vector<std::string>& env = {})
+      : argv_(std::move(argv)), input_(std::move(input)) {
+    // A child that exits before reading its stdin must not kill us with SIGPIPE.
+    ::signal(SIGPIPE, SIG_IGN);
+    // Everything the child needs is built before fork(): between fork and
+    // exec only async-signal-safe calls (this process has other threads).
+    std::vector<std::string> envs;
+    for (char** e = environ; *e != nullptr; ++e) envs.emplace_back(*e);
+    for (const auto& kv : env) {
+      const std::string key = kv.substr(0, kv.find('='));
+      envs.erase(
+          std::remove_if(envs.begin(), envs.end(),
+                         [&](const std::string& s) { return s.compare(0, key.size() + 1, key + "=") == 0; }),
+          envs.end());
+      if (kv.find('=') != std::string::npos) envs.push_back(kv);
+    }
+    std::vector<char*> cargv;
+    for (auto& a : argv_) cargv.push_back(a.data());
+    cargv.push_back(nullptr);
+    std::vector<char*> cenv;
+    for (auto& e : envs) cenv.push_back(e.data());
+    cenv.push_back(nullptr);
+
+    int in[2], out[2], err[2];
+    if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0)
+      throw std::runtime_error("pipe2 failed");
+    const pid_t parent = ::getpid();
+    std::fflush(nullptr);
+    pid_ = ::fork();
+    if (pid_ < 0) throw std::runtime_error("fork failed");
+    if (pid_ == 0) {
+      ::setpgid(0, 0);
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(98);
+      struct sigaction dfl {};
+      dfl.sa_handler = SIG_DFL;
+      ::sigaction(SIGPIPE, &dfl, nullptr);  // ignored dispositions survive exec: restore it
+      sigset_t none;
+      ::sigemptyset(&none);
+      ::sigprocmask(SIG_SETMASK, &none, nullptr);
+      ::dup2(in[0], STDIN_FILENO);
+      ::dup2(out[1], STDOUT_FILENO);
+      ::dup2(err[1], STDERR_FILENO);
+      ::execve(cargv[0], cargv.data(), cenv.data());
+      static const char msg[] = "test_cli: execve failed\n";
+      (void)!::write(STDERR_FILENO, msg, sizeof msg - 1);
+      ::_exit(127);
+    }
+    ::setpgid(pid_, pid_);  // also here, so the group exists before we may signal it
+    ::close(in[0]);
+    ::close(out[1]);
+    ::close(err[1]);
+    in_ = in[1];
+    out_fd_ = out[0];
+    err_fd_ = err[0];
+    set_nonblocking(in_);
+    set_nonblocking(out_fd_);
+    set_nonblocking(err_fd_);
+    if (input_.empty()) close_fd(in_);
+  }
+
+  ~Proc() {
+    if (!status_) {
+      ::kill(-pid_, SIGKILL);  // the leader is not reaped yet, so the group id is still ours
+      ::kill(pid_, SIGKILL);
+      reap(0);
+    }
+    close_fd(in_);
+    close_fd(out_fd_);
+    close_fd(err_fd_);
+  }
+  Proc(const Proc&) = delete;
+  Proc& operator=(const Proc&) = delete;
+
+  [[nodiscard]] pid_t pid() const { return pid_; }
+  [[nodiscard]] const std::vector<std::string>& argv() const { return argv_; }
+  [[nodiscard]] const std::string& out() const { return out_; }
+  [[nodiscard]] const std::string& err() const { return err_; }
+
+  void signal(int sig) const {
+    if (!status_) ::kill(pid_, sig);
+  }
+  // SIGKILL to every process of the group (the child and whatever it
+  // started), while the leader is not yet reaped.
+  void kill_group() const {
+    if (!status_) ::kill(-pid_, SIGKILL);
+  }
+  bool running() {
+    reap(WNOHANG);
+    return !status_;
+  }
+
+  // Pumps the pipes until `done(stdout, stderr)` holds, the child exits or
+  // `limit` passes; returns done's last value.
+  bool wait_output(const std::function<bool(const std::string&, const std::string&)>& done,
+                   std::chrono::milliseconds limit) {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    for (;;) {
+      if (done(out_, err_)) return true;
+      if (!running()) {
+        drain();
+        return done(out_, err_);
+      }
+      if (std::chrono::steady_clock::now() >= until) return false;
+      pump(10);
+    }
+  }
+
+  // Waits for the child to exit (killing its group after `limit`) and
+  // returns its exit code and output.
+  Result wait(std::chrono::milliseconds limit = 20s) {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    while (running()) {
+      if (std::chrono::steady_clock::now() >= until) {
+        ::kill(-pid_, SIGKILL);
+        ::kill(pid_, SIGKILL);
+        reap(0);
+        drain();
+        return {-1, out_, err_ + "\n[test_cli: killed after " + std::to_string(limit.count()) + " ms]"};
+      }
+      pump(10);
+    }
+    drain();
+    return {*status_, out_, err_};
+  }
+
+ private:
+  static void close_fd(int& fd) {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+  }
+
+  void reap(int flags) {
+    if (status_) return;
+    int st = 0;
+    pid_t r = 0;
+    do {
+      r = ::waitpid(pid_, &st, flags);
+    } while (r < 0 && errno == EINTR);
+    if (r != pid_) return;
+    status_ = WIFEXITED(st) ? WEXITSTATUS(st) : WIFSIGNALED(st) ? 128 + WTERMSIG(st) : -1;
+  }
+
+  // Reads what is available on `fd`; closes it at EOF.
+  static void read_available(int& fd, std::string& to) {
+    char buf[4096];
+    for (;;) {
+      const ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n > 0) {
+        to.append(buf, static_cast<std::size_t>(n));
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n == 0 || errno != EAGAIN) close_fd(fd);
+      return;
+    }
+  }
+
+  void write_available() {
+    while (in_ >= 0 && in_off_ < input_.size()) {
+      const ssize_t n = ::write(in_, input_.data() + in_off_, input_.size() - in_off_);
+      if (n > 0) {
+        in_off_ += static_cast<std::size_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno == EAGAIN) return;
+      close_fd(in_);  // EPIPE: the child does not read its input
+      return;
+    }
+    close_fd(in_);  // all written: EOF for the child
+  }
+
+  void pump(int timeout_ms) {
+    pollfd fds[3];
+    nfds_t n = 0;
+    if (out_fd_ >= 0) fds[n++] = {out_fd_, POLLIN, 0};
+    if (err_fd_ >= 0) fds[n++] = {err_fd_, POLLIN, 0};
+    if (in_ >= 0) fds[n++] = {in_, POLLOUT, 0};
+    if (n == 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(timeout_ms));
+      return;
+    }
+    if (::poll(fds, n, timeout_ms) <= 0) return;
+    if (out_fd_ >= 0) read_available(out_fd_, out_);
+    if (err_fd_ >= 0) read_available(err_fd_, err_);
+    if (in_ >= 0) write_available();
+  }
+
+  // After the exit: what the child wrote is in the pipes already. A
+  // grandchild may still hold them open: take what is there, do not wait.
+  void drain() {
+    if (out_fd_ >= 0) read_available(out_fd_, out_);
+    if (err_fd_ >= 0) read_available(err_fd_, err_);
+  }
+
+  std::vector<std::string> argv_;
+  std::string input_;
+  std::size_t in_off_ = 0;
+  pid_t pid_ = -1;
+  int in_ = -1, out_fd_ = -1, err_fd_ = -1;
+  std::string out_, err_;
+  std::optional<int> status_;
+};
+
+std::vector<std::string> cli(std::vector<std::string> args) {
+  args.insert(args.begin(), kCli);
+  return args;
+}
+
+// Runs `jobring ARGS...` to completion.
+Result jr(const std::vector<std::string>& args, const std::string& input = {},
+          std::chrono::milliseconds limit = 20s) {
+  Proc p(cli(args), input);
+  return p.wait(limit);
+}
+
+// Runs `jobring ARGS...` for every row, a few at a time (each start of the
+// binary costs ~0.3 s under ASan, mostly in the kernel): results in order.
+std::vector<Result> jr_batch(const std::vector<std::vector<std::string>>& rows,
+                             const std::vector<std::string>& inputs = {},
+                             std::chrono::milliseconds limit = 20s) {
+  constexpr std::size_t kAtOnce = 4;
+  std::vector<Result> results;
+  for (std::size_t first = 0; first < rows.size(); first += kAtOnce) {
+    std::vector<std::unique_ptr<Proc>> procs;
+    for (std::size_t i = first; i < std::min(rows.size(), first + kAtOnce); ++i)
+      procs.push_back(std::make_unique<Proc>(cli(rows[i]), i < inputs.size() ? inputs[i] : std::string{}));
+    for (auto& p : procs) results.push_back(p->wait(limit));
+  }
+  return results;
+}
+
+// `jobring ARGS...` in the background.
+std::unique_ptr<Proc> jr_bg(const std::vector<std::string>& args, const std::vector<std::string>& env = {}) {
+  return std::make_unique<Proc>(cli(args), std::string{}, env);
+}
+
+// Checks the exit code of `jobring ARGS` (result is evaluated once; on
+// failure the message shows the command line, stdout and stderr).
+#define EXPECT_RUN(args, result, expected_code)                                 \
+  do {                                                                          \
+    const Result& run_result_ = (result);                                       \
+    EXPECT_EQ(run_result_.code, expected_code) << show(cli(args), run_result_); \
+  } while (0)
+#define ASSERT_RUN(args, result, expected_code)                                 \
+  do {                                                                          \
+    const Result& run_result_ = (result);                                       \
+    ASSERT_EQ(run_result_.code, expected_code) << show(cli(args), run_result_); \
+  } while (0)
+
+// Whether any of the signal masks `fields` of /proc/PID/status has `sig`.
+bool status_has_signal(pid_t pid, int sig, std::initializer_list<std::string_view> fields) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+  const std::uint64_t bit = std::uint64_t{1} << (sig - 1);
+  std::string line;
+  while (std::getline(f, line)) {
+    for (const auto field : fields) {
+      if (line.size() > field.size() + 1 && line.compare(0, field.size(), field) == 0 &&
+          line[field.size()] == ':' && (std::stoull(line.substr(field.size() + 1), nullptr, 16) & bit) != 0)
+        return true;
+    }
+  }
+  return false;
+}
+
+// Whether signal `sig` is still pending for process `pid` (not yet delivered
+// to its handler). Used to know that a process has seen a signal.
+bool signal_pending(pid_t pid, int sig) { return status_has_signal(pid, sig, {"SigPnd", "ShdPnd"}); }
+
+// Waits until `p` has installed a handler for `sig` (so the signal will not
+// kill it with the default action).
+void wait_for_handler(Proc& p, int sig) {
+  ASSERT_TRUE(test::poll_until([&] { return status_has_signal(p.pid(), sig, {"SigCgt"}) || !p.running(); },
+                               20s, 1ms));
+  ASSERT_TRUE(p.running()) << "exited before it caught signal " << sig
+                           << show(p.argv(), {-1, p.out(), p.err()});
+}
+
+void send_and_wait_delivered(Proc& p, int sig) {
+  p.signal(sig);
+  ASSERT_TRUE(test::poll_until([&] { return !signal_pending(p.pid(), sig); }, 10s, 1ms))
+      << "signal " << sig << " to pid " << p.pid() << " was not delivered within 10 s";
+}
+
+// A temporary directory, removed with its contents by the destructor.
+class TempDir {
+ public:
+  TempDir() {
+    const char* base = std::getenv("TMPDIR");
+    std::string tmpl =
+        std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/jobring-cli-test.XXXXXX";
+    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  [[nodiscard]] const std::string& str() const { return path_; }
+  [[nodiscard]] std::string file(const std::string& name) const { return path_ + "/" + name; }
+  [[nodiscard]] bool has(const std::string& name) const { return fs::exists(file(name)); }
+  [[nodiscard]] std::string read(const std::string& name) const {
+    std::ifstream f(file(name), std::ios::binary);
+    return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+  }
+  void touch(const std::string& name) const { std::ofstream(file(name)).put('\n'); }
+  [[nodiscard]] std::size_t count_prefix(const std::string& prefix) const {
+    std::size_t n = 0;
+    for (const auto& e : fs::directory_iterator(path_))
+      if (e.path().filename().string().rfind(prefix, 0) == 0) ++n;
+    return n;
+  }
+
+ private:
+  std::string path_;
+};
+
+// ---------------------------------------------------------------------------
+// A small strict JSON reader: the CLI's JSON must be valid JSON (no raw
+// control characters, no duplicate keys), and the tests read values from it.
+// ---------------------------------------------------------------------------
+
+struct Json {
+  enum class Kind { null, boolean, number, string, array, object };
+  Kind kind = Kind::null;
+  bool boolean = false;
+  std::int64_t number = 0;
+  std::string string;
+  std::vector<Json> items;        // array elements, or object values
+  std::vector<std::string> keys;  // object keys, parallel to items
+
+  [[nodiscard]] const Json* find(std::string_view key) const {
+    if (kind != Kind::object) return nullptr;
+    for (std::size_t i = 0; i < keys.size(); ++i)
+      if (keys[i] == key) return &items[i];
+    return nullptr;
+  }
+  [[nodiscard]] bool has(std::string_view key) const { return find(key) != nullptr; }
+  // A number field; -999999 (and a test failure) if missing or not a number.
+  [[nodiscard]] std::int64_t num(std::string_view key) const {
+    const Json* v = find(key);
+    if (v == nullptr || v->kind != Kind::number) {
+      ADD_FAILURE() << "JSON has no number field \"" << key << "\"";
+      return -999999;
+    }
+    return v->number;
+  }
+  [[nodiscard]] std::string str(std::string_view key) const {
+    const Json* v = find(key);
+    if (v == nullptr || v->kind != Kind::string) {
+      ADD_FAILURE() << "JSON has no string field \"" << key << "\"";
+      return {};
+    }
+    return v->string;
+  }
+};
+
+class JsonReader {
+ public:
+  explicit JsonReader(std::string_view text) : s_(text) {}
+
+  std::optional<Json> document() {
+    Json v;
+    ws();
+    if (!value(v, 0)) return std::nullopt;
+    ws();
+    if (i_ != s_.size()) return std::nullopt;
+    return v;
+  }
+
+ private:
+  void ws() {
+    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\n' || s_[i_] == '\r' || s_[i_] == '\t')) ++i_;
+  }
+  bool lit(std::string_view w) {
+    if (s_.substr(i_, w.size()) != w) return false;
+    i_ += w.size();
+    return true;
+  }
+  bool value(Json& v, int depth) {
+    if (depth > 16 || i_ >= s_.size()) return false;
+    const char c = s_[i_];
+    if (c == '{') return object(v, depth);
+    if (c == '[') return array(v, depth);
+    if (c == '"') {
+      v.kind = Json::Kind::string;
+      return string(v.string);
+    }
+    if (c == 't' || c == 'f') {
+      v.kind = Json::Kind::boolean;
+      v.boolean = c == 't';
+      return lit(c == 't' ? "true" : "false");
+    }
+    if (c == 'n') return lit("null");
+    return number(v);
+  }
+  bool number(Json& v) {  // integers only: the CLI prints no fractions
+    const std::size_t start = i_;
+    if (i_ < s_.size() && s_[i_] == '-') ++i_;
+    const std::size_t digits = i_;
+    while (i_ < s_.size() && s_[i_] >= '0' && s_[i_] <= '9') ++i_;
+    if (i_ == digits || (s_[digits] == '0' && i_ - digits > 1)) return false;
+    v.kind = Json::Kind::number;
+    v.number = std::stoll(std::string(s_.substr(start, i_ - start)));
+    return true;
+  }
+  static void put_utf8(std::string& out, std::uint32_t cp) {
+    if (cp < 0x80) {
+      out.push_back(static_cast<char>(cp));
+    } else if (cp < 0x800) {
+      out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
+      out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    } else if (cp < 0x10000) {
+      out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
+      out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+      out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    } else {
+      out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
+      out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
+      out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+      out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    }
+  }
+  bool hex4(std::uint32_t& cp) {
+    if (i_ + 4 > s_.size()) return false;
+    cp = 0;
+    for (int k = 0; k < 4; ++k) {
+      const char h = s_[i_++];
+      cp <<= 4;
+      if (h >= '0' && h <= '9')
+        cp |= static_cast<std::uint32_t>(h - '0');
+      else if (h >= 'a' && h <= 'f')
+        cp |= static_cast<std::uint32_t>(h - 'a' + 10);
+      else if (h >= 'A' && h <= 'F')
+        cp |= static_cast<std::uint32_t>(h - 'A' + 10);
+      else
+        return false;
+    }
+    return true;
+  }
+  bool string(std::string& out) {
+    ++i_;  // '"'
+    while (i_ < s_.size()) {
+      const char c = s_[i_++];
+      if (c == '"') return true;
+      if (static_cast<unsigned char>(c) < 0x20) return false;  // raw control characters are not JSON
+      if (c != '\\') {
+        out.push_back(c);
+        continue;
+      }
+      if (i_ >= s_.size()) return false;
+      const char e = s_[i_++];
+      switch (e) {
+        case '"':
+          out.push_back('"');
+          break;
+        case '\\':
+          out.push_back('\\');
+          break;
+        case '/':
+          out.push_back('/');
+          break;
+        case 'b':
+          out.push_back('\b');
+          break;
+        case 'f':
+          out.push_back('\f');
+          break;
+        case 'n':
+          out.push_back('\n');
+          break;
+        case 'r':
+          out.push_back('\r');
+          break;
+        case 't':
+          out.push_back('\t');
+          break;
+        case 'u': {
+          std::uint32_t cp = 0;
+          if (!hex4(cp)) return false;
+          if (cp >= 0xD800 && cp <= 0xDBFF) {
+            std::uint32_t lo = 0;
+            if (!lit("\\u") || !hex4(lo) || lo < 0xDC00 || lo > 0xDFFF) return false;
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+          } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+            return false;
+          }
+          put_utf8(out, cp);
+          break;
+        }
+        default:
+          return false;
+      }
+    }
+    return false;
+  }
+  bool array(Json& v, int depth) {
+    v.kind = Json::Kind::array;
+    ++i_;
+    ws();
+    if (lit("]")) return true;
+    for (;;) {
+      Json item;
+      ws();
+      if (!value(item, depth + 1)) return false;
+      v.items.push_back(std::move(item));
+      ws();
+      if (lit("]")) return true;
+      if (!lit(",")) return false;
+    }
+  }
+  bool object(Json& v, int depth) {
+    v.kind = Json::Kind::object;
+    ++i_;
+    ws();
+    if (lit("}")) return true;
+    for (;;) {
+      ws();
+      std::string key;
+      if (i_ >= s_.size() || s_[i_] != '"' || !string(key)) return false;
+      if (v.has(key)) return false;  // duplicate key
+      ws();
+      if (!lit(":")) return false;
+      ws();
+      Json item;
+      if (!value(item, depth + 1)) return false;
+      v.keys.push_back(std::move(key));
+      v.items.push_back(std::move(item));
+      ws();
+      if (lit("}")) return true;
+      if (!lit(",")) return false;
+    }
+  }
+
+  std::string_view s_;
+  std::size_t i_ = 0;
+};
+
+std::optional<Json> parse_json(std::string_view text) { return JsonReader(text).document(); }
+
+std::optional<std::string> base64_decode(std::string_view text) {
+  static constexpr std::string_view kAlphabet =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  if (text.size() % 4 != 0) return std::nullopt;
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); i += 4) {
+    std::uint32_t n = 0;
+    int pad = 0;
+    for (std::size_t k = 0; k < 4; ++k) {
+      const char c = text[i + k];
+      n <<= 6;
+      if (c == '=' && i + 4 == text.size() && k >= 2) {
+        ++pad;
+        continue;
+      }
+      if (pad > 0) return std::nullopt;
+      const auto pos = kAlphabet.find(c);
+      if (pos == std::string_view::npos) return std::nullopt;
+      n |= static_cast<std::uint32_t>(pos);
+    }
+    out.push_back(static_cast<char>((n >> 16) & 0xFF));
+    if (pad < 2) out.push_back(static_cast<char>((n >> 8) & 0xFF));
+    if (pad < 1) out.push_back(static_cast<char>(n & 0xFF));
+  }
+  return out;
+}
+
+// A string field of the JSON object `text` ("" and a test failure if none).
+std::string jstr(const std::string& text, const char* key) {
+  const auto j = JsonReader(text).document();
+  if (!j) {
+    ADD_FAILURE() << "not JSON: " << text;
+    return {};
+  }
+  return j->str(key);
+}
+
+// The payload of a claim / peek JSON object, decoded per payload_encoding.
+std::optional<std::string> payload_of(const Json& j) {
+  const std::string enc = j.str("payload_encoding");
+  if (enc == "utf8") return j.str("payload");
+  if (enc == "base64") return base64_decode(j.str("payload"));
+  ADD_FAILURE() << "unknown payload_encoding '" << enc << "'";
+  return std::nullopt;
+}
+
+// ---------------------------------------------------------------------------
+// Helpers over the queue, through the library.
+// ---------------------------------------------------------------------------
+
+Stats stats_of(const std::string& name) { return Queue::open(name).stats(); }
+
+bool segment_exists(const std::string& name) { return fs::exists("/dev/shm/jobring." + name); }
+
+std::vector<std::string> expand(std::vector<std::string> args,
+                                const std::map<std::string, std::string>& vars) {
+  for (auto& a : args) {
+    const auto it = vars.find(a);
+    if (it != vars.end()) a = it->second;
+  }
+  return args;
+}
+
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+bool is_decimal_line(const std::string& s) {
+  return s.size() >= 2 && s.back() == '\n' &&
+         std::all_of(s.begin(), s.end() - 1, [](char c) { return c >= '0' && c <= '9'; });
+}
+
+const std::vector<std::string> kSubcommands = {"create",  "rm",     "ls",   "stat", "push",    "claim", "ack",
+                                               "release", "extend", "work", "peek", "requeue", "purge"};
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (kCli == nullptr) GTEST_SKIP() << "the jobring CLI is not built (JOBRING_BUILD_CLI=OFF)";
+  }
+};
+
+// ===========================================================================
+// Help and usage
+// ===========================================================================
+
+// --help (and -h, help) on the tool and on every subcommand: exit 0, the usage
+// on stdout, nothing on stderr, and the exit codes documented.
+TEST_F(Cli, HelpOnTheToolAndOnEverySubcommand) {
+  Watchdog wd(120s);
+  std::vector<std::vector<std::string>> rows = {{"--help"}, {"-h"}, {"help"}, {"push", "-h"}};
+  for (const auto& sub : kSubcommands) rows.push_back({sub, "--help"});
+  const auto results = jr_batch(rows);
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const auto& args = rows[i];
+    const Result& r = results[i];
+    EXPECT_RUN(args, r, 0);
+    EXPECT_TRUE(contains(r.out, "Usage")) << show(cli(args), r);
+    EXPECT_TRUE(contains(r.out, "Exit codes")) << show(cli(args), r);
+    EXPECT_EQ(r.err, "") << show(cli(args), r);
+    if (args.size() == 2) {
+      EXPECT_TRUE(contains(r.out, "jobring " + args[0])) << show(cli(args), r);
+    }
+  }
+  // The tool's help lists every subcommand.
+  const Result r = jr({"--help"});
+  for (const auto& sub : kSubcommands)
+    EXPECT_TRUE(contains(r.out, "  " + sub + " ")) << sub << show(cli({"--help"}), r);
+  const Result v = jr({"--version"});
+  EXPECT_RUN((std::vector<std::string>{"--version"}), v, 0);
+  EXPECT_TRUE(contains(v.out, "jobring ")) << v.out;
+}
+
+// --help wins over the rest of the command line and does nothing else: no
+// queue created, no job pushed, no command run.
+TEST_F(Cli, HelpDoesNothingElse) {
+  Watchdog wd(60s);
+  QueueName q("cli-help"), fresh("cli-help-new");
+  (void)Queue::create(q, {});
+  const std::vector<std::vector<std::string>> rows = {
+      {"create", fresh, "--capacity", "4", "--help"},
+      {"push", q, "data", "--help"},
+      {"claim", q, "--help"},
+      {"purge", q, "--help"},
+      {"rm", q, "--help"},
+      {"work", q, "--help", "--", "/bin/sh", "-c", "exit 7"},
+  };
+  (void)Queue::open(q).push("job");
+  for (const auto& args : rows) {
+    const Result r = jr(args);
+    EXPECT_RUN(args, r, 0);
+    EXPECT_TRUE(contains(r.out, "Usage")) << show(cli(args), r);
+  }
+  EXPECT_FALSE(segment_exists(fresh));
+  ASSERT_TRUE(segment_exists(q));
+  const Stats s = stats_of(q);
+  EXPECT_EQ(s.pushed, 1u);
+  EXPECT_EQ(s.ready, 1u);
+  EXPECT_EQ(s.claimed, 0u);
+}
+
+// Exit 2 (usage) for every malformed command line: unknown command or option,
+// a missing or extra argument, a bad value. Nothing on stdout, the problem on
+// stderr, and the queue untouched.
+TEST_F(Cli, UsageErrorsExitTwo) {
+  Watchdog wd(240s);
+  QueueName q("cli-usage"), fresh("cli-usage-new");
+  (void)Queue::create(q, {});
+  struct Row {
+    std::vector<std::string> args;
+    std::string err_has;  // stderr must contain this
+  };
+  const std::vector<Row> rows = {
+      {{}, "Usage"},
+      {{"frob"}, "unknown command 'frob'"},
+      {{"--frob"}, "unknown command"},
+      {{"Push", "Q", "x"}, "unknown command"},
+      // An unknown option, for every subcommand.
+      {{"create", "NEW", "--bogus"}, "--bogus"},
+      {{"rm", "Q", "--bogus"}, "--bogus"},
+      {{"ls", "--bogus"}, "--bogus"},
+      {{"stat", "Q", "--bogus"}, "--bogus"},
+      {{"push", "Q", "x", "--bogus"}, "--bogus"},
+      {{"claim", "Q", "--bogus"}, "--bogus"},
+      {{"ack", "Q", "1.0.1", "--bogus"}, "--bogus"},
+      {{"release", "Q", "1.0.1", "--bogus"}, "--bogus"},
+      {{"extend", "Q", "1.0.1", "--lease", "1s", "--bogus"}, "--bogus"},
+      {{"work", "Q", "--bogus", "--", "true"}, "--bogus"},
+      {{"peek", "Q", "--bogus"}, "--bogus"},
+      {{"requeue", "Q", "--dead", "--bogus"}, "--bogus"},
+      {{"purge", "Q", "--bogus"}, "--bogus"},
+      // A missing queue NAME, for every subcommand that takes one.
+      {{"create"}, "NAME"},
+      {{"rm"}, "NAME"},
+      {{"stat"}, "NAME"},
+      {{"push"}, "NAME"},
+      {{"claim"}, "NAME"},
+      {{"ack"}, "NAME"},
+      {{"release"}, "NAME"},
+      {{"extend"}, "NAME"},
+      {{"work", "--", "true"}, "NAME"},
+      {{"peek"}, "NAME"},
+      {{"requeue"}, "NAME"},
+      {{"purge"}, "NAME"},
+      // A missing HANDLE, or --lease missing / zero for extend.
+      {{"ack", "Q"}, "HANDLE"},
+      {{"release", "Q"}, "HANDLE"},
+      {{"extend", "Q", "--lease", "1s"}, "HANDLE"},
+      {{"extend", "Q", "1.0.1"}, "--lease"},
+      {{"extend", "Q", "1.0.1", "--lease", "0ms"}, "--lease"},
+      // Extra positional arguments.
+      {{"push", "Q", "a", "b"}, "push"},
+      {{"stat", "Q", "extra"}, "stat"},
+      {{"claim", "Q", "extra"}, "claim"},
+      {{"ack", "Q", "1.0.1", "extra"}, "ack"},
+      {{"ls", "extra"}, "ls"},
+      {{"rm", "Q", "extra"}, "rm"},
+      // requeue takes --dead or ids, not both, not neither.
+      {{"requeue", "Q"}, "--dead"},
+      {{"requeue", "Q", "--dead", "7"}, "--dead"},
+      {{"requeue", "Q", "seven"}, "seven"},
+      // Bad --state / --limit.
+      {{"peek", "Q", "--state", "sleeping"}, "--state"},
+      {{"peek", "Q", "--limit", "many"}, "many"},
+      {{"purge", "Q", "--state", "leased"}, "--state"},
+      {{"purge", "Q", "--state", "x"}, "--state"},
+      // work: the command, --concurrency, --lease.
+      {{"work", "Q"}, "CMD"},
+      {{"work", "Q", "--"}, "CMD"},
+      {{"work", "Q", "--concurrency", "0", "--", "true"}, "--concurrency"},
+      {{"work", "Q", "--concurrency", "5000", "--", "true"}, "--concurrency"},
+      {{"work", "Q", "--concurrency", "two", "--", "true"}, "two"},
+      {{"work", "Q", "--max-jobs", "lots", "--", "true"}, "lots"},
+      {{"work", "Q", "--lease", "2ms", "--", "true"}, "--lease"},
+      // create: --mode and the numbers.
+      {{"create", "NEW", "--mode", "999"}, "--mode"},
+      {{"create", "NEW", "--mode", "rw"}, "--mode"},
+      {{"create", "NEW", "--mode", ""}, "--mode"},
+      {{"create", "NEW", "--capacity", "lots"}, "lots"},
+      {{"create", "NEW", "--max-attempts", "x"}, "x"},
+  };
+  const std::map<std::string, std::string> vars{{"Q", q.str()}, {"NEW", fresh.str()}};
+  std::vector<std::vector<std::string>> all;
+  for (const auto& row : rows) all.push_back(expand(row.args, vars));
+  const auto results = jr_batch(all, {}, 10s);
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const auto& row = rows[i];
+    const auto& args = all[i];
+    const Result& r = results[i];
+    EXPECT_RUN(args, r, 2);
+    EXPECT_EQ(r.out, "") << show(cli(args), r);
+    EXPECT_TRUE(contains(r.err, row.err_has))
+        << "stderr should contain '" << row.err_has << "'" << show(cli(args), r);
+  }
+  EXPECT_FALSE(segment_exists(fresh));
+  const Stats s = stats_of(q);
+  EXPECT_EQ(s.pushed, 0u);
+  EXPECT_EQ(s.claimed, 0u);
+}
+
+// Bad queue names (guarantee 9: names are validated — no '/', no "..", no
+// leading '.', bounded length) are usage errors for every subcommand, and
+// nothing is created. Every subcommand with one bad name, and every bad name
+// with two subcommands.
+TEST_F(Cli, BadQueueNamesExitTwoForEverySubcommand) {
+  Watchdog wd(240s);
+  const std::vector<std::string> bad = {"a/b", "..", ".hidden", std::string(65, 'a'), "", "caf\xc3\xa9 *"};
+  const std::vector<std::vector<std::string>> templates = {
+      {"create", "N"},
+      {"rm", "N"},
+      {"stat", "N"},
+      {"push", "N", "x"},
+      {"claim", "N"},
+      {"ack", "N", "1.0.1"},
+      {"release", "N", "1.0.1"},
+      {"extend", "N", "1.0.1", "--lease", "1s"},
+      {"work", "N", "--wait", "100ms", "--", "true"},
+      {"peek", "N"},
+      {"requeue", "N", "--dead"},
+      {"purge", "N"},
+  };
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& t : templates) rows.push_back(expand(t, {{"N", "a/b"}}));
+  for (const auto& name : bad) {
+    rows.push_back(expand(templates[0], {{"N", name}}));  // create
+    rows.push_back(expand(templates[3], {{"N", name}}));  // push
+  }
+  const auto results = jr_batch(rows, {}, 10s);
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const auto& args = rows[i];
+    const Result& r = results[i];
+    EXPECT_RUN(args, r, 2);
+    EXPECT_EQ(r.out, "") << show(cli(args), r);
+    EXPECT_TRUE(contains(r.err, "bad queue name")) << show(cli(args), r);
+  }
+  for (const auto& name : bad) {
+    if (name.find('/') == std::string::npos) {
+      EXPECT_FALSE(segment_exists(name)) << name;
+    }
+  }
+  // The longest valid name works.
+  QueueName q("x");
+  const std::string longest(kMaxNameLength, 'n');
+  Queue::remove(longest);
+  const Result c = jr({"create", longest});
+  EXPECT_RUN((std::vector<std::string>{"create", longest}), c, 0);
+  EXPECT_RUN((std::vector<std::string>{"rm", longest}), jr({"rm", longest}), 0);
+  Queue::remove(longest);
+}
+
+// Durations that do not parse ("5x", "1.5s", negative, overflowing, empty) are
+// usage errors on every option that takes one; the option is named. Every
+// option with one bad duration, and every bad duration with two options.
+TEST_F(Cli, BadDurationsExitTwoOnEveryOption) {
+  Watchdog wd(240s);
+  QueueName q("cli-dur"), fresh("cli-dur-new");
+  (void)Queue::create(q, {});
+  const std::vector<std::string> bad = {"5x", "1.5s", "-1s", "", "10 s", "99999999999999999999h"};
+  struct Template {
+    std::vector<std::string> args;  // "D" is replaced by the bad duration
+    std::string option;
+  };
+  const std::vector<Template> templates = {
+      {{"push", "Q", "x", "--delay", "D"}, "--delay"},
+      {{"push", "Q", "x", "--wait", "D"}, "--wait"},
+      {{"claim", "Q", "--lease", "D"}, "--lease"},
+      {{"claim", "Q", "--wait", "D"}, "--wait"},
+      {{"release", "Q", "1.0.1", "--delay", "D"}, "--delay"},
+      {{"extend", "Q", "1.0.1", "--lease", "D"}, "--lease"},
+      {{"work", "Q", "--lease", "D", "--", "true"}, "--lease"},
+      {{"work", "Q", "--wait", "D", "--", "true"}, "--wait"},
+      {{"work", "Q", "--backoff", "D", "--wait", "100ms", "--", "true"}, "--backoff"},
+      {{"work", "Q", "--max-backoff", "D", "--wait", "100ms", "--", "true"}, "--max-backoff"},
+      {{"stat", "Q", "--watch", "D"}, "--watch"},
+      {{"create", "NEW", "--lease", "D"}, "--lease"},
+  };
+  std::vector<std::vector<std::string>> rows;
+  std::vector<std::string> options;
+  auto add = [&](const Template& t, const std::string& d) {
+    rows.push_back(expand(t.args, {{"Q", q.str()}, {"NEW", fresh.str()}, {"D", d}}));
+    options.push_back(t.option);
+  };
+  for (const auto& t : templates) add(t, "5x");
+  for (const auto& d : bad) {
+    add(templates[0], d);  // push --delay
+    add(templates[2], d);  // claim --lease
+  }
+  const auto results = jr_batch(rows, {}, 10s);
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const auto& args = rows[i];
+    const Result& r = results[i];
+    EXPECT_RUN(args, r, 2);
+    EXPECT_EQ(r.out, "") << show(cli(args), r);
+    EXPECT_TRUE(contains(r.err, options[i])) << show(cli(args), r);
+  }
+  EXPECT_FALSE(segment_exists(fresh));
+  EXPECT_EQ(stats_of(q).pushed, 0u);
+}
+
+// A duration beyond the limit of 7 days is as bad as one that does not parse:
+// a usage error (exit 2) that changes nothing — not an error from the library
+// (exit 1), and never silently cut down to 7 days.
+TEST_F(Cli, OutOfRangeDurationsExitTwoAndChangeNothing) {
+  Watchdog wd(120s);
+  QueueName q("cli-range"), fresh("cli-range-new");
+  (void)Queue::create(q, {});
+  Queue queue = Queue::open(q);
+  (void)queue.push("held");
+  auto job = queue.try_claim({.lease = 60s, .owner = Owner::detached});
+  ASSERT_TRUE(job);
+  const std::string live = job->lease.to_string();
+  const std::vector<std::vector<std::string>> rows = {
+      {"push", "Q", "x", "--delay", "200h"},
+      {"push", "Q", "x", "--wait", "200h"},
+      {"claim", "Q", "--lease", "200h"},
+      {"claim", "Q", "--wait", "200h"},
+      {"extend", "Q", "LIVE", "--lease", "200h"},
+      {"work", "Q", "--lease", "200h", "--", "true"},
+      {"create", "NEW", "--lease", "200h"},
+      {"release", "Q", "LIVE", "--delay", "200h"},  // last: if it is accepted, the lease is gone
+  };
+  for (const auto& row : rows) {
+    const auto args = expand(row, {{"Q", q.str()}, {"NEW", fresh.str()}, {"LIVE", live}});
+    const Result r = jr(args, "", 10s);
+    EXPECT_RUN(args, r, 2);
+    EXPECT_EQ(r.out, "") << show(cli(args), r);
+  }
+  EXPECT_FALSE(segment_exists(fresh));
+  const Stats s = stats_of(q);
+  EXPECT_EQ(s.pushed, 1u);
+  EXPECT_EQ(s.leased, 1u) << "the held job's lease must be untouched";
+  EXPECT_EQ(s.released, 0u);
+  EXPECT_EQ(queue.ack(job->lease), LeaseStatus::ok);
+}
+
+// Malformed handles are usage errors for ack, release and extend — including
+// numbers that overflow (no wrap-around into a valid-looking handle).
+TEST_F(Cli, MalformedHandlesExitTwo) {
+  Watchdog wd(120s);
+  QueueName q("cli-handle");
+  (void)Queue::create(q, {});
+  const std::vector<std::string> bad = {"garbage",        "1.2",
+                                        "1.2.3.4",        "a.b.c",
+                                        "1.0.zz",         "",
+                                        "-1.0.1",         "1..1",
+                                        "1.0.",           " 1.0.1",
+                                        "1.0.1 ",         ".0.1",
+                                        "1.0.1\n",        "18446744073709551616.0.1",
+                                        "1.4294967296.1", "1.0.10000000000000000"};
+  // Every bad handle with ack; two of them with release and extend.
+  std::vector<std::vector<std::string>> rows;
+  std::vector<std::string> handles;
+  for (const auto& h : bad) {
+    rows.push_back({"ack", q, h});
+    handles.push_back(h);
+  }
+  for (const std::string h : {"garbage", "1.0.1.5"}) {
+    rows.push_back({"release", q, h});
+    rows.push_back({"extend", q, h, "--lease", "1s"});
+    handles.insert(handles.end(), 2, h);
+  }
+  const auto results = jr_batch(rows);
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const auto& args = rows[i];
+    const Result& r = results[i];
+    const std::string& h = handles[i];
+    EXPECT_RUN(args, r, 2);
+    EXPECT_EQ(r.out, "") << show(cli(args), r);
+    // (A handle that starts with '-' is taken for an option: still exit 2.)
+    EXPECT_TRUE(contains(r.err, h.rfind('-', 0) == 0 ? "'" + h + "'" : "malformed handle"))
+        << show(cli(args), r);
+  }
+}
+
+// A queue that does not exist: exit 1 for every subcommand, nothing on stdout,
+// and stderr names the queue and says what to do.
+TEST_F(Cli, MissingQueueExitsOneNamingTheQueue) {
+  Watchdog wd(120s);
+  QueueName missing("cli-missing");
+  struct Row {
+    std::vector<std::string> args;
+    std::string input;
+    std::string hint;  // what to do
+  };
+  const std::vector<Row> rows = {
+      {{"rm", "M"}, "", "jobring ls"},
+      {{"stat", "M"}, "", "jobring create"},
+      {{"stat", "M", "--json"}, "", "jobring create"},
+      {{"stat", "M", "--watch", "100ms"}, "", "jobring create"},
+      {{"push", "M", "x"}, "", "jobring create"},
+      {{"push", "M"}, "from stdin", "jobring create"},
+      {{"claim", "M"}, "", "jobring create"},
+      {{"claim", "M", "--raw", "--wait", "1s"}, "", "jobring create"},
+      {{"ack", "M", "1.0.1"}, "", "jobring create"},
+      {{"release", "M", "1.0.1"}, "", "jobring create"},
+      {{"extend", "M", "1.0.1", "--lease", "1s"}, "", "jobring create"},
+      {{"work", "M", "--", "true"}, "", "jobring create"},
+      {{"peek", "M"}, "", "jobring create"},
+      {{"peek", "M", "--state", "dead", "--json"}, "", "jobring create"},
+      {{"requeue", "M", "--dead"}, "", "jobring create"},
+      {{"requeue", "M", "5"}, "", "jobring create"},
+      {{"purge", "M"}, "", "jobring create"},
+  };
+  std::vector<std::vector<std::string>> all;
+  std::vector<std::string> inputs;
+  for (const auto& row : rows) {
+    all.push_back(expand(row.args, {{"M", missing.str()}}));
+    inputs.push_back(row.input);
+  }
+  const auto results = jr_batch(all, inputs, 10s);
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const auto& row = rows[i];
+    const auto& args = all[i];
+    const Result& r = results[i];
+    EXPECT_RUN(args, r, 1);
+    EXPECT_EQ(r.out, "") << show(cli(args), r);
+    EXPECT_TRUE(contains(r.err, "'" + missing.str() + "'")) << show(cli(args), r);
+    EXPECT_TRUE(contains(r.err, row.hint)) << show(cli(args), r);
+  }
+  EXPECT_FALSE(segment_exists(missing));
+}
+
+// ===========================================================================
+// Operators: create, rm, ls, stat
+// ===========================================================================
+
+// create stores every option (stat shows them) and creates the segment with
+// the requested mode (guarantee 9: 0600 unless asked); a second create of the
+// same name fails naming it; rm removes it, and a second rm fails.
+TEST_F(Cli, CreateStatAndRm) {
+  Watchdog wd(60s);
+  QueueName q("cli-create"), plain("cli-plain");
+  const std::vector<std::string> args = {"create",  q,    "--capacity",     "7", "--max-payload", "33",
+                                         "--lease", "2m", "--max-attempts", "3", "--mode",        "0640"};
+  const Result c = jr(args);
+  ASSERT_RUN(args, c, 0);
+  EXPECT_TRUE(contains(c.out, q.str())) << c.out;
+  EXPECT_EQ(c.err, "");
+  struct ::stat st {};
+  ASSERT_EQ(::stat(("/dev/shm/jobring." + q.str()).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0640u);
+
+  const Result s = jr({"stat", q, "--json"});
+  ASSERT_RUN((std::vector<std::string>{"stat", q, "--json"}), s, 0);
+  const auto j = parse_json(s.out);
+  ASSERT_TRUE(j) << "not JSON: " << s.out;
+  EXPECT_EQ(j->str("name"), q.str());
+  EXPECT_EQ(j->num("capacity"), 7);
+  EXPECT_EQ(j->num("max_payload"), 33);
+  EXPECT_EQ(j->num("free"), 7);
+  EXPECT_EQ(j->num("default_lease_ms"), 120000);
+  EXPECT_EQ(j->num("max_attempts"), 3);
+  const Options o = Queue::open(q).options();
+  EXPECT_EQ(o.capacity, 7u);
+  EXPECT_EQ(o.max_payload, 33u);
+  EXPECT_EQ(o.default_lease, 120s);
+  EXPECT_EQ(o.max_attempts, 3u);
+
+  // The text form names the queue and its options.
+  const Result t = jr({"stat", q});
+  ASSERT_RUN((std::vector<std::string>{"stat", q}), t, 0);
+  EXPECT_TRUE(contains(t.out, q.str()) && contains(t.out, "capacity 7") && contains(t.out, "2m")) << t.out;
+
+  // Defaults: mode 0600.
+  ASSERT_RUN((std::vector<std::string>{"create", plain}), jr({"create", plain}), 0);
+  ASSERT_EQ(::stat(("/dev/shm/jobring." + plain.str()).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+
+  const Result again = jr({"create", q, "--capacity", "9"});
+  EXPECT_RUN((std::vector<std::string>{"create", q}), again, 1);
+  EXPECT_TRUE(contains(again.err, "'" + q.str() + "'") && contains(again.err, "exists")) << again.err;
+  EXPECT_EQ(Queue::open(q).options().capacity, 7u) << "a failed create must not touch the existing queue";
+
+  const Result rm = jr({"rm", q});
+  EXPECT_RUN((std::vector<std::string>{"rm", q}), rm, 0);
+  EXPECT_FALSE(segment_exists(q));
+  const Result rm2 = jr({"rm", q});
+  EXPECT_RUN((std::vector<std::string>{"rm", q}), rm2, 1);
+  EXPECT_TRUE(contains(rm2.err, "'" + q.str() + "'")) << rm2.err;
+}
+
+// Options out of range are refused and create nothing.
+TEST_F(Cli, CreateRefusesOptionsOutOfRange) {
+  Watchdog wd(60s);
+  QueueName q("cli-badopt");
+  const std::vector<std::vector<std::string>> rows = {
+      {"create", q, "--capacity", "0"},    {"create", q, "--capacity", "16777217"},
+      {"create", q, "--max-payload", "0"}, {"create", q, "--lease", "0ms"},
+      {"create", q, "--mode", "017777"},
+  };
+  for (const auto& args : rows) {
+    const Result r = jr(args);
+    EXPECT_TRUE(r.code == 1 || r.code == 2) << show(cli(args), r);
+    EXPECT_EQ(r.out, "") << show(cli(args), r);
+    EXPECT_FALSE(segment_exists(q)) << show(cli(args), r);
+  }
+}
+
+// ls lists every queue, one line each (text) or one JSON array of stats
+// objects (--json).
+TEST_F(Cli, LsListsEveryQueue) {
+  Watchdog wd(60s);
+  QueueName a("cli-ls-a"), b("cli-ls-b");
+  (void)Queue::create(a, {.capacity = 5});
+  (void)Queue::create(b, {.capacity = 6});
+  (void)Queue::open(b).push("one");
+
+  const Result t = jr({"ls"});
+  ASSERT_RUN((std::vector<std::string>{"ls"}), t, 0);
+  EXPECT_EQ(t.out.rfind("NAME", 0), 0u) << t.out;
+  std::map<std::string, std::string> lines;
+  std::istringstream in(t.out);
+  for (std::string line; std::getline(in, line);) lines[line.substr(0, line.find(' '))] = line;
+  ASSERT_TRUE(lines.count(a.str())) << t.out;
+  ASSERT_TRUE(lines.count(b.str())) << t.out;
+  std::istringstream la(lines[a.str()]), lb(lines[b.str()]);
+  std::string name;
+  unsigned cap = 0, ready = 0;
+  la >> name >> cap >> ready;
+  EXPECT_EQ(cap, 5u);
+  EXPECT_EQ(ready, 0u);
+  lb >> name >> cap >> ready;
+  EXPECT_EQ(cap, 6u);
+  EXPECT_EQ(ready, 1u);
+
+  const Result jres = jr({"ls", "--json"});
+  ASSERT_RUN((std::vector<std::string>{"ls", "--json"}), jres, 0);
+  const auto j = parse_json(jres.out);
+  ASSERT_TRUE(j && j->kind == Json::Kind::array) << "not a JSON array: " << jres.out;
+  std::map<std::string, const Json*> by_name;
+  for (const auto& item : j->items) {
+    ASSERT_EQ(item.kind, Json::Kind::object);
+    by_name[item.str("name")] = &item;
+  }
+  ASSERT_TRUE(by_name.count(a.str()) && by_name.count(b.str())) << jres.out;
+  EXPECT_EQ(by_name[a.str()]->num("capacity"), 5);
+  EXPECT_EQ(by_name[b.str()]->num("capacity"), 6);
+  EXPECT_EQ(by_name[b.str()]->num("ready"), 1);
+}
+
+// stat --json: one object with every field the issue asks for, and the
+// values of a known history. "expired" is the gauge (leases past their
+// deadline not yet taken over), "expired_total" the total of takeovers.
+TEST_F(Cli, StatJsonHasEveryFieldWithTheRightValues) {
+  Watchdog wd(60s);
+  QueueName q("cli-stat");
+  (void)Queue::create(q, {.capacity = 4});
+  Queue queue = Queue::open(q);
+  (void)queue.push("a");
+  (void)queue.push("b");
+  (void)queue.push("c", {.delay = 1h});
+  auto ja = queue.try_claim({.lease = 60s, .owner = Owner::detached});
+  ASSERT_TRUE(ja);
+  ASSERT_EQ(queue.ack(ja->lease), LeaseStatus::ok);
+  auto jb = queue.try_claim({.lease = 60s, .owner = Owner::detached});
+  ASSERT_TRUE(jb);
+
+  const Result r = jr({"stat", q, "--json"});
+  ASSERT_RUN((std::vector<std::string>{"stat", q, "--json"}), r, 0);
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << "one line: " << r.out;
+  const auto j = parse_json(r.out);
+  ASSERT_TRUE(j && j->kind == Json::Kind::object) << "not a JSON object: " << r.out;
+  // The issue's required keys, and the total "expired_total".
+  for (const char* key :
+       {"name", "capacity", "max_payload", "free", "ready", "delayed", "leased", "dead", "pushed", "claimed",
+        "acked", "released", "expired", "expired_total", "reclaimed", "dead_lettered"})
+    EXPECT_TRUE(j->has(key)) << "stat --json lacks \"" << key << "\": " << r.out;
+  EXPECT_EQ(j->str("name"), q.str());
+  EXPECT_EQ(j->num("capacity"), 4);
+  EXPECT_EQ(j->num("max_payload"), 1024);
+  EXPECT_EQ(j->num("free"), 2);
+  EXPECT_EQ(j->num("ready"), 0);
+  EXPECT_EQ(j->num("delayed"), 1);
+  EXPECT_EQ(j->num("leased"), 1);
+  EXPECT_EQ(j->num("dead"), 0);
+  EXPECT_EQ(j->num("pushed"), 3);
+  EXPECT_EQ(j->num("claimed"), 2);
+  EXPECT_EQ(j->num("acked"), 1);
+  EXPECT_EQ(j->num("released"), 0);
+  EXPECT_EQ(j->num("expired"), 0);
+  EXPECT_EQ(j->num("expired_total"), 0);
+  EXPECT_EQ(j->num("reclaimed"), 0);
+  EXPECT_EQ(j->num("dead_lettered"), 0);
+  EXPECT_EQ(queue.ack(jb->lease), LeaseStatus::ok);
+}
+
+// The gauge "expired" counts a lease past its deadline until a claim takes it
+// over; then "expired_total" counts the takeover (lease expiry -> ready ->
+// claimed with attempt + 1).
+TEST_F(Cli, StatExpiredGaugeAndExpiredTotal) {
+  Watchdog wd(60s);
+  QueueName q("cli-expired");
+  (void)Queue::create(q, {});
+  ASSERT_TRUE(is_decimal_line(jr({"push", q, "job"}).out));
+  const Result c = jr({"claim", q, "--lease", "50ms"});
+  ASSERT_RUN((std::vector<std::string>{"claim", q}), c, 0);
+  std::optional<Json> j;
+  ASSERT_TRUE(test::poll_until(
+      [&] {
+        j = parse_json(jr({"stat", q, "--json"}).out);
+        return j && j->num("expired") == 1;
+      },
+      20s, 20ms))
+      << "the expired lease never showed in the \"expired\" gauge";
+  EXPECT_EQ(j->num("leased"), 0);
+  EXPECT_EQ(j->num("expired_total"), 0);
+  const Result again = jr({"claim", q});
+  ASSERT_RUN((std::vector<std::string>{"claim", q}), again, 0);
+  const auto cj = parse_json(again.out);
+  ASSERT_TRUE(cj);
+  EXPECT_EQ(cj->num("attempt"), 2);
+  j = parse_json(jr({"stat", q, "--json"}).out);
+  ASSERT_TRUE(j);
+  EXPECT_EQ(j->num("expired"), 0);
+  EXPECT_EQ(j->num("expired_total"), 1);
+  EXPECT_EQ(j->num("leased"), 1);
+  EXPECT_EQ(j->num("claimed"), 2);
+}
+
+// stat --watch D repeats until SIGINT (or SIGTERM), then exits 0.
+TEST_F(Cli, StatWatchRepeatsUntilInterrupted) {
+  Watchdog wd(60s);
+  QueueName q("cli-watch");
+  (void)Queue::create(q, {});
+  for (int sig : {SIGINT, SIGTERM}) {
+    for (bool json : {true, false}) {
+      std::vector<std::string> args = {"stat", q, "--watch", "50ms"};
+      if (json) args.emplace_back("--json");
+      auto p = jr_bg(args);
+      const std::string marker = json ? "\"name\"" : "queue " + q.str();
+      auto count = [&](const std::string& out) {
+        std::size_t n = 0;
+        for (std::size_t at = out.find(marker); at != std::string::npos; at = out.find(marker, at + 1)) ++n;
+        return n;
+      };
+      EXPECT_TRUE(
+          p->wait_output([&](const std::string& out, const std::string&) { return count(out) >= 3; }, 20s))
+          << show(p->argv(), {-1, p->out(), p->err()});
+      send_and_wait_delivered(*p, sig);
+      const Result r = p->wait();
+      EXPECT_EQ(r.code, 0) << show(p->argv(), r);
+      if (json) {
+        std::istringstream in(r.out);
+        for (std::string line; std::getline(in, line);) EXPECT_TRUE(parse_json(line)) << "not JSON: " << line;
+      }
+    }
+  }
+}
+
+// ===========================================================================
+// push / claim / ack / release / extend
+// ===========================================================================
+
+// push prints the job id; DATA or stdin (exact bytes, with newlines, NULs and
+// invalid UTF-8) becomes the payload; claim returns it with that id.
+TEST_F(Cli, PushDataOrStdinAndClaimReturnsIt) {
+  Watchdog wd(60s);
+  QueueName q("cli-push");
+  (void)Queue::create(q, {});
+  const std::string binary("bin\0\xff\n\x01 end", 11);
+  struct Row {
+    std::vector<std::string> args;
+    std::string input;
+    std::string payload;
+  };
+  const std::vector<Row> rows = {
+      {{"push", q, "hello world"}, "", "hello world"},
+      {{"push", q}, "line one\nline two\n", "line one\nline two\n"},
+      {{"push", q}, binary, binary},
+      {{"push", q, ""}, "", ""},
+      {{"push", q}, "", ""},
+      {{"push", q, "--", "-dash"}, "", "-dash"},
+      {{"push", q, "caf\xc3\xa9 \"q\" \\ \t"}, "", "caf\xc3\xa9 \"q\" \\ \t"},
+  };
+  std::vector<std::uint64_t> ids;
+  for (const auto& row : rows) {
+    const Result r = jr(row.args, row.input);
+    ASSERT_RUN(row.args, r, 0);
+    ASSERT_TRUE(is_decimal_line(r.out)) << "push must print the job id alone: " << show(cli(row.args), r);
+    EXPECT_EQ(r.err, "");
+    ids.push_back(std::stoull(r.out));
+  }
+  EXPECT_EQ(std::set<std::uint64_t>(ids.begin(), ids.end()).size(), ids.size()) << "job ids must be unique";
+  // Claimed in push order (guarantee 6, one producer), payloads intact.
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const Result r = jr({"claim", q});
+    ASSERT_RUN((std::vector<std::string>{"claim", q}), r, 0);
+    const auto j = parse_json(r.out);
+    ASSERT_TRUE(j) << "not JSON: " << r.out;
+    EXPECT_EQ(static_cast<std::uint64_t>(j->num("job")), ids[i]);
+    EXPECT_EQ(payload_of(*j), rows[i].payload) << r.out;
+  }
+}
+
+// claim prints one JSON object: job, handle, attempt, lease_ms, payload,
+// payload_encoding; utf8 for text, base64 for bytes that are not UTF-8. The
+// handle is the lease: ack with it works once.
+TEST_F(Cli, ClaimJsonFields) {
+  Watchdog wd(60s);
+  QueueName q("cli-claim");
+  (void)Queue::create(q, {.default_lease = 45s});
+  const std::string id_text = jr({"push", q, "text \xe2\x82\xac"}).out;
+  ASSERT_TRUE(is_decimal_line(id_text));
+  ASSERT_TRUE(is_decimal_line(jr({"push", q}, std::string("\xff\xfe\x80", 3)).out));
+
+  const Result r1 = jr({"claim", q});
+  ASSERT_RUN((std::vector<std::string>{"claim", q}), r1, 0);
+  EXPECT_EQ(std::count(r1.out.begin(), r1.out.end(), '\n'), 1) << r1.out;
+  EXPECT_EQ(r1.err, "");
+  const auto j1 = parse_json(r1.out);
+  ASSERT_TRUE(j1 && j1->kind == Json::Kind::object) << "not a JSON object: " << r1.out;
+  for (const char* key : {"job", "handle", "attempt", "lease_ms", "payload", "payload_encoding"})
+    EXPECT_TRUE(j1->has(key)) << key << " missing: " << r1.out;
+  EXPECT_EQ(j1->num("job"), std::stoll(id_text));
+  EXPECT_EQ(j1->num("attempt"), 1);
+  EXPECT_EQ(j1->num("lease_ms"), 45000) << "without --lease: the queue's default";
+  EXPECT_EQ(j1->str("payload_encoding"), "utf8");
+  EXPECT_EQ(j1->str("payload"), "text \xe2\x82\xac");
+  const auto lease = Lease::parse(j1->str("handle"));
+  ASSERT_TRUE(lease) << "handle does not parse: " << j1->str("handle");
+  EXPECT_EQ(static_cast<std::int64_t>(lease->job), j1->num("job"));
+
+  const Result r2 = jr({"claim", q, "--lease", "2m"});
+  ASSERT_RUN((std::vector<std::string>{"claim", q}), r2, 0);
+  const auto j2 = parse_json(r2.out);
+  ASSERT_TRUE(j2) << r2.out;
+  EXPECT_EQ(j2->num("lease_ms"), 120000);
+  EXPECT_EQ(j2->str("payload_encoding"), "base64");
+  EXPECT_EQ(payload_of(*j2), std::string("\xff\xfe\x80", 3));
+
+  // Detached leases outlive the claim command: both jobs are still leased.
+  const Stats s = stats_of(q);
+  EXPECT_EQ(s.leased, 2u);
+  EXPECT_EQ(s.ready, 0u);
+
+  const std::vector<std::string> ack = {"ack", q, j1->str("handle")};
+  const Result a = jr(ack);
+  EXPECT_RUN(ack, a, 0);
+  EXPECT_EQ(a.out, "");
+  EXPECT_RUN(ack, jr(ack), 4);
+  EXPECT_EQ(stats_of(q).acked, 1u);
+}
+
+// A payload with a NUL byte is binary: a JSON consumer in a shell (jq -r,
+// $(...)) cannot carry a NUL, so claim must send it as base64, lossless.
+TEST_F(Cli, ClaimJsonPayloadWithNulIsBase64) {
+  Watchdog wd(60s);
+  QueueName q("cli-nul");
+  (void)Queue::create(q, {});
+  const std::string payload("a\0b", 3);
+  ASSERT_TRUE(is_decimal_line(jr({"push", q}, payload).out));
+  const Result r = jr({"claim", q});
+  ASSERT_RUN((std::vector<std::string>{"claim", q}), r, 0);
+  const auto j = parse_json(r.out);
+  ASSERT_TRUE(j) << r.out;
+  EXPECT_EQ(payload_of(*j), payload) << "lossless either way: " << r.out;
+  EXPECT_EQ(j->str("payload_encoding"), "base64") << r.out;
+}
+
+// claim --raw: the payload's exact bytes on stdout, the handle (and a newline)
+// alone on stderr; the handle acks the job.
+TEST_F(Cli, ClaimRawWritesExactBytes) {
+  Watchdog wd(60s);
+  QueueName q("cli-raw");
+  (void)Queue::create(q, {});
+  const std::string payload("\0\x01\xff\n\r\nno newline at the end", 26);
+  ASSERT_TRUE(is_decimal_line(jr({"push", q}, payload).out));
+  const Result r = jr({"claim", q, "--raw"});
+  ASSERT_RUN((std::vector<std::string>{"claim", q, "--raw"}), r, 0);
+  EXPECT_EQ(r.out, payload);
+  ASSERT_FALSE(r.err.empty());
+  EXPECT_EQ(r.err.back(), '\n');
+  const std::string handle = r.err.substr(0, r.err.size() - 1);
+  ASSERT_TRUE(Lease::parse(handle)) << "stderr must be the handle alone: [" << r.err << "]";
+  EXPECT_RUN((std::vector<std::string>{"ack", q, handle}), jr({"ack", q, handle}), 0);
+  const Stats s = stats_of(q);
+  EXPECT_EQ(s.acked, 1u);
+  EXPECT_EQ(s.free, Queue::open(q).options().capacity);
+}
+
+// Nothing to claim: exit 3, nothing on stdout, stderr names the queue — also
+// with --wait (timed out), with --raw, and when the only jobs are delayed or
+// leased (guarantee 5: neither is handed out).
+TEST_F(Cli, NothingToClaimExitsThree) {
+  Watchdog wd(60s);
+  QueueName q("cli-empty");
+  (void)Queue::create(q, {});
+  const std::vector<std::vector<std::string>> rows = {
+      {"claim", q}, {"claim", q, "--wait", "100ms"}, {"claim", q, "--raw"}, {"claim", q, "--lease", "1s"}};
+  auto check_all = [&] {
+    for (const auto& args : rows) {
+      const Result r = jr(args);
+      EXPECT_RUN(args, r, 3);
+      EXPECT_EQ(r.out, "") << show(cli(args), r);
+      EXPECT_TRUE(contains(r.err, "'" + q.str() + "'")) << show(cli(args), r);
+    }
+  };
+  check_all();
+  ASSERT_EQ(jr({"push", q, "later", "--delay", "1h"}).code, 0);
+  ASSERT_EQ(jr({"push", q, "held"}).code, 0);
+  ASSERT_EQ(jr({"claim", q, "--lease", "1h"}).code, 0);
+  check_all();
+  const Stats s = stats_of(q);
+  EXPECT_EQ(s.delayed, 1u);
+  EXPECT_EQ(s.leased, 1u);
+}
+
+// claim --wait D sleeps until a job comes: a push from another process wakes it.
+TEST_F(Cli, ClaimWaitGetsAJobPushedLater) {
+  Watchdog wd(60s);
+  QueueName q("cli-claimwait");
+  (void)Queue::create(q, {});
+  auto p = jr_bg({"claim", q, "--wait", "20s"});
+  std::this_thread::sleep_for(50ms);  // not needed for correctness: lets the claim block first, usually
+  ASSERT_TRUE(is_decimal_line(jr({"push", q, "late job"}).out));
+  const Result r = p->wait(30s);
+  ASSERT_EQ(r.code, 0) << show(p->argv(), r);
+  const auto j = parse_json(r.out);
+  ASSERT_TRUE(j) << r.out;
+  EXPECT_EQ(j->str("payload"), "late job");
+}
+
+// SIGINT / SIGTERM end a blocked claim --wait at once: exit 3, nothing claimed.
+TEST_F(Cli, ClaimWaitInterruptedBySignalExitsThree) {
+  Watchdog wd(60s);
+  QueueName q("cli-claimint");
+  (void)Queue::create(q, {});
+  for (int sig : {SIGINT, SIGTERM}) {
+    auto p = jr_bg({"claim", q, "--wait", "1h"});
+    wait_for_handler(*p, sig);  // in the wait, or about to enter it: the outcome is the same
+    send_and_wait_delivered(*p, sig);
+    const Result r = p->wait(20s);
+    EXPECT_EQ(r.code, 3) << show(p->argv(), r);
+    EXPECT_EQ(r.out, "");
+  }
+  EXPECT_EQ(stats_of(q).claimed, 0u);
+}
+
+// A full queue: push exits 3 naming the queue and its capacity; push --wait D
+// gets in when a worker makes room (guarantee 7: "full", or waits if asked).
+TEST_F(Cli, FullQueueExitsThreeAndPushWaitGetsIn) {
+  Watchdog wd(60s);
+  QueueName q("cli-full");
+  (void)Queue::create(q, {.capacity = 1});
+  ASSERT_TRUE(is_decimal_line(jr({"push", q, "first"}).out));
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"push", q, "second"},
+        std::vector<std::string>{"push", q, "second", "--wait", "100ms"}}) {
+    const Result r = jr(args);
+    EXPECT_RUN(args, r, 3);
+    EXPECT_EQ(r.out, "") << show(cli(args), r);
+    EXPECT_TRUE(contains(r.err, "'" + q.str() + "'") && contains(r.err, "full")) << show(cli(args), r);
+  }
+  EXPECT_EQ(stats_of(q).pushed, 1u);
+
+  auto p = jr_bg({"push", q, "second", "--wait", "20s"});
+  std::this_thread::sleep_for(50ms);
+  const Result c = jr({"claim", q});
+  ASSERT_EQ(c.code, 0) << c.err;
+  ASSERT_EQ(jr({"ack", q, jstr(c.out, "handle")}).code, 0);
+  const Result r = p->wait(30s);
+  ASSERT_EQ(r.code, 0) << show(p->argv(), r);
+  EXPECT_TRUE(is_decimal_line(r.out)) << r.out;
+  const Result c2 = jr({"claim", q});
+  ASSERT_EQ(c2.code, 0);
+  EXPECT_EQ(jstr(c2.out, "payload"), "second");
+
+  // SIGINT ends a push that waits for room: exit 3, nothing pushed.
+  auto w = jr_bg({"push", q, "third", "--wait", "1h"});
+  wait_for_handler(*w, SIGINT);
+  send_and_wait_delivered(*w, SIGINT);
+  const Result wr = w->wait(20s);
+  EXPECT_EQ(wr.code, 3) << show(w->argv(), wr);
+  EXPECT_EQ(stats_of(q).pushed, 2u);
+}
+
+// A payload over max_payload: exit 1, the message names the queue and the
+// limit; nothing pushed. Exactly max_payload bytes is fine.
+TEST_F(Cli, PayloadTooLargeExitsOneWithTheLimit) {
+  Watchdog wd(60s);
+  QueueName q("cli-big");
+  (void)Queue::create(q, {.max_payload = 100});
+  const std::string over(101, 'x'), exact(100, 'y');
+  const std::vector<std::pair<std::vector<std::string>, std::string>> rows = {
+      {{"push", q, over}, ""}, {{"push", q}, over}, {{"push", q}, std::string(200000, 'z')}};
+  for (const auto& [args, input] : rows) {
+    const Result r = jr(args, input);
+    EXPECT_RUN(args, r, 1);
+    EXPECT_EQ(r.out, "");
+    EXPECT_TRUE(contains(r.err, "100")) << "the message must give the limit" << show(cli(args), r);
+    EXPECT_TRUE(contains(r.err, "'" + q.str() + "'")) << show(cli(args), r);
+  }
+  EXPECT_EQ(stats_of(q).pushed, 0u);
+  EXPECT_RUN((std::vector<std::string>{"push", q}), jr({"push", q}, exact), 0);
+  EXPECT_EQ(stats_of(q).pushed, 1u);
+}
+
+// push --delay D: the job is delayed (not claimable), then claimable.
+TEST_F(Cli, PushDelayHidesTheJobUntilDue) {
+  Watchdog wd(60s);
+  QueueName q("cli-delay");
+  (void)Queue::create(q, {});
+  ASSERT_TRUE(is_decimal_line(jr({"push", q, "later", "--delay", "300ms"}).out));
+  EXPECT_EQ(stats_of(q).delayed + stats_of(q).ready, 1u);
+  const Result r = jr({"claim", q, "--wait", "20s"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(jstr(r.out, "payload"), "later");
+  // A long delay: shows as delayed, is not claimable.
+  ASSERT_TRUE(is_decimal_line(jr({"push", q, "much later", "--delay", "1h"}).out));
+  EXPECT_EQ(stats_of(q).delayed, 1u);
+  EXPECT_EQ(jr({"claim", q}).code, 3);
+}
+
+// Fencing (guarantee 4) through the CLI: a stale handle — acked, released,
+// replaced by extend, or taken over after expiry — exits 4 and changes
+// nothing.
+TEST_F(Cli, StaleHandlesExitFour) {
+  Watchdog wd(60s);
+  QueueName q("cli-stale");
+  (void)Queue::create(q, {});
+  auto claim = [&](const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> args = {"claim", q};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const Result r = jr(args);
+    EXPECT_EQ(r.code, 0) << show(cli(args), r);
+    const auto j = parse_json(r.out);
+    return j ? j->str("handle") : std::string("0.0.0");
+  };
+  auto expect_lost = [&](const std::vector<std::string>& args) {
+    const Result r = jr(args);
+    EXPECT_RUN(args, r, 4);
+    EXPECT_EQ(r.out, "") << show(cli(args), r);
+    EXPECT_TRUE(contains(r.err, "lease lost") && contains(r.err, "'" + q.str() + "'")) << show(cli(args), r);
+  };
+  auto all_ops_lost = [&](const std::string& h) {
+    expect_lost({"ack", q, h});
+    expect_lost({"release", q, h});
+    expect_lost({"release", q, h, "--delay", "1s"});
+    expect_lost({"extend", q, h, "--lease", "1m"});
+  };
+
+  // Acked.
+  ASSERT_EQ(jr({"push", q, "a"}).code, 0);
+  std::string h = claim();
+  ASSERT_EQ(jr({"ack", q, h}).code, 0);
+  all_ops_lost(h);
+
+  // Released (then claimed again: attempt 2).
+  ASSERT_EQ(jr({"push", q, "b"}).code, 0);
+  h = claim();
+  ASSERT_EQ(jr({"release", q, h}).code, 0);
+  all_ops_lost(h);
+  const Result again = jr({"claim", q});
+  ASSERT_EQ(again.code, 0);
+  const auto ja = parse_json(again.out);
+  ASSERT_TRUE(ja);
+  EXPECT_EQ(ja->str("payload"), "b");
+  EXPECT_EQ(ja->num("attempt"), 2);
+  const std::string hb = ja->str("handle");
+
+  // Extended: the new handle works, the old one is stale.
+  const Result ext = jr({"extend", q, hb, "--lease", "1m"});
+  ASSERT_EQ(ext.code, 0) << ext.err;
+  ASSERT_TRUE(!ext.out.empty() && ext.out.back() == '\n') << ext.out;
+  const std::string hb2 = ext.out.substr(0, ext.out.size() - 1);
+  const auto l1 = Lease::parse(hb), l2 = Lease::parse(hb2);
+  ASSERT_TRUE(l1 && l2) << "extend must print the new handle alone: " << ext.out;
+  EXPECT_EQ(l1->job, l2->job);
+  EXPECT_EQ(l1->slot, l2->slot);
+  EXPECT_NE(l1->token, l2->token);
+  all_ops_lost(hb);
+
+  // Expired and taken over by another claim: the first holder is fenced off.
+  const Result rel = jr({"release", q, hb2});
+  ASSERT_EQ(rel.code, 0) << rel.err;
+  const std::string h_short = claim({"--lease", "50ms"});
+  std::string h_taker;
+  ASSERT_TRUE(test::poll_until(
+      [&] {
+        const Result r = jr({"claim", q, "--lease", "1m"});
+        if (r.code == 0) h_taker = jstr(r.out, "handle");
+        return r.code == 0;
+      },
+      20s, 20ms));
+  all_ops_lost(h_short);
+  EXPECT_EQ(jr({"ack", q, h_taker}).code, 0);
+
+  // A well-formed handle for nothing (a slot out of range, a wrong token).
+  all_ops_lost("1.4000000000.1");
+  all_ops_lost("1.0.1");
+  const Stats s = stats_of(q);
+  EXPECT_EQ(s.acked, 2u);
+  EXPECT_EQ(s.free, Queue::open(q).options().capacity);
+}
+
+// extend --lease D pushes the deadline out (peek shows the new time left);
+// release --delay D makes the job delayed, plain release makes it ready.
+TEST_F(Cli, ExtendAndReleaseChangeTheLease) {
+  Watchdog wd(60s);
+  QueueName q("cli-extend");
+  (void)Queue::create(q, {});
+  ASSERT_EQ(jr({"push", q, "job"}).code, 0);
+  const Result c = jr({"claim", q, "--lease", "5s"});
+  ASSERT_EQ(c.code, 0);
+  const std::string h = jstr(c.out, "handle");
+  const Result e = jr({"extend", q, h, "--lease", "1h"});
+  ASSERT_EQ(e.code, 0) << e.err;
+  const std::string h2 = e.out.substr(0, e.out.size() - 1);
+  const auto peek = parse_json(jr({"peek", q, "--state", "leased", "--json"}).out);
+  ASSERT_TRUE(peek && peek->items.size() == 1);
+  EXPECT_GT(peek->items[0].num("ms_until"), 600'000) << "extend --lease 1h must move the deadline ~1 h out";
+
+  ASSERT_EQ(jr({"release", q, h2, "--delay", "1h"}).code, 0);
+  Stats s = stats_of(q);
+  EXPECT_EQ(s.delayed, 1u);
+  EXPECT_EQ(s.released, 1u);
+  EXPECT_EQ(jr({"claim", q}).code, 3);
+
+  ASSERT_EQ(jr({"push", q, "two"}).code, 0);
+  const Result c2 = jr({"claim", q});
+  ASSERT_EQ(c2.code, 0);
+  ASSERT_EQ(jr({"release", q, jstr(c2.out, "handle")}).code, 0);
+  s = stats_of(q);
+  EXPECT_EQ(s.ready, 1u);
+  EXPECT_EQ(s.delayed, 1u);
+}
+
+// ===========================================================================
+// peek / requeue / purge (dead jobs: release after max_attempts -> dead)
+// ===========================================================================
+
+// peek shows the jobs of one state without claiming them; --limit bounds the
+// list; --json is an array of objects with job, state, attempts, payload.
+TEST_F(Cli, PeekEveryState) {
+  Watchdog wd(60s);
+  QueueName q("cli-peek");
+  (void)Queue::create(q, {.max_attempts = 1});
+  for (int i = 0; i < 5; ++i) ASSERT_EQ(jr({"push", q, "ready " + std::to_string(i)}).code, 0);
+  ASSERT_EQ(jr({"push", q}, std::string("\x00\xff", 2)).code, 0);
+  ASSERT_EQ(jr({"push", q, "delayed", "--delay", "1h"}).code, 0);
+  // Claim "ready 0" and release it: max_attempts 1 -> dead. Claim "ready 1" and hold it.
+  const Result d = jr({"claim", q});
+  ASSERT_EQ(d.code, 0);
+  ASSERT_EQ(jr({"release", q, jstr(d.out, "handle")}).code, 0);
+  const Result l = jr({"claim", q, "--lease", "1h"});
+  ASSERT_EQ(l.code, 0);
+
+  struct Row {
+    std::string state;
+    std::size_t count;
+  };
+  for (const Row& row : {Row{"ready", 4}, Row{"delayed", 1}, Row{"leased", 1}, Row{"dead", 1}}) {
+    const std::vector<std::string> args = {"peek", q, "--state", row.state, "--json"};
+    const Result r = jr(args);
+    ASSERT_RUN(args, r, 0);
+    const auto j = parse_json(r.out);
+    ASSERT_TRUE(j && j->kind == Json::Kind::array) << r.out;
+    EXPECT_EQ(j->items.size(), row.count) << r.out;
+    for (const auto& item : j->items) {
+      EXPECT_EQ(item.str("state"), row.state);
+      EXPECT_TRUE(item.has("job") && item.has("attempts") && item.has("payload")) << r.out;
+      EXPECT_TRUE(payload_of(item).has_value());
+    }
+    if (row.state == "dead") {
+      EXPECT_EQ(payload_of(j->items[0]), "ready 0");
+      EXPECT_EQ(j->items[0].num("attempts"), 1);
+    }
+    if (row.state == "leased") {
+      EXPECT_EQ(payload_of(j->items[0]), "ready 1");
+      EXPECT_EQ(j->items[0].num("owner_pid"), 0) << "claim's lease is detached";
+      EXPECT_GT(j->items[0].num("ms_until"), 0);
+    }
+    if (row.state == "delayed") {
+      EXPECT_GT(j->items[0].num("ms_until"), 0);
+    }
+    // Text form: one line per job.
+    const Result t = jr({"peek", q, "--state", row.state});
+    ASSERT_EQ(t.code, 0) << t.err;
+    EXPECT_EQ(static_cast<std::size_t>(std::count(t.out.begin(), t.out.end(), '\n')), row.count) << t.out;
+  }
+  // The binary payload comes back as base64.
+  const auto ready = parse_json(jr({"peek", q, "--json"}).out);
+  ASSERT_TRUE(ready);
+  bool saw_binary = false;
+  for (const auto& item : ready->items)
+    if (item.str("payload_encoding") == "base64") saw_binary = payload_of(item) == std::string("\x00\xff", 2);
+  EXPECT_TRUE(saw_binary);
+  // --limit.
+  const auto two = parse_json(jr({"peek", q, "--limit", "2", "--json"}).out);
+  ASSERT_TRUE(two);
+  EXPECT_EQ(two->items.size(), 2u);
+  // peek claims nothing.
+  const Stats s = stats_of(q);
+  EXPECT_EQ(s.claimed, 2u);
+  EXPECT_EQ(s.ready, 4u);
+}
+
+// requeue: dead -> ready (attempts reset) by id or --dead; prints how many; an
+// id that is not dead exits 1 naming it.
+TEST_F(Cli, RequeueDeadJobs) {
+  Watchdog wd(60s);
+  QueueName q("cli-requeue");
+  (void)Queue::create(q, {.max_attempts = 1});
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    const Result p = jr({"push", q, "job " + std::to_string(i)});
+    ASSERT_TRUE(is_decimal_line(p.out));
+    ids.push_back(p.out.substr(0, p.out.size() - 1));
+    const Result c = jr({"claim", q});
+    ASSERT_EQ(c.code, 0);
+    ASSERT_EQ(jr({"release", q, jstr(c.out, "handle")}).code, 0);
+  }
+  ASSERT_EQ(stats_of(q).dead, 3u);
+
+  const Result one = jr({"requeue", q, ids[0]});
+  EXPECT_RUN((std::vector<std::string>{"requeue", q, ids[0]}), one, 0);
+  EXPECT_EQ(one.out, "1\n");
+  Stats s = stats_of(q);
+  EXPECT_EQ(s.dead, 2u);
+  EXPECT_EQ(s.ready, 1u);
+  const auto peek = parse_json(jr({"peek", q, "--json"}).out);
+  ASSERT_TRUE(peek && peek->items.size() == 1);
+  EXPECT_EQ(peek->items[0].num("attempts"), 0) << "requeue resets the attempts";
+
+  // Not dead (ids[0] is ready now) and unknown: exit 1, the others still done.
+  const std::vector<std::string> mixed = {"requeue", q, ids[0], ids[1], "999999"};
+  const Result m = jr(mixed);
+  EXPECT_RUN(mixed, m, 1);
+  EXPECT_EQ(m.out, "1\n");
+  EXPECT_TRUE(contains(m.err, ids[0]) && contains(m.err, "999999") && contains(m.err, "'" + q.str() + "'"))
+      << m.err;
+
+  const Result all = jr({"requeue", q, "--dead"});
+  EXPECT_RUN((std::vector<std::string>{"requeue", q, "--dead"}), all, 0);
+  EXPECT_EQ(all.out, "1\n");
+  const Result none = jr({"requeue", q, "--dead"});
+  EXPECT_RUN((std::vector<std::string>{"requeue", q, "--dead"}), none, 0);
+  EXPECT_EQ(none.out, "0\n");
+  s = stats_of(q);
+  EXPECT_EQ(s.dead, 0u);
+  EXPECT_EQ(s.ready, 3u);
+  EXPECT_EQ(s.requeued, 3u);
+}
+
+// purge deletes the jobs of a state (default: every job not under lease) and
+// prints how many; a leased job is never purged.
+TEST_F(Cli, PurgeByState) {
+  Watchdog wd(60s);
+  QueueName q("cli-purge");
+  (void)Queue::create(q, {.max_attempts = 1});
+  // One dead, one leased, then three ready and two delayed.
+  ASSERT_EQ(jr({"push", q, "dead"}).code, 0);
+  const Result d = jr({"claim", q});
+  ASSERT_EQ(d.code, 0);
+  ASSERT_EQ(jr({"release", q, jstr(d.out, "handle")}).code, 0);
+  ASSERT_EQ(jr({"push", q, "leased"}).code, 0);
+  const Result l = jr({"claim", q, "--lease", "1h"});
+  ASSERT_EQ(l.code, 0);
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(jr({"push", q, "r"}).code, 0);
+  for (int i = 0; i < 2; ++i) ASSERT_EQ(jr({"push", q, "d", "--delay", "1h"}).code, 0);
+
+  struct Row {
+    std::vector<std::string> args;
+    std::string out;
+  };
+  const std::vector<Row> rows = {
+      {{"purge", q, "--state", "ready"}, "3\n"},
+      {{"purge", q, "--state", "ready"}, "0\n"},
+      {{"purge", q, "--state", "delayed"}, "2\n"},
+      {{"purge", q, "--state", "dead"}, "1\n"},
+      {{"purge", q}, "0\n"},
+  };
+  for (const auto& row : rows) {
+    const Result r = jr(row.args);
+    EXPECT_RUN(row.args, r, 0);
+    EXPECT_EQ(r.out, row.out) << show(cli(row.args), r);
+  }
+  Stats s = stats_of(q);
+  EXPECT_EQ(s.leased, 1u);
+  EXPECT_EQ(s.purged, 6u);
+  EXPECT_EQ(jr({"ack", q, jstr(l.out, "handle")}).code, 0) << "the leased job survived the purges";
+  // purge with no --state: everything not leased.
+  ASSERT_EQ(jr({"push", q, "x"}).code, 0);
+  ASSERT_EQ(jr({"push", q, "y", "--delay", "1h"}).code, 0);
+  const Result all = jr({"purge", q, "--state", "all"});
+  EXPECT_EQ(all.out, "2\n") << all.err;
+  s = stats_of(q);
+  EXPECT_EQ(s.free, Queue::open(q).options().capacity);
+}
+
+// ===========================================================================
+// work: a command per job
+// ===========================================================================
+
+std::vector<std::string> sh(const std::string& script) { return {"/bin/sh", "-c", script, "sh"}; }
+
+std::vector<std::string> work_args(const std::string& q, std::vector<std::string> options,
+                                   const std::string& script) {
+  std::vector<std::string> args = {"work", q};
+  args.insert(args.end(), options.begin(), options.end());
+  args.emplace_back("--");
+  for (auto& a : sh(script)) args.push_back(a);
+  return args;
+}
+
+// A command that fails once and then succeeds: the job is released with
+// backoff, claimed again (attempt 2) and acked; the queue ends empty.
+// JOBRING_JOB_ID and JOBRING_ATTEMPT reach the command.
+TEST_F(Cli, WorkRetriesAFailedJobThenAcksIt) {
+  Watchdog wd(90s);
+  QueueName q("cli-retry");
+  (void)Queue::create(q, {});
+  TempDir dir;
+  const Result p = jr({"push", q, "flaky"});
+  ASSERT_TRUE(is_decimal_line(p.out));
+  const std::string id = p.out.substr(0, p.out.size() - 1);
+  const auto args = work_args(q, {"--backoff", "50ms", "--max-jobs", "2", "--wait", "20s"},
+                              "echo \"$JOBRING_JOB_ID $JOBRING_ATTEMPT $(cat)\" >> \"$T/attempts\"; "
+                              "[ \"$JOBRING_ATTEMPT\" -ge 2 ]");
+  Proc w(cli(args), {}, {"T=" + dir.str()});
+  const Result r = w.wait(60s);
+  ASSERT_EQ(r.code, 0) << show(w.argv(), r);
+  EXPECT_EQ(dir.read("attempts"), id + " 1 flaky\n" + id + " 2 flaky\n");
+  EXPECT_TRUE(contains(r.err, "attempt 1 failed")) << r.err;
+  const Stats s = stats_of(q);
+  EXPECT_EQ(s.acked, 1u);
+  EXPECT_EQ(s.released, 1u);
+  EXPECT_EQ(s.claimed, 2u);
+  EXPECT_EQ(s.ready + s.delayed + s.leased + s.expired + s.dead, 0u);
+  EXPECT_EQ(s.free, Queue::open(q).options().capacity);
+}
+
+// The payload reaches the command's stdin byte for byte, with the job's id
+// and attempt in its environment.
+TEST_F(Cli, WorkGivesThePayloadOnStdinAndTheJobInTheEnvironment) {
+  Watchdog wd(60s);
+  QueueName q("cli-env");
+  (void)Queue::create(q, {});
+  TempDir dir;
+  const std::string binary("bin\0\xff\n tail", 11);
+  std::map<std::string, std::string> by_id;
+  for (const std::string& payload : {std::string("hello"), binary, std::string()}) {
+    const Result p = jr({"push", q}, payload);
+    ASSERT_TRUE(is_decimal_line(p.out));
+    by_id[p.out.substr(0, p.out.size() - 1)] = payload;
+  }
+  const auto args = work_args(
+      q, {"--max-jobs", "3", "--wait", "20s"},
+      "cat > \"$T/payload.$JOBRING_JOB_ID\"; echo \"$JOBRING_ATTEMPT\" > \"$T/attempt.$JOBRING_JOB_ID\"");
+  Proc w(cli(args), {}, {"T=" + dir.str()});
+  const Result r = w.wait(60s);
+  ASSERT_EQ(r.code, 0) << show(w.argv(), r);
+  for (const auto& [id, payload] : by_id) {
+    EXPECT_TRUE(dir.has("payload." + id)) << "job " << id;
+    EXPECT_EQ(dir.read("payload." + id), payload) << "job " << id;
+    EXPECT_EQ(dir.read("attempt." + id), "1\n") << "job " << id;
+  }
+  EXPECT_EQ(stats_of(q).acked, 3u);
+}
+
+// --concurrency 2 runs two commands at once: each command waits (up to 10 s)
+// until both have started, and fails if they never overlap.
+TEST_F(Cli, WorkConcurrencyRunsCommandsAtOnce) {
+  Watchdog wd(90s);
+  QueueName q("cli-conc");
+  (void)Queue::create(q, {});
+  TempDir dir;
+  for (int i = 0; i < 2; ++i) ASSERT_EQ(jr({"push", q, "j" + std::to_string(i)}).code, 0);
+  const auto args =
+      work_args(q, {"--concurrency", "2", "--max-jobs", "2", "--backoff", "10m", "--wait", "30s"},
+                "touch \"$T/started.$JOBRING_JOB_ID\"; i=0; "
+                "while [ \"$(ls \"$T\" | grep -c '^started\\.')\" -lt 2 ]; do "
+                "  i=$((i+1)); [ $i -gt 200 ] && exit 1; sleep 0.05; "
+                "done");
+  Proc w(cli(args), {}, {"T=" + dir.str()});
+  const Result r = w.wait(60s);
+  ASSERT_EQ(r.code, 0) << show(w.argv(), r);
+  const Stats s = stats_of(q);
+  EXPECT_EQ(s.acked, 2u) << "both commands must have run at the same time" << show(w.argv(), r);
+  EXPECT_EQ(s.released, 0u);
+}
+
+// --max-jobs N exits 0 after N jobs; the rest stay ready.
+TEST_F(Cli, WorkMaxJobsStopsAfterN) {
+  Watchdog wd(60s);
+  QueueName q("cli-maxjobs");
+  (void)Queue::create(q, {});
+  for (int i = 0; i < 5; ++i) ASSERT_EQ(jr({"push", q, "j"}).code, 0);
+  const std::vector<std::string> args = {"work", q, "--max-jobs", "2", "--", "true"};
+  const Result r = jr(args, "", 30s);
+  EXPECT_RUN(args, r, 0);
+  const Stats s = stats_of(q);
+  EXPECT_EQ(s.claimed, 2u);
+  EXPECT_EQ(s.acked, 2u);
+  EXPECT_EQ(s.ready, 3u);
+}
+
+// --wait D: exit 0 when no job came for D (with and without jobs done first).
+TEST_F(Cli, WorkWaitExitsWhenIdle) {
+  Watchdog wd(60s);
+  QueueName q("cli-idle");
+  (void)Queue::create(q, {});
+  const std::vector<std::string> empty = {"work", q, "--wait", "200ms", "--", "true"};
+  EXPECT_RUN(empty, jr(empty, "", 30s), 0);
+  ASSERT_EQ(jr({"push", q, "j"}).code, 0);
+  const std::vector<std::string> one = {"work", q, "--wait", "300ms", "--", "true"};
+  EXPECT_RUN(one, jr(one, "", 30s), 0);
+  EXPECT_EQ(stats_of(q).acked, 1u);
+}
+
+// --wait D counts idle time from when the worker went idle, not from the last
+// claim: a job that runs longer than D is followed by D of waiting, so a job
+// pushed just after it is still taken.
+TEST_F(Cli, WorkWaitCountsIdleTimeFromTheLastJobsEnd) {
+  Watchdog wd(60s);
+  QueueName q("cli-idle2");
+  (void)Queue::create(q, {});
+  TempDir dir;
+  ASSERT_EQ(jr({"push", q, "slow"}).code, 0);
+  // The first job runs until the test says go (after more than --wait);
+  // the second job comes 300 ms after the first ended, well within --wait.
+  const auto args =
+      work_args(q, {"--wait", "2s"},
+                "if [ \"$(cat)\" = slow ]; then touch \"$T/started\"; i=0; "
+                "while [ ! -e \"$T/go\" ]; do i=$((i+1)); [ $i -gt 400 ] && exit 1; sleep 0.05; done; fi");
+  Proc w(cli(args), {}, {"T=" + dir.str()});
+  ASSERT_TRUE(test::poll_until([&] { return dir.has("started"); }, 20s, 5ms));
+  std::this_thread::sleep_for(2500ms);  // the first job outlasts --wait
+  dir.touch("go");
+  ASSERT_TRUE(test::poll_until([&] { return stats_of(q).acked == 1; }, 20s, 5ms));
+  std::this_thread::sleep_for(300ms);
+  ASSERT_EQ(jr({"push", q, "second"}).code, 0);
+  const Result r = w.wait(30s);
+  ASSERT_EQ(r.code, 0) << show(w.argv(), r);
+  EXPECT_EQ(stats_of(q).acked, 2u) << "the worker gave up less than --wait after its last job ended";
+}
+
+// SIGTERM while a command runs: no new claim, the command finishes, its job is
+// acked, exit 0. The other job stays ready.
+TEST_F(Cli, WorkSigtermFinishesTheRunningJobAndStops) {
+  Watchdog wd(90s);
+  QueueName q("cli-term");
+  (void)Queue::create(q, {});
+  TempDir dir;
+  for (int i = 0; i < 2; ++i) ASSERT_EQ(jr({"push", q, "j" + std::to_string(i)}).code, 0);
+  const auto args =
+      work_args(q, {"--lease", "10s", "--backoff", "10m"},
+                "touch \"$T/started.$JOBRING_JOB_ID\"; i=0; "
+                "while [ ! -e \"$T/go\" ]; do i=$((i+1)); [ $i -gt 400 ] && exit 1; sleep 0.05; done; "
+                "touch \"$T/done.$JOBRING_JOB_ID\"");
+  Proc w(cli(args), {}, {"T=" + dir.str()});
+  ASSERT_TRUE(test::poll_until([&] { return dir.count_prefix("started.") == 1; }, 20s, 5ms));
+  send_and_wait_delivered(w, SIGTERM);
+  dir.touch("go");  // only now may the command end
+  const Result r = w.wait(30s);
+  EXPECT_EQ(r.code, 0) << show(w.argv(), r);
+  EXPECT_EQ(dir.count_prefix("started."), 1u) << "no new claim after SIGTERM";
+  EXPECT_EQ(dir.count_prefix("done."), 1u) << "the running command must finish";
+  const Stats s = stats_of(q);
+  EXPECT_EQ(s.claimed, 1u);
+  EXPECT_EQ(s.acked, 1u);
+  EXPECT_EQ(s.released, 0u);
+  EXPECT_EQ(s.ready, 1u);
+  EXPECT_EQ(s.leased, 0u);
+}
+
+// SIGINT / SIGTERM while idle (blocked in a claim): exit 0 at once.
+TEST_F(Cli, WorkIdleExitsOnSignal) {
+  Watchdog wd(60s);
+  QueueName q("cli-idlesig");
+  (void)Queue::create(q, {});
+  for (int sig : {SIGINT, SIGTERM}) {
+    auto w = jr_bg({"work", q, "--", "true"});
+    wait_for_handler(*w, sig);
+    send_and_wait_delivered(*w, sig);
+    const Result r = w->wait(20s);
+    EXPECT_EQ(r.code, 0) << show(w->argv(), r);
+  }
+  EXPECT_EQ(stats_of(q).claimed, 0u);
+}
+
+// A second signal: the running job is released (ready again at once), its
+// command is stopped, and work exits 0.
+TEST_F(Cli, WorkSecondSignalReleasesTheJobInHand) {
+  Watchdog wd(90s);
+  QueueName q("cli-term2");
+  (void)Queue::create(q, {});
+  TempDir dir;
+  ASSERT_EQ(jr({"push", q, "j"}).code, 0);
+  const auto args = work_args(q, {"--lease", "1h"}, "touch \"$T/started\"; exec sleep 60");
+  Proc w(cli(args), {}, {"T=" + dir.str()});
+  ASSERT_TRUE(test::poll_until([&] { return dir.has("started"); }, 20s, 5ms));
+  send_and_wait_delivered(w, SIGTERM);
+  send_and_wait_delivered(w, SIGINT);
+  const Result r = w.wait(30s);
+  EXPECT_EQ(r.code, 0) << show(w.argv(), r);
+  const Stats s = stats_of(q);
+  EXPECT_EQ(s.acked, 0u);
+  EXPECT_EQ(s.released, 1u);
+  EXPECT_EQ(s.ready, 1u) << "released without delay: claimable at once";
+  EXPECT_EQ(s.leased, 0u);
+}
+
+// While a command runs longer than the lease, work extends the lease: no one
+// else can claim the job (guarantee 1) and it is done once.
+TEST_F(Cli, WorkExtendsTheLeaseWhileTheCommandRuns) {
+  Watchdog wd(90s);
+  QueueName q("cli-extendw");
+  (void)Queue::create(q, {});
+  TempDir dir;
+  ASSERT_EQ(jr({"push", q, "long"}).code, 0);
+  const auto args =
+      work_args(q, {"--lease", "900ms", "--max-jobs", "1"},
+                "touch \"$T/started\"; i=0; "
+                "while [ ! -e \"$T/go\" ]; do i=$((i+1)); [ $i -gt 600 ] && exit 1; sleep 0.05; done");
+  Proc w(cli(args), {}, {"T=" + dir.str()});
+  ASSERT_TRUE(test::poll_until([&] { return dir.has("started"); }, 20s, 5ms));
+  const auto until = std::chrono::steady_clock::now() + 3s;  // more than 3 leases
+  int tries = 0;
+  while (std::chrono::steady_clock::now() < until) {
+    const Result c = jr({"claim", q, "--lease", "1h"});
+    ASSERT_EQ(c.code, 3) << "another claimer got the job while its command ran: the lease was not extended"
+                         << show(cli({"claim", q}), c);
+    ++tries;
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_GT(tries, 0);
+  dir.touch("go");
+  const Result r = w.wait(30s);
+  EXPECT_EQ(r.code, 0) << show(w.argv(), r);
+  EXPECT_FALSE(contains(r.err, "lease lost")) << r.err;
+  const Stats s = stats_of(q);
+  EXPECT_EQ(s.claimed, 1u);
+  EXPECT_EQ(s.acked, 1u);
+  EXPECT_EQ(s.expired_total, 0u);
+}
+
+// A command that always fails ends dead after the queue's max_attempts;
+// requeue brings it back.
+TEST_F(Cli, WorkFailingCommandEndsDead) {
+  Watchdog wd(60s);
+  QueueName q("cli-dead");
+  (void)Queue::create(q, {.max_attempts = 2});
+  ASSERT_EQ(jr({"push", q, "doomed"}).code, 0);
+  const std::vector<std::string> args = {"work",   q,     "--backoff", "10ms",    "--max-jobs", "2",
+                                         "--wait", "20s", "--",        "/bin/sh", "-c",         "exit 3"};
+  const Result r = jr(args, "", 60s);
+  EXPECT_RUN(args, r, 0);
+  Stats s = stats_of(q);
+  EXPECT_EQ(s.dead, 1u);
+  EXPECT_EQ(s.dead_lettered, 1u);
+  EXPECT_EQ(s.acked, 0u);
+  const auto dead = parse_json(jr({"peek", q, "--state", "dead", "--json"}).out);
+  ASSERT_TRUE(dead && dead->items.size() == 1);
+  EXPECT_EQ(dead->items[0].num("attempts"), 2);
+  EXPECT_EQ(jr({"requeue", q, "--dead"}).out, "1\n");
+  EXPECT_EQ(stats_of(q).ready, 1u);
+}
+
+// A command that cannot be run is reported on stderr (and the job, with
+// max_attempts 1, goes dead rather than looping).
+TEST_F(Cli, WorkCommandThatCannotRun) {
+  Watchdog wd(60s);
+  QueueName q("cli-noexec");
+  (void)Queue::create(q, {.max_attempts = 1});
+  ASSERT_EQ(jr({"push", q, "j"}).code, 0);
+  const std::vector<std::string> args = {"work", q,    "--max-jobs",
+                                         "1",    "--", "/nonexistent/jobring-test-command"};
+  const Result r = jr(args, "", 30s);
+  EXPECT_RUN(args, r, 0);
+  EXPECT_TRUE(contains(r.err, "/nonexistent/jobring-test-command")) << r.err;
+  EXPECT_EQ(stats_of(q).dead, 1u);
+}
+
+// SIGKILL of `jobring work` in the middle of a job (guarantees 2 and 3): the
+// job is not lost — another worker does it once the lease runs out.
+TEST_F(Cli, WorkKilledMidJobIsRedoneByAnotherWorker) {
+  Watchdog wd(90s);
+  QueueName q("cli-kill");
+  (void)Queue::create(q, {});
+  TempDir dir;
+  ASSERT_EQ(jr({"push", q, "job"}).code, 0);
+  const std::string script =
+      "echo \"$JOBRING_ATTEMPT\" >> \"$T/attempts\"; "
+      "if [ \"$JOBRING_ATTEMPT\" -eq 1 ]; then touch \"$T/started\"; exec sleep 60; fi";
+  Proc a(cli(work_args(q, {"--lease", "500ms"}, script)), {}, {"T=" + dir.str()});
+  ASSERT_TRUE(test::poll_until([&] { return dir.has("started"); }, 20s, 5ms));
+  ::kill(a.pid(), SIGKILL);  // the worker only: its command is orphaned, as with a real kill -9
+  a.kill_group();            // then the orphaned `sleep` too (the group is still ours: a is not reaped)
+  EXPECT_EQ(a.wait().code, 128 + SIGKILL);
+
+  Proc b(cli(work_args(q, {"--lease", "500ms", "--max-jobs", "1", "--wait", "20s"}, script)), {},
+         {"T=" + dir.str()});
+  const Result r = b.wait(60s);
+  ASSERT_EQ(r.code, 0) << show(b.argv(), r);
+  EXPECT_EQ(dir.read("attempts"), "1\n2\n");
+  const Stats s = stats_of(q);
+  EXPECT_EQ(s.acked, 1u);
+  EXPECT_EQ(s.claimed, 2u);
+  EXPECT_EQ(s.expired_total + s.reclaimed, 1u);
+  EXPECT_EQ(s.ready + s.leased + s.expired, 0u);
+}
+
+#ifdef JOBRING_JANITOR_BIN
+// The same with the janitor (guarantee 8): `jobring work` holds an attached
+// lease, so once it is dead the janitor returns its job at once — long before
+// the 1 h lease would run out.
+TEST_F(Cli, WorkKilledMidJobIsReclaimedByTheJanitor) {
+  Watchdog wd(90s);
+  QueueName q("cli-kill-jan");
+  (void)Queue::create(q, {});
+  TempDir dir;
+  ASSERT_EQ(jr({"push", q, "job"}).code, 0);
+  const std::string script =
+      "echo \"$JOBRING_ATTEMPT\" >> \"$T/attempts\"; "
+      "if [ \"$JOBRING_ATTEMPT\" -eq 1 ]; then touch \"$T/started\"; exec sleep 60; fi";
+  Proc a(cli(work_args(q, {"--lease", "1h"}, script)), {}, {"T=" + dir.str()});
+  ASSERT_TRUE(test::poll_until([&] { return dir.has("started"); }, 20s, 5ms));
+  const auto leased = parse_json(jr({"peek", q, "--state", "leased", "--json"}).out);
+  ASSERT_TRUE(leased && leased->items.size() == 1);
+  EXPECT_EQ(leased->items[0].num("owner_pid"), a.pid()) << "work's lease is owned by the work process";
+  ::kill(a.pid(), SIGKILL);
+  a.kill_group();
+  EXPECT_EQ(a.wait().code, 128 + SIGKILL);  // reaped: its PID is gone
+
+  Proc jan({JOBRING_JANITOR_BIN, "--once", "--queue", q.str()});
+  const Result jr_ = jan.wait(30s);
+  ASSERT_EQ(jr_.code, 0) << show(jan.argv(), jr_);
+  EXPECT_EQ(stats_of(q).reclaimed, 1u);
+
+  Proc b(cli(work_args(q, {"--lease", "1h", "--max-jobs", "1", "--wait", "10s"}, script)), {},
+         {"T=" + dir.str()});
+  const Result r = b.wait(60s);
+  ASSERT_EQ(r.code, 0) << show(b.argv(), r);
+  EXPECT_EQ(dir.read("attempts"), "1\n2\n");
+  const Stats s = stats_of(q);
+  EXPECT_EQ(s.acked, 1u);
+  EXPECT_EQ(s.expired_total, 0u);
+}
+#endif
+
+// ===========================================================================
+// The example shell worker (examples/shell-worker.sh) runs and accounts for
+// every job, with the binary given as $JOBRING or found on PATH.
+// ===========================================================================
+TEST_F(Cli, ExampleShellWorkerRuns) {
+  Watchdog wd(150s);
+  const fs::path script = example_script();
+  ASSERT_TRUE(fs::exists(script)) << script;
+  const std::string bin_dir = fs::path(kCli).parent_path().string();
+  const char* path = std::getenv("PATH");
+  std::vector<std::vector<std::string>> envs = {{std::string("JOBRING=") + kCli}};
+  if (fs::path(kCli).filename() == "jobring")  // found on PATH by its name
+    envs.push_back({"JOBRING", "PATH=" + bin_dir + ":" + (path != nullptr ? path : "/usr/bin:/bin")});
+  for (const auto& env : envs) {
+    Proc p({"/bin/sh", script.string()}, {}, env);
+    const Result r = p.wait(60s);
+    EXPECT_EQ(r.code, 0) << show(p.argv(), r);
+    EXPECT_TRUE(contains(r.out, "all 8 jobs done")) << show(p.argv(), r);
+  }
+}
+
+}  // namespace
+}  // namespace jobring
