@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -83,7 +84,10 @@ po::variables_map parse(Command& c, const std::vector<std::string>& args) {
   all.add(c.options).add(c.hidden);
   po::variables_map vm;
   try {
-    po::store(po::command_line_parser(args).options(all).positional(c.positional).run(), vm);
+    // No abbreviations: a script that says --del would break when another
+    // option starting with "del" is added.
+    const int style = po::command_line_style::default_style & ~po::command_line_style::allow_guessing;
+    po::store(po::command_line_parser(args).options(all).positional(c.positional).style(style).run(), vm);
     po::notify(vm);
   } catch (const po::error& e) {
     usage(c.name, e.what());
@@ -163,9 +167,10 @@ std::string stats_json(const std::string& name, const jobring::Queue& q) {
       << ",\"max_payload\":" << o.max_payload << ",\"default_lease_ms\":" << o.default_lease.count()
       << ",\"max_attempts\":" << o.max_attempts << ",\"free\":" << s.free << ",\"writing\":" << s.writing
       << ",\"ready\":" << s.ready << ",\"delayed\":" << s.delayed << ",\"leased\":" << s.leased
-      << ",\"expired\":" << s.expired << ",\"dead\":" << s.dead << ",\"corrupt\":" << s.corrupt
+      << ",\"overdue\":" << s.expired << ",\"dead\":" << s.dead << ",\"corrupt\":" << s.corrupt
       << ",\"oldest_lease_ms\":" << s.oldest_lease_ms << ",\"pushed\":" << s.pushed << ",\"claimed\":" << s.claimed
-      << ",\"acked\":" << s.acked << ",\"released\":" << s.released << ",\"expired_total\":" << s.expired_total
+      << ",\"acked\":" << s.acked << ",\"released\":" << s.released << ",\"expired\":" << s.expired_total
+      << ",\"expired_total\":" << s.expired_total
       << ",\"reclaimed\":" << s.reclaimed << ",\"dead_lettered\":" << s.dead_lettered
       << ",\"requeued\":" << s.requeued << ",\"purged\":" << s.purged << ",\"recovered_writes\":" << s.recovered_writes
       << '}';
@@ -524,6 +529,13 @@ pid_t spawn(const std::vector<std::string>& cmd, const jobring::Job& job) {
   argv.push_back(nullptr);
   const pid_t pid = ::fork();
   if (pid == 0) {
+    // Its own process group: Ctrl-C at the terminal reaches `jobring work`
+    // (which lets the command finish), not the command itself.
+    ::setpgid(0, 0);
+    // If `jobring work` is killed, the command dies too: its job comes back
+    // to the queue, and must not be done twice at once.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() == 1) ::_exit(127);  // the parent died before prctl
     struct sigaction sa {};
     sa.sa_handler = SIG_DFL;
     ::sigaction(SIGTERM, &sa, nullptr);
@@ -544,15 +556,18 @@ int cmd_work(const std::vector<std::string>& args_in) {
   Command c{"work", "NAME [--lease D] [--concurrency N] [--max-jobs N] [--wait D] -- CMD [ARG...]",
             "Turns CMD into a worker: for each job it runs CMD with the payload on stdin and JOBRING_JOB_ID and\n"
             "JOBRING_ATTEMPT in the environment, holding a lease owned by this process and extending it while\n"
-            "CMD runs. Exit 0: ack. Otherwise: release with exponential backoff (1s, 2s, 4s ... up to\n"
-            "--max-backoff), so a job that keeps failing ends dead after the queue's max_attempts.\n"
+            "CMD runs. Exit 0: ack. Otherwise: release with exponential backoff (--backoff doubled per attempt,\n"
+            "up to --max-backoff, with jitter between half and all of it), so a job that keeps failing ends\n"
+            "dead after the queue's max_attempts. CMD runs in its own process group, and dies if this\n"
+            "process dies.\n"
             "SIGTERM/SIGINT: stop claiming, let running commands finish, exit 0; a second signal releases\n"
             "their jobs, sends them SIGTERM, and exits. If this process is killed, the janitor sees the\n"
             "owner dead and its jobs come back at once (or when their leases run out)."};
   c.options.add_options()
       ("lease", po::value<std::string>(), "lease length (default: the queue's); extended every third of it")
       ("concurrency", po::value<unsigned>()->default_value(1), "jobs at once")
-      ("max-jobs", po::value<std::uint64_t>()->default_value(0), "exit after N jobs finished; 0 = no limit")
+      ("max-jobs", po::value<std::uint64_t>()->default_value(0),
+       "exit after N claims have finished (retries count); 0 = no limit")
       ("wait", po::value<std::string>(), "exit 0 when no job came for D; default: wait for ever")
       ("backoff", po::value<std::string>()->default_value("1s"), "first retry delay after a failure")
       ("max-backoff", po::value<std::string>()->default_value("5m"), "longest retry delay");
@@ -608,10 +623,13 @@ int cmd_work(const std::vector<std::string>& args_in) {
           const auto base = std::min<long long>(backoff.count() << shift, max_backoff.count());
           const auto delay = milliseconds(base / 2 + static_cast<long long>(rng() % static_cast<std::uint64_t>(base / 2 + 1)));
           (void)q.release(it->job.lease, delay);
-          std::fprintf(stderr, "jobring work: job %llu attempt %u failed (%s %d); retry in %s\n",
+          const std::uint32_t max = q.options().max_attempts;
+          const bool dead = max != 0 && it->job.attempt >= max;
+          std::fprintf(stderr, "jobring work: job %llu attempt %u failed (%s %d); %s%s\n",
                        static_cast<unsigned long long>(it->job.id), it->job.attempt,
                        WIFEXITED(status) ? "exit" : "signal", WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status),
-                       jobring::format_duration(delay).c_str());
+                       dead ? "attempts used up: dead-lettered" : "retry in ",
+                       dead ? "" : jobring::format_duration(delay).c_str());
         }
         ++finished;
         last_job = std::chrono::steady_clock::now();  // --wait counts idle time from here
@@ -624,7 +642,7 @@ int cmd_work(const std::vector<std::string>& args_in) {
       released_on_second_signal = true;
       for (auto& r : running) {
         (void)q.release(r.job.lease);
-        ::kill(r.pid, SIGTERM);
+        ::kill(-r.pid, SIGTERM);  // the command's process group
       }
       for (auto& r : running) ::waitpid(r.pid, nullptr, 0);
       running.clear();

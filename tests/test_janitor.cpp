@@ -1195,12 +1195,14 @@ void check_notify_protocol(bool abstract) {
   EXPECT_EQ(*status, 0) << jan.err();
 }
 
+// check_notify_protocol with NOTIFY_SOCKET a path in the file system.
 TEST(JanitorNotify, PathSocketReadyWatchdogStopping) {
   SKIP_WITHOUT_JANITOR();
   Watchdog dog(90s, "JanitorNotify.PathSocketReadyWatchdogStopping");
   check_notify_protocol(false);
 }
 
+// check_notify_protocol with NOTIFY_SOCKET an abstract socket ("@name").
 TEST(JanitorNotify, AbstractSocketReadyWatchdogStopping) {
   SKIP_WITHOUT_JANITOR();
   Watchdog dog(90s, "JanitorNotify.AbstractSocketReadyWatchdogStopping");
@@ -1420,6 +1422,9 @@ TEST(JanitorCli, BadCommandLineExitsTwoNamingTheProblem) {
   }
 }
 
+// Exit code 3 for every kind of bad config file (missing when named with
+// --config, unknown key, bad syntax, a command-line-only option, bad values),
+// with a message naming the file or the bad value.
 TEST(JanitorCli, BadConfigFileExitsThree) {
   SKIP_WITHOUT_JANITOR();
   Watchdog dog(120s, "JanitorCli.BadConfigFileExitsThree");
