@@ -167,7 +167,9 @@ struct Message {
   std::int64_t stop;
 };
 
-std::span<const std::byte> bytes_of(const Message& m) { return std::as_bytes(std::span<const Message, 1>(&m, 1)); }
+std::span<const std::byte> bytes_of(const Message& m) {
+  return std::as_bytes(std::span<const Message, 1>(&m, 1));
+}
 Message message_of(const jobring::Job& job) {
   Message m{};
   std::memcpy(&m, job.payload().data(), std::min(sizeof m, job.payload().size()));
@@ -234,7 +236,7 @@ void BM_JobringWake(benchmark::State& state) {
     const std::int64_t received = mono_ns();
     const Message in = message_of(job);
     (void)b.ack(job.lease);
-    samples.push_back(in.latency_ns);         // parent → child
+    samples.push_back(in.latency_ns);          // parent → child
     samples.push_back(received - in.sent_ns);  // child → parent
   }
   if (!failed) {

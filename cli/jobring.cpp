@@ -93,19 +93,25 @@ po::variables_map parse(Command& c, const std::vector<std::string>& args) {
     usage(c.name, e.what());
   }
   if (vm.count("help")) {
-    std::cout << "Usage: jobring " << c.name << ' ' << c.synopsis << "\n\n" << c.summary << "\n\n" << c.options
-              << '\n' << "Durations are written 500ms, 30s, 2m or 1h.\n" << kExitCodes;
+    std::cout << "Usage: jobring " << c.name << ' ' << c.synopsis << "\n\n"
+              << c.summary << "\n\n"
+              << c.options << '\n'
+              << "Durations are written 500ms, 30s, 2m or 1h.\n"
+              << kExitCodes;
     throw Exit{kOk, ""};
   }
   return vm;
 }
 
-milliseconds duration_arg(const Command& c, const po::variables_map& vm, const char* key, milliseconds fallback) {
+milliseconds duration_arg(const Command& c, const po::variables_map& vm, const char* key,
+                          milliseconds fallback) {
   if (!vm.count(key)) return fallback;
   const std::string text = vm[key].as<std::string>();
   const auto d = jobring::parse_duration(text);
-  if (!d) usage(c.name, std::string("bad duration '") + text + "' for --" + key + ": write e.g. 500ms, 30s or 2m");
-  if (*d > jobring::kMaxLease) usage(c.name, std::string("--") + key + " " + text + " is longer than the limit of 7 days");
+  if (!d)
+    usage(c.name, std::string("bad duration '") + text + "' for --" + key + ": write e.g. 500ms, 30s or 2m");
+  if (*d > jobring::kMaxLease)
+    usage(c.name, std::string("--") + key + " " + text + " is longer than the limit of 7 days");
   return *d;
 }
 
@@ -120,7 +126,8 @@ jobring::Lease handle_arg(const Command& c, const po::variables_map& vm) {
   if (!vm.count("handle")) usage(c.name, "missing the HANDLE printed by `jobring claim`");
   const std::string text = vm["handle"].as<std::string>();
   const auto lease = jobring::Lease::parse(text);
-  if (!lease) usage(c.name, "malformed handle '" + text + "': pass the \"handle\" field printed by `jobring claim`");
+  if (!lease)
+    usage(c.name, "malformed handle '" + text + "': pass the \"handle\" field printed by `jobring claim`");
   return *lease;
 }
 
@@ -136,11 +143,15 @@ std::string read_all(int fd) {
   }
 }
 
-std::span<const std::byte> bytes(std::string_view s) { return std::as_bytes(std::span<const char>(s.data(), s.size())); }
+std::span<const std::byte> bytes(std::string_view s) {
+  return std::as_bytes(std::span<const char>(s.data(), s.size()));
+}
 
 // Text is valid UTF-8 without NUL bytes (which many consumers of JSON
 // strings, and every shell variable, cannot hold); anything else is binary.
-bool is_text(std::string_view s) { return s.find('\0') == std::string_view::npos && jobring::cli::is_utf8(s); }
+bool is_text(std::string_view s) {
+  return s.find('\0') == std::string_view::npos && jobring::cli::is_utf8(s);
+}
 
 std::string payload_json(std::span<const std::byte> payload) {
   const std::string_view text(reinterpret_cast<const char*>(payload.data()), payload.size());
@@ -151,10 +162,14 @@ std::string payload_json(std::span<const std::byte> payload) {
 
 std::string state_name(jobring::JobState s) {
   switch (s) {
-    case jobring::JobState::ready: return "ready";
-    case jobring::JobState::delayed: return "delayed";
-    case jobring::JobState::leased: return "leased";
-    case jobring::JobState::dead: return "dead";
+    case jobring::JobState::ready:
+      return "ready";
+    case jobring::JobState::delayed:
+      return "delayed";
+    case jobring::JobState::leased:
+      return "leased";
+    case jobring::JobState::dead:
+      return "dead";
   }
   return "?";
 }
@@ -168,12 +183,12 @@ std::string stats_json(const std::string& name, const jobring::Queue& q) {
       << ",\"max_attempts\":" << o.max_attempts << ",\"free\":" << s.free << ",\"writing\":" << s.writing
       << ",\"ready\":" << s.ready << ",\"delayed\":" << s.delayed << ",\"leased\":" << s.leased
       << ",\"overdue\":" << s.expired << ",\"dead\":" << s.dead << ",\"corrupt\":" << s.corrupt
-      << ",\"oldest_lease_ms\":" << s.oldest_lease_ms << ",\"pushed\":" << s.pushed << ",\"claimed\":" << s.claimed
-      << ",\"acked\":" << s.acked << ",\"released\":" << s.released << ",\"expired\":" << s.expired_total
-      << ",\"expired_total\":" << s.expired_total
+      << ",\"oldest_lease_ms\":" << s.oldest_lease_ms << ",\"pushed\":" << s.pushed
+      << ",\"claimed\":" << s.claimed << ",\"acked\":" << s.acked << ",\"released\":" << s.released
+      << ",\"expired\":" << s.expired_total << ",\"expired_total\":" << s.expired_total
       << ",\"reclaimed\":" << s.reclaimed << ",\"dead_lettered\":" << s.dead_lettered
-      << ",\"requeued\":" << s.requeued << ",\"purged\":" << s.purged << ",\"recovered_writes\":" << s.recovered_writes
-      << '}';
+      << ",\"requeued\":" << s.requeued << ",\"purged\":" << s.purged
+      << ",\"recovered_writes\":" << s.recovered_writes << '}';
   return out.str();
 }
 
@@ -202,15 +217,17 @@ void install_handlers(bool with_sigchld) {
 // ---------------------------------------------------------------------------
 
 int cmd_create(const std::vector<std::string>& args) {
-  Command c{"create", "NAME [--capacity N] [--max-payload BYTES] [--lease D] [--max-attempts N] [--mode OCTAL]",
+  Command c{"create",
+            "NAME [--capacity N] [--max-payload BYTES] [--lease D] [--max-attempts N] [--mode OCTAL]",
             "Creates a queue. Fails if it exists."};
   jobring::Options defaults;
-  c.options.add_options()
-      ("capacity", po::value<std::uint32_t>()->default_value(defaults.capacity), "job slots")
-      ("max-payload", po::value<std::uint32_t>()->default_value(defaults.max_payload), "bytes per job")
-      ("lease", po::value<std::string>()->default_value("30s"), "default lease")
-      ("max-attempts", po::value<std::uint32_t>()->default_value(0), "claims before a job is dead-lettered; 0 = unlimited")
-      ("mode", po::value<std::string>()->default_value("0600"), "permission bits of the segment, octal");
+  c.options.add_options()("capacity", po::value<std::uint32_t>()->default_value(defaults.capacity),
+                          "job slots")(
+      "max-payload", po::value<std::uint32_t>()->default_value(defaults.max_payload), "bytes per job")(
+      "lease", po::value<std::string>()->default_value("30s"), "default lease")(
+      "max-attempts", po::value<std::uint32_t>()->default_value(0),
+      "claims before a job is dead-lettered; 0 = unlimited")(
+      "mode", po::value<std::string>()->default_value("0600"), "permission bits of the segment, octal");
   c.hidden.add_options()("name", po::value<std::string>());
   c.positional.add("name", 1);
   const auto vm = parse(c, args);
@@ -223,7 +240,8 @@ int cmd_create(const std::vector<std::string>& args) {
   const std::string mode = vm["mode"].as<std::string>();
   char* end = nullptr;
   const unsigned long m = std::strtoul(mode.c_str(), &end, 8);
-  if (mode.empty() || *end != '\0' || m > 07777) usage(c.name, "bad --mode '" + mode + "': write octal, e.g. 0600 or 0660");
+  if (mode.empty() || *end != '\0' || m > 07777)
+    usage(c.name, "bad --mode '" + mode + "': write octal, e.g. 0600 or 0660");
   o.mode = static_cast<unsigned>(m);
   auto q = jobring::Queue::create(name, o);
   std::printf("created queue %s: capacity %u, max payload %u bytes, lease %s, max attempts %u, mode %04o\n",
@@ -249,23 +267,28 @@ int cmd_ls(const std::vector<std::string>& args) {
   const auto vm = parse(c, args);
   const bool json = vm.count("json") > 0;
   const auto names = jobring::Queue::list();
-  if (json) std::printf("[");
-  else std::printf("%-32s %9s %8s %8s %8s %8s %8s\n", "NAME", "CAPACITY", "READY", "DELAYED", "LEASED", "DEAD", "FREE");
+  if (json)
+    std::printf("[");
+  else
+    std::printf("%-32s %9s %8s %8s %8s %8s %8s\n", "NAME", "CAPACITY", "READY", "DELAYED", "LEASED", "DEAD",
+                "FREE");
   bool first = true;
   for (const auto& name : names) {
     std::error_code ec;
     auto q = jobring::Queue::open(name, ec);
     if (json) {
       std::printf("%s", first ? "" : ",");
-      if (q) std::printf("%s", stats_json(name, *q).c_str());
-      else std::printf("{\"name\":%s,\"error\":%s}", jobring::cli::json_string(name).c_str(),
-                       jobring::cli::json_string(ec.message()).c_str());
+      if (q)
+        std::printf("%s", stats_json(name, *q).c_str());
+      else
+        std::printf("{\"name\":%s,\"error\":%s}", jobring::cli::json_string(name).c_str(),
+                    jobring::cli::json_string(ec.message()).c_str());
     } else if (q) {
       const auto s = q->stats();
       std::printf("%-32s %9u %8llu %8llu %8llu %8llu %8llu\n", name.c_str(), q->options().capacity,
                   static_cast<unsigned long long>(s.ready), static_cast<unsigned long long>(s.delayed),
-                  static_cast<unsigned long long>(s.leased + s.expired), static_cast<unsigned long long>(s.dead),
-                  static_cast<unsigned long long>(s.free));
+                  static_cast<unsigned long long>(s.leased + s.expired),
+                  static_cast<unsigned long long>(s.dead), static_cast<unsigned long long>(s.free));
     } else {
       std::printf("%-32s (cannot open: %s)\n", name.c_str(), ec.message().c_str());
     }
@@ -277,7 +300,8 @@ int cmd_ls(const std::vector<std::string>& args) {
 
 int cmd_stat(const std::vector<std::string>& args) {
   Command c{"stat", "NAME [--json] [--watch D]", "Shows a queue's options, jobs per state and totals."};
-  c.options.add_options()("json", "one JSON object")("watch", po::value<std::string>(), "repeat every D until interrupted");
+  c.options.add_options()("json", "one JSON object")("watch", po::value<std::string>(),
+                                                     "repeat every D until interrupted");
   c.hidden.add_options()("name", po::value<std::string>());
   c.positional.add("name", 1);
   const auto vm = parse(c, args);
@@ -294,19 +318,23 @@ int cmd_stat(const std::vector<std::string>& args) {
       std::printf("queue %s: capacity %u, max payload %u bytes, lease %s, max attempts %u, mode %04o\n",
                   name.c_str(), o.capacity, o.max_payload, jobring::format_duration(o.default_lease).c_str(),
                   o.max_attempts, o.mode);
-      std::printf("  jobs:   ready %llu  delayed %llu  leased %llu  expired %llu  dead %llu  writing %llu  free %llu",
-                  static_cast<unsigned long long>(s.ready), static_cast<unsigned long long>(s.delayed),
-                  static_cast<unsigned long long>(s.leased), static_cast<unsigned long long>(s.expired),
-                  static_cast<unsigned long long>(s.dead), static_cast<unsigned long long>(s.writing),
-                  static_cast<unsigned long long>(s.free));
-      if (s.corrupt) std::printf("  CORRUPT %llu (jobring purge %s resets them)", static_cast<unsigned long long>(s.corrupt), name.c_str());
-      std::printf("\n  totals: pushed %llu  claimed %llu  acked %llu  released %llu  expired %llu  reclaimed %llu  "
-                  "dead-lettered %llu  requeued %llu  purged %llu\n",
-                  static_cast<unsigned long long>(s.pushed), static_cast<unsigned long long>(s.claimed),
-                  static_cast<unsigned long long>(s.acked), static_cast<unsigned long long>(s.released),
-                  static_cast<unsigned long long>(s.expired_total), static_cast<unsigned long long>(s.reclaimed),
-                  static_cast<unsigned long long>(s.dead_lettered), static_cast<unsigned long long>(s.requeued),
-                  static_cast<unsigned long long>(s.purged));
+      std::printf(
+          "  jobs:   ready %llu  delayed %llu  leased %llu  expired %llu  dead %llu  writing %llu  free %llu",
+          static_cast<unsigned long long>(s.ready), static_cast<unsigned long long>(s.delayed),
+          static_cast<unsigned long long>(s.leased), static_cast<unsigned long long>(s.expired),
+          static_cast<unsigned long long>(s.dead), static_cast<unsigned long long>(s.writing),
+          static_cast<unsigned long long>(s.free));
+      if (s.corrupt)
+        std::printf("  CORRUPT %llu (jobring purge %s resets them)",
+                    static_cast<unsigned long long>(s.corrupt), name.c_str());
+      std::printf(
+          "\n  totals: pushed %llu  claimed %llu  acked %llu  released %llu  expired %llu  reclaimed %llu  "
+          "dead-lettered %llu  requeued %llu  purged %llu\n",
+          static_cast<unsigned long long>(s.pushed), static_cast<unsigned long long>(s.claimed),
+          static_cast<unsigned long long>(s.acked), static_cast<unsigned long long>(s.released),
+          static_cast<unsigned long long>(s.expired_total), static_cast<unsigned long long>(s.reclaimed),
+          static_cast<unsigned long long>(s.dead_lettered), static_cast<unsigned long long>(s.requeued),
+          static_cast<unsigned long long>(s.purged));
     }
     std::fflush(stdout);
     if (watch.count() == 0) return kOk;
@@ -319,9 +347,8 @@ int cmd_stat(const std::vector<std::string>& args) {
 int cmd_push(const std::vector<std::string>& args) {
   Command c{"push", "NAME [DATA] [--delay D] [--wait D]",
             "Pushes one job with DATA (or standard input) as its payload; prints the job id."};
-  c.options.add_options()
-      ("delay", po::value<std::string>(), "the job stays invisible for D")
-      ("wait", po::value<std::string>(), "if the queue is full, wait up to D for room");
+  c.options.add_options()("delay", po::value<std::string>(), "the job stays invisible for D")(
+      "wait", po::value<std::string>(), "if the queue is full, wait up to D for room");
   c.hidden.add_options()("name", po::value<std::string>())("data", po::value<std::string>());
   c.positional.add("name", 1).add("data", 1);
   const auto vm = parse(c, args);
@@ -334,22 +361,23 @@ int cmd_push(const std::vector<std::string>& args) {
   install_handlers(false);
   const auto r = q.push(bytes(data), o);
   if (r.status != jobring::PushStatus::ok)
-    throw Exit{kNothing, "jobring push: queue '" + name + "' is full (capacity " + std::to_string(q.options().capacity) +
+    throw Exit{kNothing, "jobring push: queue '" + name + "' is full (capacity " +
+                             std::to_string(q.options().capacity) +
                              "): wait for workers (--wait D), or recreate it larger"};
   std::printf("%llu\n", static_cast<unsigned long long>(r.id));
   return kOk;
 }
 
 int cmd_claim(const std::vector<std::string>& args) {
-  Command c{"claim", "NAME [--lease D] [--wait D] [--raw]",
-            "Claims one job with a detached lease (it outlives this command until its deadline) and prints one\n"
-            "JSON object: job, handle (for ack / release / extend), attempt, lease_ms, payload, payload_encoding\n"
-            "(utf8, or base64 for binary payloads). With --raw: the payload bytes alone on stdout, the handle on\n"
-            "stderr."};
-  c.options.add_options()
-      ("lease", po::value<std::string>(), "lease length (default: the queue's)")
-      ("wait", po::value<std::string>(), "wait up to D for a job")
-      ("raw", "payload bytes to stdout, handle to stderr");
+  Command c{
+      "claim", "NAME [--lease D] [--wait D] [--raw]",
+      "Claims one job with a detached lease (it outlives this command until its deadline) and prints one\n"
+      "JSON object: job, handle (for ack / release / extend), attempt, lease_ms, payload, payload_encoding\n"
+      "(utf8, or base64 for binary payloads). With --raw: the payload bytes alone on stdout, the handle on\n"
+      "stderr."};
+  c.options.add_options()("lease", po::value<std::string>(), "lease length (default: the queue's)")(
+      "wait", po::value<std::string>(), "wait up to D for a job")(
+      "raw", "payload bytes to stdout, handle to stderr");
   c.hidden.add_options()("name", po::value<std::string>());
   c.positional.add("name", 1);
   const auto vm = parse(c, args);
@@ -360,7 +388,8 @@ int cmd_claim(const std::vector<std::string>& args) {
   install_handlers(false);
   jobring::Job job;
   const auto status = q.claim(job, wait, {.lease = lease, .owner = jobring::Owner::detached});
-  if (status != jobring::ClaimStatus::ok) throw Exit{kNothing, "jobring claim: nothing to claim in queue '" + name + "'"};
+  if (status != jobring::ClaimStatus::ok)
+    throw Exit{kNothing, "jobring claim: nothing to claim in queue '" + name + "'"};
   const long long lease_ms = lease.count() > 0 ? lease.count() : q.options().default_lease.count();
   if (vm.count("raw")) {
     std::fwrite(job.payload().data(), 1, job.payload().size(), stdout);
@@ -375,19 +404,26 @@ int cmd_claim(const std::vector<std::string>& args) {
 
 int lease_outcome(const std::string& verb, const std::string& name, jobring::LeaseStatus s) {
   if (s == jobring::LeaseStatus::ok) return kOk;
-  throw Exit{kLeaseLost, "jobring " + verb + ": lease lost on queue '" + name +
-                             "': the lease expired and the job was claimed again, or was already acked/released, or "
-                             "the handle is stale (after `extend`, use the new handle)"};
+  throw Exit{kLeaseLost,
+             "jobring " + verb + ": lease lost on queue '" + name +
+                 "': the lease expired and the job was claimed again, or was already acked/released, or "
+                 "the handle is stale (after `extend`, use the new handle)"};
 }
 
 int cmd_lease_op(const std::string& verb, const std::vector<std::string>& args) {
-  Command c{verb, verb == "extend" ? "NAME HANDLE --lease D" : verb == "release" ? "NAME HANDLE [--delay D]" : "NAME HANDLE",
-            verb == "ack"       ? "Acknowledges a claimed job: it is deleted."
-            : verb == "release" ? "Gives a claimed job back: it is claimable again (after D)."
-                                : "Pushes the lease's deadline to now + D; prints the new handle (the old one is "
-                                  "then stale)."};
-  if (verb == "release") c.options.add_options()("delay", po::value<std::string>(), "invisible for D before it is claimable");
-  if (verb == "extend") c.options.add_options()("lease", po::value<std::string>(), "new lease length from now (required)");
+  Command c{verb,
+            verb == "extend"    ? "NAME HANDLE --lease D"
+            : verb == "release" ? "NAME HANDLE [--delay D]"
+                                : "NAME HANDLE",
+            verb == "ack" ? "Acknowledges a claimed job: it is deleted."
+            : verb == "release"
+                ? "Gives a claimed job back: it is claimable again (after D)."
+                : "Pushes the lease's deadline to now + D; prints the new handle (the old one is "
+                  "then stale)."};
+  if (verb == "release")
+    c.options.add_options()("delay", po::value<std::string>(), "invisible for D before it is claimable");
+  if (verb == "extend")
+    c.options.add_options()("lease", po::value<std::string>(), "new lease length from now (required)");
   c.hidden.add_options()("name", po::value<std::string>())("handle", po::value<std::string>());
   c.positional.add("name", 1).add("handle", 1);
   const auto vm = parse(c, args);
@@ -395,7 +431,8 @@ int cmd_lease_op(const std::string& verb, const std::vector<std::string>& args) 
   jobring::Lease lease = handle_arg(c, vm);
   auto q = jobring::Queue::open(name);
   if (verb == "ack") return lease_outcome(verb, name, q.ack(lease));
-  if (verb == "release") return lease_outcome(verb, name, q.release(lease, duration_arg(c, vm, "delay", 0ms)));
+  if (verb == "release")
+    return lease_outcome(verb, name, q.release(lease, duration_arg(c, vm, "delay", 0ms)));
   if (!vm.count("lease")) usage(c.name, "--lease D is required");
   const milliseconds d = duration_arg(c, vm, "lease", 0ms);
   if (d.count() < 1 || d > jobring::kMaxLease) usage(c.name, "--lease must be from 1ms to 7 days");
@@ -407,10 +444,9 @@ int cmd_lease_op(const std::string& verb, const std::vector<std::string>& args) 
 int cmd_peek(const std::vector<std::string>& args) {
   Command c{"peek", "NAME [--state ready|delayed|leased|dead] [--limit N] [--json]",
             "Shows jobs in one state without claiming them."};
-  c.options.add_options()
-      ("state", po::value<std::string>()->default_value("ready"), "ready, delayed, leased or dead")
-      ("limit", po::value<std::size_t>()->default_value(20), "at most N jobs")
-      ("json", "one JSON array");
+  c.options.add_options()("state", po::value<std::string>()->default_value("ready"),
+                          "ready, delayed, leased or dead")(
+      "limit", po::value<std::size_t>()->default_value(20), "at most N jobs")("json", "one JSON array");
   c.hidden.add_options()("name", po::value<std::string>());
   c.positional.add("name", 1);
   const auto vm = parse(c, args);
@@ -429,13 +465,14 @@ int cmd_peek(const std::vector<std::string>& args) {
   for (const auto& j : jobs) {
     if (json) {
       std::printf("%s{\"job\":%llu,\"state\":\"%s\",\"attempts\":%u,\"ms_until\":%lld,\"owner_pid\":%d,%s}",
-                  first ? "" : ",", static_cast<unsigned long long>(j.id), state_name(j.state).c_str(), j.attempts,
-                  static_cast<long long>(j.ms_until), j.owner_pid, payload_json(j.payload).c_str());
+                  first ? "" : ",", static_cast<unsigned long long>(j.id), state_name(j.state).c_str(),
+                  j.attempts, static_cast<long long>(j.ms_until), j.owner_pid,
+                  payload_json(j.payload).c_str());
     } else {
       const std::string_view text(reinterpret_cast<const char*>(j.payload.data()), j.payload.size());
       const bool printable = is_text(text);
-      std::printf("job %llu  %s  attempts %u", static_cast<unsigned long long>(j.id), state_name(j.state).c_str(),
-                  j.attempts);
+      std::printf("job %llu  %s  attempts %u", static_cast<unsigned long long>(j.id),
+                  state_name(j.state).c_str(), j.attempts);
       if (j.state == jobring::JobState::delayed || j.state == jobring::JobState::leased)
         std::printf("  in %lldms", static_cast<long long>(j.ms_until));
       if (j.owner_pid != 0) std::printf("  owner pid %d", j.owner_pid);
@@ -449,7 +486,8 @@ int cmd_peek(const std::vector<std::string>& args) {
 }
 
 int cmd_requeue(const std::vector<std::string>& args) {
-  Command c{"requeue", "NAME (--dead | JOB_ID...)", "Moves dead jobs back to ready, with their attempts reset."};
+  Command c{"requeue", "NAME (--dead | JOB_ID...)",
+            "Moves dead jobs back to ready, with their attempts reset."};
   c.options.add_options()("dead", "every dead job");
   c.hidden.add_options()("name", po::value<std::string>())("ids", po::value<std::vector<std::uint64_t>>());
   c.positional.add("name", 1).add("ids", -1);
@@ -469,8 +507,10 @@ int cmd_requeue(const std::vector<std::string>& args) {
     if (q.requeue(id)) {
       ++n;
     } else {
-      std::fprintf(stderr, "jobring requeue: job %llu is not dead in queue '%s' (see `jobring peek %s --state dead`)\n",
-                   static_cast<unsigned long long>(id), name.c_str(), name.c_str());
+      std::fprintf(
+          stderr,
+          "jobring requeue: job %llu is not dead in queue '%s' (see `jobring peek %s --state dead`)\n",
+          static_cast<unsigned long long>(id), name.c_str(), name.c_str());
       rc = kError;
     }
   }
@@ -481,7 +521,8 @@ int cmd_requeue(const std::vector<std::string>& args) {
 int cmd_purge(const std::vector<std::string>& args) {
   Command c{"purge", "NAME [--state ready|delayed|dead|all]",
             "Deletes jobs that are not under lease; prints how many. `all` also resets corrupt slots."};
-  c.options.add_options()("state", po::value<std::string>()->default_value("all"), "ready, delayed, dead or all");
+  c.options.add_options()("state", po::value<std::string>()->default_value("all"),
+                          "ready, delayed, dead or all");
   c.hidden.add_options()("name", po::value<std::string>());
   c.positional.add("name", 1);
   const auto vm = parse(c, args);
@@ -553,24 +594,25 @@ pid_t spawn(const std::vector<std::string>& cmd, const jobring::Job& job) {
 }
 
 int cmd_work(const std::vector<std::string>& args_in) {
-  Command c{"work", "NAME [--lease D] [--concurrency N] [--max-jobs N] [--wait D] -- CMD [ARG...]",
-            "Turns CMD into a worker: for each job it runs CMD with the payload on stdin and JOBRING_JOB_ID and\n"
-            "JOBRING_ATTEMPT in the environment, holding a lease owned by this process and extending it while\n"
-            "CMD runs. Exit 0: ack. Otherwise: release with exponential backoff (--backoff doubled per attempt,\n"
-            "up to --max-backoff, with jitter between half and all of it), so a job that keeps failing ends\n"
-            "dead after the queue's max_attempts. CMD runs in its own process group, and dies if this\n"
-            "process dies.\n"
-            "SIGTERM/SIGINT: stop claiming, let running commands finish, exit 0; a second signal releases\n"
-            "their jobs, sends them SIGTERM, and exits. If this process is killed, the janitor sees the\n"
-            "owner dead and its jobs come back at once (or when their leases run out)."};
-  c.options.add_options()
-      ("lease", po::value<std::string>(), "lease length (default: the queue's); extended every third of it")
-      ("concurrency", po::value<unsigned>()->default_value(1), "jobs at once")
-      ("max-jobs", po::value<std::uint64_t>()->default_value(0),
-       "exit after N claims have finished (retries count); 0 = no limit")
-      ("wait", po::value<std::string>(), "exit 0 when no job came for D; default: wait for ever")
-      ("backoff", po::value<std::string>()->default_value("1s"), "first retry delay after a failure")
-      ("max-backoff", po::value<std::string>()->default_value("5m"), "longest retry delay");
+  Command c{
+      "work", "NAME [--lease D] [--concurrency N] [--max-jobs N] [--wait D] -- CMD [ARG...]",
+      "Turns CMD into a worker: for each job it runs CMD with the payload on stdin and JOBRING_JOB_ID and\n"
+      "JOBRING_ATTEMPT in the environment, holding a lease owned by this process and extending it while\n"
+      "CMD runs. Exit 0: ack. Otherwise: release with exponential backoff (--backoff doubled per attempt,\n"
+      "up to --max-backoff, with jitter between half and all of it), so a job that keeps failing ends\n"
+      "dead after the queue's max_attempts. CMD runs in its own process group, and dies if this\n"
+      "process dies.\n"
+      "SIGTERM/SIGINT: stop claiming, let running commands finish, exit 0; a second signal releases\n"
+      "their jobs, sends them SIGTERM, and exits. If this process is killed, the janitor sees the\n"
+      "owner dead and its jobs come back at once (or when their leases run out)."};
+  c.options.add_options()("lease", po::value<std::string>(),
+                          "lease length (default: the queue's); extended every third of it")(
+      "concurrency", po::value<unsigned>()->default_value(1), "jobs at once")(
+      "max-jobs", po::value<std::uint64_t>()->default_value(0),
+      "exit after N claims have finished (retries count); 0 = no limit")(
+      "wait", po::value<std::string>(), "exit 0 when no job came for D; default: wait for ever")(
+      "backoff", po::value<std::string>()->default_value("1s"), "first retry delay after a failure")(
+      "max-backoff", po::value<std::string>()->default_value("5m"), "longest retry delay");
   c.hidden.add_options()("name", po::value<std::string>());
   c.positional.add("name", 1);
   // Everything after "--" is the command.
@@ -615,19 +657,23 @@ int cmd_work(const std::vector<std::string>& args_in) {
         const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
         if (ok) {
           if (q.ack(it->job.lease) != jobring::LeaseStatus::ok)
-            std::fprintf(stderr, "jobring work: job %llu: done, but the lease was lost before the ack (it may run again)\n",
-                         static_cast<unsigned long long>(it->job.id));
+            std::fprintf(
+                stderr,
+                "jobring work: job %llu: done, but the lease was lost before the ack (it may run again)\n",
+                static_cast<unsigned long long>(it->job.id));
         } else {
           // Exponential backoff with full jitter between half and all of it.
           const unsigned shift = std::min(it->job.attempt > 0 ? it->job.attempt - 1 : 0u, 20u);
           const auto base = std::min<long long>(backoff.count() << shift, max_backoff.count());
-          const auto delay = milliseconds(base / 2 + static_cast<long long>(rng() % static_cast<std::uint64_t>(base / 2 + 1)));
+          const auto delay = milliseconds(
+              base / 2 + static_cast<long long>(rng() % static_cast<std::uint64_t>(base / 2 + 1)));
           (void)q.release(it->job.lease, delay);
           const std::uint32_t max = q.options().max_attempts;
           const bool dead = max != 0 && it->job.attempt >= max;
           std::fprintf(stderr, "jobring work: job %llu attempt %u failed (%s %d); %s%s\n",
                        static_cast<unsigned long long>(it->job.id), it->job.attempt,
-                       WIFEXITED(status) ? "exit" : "signal", WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status),
+                       WIFEXITED(status) ? "exit" : "signal",
+                       WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status),
                        dead ? "attempts used up: dead-lettered" : "retry in ",
                        dead ? "" : jobring::format_duration(delay).c_str());
         }
@@ -654,7 +700,8 @@ int cmd_work(const std::vector<std::string>& args_in) {
     for (auto& r : running) {
       if (now < r.next_extend) continue;
       if (q.extend(r.job, lease) != jobring::LeaseStatus::ok)
-        std::fprintf(stderr, "jobring work: job %llu: lease lost while running (another worker may run it too)\n",
+        std::fprintf(stderr,
+                     "jobring work: job %llu: lease lost while running (another worker may run it too)\n",
                      static_cast<unsigned long long>(r.job.id));
       r.next_extend = now + lease / 3;
     }
@@ -675,7 +722,8 @@ int cmd_work(const std::vector<std::string>& args_in) {
         running.push_back({pid, std::move(job), last_job + lease / 3});
         continue;
       }
-      if (idle.count() > 0 && running.empty() && std::chrono::steady_clock::now() - last_job >= idle) return kOk;
+      if (idle.count() > 0 && running.empty() && std::chrono::steady_clock::now() - last_job >= idle)
+        return kOk;
       if (running.empty()) continue;  // claim already waited
     }
     // Commands running: sleep a little (SIGCHLD cuts it short).
@@ -701,8 +749,10 @@ const std::vector<Entry>& commands() {
       {"push", "push a job (DATA or stdin); prints its id", cmd_push},
       {"claim", "claim a job with a detached lease; prints JSON", cmd_claim},
       {"ack", "acknowledge a claimed job", [](const auto& a) { return cmd_lease_op("ack", a); }},
-      {"release", "give a claimed job back (optionally delayed)", [](const auto& a) { return cmd_lease_op("release", a); }},
-      {"extend", "extend a lease; prints the new handle", [](const auto& a) { return cmd_lease_op("extend", a); }},
+      {"release", "give a claimed job back (optionally delayed)",
+       [](const auto& a) { return cmd_lease_op("release", a); }},
+      {"extend", "extend a lease; prints the new handle",
+       [](const auto& a) { return cmd_lease_op("extend", a); }},
       {"work", "run a command for each job (a shell worker)", cmd_work},
       {"peek", "show jobs in a state without claiming", cmd_peek},
       {"requeue", "move dead jobs back to ready", cmd_requeue},

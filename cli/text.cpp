@@ -46,13 +46,27 @@ std::string json_string(std::string_view s) {
   for (const char ch : s) {
     const auto c = static_cast<unsigned char>(ch);
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
       default:
         if (c < 0x20 || c == 0x7F) {
           char buf[8];
@@ -77,7 +91,8 @@ std::string base64_encode(std::span<const std::byte> data) {
   std::size_t i = 0;
   for (; i + 3 <= data.size(); i += 3) {
     const std::uint32_t v = (std::to_integer<std::uint32_t>(data[i]) << 16) |
-                            (std::to_integer<std::uint32_t>(data[i + 1]) << 8) | std::to_integer<std::uint32_t>(data[i + 2]);
+                            (std::to_integer<std::uint32_t>(data[i + 1]) << 8) |
+                            std::to_integer<std::uint32_t>(data[i + 2]);
     out.push_back(kAlphabet[(v >> 18) & 63]);
     out.push_back(kAlphabet[(v >> 12) & 63]);
     out.push_back(kAlphabet[(v >> 6) & 63]);
@@ -116,7 +131,8 @@ std::optional<std::string> base64_decode(std::string_view text) {
         if (v[k] < 0) return std::nullopt;
       }
     }
-    const std::uint32_t n = (static_cast<std::uint32_t>(v[0]) << 18) | (static_cast<std::uint32_t>(v[1]) << 12) |
+    const std::uint32_t n = (static_cast<std::uint32_t>(v[0]) << 18) |
+                            (static_cast<std::uint32_t>(v[1]) << 12) |
                             (static_cast<std::uint32_t>(v[2]) << 6) | static_cast<std::uint32_t>(v[3]);
     out.push_back(static_cast<char>((n >> 16) & 0xFF));
     if (pad < 2) out.push_back(static_cast<char>((n >> 8) & 0xFF));

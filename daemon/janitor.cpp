@@ -175,23 +175,21 @@ struct ConfigError {
 
 po::options_description file_options() {
   po::options_description d("Options (command line or config file)");
-  d.add_options()
-      ("queue,q", po::value<std::vector<std::string>>()->composing(),
-       "a queue to look after (repeatable); none: every jobring queue on the host")
-      ("interval,i", po::value<std::string>(), "time between sweeps: 10ms .. 1h (default 50ms)")
-      ("log-level,l", po::value<std::string>(), "error, warn, info or debug (default info)")
-      ("metrics-file,m", po::value<std::string>(),
-       "write Prometheus metrics here after every sweep (atomically: for node_exporter's textfile collector)");
+  d.add_options()("queue,q", po::value<std::vector<std::string>>()->composing(),
+                  "a queue to look after (repeatable); none: every jobring queue on the host")(
+      "interval,i", po::value<std::string>(), "time between sweeps: 10ms .. 1h (default 50ms)")(
+      "log-level,l", po::value<std::string>(), "error, warn, info or debug (default info)")(
+      "metrics-file,m", po::value<std::string>(),
+      "write Prometheus metrics here after every sweep (atomically: for node_exporter's textfile collector)");
   return d;
 }
 
 po::options_description cli_only_options() {
   po::options_description d("Command line only");
-  d.add_options()
-      ("config,c", po::value<std::string>(), "config file (default /etc/jobring/janitor.conf; a missing default is fine)")
-      ("once", "one sweep, then exit (for tests and cron)")
-      ("help,h", "show this help and exit")
-      ("version,V", "show the version and exit");
+  d.add_options()("config,c", po::value<std::string>(),
+                  "config file (default /etc/jobring/janitor.conf; a missing default is fine)")(
+      "once", "one sweep, then exit (for tests and cron)")("help,h", "show this help and exit")(
+      "version,V", "show the version and exit");
   return d;
 }
 
@@ -202,7 +200,8 @@ void print_help(std::ostream& out) {
          "waiters, and writes metrics. Runs under systemd (Type=notify, watchdog) or in the foreground.\n\n"
       << file_options() << '\n'
       << cli_only_options()
-      << "\nSignals: SIGTERM/SIGINT stop cleanly (exit 0); SIGHUP re-reads the config file and the queue list.\n"
+      << "\nSignals: SIGTERM/SIGINT stop cleanly (exit 0); SIGHUP re-reads the config file and the queue "
+         "list.\n"
          "\nExit codes:\n"
          "  0  stopped cleanly (or --once, --help, --version done)\n"
          "  1  fatal runtime error\n"
@@ -215,7 +214,8 @@ void print_help(std::ostream& out) {
 
 // Checks the values in `vm` and applies them to `c`. Problems are reported
 // with `exit_code`: 2 for the command line, 3 for the config file.
-bool apply(const po::variables_map& vm, Config& c, int exit_code, const std::string& where, ConfigError& err) {
+bool apply(const po::variables_map& vm, Config& c, int exit_code, const std::string& where,
+           ConfigError& err) {
   auto fail = [&](const std::string& what) {
     err = {exit_code, where + what};
     return false;
@@ -256,7 +256,8 @@ std::optional<Config> load_config(int argc, char** argv, ConfigError& err, bool&
     for (int i = 1; i < argc; ++i)
       if (argv[i][0] != '-' && (i == 1 || argv[i - 1][0] != '-' || std::strchr(argv[i - 1], '=') != nullptr))
         stray = argv[i];
-    err = {kExitUsage, "unexpected argument '" + stray + "': queues are named with --queue NAME (see jobring-janitor --help)"};
+    err = {kExitUsage, "unexpected argument '" + stray +
+                           "': queues are named with --queue NAME (see jobring-janitor --help)"};
     return std::nullopt;
   } catch (const po::error& e) {
     err = {kExitUsage, std::string(e.what()) + " (see jobring-janitor --help)"};
@@ -320,7 +321,7 @@ std::optional<Config> load_config(int argc, char** argv, ConfigError& err, bool&
 struct Watched {
   jobring::Queue queue;
   ino_t inode;
-  off_t bytes;  // the segment's size when opened: a change means someone truncated it
+  off_t bytes;             // the segment's size when opened: a change means someone truncated it
   std::string last_error;  // so that a failing queue is logged once, not every sweep
 };
 
@@ -381,8 +382,8 @@ class Janitor {
       it = watched_.end();
     } else if (it != watched_.end() && it->second.bytes != st.st_size) {
       // Touching a page beyond the new end would raise SIGBUS: let go.
-      log(Level::warn, "queue '%s': segment resized from %lld to %lld bytes by someone; dropped", name.c_str(),
-          static_cast<long long>(it->second.bytes), static_cast<long long>(st.st_size));
+      log(Level::warn, "queue '%s': segment resized from %lld to %lld bytes by someone; dropped",
+          name.c_str(), static_cast<long long>(it->second.bytes), static_cast<long long>(st.st_size));
       watched_.erase(it);
       it = watched_.end();
     }
@@ -423,7 +424,9 @@ class Janitor {
     totals_.dead_lettered += r.dead_lettered;
     totals_.recovered_writes += r.recovered_writes;
     if (r.reclaimed + r.expired + r.dead_lettered + r.recovered_writes > 0)
-      log(Level::info, "queue '%s': %zu reclaimed from dead owners, %zu expired, %zu dead-lettered, %zu half-written freed",
+      log(Level::info,
+          "queue '%s': %zu reclaimed from dead owners, %zu expired, %zu dead-lettered, %zu half-written "
+          "freed",
           name.c_str(), r.reclaimed, r.expired, r.dead_lettered, r.recovered_writes);
     if (!config_.metrics_file.empty()) append_metrics(name, stats);
   }
@@ -441,7 +444,9 @@ class Janitor {
     gauge("expired", s.expired);
     gauge("dead", s.dead);
     gauge("corrupt", s.corrupt);
-    auto counter = [&](const char* metric, std::uint64_t v) { metrics_ << metric << '{' << q << "} " << v << '\n'; };
+    auto counter = [&](const char* metric, std::uint64_t v) {
+      metrics_ << metric << '{' << q << "} " << v << '\n';
+    };
     counter("jobring_pushed_total", s.pushed);
     counter("jobring_claimed_total", s.claimed);
     counter("jobring_acked_total", s.acked);
@@ -450,8 +455,8 @@ class Janitor {
     counter("jobring_reclaimed_total", s.reclaimed);
     counter("jobring_dead_lettered_total", s.dead_lettered);
     counter("jobring_recovered_writes_total", s.recovered_writes);
-    metrics_ << "jobring_oldest_lease_seconds{" << q << "} " << static_cast<double>(s.oldest_lease_ms) / 1000.0
-             << '\n';
+    metrics_ << "jobring_oldest_lease_seconds{" << q << "} "
+             << static_cast<double>(s.oldest_lease_ms) / 1000.0 << '\n';
   }
 
   void write_metrics() {
@@ -463,7 +468,8 @@ class Janitor {
                           "recovered_writes"})
       out << "# TYPE jobring_" << c << "_total counter\n";
     out << metrics_.str();
-    out << "# TYPE jobring_janitor_sweeps_total counter\njobring_janitor_sweeps_total " << totals_.sweeps << '\n'
+    out << "# TYPE jobring_janitor_sweeps_total counter\njobring_janitor_sweeps_total " << totals_.sweeps
+        << '\n'
         << "# TYPE jobring_janitor_last_sweep_seconds gauge\njobring_janitor_last_sweep_seconds "
         << last_sweep_seconds_ << '\n';
     // Atomic replacement: write a temporary file beside it, then rename.
@@ -473,7 +479,8 @@ class Janitor {
       f << out.str();
       f.flush();
       if (!f) {
-        if (!metrics_failed_) log(Level::warn, "cannot write metrics to %s: %s", tmp.c_str(), std::strerror(errno));
+        if (!metrics_failed_)
+          log(Level::warn, "cannot write metrics to %s: %s", tmp.c_str(), std::strerror(errno));
         metrics_failed_ = true;
         ::unlink(tmp.c_str());
         return;
@@ -481,7 +488,8 @@ class Janitor {
     }
     if (std::rename(tmp.c_str(), config_.metrics_file.c_str()) != 0) {
       if (!metrics_failed_)
-        log(Level::warn, "cannot rename metrics into %s: %s", config_.metrics_file.c_str(), std::strerror(errno));
+        log(Level::warn, "cannot rename metrics into %s: %s", config_.metrics_file.c_str(),
+            std::strerror(errno));
       metrics_failed_ = true;
       ::unlink(tmp.c_str());
       return;
@@ -502,8 +510,8 @@ class Janitor {
 std::string status_line(const Janitor& j) {
   const Totals& t = j.totals();
   return "STATUS=" + std::to_string(j.queue_count()) + " queues, " + std::to_string(t.sweeps) + " sweeps, " +
-         std::to_string(t.reclaimed) + " reclaimed from dead owners, " + std::to_string(t.expired) + " expired, " +
-         std::to_string(t.recovered_writes) + " half-written freed";
+         std::to_string(t.reclaimed) + " reclaimed from dead owners, " + std::to_string(t.expired) +
+         " expired, " + std::to_string(t.recovered_writes) + " half-written freed";
 }
 
 // SIGTERM, SIGINT and SIGHUP stay blocked except while we sleep: ppoll
@@ -562,9 +570,11 @@ int main(int argc, char** argv) {
   while (!g_stop) {
     // Sleep until the next sweep, or the next watchdog ping if that is sooner.
     auto wake = next_sweep;
-    if (watchdog) wake = std::min(wake, last_watchdog + std::chrono::duration_cast<std::chrono::milliseconds>(*watchdog));
+    if (watchdog)
+      wake = std::min(wake, last_watchdog + std::chrono::duration_cast<std::chrono::milliseconds>(*watchdog));
     const auto now0 = std::chrono::steady_clock::now();
-    if (wake > now0 && !g_reload && !g_stop) sleep_for(std::chrono::ceil<std::chrono::milliseconds>(wake - now0));
+    if (wake > now0 && !g_reload && !g_stop)
+      sleep_for(std::chrono::ceil<std::chrono::milliseconds>(wake - now0));
     if (g_stop) break;
     if (watchdog && std::chrono::steady_clock::now() - last_watchdog >= *watchdog) {
       notify_systemd("WATCHDOG=1");

@@ -14,11 +14,16 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) n
   if (err != std::errc{} || p == begin) return std::nullopt;
   const std::string_view unit(p, static_cast<std::size_t>(end - p));
   std::uint64_t scale = 0;
-  if (unit.empty() || unit == "ms") scale = 1;
-  else if (unit == "s") scale = 1000;
-  else if (unit == "m" || unit == "min") scale = 60'000;
-  else if (unit == "h") scale = 3'600'000;
-  else return std::nullopt;
+  if (unit.empty() || unit == "ms")
+    scale = 1;
+  else if (unit == "s")
+    scale = 1000;
+  else if (unit == "m" || unit == "min")
+    scale = 60'000;
+  else if (unit == "h")
+    scale = 3'600'000;
+  else
+    return std::nullopt;
   constexpr auto kMax = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
   if (value > kMax / scale) return std::nullopt;
   return std::chrono::milliseconds(static_cast<std::int64_t>(value * scale));

@@ -11,7 +11,8 @@ class Category final : public std::error_category {
       case errc::invalid_name:
         return "invalid queue name: use 1 to 64 characters of A-Z a-z 0-9 . _ -, not starting with '.'";
       case errc::invalid_options:
-        return "invalid queue options (capacity, max_payload, default_lease or the segment size out of range)";
+        return "invalid queue options (capacity, max_payload, default_lease or the segment size out of "
+               "range)";
       case errc::invalid_argument:
         return "invalid argument (a lease or delay out of range, or a malformed lease handle)";
       case errc::not_found:

@@ -214,7 +214,7 @@ struct alignas(kCacheLine) Header {
   std::uint64_t created_realtime_ns;
 
   // lines 2-4: hints and the id counter, each on its own line (written often).
-  alignas(kCacheLine) std::atomic<std::uint64_t> push_cursor;  // hint: where producers start looking
+  alignas(kCacheLine) std::atomic<std::uint64_t> push_cursor;   // hint: where producers start looking
   alignas(kCacheLine) std::atomic<std::uint64_t> claim_cursor;  // hint: where workers start looking
   alignas(kCacheLine) std::atomic<std::uint64_t> next_job_id;   // fetch_add; ids start at 1
 
@@ -297,7 +297,9 @@ static_assert(kOwnerGenShift + kGenBits == 64);
   return ((gen & kGenMask) << kOwnerGenShift) |
          ((start_ticks & ((std::uint64_t{1} << kOwnerStartBits) - 1)) << kPidBits) | (pid & kPidMask);
 }
-[[nodiscard]] constexpr std::uint64_t owner_gen(std::uint64_t owner) noexcept { return owner >> kOwnerGenShift; }
+[[nodiscard]] constexpr std::uint64_t owner_gen(std::uint64_t owner) noexcept {
+  return owner >> kOwnerGenShift;
+}
 [[nodiscard]] constexpr std::uint32_t owner_pid(std::uint64_t owner) noexcept {
   return static_cast<std::uint32_t>(owner & kPidMask);
 }
@@ -324,7 +326,7 @@ struct alignas(kCacheLine) SlotMeta {
   std::atomic<std::uint64_t> owner;
   std::uint64_t reserved_owner;
   std::atomic<std::uint64_t> claimed_at_ms;  // CLOCK_MONOTONIC ms of the current lease's claim
-  std::atomic<std::uint64_t> key_hash;      // reserved: de-duplication keys
+  std::atomic<std::uint64_t> key_hash;       // reserved: de-duplication keys
   std::uint64_t reserved[2];
 };
 static_assert(std::is_standard_layout_v<SlotMeta>);

@@ -258,7 +258,8 @@ std::unique_ptr<Queue::Impl> do_create(std::string_view name, const Options& opt
   h.mode = options.mode;
   timespec ts{};
   ::clock_gettime(CLOCK_REALTIME, &ts);
-  h.created_realtime_ns = static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
+  h.created_realtime_ns =
+      static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
   h.next_job_id.store(1, std::memory_order_relaxed);
   // Release: pairs with the acquire load of `init` in do_open(); everything
   // above happens-before any opener reads the header. If the creator dies
@@ -321,8 +322,8 @@ std::unique_ptr<Queue::Impl> do_open(std::string_view name, std::error_code& ec,
   }
 }
 
-std::unique_ptr<Queue::Impl> do_open_or_create(std::string_view name, const Options& options, std::error_code& ec,
-                                               std::string& detail) {
+std::unique_ptr<Queue::Impl> do_open_or_create(std::string_view name, const Options& options,
+                                               std::error_code& ec, std::string& detail) {
   // create (O_EXCL) and open race with other processes doing the same and
   // with remove(): EEXIST means open, ENOENT on that open means try again.
   for (int round = 0; round < 100; ++round) {
@@ -355,15 +356,16 @@ Queue Queue::create(std::string_view name, const Options& options) {
       throwing(name, [&](std::error_code& ec, std::string& d) { return do_create(name, options, ec, d); })));
 }
 Queue Queue::open(std::string_view name) {
-  return Queue(
-      std::unique_ptr<Impl>(throwing(name, [&](std::error_code& ec, std::string& d) { return do_open(name, ec, d); })));
+  return Queue(std::unique_ptr<Impl>(
+      throwing(name, [&](std::error_code& ec, std::string& d) { return do_open(name, ec, d); })));
 }
 Queue Queue::open_or_create(std::string_view name, const Options& options) {
   return Queue(std::unique_ptr<Impl>(throwing(
       name, [&](std::error_code& ec, std::string& d) { return do_open_or_create(name, options, ec, d); })));
 }
 
-std::optional<Queue> Queue::create(std::string_view name, const Options& options, std::error_code& ec) noexcept {
+std::optional<Queue> Queue::create(std::string_view name, const Options& options,
+                                   std::error_code& ec) noexcept {
   try {
     std::string detail;
     if (auto impl = do_create(name, options, ec, detail)) {
@@ -378,7 +380,8 @@ std::optional<Queue> Queue::create(std::string_view name, const Options& options
 std::optional<Queue> Queue::open(std::string_view name, std::error_code& ec) noexcept {
   return open(name, ec, kInitWait);
 }
-std::optional<Queue> Queue::open(std::string_view name, std::error_code& ec, milliseconds init_wait) noexcept {
+std::optional<Queue> Queue::open(std::string_view name, std::error_code& ec,
+                                 milliseconds init_wait) noexcept {
   try {
     std::string detail;
     if (auto impl = do_open(name, ec, detail, std::max(init_wait, milliseconds{0}))) {
@@ -501,7 +504,8 @@ std::size_t Queue::Impl::push_pass(std::span<const std::span<const std::byte>> p
       // (ack, purge, recover), so the previous holder's reads of the payload
       // happen-before our writes. On failure another producer took it: move on.
       const Word reserved = w.next(State::writing, writer);
-      if (!sw.compare_exchange_strong(w.raw, reserved.raw, std::memory_order_acquire, std::memory_order_relaxed))
+      if (!sw.compare_exchange_strong(w.raw, reserved.raw, std::memory_order_acquire,
+                                      std::memory_order_relaxed))
         continue;
       // Pairs with the acquire fence of a claimer validating its copy of this
       // slot's old payload (claim_pass, peek): if that claimer's re-check
@@ -546,7 +550,8 @@ std::size_t Queue::Impl::push_pass(std::span<const std::span<const std::byte>> p
   return done;
 }
 
-PushResult Queue::push(std::span<const std::byte> payload, const PushOptions& options, std::error_code& ec) noexcept {
+PushResult Queue::push(std::span<const std::byte> payload, const PushOptions& options,
+                       std::error_code& ec) noexcept {
   Impl& q = *impl_;
   if (payload.size() > q.max_payload) {
     ec = make_error_code(errc::payload_too_large);
@@ -597,11 +602,12 @@ std::size_t Queue::push_many(std::span<const std::span<const std::byte>> payload
   const auto give_up_at = std::chrono::steady_clock::now() + options.wait;
   while (done < payloads.size()) {
     bool interrupted = false;
-    const auto left = std::max(milliseconds{0}, std::chrono::ceil<milliseconds>(give_up_at - std::chrono::steady_clock::now()));
+    const auto left = std::max(
+        milliseconds{0}, std::chrono::ceil<milliseconds>(give_up_at - std::chrono::steady_clock::now()));
     const std::size_t n = wait_until_progress(
         q.header->room_event, left, q.capacity, interrupted, [&](std::memory_order order, std::uint64_t&) {
-          return q.push_pass(payloads.subspan(done), ids.size() > done ? ids.subspan(done) : std::span<JobId>{},
-                             visible_at, order);
+          return q.push_pass(payloads.subspan(done),
+                             ids.size() > done ? ids.subspan(done) : std::span<JobId>{}, visible_at, order);
         });
     if (n == 0) break;
     done += n;
@@ -614,8 +620,8 @@ void Queue::Impl::throw_push_error(std::error_code ec, std::size_t size, const P
   if (ec == make_error_code(errc::payload_too_large))
     detail = "payload of " + std::to_string(size) + " bytes, max_payload is " + std::to_string(max_payload);
   else
-    detail = "delay " + std::to_string(push.delay.count()) + " ms or wait " + std::to_string(push.wait.count()) +
-             " ms not in 0.." + std::to_string(kMaxLease.count()) + " ms";
+    detail = "delay " + std::to_string(push.delay.count()) + " ms or wait " +
+             std::to_string(push.wait.count()) + " ms not in 0.." + std::to_string(kMaxLease.count()) + " ms";
   throw_error(ec, describe(name, ec, detail));
 }
 
@@ -654,7 +660,7 @@ std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms,
       // once more from the start, so that the older job goes first.
       rescanned = true;
       passed_empty = false;
-      k = ~std::uint32_t{0};  // ++k: 0
+      k = ~std::uint32_t{0};                      // ++k: 0
       i = first == 0 ? capacity - 1 : first - 1;  // next(i): first
       continue;
     }
@@ -764,7 +770,8 @@ std::uint64_t Queue::Impl::lease_ms_for(const ClaimOptions& claim) const {
                              "lease of " + std::to_string(claim.lease.count()) + " ms not in 1.." +
                                  std::to_string(kMaxLease.count()) + " ms"));
   }
-  return static_cast<std::uint64_t>(claim.lease.count() > 0 ? claim.lease.count() : options.default_lease.count());
+  return static_cast<std::uint64_t>(claim.lease.count() > 0 ? claim.lease.count()
+                                                            : options.default_lease.count());
 }
 
 std::size_t Queue::try_claim_many(std::span<Job> jobs, const ClaimOptions& options) {
@@ -790,8 +797,9 @@ std::size_t Queue::claim_many(std::span<Job> jobs, milliseconds wait, const Clai
   const std::uint64_t lease_ms = q.lease_ms_for(options);
   if (!valid_duration(wait, true)) {
     const auto ec = make_error_code(errc::invalid_argument);
-    throw_error(ec, describe(q.name, ec, "wait of " + std::to_string(wait.count()) + " ms not in 0.." +
-                                             std::to_string(kMaxLease.count()) + " ms"));
+    throw_error(ec, describe(q.name, ec,
+                             "wait of " + std::to_string(wait.count()) + " ms not in 0.." +
+                                 std::to_string(kMaxLease.count()) + " ms"));
   }
   if (jobs.empty()) return 0;
   const auto me = options.owner == Owner::process ? detail::self() : detail::ProcessIdentity{0, 0};
@@ -868,8 +876,11 @@ LeaseStatus Queue::release(const Lease& lease, milliseconds delay) noexcept {
   const bool exhausted =
       max_attempts != 0 && q.meta(lease.slot).attempts.load(std::memory_order_relaxed) >= max_attempts;
   const Word from{lease.token};
-  const Word to = exhausted ? from.next(State::dead, 0)
-                            : from.next(State::ready, delay.count() > 0 ? detail::now_ms() + static_cast<std::uint64_t>(delay.count()) : 0);
+  const Word to =
+      exhausted
+          ? from.next(State::dead, 0)
+          : from.next(State::ready,
+                      delay.count() > 0 ? detail::now_ms() + static_cast<std::uint64_t>(delay.count()) : 0);
   // T7 (or T8 when the attempts are used up). Release: our use of the job
   // happens-before the next claimer's acquire. seq_cst: before our notify of
   // the work event (wait.hpp).
@@ -893,7 +904,8 @@ LeaseStatus Queue::extend(Lease& lease, milliseconds lease_time) {
   if (sw == nullptr) return LeaseStatus::lease_lost;
   // T5 extend: same state, new deadline, generation + 1. Works after the
   // deadline too, as long as nobody has taken the lease over.
-  const Word to = Word{lease.token}.next(State::leased, detail::now_ms() + static_cast<std::uint64_t>(lease_time.count()));
+  const Word to = Word{lease.token}.next(State::leased,
+                                         detail::now_ms() + static_cast<std::uint64_t>(lease_time.count()));
   std::uint64_t expected = lease.token;
   if (!sw->compare_exchange_strong(expected, to.raw, std::memory_order_relaxed, std::memory_order_relaxed))
     return LeaseStatus::lease_lost;
@@ -905,9 +917,9 @@ LeaseStatus Queue::extend(Lease& lease, milliseconds lease_time) {
   SlotMeta& m = q.meta(lease.slot);
   std::uint64_t owner = m.owner.load(std::memory_order_relaxed);
   if (detail::owner_gen(owner) == Word{lease.token}.gen())
-    m.owner.compare_exchange_strong(owner, (owner & ~(detail::kGenMask << detail::kOwnerGenShift)) |
-                                               detail::make_owner(to.gen(), 0),
-                                    std::memory_order_relaxed);
+    m.owner.compare_exchange_strong(
+        owner, (owner & ~(detail::kGenMask << detail::kOwnerGenShift)) | detail::make_owner(to.gen(), 0),
+        std::memory_order_relaxed);
   lease.token = to.raw;
   return LeaseStatus::ok;
 }
@@ -933,9 +945,15 @@ Stats Queue::stats() const noexcept {
       continue;
     }
     switch (w.state()) {
-      case State::free: ++s.free; break;
-      case State::writing: ++s.writing; break;
-      case State::ready: ++(Impl::delayed(w, now) ? s.delayed : s.ready); break;
+      case State::free:
+        ++s.free;
+        break;
+      case State::writing:
+        ++s.writing;
+        break;
+      case State::ready:
+        ++(Impl::delayed(w, now) ? s.delayed : s.ready);
+        break;
       case State::leased:
         if (Impl::lease_current(w, now)) {
           ++s.leased;
@@ -945,7 +963,9 @@ Stats Queue::stats() const noexcept {
           ++s.expired;
         }
         break;
-      case State::dead: ++s.dead; break;
+      case State::dead:
+        ++s.dead;
+        break;
     }
   }
   auto total = [&](detail::Total t) { return q.header->totals[t].load(std::memory_order_relaxed); };
@@ -972,10 +992,17 @@ std::vector<JobInfo> Queue::peek(JobState state, std::size_t limit) const {
     const Word w{sw.load(std::memory_order_acquire)};
     JobState s;
     switch (w.state()) {
-      case State::ready: s = Impl::delayed(w, now) ? JobState::delayed : JobState::ready; break;
-      case State::leased: s = JobState::leased; break;
-      case State::dead: s = JobState::dead; break;
-      default: continue;
+      case State::ready:
+        s = Impl::delayed(w, now) ? JobState::delayed : JobState::ready;
+        break;
+      case State::leased:
+        s = JobState::leased;
+        break;
+      case State::dead:
+        s = JobState::dead;
+        break;
+      default:
+        continue;
     }
     if (s != state) continue;
     const SlotMeta& m = q.meta(i);
@@ -995,8 +1022,7 @@ std::vector<JobInfo> Queue::peek(JobState state, std::size_t limit) const {
     // no payload, so that an operator can still see and remove it; the
     // payload area is never read past its end.
     info.payload.resize(length <= q.max_payload ? length : 0);
-    if (!info.payload.empty())
-    std::memcpy(info.payload.data(), q.payload(i), info.payload.size());
+    if (!info.payload.empty()) std::memcpy(info.payload.data(), q.payload(i), info.payload.size());
     // Seqlock-style validation: skip the job if the slot changed meanwhile.
     std::atomic_thread_fence(std::memory_order_acquire);
     if (Word{sw.load(std::memory_order_relaxed)} != w) continue;
@@ -1097,9 +1123,12 @@ std::size_t Queue::purge(PurgeWhat what) noexcept {
         if (!w.valid()) return all;  // counted separately below
         switch (w.state()) {
           case State::ready:
-            return (bits & static_cast<unsigned>(Impl::delayed(w, now) ? PurgeWhat::delayed : PurgeWhat::ready)) != 0;
-          case State::dead: return (bits & static_cast<unsigned>(PurgeWhat::dead)) != 0;
-          default: return false;
+            return (bits & static_cast<unsigned>(Impl::delayed(w, now) ? PurgeWhat::delayed
+                                                                       : PurgeWhat::ready)) != 0;
+          case State::dead:
+            return (bits & static_cast<unsigned>(PurgeWhat::dead)) != 0;
+          default:
+            return false;
         }
       },
       [](Word w) { return Word::make(State::free, w.gen() + 1, 0); }, q.capacity);
@@ -1151,7 +1180,8 @@ SweepResult Queue::sweep() noexcept {
     // T7 (or T8). From the word we judged: if the owner acked, extended or
     // the lease was taken over meanwhile, the CAS fails and we do nothing.
     // seq_cst: before our notify of the work event (wait.hpp).
-    if (!sw.compare_exchange_strong(w.raw, exhausted ? w.next(State::dead, 0).raw : w.next(State::ready, 0).raw,
+    if (!sw.compare_exchange_strong(w.raw,
+                                    exhausted ? w.next(State::dead, 0).raw : w.next(State::ready, 0).raw,
                                     std::memory_order_seq_cst, std::memory_order_relaxed))
       continue;
     if (exhausted) {

@@ -20,8 +20,8 @@
 #include <cstring>
 #include <memory>
 #include <random>
-#include <stdexcept>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -40,7 +40,8 @@ using test::QueueName;
 using test::Watchdog;
 
 std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
 std::int64_t ms_since(std::int64_t from_ns) { return (now_ns() - from_ns) / 1'000'000; }
@@ -51,7 +52,8 @@ struct Payloads {
   std::vector<std::span<const std::byte>> views;
 
   explicit Payloads(std::vector<std::string> t) : text(std::move(t)) {
-    for (const std::string& s : text) views.push_back(std::as_bytes(std::span<const char>(s.data(), s.size())));
+    for (const std::string& s : text)
+      views.push_back(std::as_bytes(std::span<const char>(s.data(), s.size())));
   }
   [[nodiscard]] std::span<const std::span<const std::byte>> all() const { return views; }
 };
@@ -192,7 +194,8 @@ TEST(BatchPush, PartialWhenFullReturnsCount) {
   ids.fill(777);
   ASSERT_EQ(q.push_many(p.all(), ids), 3u);
   for (std::size_t i = 0; i < 3; ++i) EXPECT_NE(ids[i], 777u);
-  for (std::size_t i = 3; i < 6; ++i) EXPECT_EQ(ids[i], 777u) << "ids of payloads not pushed must be untouched";
+  for (std::size_t i = 3; i < 6; ++i)
+    EXPECT_EQ(ids[i], 777u) << "ids of payloads not pushed must be untouched";
   EXPECT_EQ(q.push_many(p.all(), ids), 0u);
   const Stats s = q.stats();
   EXPECT_EQ(s.ready, 4u);
@@ -489,15 +492,15 @@ TEST(BatchAck, ResultsPerLeaseIncludingStaleOnes) {
   ASSERT_EQ(q.try_claim_many(std::span<Job>(jobs).subspan(3, 1), with_lease(60s)), 1u);
 
   ASSERT_EQ(q.ack(jobs[1].lease), LeaseStatus::ok);  // jobs[1]: already acked
-  std::this_thread::sleep_for(120ms);                 // jobs[2]: expires...
-  auto thief = q.try_claim(with_lease(60s));          // ... and is taken over
+  std::this_thread::sleep_for(120ms);                // jobs[2]: expires...
+  auto thief = q.try_claim(with_lease(60s));         // ... and is taken over
   ASSERT_TRUE(thief.has_value());
   ASSERT_EQ(thief->id, jobs[2].id);
   Lease forged = jobs[0].lease;
   forged.slot = 1000;  // out of range
 
-  const std::array<Lease, 6> leases = {jobs[0].lease, jobs[1].lease, jobs[2].lease, jobs[3].lease, forged,
-                                       jobs[3].lease};
+  const std::array<Lease, 6> leases = {jobs[0].lease, jobs[1].lease, jobs[2].lease,
+                                       jobs[3].lease, forged,        jobs[3].lease};
   std::array<LeaseStatus, 6> results{};
   results.fill(LeaseStatus::ok);
   EXPECT_EQ(q.ack_many(leases, results), 2u);
@@ -682,7 +685,8 @@ int batch_worker(const std::string& name, const test::TempFile& log, Control& ct
 
 std::string describe(const Stats& s) {
   char buf[256];
-  std::snprintf(buf, sizeof buf, "free=%llu writing=%llu ready=%llu delayed=%llu leased=%llu expired=%llu dead=%llu",
+  std::snprintf(buf, sizeof buf,
+                "free=%llu writing=%llu ready=%llu delayed=%llu leased=%llu expired=%llu dead=%llu",
                 static_cast<unsigned long long>(s.free), static_cast<unsigned long long>(s.writing),
                 static_cast<unsigned long long>(s.ready), static_cast<unsigned long long>(s.delayed),
                 static_cast<unsigned long long>(s.leased), static_cast<unsigned long long>(s.expired),
@@ -703,7 +707,8 @@ std::string describe(const Stats& s) {
 // Sizing: JOBRING_BATCH_TORTURE_SECONDS (default 4).
 TEST(BatchTorture, RandomKillsLoseNothingAndLeakNoSlot) {
   const long seconds = std::max(1L, test::env_long("JOBRING_BATCH_TORTURE_SECONDS", 4));
-  const auto seed = static_cast<unsigned>(test::env_long("JOBRING_BATCH_TORTURE_SEED", std::random_device{}()));
+  const auto seed =
+      static_cast<unsigned>(test::env_long("JOBRING_BATCH_TORTURE_SEED", std::random_device{}()));
   Watchdog dog(120s + std::chrono::seconds(seconds), "BatchTorture");
   std::printf("[ batch torture ] seconds=%ld seed=%u\n", seconds, seed);
   std::fflush(stdout);
@@ -736,7 +741,9 @@ TEST(BatchTorture, RandomKillsLoseNothingAndLeakNoSlot) {
     });
     return Child{producer, index, pid};
   };
-  auto busy_of = [&](const Child& c) -> std::atomic<int>& { return ctl->busy[c.producer ? c.index : kProducers + c.index]; };
+  auto busy_of = [&](const Child& c) -> std::atomic<int>& {
+    return ctl->busy[c.producer ? c.index : kProducers + c.index];
+  };
 
   std::vector<Child> children;
   for (int i = 0; i < kProducers; ++i) children.push_back(start(true, i));
@@ -763,7 +770,8 @@ TEST(BatchTorture, RandomKillsLoseNothingAndLeakNoSlot) {
     }
     ::kill(victim.pid, SIGKILL);
     const int st = test::wait_child(victim.pid);
-    if (st != 128 + SIGKILL) failures.push_back("a child ended with status " + std::to_string(st) + " before its kill");
+    if (st != 128 + SIGKILL)
+      failures.push_back("a child ended with status " + std::to_string(st) + " before its kill");
     (victim.producer ? producer_kills : worker_kills)++;
     busy_of(victim).store(0);
     victim = start(victim.producer, victim.index);
@@ -803,7 +811,8 @@ TEST(BatchTorture, RandomKillsLoseNothingAndLeakNoSlot) {
       const std::string text(r.text, strnlen(r.text, kTextBytes));
       int p = 0;
       std::uint64_t seq = 0;
-      if (!parse_text(r.text, p, seq) || seq / kSeqPerIncarnation >= incarnations[static_cast<std::size_t>(p)]) {
+      if (!parse_text(r.text, p, seq) ||
+          seq / kSeqPerIncarnation >= incarnations[static_cast<std::size_t>(p)]) {
         if (++bad <= 10) ADD_FAILURE() << "claimed a payload no producer wrote: '" << text << "'";
         continue;
       }
@@ -826,7 +835,8 @@ TEST(BatchTorture, RandomKillsLoseNothingAndLeakNoSlot) {
       const std::string text(r.text, strnlen(r.text, kTextBytes));
       const auto it = id_of.find(text);
       if (it == id_of.end()) {
-        if (++lost <= 10) ADD_FAILURE() << "LOST: '" << text << "' (job " << r.id << ") pushed, never claimed";
+        if (++lost <= 10)
+          ADD_FAILURE() << "LOST: '" << text << "' (job " << r.id << ") pushed, never claimed";
       } else if (it->second != r.id && ++bad <= 10) {
         ADD_FAILURE() << "'" << text << "': push_many said id " << r.id << ", claimed as " << it->second;
       }

@@ -4,6 +4,7 @@
 // lib/layout.hpp — or what a hostile process could write — and then show that
 // the queue recovers (guarantees 2, 3, 4, 5 and 9).
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -22,8 +23,6 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "clock.hpp"
 #include "jobring/queue.hpp"
@@ -96,7 +95,8 @@ class Forge {
     return reinterpret_cast<std::atomic<std::uint64_t>*>(base_ + header().states_offset)[i];
   }
   SlotMeta& meta(std::uint32_t i) const {
-    return *reinterpret_cast<SlotMeta*>(base_ + header().slots_offset + std::uint64_t{i} * header().slot_stride);
+    return *reinterpret_cast<SlotMeta*>(base_ + header().slots_offset +
+                                        std::uint64_t{i} * header().slot_stride);
   }
   Word word(std::uint32_t i) const { return Word{state(i).load()}; }
   void set(std::uint32_t i, Word w) const { state(i).store(w.raw); }
@@ -237,12 +237,12 @@ TEST(ForgedWriting, ZombieWriterIsDead) {
 TEST(ForgedWriting, ImpossibleWriterPidsAreDead) {
   const auto self = static_cast<std::uint64_t>(::getpid());
   const std::uint64_t auxes[] = {
-      0,                                 // no process
-      std::uint64_t{1} << 22,            // PID_MAX_LIMIT
-      0xffffffffull,                     // -1 as a pid_t: kill(-1, 0) would "succeed"
-      0x80000000ull,                     // negative as a pid_t
-      (std::uint64_t{1} << 32) | self,   // our PID in the low 32 bits, garbage above
-      (std::uint64_t{1} << 32) | 1u,     // init's PID in the low 32 bits
+      0,                                // no process
+      std::uint64_t{1} << 22,           // PID_MAX_LIMIT
+      0xffffffffull,                    // -1 as a pid_t: kill(-1, 0) would "succeed"
+      0x80000000ull,                    // negative as a pid_t
+      (std::uint64_t{1} << 32) | self,  // our PID in the low 32 bits, garbage above
+      (std::uint64_t{1} << 32) | 1u,    // init's PID in the low 32 bits
       jobring::detail::kAuxMask,
   };
   for (const std::uint64_t aux : auxes) {
@@ -510,7 +510,8 @@ TEST(ForgedSlot, InvalidStateBits) {
   Queue q = Queue::create(name, make_options(4));
   Forge f(name);
   for (std::uint32_t i = 0; i < 3; ++i) {
-    const std::uint64_t raw = (std::uint64_t{5 + i} << jobring::detail::kStateShift) | (std::uint64_t{i} << 40) | 12345u;
+    const std::uint64_t raw =
+        (std::uint64_t{5 + i} << jobring::detail::kStateShift) | (std::uint64_t{i} << 40) | 12345u;
     f.set(i, Word{raw});
   }
   Stats s = q.stats();
@@ -642,7 +643,8 @@ TEST(ForgedHeader, GeometryChangedAfterOpen) {
     std::uint32_t capacity, max_payload, slot_stride;
     std::uint64_t states_offset, slots_offset, total_bytes;
   };
-  const Geometry saved{h.capacity, h.max_payload, h.slot_stride, h.states_offset, h.slots_offset, h.total_bytes};
+  const Geometry saved{h.capacity,      h.max_payload,  h.slot_stride,
+                       h.states_offset, h.slots_offset, h.total_bytes};
   h.capacity = jobring::kMaxCapacity;
   h.max_payload = jobring::kMaxPayload;
   h.slot_stride = 1u << 30;

@@ -3,6 +3,7 @@
 // and multi-process tests live elsewhere). Each test names the guarantee of
 // /work/shared/DESIGN.md (G1..G9) or the API contract it checks.
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -19,8 +20,6 @@
 #include <string_view>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "jobring/error.hpp"
 #include "jobring/queue.hpp"
@@ -118,9 +117,9 @@ bool eventually(Pred pred, std::chrono::milliseconds limit = 20s) {
 
 // Every field of Stats, for "nothing changed" comparisons.
 std::vector<std::uint64_t> fields(const Stats& s) {
-  return {s.free,    s.writing, s.ready,         s.delayed,       s.leased,   s.expired,  s.dead,
-          s.corrupt, s.pushed,  s.claimed,       s.acked,         s.released, s.expired_total,
-          s.dead_lettered, s.requeued, s.purged, s.recovered_writes};
+  return {s.free,          s.writing,       s.ready,    s.delayed, s.leased,          s.expired,
+          s.dead,          s.corrupt,       s.pushed,   s.claimed, s.acked,           s.released,
+          s.expired_total, s.dead_lettered, s.requeued, s.purged,  s.recovered_writes};
 }
 
 std::uint64_t jobs_in(const Stats& s) { return s.ready + s.delayed + s.leased + s.expired + s.dead; }
@@ -822,7 +821,8 @@ TEST(Lease, LeaseTimeOutOfRangeThrows) {
   Job other;
   EXPECT_EQ(code_thrown([&] { (void)q.try_claim(other, lease_for(jobring::kMaxLease + 1ms)); }),
             errc::invalid_argument);
-  EXPECT_EQ(code_thrown([&] { (void)q.try_claim(lease_for(jobring::kMaxLease + 1ms)); }), errc::invalid_argument);
+  EXPECT_EQ(code_thrown([&] { (void)q.try_claim(lease_for(jobring::kMaxLease + 1ms)); }),
+            errc::invalid_argument);
   EXPECT_EQ(code_thrown([&] { (void)q.try_claim(lease_for(-1ms)); }), errc::invalid_argument);
   EXPECT_EQ(q.stats().ready, 1u) << "a refused claim must not take the job";
   EXPECT_EQ(q.stats().claimed, 1u);
@@ -1175,9 +1175,9 @@ TEST(Stats, GaugesAndTotalsAfterScript) {
   EXPECT_EQ(s.expired, 0u);
   EXPECT_EQ(s.dead, 0u);
   EXPECT_EQ(s.corrupt, 0u);
-  EXPECT_EQ(s.pushed, 7u);    // a b c d e f g
-  EXPECT_EQ(s.claimed, 6u);   // a, b, b, b(requeued), b(takeover), f
-  EXPECT_EQ(s.acked, 2u);     // a, b
+  EXPECT_EQ(s.pushed, 7u);   // a b c d e f g
+  EXPECT_EQ(s.claimed, 6u);  // a, b, b, b(requeued), b(takeover), f
+  EXPECT_EQ(s.acked, 2u);    // a, b
   EXPECT_EQ(s.released, 1u);
   EXPECT_EQ(s.expired_total, 1u);
   EXPECT_EQ(s.dead_lettered, 1u);
@@ -1408,7 +1408,7 @@ TEST(Batch, PushManyInOrderUntilFull) {
   std::vector<LeaseStatus> results(leases.size(), LeaseStatus::ok);
   EXPECT_EQ(q.ack_many(leases, results), 3u);
   EXPECT_EQ(results, (std::vector<LeaseStatus>{LeaseStatus::ok, LeaseStatus::ok, LeaseStatus::lease_lost,
-                                                LeaseStatus::lease_lost, LeaseStatus::ok}));
+                                               LeaseStatus::lease_lost, LeaseStatus::ok}));
   EXPECT_EQ(q.ack_many(std::span<const Lease>(&jobs[3].lease, 1)), 1u);  // results optional
   EXPECT_EQ(q.stats().acked, 4u);
   EXPECT_EQ(q.stats().free, 4u);

@@ -6,6 +6,7 @@
 // every operation runs without crashing or reading out of bounds (the ASan
 // build checks the latter).
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -19,8 +20,6 @@
 #include <string_view>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "jobring/error.hpp"
 #include "jobring/queue.hpp"
@@ -187,7 +186,7 @@ std::vector<std::string> bad_names() {
           "trail ",
           "tab\t",
           "new\nline",
-          "caf\xc3\xa9",         // é
+          "caf\xc3\xa9",               // é
           "\xe6\x97\xa5\xe6\x9c\xac",  // 日本
           "\xff\xfe",
           "a\\b",
@@ -224,10 +223,18 @@ TEST(Names, InvalidNamesAreRefused) {
     for (int op = 0; op < 4; ++op) {
       try {
         switch (op) {
-          case 0: (void)Queue::create(bad, small_options()); break;
-          case 1: (void)Queue::open(bad); break;
-          case 2: (void)Queue::open_or_create(bad, small_options()); break;
-          default: (void)Queue::remove(bad); break;
+          case 0:
+            (void)Queue::create(bad, small_options());
+            break;
+          case 1:
+            (void)Queue::open(bad);
+            break;
+          case 2:
+            (void)Queue::open_or_create(bad, small_options());
+            break;
+          default:
+            (void)Queue::remove(bad);
+            break;
         }
         ADD_FAILURE() << "operation " << op << " did not throw";
       } catch (const jobring::error& e) {
@@ -246,8 +253,8 @@ TEST(Names, ValidEdgeNames) {
   const std::string pid = std::to_string(::getpid());
   std::string longest = "n" + pid + "-";
   longest.resize(jobring::kMaxNameLength, 'z');
-  for (const std::string& good : {std::string("a") + pid, "A-Z_0.9-" + pid, "a..b" + pid, "-dash" + pid,
-                                   "_u" + pid, longest}) {
+  for (const std::string& good :
+       {std::string("a") + pid, "A-Z_0.9-" + pid, "a..b" + pid, "-dash" + pid, "_u" + pid, longest}) {
     SCOPED_TRACE(good);
     EXPECT_FALSE(jobring::check_name(good));
     EXPECT_NO_THROW(jobring::validate_name(good));
@@ -277,9 +284,11 @@ TEST(Crafted, ZeroLengthFile) {
 TEST(Crafted, ShorterThanHeader) {
   QueueName name("craft");
   const auto image = valid_image();
-  for (std::size_t size : {std::size_t{1}, std::size_t{8}, std::size_t{100}, jobring::detail::kHeaderBytes - 1}) {
+  for (std::size_t size :
+       {std::size_t{1}, std::size_t{8}, std::size_t{100}, jobring::detail::kHeaderBytes - 1}) {
     SCOPED_TRACE(size);
-    write_segment(name, std::vector<std::byte>(image.begin(), image.begin() + static_cast<std::ptrdiff_t>(size)));
+    write_segment(name,
+                  std::vector<std::byte>(image.begin(), image.begin() + static_cast<std::ptrdiff_t>(size)));
     EXPECT_EQ(open_error(name), errc::corrupt_segment);
     write_segment(name, std::vector<std::byte>(size, std::byte{0}));
     EXPECT_EQ(open_error(name), errc::corrupt_segment);
@@ -449,8 +458,9 @@ TEST(Crafted, TruncatedOrExtendedAfterCreate) {
   }
   const std::uint64_t size = original.size();
   ASSERT_GT(size, jobring::detail::kHeaderBytes);
-  for (std::uint64_t new_size : {size - 1, size - 64, size / 2 + 1, std::uint64_t{jobring::detail::kHeaderBytes},
-                                 size + 1, size + 64, size + 4096, size * 2}) {
+  for (std::uint64_t new_size :
+       {size - 1, size - 64, size / 2 + 1, std::uint64_t{jobring::detail::kHeaderBytes}, size + 1, size + 64,
+        size + 4096, size * 2}) {
     SCOPED_TRACE(new_size);
     resize_segment(name, new_size);
     EXPECT_EQ(open_error(name), errc::corrupt_segment);

@@ -51,15 +51,16 @@ using test::Watchdog;
 constexpr int kNotReturned = -1;
 
 std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
 std::int64_t ms_between(std::int64_t from_ns, std::int64_t to_ns) { return (to_ns - from_ns) / 1'000'000; }
 
 // What a child reports. Lives in a MAP_SHARED mapping (test::SharedObject).
 struct Outcome {
-  std::atomic<int> stage{0};            // how far the child got (test-specific)
-  std::atomic<int> status{kNotReturned};  // ClaimStatus / PushStatus as int, or a count
+  std::atomic<int> stage{0};                 // how far the child got (test-specific)
+  std::atomic<int> status{kNotReturned};     // ClaimStatus / PushStatus as int, or a count
   std::atomic<std::int64_t> started_ns{0};   // just before the blocking call
   std::atomic<std::int64_t> returned_ns{0};  // just after it returned
   std::atomic<std::uint64_t> job_id{0};
@@ -256,9 +257,11 @@ TEST(WaitClaim, WakesWhenAnotherProcessPushes) {
   }
   ASSERT_EQ(test::wait_child(worker), 0);
   std::sort(latency_us.begin(), latency_us.end());
-  std::printf("[ wake ] push -> blocked claim in another process: median %lld us, max %lld us (%d rounds; info only)\n",
-              static_cast<long long>(latency_us[latency_us.size() / 2]), static_cast<long long>(latency_us.back()),
-              kRounds);
+  std::printf(
+      "[ wake ] push -> blocked claim in another process: median %lld us, max %lld us (%d rounds; info "
+      "only)\n",
+      static_cast<long long>(latency_us[latency_us.size() / 2]), static_cast<long long>(latency_us.back()),
+      kRounds);
   const Stats s = q.stats();
   EXPECT_EQ(s.acked, static_cast<std::uint64_t>(kRounds));
   EXPECT_EQ(s.free, 8u);
@@ -474,7 +477,9 @@ TEST(WaitClaim, EightIdleWaitersUseAlmostNoCpu) {
   rusage after{};
   ASSERT_EQ(::getrusage(RUSAGE_CHILDREN, &after), 0);
 
-  auto seconds = [](const timeval& tv) { return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6; };
+  auto seconds = [](const timeval& tv) {
+    return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
+  };
   const double children_cpu = (seconds(after.ru_utime) + seconds(after.ru_stime)) -
                               (seconds(before.ru_utime) + seconds(before.ru_stime));
   double in_claim = 0;
@@ -621,7 +626,8 @@ TEST(WaitPush, BlockedProducerWakesOnRemoveDeadAndPurge) {
     } else {
       EXPECT_TRUE(q.remove_dead(doomed.id));
     }
-    EXPECT_NE(seg.room_event().load() >> 1, seq_before) << "the freeing operation did not notify the producer";
+    EXPECT_NE(seg.room_event().load() >> 1, seq_before)
+        << "the freeing operation did not notify the producer";
     ASSERT_EQ(test::wait_child(producer), 0);
     EXPECT_EQ(out->status.load(), static_cast<int>(PushStatus::ok));
     EXPECT_LT(ms_after(freed_at, *out), 10'000);
@@ -693,8 +699,7 @@ TEST(WaitCrash, SlotOfDeadWriterNeitherBlocksPushNorHangsClaim) {
       std::uint64_t w = seg.state(i).load();
       if (Word{w}.state() != State::free) continue;
       const std::uint64_t writer = detail::make_writer(static_cast<std::uint32_t>(dead), 0);
-      if (seg.state(i).compare_exchange_strong(w, Word{w}.next(State::writing, writer).raw))
-        return true;
+      if (seg.state(i).compare_exchange_strong(w, Word{w}.next(State::writing, writer).raw)) return true;
     }
     return false;
   };
@@ -798,8 +803,8 @@ TEST(WaitCrash, WaiterNeverHangsWhenProducersAreKilled) {
   const Stats s = q.stats();
   EXPECT_EQ(s.writing, 0u);
   EXPECT_EQ(s.free, 16u);
-  std::printf("[ kill ] %d producers killed: %llu pushes logged, %llu claimed, %llu writes recovered\n", kRounds,
-              static_cast<unsigned long long>(logged), static_cast<unsigned long long>(claimed),
+  std::printf("[ kill ] %d producers killed: %llu pushes logged, %llu claimed, %llu writes recovered\n",
+              kRounds, static_cast<unsigned long long>(logged), static_cast<unsigned long long>(claimed),
               static_cast<unsigned long long>(s.recovered_writes));
 }
 
@@ -961,8 +966,8 @@ TEST(WaitInterrupt, SignalHandlerInterruptsBlockedClaim) {
     EXPECT_EQ(out->status.load(), static_cast<int>(ClaimStatus::interrupted));
     const std::int64_t latency_ms = ms_between(signalled, out->returned_ns.load());
     EXPECT_LT(latency_ms, 5000) << "interrupt_waits() from a handler did not end the wait promptly";
-    std::printf("[ interrupt ] %s: claim returned %lld ms after SIGUSR1\n", restart ? "SA_RESTART" : "no SA_RESTART",
-                static_cast<long long>(latency_ms));
+    std::printf("[ interrupt ] %s: claim returned %lld ms after SIGUSR1\n",
+                restart ? "SA_RESTART" : "no SA_RESTART", static_cast<long long>(latency_ms));
 
     ASSERT_TRUE(wait_stage(*out, 2));
     std::this_thread::sleep_for(100ms);
@@ -1059,7 +1064,8 @@ TEST(WaitInterrupt, AnotherThreadInterruptsBlockedCalls) {
     push_returned.store(now_ns());
     push_status.store(static_cast<int>(r.status));
   });
-  (void)test::poll_until([&] { return waiting_bit(wseg.work_event()) && waiting_bit(rseg.room_event()); }, 10s, 1ms);
+  (void)test::poll_until([&] { return waiting_bit(wseg.work_event()) && waiting_bit(rseg.room_event()); },
+                         10s, 1ms);
   std::this_thread::sleep_for(50ms);
   EXPECT_EQ(claim_status.load(), kNotReturned);
   EXPECT_EQ(push_status.load(), kNotReturned);

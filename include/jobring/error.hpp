@@ -30,9 +30,7 @@ enum class errc : int {
 
 const std::error_category& category() noexcept;
 
-inline std::error_code make_error_code(errc e) noexcept {
-  return {static_cast<int>(e), category()};
-}
+inline std::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), category()}; }
 
 // Thrown by the throwing overloads. what() names the queue, says what went
 // wrong and what to do (it is the whole message; code() is the errc).

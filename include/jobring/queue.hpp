@@ -46,17 +46,17 @@ using std::chrono::milliseconds;
 // Limits that every queue obeys; checked by create(). open() checks capacity
 // and max_payload against them, and every size against the segment's real size.
 inline constexpr std::size_t kMaxNameLength = 64;
-inline constexpr std::uint32_t kMaxCapacity = 1u << 24;      // job slots
-inline constexpr std::uint32_t kMaxPayload = 64u << 20;      // bytes per job
-inline constexpr std::uint64_t kMaxSegmentBytes = 1ull << 36;  // 64 GiB
+inline constexpr std::uint32_t kMaxCapacity = 1u << 24;               // job slots
+inline constexpr std::uint32_t kMaxPayload = 64u << 20;               // bytes per job
+inline constexpr std::uint64_t kMaxSegmentBytes = 1ull << 36;         // 64 GiB
 inline constexpr milliseconds kMaxLease{std::chrono::hours(24 * 7)};  // also max delay
 
 struct Options {
-  std::uint32_t capacity = 1024;        // job slots, 1 .. kMaxCapacity
-  std::uint32_t max_payload = 1024;     // bytes per job, 1 .. kMaxPayload
-  milliseconds default_lease{30'000};   // used when a claim asks for 0 ms; 1 ms .. kMaxLease
-  std::uint32_t max_attempts = 0;       // claims before a job is dead-lettered; 0 = unlimited
-  unsigned mode = 0600;                 // permission bits of the segment (no umask applied)
+  std::uint32_t capacity = 1024;       // job slots, 1 .. kMaxCapacity
+  std::uint32_t max_payload = 1024;    // bytes per job, 1 .. kMaxPayload
+  milliseconds default_lease{30'000};  // used when a claim asks for 0 ms; 1 ms .. kMaxLease
+  std::uint32_t max_attempts = 0;      // claims before a job is dead-lettered; 0 = unlimited
+  unsigned mode = 0600;                // permission bits of the segment (no umask applied)
 };
 
 // Throws jobring::error(errc::invalid_name) unless `name` is 1..kMaxNameLength
@@ -68,7 +68,7 @@ void validate_name(std::string_view name);
 
 // full: no free slot (after waiting, if PushOptions::wait asked to wait).
 // interrupted: interrupt_waits() was called in this process.
-enum class [[nodiscard]] PushStatus { ok, full, interrupted };
+enum class [[nodiscard]] PushStatus{ok, full, interrupted};
 struct [[nodiscard]] PushResult {
   PushStatus status = PushStatus::full;
   JobId id = 0;  // valid when status == ok
@@ -77,8 +77,8 @@ struct [[nodiscard]] PushResult {
 
 // empty: nothing claimable (after waiting, for claim()).
 // interrupted: interrupt_waits() was called in this process.
-enum class [[nodiscard]] ClaimStatus { ok, empty, interrupted };
-enum class [[nodiscard]] LeaseStatus { ok, lease_lost };
+enum class [[nodiscard]] ClaimStatus{ok, empty, interrupted};
+enum class [[nodiscard]] LeaseStatus{ok, lease_lost};
 
 struct PushOptions {
   milliseconds delay{0};  // the job is invisible for this long (0 .. kMaxLease)
@@ -147,13 +147,13 @@ struct JobInfo {
 struct Stats {
   // Gauges: one pass over the slots (a snapshot, not atomic as a whole).
   std::uint64_t free = 0;
-  std::uint64_t writing = 0;  // a producer is writing the payload
-  std::uint64_t ready = 0;    // claimable now
-  std::uint64_t delayed = 0;  // ready, but not before its delay has passed
-  std::uint64_t leased = 0;   // claimed, deadline not yet passed
-  std::uint64_t expired = 0;  // claimed, deadline passed: the next claim takes it over
-  std::uint64_t dead = 0;     // dead-lettered; requeue or remove them
-  std::uint64_t corrupt = 0;  // state words no jobring process writes; purge() resets them
+  std::uint64_t writing = 0;          // a producer is writing the payload
+  std::uint64_t ready = 0;            // claimable now
+  std::uint64_t delayed = 0;          // ready, but not before its delay has passed
+  std::uint64_t leased = 0;           // claimed, deadline not yet passed
+  std::uint64_t expired = 0;          // claimed, deadline passed: the next claim takes it over
+  std::uint64_t dead = 0;             // dead-lettered; requeue or remove them
+  std::uint64_t corrupt = 0;          // state words no jobring process writes; purge() resets them
   std::uint64_t oldest_lease_ms = 0;  // age of the oldest lease still held (0 if none)
   // Totals since creation. Each is added just after the transitions it
   // counts (once per batch for the batch calls), so a process killed between
@@ -165,7 +165,7 @@ struct Stats {
   std::uint64_t expired_total = 0;  // leases taken over after their deadline
   std::uint64_t dead_lettered = 0;
   std::uint64_t requeued = 0;
-  std::uint64_t purged = 0;  // slots reset by purge() (corrupt ones included) or remove_dead()
+  std::uint64_t purged = 0;            // slots reset by purge() (corrupt ones included) or remove_dead()
   std::uint64_t recovered_writes = 0;  // half-written slots of dead producers freed
   std::uint64_t reclaimed = 0;         // leases of proven-dead owners returned by sweep()
 };
@@ -224,7 +224,8 @@ class Queue {
   // error(payload_too_large) / error(invalid_argument) for a bad call.
   PushResult push(std::span<const std::byte> payload, const PushOptions& options = {});
   PushResult push(std::string_view payload, const PushOptions& options = {});
-  PushResult push(std::span<const std::byte> payload, const PushOptions& options, std::error_code& ec) noexcept;
+  PushResult push(std::span<const std::byte> payload, const PushOptions& options,
+                  std::error_code& ec) noexcept;
   // Pushes payloads in order until the queue is full (and the wait, if any,
   // runs out); returns how many were pushed, their ids in ids[0..n) when
   // `ids` is large enough. One scan, one wake-up and one counter update for
@@ -263,9 +264,9 @@ class Queue {
   // --- Operators.
   [[nodiscard]] Stats stats() const noexcept;
   [[nodiscard]] std::vector<JobInfo> peek(JobState state, std::size_t limit = 100) const;
-  bool requeue(JobId dead_job) noexcept;        // dead → ready (attempts reset); false if not dead
-  std::size_t requeue_dead() noexcept;          // every dead job
-  bool remove_dead(JobId dead_job) noexcept;    // dead → gone
+  bool requeue(JobId dead_job) noexcept;      // dead → ready (attempts reset); false if not dead
+  std::size_t requeue_dead() noexcept;        // every dead job
+  bool remove_dead(JobId dead_job) noexcept;  // dead → gone
   std::size_t purge(PurgeWhat what = PurgeWhat::all) noexcept;  // `all` also resets corrupt slots
 
   // One recovery pass, as the janitor runs it: leases whose owner process is
