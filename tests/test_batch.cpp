@@ -617,7 +617,7 @@ bool parse_text(const char* text, int& producer, std::uint64_t& seq) {
 
 int batch_producer(const std::string& name, const test::TempFile& log, Control& ctl, int index,
                    std::uint64_t incarnation) {
-  const int fd = log.open_append();
+  const int fd = log.open_append_records(sizeof(PushRec));
   if (fd < 0) return 3;
   auto q = Queue::open(name);
   std::minstd_rand rng(static_cast<unsigned>(::getpid()));
@@ -645,7 +645,7 @@ int batch_producer(const std::string& name, const test::TempFile& log, Control& 
 }
 
 int batch_worker(const std::string& name, const test::TempFile& log, Control& ctl, int index) {
-  const int fd = log.open_append();
+  const int fd = log.open_append_records(sizeof(ClaimRec));
   if (fd < 0) return 3;
   auto q = Queue::open(name);
   std::minstd_rand rng(static_cast<unsigned>(::getpid()));

@@ -96,7 +96,7 @@ bool parse_text(const char* text, std::size_t cap, int& producer, std::uint64_t&
 
 int producer_main(const std::string& name, const test::TempFile& log, Control& ctl, int index,
                   std::uint64_t incarnation) {
-  const int fd = log.open_append();
+  const int fd = log.open_append_records(sizeof(PushRec));
   if (fd < 0) return kExitLogFailed;
   std::error_code ec;
   auto q = Queue::open(name, ec);
@@ -125,7 +125,7 @@ int producer_main(const std::string& name, const test::TempFile& log, Control& c
 }
 
 int worker_main(const std::string& name, const test::TempFile& log, Control& ctl, int index) {
-  const int fd = log.open_append();
+  const int fd = log.open_append_records(sizeof(ClaimRec));
   if (fd < 0) return kExitLogFailed;
   std::error_code ec;
   auto q = Queue::open(name, ec);

@@ -295,6 +295,25 @@ class TempFile {
   // Opens for appending (in a child); -1 on failure.
   [[nodiscard]] int open_append() const { return ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT, 0600); }
 
+  // For a process that restarts after a SIGKILL and goes on appending
+  // records of `record_size` bytes: a write(2) cut short by the kill (the
+  // kernel stops copying when a fatal signal is pending) leaves a partial
+  // record at the end; drop it, so that later records stay aligned. Only the
+  // restarted process writes the file then (its predecessor is reaped), and
+  // the dropped record's event did not complete: a producer logs after its
+  // push returned (an unlogged push is allowed), a worker logs before its ack
+  // (an unacked job is claimed again and logged again).
+  [[nodiscard]] int open_append_records(std::size_t record_size) const {
+    const int fd = open_append();
+    struct stat st {};
+    if (fd >= 0 && ::fstat(fd, &st) == 0 && st.st_size % static_cast<off_t>(record_size) != 0 &&
+        ::ftruncate(fd, st.st_size - st.st_size % static_cast<off_t>(record_size)) != 0) {
+      ::close(fd);
+      return -1;
+    }
+    return fd;
+  }
+
   // The whole file.
   [[nodiscard]] std::string contents() const {
     const int fd = ::open(path_.c_str(), O_RDONLY);
