@@ -88,15 +88,6 @@ ClaimOptions with_lease(milliseconds lease) {
   return c;
 }
 
-template <class F>
-pid_t spawn(F&& body) {
-  const pid_t parent = ::getpid();
-  return test::fork_child([&body, parent] {
-    test::die_with_parent(parent);
-    return body();
-  });
-}
-
 // The header of queue `name`, mapped read-only by the test, to look at the
 // event words (lib/wait.hpp): (sequence << 1) | someone-is-waiting.
 class HeaderView {
@@ -280,7 +271,7 @@ TEST(BatchPush, WaitsForRoomAcrossProcesses) {
   ASSERT_TRUE(q.push("r1"));
   test::SharedObject<std::atomic<long>> pushed;
   pushed->store(-1);
-  const pid_t producer = spawn([&] {
+  const pid_t producer = test::spawn_tied([&] {
     auto pq = Queue::open(name.str());
     const Payloads p(numbered("n", 4));
     pushed->store(static_cast<long>(pq.push_many(p.all(), {}, with_wait(20s))));
@@ -420,7 +411,7 @@ TEST(BatchClaim, ClaimManyWaitsForAtLeastOne) {
   };
   test::SharedObject<Report> rep;
   test::SharedObject<std::atomic<int>> ready;
-  const pid_t worker = spawn([&] {
+  const pid_t worker = test::spawn_tied([&] {
     auto wq = Queue::open(name.str());
     std::array<Job, 4> jobs;
     ready->store(1);
@@ -538,7 +529,7 @@ TEST(BatchAck, WakesProducerBlockedOnFullQueue) {
   test::SharedObject<std::atomic<int>> status;
   status->store(-1);
   test::SharedObject<std::atomic<std::int64_t>> waited;
-  const pid_t producer = spawn([&] {
+  const pid_t producer = test::spawn_tied([&] {
     auto pq = Queue::open(name.str());
     const std::int64_t t0 = now_ns();
     const PushResult r = pq.push("in", with_wait(20s));

@@ -110,16 +110,6 @@ Options small_options(std::uint32_t capacity = 8) {
   return o;
 }
 
-// Forks a child that dies with the test process and runs `body`.
-template <class F>
-pid_t spawn(F&& body) {
-  const pid_t parent = ::getpid();
-  return test::fork_child([&body, parent] {
-    test::die_with_parent(parent);
-    return body();
-  });
-}
-
 // The segment of queue `name`, mapped read-write by the test itself.
 class SegmentView {
  public:
@@ -219,7 +209,7 @@ TEST(WaitClaim, WakesWhenAnotherProcessPushes) {
   };
   test::SharedObject<Rounds> out;
 
-  const pid_t worker = spawn([&] {
+  const pid_t worker = test::spawn_tied([&] {
     auto wq = Queue::open(name.str());
     Job job;
     for (int i = 0; i < kRounds; ++i) {
@@ -282,7 +272,7 @@ TEST(WaitClaim, WakesWhenAnotherProcessReleases) {
   ASSERT_TRUE(held.has_value());
 
   test::SharedObject<Outcome> out;
-  const pid_t worker = spawn([&] {
+  const pid_t worker = test::spawn_tied([&] {
     auto wq = Queue::open(name.str());
     Job job;
     out->started_ns.store(now_ns());
@@ -318,7 +308,7 @@ TEST(WaitClaim, WakesWhenDelayedJobComesDue) {
   SegmentView seg(name.str());
   test::SharedObject<Outcome> out;
 
-  const pid_t worker = spawn([&] {
+  const pid_t worker = test::spawn_tied([&] {
     auto wq = Queue::open(name.str());
     Job job;
     out->started_ns.store(now_ns());
@@ -360,7 +350,7 @@ TEST(WaitClaim, WakesWhenLeaseExpires) {
 
   test::SharedObject<Outcome> out;
   test::SharedObject<Lease> taken;
-  const pid_t worker = spawn([&] {
+  const pid_t worker = test::spawn_tied([&] {
     auto wq = Queue::open(name.str());
     Job job;
     out->started_ns.store(now_ns());
@@ -399,7 +389,7 @@ TEST(WaitClaim, ReturnsEmptyAtItsTimeout) {
   test::SharedObject<Outcome> out;
 
   // An empty queue, in another process.
-  const pid_t worker = spawn([&] {
+  const pid_t worker = test::spawn_tied([&] {
     auto wq = Queue::open(name.str());
     Job job;
     out->started_ns.store(now_ns());
@@ -461,7 +451,7 @@ TEST(WaitClaim, EightIdleWaitersUseAlmostNoCpu) {
   std::vector<pid_t> pids;
   for (int i = 0; i < kWaiters; ++i) {
     Outcome& o = out->o[i];
-    pids.push_back(spawn([&o, &name] {
+    pids.push_back(test::spawn_tied([&o, &name] {
       auto wq = Queue::open(name.str());
       Job job;
       const std::uint64_t cpu0 = process_cpu_ns();
@@ -516,7 +506,7 @@ TEST(WaitPush, BlockedProducerWakesWhenAnotherProcessAcks) {
   ASSERT_EQ(q.push("X").status, PushStatus::full);
 
   test::SharedObject<Outcome> out;
-  const pid_t producer = spawn([&] {
+  const pid_t producer = test::spawn_tied([&] {
     auto pq = Queue::open(name.str());
     out->started_ns.store(now_ns());
     const PushResult r = pq.push("C", with_wait(20s));
@@ -531,7 +521,7 @@ TEST(WaitPush, BlockedProducerWakesWhenAnotherProcessAcks) {
 
   const std::uint32_t seq_before = seg.room_event().load() >> 1;
   const std::int64_t acked_at = now_ns();
-  const pid_t worker = spawn([&] {
+  const pid_t worker = test::spawn_tied([&] {
     auto wq = Queue::open(name.str());
     auto job = wq.try_claim();
     if (!job || job->text() != "A") return 2;
@@ -568,7 +558,7 @@ TEST(WaitPush, ReturnsFullAfterItsWaitWhenNobodyAcks) {
   ASSERT_TRUE(held.has_value());
 
   test::SharedObject<Outcome> out;
-  const pid_t producer = spawn([&] {
+  const pid_t producer = test::spawn_tied([&] {
     auto pq = Queue::open(name.str());
     out->started_ns.store(now_ns());
     const PushResult r = pq.push("C", with_wait(300ms));
@@ -607,7 +597,7 @@ TEST(WaitPush, BlockedProducerWakesOnRemoveDeadAndPurge) {
   for (const bool by_purge : {false, true}) {
     SCOPED_TRACE(by_purge ? "purge" : "remove_dead");
     test::SharedObject<Outcome> out;
-    const pid_t producer = spawn([&] {
+    const pid_t producer = test::spawn_tied([&] {
       auto pq = Queue::open(name.str());
       out->started_ns.store(now_ns());
       const PushResult r = pq.push(by_purge ? "second" : "first", with_wait(20s));
@@ -657,7 +647,7 @@ TEST(WaitCrash, WaiterFindsJobWhoseNotifierDiedBeforeNotifying) {
   ASSERT_TRUE(held.has_value());
 
   test::SharedObject<Outcome> out;
-  const pid_t worker = spawn([&] {
+  const pid_t worker = test::spawn_tied([&] {
     auto wq = Queue::open(name.str());
     Job job;
     out->started_ns.store(now_ns());
@@ -720,7 +710,7 @@ TEST(WaitCrash, SlotOfDeadWriterNeitherBlocksPushNorHangsClaim) {
   }
   ASSERT_TRUE(forge_writing());
   test::SharedObject<Outcome> out;
-  const pid_t worker = spawn([&] {
+  const pid_t worker = test::spawn_tied([&] {
     auto wq = Queue::open(name.str());
     Job job;
     out->started_ns.store(now_ns());
@@ -757,7 +747,7 @@ TEST(WaitCrash, WaiterNeverHangsWhenProducersAreKilled) {
   test::SharedObject<Shared> sh;
   test::SharedObject<Outcome> out;
 
-  const pid_t worker = spawn([&] {
+  const pid_t worker = test::spawn_tied([&] {
     auto wq = Queue::open(name.str());
     Job job;
     for (;;) {
@@ -775,7 +765,7 @@ TEST(WaitCrash, WaiterNeverHangsWhenProducersAreKilled) {
 
   std::mt19937 rng(12345);
   for (int round = 0; round < kRounds; ++round) {
-    const pid_t producer = spawn([&]() -> int {
+    const pid_t producer = test::spawn_tied([&]() -> int {
       auto pq = Queue::open(name.str());
       std::minstd_rand r(static_cast<unsigned>(::getpid()));
       for (std::uint64_t i = 0;; ++i) {
@@ -819,7 +809,7 @@ TEST(WaitCrash, KilledSleeperDoesNotDisturbLaterWaits) {
   SegmentView seg(name.str());
 
   // --- work event: a claimer killed in its sleep.
-  const pid_t sleeper = spawn([&] {
+  const pid_t sleeper = test::spawn_tied([&] {
     auto wq = Queue::open(name.str());
     Job job;
     (void)wq.claim(job, 30s);
@@ -848,7 +838,7 @@ TEST(WaitCrash, KilledSleeperDoesNotDisturbLaterWaits) {
 
   // A new waiter in another process is woken by a push as usual.
   test::SharedObject<Outcome> out;
-  const pid_t worker = spawn([&] {
+  const pid_t worker = test::spawn_tied([&] {
     auto wq = Queue::open(name.str());
     Job j;
     out->started_ns.store(now_ns());
@@ -869,7 +859,7 @@ TEST(WaitCrash, KilledSleeperDoesNotDisturbLaterWaits) {
   // --- room event: a producer killed while blocked on a full queue.
   ASSERT_TRUE(q.push("A"));
   ASSERT_TRUE(q.push("B"));
-  const pid_t blocked = spawn([&] {
+  const pid_t blocked = test::spawn_tied([&] {
     auto pq = Queue::open(name.str());
     (void)pq.push("never", with_wait(30s));
     return 0;
@@ -922,7 +912,7 @@ TEST(WaitInterrupt, SignalHandlerInterruptsBlockedClaim) {
     test::SharedObject<Outcome> out;
     test::SharedObject<Outcome> by;
 
-    const pid_t bystander = spawn([&] {
+    const pid_t bystander = test::spawn_tied([&] {
       auto wq = Queue::open(name.str());
       Job job;
       by->started_ns.store(now_ns());
@@ -933,7 +923,7 @@ TEST(WaitInterrupt, SignalHandlerInterruptsBlockedClaim) {
     ASSERT_GT(bystander, 0);
     wait_until_asleep(bystander, seg.work_event());
 
-    const pid_t child = spawn([&]() -> int {
+    const pid_t child = test::spawn_tied([&]() -> int {
       install_interrupt_handler(restart);
       auto wq = Queue::open(name.str());
       Job job;
@@ -998,7 +988,7 @@ TEST(WaitInterrupt, SignalHandlerInterruptsBlockedPushAndClaimMany) {
   for (const bool push_side : {true, false}) {
     SCOPED_TRACE(push_side ? "push" : "claim_many");
     test::SharedObject<Outcome> out;
-    const pid_t child = spawn([&]() -> int {
+    const pid_t child = test::spawn_tied([&]() -> int {
       install_interrupt_handler(false);
       auto fq = Queue::open(full_name.str());
       auto eq = Queue::open(empty_name.str());

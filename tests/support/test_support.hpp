@@ -155,6 +155,17 @@ inline void die_with_parent(pid_t parent) {
   if (::getppid() != parent) ::_exit(98);  // the parent died before prctl
 }
 
+// Forks a child that dies with the test process (die_with_parent) and runs
+// `body`, exiting with its return value (as fork_child).
+template <class F>
+pid_t spawn_tied(F&& body) {
+  const pid_t parent = ::getpid();
+  return fork_child([&body, parent] {
+    die_with_parent(parent);
+    return body();
+  });
+}
+
 // Writes all of [data, data+n) to `fd` (retrying on EINTR and short writes).
 inline bool write_all(int fd, const void* data, std::size_t n) {
   const char* p = static_cast<const char*>(data);
