@@ -496,10 +496,35 @@ std::size_t Queue::Impl::push_pass(std::span<const std::span<const std::byte>> p
     const std::uint64_t start = header->push_cursor.load(std::memory_order_relaxed);
     std::uint32_t i = static_cast<std::uint32_t>(start % capacity);
     std::uint32_t k = 0;
+    // FIFO (guarantee 6): the k of the first slot this pass passed because it
+    // was not FREE (kNotPassed: none yet), and whether we looked again.
+    constexpr std::uint32_t kNotPassed = ~std::uint32_t{0};
+    std::uint32_t passed = kNotPassed;
+    bool rescanned = false;
     for (; k < capacity && done < payloads.size(); ++k, i = next(i)) {
       auto& sw = state(i);
       Word w{sw.load(load_order)};
-      if (w.state() != State::free) continue;
+      if (w.state() != State::free) {
+        if (passed == kNotPassed) passed = k;
+        continue;
+      }
+      if (passed != kNotPassed && !rescanned) {
+        // We passed an occupied slot and now see a free one after it. A worker
+        // may have freed the older slot after we looked (a worker acking in
+        // order frees it first): look once more from there, so that the older
+        // position is refilled first. Acquire: if this FREE was written by an
+        // ack (a release CAS), that worker's earlier acks happen-before the
+        // loads below, which therefore see those slots FREE. Never waits: a
+        // slot still occupied is passed again (guarantee 5). Nothing is
+        // reserved yet, so a death here leaves nothing behind.
+        std::atomic_thread_fence(std::memory_order_acquire);
+        rescanned = true;
+        const auto back = static_cast<std::uint32_t>((start + passed) % capacity);
+        k = passed - 1;                           // ++k: passed (~0u + 1 = 0)
+        i = back == 0 ? capacity - 1 : back - 1;  // next(i): back
+        passed = kNotPassed;
+        continue;
+      }
       // T1 reserve. Acquire: pairs with the release CAS that freed the slot
       // (ack, purge, recover), so the previous holder's reads of the payload
       // happen-before our writes. On failure another producer took it: move on.
