@@ -13,7 +13,7 @@
 //  offset 0 ┌──────────────────────────────────────────────────────────────┐
 //           │ Header (kHeaderBytes = 512), one field group per cache line:  │
 //           │   line 0  identity + geometry (immutable once published)      │
-//           │   line 1  init word, creator pid, mode, creation time        │
+//           │   line 1  init word, creator pid, mode, creation time, keys  │
 //           │   line 2  push cursor      (hint, producers)                  │
 //           │   line 3  claim cursor     (hint, workers)                    │
 //           │   line 4  next job id                                         │
@@ -25,7 +25,10 @@
 //           │ (padded to a multiple of 64 bytes)                           │
 //  slots    ├──────────────────────────────────────────────────────────────┤
 //   offset  │ capacity × slot_stride bytes:                                 │
-//           │   SlotMeta (64 bytes) │ payload (max_payload) │ pad to 64     │
+//           │   SlotMeta (64) │ key (64) │ payload (max_payload) │ pad to 64│
+//  keys     ├──────────────────────────────────────────────────────────────┤
+//   offset  │ key table (keys.hpp): key_capacity / 8 bucket versions (u64), │
+//           │ padded to 64; then key_capacity × KeyEntry (32 bytes)         │
 //  total    └──────────────────────────────────────────────────────────────┘
 //
 // Offsets, never pointers: every process maps the segment at its own address.
@@ -168,7 +171,8 @@ static_assert(Word::make(State::leased, kGenMask, 1).next(State::ready, 0).gen()
 // ---------------------------------------------------------------------------
 
 inline constexpr std::uint64_t kMagic = 0x474e4952424f4a00ull;  // "\0JOBRING" little-endian
-inline constexpr std::uint32_t kLayoutVersion = 1;
+// 2: de-duplication keys (key area in each slot, key table after the slots).
+inline constexpr std::uint32_t kLayoutVersion = 2;
 inline constexpr std::uint32_t kInitDone = 0x52454459u;  // "READY": header fully written
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr std::size_t kHeaderBytes = 512;
@@ -186,6 +190,9 @@ enum Total : unsigned {
   kPurged,
   kRecoveredWrites,
   kReclaimed,
+  kDuplicates,
+  kKeysEvicted,
+  kKeysFull,
   kTotalCount
 };
 
@@ -206,12 +213,15 @@ struct alignas(kCacheLine) Header {
   std::uint64_t slots_offset;
   std::uint64_t total_bytes;
 
-  // line 1
-  alignas(kCacheLine) std::atomic<std::uint32_t> init;  // kInitDone once line 0 is complete
+  // line 1: written by the creator before `init` is published, like line 0.
+  // The key-table fields are validated from a private copy too (KeyIdentity).
+  alignas(kCacheLine) std::atomic<std::uint32_t> init;  // kInitDone once lines 0-1 are complete
   std::uint32_t creator_pid;
   std::uint32_t mode;
-  std::uint32_t reserved0;
+  std::uint32_t key_capacity;  // de-duplication table entries, a multiple of kKeyWays
   std::uint64_t created_realtime_ns;
+  std::uint64_t keys_offset;      // bucket versions, then the entries (KeyEntry)
+  std::uint64_t dedup_window_ms;  // how long a finished job's key is remembered
 
   // lines 2-4: hints and the id counter, each on its own line (written often).
   alignas(kCacheLine) std::atomic<std::uint64_t> push_cursor;   // hint: where producers start looking
@@ -245,6 +255,13 @@ static_assert(sizeof(Identity) == kCacheLine && std::is_trivially_copyable_v<Ide
 static_assert(offsetof(Identity, total_bytes) == offsetof(Header, total_bytes));
 static_assert(offsetof(Identity, default_lease_ms) == offsetof(Header, default_lease_ms));
 static_assert(offsetof(Identity, max_attempts) == offsetof(Header, max_attempts));
+
+// The key-table fields of line 1 as plain data, validated from a private copy.
+struct KeyIdentity {
+  std::uint32_t key_capacity;
+  std::uint64_t keys_offset;
+  std::uint64_t dedup_window_ms;
+};
 
 static_assert(std::is_standard_layout_v<Header>);
 static_assert(sizeof(Header) == kHeaderBytes);
@@ -324,9 +341,13 @@ struct alignas(kCacheLine) SlotMeta {
   // store right after its CAS; trusted only when its generation tag matches
   // the state word's.
   std::atomic<std::uint64_t> owner;
-  std::uint64_t reserved_owner;
   std::atomic<std::uint64_t> claimed_at_ms;  // CLOCK_MONOTONIC ms of the current lease's claim
-  std::atomic<std::uint64_t> key_hash;       // reserved: de-duplication keys
+  // De-duplication key (keys.hpp), written by the producer while WRITING like
+  // job_id: its hash (0 = pushed without a key), its length (the bytes are in
+  // the slot's key area) and the key-table entry that holds it.
+  std::atomic<std::uint64_t> key_hash;
+  std::atomic<std::uint32_t> key_length;
+  std::atomic<std::uint32_t> key_entry;
   std::uint64_t reserved[2];
 };
 static_assert(std::is_standard_layout_v<SlotMeta>);
@@ -340,22 +361,44 @@ static_assert(sizeof(SlotMeta) == kSlotMetaBytes);
   return (n + to - 1) / to * to;
 }
 
+inline constexpr std::size_t kKeyAreaBytes = 64;  // == kMaxKeyLength (queue.hpp)
+inline constexpr std::uint32_t kKeyWays = 16;      // entries per key-table bucket (keys.hpp)
+inline constexpr std::size_t kKeyEntryBytes = 32;
+
+// Options::dedup_keys = 0: two entries per slot, so that a table whose every
+// job holds a key is half full of live keys at most (keys.hpp: with two
+// bucket choices a bucket then overflows with negligible odds).
+[[nodiscard]] constexpr std::uint32_t default_key_capacity(std::uint32_t capacity) noexcept {
+  return static_cast<std::uint32_t>(round_up(std::uint64_t{capacity} * 2, kKeyWays));
+}
+
 struct Geometry {
   std::uint64_t slot_stride;
   std::uint64_t states_offset;
   std::uint64_t slots_offset;
+  std::uint64_t keys_offset;     // key-table bucket versions (8 bytes per bucket)
+  std::uint64_t entries_offset;  // key-table entries
   std::uint64_t total_bytes;
 };
 
-// Callers bound capacity and max_payload first (kMaxCapacity, kMaxPayload),
-// so none of these products can overflow 64 bits: 2^24 × (2^26 + 128) < 2^51.
-[[nodiscard]] constexpr Geometry geometry(std::uint32_t capacity, std::uint32_t max_payload) noexcept {
+// Callers bound capacity, max_payload and key_capacity first (kMaxCapacity,
+// kMaxPayload, kMaxKeyCapacity), so none of these products can overflow 64
+// bits: 2^24 × (2^26 + 192) + 2^25 × 33 < 2^51.
+//
+//   slot:  SlotMeta (64) │ key area (64) │ payload (max_payload) │ pad to 64
+[[nodiscard]] constexpr Geometry geometry(std::uint32_t capacity, std::uint32_t max_payload,
+                                          std::uint32_t key_capacity) noexcept {
   Geometry g{};
-  g.slot_stride = round_up(kSlotMetaBytes + std::uint64_t{max_payload}, kCacheLine);
+  g.slot_stride = round_up(kSlotMetaBytes + kKeyAreaBytes + std::uint64_t{max_payload}, kCacheLine);
   g.states_offset = kHeaderBytes;
   g.slots_offset = g.states_offset + round_up(std::uint64_t{capacity} * 8, kCacheLine);
-  g.total_bytes = g.slots_offset + std::uint64_t{capacity} * g.slot_stride;
+  g.keys_offset = g.slots_offset + std::uint64_t{capacity} * g.slot_stride;
+  g.entries_offset = g.keys_offset + round_up(std::uint64_t{key_capacity / kKeyWays} * 8, kCacheLine);
+  g.total_bytes = g.entries_offset + std::uint64_t{key_capacity} * kKeyEntryBytes;
   return g;
+}
+[[nodiscard]] constexpr Geometry geometry(std::uint32_t capacity, std::uint32_t max_payload) noexcept {
+  return geometry(capacity, max_payload, default_key_capacity(capacity));
 }
 
 }  // namespace jobring::detail

@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "clock.hpp"
+#include "keys.hpp"
 #include "layout.hpp"
 #include "process.hpp"
 #include "segment.hpp"
@@ -53,6 +54,13 @@ bool valid_duration(milliseconds d, bool allow_zero) noexcept {
   return (allow_zero ? d.count() >= 0 : d.count() >= 1) && d <= kMaxLease;
 }
 
+// The key-table size a queue created with `o` gets: Options::dedup_keys
+// rounded up to whole buckets, or the default for 0.
+std::uint32_t key_capacity_for(const Options& o) noexcept {
+  if (o.dedup_keys == 0) return detail::default_key_capacity(o.capacity);
+  return static_cast<std::uint32_t>(detail::round_up(o.dedup_keys, detail::kKeyWays));
+}
+
 std::error_code check_options(const Options& o, std::string& detail) {
   auto bad = [&](std::string why) {
     detail = std::move(why);
@@ -66,10 +74,17 @@ std::error_code check_options(const Options& o, std::string& detail) {
     return bad("default_lease " + std::to_string(o.default_lease.count()) + " ms not in 1.." +
                std::to_string(kMaxLease.count()) + " ms");
   if (o.mode > 07777) return bad("mode has bits outside 07777");
-  const auto g = detail::geometry(o.capacity, o.max_payload);
+  if (o.dedup_keys != 0 && (o.dedup_keys < detail::kKeyWays || o.dedup_keys > kMaxKeyCapacity))
+    return bad("dedup_keys " + std::to_string(o.dedup_keys) + " not 0 (automatic) or in " +
+               std::to_string(detail::kKeyWays) + ".." + std::to_string(kMaxKeyCapacity));
+  if (!valid_duration(o.dedup_window, true))
+    return bad("dedup_window " + std::to_string(o.dedup_window.count()) + " ms not in 0.." +
+               std::to_string(kMaxLease.count()) + " ms");
+  const auto g = detail::geometry(o.capacity, o.max_payload, key_capacity_for(o));
   if (g.total_bytes > kMaxSegmentBytes)
     return bad("segment of " + std::to_string(g.total_bytes) + " bytes exceeds the limit of " +
-               std::to_string(kMaxSegmentBytes) + " bytes (capacity x (max_payload + 64))");
+               std::to_string(kMaxSegmentBytes) +
+               " bytes (capacity x (max_payload + 128) + dedup_keys x 33): lower capacity or max_payload");
   return {};
 }
 
@@ -87,15 +102,29 @@ std::error_code validate_header(const void* base, std::uint64_t size, Options& o
   };
   if (h->magic != detail::kMagic) return fail(errc::not_a_queue, "bad magic");
   if (h->layout_version != detail::kLayoutVersion)
-    return fail(errc::incompatible_version, "layout version " + std::to_string(h->layout_version) +
-                                                ", this library reads version " +
-                                                std::to_string(detail::kLayoutVersion));
+    return fail(errc::incompatible_version,
+                "layout version " + std::to_string(h->layout_version) + ", this library reads version " +
+                    std::to_string(detail::kLayoutVersion) +
+                    (h->layout_version > detail::kLayoutVersion
+                         ? ": made by a newer jobring; use that version's library and tools"
+                         : ": made by an older jobring; drain it with that version, then remove and recreate it"));
   if (h->header_bytes != detail::kHeaderBytes) return fail(errc::corrupt_segment, "header size");
   if (h->capacity < 1 || h->capacity > kMaxCapacity) return fail(errc::corrupt_segment, "capacity");
   if (h->max_payload < 1 || h->max_payload > kMaxPayload) return fail(errc::corrupt_segment, "max_payload");
-  const auto g = detail::geometry(h->capacity, h->max_payload);
+  // Line 1's key-table fields, also from a private copy.
+  detail::KeyIdentity keys;
+  const auto* line1 = static_cast<const std::byte*>(base);
+  std::memcpy(&keys.key_capacity, line1 + offsetof(Header, key_capacity), sizeof keys.key_capacity);
+  std::memcpy(&keys.keys_offset, line1 + offsetof(Header, keys_offset), sizeof keys.keys_offset);
+  std::memcpy(&keys.dedup_window_ms, line1 + offsetof(Header, dedup_window_ms), sizeof keys.dedup_window_ms);
+  if (keys.key_capacity < detail::kKeyWays || keys.key_capacity > kMaxKeyCapacity ||
+      keys.key_capacity % detail::kKeyWays != 0)
+    return fail(errc::corrupt_segment, "key table size");
+  if (keys.dedup_window_ms > static_cast<std::uint64_t>(kMaxLease.count()))
+    return fail(errc::corrupt_segment, "de-duplication window");
+  const auto g = detail::geometry(h->capacity, h->max_payload, keys.key_capacity);
   if (h->slot_stride != g.slot_stride || h->states_offset != g.states_offset ||
-      h->slots_offset != g.slots_offset || h->total_bytes != g.total_bytes)
+      h->slots_offset != g.slots_offset || h->total_bytes != g.total_bytes || keys.keys_offset != g.keys_offset)
     return fail(errc::corrupt_segment, "geometry fields disagree with capacity and max_payload");
   if (g.total_bytes != size)
     return fail(errc::corrupt_segment, "segment is " + std::to_string(size) + " bytes, header says " +
@@ -106,6 +135,8 @@ std::error_code validate_header(const void* base, std::uint64_t size, Options& o
   out.max_payload = h->max_payload;
   out.default_lease = milliseconds(static_cast<std::int64_t>(h->default_lease_ms));
   out.max_attempts = h->max_attempts;
+  out.dedup_keys = keys.key_capacity;
+  out.dedup_window = milliseconds(static_cast<std::int64_t>(keys.dedup_window_ms));
   out.mode = static_cast<const Header*>(base)->mode & 07777;  // informative only: no bound depends on it
   return {};
 }
@@ -126,23 +157,36 @@ struct Queue::Impl {
   std::uint32_t capacity = 0;
   std::uint32_t max_payload = 0;
   std::uint64_t stride = 0;
+  // De-duplication keys (keys.hpp).
+  std::atomic<std::uint64_t>* key_versions = nullptr;  // one per bucket
+  detail::KeyEntry* key_entries = nullptr;
+  std::uint32_t key_capacity = 0;  // a multiple of kKeyWays
+  std::uint64_t dedup_window_ms = 0;
 
+  // `options` holds the validated options, with dedup_keys the real table size.
   void attach() noexcept {
     auto* base = static_cast<std::byte*>(segment.data());
     header = reinterpret_cast<Header*>(base);
     capacity = options.capacity;
     max_payload = options.max_payload;
-    const auto g = detail::geometry(capacity, max_payload);
+    key_capacity = options.dedup_keys;
+    dedup_window_ms = static_cast<std::uint64_t>(options.dedup_window.count());
+    const auto g = detail::geometry(capacity, max_payload, key_capacity);
     stride = g.slot_stride;
     states = reinterpret_cast<std::atomic<std::uint64_t>*>(base + g.states_offset);
     slots = base + g.slots_offset;
+    key_versions = reinterpret_cast<std::atomic<std::uint64_t>*>(base + g.keys_offset);
+    key_entries = reinterpret_cast<detail::KeyEntry*>(base + g.entries_offset);
   }
   [[nodiscard]] std::atomic<std::uint64_t>& state(std::uint32_t i) const noexcept { return states[i]; }
   [[nodiscard]] SlotMeta& meta(std::uint32_t i) const noexcept {
     return *reinterpret_cast<SlotMeta*>(slots + i * stride);
   }
-  [[nodiscard]] std::byte* payload(std::uint32_t i) const noexcept {
+  [[nodiscard]] std::byte* key_area(std::uint32_t i) const noexcept {
     return slots + i * stride + detail::kSlotMetaBytes;
+  }
+  [[nodiscard]] std::byte* payload(std::uint32_t i) const noexcept {
+    return slots + i * stride + detail::kSlotMetaBytes + detail::kKeyAreaBytes;
   }
   void count(detail::Total t, std::uint64_t n = 1) const noexcept {
     header->totals[t].fetch_add(n, std::memory_order_relaxed);
@@ -170,9 +214,16 @@ struct Queue::Impl {
     return w.aux() >= now && w.aux() - now <= kMaxAhead;
   }
 
-  // One scan of the ring for each; see their definitions.
+  // One scan of the ring for each; see their definitions. A keyed push
+  // passes `key` (one payload only) and learns the outcome in it.
+  struct KeyedPush {
+    std::string_view key;
+    std::uint64_t hash = 0;
+    enum class Outcome { none, inserted, duplicate, full, interrupted } outcome = Outcome::none;
+  };
   std::size_t push_pass(std::span<const std::span<const std::byte>> payloads, std::span<JobId> ids,
-                        std::uint64_t visible_at, std::memory_order load_order) noexcept;
+                        std::uint64_t visible_at, std::memory_order load_order,
+                        KeyedPush* key = nullptr) noexcept;
   // Not noexcept: the first claim into a Job object sizes its buffer.
   std::size_t claim_pass(std::span<Job> jobs, std::uint64_t lease_ms, detail::ProcessIdentity me,
                          std::memory_order load_order, std::uint64_t& next_due);
@@ -200,6 +251,270 @@ struct Queue::Impl {
     }
     if (freed > 0) detail::notify(header->room_event);
     return freed;
+  }
+
+  // -------------------------------------------------------------------------
+  // De-duplication keys: the transitions K1..K7 of keys.hpp.
+  // -------------------------------------------------------------------------
+
+  struct KeySnapshot {
+    Word w{};
+    std::uint64_t hash = 0;
+    JobId job_id = 0;
+    std::uint64_t slot = 0;
+  };
+
+  // Reads entry e's word and fields as one snapshot, seqlock style (the
+  // fields change only after a K1 CAS, which bumps the generation, followed
+  // by a release fence). False if the entry changed meanwhile.
+  [[nodiscard]] bool read_key(std::uint32_t e, KeySnapshot& k) const noexcept {
+    const detail::KeyEntry& en = key_entries[e];
+    k.w = Word{en.word.load(std::memory_order_acquire)};
+    k.hash = en.hash.load(std::memory_order_relaxed);
+    k.job_id = en.job_id.load(std::memory_order_relaxed);
+    k.slot = en.slot.load(std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_acquire);
+    return Word{en.word.load(std::memory_order_relaxed)} == k.w;
+  }
+
+  // REMEMBERED (or EMPTY for a window of 0) from `from`, as of `now`.
+  [[nodiscard]] Word forgotten_at(Word from, std::uint64_t now) const noexcept {
+    return dedup_window_ms == 0 ? detail::key_word(from, detail::KeyState::empty, 0)
+                                : detail::key_word(from, detail::KeyState::remembered, now + dedup_window_ms);
+  }
+  // REMEMBERED entry whose window is over (or whose forget-at is corrupt).
+  [[nodiscard]] static bool key_expired(Word w, std::uint64_t now) noexcept {
+    return w.aux() <= now || w.aux() - now > kMaxAhead;
+  }
+
+  // Is job `id` committed in slot `s` (READY, LEASED or DEAD)? Retries while
+  // the slot changes under the read; after many changes it answers yes,
+  // the answer that makes every caller leave the key alone.
+  [[nodiscard]] bool slot_holds(std::uint64_t s, JobId id) const noexcept {
+    if (s >= capacity) return false;  // hostile entry: it names no slot of ours
+    const auto i = static_cast<std::uint32_t>(s);
+    for (int tries = 0; tries < 1000; ++tries) {
+      const Word w{state(i).load(std::memory_order_acquire)};
+      if (w.state() != State::ready && w.state() != State::leased && w.state() != State::dead) return false;
+      const bool same = meta(i).job_id.load(std::memory_order_relaxed) == id;
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (Word{state(i).load(std::memory_order_relaxed)} == w) return same;
+    }
+    return true;
+  }
+
+  // K7 (and K6's expiry): settles entry e if its producer or finisher died,
+  // or its window is over. True if the entry changed (caller re-scans).
+  bool key_resolve(std::uint32_t e, std::uint64_t now) const noexcept {
+    KeySnapshot k;
+    if (!read_key(e, k)) return true;
+    auto& word = key_entries[e].word;
+    Word to{};
+    switch (detail::key_state(k.w)) {
+      case detail::KeyState::empty:
+        return false;
+      case detail::KeyState::claimed: {
+        const auto pid = static_cast<std::uint32_t>(k.w.aux() & detail::kPidMask);
+        if (!detail::proven_dead(pid, k.w.aux() >> detail::kPidBits,
+                                 (std::uint64_t{1} << detail::kWriterStartBits) - 1))
+          return false;
+        to = slot_holds(k.slot, k.job_id) ? detail::key_word(k.w, detail::KeyState::live, 0)
+                                          : detail::key_word(k.w, detail::KeyState::empty, 0);
+        break;
+      }
+      case detail::KeyState::live:
+        if (slot_holds(k.slot, k.job_id)) return false;
+        to = forgotten_at(k.w, now);
+        break;
+      case detail::KeyState::remembered:
+        if (!key_expired(k.w, now)) return false;
+        to = detail::key_word(k.w, detail::KeyState::empty, 0);
+        break;
+      default:  // a state no jobring process writes: reset it
+        to = detail::key_word(k.w, detail::KeyState::empty, 0);
+        break;
+    }
+    // acq_rel: a later inserter of this entry acquires through it.
+    return word.compare_exchange_strong(k.w.raw, to.raw, std::memory_order_acq_rel, std::memory_order_relaxed);
+  }
+
+  // The two buckets a key may live in (keys.hpp), and its home: the one
+  // whose version serialises every insertion of this key.
+  struct KeyBuckets {
+    std::uint32_t first[2];  // first entry of each bucket
+    std::uint32_t count;     // 1 when both choices are the same bucket
+    std::uint32_t home;      // bucket index whose version K2 bumps
+  };
+  [[nodiscard]] KeyBuckets buckets_of(std::uint64_t hash) const noexcept {
+    const std::uint64_t n = key_capacity / detail::kKeyWays;
+    const auto b1 = static_cast<std::uint32_t>(hash % n);
+    const auto b2 = static_cast<std::uint32_t>(detail::second_choice(hash) % n);
+    KeyBuckets kb{{b1 * detail::kKeyWays, b2 * detail::kKeyWays}, b1 == b2 ? 1u : 2u, std::min(b1, b2)};
+    return kb;
+  }
+
+  // Looks the key up without changing anything: the id of a job that holds
+  // it (LIVE, or REMEMBERED within the window), if any. CLAIMED entries
+  // (pushes in progress) are left to key_insert.
+  [[nodiscard]] bool key_lookup(std::uint64_t hash, JobId& existing) const noexcept {
+    const KeyBuckets kb = buckets_of(hash);
+    const std::uint64_t now = detail::now_ms();
+    for (std::uint32_t b = 0; b < kb.count; ++b) {
+      for (std::uint32_t e = kb.first[b]; e < kb.first[b] + detail::kKeyWays; ++e) {
+        KeySnapshot k;
+        if (!read_key(e, k) || k.hash != hash) continue;
+        const auto st = detail::key_state(k.w);
+        if (st == detail::KeyState::live || (st == detail::KeyState::remembered && !key_expired(k.w, now))) {
+          existing = k.job_id;
+          return true;
+        }
+      }
+    }
+    return false;
+  }
+
+  // K1 + K2 for job `id`, which this producer (`writer`) holds WRITING in
+  // `slot`. On `inserted`, `entry`/`claimed` name the entry and its CLAIMED
+  // word (for K3); on `duplicate`, `existing` is the job that holds the key.
+  KeyedPush::Outcome key_insert(std::uint64_t hash, JobId id, std::uint32_t slot, std::uint64_t writer,
+                                std::uint32_t& entry, Word& claimed, JobId& existing) const noexcept {
+    using detail::KeyState;
+    const KeyBuckets kb = buckets_of(hash);
+    auto& version = key_versions[kb.home];
+    constexpr std::uint32_t kNone = ~0u;
+    for (unsigned round = 0;; ++round) {
+      // Acquire: pairs with the release of every earlier K2 of this home, so
+      // the fields of every entry of this key inserted so far are visible.
+      std::uint64_t v = version.load(std::memory_order_acquire);
+      const std::uint64_t now = detail::now_ms();
+      // Candidates: this key's own expired entry; an EMPTY way of the less
+      // loaded bucket; any expired or corrupt entry; the oldest remembered.
+      // Each with the word the scan saw: K1 CASes from exactly that word.
+      std::uint32_t own = kNone, empty[2] = {kNone, kNone}, expired = kNone, oldest = kNone;
+      Word own_w{}, empty_w[2]{}, expired_w{}, oldest_w{};
+      std::uint32_t used[2] = {0, 0};
+      std::uint64_t oldest_at = ~std::uint64_t{0};
+      bool same_in_progress = false, changed = false, unsettled = false;
+      for (std::uint32_t b = 0; b < kb.count && !changed; ++b) {
+        for (std::uint32_t e = kb.first[b]; e < kb.first[b] + detail::kKeyWays && !changed; ++e) {
+          KeySnapshot k;
+          if (!read_key(e, k)) {
+            changed = true;
+            break;
+          }
+          const KeyState st = detail::key_state(k.w);
+          if (st != KeyState::empty) ++used[b];
+          switch (st) {
+            case KeyState::empty:
+              if (empty[b] == kNone) empty[b] = e, empty_w[b] = k.w;
+              break;
+            case KeyState::claimed:
+              if (k.hash == hash) {
+                // Another push of this key is in progress, or its producer died.
+                if (key_resolve(e, now)) changed = true;
+                else same_in_progress = true;
+              } else {
+                unsettled = true;
+              }
+              break;
+            case KeyState::live:
+              if (k.hash == hash) {
+                existing = k.job_id;
+                return KeyedPush::Outcome::duplicate;
+              }
+              unsettled = true;
+              break;
+            case KeyState::remembered:
+              if (key_expired(k.w, now)) {
+                if (k.hash == hash) own = e, own_w = k.w;
+                else if (expired == kNone) expired = e, expired_w = k.w;
+              } else if (k.hash == hash) {
+                existing = k.job_id;
+                return KeyedPush::Outcome::duplicate;
+              } else if (k.w.aux() < oldest_at) {
+                oldest = e, oldest_w = k.w, oldest_at = k.w.aux();
+              }
+              break;
+            default:  // corrupt: reusable
+              if (expired == kNone) expired = e, expired_w = k.w;
+              break;
+          }
+        }
+      }
+      if (changed) continue;
+      if (same_in_progress) {
+        // Wait for that push to finish (K3/K5) or its producer to be proven dead (K7).
+        if (detail::interrupt_requested()) return KeyedPush::Outcome::interrupted;
+        if (round < 64) std::this_thread::yield();
+        else std::this_thread::sleep_for(std::chrono::microseconds(200));
+        continue;
+      }
+      std::uint32_t pick = own;
+      Word from = own_w;
+      if (pick == kNone) {
+        const std::uint32_t less = kb.count == 2 && used[1] < used[0] ? 1 : 0;
+        if (empty[less] != kNone) pick = empty[less], from = empty_w[less];
+        else if (empty[1 - less] != kNone) pick = empty[1 - less], from = empty_w[1 - less];
+        else pick = expired, from = expired_w;
+      }
+      bool evict = false;
+      if (pick == kNone) {
+        // No free way: settle entries of dead producers and finishers first.
+        bool freed = false;
+        if (unsettled)
+          for (std::uint32_t b = 0; b < kb.count; ++b)
+            for (std::uint32_t e = kb.first[b]; e < kb.first[b] + detail::kKeyWays; ++e)
+              freed |= key_resolve(e, now);
+        if (freed) continue;
+        if (oldest == kNone) return KeyedPush::Outcome::full;  // every way holds a job in the queue
+        pick = oldest, from = oldest_w;
+        evict = true;
+      }
+      // K1, from the very word the scan judged (the generation makes any
+      // change since then fail the CAS). Acquire: pairs with the release of
+      // whoever emptied or finished the entry; nobody else writes its fields
+      // while it is ours.
+      const Word mine = detail::key_word(from, KeyState::claimed, writer);
+      if (!key_entries[pick].word.compare_exchange_strong(from.raw, mine.raw, std::memory_order_acquire,
+                                                          std::memory_order_relaxed))
+        continue;
+      // Pairs with the acquire fence of a reader validating a snapshot (read_key).
+      std::atomic_thread_fence(std::memory_order_release);
+      detail::KeyEntry& en = key_entries[pick];
+      en.hash.store(hash, std::memory_order_relaxed);
+      en.job_id.store(id, std::memory_order_relaxed);
+      en.slot.store(slot, std::memory_order_relaxed);
+      // K2. Release: publishes the fields to every later scan for this key.
+      if (version.compare_exchange_strong(v, v + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
+        if (evict) count(detail::kKeysEvicted);
+        entry = pick;
+        claimed = mine;
+        return KeyedPush::Outcome::inserted;
+      }
+      // K5: another insertion of this home came first; undo and look again.
+      Word undo = mine;
+      key_entries[pick].word.compare_exchange_strong(undo.raw, detail::key_word(mine, KeyState::empty, 0).raw,
+                                                     std::memory_order_release, std::memory_order_relaxed);
+    }
+  }
+
+  // K4: the job `id` that held key entry `e` has left the queue (ack, purge,
+  // remove_dead): remember the key for the window. `hash` and `e` were read
+  // from the slot before the transition that freed it.
+  void key_finish(std::uint64_t e, std::uint64_t hash, JobId id) const noexcept {
+    if (hash == 0 || e >= key_capacity) return;  // no key (or a hostile index)
+    const auto ei = static_cast<std::uint32_t>(e);
+    KeySnapshot k;
+    for (int tries = 0; tries < 100; ++tries) {
+      if (!read_key(ei, k)) continue;
+      const auto st = detail::key_state(k.w);
+      if ((st != detail::KeyState::live && st != detail::KeyState::claimed) || k.hash != hash || k.job_id != id)
+        return;  // already finished or resolved
+      Word from = k.w;
+      if (key_entries[ei].word.compare_exchange_strong(from.raw, forgotten_at(k.w, detail::now_ms()).raw,
+                                                       std::memory_order_release, std::memory_order_relaxed))
+        return;
+    }
   }
 };
 
@@ -229,7 +544,8 @@ std::unique_ptr<Queue::Impl> do_create(std::string_view name, const Options& opt
                                        std::string& detail) {
   if ((ec = check_name(name))) return nullptr;
   if ((ec = check_options(options, detail))) return nullptr;
-  const auto g = detail::geometry(options.capacity, options.max_payload);
+  const std::uint32_t key_capacity = key_capacity_for(options);
+  const auto g = detail::geometry(options.capacity, options.max_payload, key_capacity);
   auto impl = std::make_unique<Queue::Impl>();
   detail::Failure failure;
   if (!detail::Segment::create(file_name_of(name), g.total_bytes, options.mode, impl->segment, failure)) {
@@ -239,6 +555,7 @@ std::unique_ptr<Queue::Impl> do_create(std::string_view name, const Options& opt
   }
   impl->name = std::string(name);
   impl->options = options;
+  impl->options.dedup_keys = key_capacity;
   impl->attach();
   // The segment is zero-filled by ftruncate: every state word is FREE with
   // generation 0, every counter 0. Write line 0, then publish it.
@@ -256,6 +573,9 @@ std::unique_ptr<Queue::Impl> do_create(std::string_view name, const Options& opt
   h.total_bytes = g.total_bytes;
   h.creator_pid = static_cast<std::uint32_t>(::getpid());
   h.mode = options.mode;
+  h.key_capacity = key_capacity;
+  h.keys_offset = g.keys_offset;
+  h.dedup_window_ms = static_cast<std::uint64_t>(options.dedup_window.count());
   timespec ts{};
   ::clock_gettime(CLOCK_REALTIME, &ts);
   h.created_realtime_ns =
@@ -487,8 +807,19 @@ std::size_t wait_until_progress(std::atomic<std::uint32_t>& event, milliseconds 
 }  // namespace
 
 std::size_t Queue::Impl::push_pass(std::span<const std::span<const std::byte>> payloads, std::span<JobId> ids,
-                                   std::uint64_t visible_at, std::memory_order load_order) noexcept {
+                                   std::uint64_t visible_at, std::memory_order load_order,
+                                   KeyedPush* key) noexcept {
   if (payloads.empty()) return 0;
+  if (key != nullptr) {
+    key->outcome = KeyedPush::Outcome::none;
+    // A duplicate needs no slot: answer it before looking for room.
+    JobId existing = 0;
+    if (key_lookup(key->hash, existing)) {
+      key->outcome = KeyedPush::Outcome::duplicate;
+      if (!ids.empty()) ids[0] = existing;
+      return 1;
+    }
+  }
   const detail::ProcessIdentity me = detail::self();
   const std::uint64_t writer = detail::make_writer(me.pid, me.start_ticks);
   std::size_t done = 0;
@@ -537,10 +868,6 @@ std::size_t Queue::Impl::push_pass(std::span<const std::span<const std::byte>> p
       // reads a word older than ours, our writes below are not visible to its
       // copy; if newer, it discards the copy.
       std::atomic_thread_fence(std::memory_order_release);
-      // Advance the push cursor past this slot before the commit: a claimer
-      // that acquires our commit then sees the cursor at least here, so it
-      // may move the claim cursor past this job (claim_pass).
-      advance(header->push_cursor, start + k + 1);
       const std::span<const std::byte> payload = payloads[done];
       SlotMeta& m = meta(i);
       const JobId id = header->next_job_id.fetch_add(1, std::memory_order_relaxed);
@@ -548,8 +875,35 @@ std::size_t Queue::Impl::push_pass(std::span<const std::span<const std::byte>> p
       m.length.store(static_cast<std::uint32_t>(payload.size()), std::memory_order_relaxed);
       m.attempts.store(0, std::memory_order_relaxed);
       m.owner.store(0, std::memory_order_relaxed);
-      m.key_hash.store(0, std::memory_order_relaxed);
+      m.key_hash.store(key != nullptr ? key->hash : 0, std::memory_order_relaxed);
+      m.key_length.store(key != nullptr ? static_cast<std::uint32_t>(key->key.size()) : 0,
+                         std::memory_order_relaxed);
+      if (key != nullptr) std::memcpy(key_area(i), key->key.data(), key->key.size());
       if (!payload.empty()) std::memcpy(this->payload(i), payload.data(), payload.size());
+      std::uint32_t entry = 0;
+      Word claimed_key{};
+      if (key != nullptr) {
+        // K1 + K2 (keys.hpp): the key becomes this job's, or the push ends
+        // here. Dies before: T2 frees the slot. Dies after: K7 tells from
+        // this slot whether the job got in.
+        JobId existing = 0;
+        key->outcome = key_insert(key->hash, id, i, writer, entry, claimed_key, existing);
+        if (key->outcome != KeyedPush::Outcome::inserted) {
+          // Not pushing after all: give the slot back (T2 by its own writer).
+          Word ours = reserved;
+          if (sw.compare_exchange_strong(ours.raw, reserved.next(State::free, 0).raw, std::memory_order_seq_cst,
+                                         std::memory_order_relaxed))
+            detail::notify(header->room_event);
+          if (key->outcome != KeyedPush::Outcome::duplicate) return 0;
+          if (!ids.empty()) ids[0] = existing;
+          return 1;
+        }
+        m.key_entry.store(entry, std::memory_order_relaxed);
+      }
+      // Advance the push cursor past this slot before the commit: a claimer
+      // that acquires our commit then sees the cursor at least here, so it
+      // may move the claim cursor past this job (claim_pass).
+      advance(header->push_cursor, start + k + 1);
       // T3 commit. Release: publishes the meta and the payload to the claimer
       // whose acquire CAS reads this word (or any later word of the slot:
       // every later change is an RMW, so the release sequence is unbroken).
@@ -561,6 +915,13 @@ std::size_t Queue::Impl::push_pass(std::span<const std::span<const std::byte>> p
         // sees another PID namespace). It is not ours any more: do not touch
         // it; this push has not happened, so try another slot.
         continue;
+      }
+      if (key != nullptr) {
+        // K3. Fails if a finisher already made it REMEMBERED (K4): fine.
+        Word expected_key = claimed_key;
+        key_entries[entry].word.compare_exchange_strong(expected_key.raw,
+                                                        detail::key_word(claimed_key, detail::KeyState::live, 0).raw,
+                                                        std::memory_order_release, std::memory_order_relaxed);
       }
       if (done < ids.size()) ids[done] = id;
       ++done;
@@ -586,16 +947,31 @@ PushResult Queue::push(std::span<const std::byte> payload, const PushOptions& op
     ec = make_error_code(errc::invalid_argument);
     return {};
   }
+  if (options.key.size() > kMaxKeyLength) {
+    ec = make_error_code(errc::invalid_argument);
+    return {};
+  }
   ec.clear();
   const std::uint64_t visible_at =
       options.delay.count() > 0 ? detail::now_ms() + static_cast<std::uint64_t>(options.delay.count()) : 0;
   JobId id = 0;
   bool interrupted = false;
   const std::span<const std::byte> one[1] = {payload};
-  const std::size_t n = wait_until_progress(q.header->room_event, options.wait, q.capacity, interrupted,
-                                            [&](std::memory_order order, std::uint64_t&) {
-                                              return q.push_pass(one, {&id, 1}, visible_at, order);
-                                            });
+  Impl::KeyedPush keyed{options.key, options.key.empty() ? 0 : detail::key_hash(options.key)};
+  Impl::KeyedPush* key = options.key.empty() ? nullptr : &keyed;
+  const std::size_t n = wait_until_progress(
+      q.header->room_event, options.wait, q.capacity, interrupted, [&](std::memory_order order, std::uint64_t&) {
+        if (key != nullptr && key->outcome == Impl::KeyedPush::Outcome::interrupted) return std::size_t{1};
+        return q.push_pass(one, {&id, 1}, visible_at, order, key);
+      });
+  if (key != nullptr) {
+    if (key->outcome == Impl::KeyedPush::Outcome::interrupted) return {PushStatus::interrupted, 0};
+    if (key->outcome == Impl::KeyedPush::Outcome::full) q.count(detail::kKeysFull);
+    if (key->outcome == Impl::KeyedPush::Outcome::duplicate) {
+      q.count(detail::kDuplicates);
+      return {PushStatus::ok, id, true};
+    }
+  }
   if (n == 1) return {PushStatus::ok, id};
   return {interrupted ? PushStatus::interrupted : PushStatus::full, 0};
 }
@@ -619,6 +995,8 @@ std::size_t Queue::push_many(std::span<const std::span<const std::byte>> payload
       q.throw_push_error(make_error_code(errc::payload_too_large), p.size(), options);
   }
   if (!valid_duration(options.delay, true) || !valid_duration(options.wait, true))
+    q.throw_push_error(make_error_code(errc::invalid_argument), 0, options);
+  if (!options.key.empty())
     q.throw_push_error(make_error_code(errc::invalid_argument), 0, options);
   const std::uint64_t visible_at =
       options.delay.count() > 0 ? detail::now_ms() + static_cast<std::uint64_t>(options.delay.count()) : 0;
@@ -644,6 +1022,11 @@ void Queue::Impl::throw_push_error(std::error_code ec, std::size_t size, const P
   std::string detail;
   if (ec == make_error_code(errc::payload_too_large))
     detail = "payload of " + std::to_string(size) + " bytes, max_payload is " + std::to_string(max_payload);
+  else if (!push.key.empty() && push.key.size() > kMaxKeyLength)
+    detail = "key of " + std::to_string(push.key.size()) + " bytes, the limit is " +
+             std::to_string(kMaxKeyLength);
+  else if (!push.key.empty())
+    detail = "push_many takes no key: push keyed jobs one at a time with push()";
   else
     detail = "delay " + std::to_string(push.delay.count()) + " ms or wait " +
              std::to_string(push.wait.count()) + " ms not in 0.." + std::to_string(kMaxLease.count()) + " ms";
@@ -754,6 +1137,10 @@ std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms,
     Job& job = jobs[got];
     if (job.buffer_.size() < max_payload) job.buffer_.resize(max_payload);  // once per Job object
     std::memcpy(job.buffer_.data(), payload(i), length);
+    // The key's length is bounded like the payload's: a corrupt one reads as no key.
+    const std::uint32_t key_length = m.key_length.load(std::memory_order_relaxed);
+    job.key_size_ = key_length <= kMaxKeyLength ? key_length : 0;
+    if (job.key_size_ > 0) std::memcpy(job.key_.data(), key_area(i), job.key_size_);
     // Validate like a seqlock reader: if the word changed while we copied, our
     // lease was taken over (it expired within this call) and the copy may be
     // torn: the job is someone else's now.
@@ -857,6 +1244,11 @@ std::atomic<std::uint64_t>* leased_word(const Queue::Impl& q, const Lease& lease
 LeaseStatus Queue::Impl::ack_one(const Lease& lease) noexcept {
   auto* sw = leased_word(*this, lease);
   if (sw == nullptr) return LeaseStatus::lease_lost;
+  // The key fields, read while we hold the lease (the slot may be reused the
+  // moment it is free); if the lease is not ours, the CAS below fails.
+  const SlotMeta& m = meta(lease.slot);
+  const std::uint64_t hash = m.key_hash.load(std::memory_order_relaxed);
+  const std::uint32_t entry = m.key_entry.load(std::memory_order_relaxed);
   // T6. Succeeds only if the word is still exactly our token. Release: our
   // reads of the payload happen-before the next producer's writes (T1
   // acquire). seq_cst: before our notify of the room event (wait.hpp).
@@ -864,6 +1256,8 @@ LeaseStatus Queue::Impl::ack_one(const Lease& lease) noexcept {
   if (!sw->compare_exchange_strong(expected, Word{lease.token}.next(State::free, 0).raw,
                                    std::memory_order_seq_cst, std::memory_order_relaxed))
     return LeaseStatus::lease_lost;
+  // K4. Dies before it: K7 remembers the key when it next looks.
+  key_finish(entry, hash, lease.job);
   return LeaseStatus::ok;
 }
 
@@ -993,6 +1387,21 @@ Stats Queue::stats() const noexcept {
         break;
     }
   }
+  for (std::uint32_t e = 0; e < q.key_capacity; ++e) {
+    const Word w{q.key_entries[e].word.load(std::memory_order_relaxed)};
+    switch (detail::key_state(w)) {
+      case detail::KeyState::claimed:
+      case detail::KeyState::live:
+        ++s.keys_live;
+        break;
+      case detail::KeyState::remembered:
+        s.keys_remembered += Impl::key_expired(w, now) ? 0 : 1;
+        break;
+      default:
+        break;
+    }
+  }
+  s.keys_capacity = q.key_capacity;
   auto total = [&](detail::Total t) { return q.header->totals[t].load(std::memory_order_relaxed); };
   s.pushed = total(detail::kPushed);
   s.claimed = total(detail::kClaimed);
@@ -1004,6 +1413,9 @@ Stats Queue::stats() const noexcept {
   s.purged = total(detail::kPurged);
   s.recovered_writes = total(detail::kRecoveredWrites);
   s.reclaimed = total(detail::kReclaimed);
+  s.duplicates = total(detail::kDuplicates);
+  s.keys_evicted = total(detail::kKeysEvicted);
+  s.keys_full = total(detail::kKeysFull);
   return s;
 }
 
@@ -1066,12 +1478,21 @@ std::size_t transform_slots(const Queue::Impl& q, Pick pick, To to, std::size_t 
   std::size_t changed = 0;
   for (std::uint32_t i = 0; i < q.capacity && changed < limit; ++i) {
     auto& sw = q.state(i);
+    SlotMeta& m = q.meta(i);
     Word w{sw.load(std::memory_order_acquire)};
-    while (pick(w, q.meta(i))) {
+    while (pick(w, m)) {
+      // The job's key, read before the CAS (the slot may be reused right
+      // after it); the CAS from `w` proves they were this job's.
+      const JobId id = m.job_id.load(std::memory_order_relaxed);
+      const std::uint64_t hash = m.key_hash.load(std::memory_order_relaxed);
+      const std::uint32_t entry = m.key_entry.load(std::memory_order_relaxed);
       // Acquire what the previous holder published (a requeued job is read by
       // its next claimer through this RMW), release our changes; seq_cst:
       // before the caller's notify (wait.hpp).
-      if (sw.compare_exchange_weak(w.raw, to(w).raw, std::memory_order_seq_cst, std::memory_order_acquire)) {
+      const Word next = to(w);
+      if (sw.compare_exchange_weak(w.raw, next.raw, std::memory_order_seq_cst, std::memory_order_acquire)) {
+        // K4 when the job left the queue (purge, remove_dead).
+        if (next.state() == State::free && w.valid()) q.key_finish(entry, hash, id);
         ++changed;
         break;
       }
@@ -1224,6 +1645,11 @@ SweepResult Queue::sweep() noexcept {
     }
   }
   r.recovered_writes = q.recover_dead_writers();
+  // K7 / K6 over the key table: keys of dead producers and finishers, and
+  // windows that are over.
+  for (std::uint32_t e = 0; e < q.key_capacity; ++e)
+    if (detail::key_state(Word{q.key_entries[e].word.load(std::memory_order_relaxed)}) != detail::KeyState::empty)
+      q.key_resolve(e, now);
   if (returned) detail::notify(q.header->work_event);
   return r;
 }

@@ -25,6 +25,7 @@
 // returned), a dead worker's lease runs out and the job is claimed again.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -50,6 +51,8 @@ inline constexpr std::uint32_t kMaxCapacity = 1u << 24;               // job slo
 inline constexpr std::uint32_t kMaxPayload = 64u << 20;               // bytes per job
 inline constexpr std::uint64_t kMaxSegmentBytes = 1ull << 36;         // 64 GiB
 inline constexpr milliseconds kMaxLease{std::chrono::hours(24 * 7)};  // also max delay
+inline constexpr std::size_t kMaxKeyLength = 64;                      // de-duplication key bytes
+inline constexpr std::uint32_t kMaxKeyCapacity = 1u << 25;            // de-duplication table entries
 
 struct Options {
   std::uint32_t capacity = 1024;       // job slots, 1 .. kMaxCapacity
@@ -57,6 +60,12 @@ struct Options {
   milliseconds default_lease{30'000};  // used when a claim asks for 0 ms; 1 ms .. kMaxLease
   std::uint32_t max_attempts = 0;      // claims before a job is dead-lettered; 0 = unlimited
   unsigned mode = 0600;                // permission bits of the segment (no umask applied)
+  // De-duplication (PushOptions::key). The table remembers every key whose
+  // job is in the queue, and for `dedup_window` after its job is acked,
+  // purged or removed; when it has no room the oldest remembered keys go
+  // first. 0 = 2 × capacity; else 16 .. kMaxKeyCapacity. Rounded up to a multiple of 16.
+  std::uint32_t dedup_keys = 0;
+  milliseconds dedup_window{300'000};  // 0 .. kMaxLease; 0 = forget a key at its ack
 };
 
 // Throws jobring::error(errc::invalid_name) unless `name` is 1..kMaxNameLength
@@ -72,6 +81,9 @@ enum class [[nodiscard]] PushStatus{ok, full, interrupted};
 struct [[nodiscard]] PushResult {
   PushStatus status = PushStatus::full;
   JobId id = 0;  // valid when status == ok
+  // ok, but no new job: PushOptions::key named a job that is in the queue or
+  // was acked within the de-duplication window; `id` is that job's id.
+  bool duplicate = false;
   explicit operator bool() const noexcept { return status == PushStatus::ok; }
 };
 
@@ -83,6 +95,13 @@ enum class [[nodiscard]] LeaseStatus{ok, lease_lost};
 struct PushOptions {
   milliseconds delay{0};  // the job is invisible for this long (0 .. kMaxLease)
   milliseconds wait{0};   // when the queue is full, wait up to this long for room (0 .. kMaxLease)
+  // De-duplication key, 1 .. kMaxKeyLength bytes (empty = none). While a job
+  // pushed with the same key is in the queue (ready, delayed, leased or
+  // dead), and for Options::dedup_window after it is acked, a push with the
+  // key adds nothing and returns that job's id with duplicate = true. Keys
+  // are compared by a 64-bit hash (two different keys collide with odds of
+  // about n² / 2^65 for n keys in the table).
+  std::string_view key{};
 };
 
 // Who owns a lease. A process-owned lease records this process (PID and start
@@ -124,11 +143,15 @@ class Job {
   [[nodiscard]] std::string_view text() const noexcept {
     return {reinterpret_cast<const char*>(buffer_.data()), size_};
   }
+  // The de-duplication key it was pushed with (empty if none).
+  [[nodiscard]] std::string_view key() const noexcept { return {key_.data(), key_size_}; }
 
  private:
   friend class Queue;
   std::vector<std::byte> buffer_;
   std::size_t size_ = 0;
+  std::array<char, kMaxKeyLength> key_{};
+  std::size_t key_size_ = 0;
 };
 
 // The user-visible state of a job; see lib/layout.hpp for the state machine.
@@ -155,6 +178,9 @@ struct Stats {
   std::uint64_t dead = 0;             // dead-lettered; requeue or remove them
   std::uint64_t corrupt = 0;          // state words no jobring process writes; purge() resets them
   std::uint64_t oldest_lease_ms = 0;  // age of the oldest lease still held (0 if none)
+  std::uint64_t keys_live = 0;        // de-duplication keys of jobs in the queue
+  std::uint64_t keys_remembered = 0;  // keys of finished jobs, inside their window
+  std::uint64_t keys_capacity = 0;    // table entries (Options::dedup_keys)
   // Totals since creation. Each is added just after the transitions it
   // counts (once per batch for the batch calls), so a process killed between
   // the two leaves a total short by one (by up to a batch).
@@ -168,6 +194,9 @@ struct Stats {
   std::uint64_t purged = 0;            // slots reset by purge() (corrupt ones included) or remove_dead()
   std::uint64_t recovered_writes = 0;  // half-written slots of dead producers freed
   std::uint64_t reclaimed = 0;         // leases of proven-dead owners returned by sweep()
+  std::uint64_t duplicates = 0;        // keyed pushes that found their key and added nothing
+  std::uint64_t keys_evicted = 0;      // remembered keys dropped before their window ended, for room
+  std::uint64_t keys_full = 0;         // keyed pushes refused (full) because every entry was live
 };
 
 struct SweepResult {

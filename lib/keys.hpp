@@ -1,0 +1,152 @@
+// jobring — the de-duplication key table: layout, states and crash analysis.
+//
+// Internal header. A push with a key (PushOptions::key) adds a job only if
+// no job with that key is in the queue, nor was finished within the window.
+// The table that remembers keys lives in the segment after the slots
+// (layout.hpp); lib/queue.cpp implements the operations (Impl::key_*).
+//
+// ============================================================================
+// Table
+// ============================================================================
+//
+//   key_capacity entries in buckets of kKeyWays (16). A key lives in one of
+//   two buckets, `hash % buckets` and `second_choice(hash) % buckets`; an
+//   insertion goes to the less loaded one ("the power of two choices": with
+//   the table at most half full of live keys — the default size — a bucket
+//   overflows with negligible odds, where one choice overflows now and then).
+//   Each bucket has a version word (separate array). The lower of a key's
+//   two buckets is its home: every insertion of the key bumps the home's
+//   version, wherever the entry goes.
+//
+//   Keys are identified by a 64-bit hash (key_hash below). Two different keys
+//   with one hash count as one: with n keys in the table the odds are about
+//   n² / 2^65 (10^-7 for a million keys), the same trade as content-based
+//   de-duplication by digest. The key's bytes travel in the job's slot, for
+//   the worker (Job::key()).
+//
+// Entry word (std::atomic<uint64_t>): state 3 | generation 21 | aux 40, as a
+// slot's word (layout.hpp `Word`); every change is a CAS that bumps the
+// generation.
+//
+//   EMPTY       aux 0
+//   CLAIMED     aux = the inserting producer (make_writer: start bits | PID):
+//               a push is in progress, or its producer died in it
+//   LIVE        aux 0: the job (entry.job_id in slot entry.slot) is in the queue
+//   REMEMBERED  aux = forget-at, CLOCK_MONOTONIC ms: the job is finished
+//
+//   entry.hash / job_id / slot are written by the inserter while it holds the
+//   entry CLAIMED and never change until the entry is claimed again.
+//
+// Invariant: a key's two buckets never hold two live (CLAIMED, LIVE, or
+// REMEMBERED within the window) entries with its hash. An insertion (EMPTY
+// or REMEMBERED → CLAIMED, then the fields) counts only if the home version
+// is unchanged since the inserter read it before its scan of both buckets:
+// CAS version v → v+1 (K2). Of two producers inserting one key, both
+// scan, both claim a way, and only the first version CAS succeeds; the other
+// undoes its way and scans again, now seeing the winner (the version CAS
+// publishes the winner's fields: release, and the loser's failed CAS or its
+// new load acquires). Removing a key (→ EMPTY) needs no version change: it
+// cannot make a key appear twice.
+//
+// ============================================================================
+// Transitions and crash analysis (producer P, finisher F, anyone A)
+// ============================================================================
+//
+//  K1 EMPTY/REMEMBERED → CLAIMED(P) (P, after its slot is WRITING and the
+//     payload written). Dies before: nothing. Dies after: the entry names a
+//     dead producer; A (a keyed push meeting it, or sweep) resolves it (K7).
+//  K2 bucket version v → v+1 (P): the key is now P's. If the CAS fails, P
+//     undoes K1 (CLAIMED → EMPTY) and scans again. Dies before/after: as K1;
+//     K7 tells from the slot whether the job was ever committed.
+//  K3 CLAIMED(P) → LIVE (P, after committing its slot, T3). Dies before: K7
+//     finds the committed job in its slot and makes the entry LIVE.
+//  K4 LIVE or CLAIMED → REMEMBERED(now + window), or EMPTY for a window of 0
+//     (F: ack, purge, remove_dead, right after the slot's own transition,
+//     with the job id it read before that transition). Dies before: the
+//     entry names a job no longer in its slot; K7 makes it REMEMBERED.
+//  K5 CLAIMED(P) → EMPTY (P undoing K1 after a lost K2, or giving up on a
+//     duplicate). Dies before: K7.
+//  K6 REMEMBERED(past forget-at) → EMPTY, or reuse by K1 (A; the window is over).
+//     REMEMBERED(not yet past) → CLAIMED (K1 when neither bucket has other
+//     room: the oldest remembered key is evicted and counted; if every entry
+//     of both holds a live key the push answers `full` and is counted).
+//  K7 resolve (A): CLAIMED by a producer proven dead: if its slot holds its
+//     job (READY, LEASED or DEAD with that job id) → LIVE; otherwise → EMPTY
+//     (the job never got in, or it got in and was finished by a process that
+//     also died before K4: then the key is forgotten early, so a retried push
+//     adds the job again — a duplicate, never a loss). LIVE whose job is no
+//     longer in its slot → REMEMBERED(now + window) (F died before K4).
+//
+// A keyed push that finds its key CLAIMED by a live producer waits for it
+// (K3 or K5 follow within microseconds unless that producer is stopped;
+// its death is noticed by K7). Only pushes of that one key wait.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string_view>
+#include <type_traits>
+
+#include "layout.hpp"
+
+namespace jobring::detail {
+
+enum class KeyState : std::uint64_t { empty = 0, claimed = 1, live = 2, remembered = 3 };
+
+struct alignas(kKeyEntryBytes) KeyEntry {
+  std::atomic<std::uint64_t> word;    // KeyState in Word's state bits (layout.hpp)
+  std::atomic<std::uint64_t> hash;    // key_hash(); never 0 in a non-EMPTY entry
+  std::atomic<std::uint64_t> job_id;  // the job that holds the key
+  std::atomic<std::uint64_t> slot;    // its slot (bounds-checked before use)
+};
+static_assert(std::is_standard_layout_v<KeyEntry>);
+static_assert(sizeof(KeyEntry) == kKeyEntryBytes);
+
+[[nodiscard]] constexpr KeyState key_state(Word w) noexcept { return static_cast<KeyState>(w.state_bits()); }
+[[nodiscard]] constexpr Word key_word(Word from, KeyState s, std::uint64_t aux) noexcept {
+  return from.next(static_cast<State>(s), aux);
+}
+
+// 64-bit hash of a key: 8-byte little-endian words folded with multiply and
+// rotate, then a full avalanche (the splitmix64 finaliser), seeded with the
+// length so that "a" and "a\0" differ. Never 0 (0 marks "no key").
+[[nodiscard]] inline std::uint64_t key_hash(std::string_view key) noexcept {
+  constexpr std::uint64_t k1 = 0x9e3779b97f4a7c15ull;
+  constexpr std::uint64_t k2 = 0xc2b2ae3d27d4eb4full;
+  auto mix = [](std::uint64_t x) {
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    x ^= x >> 31;
+    return x;
+  };
+  std::uint64_t h = mix(key.size() * k1 + k2);
+  std::size_t i = 0;
+  for (; i + 8 <= key.size(); i += 8) {
+    std::uint64_t v;
+    std::memcpy(&v, key.data() + i, 8);
+    h = ((h ^ mix(v + i)) * k1);
+    h = (h << 27) | (h >> 37);
+  }
+  if (i < key.size()) {
+    std::uint64_t v = 0;
+    std::memcpy(&v, key.data() + i, key.size() - i);
+    h = ((h ^ mix(v + i + 1)) * k2);
+  }
+  h = mix(h);
+  return h == 0 ? 1 : h;
+}
+
+// The second bucket choice: another full mix of the hash, so that two keys
+// sharing one bucket rarely share the other.
+[[nodiscard]] constexpr std::uint64_t second_choice(std::uint64_t hash) noexcept {
+  std::uint64_t x = (hash << 32 | hash >> 32) * 0xd6e8feb86659fd93ull;
+  x ^= x >> 32;
+  x *= 0xd6e8feb86659fd93ull;
+  return x ^ (x >> 32);
+}
+
+}  // namespace jobring::detail

@@ -1,0 +1,92 @@
+// A queue's segment mapped by a test itself (a second mapping, as another
+// process would have), with the layout of lib/layout.hpp and lib/keys.hpp:
+// for forging crash states and hostile segments.
+#pragma once
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "keys.hpp"
+#include "layout.hpp"
+
+namespace jobring::test {
+
+class SegmentView {
+ public:
+  explicit SegmentView(const std::string& name) {
+    const std::string path = "/dev/shm/jobring." + name;
+    fd_ = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd_ < 0) throw std::runtime_error("open " + path + ": " + std::strerror(errno));
+    struct stat st {};
+    ::fstat(fd_, &st);
+    size_ = static_cast<std::size_t>(st.st_size);
+    void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+    if (p == MAP_FAILED) {
+      ::close(fd_);
+      throw std::runtime_error("mmap " + path + ": " + std::strerror(errno));
+    }
+    base_ = static_cast<std::byte*>(p);
+  }
+  ~SegmentView() {
+    ::munmap(base_, size_);
+    ::close(fd_);
+  }
+  SegmentView(const SegmentView&) = delete;
+  SegmentView& operator=(const SegmentView&) = delete;
+
+  [[nodiscard]] std::byte* base() const { return base_; }
+  [[nodiscard]] std::size_t size() const { return size_; }
+  [[nodiscard]] detail::Header& header() const { return *reinterpret_cast<detail::Header*>(base_); }
+  [[nodiscard]] std::uint32_t capacity() const { return header().capacity; }
+  [[nodiscard]] std::atomic<std::uint64_t>& state(std::uint32_t i) const {
+    return reinterpret_cast<std::atomic<std::uint64_t>*>(base_ + header().states_offset)[i];
+  }
+  [[nodiscard]] detail::SlotMeta& meta(std::uint32_t i) const {
+    return *reinterpret_cast<detail::SlotMeta*>(base_ + header().slots_offset +
+                                                std::uint64_t{i} * header().slot_stride);
+  }
+  [[nodiscard]] detail::Word word(std::uint32_t i) const { return detail::Word{state(i).load()}; }
+  void set(std::uint32_t i, detail::Word w) const { state(i).store(w.raw); }
+  // The next word of slot i, as the transition to (s, aux) would write it.
+  void step(std::uint32_t i, detail::State s, std::uint64_t aux) const { set(i, word(i).next(s, aux)); }
+  [[nodiscard]] std::uint64_t total(detail::Total t) const { return header().totals[t].load(); }
+
+  // The first slot in state `s`, or capacity() if none.
+  [[nodiscard]] std::uint32_t find(detail::State s) const {
+    for (std::uint32_t i = 0; i < capacity(); ++i)
+      if (word(i).valid() && word(i).state() == s) return i;
+    return capacity();
+  }
+
+  // --- Key table (keys.hpp).
+  [[nodiscard]] std::uint32_t key_capacity() const { return header().key_capacity; }
+  [[nodiscard]] detail::KeyEntry& key(std::uint32_t e) const {
+    const auto g = detail::geometry(header().capacity, header().max_payload, header().key_capacity);
+    return reinterpret_cast<detail::KeyEntry*>(base_ + g.entries_offset)[e];
+  }
+  [[nodiscard]] detail::Word key_word(std::uint32_t e) const { return detail::Word{key(e).word.load()}; }
+  [[nodiscard]] detail::KeyState key_state(std::uint32_t e) const { return detail::key_state(key_word(e)); }
+  // The entry holding `hash` (any state but empty), or key_capacity() if none.
+  [[nodiscard]] std::uint32_t find_key(std::uint64_t hash) const {
+    for (std::uint32_t e = 0; e < key_capacity(); ++e)
+      if (key_state(e) != detail::KeyState::empty && key(e).hash.load() == hash) return e;
+    return key_capacity();
+  }
+
+ private:
+  int fd_ = -1;
+  std::byte* base_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+}  // namespace jobring::test
