@@ -200,6 +200,24 @@ struct Queue::Impl {
     }
   }
 
+  // FIFO after purge / remove_dead: jobs removed before any claim passed
+  // them leave the claim cursor behind, at positions now FREE; the next lap
+  // of pushes refills those slots, and a scan from the stale cursor would
+  // meet the newest job first. Move the cursor over the FREE positions that
+  // lie in the current lap (between it and the push cursor). Only forward
+  // (advance), and a hint only: a producer refilling such a slot meanwhile
+  // writes a position of the next lap, which the scan still reaches.
+  void skip_freed_positions() const noexcept {
+    const std::uint64_t from = header->claim_cursor.load(std::memory_order_relaxed);
+    const std::uint64_t pushed = header->push_cursor.load(std::memory_order_relaxed);
+    std::uint64_t c = from;
+    while (c < pushed && pushed - c <= capacity &&
+           Word{state(static_cast<std::uint32_t>(c % capacity)).load(std::memory_order_relaxed)}.state() ==
+               State::free)
+      ++c;
+    if (c != from) advance(header->claim_cursor, c);
+  }
+
   // Time tests on a word's aux. jobring never writes a visible-at or a
   // deadline more than kMaxLease ahead of its clock, so one more than
   // 2 × kMaxLease ahead of ours is corrupt: treat it as passed, so that no
@@ -1554,7 +1572,10 @@ bool Queue::remove_dead(JobId dead_job) noexcept {
       },
       [](Word w) { return w.next(State::free, 0); }, 1);
   q.count(detail::kPurged, n);
-  if (n > 0) detail::notify(q.header->room_event);
+  if (n > 0) {
+    q.skip_freed_positions();
+    detail::notify(q.header->room_event);
+  }
   return n == 1;
 }
 
@@ -1579,7 +1600,10 @@ std::size_t Queue::purge(PurgeWhat what) noexcept {
       },
       [](Word w) { return Word::make(State::free, w.gen() + 1, 0); }, q.capacity);
   q.count(detail::kPurged, n);
-  if (n > 0) detail::notify(q.header->room_event);
+  if (n > 0) {
+    q.skip_freed_positions();
+    detail::notify(q.header->room_event);
+  }
   return n;
 }
 
