@@ -287,11 +287,15 @@ TEST(StressThreadsFifo, OneProducerOneConsumerIsStrictlyFifo) {
             static_cast<unsigned long long>(seen[i - 1]), window.c_str());
       }
     }
-    // Known and under investigation: under TSan (slow, preempted threads) a
-    // rare single inversion was seen once in a fresh-clone run (one job
-    // overtaken by the next four, at capacity 256). Until it is explained,
-    // allow at most one inversion per 2000 claims; a systematic FIFO break
-    // (as the claim cursor passing the push cursor was: thousands) fails.
+    // Session 1 saw one inversion here under TSan (one job overtaken by the
+    // next four, capacity 256): the producer passed a slot, the worker freed
+    // it and the next one between two of the producer's loads, and the
+    // producer filled the later one. push_pass now looks once more in that
+    // case; FifoRepro.InOrderAckDuringTheProducersScanKeepsPushOrder forces
+    // the interleaving deterministically. This bound stays as a net: a rare
+    // inversion is printed (above) and tolerated at one per 2000 claims; a
+    // systematic FIFO break (the claim cursor passing the push cursor was
+    // thousands) fails.
     EXPECT_LE(inversions, std::max<std::size_t>(1, n / 2000))
         << "capacity " << capacity
         << ": one producer, one consumer, no retries, but jobs were not claimed in push order";
