@@ -1,5 +1,6 @@
 #include "segment.hpp"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 
 #include <boost/interprocess/mapped_region.hpp>
@@ -89,6 +90,21 @@ bool Segment::create(const std::string& file_name, std::uint64_t bytes, unsigned
     impl->shm.truncate(static_cast<bip::offset_t>(bytes));
   } catch (const bip::interprocess_exception& e) {
     fail(failure, "ftruncate", native_error(e));
+    bip::shared_memory_object::remove(file_name.c_str());
+    return false;
+  }
+  // Give the segment its memory now. /dev/shm is a tmpfs whose pages are
+  // allocated when first touched: without this, a queue larger than the room
+  // left in /dev/shm (containers often have 64 MiB) would be created fine and
+  // then kill its users with SIGBUS at some later push. With it, memory is
+  // fixed at creation (guarantee 7) and a lack of room is an error now.
+  if (const int err = ::posix_fallocate(impl->shm.get_mapping_handle().handle, 0, static_cast<off_t>(bytes));
+      err != 0 && err != EOPNOTSUPP && err != EINVAL) {
+    fail(failure, "posix_fallocate", err);
+    if (err == ENOSPC)
+      failure.detail = "not enough room in /dev/shm for a segment of " + std::to_string(bytes) +
+                       " bytes: see `df -h /dev/shm`; free room, enlarge it (mount -o remount,size=...), "
+                       "or create the queue with a smaller capacity or max_payload";
     bip::shared_memory_object::remove(file_name.c_str());
     return false;
   }
