@@ -1618,13 +1618,15 @@ SweepResult Queue::sweep() noexcept {
     std::uint64_t start;
     bool dead;
   };
+  // The last 16 owners judged (a ring: a pass over many owners keeps the
+  // recent ones, and leases of one owner tend to be judged together).
   Verdict verdicts[16];
-  std::size_t known = 0;
+  std::size_t judged = 0;
   auto owner_dead = [&](std::uint32_t pid, std::uint64_t start) {
-    for (std::size_t v = 0; v < known; ++v)
+    for (std::size_t v = 0; v < std::min(judged, std::size(verdicts)); ++v)
       if (verdicts[v].pid == pid && verdicts[v].start == start) return verdicts[v].dead;
     const bool dead = detail::proven_dead(pid, start, (std::uint64_t{1} << detail::kOwnerStartBits) - 1);
-    if (known < std::size(verdicts)) verdicts[known++] = {pid, start, dead};
+    verdicts[judged++ % std::size(verdicts)] = {pid, start, dead};
     return dead;
   };
   bool returned = false;
