@@ -27,6 +27,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -337,7 +338,10 @@ class Janitor {
  public:
   explicit Janitor(Config config) : config_(std::move(config)) {}
 
-  void set_config(Config config) { config_ = std::move(config); }
+  void set_config(Config config) {
+    if (config.metrics_file != config_.metrics_file) stale_tmp_removed_ = false;
+    config_ = std::move(config);
+  }
   [[nodiscard]] const Config& config() const { return config_; }
   [[nodiscard]] const Totals& totals() const { return totals_; }
   [[nodiscard]] std::size_t queue_count() const { return watched_.size(); }
@@ -455,17 +459,49 @@ class Janitor {
     counter("jobring_reclaimed_total", s.reclaimed);
     counter("jobring_dead_lettered_total", s.dead_lettered);
     counter("jobring_recovered_writes_total", s.recovered_writes);
+    counter("jobring_duplicates_total", s.duplicates);
+    counter("jobring_keys_evicted_total", s.keys_evicted);
+    counter("jobring_keys_full_total", s.keys_full);
+    metrics_ << "jobring_keys{" << q << ",state=\"live\"} " << s.keys_live << '\n'
+             << "jobring_keys{" << q << ",state=\"remembered\"} " << s.keys_remembered << '\n'
+             << "jobring_keys_capacity{" << q << "} " << s.keys_capacity << '\n';
     metrics_ << "jobring_oldest_lease_seconds{" << q << "} "
              << static_cast<double>(s.oldest_lease_ms) / 1000.0 << '\n';
+  }
+
+  // A janitor SIGKILLed between writing its temporary metrics file and the
+  // rename leaves FILE.tmp.PID behind. Remove those of PIDs that are gone
+  // (once per metrics file), so that restarts do not pile them up.
+  void remove_stale_tmp() {
+    stale_tmp_removed_ = true;
+    const std::filesystem::path file(config_.metrics_file);
+    const std::string prefix = file.filename().string() + ".tmp.";
+    std::error_code ec;
+    const std::filesystem::path dir = file.has_parent_path() ? file.parent_path() : ".";
+    for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+      const std::string name = entry.path().filename().string();
+      if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
+      long pid = 0;
+      const char* digits = name.c_str() + prefix.size();
+      char* end = nullptr;
+      pid = std::strtol(digits, &end, 10);
+      if (end == digits || *end != '\0' || pid <= 0 || pid == ::getpid()) continue;
+      if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
+        std::filesystem::remove(entry.path(), ec);
+        log(Level::info, "removed %s, left by a janitor that died while writing it", entry.path().c_str());
+      }
+    }
   }
 
   void write_metrics() {
     std::ostringstream out;
     out << "# HELP jobring_jobs Jobs per state (free slots included).\n# TYPE jobring_jobs gauge\n"
         << "# HELP jobring_oldest_lease_seconds Age of the oldest lease still held.\n"
-        << "# TYPE jobring_oldest_lease_seconds gauge\n";
+        << "# TYPE jobring_oldest_lease_seconds gauge\n"
+        << "# HELP jobring_keys De-duplication keys held (live: job in the queue; remembered: in the window).\n"
+        << "# TYPE jobring_keys gauge\n# TYPE jobring_keys_capacity gauge\n";
     for (const char* c : {"pushed", "claimed", "acked", "released", "expired", "reclaimed", "dead_lettered",
-                          "recovered_writes"})
+                          "recovered_writes", "duplicates", "keys_evicted", "keys_full"})
       out << "# TYPE jobring_" << c << "_total counter\n";
     out << metrics_.str();
     out << "# TYPE jobring_janitor_sweeps_total counter\njobring_janitor_sweeps_total " << totals_.sweeps
@@ -474,6 +510,7 @@ class Janitor {
         << last_sweep_seconds_ << '\n';
     // Atomic replacement: write a temporary file beside it, then rename.
     const std::string tmp = config_.metrics_file + ".tmp." + std::to_string(::getpid());
+    if (!stale_tmp_removed_) remove_stale_tmp();
     {
       std::ofstream f(tmp, std::ios::trunc);
       f << out.str();
@@ -497,6 +534,7 @@ class Janitor {
     metrics_failed_ = false;
   }
 
+  bool stale_tmp_removed_ = false;  // reset when the metrics file changes (reload)
   Config config_;
   std::map<std::string, Watched> watched_;
   std::map<std::string, std::string> failed_;

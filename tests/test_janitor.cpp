@@ -1795,6 +1795,37 @@ TEST(JanitorMetrics, MetricsFileFollowsTheQueue) {
   EXPECT_EQ(dir.entries(), (std::vector<std::string>{"empty.conf", "jobring.prom"}));
 }
 
+// A janitor SIGKILLed between writing its temporary metrics file and the
+// rename leaves FILE.tmp.PID; the next janitor removes those of dead PIDs
+// (and leaves a live one's alone). The de-duplication gauges and counters
+// are exported too.
+TEST(JanitorMetrics, StaleTemporaryFilesOfDeadJanitorsAreRemoved) {
+  SKIP_WITHOUT_JANITOR();
+  Watchdog dog(60s, "JanitorMetrics.StaleTemporaryFilesOfDeadJanitorsAreRemoved");
+  TempDir dir;
+  write_file(dir.file("empty.conf"), "");
+  const std::string metrics = dir.file("jobring.prom");
+  const pid_t gone = test::fork_child([] { return 0; });
+  ASSERT_EQ(test::wait_child(gone), 0);
+  write_file(metrics + ".tmp." + std::to_string(gone), "partial");
+  write_file(metrics + ".tmp." + std::to_string(::getpid()), "a live writer's");
+  QueueName name("jan-tmp");
+  Queue q = Queue::create(name, small_options(8));
+  jobring::PushOptions keyed;
+  keyed.key = "k";
+  ASSERT_TRUE(q.push("a", keyed));
+  ASSERT_TRUE(q.push("a", keyed).duplicate);
+  const RunResult r = run_janitor({"--config", dir.file("empty.conf"), "--queue", name, "--once",
+                                   "--metrics-file", metrics});
+  ASSERT_TRUE(r.status.has_value());
+  EXPECT_EQ(*r.status, 0) << r.err;
+  EXPECT_EQ(dir.entries(), (std::vector<std::string>{"empty.conf", "jobring.prom",
+                                                     "jobring.prom.tmp." + std::to_string(::getpid())}));
+  const auto m = read_metrics(metrics);
+  EXPECT_EQ(metric_or(m, "jobring_keys{queue=\"" + name.str() + "\",state=\"live\"}", -1), 1) << read_file(metrics);
+  EXPECT_EQ(metric_or(m, "jobring_duplicates_total{queue=\"" + name.str() + "\"}", -1), 1);
+}
+
 // The metrics file is replaced atomically: a reader never sees a partial
 // file. Read it many times while the janitor rewrites it every 10 ms: every
 // read parses as a whole exposition, ends with a newline and has the last
