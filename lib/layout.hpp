@@ -51,7 +51,8 @@
 //
 // 40 bits of milliseconds is 34 years of uptime; PIDs are at most 2^22.
 // jobring never writes a visible-at or deadline more than kMaxLease (7 days)
-// ahead of its clock; a word more than 2 × kMaxLease ahead of a reader's clock
+// ahead of its clock (a lease granted on the coarse clock gets one clock tick,
+// a few ms, on top: clock.hpp); a word more than 2 × kMaxLease ahead of a reader's clock
 // is corrupt and is treated as already passed, so that no forged word hides a
 // slot for ever. (The factor 2 is slack for a reader whose clock reading is
 // older than the writer's.)
@@ -103,7 +104,8 @@
 //     Dies after: the job is hidden until the deadline, then T5 (or, with the
 //     janitor, at once if the owner record was written; if the claimer died
 //     before writing it, the lease simply runs out). The attempt count may be
-//     one short if the claimer died between the CAS and its increment.
+//     one short if the claimer died between the CAS and its increment (or
+//     stalled there past its whole lease while another claimer took over).
 //  T5 LEASED→LEASED (takeover of an expired lease by a claimer; or extend by
 //     the token holder). Dies before/after: as T4.
 //  T6 LEASED→FREE (ack with the current token). Dies before: the lease runs
