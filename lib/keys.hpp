@@ -78,8 +78,11 @@
 //     longer in its slot → REMEMBERED(now + window) (F died before K4).
 //
 // A keyed push that finds its key CLAIMED by a live producer waits for it
-// (K3 or K5 follow within microseconds unless that producer is stopped;
-// its death is noticed by K7). Only pushes of that one key wait.
+// (K3 or K5 follow within microseconds; its death is noticed by K7), but at
+// most 10 ms per try: a producer stopped between K1 and K3, or an entry
+// forged to name a live process, then makes the push answer `full` (counted
+// as keys_full), which PushOptions::wait retries until it runs out. It never
+// answers "duplicate" for a push in progress, whose job may never exist.
 #pragma once
 
 #include <atomic>

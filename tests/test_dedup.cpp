@@ -413,10 +413,13 @@ TEST(DedupForged, AckerDiedBeforeRememberingTheKey) {
   EXPECT_EQ(q.stats().keys_remembered, 1u);
 }
 
-// A CLAIMED entry of a LIVE producer (a push in progress) makes a push of the
-// same key wait; when that producer is gone, the push goes on.
-TEST(DedupForged, PushWaitsForAnInsertInProgress) {
-  Watchdog wd(60s, "DedupForged.PushWaitsForAnInsertInProgress");
+// A CLAIMED entry of a LIVE producer (a push in progress; here one that is
+// stopped) makes a push of the same key wait a little, then answer full —
+// never "duplicate" of a job that may never exist, never a wait without
+// bound (keys.hpp). With PushOptions::wait the push retries until the
+// producer is gone, then adds the job.
+TEST(DedupForged, PushOfAKeyInProgressWaitsBoundedThenFull) {
+  Watchdog wd(60s, "DedupForged.PushOfAKeyInProgressWaitsBoundedThenFull");
   QueueName name("dedup");
   Queue q = Queue::create(name, opts(4));
   const std::uint64_t hash = jobring::detail::key_hash("slow");
@@ -432,9 +435,19 @@ TEST(DedupForged, PushWaitsForAnInsertInProgress) {
   const std::uint64_t writer = jobring::detail::make_writer(static_cast<std::uint32_t>(stopped), 0);
   v.step(slot, State::writing, writer);
   v.key(e).word.store(jobring::detail::key_word(v.key_word(e), KeyState::claimed, writer).raw);
+  // No wait: full, and the slot it took for a moment is given back.
+  const PushResult now = push_key(q, "slow", "now");
+  EXPECT_EQ(now.status, PushStatus::full);
+  EXPECT_FALSE(now.duplicate);
+  EXPECT_EQ(q.stats().keys_full, 1u);
+  EXPECT_EQ(q.stats().free, 3u);
+  // With a wait: it keeps trying while the producer lives, then pushes.
   std::atomic<bool> returned{false};
   std::thread pusher([&] {
-    const PushResult r = push_key(q, "slow", "second");
+    PushOptions p;
+    p.key = "slow";
+    p.wait = 60s;
+    const PushResult r = q.push("second", p);
     EXPECT_TRUE(r);
     EXPECT_FALSE(r.duplicate);
     returned = true;
@@ -505,8 +518,12 @@ TEST(DedupProcesses, RacingProducersMakeOneJobPerKey) {
       std::vector<Rec> recs;
       recs.reserve(kKeys);
       start.wait();
+      PushOptions po;
+      po.wait = 30s;  // a rival descheduled mid-insert makes a try answer full: retry
       for (int k = 0; k < kKeys; ++k) {
-        const PushResult r = push_key(mine, "key-" + std::to_string(k));
+        const std::string key = "key-" + std::to_string(k);
+        po.key = key;
+        const PushResult r = mine.push("p", po);
         if (!r) return 1;
         recs.push_back(Rec{k, r.id});
       }

@@ -100,7 +100,9 @@ struct PushOptions {
   // dead), and for Options::dedup_window after it is acked, a push with the
   // key adds nothing and returns that job's id with duplicate = true. Keys
   // are compared by a 64-bit hash (two different keys collide with odds of
-  // about n² / 2^65 for n keys in the table).
+  // about n² / 2^65 for n keys in the table). A push of a key that another
+  // push is inserting right now waits for it, up to 10 ms per try (then
+  // full, retried within `wait`).
   std::string_view key{};
 };
 
