@@ -18,7 +18,7 @@
 //           │   line 3  claim cursor     (hint, workers)                    │
 //           │   line 4  next job id                                         │
 //           │   line 5  event words for blocking waits (work, room)         │
-//           │   line 6-7 totals (pushed, claimed, acked, ...)               │
+//           │   line 6  producers' totals; line 7 workers' totals           │
 //  states   ├──────────────────────────────────────────────────────────────┤
 //   offset  │ capacity × std::atomic<uint64_t> state words, dense, so that  │
 //           │ a scan for a claimable slot touches 8 slots per cache line    │
@@ -180,21 +180,26 @@ inline constexpr std::size_t kCacheLine = 64;
 inline constexpr std::size_t kHeaderBytes = 512;
 inline constexpr std::size_t kSlotMetaBytes = 64;
 
-// Indices into Header::totals.
+// Indices into Header::totals: the first eight on line 6, counted by
+// producers (and operators); the rest on line 7, counted by workers, so that
+// producers and workers in different processes do not bounce one cache line
+// between them on every job.
 enum Total : unsigned {
-  kPushed,
-  kClaimed,
+  // line 6: producers
+  kPushed = 0,
+  kRecoveredWrites,
+  kDuplicates,
+  kKeysEvicted,
+  kKeysFull,
+  kPurged,
+  kRequeued,
+  // line 7: workers (and the janitor)
+  kClaimed = 8,
   kAcked,
   kReleased,
   kExpired,
   kDeadLettered,
-  kRequeued,
-  kPurged,
-  kRecoveredWrites,
   kReclaimed,
-  kDuplicates,
-  kKeysEvicted,
-  kKeysFull,
   kTotalCount
 };
 
