@@ -1,0 +1,167 @@
+// jobring — idempotent consumers: do each job's work once even though
+// delivery is at-least-once.
+//
+// A job is delivered again when its worker dies before the ack, when the ack
+// is lost (the lease ran out first and another worker took the job over), or
+// when a stop released it. To do the work only once, record durably that a
+// job is done — under its de-duplication key (PushOptions::key), or its id —
+// before acking it, and skip a job whose key is already recorded:
+//
+//   jobring::DoneStore done("/var/lib/myapp/orders.done");  // any local file, shared by all workers
+//   jobring::Worker worker(queue, jobring::idempotent(done, [](const jobring::Job& job, jobring::JobContext&)
+//   {
+//     ship(job.text());
+//     return jobring::Outcome::ack();
+//   }));
+//
+// idempotent(store, handler) returns a handler that
+//   1. returns Outcome::skip() (acked, reported as skipped) if store.contains(key);
+//   2. else runs `handler`; if it returns Outcome::ack(), calls
+//      store.mark_done(key) — durable before it returns — and only then
+//      returns ack. Other outcomes (retry, drop, ...) record nothing.
+// key = job.key(), or "#" followed by the decimal job id when the job has no
+// key (so do not push keys of that form). The store may be anything with
+// `bool contains(std::string_view)` and `mark_done(std::string_view)` (the
+// DoneRecordStore concept): a table in your database works as well as the
+// file-backed DoneStore below.
+//
+// Crash analysis, for a worker that dies (or loses its lease) at each point:
+//   before the side effect          → redelivered, done normally: once.
+//   after mark_done, before the ack → redelivered, skipped and acked: once.
+//   ack lost (lease ran out)        → the same: skipped: once.
+//   after the side effect, BEFORE mark_done is durable
+//                                   → redelivered and done AGAIN: twice.
+//   lease lost while the handler runs (it outlived its lease, extensions
+//   failing): another worker may run the handler at the same time, both
+//   having found the key absent     → twice.
+// The window of the last two cases cannot be closed by any wrapper around a
+// side effect in another system: the effect and the done-record are two
+// writes. Close it by making them ONE durable write — the record of the
+// effect is the done-record. For example a payment worker whose "charge" is
+// an entry in a ledger uses the ledger itself as the store:
+//
+//   jobring::DoneStore ledger("/var/lib/pay/ledger");  // key = the payment's de-duplication key
+//   jobring::Worker worker(queue, [&](const jobring::Job& job, jobring::JobContext&) {
+//     // The charge and its done-record: one append, fsync'd, under an exclusive
+//     // lock that also re-checks the key, so two workers never both record it.
+//     const bool charged = ledger.mark_done(job.key(), job.text());
+//     return charged ? jobring::Outcome::ack() : jobring::Outcome::skip();
+//   });
+//
+// (or, with a database, the effect and the key in one transaction with a
+// unique constraint on the key). The remote system's own idempotency key
+// (most payment APIs take one) closes it for effects outside your storage.
+#pragma once
+
+#include <array>
+#include <charconv>
+#include <concepts>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string_view>
+#include <utility>
+
+#include "jobring/queue.hpp"
+#include "jobring/worker.hpp"
+
+namespace jobring {
+
+// A file-backed record of done keys (each with an optional value), for
+// idempotent consumers. Several processes (and threads) may use one file at
+// once; each sees the others' records.
+//
+// The file is an append-only log: an 8-byte header ("JRDONE1\n"), then one
+// record per key, each written with one pwrite at the end of the file and
+// fdatasync'd before mark_done returns (the directory is fsync'd when the
+// file is created). Writers hold an exclusive flock(2) while they append, so
+// appends never interleave, and a writer killed mid-append leaves at worst a
+// partial last record, which the next writer (or the next open) cuts off
+// before appending (the kernel drops the flock of a dead process). Readers
+// take a shared flock. Records carry a checksum; a bad record anywhere but at
+// the end (or a non-zero tail that is not a record) is reported as
+// corruption instead of silently cut off.
+//
+// Memory and growth: every key is kept in memory (a hash set) and on disk
+// (about 9 + key + value bytes); nothing is ever removed. A million 20-byte
+// keys take about 30 MB on disk and 60-80 MB of memory. For unbounded streams
+// of jobs, start a new file now and then (e.g. one per day) and keep the old
+// one only for as long as a job can still be redelivered (the lease, plus the
+// retries of a job that is still in the queue; de-duplication keys are
+// refused by the queue for Options::dedup_window after the ack). Use a local
+// file system: flock and fdatasync over NFS are not to be trusted.
+//
+// Errors are thrown as jobring::error: a std::system_error code for I/O
+// failures, errc::corrupt_segment for a corrupt record or a file that is not
+// a done store (what() names the file and says what to do).
+class DoneStore {
+ public:
+  static constexpr std::size_t kMaxKey = 255;      // bytes; keys are 1 .. kMaxKey bytes of anything
+  static constexpr std::size_t kMaxValue = 65535;  // bytes
+
+  // Opens the file, creating it (with `mode`) if it does not exist, and loads
+  // every key. Cuts off a partial last record left by a killed writer.
+  explicit DoneStore(const std::filesystem::path& file, unsigned mode = 0600);
+  ~DoneStore();
+  DoneStore(DoneStore&&) noexcept;
+  DoneStore& operator=(DoneStore&&) noexcept;
+
+  // Whether `key` is recorded, by this or (read from the file on a miss)
+  // any other process.
+  [[nodiscard]] bool contains(std::string_view key);
+  // Records `key` (with `value`) durably, unless it is recorded already:
+  // returns true if this call recorded it, false if it was there. The check
+  // and the append are one step under the file's exclusive lock, so of two
+  // processes marking one key, exactly one gets true. Throws
+  // error(invalid_argument) for a key of 0 or more than kMaxKey bytes or a
+  // value over kMaxValue, and on I/O failure (the record may or may not be
+  // there then).
+  bool mark_done(std::string_view key, std::string_view value = {});
+  // Keys recorded (after reading what other processes appended).
+  [[nodiscard]] std::size_t size();
+  // Every record in the file, in order (read from disk; for audits and
+  // ledgers). mark_done never records a key twice.
+  void for_each(const std::function<void(std::string_view key, std::string_view value)>& fn);
+  [[nodiscard]] const std::filesystem::path& path() const noexcept;
+  // Bytes of partial last records cut off so far (by this object).
+  [[nodiscard]] std::uint64_t torn_bytes_dropped() const noexcept;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+template <class Store>
+concept DoneRecordStore = requires(Store& s, std::string_view key) {
+  { s.contains(key) } -> std::convertible_to<bool>;
+  s.mark_done(key);
+};
+
+// The key idempotent() records a job under: job.key(), or "#<id>" if empty.
+// `buffer` holds the text of the second form.
+[[nodiscard]] inline std::string_view done_key(const Job& job, std::array<char, 24>& buffer) noexcept {
+  if (!job.key().empty()) return job.key();
+  buffer[0] = '#';
+  const auto r = std::to_chars(buffer.data() + 1, buffer.data() + buffer.size(), job.id);
+  return {buffer.data(), static_cast<std::size_t>(r.ptr - buffer.data())};
+}
+
+// Wraps `handler` (see the top of this file). `store` must outlive the Worker.
+template <DoneRecordStore Store>
+[[nodiscard]] Worker::Handler idempotent(Store& store, Worker::Handler handler) {
+  return [&store, h = std::move(handler)](const Job& job, JobContext& ctx) -> Outcome {
+    std::array<char, 24> buffer{};
+    const std::string_view key = done_key(job, buffer);
+    if (store.contains(key)) return Outcome::skip();  // done before; the ack was lost
+    const Outcome outcome = h(job, ctx);
+    // Recorded even if the lease was lost meanwhile: the side effect happened,
+    // and whoever has the job now should skip it. An exception here (an I/O
+    // error) makes the Worker retry the job: the side effect may run again.
+    if (outcome.kind() == Outcome::Kind::ack) store.mark_done(key);
+    return outcome;
+  };
+}
+
+}  // namespace jobring

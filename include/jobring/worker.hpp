@@ -1,0 +1,285 @@
+// jobring — the worker runtime: runs a handler per job, keeps its lease alive,
+// acks or retries with backoff, and stops gracefully.
+//
+//   jobring::Queue queue = jobring::Queue::open("orders");
+//   jobring::Worker worker(queue, [](const jobring::Job& job, jobring::JobContext& ctx) {
+//     handle(job.text());                   // throw, or return Outcome::retry(), to try again later
+//     return jobring::Outcome::ack();
+//   }, {.lease = 30s, .backoff = {.base = 1s, .cap = 5min}, .grace = 20s});
+//   jobring::Worker::install_signal_handlers();  // SIGTERM / SIGINT stop it gracefully
+//   const jobring::WorkerSummary s = worker.run();  // returns after a stop (or max_jobs / idle_exit)
+//
+// What run() does, per job:
+//
+//   claim (blocks without CPU until a job comes, or a stop)
+//     → hooks.on_claim
+//     → handler(job, ctx) on the calling thread; meanwhile the Worker's
+//       heartbeat thread extends the lease every lease × extend_fraction
+//     → Outcome::ack / skip / drop: ack (the job is deleted)
+//       Outcome::retry / an exception: release with backoff (below)
+//       Outcome::retry_after(d): release with delay d
+//     → hooks.on_done with the result
+//
+// Lease extension. Queue::extend() changes the lease's token (the fencing
+// value), so the heartbeat and the handler's thread share the job's current
+// Lease under a mutex, and the final ack / release uses the latest token. If
+// an extension fails (lease_lost: the lease ran out and another worker took
+// the job over — the heartbeat was starved for 2/3 of a lease, or the process
+// was stopped), ctx.lease_lost() turns true at once, hooks.on_lease_lost is
+// called, and the handler's result is discarded: it cannot be acked (the ack
+// would be rejected) and must not be released (the job is someone else's).
+// The handler should stop work it cannot make idempotent (see idempotent.hpp).
+//
+// Backoff. A job that fails on attempt n (Job::attempt, 1 on the first claim)
+// is released with
+//     d      = min(cap, base × 2^(n-1))
+//     delay  = d                       Jitter::none
+//              uniform in [0, d]       Jitter::full
+//              d/2 + uniform [0, d/2]  Jitter::equal (the default: never less than half)
+// (backoff_delay() below computes it.) Poison jobs: the dead state belongs to
+// the queue. Create the queue with Options::max_attempts = N: a release of a
+// job on its N-th attempt (or an expiry of its lease) dead-letters it, where
+// operators see it (`jobring peek NAME --state dead`) and requeue it. The
+// Worker reads the queue's max_attempts: JobContext::last_attempt() tells the
+// handler, and on_done reports JobResult::dead. There is no worker-side
+// attempt limit on purpose: a worker cannot move a job to the dead state
+// (the queue has no "bury" operation), so a limit of its own could only delete
+// the job or retry it for ever. On a queue without max_attempts a failing job
+// is retried for ever, at most `cap` apart.
+//
+// Outcome::drop() is a handler's permanent failure ("this job can never
+// succeed"): the job is acked (deleted) and reported as JobResult::dropped.
+// To keep it for inspection, push it to a queue of your own first.
+//
+// Stopping. request_stop() (or SIGTERM / SIGINT after install_signal_handlers(),
+// or any call of jobring::interrupt_waits() in the process) makes run() stop
+// claiming. A job in hand gets `grace` to finish: ctx.stopping() turns true,
+// and ctx.sleep_for() returns early, so a handler can hurry. When the grace
+// period runs out (or at once on stop_now() / a second signal) the heartbeat
+// releases the job with no delay — another worker can claim it at once —,
+// ctx.abandoned() turns true and hooks.on_abandon is called. A thread cannot
+// be killed in-process, so the handler keeps running until it returns; its
+// result is then discarded (the job is no longer ours) and run() returns.
+// Meanwhile another worker may already be doing the job: a handler that
+// ignores ctx.cancelled() must be idempotent. If your handler can block for
+// ever, end the process in on_abandon (std::_Exit): the job is already back in
+// the queue. (`jobring work` runs a command per job and kills its process
+// group instead.) A job claimed just as the stop came is still handled
+// (within the grace period) rather than given back, because a release counts
+// as the attempt it ended: a job abandoned on its last attempt is
+// dead-lettered by the queue (requeue it).
+//
+// Interruption is process-wide: request_stop() calls interrupt_waits(), which
+// interrupts every blocking jobring call in the process (it is the only
+// async-signal-safe way to wake them), so it also stops every other Worker of
+// the process; and an interrupt_waits() from elsewhere stops this Worker
+// gracefully. To run again after a stop, call jobring::clear_interrupt() and
+// construct a new Worker.
+//
+// Threads. The handler runs on the thread that called run(), and on
+// options.threads - 1 more threads that run() starts and joins. One
+// heartbeat thread per Worker, started by the constructor, extends every job
+// in hand; it allocates nothing per job. Hooks on_claim, on_error and on_done
+// run on the handler's thread; on_lease_lost and on_abandon on the heartbeat
+// thread, at the moment it happens (keep them short: they delay the other
+// jobs' extensions; the Job stays valid during the call) — except that a
+// lease found lost at the final ack / release, and a job given back untouched
+// because stop_now() came while it was being claimed, are reported on the
+// handler's thread. Each job gets at most one of on_lease_lost / on_abandon.
+// An exception escaping a hook is caught and ignored.
+//
+// Memory ordering: a hook or the handler sees the Job as the claim filled it
+// in; everything the handler did happens-before its on_done call and the
+// ack / release (same thread). Flags read through JobContext are seq_cst.
+//
+// Crash safety. The Worker keeps nothing in shared memory beyond what the
+// Queue calls do. If the process dies at any point, its job in hand is leased
+// (claimed, not acked): it comes back when its lease runs out (at most one
+// lease, as the heartbeat stops with the process), or at once via the
+// janitor, whose proof of death covers the process-owned leases the Worker
+// takes by default. Died after the handler's side effect but before the ack:
+// the job runs again (at-least-once) — see idempotent.hpp.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string_view>
+
+#include "jobring/queue.hpp"
+
+namespace jobring {
+
+// What a handler decides.
+class Outcome {
+ public:
+  enum class Kind {
+    ack,          // done: ack (the job is deleted)
+    skip,         // already done earlier (idempotent consumer): ack, reported as skipped
+    retry,        // failed: release with the Worker's backoff
+    retry_after,  // failed: release with delay()
+    drop,         // can never succeed: ack, reported as dropped
+  };
+  [[nodiscard]] static constexpr Outcome ack() noexcept { return Outcome(Kind::ack, milliseconds{0}); }
+  [[nodiscard]] static constexpr Outcome skip() noexcept { return Outcome(Kind::skip, milliseconds{0}); }
+  [[nodiscard]] static constexpr Outcome retry() noexcept { return Outcome(Kind::retry, milliseconds{0}); }
+  // `delay` is clamped to 0 .. kMaxLease; no jitter is added.
+  [[nodiscard]] static constexpr Outcome retry_after(milliseconds delay) noexcept {
+    return Outcome(Kind::retry_after, delay);
+  }
+  [[nodiscard]] static constexpr Outcome drop() noexcept { return Outcome(Kind::drop, milliseconds{0}); }
+
+  [[nodiscard]] constexpr Kind kind() const noexcept { return kind_; }
+  [[nodiscard]] constexpr milliseconds delay() const noexcept { return delay_; }
+  friend constexpr bool operator==(const Outcome&, const Outcome&) = default;
+
+ private:
+  constexpr Outcome(Kind k, milliseconds d) noexcept : kind_(k), delay_(d) {}
+  Kind kind_;
+  milliseconds delay_;
+};
+
+enum class Jitter { none, full, equal };
+
+struct Backoff {
+  milliseconds base{1000};    // delay after a failed first attempt (before jitter); >= 0
+  milliseconds cap{300'000};  // longest delay; base .. kMaxLease
+  Jitter jitter = Jitter::equal;
+};
+
+// The release delay after a failure on `attempt` (1-based; 0 counts as 1),
+// by the formula above; `random` is a uniformly random 64-bit value.
+[[nodiscard]] milliseconds backoff_delay(const Backoff& backoff, std::uint32_t attempt,
+                                         std::uint64_t random) noexcept;
+
+// How a job ended, for hooks.on_done and the summary.
+enum class JobResult {
+  acked,       // Outcome::ack, ack succeeded
+  skipped,     // Outcome::skip, ack succeeded
+  dropped,     // Outcome::drop, ack succeeded
+  retried,     // released with a delay (Outcome::retry / retry_after / an exception)
+  dead,        // released on the last attempt: the queue dead-lettered it
+  lease_lost,  // the lease was lost (extension or final ack / release failed): result discarded
+  abandoned,   // the grace period ran out (or stop_now): released by the heartbeat, result discarded
+};
+
+struct JobReport {
+  JobResult result = JobResult::acked;
+  Outcome outcome = Outcome::ack();      // what the handler returned (retry if it threw)
+  milliseconds delay{0};                 // the release delay (retried)
+  std::chrono::nanoseconds duration{0};  // time in the handler
+  std::string_view error;                // the exception's what(), if the handler threw
+};
+
+struct WorkerHooks {
+  std::function<void(const Job&)> on_claim;                         // before the handler
+  std::function<void(const Job&, const JobReport&)> on_done;        // after the ack / release
+  std::function<void(const Job&, std::string_view what)> on_error;  // the handler threw
+  std::function<void(const Job&)> on_lease_lost;                    // once per job, when found
+  std::function<void(const Job&)> on_abandon;  // the job was released at the end of the grace period
+};
+
+// milliseconds::max(): no limit (for WorkerOptions::grace).
+inline constexpr milliseconds kForever = milliseconds::max();
+
+struct WorkerOptions {
+  milliseconds lease{0};             // per claim; 0 = the queue's default_lease
+  double extend_fraction = 1.0 / 3;  // extend every lease × this (0 < f < 1; at least every 1 ms)
+  Backoff backoff{};
+  // After a stop request, how long a job in hand may take before it is
+  // released (0: released at once; kForever: wait for the handler).
+  milliseconds grace{30'000};
+  unsigned threads = 1;          // jobs at once (handler threads), 1 .. 1024
+  std::uint64_t max_jobs = 0;    // return after this many claims have been handled; 0 = no limit
+  milliseconds idle_exit{0};     // return when no job was in hand for this long; 0 = never
+  Owner owner = Owner::process;  // of the leases (see ClaimOptions)
+  WorkerHooks hooks{};
+};
+
+struct WorkerSummary {
+  std::uint64_t claimed = 0;
+  std::uint64_t acked = 0;  // JobResult::acked
+  std::uint64_t skipped = 0;
+  std::uint64_t dropped = 0;
+  std::uint64_t retried = 0;
+  std::uint64_t dead = 0;
+  std::uint64_t lease_lost = 0;
+  std::uint64_t abandoned = 0;
+  std::uint64_t errors = 0;  // handler exceptions (each also counted as retried or dead, or lost)
+  bool stopped = false;      // run() returned because of a stop request
+};
+
+class JobContext;
+
+class Worker {
+ public:
+  using Handler = std::function<Outcome(const Job&, JobContext&)>;
+
+  // Throws jobring::error(invalid_argument) for options out of range. `queue`
+  // must outlive the Worker. Starts the heartbeat thread.
+  Worker(Queue& queue, Handler handler, WorkerOptions options = {});
+  // Stops and joins the heartbeat. Do not destroy a Worker while run() runs.
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Claims and handles jobs until a stop request, max_jobs or idle_exit; then
+  // waits for the jobs in hand (see Stopping above) and returns. Call it once.
+  WorkerSummary run();
+
+  // Async-signal-safe. Stop claiming; jobs in hand get the grace period.
+  // Also calls interrupt_waits() (process-wide, see above).
+  void request_stop() noexcept;
+  // Async-signal-safe. Stop claiming and release the jobs in hand at once.
+  void stop_now() noexcept;
+  [[nodiscard]] bool stop_requested() const noexcept;
+
+  // Installs SIGTERM and SIGINT handlers for the whole process: the first
+  // signal stops every Worker gracefully (interrupt_waits()), the second
+  // releases their jobs in hand at once (stop_now). Replaces the previous
+  // handlers of these signals; calling it again resets the signal count.
+  static void install_signal_handlers();
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// What a handler sees besides the Job. Valid during the handler call only.
+// Thread-safe: the flags may be read from other threads the handler starts.
+class JobContext {
+ public:
+  [[nodiscard]] JobId id() const noexcept;
+  [[nodiscard]] std::string_view key() const noexcept;  // de-duplication key, empty if none
+  [[nodiscard]] std::uint32_t attempt() const noexcept;
+  // The queue dead-letters this job if this attempt fails (Options::max_attempts).
+  [[nodiscard]] bool last_attempt() const noexcept;
+  // A stop was requested: finish (or give up with Outcome::retry) soon.
+  [[nodiscard]] bool stopping() const noexcept;
+  // The lease was lost: another worker may have the job; the result is discarded.
+  [[nodiscard]] bool lease_lost() const noexcept;
+  // The grace period ran out: the job was released; the result is discarded.
+  [[nodiscard]] bool abandoned() const noexcept;
+  [[nodiscard]] bool cancelled() const noexcept { return lease_lost() || abandoned(); }
+  // The current lease (its token changes at every extension) and deadline.
+  [[nodiscard]] Lease lease() const;
+  [[nodiscard]] std::chrono::steady_clock::time_point deadline() const;
+  // Sleeps up to `d`; returns false early when the job is cancelled or a stop
+  // is requested, true after the whole `d`.
+  bool sleep_for(milliseconds d) const;
+  // Which handler thread runs this job: 0 .. threads - 1.
+  [[nodiscard]] unsigned thread_index() const noexcept { return slot_; }
+
+ private:
+  friend struct Worker::Impl;
+  JobContext(Worker::Impl& worker, unsigned slot, const Job& job) noexcept
+      : worker_(worker), slot_(slot), job_(job) {}
+  Worker::Impl& worker_;
+  unsigned slot_;
+  const Job& job_;
+};
+
+}  // namespace jobring
