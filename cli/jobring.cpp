@@ -11,9 +11,9 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <boost/program_options.hpp>
 #include <chrono>
 #include <cstdio>
@@ -23,7 +23,6 @@
 #include <iterator>
 #include <map>
 #include <optional>
-#include <random>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -31,6 +30,7 @@
 
 #include "jobring/duration.hpp"
 #include "jobring/queue.hpp"
+#include "jobring/worker.hpp"
 #include "text.hpp"
 
 namespace po = boost::program_options;
@@ -117,7 +117,7 @@ milliseconds duration_arg(const Command& c, const po::variables_map& vm, const c
 
 std::string name_arg(const Command& c, const po::variables_map& vm) {
   if (!vm.count("name")) usage(c.name, "missing the queue NAME");
-  const std::string name = vm["name"].as<std::string>();
+  std::string name = vm["name"].as<std::string>();
   if (auto ec = jobring::check_name(name)) usage(c.name, "bad queue name '" + name + "': " + ec.message());
   return name;
 }
@@ -137,7 +137,8 @@ std::string read_all(int fd) {
   for (;;) {
     const ssize_t n = ::read(fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw Exit{kError, std::string("jobring: cannot read stdin: ") + std::strerror(errno)};
+    if (n < 0)
+      throw Exit{kError, std::string("jobring: cannot read stdin: ") + std::system_category().message(errno)};
     if (n == 0) return out;
     out.append(buf, static_cast<std::size_t>(n));
   }
@@ -197,19 +198,12 @@ extern "C" void on_signal(int) {
   g_signals = g_signals + 1;
   jobring::interrupt_waits();  // async-signal-safe
 }
-extern "C" void on_child(int) {}
-
-void install_handlers(bool with_sigchld) {
+void install_handlers() {
   struct sigaction sa {};
   sigemptyset(&sa.sa_mask);
   sa.sa_handler = on_signal;
   ::sigaction(SIGTERM, &sa, nullptr);
   ::sigaction(SIGINT, &sa, nullptr);
-  if (with_sigchld) {
-    sa.sa_handler = on_child;  // only to cut sleeps short when a command ends
-    sa.sa_flags = SA_NOCLDSTOP;
-    ::sigaction(SIGCHLD, &sa, nullptr);
-  }
 }
 
 // ---------------------------------------------------------------------------
@@ -287,7 +281,7 @@ int cmd_ls(const std::vector<std::string>& args) {
       const auto s = q->stats();
       std::printf("%-32s %9u %8llu %8llu %8llu %8llu %8llu\n", name.c_str(), q->options().capacity,
                   static_cast<unsigned long long>(s.ready), static_cast<unsigned long long>(s.delayed),
-                  static_cast<unsigned long long>(s.leased + s.expired),
+                  static_cast<unsigned long long>(s.leased) + static_cast<unsigned long long>(s.expired),
                   static_cast<unsigned long long>(s.dead), static_cast<unsigned long long>(s.free));
     } else {
       std::printf("%-32s (cannot open: %s)\n", name.c_str(), ec.message().c_str());
@@ -308,7 +302,7 @@ int cmd_stat(const std::vector<std::string>& args) {
   const std::string name = name_arg(c, vm);
   const milliseconds watch = duration_arg(c, vm, "watch", 0ms);
   auto q = jobring::Queue::open(name);
-  install_handlers(false);
+  install_handlers();
   for (;;) {
     if (vm.count("json")) {
       std::printf("%s\n", stats_json(name, q).c_str());
@@ -358,7 +352,7 @@ int cmd_push(const std::vector<std::string>& args) {
   o.wait = duration_arg(c, vm, "wait", 0ms);
   const std::string data = vm.count("data") ? vm["data"].as<std::string>() : read_all(STDIN_FILENO);
   auto q = jobring::Queue::open(name);
-  install_handlers(false);
+  install_handlers();
   const auto r = q.push(bytes(data), o);
   if (r.status != jobring::PushStatus::ok)
     throw Exit{kNothing, "jobring push: queue '" + name + "' is full (capacity " +
@@ -385,7 +379,7 @@ int cmd_claim(const std::vector<std::string>& args) {
   const milliseconds lease = duration_arg(c, vm, "lease", 0ms);
   const milliseconds wait = duration_arg(c, vm, "wait", 0ms);
   auto q = jobring::Queue::open(name);
-  install_handlers(false);
+  install_handlers();
   jobring::Job job;
   const auto status = q.claim(job, wait, {.lease = lease, .owner = jobring::Owner::detached});
   if (status != jobring::ClaimStatus::ok)
@@ -538,17 +532,23 @@ int cmd_purge(const std::vector<std::string>& args) {
   return kOk;
 }
 
-// --- work: one process holds the leases, a child process per job does it.
+// --- work: one process holds the leases (jobring::Worker), a child process
+// per job does it.
 
-struct Running {
-  pid_t pid;
-  jobring::Job job;
-  std::chrono::steady_clock::time_point next_extend;
+// What a command needs, built before fork(): the child of a multi-threaded
+// process may make only async-signal-safe calls until it execs.
+struct CommandLine {
+  std::vector<std::string> args;
+  std::vector<char*> argv;  // into args, null-terminated
 };
 
 // Spawns CMD with the payload on stdin (through a memfd, so a command that
-// does not read its input never blocks us) and the job in its environment.
-pid_t spawn(const std::vector<std::string>& cmd, const jobring::Job& job) {
+// does not read its input never blocks us) and the job in its environment,
+// in its own process group. Returns the pid, or -1 with errno set. If the
+// command cannot be executed, `exec_errno` gets the reason (reported through
+// a close-on-exec pipe) and the child exits 127.
+pid_t spawn(const CommandLine& cmd, const jobring::Job& job, pid_t parent, int& exec_errno) {
+  exec_errno = 0;
   const int fd = ::memfd_create("jobring-payload", MFD_CLOEXEC);
   if (fd < 0) return -1;
   const auto p = job.payload();
@@ -557,179 +557,227 @@ pid_t spawn(const std::vector<std::string>& cmd, const jobring::Job& job) {
     const ssize_t n = ::write(fd, p.data() + off, p.size() - off);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
+      const int e = errno;
       ::close(fd);
+      errno = e;
       return -1;
     }
     off += static_cast<std::size_t>(n);
   }
   ::lseek(fd, 0, SEEK_SET);
-  const std::string id = std::to_string(job.id);
-  const std::string attempt = std::to_string(job.attempt);
-  std::vector<char*> argv;
-  for (const auto& a : cmd) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
+  // The environment: ours, with the job's id and attempt.
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string_view kv(*e);
+    if (kv.starts_with("JOBRING_JOB_ID=") || kv.starts_with("JOBRING_ATTEMPT=")) continue;
+    env_strings.emplace_back(kv);
+  }
+  env_strings.push_back("JOBRING_JOB_ID=" + std::to_string(job.id));
+  env_strings.push_back("JOBRING_ATTEMPT=" + std::to_string(job.attempt));
+  std::vector<char*> envp;
+  envp.reserve(env_strings.size() + 1);
+  for (auto& s : env_strings) envp.push_back(s.data());
+  envp.push_back(nullptr);
+  int report[2];
+  if (::pipe2(report, O_CLOEXEC) != 0) {
+    const int e = errno;
+    ::close(fd);
+    errno = e;
+    return -1;
+  }
   const pid_t pid = ::fork();
   if (pid == 0) {
     // Its own process group: Ctrl-C at the terminal reaches `jobring work`
     // (which lets the command finish), not the command itself.
     ::setpgid(0, 0);
     // If `jobring work` is killed, the command dies too: its job comes back
-    // to the queue, and must not be done twice at once.
+    // to the queue, and must not be done twice at once. (The death signal
+    // follows the forking thread, which waits for the command.)
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() == 1) ::_exit(127);  // the parent died before prctl
+    if (::getppid() != parent) ::_exit(127);  // the parent died before prctl
     struct sigaction sa {};
     sa.sa_handler = SIG_DFL;
     ::sigaction(SIGTERM, &sa, nullptr);
     ::sigaction(SIGINT, &sa, nullptr);
     ::sigaction(SIGCHLD, &sa, nullptr);
+    sigset_t none;
+    sigemptyset(&none);
+    ::pthread_sigmask(SIG_SETMASK, &none, nullptr);  // async-signal-safe
     ::dup2(fd, STDIN_FILENO);
-    ::setenv("JOBRING_JOB_ID", id.c_str(), 1);
-    ::setenv("JOBRING_ATTEMPT", attempt.c_str(), 1);
-    ::execvp(argv[0], argv.data());
-    std::fprintf(stderr, "jobring work: cannot run %s: %s\n", argv[0], std::strerror(errno));
+    ::execvpe(cmd.argv[0], cmd.argv.data(), envp.data());
+    const int e = errno;
+    (void)!::write(report[1], &e, sizeof e);
     ::_exit(127);
   }
+  const int fork_errno = errno;
   ::close(fd);
+  ::close(report[1]);
+  if (pid > 0) {
+    int e = 0;
+    ssize_t n = 0;
+    do {
+      n = ::read(report[0], &e, sizeof e);  // EOF at the exec: it worked
+    } while (n < 0 && errno == EINTR);
+    if (n == static_cast<ssize_t>(sizeof e)) exec_errno = e;
+  }
+  ::close(report[0]);
+  errno = fork_errno;
   return pid;
+}
+
+// How the last command of this thread ended, for on_done (which runs on the
+// handler's thread). A function, not a thread_local inside cmd_work: used
+// from the handler lambda on a second thread, GCC 12 did not initialise that
+// thread's copy (a crash of `work --concurrency 2`).
+std::string& status_text() {
+  thread_local std::string text;
+  return text;
 }
 
 int cmd_work(const std::vector<std::string>& args_in) {
   Command c{
-      "work", "NAME [--lease D] [--concurrency N] [--max-jobs N] [--wait D] -- CMD [ARG...]",
+      "work", "NAME [--lease D] [--concurrency N] [--max-jobs N] [--wait D] [--grace D] -- CMD [ARG...]",
       "Turns CMD into a worker: for each job it runs CMD with the payload on stdin and JOBRING_JOB_ID and\n"
       "JOBRING_ATTEMPT in the environment, holding a lease owned by this process and extending it while\n"
       "CMD runs. Exit 0: ack. Otherwise: release with exponential backoff (--backoff doubled per attempt,\n"
       "up to --max-backoff, with jitter between half and all of it), so a job that keeps failing ends\n"
       "dead after the queue's max_attempts. CMD runs in its own process group, and dies if this\n"
       "process dies.\n"
-      "SIGTERM/SIGINT: stop claiming, let running commands finish, exit 0; a second signal releases\n"
-      "their jobs, sends them SIGTERM, and exits. If this process is killed, the janitor sees the\n"
-      "owner dead and its jobs come back at once (or when their leases run out)."};
+      "SIGTERM/SIGINT: stop claiming, let running commands finish (for at most --grace), exit 0; a\n"
+      "second signal (or the end of --grace) releases their jobs, sends them SIGTERM, and exits. If this\n"
+      "process is killed, the janitor sees the owner dead and its jobs come back at once (or when their\n"
+      "leases run out)."};
   c.options.add_options()("lease", po::value<std::string>(),
                           "lease length (default: the queue's); extended every third of it")(
       "concurrency", po::value<unsigned>()->default_value(1), "jobs at once")(
       "max-jobs", po::value<std::uint64_t>()->default_value(0),
       "exit after N claims have finished (retries count); 0 = no limit")(
       "wait", po::value<std::string>(), "exit 0 when no job came for D; default: wait for ever")(
+      "grace", po::value<std::string>(), "after a signal, time running commands get; default: no limit")(
       "backoff", po::value<std::string>()->default_value("1s"), "first retry delay after a failure")(
       "max-backoff", po::value<std::string>()->default_value("5m"), "longest retry delay");
   c.hidden.add_options()("name", po::value<std::string>());
   c.positional.add("name", 1);
   // Everything after "--" is the command.
   std::vector<std::string> args;
-  std::vector<std::string> cmd;
+  CommandLine cmd;
   bool in_cmd = false;
   for (const auto& a : args_in) {
     if (!in_cmd && a == "--") {
       in_cmd = true;
       continue;
     }
-    (in_cmd ? cmd : args).push_back(a);
+    (in_cmd ? cmd.args : args).push_back(a);
   }
   const auto vm = parse(c, args);
   const std::string name = name_arg(c, vm);
-  if (cmd.empty()) usage(c.name, "missing the command: jobring work NAME -- CMD [ARG...]");
+  if (cmd.args.empty()) usage(c.name, "missing the command: jobring work NAME -- CMD [ARG...]");
+  for (auto& a : cmd.args) cmd.argv.push_back(a.data());
+  cmd.argv.push_back(nullptr);
   const unsigned concurrency = vm["concurrency"].as<unsigned>();
   if (concurrency < 1 || concurrency > 1024) usage(c.name, "--concurrency must be from 1 to 1024");
   const std::uint64_t max_jobs = vm["max-jobs"].as<std::uint64_t>();
   const milliseconds idle = duration_arg(c, vm, "wait", 0ms);
+  const milliseconds grace = vm.count("grace") ? duration_arg(c, vm, "grace", 0ms) : jobring::kForever;
   const milliseconds backoff = duration_arg(c, vm, "backoff", 1s);
   const milliseconds max_backoff = duration_arg(c, vm, "max-backoff", 5min);
   auto q = jobring::Queue::open(name);
   const milliseconds lease = duration_arg(c, vm, "lease", q.options().default_lease);
   if (lease.count() < 3 || lease > jobring::kMaxLease) usage(c.name, "--lease must be from 3ms to 7 days");
-  install_handlers(true);
 
-  std::vector<Running> running;
-  std::uint64_t started = 0, finished = 0;
-  auto last_job = std::chrono::steady_clock::now();
-  std::mt19937_64 rng(static_cast<std::uint64_t>(::getpid()) ^ static_cast<std::uint64_t>(::time(nullptr)));
-  bool released_on_second_signal = false;
+  // The command running for each handler thread, for on_abandon and on_lease_lost.
+  struct Running {
+    std::atomic<jobring::JobId> job{0};
+    std::atomic<pid_t> pid{0};
+  };
+  std::vector<Running> running(concurrency);
+  auto running_pid = [&](jobring::JobId id) -> pid_t {
+    for (const auto& r : running)
+      if (r.job.load() == id) return r.pid.load();
+    return 0;
+  };
+  std::atomic<bool> spawn_failed{false};
+  const pid_t self = ::getpid();
 
-  for (;;) {
-    // Reap finished commands: ack on exit 0, else release with backoff.
-    for (;;) {
-      int status = 0;
-      const pid_t pid = ::waitpid(-1, &status, WNOHANG);
-      if (pid <= 0) break;
-      for (auto it = running.begin(); it != running.end(); ++it) {
-        if (it->pid != pid) continue;
-        const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-        if (ok) {
-          if (q.ack(it->job.lease) != jobring::LeaseStatus::ok)
-            std::fprintf(
-                stderr,
-                "jobring work: job %llu: done, but the lease was lost before the ack (it may run again)\n",
-                static_cast<unsigned long long>(it->job.id));
-        } else {
-          // Exponential backoff with full jitter between half and all of it.
-          const unsigned shift = std::min(it->job.attempt > 0 ? it->job.attempt - 1 : 0u, 20u);
-          const auto base = std::min<long long>(backoff.count() << shift, max_backoff.count());
-          const auto delay = milliseconds(
-              base / 2 + static_cast<long long>(rng() % static_cast<std::uint64_t>(base / 2 + 1)));
-          (void)q.release(it->job.lease, delay);
-          const std::uint32_t max = q.options().max_attempts;
-          const bool dead = max != 0 && it->job.attempt >= max;
-          std::fprintf(stderr, "jobring work: job %llu attempt %u failed (%s %d); %s%s\n",
-                       static_cast<unsigned long long>(it->job.id), it->job.attempt,
-                       WIFEXITED(status) ? "exit" : "signal",
-                       WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status),
-                       dead ? "attempts used up: dead-lettered" : "retry in ",
-                       dead ? "" : jobring::format_duration(delay).c_str());
-        }
-        ++finished;
-        last_job = std::chrono::steady_clock::now();  // --wait counts idle time from here
-        running.erase(it);
+  jobring::WorkerOptions o;
+  o.lease = lease;
+  o.backoff = {.base = std::min(backoff, max_backoff), .cap = max_backoff, .jitter = jobring::Jitter::equal};
+  o.grace = grace;
+  o.threads = concurrency;
+  o.max_jobs = max_jobs;
+  o.idle_exit = idle;
+  o.hooks.on_lease_lost = [&](const jobring::Job& job) {
+    if (running_pid(job.id) != 0)
+      std::fprintf(stderr,
+                   "jobring work: job %llu: lease lost while running (another worker may run it too)\n",
+                   static_cast<unsigned long long>(job.id));
+  };
+  o.hooks.on_abandon = [&](const jobring::Job& job) {
+    // Second signal or end of the grace period: the job is back in the
+    // queue; stop its command (its process group).
+    if (const pid_t pid = running_pid(job.id); pid > 0) ::kill(-pid, SIGTERM);
+  };
+  o.hooks.on_done = [&](const jobring::Job& job, const jobring::JobReport& r) {
+    const auto id = static_cast<unsigned long long>(job.id);
+    switch (r.result) {
+      case jobring::JobResult::retried:
+      case jobring::JobResult::dead:
+        std::fprintf(stderr, "jobring work: job %llu attempt %u failed (%s); %s%s\n", id, job.attempt,
+                     status_text().c_str(),
+                     r.result == jobring::JobResult::dead ? "attempts used up: dead-lettered" : "retry in ",
+                     r.result == jobring::JobResult::dead ? "" : jobring::format_duration(r.delay).c_str());
         break;
-      }
+      case jobring::JobResult::lease_lost:
+        if (r.outcome.kind() == jobring::Outcome::Kind::ack)
+          std::fprintf(
+              stderr,
+              "jobring work: job %llu: done, but the lease was lost before the ack (it may run again)\n", id);
+        else
+          std::fprintf(stderr,
+                       "jobring work: job %llu attempt %u failed (%s); the lease was lost meanwhile\n", id,
+                       job.attempt, status_text().c_str());
+        break;
+      default:
+        break;
     }
-    // Second signal: give the jobs in hand back and stop their commands.
-    if (g_signals >= 2 && !released_on_second_signal) {
-      released_on_second_signal = true;
-      for (auto& r : running) {
-        (void)q.release(r.job.lease);
-        ::kill(-r.pid, SIGTERM);  // the command's process group
-      }
-      for (auto& r : running) ::waitpid(r.pid, nullptr, 0);
-      running.clear();
-    }
-    const bool stopping = g_signals > 0 || (max_jobs != 0 && started >= max_jobs);
-    if (stopping && running.empty()) return kOk;
-    // Extend the leases of running commands at a third of their length.
-    const auto now = std::chrono::steady_clock::now();
-    for (auto& r : running) {
-      if (now < r.next_extend) continue;
-      if (q.extend(r.job, lease) != jobring::LeaseStatus::ok)
-        std::fprintf(stderr,
-                     "jobring work: job %llu: lease lost while running (another worker may run it too)\n",
-                     static_cast<unsigned long long>(r.job.id));
-      r.next_extend = now + lease / 3;
-    }
-    if (!stopping && running.size() < concurrency) {
-      jobring::Job job;
-      // Block in claim only when nothing runs; otherwise just look.
-      const milliseconds wait = running.empty() ? 100ms : 0ms;
-      const auto st = q.claim(job, wait, {.lease = lease});
-      if (st == jobring::ClaimStatus::ok) {
-        last_job = std::chrono::steady_clock::now();
-        const pid_t pid = spawn(cmd, job);
+  };
+
+  jobring::Worker* worker_ptr = nullptr;
+  jobring::Worker worker(
+      q,
+      [&](const jobring::Job& job, jobring::JobContext& ctx) {
+        Running& slot = running[ctx.thread_index()];
+        int exec_errno = 0;
+        const pid_t pid = spawn(cmd, job, self, exec_errno);
         if (pid < 0) {
-          std::fprintf(stderr, "jobring work: cannot start %s: %s\n", cmd[0].c_str(), std::strerror(errno));
-          (void)q.release(job.lease, backoff);
-          return kError;
+          std::fprintf(stderr, "jobring work: cannot start %s: %s\n", cmd.args[0].c_str(),
+                       std::system_category().message(errno).c_str());
+          status_text() = "could not start";
+          spawn_failed.store(true);
+          worker_ptr->request_stop();
+          return jobring::Outcome::retry_after(std::min(backoff, max_backoff));
         }
-        ++started;
-        running.push_back({pid, std::move(job), last_job + lease / 3});
-        continue;
-      }
-      if (idle.count() > 0 && running.empty() && std::chrono::steady_clock::now() - last_job >= idle)
-        return kOk;
-      if (running.empty()) continue;  // claim already waited
-    }
-    // Commands running: sleep a little (SIGCHLD cuts it short).
-    timespec ts{0, 20'000'000};
-    ::nanosleep(&ts, nullptr);
-  }
+        slot.pid.store(pid);
+        slot.job.store(job.id);
+        if (ctx.abandoned()) ::kill(-pid, SIGTERM);  // on_abandon came before we stored the pid
+        if (exec_errno != 0)
+          std::fprintf(stderr, "jobring work: cannot run %s: %s\n", cmd.args[0].c_str(),
+                       std::system_category().message(exec_errno).c_str());
+        int status = 0;
+        while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        slot.job.store(0);
+        slot.pid.store(0);
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return jobring::Outcome::ack();
+        status_text() = WIFEXITED(status) ? "exit " + std::to_string(WEXITSTATUS(status))
+                                          : "signal " + std::to_string(WTERMSIG(status));
+        return jobring::Outcome::retry();
+      },
+      std::move(o));
+  worker_ptr = &worker;
+  jobring::Worker::install_signal_handlers();
+  (void)worker.run();
+  return spawn_failed.load() ? kError : kOk;
 }
 
 // ---------------------------------------------------------------------------

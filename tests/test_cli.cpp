@@ -958,6 +958,7 @@ TEST_F(Cli, BadDurationsExitTwoOnEveryOption) {
       {{"work", "Q", "--wait", "D", "--", "true"}, "--wait"},
       {{"work", "Q", "--backoff", "D", "--wait", "100ms", "--", "true"}, "--backoff"},
       {{"work", "Q", "--max-backoff", "D", "--wait", "100ms", "--", "true"}, "--max-backoff"},
+      {{"work", "Q", "--grace", "D", "--wait", "100ms", "--", "true"}, "--grace"},
       {{"stat", "Q", "--watch", "D"}, "--watch"},
       {{"create", "NEW", "--lease", "D"}, "--lease"},
   };
@@ -1969,6 +1970,31 @@ TEST_F(Cli, WorkConcurrencyRunsCommandsAtOnce) {
   EXPECT_EQ(s.released, 0u);
 }
 
+// Failures on several handler threads at once: each is released with
+// backoff, reported on stderr with its exit status, and retried; work exits
+// 0 after all 4 jobs x 2 attempts. Fails if the per-thread failure report
+// breaks (it once crashed `work --concurrency 2`).
+TEST_F(Cli, WorkConcurrencyRetriesFailuresOnEveryThread) {
+  Watchdog wd(90s);
+  QueueName q("cli-conc-fail");
+  (void)Queue::create(q, {});
+  for (int i = 0; i < 4; ++i) ASSERT_EQ(jr({"push", q, "j" + std::to_string(i)}).code, 0);
+  const auto args =
+      work_args(q, {"--concurrency", "2", "--max-jobs", "8", "--backoff", "10ms", "--wait", "30s"},
+                "[ \"$JOBRING_ATTEMPT\" -ge 2 ] || exit 5");
+  const Result r = jr(args, "", 60s);
+  EXPECT_RUN(args, r, 0);
+  std::size_t reports = 0;
+  for (std::size_t at = 0; (at = r.err.find("attempt 1 failed (exit 5); retry in ", at)) != std::string::npos;
+       ++at)
+    ++reports;
+  EXPECT_EQ(reports, 4u) << r.err;
+  const Stats s = stats_of(q);
+  EXPECT_EQ(s.acked, 4u);
+  EXPECT_EQ(s.released, 4u);
+  EXPECT_EQ(s.claimed, 8u);
+}
+
 // --max-jobs N exits 0 after N jobs; the rest stay ready.
 TEST_F(Cli, WorkMaxJobsStopsAfterN) {
   Watchdog wd(60s);
@@ -2083,6 +2109,30 @@ TEST_F(Cli, WorkSecondSignalReleasesTheJobInHand) {
   send_and_wait_delivered(w, SIGINT);
   const Result r = w.wait(30s);
   EXPECT_EQ(r.code, 0) << show(w.argv(), r);
+  const Stats s = stats_of(q);
+  EXPECT_EQ(s.acked, 0u);
+  EXPECT_EQ(s.released, 1u);
+  EXPECT_EQ(s.ready, 1u) << "released without delay: claimable at once";
+  EXPECT_EQ(s.leased, 0u);
+}
+
+// --grace D: after SIGTERM a running command gets D to finish; then its job
+// is released (ready again at once, not after its 1 h lease), the command's
+// process group gets SIGTERM, and work exits 0. Nothing lost.
+TEST_F(Cli, WorkGraceReleasesTheJobWhenItRunsOut) {
+  Watchdog wd(90s);
+  QueueName q("cli-grace");
+  (void)Queue::create(q, {});
+  TempDir dir;
+  ASSERT_EQ(jr({"push", q, "j"}).code, 0);
+  const auto args = work_args(q, {"--lease", "1h", "--grace", "300ms"},
+                              "touch \"$T/started\"; sleep 60; touch \"$T/finished\"");
+  Proc w(cli(args), {}, {"T=" + dir.str()});
+  ASSERT_TRUE(test::poll_until([&] { return dir.has("started"); }, 20s, 5ms));
+  send_and_wait_delivered(w, SIGTERM);
+  const Result r = w.wait(30s);
+  EXPECT_EQ(r.code, 0) << show(w.argv(), r);
+  EXPECT_FALSE(dir.has("finished")) << "the command should have been stopped";
   const Stats s = stats_of(q);
   EXPECT_EQ(s.acked, 0u);
   EXPECT_EQ(s.released, 1u);
