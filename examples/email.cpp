@@ -1,6 +1,7 @@
 // jobring-example-email — the smallest producer and worker: "send a welcome
 // email" jobs, each done by exactly one worker. produce() and work() are the
-// whole API a typical user needs (README.md shows them).
+// whole API a typical user needs (README.md shows them): Queue::push on one
+// side, a jobring::Worker running a handler on the other.
 //
 //   jobring-example-email produce N   push N jobs to the queue and exit
 //   jobring-example-email work        run a worker until Ctrl-C / SIGTERM
@@ -8,7 +9,12 @@
 //                                     wait until all are done, stop the worker
 //   --queue NAME                      the queue (default "emails"; the
 //                                     no-argument mode uses a private one)
+//
+// Every 4th email fails on its first attempt ("SMTP server busy"), to show a
+// retry: the handler throws, the Worker releases the job with a backoff, and
+// the job comes back (attempt 2). Exit status 0 if every email was sent.
 
+#include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,27 +28,32 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <thread>
 
 #include "jobring/queue.hpp"
+#include "jobring/worker.hpp"
 
 using namespace std::chrono_literals;
 
 namespace {
 
 volatile std::sig_atomic_t g_stop = 0;
-extern "C" void on_stop_signal(int) {
+extern "C" void on_email_stop_signal(int) {
   g_stop = 1;
   jobring::interrupt_waits();  // a waiting claim() or push() returns `interrupted` (async-signal-safe)
 }
 
 // Pretend to send the email. Every 4th job fails on its first attempt, so that
-// the example shows a release and a retry.
+// the example shows a retry.
 void send_email(const jobring::Job& job) {
   std::printf("[worker %d] %.*s (job %llu, attempt %u)\n", static_cast<int>(::getpid()),
               static_cast<int>(job.text().size()), job.text().data(), static_cast<unsigned long long>(job.id),
               job.attempt);
-  if (job.id % 4 == 0 && job.attempt == 1) throw std::runtime_error("SMTP server busy");
+  if (job.id % 4 == 0 && job.attempt == 1) {
+    std::printf("  failed (SMTP server busy): the Worker releases the job, to retry in 100-200 ms\n");
+    throw std::runtime_error("SMTP server busy");
+  }
 }
 
 // --- the core: a producer and a worker ---------------------------------------
@@ -57,23 +68,21 @@ void produce(const std::string& queue_name, int count) {
   }
 }
 
+// Called for each job claimed. Throwing (or returning Outcome::retry()) gives
+// the job back for a retry with backoff; the queue dead-letters it after 5 attempts.
+jobring::Outcome handle(const jobring::Job& job, jobring::JobContext&) {
+  send_email(job);
+  return jobring::Outcome::ack();  // done: the job is deleted
+}
+
 void work(const std::string& queue_name) {
   jobring::Queue queue = jobring::Queue::open_or_create(queue_name, kOptions);
-  jobring::Job job;  // reused for every claim
-  for (;;) {
-    const jobring::ClaimStatus got = queue.claim(job, 1s);  // claim = give + hide; sleeps until a job comes
-    if (got == jobring::ClaimStatus::interrupted) break;    // SIGTERM / Ctrl-C
-    if (got == jobring::ClaimStatus::empty) continue;       // nothing for 1 s
-    try {
-      send_email(job);
-      if (queue.ack(job.lease) == jobring::LeaseStatus::lease_lost)  // done: the job is deleted
-        std::fprintf(stderr, "job %llu outlived its lease; another worker has it\n",
-                     static_cast<unsigned long long>(job.id));
-    } catch (const std::exception& e) {
-      std::printf("  failed (%s): released, retry in 200 ms\n", e.what());
-      (void)queue.release(job.lease, 200ms);  // back to the queue; dead after 5 attempts
-    }
-  }
+  // Claims one job at a time (claim = give + hide; it sleeps while there is none),
+  // runs handle() and keeps extending the job's lease meanwhile, then acks or retries.
+  // A failed job comes back after 100-200 ms, then 200-400 ms, ... (backoff with jitter).
+  jobring::Worker worker(queue, handle, {.backoff = {.base = 200ms}});
+  jobring::Worker::install_signal_handlers();  // Ctrl-C / SIGTERM: finish the job in hand, then stop
+  worker.run();
 }
 
 // --- the rest: command line and the one-process demo --------------------------
@@ -89,19 +98,22 @@ const char kUsage[] =
 // Forks a worker, pushes `count` jobs, waits until every one is acked.
 int demo(int count) {
   const std::string name = "email-demo." + std::to_string(::getpid());
-  jobring::Queue::remove(name);
+  std::error_code ec;
+  jobring::Queue::remove(name, ec);  // a left-over of a killed run with our PID
   jobring::Queue queue = jobring::Queue::create(name, kOptions);
   std::fflush(nullptr);
+  const pid_t parent = ::getpid();
   const pid_t worker = ::fork();
   if (worker < 0) {
     std::perror("fork");
-    jobring::Queue::remove(name);
+    jobring::Queue::remove(name, ec);
     return 1;
   }
   if (worker == 0) {
-    int status = 0;
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the demo
+    int status = ::getppid() == parent ? 0 : 1;
     try {
-      work(name);
+      if (status == 0) work(name);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "worker: %s\n", e.what());
       status = 1;
@@ -109,11 +121,16 @@ int demo(int count) {
     std::fflush(nullptr);
     ::_exit(status);
   }
-  produce(name, count);
-  std::printf("[producer %d] pushed %d jobs\n", static_cast<int>(::getpid()), count);
-
+  bool pushed = false;
+  try {
+    produce(name, count);
+    pushed = true;
+    std::printf("[producer %d] pushed %d jobs\n", static_cast<int>(::getpid()), count);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "producer: %s\n", e.what());
+  }
   const auto give_up = std::chrono::steady_clock::now() + 30s;
-  while (queue.stats().acked < static_cast<std::uint64_t>(count) &&
+  while (pushed && queue.stats().acked < static_cast<std::uint64_t>(count) &&
          std::chrono::steady_clock::now() < give_up && !g_stop) {
     std::this_thread::sleep_for(10ms);
   }
@@ -121,12 +138,14 @@ int demo(int count) {
   ::kill(worker, SIGTERM);  // the worker finishes the job in hand and exits
   int status = 0;
   ::waitpid(worker, &status, 0);
-  jobring::Queue::remove(name);
-  const bool ok =
-      stats.acked == static_cast<std::uint64_t>(count) && WIFEXITED(status) && WEXITSTATUS(status) == 0;
-  std::printf("%s: %llu of %d emails sent, %llu released and retried\n", ok ? "done" : "FAILED",
-              static_cast<unsigned long long>(stats.acked), count,
-              static_cast<unsigned long long>(stats.released));
+  jobring::Queue::remove(name, ec);
+  const bool ok = stats.acked == static_cast<std::uint64_t>(count) &&
+                  stats.released == stats.claimed - stats.acked && WIFEXITED(status) &&
+                  WEXITSTATUS(status) == 0;
+  std::printf("result: %s: %llu of %d emails sent by one worker process, %llu after a retry%s\n",
+              ok ? "OK" : "FAILED", static_cast<unsigned long long>(stats.acked), count,
+              static_cast<unsigned long long>(stats.released),
+              WIFEXITED(status) && WEXITSTATUS(status) == 0 ? "" : " (the worker did not exit cleanly)");
   return ok ? 0 : 1;
 }
 
@@ -134,8 +153,8 @@ int demo(int count) {
 
 int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
-  std::signal(SIGINT, on_stop_signal);
-  std::signal(SIGTERM, on_stop_signal);
+  std::signal(SIGINT, on_email_stop_signal);
+  std::signal(SIGTERM, on_email_stop_signal);
   std::string queue_name = "emails";
   int arg = 1;
   if (arg < argc && (std::string_view(argv[arg]) == "--help" || std::string_view(argv[arg]) == "-h")) {
@@ -166,7 +185,7 @@ int main(int argc, char** argv) {
     }
     std::fputs(kUsage, stderr);
     return 2;
-  } catch (const jobring::error& e) {
+  } catch (const std::exception& e) {
     std::fprintf(stderr, "jobring-example-email: %s\n", e.what());
     return 1;
   }

@@ -17,7 +17,8 @@
 # It makes a queue of its own (removed at the end), pushes JOBS jobs (default
 # 8; every fourth fails on its first attempt, to show a retry), waits until
 # every job is acked, checks that each was done, and exits 0 — or 1 on any
-# problem. It runs unattended (CI runs it: tests/test_cli.cpp).
+# problem; its last line is then "result: OK: ...". It runs unattended (CI runs
+# it: tests/test_cli.cpp and the ctest test example.shell; scripts/demo too).
 set -eu
 
 JOBRING=${JOBRING:-jobring}
@@ -122,3 +123,4 @@ if [ "$done_jobs" -ne "$JOBS" ] || [ "$retried" -ne $((JOBS / 4)) ]; then
 fi
 echo "all $JOBS jobs done ($retried after a retry):"
 sort -n "$RESULTS"
+echo "result: OK: $JOBS jobs done by a shell worker (jobring work), $retried after a retry"
