@@ -8,6 +8,9 @@
 //   jobring:  parent ──push(A){t_send}──▶ child blocked in claim(A) returns,
 //             records now - t_send, acks, then ──push(B){t_send', lat}──▶
 //             parent blocked in claim(B) returns, records now - t_send'.
+//   boost_mq: the same over two Boost.Interprocess message_queues, the
+//             receiver blocked in receive() (a process-shared mutex and
+//             condition variable: the peer's own blocking wait).
 //   futex:    the same over two 32-bit futex words in a MAP_SHARED anonymous
 //             mapping (no FUTEX_PRIVATE_FLAG, like jobring's event words),
 //             with the same announce / re-check / FUTEX_WAIT protocol and a
@@ -30,6 +33,7 @@
 #include <benchmark/benchmark.h>
 #include <linux/futex.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -50,6 +54,7 @@
 #include <vector>
 
 #include "jobring/queue.hpp"
+#include "peers.hpp"
 
 namespace {
 
@@ -212,7 +217,10 @@ void BM_JobringWake(benchmark::State& state) {
   }
   std::fflush(nullptr);
   const pid_t child = ::fork();
-  if (child == 0) ::_exit(jobring_child(a_name, b_name, *sh, settle_us));
+  if (child == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    ::_exit(jobring_child(a_name, b_name, *sh, settle_us));
+  }
 
   std::vector<std::int64_t> samples;
   samples.reserve(static_cast<std::size_t>(state.max_iterations) * 2);
@@ -256,6 +264,73 @@ void BM_JobringWake(benchmark::State& state) {
   report(state, what.c_str(), samples);
 }
 
+int boost_child(bench::BoostMq& a_mq, bench::BoostMq& b_mq, Shared& sh, std::int64_t settle_us) {
+  auto a = a_mq.open();
+  auto b = b_mq.open();
+  for (std::uint64_t hop = 1;; ++hop) {
+    sh.child_armed.store(hop, std::memory_order_release);
+    Message in{};
+    std::size_t got = 0;
+    unsigned priority = 0;
+    a->receive(&in, sizeof in, got, priority);
+    const std::int64_t received = mono_ns();
+    if (got != sizeof in) return 2;
+    if (in.stop != 0) return 0;
+    await(sh.parent_armed, hop);
+    settle(settle_us);
+    const Message out{mono_ns(), received - in.sent_ns, 0};
+    b->send(&out, sizeof out, 0);
+  }
+}
+
+void BM_BoostMqWake(benchmark::State& state) {
+  const std::int64_t settle_us = state.range(0);
+  const std::string base = "bench.wakemq." + std::to_string(::getpid());
+  bench::BoostMq a(base + ".a", 16, sizeof(Message));
+  bench::BoostMq b(base + ".b", 16, sizeof(Message));
+  Shared* sh = map_shared();
+  if (sh == nullptr) {
+    state.SkipWithError("mmap failed");
+    return;
+  }
+  std::fflush(nullptr);
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    int rc = 5;
+    try {
+      rc = boost_child(a, b, *sh, settle_us);
+    } catch (...) {
+    }
+    ::_exit(rc);
+  }
+  std::vector<std::int64_t> samples;
+  samples.reserve(static_cast<std::size_t>(state.max_iterations) * 2);
+  std::uint64_t hop = 0;
+  for (auto _ : state) {
+    ++hop;
+    await(sh->child_armed, hop);
+    settle(settle_us);
+    const Message out{mono_ns(), 0, 0};
+    a.get().send(&out, sizeof out, 0);
+    sh->parent_armed.store(hop, std::memory_order_release);
+    Message in{};
+    std::size_t got = 0;
+    unsigned priority = 0;
+    b.get().receive(&in, sizeof in, got, priority);
+    const std::int64_t received = mono_ns();
+    samples.push_back(in.latency_ns);
+    samples.push_back(received - in.sent_ns);
+  }
+  await(sh->child_armed, hop + 1);
+  const Message stop{mono_ns(), 0, 1};
+  a.get().send(&stop, sizeof stop, 0);
+  stop_child(child);
+  unmap_shared(sh);
+  const std::string what = "boost mq receive woken by send, settle " + std::to_string(settle_us) + "us";
+  report(state, what.c_str(), samples);
+}
+
 int futex_child(Shared& sh, std::int64_t settle_us) {
   std::uint32_t seen = 0;
   for (std::uint64_t hop = 1;; ++hop) {
@@ -281,7 +356,10 @@ void BM_FutexWake(benchmark::State& state) {
   }
   std::fflush(nullptr);
   const pid_t child = ::fork();
-  if (child == 0) ::_exit(futex_child(*sh, settle_us));
+  if (child == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    ::_exit(futex_child(*sh, settle_us));
+  }
 
   std::vector<std::int64_t> samples;
   samples.reserve(static_cast<std::size_t>(state.max_iterations) * 2);
@@ -315,6 +393,12 @@ int main(int argc, char** argv) {
   const long round_trips = env != nullptr && std::atol(env) > 0 ? std::atol(env) : 20000;
   for (const std::int64_t settle_us : {20, 0}) {
     benchmark::RegisterBenchmark("BM_JobringWake", BM_JobringWake)
+        ->Arg(settle_us)
+        ->ArgName("settle_us")
+        ->Iterations(round_trips)
+        ->UseRealTime()
+        ->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark("BM_BoostMqWake", BM_BoostMqWake)
         ->Arg(settle_us)
         ->ArgName("settle_us")
         ->Iterations(round_trips)

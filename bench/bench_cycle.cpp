@@ -1,0 +1,145 @@
+// One process, one job at a time: the cost of moving one job through the
+// queue and finishing it, next to the peers in the same binary and run.
+//
+//   jobring           push + try_claim + ack (a lease, a fencing token, an
+//                     owner record, crash safety at every step)
+//   jobring_batch32   push_many + try_claim_many + ack_many of 32 jobs,
+//                     reported per job
+//   ring              the bare shared-memory MPMC ring (peers.hpp): push +
+//                     pop, no lease, not crash-safe — the lower bound
+//   boost_mq          boost::interprocess::message_queue: send + receive
+//
+// Argument: payload bytes (8, 64, 256, 1024); each queue is made for that
+// size (max_payload = size) with 1024 slots. Read items_per_second (or its
+// inverse, ns per job): one item is one job through the whole cycle.
+#include <benchmark/benchmark.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "jobring/queue.hpp"
+#include "peers.hpp"
+
+namespace {
+
+constexpr std::uint32_t kCapacity = 1024;
+
+std::string unique_name(const char* what) {
+  return std::string("bench.") + what + "." + std::to_string(::getpid());
+}
+
+void BM_Cycle_jobring(benchmark::State& state) {
+  const auto size = static_cast<std::size_t>(state.range(0));
+  const std::string name = unique_name("cycle");
+  jobring::Queue::remove(name);
+  jobring::Options o;
+  o.capacity = kCapacity;
+  o.max_payload = static_cast<std::uint32_t>(size);
+  auto q = jobring::Queue::create(name, o);
+  std::vector<std::byte> payload(size, std::byte{0x5a});
+  jobring::Job job;
+  for (auto _ : state) {
+    if (!q.push(payload)) {
+      state.SkipWithError("push failed");
+      break;
+    }
+    if (q.try_claim(job) != jobring::ClaimStatus::ok) {
+      state.SkipWithError("claim found nothing");
+      break;
+    }
+    if (q.ack(job.lease) != jobring::LeaseStatus::ok) {
+      state.SkipWithError("ack lost its lease");
+      break;
+    }
+  }
+  benchmark::DoNotOptimize(job.payload().data());
+  state.SetItemsProcessed(state.iterations());
+  jobring::Queue::remove(name);
+}
+
+constexpr std::size_t kBatch = 32;
+
+void BM_Cycle_jobring_batch32(benchmark::State& state) {
+  const auto size = static_cast<std::size_t>(state.range(0));
+  const std::string name = unique_name("cyclebatch");
+  jobring::Queue::remove(name);
+  jobring::Options o;
+  o.capacity = kCapacity;
+  o.max_payload = static_cast<std::uint32_t>(size);
+  auto q = jobring::Queue::create(name, o);
+  std::vector<std::byte> payload(size, std::byte{0x5a});
+  std::array<std::span<const std::byte>, kBatch> payloads;
+  payloads.fill(payload);
+  std::array<jobring::Job, kBatch> jobs;
+  std::array<jobring::Lease, kBatch> leases;
+  for (auto _ : state) {
+    if (q.push_many(payloads) != kBatch) {
+      state.SkipWithError("push_many fell short");
+      break;
+    }
+    const std::size_t n = q.try_claim_many(jobs);
+    if (n != kBatch) {
+      state.SkipWithError("claim_many fell short");
+      break;
+    }
+    for (std::size_t i = 0; i < n; ++i) leases[i] = jobs[i].lease;
+    if (q.ack_many(leases) != kBatch) {
+      state.SkipWithError("ack_many lost a lease");
+      break;
+    }
+  }
+  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(kBatch));
+  jobring::Queue::remove(name);
+}
+
+void BM_Cycle_ring(benchmark::State& state) {
+  const auto size = static_cast<std::size_t>(state.range(0));
+  bench::ShmRing ring(kCapacity, static_cast<std::uint32_t>(size));
+  std::vector<std::byte> payload(size, std::byte{0x5a});
+  std::vector<std::byte> out(size);
+  for (auto _ : state) {
+    if (!ring.try_push(payload)) {
+      state.SkipWithError("ring full");
+      break;
+    }
+    if (ring.try_pop(out.data()) < 0) {
+      state.SkipWithError("ring empty");
+      break;
+    }
+  }
+  benchmark::DoNotOptimize(out.data());
+  state.SetItemsProcessed(state.iterations());
+}
+
+void BM_Cycle_boost_mq(benchmark::State& state) {
+  const auto size = static_cast<std::size_t>(state.range(0));
+  bench::BoostMq q(unique_name("cyclemq"), kCapacity, size);
+  std::vector<std::byte> payload(size, std::byte{0x5a});
+  std::vector<std::byte> out(size);
+  auto& mq = q.get();
+  for (auto _ : state) {
+    mq.send(payload.data(), payload.size(), 0);
+    std::size_t got = 0;
+    unsigned priority = 0;
+    mq.receive(out.data(), out.size(), got, priority);
+    benchmark::DoNotOptimize(got);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+void sizes(benchmark::internal::Benchmark* b) {
+  for (const long s : {8, 64, 256, 1024}) b->Arg(s);
+  b->ArgName("bytes")->Unit(benchmark::kNanosecond);
+}
+
+BENCHMARK(BM_Cycle_jobring)->Apply(sizes);
+BENCHMARK(BM_Cycle_jobring_batch32)->Apply(sizes);
+BENCHMARK(BM_Cycle_ring)->Apply(sizes);
+BENCHMARK(BM_Cycle_boost_mq)->Apply(sizes);
+
+}  // namespace
+
+BENCHMARK_MAIN();

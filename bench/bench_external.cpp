@@ -1,0 +1,233 @@
+// External peers (bench/compare --peers): one process, one job through the
+// usual server-based reliable-queue patterns, to put jobring's cycle in
+// context. bench/compare starts the servers on unix sockets in a temporary
+// directory and stops them; this binary only connects.
+//
+//   BM_External/redis     Redis reliable queue: LPUSH jobs <payload>;
+//                         LMOVE jobs processing RIGHT LEFT (the claim: the job
+//                         stays in `processing` until acked); LREM
+//                         processing 1 <payload> (the ack). Three round trips;
+//                         a minimal RESP client over the unix socket
+//                         (JOBRING_BENCH_REDIS_SOCKET).
+//   BM_External/postgres  PostgreSQL queue table with a visibility column:
+//                         INSERT; UPDATE ... SET visible_at = now() + 30 s
+//                         WHERE id = (SELECT id ... WHERE visible_at <= now()
+//                         ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1)
+//                         RETURNING id, payload (the claim); DELETE (the ack).
+//                         Autocommit, prepared statements, libpq
+//                         (JOBRING_BENCH_PG_CONNINFO); built only when libpq
+//                         is found.
+// Payload: 64 bytes. Read items_per_second (one item = one job).
+#include <benchmark/benchmark.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#ifdef JOBRING_BENCH_HAVE_LIBPQ
+#include <libpq-fe.h>
+#endif
+
+namespace {
+
+constexpr std::size_t kPayload = 64;
+
+// --- A minimal synchronous RESP2 client --------------------------------------
+
+class Redis {
+ public:
+  explicit Redis(const std::string& path) {
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (fd_ < 0 || path.size() >= sizeof addr.sun_path) return;
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      ::close(fd_);
+      fd_ = -1;
+    }
+  }
+  Redis(const Redis&) = delete;
+  Redis& operator=(const Redis&) = delete;
+  ~Redis() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  [[nodiscard]] bool ok() const noexcept { return fd_ >= 0; }
+
+  // Sends one command; returns the reply's first line type and, for bulk
+  // strings, the body in `bulk`. False on a protocol or I/O error.
+  bool command(std::initializer_list<std::string_view> args, char& type, std::string& bulk) {
+    out_.clear();
+    append_header('*', args.size());
+    for (const auto a : args) {
+      append_header('$', a.size());
+      out_.append(a);
+      out_.append("\r\n");
+    }
+    if (!write_all(out_)) return false;
+    std::string line;
+    if (!read_line(line) || line.empty()) return false;
+    type = line[0];
+    if (type == '$') {
+      const long n = std::atol(line.c_str() + 1);
+      bulk.clear();
+      if (n < 0) return true;  // nil
+      return read_exact(bulk, static_cast<std::size_t>(n) + 2) &&
+             (bulk.resize(static_cast<std::size_t>(n)), true);
+    }
+    return type == ':' || type == '+';
+  }
+
+ private:
+  void append_header(char kind, std::size_t n) {
+    out_.push_back(kind);
+    out_.append(std::to_string(n));
+    out_.append("\r\n");
+  }
+  bool write_all(const std::string& s) {
+    std::size_t done = 0;
+    while (done < s.size()) {
+      const ssize_t n = ::write(fd_, s.data() + done, s.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return false;
+      done += static_cast<std::size_t>(n);
+    }
+    return true;
+  }
+  bool fill() {
+    char buf[4096];
+    ssize_t n;
+    do {
+      n = ::read(fd_, buf, sizeof buf);
+    } while (n < 0 && errno == EINTR);
+    if (n <= 0) return false;
+    in_.append(buf, static_cast<std::size_t>(n));
+    return true;
+  }
+  bool read_line(std::string& line) {
+    for (;;) {
+      const auto pos = in_.find("\r\n");
+      if (pos != std::string::npos) {
+        line = in_.substr(0, pos);
+        in_.erase(0, pos + 2);
+        return true;
+      }
+      if (!fill()) return false;
+    }
+  }
+  bool read_exact(std::string& out, std::size_t n) {
+    while (in_.size() < n)
+      if (!fill()) return false;
+    out = in_.substr(0, n);
+    in_.erase(0, n);
+    return true;
+  }
+
+  int fd_ = -1;
+  std::string out_;
+  std::string in_;
+};
+
+void BM_External_redis(benchmark::State& state) {
+  const char* path = std::getenv("JOBRING_BENCH_REDIS_SOCKET");
+  if (path == nullptr || *path == '\0') {
+    state.SkipWithError("no Redis (JOBRING_BENCH_REDIS_SOCKET unset)");
+    return;
+  }
+  Redis r(path);
+  if (!r.ok()) {
+    state.SkipWithError("cannot connect to Redis");
+    return;
+  }
+  const std::string payload(kPayload, 'j');
+  char type = 0;
+  std::string bulk;
+  (void)r.command({"DEL", "jobs", "processing"}, type, bulk);
+  for (auto _ : state) {
+    if (!r.command({"LPUSH", "jobs", payload}, type, bulk) || type != ':' ||
+        !r.command({"LMOVE", "jobs", "processing", "RIGHT", "LEFT"}, type, bulk) || type != '$' ||
+        bulk.size() != kPayload || !r.command({"LREM", "processing", "1", bulk}, type, bulk) || type != ':') {
+      state.SkipWithError("unexpected Redis reply");
+      break;
+    }
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_External_redis)->Name("BM_External/redis")->Unit(benchmark::kMicrosecond);
+
+#ifdef JOBRING_BENCH_HAVE_LIBPQ
+bool pg_ok(PGresult* r, ExecStatusType want) {
+  const bool ok = r != nullptr && PQresultStatus(r) == want;
+  PQclear(r);
+  return ok;
+}
+
+void BM_External_postgres(benchmark::State& state) {
+  const char* conninfo = std::getenv("JOBRING_BENCH_PG_CONNINFO");
+  if (conninfo == nullptr || *conninfo == '\0') {
+    state.SkipWithError("no PostgreSQL (JOBRING_BENCH_PG_CONNINFO unset)");
+    return;
+  }
+  PGconn* c = PQconnectdb(conninfo);
+  if (PQstatus(c) != CONNECTION_OK) {
+    state.SkipWithError("cannot connect to PostgreSQL");
+    PQfinish(c);
+    return;
+  }
+  bool ok =
+      pg_ok(PQexec(c, "DROP TABLE IF EXISTS jobs"), PGRES_COMMAND_OK) &&
+      pg_ok(PQexec(c,
+                   "CREATE TABLE jobs (id bigserial PRIMARY KEY, payload bytea NOT NULL, "
+                   "visible_at timestamptz NOT NULL DEFAULT now(), attempts int NOT NULL DEFAULT 0)"),
+            PGRES_COMMAND_OK) &&
+      pg_ok(PQprepare(c, "push", "INSERT INTO jobs (payload) VALUES ($1)", 1, nullptr), PGRES_COMMAND_OK) &&
+      pg_ok(PQprepare(c, "claim",
+                      "UPDATE jobs SET visible_at = now() + interval '30 seconds', attempts = attempts + 1 "
+                      "WHERE id = (SELECT id FROM jobs WHERE visible_at <= now() ORDER BY id "
+                      "FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING id, payload",
+                      0, nullptr),
+            PGRES_COMMAND_OK) &&
+      pg_ok(PQprepare(c, "ack", "DELETE FROM jobs WHERE id = $1", 1, nullptr), PGRES_COMMAND_OK);
+  if (!ok) {
+    state.SkipWithError(PQerrorMessage(c));
+    PQfinish(c);
+    return;
+  }
+  const std::string payload(kPayload, 'j');
+  const char* push_values[1] = {payload.data()};
+  const int push_lengths[1] = {static_cast<int>(payload.size())};
+  const int binary[1] = {1};
+  for (auto _ : state) {
+    if (!pg_ok(PQexecPrepared(c, "push", 1, push_values, push_lengths, binary, 0), PGRES_COMMAND_OK)) {
+      state.SkipWithError("INSERT failed");
+      break;
+    }
+    PGresult* r = PQexecPrepared(c, "claim", 0, nullptr, nullptr, nullptr, 0);
+    if (r == nullptr || PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+      PQclear(r);
+      state.SkipWithError("claim found nothing");
+      break;
+    }
+    const std::string id = PQgetvalue(r, 0, 0);
+    PQclear(r);
+    const char* ack_values[1] = {id.c_str()};
+    if (!pg_ok(PQexecPrepared(c, "ack", 1, ack_values, nullptr, nullptr, 0), PGRES_COMMAND_OK)) {
+      state.SkipWithError("DELETE failed");
+      break;
+    }
+  }
+  state.SetItemsProcessed(state.iterations());
+  PQfinish(c);
+}
+BENCHMARK(BM_External_postgres)->Name("BM_External/postgres")->Unit(benchmark::kMicrosecond);
+#endif
+
+}  // namespace
+
+BENCHMARK_MAIN();
