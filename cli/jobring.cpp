@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <boost/program_options.hpp>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -189,7 +190,10 @@ std::string stats_json(const std::string& name, const jobring::Queue& q) {
       << ",\"expired\":" << s.expired_total << ",\"expired_total\":" << s.expired_total
       << ",\"reclaimed\":" << s.reclaimed << ",\"dead_lettered\":" << s.dead_lettered
       << ",\"requeued\":" << s.requeued << ",\"purged\":" << s.purged
-      << ",\"recovered_writes\":" << s.recovered_writes << '}';
+      << ",\"recovered_writes\":" << s.recovered_writes << ",\"keys_live\":" << s.keys_live
+      << ",\"keys_remembered\":" << s.keys_remembered << ",\"keys_capacity\":" << s.keys_capacity
+      << ",\"dedup_window_ms\":" << o.dedup_window.count() << ",\"duplicates\":" << s.duplicates
+      << ",\"keys_evicted\":" << s.keys_evicted << ",\"keys_full\":" << s.keys_full << '}';
   return out.str();
 }
 
@@ -210,27 +214,45 @@ void install_handlers() {
 // Subcommands
 // ---------------------------------------------------------------------------
 
+// A whole number option (decimal, no sign): Boost reads "-1" into an
+// unsigned as 4294967295, so numbers are parsed here.
+std::uint32_t count_arg(const Command& c, const po::variables_map& vm, const char* option) {
+  const std::string text = vm[option].as<std::string>();
+  std::uint32_t v = 0;
+  const auto [end, err] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (text.empty() || err != std::errc{} || end != text.data() + text.size())
+    usage(c.name, "bad --" + std::string(option) + " '" + text + "': write a whole number from 0 to 4294967295");
+  return v;
+}
+
 int cmd_create(const std::vector<std::string>& args) {
   Command c{"create",
-            "NAME [--capacity N] [--max-payload BYTES] [--lease D] [--max-attempts N] [--mode OCTAL]",
+            "NAME [--capacity N] [--max-payload BYTES] [--lease D] [--max-attempts N] [--mode OCTAL]\n"
+            "       [--dedup-keys N] [--dedup-window D]",
             "Creates a queue. Fails if it exists."};
   jobring::Options defaults;
-  c.options.add_options()("capacity", po::value<std::uint32_t>()->default_value(defaults.capacity),
+  c.options.add_options()("capacity", po::value<std::string>()->default_value(std::to_string(defaults.capacity)),
                           "job slots")(
-      "max-payload", po::value<std::uint32_t>()->default_value(defaults.max_payload), "bytes per job")(
-      "lease", po::value<std::string>()->default_value("30s"), "default lease")(
-      "max-attempts", po::value<std::uint32_t>()->default_value(0),
+      "max-payload", po::value<std::string>()->default_value(std::to_string(defaults.max_payload)),
+      "bytes per job")("lease", po::value<std::string>()->default_value("30s"), "default lease")(
+      "max-attempts", po::value<std::string>()->default_value("0"),
       "claims before a job is dead-lettered; 0 = unlimited")(
-      "mode", po::value<std::string>()->default_value("0600"), "permission bits of the segment, octal");
+      "mode", po::value<std::string>()->default_value("0600"), "permission bits of the segment, octal")(
+      "dedup-keys", po::value<std::string>()->default_value("0"),
+      "entries of the de-duplication key table; 0 = 2 x capacity")(
+      "dedup-window", po::value<std::string>()->default_value("5m"),
+      "how long a finished job's key is remembered (push --key)");
   c.hidden.add_options()("name", po::value<std::string>());
   c.positional.add("name", 1);
   const auto vm = parse(c, args);
   const std::string name = name_arg(c, vm);
   jobring::Options o;
-  o.capacity = vm["capacity"].as<std::uint32_t>();
-  o.max_payload = vm["max-payload"].as<std::uint32_t>();
+  o.capacity = count_arg(c, vm, "capacity");
+  o.max_payload = count_arg(c, vm, "max-payload");
   o.default_lease = duration_arg(c, vm, "lease", o.default_lease);
-  o.max_attempts = vm["max-attempts"].as<std::uint32_t>();
+  o.max_attempts = count_arg(c, vm, "max-attempts");
+  o.dedup_keys = count_arg(c, vm, "dedup-keys");
+  o.dedup_window = duration_arg(c, vm, "dedup-window", o.dedup_window);
   const std::string mode = vm["mode"].as<std::string>();
   char* end = nullptr;
   const unsigned long m = std::strtoul(mode.c_str(), &end, 8);
@@ -329,6 +351,12 @@ int cmd_stat(const std::vector<std::string>& args) {
           static_cast<unsigned long long>(s.expired_total), static_cast<unsigned long long>(s.reclaimed),
           static_cast<unsigned long long>(s.dead_lettered), static_cast<unsigned long long>(s.requeued),
           static_cast<unsigned long long>(s.purged));
+      std::printf(
+          "  keys:   live %llu  remembered %llu (window %s)  of %llu  duplicates %llu  evicted %llu  full %llu\n",
+          static_cast<unsigned long long>(s.keys_live), static_cast<unsigned long long>(s.keys_remembered),
+          jobring::format_duration(o.dedup_window).c_str(), static_cast<unsigned long long>(s.keys_capacity),
+          static_cast<unsigned long long>(s.duplicates), static_cast<unsigned long long>(s.keys_evicted),
+          static_cast<unsigned long long>(s.keys_full));
     }
     std::fflush(stdout);
     if (watch.count() == 0) return kOk;
@@ -339,10 +367,13 @@ int cmd_stat(const std::vector<std::string>& args) {
 }
 
 int cmd_push(const std::vector<std::string>& args) {
-  Command c{"push", "NAME [DATA] [--delay D] [--wait D]",
-            "Pushes one job with DATA (or standard input) as its payload; prints the job id."};
+  Command c{"push", "NAME [DATA] [--delay D] [--wait D] [--key K]",
+            "Pushes one job with DATA (or standard input) as its payload; prints the job id.\n"
+            "With --key: if a job with key K is in the queue, or was finished within the queue's\n"
+            "de-duplication window, nothing is pushed; that job's id is printed (and a note on stderr)."};
   c.options.add_options()("delay", po::value<std::string>(), "the job stays invisible for D")(
-      "wait", po::value<std::string>(), "if the queue is full, wait up to D for room");
+      "wait", po::value<std::string>(), "if the queue is full, wait up to D for room")(
+      "key", po::value<std::string>(), "de-duplication key, 1 to 64 bytes");
   c.hidden.add_options()("name", po::value<std::string>())("data", po::value<std::string>());
   c.positional.add("name", 1).add("data", 1);
   const auto vm = parse(c, args);
@@ -350,14 +381,27 @@ int cmd_push(const std::vector<std::string>& args) {
   jobring::PushOptions o;
   o.delay = duration_arg(c, vm, "delay", 0ms);
   o.wait = duration_arg(c, vm, "wait", 0ms);
+  const std::string key = vm.count("key") ? vm["key"].as<std::string>() : std::string();
+  if (vm.count("key") && (key.empty() || key.size() > jobring::kMaxKeyLength))
+    usage(c.name, "bad --key: 1 to " + std::to_string(jobring::kMaxKeyLength) + " bytes");
+  o.key = key;
+  if (!vm.count("data") && ::isatty(STDIN_FILENO))
+    usage(c.name, "no DATA: give it as an argument, or pipe it in (standard input is a terminal)");
   const std::string data = vm.count("data") ? vm["data"].as<std::string>() : read_all(STDIN_FILENO);
   auto q = jobring::Queue::open(name);
   install_handlers();
   const auto r = q.push(bytes(data), o);
+  if (r.status == jobring::PushStatus::interrupted) throw Exit{kNothing, "jobring push: interrupted"};
   if (r.status != jobring::PushStatus::ok)
     throw Exit{kNothing, "jobring push: queue '" + name + "' is full (capacity " +
-                             std::to_string(q.options().capacity) +
-                             "): wait for workers (--wait D), or recreate it larger"};
+                             std::to_string(q.options().capacity) + ")" +
+                             (key.empty() ? "" : ", or its de-duplication key table has no room for this key") +
+                             ": wait for workers (--wait D), or recreate it larger"};
+  if (r.duplicate)
+    std::fprintf(stderr,
+                 "jobring push: key '%s' belongs to job %llu (in the queue, or finished within the "
+                 "de-duplication window): nothing pushed\n",
+                 key.c_str(), static_cast<unsigned long long>(r.id));
   std::printf("%llu\n", static_cast<unsigned long long>(r.id));
   return kOk;
 }
@@ -389,9 +433,11 @@ int cmd_claim(const std::vector<std::string>& args) {
     std::fwrite(job.payload().data(), 1, job.payload().size(), stdout);
     std::fprintf(stderr, "%s\n", job.lease.to_string().c_str());
   } else {
-    std::printf("{\"job\":%llu,\"handle\":\"%s\",\"attempt\":%u,\"lease_ms\":%lld,%s}\n",
+    const std::string key =
+        job.key().empty() ? "" : ",\"key\":" + jobring::cli::json_string(std::string(job.key()));
+    std::printf("{\"job\":%llu,\"handle\":\"%s\",\"attempt\":%u,\"lease_ms\":%lld%s,%s}\n",
                 static_cast<unsigned long long>(job.id), job.lease.to_string().c_str(), job.attempt, lease_ms,
-                payload_json(job.payload()).c_str());
+                key.c_str(), payload_json(job.payload()).c_str());
   }
   return kOk;
 }

@@ -1174,7 +1174,9 @@ TEST_F(Cli, CreateRefusesOptionsOutOfRange) {
   const std::vector<std::vector<std::string>> rows = {
       {"create", q, "--capacity", "0"},    {"create", q, "--capacity", "16777217"},
       {"create", q, "--max-payload", "0"}, {"create", q, "--lease", "0ms"},
-      {"create", q, "--mode", "017777"},
+      {"create", q, "--mode", "017777"},   {"create", q, "--capacity", "-1"},
+      {"create", q, "--max-attempts", "-1"}, {"create", q, "--capacity", "1e3"},
+      {"create", q, "--dedup-keys", "15"}, {"create", q, "--dedup-window", "8d"},
   };
   for (const auto& args : rows) {
     const Result r = jr(args);
@@ -1379,6 +1381,43 @@ TEST_F(Cli, PushDataOrStdinAndClaimReturnsIt) {
     ASSERT_TRUE(j) << "not JSON: " << r.out;
     EXPECT_EQ(static_cast<std::uint64_t>(j->num("job")), ids[i]);
     EXPECT_EQ(payload_of(*j), rows[i].payload) << r.out;
+  }
+}
+
+// push --key: a second push of the key prints the first job's id and a note
+// on stderr, and adds nothing (de-duplication, queue.hpp); claim shows the
+// key; stat counts the duplicate; create sets the table and window; a bad key
+// is a usage error.
+TEST_F(Cli, PushKeyDeduplicates) {
+  Watchdog wd(60s);
+  QueueName q("cli-key");
+  const Result c = jr({"create", q, "--dedup-keys", "40", "--dedup-window", "1h"});
+  ASSERT_RUN((std::vector<std::string>{"create", q}), c, 0);
+  const Result a = jr({"push", q, "first", "--key", "order-7"});
+  ASSERT_RUN((std::vector<std::string>{"push", q, "first", "--key", "order-7"}), a, 0);
+  EXPECT_EQ(a.err, "");
+  const Result b = jr({"push", q, "second", "--key", "order-7"});
+  ASSERT_RUN((std::vector<std::string>{"push", q, "second", "--key", "order-7"}), b, 0);
+  EXPECT_EQ(b.out, a.out) << "a duplicate prints the existing job's id";
+  EXPECT_NE(b.err.find("order-7"), std::string::npos) << b.err;
+  EXPECT_NE(b.err.find("nothing pushed"), std::string::npos) << b.err;
+  const Result st = jr({"stat", q, "--json"});
+  const auto j = parse_json(st.out);
+  ASSERT_TRUE(j) << st.out;
+  EXPECT_EQ(j->num("ready"), 1);
+  EXPECT_EQ(j->num("duplicates"), 1);
+  EXPECT_EQ(j->num("keys_live"), 1);
+  EXPECT_EQ(j->num("keys_capacity"), 48);  // 40 rounded up to whole buckets of 16
+  EXPECT_EQ(j->num("dedup_window_ms"), 3'600'000);
+  const Result cl = jr({"claim", q});
+  const auto job = parse_json(cl.out);
+  ASSERT_TRUE(job) << cl.out;
+  EXPECT_EQ(job->str("key"), "order-7") << cl.out;
+  EXPECT_EQ(payload_of(*job), "first");
+  for (const std::string& bad : {std::string(), std::string(65, 'k')}) {
+    const Result r = jr({"push", q, "x", "--key", bad});
+    EXPECT_EQ(r.code, 2) << r.err;
+    EXPECT_EQ(r.out, "");
   }
 }
 
