@@ -51,8 +51,7 @@
 //
 // 40 bits of milliseconds is 34 years of uptime; PIDs are at most 2^22.
 // jobring never writes a visible-at or deadline more than kMaxLease (7 days)
-// ahead of its clock (a lease granted on the coarse clock gets one clock tick,
-// a few ms, on top: clock.hpp); a word more than 2 × kMaxLease ahead of a reader's clock
+// ahead of its clock; a word more than 2 × kMaxLease ahead of a reader's clock
 // is corrupt and is treated as already passed, so that no forged word hides a
 // slot for ever. (The factor 2 is slack for a reader whose clock reading is
 // older than the writer's.)

@@ -211,6 +211,10 @@ struct Queue::Impl {
     const std::uint64_t from = header->claim_cursor.load(std::memory_order_relaxed);
     const std::uint64_t pushed = header->push_cursor.load(std::memory_order_relaxed);
     std::uint64_t c = from;
+    // A cursor more than a lap behind (a delayed or dead job at its slot
+    // held it while pushes and purges went round): no position that old
+    // holds a job any more; start from one lap behind the push cursor.
+    if (c < pushed && pushed - c > capacity) c = pushed - capacity;
     while (c < pushed && pushed - c <= capacity &&
            Word{state(static_cast<std::uint32_t>(c % capacity)).load(std::memory_order_relaxed)}.state() ==
                State::free)
@@ -219,7 +223,7 @@ struct Queue::Impl {
   }
 
   // Time tests on a word's aux. jobring never writes a visible-at or a
-  // deadline more than kMaxLease (plus a clock tick) ahead of its clock, so one more than
+  // deadline more than kMaxLease ahead of its clock, so one more than
   // 2 × kMaxLease ahead of ours is corrupt: treat it as passed, so that no
   // forged word can hide a slot for decades (layout.hpp).
   static constexpr auto kMaxAhead = 2 * static_cast<std::uint64_t>(kMaxLease.count());
@@ -1068,26 +1072,14 @@ void Queue::Impl::throw_push_error(std::error_code ec, std::size_t size, const P
 
 std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms, detail::ProcessIdentity me,
                                     std::memory_order load_order, std::uint64_t& next_due) {
-  // The clock. A try (relaxed loads) starts with the coarse clock (~3 ns
-  // instead of ~35), which is never ahead of the exact one and at most `lag`
-  // behind (clock.hpp). A time test whose answer the lag could change — a
-  // deadline or visible-at within `lag` of the coarse reading — reads the
-  // exact clock first (sharpen), so every judgement is the exact clock's; in
-  // the common case (a ready job with visible-at 0, leases far from their
-  // deadline) no exact read is needed. A new lease granted on the coarse
-  // clock gets `lag` on top, so it is never shorter than asked (at most `lag`
-  // ms longer). The re-check of a waiting claim (seq_cst loads) reads the
-  // exact clock from the start.
-  bool exact = load_order == std::memory_order_seq_cst;
-  const std::uint64_t lag = detail::coarse_lag_ms();
-  auto clock = [&exact] { return exact ? detail::now_ms() : detail::now_coarse_ms(); };
+  // The clock: CLOCK_MONOTONIC, read once per pass (and every 256 slots).
+  // CLOCK_MONOTONIC_COARSE was tried (~3 ns instead of ~35 on kvm-clock), but
+  // with tickless idle it can lag by more than a tick, so a lease granted on
+  // it was shorter than asked and an expired lease looked current
+  // (FuzzRegress.ALeaseIsNeverShorterThanAsked,
+  // FuzzRegress.AnExpiredLeaseIsTakenOverByTheNextClaim).
+  auto clock = [] { return detail::now_ms(); };
   std::uint64_t now = clock();
-  auto sharpen = [&](std::uint64_t aux) {
-    if (!exact && aux >= now && aux - now <= lag) {
-      exact = true;
-      now = detail::now_ms();
-    }
-  };
   const std::uint32_t max_attempts = options.max_attempts;
   // FIFO: scan from the claim cursor, the oldest position not yet passed by
   // a claim, in ring order, which is the order producers fill slots in. The
@@ -1155,14 +1147,12 @@ std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms,
     // excluded by the generation (layout.hpp).
     for (;;) {
       if (w.state() == State::ready) {
-        sharpen(w.aux());
         if (delayed(w, now)) {  // aux 0 = visible at once
           next_due = std::min(next_due, w.aux());
           break;
         }
         takeover = false;
       } else if (w.state() == State::leased) {
-        sharpen(w.aux());
         if (lease_current(w, now)) {
           next_due = std::min(next_due, w.aux() + 1);  // expiry is strictly after the deadline
           break;
@@ -1184,7 +1174,7 @@ std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms,
       // T4 claim / T5 takeover. Acquire: synchronises with the producer's
       // commit (T3) through the release sequence, so meta and payload below
       // are the producer's.
-      mine = w.next(State::leased, now + lease_ms + (exact ? 0 : lag));
+      mine = w.next(State::leased, now + lease_ms);
       if (sw.compare_exchange_weak(w.raw, mine.raw, std::memory_order_acq_rel, std::memory_order_relaxed)) {
         claimed = true;
         break;

@@ -4,9 +4,11 @@
 // clang "fuzz" stage).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <future>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "jobring/queue.hpp"
@@ -27,6 +29,17 @@ using jobring::PushStatus;
 using jobring::Queue;
 using jobring::test::QueueName;
 using jobring::test::SegmentView;
+
+// Polls `done` every 200 µs for up to 10 s.
+template <class F>
+bool soon(F&& done) {
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() >= until) return false;
+    std::this_thread::sleep_for(200us);
+  }
+  return true;
+}
 
 std::vector<std::string> claim_all(Queue& q) {
   std::vector<std::string> order;
@@ -64,14 +77,36 @@ TEST(FuzzRegress, FifoAfterPurgeWithAFullRing) {
   EXPECT_EQ(claim_all(q), (std::vector<std::string>{"a", "b", "c", "d"}));
 }
 
+// G6, found by fuzz_model after the fix above: purge() moves the claim
+// cursor over freed positions only within one lap of the push cursor. A
+// delayed job at the cursor's slot kept it from moving while pushes and
+// purges of other jobs took the push cursor more than a lap ahead; once
+// everything was purged, the claim cursor stayed more than a lap behind,
+// and the next three jobs were claimed b, c, a.
+TEST(FuzzRegress, FifoAfterPurgeWhenTheClaimCursorIsLapsBehind) {
+  QueueName name("fuzzreg");
+  Queue q = Queue::create(name, Options{.capacity = 3, .max_payload = 8});
+  ASSERT_TRUE(q.push("delayed", PushOptions{.delay = 1h}));  // slot 0: holds the claim cursor back
+  ASSERT_TRUE(q.push("x"));                                  // slot 1
+  ASSERT_TRUE(q.push("w"));                                  // slot 2
+  ASSERT_EQ(q.purge(PurgeWhat::ready), 2u);
+  ASSERT_TRUE(q.push("y"));  // slot 1: the push cursor is now more than a lap ahead
+  ASSERT_EQ(q.purge(PurgeWhat::ready), 1u);
+  ASSERT_EQ(q.purge(PurgeWhat::all), 1u);  // empty
+  for (const char* p : {"a", "b", "c"}) ASSERT_TRUE(q.push(p));
+  EXPECT_EQ(claim_all(q), (std::vector<std::string>{"a", "b", "c"}));
+}
+
 // No operation waits for another process (queue.hpp, guarantee 3), and a
 // push with no wait returns at once (DESIGN.md), found while writing
 // fuzz_segment: a keyed push that finds its key CLAIMED in the key table by
 // a producer that is alive but does not finish (here forged: every entry
 // names this process; in real life a producer stopped with SIGSTOP, or
 // descheduled for long, between K1 and K3 of keys.hpp) waits for it without
-// bound. The same holds for a hostile segment whose entry names any live
-// PID (PID 1). The push must return (full, or ok) within the watchdog's time.
+// bound. The same held for a hostile segment whose entry names any live
+// PID (PID 1). The push must return, not interrupted (since eec1219 it
+// waits at most 10 ms and answers full); 10 s here is only the limit after
+// which the test stops waiting.
 TEST(FuzzRegress, KeyedPushDoesNotWaitForAnUnfinishedProducer) {
   QueueName name("fuzzreg");
   Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 8});
@@ -97,6 +132,62 @@ TEST(FuzzRegress, KeyedPushDoesNotWaitForAnUnfinishedProducer) {
   jobring::clear_interrupt();
   EXPECT_TRUE(returned) << "push with a key held by an unfinished producer did not return within 10 s";
   EXPECT_NE(r.status, PushStatus::interrupted);
+}
+
+// Stats::expired is "claimed, deadline passed: the next claim takes it over"
+// (queue.hpp), found by fuzz_model: a claim with a 1 ms lease, then wait
+// until stats() counts it expired; the next try_claim found nothing. Claims
+// judged the deadline with CLOCK_MONOTONIC_COARSE, trusting it to lag the
+// exact clock by at most coarse_lag_ms() (the tick + 1 ms: 5 ms on the
+// project's VM), but it lags by up to 7 ms there after a short sleep, so a
+// lease that stats() and peek() (exact clock) show expired was still current
+// to the claim. Repeated, because the lag varies with the tick.
+TEST(FuzzRegress, AnExpiredLeaseIsTakenOverByTheNextClaim) {
+  jobring::test::Watchdog wd(120s, "FuzzRegress.AnExpiredLeaseIsTakenOverByTheNextClaim");
+  QueueName name("fuzzreg");
+  Queue q = Queue::create(name, Options{.capacity = 2, .max_payload = 8});
+  ASSERT_TRUE(q.push("x"));
+  Job job;
+  ASSERT_EQ(q.try_claim(job, {.lease = 1ms}), ClaimStatus::ok);
+  int missed = 0;
+  for (int i = 0; i < 600; ++i) {
+    ASSERT_TRUE(soon([&] { return q.stats().expired == 1; }));
+    if (q.try_claim(job, {.lease = 1ms}) != ClaimStatus::ok) {
+      ++missed;
+      ASSERT_TRUE(soon([&] { return q.try_claim(job, {.lease = 1ms}) == ClaimStatus::ok; }));
+    }
+  }
+  EXPECT_EQ(missed, 0) << "of 600 leases that stats() counted expired, the next claim missed that many";
+}
+
+// "A lease of L ms expires strictly after L ms" (README, Limits), found with
+// the test above: a lease granted on the coarse clock gets coarse_lag_ms()
+// on top, which is too little when the coarse clock lags by more, so the
+// deadline written into the segment was up to 2 ms before grant + L on the
+// exact clock that stats(), peek(), sweep() and the janitor judge it by.
+// Checked against a clock reading taken before each claim.
+TEST(FuzzRegress, ALeaseIsNeverShorterThanAsked) {
+  jobring::test::Watchdog wd(120s, "FuzzRegress.ALeaseIsNeverShorterThanAsked");
+  QueueName name("fuzzreg");
+  Queue q = Queue::create(name, Options{.capacity = 2, .max_payload = 8});
+  ASSERT_TRUE(q.push("x"));
+  constexpr auto kLease = 1000ms;
+  int short_leases = 0;
+  long worst_ms = 0;
+  Job job;
+  for (int i = 0; i < 4000; ++i) {
+    std::this_thread::sleep_for(500us);  // idle CPUs: the coarse clock falls behind
+    const auto before = std::chrono::floor<std::chrono::milliseconds>(std::chrono::steady_clock::now());
+    ASSERT_EQ(q.try_claim(job, {.lease = kLease}), ClaimStatus::ok);
+    const auto shortfall = (before + kLease) - job.deadline;
+    if (shortfall > 0ms) {
+      ++short_leases;
+      worst_ms = std::max(worst_ms,
+                          static_cast<long>(std::chrono::ceil<std::chrono::milliseconds>(shortfall).count()));
+    }
+    ASSERT_EQ(q.release(job.lease), jobring::LeaseStatus::ok);
+  }
+  EXPECT_EQ(short_leases, 0) << "leases shorter than asked, by up to " << worst_ms << " ms";
 }
 
 }  // namespace
