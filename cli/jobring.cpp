@@ -139,7 +139,7 @@ std::string read_all(int fd) {
     const ssize_t n = ::read(fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0)
-      throw Exit{kError, std::string("jobring: cannot read stdin: ") + std::system_category().message(errno)};
+      throw Exit{kError, std::string("jobring: cannot read stdin: ") + jobring::cli::errno_text(errno)};
     if (n == 0) return out;
     out.append(buf, static_cast<std::size_t>(n));
   }
@@ -797,7 +797,7 @@ int cmd_work(const std::vector<std::string>& args_in) {
         const pid_t pid = spawn(cmd, job, self, exec_errno);
         if (pid < 0) {
           std::fprintf(stderr, "jobring work: cannot start %s: %s\n", cmd.args[0].c_str(),
-                       std::system_category().message(errno).c_str());
+                       jobring::cli::errno_text(errno).c_str());
           status_text() = "could not start";
           spawn_failed.store(true);
           worker_ptr->request_stop();
@@ -808,7 +808,7 @@ int cmd_work(const std::vector<std::string>& args_in) {
         if (ctx.abandoned()) ::kill(-pid, SIGTERM);  // on_abandon came before we stored the pid
         if (exec_errno != 0)
           std::fprintf(stderr, "jobring work: cannot run %s: %s\n", cmd.args[0].c_str(),
-                       std::system_category().message(exec_errno).c_str());
+                       jobring::cli::errno_text(exec_errno).c_str());
         int status = 0;
         while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
         }
@@ -864,6 +864,17 @@ void main_help(std::FILE* out) {
   std::fprintf(out, "\nDurations are written 500ms, 30s, 2m or 1h.\n%s", kExitCodes);
 }
 
+// Output that could not be written (a full disk, a closed file) makes the
+// exit status an error: a script must not take a lost answer for a good one.
+// (A claim whose JSON was lost stays claimed until its lease runs out.)
+int checked_exit(int code) {
+  if (std::fflush(stdout) != 0 || std::ferror(stdout) != 0) {
+    std::fprintf(stderr, "jobring: cannot write the output: %s\n", jobring::cli::errno_text(errno).c_str());
+    return code == kOk ? kError : code;
+  }
+  return code;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -884,13 +895,13 @@ int main(int argc, char** argv) {
   for (const auto& e : commands()) {
     if (command != e.name) continue;
     try {
-      return e.run(args);
+      return checked_exit(e.run(args));
     } catch (const UsageError& u) {
       std::fprintf(stderr, "%s\n", u.message.c_str());
       return kUsage;
     } catch (const Exit& x) {
       if (!x.message.empty()) std::fprintf(x.code == kOk ? stdout : stderr, "%s\n", x.message.c_str());
-      return x.code;
+      return checked_exit(x.code);
     } catch (const jobring::error& err) {
       std::fprintf(stderr, "jobring %s: %s\n", command.c_str(), err.what());
       return kError;

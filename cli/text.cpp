@@ -2,8 +2,23 @@
 
 #include <array>
 #include <cstdio>
+#include <cstring>
 
 namespace jobring::cli {
+
+namespace {
+// strerror_r comes in two flavours: GNU (returns the message, maybe not in
+// the buffer) and XSI (returns 0 and fills the buffer). These take either.
+[[maybe_unused]] const char* strerror_result(const char* gnu, const char* /*buf*/) { return gnu; }
+[[maybe_unused]] const char* strerror_result(int xsi, const char* buf) {
+  return xsi == 0 ? buf : "unknown error";
+}
+}  // namespace
+
+std::string errno_text(int err) {
+  char buf[256] = {};
+  return strerror_result(::strerror_r(err, buf, sizeof buf), buf);
+}
 
 bool is_utf8(std::string_view s) {
   std::size_t i = 0;
@@ -14,7 +29,8 @@ bool is_utf8(std::string_view s) {
     if (c < 0x80) {
       ++i;
       continue;
-    } else if ((c & 0xE0) == 0xC0) {
+    }
+    if ((c & 0xE0) == 0xC0) {
       n = 1;
       cp = c & 0x1F;
     } else if ((c & 0xF0) == 0xE0) {

@@ -43,6 +43,8 @@
 #include <string>
 #include <unordered_set>
 
+#include "segment.hpp"  // detail::errno_text
+
 namespace jobring {
 
 namespace {
@@ -93,7 +95,7 @@ struct Hash {
 
 [[noreturn]] void fail_errno(const std::filesystem::path& path, const std::string& what, int err) {
   throw error(std::error_code(err, std::system_category()),
-              "done store " + path.string() + ": " + what + ": " + std::system_category().message(err));
+              "done store " + path.string() + ": " + what + ": " + detail::errno_text(err));
 }
 
 // flock for the scope; EINTR retried.

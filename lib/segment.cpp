@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/shared_memory_object.hpp>
@@ -20,6 +21,13 @@ struct Segment::Impl {
 };
 
 namespace {
+
+// strerror_r comes in two flavours: GNU (returns the message, maybe not in
+// the buffer) and XSI (returns 0 and fills the buffer). These take either.
+[[maybe_unused]] const char* strerror_result(const char* gnu, const char* /*buf*/) { return gnu; }
+[[maybe_unused]] const char* strerror_result(int xsi, const char* buf) {
+  return xsi == 0 ? buf : "unknown error";
+}
 
 std::error_code from_errno(int err) noexcept {
   switch (err) {
@@ -40,7 +48,7 @@ std::error_code from_errno(int err) noexcept {
 
 void fail(Failure& failure, const char* what, int err) {  // may throw std::bad_alloc
   failure.code = from_errno(err);
-  failure.detail = std::string(what) + ": " + std::strerror(err) + " (errno " + std::to_string(err) + ")";
+  failure.detail = std::string(what) + ": " + errno_text(err) + " (errno " + std::to_string(err) + ")";
 }
 
 int native_error(const bip::interprocess_exception& e) noexcept {
@@ -65,6 +73,11 @@ bool map(Segment::Impl& impl, Failure& failure) {
 }
 
 }  // namespace
+
+std::string errno_text(int err) {
+  char buf[256] = {};
+  return strerror_result(::strerror_r(err, buf, sizeof buf), buf);
+}
 
 Segment::Segment() noexcept = default;
 Segment::Segment(Segment&&) noexcept = default;
@@ -121,7 +134,29 @@ bool Segment::open(const std::string& file_name, Segment& out, Failure& failure)
   try {
     impl->shm = bip::shared_memory_object(bip::open_only, file_name.c_str(), bip::read_write);
   } catch (const bip::interprocess_exception& e) {
-    fail(failure, "shm_open", native_error(e));
+    const int err = native_error(e);
+    fail(failure, "shm_open", err);
+    // The name was validated before we got here, so these mean that
+    // something other than a segment sits at it: glibc's shm_open turns
+    // EISDIR into EINVAL, and its O_NOFOLLOW makes a symlink ELOOP.
+    if (err == EINVAL || err == ELOOP) {
+      failure.code = make_error_code(errc::not_a_queue);
+      failure.detail = "/dev/shm/" + file_name + (err == ELOOP ? " is a symbolic link" : " is a directory");
+    }
+    return false;
+  }
+  // Only a regular file can be a segment. Anyone may make a FIFO in
+  // /dev/shm: without this check it would look like a segment whose creator
+  // has not sized it yet, and open() would wait for it and then report
+  // "never fully initialised".
+  struct stat st {};
+  if (::fstat(impl->shm.get_mapping_handle().handle, &st) != 0) {
+    fail(failure, "fstat", errno);
+    return false;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    failure.code = make_error_code(errc::not_a_queue);
+    failure.detail = "/dev/shm/" + file_name + " is not a regular file";
     return false;
   }
   if (!map(*impl, failure)) return false;
