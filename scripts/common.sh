@@ -1,7 +1,7 @@
 # shellcheck shell=bash
-# Sourced by scripts/test and scripts/demo: strict mode, the packages the build
-# needs (installed with apt-get when run as root on Debian/Ubuntu), and a
-# function that configures and builds one build directory.
+# Sourced by scripts/test, scripts/fuzz and scripts/demo: strict mode, the
+# packages the build needs (installed with apt-get when run as root on
+# Debian/Ubuntu), and a function that configures and builds one build directory.
 set -euo pipefail
 
 JOBRING_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,12 +13,19 @@ JOBRING_JOBS="${JOBRING_JOBS:-$(nproc 2>/dev/null || echo 2)}"
 # which a test verifies the janitor's unit file (it is skipped without it).
 JOBRING_PACKAGES=(g++ cmake make libboost-dev libboost-program-options-dev libgtest-dev libgmock-dev
                   libbenchmark-dev systemd)
+# Only for the fuzz targets (scripts/fuzz, the "fuzz" stage of scripts/test):
+# clang, and libFuzzer with clang's sanitizer runtimes, which Debian 12 ships
+# in libclang-rt-14-dev (clang only recommends it, and we install without
+# recommends).
+# shellcheck disable=SC2034  # used by scripts/test and scripts/fuzz
+JOBRING_FUZZ_PACKAGES=(clang libclang-rt-14-dev)
 
 log() { printf '==> %s\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
-# Installs whatever in JOBRING_PACKAGES is missing. Does nothing (and does not
-# touch the network) when everything is installed.
+# jobring_install_deps [EXTRA_PACKAGES...]: installs whatever in
+# JOBRING_PACKAGES and the extra packages is missing. Does nothing (and does
+# not touch the network) when everything is installed.
 jobring_install_deps() {
   if ! command -v dpkg-query >/dev/null 2>&1; then
     log "not a Debian-based system: not checking packages (need a C++20 compiler, CMake >= 3.25," \
@@ -26,7 +33,7 @@ jobring_install_deps() {
     return 0
   fi
   local missing=() pkg
-  for pkg in "${JOBRING_PACKAGES[@]}"; do
+  for pkg in "${JOBRING_PACKAGES[@]}" "$@"; do
     if [[ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)" != "install ok installed" ]]; then
       missing+=("$pkg")
     fi
