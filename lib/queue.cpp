@@ -1336,6 +1336,11 @@ LeaseStatus Queue::Impl::ack_one(const Lease& lease) noexcept {
     return LeaseStatus::lease_lost;
   // K4. Dies before it: K7 remembers the key when it next looks.
   key_finish(entry, hash, lease.job);
+  // FIFO: a job acked at the claim cursor's own slot (the cursor stopped
+  // there, e.g. at a lease held across a purge) leaves a FREE position the
+  // next lap refills; move the cursor over it as purge does. Rare: in the
+  // steady state claims have moved the cursor past the slot long before.
+  if (lease.slot == header->claim_cursor.load(std::memory_order_relaxed) % capacity) skip_freed_positions();
   return LeaseStatus::ok;
 }
 

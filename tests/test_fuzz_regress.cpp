@@ -97,6 +97,27 @@ TEST(FuzzRegress, FifoAfterPurgeWhenTheClaimCursorIsLapsBehind) {
   EXPECT_EQ(claim_all(q), (std::vector<std::string>{"a", "b", "c"}));
 }
 
+// G6, found by fuzz_model after the fix above: purge() moved the claim
+// cursor over the freed positions, but stopped at a leased slot; the ack of
+// that lease freed it without moving the cursor, and the one producer's next
+// jobs went, in order, into a later slot and then into the freed one — which
+// the claim scan, starting at the cursor, met first: y before x on a queue
+// that had just become empty.
+TEST(FuzzRegress, FifoAfterPurgeAndAckOfTheJobAtTheClaimCursor) {
+  QueueName name("fuzzreg");
+  Queue q = Queue::create(name, Options{.capacity = 3, .max_payload = 8});
+  for (const char* p : {"a", "b", "c"}) ASSERT_TRUE(q.push(p));  // slots 0, 1, 2
+  Job a;
+  ASSERT_EQ(q.try_claim(a), ClaimStatus::ok);
+  ASSERT_EQ(a.text(), "a");
+  ASSERT_EQ(q.purge(PurgeWhat::ready), 2u);  // b, c: the claim cursor stops at a's slot
+  ASSERT_TRUE(q.push("d"));                  // slot 1
+  ASSERT_EQ(q.purge(PurgeWhat::ready), 1u);
+  ASSERT_EQ(q.ack(a.lease), jobring::LeaseStatus::ok);      // empty; slot 0 free at the claim cursor
+  for (const char* p : {"x", "y"}) ASSERT_TRUE(q.push(p));  // slots 2 and 0
+  EXPECT_EQ(claim_all(q), (std::vector<std::string>{"x", "y"}));
+}
+
 // No operation waits for another process (queue.hpp, guarantee 3), and a
 // push with no wait returns at once (DESIGN.md), found while writing
 // fuzz_segment: a keyed push that finds its key CLAIMED in the key table by

@@ -50,7 +50,6 @@
 #include <thread>
 #include <vector>
 
-#include "clock.hpp"
 #include "fuzz_support.hpp"
 #include "jobring/error.hpp"
 #include "jobring/queue.hpp"
@@ -341,28 +340,28 @@ class Harness {
       }
       case ModelOp::claim_expire: {
         // A claim with a 1 ms lease, then a wait until peek() shows it
-        // expired. A lease is never shorter than asked and at most the coarse
-        // clock's lag longer (lib/clock.hpp): still current after 1 + lag + 2
-        // ms is a disagreement. At most 2 per input (they sleep a few ms).
+        // expired. Its deadline is at most the claim's clock + 1 ms, and it
+        // expires strictly after: a peek that starts 3 ms after the claim
+        // returned must see it expired. At most 2 per input (they sleep).
         ClaimOptions co;
         co.owner = (in.u8() & 1) != 0 ? Owner::detached : Owner::process;
         co.lease = ++expiries_ <= 2 ? 1ms : 1h;
         trace("claim with lease=%lld, then wait for it to expire", static_cast<long long>(co.lease.count()));
-        const auto claimed_at = std::chrono::steady_clock::now();
         if (do_claim(1, co) == 1 && co.lease == 1ms) {
+          const auto claimed = std::chrono::steady_clock::now();
           const JobId id = job_.id;
-          const auto limit =
-              milliseconds(1 + static_cast<std::int64_t>(jobring::detail::coarse_lag_ms()) + 2);
           for (;;) {
             std::this_thread::sleep_for(500us);
+            const auto peeked = std::chrono::steady_clock::now();
             const auto infos = q_->peek(JobState::leased, 1000);
             const auto it =
                 std::find_if(infos.begin(), infos.end(), [id](const JobInfo& info) { return info.id == id; });
             EXPECT(it != infos.end(), "job %llu, just claimed, is not leased", ull(id));
             if (it->ms_until < 0) break;
-            EXPECT(std::chrono::steady_clock::now() - claimed_at <= limit,
-                   "a 1 ms lease of job %llu still current after %lld ms (coarse clock lag %llu ms)", ull(id),
-                   static_cast<long long>(limit.count()), ull(jobring::detail::coarse_lag_ms()));
+            EXPECT(peeked - claimed <= 3ms, "a 1 ms lease of job %llu still current %lld us after the claim",
+                   ull(id),
+                   static_cast<long long>(
+                       std::chrono::duration_cast<std::chrono::microseconds>(peeked - claimed).count()));
           }
           jobs_.at(id).st = St::expired;
           fifo_ = false;  // it will be retried
@@ -805,11 +804,8 @@ class Harness {
              j.attempts);
       const std::string payload(reinterpret_cast<const char*>(info.payload.data()), info.payload.size());
       EXPECT(payload == j.payload, "peek: job %llu payload differs", ull(j.id));
-      // A lease granted on the coarse clock lasts up to its lag longer (lib/clock.hpp).
       if (j.st == St::delayed || j.st == St::leased)
-        EXPECT(info.ms_until > 0 &&
-                   info.ms_until <= jobring::kMaxLease.count() +
-                                        static_cast<std::int64_t>(jobring::detail::coarse_lag_ms()),
+        EXPECT(info.ms_until > 0 && info.ms_until <= jobring::kMaxLease.count(),
                "peek: %s job %llu ms_until %lld", st_name(j.st), ull(j.id),
                static_cast<long long>(info.ms_until));
       if (j.st == St::expired)
