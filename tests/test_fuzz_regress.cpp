@@ -118,6 +118,31 @@ TEST(FuzzRegress, FifoAfterPurgeAndAckOfTheJobAtTheClaimCursor) {
   EXPECT_EQ(claim_all(q), (std::vector<std::string>{"x", "y"}));
 }
 
+// G6 ("with one producer and no retries, jobs are claimed in push order"),
+// found by fuzz_model with purges allowed inside the FIFO regime (the
+// checked-in model stops checking FIFO at a purge until the queue is
+// empty): purge() moved the claim cursor over the freed positions but
+// stopped at a delayed job, which stays; the producer's next jobs went into
+// the freed slot before it (a) and the ones after it (b, c), and the claim
+// scan, starting at the delayed job, met b and c before a. A purge is not
+// a retry and the ring was never full, so this is none of the documented
+// exceptions.
+//
+// OPEN, disabled until fixed (issue notes): the cursor has to pass a delayed
+// job without leaving older ready positions behind it; moving it over FREE
+// positions only (skip_freed_positions) stops at the delayed job.
+TEST(FuzzRegress, DISABLED_FifoAfterAPartialPurgeWithADelayedJobAtTheClaimCursor) {
+  QueueName name("fuzzreg");
+  Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 8});
+  ASSERT_TRUE(q.push("r1"));                                 // slot 0
+  ASSERT_TRUE(q.push("delayed", PushOptions{.delay = 1h}));  // slot 1: stays
+  ASSERT_TRUE(q.push("r3"));                                 // slot 2
+  ASSERT_TRUE(q.push("r4"));                                 // slot 3
+  ASSERT_EQ(q.purge(PurgeWhat::ready), 3u);
+  for (const char* p : {"a", "b", "c"}) ASSERT_TRUE(q.push(p));  // slots 0, 2, 3
+  EXPECT_EQ(claim_all(q), (std::vector<std::string>{"a", "b", "c"}));
+}
+
 // No operation waits for another process (queue.hpp, guarantee 3), and a
 // push with no wait returns at once (DESIGN.md), found while writing
 // fuzz_segment: a keyed push that finds its key CLAIMED in the key table by
