@@ -221,7 +221,8 @@ std::uint32_t count_arg(const Command& c, const po::variables_map& vm, const cha
   std::uint32_t v = 0;
   const auto [end, err] = std::from_chars(text.data(), text.data() + text.size(), v);
   if (text.empty() || err != std::errc{} || end != text.data() + text.size())
-    usage(c.name, "bad --" + std::string(option) + " '" + text + "': write a whole number from 0 to 4294967295");
+    usage(c.name,
+          "bad --" + std::string(option) + " '" + text + "': write a whole number from 0 to 4294967295");
   return v;
 }
 
@@ -231,8 +232,8 @@ int cmd_create(const std::vector<std::string>& args) {
             "       [--dedup-keys N] [--dedup-window D]",
             "Creates a queue. Fails if it exists."};
   jobring::Options defaults;
-  c.options.add_options()("capacity", po::value<std::string>()->default_value(std::to_string(defaults.capacity)),
-                          "job slots")(
+  c.options.add_options()(
+      "capacity", po::value<std::string>()->default_value(std::to_string(defaults.capacity)), "job slots")(
       "max-payload", po::value<std::string>()->default_value(std::to_string(defaults.max_payload)),
       "bytes per job")("lease", po::value<std::string>()->default_value("30s"), "default lease")(
       "max-attempts", po::value<std::string>()->default_value("0"),
@@ -352,7 +353,8 @@ int cmd_stat(const std::vector<std::string>& args) {
           static_cast<unsigned long long>(s.dead_lettered), static_cast<unsigned long long>(s.requeued),
           static_cast<unsigned long long>(s.purged));
       std::printf(
-          "  keys:   live %llu  remembered %llu (window %s)  of %llu  duplicates %llu  evicted %llu  full %llu\n",
+          "  keys:   live %llu  remembered %llu (window %s)  of %llu  duplicates %llu  evicted %llu  full "
+          "%llu\n",
           static_cast<unsigned long long>(s.keys_live), static_cast<unsigned long long>(s.keys_remembered),
           jobring::format_duration(o.dedup_window).c_str(), static_cast<unsigned long long>(s.keys_capacity),
           static_cast<unsigned long long>(s.duplicates), static_cast<unsigned long long>(s.keys_evicted),
@@ -393,10 +395,11 @@ int cmd_push(const std::vector<std::string>& args) {
   const auto r = q.push(bytes(data), o);
   if (r.status == jobring::PushStatus::interrupted) throw Exit{kNothing, "jobring push: interrupted"};
   if (r.status != jobring::PushStatus::ok)
-    throw Exit{kNothing, "jobring push: queue '" + name + "' is full (capacity " +
-                             std::to_string(q.options().capacity) + ")" +
-                             (key.empty() ? "" : ", or its de-duplication key table has no room for this key") +
-                             ": wait for workers (--wait D), or recreate it larger"};
+    throw Exit{kNothing,
+               "jobring push: queue '" + name + "' is full (capacity " +
+                   std::to_string(q.options().capacity) + ")" +
+                   (key.empty() ? "" : ", or its de-duplication key table has no room for this key") +
+                   ": wait for workers (--wait D), or recreate it larger"};
   if (r.duplicate)
     std::fprintf(stderr,
                  "jobring push: key '%s' belongs to job %llu (in the queue, or finished within the "

@@ -520,7 +520,8 @@ class Janitor {
     out << "# HELP jobring_jobs Jobs per state (free slots included).\n# TYPE jobring_jobs gauge\n"
         << "# HELP jobring_oldest_lease_seconds Age of the oldest lease still held.\n"
         << "# TYPE jobring_oldest_lease_seconds gauge\n"
-        << "# HELP jobring_keys De-duplication keys held (live: job in the queue; remembered: in the window).\n"
+        << "# HELP jobring_keys De-duplication keys held (live: job in the queue; remembered: in the "
+           "window).\n"
         << "# TYPE jobring_keys gauge\n# TYPE jobring_keys_capacity gauge\n";
     for (const char* c : {"pushed", "claimed", "acked", "released", "expired", "reclaimed", "dead_lettered",
                           "recovered_writes", "duplicates", "keys_evicted", "keys_full"})

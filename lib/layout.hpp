@@ -368,7 +368,7 @@ static_assert(sizeof(SlotMeta) == kSlotMetaBytes);
 }
 
 inline constexpr std::size_t kKeyAreaBytes = 64;  // == kMaxKeyLength (queue.hpp)
-inline constexpr std::uint32_t kKeyWays = 16;      // entries per key-table bucket (keys.hpp)
+inline constexpr std::uint32_t kKeyWays = 16;     // entries per key-table bucket (keys.hpp)
 inline constexpr std::size_t kKeyEntryBytes = 32;
 
 // Options::dedup_keys = 0: two entries per slot, so that a table whose every

@@ -102,12 +102,13 @@ std::error_code validate_header(const void* base, std::uint64_t size, Options& o
   };
   if (h->magic != detail::kMagic) return fail(errc::not_a_queue, "bad magic");
   if (h->layout_version != detail::kLayoutVersion)
-    return fail(errc::incompatible_version,
-                "layout version " + std::to_string(h->layout_version) + ", this library reads version " +
-                    std::to_string(detail::kLayoutVersion) +
-                    (h->layout_version > detail::kLayoutVersion
-                         ? ": made by a newer jobring; use that version's library and tools"
-                         : ": made by an older jobring; drain it with that version, then remove and recreate it"));
+    return fail(
+        errc::incompatible_version,
+        "layout version " + std::to_string(h->layout_version) + ", this library reads version " +
+            std::to_string(detail::kLayoutVersion) +
+            (h->layout_version > detail::kLayoutVersion
+                 ? ": made by a newer jobring; use that version's library and tools"
+                 : ": made by an older jobring; drain it with that version, then remove and recreate it"));
   if (h->header_bytes != detail::kHeaderBytes) return fail(errc::corrupt_segment, "header size");
   if (h->capacity < 1 || h->capacity > kMaxCapacity) return fail(errc::corrupt_segment, "capacity");
   if (h->max_payload < 1 || h->max_payload > kMaxPayload) return fail(errc::corrupt_segment, "max_payload");
@@ -124,7 +125,8 @@ std::error_code validate_header(const void* base, std::uint64_t size, Options& o
     return fail(errc::corrupt_segment, "de-duplication window");
   const auto g = detail::geometry(h->capacity, h->max_payload, keys.key_capacity);
   if (h->slot_stride != g.slot_stride || h->states_offset != g.states_offset ||
-      h->slots_offset != g.slots_offset || h->total_bytes != g.total_bytes || keys.keys_offset != g.keys_offset)
+      h->slots_offset != g.slots_offset || h->total_bytes != g.total_bytes ||
+      keys.keys_offset != g.keys_offset)
     return fail(errc::corrupt_segment, "geometry fields disagree with capacity and max_payload");
   if (g.total_bytes != size)
     return fail(errc::corrupt_segment, "segment is " + std::to_string(size) + " bytes, header says " +
@@ -357,7 +359,8 @@ struct Queue::Impl {
         break;
     }
     // acq_rel: a later inserter of this entry acquires through it.
-    return word.compare_exchange_strong(k.w.raw, to.raw, std::memory_order_acq_rel, std::memory_order_relaxed);
+    return word.compare_exchange_strong(k.w.raw, to.raw, std::memory_order_acq_rel,
+                                        std::memory_order_relaxed);
   }
 
   // How long a keyed push waits, per try, for another push of its key that
@@ -438,8 +441,10 @@ struct Queue::Impl {
             case KeyState::claimed:
               if (k.hash == hash) {
                 // Another push of this key is in progress, or its producer died.
-                if (key_resolve(e, now)) changed = true;
-                else same_in_progress = true;
+                if (key_resolve(e, now))
+                  changed = true;
+                else
+                  same_in_progress = true;
               } else {
                 unsettled = true;
               }
@@ -453,8 +458,10 @@ struct Queue::Impl {
               break;
             case KeyState::remembered:
               if (key_expired(k.w, now)) {
-                if (k.hash == hash) own = e, own_w = k.w;
-                else if (expired == kNone) expired = e, expired_w = k.w;
+                if (k.hash == hash)
+                  own = e, own_w = k.w;
+                else if (expired == kNone)
+                  expired = e, expired_w = k.w;
               } else if (k.hash == hash) {
                 existing = k.job_id;
                 return KeyedPush::Outcome::duplicate;
@@ -478,17 +485,22 @@ struct Queue::Impl {
         if (detail::interrupt_requested()) return KeyedPush::Outcome::interrupted;
         if (give_up == 0) give_up = detail::now_ms() + kKeyInProgressWaitMs;
         if (detail::now_ms() >= give_up) return KeyedPush::Outcome::full;
-        if (round < 64) std::this_thread::yield();
-        else std::this_thread::sleep_for(std::chrono::microseconds(200));
+        if (round < 64)
+          std::this_thread::yield();
+        else
+          std::this_thread::sleep_for(std::chrono::microseconds(200));
         continue;
       }
       std::uint32_t pick = own;
       Word from = own_w;
       if (pick == kNone) {
         const std::uint32_t less = kb.count == 2 && used[1] < used[0] ? 1 : 0;
-        if (empty[less] != kNone) pick = empty[less], from = empty_w[less];
-        else if (empty[1 - less] != kNone) pick = empty[1 - less], from = empty_w[1 - less];
-        else pick = expired, from = expired_w;
+        if (empty[less] != kNone)
+          pick = empty[less], from = empty_w[less];
+        else if (empty[1 - less] != kNone)
+          pick = empty[1 - less], from = empty_w[1 - less];
+        else
+          pick = expired, from = expired_w;
       }
       bool evict = false;
       if (pick == kNone) {
@@ -541,7 +553,8 @@ struct Queue::Impl {
     for (int tries = 0; tries < 100; ++tries) {
       if (!read_key(ei, k)) continue;
       const auto st = detail::key_state(k.w);
-      if ((st != detail::KeyState::live && st != detail::KeyState::claimed) || k.hash != hash || k.job_id != id)
+      if ((st != detail::KeyState::live && st != detail::KeyState::claimed) || k.hash != hash ||
+          k.job_id != id)
         return;  // already finished or resolved
       Word from = k.w;
       if (key_entries[ei].word.compare_exchange_strong(from.raw, forgotten_at(k.w, detail::now_ms()).raw,
@@ -924,8 +937,8 @@ std::size_t Queue::Impl::push_pass(std::span<const std::span<const std::byte>> p
         if (key->outcome != KeyedPush::Outcome::inserted) {
           // Not pushing after all: give the slot back (T2 by its own writer).
           Word ours = reserved;
-          if (sw.compare_exchange_strong(ours.raw, reserved.next(State::free, 0).raw, std::memory_order_seq_cst,
-                                         std::memory_order_relaxed))
+          if (sw.compare_exchange_strong(ours.raw, reserved.next(State::free, 0).raw,
+                                         std::memory_order_seq_cst, std::memory_order_relaxed))
             detail::notify(header->room_event);
           if (key->outcome != KeyedPush::Outcome::duplicate) return 0;
           if (!ids.empty()) ids[0] = existing;
@@ -952,9 +965,9 @@ std::size_t Queue::Impl::push_pass(std::span<const std::span<const std::byte>> p
       if (key != nullptr) {
         // K3. Fails if a finisher already made it REMEMBERED (K4): fine.
         Word expected_key = claimed_key;
-        key_entries[entry].word.compare_exchange_strong(expected_key.raw,
-                                                        detail::key_word(claimed_key, detail::KeyState::live, 0).raw,
-                                                        std::memory_order_release, std::memory_order_relaxed);
+        key_entries[entry].word.compare_exchange_strong(
+            expected_key.raw, detail::key_word(claimed_key, detail::KeyState::live, 0).raw,
+            std::memory_order_release, std::memory_order_relaxed);
       }
       if (done < ids.size()) ids[done] = id;
       ++done;
@@ -992,11 +1005,13 @@ PushResult Queue::push(std::span<const std::byte> payload, const PushOptions& op
   const std::span<const std::byte> one[1] = {payload};
   Impl::KeyedPush keyed{options.key, options.key.empty() ? 0 : detail::key_hash(options.key)};
   Impl::KeyedPush* key = options.key.empty() ? nullptr : &keyed;
-  const std::size_t n = wait_until_progress(
-      q.header->room_event, options.wait, q.capacity, interrupted, [&](std::memory_order order, std::uint64_t&) {
-        if (key != nullptr && key->outcome == Impl::KeyedPush::Outcome::interrupted) return std::size_t{1};
-        return q.push_pass(one, {&id, 1}, visible_at, order, key);
-      });
+  const std::size_t n =
+      wait_until_progress(q.header->room_event, options.wait, q.capacity, interrupted,
+                          [&](std::memory_order order, std::uint64_t&) {
+                            if (key != nullptr && key->outcome == Impl::KeyedPush::Outcome::interrupted)
+                              return std::size_t{1};
+                            return q.push_pass(one, {&id, 1}, visible_at, order, key);
+                          });
   if (key != nullptr) {
     if (key->outcome == Impl::KeyedPush::Outcome::interrupted) return {PushStatus::interrupted, 0};
     if (key->outcome == Impl::KeyedPush::Outcome::full) q.count(detail::kKeysFull);
@@ -1029,8 +1044,7 @@ std::size_t Queue::push_many(std::span<const std::span<const std::byte>> payload
   }
   if (!valid_duration(options.delay, true) || !valid_duration(options.wait, true))
     q.throw_push_error(make_error_code(errc::invalid_argument), 0, options);
-  if (!options.key.empty())
-    q.throw_push_error(make_error_code(errc::invalid_argument), 0, options);
+  if (!options.key.empty()) q.throw_push_error(make_error_code(errc::invalid_argument), 0, options);
   const std::uint64_t visible_at =
       options.delay.count() > 0 ? detail::now_ms() + static_cast<std::uint64_t>(options.delay.count()) : 0;
   std::size_t done = 0;
@@ -1056,8 +1070,8 @@ void Queue::Impl::throw_push_error(std::error_code ec, std::size_t size, const P
   if (ec == make_error_code(errc::payload_too_large))
     detail = "payload of " + std::to_string(size) + " bytes, max_payload is " + std::to_string(max_payload);
   else if (!push.key.empty() && push.key.size() > kMaxKeyLength)
-    detail = "key of " + std::to_string(push.key.size()) + " bytes, the limit is " +
-             std::to_string(kMaxKeyLength);
+    detail =
+        "key of " + std::to_string(push.key.size()) + " bytes, the limit is " + std::to_string(kMaxKeyLength);
   else if (!push.key.empty())
     detail = "push_many takes no key: push keyed jobs one at a time with push()";
   else
@@ -1739,7 +1753,8 @@ SweepResult Queue::sweep() noexcept {
   // K7 / K6 over the key table: keys of dead producers and finishers, and
   // windows that are over.
   for (std::uint32_t e = 0; e < q.key_capacity; ++e)
-    if (detail::key_state(Word{q.key_entries[e].word.load(std::memory_order_relaxed)}) != detail::KeyState::empty)
+    if (detail::key_state(Word{q.key_entries[e].word.load(std::memory_order_relaxed)}) !=
+        detail::KeyState::empty)
       q.key_resolve(e, now);
   if (returned) detail::notify(q.header->work_event);
   return r;

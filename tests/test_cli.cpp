@@ -1172,11 +1172,11 @@ TEST_F(Cli, CreateRefusesOptionsOutOfRange) {
   Watchdog wd(60s);
   QueueName q("cli-badopt");
   const std::vector<std::vector<std::string>> rows = {
-      {"create", q, "--capacity", "0"},    {"create", q, "--capacity", "16777217"},
-      {"create", q, "--max-payload", "0"}, {"create", q, "--lease", "0ms"},
-      {"create", q, "--mode", "017777"},   {"create", q, "--capacity", "-1"},
+      {"create", q, "--capacity", "0"},      {"create", q, "--capacity", "16777217"},
+      {"create", q, "--max-payload", "0"},   {"create", q, "--lease", "0ms"},
+      {"create", q, "--mode", "017777"},     {"create", q, "--capacity", "-1"},
       {"create", q, "--max-attempts", "-1"}, {"create", q, "--capacity", "1e3"},
-      {"create", q, "--dedup-keys", "15"}, {"create", q, "--dedup-window", "8d"},
+      {"create", q, "--dedup-keys", "15"},   {"create", q, "--dedup-window", "8d"},
   };
   for (const auto& args : rows) {
     const Result r = jr(args);

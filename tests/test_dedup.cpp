@@ -6,9 +6,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
-#include <algorithm>
 #include <map>
 #include <random>
 #include <set>
@@ -470,7 +470,8 @@ TEST(DedupForged, HostileEntriesAreBoundsChecked) {
     en.hash.store(jobring::detail::key_hash("k" + std::to_string(e)));
     en.slot.store(e % 2 == 0 ? 0xffffffffffffull : 3);
     en.job_id.store(1000 + e);
-    en.word.store(Word::make(static_cast<State>(e < 8 ? KeyState::live : static_cast<KeyState>(7)), 0, 0).raw);
+    en.word.store(
+        Word::make(static_cast<State>(e < 8 ? KeyState::live : static_cast<KeyState>(7)), 0, 0).raw);
   }
   q.sweep();
   for (std::uint32_t e = 0; e < 16; ++e) EXPECT_NE(v.key_state(e), KeyState::live) << e;

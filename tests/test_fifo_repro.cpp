@@ -39,29 +39,24 @@ using namespace std::chrono_literals;
 using test::QueueName;
 using test::Watchdog;
 
-PushResult push_seq(Queue &q, std::uint64_t seq) {
-  return q.push(std::as_bytes(std::span(&seq, 1)));
-}
+PushResult push_seq(Queue& q, std::uint64_t seq) { return q.push(std::as_bytes(std::span(&seq, 1))); }
 
-std::uint64_t seq_of(const Job &job) {
+std::uint64_t seq_of(const Job& job) {
   std::uint64_t seq = ~std::uint64_t{0};
-  if (job.payload().size() == sizeof seq)
-    std::memcpy(&seq, job.payload().data(), sizeof seq);
+  if (job.payload().size() == sizeof seq) std::memcpy(&seq, job.payload().data(), sizeof seq);
   return seq;
 }
 
 // The start of the one mapping of /dev/shm/jobring.<name> in this process.
-std::byte *mapping_of(const std::string &name) {
+std::byte* mapping_of(const std::string& name) {
   std::ifstream maps("/proc/self/maps");
   const std::string file = "/dev/shm/jobring." + name;
-  std::byte *found = nullptr;
+  std::byte* found = nullptr;
   int count = 0;
   for (std::string line; std::getline(maps, line);) {
-    if (line.size() < file.size() ||
-        line.compare(line.size() - file.size(), file.size(), file) != 0)
+    if (line.size() < file.size() || line.compare(line.size() - file.size(), file.size(), file) != 0)
       continue;
-    found =
-        reinterpret_cast<std::byte *>(std::strtoull(line.c_str(), nullptr, 16));
+    found = reinterpret_cast<std::byte*>(std::strtoull(line.c_str(), nullptr, 16));
     ++count;
   }
   return count == 1 ? found : nullptr;
@@ -71,10 +66,10 @@ std::byte *mapping_of(const std::string &name) {
 // cannot take arguments. The handler allocates nothing (the Job's buffer is
 // sized by earlier claims) and takes no lock.
 struct Interleave {
-  std::byte *page = nullptr; // the protected page while armed, else nullptr
+  std::byte* page = nullptr;  // the protected page while armed, else nullptr
   std::size_t page_size = 0;
-  Queue *worker = nullptr;
-  Job *job = nullptr;
+  Queue* worker = nullptr;
+  Job* job = nullptr;
   int faults = 0;
   int acks = 0;
   std::uint64_t claimed[2] = {};
@@ -83,9 +78,9 @@ struct Interleave {
 };
 Interleave g_interleave;
 
-void on_fault(int, siginfo_t *info, void *) {
-  Interleave &g = g_interleave;
-  auto *addr = static_cast<std::byte *>(info->si_addr);
+void on_fault(int, siginfo_t* info, void*) {
+  Interleave& g = g_interleave;
+  auto* addr = static_cast<std::byte*>(info->si_addr);
   if (g.page == nullptr || addr < g.page || addr >= g.page + g.page_size) {
     // Not our page: a real crash. Put the previous action back; the access
     // faults again on return and is handled as it would have been.
@@ -98,12 +93,10 @@ void on_fault(int, siginfo_t *info, void *) {
   // The worker: claim, ack, claim, ack — in order, one lease at a time, as
   // the stress test's consumer does.
   for (int n = 0; n < 2; ++n) {
-    if (g.worker->try_claim(*g.job) != ClaimStatus::ok)
-      return;
+    if (g.worker->try_claim(*g.job) != ClaimStatus::ok) return;
     g.claimed[n] = seq_of(*g.job);
     g.slots[n] = g.job->lease.slot;
-    if (g.worker->ack(g.job->lease) == LeaseStatus::ok)
-      ++g.acks;
+    if (g.worker->ack(g.job->lease) == LeaseStatus::ok) ++g.acks;
   }
 }
 
@@ -116,13 +109,10 @@ TEST(FifoRepro, InOrderAckDuringTheProducersScanKeepsPushOrder) {
   Watchdog dog(60s, "InOrderAckDuringTheProducersScanKeepsPushOrder");
   // The first state word on the second page of the segment: slot `b`.
   const auto page_size = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
-  const std::uint32_t b =
-      static_cast<std::uint32_t>((page_size - detail::kHeaderBytes) / 8);
+  const std::uint32_t b = static_cast<std::uint32_t>((page_size - detail::kHeaderBytes) / 8);
   const std::uint32_t capacity = b + 64;
-  const std::uint32_t h =
-      b - 1; // the producer's cursor slot when the race happens
-  ASSERT_EQ(detail::geometry(capacity, 8).states_offset + std::uint64_t{b} * 8,
-            page_size)
+  const std::uint32_t h = b - 1;  // the producer's cursor slot when the race happens
+  ASSERT_EQ(detail::geometry(capacity, 8).states_offset + std::uint64_t{b} * 8, page_size)
       << "layout changed: slot " << b << " no longer starts the second page";
 
   QueueName name("fifo-repro");
@@ -130,16 +120,13 @@ TEST(FifoRepro, InOrderAckDuringTheProducersScanKeepsPushOrder) {
   o.capacity = capacity;
   o.max_payload = 8;
   auto producer = Queue::create(name.str(), o);
-  std::byte *const base =
-      mapping_of(name.str()); // the producer's mapping (the only one so far)
+  std::byte* const base = mapping_of(name.str());  // the producer's mapping (the only one so far)
   ASSERT_NE(base, nullptr);
-  auto worker =
-      Queue::open(name.str()); // the worker's own mapping, never protected
+  auto worker = Queue::open(name.str());  // the worker's own mapping, never protected
 
   // Fill the ring: seq s in slot s.
   std::uint64_t next_seq = 0;
-  for (; next_seq < capacity; ++next_seq)
-    ASSERT_EQ(push_seq(producer, next_seq).status, PushStatus::ok);
+  for (; next_seq < capacity; ++next_seq) ASSERT_EQ(push_seq(producer, next_seq).status, PushStatus::ok);
   ASSERT_EQ(push_seq(producer, next_seq).status, PushStatus::full);
   // The stress test's rhythm on a full ring: the worker claims and acks one
   // job, the producer refills the slot. After h rounds the producer's cursor
@@ -166,43 +153,39 @@ TEST(FifoRepro, InOrderAckDuringTheProducersScanKeepsPushOrder) {
   ASSERT_EQ(::sigaction(SIGSEGV, &action, &g_interleave.previous), 0);
   ASSERT_EQ(::mprotect(g_interleave.page, page_size, PROT_NONE), 0);
 
-  const std::uint64_t first = next_seq; // pushed during the race
+  const std::uint64_t first = next_seq;  // pushed during the race
   const PushResult r1 = push_seq(producer, next_seq++);
   // Disarm whatever happened.
-  if (g_interleave.page != nullptr)
-    ::mprotect(g_interleave.page, page_size, PROT_READ | PROT_WRITE);
+  if (g_interleave.page != nullptr) ::mprotect(g_interleave.page, page_size, PROT_READ | PROT_WRITE);
   g_interleave.page = nullptr;
   ::sigaction(SIGSEGV, &g_interleave.previous, nullptr);
 
   ASSERT_EQ(r1.status, PushStatus::ok);
-  ASSERT_EQ(g_interleave.faults, 1)
-      << "the producer's scan did not load slot " << b << " after slot " << h;
+  ASSERT_EQ(g_interleave.faults, 1) << "the producer's scan did not load slot " << b << " after slot " << h;
   ASSERT_EQ(g_interleave.acks, 2);
   EXPECT_EQ(g_interleave.claimed[0], h);
   EXPECT_EQ(g_interleave.claimed[1], h + 1);
   ASSERT_EQ(push_seq(producer, next_seq++).status,
-            PushStatus::ok); // the stress test's next push
+            PushStatus::ok);  // the stress test's next push
 
   // Drain: every job once, in push order.
   std::vector<std::uint64_t> seen;
-  std::string order; // seq@slot, for the failure message
+  std::string order;  // seq@slot, for the failure message
   while (worker.try_claim(job) == ClaimStatus::ok) {
     seen.push_back(seq_of(job));
     if (seen.back() >= first)
-      order += " " + std::to_string(seen.back()) + "@" +
-               std::to_string(job.lease.slot);
+      order += " " + std::to_string(seen.back()) + "@" + std::to_string(job.lease.slot);
     ASSERT_EQ(worker.ack(job.lease), LeaseStatus::ok);
   }
   ASSERT_EQ(seen.size(), std::size_t{capacity});
   std::size_t inversions = 0;
-  for (std::size_t i = 1; i < seen.size(); ++i)
-    inversions += seen[i] < seen[i - 1] ? 1 : 0;
+  for (std::size_t i = 1; i < seen.size(); ++i) inversions += seen[i] < seen[i - 1] ? 1 : 0;
   EXPECT_EQ(inversions, 0u) << "one producer, one worker acking in order, no "
                                "retries: the jobs pushed at "
                                "and after the race were claimed as (seq@slot):"
-                            << order << " (push order: " << first << "@" << h
-                            << " " << first + 1 << "@" << b << ")";
+                            << order << " (push order: " << first << "@" << h << " " << first + 1 << "@" << b
+                            << ")";
 }
 
-} // namespace
-} // namespace jobring
+}  // namespace
+}  // namespace jobring

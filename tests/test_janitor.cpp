@@ -1815,14 +1815,15 @@ TEST(JanitorMetrics, StaleTemporaryFilesOfDeadJanitorsAreRemoved) {
   keyed.key = "k";
   ASSERT_TRUE(q.push("a", keyed));
   ASSERT_TRUE(q.push("a", keyed).duplicate);
-  const RunResult r = run_janitor({"--config", dir.file("empty.conf"), "--queue", name, "--once",
-                                   "--metrics-file", metrics});
+  const RunResult r =
+      run_janitor({"--config", dir.file("empty.conf"), "--queue", name, "--once", "--metrics-file", metrics});
   ASSERT_TRUE(r.status.has_value());
   EXPECT_EQ(*r.status, 0) << r.err;
   EXPECT_EQ(dir.entries(), (std::vector<std::string>{"empty.conf", "jobring.prom",
                                                      "jobring.prom.tmp." + std::to_string(::getpid())}));
   const auto m = read_metrics(metrics);
-  EXPECT_EQ(metric_or(m, "jobring_keys{queue=\"" + name.str() + "\",state=\"live\"}", -1), 1) << read_file(metrics);
+  EXPECT_EQ(metric_or(m, "jobring_keys{queue=\"" + name.str() + "\",state=\"live\"}", -1), 1)
+      << read_file(metrics);
   EXPECT_EQ(metric_or(m, "jobring_duplicates_total{queue=\"" + name.str() + "\"}", -1), 1);
 }
 
