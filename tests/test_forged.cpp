@@ -27,6 +27,7 @@
 #include "clock.hpp"
 #include "jobring/queue.hpp"
 #include "layout.hpp"
+#include "support/segment_view.hpp"
 #include "support/test_support.hpp"
 
 namespace {
@@ -68,54 +69,8 @@ ClaimOptions lease_for(milliseconds lease) {
 }
 
 // The segment of a queue, mapped by the test itself (a second mapping, as
-// another process would have), with the layout of lib/layout.hpp.
-class Forge {
- public:
-  explicit Forge(const std::string& name) {
-    const std::string path = "/dev/shm/jobring." + name;
-    fd_ = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
-    if (fd_ < 0) throw std::runtime_error("open " + path + ": " + std::strerror(errno));
-    struct stat st {};
-    ::fstat(fd_, &st);
-    size_ = static_cast<std::size_t>(st.st_size);
-    void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
-    if (p == MAP_FAILED) throw std::runtime_error("mmap: " + std::string(std::strerror(errno)));
-    base_ = static_cast<std::byte*>(p);
-  }
-  ~Forge() {
-    ::munmap(base_, size_);
-    ::close(fd_);
-  }
-  Forge(const Forge&) = delete;
-  Forge& operator=(const Forge&) = delete;
-
-  Header& header() const { return *reinterpret_cast<Header*>(base_); }
-  std::uint32_t capacity() const { return header().capacity; }
-  std::atomic<std::uint64_t>& state(std::uint32_t i) const {
-    return reinterpret_cast<std::atomic<std::uint64_t>*>(base_ + header().states_offset)[i];
-  }
-  SlotMeta& meta(std::uint32_t i) const {
-    return *reinterpret_cast<SlotMeta*>(base_ + header().slots_offset +
-                                        std::uint64_t{i} * header().slot_stride);
-  }
-  Word word(std::uint32_t i) const { return Word{state(i).load()}; }
-  void set(std::uint32_t i, Word w) const { state(i).store(w.raw); }
-  // The next word of slot i, as the transition to (s, aux) would write it.
-  void step(std::uint32_t i, State s, std::uint64_t aux) const { set(i, word(i).next(s, aux)); }
-  std::uint64_t total(jobring::detail::Total t) const { return header().totals[t].load(); }
-
-  // The first slot in state `s`, or capacity() if none.
-  std::uint32_t find(State s) const {
-    for (std::uint32_t i = 0; i < capacity(); ++i)
-      if (word(i).valid() && word(i).state() == s) return i;
-    return capacity();
-  }
-
- private:
-  int fd_ = -1;
-  std::byte* base_ = nullptr;
-  std::size_t size_ = 0;
-};
+// another process would have): tests/support/segment_view.hpp.
+using Forge = jobring::test::SegmentView;
 
 std::uint64_t now_ms() { return jobring::detail::now_ms(); }
 
