@@ -56,18 +56,34 @@ class QueueName {
 };
 
 // Aborts the whole test process (with a message) if not destroyed within `limit`.
+//
+// The constructor returns only once the watchdog thread is parked in its
+// wait. Tests fork right after making a Watchdog, and GCC 12's ASan has no
+// fork handler for its allocator: a thread still starting up (glibc's
+// pthread_getattr_np allocates) can hold an allocator region lock at the
+// fork, and the child then blocks for ever in its first `new` of that size.
+// Seen in CI as OpenOrCreateRace hangs; reproduced, and the child's stack
+// was in SizeClassAllocator64::GetFromAllocator. A parked thread holds no
+// allocator lock, so forking after the constructor is safe.
 class Watchdog {
  public:
   explicit Watchdog(std::chrono::seconds limit, std::string what = "test")
       : thread_([this, limit, what = std::move(what)] {
           std::unique_lock lock(mutex_);
+          parked_ = true;
+          started_.notify_all();
+          // wait_for releases mutex_ only once this thread is in the wait, so
+          // the constructor, which needs mutex_ to see parked_, returns after that.
           if (!cv_.wait_for(lock, limit, [this] { return done_; })) {
             std::fprintf(stderr, "WATCHDOG: %s did not finish within %llds; aborting\n", what.c_str(),
                          static_cast<long long>(limit.count()));
             std::fflush(stderr);
             std::abort();
           }
-        }) {}
+        }) {
+    std::unique_lock lock(mutex_);
+    started_.wait(lock, [this] { return parked_; });
+  }
   ~Watchdog() {
     {
       std::lock_guard lock(mutex_);
@@ -82,7 +98,9 @@ class Watchdog {
  private:
   std::mutex mutex_;
   std::condition_variable cv_;
+  std::condition_variable started_;
   bool done_ = false;
+  bool parked_ = false;
   std::thread thread_;
 };
 
