@@ -12,6 +12,11 @@
 // Argument: payload bytes (8, 64, 256, 1024); each queue is made for that
 // size (max_payload = size) with 1024 slots. Read items_per_second (or its
 // inverse, ns per job): one item is one job through the whole cycle.
+//
+// BM_EmptyPoll_*: what a polling worker pays to learn that there is nothing
+// to do — try_claim on an empty 1024-slot queue (jobring: the empty-ring memo
+// answers after the first two polls), a pop from the empty ring, and Boost's
+// try_receive.
 #include <benchmark/benchmark.h>
 #include <unistd.h>
 
@@ -130,6 +135,43 @@ void BM_Cycle_boost_mq(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
+void BM_EmptyPoll_jobring(benchmark::State& state) {
+  const std::string name = unique_name("empty");
+  jobring::Queue::remove(name);
+  jobring::Options o;
+  o.capacity = kCapacity;
+  o.max_payload = 64;
+  auto q = jobring::Queue::create(name, o);
+  jobring::Job job;
+  for (auto _ : state) {
+    if (q.try_claim(job) != jobring::ClaimStatus::empty) {
+      state.SkipWithError("claimed from an empty queue");
+      break;
+    }
+  }
+  state.SetItemsProcessed(state.iterations());
+  jobring::Queue::remove(name);
+}
+
+void BM_EmptyPoll_ring(benchmark::State& state) {
+  bench::ShmRing ring(kCapacity, 64);
+  std::array<std::byte, 64> out{};
+  for (auto _ : state) benchmark::DoNotOptimize(ring.try_pop(out.data()));
+  state.SetItemsProcessed(state.iterations());
+}
+
+void BM_EmptyPoll_boost_mq(benchmark::State& state) {
+  bench::BoostMq q(unique_name("emptymq"), kCapacity, 64);
+  std::array<std::byte, 64> out{};
+  auto& mq = q.get();
+  for (auto _ : state) {
+    std::size_t got = 0;
+    unsigned priority = 0;
+    benchmark::DoNotOptimize(mq.try_receive(out.data(), out.size(), got, priority));
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
 void sizes(benchmark::internal::Benchmark* b) {
   for (const long s : {8, 64, 256, 1024}) b->Arg(s);
   b->ArgName("bytes")->Unit(benchmark::kNanosecond);
@@ -139,6 +181,9 @@ BENCHMARK(BM_Cycle_jobring)->Apply(sizes);
 BENCHMARK(BM_Cycle_jobring_batch32)->Apply(sizes);
 BENCHMARK(BM_Cycle_ring)->Apply(sizes);
 BENCHMARK(BM_Cycle_boost_mq)->Apply(sizes);
+BENCHMARK(BM_EmptyPoll_jobring)->Unit(benchmark::kNanosecond);
+BENCHMARK(BM_EmptyPoll_ring)->Unit(benchmark::kNanosecond);
+BENCHMARK(BM_EmptyPoll_boost_mq)->Unit(benchmark::kNanosecond);
 
 }  // namespace
 

@@ -190,8 +190,30 @@ struct Queue::Impl {
   [[nodiscard]] std::byte* payload(std::uint32_t i) const noexcept {
     return slots + i * stride + detail::kSlotMetaBytes + detail::kKeyAreaBytes;
   }
+  // Release: every count is bumped after the transition it counts, and the
+  // empty-ring memo (claim_pass) reads the counts with acquire loads, so a
+  // count it sees carries the transition with it. (On x86 a locked add is
+  // the same instruction either way.)
   void count(detail::Total t, std::uint64_t n = 1) const noexcept {
-    header->totals[t].fetch_add(n, std::memory_order_relaxed);
+    header->totals[t].fetch_add(n, std::memory_order_release);
+  }
+  // The sum of the counts bumped after every transition that can make a job
+  // claimable: T3 commit (pushed), T7 release (released), requeue
+  // (requeued), and the janitor's sweep (reclaimed, expired). Monotonic, so
+  // any such transition changes it.
+  [[nodiscard]] std::uint64_t claimable_signature() const noexcept {
+    const auto& t = header->totals;
+    return t[detail::kPushed].load(std::memory_order_acquire) +
+           t[detail::kRequeued].load(std::memory_order_acquire) +
+           t[detail::kReleased].load(std::memory_order_acquire) +
+           t[detail::kReclaimed].load(std::memory_order_acquire) +
+           t[detail::kExpired].load(std::memory_order_acquire);
+  }
+  // Tells this process's memos of one handle from another's (claim_pass).
+  const std::uint64_t memo_owner = next_memo_owner();
+  static std::uint64_t next_memo_owner() noexcept {
+    static std::atomic<std::uint64_t> n{0};
+    return n.fetch_add(1, std::memory_order_relaxed) + 1;
   }
   [[nodiscard]] std::uint32_t next(std::uint32_t i) const noexcept { return i + 1 == capacity ? 0 : i + 1; }
 
@@ -1084,6 +1106,44 @@ void Queue::Impl::throw_push_error(std::error_code ec, std::size_t size, const P
 // Worker
 // ---------------------------------------------------------------------------
 
+namespace {
+
+// The empty-ring memo. A claim pass that finds nothing scans the whole ring
+// (capacity loads); a worker polling an empty queue would do that on every
+// poll. Instead, each thread remembers, per queue handle, that its last pass
+// found nothing claimable: the claimable signature (Impl::claimable_signature)
+// read before that scan, and the earliest time a delayed job or a current
+// lease it saw becomes due. While the signature is unchanged and that time
+// has not come, nothing has become claimable since, and the pass answers
+// empty after two acquire loads of the totals instead of a scan:
+//   - every transition to a claimable state (T3 commit, T7 release, requeue,
+//     the janitor's T7) bumps a count in the signature after the transition,
+//     with release order; our acquire load that sees the bump sees the job;
+//   - a delayed job or a lease we saw becomes claimable only at its due time;
+//     the one state a scan cannot see coming, a lease granted by another
+//     claimer after our scan passed the slot, is granted on a job pushed,
+//     released or requeued after we read the signature (else we would have
+//     claimed it ourselves), so the signature has changed.
+// What it cannot see: a process killed between such a transition and its
+// count, or a hostile writer of state words. So a memo is also never older
+// than kEmptyMemoMs: at worst such a job is claimed that much later, never
+// lost. Only relaxed passes use it (try_claim and a claim's first pass); the
+// seq_cst re-check before a sleep always scans (wait.hpp's argument needs it).
+// Only a pass that follows an empty pass reads the signature, so a busy
+// worker never touches the producers' cache line for it.
+struct EmptyMemo {
+  std::uint64_t owner = 0;  // Impl::memo_owner of the handle, 0 for none
+  bool armed = false;       // the last pass of this thread on `owner` found nothing
+  bool valid = false;       // and it read the signature first: the fields below hold
+  std::uint64_t signature = 0;
+  std::uint64_t until_ms = 0;  // the memo holds while now < until_ms
+  std::uint64_t due = 0;       // the pass's next_due
+};
+thread_local EmptyMemo empty_memo;
+constexpr std::uint64_t kEmptyMemoMs = 2;
+
+}  // namespace
+
 std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms, detail::ProcessIdentity me,
                                     std::memory_order load_order, std::uint64_t& next_due) {
   // The clock: CLOCK_MONOTONIC, read once per pass (and every 256 slots).
@@ -1094,6 +1154,16 @@ std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms,
   // FuzzRegress.AnExpiredLeaseIsTakenOverByTheNextClaim).
   auto clock = [] { return detail::now_ms(); };
   std::uint64_t now = clock();
+  const std::uint64_t began = now;
+  EmptyMemo& memo = empty_memo;
+  const bool follows_empty = memo.owner == memo_owner && memo.armed;
+  const std::uint64_t signature = follows_empty ? claimable_signature() : 0;
+  if (follows_empty && memo.valid && load_order == std::memory_order_relaxed && memo.signature == signature &&
+      now < memo.until_ms) {
+    next_due = std::min(next_due, memo.due);
+    return 0;
+  }
+  std::uint64_t due = ~std::uint64_t{0};  // this pass's own next_due
   const std::uint32_t max_attempts = options.max_attempts;
   // FIFO: scan from the claim cursor, the oldest position not yet passed by
   // a claim, in ring order, which is the order producers fill slots in. The
@@ -1162,13 +1232,13 @@ std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms,
     for (;;) {
       if (w.state() == State::ready) {
         if (delayed(w, now)) {  // aux 0 = visible at once
-          next_due = std::min(next_due, w.aux());
+          due = std::min(due, w.aux());
           break;
         }
         takeover = false;
       } else if (w.state() == State::leased) {
         if (lease_current(w, now)) {
-          next_due = std::min(next_due, w.aux() + 1);  // expiry is strictly after the deadline
+          due = std::min(due, w.aux() + 1);  // expiry is strictly after the deadline
           break;
         }
         if (max_attempts != 0 && m.attempts.load(std::memory_order_relaxed) >= max_attempts) {
@@ -1264,6 +1334,16 @@ std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms,
     // becomes claimable: free it (T2) so that the ring keeps its capacity.
     recover_dead_writers();
   }
+  next_due = std::min(next_due, due);
+  // The memo (above). Not after a pass that saw a WRITING slot: the next
+  // passes scan, so that T2 keeps running while a dead producer's slot is
+  // there.
+  memo.owner = memo_owner;
+  memo.armed = got == 0;
+  memo.valid = got == 0 && follows_empty && !saw_writing;
+  memo.signature = signature;
+  memo.until_ms = std::min(due, began + kEmptyMemoMs);
+  memo.due = due;
   return got;
 }
 

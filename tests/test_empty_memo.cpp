@@ -1,0 +1,223 @@
+// The empty-ring memo (lib/queue.cpp, before claim_pass): after two empty
+// polls a thread answers "empty" from two loads of the totals instead of a
+// scan of the ring, for as long as nothing can have become claimable. These
+// tests check every way a job becomes claimable against a poller whose memo
+// is armed: each would fail if that transition were missing from the
+// claimable signature or the due time.
+//
+// The memo lives at most 2 ms, so one round of "poll, poll, transition,
+// poll" could outlive it on a loaded machine and pass by luck. Each test runs
+// many rounds: with a missing count, the rounds that do fit inside 2 ms (on
+// an idle machine, nearly all) see "empty" and fail.
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include "jobring/queue.hpp"
+#include "support/segment_view.hpp"
+#include "support/test_support.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using jobring::ClaimOptions;
+using jobring::Job;
+using jobring::JobState;
+using jobring::LeaseStatus;
+using jobring::Options;
+using jobring::Owner;
+using jobring::Queue;
+using jobring::test::QueueName;
+using jobring::test::Watchdog;
+
+constexpr int kRounds = 200;
+
+Options small(std::uint32_t max_attempts = 0) {
+  Options o;
+  o.capacity = 64;
+  o.max_payload = 32;
+  o.max_attempts = max_attempts;
+  return o;
+}
+
+// Two empty polls: the first arms the memo, the second scans and fills it.
+void arm(Queue& poller) {
+  ASSERT_FALSE(poller.try_claim().has_value());
+  ASSERT_FALSE(poller.try_claim().has_value());
+}
+
+// A push through another handle (T3 commit: pushed).
+TEST(EmptyMemo, APushIsSeenByTheNextPoll) {
+  Watchdog dog(120s, "EmptyMemo.APushIsSeenByTheNextPoll");
+  QueueName name("memo");
+  Queue producer = Queue::create(name, small());
+  Queue poller = Queue::open(name);
+  for (int round = 0; round < kRounds; ++round) {
+    arm(poller);
+    ASSERT_TRUE(producer.push("job " + std::to_string(round)));
+    auto job = poller.try_claim();
+    ASSERT_TRUE(job.has_value()) << "round " << round;
+    EXPECT_EQ(job->text(), "job " + std::to_string(round));
+    ASSERT_EQ(poller.ack(job->lease), LeaseStatus::ok);
+  }
+}
+
+// A release by the holder of a lease (T7: released).
+TEST(EmptyMemo, AReleaseIsSeenByTheNextPoll) {
+  Watchdog dog(120s, "EmptyMemo.AReleaseIsSeenByTheNextPoll");
+  QueueName name("memo");
+  Queue holder = Queue::create(name, small());
+  Queue poller = Queue::open(name);
+  for (int round = 0; round < kRounds; ++round) {
+    ASSERT_TRUE(holder.push("job"));
+    auto held = holder.try_claim(ClaimOptions{.lease = 1h});
+    ASSERT_TRUE(held.has_value());
+    arm(poller);  // the only job is leased for an hour: nothing is due soon
+    ASSERT_EQ(holder.release(held->lease), LeaseStatus::ok);
+    auto job = poller.try_claim();
+    ASSERT_TRUE(job.has_value()) << "round " << round;
+    EXPECT_EQ(job->id, held->id);
+    ASSERT_EQ(poller.ack(job->lease), LeaseStatus::ok);
+  }
+}
+
+// A dead job put back (requeue: requeued).
+TEST(EmptyMemo, ARequeueIsSeenByTheNextPoll) {
+  Watchdog dog(120s, "EmptyMemo.ARequeueIsSeenByTheNextPoll");
+  QueueName name("memo");
+  Queue admin = Queue::create(name, small(/*max_attempts=*/1));
+  Queue poller = Queue::open(name);
+  for (int round = 0; round < kRounds; ++round) {
+    ASSERT_TRUE(admin.push("job"));
+    auto held = admin.try_claim();
+    ASSERT_TRUE(held.has_value());
+    ASSERT_EQ(admin.release(held->lease), LeaseStatus::ok);  // attempts used up: dead
+    ASSERT_EQ(admin.stats().dead, 1u);
+    arm(poller);
+    ASSERT_EQ(admin.requeue_dead(), 1u);
+    auto job = poller.try_claim();
+    ASSERT_TRUE(job.has_value()) << "round " << round;
+    ASSERT_EQ(poller.ack(job->lease), LeaseStatus::ok);
+  }
+}
+
+// The janitor's sweep returning a dead worker's lease (reclaimed).
+TEST(EmptyMemo, ASweepOfADeadWorkersLeaseIsSeenByTheNextPoll) {
+  Watchdog dog(120s, "EmptyMemo.ASweepOfADeadWorkersLeaseIsSeenByTheNextPoll");
+  QueueName name("memo");
+  Queue janitor = Queue::create(name, small());
+  Queue poller = Queue::open(name);
+  for (int round = 0; round < 20; ++round) {  // a fork per round
+    ASSERT_TRUE(janitor.push("job"));
+    int ready[2];
+    ASSERT_EQ(::pipe(ready), 0);
+    const pid_t worker = jobring::test::fork_child([&] {
+      Queue q = Queue::open(name);
+      auto job = q.try_claim(ClaimOptions{.lease = 1h, .owner = Owner::process});
+      const char c = job ? 'y' : 'n';
+      (void)::write(ready[1], &c, 1);
+      ::pause();
+      return 0;
+    });
+    ::close(ready[1]);
+    char c = 0;
+    ASSERT_EQ(::read(ready[0], &c, 1), 1);
+    ::close(ready[0]);
+    ASSERT_EQ(c, 'y');
+    ::kill(worker, SIGKILL);
+    ::waitpid(worker, nullptr, 0);
+    arm(poller);
+    ASSERT_EQ(janitor.sweep().reclaimed, 1u);
+    auto job = poller.try_claim();
+    ASSERT_TRUE(job.has_value()) << "round " << round;
+    ASSERT_EQ(poller.ack(job->lease), LeaseStatus::ok);
+  }
+}
+
+// The due time: a lease that runs out and a delayed job that comes due are
+// claimable by the first poll after their time, with no count bumped.
+TEST(EmptyMemo, AnExpiredLeaseAndADelayedJobAreSeenByTheFirstPollAfterTheirTime) {
+  Watchdog dog(120s, "EmptyMemo.AnExpiredLeaseAndADelayedJobAreSeenByTheFirstPollAfterTheirTime");
+  QueueName name("memo");
+  Queue holder = Queue::create(name, small());
+  Queue poller = Queue::open(name);
+  for (int round = 0; round < 5; ++round) {
+    ASSERT_TRUE(holder.push("leased"));
+    auto held = holder.try_claim(ClaimOptions{.lease = 20ms});
+    ASSERT_TRUE(held.has_value());
+    ASSERT_TRUE(holder.push("delayed", {.delay = 40ms}));
+    arm(poller);
+    std::this_thread::sleep_for(60ms);  // past both due times
+    auto first = poller.try_claim();
+    ASSERT_TRUE(first.has_value()) << "round " << round;
+    auto second = poller.try_claim();
+    ASSERT_TRUE(second.has_value()) << "round " << round;
+    EXPECT_EQ(poller.ack(first->lease), LeaseStatus::ok);
+    EXPECT_EQ(poller.ack(second->lease), LeaseStatus::ok);
+  }
+}
+
+// What the signature cannot see: a transition to READY with no count, as left
+// by a process killed between the two, or written by a hostile process. The
+// memo's age bound gets it claimed soon all the same (the lease here would
+// otherwise hide it for an hour).
+TEST(EmptyMemo, AReadyJobWithNoCountIsClaimedSoonAllTheSame) {
+  Watchdog dog(120s, "EmptyMemo.AReadyJobWithNoCountIsClaimedSoonAllTheSame");
+  QueueName name("memo");
+  Queue holder = Queue::create(name, small());
+  Queue poller = Queue::open(name);
+  jobring::test::SegmentView view(name);
+  ASSERT_TRUE(holder.push("job"));
+  auto held = holder.try_claim(ClaimOptions{.lease = 1h});
+  ASSERT_TRUE(held.has_value());
+  arm(poller);
+  // T7 as the janitor would do it, but without its count.
+  view.step(held->lease.slot, jobring::detail::State::ready, 0);
+  const auto give_up = std::chrono::steady_clock::now() + 60s;
+  std::optional<Job> job;
+  while (!(job = poller.try_claim()) && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
+  ASSERT_TRUE(job.has_value());
+  EXPECT_EQ(job->id, held->id);
+}
+
+// A memo belongs to one handle: polling an empty queue does not hide another
+// queue's jobs, nor does it hide them from a second handle on the same queue
+// used by the same thread.
+TEST(EmptyMemo, AMemoBelongsToOneHandle) {
+  QueueName a("memo-a");
+  QueueName b("memo-b");
+  Queue qa = Queue::create(a, small());
+  Queue qb = Queue::create(b, small());
+  Queue qb2 = Queue::open(b);
+  arm(qb);
+  ASSERT_TRUE(qb2.push("x"));
+  arm(qa);
+  auto job = qb.try_claim();
+  ASSERT_TRUE(job.has_value());
+  EXPECT_EQ(job->text(), "x");
+}
+
+// claim() with a wait goes through the memo on its first pass, and its
+// re-check before sleeping scans: a job pushed after the poller armed its
+// memo is returned at once (no sleep until the wait runs out).
+TEST(EmptyMemo, AWaitingClaimAfterArmedPollsStillGetsTheJob) {
+  Watchdog dog(120s, "EmptyMemo.AWaitingClaimAfterArmedPollsStillGetsTheJob");
+  QueueName name("memo");
+  Queue producer = Queue::create(name, small());
+  Queue poller = Queue::open(name);
+  for (int round = 0; round < kRounds; ++round) {
+    arm(poller);
+    ASSERT_TRUE(producer.push("job"));
+    Job job;
+    ASSERT_EQ(poller.claim(job, 30s), jobring::ClaimStatus::ok) << "round " << round;
+    ASSERT_EQ(poller.ack(job.lease), LeaseStatus::ok);
+  }
+}
+
+}  // namespace
