@@ -231,7 +231,22 @@ struct Queue::Impl {
   // lie in the current lap (between it and the push cursor). Only forward
   // (advance), and a hint only: a producer refilling such a slot meanwhile
   // writes a position of the next lap, which the scan still reaches.
-  void skip_freed_positions() const noexcept {
+  // FIFO (guarantee 6) after purge, remove_dead, or an ack at the cursor's
+  // slot: moves the claim cursor over the positions, below the push cursor,
+  // whose slots hold nothing a claim would take: FREE (purged, acked), a
+  // delayed job, a lease (current or run out: a retry, which guarantee 6
+  // exempts), DEAD. It stops at a visible READY job (the oldest one, which
+  // the next scan must meet first) and at WRITING (a producer's job in
+  // progress). A claim scan passes the same slots the same way (claim_pass);
+  // stopping at a delayed job or a lease instead let the producer's next jobs
+  // wrap round into the freed slots before it, where a scan starting at the
+  // stop met them out of push order
+  // (FuzzRegress.FifoAfterAPartialPurgeWithADelayedJobAtTheClaimCursor).
+  // Every scan covers the whole ring from the cursor, so a job passed here
+  // (a delayed one coming due, a lease running out) is still claimed, only
+  // after newer ones. A hint: a racing move is harmless (advance() never
+  // moves it back), and a death anywhere here changes nothing.
+  void skip_unclaimable_positions() const noexcept {
     const std::uint64_t from = header->claim_cursor.load(std::memory_order_relaxed);
     const std::uint64_t pushed = header->push_cursor.load(std::memory_order_relaxed);
     std::uint64_t c = from;
@@ -239,9 +254,23 @@ struct Queue::Impl {
     // held it while pushes and purges went round): no position that old
     // holds a job any more; start from one lap behind the push cursor.
     if (c < pushed && pushed - c > capacity) c = pushed - capacity;
+    std::uint64_t now = 0;  // read at the first word that needs it
+    auto passable = [&](Word w) {
+      switch (w.state()) {
+        case State::free:
+        case State::leased:
+        case State::dead:
+          return true;
+        case State::ready:
+          if (w.aux() == 0) return false;  // visible at once
+          if (now == 0) now = detail::now_ms();
+          return delayed(w, now);
+        default:  // WRITING, or an invalid word: stop
+          return false;
+      }
+    };
     while (c < pushed && pushed - c <= capacity &&
-           Word{state(static_cast<std::uint32_t>(c % capacity)).load(std::memory_order_relaxed)}.state() ==
-               State::free)
+           passable(Word{state(static_cast<std::uint32_t>(c % capacity)).load(std::memory_order_relaxed)}))
       ++c;
     if (c != from) advance(header->claim_cursor, c);
   }
@@ -1431,10 +1460,11 @@ LeaseStatus Queue::Impl::ack_one(const Lease& lease) noexcept {
   // K4. Dies before it: K7 remembers the key when it next looks.
   key_finish(entry, hash, lease.job);
   // FIFO: a job acked at the claim cursor's own slot (the cursor stopped
-  // there, e.g. at a lease held across a purge) leaves a FREE position the
-  // next lap refills; move the cursor over it as purge does. Rare: in the
-  // steady state claims have moved the cursor past the slot long before.
-  if (lease.slot == header->claim_cursor.load(std::memory_order_relaxed) % capacity) skip_freed_positions();
+  // there, e.g. capped at the push cursor) leaves a FREE position the next
+  // lap refills; move the cursor over it as purge does. Rare: in the steady
+  // state claims have moved the cursor past the slot long before.
+  if (lease.slot == header->claim_cursor.load(std::memory_order_relaxed) % capacity)
+    skip_unclaimable_positions();
   return LeaseStatus::ok;
 }
 
@@ -1732,7 +1762,7 @@ bool Queue::remove_dead(JobId dead_job) noexcept {
       [](Word w) { return w.next(State::free, 0); }, 1);
   q.count(detail::kPurged, n);
   if (n > 0) {
-    q.skip_freed_positions();
+    q.skip_unclaimable_positions();
     detail::notify(q.header->room_event);
   }
   return n == 1;
@@ -1760,7 +1790,7 @@ std::size_t Queue::purge(PurgeWhat what) noexcept {
       [](Word w) { return Word::make(State::free, w.gen() + 1, 0); }, q.capacity);
   q.count(detail::kPurged, n);
   if (n > 0) {
-    q.skip_freed_positions();
+    q.skip_unclaimable_positions();
     detail::notify(q.header->room_event);
   }
   return n;

@@ -119,19 +119,15 @@ TEST(FuzzRegress, FifoAfterPurgeAndAckOfTheJobAtTheClaimCursor) {
 }
 
 // G6 ("with one producer and no retries, jobs are claimed in push order"),
-// found by fuzz_model with purges allowed inside the FIFO regime (the
-// checked-in model stops checking FIFO at a purge until the queue is
-// empty): purge() moved the claim cursor over the freed positions but
-// stopped at a delayed job, which stays; the producer's next jobs went into
-// the freed slot before it (a) and the ones after it (b, c), and the claim
-// scan, starting at the delayed job, met b and c before a. A purge is not
-// a retry and the ring was never full, so this is none of the documented
-// exceptions.
-//
-// OPEN, disabled until fixed (issue notes): the cursor has to pass a delayed
-// job without leaving older ready positions behind it; moving it over FREE
-// positions only (skip_freed_positions) stops at the delayed job.
-TEST(FuzzRegress, DISABLED_FifoAfterAPartialPurgeWithADelayedJobAtTheClaimCursor) {
+// found by fuzz_model with purges allowed inside the FIFO regime: purge()
+// moved the claim cursor over the freed positions but stopped at a delayed
+// job, which stays; the producer's next jobs went into the freed slot before
+// it (a) and the ones after it (b, c), and the claim scan, starting at the
+// delayed job, met b and c before a. A purge is not a retry and the ring was
+// never full, so this is none of the documented exceptions. Fixed: the
+// cursor now passes delayed jobs, leases and dead jobs as a claim scan does
+// (skip_unclaimable_positions), and the model checks FIFO across purges.
+TEST(FuzzRegress, FifoAfterAPartialPurgeWithADelayedJobAtTheClaimCursor) {
   QueueName name("fuzzreg");
   Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 8});
   ASSERT_TRUE(q.push("r1"));                                 // slot 0
