@@ -239,7 +239,10 @@ struct alignas(kCacheLine) Header {
   alignas(kCacheLine) std::atomic<std::uint32_t> work_event;  // a job may have become claimable
   std::atomic<std::uint32_t> room_event;                      // a slot may have become free
 
-  // lines 6-7: totals (relaxed counters; statistics only, never used for control).
+  // lines 6-7: totals. Statistics, and the claimable signature of the
+  // empty-ring memo (queue.cpp): bumped with release RMWs after the
+  // transition they count. A hostile write here can make a poller answer
+  // "empty" for at most the memo's age bound (2 ms), never lose a job.
   alignas(kCacheLine) std::atomic<std::uint64_t> totals[16];
 };
 

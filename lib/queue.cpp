@@ -23,6 +23,7 @@
 #include "layout.hpp"
 #include "process.hpp"
 #include "segment.hpp"
+#include "testing.hpp"
 #include "wait.hpp"
 
 namespace jobring {
@@ -1144,7 +1145,7 @@ namespace {
 // read before that scan, and the earliest time a delayed job or a current
 // lease it saw becomes due. While the signature is unchanged and that time
 // has not come, nothing has become claimable since, and the pass answers
-// empty after two acquire loads of the totals instead of a scan:
+// empty after five acquire loads of the totals instead of a scan:
 //   - every transition to a claimable state (T3 commit, T7 release, requeue,
 //     the janitor's T7) bumps a count in the signature after the transition,
 //     with release order; our acquire load that sees the bump sees the job;
@@ -1154,12 +1155,18 @@ namespace {
 //     released or requeued after we read the signature (else we would have
 //     claimed it ourselves), so the signature has changed.
 // What it cannot see: a process killed between such a transition and its
-// count, or a hostile writer of state words. So a memo is also never older
-// than kEmptyMemoMs: at worst such a job is claimed that much later, never
-// lost. Only relaxed passes use it (try_claim and a claim's first pass); the
+// count, a count bumped at the end of a push_many or requeue_dead rather
+// than after each job, a slot we claimed and lost again within the pass
+// (taken over, or quarantined by someone else: we do not know the new
+// deadline, so such a pass does not set a memo), or a hostile writer of
+// state words or totals. So a memo is also never older than kEmptyMemoMs:
+// at worst such a job is claimed that much later, never lost. Only a pass
+// that scanned the whole ring sets one. Only relaxed passes use it (try_claim and a claim's first pass); the
 // seq_cst re-check before a sleep always scans (wait.hpp's argument needs it).
-// Only a pass that follows an empty pass reads the signature, so a busy
-// worker never touches the producers' cache line for it.
+// The check is five acquire loads on the two totals lines. Only a pass that
+// follows an empty pass reads them, so a busy worker never touches the
+// producers' cache line for it. One memo per thread: a thread polling two
+// queues in turn scans each time.
 struct EmptyMemo {
   std::uint64_t owner = 0;  // Impl::memo_owner of the handle, 0 for none
   bool armed = false;       // the last pass of this thread on `owner` found nothing
@@ -1170,8 +1177,17 @@ struct EmptyMemo {
 };
 thread_local EmptyMemo empty_memo;
 constexpr std::uint64_t kEmptyMemoMs = 2;
+// Tests lengthen it (detail::set_empty_memo_ms_for_testing) so that what
+// the due time and the wait path's re-check do is seen, not hidden by it.
+std::atomic<std::uint64_t> empty_memo_ms{kEmptyMemoMs};
 
 }  // namespace
+
+namespace detail {
+std::uint64_t set_empty_memo_ms_for_testing(std::uint64_t ms) noexcept {
+  return empty_memo_ms.exchange(ms, std::memory_order_relaxed);
+}
+}  // namespace detail
 
 std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms, detail::ProcessIdentity me,
                                     std::memory_order load_order, std::uint64_t& next_due) {
@@ -1181,6 +1197,7 @@ std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms,
   // it was shorter than asked and an expired lease looked current
   // (FuzzRegress.ALeaseIsNeverShorterThanAsked,
   // FuzzRegress.AnExpiredLeaseIsTakenOverByTheNextClaim).
+  if (jobs.empty()) return 0;  // no scan, so no memo either
   auto clock = [] { return detail::now_ms(); };
   std::uint64_t now = clock();
   const std::uint64_t began = now;
@@ -1202,6 +1219,7 @@ std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms,
   const std::uint32_t first = static_cast<std::uint32_t>(start % capacity);
   std::uint32_t i = first;
   bool saw_writing = false;
+  bool lost = false;          // claimed a slot and lost it again in this pass: no memo
   bool passed_empty = false;  // passed a FREE or WRITING slot in this pass
   bool rescanned = false;
   std::size_t got = 0;
@@ -1315,6 +1333,8 @@ std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms,
       if (sw.compare_exchange_strong(expected.raw, mine.next(State::dead, 0).raw, std::memory_order_acq_rel,
                                      std::memory_order_relaxed))
         count(detail::kDeadLettered);
+      else
+        lost = true;
       continue;
     }
     Job& job = jobs[got];
@@ -1328,7 +1348,10 @@ std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms,
     // lease was taken over (it expired within this call) and the copy may be
     // torn: the job is someone else's now.
     std::atomic_thread_fence(std::memory_order_acquire);
-    if (Word{sw.load(std::memory_order_relaxed)} != mine) continue;
+    if (Word{sw.load(std::memory_order_relaxed)} != mine) {
+      lost = true;
+      continue;
+    }
 
     job.id = id;
     job.attempt = attempt;
@@ -1369,9 +1392,9 @@ std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms,
   // there.
   memo.owner = memo_owner;
   memo.armed = got == 0;
-  memo.valid = got == 0 && follows_empty && !saw_writing;
+  memo.valid = got == 0 && follows_empty && !saw_writing && !lost;
   memo.signature = signature;
-  memo.until_ms = std::min(due, began + kEmptyMemoMs);
+  memo.until_ms = std::min(due, began + empty_memo_ms.load(std::memory_order_relaxed));
   memo.due = due;
   return got;
 }

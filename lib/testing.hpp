@@ -1,0 +1,15 @@
+// Knobs for the library's own tests. Not part of the API: nothing outside
+// tests/ calls these, and they may change at any time.
+#pragma once
+
+#include <cstdint>
+
+namespace jobring::detail {
+
+// Sets the age bound of the empty-ring memo (queue.cpp, before claim_pass;
+// 2 ms by default) for every handle in this process; returns the old one.
+// Tests set it to minutes so that what the memo's due time and the wait
+// path's re-check do is not hidden by a memo that lapses in 2 ms.
+std::uint64_t set_empty_memo_ms_for_testing(std::uint64_t ms) noexcept;
+
+}  // namespace jobring::detail
