@@ -30,6 +30,7 @@
 
 #include "jobring/queue.hpp"
 #include "layout.hpp"
+#include "support/segment_view.hpp"
 #include "support/test_support.hpp"
 
 namespace jobring {
@@ -37,7 +38,11 @@ namespace {
 
 using namespace std::chrono_literals;
 using test::QueueName;
+using test::SegmentView;
 using test::Watchdog;
+using test::with_delay;
+using test::with_lease;
+using test::with_wait;
 
 std::int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -71,45 +76,6 @@ Options small_options(std::uint32_t capacity) {
   o.default_lease = 30s;
   return o;
 }
-
-PushOptions with_wait(milliseconds wait) {
-  PushOptions p;
-  p.wait = wait;
-  return p;
-}
-PushOptions with_delay(milliseconds delay) {
-  PushOptions p;
-  p.delay = delay;
-  return p;
-}
-ClaimOptions with_lease(milliseconds lease) {
-  ClaimOptions c;
-  c.lease = lease;
-  return c;
-}
-
-// The header of queue `name`, mapped read-only by the test, to look at the
-// event words (lib/wait.hpp): (sequence << 1) | someone-is-waiting.
-class HeaderView {
- public:
-  explicit HeaderView(const std::string& name) {
-    const std::string path = "/dev/shm/jobring." + name;
-    const int fd = ::open(path.c_str(), O_RDONLY);
-    if (fd < 0) throw std::runtime_error("cannot open " + path);
-    base_ = ::mmap(nullptr, sizeof(detail::Header), PROT_READ, MAP_SHARED, fd, 0);
-    ::close(fd);
-    if (base_ == MAP_FAILED) throw std::runtime_error("cannot map " + path);
-  }
-  ~HeaderView() { ::munmap(base_, sizeof(detail::Header)); }
-  HeaderView(const HeaderView&) = delete;
-  HeaderView& operator=(const HeaderView&) = delete;
-  [[nodiscard]] const detail::Header& header() const { return *static_cast<const detail::Header*>(base_); }
-  [[nodiscard]] std::uint32_t work() const { return header().work_event.load(); }
-  [[nodiscard]] std::uint32_t room() const { return header().room_event.load(); }
-
- private:
-  void* base_ = nullptr;
-};
 
 // Claims every job that is claimable now, one at a time, and acks it; returns their texts in claim order.
 std::vector<std::string> drain_texts(Queue& q) {
@@ -432,14 +398,15 @@ TEST(BatchClaim, ClaimManyWaitsForAtLeastOne) {
     return 0;
   });
   ASSERT_GT(worker, 0);
-  HeaderView view(name.str());
+  SegmentView view(name.str());
   ASSERT_TRUE(test::poll_until([&] { return ready->load() == 1; }, 10s));
-  (void)test::poll_until([&] { return (view.work() & 1u) != 0; }, 10s, 1ms);  // the worker announced itself
+  (void)test::poll_until([&] { return (view.work_event().load() & 1u) != 0; }, 10s,
+                         1ms);  // the worker announced itself
   std::this_thread::sleep_for(50ms);
-  const std::uint32_t seq_before = view.work() >> 1;
+  const std::uint32_t seq_before = view.work_event().load() >> 1;
   const Payloads p(numbered("c", 3));
   ASSERT_EQ(q.push_many(p.all()), 3u);
-  EXPECT_NE(view.work() >> 1, seq_before) << "push_many did not notify the waiting claim_many";
+  EXPECT_NE(view.work_event().load() >> 1, seq_before) << "push_many did not notify the waiting claim_many";
   ASSERT_EQ(test::wait_child(worker), 0);
   EXPECT_GE(rep->first_batch.load(), 1);
   EXPECT_LT(rep->waited_ms.load(), 10'000);
@@ -538,14 +505,15 @@ TEST(BatchAck, WakesProducerBlockedOnFullQueue) {
     return 0;
   });
   ASSERT_GT(producer, 0);
-  HeaderView view(name.str());
-  (void)test::poll_until([&] { return (view.room() & 1u) != 0; }, 10s, 1ms);  // the producer announced itself
+  SegmentView view(name.str());
+  (void)test::poll_until([&] { return (view.room_event().load() & 1u) != 0; }, 10s,
+                         1ms);  // the producer announced itself
   std::this_thread::sleep_for(50ms);
   EXPECT_EQ(status->load(), -1) << "push with a wait returned while the queue was full";
-  const std::uint32_t seq_before = view.room() >> 1;
+  const std::uint32_t seq_before = view.room_event().load() >> 1;
   const std::array<Lease, 2> leases = {jobs[0].lease, jobs[1].lease};
   EXPECT_EQ(q.ack_many(leases), 2u);
-  EXPECT_NE(view.room() >> 1, seq_before) << "ack_many did not notify the blocked producer";
+  EXPECT_NE(view.room_event().load() >> 1, seq_before) << "ack_many did not notify the blocked producer";
   ASSERT_EQ(test::wait_child(producer), 0);
   EXPECT_EQ(status->load(), static_cast<int>(PushStatus::ok));
   EXPECT_LT(waited->load(), 10'000);

@@ -45,6 +45,7 @@
 #include <vector>
 
 #include "jobring/queue.hpp"
+#include "support/temp_dir.hpp"
 #include "support/test_support.hpp"
 
 extern char** environ;
@@ -387,40 +388,7 @@ void send_and_wait_delivered(Proc& p, int sig) {
       << "signal " << sig << " to pid " << p.pid() << " was not delivered within 10 s";
 }
 
-// A temporary directory, removed with its contents by the destructor.
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string tmpl =
-        std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/jobring-cli-test.XXXXXX";
-    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  [[nodiscard]] const std::string& str() const { return path_; }
-  [[nodiscard]] std::string file(const std::string& name) const { return path_ + "/" + name; }
-  [[nodiscard]] bool has(const std::string& name) const { return fs::exists(file(name)); }
-  [[nodiscard]] std::string read(const std::string& name) const {
-    std::ifstream f(file(name), std::ios::binary);
-    return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
-  }
-  void touch(const std::string& name) const { std::ofstream(file(name)).put('\n'); }
-  [[nodiscard]] std::size_t count_prefix(const std::string& prefix) const {
-    std::size_t n = 0;
-    for (const auto& e : fs::directory_iterator(path_))
-      if (e.path().filename().string().rfind(prefix, 0) == 0) ++n;
-    return n;
-  }
-
- private:
-  std::string path_;
-};
+using test::TempDir;  // tests/support/temp_dir.hpp
 
 // ---------------------------------------------------------------------------
 // A small strict JSON reader: the CLI's JSON must be valid JSON (no raw
@@ -712,6 +680,22 @@ bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
 }
 
+// Runs every row (a few at a time, as jr_batch) and checks that each is a
+// usage error: exit 2, nothing on stdout, and stderr containing err_has[i].
+void expect_usage_errors(const std::vector<std::vector<std::string>>& rows,
+                         const std::vector<std::string>& err_has, std::chrono::milliseconds limit = 20s) {
+  ASSERT_EQ(rows.size(), err_has.size());
+  const auto results = jr_batch(rows, {}, limit);
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const auto& args = rows[i];
+    const Result& r = results[i];
+    EXPECT_RUN(args, r, 2);
+    EXPECT_EQ(r.out, "") << show(cli(args), r);
+    EXPECT_TRUE(contains(r.err, err_has[i]))
+        << "stderr should contain '" << err_has[i] << "'" << show(cli(args), r);
+  }
+}
+
 bool is_decimal_line(const std::string& s) {
   return s.size() >= 2 && s.back() == '\n' &&
          std::all_of(s.begin(), s.end() - 1, [](char c) { return c >= '0' && c <= '9'; });
@@ -868,17 +852,12 @@ TEST_F(Cli, UsageErrorsExitTwo) {
   };
   const std::map<std::string, std::string> vars{{"Q", q.str()}, {"NEW", fresh.str()}};
   std::vector<std::vector<std::string>> all;
-  for (const auto& row : rows) all.push_back(expand(row.args, vars));
-  const auto results = jr_batch(all, {}, 10s);
-  for (std::size_t i = 0; i < rows.size(); ++i) {
-    const auto& row = rows[i];
-    const auto& args = all[i];
-    const Result& r = results[i];
-    EXPECT_RUN(args, r, 2);
-    EXPECT_EQ(r.out, "") << show(cli(args), r);
-    EXPECT_TRUE(contains(r.err, row.err_has))
-        << "stderr should contain '" << row.err_has << "'" << show(cli(args), r);
+  std::vector<std::string> err_has;
+  for (const auto& row : rows) {
+    all.push_back(expand(row.args, vars));
+    err_has.push_back(row.err_has);
   }
+  expect_usage_errors(all, err_has, 10s);
   EXPECT_FALSE(segment_exists(fresh));
   const Stats s = stats_of(q);
   EXPECT_EQ(s.pushed, 0u);
@@ -912,14 +891,7 @@ TEST_F(Cli, BadQueueNamesExitTwoForEverySubcommand) {
     rows.push_back(expand(templates[0], {{"N", name}}));  // create
     rows.push_back(expand(templates[3], {{"N", name}}));  // push
   }
-  const auto results = jr_batch(rows, {}, 10s);
-  for (std::size_t i = 0; i < rows.size(); ++i) {
-    const auto& args = rows[i];
-    const Result& r = results[i];
-    EXPECT_RUN(args, r, 2);
-    EXPECT_EQ(r.out, "") << show(cli(args), r);
-    EXPECT_TRUE(contains(r.err, "bad queue name")) << show(cli(args), r);
-  }
+  expect_usage_errors(rows, std::vector<std::string>(rows.size(), "bad queue name"), 10s);
   for (const auto& name : bad) {
     if (name.find('/') == std::string::npos) {
       EXPECT_FALSE(segment_exists(name)) << name;
@@ -973,14 +945,7 @@ TEST_F(Cli, BadDurationsExitTwoOnEveryOption) {
     add(templates[0], d);  // push --delay
     add(templates[2], d);  // claim --lease
   }
-  const auto results = jr_batch(rows, {}, 10s);
-  for (std::size_t i = 0; i < rows.size(); ++i) {
-    const auto& args = rows[i];
-    const Result& r = results[i];
-    EXPECT_RUN(args, r, 2);
-    EXPECT_EQ(r.out, "") << show(cli(args), r);
-    EXPECT_TRUE(contains(r.err, options[i])) << show(cli(args), r);
-  }
+  expect_usage_errors(rows, options, 10s);  // the bad option is named
   EXPECT_FALSE(segment_exists(fresh));
   EXPECT_EQ(stats_of(q).pushed, 0u);
 }
@@ -1035,29 +1000,21 @@ TEST_F(Cli, MalformedHandlesExitTwo) {
                                         "1.0.1 ",         ".0.1",
                                         "1.0.1\n",        "18446744073709551616.0.1",
                                         "1.4294967296.1", "1.0.10000000000000000"};
-  // Every bad handle with ack; two of them with release and extend.
+  // Every bad handle with ack; two of them with release and extend. Stderr
+  // says "malformed handle" (a handle that starts with '-' is taken for an
+  // option: still exit 2, and stderr names it).
   std::vector<std::vector<std::string>> rows;
-  std::vector<std::string> handles;
-  for (const auto& h : bad) {
-    rows.push_back({"ack", q, h});
-    handles.push_back(h);
-  }
+  std::vector<std::string> err_has;
+  auto add = [&](std::vector<std::string> args, const std::string& h) {
+    rows.push_back(std::move(args));
+    err_has.push_back(h.rfind('-', 0) == 0 ? "'" + h + "'" : "malformed handle");
+  };
+  for (const auto& h : bad) add({"ack", q, h}, h);
   for (const std::string h : {"garbage", "1.0.1.5"}) {
-    rows.push_back({"release", q, h});
-    rows.push_back({"extend", q, h, "--lease", "1s"});
-    handles.insert(handles.end(), 2, h);
+    add({"release", q, h}, h);
+    add({"extend", q, h, "--lease", "1s"}, h);
   }
-  const auto results = jr_batch(rows);
-  for (std::size_t i = 0; i < rows.size(); ++i) {
-    const auto& args = rows[i];
-    const Result& r = results[i];
-    const std::string& h = handles[i];
-    EXPECT_RUN(args, r, 2);
-    EXPECT_EQ(r.out, "") << show(cli(args), r);
-    // (A handle that starts with '-' is taken for an option: still exit 2.)
-    EXPECT_TRUE(contains(r.err, h.rfind('-', 0) == 0 ? "'" + h + "'" : "malformed handle"))
-        << show(cli(args), r);
-  }
+  expect_usage_errors(rows, err_has);
 }
 
 // A queue that does not exist: exit 1 for every subcommand, nothing on stdout,
@@ -2250,6 +2207,12 @@ TEST_F(Cli, WorkCommandThatCannotRun) {
   EXPECT_EQ(stats_of(q).dead, 1u);
 }
 
+// The command of the kill tests: it logs each attempt to $T/attempts; the
+// first attempt marks $T/started and then hangs (until the test kills it).
+const std::string kHangOnFirstAttempt =
+    "echo \"$JOBRING_ATTEMPT\" >> \"$T/attempts\"; "
+    "if [ \"$JOBRING_ATTEMPT\" -eq 1 ]; then touch \"$T/started\"; exec sleep 60; fi";
+
 // SIGKILL of `jobring work` in the middle of a job (guarantees 2 and 3): the
 // job is not lost — another worker does it once the lease runs out.
 TEST_F(Cli, WorkKilledMidJobIsRedoneByAnotherWorker) {
@@ -2258,16 +2221,13 @@ TEST_F(Cli, WorkKilledMidJobIsRedoneByAnotherWorker) {
   (void)Queue::create(q, {});
   TempDir dir;
   ASSERT_EQ(jr({"push", q, "job"}).code, 0);
-  const std::string script =
-      "echo \"$JOBRING_ATTEMPT\" >> \"$T/attempts\"; "
-      "if [ \"$JOBRING_ATTEMPT\" -eq 1 ]; then touch \"$T/started\"; exec sleep 60; fi";
-  Proc a(cli(work_args(q, {"--lease", "500ms"}, script)), {}, {"T=" + dir.str()});
+  Proc a(cli(work_args(q, {"--lease", "500ms"}, kHangOnFirstAttempt)), {}, {"T=" + dir.str()});
   ASSERT_TRUE(test::poll_until([&] { return dir.has("started"); }, 20s, 5ms));
   ::kill(a.pid(), SIGKILL);  // the worker only: its command is orphaned, as with a real kill -9
   a.kill_group();            // then the orphaned `sleep` too (the group is still ours: a is not reaped)
   EXPECT_EQ(a.wait().code, 128 + SIGKILL);
 
-  Proc b(cli(work_args(q, {"--lease", "500ms", "--max-jobs", "1", "--wait", "20s"}, script)), {},
+  Proc b(cli(work_args(q, {"--lease", "500ms", "--max-jobs", "1", "--wait", "20s"}, kHangOnFirstAttempt)), {},
          {"T=" + dir.str()});
   const Result r = b.wait(60s);
   ASSERT_EQ(r.code, 0) << show(b.argv(), r);
@@ -2289,10 +2249,7 @@ TEST_F(Cli, WorkKilledMidJobIsReclaimedByTheJanitor) {
   (void)Queue::create(q, {});
   TempDir dir;
   ASSERT_EQ(jr({"push", q, "job"}).code, 0);
-  const std::string script =
-      "echo \"$JOBRING_ATTEMPT\" >> \"$T/attempts\"; "
-      "if [ \"$JOBRING_ATTEMPT\" -eq 1 ]; then touch \"$T/started\"; exec sleep 60; fi";
-  Proc a(cli(work_args(q, {"--lease", "1h"}, script)), {}, {"T=" + dir.str()});
+  Proc a(cli(work_args(q, {"--lease", "1h"}, kHangOnFirstAttempt)), {}, {"T=" + dir.str()});
   ASSERT_TRUE(test::poll_until([&] { return dir.has("started"); }, 20s, 5ms));
   const auto leased = parse_json(jr({"peek", q, "--state", "leased", "--json"}).out);
   ASSERT_TRUE(leased && leased->items.size() == 1);
@@ -2306,7 +2263,7 @@ TEST_F(Cli, WorkKilledMidJobIsReclaimedByTheJanitor) {
   ASSERT_EQ(jr_.code, 0) << show(jan.argv(), jr_);
   EXPECT_EQ(stats_of(q).reclaimed, 1u);
 
-  Proc b(cli(work_args(q, {"--lease", "1h", "--max-jobs", "1", "--wait", "10s"}, script)), {},
+  Proc b(cli(work_args(q, {"--lease", "1h", "--max-jobs", "1", "--wait", "10s"}, kHangOnFirstAttempt)), {},
          {"T=" + dir.str()});
   const Result r = b.wait(60s);
   ASSERT_EQ(r.code, 0) << show(b.argv(), r);

@@ -42,6 +42,7 @@ using jobring::Queue;
 using jobring::detail::KeyState;
 using jobring::detail::State;
 using jobring::detail::Word;
+using jobring::test::dead_pid;
 using jobring::test::QueueName;
 using jobring::test::SegmentView;
 using jobring::test::Watchdog;
@@ -62,12 +63,6 @@ PushResult push_key(Queue& q, const std::string& key, const std::string& payload
   p.key = key;
   p.delay = delay;
   return q.push(payload, p);
-}
-
-std::uint32_t dead_pid() {
-  const pid_t pid = jobring::test::fork_child([] { return 0; });
-  EXPECT_EQ(jobring::test::wait_child(pid), 0);
-  return static_cast<std::uint32_t>(pid);
 }
 
 // ---------------------------------------------------------------------------

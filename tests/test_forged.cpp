@@ -33,7 +33,6 @@
 namespace {
 
 using namespace std::chrono_literals;
-using jobring::ClaimOptions;
 using jobring::ClaimStatus;
 using jobring::Job;
 using jobring::JobId;
@@ -50,8 +49,10 @@ using jobring::detail::Header;
 using jobring::detail::SlotMeta;
 using jobring::detail::State;
 using jobring::detail::Word;
+using jobring::test::dead_pid;
 using jobring::test::QueueName;
 using jobring::test::Watchdog;
+using jobring::test::with_lease;
 
 Options make_options(std::uint32_t capacity, std::uint32_t max_payload = 32, std::uint32_t max_attempts = 0) {
   Options o;
@@ -62,24 +63,11 @@ Options make_options(std::uint32_t capacity, std::uint32_t max_payload = 32, std
   return o;
 }
 
-ClaimOptions lease_for(milliseconds lease) {
-  ClaimOptions o;
-  o.lease = lease;
-  return o;
-}
-
 // The segment of a queue, mapped by the test itself (a second mapping, as
 // another process would have): tests/support/segment_view.hpp.
 using Forge = jobring::test::SegmentView;
 
 std::uint64_t now_ms() { return jobring::detail::now_ms(); }
-
-// The PID of a process that has exited and been reaped.
-std::uint32_t dead_pid() {
-  const pid_t pid = jobring::test::fork_child([] { return 0; });
-  EXPECT_EQ(jobring::test::wait_child(pid), 0);
-  return static_cast<std::uint32_t>(pid);
-}
 
 // ---------------------------------------------------------------------------
 // T1/T2: a producer died while WRITING
@@ -224,14 +212,14 @@ TEST(ForgedLease, PastDeadlineIsTakenOver) {
   Queue q = Queue::create(name, make_options(4));
   const auto pushed = q.push("orphan");
   ASSERT_TRUE(pushed);
-  auto first = q.try_claim(lease_for(1h));
+  auto first = q.try_claim(with_lease(1h));
   ASSERT_TRUE(first);
   Forge f(name);
   const std::uint32_t slot = first->lease.slot;
   f.step(slot, State::leased, now_ms() - 1000);  // as if the lease had run out a second ago
   const Lease forged{slot, f.word(slot).raw, pushed.id};
   EXPECT_EQ(q.stats().expired, 1u);
-  auto second = q.try_claim(lease_for(1h));
+  auto second = q.try_claim(with_lease(1h));
   ASSERT_TRUE(second);
   EXPECT_EQ(second->id, pushed.id);
   EXPECT_EQ(second->attempt, 2u);
@@ -283,7 +271,7 @@ TEST(ForgedLease, FutureDeadline) {
 
   // Decades ahead: treated as expired.
   f.step(slot, State::leased, jobring::detail::kAuxMask);
-  auto taken = q.try_claim(lease_for(1h));
+  auto taken = q.try_claim(with_lease(1h));
   ASSERT_TRUE(taken);
   EXPECT_EQ(taken->id, held.id);
   EXPECT_EQ(q.ack(taken->lease), LeaseStatus::ok);
@@ -297,7 +285,7 @@ TEST(ForgedLease, ForgedTokens) {
   Queue q = Queue::create(name, make_options(4));
   const auto pushed = q.push("x");
   ASSERT_TRUE(pushed);
-  auto job = q.try_claim(lease_for(1h));
+  auto job = q.try_claim(with_lease(1h));
   ASSERT_TRUE(job);
   Forge f(name);
   const std::uint32_t slot = job->lease.slot;
@@ -337,7 +325,7 @@ TEST(ForgedLease, StaleOwnerTagIsNotTrusted) {
   QueueName name;
   Queue q = Queue::create(name, make_options(4));
   ASSERT_TRUE(q.push("x"));
-  auto job = q.try_claim(lease_for(1h));
+  auto job = q.try_claim(with_lease(1h));
   ASSERT_TRUE(job);
   ASSERT_EQ(q.peek(JobState::leased).at(0).owner_pid, ::getpid());
   Forge f(name);
@@ -358,7 +346,7 @@ TEST(ForgedLease, StaleAttemptsDeadLetterOnTakeover) {
   Queue q = Queue::create(name, make_options(4, 32, 3));
   const auto pushed = q.push("tired");
   ASSERT_TRUE(pushed);
-  auto job = q.try_claim(lease_for(1h));
+  auto job = q.try_claim(with_lease(1h));
   ASSERT_TRUE(job);
   Forge f(name);
   f.meta(job->lease.slot).attempts.store(100);
@@ -381,12 +369,12 @@ TEST(ForgedLease, AttemptCountAtMaximum) {
   QueueName name;
   Queue q = Queue::create(name, make_options(4));
   ASSERT_TRUE(q.push("x"));
-  auto job = q.try_claim(lease_for(1h));
+  auto job = q.try_claim(with_lease(1h));
   ASSERT_TRUE(job);
   Forge f(name);
   f.meta(job->lease.slot).attempts.store(std::numeric_limits<std::uint32_t>::max());
   f.step(job->lease.slot, State::leased, now_ms() - 1);
-  auto again = q.try_claim(lease_for(1h));
+  auto again = q.try_claim(with_lease(1h));
   ASSERT_TRUE(again);
   EXPECT_EQ(again->text(), "x");
   EXPECT_EQ(q.ack(again->lease), LeaseStatus::ok);
@@ -442,7 +430,7 @@ TEST(ForgedSlot, HostileLengthOnTakeoverAndRequeue) {
   Queue q = Queue::create(name, make_options(2, 32, 5));
   const auto pushed = q.push("x");
   ASSERT_TRUE(pushed);
-  auto job = q.try_claim(lease_for(1h));
+  auto job = q.try_claim(with_lease(1h));
   ASSERT_TRUE(job);
   Forge f(name);
   const std::uint32_t slot = job->lease.slot;
@@ -561,7 +549,7 @@ TEST(ForgedSlot, GenerationWrap) {
   std::set<std::uint64_t> tokens;
   for (int i = 0; i < 6; ++i) {
     ASSERT_TRUE(q.push("w" + std::to_string(i)));
-    auto job = q.try_claim(lease_for(1h));
+    auto job = q.try_claim(with_lease(1h));
     ASSERT_TRUE(job);
     EXPECT_EQ(job->text(), "w" + std::to_string(i));
     EXPECT_TRUE(tokens.insert(job->lease.token).second);

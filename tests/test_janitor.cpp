@@ -24,7 +24,6 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
-#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -61,6 +60,8 @@
 
 #include "jobring/queue.hpp"
 #include "layout.hpp"
+#include "support/segment_view.hpp"
+#include "support/temp_dir.hpp"
 #include "support/test_support.hpp"
 
 extern char** environ;
@@ -69,7 +70,6 @@ namespace jobring {
 namespace {
 
 using namespace std::chrono_literals;
-using detail::Header;
 using detail::SlotMeta;
 using detail::State;
 using detail::Word;
@@ -151,89 +151,12 @@ std::uint64_t start_ticks_of(pid_t pid) {
   return std::stoull(field);
 }
 
-// A temporary directory, removed with its contents by the destructor.
-class TempDir {
- public:
-  TempDir() {
-    std::string templ = "/tmp/jobring-test.jan." + std::to_string(::getpid()) + ".XXXXXX";
-    if (::mkdtemp(templ.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = templ;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  [[nodiscard]] std::string file(const std::string& name) const { return path_ + "/" + name; }
-  [[nodiscard]] std::vector<std::string> entries() const {
-    std::vector<std::string> out;
-    for (const auto& e : std::filesystem::directory_iterator(path_))
-      out.push_back(e.path().filename().string());
-    std::sort(out.begin(), out.end());
-    return out;
-  }
+using test::TempDir;  // tests/support/temp_dir.hpp
 
- private:
-  std::string path_;
-};
-
-// ---------------------------------------------------------------------------
 // The segment of a queue, mapped by the test (as another process would), to
-// forge owner records and crash states (lib/layout.hpp).
-// ---------------------------------------------------------------------------
-class Segment {
- public:
-  explicit Segment(const std::string& name) {
-    const std::string path = "/dev/shm/jobring." + name;
-    fd_ = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
-    if (fd_ < 0) throw std::runtime_error("open " + path + ": " + std::strerror(errno));
-    struct stat st {};
-    if (::fstat(fd_, &st) != 0 || static_cast<std::size_t>(st.st_size) < detail::kHeaderBytes)
-      throw std::runtime_error("segment too small: " + path);
-    size_ = static_cast<std::size_t>(st.st_size);
-    void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
-    if (p == MAP_FAILED) throw std::runtime_error("mmap " + path + ": " + std::strerror(errno));
-    base_ = static_cast<std::byte*>(p);
-    if (header().total_bytes > size_)
-      throw std::runtime_error("segment smaller than its header says: " + path);
-  }
-  ~Segment() {
-    ::munmap(base_, size_);
-    ::close(fd_);
-  }
-  Segment(const Segment&) = delete;
-  Segment& operator=(const Segment&) = delete;
-
-  [[nodiscard]] Header& header() const { return *reinterpret_cast<Header*>(base_); }
-  [[nodiscard]] std::uint32_t capacity() const { return header().capacity; }
-  [[nodiscard]] std::atomic<std::uint64_t>& state(std::uint32_t i) const {
-    if (i >= capacity()) throw std::out_of_range("slot");
-    return reinterpret_cast<std::atomic<std::uint64_t>*>(base_ + header().states_offset)[i];
-  }
-  [[nodiscard]] SlotMeta& meta(std::uint32_t i) const {
-    if (i >= capacity()) throw std::out_of_range("slot");
-    return *reinterpret_cast<SlotMeta*>(base_ + header().slots_offset +
-                                        std::uint64_t{i} * header().slot_stride);
-  }
-  [[nodiscard]] Word word(std::uint32_t i) const { return Word{state(i).load()}; }
-  // Everything after the header: state words, slot metadata and payloads.
-  [[nodiscard]] std::span<std::byte> body() const {
-    return {base_ + detail::kHeaderBytes, size_ - detail::kHeaderBytes};
-  }
-
- private:
-  int fd_ = -1;
-  std::byte* base_ = nullptr;
-  std::size_t size_ = 0;
-};
-
-// The PID of a process that has exited and been reaped.
-std::uint32_t dead_pid() {
-  const pid_t pid = test::fork_child([] { return 0; });
-  EXPECT_EQ(test::wait_child(pid), 0);
-  return static_cast<std::uint32_t>(pid);
-}
+// forge owner records and crash states: tests/support/segment_view.hpp.
+using Segment = test::SegmentView;
+using test::dead_pid;
 
 // ---------------------------------------------------------------------------
 // Holder: a forked worker that claims n jobs and holds them (pause()) until
@@ -830,9 +753,7 @@ TEST(Sweep, FreesHalfWrittenSlotOfDeadProducerOnly) {
   Segment seg(name);
   const auto me = static_cast<std::uint32_t>(::getpid());
   const std::uint64_t start = start_ticks_of(::getpid());
-  auto forge_writing = [&](std::uint32_t slot, std::uint64_t aux) {
-    seg.state(slot).store(seg.word(slot).next(State::writing, aux).raw);
-  };
+  auto forge_writing = [&](std::uint32_t slot, std::uint64_t aux) { seg.step(slot, State::writing, aux); };
   forge_writing(1, detail::make_writer(dead_pid(), 0));
   forge_writing(2, detail::make_writer(me, start));
   forge_writing(3, detail::make_writer(me, start + 777));  // this PID, another process's start time
@@ -1380,6 +1301,17 @@ struct BadArgs {
   std::vector<std::string> mentions;  // the message names the problem
 };
 
+// A bounded run of the janitor (`what` names it in messages) exited with
+// `code`, and its stderr mentions each of `mentions`. Call it inside
+// ASSERT_NO_FATAL_FAILURE: a run that did not exit ends the test.
+void expect_exit_mentioning(const RunResult& r, int code, const std::vector<std::string>& mentions,
+                            const std::string& what) {
+  ASSERT_TRUE(r.status.has_value()) << what << ": did not exit";
+  EXPECT_EQ(*r.status, code) << what << ": stderr: " << r.err;
+  for (const auto& m : mentions)
+    EXPECT_TRUE(contains(r.err, m)) << what << ": stderr does not mention '" << m << "': " << r.err;
+}
+
 // Exit codes (from --help): 2 bad command line, 3 bad or unreadable config
 // file. Each bad invocation exits with its code at once (never starts
 // sweeping) and says on stderr what is wrong.
@@ -1414,10 +1346,7 @@ TEST(JanitorCli, BadCommandLineExitsTwoNamingTheProblem) {
     std::string shown;
     for (const auto& a : c.args) shown += "'" + a + "' ";
     const RunResult r = run_janitor(args, 20s);
-    ASSERT_TRUE(r.status.has_value()) << shown << ": did not exit";
-    EXPECT_EQ(*r.status, c.exit_code) << shown << "stderr: " << r.err;
-    for (const auto& m : c.mentions)
-      EXPECT_TRUE(contains(r.err, m)) << shown << ": stderr does not mention '" << m << "': " << r.err;
+    ASSERT_NO_FATAL_FAILURE(expect_exit_mentioning(r, c.exit_code, c.mentions, shown));
     EXPECT_FALSE(contains(r.err, "watching")) << shown << ": started sweeping anyway: " << r.err;
   }
 }
@@ -1450,10 +1379,7 @@ TEST(JanitorCli, BadConfigFileExitsThree) {
     const std::string path = dir.file(c.text ? "bad.conf" : "missing.conf");
     if (c.text) write_file(path, *c.text);
     const RunResult r = run_janitor({"--config", path, "--once"}, 20s);
-    ASSERT_TRUE(r.status.has_value()) << c.what << ": did not exit";
-    EXPECT_EQ(*r.status, 3) << c.what << ": stderr: " << r.err;
-    for (const auto& m : c.mentions)
-      EXPECT_TRUE(contains(r.err, m)) << c.what << ": stderr does not mention '" << m << "': " << r.err;
+    ASSERT_NO_FATAL_FAILURE(expect_exit_mentioning(r, 3, c.mentions, c.what));
   }
 }
 

@@ -37,6 +37,7 @@
 
 #include "jobring/queue.hpp"
 #include "layout.hpp"
+#include "support/segment_view.hpp"
 #include "support/test_support.hpp"
 
 namespace jobring {
@@ -45,8 +46,13 @@ namespace {
 using namespace std::chrono_literals;
 using detail::State;
 using detail::Word;
+using test::dead_pid;
 using test::QueueName;
+using test::SegmentView;
 using test::Watchdog;
+using test::with_delay;
+using test::with_lease;
+using test::with_wait;
 
 constexpr int kNotReturned = -1;
 
@@ -86,20 +92,31 @@ void record_claim(Outcome& o, ClaimStatus st, const Job& job) {
   o.status.store(static_cast<int>(st));
 }
 
-PushOptions with_wait(milliseconds wait) {
-  PushOptions p;
-  p.wait = wait;
-  return p;
+// Forks a child (tied to this process) that opens queue `name`, blocks in
+// claim(job, wait) and reports what it got to `out` (record_claim); exit 0.
+pid_t spawn_claimer(const std::string& name, Outcome& out, milliseconds wait) {
+  return test::spawn_tied([&] {
+    auto wq = Queue::open(name);
+    Job job;
+    out.started_ns.store(now_ns());
+    const ClaimStatus st = wq.claim(job, wait);
+    record_claim(out, st, job);
+    return 0;
+  });
 }
-PushOptions with_delay(milliseconds delay) {
-  PushOptions p;
-  p.delay = delay;
-  return p;
-}
-ClaimOptions with_lease(milliseconds lease) {
-  ClaimOptions c;
-  c.lease = lease;
-  return c;
+
+// Forks a child (tied to this process) that opens queue `name`, pushes
+// `payload` with a wait of `wait` and reports the result to `out`; exit 0.
+pid_t spawn_pusher(const std::string& name, Outcome& out, const std::string& payload, milliseconds wait) {
+  return test::spawn_tied([&] {
+    auto pq = Queue::open(name);
+    out.started_ns.store(now_ns());
+    const PushResult r = pq.push(payload, with_wait(wait));
+    out.returned_ns.store(now_ns());
+    out.job_id.store(r.id);
+    out.status.store(static_cast<int>(r.status));
+    return 0;
+  });
 }
 
 Options small_options(std::uint32_t capacity = 8) {
@@ -109,40 +126,6 @@ Options small_options(std::uint32_t capacity = 8) {
   o.default_lease = 30s;
   return o;
 }
-
-// The segment of queue `name`, mapped read-write by the test itself.
-class SegmentView {
- public:
-  explicit SegmentView(const std::string& name) {
-    const std::string path = "/dev/shm/jobring." + name;
-    fd_ = ::open(path.c_str(), O_RDWR);
-    if (fd_ < 0) throw std::runtime_error("cannot open " + path);
-    struct stat st {};
-    if (::fstat(fd_, &st) != 0) throw std::runtime_error("cannot stat " + path);
-    size_ = static_cast<std::size_t>(st.st_size);
-    base_ = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
-    if (base_ == MAP_FAILED) throw std::runtime_error("cannot map " + path);
-  }
-  ~SegmentView() {
-    ::munmap(base_, size_);
-    ::close(fd_);
-  }
-  SegmentView(const SegmentView&) = delete;
-  SegmentView& operator=(const SegmentView&) = delete;
-
-  [[nodiscard]] detail::Header& header() const { return *static_cast<detail::Header*>(base_); }
-  [[nodiscard]] std::atomic<std::uint64_t>& state(std::uint32_t i) const {
-    return reinterpret_cast<std::atomic<std::uint64_t>*>(static_cast<std::byte*>(base_) +
-                                                         header().states_offset)[i];
-  }
-  [[nodiscard]] std::atomic<std::uint32_t>& work_event() const { return header().work_event; }
-  [[nodiscard]] std::atomic<std::uint32_t>& room_event() const { return header().room_event; }
-
- private:
-  int fd_ = -1;
-  std::size_t size_ = 0;
-  void* base_ = nullptr;
-};
 
 bool waiting_bit(const std::atomic<std::uint32_t>& event) { return (event.load() & 1u) != 0; }
 
@@ -172,13 +155,6 @@ bool wait_status(const Outcome& o, std::chrono::milliseconds limit = 20s) {
 }
 bool wait_stage(const Outcome& o, int stage, std::chrono::milliseconds limit = 20s) {
   return test::poll_until([&] { return o.stage.load() >= stage; }, limit, 1ms);
-}
-
-// A PID that is certainly dead: a child that exited and was reaped.
-pid_t dead_pid() {
-  const pid_t pid = test::fork_child([] { return 0; });
-  test::wait_child(pid);
-  return pid;
 }
 
 std::uint64_t process_cpu_ns() {
@@ -272,14 +248,7 @@ TEST(WaitClaim, WakesWhenAnotherProcessReleases) {
   ASSERT_TRUE(held.has_value());
 
   test::SharedObject<Outcome> out;
-  const pid_t worker = test::spawn_tied([&] {
-    auto wq = Queue::open(name.str());
-    Job job;
-    out->started_ns.store(now_ns());
-    const ClaimStatus st = wq.claim(job, 20s);
-    record_claim(*out, st, job);
-    return 0;
-  });
+  const pid_t worker = spawn_claimer(name.str(), *out, 20s);
   ASSERT_GT(worker, 0);
   wait_until_asleep(worker, seg.work_event());
   const std::uint32_t seq_before = seg.work_event().load() >> 1;
@@ -308,14 +277,7 @@ TEST(WaitClaim, WakesWhenDelayedJobComesDue) {
   SegmentView seg(name.str());
   test::SharedObject<Outcome> out;
 
-  const pid_t worker = test::spawn_tied([&] {
-    auto wq = Queue::open(name.str());
-    Job job;
-    out->started_ns.store(now_ns());
-    const ClaimStatus st = wq.claim(job, 20s);
-    record_claim(*out, st, job);
-    return 0;
-  });
+  const pid_t worker = spawn_claimer(name.str(), *out, 20s);
   ASSERT_GT(worker, 0);
   wait_until_asleep(worker, seg.work_event());
 
@@ -389,14 +351,7 @@ TEST(WaitClaim, ReturnsEmptyAtItsTimeout) {
   test::SharedObject<Outcome> out;
 
   // An empty queue, in another process.
-  const pid_t worker = test::spawn_tied([&] {
-    auto wq = Queue::open(name.str());
-    Job job;
-    out->started_ns.store(now_ns());
-    const ClaimStatus st = wq.claim(job, 300ms);
-    record_claim(*out, st, job);
-    return 0;
-  });
+  const pid_t worker = spawn_claimer(name.str(), *out, 300ms);
   ASSERT_GT(worker, 0);
   ASSERT_EQ(test::wait_child(worker), 0);
   EXPECT_EQ(out->status.load(), static_cast<int>(ClaimStatus::empty));
@@ -506,15 +461,7 @@ TEST(WaitPush, BlockedProducerWakesWhenAnotherProcessAcks) {
   ASSERT_EQ(q.push("X").status, PushStatus::full);
 
   test::SharedObject<Outcome> out;
-  const pid_t producer = test::spawn_tied([&] {
-    auto pq = Queue::open(name.str());
-    out->started_ns.store(now_ns());
-    const PushResult r = pq.push("C", with_wait(20s));
-    out->returned_ns.store(now_ns());
-    out->job_id.store(r.id);
-    out->status.store(static_cast<int>(r.status));
-    return 0;
-  });
+  const pid_t producer = spawn_pusher(name.str(), *out, "C", 20s);
   ASSERT_GT(producer, 0);
   wait_until_asleep(producer, seg.room_event());
   EXPECT_EQ(out->status.load(), kNotReturned) << "push with a wait returned while the queue was full";
@@ -558,14 +505,7 @@ TEST(WaitPush, ReturnsFullAfterItsWaitWhenNobodyAcks) {
   ASSERT_TRUE(held.has_value());
 
   test::SharedObject<Outcome> out;
-  const pid_t producer = test::spawn_tied([&] {
-    auto pq = Queue::open(name.str());
-    out->started_ns.store(now_ns());
-    const PushResult r = pq.push("C", with_wait(300ms));
-    out->returned_ns.store(now_ns());
-    out->status.store(static_cast<int>(r.status));
-    return 0;
-  });
+  const pid_t producer = spawn_pusher(name.str(), *out, "C", 300ms);
   ASSERT_GT(producer, 0);
   ASSERT_EQ(test::wait_child(producer), 0);
   EXPECT_EQ(out->status.load(), static_cast<int>(PushStatus::full));
@@ -597,15 +537,7 @@ TEST(WaitPush, BlockedProducerWakesOnRemoveDeadAndPurge) {
   for (const bool by_purge : {false, true}) {
     SCOPED_TRACE(by_purge ? "purge" : "remove_dead");
     test::SharedObject<Outcome> out;
-    const pid_t producer = test::spawn_tied([&] {
-      auto pq = Queue::open(name.str());
-      out->started_ns.store(now_ns());
-      const PushResult r = pq.push(by_purge ? "second" : "first", with_wait(20s));
-      out->returned_ns.store(now_ns());
-      out->job_id.store(r.id);
-      out->status.store(static_cast<int>(r.status));
-      return 0;
-    });
+    const pid_t producer = spawn_pusher(name.str(), *out, by_purge ? "second" : "first", 20s);
     ASSERT_GT(producer, 0);
     wait_until_asleep(producer, seg.room_event());
     EXPECT_EQ(out->status.load(), kNotReturned);
@@ -647,14 +579,7 @@ TEST(WaitCrash, WaiterFindsJobWhoseNotifierDiedBeforeNotifying) {
   ASSERT_TRUE(held.has_value());
 
   test::SharedObject<Outcome> out;
-  const pid_t worker = test::spawn_tied([&] {
-    auto wq = Queue::open(name.str());
-    Job job;
-    out->started_ns.store(now_ns());
-    const ClaimStatus st = wq.claim(job, 20s);
-    record_claim(*out, st, job);
-    return 0;
-  });
+  const pid_t worker = spawn_claimer(name.str(), *out, 20s);
   ASSERT_GT(worker, 0);
   wait_until_asleep(worker, seg.work_event());
   const std::uint32_t event_before = seg.work_event().load();
@@ -683,12 +608,12 @@ TEST(WaitCrash, SlotOfDeadWriterNeitherBlocksPushNorHangsClaim) {
   QueueName name("w-deadw");
   auto q = Queue::create(name.str(), small_options(2));
   SegmentView seg(name.str());
-  const pid_t dead = dead_pid();
+  const std::uint32_t dead = dead_pid();
   auto forge_writing = [&] {
     for (std::uint32_t i = 0; i < 2; ++i) {
       std::uint64_t w = seg.state(i).load();
       if (Word{w}.state() != State::free) continue;
-      const std::uint64_t writer = detail::make_writer(static_cast<std::uint32_t>(dead), 0);
+      const std::uint64_t writer = detail::make_writer(dead, 0);
       if (seg.state(i).compare_exchange_strong(w, Word{w}.next(State::writing, writer).raw)) return true;
     }
     return false;
@@ -710,14 +635,7 @@ TEST(WaitCrash, SlotOfDeadWriterNeitherBlocksPushNorHangsClaim) {
   }
   ASSERT_TRUE(forge_writing());
   test::SharedObject<Outcome> out;
-  const pid_t worker = test::spawn_tied([&] {
-    auto wq = Queue::open(name.str());
-    Job job;
-    out->started_ns.store(now_ns());
-    const ClaimStatus st = wq.claim(job, 300ms);
-    record_claim(*out, st, job);
-    return 0;
-  });
+  const pid_t worker = spawn_claimer(name.str(), *out, 300ms);
   ASSERT_GT(worker, 0);
   ASSERT_EQ(test::wait_child(worker), 0);
   EXPECT_EQ(out->status.load(), static_cast<int>(ClaimStatus::empty));
@@ -912,14 +830,7 @@ TEST(WaitInterrupt, SignalHandlerInterruptsBlockedClaim) {
     test::SharedObject<Outcome> out;
     test::SharedObject<Outcome> by;
 
-    const pid_t bystander = test::spawn_tied([&] {
-      auto wq = Queue::open(name.str());
-      Job job;
-      by->started_ns.store(now_ns());
-      const ClaimStatus st = wq.claim(job, 30s);
-      record_claim(*by, st, job);
-      return 0;
-    });
+    const pid_t bystander = spawn_claimer(name.str(), *by, 30s);
     ASSERT_GT(bystander, 0);
     wait_until_asleep(bystander, seg.work_event());
 

@@ -1,6 +1,7 @@
 // A queue's segment mapped by a test itself (a second mapping, as another
 // process would have), with the layout of lib/layout.hpp and lib/keys.hpp:
-// for forging crash states and hostile segments.
+// for forging crash states and hostile segments, and for watching the event
+// words a waiter announces itself on (lib/wait.hpp).
 #pragma once
 
 #include <fcntl.h>
@@ -13,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <span>
 #include <stdexcept>
 #include <string>
 
@@ -23,12 +25,17 @@ namespace jobring::test {
 
 class SegmentView {
  public:
+  // Throws if the file is missing, shorter than a header, or shorter than its
+  // header says (then the accessors below would reach past the mapping).
   explicit SegmentView(const std::string& name) {
     const std::string path = "/dev/shm/jobring." + name;
     fd_ = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
     if (fd_ < 0) throw std::runtime_error("open " + path + ": " + std::strerror(errno));
     struct stat st {};
-    ::fstat(fd_, &st);
+    if (::fstat(fd_, &st) != 0 || static_cast<std::size_t>(st.st_size) < detail::kHeaderBytes) {
+      ::close(fd_);
+      throw std::runtime_error("segment too small: " + path);
+    }
     size_ = static_cast<std::size_t>(st.st_size);
     void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
     if (p == MAP_FAILED) {
@@ -36,6 +43,11 @@ class SegmentView {
       throw std::runtime_error("mmap " + path + ": " + std::strerror(errno));
     }
     base_ = static_cast<std::byte*>(p);
+    if (header().total_bytes > size_) {
+      ::munmap(base_, size_);
+      ::close(fd_);
+      throw std::runtime_error("segment smaller than its header says: " + path);
+    }
   }
   ~SegmentView() {
     ::munmap(base_, size_);
@@ -48,10 +60,13 @@ class SegmentView {
   [[nodiscard]] std::size_t size() const { return size_; }
   [[nodiscard]] detail::Header& header() const { return *reinterpret_cast<detail::Header*>(base_); }
   [[nodiscard]] std::uint32_t capacity() const { return header().capacity; }
+  // Slot i's state word and metadata; i must be below capacity() (throws otherwise).
   [[nodiscard]] std::atomic<std::uint64_t>& state(std::uint32_t i) const {
+    if (i >= capacity()) throw std::out_of_range("slot");
     return reinterpret_cast<std::atomic<std::uint64_t>*>(base_ + header().states_offset)[i];
   }
   [[nodiscard]] detail::SlotMeta& meta(std::uint32_t i) const {
+    if (i >= capacity()) throw std::out_of_range("slot");
     return *reinterpret_cast<detail::SlotMeta*>(base_ + header().slots_offset +
                                                 std::uint64_t{i} * header().slot_stride);
   }
@@ -60,6 +75,13 @@ class SegmentView {
   // The next word of slot i, as the transition to (s, aux) would write it.
   void step(std::uint32_t i, detail::State s, std::uint64_t aux) const { set(i, word(i).next(s, aux)); }
   [[nodiscard]] std::uint64_t total(detail::Total t) const { return header().totals[t].load(); }
+  // The event words of lib/wait.hpp: (sequence << 1) | someone-is-waiting.
+  [[nodiscard]] std::atomic<std::uint32_t>& work_event() const { return header().work_event; }
+  [[nodiscard]] std::atomic<std::uint32_t>& room_event() const { return header().room_event; }
+  // Everything after the header: state words, slot metadata and payloads.
+  [[nodiscard]] std::span<std::byte> body() const {
+    return {base_ + detail::kHeaderBytes, size_ - detail::kHeaderBytes};
+  }
 
   // The first slot in state `s`, or capacity() if none.
   [[nodiscard]] std::uint32_t find(detail::State s) const {

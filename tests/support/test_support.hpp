@@ -1,5 +1,5 @@
 // Helpers shared by the tests: unique queue names, a watchdog that fails a
-// hung test instead of hanging CI, and fork/kill helpers.
+// hung test instead of hanging CI, fork/kill helpers, and one-field options.
 #pragma once
 
 #include <fcntl.h>
@@ -136,6 +136,32 @@ inline int wait_child(pid_t pid) {
 inline void kill_and_reap(pid_t pid) {
   ::kill(pid, SIGKILL);
   wait_child(pid);
+}
+
+// The PID of a process that has exited and been reaped: certainly dead (until
+// the kernel reuses it), for forging what a dead writer or owner leaves behind.
+// Throws (failing the test) if the child did not exit normally.
+inline std::uint32_t dead_pid() {
+  const pid_t pid = fork_child([] { return 0; });
+  if (pid < 0 || wait_child(pid) != 0) throw std::runtime_error("dead_pid: the short-lived child failed");
+  return static_cast<std::uint32_t>(pid);
+}
+
+// Options with one field set: a push that waits or is delayed, a claim with a lease.
+inline PushOptions with_wait(milliseconds wait) {
+  PushOptions p;
+  p.wait = wait;
+  return p;
+}
+inline PushOptions with_delay(milliseconds delay) {
+  PushOptions p;
+  p.delay = delay;
+  return p;
+}
+inline ClaimOptions with_lease(milliseconds lease) {
+  ClaimOptions c;
+  c.lease = lease;
+  return c;
 }
 
 // ---------------------------------------------------------------------------
