@@ -878,7 +878,7 @@ constexpr std::uint64_t kNoDue = ~std::uint64_t{0};
 // explains why no wake-up is lost). `attempt` returns how much it did.
 template <typename Attempt>
 std::size_t wait_until_progress(std::atomic<std::uint32_t>& event, milliseconds wait, std::uint32_t capacity,
-                                bool& interrupted, Attempt attempt) {
+                                const std::atomic<bool>* stop, bool& interrupted, Attempt attempt) {
   interrupted = false;
   std::uint64_t due = kNoDue;
   if (const std::size_t n = attempt(std::memory_order_relaxed, due)) return n;
@@ -886,7 +886,7 @@ std::size_t wait_until_progress(std::atomic<std::uint32_t>& event, milliseconds 
   // +1: now_ms() truncates, so this never returns before `wait` has passed.
   const std::uint64_t deadline = detail::now_ms() + static_cast<std::uint64_t>(wait.count()) + 1;
   for (;;) {
-    if (detail::interrupt_requested()) {
+    if (detail::interrupt_requested() || (stop != nullptr && stop->load(std::memory_order_relaxed))) {
       interrupted = true;
       return 0;
     }
@@ -898,7 +898,7 @@ std::size_t wait_until_progress(std::atomic<std::uint32_t>& event, milliseconds 
     if (now >= deadline) return 0;
     const std::uint64_t until = std::min(deadline, std::max(due, now + 1));
     detail::sleep_on(event, expected, milliseconds(static_cast<std::int64_t>(until - now)),
-                     detail::safety_sleep(capacity));
+                     detail::safety_sleep(capacity), stop);
   }
 }
 
@@ -1058,7 +1058,7 @@ PushResult Queue::push(std::span<const std::byte> payload, const PushOptions& op
   Impl::KeyedPush keyed{options.key, options.key.empty() ? 0 : detail::key_hash(options.key)};
   Impl::KeyedPush* key = options.key.empty() ? nullptr : &keyed;
   const std::size_t n =
-      wait_until_progress(q.header->room_event, options.wait, q.capacity, interrupted,
+      wait_until_progress(q.header->room_event, options.wait, q.capacity, options.stop, interrupted,
                           [&](std::memory_order order, std::uint64_t&) {
                             if (key != nullptr && key->outcome == Impl::KeyedPush::Outcome::interrupted)
                               return std::size_t{1};
@@ -1107,7 +1107,8 @@ std::size_t Queue::push_many(std::span<const std::span<const std::byte>> payload
     const auto left = std::max(
         milliseconds{0}, std::chrono::ceil<milliseconds>(give_up_at - std::chrono::steady_clock::now()));
     const std::size_t n = wait_until_progress(
-        q.header->room_event, left, q.capacity, interrupted, [&](std::memory_order order, std::uint64_t&) {
+        q.header->room_event, left, q.capacity, options.stop, interrupted,
+        [&](std::memory_order order, std::uint64_t&) {
           return q.push_pass(payloads.subspan(done),
                              ids.size() > done ? ids.subspan(done) : std::span<JobId>{}, visible_at, order);
         });
@@ -1440,7 +1441,7 @@ std::size_t Queue::claim_many(std::span<Job> jobs, milliseconds wait, const Clai
   if (jobs.empty()) return 0;
   const auto me = options.owner == Owner::process ? detail::self() : detail::ProcessIdentity{0, 0};
   bool interrupted = false;
-  return wait_until_progress(q.header->work_event, wait, q.capacity, interrupted,
+  return wait_until_progress(q.header->work_event, wait, q.capacity, options.stop, interrupted,
                              [&](std::memory_order order, std::uint64_t& due) {
                                return q.claim_pass(jobs, lease_ms, me, order, due);
                              });
@@ -1449,7 +1450,9 @@ std::size_t Queue::claim_many(std::span<Job> jobs, milliseconds wait, const Clai
 ClaimStatus Queue::claim(Job& job, milliseconds wait, const ClaimOptions& options) {
   if (claim_many({&job, 1}, wait, options) == 1) return ClaimStatus::ok;
   // claim_many gives up early only when interrupted.
-  return wait.count() > 0 && detail::interrupt_requested() ? ClaimStatus::interrupted : ClaimStatus::empty;
+  const bool stopped = detail::interrupt_requested() ||
+                       (options.stop != nullptr && options.stop->load(std::memory_order_relaxed));
+  return wait.count() > 0 && stopped ? ClaimStatus::interrupted : ClaimStatus::empty;
 }
 
 namespace {

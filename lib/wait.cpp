@@ -45,14 +45,21 @@ std::uint32_t prepare_wait(std::atomic<std::uint32_t>& word) noexcept {
 }
 
 void sleep_on(std::atomic<std::uint32_t>& word, std::uint32_t expected, std::chrono::milliseconds timeout,
-              std::chrono::milliseconds cap) noexcept {
+              std::chrono::milliseconds cap, const std::atomic<bool>* stop) noexcept {
   if (timeout > cap) timeout = cap;
   if (timeout.count() <= 0) return;
   const int entry = register_sleeper(&word);
-  // Checked after registering: interrupt_waits() sets the flag before it
+  // Checked after registering: interrupt_waits() sets its flag before it
   // reads the table (both seq_cst), so it either sees our entry and wakes us,
-  // or we see the flag here.
-  if (!g_interrupted.load(std::memory_order_seq_cst)) {
+  // or we see the flag here. The same for a caller's stop flag and
+  // wake_waits(): whatever order the caller stored its flag with, the two
+  // seq_cst fences (here, after our registering CAS; there, before it reads
+  // the table) order the flag's store before its read of the table, and our
+  // entry before our load of the flag; so it sees our entry or we see the
+  // flag.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (!g_interrupted.load(std::memory_order_seq_cst) &&
+      (stop == nullptr || !stop->load(std::memory_order_relaxed))) {
     timespec ts{};
     ts.tv_sec = static_cast<time_t>(timeout.count() / 1000);
     ts.tv_nsec = static_cast<long>(timeout.count() % 1000) * 1'000'000L;
@@ -94,5 +101,16 @@ void interrupt_waits() noexcept {
 }
 
 void clear_interrupt() noexcept { detail::g_interrupted.store(false, std::memory_order_seq_cst); }
+
+void wake_waits() noexcept {
+  const int saved_errno = errno;  // a signal handler must leave errno as it found it
+  // Pairs with the fence in sleep_on (above): the caller's stop flag, stored
+  // before this call, is seen by every sleeper that this loop misses.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  for (auto& slot : detail::g_sleeping)
+    if (auto* word = slot.load(std::memory_order_seq_cst))
+      (void)detail::futex(word, FUTEX_WAKE, INT_MAX, nullptr);
+  errno = saved_errno;
+}
 
 }  // namespace jobring

@@ -52,10 +52,10 @@ inline constexpr std::chrono::milliseconds kMaxSleep{200};
 }
 
 // Sleeps while the word equals `expected`, at most `timeout` (clamped to
-// `cap`), or until interrupt_waits(). Returns early and spuriously too:
-// callers always re-check.
+// `cap`), or until interrupt_waits(), or until wake_waits() with `*stop`
+// true. Returns early and spuriously too: callers always re-check.
 void sleep_on(std::atomic<std::uint32_t>& word, std::uint32_t expected, std::chrono::milliseconds timeout,
-              std::chrono::milliseconds cap = kMaxSleep) noexcept;
+              std::chrono::milliseconds cap = kMaxSleep, const std::atomic<bool>* stop = nullptr) noexcept;
 
 // Wakes every sleeper of `word`, if the waiting bit says there may be one.
 void notify(std::atomic<std::uint32_t>& word) noexcept;

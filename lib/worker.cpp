@@ -271,7 +271,9 @@ void Worker::Impl::heartbeat_loop() {
 
 void Worker::Impl::loop(unsigned index) {
   Slot& s = slots[index];
-  const ClaimOptions claim_options{.lease = lease, .owner = options.owner};
+  // Our own stop flag: request_stop() on another Worker of this process does
+  // not end our claims (it wakes them; they see our flag clear and wait on).
+  const ClaimOptions claim_options{.lease = lease, .owner = options.owner, .stop = &stop};
   for (;;) {
     if (stopping() || finished.load()) return;
     std::unique_lock claim_lock(claim_mu);  // idle threads wait here, not in claim()
@@ -514,9 +516,15 @@ WorkerSummary Worker::run() {
 }
 
 void Worker::request_stop() noexcept {
-  impl_->stop.store(true, std::memory_order_seq_cst);
-  interrupt_waits();
-  detail::notify(impl_->hb_event);
+  Impl& w = *impl_;
+  w.stop.store(true, std::memory_order_seq_cst);
+  // Wakes our claims (they see `stop`), and every other blocking call in
+  // the process, which sees its own flag clear and waits on. Not
+  // interrupt_waits(): that would stop every Worker of the process.
+  wake_waits();
+  detail::notify(w.hb_event);
+  // Handlers in ctx.sleep_for(): they look at stopping() when woken.
+  for (unsigned i = 0; i < w.options.threads; ++i) detail::notify(w.slots[i].event);
 }
 
 void Worker::stop_now() noexcept {

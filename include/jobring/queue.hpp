@@ -26,6 +26,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -76,7 +77,8 @@ void validate_name(std::string_view name);
 // --- Outcomes: ordinary results are values, never exceptions. ---------------
 
 // full: no free slot (after waiting, if PushOptions::wait asked to wait).
-// interrupted: interrupt_waits() was called in this process.
+// interrupted: interrupt_waits() was called in this process, or the
+// PushOptions::stop flag is set.
 enum class [[nodiscard]] PushStatus{ok, full, interrupted};
 struct [[nodiscard]] PushResult {
   PushStatus status = PushStatus::full;
@@ -88,7 +90,8 @@ struct [[nodiscard]] PushResult {
 };
 
 // empty: nothing claimable (after waiting, for claim()).
-// interrupted: interrupt_waits() was called in this process.
+// interrupted: interrupt_waits() was called in this process, or the
+// ClaimOptions::stop flag is set.
 enum class [[nodiscard]] ClaimStatus{ok, empty, interrupted};
 enum class [[nodiscard]] LeaseStatus{ok, lease_lost};
 
@@ -104,6 +107,12 @@ struct PushOptions {
   // push is inserting right now waits for it, up to 10 ms per try (then
   // full, retried within `wait`).
   std::string_view key{};
+  // A stop flag for this call alone (nullptr = none): while waiting for room,
+  // once *stop is true the push returns `interrupted`. Set the flag, then
+  // call wake_waits() so that a push already asleep sees it at once (else
+  // within 200 ms). Unlike interrupt_waits(), it stops only the calls that
+  // were given this flag: one per Worker, say.
+  const std::atomic<bool>* stop = nullptr;
 };
 
 // Who owns a lease. A process-owned lease records this process (PID and start
@@ -115,6 +124,10 @@ enum class Owner { process, detached };
 struct ClaimOptions {
   milliseconds lease{0};  // 0 = the queue's default_lease; else 1 ms .. kMaxLease
   Owner owner = Owner::process;
+  // A stop flag for this call alone (nullptr = none): once *stop is true, a
+  // claim waiting for a job returns `interrupted`. Set the flag, then call
+  // wake_waits() (see PushOptions::stop).
+  const std::atomic<bool>* stop = nullptr;
 };
 
 // What ack / release / extend need. Plain data: it can be written down and
@@ -323,6 +336,13 @@ class Queue {
 // handler: use it for graceful shutdown on SIGTERM.
 void interrupt_waits() noexcept;
 void clear_interrupt() noexcept;
+
+// Wakes every blocking call in this process (claim, claim_many, push with a
+// wait) so that it looks at its stop flag (ClaimOptions::stop,
+// PushOptions::stop): those whose flag is set return `interrupted`, the
+// others go back to waiting. Call it after setting a flag. Safe to call from
+// a signal handler.
+void wake_waits() noexcept;
 
 inline PurgeWhat operator|(PurgeWhat a, PurgeWhat b) {
   return static_cast<PurgeWhat>(static_cast<unsigned>(a) | static_cast<unsigned>(b));

@@ -69,12 +69,13 @@
 // as the attempt it ended: a job abandoned on its last attempt is
 // dead-lettered by the queue (requeue it).
 //
-// Interruption is process-wide: request_stop() calls interrupt_waits(), which
-// interrupts every blocking jobring call in the process (it is the only
-// async-signal-safe way to wake them), so it also stops every other Worker of
-// the process; and an interrupt_waits() from elsewhere stops this Worker
-// gracefully. To run again after a stop, call jobring::clear_interrupt() and
-// construct a new Worker.
+// request_stop() and stop_now() stop this Worker only: its claims wait with
+// their own stop flag (ClaimOptions::stop) and are woken by wake_waits();
+// other Workers of the process run on. What stops every Worker of the
+// process: SIGTERM / SIGINT after install_signal_handlers(), and any call of
+// jobring::interrupt_waits(). After one of those, call
+// jobring::clear_interrupt() before running a new Worker. A Worker runs once:
+// construct a new one to run again.
 //
 // Threads. The handler runs on the thread that called run(), and on
 // options.threads - 1 more threads that run() starts and joins. One
@@ -230,7 +231,7 @@ class Worker {
   WorkerSummary run();
 
   // Async-signal-safe. Stop claiming; jobs in hand get the grace period.
-  // Also calls interrupt_waits() (process-wide, see above).
+  // Stops this Worker only (see above).
   void request_stop() noexcept;
   // Async-signal-safe. Stop claiming and release the jobs in hand at once.
   void stop_now() noexcept;

@@ -1,0 +1,147 @@
+// Per-call stop flags (ClaimOptions::stop, PushOptions::stop) and
+// wake_waits(): a blocking call given a flag ends with `interrupted` once the
+// flag is set and the waits are woken, while the other blocking calls of the
+// process wait on. And Worker::request_stop(), built on them, stops that
+// Worker only. Before these, the only way to end a wait was
+// interrupt_waits(), which ends every wait in the process.
+//
+// Time bounds here are limits after which a test gives up (60 s waits, 20 s
+// bounds), never measurements.
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <thread>
+
+#include "jobring/queue.hpp"
+#include "jobring/worker.hpp"
+#include "support/test_support.hpp"
+#include "wait.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using jobring::ClaimOptions;
+using jobring::ClaimStatus;
+using jobring::Job;
+using jobring::Options;
+using jobring::PushOptions;
+using jobring::PushStatus;
+using jobring::Queue;
+using jobring::test::QueueName;
+using jobring::test::Watchdog;
+
+Options small(std::uint32_t capacity = 8) {
+  Options o;
+  o.capacity = capacity;
+  o.max_payload = 32;
+  return o;
+}
+
+// The flag ends its own claim; a claim without it, asleep on the same queue in
+// the same process, is woken too but waits on, and gets the next job. Fails
+// if the flag is ignored (the first claim waits 60 s) or if it stops every
+// claim (the second returns interrupted).
+TEST(StopFlag, AClaimWithAStopFlagEndsAndTheOthersWaitOn) {
+  Watchdog dog(120s, "StopFlag.AClaimWithAStopFlagEndsAndTheOthersWaitOn");
+  QueueName name("stop");
+  Queue q = Queue::create(name, small());
+  std::atomic<bool> stop{false};
+  auto flagged = std::async(std::launch::async, [&] {
+    Job job;
+    return q.claim(job, 60s, ClaimOptions{.stop = &stop});
+  });
+  auto other = std::async(std::launch::async, [&] {
+    Job job;
+    const ClaimStatus st = q.claim(job, 60s);
+    return st == ClaimStatus::ok ? std::string(job.text()) : "status " + std::to_string(static_cast<int>(st));
+  });
+  std::this_thread::sleep_for(100ms);  // let both go to sleep (not needed for the outcome)
+  stop.store(true);
+  jobring::wake_waits();
+  ASSERT_EQ(flagged.wait_for(20s), std::future_status::ready) << "the flagged claim did not end";
+  EXPECT_EQ(flagged.get(), ClaimStatus::interrupted);
+  EXPECT_EQ(other.wait_for(200ms), std::future_status::timeout) << "the claim without the flag ended too";
+  ASSERT_TRUE(q.push("for the other"));
+  ASSERT_EQ(other.wait_for(20s), std::future_status::ready);
+  EXPECT_EQ(other.get(), "for the other");
+  EXPECT_FALSE(jobring::detail::interrupt_requested()) << "a stop flag must not interrupt the process";
+}
+
+// A push waiting for room: the same.
+TEST(StopFlag, APushWaitingForRoomEndsWithItsFlag) {
+  Watchdog dog(120s, "StopFlag.APushWaitingForRoomEndsWithItsFlag");
+  QueueName name("stop");
+  Queue q = Queue::create(name, small(1));
+  ASSERT_TRUE(q.push("fills the ring"));
+  std::atomic<bool> stop{false};
+  auto pushed = std::async(std::launch::async,
+                           [&] { return q.push("waits", PushOptions{.wait = 60s, .stop = &stop}); });
+  std::this_thread::sleep_for(100ms);
+  stop.store(true);
+  jobring::wake_waits();
+  ASSERT_EQ(pushed.wait_for(20s), std::future_status::ready) << "the flagged push did not end";
+  EXPECT_EQ(pushed.get().status, PushStatus::interrupted);
+  EXPECT_EQ(q.stats().ready, 1u);
+}
+
+// A flag set before the call: one look, then `interrupted` without waiting.
+// And a flag set with no wake_waits(): the wait still ends, at its next
+// safety re-check (200 ms here), not after the full 60 s.
+TEST(StopFlag, AFlagSetBeforeOrWithoutAWakeEndsTheWait) {
+  Watchdog dog(120s, "StopFlag.AFlagSetBeforeOrWithoutAWakeEndsTheWait");
+  QueueName name("stop");
+  Queue q = Queue::create(name, small());
+  std::atomic<bool> stop{true};
+  Job job;
+  EXPECT_EQ(q.claim(job, 60s, ClaimOptions{.stop = &stop}), ClaimStatus::interrupted);
+  ASSERT_TRUE(q.push("taken at the first look"));
+  EXPECT_EQ(q.claim(job, 60s, ClaimOptions{.stop = &stop}), ClaimStatus::ok)
+      << "the first look must still claim";
+
+  stop.store(false);
+  auto flagged = std::async(std::launch::async, [&] {
+    Job j;
+    return q.claim(j, 60s, ClaimOptions{.stop = &stop});
+  });
+  std::this_thread::sleep_for(100ms);
+  stop.store(true);  // no wake_waits()
+  ASSERT_EQ(flagged.wait_for(20s), std::future_status::ready) << "a set flag was not noticed at the re-check";
+  EXPECT_EQ(flagged.get(), ClaimStatus::interrupted);
+}
+
+// Worker::request_stop() stops that Worker only. Two Workers of one process
+// on two queues; stopping A must leave B handling jobs (before, request_stop
+// called interrupt_waits() and stopped both).
+TEST(WorkerStop, RequestStopStopsOnlyThatWorker) {
+  Watchdog dog(120s, "WorkerStop.RequestStopStopsOnlyThatWorker");
+  QueueName a("stop-a");
+  QueueName b("stop-b");
+  Queue qa = Queue::create(a, small());
+  Queue qb = Queue::create(b, small());
+  std::promise<std::string> handled_by_b;
+  auto handled = handled_by_b.get_future();
+  jobring::Worker wa(qa, [](const Job&, jobring::JobContext&) { return jobring::Outcome::ack(); });
+  jobring::Worker wb(qb, [&](const Job& job, jobring::JobContext&) {
+    handled_by_b.set_value(std::string(job.text()));
+    return jobring::Outcome::ack();
+  });
+  auto run_a = std::async(std::launch::async, [&] { return wa.run(); });
+  auto run_b = std::async(std::launch::async, [&] { return wb.run(); });
+  std::this_thread::sleep_for(100ms);  // both asleep in claim (not needed for the outcome)
+  wa.request_stop();
+  ASSERT_EQ(run_a.wait_for(20s), std::future_status::ready) << "Worker A did not stop";
+  EXPECT_TRUE(run_a.get().stopped);
+  EXPECT_FALSE(wb.stop_requested());
+  ASSERT_TRUE(qb.push("after A stopped"));
+  ASSERT_EQ(handled.wait_for(20s), std::future_status::ready) << "Worker B stopped with A";
+  EXPECT_EQ(handled.get(), "after A stopped");
+  wb.request_stop();
+  ASSERT_EQ(run_b.wait_for(20s), std::future_status::ready) << "Worker B did not stop";
+  EXPECT_EQ(run_b.get().acked, 1u);
+  EXPECT_EQ(qb.stats().ready + qb.stats().leased, 0u);
+}
+
+}  // namespace
