@@ -1544,6 +1544,34 @@ LeaseStatus Queue::release(const Lease& lease, milliseconds delay) noexcept {
   return LeaseStatus::ok;
 }
 
+LeaseStatus Queue::give_back(const Lease& lease) noexcept {
+  Impl& q = *impl_;
+  auto* sw = leased_word(q, lease);
+  if (sw == nullptr) return LeaseStatus::lease_lost;
+  // Only a current holder may touch the count. While we hold the lease
+  // nobody else writes it (claim_pass), unless the lease runs out and is
+  // taken over between this check and the CAS below; then the taker's
+  // load + store may read our lowered value, the count ends one short and
+  // the job gets one extra attempt: the harmless direction.
+  if (sw->load(std::memory_order_acquire) != lease.token) return LeaseStatus::lease_lost;
+  SlotMeta& m = q.meta(lease.slot);
+  const std::uint32_t attempts = m.attempts.load(std::memory_order_relaxed);
+  // Undo our claim's count. Dies right after: the slot is still LEASED with
+  // the count one lower; when the lease runs out the next claim counts
+  // again, so the attempt that died is not counted (one extra attempt).
+  if (attempts > 0) m.attempts.store(attempts - 1, std::memory_order_relaxed);
+  // T7 without the count. Release: our use of the job (and the count store
+  // above) happens-before the next claimer's acquire. seq_cst: before our
+  // notify of the work event (wait.hpp). Dies after it: the job is ready.
+  std::uint64_t expected = lease.token;
+  if (!sw->compare_exchange_strong(expected, Word{lease.token}.next(State::ready, 0).raw,
+                                   std::memory_order_seq_cst, std::memory_order_relaxed))
+    return LeaseStatus::lease_lost;
+  q.count(detail::kReleased);
+  detail::notify(q.header->work_event);
+  return LeaseStatus::ok;
+}
+
 LeaseStatus Queue::extend(Lease& lease, milliseconds lease_time) {
   Impl& q = *impl_;
   if (!valid_duration(lease_time, false)) {

@@ -211,7 +211,9 @@ void Worker::Impl::heartbeat_loop() {
         if (release_all) {
           // Give the job back at once (no delay): another worker can take it.
           // If the process dies right after, the job is ready: nothing lost.
-          if (queue.release(s.lease, milliseconds{0}) == LeaseStatus::ok) {
+          // give_back: the attempt is not counted, so a job abandoned on its
+          // last attempt is not dead-lettered for our shutdown.
+          if (queue.give_back(s.lease) == LeaseStatus::ok) {
             s.abandoned.store(true, std::memory_order_seq_cst);
             abandoned_now.push_back(i);
           } else {
@@ -312,7 +314,7 @@ void Worker::Impl::handle(unsigned index) {
   ++s.counts.claimed;
   if (stop_now_requested()) {
     // stop_now() came while we claimed: give the job back untouched.
-    const bool ok = queue.release(s.job.lease, milliseconds{0}) == LeaseStatus::ok;
+    const bool ok = queue.give_back(s.job.lease) == LeaseStatus::ok;  // untried: not an attempt
     JobReport r;
     r.result = ok ? JobResult::abandoned : JobResult::lease_lost;
     ++(ok ? s.counts.abandoned : s.counts.lease_lost);

@@ -600,6 +600,53 @@ void expect_invisible_then_claimable(Queue& q, Clock::time_point t0, millisecond
 }
 
 // API contract: release(lease, delay) hides the job for `delay`, then it is claimable.
+// give_back is a release that does not count the attempt: on a queue with
+// max_attempts = 1 the job given back is ready (release would dead-letter
+// it), and the next claim is attempt 1 again. Fails if give_back counts.
+TEST(GiveBack, DoesNotCountTheAttempt) {
+  QueueName name;
+  Options o = make_options(4);
+  o.max_attempts = 1;
+  Queue q = Queue::create(name, o);
+  ASSERT_TRUE(q.push("shutting down"));
+  auto job = q.try_claim();
+  ASSERT_TRUE(job);
+  EXPECT_EQ(job->attempt, 1u);
+  EXPECT_EQ(q.give_back(job->lease), LeaseStatus::ok);
+  EXPECT_EQ(q.give_back(job->lease), LeaseStatus::lease_lost);  // token no longer current
+  EXPECT_EQ(q.stats().dead, 0u);
+  EXPECT_EQ(q.stats().released, 1u);
+  auto again = q.try_claim();
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->id, job->id);
+  EXPECT_EQ(again->attempt, 1u);
+  // A plain release on the last attempt still dead-letters.
+  EXPECT_EQ(q.release(again->lease), LeaseStatus::ok);
+  EXPECT_EQ(q.stats().dead, 1u);
+}
+
+// A stale lease (extended since: the token changed) is refused and leaves
+// the attempt count alone, so the holder's count is not lowered by a caller
+// that is not the holder. Fails if give_back lowers the count before it
+// checks the token.
+TEST(GiveBack, AStaleLeaseChangesNothing) {
+  QueueName name;
+  Queue q = Queue::create(name, make_options(4));
+  ASSERT_TRUE(q.push("x"));
+  auto job = q.try_claim();
+  ASSERT_TRUE(job);
+  const jobring::Lease stale = job->lease;
+  ASSERT_EQ(q.extend(*job, 1h), LeaseStatus::ok);
+  EXPECT_EQ(q.give_back(stale), LeaseStatus::lease_lost);
+  const auto leased = q.peek(jobring::JobState::leased, 10);
+  ASSERT_EQ(leased.size(), 1u);
+  EXPECT_EQ(leased[0].attempts, 1u);
+  EXPECT_EQ(q.give_back(job->lease), LeaseStatus::ok);
+  auto again = q.try_claim();
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->attempt, 1u);
+}
+
 TEST(Release, WithDelay) {
   Watchdog wd(60s, "Release.WithDelay");
   QueueName name;

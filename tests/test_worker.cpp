@@ -536,11 +536,40 @@ TEST_F(WorkerTest, GraceExpiryReleasesTheJobAndDiscardsTheResult) {
   EXPECT_EQ(s.abandoned, 1u);
   EXPECT_EQ(s.acked, 0u);
   ASSERT_TRUE(other.has_value()) << "the abandoned job was not claimable at once";
-  EXPECT_EQ(other->attempt, 2u);
+  EXPECT_EQ(other->attempt, 1u);  // given back: the abandoned attempt does not count
   const Stats st = queue.stats();
   EXPECT_EQ(st.released, 1u);
   EXPECT_EQ(st.acked, 0u);
   EXPECT_EQ(queue.ack(other->lease), LeaseStatus::ok);
+}
+
+// A job abandoned on a stop does not use up an attempt: on a queue with
+// max_attempts = 1 it is ready again after the grace period, not dead.
+// Fails if the heartbeat gives it back with release() (which counts).
+TEST_F(WorkerTest, AJobAbandonedOnItsLastAttemptIsNotDeadLettered) {
+  Watchdog wd(60s);
+  QueueName q("w-last");
+  Options qo;
+  qo.max_attempts = 1;
+  Queue queue = Queue::create(q, qo);
+  (void)queue.push("last chance");
+  Worker* self = nullptr;
+  Worker worker(queue,
+                [&](const Job&, JobContext& ctx) {
+                  self->request_stop();
+                  test::poll_until([&] { return ctx.abandoned(); }, 20s, 1ms);
+                  return Outcome::ack();
+                },
+                {.lease = 1h, .grace = 50ms});
+  self = &worker;
+  const WorkerSummary s = worker.run();
+  EXPECT_EQ(s.abandoned, 1u);
+  const Stats st = queue.stats();
+  EXPECT_EQ(st.dead, 0u);
+  EXPECT_EQ(st.ready, 1u);
+  auto again = queue.try_claim();
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(again->attempt, 1u);
 }
 
 // stop_now() releases the job in hand at once, even with an unlimited grace.
@@ -656,7 +685,7 @@ TEST_F(WorkerTest, SigtermMidJobWithShortGraceReleasesForAnotherWorker) {
   ASSERT_EQ(::kill(child, SIGTERM), 0);
   Job job;
   ASSERT_EQ(queue.claim(job, 20s), ClaimStatus::ok) << "the job was not released after the grace period";
-  EXPECT_EQ(job.attempt, 2u);
+  EXPECT_EQ(job.attempt, 1u);  // given back on the stop: not counted as an attempt
   EXPECT_EQ(queue.ack(job.lease), LeaseStatus::ok);
   EXPECT_EQ(test::wait_child(child), 0);
   EXPECT_EQ(report->abandoned_seen.load(), 1);

@@ -297,6 +297,14 @@ class Queue {
   LeaseStatus ack(const Lease& lease) noexcept;
   // Back to ready after `delay`; dead-lettered instead if max_attempts is used up.
   LeaseStatus release(const Lease& lease, milliseconds delay = milliseconds{0}) noexcept;
+  // Back to ready at once without counting the attempt: the next claim gets
+  // the attempt number this claim got, and max_attempts never dead-letters
+  // it here. For a worker that gives a job back untried or unfinished
+  // because it is shutting down (jobring::Worker does, when the grace period
+  // runs out). If the lease ran out and was taken over during the call, or
+  // the caller dies inside it, the job may get one extra attempt, never one
+  // fewer.
+  LeaseStatus give_back(const Lease& lease) noexcept;
   // New deadline = now + `lease_time`. Updates lease.token on success.
   // Throws error(invalid_argument) unless 1 ms <= lease_time <= kMaxLease.
   LeaseStatus extend(Lease& lease, milliseconds lease_time);

@@ -65,9 +65,9 @@
 // ever, end the process in on_abandon (std::_Exit): the job is already back in
 // the queue. (`jobring work` runs a command per job and kills its process
 // group instead.) A job claimed just as the stop came is still handled
-// (within the grace period) rather than given back, because a release counts
-// as the attempt it ended: a job abandoned on its last attempt is
-// dead-lettered by the queue (requeue it).
+// (within the grace period). Jobs given back on a stop (Queue::give_back) do
+// not count as an attempt: a job abandoned on its last attempt is ready
+// again, not dead-lettered.
 //
 // request_stop() and stop_now() stop this Worker only: its claims wait with
 // their own stop flag (ClaimOptions::stop) and are woken by wake_waits();
