@@ -456,15 +456,18 @@ int lease_outcome(const std::string& verb, const std::string& name, jobring::Lea
 int cmd_lease_op(const std::string& verb, const std::vector<std::string>& args) {
   Command c{verb,
             verb == "extend"    ? "NAME HANDLE --lease D"
-            : verb == "release" ? "NAME HANDLE [--delay D]"
+            : verb == "release" ? "NAME HANDLE [--delay D | --no-count]"
                                 : "NAME HANDLE",
             verb == "ack" ? "Acknowledges a claimed job: it is deleted."
             : verb == "release"
-                ? "Gives a claimed job back: it is claimable again (after D)."
+                ? "Gives a claimed job back: it is claimable again (after D). The claim counts as an "
+                  "attempt (max_attempts dead-letters the job on its last one) unless --no-count: for a "
+                  "job given back untried, e.g. on shutdown."
                 : "Pushes the lease's deadline to now + D; prints the new handle (the old one is "
                   "then stale)."};
   if (verb == "release")
-    c.options.add_options()("delay", po::value<std::string>(), "invisible for D before it is claimable");
+    c.options.add_options()("delay", po::value<std::string>(), "invisible for D before it is claimable")(
+        "no-count", "do not count this attempt; claimable at once (not with --delay)");
   if (verb == "extend")
     c.options.add_options()("lease", po::value<std::string>(), "new lease length from now (required)");
   c.hidden.add_options()("name", po::value<std::string>())("handle", po::value<std::string>());
@@ -474,6 +477,10 @@ int cmd_lease_op(const std::string& verb, const std::vector<std::string>& args) 
   jobring::Lease lease = handle_arg(c, vm);
   auto q = jobring::Queue::open(name);
   if (verb == "ack") return lease_outcome(verb, name, q.ack(lease));
+  if (verb == "release" && vm.count("no-count")) {
+    if (vm.count("delay")) usage(c.name, "--no-count gives the job back at once: it takes no --delay");
+    return lease_outcome(verb, name, q.give_back(lease));
+  }
   if (verb == "release")
     return lease_outcome(verb, name, q.release(lease, duration_arg(c, vm, "delay", 0ms)));
   if (!vm.count("lease")) usage(c.name, "--lease D is required");

@@ -1711,6 +1711,32 @@ TEST_F(Cli, ExtendAndReleaseChangeTheLease) {
   EXPECT_EQ(s.delayed, 1u);
 }
 
+// release --no-count gives the job back without counting the attempt: on a
+// queue with max_attempts 1 the job is ready again with attempt 1 (a plain
+// release dead-letters it); with --delay it is a usage error.
+TEST_F(Cli, ReleaseNoCountDoesNotUseAnAttempt) {
+  Watchdog wd(60s);
+  QueueName q("cli-nocount");
+  (void)Queue::create(q, {.max_attempts = 1});
+  ASSERT_EQ(jr({"push", q, "job"}).code, 0);
+  const Result c = jr({"claim", q});
+  ASSERT_EQ(c.code, 0);
+  const std::string h = jstr(c.out, "handle");
+  const Result both = jr({"release", q, h, "--no-count", "--delay", "1s"});
+  EXPECT_EQ(both.code, 2);
+  EXPECT_NE(both.err.find("--no-count"), std::string::npos) << both.err;
+  ASSERT_EQ(jr({"release", q, h, "--no-count"}).code, 0);
+  Stats s = stats_of(q);
+  EXPECT_EQ(s.ready, 1u);
+  EXPECT_EQ(s.dead, 0u);
+  const Result again = jr({"claim", q});
+  ASSERT_EQ(again.code, 0);
+  EXPECT_EQ(again.out.find("\"attempt\":1,") != std::string::npos, true) << again.out;
+  ASSERT_EQ(jr({"release", q, jstr(again.out, "handle")}).code, 0);
+  s = stats_of(q);
+  EXPECT_EQ(s.dead, 1u);
+}
+
 // ===========================================================================
 // peek / requeue / purge (dead jobs: release after max_attempts -> dead)
 // ===========================================================================
