@@ -36,6 +36,9 @@ class Category final : public std::error_category {
                "larger max_payload";
       case errc::system_error:
         return "operating system error";
+      case errc::corrupt_file:
+        return "a jobring file is corrupt or of another kind: the message names the file and the byte; "
+               "restore it from a backup, or truncate it there";
     }
     return "unknown jobring error";
   }

@@ -205,7 +205,7 @@ struct DoneStore::Impl {
           at_end && (r == Parse::incomplete || zeros_from(pos) ||
                      (length > 0 && pos + length <= buf.size() && zeros_from(pos + length)));
       if (!torn_tail)
-        throw error(make_error_code(errc::corrupt_segment),
+        throw error(make_error_code(errc::corrupt_file),
                     "done store " + path.string() + ": corrupt record at byte " + std::to_string(bad_at) +
                         " of " + std::to_string(size) +
                         " (not a torn last write): restore the file from a backup, or truncate it to " +
@@ -255,7 +255,7 @@ DoneStore::DoneStore(const std::filesystem::path& file, unsigned mode) : impl_(s
     }
   } else if (size < sizeof kHeader || std::memcmp(head, kHeader, sizeof kHeader) != 0) {
     throw error(
-        make_error_code(errc::corrupt_segment),
+        make_error_code(errc::corrupt_file),
         "done store " + file.string() +
             ": not a jobring done store (wrong header): check the path; a new store needs a new file");
   }

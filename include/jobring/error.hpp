@@ -26,6 +26,7 @@ enum class errc : int {
   incomplete_segment,    // creator still initializing, or died while it did
   payload_too_large,     // push of more than max_payload bytes
   system_error,          // any other failure of the operating system
+  corrupt_file,          // a DoneStore file (idempotent.hpp) that is corrupt or not a done store
 };
 
 const std::error_category& category() noexcept;

@@ -93,7 +93,7 @@ namespace jobring {
 // file system: flock and fdatasync over NFS are not to be trusted.
 //
 // Errors are thrown as jobring::error: a std::system_error code for I/O
-// failures, errc::corrupt_segment for a corrupt record or a file that is not
+// failures, errc::corrupt_file for a corrupt record or a file that is not
 // a done store (what() names the file and says what to do).
 class DoneStore {
  public:
