@@ -5,6 +5,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 
@@ -35,7 +36,7 @@ int register_sleeper(std::atomic<std::uint32_t>* word) noexcept {
     std::atomic<std::uint32_t>* empty = nullptr;
     if (g_sleeping[i].compare_exchange_strong(empty, word, std::memory_order_seq_cst)) return i;
   }
-  return -1;  // table full: this sleeper notices interruption within kMaxSleep
+  return -1;  // table full: this sleeper looks at the flags every kMaxSleep (sleep_on)
 }
 
 }  // namespace
@@ -58,12 +59,26 @@ void sleep_on(std::atomic<std::uint32_t>& word, std::uint32_t expected, std::chr
   // entry before our load of the flag; so it sees our entry or we see the
   // flag.
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (!g_interrupted.load(std::memory_order_seq_cst) &&
-      (stop == nullptr || !stop->load(std::memory_order_relaxed))) {
+  // In pieces of at most kMaxSleep, looking at the two flags in between
+  // (not at the ring: the caller's re-check, which scans, comes only after
+  // the whole sleep): a wake that is missed — it came between our look and
+  // FUTEX_WAIT (interrupt_waits() and wake_waits() do not change the word),
+  // or our entry did not fit in the table — is then made good within
+  // kMaxSleep whatever `cap` a huge ring asked for.
+  auto flagged = [&] {
+    return g_interrupted.load(std::memory_order_seq_cst) ||
+           (stop != nullptr && stop->load(std::memory_order_relaxed));
+  };
+  while (!flagged()) {
+    const std::chrono::milliseconds piece = std::min(timeout, kMaxSleep);
     timespec ts{};
-    ts.tv_sec = static_cast<time_t>(timeout.count() / 1000);
-    ts.tv_nsec = static_cast<long>(timeout.count() % 1000) * 1'000'000L;
-    (void)futex(&word, FUTEX_WAIT, expected, &ts);  // EAGAIN, EINTR, ETIMEDOUT: all mean "re-check"
+    ts.tv_sec = static_cast<time_t>(piece.count() / 1000);
+    ts.tv_nsec = static_cast<long>(piece.count() % 1000) * 1'000'000L;
+    // 0 (woken), EAGAIN (the word changed), EINTR: back to the caller, which
+    // re-checks. ETIMEDOUT: this piece is over; sleep on if time is left.
+    if (futex(&word, FUTEX_WAIT, expected, &ts) == 0 || errno != ETIMEDOUT) break;
+    timeout -= piece;
+    if (timeout.count() <= 0) break;
   }
   if (entry >= 0) g_sleeping[entry].store(nullptr, std::memory_order_release);
 }
@@ -92,8 +107,8 @@ void interrupt_waits() noexcept {
       // and its queue was unmapped meanwhile, FUTEX_WAKE fails with EFAULT
       // instead of faulting. Other processes sleeping on the same word get a
       // spurious wake-up: harmless, they re-check and sleep again. A sleeper
-      // between its flag check and FUTEX_WAIT is missed and returns within
-      // kMaxSleep.
+      // between its flag check and FUTEX_WAIT is missed and sees the flag
+      // within kMaxSleep (sleep_on sleeps in pieces).
       (void)detail::futex(word, FUTEX_WAKE, INT_MAX, nullptr);
     }
   }
