@@ -1315,13 +1315,19 @@ std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms,
     if (!claimed) continue;
 
     // --- We hold the lease `mine` on slot i.
-    // Not an RMW (a lock prefix is ~6 ns): while we hold the lease nobody
-    // else writes the count — push and requeue reset it only while the slot is
-    // WRITING or DEAD — except a claimer that took our lease over, which needs
-    // our deadline to pass between our CAS and this store. Then the count may
-    // end up one short, as when a claimer dies right after its CAS (T4).
-    const std::uint32_t attempt = m.attempts.load(std::memory_order_relaxed) + 1;
-    m.attempts.store(attempt, std::memory_order_relaxed);
+    // While we hold the lease nobody else writes the count — push and
+    // requeue reset it only while the slot is WRITING or DEAD — unless our
+    // deadline passes between our CAS and this line: then a claimer may take
+    // the lease over (the count may end up one short, as when a claimer dies
+    // right after its CAS, T4), and if we were paused that long (SIGSTOP),
+    // the slot may even hold another job by now (acked, pushed again,
+    // claimed). A plain store would then write our count onto that job and
+    // give it fewer attempts than max_attempts promises (found in review).
+    // A CAS from the value we read fails in that case (unless that job's
+    // count happens to equal ours); it costs one locked RMW per claim.
+    std::uint32_t seen = m.attempts.load(std::memory_order_relaxed);
+    const std::uint32_t attempt = seen + 1;
+    (void)m.attempts.compare_exchange_strong(seen, attempt, std::memory_order_relaxed);
     // Owner record for the janitor, one word tagged with our generation.
     m.claimed_at_ms.store(now, std::memory_order_relaxed);
     m.owner.store(owner_bits | detail::make_owner(mine.gen(), 0), std::memory_order_relaxed);
@@ -1555,11 +1561,16 @@ LeaseStatus Queue::give_back(const Lease& lease) noexcept {
   // the job gets one extra attempt: the harmless direction.
   if (sw->load(std::memory_order_acquire) != lease.token) return LeaseStatus::lease_lost;
   SlotMeta& m = q.meta(lease.slot);
-  const std::uint32_t attempts = m.attempts.load(std::memory_order_relaxed);
-  // Undo our claim's count. Dies right after: the slot is still LEASED with
-  // the count one lower; when the lease runs out the next claim counts
-  // again, so the attempt that died is not counted (one extra attempt).
-  if (attempts > 0) m.attempts.store(attempts - 1, std::memory_order_relaxed);
+  std::uint32_t attempts = m.attempts.load(std::memory_order_relaxed);
+  // Undo our claim's count. A CAS, not a store: if we are paused here past
+  // our lease, the slot may meanwhile hold another job (taken over, acked,
+  // pushed again, claimed), and a store would write our old count onto it,
+  // giving it fewer attempts; the CAS then fails, or at worst lowers that
+  // count (an extra attempt, the harmless direction). Dies right after: the
+  // slot is still LEASED with the count one lower; when the lease runs out
+  // the next claim counts again, so the attempt that died is not counted.
+  if (attempts > 0)
+    (void)m.attempts.compare_exchange_strong(attempts, attempts - 1, std::memory_order_relaxed);
   // T7 without the count. Release: our use of the job (and the count store
   // above) happens-before the next claimer's acquire. seq_cst: before our
   // notify of the work event (wait.hpp). Dies after it: the job is ready.
