@@ -34,6 +34,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
 #include <mutex>
 #include <string>
@@ -211,9 +212,10 @@ void Worker::Impl::heartbeat_loop() {
         if (release_all) {
           // Give the job back at once (no delay): another worker can take it.
           // If the process dies right after, the job is ready: nothing lost.
-          // give_back: the attempt is not counted, so a job abandoned on its
-          // last attempt is not dead-lettered for our shutdown.
-          if (queue.give_back(s.lease) == LeaseStatus::ok) {
+          // release, not give_back: the attempt counts. A job that hangs its
+          // handler is abandoned on every restart; counted, it is
+          // dead-lettered after max_attempts instead of cycling for ever.
+          if (queue.release(s.lease, milliseconds{0}) == LeaseStatus::ok) {
             s.abandoned.store(true, std::memory_order_seq_cst);
             abandoned_now.push_back(i);
           } else {
@@ -518,6 +520,7 @@ WorkerSummary Worker::run() {
 }
 
 void Worker::request_stop() noexcept {
+  const int saved_errno = errno;  // may run in a signal handler
   Impl& w = *impl_;
   w.stop.store(true, std::memory_order_seq_cst);
   // Wakes our claims (they see `stop`), and every other blocking call in
@@ -527,6 +530,7 @@ void Worker::request_stop() noexcept {
   detail::notify(w.hb_event);
   // Handlers in ctx.sleep_for(): they look at stopping() when woken.
   for (unsigned i = 0; i < w.options.threads; ++i) detail::notify(w.slots[i].event);
+  errno = saved_errno;
 }
 
 void Worker::stop_now() noexcept {

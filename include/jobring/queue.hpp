@@ -109,9 +109,9 @@ struct PushOptions {
   std::string_view key{};
   // A stop flag for this call alone (nullptr = none): while waiting for room,
   // once *stop is true the push returns `interrupted`. Set the flag, then
-  // call wake_waits() so that a push already asleep sees it at once (else
-  // within 200 ms). Unlike interrupt_waits(), it stops only the calls that
-  // were given this flag: one per Worker, say.
+  // call wake_waits() so that a push already asleep sees it at once (a wake
+  // that races with the push going to sleep is made good within 200 ms). Unlike interrupt_waits(), it stops
+  // only the calls that were given this flag: one per Worker, say.
   const std::atomic<bool>* stop = nullptr;
 };
 
@@ -299,11 +299,12 @@ class Queue {
   LeaseStatus release(const Lease& lease, milliseconds delay = milliseconds{0}) noexcept;
   // Back to ready at once without counting the attempt: the next claim gets
   // the attempt number this claim got, and max_attempts never dead-letters
-  // it here. For a worker that gives a job back untried or unfinished
-  // because it is shutting down (jobring::Worker does, when the grace period
-  // runs out). If the lease ran out and was taken over during the call, or
-  // the caller dies inside it, the job may get one extra attempt, never one
-  // fewer.
+  // it here. For a worker that gives a job back untried because it is
+  // shutting down (jobring::Worker does for a job claimed as stop_now()
+  // came). Not for a job that ran and hung: counted, such a job ends dead
+  // after max_attempts instead of cycling through restarts. If the lease ran
+  // out and was taken over during the call, or the caller dies inside it,
+  // the job may get one extra attempt, never one fewer.
   LeaseStatus give_back(const Lease& lease) noexcept;
   // New deadline = now + `lease_time`. Updates lease.token on success.
   // Throws error(invalid_argument) unless 1 ms <= lease_time <= kMaxLease.

@@ -65,9 +65,11 @@
 // ever, end the process in on_abandon (std::_Exit): the job is already back in
 // the queue. (`jobring work` runs a command per job and kills its process
 // group instead.) A job claimed just as the stop came is still handled
-// (within the grace period). Jobs given back on a stop (Queue::give_back) do
-// not count as an attempt: a job abandoned on its last attempt is ready
-// again, not dead-lettered.
+// (within the grace period). An abandoned job's attempt counts (it ran, and
+// a job that hangs its handler must not cycle through restarts for ever):
+// abandoned on its last attempt, it is dead-lettered (requeue it). Only a
+// job claimed as stop_now() came, before its handler started, is given back
+// without counting (Queue::give_back).
 //
 // request_stop() and stop_now() stop this Worker only: its claims wait with
 // their own stop flag (ClaimOptions::stop) and are woken by wake_waits();
@@ -233,7 +235,9 @@ class Worker {
   // Async-signal-safe. Stop claiming; jobs in hand get the grace period.
   // Stops this Worker only (see above).
   void request_stop() noexcept;
-  // Async-signal-safe. Stop claiming and release the jobs in hand at once.
+  // Async-signal-safe. Stop claiming and release the jobs in hand at once
+  // (their attempts count; a job claimed but not yet started is given back
+  // uncounted).
   void stop_now() noexcept;
   [[nodiscard]] bool stop_requested() const noexcept;
 
