@@ -1,18 +1,37 @@
 // jobring-soak — a long randomized chaos run (issue 8, "Soak"), driven by
 // scripts/soak.
 //
-// One queue; P producer processes, W worker processes and J real
-// jobring-janitor processes (the binary from the build). A chaos loop in this
-// (parent) process, for the whole run:
+// One queue (created with Options::max_attempts, 3 unless --max-attempts says
+// otherwise); P producer processes, W worker processes and J real
+// jobring-janitor processes (the binary from the build). Workers with an even
+// index run on jobring::Worker (include/jobring/worker.hpp: heartbeat,
+// backoff, graceful stop); those with an odd index run a claim / ack loop of
+// their own. A chaos loop in this (parent) process, for the whole run:
 //   - SIGKILLs a random producer or worker (half the time aimed while it is
 //     inside push / claim / ack) and starts a new one in its place;
+//   - SIGTERMs a random jobring::Worker process (a graceful stop: it stops
+//     claiming, its jobs in hand get the grace period, then are given back),
+//     sometimes twice (the second signal gives the jobs back at once); the
+//     process must exit 0, with an outcome logged for every job it claimed,
+//     and is then started again (it may also be SIGKILLed or SIGSTOPped while
+//     it stops);
 //   - SIGKILLs a janitor, or stops it cleanly with SIGTERM, and starts a new one;
 //   - SIGSTOPs a random producer, worker or janitor for 5 ms .. 3 s (often
-//     longer than a lease), then SIGCONTs it.
-// Workers claim (try_claim, claim with a wait, try_claim_many), check every
-// payload byte, "work" for a random time (sometimes past the lease, sometimes
-// extending it as a heartbeat), then ack (ack or ack_many), or release with
-// a delay. Producers push (push, push with a delay, push with a wait,
+//     longer than a lease), then SIGCONTs it;
+//   - every 0.3 .. 3 s looks at the dead-lettered jobs (peek(JobState::dead)),
+//     checks their payloads, and requeues them (requeue(id) each, or
+//     requeue_dead()), or leaves them dead for a while.
+// Own-loop workers claim (try_claim, claim with a wait, try_claim_many), check
+// every payload byte, "work" for a random time (sometimes past the lease,
+// sometimes extending it as a heartbeat), then ack (ack or ack_many), or
+// release with a delay. jobring::Worker handlers check the payload, then
+// mostly ack after a short time, but sometimes fail (Outcome::retry,
+// retry_after, an exception: released with backoff), sometimes run 1.5 .. 4
+// leases (only the heartbeat's extensions keep the job theirs), sometimes
+// block past the lease ignoring their JobContext (so that a SIGTERM's grace
+// period runs out and the job is given back). A release on the last attempt,
+// or a lease that runs out on it, dead-letters the job.
+// Producers push (push, push with a delay, push with a wait,
 // push_many) at a pace the parent changes every few seconds (so the queue is
 // sometimes full, sometimes empty). Half their single pushes carry a
 // de-duplication key; some repeat a key pushed a moment ago, and a producer
@@ -24,35 +43,52 @@
 //   producer: BEGIN before a push; DONE (with the job id) after push returned
 //             ok; NOT_PUSHED after it returned full. A BEGIN with neither is a
 //             push cut by SIGKILL: the job may or may not exist ("maybe").
-//   worker:   CLAIM after a claim returned the job, before anything else;
-//             ACKED after ack returned ok; LOST after an ack / extend /
-//             release returned lease_lost; RELEASED after release returned ok.
+//   worker:   CLAIM after a claim returned the job, before anything else (a
+//             jobring::Worker: in on_claim); ACKED after ack returned ok; LOST
+//             after an ack / extend / release returned lease_lost; RELEASED
+//             after release returned ok; DEAD after a release on the last
+//             attempt returned ok (the queue dead-lettered the job);
+//             GIVEN_BACK after a jobring::Worker released the job at the end
+//             of its grace period (outcomes of a jobring::Worker: in on_done).
 //             A CLAIM with no outcome in an incarnation that was killed is an
 //             ack that may or may not have happened ("maybe").
 //
-// At the end: producers stop, workers drain the queue, everything stops, and
-// the logs are checked. A violation (exit status 1) is any of:
-//   - LOST: a job whose push returned ok, or that a worker claimed, was never
-//     acked (neither a logged ack nor a maybe-ack);
+// At the end: producers stop, workers drain the queue (until every slot is
+// free or dead; nobody requeues during the drain), everything stops, the
+// jobs still dead are listed (peek) and removed, and the logs are checked.
+// Every job must end acked exactly once, or dead at the end. A violation
+// (exit status 1) is any of:
+//   - LOST: a job whose push returned ok, or that a worker claimed, was
+//     neither acked (a logged ack or a maybe-ack) nor dead at the end;
 //   - DOUBLE ACK: two successful acks of one job; FENCING: an ack that won
 //     with the token of a lease that a later claim of the job had taken over
-//     (told by the generation in the token, lib/layout.hpp);
+//     (told by the generation in the token, lib/layout.hpp); a job acked and
+//     still dead at the end;
 //   - a push that answered duplicate = true with a job of another key, or
 //     that answered duplicate and still added its own job;
-//   - a claimed payload that no producer began to push, a torn payload, one
-//     payload under two job ids, one job id returned by two pushes;
-//   - a slot stuck after the drain (writing, leased, expired, ready, delayed,
-//     dead or corrupt > 0, or free < capacity);
+//   - a claimed or dead-lettered payload that no producer began to push, a
+//     torn payload, one payload under two job ids, one job id returned by
+//     two pushes;
+//   - a slot stuck after the drain (writing, leased, expired, ready, delayed
+//     or corrupt > 0, free + dead < capacity, a dead job that peek does not
+//     list or remove_dead cannot remove), a dead job the parent saw that
+//     requeue could not requeue;
 //   - a child that ended by itself (crash, exception, failed log write), a
+//     jobring::Worker process that did not exit 0 within 30 s of a SIGTERM, a
 //     janitor that did not stop cleanly on SIGTERM or that logged a warning;
-//   - totals in Stats that disagree with the logs by more than the kills allow.
+//   - totals in Stats that disagree with the logs by more than the kills allow
+//     (pushed, acked, duplicates, dead_lettered; requeued and purged exactly).
 // Redeliveries (a job claimed again after a lease expired, a janitor
-// reclaimed a dead worker's lease, or a release) are expected and counted, as
-// are keys that made a second job (allowed after the window, an eviction from
-// the key table, or a kill that left the key's entry ambiguous).
+// reclaimed a dead worker's lease, a release or a give-back, a requeue) are
+// expected and counted, as are keys that made a second job (allowed after the
+// window, an eviction from the key table, or a kill that left the key's entry
+// ambiguous).
 //
 // Usage: jobring-soak [--janitor PATH] [--seconds N | --minutes N] [--producers P]
-//        [--workers W] [--janitors J] [--seed S] [--keep-logs]
+//        [--workers W] [--janitors J] [--max-attempts N] [--seed S] [--keep-logs]
+//   --max-attempts N  the queue's Options::max_attempts (default 3; 0 =
+//                     unlimited: no job is ever dead-lettered, and any
+//                     dead-lettering is a violation)
 // Exit: 0 all good, 1 a violation, 2 bad usage or setup failure, 130 interrupted.
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -80,6 +116,7 @@
 #include <random>
 #include <span>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -88,6 +125,7 @@
 #include <vector>
 
 #include "jobring/queue.hpp"
+#include "jobring/worker.hpp"
 #include "layout.hpp"  // the generation in a token, for the fencing check
 
 namespace {
@@ -96,14 +134,22 @@ using namespace std::chrono_literals;
 using jobring::ClaimOptions;
 using jobring::ClaimStatus;
 using jobring::Job;
+using jobring::JobContext;
 using jobring::JobId;
+using jobring::JobInfo;
+using jobring::JobReport;
+using jobring::JobResult;
+using jobring::JobState;
 using jobring::Lease;
 using jobring::LeaseStatus;
 using jobring::milliseconds;
+using jobring::Outcome;
 using jobring::PushOptions;
 using jobring::PushStatus;
 using jobring::Queue;
 using jobring::Stats;
+using jobring::Worker;
+using jobring::WorkerOptions;
 using jobring::detail::Word;
 using Clock = std::chrono::steady_clock;
 
@@ -124,6 +170,10 @@ constexpr milliseconds kDefaultLease{200};
 constexpr int kMaxProcesses = 16;  // per role
 constexpr std::size_t kMaxBatch = 8;
 
+// Workers with an even index run on jobring::Worker, the others on a claim /
+// ack loop of their own.
+constexpr bool runs_on_worker(int index) { return index % 2 == 0; }
+
 struct Config {
 #ifdef JOBRING_JANITOR_BIN
   std::string janitor = JOBRING_JANITOR_BIN;  // the one built beside us
@@ -134,6 +184,7 @@ struct Config {
   int producers = 3;
   int workers = 3;
   int janitors = 2;
+  std::uint32_t max_attempts = 3;  // the queue's Options::max_attempts; 0 = unlimited
   unsigned seed = 0;
   bool seed_given = false;
   bool keep_logs = false;
@@ -170,7 +221,11 @@ std::size_t payload_length(Tag tag) {
 }
 char filler(Tag tag, std::size_t k) { return static_cast<char>((tag >> (k % 7)) + k * 31); }
 std::string key_of(std::uint64_t key_id) {
-  return key_id == 0 ? std::string() : "k" + std::to_string(key_id);
+  if (key_id == 0) return {};
+  // (Not "k" + std::to_string(): g++ 12 -O3 warns -Wrestrict about it, a false positive.)
+  std::string key(1, 'k');
+  key += std::to_string(key_id);
+  return key;
 }
 
 void make_payload(std::string& out, Tag tag, std::uint64_t key_id) {
@@ -180,10 +235,8 @@ void make_payload(std::string& out, Tag tag, std::uint64_t key_id) {
   for (std::size_t k = sizeof h; k < out.size(); ++k) out[k] = filler(tag, k);
 }
 
-// The header of `job` if its payload is a whole, untorn payload of this run
-// and its key is the one the payload names.
-std::optional<PayloadHeader> check_job(const Job& job) {
-  const std::string_view p = job.text();
+// The header of payload `p` if it is a whole, untorn payload of this run.
+std::optional<PayloadHeader> check_payload(std::string_view p) {
   if (p.size() < sizeof(PayloadHeader)) return std::nullopt;
   PayloadHeader h{};
   std::memcpy(&h, p.data(), sizeof h);
@@ -192,7 +245,14 @@ std::optional<PayloadHeader> check_job(const Job& job) {
   for (std::size_t k = sizeof h; k < p.size(); ++k) {
     if (p[k] != filler(h.tag, k)) return std::nullopt;
   }
-  if (job.key() != key_of(h.key_id)) return std::nullopt;
+  return h;
+}
+
+// The header of `job` if its payload is a whole, untorn payload of this run
+// and its key is the one the payload names.
+std::optional<PayloadHeader> check_job(const Job& job) {
+  const auto h = check_payload(job.text());
+  if (!h || job.key() != key_of(h->key_id)) return std::nullopt;
   return h;
 }
 
@@ -201,13 +261,15 @@ std::optional<PayloadHeader> check_job(const Job& job) {
 // ---------------------------------------------------------------------------
 
 enum RecKind : std::uint32_t {
-  kBegin = 1,      // producer, before push
-  kDone = 2,       // producer, after push returned ok (id)
-  kNotPushed = 3,  // producer, after push returned full / interrupted
-  kClaim = 11,     // worker, after a claim returned the job (id, attempt, whole)
-  kAcked = 12,     // worker, after ack returned ok
-  kLost = 13,      // worker, after ack / extend / release returned lease_lost
-  kReleased = 14,  // worker, after release returned ok
+  kBegin = 1,       // producer, before push
+  kDone = 2,        // producer, after push returned ok (id)
+  kNotPushed = 3,   // producer, after push returned full / interrupted
+  kClaim = 11,      // worker, after a claim returned the job (id, attempt, whole)
+  kAcked = 12,      // worker, after ack returned ok
+  kLost = 13,       // worker, after ack / extend / release returned lease_lost
+  kReleased = 14,   // worker, after release returned ok
+  kDead = 15,       // worker, after a release on the last attempt returned ok (dead-lettered)
+  kGivenBack = 16,  // jobring::Worker, after it gave the job back at the end of the grace period
 };
 
 struct Rec {
@@ -216,13 +278,23 @@ struct Rec {
   Tag tag;
   JobId id;
   std::uint32_t attempt;
-  std::uint32_t flags;  // CLAIM: kTornFlag; DONE: kDuplicateFlag
+  // CLAIM: kTornFlag; DONE: kDuplicateFlag; outcomes of a jobring::Worker:
+  // kWorkerFlag and what its handler did (kFailedFlag ...).
+  std::uint32_t flags;
   // BEGIN, DONE, NOT_PUSHED: the key id (0 = no key). CLAIM: the lease's
-  // token, and ACKED, LOST, RELEASED: the token used.
+  // token, and ACKED, LOST, RELEASED, DEAD: the token used (a jobring::Worker:
+  // its claim's token; its heartbeat's later tokens are not visible to us).
   std::uint64_t aux;
 };
 constexpr std::uint32_t kTornFlag = 1;       // the payload or key is not what a producer pushed
 constexpr std::uint32_t kDuplicateFlag = 2;  // push returned ok with duplicate = true
+// On the outcome records of a jobring::Worker: what its handler did.
+constexpr std::uint32_t kWorkerFlag = 4;     // written by a jobring::Worker (on_done)
+constexpr std::uint32_t kFailedFlag = 8;     // returned Outcome::retry or retry_after
+constexpr std::uint32_t kThrewFlag = 16;     // threw (the Worker releases it with backoff)
+constexpr std::uint32_t kLongFlag = 32;      // ran 1.5 .. 4 leases (ctx.sleep_for)
+constexpr std::uint32_t kBlockedFlag = 64;   // blocked past the lease ignoring its JobContext
+constexpr std::uint32_t kSawStopFlag = 128;  // saw ctx.stopping() while it ran
 static_assert(sizeof(Rec) == 40);
 
 // Opens `path` for appending. A write(2) cut short by SIGKILL can leave a
@@ -279,6 +351,7 @@ Control* map_control() {
 constexpr int kExitLog = 3;
 constexpr int kExitOpen = 4;
 constexpr int kExitException = 5;
+constexpr int kExitNotStopped = 6;  // jobring::Worker::run() returned without a stop
 
 class Busy {
  public:
@@ -398,8 +471,9 @@ int producer_main(const std::string& queue, const std::string& log, Control& ctl
 // Worker
 // ---------------------------------------------------------------------------
 
-int worker_main(const std::string& queue, const std::string& log, Control& ctl, std::uint32_t index,
-                std::uint32_t incarnation) {
+// A worker with a claim / ack loop of its own.
+int loop_worker_main(const std::string& queue, const std::string& log, Control& ctl, std::uint32_t index,
+                     std::uint32_t incarnation) {
   const int fd = open_log(log);
   if (fd < 0) return kExitLog;
   std::error_code ec;
@@ -410,6 +484,7 @@ int worker_main(const std::string& queue, const std::string& log, Control& ctl, 
   }
   std::minstd_rand rng(static_cast<unsigned>(::getpid()) ^ (incarnation << 8));
   std::atomic<int>& busy = ctl.busy_worker[index];
+  const std::uint32_t max_attempts = q->options().max_attempts;
   std::array<Job, 4> jobs;
   std::array<Lease, 4> leases;
   std::array<LeaseStatus, 4> results{};
@@ -455,13 +530,16 @@ int worker_main(const std::string& queue, const std::string& log, Control& ctl, 
     Job& job = jobs[0];
     const auto what = rng() % 1000;
     if (what < 30) {
-      // A retry: release, sometimes with a delay.
+      // A retry: release, sometimes with a delay. On the last attempt the
+      // queue dead-letters the job instead (the attempts change only at a
+      // claim, and the job is ours: job.attempt is what release sees).
       LeaseStatus st = LeaseStatus::ok;
       {
         Busy b(busy);
         st = q->release(job.lease, milliseconds(rng() % 3 == 0 ? rng() % 50 : 0));
       }
-      if (!log_outcome(job, st == LeaseStatus::ok ? kReleased : kLost)) return kExitLog;
+      const bool last = max_attempts != 0 && job.attempt >= max_attempts;
+      if (!log_outcome(job, st != LeaseStatus::ok ? kLost : last ? kDead : kReleased)) return kExitLog;
       continue;
     }
     if (what < 40) {
@@ -493,6 +571,147 @@ int worker_main(const std::string& queue, const std::string& log, Control& ctl, 
   return 0;
 }
 
+// A worker on jobring::Worker. Its options are drawn per incarnation: a lease
+// of 100 .. 400 ms extended every 1/5 .. 1/2 of it, a backoff of a few ms
+// (capped below 80 ms, any jitter), a grace period of 0 .. 1 s, one or two
+// handler threads. Its handlers mostly ack after a short time, but some fail
+// (Outcome::retry / retry_after, an exception), some run 1.5 .. 4 leases
+// (only the heartbeat keeps the job theirs; on a stop they give up, hurry or
+// finish anyway) and some block past the lease ignoring their JobContext (a
+// stop's grace period runs out and the Worker gives the job back). Every
+// handler ends within ~1.6 s, so the soak keeps making progress.
+// SIGTERM / SIGINT: the Worker's own handlers, installed by spawn() before
+// the signals are unblocked.
+//
+// The handler, on_claim and on_done of one job run on one thread (worker.hpp,
+// "Threads"): t_flags carries what the handler did to the outcome record.
+thread_local std::uint32_t t_flags = 0;
+thread_local bool t_busy = false;  // this thread counted itself in busy_worker
+
+int worker_main(const std::string& queue, const std::string& log, Control& ctl, std::uint32_t index,
+                std::uint32_t incarnation) {
+  const int fd = open_log(log);
+  if (fd < 0) return kExitLog;
+  std::error_code ec;
+  auto q = Queue::open(queue, ec);
+  if (!q) {
+    std::fprintf(stderr, "soak worker: open: %s\n", ec.message().c_str());
+    return kExitOpen;
+  }
+  std::minstd_rand setup(static_cast<unsigned>(::getpid()) ^ (incarnation << 8));
+  WorkerOptions o;
+  o.lease = milliseconds(100 + setup() % 301);
+  static constexpr double kFractions[] = {0.2, 1.0 / 3, 0.5};
+  o.extend_fraction = kFractions[setup() % 3];
+  static constexpr jobring::Jitter kJitters[] = {jobring::Jitter::none, jobring::Jitter::full,
+                                                 jobring::Jitter::equal};
+  o.backoff.base = milliseconds(1 + setup() % 10);
+  o.backoff.cap = milliseconds(20 + setup() % 60);
+  o.backoff.jitter = kJitters[setup() % 3];
+  const auto g = setup() % 10;
+  o.grace = g == 0 ? milliseconds{0} : milliseconds(g < 5 ? 20 + setup() % 200 : 200 + setup() % 800);
+  o.threads = 1 + setup() % 2;
+  const milliseconds lease = o.lease;
+  std::atomic<int>& busy = ctl.busy_worker[index];
+  // A failed log write ends the process (exit kExitLog, a violation): a
+  // hook cannot return it.
+  auto log_or_die = [fd](const Rec& r) {
+    if (!append(fd, r)) std::_Exit(kExitLog);
+  };
+  o.hooks.on_claim = [&](const Job& j) {  // before the handler: nothing done with the job yet
+    t_flags = 0;
+    const auto h = check_job(j);
+    log_or_die(Rec{kClaim, incarnation, h ? h->tag : 0, j.id, j.attempt, h ? 0u : kTornFlag, j.lease.token});
+  };
+  o.hooks.on_done = [&](const Job& j, const JobReport& r) {  // after the ack / release / give-back
+    RecKind kind = kLost;
+    switch (r.result) {
+      case JobResult::acked:
+      case JobResult::skipped:
+      case JobResult::dropped:
+        kind = kAcked;
+        break;
+      case JobResult::retried:
+        kind = kReleased;
+        break;
+      case JobResult::dead:
+        kind = kDead;
+        break;
+      case JobResult::lease_lost:
+        kind = kLost;
+        break;
+      case JobResult::abandoned:
+        kind = kGivenBack;
+        break;
+    }
+    if (t_busy) {
+      busy.fetch_sub(1, std::memory_order_relaxed);
+      t_busy = false;
+    }
+    log_or_die(Rec{kind, incarnation, 0, j.id, j.attempt, kWorkerFlag | t_flags, j.lease.token});
+  };
+  std::array<std::minstd_rand, 2> rngs{std::minstd_rand(setup()), std::minstd_rand(setup())};
+  auto handler = [&](const Job& job, JobContext& ctx) -> Outcome {
+    std::minstd_rand& rng = rngs[ctx.thread_index() % rngs.size()];
+    // From here to on_done the Worker acks / releases: an aimed kill lands there.
+    auto leaving = [&] {
+      if (ctx.stopping()) t_flags |= kSawStopFlag;
+      t_busy = true;
+      busy.fetch_add(1, std::memory_order_relaxed);
+    };
+    (void)job;  // its payload was checked in on_claim
+    Outcome out = Outcome::ack();
+    const auto dice = rng() % 1000;
+    if (dice < 90) {
+      sleep_us(rng() % 2000);
+      t_flags |= kFailedFlag;
+      out = Outcome::retry();  // released with the Worker's backoff (dead on the last attempt)
+    } else if (dice < 105) {
+      t_flags |= kThrewFlag;
+      leaving();
+      throw std::runtime_error("soak: a failing handler");
+    } else if (dice < 120) {
+      t_flags |= kFailedFlag;
+      out = Outcome::retry_after(milliseconds(rng() % 40));
+    } else if (dice < 160) {
+      // 1.5 .. 4 leases: the job stays ours only through the heartbeat.
+      t_flags |= kLongFlag;
+      const milliseconds d = lease * (3 + rng() % 6) / 2;
+      const auto until = Clock::now() + d;
+      if (!ctx.sleep_for(d) && !ctx.cancelled()) {
+        // A stop: give up (counts the attempt), hurry (ack now), or finish
+        // anyway (the grace period may run out: the job is given back and
+        // our result discarded).
+        t_flags |= kSawStopFlag;
+        const auto c = rng() % 3;
+        if (c == 0) {
+          t_flags |= kFailedFlag;
+          out = Outcome::retry();
+        } else if (c == 1) {
+          std::this_thread::sleep_until(until);
+        }
+      }
+    } else if (dice < 170) {
+      // Blocks past the lease (the heartbeat keeps it) and past most grace
+      // periods, ignoring its JobContext.
+      t_flags |= kBlockedFlag;
+      std::this_thread::sleep_for(lease + milliseconds(rng() % 600));
+    } else if (dice < 175) {
+      out = Outcome::skip();
+    } else if (dice < 180) {
+      out = Outcome::drop();
+    } else if (dice < 500) {
+      (void)ctx.sleep_for(milliseconds(rng() % 5));
+    }
+    leaving();
+    return out;
+  };
+  Worker worker(*q, handler, o);
+  const jobring::WorkerSummary sum = worker.run();  // until SIGTERM
+  if (t_busy) busy.fetch_sub(1, std::memory_order_relaxed);
+  return sum.stopped ? 0 : kExitNotStopped;
+}
+
 // ---------------------------------------------------------------------------
 // The parent: processes, chaos, drain, verification
 // ---------------------------------------------------------------------------
@@ -520,6 +739,10 @@ struct Child {
   pid_t pid = -1;
   bool stopped = false;
   Clock::time_point resume_at{};
+  // A jobring::Worker process sent SIGTERM: it must exit 0 by term_deadline.
+  bool terminating = false;
+  Clock::time_point term_deadline{};
+  Clock::time_point second_term = Clock::time_point::max();  // a second SIGTERM (stop_now) then
 };
 
 struct Counters {
@@ -529,6 +752,14 @@ struct Counters {
   long long_stops = 0;  // stops longer than the longest lease a worker asks for (400 ms)
   long janitor_terms = 0;
   long janitor_restarts = 0;
+  long sigterms = 0;         // graceful stops asked of jobring::Worker processes
+  long second_sigterms = 0;  // ... with a second SIGTERM (the jobs in hand given back at once)
+  long graceful_stops = 0;   // ... that exited 0
+  long killed_stopping = 0;  // ... SIGKILLed while they stopped
+  long dead_seen = 0;        // dead-lettered jobs peek listed (each dead-lettering once)
+  long requeued_one = 0;     // by requeue(id)
+  long requeued_all = 0;     // by requeue_dead()
+  long dead_looks = 0;
 };
 
 class Soak {
@@ -556,11 +787,16 @@ class Soak {
   int wait_bounded(Child& c);
   void term_janitor(Child& c);
   void reap_unexpected();
+  void reap_terminating();
+  void term_worker(Child& c);
+  void tend_dead();
+  void note_dead(const JobInfo& d, std::unordered_map<JobId, Tag>& into);
+  bool collect_dead_at_end();
   void chaos_tick();
   void resume_due(bool all);
   void stop_all_now();
   bool finish();
-  void verify(const Stats& s);
+  void verify(const Stats& s, const Stats& removed);
   void progress(Clock::time_point start);
 
   Config cfg_;
@@ -574,6 +810,13 @@ class Soak {
   Counters n_;
   long violations_ = 0;
   std::optional<Queue> q_;
+  // Dead-lettered jobs: every job id peek listed as dead (-> its payload's
+  // tag, 0 if torn), the ones left dead at the last look, and those still
+  // dead at the end (listed, then removed).
+  std::unordered_map<JobId, Tag> dead_tags_;
+  std::unordered_set<JobId> dead_left_;
+  std::unordered_map<JobId, Tag> dead_at_end_;
+  long removed_dead_ = 0;
 };
 
 Child Soak::spawn(Role role, int index) {
@@ -618,6 +861,9 @@ Child Soak::spawn(Role role, int index) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(98);
     for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) std::signal(sig, SIG_DFL);
+    // A jobring::Worker process stops gracefully on SIGTERM: its handlers
+    // are in place before a SIGTERM can arrive.
+    if (role == Role::worker && runs_on_worker(index)) Worker::install_signal_handlers();
     ::sigprocmask(SIG_SETMASK, &old, nullptr);
     if (role == Role::janitor) {
       const int fd = ::open(log.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
@@ -631,9 +877,10 @@ Child Soak::spawn(Role role, int index) {
     }
     int rc = kExitException;
     try {
-      rc = role == Role::producer
-               ? producer_main(queue_, log, ctl_, static_cast<std::uint32_t>(index), c.incarnation)
-               : worker_main(queue_, log, ctl_, static_cast<std::uint32_t>(index), c.incarnation);
+      const auto i = static_cast<std::uint32_t>(index);
+      rc = role == Role::producer  ? producer_main(queue_, log, ctl_, i, c.incarnation)
+           : runs_on_worker(index) ? worker_main(queue_, log, ctl_, i, c.incarnation)
+                                   : loop_worker_main(queue_, log, ctl_, i, c.incarnation);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "soak %s %d: exception: %s\n", role_name(role), index, e.what());
     } catch (...) {
@@ -692,12 +939,18 @@ void Soak::kill_child(Child& c, bool aimed) {
   }
   ::kill(c.pid, SIGKILL);
   const int st = wait_status(c.pid);
-  if (st != 128 + SIGKILL) {
-    fail(std::string(role_name(c.role)) + " " + std::to_string(c.index) +
-         " ended by itself before the kill (" + describe_status(st) + "); see " + log_path(c.role, c.index));
+  if (st == 0 && c.terminating) {
+    ++n_.graceful_stops;  // it had finished its graceful stop just before the kill
+  } else {
+    if (st != 128 + SIGKILL) {
+      fail(std::string(role_name(c.role)) + " " + std::to_string(c.index) +
+           " ended by itself before the kill (" + describe_status(st) + "); see " +
+           log_path(c.role, c.index));
+    }
+    killed_.insert(c.incarnation);
+    ++n_.kills[static_cast<int>(c.role)];
+    if (c.terminating) ++n_.killed_stopping;
   }
-  killed_.insert(c.incarnation);
-  ++n_.kills[static_cast<int>(c.role)];
   if (c.role == Role::producer) ctl_.busy_producer[c.index].store(0);
   if (c.role == Role::worker) ctl_.busy_worker[c.index].store(0);
   if (c.role == Role::janitor) ++n_.janitor_restarts;
@@ -733,6 +986,7 @@ void Soak::term_janitor(Child& c) {
 // A child that ended without being killed crashed or reported a problem.
 void Soak::reap_unexpected() {
   for (Child& c : children_) {
+    if (c.terminating) continue;  // reap_terminating()
     int status = 0;
     pid_t r = 0;
     do {
@@ -745,6 +999,119 @@ void Soak::reap_unexpected() {
     killed_.insert(c.incarnation);  // its last claim or push is a maybe, as for a kill
     c = spawn(c.role, c.index);
   }
+}
+
+// A graceful stop of a jobring::Worker process: it stops claiming, gives
+// its jobs in hand their grace period (then gives them back), logs every
+// outcome and exits 0. Sometimes a second SIGTERM follows (the Worker then
+// gives its jobs back at once). reap_terminating() checks and restarts it.
+void Soak::term_worker(Child& c) {
+  const auto now = Clock::now();
+  // 30 s: a bound for a loaded machine (grace <= 1 s, handlers <= 1.6 s),
+  // plus the time it is still to spend stopped.
+  c.term_deadline = now + 30s + (c.stopped ? c.resume_at - now : Clock::duration::zero());
+  // (Soon, or the process has usually exited already.)
+  c.second_term = rng_() % 3 == 0 ? now + milliseconds(rng_() % 100) : Clock::time_point::max();
+  c.terminating = true;
+  ::kill(c.pid, SIGTERM);  // (if stopped, it acts on it at its SIGCONT)
+  ++n_.sigterms;
+}
+
+void Soak::reap_terminating() {
+  const auto now = Clock::now();
+  for (Child& c : children_) {
+    if (!c.terminating) continue;
+    int status = 0;
+    pid_t r = 0;
+    do {
+      r = ::waitpid(c.pid, &status, WNOHANG);
+    } while (r < 0 && errno == EINTR);
+    if (r == c.pid) {
+      const int st = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      if (st == 0) {
+        ++n_.graceful_stops;
+      } else {
+        fail("worker " + std::to_string(c.index) + " did not exit 0 after SIGTERM (" + describe_status(st) +
+             ")");
+        killed_.insert(c.incarnation);
+      }
+      c = spawn(c.role, c.index);
+    } else if (now >= c.term_deadline) {
+      fail("worker " + std::to_string(c.index) + " (jobring::Worker) did not exit within 30 s of SIGTERM");
+      ::kill(c.pid, SIGKILL);
+      (void)wait_status(c.pid);
+      killed_.insert(c.incarnation);
+      c = spawn(c.role, c.index);
+    } else if (now >= c.second_term) {
+      ::kill(c.pid, SIGTERM);
+      c.second_term = Clock::time_point::max();
+      ++n_.second_sigterms;
+    }
+  }
+}
+
+// Checks a job peek listed as dead, and remembers its payload's tag.
+void Soak::note_dead(const JobInfo& d, std::unordered_map<JobId, Tag>& into) {
+  const auto h =
+      check_payload(std::string_view(reinterpret_cast<const char*>(d.payload.data()), d.payload.size()));
+  if (!h) fail("dead job " + std::to_string(d.id) + " has a torn or foreign payload");
+  if (d.state != JobState::dead) fail("peek(dead) listed job " + std::to_string(d.id) + " in another state");
+  const Tag tag = h ? h->tag : 0;
+  const auto [it, added] = into.emplace(d.id, tag);
+  if (!added && it->second != tag)
+    fail("dead job " + std::to_string(d.id) + " carried two different payloads");
+}
+
+// Every 0.3 .. 3 s of the chaos: the dead-lettered jobs are listed, checked
+// and requeued (one by one, or all at once), or left dead for now. Only this
+// process moves jobs out of the dead state (the janitors never do), so each
+// one listed must still be there to requeue.
+void Soak::tend_dead() {
+  ++n_.dead_looks;
+  const std::vector<JobInfo> dead = q_->peek(JobState::dead, kCapacity);
+  std::unordered_set<JobId> now;
+  for (const JobInfo& d : dead) {
+    note_dead(d, dead_tags_);
+    now.insert(d.id);
+    if (!dead_left_.contains(d.id)) ++n_.dead_seen;
+  }
+  const auto how = rng_() % 10;
+  if (how < 6) {
+    for (const JobId id : now) {
+      if (q_->requeue(id)) {
+        ++n_.requeued_one;
+      } else {
+        fail("dead job " + std::to_string(id) + ", listed by peek, could not be requeued");
+      }
+    }
+    dead_left_.clear();
+  } else if (how < 8) {
+    const std::size_t n = q_->requeue_dead();  // and any dead-lettered since the peek
+    n_.requeued_all += static_cast<long>(n);
+    if (n < now.size())
+      fail("requeue_dead() requeued " + std::to_string(n) + " jobs, but peek had listed " +
+           std::to_string(now.size()) + " dead ones");
+    dead_left_.clear();
+  } else {
+    dead_left_ = std::move(now);
+  }
+}
+
+// After the drain, with every process stopped: lists the jobs still dead
+// (they count as accounted for), then removes them. False on a failure.
+bool Soak::collect_dead_at_end() {
+  bool ok = true;
+  for (const JobInfo& d : q_->peek(JobState::dead, kCapacity)) {
+    note_dead(d, dead_at_end_);
+    note_dead(d, dead_tags_);
+    if (q_->remove_dead(d.id)) {
+      ++removed_dead_;
+    } else {
+      fail("dead job " + std::to_string(d.id) + ", listed by peek, could not be removed");
+      ok = false;
+    }
+  }
+  return ok;
 }
 
 void Soak::resume_due(bool all) {
@@ -782,7 +1149,16 @@ void Soak::chaos_tick() {
     ::kill(c.pid, SIGSTOP);
     c.stopped = true;
     c.resume_at = Clock::now() + milliseconds(ms);
+    if (c.terminating) c.term_deadline += milliseconds(ms);
     ++n_.stops[static_cast<int>(c.role)];
+  } else if (dice < 650) {
+    // A graceful stop of a jobring::Worker process.
+    std::vector<std::size_t> ws;
+    for (std::size_t i = 0; i < children_.size(); ++i) {
+      const Child& c = children_[i];
+      if (c.role == Role::worker && runs_on_worker(c.index) && !c.terminating) ws.push_back(i);
+    }
+    if (!ws.empty()) term_worker(children_[ws[rng_() % ws.size()]]);
   }
 }
 
@@ -801,13 +1177,15 @@ void Soak::progress(Clock::time_point start) {
   const Stats s = q_->stats();
   const auto secs = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - start).count();
   std::printf(
-      "[soak %4llds] acked=%llu claimed=%llu kills=%ld/%ld/%ld stops=%ld  ready=%llu leased=%llu "
-      "expired=%llu writing=%llu free=%llu\n",
+      "[soak %4llds] acked=%llu claimed=%llu kills=%ld/%ld/%ld stops=%ld sigterms=%ld  ready=%llu "
+      "leased=%llu expired=%llu writing=%llu dead=%llu free=%llu dead_lettered=%llu requeued=%llu\n",
       static_cast<long long>(secs), static_cast<unsigned long long>(s.acked),
       static_cast<unsigned long long>(s.claimed), n_.kills[0], n_.kills[1], n_.kills[2],
-      n_.stops[0] + n_.stops[1] + n_.stops[2], static_cast<unsigned long long>(s.ready),
+      n_.stops[0] + n_.stops[1] + n_.stops[2], n_.sigterms, static_cast<unsigned long long>(s.ready),
       static_cast<unsigned long long>(s.leased), static_cast<unsigned long long>(s.expired),
-      static_cast<unsigned long long>(s.writing), static_cast<unsigned long long>(s.free));
+      static_cast<unsigned long long>(s.writing), static_cast<unsigned long long>(s.dead),
+      static_cast<unsigned long long>(s.free), static_cast<unsigned long long>(s.dead_lettered),
+      static_cast<unsigned long long>(s.requeued));
   std::fflush(stdout);
 }
 
@@ -833,18 +1211,27 @@ bool Soak::finish() {
     if (st != 0) fail("producer " + std::to_string(c.index) + " ended with " + describe_status(st));
     c.pid = -1;
   }
-  // Drain: delayed jobs (< 100 ms), leases (< 400 ms) and releases are over
-  // well within a second; 120 s is a bound for a loaded machine.
+  // Drain, until every slot is free or dead (nobody requeues now): delayed
+  // jobs (< 100 ms), backoffs (< 80 ms), leases (< 400 ms), handlers (< 2 s)
+  // and releases are over within seconds; 120 s is a bound for a loaded
+  // machine. A jobring::Worker process still stopping from a chaos SIGTERM
+  // is checked and restarted meanwhile.
   const auto until = Clock::now() + 120s;
   bool drained = false;
   while (!drained && Clock::now() < until && g_interrupted == 0) {
+    reap_terminating();
     const Stats s = q_->stats();
-    drained = s.free == kCapacity && s.writing + s.ready + s.delayed + s.leased + s.expired + s.dead == 0;
+    drained = s.free + s.dead == kCapacity && s.writing + s.ready + s.delayed + s.leased + s.expired == 0;
     if (!drained) std::this_thread::sleep_for(20ms);
   }
   if (g_interrupted != 0) return false;
   if (!drained) fail("the queue did not drain within 120 s: " + describe(q_->stats()));
+  // Own-loop workers stop at the flag; jobring::Worker processes at a
+  // SIGTERM (a graceful stop, with nothing in hand now).
   ctl_.stop_workers.store(1, std::memory_order_release);
+  for (Child& c : children_) {
+    if (c.role == Role::worker && runs_on_worker(c.index) && !c.terminating) ::kill(c.pid, SIGTERM);
+  }
   for (Child& c : children_) {
     if (c.role != Role::worker) continue;
     const int st = wait_bounded(c);  // a worker finishes its job in hand: < 2 s
@@ -868,15 +1255,21 @@ int Soak::run() {
   o.max_payload = kMaxPayload;
   o.default_lease = kDefaultLease;
   o.dedup_window = 2s;  // short, so that remembered keys are forgotten by time as well as evicted for room
+  o.max_attempts = cfg_.max_attempts;  // kills, expiries and failing handlers use attempts up
   std::error_code ec;
   q_ = Queue::create(queue_, o, ec);
   if (!q_) {
     std::fprintf(stderr, "soak: cannot create queue '%s': %s\n", queue_.c_str(), ec.message().c_str());
     return 2;
   }
-  std::printf("soak: queue %s, %d producers, %d workers, %d janitors, %lld s, seed %u, logs in %s\n",
-              queue_.c_str(), cfg_.producers, cfg_.workers, cfg_.janitors,
-              static_cast<long long>(cfg_.duration.count()), cfg_.seed, dir_.c_str());
+  int on_worker = 0;
+  for (int i = 0; i < cfg_.workers; ++i) on_worker += runs_on_worker(i) ? 1 : 0;
+  std::printf(
+      "soak: queue %s, %d producers, %d workers (%d on jobring::Worker), %d janitors, max_attempts %u, %lld "
+      "s, "
+      "seed %u, logs in %s\n",
+      queue_.c_str(), cfg_.producers, cfg_.workers, on_worker, cfg_.janitors, cfg_.max_attempts,
+      static_cast<long long>(cfg_.duration.count()), cfg_.seed, dir_.c_str());
   std::fflush(stdout);
   for (int i = 0; i < cfg_.producers; ++i) children_.push_back(spawn(Role::producer, i));
   for (int i = 0; i < cfg_.workers; ++i) children_.push_back(spawn(Role::worker, i));
@@ -892,6 +1285,7 @@ int Soak::run() {
   const auto end = start + cfg_.duration;
   auto next_progress = start + std::chrono::seconds(30);
   auto next_pace = start;
+  auto next_dead_look = start + milliseconds(300 + rng_() % 2700);
   while (Clock::now() < end && g_interrupted == 0) {
     auto sleep = std::chrono::microseconds(3000 + rng_() % 37000);  // ~50 ticks a second
     for (const Child& c : children_) {
@@ -903,7 +1297,12 @@ int Soak::run() {
     std::this_thread::sleep_for(sleep);
     resume_due(false);
     reap_unexpected();
+    reap_terminating();
     chaos_tick();
+    if (Clock::now() >= next_dead_look) {
+      tend_dead();
+      next_dead_look = Clock::now() + milliseconds(300 + rng_() % 2700);
+    }
     if (Clock::now() >= next_pace) {
       // Fast: the queue fills up; slow: the workers wait for jobs.
       static constexpr unsigned kPaces[] = {300, 3000, 30000};
@@ -922,22 +1321,40 @@ int Soak::run() {
     return 130;
   }
   const auto minutes = std::chrono::duration<double>(Clock::now() - start).count() / 60.0;
-  const Stats s = q_->stats();
+  const Stats s = q_->stats();        // every slot free or dead
+  (void)collect_dead_at_end();        // (a failure is a violation, reported)
+  const Stats removed = q_->stats();  // every slot free
   std::printf("soak: ran %.1f minutes (chaos %lld s, then the drain)\n", minutes,
               static_cast<long long>(cfg_.duration.count()));
-  verify(s);
+  verify(s, removed);
   Queue::remove(queue_);
   return violations_ == 0 ? 0 : 1;
 }
 
-void Soak::verify(const Stats& s) {
-  // --- The ring after the drain: no stuck or leaked slot.
-  if (s.free != kCapacity || s.writing != 0 || s.ready != 0 || s.delayed != 0 || s.leased != 0 ||
-      s.expired != 0 || s.dead != 0 || s.corrupt != 0)
+// `s`: after the drain (every slot free or dead); `removed`: once the dead
+// jobs were listed (dead_at_end_) and removed.
+void Soak::verify(const Stats& s, const Stats& removed) {
+  // --- The ring after the drain: no stuck or leaked slot; the dead jobs are
+  // all listed by peek, and removable.
+  if (s.free + s.dead != kCapacity || s.writing != 0 || s.ready != 0 || s.delayed != 0 || s.leased != 0 ||
+      s.expired != 0 || s.corrupt != 0)
     fail("slots stuck after the drain: " + describe(s));
-  if (s.dead_lettered != 0 || s.purged != 0)
-    fail("jobs dead-lettered or purged (max_attempts is unlimited, nobody purges)");
-  if (s.keys_live != 0) fail("keys of live jobs left after the drain: " + std::to_string(s.keys_live));
+  if (s.dead != dead_at_end_.size())
+    fail("stats counted " + std::to_string(s.dead) + " dead jobs after the drain, peek listed " +
+         std::to_string(dead_at_end_.size()));
+  if (removed.free != kCapacity || removed.dead != 0)
+    fail("slots not free once the dead jobs were removed: " + describe(removed));
+  if (cfg_.max_attempts == 0 && s.dead_lettered != 0)
+    fail("jobs dead-lettered, but max_attempts is unlimited");
+  if (removed.purged != static_cast<std::uint64_t>(removed_dead_))
+    fail("stats.purged=" + std::to_string(removed.purged) + ", but only the " +
+         std::to_string(removed_dead_) + " remove_dead calls of the end removed jobs");
+  const long requeued = n_.requeued_one + n_.requeued_all;
+  if (removed.requeued != static_cast<std::uint64_t>(requeued))
+    fail("stats.requeued=" + std::to_string(removed.requeued) + " disagrees with the " +
+         std::to_string(requeued) + " requeues made");
+  if (removed.keys_live != 0)
+    fail("keys of live jobs left after the drain: " + std::to_string(removed.keys_live));
   {
     Job j;
     if (q_->try_claim(j) == ClaimStatus::ok) fail("a job was claimable after the drain");
@@ -1004,16 +1421,40 @@ void Soak::verify(const Stats& s) {
   };
   std::unordered_map<JobId, Claimed> jobs;
   long claim_records = 0, acked_records = 0, lost_records = 0, released_records = 0, maybe_acks = 0, torn = 0,
-       double_acks = 0;
+       double_acks = 0, dead_records = 0, given_back_records = 0, past_max = 0;
+  // Of the jobring::Worker processes: claims, and what their handlers did.
+  struct {
+    long claims = 0, acked = 0, failed = 0, threw = 0, long_jobs = 0, long_acked = 0, blocked = 0,
+         saw_stop = 0, lost = 0;
+  } w;
+  // A payload's tag names the push that made job `id`.
+  auto check_tag = [&](JobId id, Tag tag, const char* what) {
+    const auto it = pushes.find(tag);
+    if (it == pushes.end() || it->second.state == 0) {
+      fail(std::string(what) + " job " + std::to_string(id) + " carries a payload no producer began to push");
+    } else if (it->second.state == 2 && it->second.duplicate) {
+      fail("tag " + std::to_string(tag) + ": push returned duplicate = true (job " +
+           std::to_string(it->second.id) + "), but it added job " + std::to_string(id) + " too");
+    } else if (it->second.state == 2 && it->second.id != id) {
+      fail("tag " + std::to_string(tag) + " was pushed as job " + std::to_string(it->second.id) + " but " +
+           what + " as job " + std::to_string(id));
+    } else if (it->second.state == 3) {
+      fail("tag " + std::to_string(tag) + ": push returned full, but the job was " + what);
+    }
+  };
   for (int i = 0; i < cfg_.workers; ++i) {
     std::size_t partial = 0;
     const auto recs = read_log(log_path(Role::worker, i), partial);
     if (partial != 0) ++partial_logs;
-    // Claims of the current incarnation that have no outcome yet.
-    std::map<JobId, std::uint32_t> pending;  // id -> incarnation
+    // Claims of the current incarnation that have no outcome yet: how many
+    // (a jobring::Worker with two handler threads can claim a job again
+    // while its other thread still holds the expired lease).
+    std::uint32_t current = 0;
+    std::map<JobId, int> pending;
     auto close_incarnation = [&] {
-      for (const auto& [id, inc] : pending) {
-        if (killed_.contains(inc)) {
+      for (const auto& entry : pending) {
+        const JobId id = entry.first;
+        if (killed_.contains(current)) {
           jobs[id].maybe_acked = true;
           ++maybe_acks;
         } else {
@@ -1023,7 +1464,6 @@ void Soak::verify(const Stats& s) {
       }
       pending.clear();
     };
-    std::uint32_t current = 0;
     for (const Rec& r : recs) {
       if (r.incarnation != current) {
         close_incarnation();
@@ -1036,27 +1476,21 @@ void Soak::verify(const Stats& s) {
         const std::uint64_t gen = Word{r.aux}.gen();
         if (c.claims == 1 || after(gen, c.last_claim_gen)) c.last_claim_gen = gen;
         if (r.attempt < 1) fail("job " + std::to_string(r.id) + " claimed with attempt 0");
+        // Counted, not a violation: the attempt count is a plain load + store
+        // after the claim's CAS (lib/queue.cpp), so a claimer stopped there
+        // can store it after a takeover, a dead-lettering and a requeue.
+        if (cfg_.max_attempts != 0 && r.attempt > cfg_.max_attempts) ++past_max;
         if ((r.flags & kTornFlag) != 0) {
           if (++torn <= 10)
             fail("job " + std::to_string(r.id) + " was claimed with a torn or foreign payload or key");
         } else if (c.tag == 0) {
           c.tag = r.tag;
-          const auto it = pushes.find(r.tag);
-          if (it == pushes.end() || it->second.state == 0) {
-            fail("job " + std::to_string(r.id) + " carries a payload no producer began to push");
-          } else if (it->second.state == 2 && it->second.duplicate) {
-            fail("tag " + std::to_string(r.tag) + ": push returned duplicate = true (job " +
-                 std::to_string(it->second.id) + "), but it added job " + std::to_string(r.id) + " too");
-          } else if (it->second.state == 2 && it->second.id != r.id) {
-            fail("tag " + std::to_string(r.tag) + " was pushed as job " + std::to_string(it->second.id) +
-                 " but claimed as job " + std::to_string(r.id));
-          } else if (it->second.state == 3) {
-            fail("tag " + std::to_string(r.tag) + ": push returned full, but the job was claimed");
-          }
+          check_tag(r.id, r.tag, "claimed");
         } else if (c.tag != r.tag) {
           fail("job " + std::to_string(r.id) + " carried two different payloads");
         }
-        pending[r.id] = r.incarnation;
+        if (runs_on_worker(i)) ++w.claims;
+        ++pending[r.id];
         continue;
       }
       const auto it = pending.find(r.id);
@@ -1065,7 +1499,17 @@ void Soak::verify(const Stats& s) {
              " it did not claim");
         continue;
       }
-      pending.erase(it);
+      if (--it->second == 0) pending.erase(it);
+      if ((r.flags & kWorkerFlag) != 0) {
+        w.failed += (r.flags & kFailedFlag) != 0 ? 1 : 0;
+        w.threw += (r.flags & kThrewFlag) != 0 ? 1 : 0;
+        w.long_jobs += (r.flags & kLongFlag) != 0 ? 1 : 0;
+        w.long_acked += (r.flags & kLongFlag) != 0 && r.kind == kAcked ? 1 : 0;
+        w.blocked += (r.flags & kBlockedFlag) != 0 ? 1 : 0;
+        w.saw_stop += (r.flags & kSawStopFlag) != 0 ? 1 : 0;
+        w.acked += r.kind == kAcked ? 1 : 0;
+        w.lost += r.kind == kLost ? 1 : 0;
+      }
       if (r.kind == kAcked) {
         ++acked_records;
         jobs[r.id].ack_gen = Word{r.aux}.gen();
@@ -1075,6 +1519,10 @@ void Soak::verify(const Stats& s) {
         ++lost_records;
       } else if (r.kind == kReleased) {
         ++released_records;
+      } else if (r.kind == kDead) {
+        ++dead_records;
+      } else if (r.kind == kGivenBack) {
+        ++given_back_records;
       } else {
         fail("worker log " + std::to_string(i) + ": unknown record kind " + std::to_string(r.kind));
       }
@@ -1083,19 +1531,34 @@ void Soak::verify(const Stats& s) {
   }
   if (partial_logs != 0) fail(std::to_string(partial_logs) + " logs end in a partial record");
 
+  // --- Dead-lettered jobs: each payload names the push that made the job.
+  for (const auto& [id, tag] : dead_tags_) {
+    if (tag == 0) continue;  // torn: reported when seen
+    check_tag(id, tag, "dead-lettered");
+    const auto it = jobs.find(id);
+    if (it != jobs.end() && it->second.tag != 0 && it->second.tag != tag)
+      fail("job " + std::to_string(id) + " was claimed and dead-lettered with two different payloads");
+  }
+
   // --- Nothing lost: every job whose push returned ok (a new job, or the
   // job a duplicate push named), and every job anyone claimed, was acked (a
-  // logged ack, or an ack cut short by a kill).
-  long lost = 0, done = 0, wrong_dup = 0;
+  // logged ack, or an ack cut short by a kill) or is dead at the end; not
+  // both: a job acked for sure cannot be dead.
+  long lost = 0, done = 0, wrong_dup = 0, acked_and_dead = 0;
   auto was_acked = [&](JobId id) {
     const auto it = jobs.find(id);
     return it != jobs.end() && (it->second.acked > 0 || it->second.maybe_acked);
   };
+  for (const auto& [id, tag] : dead_at_end_) {
+    const auto it = jobs.find(id);
+    if (it != jobs.end() && it->second.acked > 0 && ++acked_and_dead <= 10)
+      fail("job " + std::to_string(id) + " was acked, and is dead at the end");
+  }
   for (const auto& [tag, p] : pushes) {
     if (p.state != 2) continue;
-    if (!was_acked(p.id) && ++lost <= 10)
+    if (!was_acked(p.id) && !dead_at_end_.contains(p.id) && ++lost <= 10)
       fail("LOST: job " + std::to_string(p.id) + " (tag " + std::to_string(tag) +
-           (p.duplicate ? ", duplicate" : "") + ") was pushed but never acked");
+           (p.duplicate ? ", duplicate" : "") + ") was pushed but never acked, and is not dead");
     // A duplicate push names the job pushed with the same key.
     if (p.duplicate) {
       const auto it = jobs.find(p.id);
@@ -1105,11 +1568,14 @@ void Soak::verify(const Stats& s) {
              std::to_string(p.id) + ", which was not pushed with that key");
     }
   }
+  long dead_claimed = 0;  // claimed, then dead at the end (its ack, if a maybe, did not happen)
   for (const auto& [id, c] : jobs) {
-    if (c.acked > 0 || c.maybe_acked) {
+    if (dead_at_end_.contains(id)) {
+      ++dead_claimed;
+    } else if (c.acked > 0 || c.maybe_acked) {
       ++done;
     } else if (++lost <= 10) {
-      fail("LOST: job " + std::to_string(id) + " was claimed but never acked");
+      fail("LOST: job " + std::to_string(id) + " was claimed but never acked, and is not dead");
     }
   }
   if (lost > 10) fail(std::to_string(lost) + " jobs lost in all");
@@ -1157,6 +1623,20 @@ void Soak::verify(const Stats& s) {
   if (duplicates > dup_pushes + maybe_pushes || duplicates + producer_kills < dup_pushes)
     fail("stats.duplicates=" + std::to_string(duplicates) + " disagrees with " + std::to_string(dup_pushes) +
          " logged duplicate pushes");
+  // Every dead-lettering ends in one requeue by this process, or in a job
+  // still dead at the end (nothing else moves a dead job). The counter is
+  // added just after each transition (once per job even in a sweep), so a
+  // kill of a worker or janitor leaves it short by one at most.
+  const long dead_lettered = static_cast<long>(s.dead_lettered);
+  const long dead_events = requeued + static_cast<long>(dead_at_end_.size());
+  if (dead_lettered > dead_events ||
+      dead_lettered + worker_kills + n_.kills[static_cast<int>(Role::janitor)] < dead_events)
+    fail("stats.dead_lettered=" + std::to_string(dead_lettered) + " disagrees with the " +
+         std::to_string(requeued) + " requeues and " + std::to_string(dead_at_end_.size()) +
+         " jobs dead at the end");
+  if (dead_records > dead_events)
+    fail(std::to_string(dead_records) + " releases logged a dead-lettering, more than the " +
+         std::to_string(dead_events) + " jobs requeued or dead at the end");
 
   std::unordered_set<Tag> claimed_tags;
   for (const auto& [id, c] : jobs) claimed_tags.insert(c.tag);
@@ -1178,13 +1658,26 @@ void Soak::verify(const Stats& s) {
       "stops %ld (producers %ld, workers %ld, janitors %ld; %ld longer than any lease); janitor restarts %ld "
       "(%ld after a clean SIGTERM)\n"
       "soak: half-written slots of killed producers recovered %llu; totals: pushed %llu claimed %llu "
-      "acked %llu released %llu\n",
+      "acked %llu released %llu\n"
+      "soak: jobring::Worker processes: claims %ld, acked %ld; handlers that failed %ld (Outcome::retry or "
+      "retry_after) and threw %ld, released with backoff; ran longer than the lease %ld (%ld acked: the "
+      "heartbeat kept the lease); blocked past the lease %ld; saw a stop %ld; lease lost %ld; given back at "
+      "the end of the grace %ld\n"
+      "soak: SIGTERMs %ld (%ld followed by a second one: stop_now), graceful stops %ld (exit 0, every claim "
+      "with an outcome), killed while stopping %ld\n"
+      "soak: dead-lettered %llu (%ld by a release on the last attempt), listed dead by peek %ld (in %ld "
+      "looks), requeued %ld (%ld by requeue(id), %ld by requeue_dead()), dead at the end %ld (%ld of them "
+      "claimed; removed); claims past max_attempts %ld\n",
       done_pushes, maybe_pushes, maybe_delivered, not_pushed, keyed, dup_pushes, keys_twice,
       u(s.keys_evicted), done, acked_records, maybe_acks, lost, double_acks, fencing, torn, wrong_dup,
       claim_records, redeliveries, u(s.expired_total), u(s.reclaimed), released_records, lost_records, kills,
       n_.kills[0], n_.kills[1], n_.kills[2], n_.aimed_kills, n_.stops[0] + n_.stops[1] + n_.stops[2],
       n_.stops[0], n_.stops[1], n_.stops[2], n_.long_stops, n_.janitor_restarts, n_.janitor_terms,
-      u(s.recovered_writes), u(s.pushed), u(s.claimed), u(s.acked), u(s.released));
+      u(s.recovered_writes), u(s.pushed), u(s.claimed), u(s.acked), u(s.released), w.claims, w.acked,
+      w.failed, w.threw, w.long_jobs, w.long_acked, w.blocked, w.saw_stop, w.lost, given_back_records,
+      n_.sigterms, n_.second_sigterms, n_.graceful_stops, n_.killed_stopping, u(s.dead_lettered),
+      dead_records, n_.dead_seen, n_.dead_looks, requeued, n_.requeued_one, n_.requeued_all,
+      static_cast<long>(dead_at_end_.size()), dead_claimed, past_max);
 
   // --- Janitor logs: at --log-level warn a healthy janitor writes nothing.
   for (int i = 0; i < cfg_.janitors; ++i) {
@@ -1204,11 +1697,14 @@ void Soak::verify(const Stats& s) {
   std::fprintf(
       rc == 0 ? stdout : stderr,
       "Usage: jobring-soak [--janitor PATH] [--seconds N | --minutes N] [--producers P] [--workers W]\n"
-      "                    [--janitors J] [--seed S] [--keep-logs]\n"
-      "Runs producers, workers and janitors under random SIGKILL, SIGSTOP/SIGCONT and restarts,\n"
-      "then drains the queue and checks that no job was lost or acked twice and no slot is stuck.\n"
-      "Defaults: 10 minutes, 3 producers, 3 workers, 2 janitors. Exit: 0 ok, 1 violation, 2 usage,\n"
-      "130 interrupted.\n");
+      "                    [--janitors J] [--max-attempts N] [--seed S] [--keep-logs]\n"
+      "Runs producers, workers (those with an even index on jobring::Worker) and janitors under\n"
+      "random SIGKILL, SIGSTOP/SIGCONT, SIGTERM (graceful stops of jobring::Worker processes) and\n"
+      "restarts, requeueing dead-lettered jobs now and then; then drains the queue and checks that\n"
+      "every job was acked exactly once or is dead at the end, and that no slot is stuck.\n"
+      "  --max-attempts N  the queue's max_attempts (0 = unlimited: no job may be dead-lettered)\n"
+      "Defaults: 10 minutes, 3 producers, 3 workers, 2 janitors, max_attempts 3. Exit: 0 ok,\n"
+      "1 violation, 2 usage, 130 interrupted.\n");
   std::exit(rc);
 }
 
@@ -1238,6 +1734,8 @@ Config parse(int argc, char** argv) {
       c.workers = static_cast<int>(number(i, 1, kMaxProcesses));
     } else if (a == "--janitors") {
       c.janitors = static_cast<int>(number(i, 0, kMaxProcesses));
+    } else if (a == "--max-attempts") {
+      c.max_attempts = static_cast<std::uint32_t>(number(i, 0, 1000));
     } else if (a == "--seed") {
       c.seed = static_cast<unsigned>(number(i, 0, 0xffffffffL));
       c.seed_given = true;
