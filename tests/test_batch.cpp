@@ -44,11 +44,7 @@ using test::with_delay;
 using test::with_lease;
 using test::with_wait;
 
-std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
+using jobring::test::now_ns;
 std::int64_t ms_since(std::int64_t from_ns) { return (now_ns() - from_ns) / 1'000'000; }
 
 // Byte views of strings, for push_many. The strings must outlive the views.

@@ -56,11 +56,7 @@ using test::with_wait;
 
 constexpr int kNotReturned = -1;
 
-std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
+using jobring::test::now_ns;
 std::int64_t ms_between(std::int64_t from_ns, std::int64_t to_ns) { return (to_ns - from_ns) / 1'000'000; }
 
 // What a child reports. Lives in a MAP_SHARED mapping (test::SharedObject).

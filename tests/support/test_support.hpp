@@ -55,6 +55,14 @@ class QueueName {
   std::string name_;
 };
 
+// steady_clock now, in nanoseconds: for the tests that record when things
+// happened (bounds checked with generous margins, never measurements).
+inline std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 // Aborts the whole test process (with a message) if not destroyed within `limit`.
 //
 // The constructor returns only once the watchdog thread is parked in its
