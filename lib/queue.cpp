@@ -1472,6 +1472,24 @@ std::atomic<std::uint64_t>* leased_word(const Queue::Impl& q, const Lease& lease
   return &q.state(lease.slot);
 }
 
+// T7 / T8 from a holder's side (release, give_back): the lease's word
+// becomes `to` (READY, or DEAD when the attempts are used up), counted as
+// `counted`; claimers are woken when the job is READY. Release: our use of
+// the job happens-before the next claimer's acquire. seq_cst: before our
+// notify of the work event (wait.hpp). Dies before the CAS: the lease runs
+// out (or the janitor returns it). Dies after it: the job is READY (or
+// DEAD); a missed count or notify only delays a poller (the empty-ring
+// memo's age bound) or a sleeper (its bounded sleep).
+LeaseStatus end_lease(const Queue::Impl& q, std::atomic<std::uint64_t>& sw, const Lease& lease, Word to,
+                      detail::Total counted) noexcept {
+  std::uint64_t expected = lease.token;
+  if (!sw.compare_exchange_strong(expected, to.raw, std::memory_order_seq_cst, std::memory_order_relaxed))
+    return LeaseStatus::lease_lost;
+  q.count(counted);
+  if (to.state() == State::ready) detail::notify(q.header->work_event);
+  return LeaseStatus::ok;
+}
+
 }  // namespace
 
 LeaseStatus Queue::Impl::ack_one(const Lease& lease) noexcept {
@@ -1539,15 +1557,8 @@ LeaseStatus Queue::release(const Lease& lease, milliseconds delay) noexcept {
           ? from.next(State::dead, 0)
           : from.next(State::ready,
                       delay.count() > 0 ? detail::now_ms() + static_cast<std::uint64_t>(delay.count()) : 0);
-  // T7 (or T8 when the attempts are used up). Release: our use of the job
-  // happens-before the next claimer's acquire. seq_cst: before our notify of
-  // the work event (wait.hpp).
-  std::uint64_t expected = lease.token;
-  if (!sw->compare_exchange_strong(expected, to.raw, std::memory_order_seq_cst, std::memory_order_relaxed))
-    return LeaseStatus::lease_lost;
-  q.count(exhausted ? detail::kDeadLettered : detail::kReleased);
-  if (!exhausted) detail::notify(q.header->work_event);
-  return LeaseStatus::ok;
+  // T7 (or T8 when the attempts are used up).
+  return end_lease(q, *sw, lease, to, exhausted ? detail::kDeadLettered : detail::kReleased);
 }
 
 LeaseStatus Queue::give_back(const Lease& lease) noexcept {
@@ -1571,16 +1582,8 @@ LeaseStatus Queue::give_back(const Lease& lease) noexcept {
   // the next claim counts again, so the attempt that died is not counted.
   if (attempts > 0)
     (void)m.attempts.compare_exchange_strong(attempts, attempts - 1, std::memory_order_relaxed);
-  // T7 without the count. Release: our use of the job (and the count store
-  // above) happens-before the next claimer's acquire. seq_cst: before our
-  // notify of the work event (wait.hpp). Dies after it: the job is ready.
-  std::uint64_t expected = lease.token;
-  if (!sw->compare_exchange_strong(expected, Word{lease.token}.next(State::ready, 0).raw,
-                                   std::memory_order_seq_cst, std::memory_order_relaxed))
-    return LeaseStatus::lease_lost;
-  q.count(detail::kReleased);
-  detail::notify(q.header->work_event);
-  return LeaseStatus::ok;
+  // T7 without the count (the count CAS above is published by its release).
+  return end_lease(q, *sw, lease, Word{lease.token}.next(State::ready, 0), detail::kReleased);
 }
 
 LeaseStatus Queue::extend(Lease& lease, milliseconds lease_time) {
