@@ -313,6 +313,15 @@ int open_log(const std::string& path) {
   return fd;
 }
 
+// The queue, opened by a producer or worker process; nullopt (with a line on
+// stderr naming `who`) if it cannot be.
+std::optional<Queue> open_queue(const std::string& queue, const char* who) {
+  std::error_code ec;
+  auto q = Queue::open(queue, ec);
+  if (!q) std::fprintf(stderr, "soak %s: open: %s\n", who, ec.message().c_str());
+  return q;
+}
+
 bool append(int fd, const Rec& r) { return ::write(fd, &r, sizeof r) == static_cast<ssize_t>(sizeof r); }
 
 std::vector<Rec> read_log(const std::string& path, std::size_t& partial) {
@@ -393,12 +402,8 @@ int producer_main(const std::string& queue, const std::string& log, Control& ctl
   const int fd = open_log(log);
   if (fd < 0) return kExitLog;
   std::vector<std::uint64_t> retry = cut_short_keys(log);
-  std::error_code ec;
-  auto q = Queue::open(queue, ec);
-  if (!q) {
-    std::fprintf(stderr, "soak producer: open: %s\n", ec.message().c_str());
-    return kExitOpen;
-  }
+  auto q = open_queue(queue, "producer");
+  if (!q) return kExitOpen;
   std::minstd_rand rng(static_cast<unsigned>(::getpid()) ^ incarnation);
   std::atomic<int>& busy = ctl.busy_producer[index];
   std::uint32_t n = 0;
@@ -476,12 +481,8 @@ int loop_worker_main(const std::string& queue, const std::string& log, Control& 
                      std::uint32_t incarnation) {
   const int fd = open_log(log);
   if (fd < 0) return kExitLog;
-  std::error_code ec;
-  auto q = Queue::open(queue, ec);
-  if (!q) {
-    std::fprintf(stderr, "soak worker: open: %s\n", ec.message().c_str());
-    return kExitOpen;
-  }
+  auto q = open_queue(queue, "worker");
+  if (!q) return kExitOpen;
   std::minstd_rand rng(static_cast<unsigned>(::getpid()) ^ (incarnation << 8));
   std::atomic<int>& busy = ctl.busy_worker[index];
   const std::uint32_t max_attempts = q->options().max_attempts;
@@ -592,12 +593,8 @@ int worker_main(const std::string& queue, const std::string& log, Control& ctl, 
                 std::uint32_t incarnation) {
   const int fd = open_log(log);
   if (fd < 0) return kExitLog;
-  std::error_code ec;
-  auto q = Queue::open(queue, ec);
-  if (!q) {
-    std::fprintf(stderr, "soak worker: open: %s\n", ec.message().c_str());
-    return kExitOpen;
-  }
+  auto q = open_queue(queue, "worker");
+  if (!q) return kExitOpen;
   std::minstd_rand setup(static_cast<unsigned>(::getpid()) ^ (incarnation << 8));
   WorkerOptions o;
   o.lease = milliseconds(100 + setup() % 301);
