@@ -43,7 +43,7 @@
 
 #include "jobring/error.hpp"
 #include "jobring/queue.hpp"
-#include "layout.hpp"
+#include "ring/layout.hpp"
 #include "support/test_support.hpp"
 
 namespace {
@@ -458,7 +458,7 @@ TEST(AccessLimits, OversizePayloadAndKeyNameTheLimit) {
 void set_layout_version(const std::string& name, std::uint32_t version) {
   const int fd = ::open(segment_path(name).c_str(), O_RDWR | O_CLOEXEC);
   ASSERT_GE(fd, 0);
-  ASSERT_EQ(::pwrite(fd, &version, sizeof version, offsetof(jobring::detail::Header, layout_version)),
+  ASSERT_EQ(::pwrite(fd, &version, sizeof version, offsetof(jobring::detail::Header, identity.layout_version)),
             static_cast<ssize_t>(sizeof version));
   ::close(fd);
 }

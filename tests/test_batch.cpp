@@ -29,7 +29,7 @@
 #include <vector>
 
 #include "jobring/queue.hpp"
-#include "layout.hpp"
+#include "ring/layout.hpp"
 #include "support/segment_view.hpp"
 #include "support/test_support.hpp"
 

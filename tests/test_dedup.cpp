@@ -16,10 +16,10 @@
 #include <thread>
 #include <vector>
 
-#include "clock.hpp"
+#include "common/clock.hpp"
 #include "jobring/queue.hpp"
-#include "keys.hpp"
-#include "layout.hpp"
+#include "ring/keys.hpp"
+#include "ring/layout.hpp"
 #include "support/segment_view.hpp"
 #include "support/test_support.hpp"
 
@@ -352,7 +352,7 @@ TEST(DedupForged, ProducerDiedBeforeCommitLeavesNoStuckKey) {
   // Rewrite as the dead producer would have left it: slot WRITING, entry CLAIMED.
   const std::uint64_t writer = jobring::detail::make_writer(dead_pid(), 0);
   v.step(slot, State::writing, writer);
-  v.key(e).word.store(jobring::detail::key_word(v.key_word(e), KeyState::claimed, writer).raw);
+  v.key(e).word.store(jobring::test::key_word(v.key_word(e), KeyState::claimed, writer).raw);
   const PushResult r = push_key(q, "stuck?", "again");
   ASSERT_TRUE(r);
   EXPECT_FALSE(r.duplicate);
@@ -376,7 +376,7 @@ TEST(DedupForged, ProducerDiedAfterCommitKeepsTheKey) {
   ASSERT_LT(e, v.key_capacity());
   EXPECT_EQ(v.key_state(e), KeyState::live);
   v.key(e).word.store(
-      jobring::detail::key_word(v.key_word(e), KeyState::claimed, jobring::detail::make_writer(dead_pid(), 0))
+      jobring::test::key_word(v.key_word(e), KeyState::claimed, jobring::detail::make_writer(dead_pid(), 0))
           .raw);
   const PushResult r = push_key(q, "kept");
   EXPECT_TRUE(r.duplicate);
@@ -429,7 +429,7 @@ TEST(DedupForged, PushOfAKeyInProgressWaitsBoundedThenFull) {
   });
   const std::uint64_t writer = jobring::detail::make_writer(static_cast<std::uint32_t>(stopped), 0);
   v.step(slot, State::writing, writer);
-  v.key(e).word.store(jobring::detail::key_word(v.key_word(e), KeyState::claimed, writer).raw);
+  v.key(e).word.store(jobring::test::key_word(v.key_word(e), KeyState::claimed, writer).raw);
   // No wait: full, and the slot it took for a moment is given back.
   const PushResult now = push_key(q, "slow", "now");
   EXPECT_EQ(now.status, PushStatus::full);

@@ -27,7 +27,7 @@
 #include "jobring/queue.hpp"
 #include "support/segment_view.hpp"
 #include "support/test_support.hpp"
-#include "testing.hpp"
+#include "ring/testing.hpp"
 
 namespace {
 

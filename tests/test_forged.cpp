@@ -24,9 +24,9 @@
 #include <string>
 #include <vector>
 
-#include "clock.hpp"
+#include "common/clock.hpp"
 #include "jobring/queue.hpp"
-#include "layout.hpp"
+#include "ring/layout.hpp"
 #include "support/segment_view.hpp"
 #include "support/test_support.hpp"
 
@@ -581,13 +581,8 @@ TEST(ForgedHeader, GeometryChangedAfterOpen) {
   Queue q = Queue::create(name, make_options(4, 32));
   ASSERT_TRUE(q.push("before"));
   Forge f(name);
-  Header& h = f.header();
-  struct Geometry {
-    std::uint32_t capacity, max_payload, slot_stride;
-    std::uint64_t states_offset, slots_offset, total_bytes;
-  };
-  const Geometry saved{h.capacity,      h.max_payload,  h.slot_stride,
-                       h.states_offset, h.slots_offset, h.total_bytes};
+  jobring::detail::Identity& h = f.header().identity;
+  const jobring::detail::Identity saved = h;
   h.capacity = jobring::kMaxCapacity;
   h.max_payload = jobring::kMaxPayload;
   h.slot_stride = 1u << 30;
@@ -612,12 +607,7 @@ TEST(ForgedHeader, GeometryChangedAfterOpen) {
   EXPECT_FALSE(Queue::open(name, ec).has_value());
   EXPECT_EQ(ec, jobring::errc::corrupt_segment);
 
-  h.capacity = saved.capacity;
-  h.max_payload = saved.max_payload;
-  h.slot_stride = saved.slot_stride;
-  h.states_offset = saved.states_offset;
-  h.slots_offset = saved.slots_offset;
-  h.total_bytes = saved.total_bytes;
+  h = saved;
   EXPECT_TRUE(Queue::open(name, ec).has_value()) << ec.message();
 }
 

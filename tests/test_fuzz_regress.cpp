@@ -11,9 +11,9 @@
 #include <thread>
 #include <vector>
 
+#include "common/process.hpp"
 #include "jobring/queue.hpp"
-#include "keys.hpp"
-#include "process.hpp"
+#include "ring/keys.hpp"
 #include "support/segment_view.hpp"
 #include "support/test_support.hpp"
 
@@ -162,8 +162,8 @@ TEST(FuzzRegress, KeyedPushDoesNotWaitForAnUnfinishedProducer) {
       entry.job_id.store(77);
       entry.slot.store(0);
       const jobring::detail::Word w{entry.word.load()};
-      entry.word.store(jobring::detail::key_word(w, jobring::detail::KeyState::claimed,
-                                                 jobring::detail::make_writer(me.pid, me.start_ticks))
+      entry.word.store(jobring::test::key_word(w, jobring::detail::KeyState::claimed,
+                                               jobring::detail::make_writer(me.pid, me.start_ticks))
                            .raw);
     }
   }

@@ -23,7 +23,7 @@
 
 #include "jobring/error.hpp"
 #include "jobring/queue.hpp"
-#include "layout.hpp"
+#include "ring/layout.hpp"
 #include "support/test_support.hpp"
 
 namespace {
@@ -300,7 +300,7 @@ TEST(Crafted, ShorterThanHeader) {
 TEST(Crafted, WrongMagicIsNotAQueue) {
   QueueName name("craft");
   auto image = valid_image();
-  poke<std::uint64_t>(image, offsetof(Header, magic), 0x1122334455667788ull);
+  poke<std::uint64_t>(image, offsetof(Header, identity.magic), 0x1122334455667788ull);
   write_segment(name, image);
   EXPECT_EQ(open_error(name), errc::not_a_queue);
   poke<std::uint32_t>(image, offsetof(Header, init), 0);
@@ -319,7 +319,7 @@ TEST(Crafted, WrongVersionIsIncompatible) {
   for (std::uint32_t version : {0u, 1u, jobring::detail::kLayoutVersion + 1, 0xffffffffu}) {
     SCOPED_TRACE(version);
     auto image = valid_image();
-    poke<std::uint32_t>(image, offsetof(Header, layout_version), version);
+    poke<std::uint32_t>(image, offsetof(Header, identity.layout_version), version);
     write_segment(name, image);
     EXPECT_EQ(open_error(name), errc::incompatible_version);
   }
@@ -383,34 +383,34 @@ TEST(Crafted, InconsistentHeaderIsCorrupt) {
   const auto base = valid_image();
   const auto g = jobring::detail::geometry(4, 16);
   const std::vector<FieldCase> cases{
-      {"header_bytes 0", offsetof(Header, header_bytes), 4, 0},
-      {"header_bytes 4096", offsetof(Header, header_bytes), 4, 4096},
-      {"capacity 0", offsetof(Header, capacity), 4, 0},
-      {"capacity 5 (geometry disagrees)", offsetof(Header, capacity), 4, 5},
-      {"capacity 3", offsetof(Header, capacity), 4, 3},
-      {"capacity > kMaxCapacity", offsetof(Header, capacity), 4, jobring::kMaxCapacity + 1ull},
-      {"capacity 2^32-1", offsetof(Header, capacity), 4, 0xffffffffull},
-      {"max_payload 0", offsetof(Header, max_payload), 4, 0},
-      {"max_payload 65 (stride disagrees)", offsetof(Header, max_payload), 4, 65},
-      {"max_payload > kMaxPayload", offsetof(Header, max_payload), 4, jobring::kMaxPayload + 1ull},
-      {"max_payload 2^32-1", offsetof(Header, max_payload), 4, 0xffffffffull},
-      {"slot_stride 0", offsetof(Header, slot_stride), 4, 0},
-      {"slot_stride -64", offsetof(Header, slot_stride), 4, g.slot_stride - 64},
-      {"slot_stride +64", offsetof(Header, slot_stride), 4, g.slot_stride + 64},
-      {"states_offset 0", offsetof(Header, states_offset), 8, 0},
-      {"states_offset +8", offsetof(Header, states_offset), 8, g.states_offset + 8},
-      {"states_offset huge", offsetof(Header, states_offset), 8, ~0ull},
-      {"slots_offset 0", offsetof(Header, slots_offset), 8, 0},
-      {"slots_offset +64", offsetof(Header, slots_offset), 8, g.slots_offset + 64},
-      {"slots_offset beyond file", offsetof(Header, slots_offset), 8, 1ull << 40},
-      {"total_bytes 0", offsetof(Header, total_bytes), 8, 0},
-      {"total_bytes +1", offsetof(Header, total_bytes), 8, g.total_bytes + 1},
-      {"total_bytes -64", offsetof(Header, total_bytes), 8, g.total_bytes - 64},
-      {"total_bytes huge", offsetof(Header, total_bytes), 8, ~0ull},
-      {"default_lease 0", offsetof(Header, default_lease_ms), 8, 0},
-      {"default_lease > kMaxLease", offsetof(Header, default_lease_ms), 8,
+      {"header_bytes 0", offsetof(Header, identity.header_bytes), 4, 0},
+      {"header_bytes 4096", offsetof(Header, identity.header_bytes), 4, 4096},
+      {"capacity 0", offsetof(Header, identity.capacity), 4, 0},
+      {"capacity 5 (geometry disagrees)", offsetof(Header, identity.capacity), 4, 5},
+      {"capacity 3", offsetof(Header, identity.capacity), 4, 3},
+      {"capacity > kMaxCapacity", offsetof(Header, identity.capacity), 4, jobring::kMaxCapacity + 1ull},
+      {"capacity 2^32-1", offsetof(Header, identity.capacity), 4, 0xffffffffull},
+      {"max_payload 0", offsetof(Header, identity.max_payload), 4, 0},
+      {"max_payload 65 (stride disagrees)", offsetof(Header, identity.max_payload), 4, 65},
+      {"max_payload > kMaxPayload", offsetof(Header, identity.max_payload), 4, jobring::kMaxPayload + 1ull},
+      {"max_payload 2^32-1", offsetof(Header, identity.max_payload), 4, 0xffffffffull},
+      {"slot_stride 0", offsetof(Header, identity.slot_stride), 4, 0},
+      {"slot_stride -64", offsetof(Header, identity.slot_stride), 4, g.slot_stride - 64},
+      {"slot_stride +64", offsetof(Header, identity.slot_stride), 4, g.slot_stride + 64},
+      {"states_offset 0", offsetof(Header, identity.states_offset), 8, 0},
+      {"states_offset +8", offsetof(Header, identity.states_offset), 8, g.states_offset + 8},
+      {"states_offset huge", offsetof(Header, identity.states_offset), 8, ~0ull},
+      {"slots_offset 0", offsetof(Header, identity.slots_offset), 8, 0},
+      {"slots_offset +64", offsetof(Header, identity.slots_offset), 8, g.slots_offset + 64},
+      {"slots_offset beyond file", offsetof(Header, identity.slots_offset), 8, 1ull << 40},
+      {"total_bytes 0", offsetof(Header, identity.total_bytes), 8, 0},
+      {"total_bytes +1", offsetof(Header, identity.total_bytes), 8, g.total_bytes + 1},
+      {"total_bytes -64", offsetof(Header, identity.total_bytes), 8, g.total_bytes - 64},
+      {"total_bytes huge", offsetof(Header, identity.total_bytes), 8, ~0ull},
+      {"default_lease 0", offsetof(Header, identity.default_lease_ms), 8, 0},
+      {"default_lease > kMaxLease", offsetof(Header, identity.default_lease_ms), 8,
        static_cast<std::uint64_t>(jobring::kMaxLease.count()) + 1},
-      {"default_lease huge", offsetof(Header, default_lease_ms), 8, ~0ull},
+      {"default_lease huge", offsetof(Header, identity.default_lease_ms), 8, ~0ull},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.what);
@@ -428,21 +428,21 @@ TEST(Crafted, InconsistentHeaderIsCorrupt) {
   // segment than the file (capacity 8 with the matching offsets).
   auto image = base;
   const auto big = jobring::detail::geometry(8, 16);
-  poke<std::uint32_t>(image, offsetof(Header, capacity), 8);
-  poke<std::uint32_t>(image, offsetof(Header, slot_stride), static_cast<std::uint32_t>(big.slot_stride));
-  poke<std::uint64_t>(image, offsetof(Header, states_offset), big.states_offset);
-  poke<std::uint64_t>(image, offsetof(Header, slots_offset), big.slots_offset);
-  poke<std::uint64_t>(image, offsetof(Header, total_bytes), big.total_bytes);
+  poke<std::uint32_t>(image, offsetof(Header, identity.capacity), 8);
+  poke<std::uint32_t>(image, offsetof(Header, identity.slot_stride), static_cast<std::uint32_t>(big.slot_stride));
+  poke<std::uint64_t>(image, offsetof(Header, identity.states_offset), big.states_offset);
+  poke<std::uint64_t>(image, offsetof(Header, identity.slots_offset), big.slots_offset);
+  poke<std::uint64_t>(image, offsetof(Header, identity.total_bytes), big.total_bytes);
   write_segment(name, image);
   EXPECT_EQ(open_error(name), errc::corrupt_segment);
   // The same at the maximum sizes: geometry over kMaxSegmentBytes, file tiny.
   const auto huge = jobring::detail::geometry(jobring::kMaxCapacity, jobring::kMaxPayload);
-  poke<std::uint32_t>(image, offsetof(Header, capacity), jobring::kMaxCapacity);
-  poke<std::uint32_t>(image, offsetof(Header, max_payload), jobring::kMaxPayload);
-  poke<std::uint32_t>(image, offsetof(Header, slot_stride), static_cast<std::uint32_t>(huge.slot_stride));
-  poke<std::uint64_t>(image, offsetof(Header, states_offset), huge.states_offset);
-  poke<std::uint64_t>(image, offsetof(Header, slots_offset), huge.slots_offset);
-  poke<std::uint64_t>(image, offsetof(Header, total_bytes), huge.total_bytes);
+  poke<std::uint32_t>(image, offsetof(Header, identity.capacity), jobring::kMaxCapacity);
+  poke<std::uint32_t>(image, offsetof(Header, identity.max_payload), jobring::kMaxPayload);
+  poke<std::uint32_t>(image, offsetof(Header, identity.slot_stride), static_cast<std::uint32_t>(huge.slot_stride));
+  poke<std::uint64_t>(image, offsetof(Header, identity.states_offset), huge.states_offset);
+  poke<std::uint64_t>(image, offsetof(Header, identity.slots_offset), huge.slots_offset);
+  poke<std::uint64_t>(image, offsetof(Header, identity.total_bytes), huge.total_bytes);
   write_segment(name, image);
   EXPECT_EQ(open_error(name), errc::corrupt_segment);
 }

@@ -18,7 +18,7 @@
 #include "jobring/queue.hpp"
 #include "jobring/worker.hpp"
 #include "support/test_support.hpp"
-#include "wait.hpp"
+#include "ring/wait.hpp"
 
 namespace {
 

@@ -27,7 +27,7 @@
 #include <vector>
 
 #include "jobring/queue.hpp"
-#include "layout.hpp"
+#include "ring/layout.hpp"
 #include "support/test_support.hpp"
 
 namespace jobring {

@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "jobring/error.hpp"
+#include "jobring/interrupt.hpp"
 
 namespace jobring {
 
@@ -73,6 +74,10 @@ struct Options {
 // characters of [A-Za-z0-9._-], does not start with '.', and is not "..".
 void validate_name(std::string_view name);
 [[nodiscard]] std::error_code check_name(std::string_view name) noexcept;
+
+// The file that holds queue `name`'s segment: /dev/shm/jobring.NAME. For
+// tools that look at the file itself (its owner, mode or inode).
+[[nodiscard]] std::string segment_path(std::string_view name);
 
 // --- Outcomes: ordinary results are values, never exceptions. ---------------
 
@@ -253,8 +258,10 @@ class Queue {
                                                            std::error_code& ec) noexcept;
   static bool remove(std::string_view name, std::error_code& ec) noexcept;
 
-  // Names of every jobring queue on this host (sorted).
+  // Names of every jobring queue on this host (sorted); none if /dev/shm
+  // cannot be read, which the error_code form reports.
   [[nodiscard]] static std::vector<std::string> list();
+  [[nodiscard]] static std::vector<std::string> list(std::error_code& ec) noexcept;
 
   Queue(Queue&&) noexcept;
   Queue& operator=(Queue&&) noexcept;
@@ -276,6 +283,8 @@ class Queue {
   // the batch. Throws before pushing anything if any payload is too large.
   std::size_t push_many(std::span<const std::span<const std::byte>> payloads, std::span<JobId> ids = {},
                         const PushOptions& options = {});
+  std::size_t push_many(std::span<const std::span<const std::byte>> payloads, std::span<JobId> ids,
+                        const PushOptions& options, std::error_code& ec) noexcept;
 
   // --- Worker. Claims one job that is ready (or whose lease has expired),
   // oldest first as far as the ring allows. ClaimStatus::empty when none.
@@ -292,6 +301,13 @@ class Queue {
   // in jobs[0..n).
   std::size_t try_claim_many(std::span<Job> jobs, const ClaimOptions& options = {});
   std::size_t claim_many(std::span<Job> jobs, milliseconds wait, const ClaimOptions& options = {});
+  // The same, reporting a lease or wait out of range (invalid_argument) or a
+  // failed allocation of a Job's buffer (not_enough_memory) in `ec`.
+  ClaimStatus try_claim(Job& job, const ClaimOptions& options, std::error_code& ec) noexcept;
+  ClaimStatus claim(Job& job, milliseconds wait, const ClaimOptions& options, std::error_code& ec) noexcept;
+  std::size_t try_claim_many(std::span<Job> jobs, const ClaimOptions& options, std::error_code& ec) noexcept;
+  std::size_t claim_many(std::span<Job> jobs, milliseconds wait, const ClaimOptions& options,
+                         std::error_code& ec) noexcept;
 
   // Each succeeds only while `lease` is current; else lease_lost, nothing changed.
   LeaseStatus ack(const Lease& lease) noexcept;
@@ -310,6 +326,7 @@ class Queue {
   // Throws error(invalid_argument) unless 1 ms <= lease_time <= kMaxLease.
   LeaseStatus extend(Lease& lease, milliseconds lease_time);
   LeaseStatus extend(Job& job, milliseconds lease_time);  // also updates job.deadline
+  LeaseStatus extend(Lease& lease, milliseconds lease_time, std::error_code& ec) noexcept;
   // Acks every lease; results[i] says how leases[i] went (when given).
   // Returns how many were acked. One wake-up for the batch.
   std::size_t ack_many(std::span<const Lease> leases, std::span<LeaseStatus> results = {}) noexcept;
@@ -317,6 +334,8 @@ class Queue {
   // --- Operators.
   [[nodiscard]] Stats stats() const noexcept;
   [[nodiscard]] std::vector<JobInfo> peek(JobState state, std::size_t limit = 100) const;
+  [[nodiscard]] std::vector<JobInfo> peek(JobState state, std::size_t limit,
+                                          std::error_code& ec) const noexcept;
   bool requeue(JobId dead_job) noexcept;      // dead → ready (attempts reset); false if not dead
   std::size_t requeue_dead() noexcept;        // every dead job
   bool remove_dead(JobId dead_job) noexcept;  // dead → gone
@@ -338,20 +357,6 @@ class Queue {
   explicit Queue(std::unique_ptr<Impl> impl) noexcept;
   std::unique_ptr<Impl> impl_;
 };
-
-// Makes every blocking call in this process (claim, claim_many, push with a
-// wait) return `interrupted` promptly (at once as a rule, within 200 ms at
-// worst), now and until clear_interrupt(). Safe to call from a signal
-// handler: use it for graceful shutdown on SIGTERM.
-void interrupt_waits() noexcept;
-void clear_interrupt() noexcept;
-
-// Wakes every blocking call in this process (claim, claim_many, push with a
-// wait) so that it looks at its stop flag (ClaimOptions::stop,
-// PushOptions::stop): those whose flag is set return `interrupted`, the
-// others go back to waiting. Call it after setting a flag. Safe to call from
-// a signal handler.
-void wake_waits() noexcept;
 
 inline PurgeWhat operator|(PurgeWhat a, PurgeWhat b) {
   return static_cast<PurgeWhat>(static_cast<unsigned>(a) | static_cast<unsigned>(b));

@@ -53,7 +53,7 @@
 #include "fuzz_support.hpp"
 #include "jobring/error.hpp"
 #include "jobring/queue.hpp"
-#include "layout.hpp"
+#include "ring/layout.hpp"
 
 namespace {
 

@@ -35,7 +35,7 @@
 #include "fuzz_support.hpp"
 #include "jobring/error.hpp"
 #include "jobring/queue.hpp"
-#include "layout.hpp"
+#include "ring/layout.hpp"
 
 namespace {
 
@@ -138,13 +138,13 @@ const Genuine& genuine(std::uint32_t capacity, std::uint32_t max_payload) {
 // its size. The capacity (1..16), max_payload (1..128) and max_attempts
 // (0..7; open() does not bound it) come from the fuzzed header.
 void repair(std::vector<std::uint8_t>& seg) {
-  const auto capacity = load<std::uint32_t>(seg, offsetof(Header, capacity)) % 16 + 1;
-  const auto max_payload = load<std::uint32_t>(seg, offsetof(Header, max_payload)) % 128 + 1;
-  const auto max_attempts = load<std::uint32_t>(seg, offsetof(Header, max_attempts)) % 8;
+  const auto capacity = load<std::uint32_t>(seg, offsetof(Header, identity.capacity)) % 16 + 1;
+  const auto max_payload = load<std::uint32_t>(seg, offsetof(Header, identity.max_payload)) % 128 + 1;
+  const auto max_attempts = load<std::uint32_t>(seg, offsetof(Header, identity.max_attempts)) % 8;
   const Genuine& g = genuine(capacity, max_payload);
   seg.resize(g.size, 0);
   std::memcpy(seg.data(), g.head.data(), g.head.size());
-  std::memcpy(seg.data() + offsetof(Header, max_attempts), &max_attempts, sizeof max_attempts);
+  std::memcpy(seg.data() + offsetof(Header, identity.max_attempts), &max_attempts, sizeof max_attempts);
 }
 
 bool acceptable_open_error(const std::error_code& ec) {
@@ -178,9 +178,9 @@ class Runner {
     JOBRING_FUZZ_CHECK(max_payload_ >= 1 && max_payload_ <= jobring::kMaxPayload, "max_payload %u",
                        max_payload_);
     size_ = seg.size();
-    states_offset_ = load<std::uint64_t>(seg, offsetof(Header, states_offset));
-    slots_offset_ = load<std::uint64_t>(seg, offsetof(Header, slots_offset));
-    stride_ = load<std::uint32_t>(seg, offsetof(Header, slot_stride));
+    states_offset_ = load<std::uint64_t>(seg, offsetof(Header, identity.states_offset));
+    slots_offset_ = load<std::uint64_t>(seg, offsetof(Header, identity.slots_offset));
+    stride_ = load<std::uint32_t>(seg, offsetof(Header, identity.slot_stride));
   }
 
   [[nodiscard]] std::uint32_t capacity() const { return capacity_; }

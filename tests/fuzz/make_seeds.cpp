@@ -20,7 +20,7 @@
 
 #include "fuzz_support.hpp"
 #include "jobring/queue.hpp"
-#include "layout.hpp"
+#include "ring/layout.hpp"
 
 namespace {
 
@@ -76,12 +76,12 @@ void put(Bytes& b, std::size_t off, T v) {
 
 // Offsets of slot i's state word and metadata in an image.
 std::size_t state_at(const Bytes& img, std::uint32_t i) {
-  return static_cast<std::size_t>(get<std::uint64_t>(img, offsetof(Header, states_offset))) +
+  return static_cast<std::size_t>(get<std::uint64_t>(img, offsetof(Header, identity.states_offset))) +
          std::size_t{i} * 8;
 }
 std::size_t meta_at(const Bytes& img, std::uint32_t i) {
-  return static_cast<std::size_t>(get<std::uint64_t>(img, offsetof(Header, slots_offset)) +
-                                  std::uint64_t{i} * get<std::uint32_t>(img, offsetof(Header, slot_stride)));
+  return static_cast<std::size_t>(get<std::uint64_t>(img, offsetof(Header, identity.slots_offset)) +
+                                  std::uint64_t{i} * get<std::uint32_t>(img, offsetof(Header, identity.slot_stride)));
 }
 
 // A program: opcode bytes and their arguments.
@@ -200,7 +200,7 @@ void segment_seeds() {
   // (PID 0 counts as dead), an expired lease whose owner record names
   // PID 1 (alive), a corrupt state word, a length over max_payload.
   Bytes forged = states;
-  const std::uint32_t capacity = get<std::uint32_t>(forged, offsetof(Header, capacity));
+  const std::uint32_t capacity = get<std::uint32_t>(forged, offsetof(Header, identity.capacity));
   for (std::uint32_t i = 0; i < capacity; ++i) {
     const Word w{get<std::uint64_t>(forged, state_at(forged, i))};
     if (w.state() != State::free) continue;
@@ -215,7 +215,7 @@ void segment_seeds() {
 
   // Header variants that open() must refuse.
   Bytes version = states;
-  put(version, offsetof(Header, layout_version), std::uint32_t{99});
+  put(version, offsetof(Header, identity.layout_version), std::uint32_t{99});
   write_file("segment", "other-version", segment_input(version, none, 0));
   Bytes unpublished = states;
   put(unpublished, offsetof(Header, init), std::uint32_t{0});

@@ -126,7 +126,7 @@
 
 #include "jobring/queue.hpp"
 #include "jobring/worker.hpp"
-#include "layout.hpp"  // the generation in a token, for the fencing check
+#include "ring/layout.hpp"  // the generation in a token, for the fencing check
 
 namespace {
 

@@ -18,17 +18,25 @@
 #include <stdexcept>
 #include <string>
 
-#include "keys.hpp"
-#include "layout.hpp"
+#include "ring/keys.hpp"
+#include "ring/layout.hpp"
+#include "ring/transitions.hpp"
 
 namespace jobring::test {
+
+// The word that follows `from` in a key-table entry with state s: for
+// forging entry states no single transition leaves (a LIVE entry made
+// CLAIMED again, as a hostile or half-dead writer might).
+[[nodiscard]] constexpr detail::Word key_word(detail::Word from, detail::KeyState s, std::uint64_t aux) {
+  return from.next(static_cast<detail::State>(s), aux);
+}
 
 class SegmentView {
  public:
   // Throws if the file is missing, shorter than a header, or shorter than its
   // header says (then the accessors below would reach past the mapping).
   explicit SegmentView(const std::string& name) {
-    const std::string path = "/dev/shm/jobring." + name;
+    const std::string path = segment_path(name);
     fd_ = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
     if (fd_ < 0) throw std::runtime_error("open " + path + ": " + std::strerror(errno));
     struct stat st {};
@@ -43,7 +51,7 @@ class SegmentView {
       throw std::runtime_error("mmap " + path + ": " + std::strerror(errno));
     }
     base_ = static_cast<std::byte*>(p);
-    if (header().total_bytes > size_) {
+    if (header().identity.total_bytes > size_) {
       ::munmap(base_, size_);
       ::close(fd_);
       throw std::runtime_error("segment smaller than its header says: " + path);
@@ -59,21 +67,28 @@ class SegmentView {
   [[nodiscard]] std::byte* base() const { return base_; }
   [[nodiscard]] std::size_t size() const { return size_; }
   [[nodiscard]] detail::Header& header() const { return *reinterpret_cast<detail::Header*>(base_); }
-  [[nodiscard]] std::uint32_t capacity() const { return header().capacity; }
+  [[nodiscard]] std::uint32_t capacity() const { return header().identity.capacity; }
   // Slot i's state word and metadata; i must be below capacity() (throws otherwise).
   [[nodiscard]] std::atomic<std::uint64_t>& state(std::uint32_t i) const {
     if (i >= capacity()) throw std::out_of_range("slot");
-    return reinterpret_cast<std::atomic<std::uint64_t>*>(base_ + header().states_offset)[i];
+    return reinterpret_cast<std::atomic<std::uint64_t>*>(base_ + header().identity.states_offset)[i];
   }
   [[nodiscard]] detail::SlotMeta& meta(std::uint32_t i) const {
     if (i >= capacity()) throw std::out_of_range("slot");
-    return *reinterpret_cast<detail::SlotMeta*>(base_ + header().slots_offset +
-                                                std::uint64_t{i} * header().slot_stride);
+    return *reinterpret_cast<detail::SlotMeta*>(base_ + header().identity.slots_offset +
+                                                std::uint64_t{i} * header().identity.slot_stride);
   }
   [[nodiscard]] detail::Word word(std::uint32_t i) const { return detail::Word{state(i).load()}; }
   void set(std::uint32_t i, detail::Word w) const { state(i).store(w.raw); }
   // The next word of slot i, as the transition to (s, aux) would write it.
   void step(std::uint32_t i, detail::State s, std::uint64_t aux) const { set(i, word(i).next(s, aux)); }
+  // Forges what transition t (transitions.hpp) leaves in slot i, as if a
+  // process had made its CAS and died right after: the word only, no count
+  // and no wake-up. Throws if t cannot start from the slot's state.
+  void forge(std::uint32_t i, const detail::Transition& t, std::uint64_t aux) const {
+    if (!t.starts_from(word(i))) throw std::logic_error(std::string(t.name) + " cannot start from this slot");
+    set(i, t.target(word(i), aux));
+  }
   [[nodiscard]] std::uint64_t total(detail::Total t) const { return header().totals[t].load(); }
   // The event words of lib/wait.hpp: (sequence << 1) | someone-is-waiting.
   [[nodiscard]] std::atomic<std::uint32_t>& work_event() const { return header().work_event; }
@@ -93,11 +108,18 @@ class SegmentView {
   // --- Key table (keys.hpp).
   [[nodiscard]] std::uint32_t key_capacity() const { return header().key_capacity; }
   [[nodiscard]] detail::KeyEntry& key(std::uint32_t e) const {
-    const auto g = detail::geometry(header().capacity, header().max_payload, header().key_capacity);
+    const auto g =
+        detail::geometry(header().identity.capacity, header().identity.max_payload, header().key_capacity);
     return reinterpret_cast<detail::KeyEntry*>(base_ + g.entries_offset)[e];
   }
   [[nodiscard]] detail::Word key_word(std::uint32_t e) const { return detail::Word{key(e).word.load()}; }
   [[nodiscard]] detail::KeyState key_state(std::uint32_t e) const { return detail::key_state(key_word(e)); }
+  // Forges what key transition t leaves in entry e (the word only).
+  void forge_key(std::uint32_t e, const detail::KeyTransition& t, std::uint64_t aux) const {
+    if (!t.starts_from(key_word(e)))
+      throw std::logic_error(std::string(t.name) + " cannot start from this entry");
+    key(e).word.store(t.target(key_word(e), aux).raw);
+  }
   // The entry holding `hash` (any state but empty), or key_capacity() if none.
   [[nodiscard]] std::uint32_t find_key(std::uint64_t hash) const {
     for (std::uint32_t e = 0; e < key_capacity(); ++e)

@@ -3,7 +3,8 @@
 // Internal header. A push with a key (PushOptions::key) adds a job only if
 // no job with that key is in the queue, nor was finished within the window.
 // The table that remembers keys lives in the segment after the slots
-// (layout.hpp); lib/queue.cpp implements the operations (Impl::key_*).
+// (layout.hpp); KeyTable below implements the operations (keys.cpp), and
+// the entry transitions K1..K7 are constants in transitions.hpp.
 //
 // ============================================================================
 // Table
@@ -92,11 +93,11 @@
 #include <string_view>
 #include <type_traits>
 
-#include "layout.hpp"
+#include "jobring/queue.hpp"
+#include "ring/layout.hpp"
+#include "ring/transitions.hpp"
 
 namespace jobring::detail {
-
-enum class KeyState : std::uint64_t { empty = 0, claimed = 1, live = 2, remembered = 3 };
 
 struct alignas(kKeyEntryBytes) KeyEntry {
   std::atomic<std::uint64_t> word;    // KeyState in Word's state bits (layout.hpp)
@@ -106,11 +107,6 @@ struct alignas(kKeyEntryBytes) KeyEntry {
 };
 static_assert(std::is_standard_layout_v<KeyEntry>);
 static_assert(sizeof(KeyEntry) == kKeyEntryBytes);
-
-[[nodiscard]] constexpr KeyState key_state(Word w) noexcept { return static_cast<KeyState>(w.state_bits()); }
-[[nodiscard]] constexpr Word key_word(Word from, KeyState s, std::uint64_t aux) noexcept {
-  return from.next(static_cast<State>(s), aux);
-}
 
 // 64-bit hash of a key: 8-byte little-endian words folded with multiply and
 // rotate, then a full avalanche (the splitmix64 finaliser), seeded with the
@@ -151,5 +147,75 @@ static_assert(sizeof(KeyEntry) == kKeyEntryBytes);
   x *= 0xd6e8feb86659fd93ull;
   return x ^ (x >> 32);
 }
+
+struct Ring;
+
+// What a keyed push's insertion came to.
+enum class KeyInsert { none, inserted, duplicate, full, interrupted };
+
+// The key table of one mapped queue.
+class KeyTable {
+ public:
+  // How long a keyed push waits, per try, for another push of its key that
+  // is in progress before it answers full.
+  static constexpr std::uint64_t kInProgressWaitMs = 10;
+
+  // Points the table into the mapping at `base`; `ring` is the queue's ring
+  // (to tell whether a slot still holds a job).
+  void attach(std::byte* base, const Geometry& g, std::uint32_t capacity, std::uint64_t window_ms,
+              Ring& ring) noexcept;
+  [[nodiscard]] std::uint32_t capacity() const noexcept { return capacity_; }
+
+  // The id of a job that holds the key (LIVE, or REMEMBERED within the
+  // window), if any; changes nothing. CLAIMED entries are left to insert().
+  [[nodiscard]] bool lookup(std::uint64_t hash, JobId& existing) const noexcept;
+  // K1 + K2 for job `id`, which this producer (`writer`) holds WRITING in
+  // `slot`. On `inserted`, `entry`/`claimed` name the entry and its CLAIMED
+  // word (for make_live); on `duplicate`, `existing` is the job that holds it.
+  KeyInsert insert(std::uint64_t hash, JobId id, std::uint32_t slot, std::uint64_t writer,
+                   std::uint32_t& entry, Word& claimed, JobId& existing) noexcept;
+  // K3, after the job's commit. Fails harmlessly if a finisher came first.
+  void make_live(std::uint32_t entry, Word claimed) noexcept;
+  // K4: job `id`, which held entry `e` with `hash`, has left the queue (ack,
+  // purge, remove_dead): remember the key for the window. `hash` and `e`
+  // were read from the slot before the transition that freed it.
+  void finish(std::uint64_t e, std::uint64_t hash, JobId id) noexcept;
+  // K7 (and K6's expiry) on entry e: settles it if its producer or finisher
+  // died, or its window is over. True if the entry changed.
+  bool resolve(std::uint32_t e, std::uint64_t now) noexcept;
+  // resolve() on every entry in use (sweep).
+  void resolve_all(std::uint64_t now) noexcept;
+  // Entries holding keys of jobs in the queue (CLAIMED, LIVE), and keys of
+  // finished jobs still inside their window (stats).
+  void count(std::uint64_t now, std::uint64_t& live, std::uint64_t& remembered) const noexcept;
+
+ private:
+  struct Snapshot {
+    Word w{};
+    std::uint64_t hash = 0;
+    JobId job_id = 0;
+    std::uint64_t slot = 0;
+  };
+  struct Buckets {
+    std::uint32_t first[2];  // first entry of each bucket
+    std::uint32_t count;     // 1 when both choices are the same bucket
+    std::uint32_t home;      // bucket index whose version K2 bumps
+  };
+  struct Scan;  // what one look at a key's buckets found (keys.cpp)
+
+  [[nodiscard]] bool read(std::uint32_t e, Snapshot& k) const noexcept;
+  [[nodiscard]] Buckets buckets_of(std::uint64_t hash) const noexcept;
+  [[nodiscard]] Word forgotten_at(Word from, std::uint64_t now) const noexcept;
+  [[nodiscard]] static bool expired(Word w, std::uint64_t now) noexcept;
+  [[nodiscard]] bool slot_holds(std::uint64_t s, JobId id) const noexcept;
+  bool scan(std::uint64_t hash, const Buckets& kb, std::uint64_t now, Scan& found, JobId& existing) noexcept;
+  bool settle_unsettled(const Buckets& kb, std::uint64_t now) noexcept;
+
+  std::atomic<std::uint64_t>* versions_ = nullptr;  // one per bucket
+  KeyEntry* entries_ = nullptr;
+  std::uint32_t capacity_ = 0;  // a multiple of kKeyWays
+  std::uint64_t window_ms_ = 0;
+  Ring* ring_ = nullptr;
+};
 
 }  // namespace jobring::detail

@@ -1,4 +1,4 @@
-// jobring — DoneStore, the file-backed record of done keys (include/jobring/idempotent.hpp).
+// jobring — DoneStore, the file-backed record of done keys (include/jobring/done_store.hpp).
 //
 // File format (all integers little-endian):
 //
@@ -30,7 +30,7 @@
 // side effect may run again); during it → a torn tail, cut off later,
 // nothing recorded; after it, before fdatasync returns → recorded in the page
 // cache: survives a process crash, maybe not a power loss; after → durable.
-#include "jobring/idempotent.hpp"
+#include "jobring/done_store.hpp"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -43,7 +43,8 @@
 #include <string>
 #include <unordered_set>
 
-#include "segment.hpp"  // detail::errno_text
+#include "common/sys.hpp"
+#include "jobring/error.hpp"
 
 namespace jobring {
 

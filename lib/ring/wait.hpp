@@ -31,9 +31,13 @@
 // one while it scans and sleeps no longer than that.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
+
+#include "common/clock.hpp"
 
 namespace jobring::detail {
 
@@ -62,5 +66,41 @@ void notify(std::atomic<std::uint32_t>& word) noexcept;
 
 // True once interrupt_waits() was called in this process (until cleared).
 [[nodiscard]] bool interrupt_requested() noexcept;
+
+inline constexpr std::uint64_t kNoDue = ~std::uint64_t{0};
+
+// What a blocking call's wait came to: how much it did, and whether it gave
+// up because it was interrupted (interrupt_waits, or its stop flag).
+struct Progress {
+  std::size_t done = 0;
+  bool interrupted = false;
+};
+
+// Runs `attempt(load_order, next_due)` until it makes progress, `wait` runs
+// out, or the call is interrupted; sleeps on `event` in between: prepare,
+// re-check with seq_cst loads, sleep (see the top of this file for why no
+// wake-up is lost). `attempt` returns how much it did and lowers next_due to
+// the earliest due time it saw, which bounds the sleep.
+template <typename Attempt>
+Progress wait_until_progress(std::atomic<std::uint32_t>& event, std::chrono::milliseconds wait,
+                             std::uint32_t capacity, const std::atomic<bool>* stop, Attempt attempt) {
+  std::uint64_t due = kNoDue;
+  if (const std::size_t n = attempt(std::memory_order_relaxed, due)) return {n, false};
+  if (wait.count() <= 0) return {};
+  // +1: now_ms() truncates, so this never returns before `wait` has passed.
+  const std::uint64_t deadline = now_ms() + static_cast<std::uint64_t>(wait.count()) + 1;
+  for (;;) {
+    if (interrupt_requested() || (stop != nullptr && stop->load(std::memory_order_relaxed))) return {0, true};
+    const std::uint32_t expected = prepare_wait(event);
+    due = kNoDue;
+    // The re-check after announcing ourselves, with seq_cst loads.
+    if (const std::size_t n = attempt(std::memory_order_seq_cst, due)) return {n, false};
+    const std::uint64_t now = now_ms();
+    if (now >= deadline) return {};
+    const std::uint64_t until = std::min(deadline, std::max(due, now + 1));
+    sleep_on(event, expected, std::chrono::milliseconds(static_cast<std::int64_t>(until - now)),
+             safety_sleep(capacity), stop);
+  }
+}
 
 }  // namespace jobring::detail

@@ -10,10 +10,6 @@
 
 namespace jobring::detail {
 
-// The text of errno value `err` (strerror_r: thread-safe, unlike strerror,
-// which may return a buffer that another thread's call overwrites).
-[[nodiscard]] std::string errno_text(int err);
-
 // What went wrong, for the caller to turn into a message naming the queue.
 struct Failure {
   std::error_code code;

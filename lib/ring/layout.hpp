@@ -1,10 +1,10 @@
 // jobring — the shared-memory layout and the slot state machine.
 //
-// Internal header: the one place that defines what lives in the segment.
+// Internal header: the one place that defines what lives in the segment and
+// how its words are encoded.
 // Everything here is read by processes that may not trust each other's
 // segment, so every field read from shared memory is validated before use
-// (lib/queue.cpp: validate_header(), and the per-slot checks on length and
-// state).
+// (open.cpp: validate_header(), and the per-slot checks on length and state).
 //
 // ============================================================================
 // Segment
@@ -69,56 +69,8 @@
 // so a claimer's acquire CAS synchronises with the producer whose payload it
 // reads, however many takeovers happened in between.
 //
-// ============================================================================
-// State machine — every transition, who makes it, and crash analysis
-// ============================================================================
-//
-//            push:reserve            push:commit
-//   ┌──────┐ ───────────▶ ┌─────────┐ ──────────▶ ┌───────┐  claim   ┌────────┐
-//   │ FREE │              │ WRITING │             │ READY │ ───────▶ │ LEASED │──┐
-//   └──────┘ ◀─────────── └─────────┘             └───────┘ ◀─────── └────────┘  │ extend
-//    ▲  ▲  ▲  writer dead                       ▲ ▲  (visible_at   release /     ◀┘ takeover
-//    │  │  │  (recover)                         │ │   > now: shown   release(delay)   (expired:
-//    │  │  └──────────────── ack ───────────────┼─┼─ as "delayed")                   new lease)
-//    │  └───── purge (ready/delayed) ───────────┘ │
-//    │                                            │ requeue
-//    │  purge / remove_dead      ┌──────┐ ────────┘
-//    └────────────────────────── │ DEAD │ ◀── release or expiry with attempts >= max_attempts
-//                                └──────┘
-//
-//  T1 FREE→WRITING (push:reserve; aux = producer PID). Dies before: nothing
-//     happened. Dies after: the slot holds a half-written job whose push never
-//     returned; a claimer that finds nothing to claim, a pusher that finds the
-//     ring full, or the janitor sees WRITING with a dead PID and does T2.
-//  T2 WRITING→FREE (recover; only when the writer PID is proven dead, never by
-//     time alone, so a stopped producer that resumes never scribbles over a
-//     reused slot). Dies before/after: the same check is repeated by the next
-//     scanner; the CAS makes a double recovery impossible.
-//  T3 WRITING→READY (push:commit, release: publishes job id, length, payload).
-//     Dies before: T2 applies. Dies after: the job is in the queue; the
-//     producer may not have learnt its id, but nothing is lost.
-//  T4 READY→LEASED (claim; aux = deadline). The owner and attempt count are
-//     written just after, tagged with the generation, so the janitor trusts an
-//     owner only if its tag matches the state word. Dies before: nothing.
-//     Dies after: the job is hidden until the deadline, then T5 (or, with the
-//     janitor, at once if the owner record was written; if the claimer died
-//     before writing it, the lease simply runs out). The attempt count may be
-//     one short if the claimer died between the CAS and its increment (or
-//     stalled there past its whole lease while another claimer took over).
-//  T5 LEASED→LEASED (takeover of an expired lease by a claimer; or extend by
-//     the token holder). Dies before/after: as T4.
-//  T6 LEASED→FREE (ack with the current token). Dies before: the lease runs
-//     out and the job is redelivered (at-least-once). Dies after: done.
-//  T7 LEASED→READY (release with the current token, aux = visible-at; or a
-//     sweep — the janitor — returning a lease whose owner is proven dead, or
-//     whose deadline has passed). As T6.
-//  T8 LEASED→DEAD (release, or a claimer finding the lease expired, when
-//     attempts >= max_attempts). The job keeps its payload until an operator
-//     acts. Dies before/after: consistent either way.
-//  T9 DEAD→READY (requeue; attempts reset first), DEAD/READY→FREE (purge,
-//     remove_dead). Dies before/after: consistent either way.
-//  Words with a state value above DEAD (never written by jobring) are skipped
-//  by every scan, counted as corrupt in stats, and reset to FREE by purge().
+// The slot state machine — every transition, its memory order, what it wakes
+// and counts, and its crash analysis — is in transitions.hpp.
 #pragma once
 
 #include <atomic>
@@ -202,11 +154,12 @@ enum Total : unsigned {
   kTotalCount
 };
 
-struct alignas(kCacheLine) Header {
-  // line 0: identity and geometry. Written by the creator before `init` is
-  // published with a release store; read by openers after an acquire load of
-  // `init`, validated once, and cached in the process (never re-read, so a
-  // process that scribbles on the header later cannot change our bounds).
+// Line 0 of the header: identity and geometry. Written by the creator before
+// `init` is published with a release store; read by openers after an
+// acquire load of `init`, validated once from a private copy (open.cpp), and
+// cached in the process (never re-read, so a process that scribbles on the
+// header later cannot change our bounds).
+struct Identity {
   std::uint64_t magic;
   std::uint32_t layout_version;
   std::uint32_t header_bytes;
@@ -218,9 +171,15 @@ struct alignas(kCacheLine) Header {
   std::uint64_t states_offset;
   std::uint64_t slots_offset;
   std::uint64_t total_bytes;
+};
+static_assert(sizeof(Identity) == kCacheLine && std::is_trivially_copyable_v<Identity>);
+
+struct alignas(kCacheLine) Header {
+  // line 0: identity and geometry (immutable once published).
+  Identity identity;
 
   // line 1: written by the creator before `init` is published, like line 0.
-  // The key-table fields are validated from a private copy too (KeyIdentity).
+  // The key-table fields are validated from a private copy too.
   alignas(kCacheLine) std::atomic<std::uint32_t> init;  // kInitDone once lines 0-1 are complete
   std::uint32_t creator_pid;
   std::uint32_t mode;
@@ -240,39 +199,14 @@ struct alignas(kCacheLine) Header {
   std::atomic<std::uint32_t> room_event;                      // a slot may have become free
 
   // lines 6-7: totals. Statistics, and the claimable signature of the
-  // empty-ring memo (queue.cpp): bumped with release RMWs after the
+  // empty-ring memo (claim.cpp): bumped with release RMWs after the
   // transition they count. A hostile write here can make a poller answer
   // "empty" for at most the memo's age bound (2 ms), never lose a job.
   alignas(kCacheLine) std::atomic<std::uint64_t> totals[16];
 };
 
-// Line 0 of the header as plain data: open() validates a private copy of it.
-struct Identity {
-  std::uint64_t magic;
-  std::uint32_t layout_version;
-  std::uint32_t header_bytes;
-  std::uint32_t capacity;
-  std::uint32_t max_payload;
-  std::uint32_t slot_stride;
-  std::uint32_t max_attempts;
-  std::uint64_t default_lease_ms;
-  std::uint64_t states_offset;
-  std::uint64_t slots_offset;
-  std::uint64_t total_bytes;
-};
-static_assert(sizeof(Identity) == kCacheLine && std::is_trivially_copyable_v<Identity>);
-static_assert(offsetof(Identity, total_bytes) == offsetof(Header, total_bytes));
-static_assert(offsetof(Identity, default_lease_ms) == offsetof(Header, default_lease_ms));
-static_assert(offsetof(Identity, max_attempts) == offsetof(Header, max_attempts));
-
-// The key-table fields of line 1 as plain data, validated from a private copy.
-struct KeyIdentity {
-  std::uint32_t key_capacity;
-  std::uint64_t keys_offset;
-  std::uint64_t dedup_window_ms;
-};
-
 static_assert(std::is_standard_layout_v<Header>);
+static_assert(offsetof(Header, identity) == 0);
 static_assert(sizeof(Header) == kHeaderBytes);
 static_assert(offsetof(Header, init) == 1 * kCacheLine);
 static_assert(offsetof(Header, push_cursor) == 2 * kCacheLine);
@@ -284,10 +218,6 @@ static_assert(kTotalCount <= 16);
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
 static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
 static_assert(sizeof(std::atomic<std::uint64_t>) == 8 && alignof(std::atomic<std::uint64_t>) == 8);
-
-// ---------------------------------------------------------------------------
-// Slot
-// ---------------------------------------------------------------------------
 
 // ---------------------------------------------------------------------------
 // Process identities packed into one word, so that a reader never sees the
@@ -335,6 +265,10 @@ static_assert(kOwnerGenShift + kGenBits == 64);
 static_assert(owner_gen(make_owner(kGenMask, 1, 5)) == kGenMask);
 static_assert(owner_pid(make_owner(3, (1u << 22) - 1, 7)) == (1u << 22) - 1);
 static_assert(owner_start_bits(make_owner(3, 9, (1u << 21) + 7)) == 7);
+
+// ---------------------------------------------------------------------------
+// Slot
+// ---------------------------------------------------------------------------
 
 struct alignas(kCacheLine) SlotMeta {
   // Written by the producer while the slot is WRITING (it is the only writer

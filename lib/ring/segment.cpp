@@ -1,4 +1,4 @@
-#include "segment.hpp"
+#include "ring/segment.hpp"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/sys.hpp"
 #include "jobring/error.hpp"
 
 namespace jobring::detail {
@@ -21,13 +22,6 @@ struct Segment::Impl {
 };
 
 namespace {
-
-// strerror_r comes in two flavours: GNU (returns the message, maybe not in
-// the buffer) and XSI (returns 0 and fills the buffer). These take either.
-[[maybe_unused]] const char* strerror_result(const char* gnu, const char* /*buf*/) { return gnu; }
-[[maybe_unused]] const char* strerror_result(int xsi, const char* buf) {
-  return xsi == 0 ? buf : "unknown error";
-}
 
 std::error_code from_errno(int err) noexcept {
   switch (err) {
@@ -73,11 +67,6 @@ bool map(Segment::Impl& impl, Failure& failure) {
 }
 
 }  // namespace
-
-std::string errno_text(int err) {
-  char buf[256] = {};
-  return strerror_result(::strerror_r(err, buf, sizeof buf), buf);
-}
 
 Segment::Segment() noexcept = default;
 Segment::Segment(Segment&&) noexcept = default;

@@ -42,7 +42,7 @@
 #include <utility>
 #include <vector>
 
-#include "wait.hpp"
+#include "ring/wait.hpp"
 
 namespace jobring {
 

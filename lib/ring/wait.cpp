@@ -1,4 +1,4 @@
-#include "wait.hpp"
+#include "ring/wait.hpp"
 
 #include <linux/futex.h>
 #include <sys/syscall.h>

@@ -1,0 +1,296 @@
+// jobring — what operators do: stats and peek (read-only), requeue and
+// remove dead jobs, purge (T9), and keeping FIFO after jobs are removed.
+
+#include <cstring>
+#include <optional>
+
+#include "ring/core.hpp"
+
+namespace jobring {
+
+using detail::SlotMeta;
+using detail::State;
+using detail::Word;
+namespace T = detail::T;
+
+namespace {
+
+void count_slots(const detail::ReadView& v, std::uint64_t now, Stats& s) noexcept {
+  for (std::uint32_t i = 0; i < v.capacity(); ++i) {
+    const Word w = v.word(i, std::memory_order_relaxed);
+    if (!w.valid()) {
+      ++s.corrupt;
+      continue;
+    }
+    switch (w.state()) {
+      case State::free:
+        ++s.free;
+        break;
+      case State::writing:
+        ++s.writing;
+        break;
+      case State::ready:
+        ++(detail::delayed(w, now) ? s.delayed : s.ready);
+        break;
+      case State::leased:
+        if (detail::lease_current(w, now)) {
+          ++s.leased;
+          const std::uint64_t at = v.meta(i).claimed_at_ms.load(std::memory_order_relaxed);
+          if (at <= now) s.oldest_lease_ms = std::max(s.oldest_lease_ms, now - at);
+        } else {
+          ++s.expired;
+        }
+        break;
+      case State::dead:
+        ++s.dead;
+        break;
+    }
+  }
+}
+
+void read_totals(const detail::ReadView& v, Stats& s) noexcept {
+  s.pushed = v.total(detail::kPushed);
+  s.claimed = v.total(detail::kClaimed);
+  s.acked = v.total(detail::kAcked);
+  s.released = v.total(detail::kReleased);
+  s.expired_total = v.total(detail::kExpired);
+  s.dead_lettered = v.total(detail::kDeadLettered);
+  s.requeued = v.total(detail::kRequeued);
+  s.purged = v.total(detail::kPurged);
+  s.recovered_writes = v.total(detail::kRecoveredWrites);
+  s.reclaimed = v.total(detail::kReclaimed);
+  s.duplicates = v.total(detail::kDuplicates);
+  s.keys_evicted = v.total(detail::kKeysEvicted);
+  s.keys_full = v.total(detail::kKeysFull);
+}
+
+// The state peek() lists a word under, if any.
+std::optional<JobState> listed_as(Word w, std::uint64_t now) noexcept {
+  switch (w.state()) {
+    case State::ready:
+      return detail::delayed(w, now) ? JobState::delayed : JobState::ready;
+    case State::leased:
+      return JobState::leased;
+    case State::dead:
+      return JobState::dead;
+    default:
+      return std::nullopt;
+  }
+}
+
+// Slot i's job as peek() lists it; false if the slot changed while we read.
+bool read_job(const detail::ReadView& v, std::uint32_t i, Word w, JobState s, std::uint64_t now,
+              JobInfo& info) {
+  const SlotMeta& m = v.meta(i);
+  info.id = m.job_id.load(std::memory_order_relaxed);
+  info.state = s;
+  info.slot = i;
+  info.attempts = m.attempts.load(std::memory_order_relaxed);
+  if (s == JobState::delayed || s == JobState::leased)
+    info.ms_until = static_cast<std::int64_t>(w.aux()) - static_cast<std::int64_t>(now);
+  if (s == JobState::leased) {
+    const std::uint64_t owner = m.owner.load(std::memory_order_relaxed);
+    if (detail::owner_gen(owner) == w.gen()) info.owner_pid = static_cast<int>(detail::owner_pid(owner));
+  }
+  const std::uint32_t length = m.length.load(std::memory_order_relaxed);
+  // A corrupt length (a job quarantined in DEAD by a claim) is listed with no
+  // payload, so that an operator can still see and remove it; the payload
+  // area is never read past its end.
+  info.payload.resize(length <= v.max_payload() ? length : 0);
+  if (!info.payload.empty()) std::memcpy(info.payload.data(), v.payload(i), info.payload.size());
+  // Seqlock-style validation: skip the job if the slot changed meanwhile.
+  std::atomic_thread_fence(std::memory_order_acquire);
+  return v.word(i, std::memory_order_relaxed) == w;
+}
+
+}  // namespace
+
+Stats Queue::stats() const noexcept {
+  const detail::ReadView v(*impl_);
+  Stats s;
+  const std::uint64_t now = detail::now_ms();
+  count_slots(v, now, s);
+  impl_->keys.count(now, s.keys_live, s.keys_remembered);
+  s.keys_capacity = impl_->keys.capacity();
+  read_totals(v, s);
+  return s;
+}
+
+std::vector<JobInfo> Queue::peek(JobState state, std::size_t limit) const {
+  const detail::ReadView v(*impl_);
+  std::vector<JobInfo> out;
+  const std::uint64_t now = detail::now_ms();
+  for (std::uint32_t i = 0; i < v.capacity() && out.size() < limit; ++i) {
+    // Acquire: pairs with the commit (T3) or any later RMW, as for a claim.
+    const Word w = v.word(i, std::memory_order_acquire);
+    const auto s = listed_as(w, now);
+    if (s != state) continue;
+    JobInfo info;
+    if (read_job(v, i, w, *s, now, info)) out.push_back(std::move(info));
+  }
+  return out;
+}
+
+std::vector<JobInfo> Queue::peek(JobState state, std::size_t limit, std::error_code& ec) const noexcept {
+  try {
+    ec.clear();
+    return peek(state, limit);
+  } catch (const std::bad_alloc&) {
+    ec = std::make_error_code(std::errc::not_enough_memory);
+    return {};
+  }
+}
+
+void detail::Ring::skip_unclaimable_positions() noexcept {
+  // Jobs removed before any claim passed them leave the claim cursor behind,
+  // at positions now FREE; the next lap of pushes refills those slots, and a
+  // scan from the stale cursor would meet the newest job first. So the
+  // cursor moves over the positions, below the push cursor, whose slots hold
+  // nothing a claim would take: FREE (purged, acked), a delayed job, a lease
+  // (current or run out: a retry, which guarantee 6 exempts), DEAD. It stops
+  // at a visible READY job (the oldest one, which the next scan must meet
+  // first) and at WRITING (a producer's job in progress). A claim scan passes
+  // the same slots the same way (claim.cpp). Every scan covers the whole ring
+  // from the cursor, so a job passed here (a delayed one coming due, a lease
+  // running out) is still claimed, only after newer ones. A hint: a racing
+  // move is harmless (advance() never moves it back), and a death anywhere
+  // here changes nothing.
+  const std::uint64_t from = header->claim_cursor.load(std::memory_order_relaxed);
+  const std::uint64_t pushed = header->push_cursor.load(std::memory_order_relaxed);
+  std::uint64_t c = from;
+  // A cursor more than a lap behind (a delayed or dead job at its slot held
+  // it while pushes and purges went round): no position that old holds a job
+  // any more; start from one lap behind the push cursor.
+  if (c < pushed && pushed - c > capacity) c = pushed - capacity;
+  std::uint64_t now = 0;  // read at the first word that needs it
+  auto passable = [&](Word w) {
+    switch (w.state()) {
+      case State::free:
+      case State::leased:
+      case State::dead:
+        return true;
+      case State::ready:
+        if (w.aux() == 0) return false;  // visible at once
+        if (now == 0) now = now_ms();
+        return delayed(w, now);
+      default:  // WRITING, or an invalid word: stop
+        return false;
+    }
+  };
+  while (c < pushed && pushed - c <= capacity &&
+         passable(Word{state(static_cast<std::uint32_t>(c % capacity)).load(std::memory_order_relaxed)}))
+    ++c;
+  if (c != from) advance(header->claim_cursor, c);
+}
+
+namespace {
+
+// T9 purge on every slot for which `pick(word, meta)` holds (re-checked after
+// a failed CAS), at most `limit` of them; returns how many changed. Counted
+// and woken by the caller.
+template <typename Pick>
+std::size_t purge_slots(Queue::Impl& q, Pick pick, std::size_t limit) noexcept {
+  std::size_t changed = 0;
+  for (std::uint32_t i = 0; i < q.capacity && changed < limit; ++i) {
+    auto& sw = q.state(i);
+    SlotMeta& m = q.meta(i);
+    Word w{sw.load(std::memory_order_acquire)};
+    while (pick(w, m)) {
+      // The job's key, read before the CAS (the slot may be reused right
+      // after it); the CAS from `w` proves they were this job's.
+      const JobId id = m.job_id.load(std::memory_order_relaxed);
+      const std::uint64_t hash = m.key_hash.load(std::memory_order_relaxed);
+      const std::uint32_t entry = m.key_entry.load(std::memory_order_relaxed);
+      // A corrupt word gets a valid FREE word of the next generation.
+      const Word to = Word::make(State::free, w.gen() + 1, 0);
+      if (detail::move_weak(T::purge, sw, w, to)) {
+        if (w.valid()) q.keys.finish(entry, hash, id);  // K4: the job left the queue
+        ++changed;
+        break;
+      }
+    }
+  }
+  return changed;
+}
+
+// After jobs were purged or removed: count them, keep FIFO, wake pushers.
+void settle_purge(Queue::Impl& q, std::size_t n) noexcept {
+  if (n == 0) return;
+  detail::count(T::purge, *q.header, n);
+  q.skip_unclaimable_positions();
+  detail::wake(T::purge, *q.header);
+}
+
+// T9 requeue in two steps, so that resetting the attempts cannot race a
+// claim: first DEAD → DEAD (generation + 1) makes us the only requeuer of the
+// slot (a rival requeue, purge or remove_dead from the old word fails); then
+// the attempts are reset while nobody can claim the job; then DEAD → READY.
+// Dies between the steps: the job is still DEAD, with its attempts reset or
+// not; consistent either way.
+bool requeue_slot(Queue::Impl& q, std::uint32_t i, Word w) noexcept {
+  auto& sw = q.state(i);
+  const Word mine = T::requeue_lock.target(w, 0);
+  if (!detail::move(T::requeue_lock, sw, w, mine)) return false;
+  q.meta(i).attempts.store(0, std::memory_order_relaxed);
+  Word expected = mine;
+  return detail::move(T::requeue, sw, expected, T::requeue.target(mine, 0));
+}
+
+std::size_t requeue_where(Queue::Impl& q, std::optional<JobId> only) noexcept {
+  std::size_t n = 0;
+  for (std::uint32_t i = 0; i < q.capacity; ++i) {
+    const Word w{q.state(i).load(std::memory_order_acquire)};
+    if (w.state() != State::dead) continue;
+    if (only && q.meta(i).job_id.load(std::memory_order_relaxed) != *only) continue;
+    if (requeue_slot(q, i, w)) {
+      ++n;
+      if (only) break;
+    }
+  }
+  detail::settle(T::requeue, *q.header, n);
+  return n;
+}
+
+}  // namespace
+
+bool Queue::requeue(JobId dead_job) noexcept { return requeue_where(*impl_, dead_job) == 1; }
+
+std::size_t Queue::requeue_dead() noexcept { return requeue_where(*impl_, std::nullopt); }
+
+bool Queue::remove_dead(JobId dead_job) noexcept {
+  Impl& q = *impl_;
+  const std::size_t n = purge_slots(
+      q,
+      [&](Word w, SlotMeta& m) {
+        return w.state() == State::dead && m.job_id.load(std::memory_order_relaxed) == dead_job;
+      },
+      1);
+  settle_purge(q, n);
+  return n == 1;
+}
+
+std::size_t Queue::purge(PurgeWhat what) noexcept {
+  Impl& q = *impl_;
+  const auto bits = static_cast<unsigned>(what);
+  const bool all = what == PurgeWhat::all;
+  const std::uint64_t now = detail::now_ms();
+  const std::size_t n = purge_slots(
+      q,
+      [&](Word w, SlotMeta&) {
+        if (!w.valid()) return all;
+        switch (w.state()) {
+          case State::ready:
+            return (bits & static_cast<unsigned>(detail::delayed(w, now) ? PurgeWhat::delayed
+                                                                         : PurgeWhat::ready)) != 0;
+          case State::dead:
+            return (bits & static_cast<unsigned>(PurgeWhat::dead)) != 0;
+          default:
+            return false;
+        }
+      },
+      q.capacity);
+  settle_purge(q, n);
+  return n;
+}
+
+}  // namespace jobring

@@ -1,0 +1,218 @@
+// jobring — the mapped queue: a ring as this process sees it.
+//
+// Internal header. `Ring` holds the pointers into the segment and the
+// geometry, validated once at open (open.cpp) and never re-read from shared
+// memory, with the accessors every operation uses, the time tests on a word's
+// aux, and the cursor hints. `ReadView` is the same ring for operations that
+// only look (stats, peek): it has no way to write a word. `Queue::Impl` is the
+// ring plus what the public Queue needs: its name, options, the mapping
+// itself, the key table and the operations (one file per family: push.cpp,
+// claim.cpp, lease.cpp, admin.cpp, sweep.cpp).
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+#include "common/clock.hpp"
+#include "common/process.hpp"
+#include "jobring/queue.hpp"
+#include "ring/keys.hpp"
+#include "ring/layout.hpp"
+#include "ring/segment.hpp"
+#include "ring/transitions.hpp"
+#include "ring/wait.hpp"
+
+namespace jobring {
+
+namespace detail {
+
+// Time tests on a word's aux. jobring never writes a visible-at or a deadline
+// more than kMaxLease ahead of its clock, so one more than 2 × kMaxLease ahead
+// of ours is corrupt: treat it as passed, so that no forged word can hide a
+// slot for decades (layout.hpp).
+inline constexpr auto kMaxAhead = 2 * static_cast<std::uint64_t>(kMaxLease.count());
+// READY: still delayed at `now`?
+[[nodiscard]] constexpr bool delayed(Word w, std::uint64_t now) noexcept {
+  return w.aux() > now && w.aux() - now <= kMaxAhead;
+}
+// LEASED: deadline not yet passed at `now`? (Expiry is strictly after the deadline.)
+[[nodiscard]] constexpr bool lease_current(Word w, std::uint64_t now) noexcept {
+  return w.aux() >= now && w.aux() - now <= kMaxAhead;
+}
+
+// 1 .. kMaxLease (0 too when allow_zero): the bound of every duration argument.
+[[nodiscard]] constexpr bool valid_duration(milliseconds d, bool allow_zero) noexcept {
+  return (allow_zero ? d.count() >= 0 : d.count() >= 1) && d <= kMaxLease;
+}
+
+// "jobring queue 'NAME': MESSAGE (DETAIL)": every error of an operation on a queue.
+[[nodiscard]] std::string describe(std::string_view name, const std::error_code& ec,
+                                   const std::string& detail);
+[[noreturn]] void throw_error(std::string_view name, std::error_code ec, const std::string& detail);
+
+// The segment as mapped in this process.
+struct Ring {
+  Header* header = nullptr;
+  std::atomic<std::uint64_t>* states = nullptr;
+  std::byte* slots = nullptr;
+  std::uint32_t capacity = 0;
+  std::uint32_t max_payload = 0;
+  std::uint64_t stride = 0;
+
+  // Points into the mapping at `base`, with the geometry of validated options.
+  void attach(std::byte* base, const Geometry& g, std::uint32_t cap, std::uint32_t payload_max) noexcept {
+    header = reinterpret_cast<Header*>(base);
+    capacity = cap;
+    max_payload = payload_max;
+    stride = g.slot_stride;
+    states = reinterpret_cast<std::atomic<std::uint64_t>*>(base + g.states_offset);
+    slots = base + g.slots_offset;
+  }
+
+  [[nodiscard]] std::atomic<std::uint64_t>& state(std::uint32_t i) noexcept { return states[i]; }
+  [[nodiscard]] const std::atomic<std::uint64_t>& state(std::uint32_t i) const noexcept { return states[i]; }
+  [[nodiscard]] SlotMeta& meta(std::uint32_t i) noexcept {
+    return *reinterpret_cast<SlotMeta*>(slots + i * stride);
+  }
+  [[nodiscard]] const SlotMeta& meta(std::uint32_t i) const noexcept {
+    return *reinterpret_cast<const SlotMeta*>(slots + i * stride);
+  }
+  [[nodiscard]] std::byte* key_area(std::uint32_t i) noexcept { return slots + i * stride + kSlotMetaBytes; }
+  [[nodiscard]] const std::byte* key_area(std::uint32_t i) const noexcept {
+    return slots + i * stride + kSlotMetaBytes;
+  }
+  [[nodiscard]] std::byte* payload(std::uint32_t i) noexcept {
+    return slots + i * stride + kSlotMetaBytes + kKeyAreaBytes;
+  }
+  [[nodiscard]] const std::byte* payload(std::uint32_t i) const noexcept {
+    return slots + i * stride + kSlotMetaBytes + kKeyAreaBytes;
+  }
+  [[nodiscard]] std::uint32_t next(std::uint32_t i) const noexcept { return i + 1 == capacity ? 0 : i + 1; }
+
+  // Bumps a total that no single transition owns (duplicates, keys_full):
+  // a release RMW like the transitions' counts (transitions.hpp).
+  void count(Total t, std::uint64_t n = 1) noexcept {
+    header->totals[t].fetch_add(n, std::memory_order_release);
+  }
+  [[nodiscard]] std::uint64_t total(Total t) const noexcept {
+    return header->totals[t].load(std::memory_order_relaxed);
+  }
+
+  // The sum of the counts bumped after every transition that can make a job
+  // claimable: T3 commit (pushed), T7 release (released), T9 requeue
+  // (requeued), and sweep's T7 (reclaimed, expired). Monotonic, so any such
+  // transition changes it. Acquire: pairs with the counts' release RMWs.
+  [[nodiscard]] std::uint64_t claimable_signature() const noexcept {
+    const auto& t = header->totals;
+    return t[kPushed].load(std::memory_order_acquire) + t[kRequeued].load(std::memory_order_acquire) +
+           t[kReleased].load(std::memory_order_acquire) + t[kReclaimed].load(std::memory_order_acquire) +
+           t[kExpired].load(std::memory_order_acquire);
+  }
+
+  // Moves a cursor hint forward to at least `to` (never back).
+  static void advance(std::atomic<std::uint64_t>& cursor, std::uint64_t to) noexcept {
+    std::uint64_t cur = cursor.load(std::memory_order_relaxed);
+    while (cur < to && !cursor.compare_exchange_weak(cur, to, std::memory_order_relaxed)) {
+    }
+  }
+
+  // FIFO (guarantee 6) after purge, remove_dead, or an ack at the claim
+  // cursor's own slot: moves the claim cursor over the positions, below the
+  // push cursor, whose slots hold nothing a claim would take (admin.cpp).
+  void skip_unclaimable_positions() noexcept;
+
+  // T2: frees slots left WRITING by producers that are proven dead; returns
+  // how many. Never frees a live (even stopped) producer's slot (sweep.cpp).
+  std::size_t recover_dead_writers() noexcept;
+};
+
+// A read-only view of a ring, for operations that only look.
+class ReadView {
+ public:
+  explicit ReadView(const Ring& ring) noexcept : ring_(&ring) {}
+  [[nodiscard]] std::uint32_t capacity() const noexcept { return ring_->capacity; }
+  [[nodiscard]] std::uint32_t max_payload() const noexcept { return ring_->max_payload; }
+  [[nodiscard]] Word word(std::uint32_t i, std::memory_order order) const noexcept {
+    return Word{ring_->state(i).load(order)};
+  }
+  [[nodiscard]] const SlotMeta& meta(std::uint32_t i) const noexcept { return ring_->meta(i); }
+  [[nodiscard]] const std::byte* payload(std::uint32_t i) const noexcept { return ring_->payload(i); }
+  [[nodiscard]] std::uint64_t total(Total t) const noexcept { return ring_->total(t); }
+
+ private:
+  const Ring* ring_;
+};
+
+// The outcome of a keyed push (push.cpp), learnt by the push pass.
+struct KeyedPush {
+  std::string_view key;
+  std::uint64_t hash = 0;
+  KeyInsert outcome = KeyInsert::none;
+};
+
+}  // namespace detail
+
+struct Queue::Impl : detail::Ring {
+  std::string name;
+  Options options;  // as stored in the segment, with dedup_keys the real table size
+  detail::Segment segment;
+  detail::KeyTable keys;
+  // Tells this process's empty-ring memos of one handle from another's (claim.cpp).
+  const std::uint64_t memo_owner = next_memo_owner();
+
+  // Points the ring and the key table into `segment`, for `options`.
+  void attach() noexcept;
+
+  // --- push.cpp. The public calls check their arguments, then run these.
+  PushResult push_checked(std::span<const std::byte> payload, const PushOptions& push) noexcept;
+  std::size_t push_many_checked(std::span<const std::span<const std::byte>> payloads, std::span<JobId> ids,
+                                const PushOptions& push) noexcept;
+  // Up to two scans of the ring (the second after freeing dead producers'
+  // slots). A keyed push passes `key` (one payload only) and learns the
+  // outcome in it.
+  std::size_t push_pass(std::span<const std::span<const std::byte>> payloads, std::span<JobId> ids,
+                        std::uint64_t visible_at, std::memory_order load_order,
+                        detail::KeyedPush* key = nullptr) noexcept;
+  bool push_round(std::span<const std::span<const std::byte>> payloads, std::span<JobId> ids,
+                  std::uint64_t visible_at, std::memory_order load_order, detail::KeyedPush* key,
+                  std::uint64_t writer, std::size_t& done) noexcept;
+  enum class SlotPush { pushed, lost, ended };
+  SlotPush push_into(std::uint32_t i, detail::Word reserved, std::span<const std::byte> payload,
+                     std::uint64_t visible_at, detail::KeyedPush* key, std::uint64_t writer,
+                     std::uint64_t cursor_to, JobId& id) noexcept;
+  JobId write_job(std::uint32_t i, std::span<const std::byte> payload, const detail::KeyedPush* key) noexcept;
+
+  // --- claim.cpp
+  // One scan of the ring for claimable jobs. Not noexcept: the first claim
+  // into a Job object sizes its buffer.
+  std::size_t claim_pass(std::span<Job> jobs, std::uint64_t lease_ms, detail::ProcessIdentity me,
+                         std::memory_order load_order, std::uint64_t& next_due);
+  // claim_pass until it claims something, `wait` runs out or the call is
+  // interrupted, sleeping in between; says which.
+  detail::Progress claim_waiting(std::span<Job> jobs, milliseconds wait, std::uint64_t lease_ms,
+                                 const ClaimOptions& options);
+  [[nodiscard]] std::uint64_t lease_ms_or_throw(const ClaimOptions& claim) const;
+  struct ClaimScan;
+  bool take(std::uint32_t i, detail::Word w, std::uint64_t lease_ms, ClaimScan& s, detail::Word& mine,
+            bool& takeover) noexcept;
+  bool copy_out(std::uint32_t i, detail::Word mine, std::uint64_t owner_bits, ClaimScan& s, Job& job);
+  void advance_claim_cursor(std::uint64_t start, std::uint32_t k) noexcept;
+  void skip_free(std::uint32_t& i, std::uint32_t& k, std::memory_order load_order) const noexcept;
+
+  // --- lease.cpp: T6 on one lease, without the count and the wake-up.
+  LeaseStatus ack_one(const Lease& lease) noexcept;
+
+ private:
+  static std::uint64_t next_memo_owner() noexcept {
+    static std::atomic<std::uint64_t> n{0};
+    return n.fetch_add(1, std::memory_order_relaxed) + 1;
+  }
+};
+
+}  // namespace jobring

@@ -1,0 +1,207 @@
+// jobring — what a lease holder does with its job: ack (T6), release and
+// give_back (T7, or T8 when the attempts are used up), extend (T5), and the
+// lease handle's text form.
+
+#include <algorithm>
+#include <charconv>
+#include <cstdio>
+
+#include "ring/core.hpp"
+
+namespace jobring {
+
+using detail::SlotMeta;
+using detail::State;
+using detail::Word;
+namespace T = detail::T;
+
+namespace {
+
+// The slot word a lease refers to, if the lease is well-formed for this queue.
+std::atomic<std::uint64_t>* leased_word(Queue::Impl& q, const Lease& lease) noexcept {
+  if (lease.slot >= q.capacity || Word{lease.token}.state() != State::leased) return nullptr;
+  // The job id is a second check beside the generation (layout.hpp): a token
+  // from another job of this slot never matches, whatever the generation.
+  if (q.meta(lease.slot).job_id.load(std::memory_order_relaxed) != lease.job) return nullptr;
+  return &q.state(lease.slot);
+}
+
+// T7 / T8 from a holder's side (release, give_back): the lease's word becomes
+// READY (aux = visible-at) or, when the attempts are used up, DEAD. Dies
+// before the CAS: the lease runs out (or the janitor returns it). Dies after
+// it: the job is READY (or DEAD); a missed count or wake-up only delays a
+// poller (the empty-ring memo's age bound) or a sleeper (its bounded sleep).
+LeaseStatus end_lease(Queue::Impl& q, std::atomic<std::uint64_t>& sw, const Lease& lease,
+                      const detail::Transition& t, std::uint64_t aux) noexcept {
+  Word expected{lease.token};
+  return detail::apply(t, *q.header, sw, expected, aux) ? LeaseStatus::ok : LeaseStatus::lease_lost;
+}
+
+}  // namespace
+
+LeaseStatus Queue::Impl::ack_one(const Lease& lease) noexcept {
+  auto* sw = leased_word(*this, lease);
+  if (sw == nullptr) return LeaseStatus::lease_lost;
+  // The key fields, read while we hold the lease (the slot may be reused the
+  // moment it is free); if the lease is not ours, the CAS below fails.
+  const SlotMeta& m = meta(lease.slot);
+  const std::uint64_t hash = m.key_hash.load(std::memory_order_relaxed);
+  const std::uint32_t entry = m.key_entry.load(std::memory_order_relaxed);
+  // T6: succeeds only if the word is still exactly our token. Counted and
+  // woken by the caller, once per batch.
+  Word expected{lease.token};
+  if (!detail::move(T::ack, *sw, expected, T::ack.target(expected, 0))) return LeaseStatus::lease_lost;
+  // K4. Dies before it: K7 remembers the key when it next looks.
+  keys.finish(entry, hash, lease.job);
+  // FIFO: a job acked at the claim cursor's own slot (the cursor stopped
+  // there, e.g. capped at the push cursor) leaves a FREE position the next
+  // lap refills; move the cursor over it as purge does. Rare: in the steady
+  // state claims have moved the cursor past the slot long before.
+  if (lease.slot == header->claim_cursor.load(std::memory_order_relaxed) % capacity)
+    skip_unclaimable_positions();
+  return LeaseStatus::ok;
+}
+
+LeaseStatus Queue::ack(const Lease& lease) noexcept {
+  Impl& q = *impl_;
+  const LeaseStatus s = q.ack_one(lease);
+  if (s == LeaseStatus::ok) detail::settle(T::ack, *q.header);
+  return s;
+}
+
+std::size_t Queue::ack_many(std::span<const Lease> leases, std::span<LeaseStatus> results) noexcept {
+  Impl& q = *impl_;
+  std::size_t acked = 0;
+  for (std::size_t i = 0; i < leases.size(); ++i) {
+    const LeaseStatus s = q.ack_one(leases[i]);
+    if (i < results.size()) results[i] = s;
+    acked += s == LeaseStatus::ok ? 1 : 0;
+  }
+  detail::settle(T::ack, *q.header, acked);
+  return acked;
+}
+
+LeaseStatus Queue::release(const Lease& lease, milliseconds delay) noexcept {
+  Impl& q = *impl_;
+  auto* sw = leased_word(q, lease);
+  if (sw == nullptr) return LeaseStatus::lease_lost;
+  delay = std::clamp(delay, milliseconds{0}, kMaxLease);
+  const std::uint32_t max_attempts = q.options.max_attempts;
+  const bool exhausted =
+      max_attempts != 0 && q.meta(lease.slot).attempts.load(std::memory_order_relaxed) >= max_attempts;
+  if (exhausted) return end_lease(q, *sw, lease, T::dead_letter, 0);
+  return end_lease(q, *sw, lease, T::release,
+                   delay.count() > 0 ? detail::now_ms() + static_cast<std::uint64_t>(delay.count()) : 0);
+}
+
+LeaseStatus Queue::give_back(const Lease& lease) noexcept {
+  Impl& q = *impl_;
+  auto* sw = leased_word(q, lease);
+  if (sw == nullptr) return LeaseStatus::lease_lost;
+  // Only a current holder may touch the count. While we hold the lease
+  // nobody else writes it (claim.cpp), unless the lease runs out and is taken
+  // over between this check and the CAS below; then the taker's load + CAS
+  // may read our lowered value, the count ends one short and the job gets
+  // one extra attempt: the harmless direction.
+  if (sw->load(std::memory_order_acquire) != lease.token) return LeaseStatus::lease_lost;
+  SlotMeta& m = q.meta(lease.slot);
+  std::uint32_t attempts = m.attempts.load(std::memory_order_relaxed);
+  // Undo our claim's count. A CAS, not a store: if we are paused here past
+  // our lease, the slot may meanwhile hold another job (taken over, acked,
+  // pushed again, claimed), and a store would write our old count onto it,
+  // giving it fewer attempts; the CAS then fails, or at worst lowers that
+  // count (an extra attempt, the harmless direction). Dies right after: the
+  // slot is still LEASED with the count one lower; when the lease runs out
+  // the next claim counts again, so the attempt that died is not counted.
+  if (attempts > 0)
+    (void)m.attempts.compare_exchange_strong(attempts, attempts - 1, std::memory_order_relaxed);
+  // T7 without the count (the count CAS above is published by its release).
+  return end_lease(q, *sw, lease, T::release, 0);
+}
+
+namespace {
+
+// T5 extend from the lease's token to `deadline`, and the owner record's tag
+// moved along with it.
+LeaseStatus extend_to(Queue::Impl& q, Lease& lease, std::uint64_t deadline) noexcept {
+  auto* sw = leased_word(q, lease);
+  if (sw == nullptr) return LeaseStatus::lease_lost;
+  // Same state, new deadline, generation + 1. Works after the deadline too,
+  // as long as nobody has taken the lease over.
+  Word expected{lease.token};
+  const Word to = T::extend.target(expected, deadline);
+  if (!detail::move(T::extend, *sw, expected, to)) return LeaseStatus::lease_lost;
+  // The owner record is tagged with the generation: move the tag along, so
+  // the janitor still recognises the owner. By CAS from a record tagged with
+  // our old generation: one that did not name our lease (a claimer that died
+  // before writing it, or a forged one) stays untrusted, and a record a later
+  // claimer wrote after our new lease expired is not overwritten.
+  SlotMeta& m = q.meta(lease.slot);
+  std::uint64_t owner = m.owner.load(std::memory_order_relaxed);
+  if (detail::owner_gen(owner) == Word{lease.token}.gen())
+    m.owner.compare_exchange_strong(
+        owner, (owner & ~(detail::kGenMask << detail::kOwnerGenShift)) | detail::make_owner(to.gen(), 0),
+        std::memory_order_relaxed);
+  lease.token = to.raw;
+  return LeaseStatus::ok;
+}
+
+std::string lease_text(milliseconds lease_time) {
+  return "lease of " + std::to_string(lease_time.count()) + " ms not in 1.." +
+         std::to_string(kMaxLease.count()) + " ms";
+}
+
+std::uint64_t deadline_after(milliseconds lease_time) noexcept {
+  return detail::now_ms() + static_cast<std::uint64_t>(lease_time.count());
+}
+
+}  // namespace
+
+LeaseStatus Queue::extend(Lease& lease, milliseconds lease_time) {
+  Impl& q = *impl_;
+  if (!detail::valid_duration(lease_time, false))
+    detail::throw_error(q.name, make_error_code(errc::invalid_argument), lease_text(lease_time));
+  return extend_to(q, lease, deadline_after(lease_time));
+}
+
+LeaseStatus Queue::extend(Lease& lease, milliseconds lease_time, std::error_code& ec) noexcept {
+  if (!detail::valid_duration(lease_time, false)) {
+    ec = make_error_code(errc::invalid_argument);
+    return LeaseStatus::lease_lost;
+  }
+  ec.clear();
+  return extend_to(*impl_, lease, deadline_after(lease_time));
+}
+
+LeaseStatus Queue::extend(Job& job, milliseconds lease_time) {
+  const LeaseStatus s = extend(job.lease, lease_time);
+  if (s == LeaseStatus::ok) job.deadline = detail::to_time_point(Word{job.lease.token}.aux());
+  return s;
+}
+
+std::string Lease::to_string() const {
+  char buf[64];
+  const int n = std::snprintf(buf, sizeof buf, "%llu.%u.%llx", static_cast<unsigned long long>(job), slot,
+                              static_cast<unsigned long long>(token));
+  return std::string(buf, static_cast<std::size_t>(n));
+}
+
+std::optional<Lease> Lease::parse(std::string_view text) noexcept {
+  Lease l;
+  const char* p = text.data();
+  const char* const end = text.data() + text.size();
+  auto field = [&](auto& value, int base, bool last) {
+    auto [next, err] = std::from_chars(p, end, value, base);
+    if (err != std::errc{} || next == p) return false;
+    p = next;
+    if (last) return p == end;
+    if (p == end || *p != '.') return false;
+    ++p;
+    return true;
+  };
+  if (text.empty() || !field(l.job, 10, false) || !field(l.slot, 10, false) || !field(l.token, 16, true))
+    return std::nullopt;
+  return l;
+}
+
+}  // namespace jobring

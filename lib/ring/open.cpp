@@ -1,0 +1,406 @@
+// jobring — a queue's name, options and lifecycle: create, open,
+// open_or_create, remove, list, and the validation of a segment's header
+// before any slot is touched.
+
+#include <dirent.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <new>
+#include <thread>
+
+#include "ring/core.hpp"
+
+namespace jobring {
+
+using detail::Header;
+
+namespace {
+
+constexpr const char* kShmDir = "/dev/shm";
+constexpr const char* kFilePrefix = "jobring.";
+constexpr std::size_t kFilePrefixLength = 8;
+// How long open() waits for a creator that is still initialising the header.
+constexpr milliseconds kInitWait{1000};
+
+std::string file_name_of(std::string_view name) { return std::string(kFilePrefix).append(name); }
+
+// The key-table size a queue created with `o` gets: Options::dedup_keys
+// rounded up to whole buckets, or the default for 0.
+std::uint32_t key_capacity_for(const Options& o) noexcept {
+  if (o.dedup_keys == 0) return detail::default_key_capacity(o.capacity);
+  return static_cast<std::uint32_t>(detail::round_up(o.dedup_keys, detail::kKeyWays));
+}
+
+std::error_code check_options(const Options& o, std::string& detail) {
+  auto bad = [&](std::string why) {
+    detail = std::move(why);
+    return make_error_code(errc::invalid_options);
+  };
+  if (o.capacity < 1 || o.capacity > kMaxCapacity)
+    return bad("capacity " + std::to_string(o.capacity) + " not in 1.." + std::to_string(kMaxCapacity));
+  if (o.max_payload < 1 || o.max_payload > kMaxPayload)
+    return bad("max_payload " + std::to_string(o.max_payload) + " not in 1.." + std::to_string(kMaxPayload));
+  if (!detail::valid_duration(o.default_lease, false))
+    return bad("default_lease " + std::to_string(o.default_lease.count()) + " ms not in 1.." +
+               std::to_string(kMaxLease.count()) + " ms");
+  if (o.mode > 07777) return bad("mode has bits outside 07777");
+  if (o.dedup_keys != 0 && (o.dedup_keys < detail::kKeyWays || o.dedup_keys > kMaxKeyCapacity))
+    return bad("dedup_keys " + std::to_string(o.dedup_keys) + " not 0 (automatic) or in " +
+               std::to_string(detail::kKeyWays) + ".." + std::to_string(kMaxKeyCapacity));
+  if (!detail::valid_duration(o.dedup_window, true))
+    return bad("dedup_window " + std::to_string(o.dedup_window.count()) + " ms not in 0.." +
+               std::to_string(kMaxLease.count()) + " ms");
+  const auto g = detail::geometry(o.capacity, o.max_payload, key_capacity_for(o));
+  if (g.total_bytes > kMaxSegmentBytes)
+    return bad("segment of " + std::to_string(g.total_bytes) + " bytes exceeds the limit of " +
+               std::to_string(kMaxSegmentBytes) +
+               " bytes (capacity x (max_payload + 128) + dedup_keys x 33): lower capacity or max_payload");
+  return {};
+}
+
+// Validates every header field against the others and against the real size
+// of the mapping, before any slot is touched. Returns the options it describes.
+std::error_code validate_header(const void* base, std::uint64_t size, Options& out, std::string& detail) {
+  // Validate a private copy of line 0: another process may be rewriting the
+  // shared one, and what we check must be what we keep.
+  const auto* header = static_cast<const Header*>(base);
+  detail::Identity copy;
+  std::memcpy(&copy, &header->identity, sizeof copy);
+  const detail::Identity* h = &copy;
+  auto fail = [&](errc e, std::string why) {
+    detail = std::move(why);
+    return make_error_code(e);
+  };
+  if (h->magic != detail::kMagic) return fail(errc::not_a_queue, "bad magic");
+  if (h->layout_version != detail::kLayoutVersion)
+    return fail(
+        errc::incompatible_version,
+        "layout version " + std::to_string(h->layout_version) + ", this library reads version " +
+            std::to_string(detail::kLayoutVersion) +
+            (h->layout_version > detail::kLayoutVersion
+                 ? ": made by a newer jobring; use that version's library and tools"
+                 : ": made by an older jobring; drain it with that version, then remove and recreate it"));
+  if (h->header_bytes != detail::kHeaderBytes) return fail(errc::corrupt_segment, "header size");
+  if (h->capacity < 1 || h->capacity > kMaxCapacity) return fail(errc::corrupt_segment, "capacity");
+  if (h->max_payload < 1 || h->max_payload > kMaxPayload) return fail(errc::corrupt_segment, "max_payload");
+  // Line 1's key-table fields, also from private copies.
+  std::uint32_t key_capacity = 0;
+  std::uint64_t keys_offset = 0;
+  std::uint64_t dedup_window_ms = 0;
+  std::memcpy(&key_capacity, &header->key_capacity, sizeof key_capacity);
+  std::memcpy(&keys_offset, &header->keys_offset, sizeof keys_offset);
+  std::memcpy(&dedup_window_ms, &header->dedup_window_ms, sizeof dedup_window_ms);
+  if (key_capacity < detail::kKeyWays || key_capacity > kMaxKeyCapacity ||
+      key_capacity % detail::kKeyWays != 0)
+    return fail(errc::corrupt_segment, "key table size");
+  if (dedup_window_ms > static_cast<std::uint64_t>(kMaxLease.count()))
+    return fail(errc::corrupt_segment, "de-duplication window");
+  const auto g = detail::geometry(h->capacity, h->max_payload, key_capacity);
+  if (h->slot_stride != g.slot_stride || h->states_offset != g.states_offset ||
+      h->slots_offset != g.slots_offset || h->total_bytes != g.total_bytes || keys_offset != g.keys_offset)
+    return fail(errc::corrupt_segment, "geometry fields disagree with capacity and max_payload");
+  if (g.total_bytes != size)
+    return fail(errc::corrupt_segment, "segment is " + std::to_string(size) + " bytes, header says " +
+                                           std::to_string(g.total_bytes));
+  if (h->default_lease_ms < 1 || h->default_lease_ms > static_cast<std::uint64_t>(kMaxLease.count()))
+    return fail(errc::corrupt_segment, "default lease");
+  out.capacity = h->capacity;
+  out.max_payload = h->max_payload;
+  out.default_lease = milliseconds(static_cast<std::int64_t>(h->default_lease_ms));
+  out.max_attempts = h->max_attempts;
+  out.dedup_keys = key_capacity;
+  out.dedup_window = milliseconds(static_cast<std::int64_t>(dedup_window_ms));
+  out.mode = header->mode & 07777;  // informative only: no bound depends on it
+  return {};
+}
+
+}  // namespace
+
+namespace detail {
+
+std::string describe(std::string_view name, const std::error_code& ec, const std::string& detail) {
+  std::string s = "jobring queue '";
+  s.append(name).append("': ").append(ec.message());
+  if (!detail.empty()) s.append(" (").append(detail).append(")");
+  return s;
+}
+
+void throw_error(std::string_view name, std::error_code ec, const std::string& detail) {
+  throw error(ec, describe(name, ec, detail));
+}
+
+}  // namespace detail
+
+std::string segment_path(std::string_view name) {
+  return std::string(kShmDir).append("/").append(file_name_of(name));
+}
+
+void Queue::Impl::attach() noexcept {
+  auto* base = static_cast<std::byte*>(segment.data());
+  const auto g = detail::geometry(options.capacity, options.max_payload, options.dedup_keys);
+  Ring::attach(base, g, options.capacity, options.max_payload);
+  keys.attach(base, g, options.dedup_keys, static_cast<std::uint64_t>(options.dedup_window.count()), *this);
+}
+
+std::error_code check_name(std::string_view name) noexcept {
+  if (name.empty() || name.size() > kMaxNameLength || name.front() == '.')
+    return make_error_code(errc::invalid_name);
+  for (const char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                    c == '_' || c == '-';
+    if (!ok) return make_error_code(errc::invalid_name);
+  }
+  return {};
+}
+
+void validate_name(std::string_view name) {
+  if (auto ec = check_name(name)) detail::throw_error(name, ec, "");
+}
+
+namespace {
+
+// Both report through (ec, detail); the public overloads format or throw.
+std::unique_ptr<Queue::Impl> do_create(std::string_view name, const Options& options, std::error_code& ec,
+                                       std::string& detail) {
+  if ((ec = check_name(name))) return nullptr;
+  if ((ec = check_options(options, detail))) return nullptr;
+  const std::uint32_t key_capacity = key_capacity_for(options);
+  const auto g = detail::geometry(options.capacity, options.max_payload, key_capacity);
+  auto impl = std::make_unique<Queue::Impl>();
+  detail::Failure failure;
+  if (!detail::Segment::create(file_name_of(name), g.total_bytes, options.mode, impl->segment, failure)) {
+    ec = failure.code;
+    detail = failure.detail;
+    return nullptr;
+  }
+  impl->name = std::string(name);
+  impl->options = options;
+  impl->options.dedup_keys = key_capacity;
+  impl->attach();
+  // The segment is zero-filled by ftruncate: every state word is FREE with
+  // generation 0, every counter 0. Write line 0, then publish it.
+  Header& h = *impl->header;
+  h.identity =
+      detail::Identity{detail::kMagic,       detail::kLayoutVersion,
+                       detail::kHeaderBytes, options.capacity,
+                       options.max_payload,  static_cast<std::uint32_t>(g.slot_stride),
+                       options.max_attempts, static_cast<std::uint64_t>(options.default_lease.count()),
+                       g.states_offset,      g.slots_offset,
+                       g.total_bytes};
+  h.creator_pid = static_cast<std::uint32_t>(::getpid());
+  h.mode = options.mode;
+  h.key_capacity = key_capacity;
+  h.keys_offset = g.keys_offset;
+  h.dedup_window_ms = static_cast<std::uint64_t>(options.dedup_window.count());
+  timespec ts{};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  h.created_realtime_ns =
+      static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
+  h.next_job_id.store(1, std::memory_order_relaxed);
+  // Release: pairs with the acquire load of `init` in do_open(); everything
+  // above happens-before any opener reads the header. If the creator dies
+  // before this store, openers report incomplete_segment.
+  h.init.store(detail::kInitDone, std::memory_order_release);
+  return impl;
+}
+
+std::unique_ptr<Queue::Impl> do_open(std::string_view name, std::error_code& ec, std::string& detail,
+                                     milliseconds init_wait = kInitWait) {
+  if ((ec = check_name(name))) return nullptr;
+  const auto give_up_at = std::chrono::steady_clock::now() + init_wait;
+  for (;;) {
+    auto impl = std::make_unique<Queue::Impl>();
+    detail::Failure failure;
+    if (!detail::Segment::open(file_name_of(name), impl->segment, failure)) {
+      ec = failure.code;
+      detail = failure.detail;
+      return nullptr;
+    }
+    const std::uint64_t size = impl->segment.size();
+    bool in_progress = false;  // a creator may be between shm_open and publishing the header
+    if (size == 0) {
+      in_progress = true;
+    } else if (size < detail::kHeaderBytes) {
+      ec = make_error_code(errc::corrupt_segment);
+      detail = "segment of " + std::to_string(size) + " bytes is smaller than a jobring header";
+      return nullptr;
+    } else {
+      const auto* h = static_cast<const Header*>(impl->segment.data());
+      // Acquire: pairs with the creator's release store of kInitDone.
+      const std::uint32_t init = h->init.load(std::memory_order_acquire);
+      if (init != detail::kInitDone) {
+        if (h->identity.magic != 0 && h->identity.magic != detail::kMagic) {
+          ec = make_error_code(errc::not_a_queue);
+          detail = "bad magic";
+          return nullptr;
+        }
+        in_progress = true;
+        if (h->creator_pid != 0 && detail::proven_dead(h->creator_pid)) {
+          ec = make_error_code(errc::incomplete_segment);
+          detail = "creator pid " + std::to_string(h->creator_pid) + " died before finishing";
+          return nullptr;
+        }
+      } else {
+        Options options;
+        if ((ec = validate_header(h, size, options, detail))) return nullptr;
+        impl->name = std::string(name);
+        impl->options = options;
+        impl->attach();
+        return impl;
+      }
+    }
+    if (in_progress && std::chrono::steady_clock::now() >= give_up_at) {
+      ec = make_error_code(errc::incomplete_segment);
+      detail = "header not published after " + std::to_string(init_wait.count()) + " ms";
+      return nullptr;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
+std::unique_ptr<Queue::Impl> do_open_or_create(std::string_view name, const Options& options,
+                                               std::error_code& ec, std::string& detail) {
+  // create (O_EXCL) and open race with other processes doing the same and
+  // with remove(): EEXIST means open, ENOENT on that open means try again.
+  for (int round = 0; round < 100; ++round) {
+    auto impl = do_create(name, options, ec, detail);
+    if (impl || ec != make_error_code(errc::already_exists)) return impl;
+    impl = do_open(name, ec, detail);
+    if (impl || ec != make_error_code(errc::not_found)) return impl;
+  }
+  return nullptr;
+}
+
+template <typename F>
+Queue::Impl* throwing(std::string_view name, F&& f) {
+  std::error_code ec;
+  std::string detail;
+  auto impl = f(ec, detail);
+  if (!impl) detail::throw_error(name, ec, detail);
+  return impl.release();
+}
+
+}  // namespace
+
+Queue::Queue(std::unique_ptr<Impl> impl) noexcept : impl_(std::move(impl)) {}
+Queue::Queue(Queue&&) noexcept = default;
+Queue& Queue::operator=(Queue&&) noexcept = default;
+Queue::~Queue() = default;
+
+Queue Queue::create(std::string_view name, const Options& options) {
+  return Queue(std::unique_ptr<Impl>(
+      throwing(name, [&](std::error_code& ec, std::string& d) { return do_create(name, options, ec, d); })));
+}
+Queue Queue::open(std::string_view name) {
+  return Queue(std::unique_ptr<Impl>(
+      throwing(name, [&](std::error_code& ec, std::string& d) { return do_open(name, ec, d); })));
+}
+Queue Queue::open_or_create(std::string_view name, const Options& options) {
+  return Queue(std::unique_ptr<Impl>(throwing(
+      name, [&](std::error_code& ec, std::string& d) { return do_open_or_create(name, options, ec, d); })));
+}
+
+std::optional<Queue> Queue::create(std::string_view name, const Options& options,
+                                   std::error_code& ec) noexcept {
+  try {
+    std::string detail;
+    if (auto impl = do_create(name, options, ec, detail)) {
+      ec.clear();
+      return Queue(std::move(impl));
+    }
+  } catch (const std::bad_alloc&) {
+    ec = std::make_error_code(std::errc::not_enough_memory);
+  }
+  return std::nullopt;
+}
+std::optional<Queue> Queue::open(std::string_view name, std::error_code& ec) noexcept {
+  return open(name, ec, kInitWait);
+}
+std::optional<Queue> Queue::open(std::string_view name, std::error_code& ec,
+                                 milliseconds init_wait) noexcept {
+  try {
+    std::string detail;
+    if (auto impl = do_open(name, ec, detail, std::max(init_wait, milliseconds{0}))) {
+      ec.clear();
+      return Queue(std::move(impl));
+    }
+  } catch (const std::bad_alloc&) {
+    ec = std::make_error_code(std::errc::not_enough_memory);
+  }
+  return std::nullopt;
+}
+std::optional<Queue> Queue::open_or_create(std::string_view name, const Options& options,
+                                           std::error_code& ec) noexcept {
+  try {
+    std::string detail;
+    if (auto impl = do_open_or_create(name, options, ec, detail)) {
+      ec.clear();
+      return Queue(std::move(impl));
+    }
+  } catch (const std::bad_alloc&) {
+    ec = std::make_error_code(std::errc::not_enough_memory);
+  }
+  return std::nullopt;
+}
+
+bool Queue::remove(std::string_view name, std::error_code& ec) noexcept {
+  if ((ec = check_name(name))) return false;
+  try {
+    detail::Failure failure;
+    if (detail::Segment::remove(file_name_of(name), failure)) {
+      ec.clear();
+      return true;
+    }
+    ec = failure.code;
+  } catch (const std::bad_alloc&) {
+    ec = std::make_error_code(std::errc::not_enough_memory);
+  }
+  return false;
+}
+
+bool Queue::remove(std::string_view name) {
+  std::error_code ec;
+  if (remove(name, ec)) return true;
+  if (ec == make_error_code(errc::not_found)) return false;
+  detail::throw_error(name, ec, "shm_unlink");
+}
+
+std::vector<std::string> Queue::list(std::error_code& ec) noexcept {
+  std::vector<std::string> names;
+  try {
+    DIR* dir = ::opendir(kShmDir);
+    if (dir == nullptr) {
+      ec = std::error_code(errno, std::system_category());
+      return names;
+    }
+    while (const dirent* entry = ::readdir(dir)) {
+      const std::string_view file(entry->d_name);
+      if (file.size() <= kFilePrefixLength || file.substr(0, kFilePrefixLength) != kFilePrefix) continue;
+      const std::string_view name = file.substr(kFilePrefixLength);
+      if (!check_name(name)) names.emplace_back(name);
+    }
+    ::closedir(dir);
+    std::sort(names.begin(), names.end());
+    ec.clear();
+  } catch (const std::bad_alloc&) {
+    ec = std::make_error_code(std::errc::not_enough_memory);
+    names.clear();
+  }
+  return names;
+}
+
+std::vector<std::string> Queue::list() {
+  std::error_code ec;
+  auto names = list(ec);
+  if (ec == std::errc::not_enough_memory) throw std::bad_alloc();
+  return names;
+}
+
+const std::string& Queue::name() const noexcept { return impl_->name; }
+const Options& Queue::options() const noexcept { return impl_->options; }
+
+}  // namespace jobring

@@ -1,0 +1,282 @@
+// jobring — the producer's side: push, push_many, and the pass that puts jobs
+// into free slots (T1 reserve, T3 commit; K1..K3 for a keyed push).
+
+#include <cstring>
+
+#include "ring/core.hpp"
+#include "ring/wait.hpp"
+
+namespace jobring {
+
+using detail::SlotMeta;
+using detail::State;
+using detail::Word;
+namespace T = detail::T;
+
+namespace {
+
+// The arguments of a push, checked before anything is touched. `why`, when
+// given, gets what was wrong, for the throwing calls' message.
+std::error_code check_push(std::uint32_t max_payload, std::span<const std::span<const std::byte>> payloads,
+                           const PushOptions& o, bool batch, std::string* why) {
+  auto bad = [&](errc e, auto&& text) {
+    if (why != nullptr) *why = text();
+    return make_error_code(e);
+  };
+  for (const auto& p : payloads)
+    if (p.size() > max_payload)
+      return bad(errc::payload_too_large, [&] {
+        return "payload of " + std::to_string(p.size()) + " bytes, max_payload is " +
+               std::to_string(max_payload);
+      });
+  if (!detail::valid_duration(o.delay, true) || !detail::valid_duration(o.wait, true))
+    return bad(errc::invalid_argument, [&] {
+      return "delay " + std::to_string(o.delay.count()) + " ms or wait " + std::to_string(o.wait.count()) +
+             " ms not in 0.." + std::to_string(kMaxLease.count()) + " ms";
+    });
+  if (batch && !o.key.empty())
+    return bad(errc::invalid_argument, [] {
+      return std::string("push_many takes no key: push keyed jobs one at a time with push()");
+    });
+  if (o.key.size() > kMaxKeyLength)
+    return bad(errc::invalid_argument, [&] {
+      return "key of " + std::to_string(o.key.size()) + " bytes, the limit is " +
+             std::to_string(kMaxKeyLength);
+    });
+  return {};
+}
+
+std::uint64_t visible_at_for(const PushOptions& o) noexcept {
+  return o.delay.count() > 0 ? detail::now_ms() + static_cast<std::uint64_t>(o.delay.count()) : 0;
+}
+
+}  // namespace
+
+// Fills slot i, which this producer holds WRITING, with a new job: its id,
+// meta, key and payload. Returns the id.
+JobId Queue::Impl::write_job(std::uint32_t i, std::span<const std::byte> payload,
+                             const detail::KeyedPush* key) noexcept {
+  // Pairs with the acquire fence of a claimer validating its copy of this
+  // slot's old payload (claim.cpp, peek): if that claimer's re-check reads a
+  // word older than our T1, our writes below are not visible to its copy;
+  // if newer, it discards the copy.
+  std::atomic_thread_fence(std::memory_order_release);
+  SlotMeta& m = meta(i);
+  const JobId id = header->next_job_id.fetch_add(1, std::memory_order_relaxed);
+  m.job_id.store(id, std::memory_order_relaxed);
+  m.length.store(static_cast<std::uint32_t>(payload.size()), std::memory_order_relaxed);
+  m.attempts.store(0, std::memory_order_relaxed);
+  m.owner.store(0, std::memory_order_relaxed);
+  m.key_hash.store(key != nullptr ? key->hash : 0, std::memory_order_relaxed);
+  m.key_length.store(key != nullptr ? static_cast<std::uint32_t>(key->key.size()) : 0,
+                     std::memory_order_relaxed);
+  if (key != nullptr) std::memcpy(key_area(i), key->key.data(), key->key.size());
+  if (!payload.empty()) std::memcpy(this->payload(i), payload.data(), payload.size());
+  return id;
+}
+
+// Slot i is ours (T1 done, as `reserved`): write the job, take its key, move
+// the push cursor to `cursor_to`, commit. `id` gets the job's id (or, for a
+// duplicate, the id of the job that holds the key).
+Queue::Impl::SlotPush Queue::Impl::push_into(std::uint32_t i, Word reserved,
+                                             std::span<const std::byte> payload, std::uint64_t visible_at,
+                                             detail::KeyedPush* key, std::uint64_t writer,
+                                             std::uint64_t cursor_to, JobId& id) noexcept {
+  auto& sw = state(i);
+  id = write_job(i, payload, key);
+  std::uint32_t entry = 0;
+  Word claimed_key{};
+  if (key != nullptr) {
+    // K1 + K2 (keys.hpp): the key becomes this job's, or the push ends here.
+    // Dies before: T2 frees the slot. Dies after: K7 tells from this slot
+    // whether the job got in.
+    JobId existing = 0;
+    key->outcome = keys.insert(key->hash, id, i, writer, entry, claimed_key, existing);
+    if (key->outcome != detail::KeyInsert::inserted) {
+      // Not pushing after all: give the slot back (T2 by its own writer).
+      Word ours = reserved;
+      (void)detail::apply(T::abandon, *header, sw, ours, 0);
+      id = existing;
+      return SlotPush::ended;
+    }
+    meta(i).key_entry.store(entry, std::memory_order_relaxed);
+  }
+  // Advance the push cursor past this slot before the commit: a claimer that
+  // acquires our commit then sees the cursor at least here, so it may move
+  // the claim cursor past this job (claim.cpp).
+  advance(header->push_cursor, cursor_to);
+  // T3 commit (counted and woken once per pass, by push_pass). If it fails,
+  // someone judged us dead and recovered the slot (possible only if it sees
+  // another PID namespace): it is not ours any more, and this push has not
+  // happened; the caller tries another slot.
+  Word expected = reserved;
+  if (!detail::move(T::commit, sw, expected, T::commit.target(reserved, visible_at))) return SlotPush::lost;
+  // K3. Fails if a finisher already made it REMEMBERED (K4): fine.
+  if (key != nullptr) keys.make_live(entry, claimed_key);
+  return SlotPush::pushed;
+}
+
+// One scan of the ring from the push cursor, filling free slots in ring
+// order. Adds to `done`; returns false if a keyed push ended (duplicate, or
+// no room in the key table), with the outcome in *key.
+bool Queue::Impl::push_round(std::span<const std::span<const std::byte>> payloads, std::span<JobId> ids,
+                             std::uint64_t visible_at, std::memory_order load_order, detail::KeyedPush* key,
+                             std::uint64_t writer, std::size_t& done) noexcept {
+  const std::uint64_t start = header->push_cursor.load(std::memory_order_relaxed);
+  std::uint32_t i = static_cast<std::uint32_t>(start % capacity);
+  // FIFO (guarantee 6): the k of the first slot this pass passed because it
+  // was not FREE (kNotPassed: none yet), and whether we looked again.
+  constexpr std::uint32_t kNotPassed = ~std::uint32_t{0};
+  std::uint32_t passed = kNotPassed;
+  bool rescanned = false;
+  for (std::uint32_t k = 0; k < capacity && done < payloads.size(); ++k, i = next(i)) {
+    auto& sw = state(i);
+    Word w{sw.load(load_order)};
+    if (w.state() != State::free) {
+      if (passed == kNotPassed) passed = k;
+      continue;
+    }
+    if (passed != kNotPassed && !rescanned) {
+      // We passed an occupied slot and now see a free one after it. A worker
+      // may have freed the older slot after we looked (a worker acking in
+      // order frees it first): look once more from there, so that the older
+      // position is refilled first. Acquire: if this FREE was written by an
+      // ack (a release CAS), that worker's earlier acks happen-before the
+      // loads below, which therefore see those slots FREE. Never waits: a
+      // slot still occupied is passed again (guarantee 5). Nothing is
+      // reserved yet, so a death here leaves nothing behind.
+      std::atomic_thread_fence(std::memory_order_acquire);
+      rescanned = true;
+      const auto back = static_cast<std::uint32_t>((start + passed) % capacity);
+      k = passed - 1;                           // ++k: passed (~0u + 1 = 0)
+      i = back == 0 ? capacity - 1 : back - 1;  // next(i): back
+      passed = kNotPassed;
+      continue;
+    }
+    // T1 reserve. On failure another producer took it: move on.
+    const Word reserved = T::reserve.target(w, writer);
+    if (!detail::move(T::reserve, sw, w, reserved)) continue;
+    JobId id = 0;
+    switch (push_into(i, reserved, payloads[done], visible_at, key, writer, start + k + 1, id)) {
+      case SlotPush::pushed:
+        if (done < ids.size()) ids[done] = id;
+        ++done;
+        break;
+      case SlotPush::lost:
+        break;
+      case SlotPush::ended:
+        if (key->outcome == detail::KeyInsert::duplicate) {
+          if (!ids.empty()) ids[0] = id;
+          done = 1;
+        }
+        return false;
+    }
+  }
+  return true;
+}
+
+std::size_t Queue::Impl::push_pass(std::span<const std::span<const std::byte>> payloads, std::span<JobId> ids,
+                                   std::uint64_t visible_at, std::memory_order load_order,
+                                   detail::KeyedPush* key) noexcept {
+  if (payloads.empty()) return 0;
+  if (key != nullptr) {
+    key->outcome = detail::KeyInsert::none;
+    // A duplicate needs no slot: answer it before looking for room.
+    JobId existing = 0;
+    if (keys.lookup(key->hash, existing)) {
+      key->outcome = detail::KeyInsert::duplicate;
+      if (!ids.empty()) ids[0] = existing;
+      return 1;
+    }
+  }
+  const detail::ProcessIdentity me = detail::self();
+  const std::uint64_t writer = detail::make_writer(me.pid, me.start_ticks);
+  std::size_t done = 0;
+  for (int round = 0; round < 2 && done < payloads.size(); ++round) {
+    if (!push_round(payloads, ids, visible_at, load_order, key, writer, done)) return done;
+    // Full. A slot left WRITING by a dead producer is not full: free those and look once more.
+    if (done < payloads.size() && (round > 0 || recover_dead_writers() == 0)) break;
+  }
+  detail::settle(T::commit, *header, done);
+  return done;
+}
+
+PushResult Queue::Impl::push_checked(std::span<const std::byte> payload, const PushOptions& push) noexcept {
+  const std::uint64_t visible_at = visible_at_for(push);
+  JobId id = 0;
+  const std::span<const std::byte> one[1] = {payload};
+  detail::KeyedPush keyed{push.key, push.key.empty() ? 0 : detail::key_hash(push.key)};
+  detail::KeyedPush* key = push.key.empty() ? nullptr : &keyed;
+  const detail::Progress p = detail::wait_until_progress(
+      header->room_event, push.wait, capacity, push.stop, [&](std::memory_order order, std::uint64_t&) {
+        if (key != nullptr && key->outcome == detail::KeyInsert::interrupted) return std::size_t{1};
+        return push_pass(one, {&id, 1}, visible_at, order, key);
+      });
+  if (key != nullptr) {
+    if (key->outcome == detail::KeyInsert::interrupted) return {PushStatus::interrupted, 0};
+    if (key->outcome == detail::KeyInsert::full) count(detail::kKeysFull);
+    if (key->outcome == detail::KeyInsert::duplicate) {
+      count(detail::kDuplicates);
+      return {PushStatus::ok, id, true};
+    }
+  }
+  if (p.done == 1) return {PushStatus::ok, id};
+  return {p.interrupted ? PushStatus::interrupted : PushStatus::full, 0};
+}
+
+PushResult Queue::push(std::span<const std::byte> payload, const PushOptions& options,
+                       std::error_code& ec) noexcept {
+  Impl& q = *impl_;
+  if ((ec = check_push(q.max_payload, {&payload, 1}, options, false, nullptr))) return {};
+  return q.push_checked(payload, options);
+}
+
+PushResult Queue::push(std::span<const std::byte> payload, const PushOptions& options) {
+  Impl& q = *impl_;
+  std::string why;
+  if (const auto ec = check_push(q.max_payload, {&payload, 1}, options, false, &why))
+    detail::throw_error(q.name, ec, why);
+  return q.push_checked(payload, options);
+}
+
+PushResult Queue::push(std::string_view payload, const PushOptions& options) {
+  return push(std::as_bytes(std::span<const char>(payload.data(), payload.size())), options);
+}
+
+std::size_t Queue::Impl::push_many_checked(std::span<const std::span<const std::byte>> payloads,
+                                           std::span<JobId> ids, const PushOptions& push) noexcept {
+  const std::uint64_t visible_at = visible_at_for(push);
+  std::size_t done = 0;
+  // One wait for the whole batch, not one per bit of progress.
+  const auto give_up_at = std::chrono::steady_clock::now() + push.wait;
+  while (done < payloads.size()) {
+    const auto left = std::max(
+        milliseconds{0}, std::chrono::ceil<milliseconds>(give_up_at - std::chrono::steady_clock::now()));
+    const detail::Progress p = detail::wait_until_progress(
+        header->room_event, left, capacity, push.stop, [&](std::memory_order order, std::uint64_t&) {
+          return push_pass(payloads.subspan(done), ids.size() > done ? ids.subspan(done) : std::span<JobId>{},
+                           visible_at, order);
+        });
+    if (p.done == 0) break;
+    done += p.done;
+  }
+  return done;
+}
+
+std::size_t Queue::push_many(std::span<const std::span<const std::byte>> payloads, std::span<JobId> ids,
+                             const PushOptions& options) {
+  Impl& q = *impl_;
+  std::string why;
+  if (const auto ec = check_push(q.max_payload, payloads, options, true, &why))
+    detail::throw_error(q.name, ec, why);
+  return q.push_many_checked(payloads, ids, options);
+}
+
+std::size_t Queue::push_many(std::span<const std::span<const std::byte>> payloads, std::span<JobId> ids,
+                             const PushOptions& options, std::error_code& ec) noexcept {
+  Impl& q = *impl_;
+  if ((ec = check_push(q.max_payload, payloads, options, true, nullptr))) return 0;
+  return q.push_many_checked(payloads, ids, options);
+}
+
+}  // namespace jobring
