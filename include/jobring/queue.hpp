@@ -174,7 +174,7 @@ class Job {
   std::size_t key_size_ = 0;
 };
 
-// The user-visible state of a job; see lib/layout.hpp for the state machine.
+// The user-visible state of a job; see lib/ring/transitions.hpp for the state machine.
 enum class JobState { ready, delayed, leased, dead };
 
 struct JobInfo {

@@ -6,7 +6,7 @@
 
 namespace jobring::detail {
 
-// Sets the age bound of the empty-ring memo (queue.cpp, before claim_pass;
+// Sets the age bound of the empty-ring memo (claim.cpp, EmptyMemo;
 // 2 ms by default) for every handle in this process; returns the old one.
 // Tests set it to minutes so that what the memo's due time and the wait
 // path's re-check do is not hidden by a memo that lapses in 2 ms.

@@ -1,58 +1,29 @@
-// jobring — the worker runtime (include/jobring/worker.hpp).
-//
-// Threads and what they share:
-//
-//   handler threads (run() and threads - 1 more)      heartbeat thread (one per Worker)
-//   ─────────────────────────────────────────────      ─────────────────────────────────
-//   claim_mu: one at a time blocks in claim()
-//   slot i: Job, counters, rng (own, no lock)
-//   mu ─┬─ slot.active / lease / next_extend ──────── extends every active slot's lease,
-//       │   (the current token lives here)            releases them when the grace ends
-//       └─ slot.hook_pending ◀────────────────────── set while on_lease_lost / on_abandon run
-//   slot.lost / slot.abandoned: atomics written under mu by either side, read
-//   without it by JobContext.
-//
-// The handler's thread owns a slot's lease except between "active = true"
-// and "active = false" (both under mu), when the heartbeat may extend it
-// (replacing the token) or release it. The final ack / release is made by the
-// handler's thread with the token read under mu after "active = false", so it
-// is the latest one and the heartbeat no longer touches it.
-//
-// Wake-ups use the library's futex protocol (lib/wait.hpp): prepare_wait on a
-// word, re-check the condition, sleep_on the word; the other side changes the
-// condition, then notify(word). sleep_on registers the sleeper so that
-// interrupt_waits() (a signal handler's stop) wakes it too.
-//
-// Shared memory: the Worker only calls Queue operations; whatever instruction
-// the process dies at, its jobs in hand are leased and come back when the
-// lease runs out (or at once through the janitor), see worker.hpp.
-#include "jobring/worker.hpp"
+// jobring — the Worker: run(), the handler threads, and stops (signals,
+// request_stop, stop_now). The threads and what they share are drawn in
+// worker_impl.hpp.
 
 #include <signal.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <algorithm>
-#include <atomic>
 #include <cerrno>
-#include <condition_variable>
-#include <mutex>
-#include <string>
-#include <thread>
-#include <utility>
-#include <vector>
 
-#include "ring/wait.hpp"
+#include "runtime/worker_impl.hpp"
 
 namespace jobring {
 
-using Clock = std::chrono::steady_clock;
+using detail::call_hook;
+using detail::ceil_ms;
+using detail::Clock;
+
+namespace detail {
+std::atomic<bool> g_stop_now{false};
+}  // namespace detail
 
 namespace {
 
 // Set by the handlers of install_signal_handlers(); every Worker reads them.
 std::atomic<int> g_signals{0};
-std::atomic<bool> g_stop_now{false};
 static_assert(std::atomic<int>::is_always_lock_free && std::atomic<bool>::is_always_lock_free);
 
 // C language linkage for sigaction, internal linkage (static) so that the
@@ -61,7 +32,7 @@ extern "C" {
 static void jobring_on_stop_signal(int) {
   // Async-signal-safe: lock-free atomics and interrupt_waits().
   if (g_signals.fetch_add(1, std::memory_order_seq_cst) >= 1)
-    g_stop_now.store(true, std::memory_order_seq_cst);
+    detail::g_stop_now.store(true, std::memory_order_seq_cst);
   interrupt_waits();  // wakes claims, heartbeats and sleep_for()s; they then read the flags
 }
 }  // extern "C"
@@ -73,201 +44,7 @@ std::uint64_t splitmix64(std::uint64_t& state) noexcept {
   return z ^ (z >> 31);
 }
 
-// Rounded up, at least 1 ms, at most kMaxLease: for sleeps and claim waits.
-milliseconds ceil_ms(Clock::duration d) noexcept {
-  if (d <= Clock::duration::zero()) return milliseconds{1};
-  if (d >= kMaxLease) return kMaxLease;
-  return std::max(milliseconds{1}, std::chrono::ceil<milliseconds>(d));
-}
-
-template <class F, class... Args>
-void call_hook(const F& hook, Args&&... args) noexcept {
-  if (!hook) return;
-  try {
-    hook(std::forward<Args>(args)...);
-  } catch (...) {  // documented: an exception escaping a hook is ignored
-  }
-}
-
 }  // namespace
-
-milliseconds backoff_delay(const Backoff& backoff, std::uint32_t attempt, std::uint64_t random) noexcept {
-  const std::int64_t base = std::max<std::int64_t>(0, backoff.base.count());
-  const std::int64_t cap = std::max<std::int64_t>(0, backoff.cap.count());
-  const unsigned shift = attempt <= 1 ? 0u : std::min(attempt - 1, 62u);
-  // d = min(cap, base × 2^shift), without overflow.
-  const std::int64_t d = base == 0 ? 0 : (base > (cap >> shift) ? cap : std::min(cap, base << shift));
-  const auto ud = static_cast<std::uint64_t>(d);
-  switch (backoff.jitter) {
-    case Jitter::none:
-      return milliseconds{d};
-    case Jitter::full:
-      return milliseconds{static_cast<std::int64_t>(random % (ud + 1))};
-    case Jitter::equal:
-      return milliseconds{static_cast<std::int64_t>(ud / 2 + random % (ud - ud / 2 + 1))};
-  }
-  return milliseconds{d};
-}
-
-struct Worker::Impl {
-  struct Slot {
-    // Owned by the slot's handler thread.
-    Job job;
-    std::uint64_t rng = 0;
-    WorkerSummary counts;
-    std::string error;  // the last exception's message (allocates only on failures)
-    // Guarded by Impl::mu.
-    bool active = false;        // the heartbeat looks after the lease
-    bool hook_pending = false;  // the heartbeat is calling a hook with this job
-    Lease lease;                // the current token
-    Clock::time_point deadline;
-    Clock::time_point next_extend;
-    // Written under mu; read without it by JobContext.
-    std::atomic<bool> lost{false};
-    std::atomic<bool> abandoned{false};
-    // Woken when lost / abandoned is set (JobContext::sleep_for sleeps on it).
-    std::atomic<std::uint32_t> event{0};
-  };
-
-  Impl(Queue& q, Handler h, WorkerOptions o) : queue(q), handler(std::move(h)), options(std::move(o)) {}
-
-  Queue& queue;
-  const Handler handler;
-  const WorkerOptions options;
-  milliseconds lease{0};     // resolved: options.lease or the queue's default
-  milliseconds interval{0};  // between extensions
-  std::uint32_t max_attempts = 0;
-  std::unique_ptr<Slot[]> slots;
-
-  // Heartbeat.
-  std::mutex mu;
-  std::condition_variable hooks_done;  // some slot's hook_pending became false
-  bool shutdown = false;               // guarded by mu
-  bool stop_seen = false;              // guarded by mu (heartbeat)
-  Clock::time_point grace_end{};       // guarded by mu (heartbeat)
-  std::atomic<std::uint32_t> hb_event{0};
-  std::thread heartbeat;
-
-  // Stop requests (async-signal-safe to set).
-  std::atomic<bool> stop{false};
-  std::atomic<bool> now{false};
-  static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
-
-  // run().
-  std::mutex claim_mu;                // one thread at a time blocks in claim()
-  std::uint64_t claims = 0;           // guarded by claim_mu (max_jobs)
-  std::atomic<bool> finished{false};  // max_jobs reached, or idle for idle_exit
-  std::atomic<int> busy{0};           // jobs in hand
-  std::atomic<Clock::rep> last_activity{0};
-  bool ran = false;
-
-  [[nodiscard]] bool stop_now_requested() const noexcept {
-    return now.load(std::memory_order_seq_cst) || g_stop_now.load(std::memory_order_seq_cst);
-  }
-  [[nodiscard]] bool stopping() const noexcept {
-    return stop.load(std::memory_order_seq_cst) || stop_now_requested() || detail::interrupt_requested();
-  }
-
-  void heartbeat_loop();
-  void loop(unsigned index);
-  void handle(unsigned index);
-  [[nodiscard]] JobReport finish(Slot& s, Outcome outcome, bool threw, std::string_view error,
-                                 std::chrono::nanoseconds duration);
-};
-
-// ---------------------------------------------------------------------------
-// Heartbeat: extends the leases of the jobs in hand; releases them when the
-// grace period runs out.
-// ---------------------------------------------------------------------------
-
-void Worker::Impl::heartbeat_loop() {
-  const unsigned n = options.threads;
-  std::vector<unsigned> lost_now;
-  std::vector<unsigned> abandoned_now;
-  lost_now.reserve(n);  // the loop below allocates nothing
-  abandoned_now.reserve(n);
-  for (;;) {
-    // Announce the sleep before looking (wait.hpp): a change made after our
-    // look is followed by a notify that finds the waiting bit.
-    const std::uint32_t expected = detail::prepare_wait(hb_event);
-    Clock::duration sleep = std::chrono::hours(1);
-    bool any_active = false;
-    {
-      std::lock_guard lock(mu);
-      if (shutdown) return;
-      const auto t = Clock::now();
-      const bool stopping_now = stopping();
-      if (stopping_now && !stop_seen) {
-        stop_seen = true;
-        grace_end = options.grace > std::chrono::hours(24 * 365)  // kForever
-                        ? Clock::time_point::max()
-                        : t + options.grace;
-      }
-      const bool release_all = stop_now_requested() || (stop_seen && t >= grace_end);
-      for (unsigned i = 0; i < n; ++i) {
-        Slot& s = slots[i];
-        if (!s.active || s.lost.load(std::memory_order_relaxed) ||
-            s.abandoned.load(std::memory_order_relaxed))
-          continue;
-        if (release_all) {
-          // Give the job back at once (no delay): another worker can take it.
-          // If the process dies right after, the job is ready: nothing lost.
-          // release, not give_back: the attempt counts. A job that hangs its
-          // handler is abandoned on every restart; counted, it is
-          // dead-lettered after max_attempts instead of cycling for ever.
-          if (queue.release(s.lease, milliseconds{0}) == LeaseStatus::ok) {
-            s.abandoned.store(true, std::memory_order_seq_cst);
-            abandoned_now.push_back(i);
-          } else {
-            s.lost.store(true, std::memory_order_seq_cst);
-            lost_now.push_back(i);
-          }
-          s.hook_pending = true;
-          detail::notify(s.event);
-          continue;
-        }
-        if (t >= s.next_extend) {
-          LeaseStatus st = LeaseStatus::lease_lost;
-          try {
-            st = queue.extend(s.lease, lease);  // updates s.lease.token on success
-          } catch (...) {                       // only for a lease out of range: checked by the constructor
-          }
-          if (st != LeaseStatus::ok) {
-            s.lost.store(true, std::memory_order_seq_cst);
-            s.hook_pending = true;
-            lost_now.push_back(i);
-            detail::notify(s.event);
-            continue;
-          }
-          s.deadline = t + lease;
-          s.next_extend = t + interval;
-        }
-        any_active = true;
-        sleep = std::min(sleep, s.next_extend - t);
-        if (stop_seen && grace_end != Clock::time_point::max()) sleep = std::min(sleep, grace_end - t);
-      }
-    }
-    // Hooks outside the lock; the handler's thread waits (hook_pending) before
-    // it reuses the slot's Job, so the hook may read it.
-    if (!lost_now.empty() || !abandoned_now.empty()) {
-      for (unsigned i : lost_now) call_hook(options.hooks.on_lease_lost, std::as_const(slots[i].job));
-      for (unsigned i : abandoned_now) call_hook(options.hooks.on_abandon, std::as_const(slots[i].job));
-      {
-        std::lock_guard lock(mu);
-        for (unsigned i : lost_now) slots[i].hook_pending = false;
-        for (unsigned i : abandoned_now) slots[i].hook_pending = false;
-      }
-      hooks_done.notify_all();
-      lost_now.clear();
-      abandoned_now.clear();
-      continue;
-    }
-    // While jobs are in hand, look at least every kMaxSleep: a stop whose
-    // interrupt_waits() found the sleeper table full is noticed that late.
-    const milliseconds cap = any_active ? detail::kMaxSleep : std::chrono::hours(1);
-    detail::sleep_on(hb_event, expected, ceil_ms(sleep), cap);
-  }
-}
 
 // ---------------------------------------------------------------------------
 // Handler threads
@@ -358,6 +135,66 @@ void Worker::Impl::handle(unsigned index) {
   call_hook(options.hooks.on_done, std::as_const(s.job), r);
 }
 
+// The handler's outcome, carried out on the job's lease `current`: ack, or
+// release (with a backoff, or its own delay); r.result says how it went.
+void Worker::Impl::end_lease(Slot& s, const Outcome& outcome, const Lease& current, JobReport& r) {
+  switch (outcome.kind()) {
+    case Outcome::Kind::ack:
+    case Outcome::Kind::skip:
+    case Outcome::Kind::drop:
+      if (queue.ack(current) == LeaseStatus::ok)
+        r.result = outcome.kind() == Outcome::Kind::ack    ? JobResult::acked
+                   : outcome.kind() == Outcome::Kind::skip ? JobResult::skipped
+                                                           : JobResult::dropped;
+      else
+        r.result = JobResult::lease_lost;
+      break;
+    case Outcome::Kind::retry:
+    case Outcome::Kind::retry_after: {
+      const milliseconds delay = outcome.kind() == Outcome::Kind::retry
+                                     ? backoff_delay(options.backoff, s.job.attempt, splitmix64(s.rng))
+                                     : std::clamp(outcome.delay(), milliseconds{0}, kMaxLease);
+      // The queue dead-letters a release on the last attempt (lib/ring/lease.cpp:
+      // attempts >= max_attempts); attempts change only at a claim, so
+      // job.attempt is what the release sees.
+      const bool last = max_attempts != 0 && s.job.attempt >= max_attempts;
+      if (queue.release(current, delay) == LeaseStatus::ok) {
+        r.result = last ? JobResult::dead : JobResult::retried;
+        r.delay = last ? milliseconds{0} : delay;
+      } else {
+        r.result = JobResult::lease_lost;
+      }
+      break;
+    }
+  }
+}
+
+void Worker::Impl::tally(WorkerSummary& counts, JobResult result) noexcept {
+  switch (result) {
+    case JobResult::acked:
+      ++counts.acked;
+      break;
+    case JobResult::skipped:
+      ++counts.skipped;
+      break;
+    case JobResult::dropped:
+      ++counts.dropped;
+      break;
+    case JobResult::retried:
+      ++counts.retried;
+      break;
+    case JobResult::dead:
+      ++counts.dead;
+      break;
+    case JobResult::lease_lost:
+      ++counts.lease_lost;
+      break;
+    case JobResult::abandoned:
+      ++counts.abandoned;
+      break;
+  }
+}
+
 JobReport Worker::Impl::finish(Slot& s, Outcome outcome, bool threw, std::string_view error,
                                std::chrono::nanoseconds duration) {
   if (threw) {
@@ -385,60 +222,10 @@ JobReport Worker::Impl::finish(Slot& s, Outcome outcome, bool threw, std::string
   } else if (lost) {
     r.result = JobResult::lease_lost;  // on_lease_lost already called
   } else {
-    switch (outcome.kind()) {
-      case Outcome::Kind::ack:
-      case Outcome::Kind::skip:
-      case Outcome::Kind::drop:
-        if (queue.ack(current) == LeaseStatus::ok)
-          r.result = outcome.kind() == Outcome::Kind::ack    ? JobResult::acked
-                     : outcome.kind() == Outcome::Kind::skip ? JobResult::skipped
-                                                             : JobResult::dropped;
-        else
-          r.result = JobResult::lease_lost;
-        break;
-      case Outcome::Kind::retry:
-      case Outcome::Kind::retry_after: {
-        const milliseconds delay = outcome.kind() == Outcome::Kind::retry
-                                       ? backoff_delay(options.backoff, s.job.attempt, splitmix64(s.rng))
-                                       : std::clamp(outcome.delay(), milliseconds{0}, kMaxLease);
-        // The queue dead-letters a release on the last attempt (lib/queue.cpp:
-        // attempts >= max_attempts); attempts change only at a claim, so
-        // job.attempt is what the release sees.
-        const bool last = max_attempts != 0 && s.job.attempt >= max_attempts;
-        if (queue.release(current, delay) == LeaseStatus::ok) {
-          r.result = last ? JobResult::dead : JobResult::retried;
-          r.delay = last ? milliseconds{0} : delay;
-        } else {
-          r.result = JobResult::lease_lost;
-        }
-        break;
-      }
-    }
+    end_lease(s, outcome, current, r);
     if (r.result == JobResult::lease_lost) call_hook(options.hooks.on_lease_lost, std::as_const(s.job));
   }
-  switch (r.result) {
-    case JobResult::acked:
-      ++s.counts.acked;
-      break;
-    case JobResult::skipped:
-      ++s.counts.skipped;
-      break;
-    case JobResult::dropped:
-      ++s.counts.dropped;
-      break;
-    case JobResult::retried:
-      ++s.counts.retried;
-      break;
-    case JobResult::dead:
-      ++s.counts.dead;
-      break;
-    case JobResult::lease_lost:
-      ++s.counts.lease_lost;
-      break;
-    case JobResult::abandoned:
-      ++s.counts.abandoned;
-      break;
-  }
+  tally(s.counts, r.result);
   return r;
 }
 
@@ -542,49 +329,13 @@ bool Worker::stop_requested() const noexcept { return impl_->stopping(); }
 
 void Worker::install_signal_handlers() {
   g_signals.store(0);
-  g_stop_now.store(false);
+  detail::g_stop_now.store(false);
   struct sigaction sa {};
   sigemptyset(&sa.sa_mask);
   sa.sa_handler = jobring_on_stop_signal;
   sa.sa_flags = SA_RESTART;
   ::sigaction(SIGTERM, &sa, nullptr);
   ::sigaction(SIGINT, &sa, nullptr);
-}
-
-// ---------------------------------------------------------------------------
-// JobContext
-// ---------------------------------------------------------------------------
-
-JobId JobContext::id() const noexcept { return job_.id; }
-std::string_view JobContext::key() const noexcept { return job_.key(); }
-std::uint32_t JobContext::attempt() const noexcept { return job_.attempt; }
-bool JobContext::last_attempt() const noexcept {
-  return worker_.max_attempts != 0 && job_.attempt >= worker_.max_attempts;
-}
-bool JobContext::stopping() const noexcept { return worker_.stopping(); }
-bool JobContext::lease_lost() const noexcept { return worker_.slots[slot_].lost.load(); }
-bool JobContext::abandoned() const noexcept { return worker_.slots[slot_].abandoned.load(); }
-
-Lease JobContext::lease() const {
-  std::lock_guard lock(worker_.mu);
-  return worker_.slots[slot_].lease;
-}
-
-std::chrono::steady_clock::time_point JobContext::deadline() const {
-  std::lock_guard lock(worker_.mu);
-  return worker_.slots[slot_].deadline;
-}
-
-bool JobContext::sleep_for(milliseconds d) const {
-  auto& event = worker_.slots[slot_].event;
-  const auto until = Clock::now() + std::min<Clock::duration>(d, std::chrono::hours(24 * 365 * 100));
-  for (;;) {
-    const std::uint32_t expected = detail::prepare_wait(event);
-    if (cancelled() || stopping()) return false;
-    const auto t = Clock::now();
-    if (t >= until) return true;
-    detail::sleep_on(event, expected, ceil_ms(until - t));
-  }
 }
 
 }  // namespace jobring

@@ -1,0 +1,148 @@
+// jobring — the Worker's internals (include/jobring/worker.hpp), shared by
+// worker.cpp (run, the handler threads, stops), heartbeat.cpp (lease
+// extension and the grace period) and context.cpp (JobContext).
+//
+// Threads and what they share:
+//
+//   handler threads (run() and threads - 1 more)      heartbeat thread (one per Worker)
+//   ─────────────────────────────────────────────      ─────────────────────────────────
+//   claim_mu: one at a time blocks in claim()
+//   slot i: Job, counters, rng (own, no lock)
+//   mu ─┬─ slot.active / lease / next_extend ──────── extends every active slot's lease,
+//       │   (the current token lives here)            releases them when the grace ends
+//       └─ slot.hook_pending ◀────────────────────── set while on_lease_lost / on_abandon run
+//   slot.lost / slot.abandoned: atomics written under mu by either side, read
+//   without it by JobContext.
+//
+// The handler's thread owns a slot's lease except between "active = true"
+// and "active = false" (both under mu), when the heartbeat may extend it
+// (replacing the token) or release it. The final ack / release is made by the
+// handler's thread with the token read under mu after "active = false", so it
+// is the latest one and the heartbeat no longer touches it.
+//
+// Wake-ups use the library's futex protocol (lib/ring/wait.hpp): prepare_wait on a
+// word, re-check the condition, sleep_on the word; the other side changes the
+// condition, then notify(word). sleep_on registers the sleeper so that
+// interrupt_waits() (a signal handler's stop) wakes it too.
+//
+// Shared memory: the Worker only calls Queue operations; whatever instruction
+// the process dies at, its jobs in hand are leased and come back when the
+// lease runs out (or at once through the janitor), see worker.hpp.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "jobring/worker.hpp"
+#include "ring/wait.hpp"
+
+namespace jobring {
+
+namespace detail {
+
+using Clock = std::chrono::steady_clock;
+
+// Set by the second stop signal (install_signal_handlers): every Worker in
+// the process gives its jobs back at once.
+extern std::atomic<bool> g_stop_now;
+
+// Rounded up, at least 1 ms, at most kMaxLease: for sleeps and claim waits.
+inline milliseconds ceil_ms(Clock::duration d) noexcept {
+  if (d <= Clock::duration::zero()) return milliseconds{1};
+  if (d >= kMaxLease) return kMaxLease;
+  return std::max(milliseconds{1}, std::chrono::ceil<milliseconds>(d));
+}
+
+template <class F, class... Args>
+inline void call_hook(const F& hook, Args&&... args) noexcept {
+  if (!hook) return;
+  try {
+    hook(std::forward<Args>(args)...);
+  } catch (...) {  // documented: an exception escaping a hook is ignored
+  }
+}
+
+}  // namespace detail
+
+struct Worker::Impl {
+  using Clock = detail::Clock;
+
+  struct Slot {
+    // Owned by the slot's handler thread.
+    Job job;
+    std::uint64_t rng = 0;
+    WorkerSummary counts;
+    std::string error;  // the last exception's message (allocates only on failures)
+    // Guarded by Impl::mu.
+    bool active = false;        // the heartbeat looks after the lease
+    bool hook_pending = false;  // the heartbeat is calling a hook with this job
+    Lease lease;                // the current token
+    Clock::time_point deadline;
+    Clock::time_point next_extend;
+    // Written under mu; read without it by JobContext.
+    std::atomic<bool> lost{false};
+    std::atomic<bool> abandoned{false};
+    // Woken when lost / abandoned is set (JobContext::sleep_for sleeps on it).
+    std::atomic<std::uint32_t> event{0};
+  };
+
+  Impl(Queue& q, Handler h, WorkerOptions o) : queue(q), handler(std::move(h)), options(std::move(o)) {}
+
+  Queue& queue;
+  const Handler handler;
+  const WorkerOptions options;
+  milliseconds lease{0};     // resolved: options.lease or the queue's default
+  milliseconds interval{0};  // between extensions
+  std::uint32_t max_attempts = 0;
+  std::unique_ptr<Slot[]> slots;
+
+  // Heartbeat.
+  std::mutex mu;
+  std::condition_variable hooks_done;  // some slot's hook_pending became false
+  bool shutdown = false;               // guarded by mu
+  bool stop_seen = false;              // guarded by mu (heartbeat)
+  Clock::time_point grace_end{};       // guarded by mu (heartbeat)
+  std::atomic<std::uint32_t> hb_event{0};
+  std::thread heartbeat;
+
+  // Stop requests (async-signal-safe to set).
+  std::atomic<bool> stop{false};
+  std::atomic<bool> now{false};
+  static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
+
+  // run().
+  std::mutex claim_mu;                // one thread at a time blocks in claim()
+  std::uint64_t claims = 0;           // guarded by claim_mu (max_jobs)
+  std::atomic<bool> finished{false};  // max_jobs reached, or idle for idle_exit
+  std::atomic<int> busy{0};           // jobs in hand
+  std::atomic<Clock::rep> last_activity{0};
+  bool ran = false;
+
+  [[nodiscard]] bool stop_now_requested() const noexcept {
+    return now.load(std::memory_order_seq_cst) || detail::g_stop_now.load(std::memory_order_seq_cst);
+  }
+  [[nodiscard]] bool stopping() const noexcept {
+    return stop.load(std::memory_order_seq_cst) || stop_now_requested() || detail::interrupt_requested();
+  }
+
+  void heartbeat_loop();
+  bool tend(unsigned i, Clock::time_point t, bool release_all, std::vector<unsigned>& lost_now,
+            std::vector<unsigned>& abandoned_now);
+  void call_lease_hooks(std::vector<unsigned>& lost_now, std::vector<unsigned>& abandoned_now);
+  void loop(unsigned index);
+  void handle(unsigned index);
+  [[nodiscard]] JobReport finish(Slot& s, Outcome outcome, bool threw, std::string_view error,
+                                 std::chrono::nanoseconds duration);
+  void end_lease(Slot& s, const Outcome& outcome, const Lease& current, JobReport& r);
+  static void tally(WorkerSummary& counts, JobResult result) noexcept;
+};
+
+}  // namespace jobring
