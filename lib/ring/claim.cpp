@@ -102,8 +102,8 @@ struct Queue::Impl::ClaimScan {
 // (remember it for T2); FREE, DEAD, invalid → skip. A failed CAS reloads w
 // and re-decides; ABA is excluded by the generation (layout.hpp). True if we
 // now hold the lease `mine`.
-bool Queue::Impl::take(std::uint32_t i, Word w, std::uint64_t lease_ms, ClaimScan& s, Word& mine,
-                       bool& takeover) noexcept {
+JOBRING_INLINE bool Queue::Impl::take(std::uint32_t i, Word w, std::uint64_t lease_ms, ClaimScan& s,
+                                      Word& mine, bool& takeover) noexcept {
   auto& sw = state(i);
   const std::uint32_t max_attempts = options.max_attempts;
   for (;;) {
@@ -140,7 +140,8 @@ bool Queue::Impl::take(std::uint32_t i, Word w, std::uint64_t lease_ms, ClaimSca
 // We hold the lease `mine` on slot i: count the attempt, write the owner
 // record, copy the job out into `job`. False if the slot turned out corrupt
 // (quarantined in DEAD) or the lease was lost while we copied.
-bool Queue::Impl::copy_out(std::uint32_t i, Word mine, std::uint64_t owner_bits, ClaimScan& s, Job& job) {
+JOBRING_INLINE bool Queue::Impl::copy_out(std::uint32_t i, Word mine, std::uint64_t owner_bits, ClaimScan& s,
+                                          Job& job) {
   auto& sw = state(i);
   SlotMeta& m = meta(i);
   // While we hold the lease nobody else writes the count — push and requeue
@@ -190,7 +191,7 @@ bool Queue::Impl::copy_out(std::uint32_t i, Word mine, std::uint64_t owner_bits,
 
 // After a pass that claimed something: moves the claim cursor from `start`
 // over the k positions the scan passed, but never past the push cursor.
-void Queue::Impl::advance_claim_cursor(std::uint64_t start, std::uint32_t k) noexcept {
+JOBRING_INLINE void Queue::Impl::advance_claim_cursor(std::uint64_t start, std::uint32_t k) noexcept {
   std::uint64_t to = start + k;
   // Read after our claims: their acquire CASes synchronised with the commits,
   // which the producers sequenced after advancing the push cursor, so every
@@ -215,7 +216,8 @@ void Queue::Impl::advance_claim_cursor(std::uint64_t start, std::uint32_t k) noe
 // (seq_cst when re-checking before a sleep) that stops at the first other
 // word, which the full logic then looks at. An empty 1024-slot ring: ~10,000
 // instructions instead of ~33,000.
-void Queue::Impl::skip_free(std::uint32_t& i, std::uint32_t& k, std::memory_order load_order) const noexcept {
+JOBRING_INLINE void Queue::Impl::skip_free(std::uint32_t& i, std::uint32_t& k,
+                                           std::memory_order load_order) const noexcept {
   if (load_order == std::memory_order_seq_cst) {
     while (k < capacity && Word{states[i].load(std::memory_order_seq_cst)}.state() == State::free) {
       ++k;
@@ -307,10 +309,10 @@ std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms,
 
 // The lease a claim asks for, checked; throws for a bad one.
 std::uint64_t Queue::Impl::lease_ms_or_throw(const ClaimOptions& claim) const {
+  if (const std::uint64_t ms = lease_ms_for(*this, claim, nullptr)) return ms;
   std::string why;
-  const std::uint64_t ms = lease_ms_for(*this, claim, &why);
-  if (ms == 0) detail::throw_error(name, make_error_code(errc::invalid_argument), why);
-  return ms;
+  (void)lease_ms_for(*this, claim, &why);
+  detail::throw_error(name, make_error_code(errc::invalid_argument), why);
 }
 
 detail::Progress Queue::Impl::claim_waiting(std::span<Job> jobs, milliseconds wait, std::uint64_t lease_ms,

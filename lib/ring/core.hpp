@@ -28,6 +28,10 @@
 #include "ring/transitions.hpp"
 #include "ring/wait.hpp"
 
+// On the definitions of the helpers that a hot path (push, claim, ack) calls
+// once: they are split out to be read, and must be inlined to cost nothing.
+#define JOBRING_INLINE [[gnu::always_inline]] inline
+
 namespace jobring {
 
 namespace detail {

@@ -17,8 +17,9 @@ namespace {
 
 // The arguments of a push, checked before anything is touched. `why`, when
 // given, gets what was wrong, for the throwing calls' message.
-std::error_code check_push(std::uint32_t max_payload, std::span<const std::span<const std::byte>> payloads,
-                           const PushOptions& o, bool batch, std::string* why) {
+JOBRING_INLINE std::error_code check_push(std::uint32_t max_payload,
+                                          std::span<const std::span<const std::byte>> payloads,
+                                          const PushOptions& o, bool batch, std::string* why) {
   auto bad = [&](errc e, auto&& text) {
     if (why != nullptr) *why = text();
     return make_error_code(e);
@@ -54,8 +55,8 @@ std::uint64_t visible_at_for(const PushOptions& o) noexcept {
 
 // Fills slot i, which this producer holds WRITING, with a new job: its id,
 // meta, key and payload. Returns the id.
-JobId Queue::Impl::write_job(std::uint32_t i, std::span<const std::byte> payload,
-                             const detail::KeyedPush* key) noexcept {
+JOBRING_INLINE JobId Queue::Impl::write_job(std::uint32_t i, std::span<const std::byte> payload,
+                                            const detail::KeyedPush* key) noexcept {
   // Pairs with the acquire fence of a claimer validating its copy of this
   // slot's old payload (claim.cpp, peek): if that claimer's re-check reads a
   // word older than our T1, our writes below are not visible to its copy;
@@ -78,10 +79,11 @@ JobId Queue::Impl::write_job(std::uint32_t i, std::span<const std::byte> payload
 // Slot i is ours (T1 done, as `reserved`): write the job, take its key, move
 // the push cursor to `cursor_to`, commit. `id` gets the job's id (or, for a
 // duplicate, the id of the job that holds the key).
-Queue::Impl::SlotPush Queue::Impl::push_into(std::uint32_t i, Word reserved,
-                                             std::span<const std::byte> payload, std::uint64_t visible_at,
-                                             detail::KeyedPush* key, std::uint64_t writer,
-                                             std::uint64_t cursor_to, JobId& id) noexcept {
+JOBRING_INLINE Queue::Impl::SlotPush Queue::Impl::push_into(std::uint32_t i, Word reserved,
+                                                            std::span<const std::byte> payload,
+                                                            std::uint64_t visible_at, detail::KeyedPush* key,
+                                                            std::uint64_t writer, std::uint64_t cursor_to,
+                                                            JobId& id) noexcept {
   auto& sw = state(i);
   id = write_job(i, payload, key);
   std::uint32_t entry = 0;
@@ -119,9 +121,10 @@ Queue::Impl::SlotPush Queue::Impl::push_into(std::uint32_t i, Word reserved,
 // One scan of the ring from the push cursor, filling free slots in ring
 // order. Adds to `done`; returns false if a keyed push ended (duplicate, or
 // no room in the key table), with the outcome in *key.
-bool Queue::Impl::push_round(std::span<const std::span<const std::byte>> payloads, std::span<JobId> ids,
-                             std::uint64_t visible_at, std::memory_order load_order, detail::KeyedPush* key,
-                             std::uint64_t writer, std::size_t& done) noexcept {
+JOBRING_INLINE bool Queue::Impl::push_round(std::span<const std::span<const std::byte>> payloads,
+                                            std::span<JobId> ids, std::uint64_t visible_at,
+                                            std::memory_order load_order, detail::KeyedPush* key,
+                                            std::uint64_t writer, std::size_t& done) noexcept {
   const std::uint64_t start = header->push_cursor.load(std::memory_order_relaxed);
   std::uint32_t i = static_cast<std::uint32_t>(start % capacity);
   // FIFO (guarantee 6): the k of the first slot this pass passed because it
@@ -201,7 +204,8 @@ std::size_t Queue::Impl::push_pass(std::span<const std::span<const std::byte>> p
   return done;
 }
 
-PushResult Queue::Impl::push_checked(std::span<const std::byte> payload, const PushOptions& push) noexcept {
+JOBRING_INLINE PushResult Queue::Impl::push_checked(std::span<const std::byte> payload,
+                                                    const PushOptions& push) noexcept {
   const std::uint64_t visible_at = visible_at_for(push);
   JobId id = 0;
   const std::span<const std::byte> one[1] = {payload};
