@@ -1105,6 +1105,10 @@ TEST_F(Cli, CreateStatAndRm) {
   const Result t = jr({"stat", q});
   ASSERT_RUN((std::vector<std::string>{"stat", q}), t, 0);
   EXPECT_TRUE(contains(t.out, q.str()) && contains(t.out, "capacity 7") && contains(t.out, "2m")) << t.out;
+  // ... and every statistic by the name stat --json gives it.
+  EXPECT_TRUE(contains(t.out, " free 7 ") && contains(t.out, " expired 0 ") &&
+              contains(t.out, " expired_total 0 "))
+      << t.out;
 
   // Defaults: mode 0600.
   ASSERT_RUN((std::vector<std::string>{"create", plain}), jr({"create", plain}), 0);
@@ -1186,9 +1190,9 @@ TEST_F(Cli, LsListsEveryQueue) {
 }
 
 // stat --json: one object with every field the issue asks for, and the
-// values of a known history. "overdue" is the gauge (leases past their
-// deadline not yet taken over), "expired" (and its alias "expired_total") the
-// total of takeovers, as the issue names it.
+// values of a known history. Its keys are the names of the jobring::Stats
+// fields: "expired" is the gauge (leases past their deadline not yet taken
+// over), "expired_total" the total of takeovers.
 TEST_F(Cli, StatJsonHasEveryFieldWithTheRightValues) {
   Watchdog wd(60s);
   QueueName q("cli-stat");
@@ -1208,11 +1212,15 @@ TEST_F(Cli, StatJsonHasEveryFieldWithTheRightValues) {
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << "one line: " << r.out;
   const auto j = parse_json(r.out);
   ASSERT_TRUE(j && j->kind == Json::Kind::object) << "not a JSON object: " << r.out;
-  // The issue's required keys, and the total "expired_total".
+  // The issue's required keys, and every statistic by its jobring::Stats name.
   for (const char* key :
-       {"name", "capacity", "max_payload", "free", "ready", "delayed", "leased", "dead", "pushed", "claimed",
-        "acked", "released", "expired", "expired_total", "overdue", "reclaimed", "dead_lettered"})
+       {"name",      "capacity",        "max_payload",   "free",     "writing", "ready",
+        "delayed",   "leased",          "expired",       "dead",     "corrupt", "oldest_lease_ms",
+        "keys_live", "keys_remembered", "keys_capacity", "pushed",   "claimed", "acked",
+        "released",  "expired_total",   "dead_lettered", "requeued", "purged",  "recovered_writes",
+        "reclaimed", "duplicates",      "keys_evicted",  "keys_full"})
     EXPECT_TRUE(j->has(key)) << "stat --json lacks \"" << key << "\": " << r.out;
+  EXPECT_FALSE(j->has("overdue")) << "renamed to \"expired\": " << r.out;
   EXPECT_EQ(j->str("name"), q.str());
   EXPECT_EQ(j->num("capacity"), 4);
   EXPECT_EQ(j->num("max_payload"), 1024);
@@ -1232,9 +1240,9 @@ TEST_F(Cli, StatJsonHasEveryFieldWithTheRightValues) {
   EXPECT_EQ(queue.ack(jb->lease), LeaseStatus::ok);
 }
 
-// The gauge "overdue" counts a lease past its deadline until a claim takes it
-// over; then the total "expired" (alias "expired_total") counts the takeover
-// (lease expiry -> claimed again with attempt + 1).
+// The gauge "expired" counts a lease past its deadline until a claim takes it
+// over; then the total "expired_total" counts the takeover (lease expiry ->
+// claimed again with attempt + 1).
 TEST_F(Cli, StatExpiredGaugeAndExpiredTotal) {
   Watchdog wd(60s);
   QueueName q("cli-expired");
@@ -1246,10 +1254,10 @@ TEST_F(Cli, StatExpiredGaugeAndExpiredTotal) {
   ASSERT_TRUE(test::poll_until(
       [&] {
         j = parse_json(jr({"stat", q, "--json"}).out);
-        return j && j->num("overdue") == 1;
+        return j && j->num("expired") == 1;
       },
       20s, 20ms))
-      << "the expired lease never showed in the \"overdue\" gauge";
+      << "the expired lease never showed in the \"expired\" gauge";
   EXPECT_EQ(j->num("leased"), 0);
   EXPECT_EQ(j->num("expired_total"), 0);
   const Result again = jr({"claim", q});
@@ -1259,8 +1267,7 @@ TEST_F(Cli, StatExpiredGaugeAndExpiredTotal) {
   EXPECT_EQ(cj->num("attempt"), 2);
   j = parse_json(jr({"stat", q, "--json"}).out);
   ASSERT_TRUE(j);
-  EXPECT_EQ(j->num("overdue"), 0);
-  EXPECT_EQ(j->num("expired"), 1);
+  EXPECT_EQ(j->num("expired"), 0);
   EXPECT_EQ(j->num("expired_total"), 1);
   EXPECT_EQ(j->num("leased"), 1);
   EXPECT_EQ(j->num("claimed"), 2);
