@@ -426,8 +426,9 @@ std::optional<std::map<std::string, double>> read_metrics(const std::string& pat
   return parse_metrics(read_file(path));
 }
 
-std::string jobs_series(const std::string& queue, const char* state) {
-  return "jobring_jobs{queue=\"" + queue + "\",state=\"" + state + "\"}";
+// The gauge of a jobring::Stats field (jobring_FIELD) for one queue.
+std::string gauge_series(const std::string& queue, const char* field) {
+  return std::string("jobring_") + field + "{queue=\"" + queue + "\"}";
 }
 
 double metric_or(const std::optional<std::map<std::string, double>>& m, const std::string& series,
@@ -1208,7 +1209,7 @@ TEST(JanitorReload, SighupPicksUpNewQueueAndKeepsOldConfigOnError) {
     holder.kill_and_reap();
     ASSERT_TRUE(wait_sweeps(metrics, 10)) << jan.err();
     EXPECT_EQ(qb.stats().leased, 1u) << "B was swept before it was configured";
-    EXPECT_EQ(metric_or(read_metrics(metrics), jobs_series(b, "ready"), -1), -1);
+    EXPECT_EQ(metric_or(read_metrics(metrics), gauge_series(b, "ready"), -1), -1);
   }
 
   write_file(conf, "# A and B\nqueue = " + a.str() + "\nqueue = " + b.str() + "\ninterval = 20ms\n");
@@ -1675,24 +1676,31 @@ TEST(JanitorMetrics, MetricsFileFollowsTheQueue) {
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(q.push("j" + std::to_string(i)));
   JanitorProcess jan(
       {"--config", dir.file("empty.conf"), "--queue", name, "--interval", "20ms", "--metrics-file", metrics});
-  const std::string ready = jobs_series(name, "ready");
-  const std::string leased = jobs_series(name, "leased");
+  const std::string ready = gauge_series(name, "ready");
+  const std::string leased = gauge_series(name, "leased");
   const std::string reclaimed = "jobring_reclaimed_total{queue=\"" + name.str() + "\"}";
-  const std::string oldest = "jobring_oldest_lease_seconds{queue=\"" + name.str() + "\"}";
+  const std::string oldest = gauge_series(name, "oldest_lease_ms");
   ASSERT_TRUE(test::poll_until([&] { return metric_or(read_metrics(metrics), ready, -1) == 3; }, 20s))
       << read_file(metrics) << jan.err();
   const std::string text = read_file(metrics);
-  EXPECT_TRUE(contains(text, "jobring_jobs{queue=\"" + name.str() + "\",state=\"ready\"} 3\n")) << text;
-  for (const char* state : {"free", "ready", "delayed", "leased", "dead"})
-    EXPECT_TRUE(contains(text, jobs_series(name, state) + " ")) << state << "\n" << text;
-  for (const char* counter : {"pushed", "acked", "reclaimed", "expired", "dead_lettered"})
+  EXPECT_TRUE(contains(text, "jobring_ready{queue=\"" + name.str() + "\"} 3\n")) << text;
+  for (const char* field : {"free", "writing", "ready", "delayed", "leased", "expired", "dead", "corrupt",
+                            "keys_live", "keys_remembered", "keys_capacity"})
+    EXPECT_TRUE(contains(text, gauge_series(name, field) + " ")) << field << "\n" << text;
+  // Counters: jobring_FIELD_total (the field expired_total keeps one _total).
+  for (const char* counter :
+       {"pushed", "claimed", "acked", "released", "expired", "dead_lettered", "requeued", "purged",
+        "recovered_writes", "reclaimed", "duplicates", "keys_evicted", "keys_full"})
     EXPECT_TRUE(contains(text, std::string("jobring_") + counter + "_total{queue=\"" + name.str() + "\"} "))
         << counter << "\n"
         << text;
   EXPECT_TRUE(contains(text, oldest + " ")) << text;
-  EXPECT_TRUE(contains(text, "# TYPE jobring_jobs gauge\n")) << text;
+  EXPECT_TRUE(contains(text, "# TYPE jobring_ready gauge\n")) << text;
+  EXPECT_TRUE(contains(text, "# TYPE jobring_expired gauge\n")) << text;
+  EXPECT_TRUE(contains(text, "# TYPE jobring_expired_total counter\n")) << text;
   EXPECT_TRUE(contains(text, "# TYPE jobring_reclaimed_total counter\n")) << text;
-  EXPECT_TRUE(contains(text, "# TYPE jobring_oldest_lease_seconds gauge\n")) << text;
+  EXPECT_TRUE(contains(text, "# TYPE jobring_oldest_lease_ms gauge\n")) << text;
+  EXPECT_FALSE(contains(text, "_total_total")) << text;
   EXPECT_EQ(metric_or(read_metrics(metrics), "jobring_pushed_total{queue=\"" + name.str() + "\"}", -1), 3);
   EXPECT_EQ(metric_or(read_metrics(metrics), oldest, -1), 0);
 
@@ -1748,8 +1756,7 @@ TEST(JanitorMetrics, StaleTemporaryFilesOfDeadJanitorsAreRemoved) {
   EXPECT_EQ(dir.entries(), (std::vector<std::string>{"empty.conf", "jobring.prom",
                                                      "jobring.prom.tmp." + std::to_string(::getpid())}));
   const auto m = read_metrics(metrics);
-  EXPECT_EQ(metric_or(m, "jobring_keys{queue=\"" + name.str() + "\",state=\"live\"}", -1), 1)
-      << read_file(metrics);
+  EXPECT_EQ(metric_or(m, gauge_series(name, "keys_live"), -1), 1) << read_file(metrics);
   EXPECT_EQ(metric_or(m, "jobring_duplicates_total{queue=\"" + name.str() + "\"}", -1), 1);
 }
 
@@ -1779,7 +1786,7 @@ TEST(JanitorMetrics, MetricsFileIsReplacedAtomically) {
     const auto parsed = parse_metrics(text);
     ASSERT_TRUE(parsed.has_value()) << "read " << i << ": does not parse:\n" << text;
     ASSERT_TRUE(parsed->count("jobring_janitor_sweeps_total")) << "read " << i << ":\n" << text;
-    ASSERT_TRUE(parsed->count(jobs_series(q2, "ready"))) << "read " << i << ":\n" << text;
+    ASSERT_TRUE(parsed->count(gauge_series(q2, "ready"))) << "read " << i << ":\n" << text;
     const double sweeps = parsed->at("jobring_janitor_sweeps_total");
     ASSERT_GE(sweeps, last_sweeps) << "sweep counter went backwards";
     last_sweeps = sweeps;
