@@ -14,6 +14,11 @@ void usage(const std::string& command, const std::string& message) {
   throw UsageError{"jobring " + command + ": " + message + " (see jobring " + command + " --help)"};
 }
 
+void add_name(Command& c) {
+  c.hidden.add_options()("name", po::value<std::string>());
+  c.positional.add("name", 1);
+}
+
 po::variables_map parse(Command& c, const std::vector<std::string>& args) {
   po::options_description all;
   c.options.add_options()("help,h", "show this help");

@@ -6,6 +6,7 @@
 #include <boost/program_options.hpp>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <span>
 #include <string>
 #include <string_view>
@@ -54,6 +55,8 @@ struct Command {
   po::options_description hidden;
 };
 
+// Adds the positional queue NAME (read with name_arg).
+void add_name(Command& c);
 // Parses `args` for `c`; prints the help and throws Exit{kOk} on --help.
 po::variables_map parse(Command& c, const std::vector<std::string>& args);
 // The duration of --key, or `fallback` if it was not given.
@@ -63,6 +66,14 @@ milliseconds duration_arg(const Command& c, const po::variables_map& vm, const c
 std::uint32_t count_arg(const Command& c, const po::variables_map& vm, const char* option);
 // The positional queue NAME, checked.
 std::string name_arg(const Command& c, const po::variables_map& vm);
+// The value of --option, one of `choices`; a usage error ("use HINT") if not.
+template <class T>
+T choice_arg(const Command& c, const po::variables_map& vm, const char* option,
+             const std::map<std::string, T>& choices, const char* hint) {
+  const auto it = choices.find(vm[option].as<std::string>());
+  if (it == choices.end()) usage(c.name, std::string("bad --") + option + ": use " + hint);
+  return it->second;
+}
 // The positional HANDLE printed by `jobring claim`.
 Lease handle_arg(const Command& c, const po::variables_map& vm);
 // Everything on `fd` until its end.

@@ -30,8 +30,7 @@ int cmd_create(const std::vector<std::string>& args) {
       "entries of the de-duplication key table; 0 = 2 x capacity")(
       "dedup-window", po::value<std::string>()->default_value("5m"),
       "how long a finished job's key is remembered (push --key)");
-  c.hidden.add_options()("name", po::value<std::string>());
-  c.positional.add("name", 1);
+  add_name(c);
   const auto vm = parse(c, args);
   const std::string name = name_arg(c, vm);
   jobring::Options o;
@@ -56,8 +55,7 @@ int cmd_create(const std::vector<std::string>& args) {
 
 int cmd_rm(const std::vector<std::string>& args) {
   Command c{"rm", "NAME", "Removes a queue. Processes that have it open keep it until they close it."};
-  c.hidden.add_options()("name", po::value<std::string>());
-  c.positional.add("name", 1);
+  add_name(c);
   const auto vm = parse(c, args);
   const std::string name = name_arg(c, vm);
   if (!jobring::Queue::remove(name))
@@ -106,8 +104,7 @@ int cmd_stat(const std::vector<std::string>& args) {
   Command c{"stat", "NAME [--json] [--watch D]", "Shows a queue's options, jobs per state and totals."};
   c.options.add_options()("json", "one JSON object")("watch", po::value<std::string>(),
                                                      "repeat every D until interrupted");
-  c.hidden.add_options()("name", po::value<std::string>());
-  c.positional.add("name", 1);
+  add_name(c);
   const auto vm = parse(c, args);
   const std::string name = name_arg(c, vm);
   const milliseconds watch = duration_arg(c, vm, "watch", 0ms);
@@ -133,18 +130,17 @@ int cmd_peek(const std::vector<std::string>& args) {
   c.options.add_options()("state", po::value<std::string>()->default_value("ready"),
                           "ready, delayed, leased or dead")(
       "limit", po::value<std::size_t>()->default_value(20), "at most N jobs")("json", "one JSON array");
-  c.hidden.add_options()("name", po::value<std::string>());
-  c.positional.add("name", 1);
+  add_name(c);
   const auto vm = parse(c, args);
   const std::string name = name_arg(c, vm);
-  const std::map<std::string, jobring::JobState> states{{"ready", jobring::JobState::ready},
-                                                        {"delayed", jobring::JobState::delayed},
-                                                        {"leased", jobring::JobState::leased},
-                                                        {"dead", jobring::JobState::dead}};
-  const auto it = states.find(vm["state"].as<std::string>());
-  if (it == states.end()) usage(c.name, "bad --state: use ready, delayed, leased or dead");
+  const auto state = choice_arg<jobring::JobState>(c, vm, "state",
+                                                   {{"ready", jobring::JobState::ready},
+                                                    {"delayed", jobring::JobState::delayed},
+                                                    {"leased", jobring::JobState::leased},
+                                                    {"dead", jobring::JobState::dead}},
+                                                   "ready, delayed, leased or dead");
   auto q = jobring::Queue::open(name);
-  const auto jobs = q.peek(it->second, vm["limit"].as<std::size_t>());
+  const auto jobs = q.peek(state, vm["limit"].as<std::size_t>());
   const bool json = vm.count("json") > 0;
   if (json) std::printf("[");
   bool first = true;
@@ -175,8 +171,9 @@ int cmd_requeue(const std::vector<std::string>& args) {
   Command c{"requeue", "NAME (--dead | JOB_ID...)",
             "Moves dead jobs back to ready, with their attempts reset."};
   c.options.add_options()("dead", "every dead job");
-  c.hidden.add_options()("name", po::value<std::string>())("ids", po::value<std::vector<std::uint64_t>>());
-  c.positional.add("name", 1).add("ids", -1);
+  add_name(c);
+  c.hidden.add_options()("ids", po::value<std::vector<std::uint64_t>>());
+  c.positional.add("ids", -1);
   const auto vm = parse(c, args);
   const std::string name = name_arg(c, vm);
   const bool all = vm.count("dead") > 0;
@@ -209,18 +206,17 @@ int cmd_purge(const std::vector<std::string>& args) {
             "Deletes jobs that are not under lease; prints how many. `all` also resets corrupt slots."};
   c.options.add_options()("state", po::value<std::string>()->default_value("all"),
                           "ready, delayed, dead or all");
-  c.hidden.add_options()("name", po::value<std::string>());
-  c.positional.add("name", 1);
+  add_name(c);
   const auto vm = parse(c, args);
   const std::string name = name_arg(c, vm);
-  const std::map<std::string, jobring::PurgeWhat> what{{"ready", jobring::PurgeWhat::ready},
-                                                       {"delayed", jobring::PurgeWhat::delayed},
-                                                       {"dead", jobring::PurgeWhat::dead},
-                                                       {"all", jobring::PurgeWhat::all}};
-  const auto it = what.find(vm["state"].as<std::string>());
-  if (it == what.end()) usage(c.name, "bad --state: use ready, delayed, dead or all");
+  const auto what = choice_arg<jobring::PurgeWhat>(c, vm, "state",
+                                                   {{"ready", jobring::PurgeWhat::ready},
+                                                    {"delayed", jobring::PurgeWhat::delayed},
+                                                    {"dead", jobring::PurgeWhat::dead},
+                                                    {"all", jobring::PurgeWhat::all}},
+                                                   "ready, delayed, dead or all");
   auto q = jobring::Queue::open(name);
-  std::printf("%zu\n", q.purge(it->second));
+  std::printf("%zu\n", q.purge(what));
   return kOk;
 }
 

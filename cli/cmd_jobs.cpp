@@ -20,8 +20,9 @@ int cmd_push(const std::vector<std::string>& args) {
   c.options.add_options()("delay", po::value<std::string>(), "the job stays invisible for D")(
       "wait", po::value<std::string>(), "if the queue is full, wait up to D for room")(
       "key", po::value<std::string>(), "de-duplication key, 1 to 64 bytes");
-  c.hidden.add_options()("name", po::value<std::string>())("data", po::value<std::string>());
-  c.positional.add("name", 1).add("data", 1);
+  add_name(c);
+  c.hidden.add_options()("data", po::value<std::string>());
+  c.positional.add("data", 1);
   const auto vm = parse(c, args);
   const std::string name = name_arg(c, vm);
   jobring::PushOptions o;
@@ -63,8 +64,7 @@ int cmd_claim(const std::vector<std::string>& args) {
   c.options.add_options()("lease", po::value<std::string>(), "lease length (default: the queue's)")(
       "wait", po::value<std::string>(), "wait up to D for a job")(
       "raw", "payload bytes to stdout, handle to stderr");
-  c.hidden.add_options()("name", po::value<std::string>());
-  c.positional.add("name", 1);
+  add_name(c);
   const auto vm = parse(c, args);
   const std::string name = name_arg(c, vm);
   const milliseconds lease = duration_arg(c, vm, "lease", 0ms);
@@ -107,8 +107,9 @@ struct LeaseCall {
 };
 
 LeaseCall parse_lease_call(Command& c, const Args& args) {
-  c.hidden.add_options()("name", po::value<std::string>())("handle", po::value<std::string>());
-  c.positional.add("name", 1).add("handle", 1);
+  add_name(c);
+  c.hidden.add_options()("handle", po::value<std::string>());
+  c.positional.add("handle", 1);
   auto vm = parse(c, args);
   std::string name = name_arg(c, vm);
   const jobring::Lease lease = handle_arg(c, vm);

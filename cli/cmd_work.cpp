@@ -160,8 +160,7 @@ void add_work_options(Command& c) {
       "grace", po::value<std::string>(), "after a signal, time running commands get; default: no limit")(
       "backoff", po::value<std::string>()->default_value("1s"), "first retry delay after a failure")(
       "max-backoff", po::value<std::string>()->default_value("5m"), "longest retry delay");
-  c.hidden.add_options()("name", po::value<std::string>());
-  c.positional.add("name", 1);
+  add_name(c);
 }
 
 // Everything after "--" is the command; the rest goes to `vm`.
