@@ -1417,7 +1417,8 @@ TEST(JanitorCli, ConfigFileIsReadAndCommandLineWins) {
   EXPECT_TRUE(contains(r.err, "250ms")) << r.err;
   // The shipped default config (everything commented out) is valid.
   const std::string shipped =
-      (std::filesystem::path(__FILE__).parent_path().parent_path() / "daemon/janitor.conf").string();
+      (std::filesystem::path(__FILE__).parent_path().parent_path().parent_path() / "daemon/janitor.conf")
+          .string();
   ASSERT_TRUE(std::filesystem::exists(shipped)) << shipped;
   r = run_janitor({"--config", shipped, "--once", "--queue", "jan-none-such-queue"}, 20s);
   ASSERT_TRUE(r.status.has_value());

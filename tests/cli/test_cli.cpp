@@ -1,4 +1,4 @@
-// Tests of the `jobring` command-line tool (cli/jobring.cpp, issue 5).
+// Tests of the `jobring` command-line tool (cli/, issue 5).
 //
 // They run the REAL binary (JOBRING_CLI_BIN) with pipes on stdin, stdout and
 // stderr, and check arguments -> exit code, stdout, stderr, and the queue's
@@ -73,7 +73,7 @@ const char* const kCli = cli_binary();
 
 // examples/shell-worker.sh, found from this file's own path (CMake passes absolute paths).
 fs::path example_script() {
-  return fs::path(__FILE__).parent_path().parent_path() / "examples" / "shell-worker.sh";
+  return fs::path(__FILE__).parent_path().parent_path().parent_path() / "examples" / "shell-worker.sh";
 }
 
 // ---------------------------------------------------------------------------
