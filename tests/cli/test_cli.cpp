@@ -2246,6 +2246,27 @@ const std::string kHangOnFirstAttempt =
     "echo \"$JOBRING_ATTEMPT\" >> \"$T/attempts\"; "
     "if [ \"$JOBRING_ATTEMPT\" -eq 1 ]; then touch \"$T/started\"; exec sleep 60; fi";
 
+// SIGKILL of `jobring work` while its command hangs: the worker only, so that
+// its command is orphaned as with a real kill -9; then the orphaned `sleep`
+// too (the group is still ours: the worker is not reaped yet); then reap it.
+void kill_worker_mid_job(Proc& worker) {
+  ::kill(worker.pid(), SIGKILL);
+  worker.kill_group();
+  EXPECT_EQ(worker.wait().code, 128 + SIGKILL);
+}
+
+// A second `jobring work` (with --lease `lease`, --wait `wait`) does the job
+// as its attempt 2, acks it and exits 0.
+void redo_with_a_second_worker(const std::string& q, const TempDir& dir, const std::string& lease,
+                               const std::string& wait) {
+  Proc b(cli(work_args(q, {"--lease", lease, "--max-jobs", "1", "--wait", wait}, kHangOnFirstAttempt)), {},
+         {"T=" + dir.str()});
+  const Result r = b.wait(60s);
+  ASSERT_EQ(r.code, 0) << show(b.argv(), r);
+  EXPECT_EQ(dir.read("attempts"), "1\n2\n");
+  EXPECT_EQ(stats_of(q).acked, 1u);
+}
+
 // SIGKILL of `jobring work` in the middle of a job (guarantees 2 and 3): the
 // job is not lost — another worker does it once the lease runs out.
 TEST_F(Cli, WorkKilledMidJobIsRedoneByAnotherWorker) {
@@ -2256,17 +2277,9 @@ TEST_F(Cli, WorkKilledMidJobIsRedoneByAnotherWorker) {
   ASSERT_EQ(jr({"push", q, "job"}).code, 0);
   Proc a(cli(work_args(q, {"--lease", "500ms"}, kHangOnFirstAttempt)), {}, {"T=" + dir.str()});
   ASSERT_TRUE(test::poll_until([&] { return dir.has("started"); }, 20s, 5ms));
-  ::kill(a.pid(), SIGKILL);  // the worker only: its command is orphaned, as with a real kill -9
-  a.kill_group();            // then the orphaned `sleep` too (the group is still ours: a is not reaped)
-  EXPECT_EQ(a.wait().code, 128 + SIGKILL);
-
-  Proc b(cli(work_args(q, {"--lease", "500ms", "--max-jobs", "1", "--wait", "20s"}, kHangOnFirstAttempt)), {},
-         {"T=" + dir.str()});
-  const Result r = b.wait(60s);
-  ASSERT_EQ(r.code, 0) << show(b.argv(), r);
-  EXPECT_EQ(dir.read("attempts"), "1\n2\n");
+  kill_worker_mid_job(a);
+  ASSERT_NO_FATAL_FAILURE(redo_with_a_second_worker(q, dir, "500ms", "20s"));
   const Stats s = stats_of(q);
-  EXPECT_EQ(s.acked, 1u);
   EXPECT_EQ(s.claimed, 2u);
   EXPECT_EQ(s.expired_total + s.reclaimed, 1u);
   EXPECT_EQ(s.ready + s.leased + s.expired, 0u);
@@ -2287,23 +2300,15 @@ TEST_F(Cli, WorkKilledMidJobIsReclaimedByTheJanitor) {
   const auto leased = parse_json(jr({"peek", q, "--state", "leased", "--json"}).out);
   ASSERT_TRUE(leased && leased->items.size() == 1);
   EXPECT_EQ(leased->items[0].num("owner_pid"), a.pid()) << "work's lease is owned by the work process";
-  ::kill(a.pid(), SIGKILL);
-  a.kill_group();
-  EXPECT_EQ(a.wait().code, 128 + SIGKILL);  // reaped: its PID is gone
+  kill_worker_mid_job(a);  // reaped: its PID is gone
 
   Proc jan({JOBRING_JANITOR_BIN, "--once", "--queue", q.str()});
   const Result jr_ = jan.wait(30s);
   ASSERT_EQ(jr_.code, 0) << show(jan.argv(), jr_);
   EXPECT_EQ(stats_of(q).reclaimed, 1u);
 
-  Proc b(cli(work_args(q, {"--lease", "1h", "--max-jobs", "1", "--wait", "10s"}, kHangOnFirstAttempt)), {},
-         {"T=" + dir.str()});
-  const Result r = b.wait(60s);
-  ASSERT_EQ(r.code, 0) << show(b.argv(), r);
-  EXPECT_EQ(dir.read("attempts"), "1\n2\n");
-  const Stats s = stats_of(q);
-  EXPECT_EQ(s.acked, 1u);
-  EXPECT_EQ(s.expired_total, 0u);
+  ASSERT_NO_FATAL_FAILURE(redo_with_a_second_worker(q, dir, "1h", "10s"));
+  EXPECT_EQ(stats_of(q).expired_total, 0u);
 }
 #endif
 
