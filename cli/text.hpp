@@ -19,8 +19,4 @@ std::string json_string(std::string_view s);
 std::string base64_encode(std::span<const std::byte> data);
 std::optional<std::string> base64_decode(std::string_view text);
 
-// The text of errno value `err`, from strerror_r: `jobring work` runs its
-// handlers on several threads, and strerror is not thread-safe.
-std::string errno_text(int err);
-
 }  // namespace jobring::cli

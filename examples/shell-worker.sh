@@ -18,7 +18,7 @@
 # 8; every fourth fails on its first attempt, to show a retry), waits until
 # every job is acked, checks that each was done, and exits 0 — or 1 on any
 # problem; its last line is then "result: OK: ...". It runs unattended (CI runs
-# it: tests/test_cli.cpp and the ctest test example.shell; scripts/demo too).
+# it: tests/cli/test_cli.cpp and the ctest test example.shell; scripts/demo too).
 set -eu
 
 JOBRING=${JOBRING:-jobring}

@@ -426,8 +426,9 @@ std::optional<std::map<std::string, double>> read_metrics(const std::string& pat
   return parse_metrics(read_file(path));
 }
 
-std::string jobs_series(const std::string& queue, const char* state) {
-  return "jobring_jobs{queue=\"" + queue + "\",state=\"" + state + "\"}";
+// The gauge of a jobring::Stats field (jobring_FIELD) for one queue.
+std::string gauge_series(const std::string& queue, const char* field) {
+  return std::string("jobring_") + field + "{queue=\"" + queue + "\"}";
 }
 
 double metric_or(const std::optional<std::map<std::string, double>>& m, const std::string& series,
@@ -863,6 +864,28 @@ TEST(Sweep, RacingAcksLosesAndDoublesNothing) {
       total_acked, total_reclaimed, mixed_rounds, rounds);
 }
 
+// The tests of the binary: skipped when jobring-janitor is not built. Each
+// has a temporary directory, with an empty config file that the tests pass
+// as --config so that the host's /etc/jobring/janitor.conf plays no part.
+class JanitorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SKIP_WITHOUT_JANITOR();
+    write_file(empty_conf(), "");
+  }
+  [[nodiscard]] std::string empty_conf() const { return dir.file("empty.conf"); }
+
+  TempDir dir;
+};
+using JanitorBinary = JanitorTest;
+using JanitorNotify = JanitorTest;
+using JanitorSignals = JanitorTest;
+using JanitorReload = JanitorTest;
+using JanitorCli = JanitorTest;
+using JanitorQueues = JanitorTest;
+using JanitorMetrics = JanitorTest;
+using JanitorTorture = JanitorTest;
+
 // ===========================================================================
 // 2. The binary: recovery
 // ===========================================================================
@@ -870,16 +893,13 @@ TEST(Sweep, RacingAcksLosesAndDoublesNothing) {
 // Guarantee 8 (the point of the daemon): a worker SIGKILLed while it holds a
 // 60 s lease; with the janitor running the job is claimable again long before
 // the lease would run out — a worker blocked in claim() gets it (woken).
-TEST(JanitorBinary, ReclaimsKilledWorkersJobLongBeforeLease) {
-  SKIP_WITHOUT_JANITOR();
+TEST_F(JanitorBinary, ReclaimsKilledWorkersJobLongBeforeLease) {
   Watchdog dog(90s, "JanitorBinary.ReclaimsKilledWorkersJobLongBeforeLease");
-  TempDir dir;
-  write_file(dir.file("empty.conf"), "");
   QueueName name("jan-bin");
   Queue q = Queue::create(name, small_options(8));
   const PushResult pushed = q.push("the job");
   ASSERT_TRUE(pushed);
-  JanitorProcess jan({"--config", dir.file("empty.conf"), "--queue", name, "--interval", "50ms"});
+  JanitorProcess jan({"--config", empty_conf(), "--queue", name, "--interval", "50ms"});
   ASSERT_TRUE(jan.wait_log("watching")) << jan.err();
 
   Holder holder(name, 1, lease_of(60'000ms));
@@ -904,11 +924,8 @@ TEST(JanitorBinary, ReclaimsKilledWorkersJobLongBeforeLease) {
 
 // Guarantee 8: the janitor never takes a live owner's lease, even a stopped
 // one's, however many sweeps it runs; once the owner dies, it does.
-TEST(JanitorBinary, LeavesStoppedWorkersLeaseAlone) {
-  SKIP_WITHOUT_JANITOR();
+TEST_F(JanitorBinary, LeavesStoppedWorkersLeaseAlone) {
   Watchdog dog(90s, "JanitorBinary.LeavesStoppedWorkersLeaseAlone");
-  TempDir dir;
-  write_file(dir.file("empty.conf"), "");
   const std::string metrics = dir.file("m.prom");
   QueueName name("jan-binstop");
   Queue q = Queue::create(name, small_options(8));
@@ -917,7 +934,7 @@ TEST(JanitorBinary, LeavesStoppedWorkersLeaseAlone) {
   ASSERT_TRUE(holder.ok());
   ASSERT_TRUE(holder.stop());
   JanitorProcess jan(
-      {"--config", dir.file("empty.conf"), "--queue", name, "--interval", "10ms", "--metrics-file", metrics});
+      {"--config", empty_conf(), "--queue", name, "--interval", "10ms", "--metrics-file", metrics});
   ASSERT_TRUE(wait_sweeps(metrics, 20)) << jan.err();
   EXPECT_EQ(q.stats().leased, 1u);
   EXPECT_EQ(q.stats().reclaimed, 0u);
@@ -929,18 +946,15 @@ TEST(JanitorBinary, LeavesStoppedWorkersLeaseAlone) {
 }
 
 // --once: one sweep, then exit 0 — and that sweep did the work.
-TEST(JanitorBinary, OnceSweepsOnceAndExitsZero) {
-  SKIP_WITHOUT_JANITOR();
+TEST_F(JanitorBinary, OnceSweepsOnceAndExitsZero) {
   Watchdog dog(60s, "JanitorBinary.OnceSweepsOnceAndExitsZero");
-  TempDir dir;
-  write_file(dir.file("empty.conf"), "");
   QueueName name("jan-once");
   Queue q = Queue::create(name, small_options(8));
   ASSERT_TRUE(q.push("job"));
   Holder holder(name, 1, lease_of(60'000ms));
   ASSERT_TRUE(holder.ok());
   holder.kill_and_reap();
-  const RunResult r = run_janitor({"--config", dir.file("empty.conf"), "--queue", name, "--once"});
+  const RunResult r = run_janitor({"--config", empty_conf(), "--queue", name, "--once"});
   ASSERT_TRUE(r.status.has_value()) << "--once did not exit";
   EXPECT_EQ(*r.status, 0) << r.err;
   EXPECT_EQ(q.stats().reclaimed, 1u) << r.err;
@@ -950,20 +964,17 @@ TEST(JanitorBinary, OnceSweepsOnceAndExitsZero) {
 
   // --once on a queue that does not exist: nothing to do, still a clean exit.
   QueueName missing("jan-once-missing");
-  const RunResult r2 = run_janitor({"--config", dir.file("empty.conf"), "--queue", missing, "--once"});
+  const RunResult r2 = run_janitor({"--config", empty_conf(), "--queue", missing, "--once"});
   ASSERT_TRUE(r2.status.has_value());
   EXPECT_EQ(*r2.status, 0) << r2.err;
 }
 
 // Without --queue the janitor looks after every jobring queue, including one
 // created after it started. (Runs on the whole host: kept as short as possible.)
-TEST(JanitorBinary, AllQueuesModePicksUpANewQueue) {
-  SKIP_WITHOUT_JANITOR();
+TEST_F(JanitorBinary, AllQueuesModePicksUpANewQueue) {
   Watchdog dog(90s, "JanitorBinary.AllQueuesModePicksUpANewQueue");
-  TempDir dir;
-  write_file(dir.file("empty.conf"), "");
   QueueName name("jan-all");
-  JanitorProcess jan({"--config", dir.file("empty.conf"), "--interval", "20ms"});
+  JanitorProcess jan({"--config", empty_conf(), "--interval", "20ms"});
   ASSERT_TRUE(jan.wait_log("started")) << jan.err();
   Queue q = Queue::create(name, small_options(8));
   const PushResult pushed = q.push("job");
@@ -1075,10 +1086,18 @@ class NotifySocket {
 // (with a STATUS= summary) after the first sweep (a dead owner's job that was
 // there at start is already reclaimed when READY=1 arrives), WATCHDOG=1 repeatedly at
 // half of WATCHDOG_USEC, RELOADING=1 then READY=1 around a SIGHUP reload, and
-// STOPPING=1 on SIGTERM, after which the process exits 0.
-void check_notify_protocol(bool abstract) {
-  TempDir dir;
-  write_file(dir.file("empty.conf"), "");
+// STOPPING=1 on SIGTERM, after which the process exits 0. The parameter:
+// NOTIFY_SOCKET is an abstract socket ("@name"), or a path in the file system.
+class JanitorNotifyProtocol : public JanitorTest, public ::testing::WithParamInterface<bool> {};
+
+INSTANTIATE_TEST_SUITE_P(Socket, JanitorNotifyProtocol, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& p) {
+                           return p.param ? "Abstract" : "Path";
+                         });
+
+TEST_P(JanitorNotifyProtocol, ReadyWatchdogReloadStopping) {
+  Watchdog dog(90s, "JanitorNotifyProtocol.ReadyWatchdogReloadStopping");
+  const bool abstract = GetParam();
   QueueName name("jan-notify");
   Queue q = Queue::create(name, small_options(4));
   ASSERT_TRUE(q.push("job"));
@@ -1086,7 +1105,7 @@ void check_notify_protocol(bool abstract) {
   ASSERT_TRUE(holder.ok());
   holder.kill_and_reap();
   NotifySocket sock(abstract);
-  JanitorProcess jan({"--config", dir.file("empty.conf"), "--queue", name, "--interval", "50ms"},
+  JanitorProcess jan({"--config", empty_conf(), "--queue", name, "--interval", "50ms"},
                      {sock.env(), "WATCHDOG_USEC=200000"});
   std::string ready;
   ASSERT_TRUE(sock.wait_for([&](const std::string& m) {
@@ -1116,34 +1135,17 @@ void check_notify_protocol(bool abstract) {
   EXPECT_EQ(*status, 0) << jan.err();
 }
 
-// check_notify_protocol with NOTIFY_SOCKET a path in the file system.
-TEST(JanitorNotify, PathSocketReadyWatchdogStopping) {
-  SKIP_WITHOUT_JANITOR();
-  Watchdog dog(90s, "JanitorNotify.PathSocketReadyWatchdogStopping");
-  check_notify_protocol(false);
-}
-
-// check_notify_protocol with NOTIFY_SOCKET an abstract socket ("@name").
-TEST(JanitorNotify, AbstractSocketReadyWatchdogStopping) {
-  SKIP_WITHOUT_JANITOR();
-  Watchdog dog(90s, "JanitorNotify.AbstractSocketReadyWatchdogStopping");
-  check_notify_protocol(true);
-}
-
 // WATCHDOG_PID names another process: the watchdog is not ours, no pings
 // (sd_watchdog_enabled(3)); READY=1 and STOPPING=1 still come. And SIGINT
 // stops as cleanly as SIGTERM.
-TEST(JanitorNotify, ForeignWatchdogPidMeansNoPingsAndSigintStops) {
-  SKIP_WITHOUT_JANITOR();
+TEST_F(JanitorNotify, ForeignWatchdogPidMeansNoPingsAndSigintStops) {
   Watchdog dog(90s, "JanitorNotify.ForeignWatchdogPidMeansNoPingsAndSigintStops");
-  TempDir dir;
-  write_file(dir.file("empty.conf"), "");
   const std::string metrics = dir.file("m.prom");
   QueueName name("jan-notify2");
   Queue q = Queue::create(name, small_options(4));
   NotifySocket sock(false);
   JanitorProcess jan(
-      {"--config", dir.file("empty.conf"), "--queue", name, "--interval", "10ms", "--metrics-file", metrics},
+      {"--config", empty_conf(), "--queue", name, "--interval", "10ms", "--metrics-file", metrics},
       {sock.env(), "WATCHDOG_USEC=20000", "WATCHDOG_PID=1"});
   ASSERT_TRUE(sock.wait_for_line("READY=1")) << sock.all() << jan.err();
   ASSERT_TRUE(wait_sweeps(metrics, 20)) << jan.err();  // 200+ ms: ~20 pings if they were ours
@@ -1158,14 +1160,11 @@ TEST(JanitorNotify, ForeignWatchdogPidMeansNoPingsAndSigintStops) {
 // Signals cut the sleep between sweeps short: with --interval 1h, SIGHUP
 // reloads and sweeps at once (a dead owner's job is returned), and SIGTERM
 // stops at once, exit 0.
-TEST(JanitorSignals, SignalsInterruptALongInterval) {
-  SKIP_WITHOUT_JANITOR();
+TEST_F(JanitorSignals, SignalsInterruptALongInterval) {
   Watchdog dog(90s, "JanitorSignals.SignalsInterruptALongInterval");
-  TempDir dir;
-  write_file(dir.file("empty.conf"), "");
   QueueName name("jan-longint");
   Queue q = Queue::create(name, small_options(4));
-  JanitorProcess jan({"--config", dir.file("empty.conf"), "--queue", name, "--interval", "1h"});
+  JanitorProcess jan({"--config", empty_conf(), "--queue", name, "--interval", "1h"});
   ASSERT_TRUE(jan.wait_log("watching")) << jan.err();
   ASSERT_TRUE(q.push("job"));
   Holder holder(name, 1, lease_of(60'000ms));
@@ -1187,10 +1186,8 @@ TEST(JanitorSignals, SignalsInterruptALongInterval) {
 // then on (a dead owner's job on it is reclaimed), and one that was not in it
 // was not swept before. A bad config on reload is logged, the janitor keeps
 // running, and the old configuration stays in force.
-TEST(JanitorReload, SighupPicksUpNewQueueAndKeepsOldConfigOnError) {
-  SKIP_WITHOUT_JANITOR();
+TEST_F(JanitorReload, SighupPicksUpNewQueueAndKeepsOldConfigOnError) {
   Watchdog dog(120s, "JanitorReload.SighupPicksUpNewQueueAndKeepsOldConfigOnError");
-  TempDir dir;
   const std::string conf = dir.file("janitor.conf");
   const std::string metrics = dir.file("m.prom");
   QueueName a("jan-hup-a"), b("jan-hup-b");
@@ -1208,7 +1205,7 @@ TEST(JanitorReload, SighupPicksUpNewQueueAndKeepsOldConfigOnError) {
     holder.kill_and_reap();
     ASSERT_TRUE(wait_sweeps(metrics, 10)) << jan.err();
     EXPECT_EQ(qb.stats().leased, 1u) << "B was swept before it was configured";
-    EXPECT_EQ(metric_or(read_metrics(metrics), jobs_series(b, "ready"), -1), -1);
+    EXPECT_EQ(metric_or(read_metrics(metrics), gauge_series(b, "ready"), -1), -1);
   }
 
   write_file(conf, "# A and B\nqueue = " + a.str() + "\nqueue = " + b.str() + "\ninterval = 20ms\n");
@@ -1258,10 +1255,8 @@ TEST(JanitorReload, SighupPicksUpNewQueueAndKeepsOldConfigOnError) {
 // follows at once). Correct code passes every time; code that sleeps
 // without looking at a pending reload fails whenever the SIGHUP lands
 // inside the sweep.
-TEST(JanitorReload, SighupDuringASweepIsNotLost) {
-  SKIP_WITHOUT_JANITOR();
+TEST_F(JanitorReload, SighupDuringASweepIsNotLost) {
   Watchdog dog(120s, "JanitorReload.SighupDuringASweepIsNotLost");
-  TempDir dir;
   const std::string conf = dir.file("janitor.conf");
   std::vector<std::unique_ptr<QueueName>> big;
   std::string listed;
@@ -1315,11 +1310,9 @@ void expect_exit_mentioning(const RunResult& r, int code, const std::vector<std:
 // Exit codes (from --help): 2 bad command line, 3 bad or unreadable config
 // file. Each bad invocation exits with its code at once (never starts
 // sweeping) and says on stderr what is wrong.
-TEST(JanitorCli, BadCommandLineExitsTwoNamingTheProblem) {
-  SKIP_WITHOUT_JANITOR();
+TEST_F(JanitorCli, BadCommandLineExitsTwoNamingTheProblem) {
   Watchdog dog(120s, "JanitorCli.BadCommandLineExitsTwoNamingTheProblem");
-  TempDir dir;
-  const std::string empty = dir.file("empty.conf");
+  const std::string empty = empty_conf();
   write_file(empty, "");
   const std::vector<BadArgs> cases = {
       {{"--bogus"}, 2, {"--bogus"}},
@@ -1354,10 +1347,8 @@ TEST(JanitorCli, BadCommandLineExitsTwoNamingTheProblem) {
 // Exit code 3 for every kind of bad config file (missing when named with
 // --config, unknown key, bad syntax, a command-line-only option, bad values),
 // with a message naming the file or the bad value.
-TEST(JanitorCli, BadConfigFileExitsThree) {
-  SKIP_WITHOUT_JANITOR();
+TEST_F(JanitorCli, BadConfigFileExitsThree) {
   Watchdog dog(120s, "JanitorCli.BadConfigFileExitsThree");
-  TempDir dir;
   QueueName name("jan-cfg");
   struct ConfCase {
     std::string what;
@@ -1385,10 +1376,8 @@ TEST(JanitorCli, BadConfigFileExitsThree) {
 
 // A config file that cannot be read (a directory) is "unreadable": exit 3,
 // not silently treated as empty.
-TEST(JanitorCli, UnreadableConfigFileExitsThree) {
-  SKIP_WITHOUT_JANITOR();
+TEST_F(JanitorCli, UnreadableConfigFileExitsThree) {
   Watchdog dog(60s, "JanitorCli.UnreadableConfigFileExitsThree");
-  TempDir dir;
   std::filesystem::create_directory(dir.file("conf.d"));
   QueueName name("jan-cfgdir");
   const RunResult r = run_janitor({"--config", dir.file("conf.d"), "--queue", name, "--once"}, 20s);
@@ -1397,10 +1386,8 @@ TEST(JanitorCli, UnreadableConfigFileExitsThree) {
 }
 
 // A good config file is used, and the command line wins over it.
-TEST(JanitorCli, ConfigFileIsReadAndCommandLineWins) {
-  SKIP_WITHOUT_JANITOR();
+TEST_F(JanitorCli, ConfigFileIsReadAndCommandLineWins) {
   Watchdog dog(60s, "JanitorCli.ConfigFileIsReadAndCommandLineWins");
-  TempDir dir;
   const std::string conf = dir.file("janitor.conf");
   write_file(conf, "# comment\ninterval = 1h\nlog-level = error\n");
   // log-level from the file (error): the info line "started" is not printed.
@@ -1416,7 +1403,8 @@ TEST(JanitorCli, ConfigFileIsReadAndCommandLineWins) {
   EXPECT_TRUE(contains(r.err, "250ms")) << r.err;
   // The shipped default config (everything commented out) is valid.
   const std::string shipped =
-      (std::filesystem::path(__FILE__).parent_path().parent_path() / "daemon/janitor.conf").string();
+      (std::filesystem::path(__FILE__).parent_path().parent_path().parent_path() / "daemon/janitor.conf")
+          .string();
   ASSERT_TRUE(std::filesystem::exists(shipped)) << shipped;
   r = run_janitor({"--config", shipped, "--once", "--queue", "jan-none-such-queue"}, 20s);
   ASSERT_TRUE(r.status.has_value());
@@ -1424,8 +1412,7 @@ TEST(JanitorCli, ConfigFileIsReadAndCommandLineWins) {
 }
 
 // --help and --version: exit 0; --help documents the exit codes.
-TEST(JanitorCli, HelpAndVersion) {
-  SKIP_WITHOUT_JANITOR();
+TEST_F(JanitorCli, HelpAndVersion) {
   Watchdog dog(60s, "JanitorCli.HelpAndVersion");
   for (const char* flag : {"--help", "-h"}) {
     const RunResult r = run_janitor({flag}, 20s);
@@ -1451,14 +1438,11 @@ TEST(JanitorCli, HelpAndVersion) {
 // no crash; the janitor re-opens it and serves the new queue — all 40 dead
 // owner's jobs of a 64-slot queue that replaced a 4-slot one are reclaimed
 // (so it is not still sweeping the old mapping).
-TEST(JanitorQueues, RemovedAndRecreatedQueueIsReopened) {
-  SKIP_WITHOUT_JANITOR();
+TEST_F(JanitorQueues, RemovedAndRecreatedQueueIsReopened) {
   Watchdog dog(120s, "JanitorQueues.RemovedAndRecreatedQueueIsReopened");
-  TempDir dir;
-  write_file(dir.file("empty.conf"), "");
   QueueName name("jan-recreate");
   std::optional<Queue> q = Queue::create(name, small_options(4));
-  JanitorProcess jan({"--config", dir.file("empty.conf"), "--queue", name, "--interval", "20ms"});
+  JanitorProcess jan({"--config", empty_conf(), "--queue", name, "--interval", "20ms"});
   ASSERT_TRUE(jan.wait_log("watching")) << jan.err();
   const std::uint32_t capacities[] = {64, 8, 64};
   for (int round = 0; round < 3; ++round) {
@@ -1490,11 +1474,8 @@ TEST(JanitorQueues, RemovedAndRecreatedQueueIsReopened) {
 // queues; a valid queue whose slots are garbage is swept without a crash;
 // when the corrupt segment is replaced by a real queue, the janitor picks
 // that up.
-TEST(JanitorQueues, CorruptSegmentIsLoggedAndSkipped) {
-  SKIP_WITHOUT_JANITOR();
+TEST_F(JanitorQueues, CorruptSegmentIsLoggedAndSkipped) {
   Watchdog dog(120s, "JanitorQueues.CorruptSegmentIsLoggedAndSkipped");
-  TempDir dir;
-  write_file(dir.file("empty.conf"), "");
   const std::string metrics = dir.file("m.prom");
   QueueName garbage("jan-garbage"), small("jan-small"), scribbled("jan-scribbled"), good("jan-good");
   std::mt19937_64 rng(42);
@@ -1514,8 +1495,8 @@ TEST(JanitorQueues, CorruptSegmentIsLoggedAndSkipped) {
     for (auto& b : seg.body()) b = static_cast<std::byte>(rng());
   }
   Queue qg = Queue::create(good, small_options(8));
-  JanitorProcess jan({"--config", dir.file("empty.conf"), "--queue", garbage, "--queue", small, "--queue",
-                      scribbled, "--queue", good, "--interval", "10ms", "--metrics-file", metrics});
+  JanitorProcess jan({"--config", empty_conf(), "--queue", garbage, "--queue", small, "--queue", scribbled,
+                      "--queue", good, "--interval", "10ms", "--metrics-file", metrics});
   ASSERT_TRUE(jan.wait_log("queue '" + good.str() + "': watching")) << jan.err();
   ASSERT_TRUE(wait_sweeps(metrics, 30)) << jan.err();
   ASSERT_TRUE(jan.running()) << jan.err();
@@ -1553,14 +1534,11 @@ TEST(JanitorQueues, CorruptSegmentIsLoggedAndSkipped) {
 // job on it comes back (bound 20 s for what takes ~10 ms). Fails if every
 // sweep waits on each empty segment (Queue::open waits up to 1 s for a
 // creator to finish: 25 s per sweep here).
-TEST(JanitorQueues, EmptySegmentsDoNotStallOtherQueues) {
-  SKIP_WITHOUT_JANITOR();
+TEST_F(JanitorQueues, EmptySegmentsDoNotStallOtherQueues) {
   Watchdog dog(120s, "JanitorQueues.EmptySegmentsDoNotStallOtherQueues");
-  TempDir dir;
-  write_file(dir.file("empty.conf"), "");
   QueueName good("jan-good3");
   std::vector<std::unique_ptr<QueueName>> empties;
-  std::vector<std::string> args = {"--config", dir.file("empty.conf"), "--interval", "10ms"};
+  std::vector<std::string> args = {"--config", empty_conf(), "--interval", "10ms"};
   for (int i = 0; i < 25; ++i) {
     empties.push_back(std::make_unique<QueueName>("jan-empty"));
     const int fd =
@@ -1588,17 +1566,14 @@ TEST(JanitorQueues, EmptySegmentsDoNotStallOtherQueues) {
 // corrupt segment too: it must be skipped, not kill the janitor (SIGBUS when
 // it touches the pages past the new end) and with it recovery for every
 // other queue.
-TEST(JanitorQueues, SegmentTruncatedWhileWatchedDoesNotKillTheJanitor) {
-  SKIP_WITHOUT_JANITOR();
+TEST_F(JanitorQueues, SegmentTruncatedWhileWatchedDoesNotKillTheJanitor) {
   Watchdog dog(120s, "JanitorQueues.SegmentTruncatedWhileWatchedDoesNotKillTheJanitor");
-  TempDir dir;
-  write_file(dir.file("empty.conf"), "");
   const std::string metrics = dir.file("m.prom");
   QueueName shrunk("jan-shrunk"), good("jan-good2");
   { Queue s = Queue::create(shrunk, small_options(1024)); }
   Queue qg = Queue::create(good, small_options(8));
-  JanitorProcess jan({"--config", dir.file("empty.conf"), "--queue", shrunk, "--queue", good, "--interval",
-                      "10ms", "--metrics-file", metrics});
+  JanitorProcess jan({"--config", empty_conf(), "--queue", shrunk, "--queue", good, "--interval", "10ms",
+                      "--metrics-file", metrics});
   ASSERT_TRUE(jan.wait_log("queue '" + shrunk.str() + "': watching")) << jan.err();
   ASSERT_EQ(::truncate(("/dev/shm/jobring." + shrunk.str()).c_str(), 4096), 0);
   wait_sweeps(metrics, 20, 10s);
@@ -1615,11 +1590,8 @@ TEST(JanitorQueues, SegmentTruncatedWhileWatchedDoesNotKillTheJanitor) {
 // one page and grown back while the janitor sweeps it every 10 ms (so some
 // truncations land in the middle of a sweep). The janitor survives, keeps
 // serving another queue, and once the segment is whole again serves it too.
-TEST(JanitorQueues, SegmentShrunkAndRegrownRepeatedlyDuringSweeps) {
-  SKIP_WITHOUT_JANITOR();
+TEST_F(JanitorQueues, SegmentShrunkAndRegrownRepeatedlyDuringSweeps) {
   Watchdog dog(120s, "JanitorQueues.SegmentShrunkAndRegrownRepeatedlyDuringSweeps");
-  TempDir dir;
-  write_file(dir.file("empty.conf"), "");
   QueueName shrunk("jan-shrink2"), good("jan-good4");
   Queue qs = Queue::create(shrunk, small_options(1u << 16));
   Queue qg = Queue::create(good, small_options(8));
@@ -1627,8 +1599,7 @@ TEST(JanitorQueues, SegmentShrunkAndRegrownRepeatedlyDuringSweeps) {
   struct stat st {};
   ASSERT_EQ(::stat(path.c_str(), &st), 0);
   const off_t full = st.st_size;
-  JanitorProcess jan(
-      {"--config", dir.file("empty.conf"), "--queue", shrunk, "--queue", good, "--interval", "10ms"});
+  JanitorProcess jan({"--config", empty_conf(), "--queue", shrunk, "--queue", good, "--interval", "10ms"});
   ASSERT_TRUE(jan.wait_log("queue '" + shrunk.str() + "': watching")) << jan.err();
   std::mt19937 rng(11);
   const long rounds = test::env_long("JOBRING_JANITOR_SHRINK_ROUNDS", 40);
@@ -1664,35 +1635,39 @@ TEST(JanitorQueues, SegmentShrunkAndRegrownRepeatedlyDuringSweeps) {
 // --metrics-file: the file appears and holds, per queue, the job gauges, the
 // counters (reclaimed from dead owners among them) and the oldest lease's
 // age, with # TYPE lines; the values follow the queue.
-TEST(JanitorMetrics, MetricsFileFollowsTheQueue) {
-  SKIP_WITHOUT_JANITOR();
+TEST_F(JanitorMetrics, MetricsFileFollowsTheQueue) {
   Watchdog dog(120s, "JanitorMetrics.MetricsFileFollowsTheQueue");
-  TempDir dir;
-  write_file(dir.file("empty.conf"), "");
   const std::string metrics = dir.file("jobring.prom");
   QueueName name("jan-metrics");
   Queue q = Queue::create(name, small_options(8));
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(q.push("j" + std::to_string(i)));
   JanitorProcess jan(
-      {"--config", dir.file("empty.conf"), "--queue", name, "--interval", "20ms", "--metrics-file", metrics});
-  const std::string ready = jobs_series(name, "ready");
-  const std::string leased = jobs_series(name, "leased");
+      {"--config", empty_conf(), "--queue", name, "--interval", "20ms", "--metrics-file", metrics});
+  const std::string ready = gauge_series(name, "ready");
+  const std::string leased = gauge_series(name, "leased");
   const std::string reclaimed = "jobring_reclaimed_total{queue=\"" + name.str() + "\"}";
-  const std::string oldest = "jobring_oldest_lease_seconds{queue=\"" + name.str() + "\"}";
+  const std::string oldest = gauge_series(name, "oldest_lease_ms");
   ASSERT_TRUE(test::poll_until([&] { return metric_or(read_metrics(metrics), ready, -1) == 3; }, 20s))
       << read_file(metrics) << jan.err();
   const std::string text = read_file(metrics);
-  EXPECT_TRUE(contains(text, "jobring_jobs{queue=\"" + name.str() + "\",state=\"ready\"} 3\n")) << text;
-  for (const char* state : {"free", "ready", "delayed", "leased", "dead"})
-    EXPECT_TRUE(contains(text, jobs_series(name, state) + " ")) << state << "\n" << text;
-  for (const char* counter : {"pushed", "acked", "reclaimed", "expired", "dead_lettered"})
+  EXPECT_TRUE(contains(text, "jobring_ready{queue=\"" + name.str() + "\"} 3\n")) << text;
+  for (const char* field : {"free", "writing", "ready", "delayed", "leased", "expired", "dead", "corrupt",
+                            "keys_live", "keys_remembered", "keys_capacity"})
+    EXPECT_TRUE(contains(text, gauge_series(name, field) + " ")) << field << "\n" << text;
+  // Counters: jobring_FIELD_total (the field expired_total keeps one _total).
+  for (const char* counter :
+       {"pushed", "claimed", "acked", "released", "expired", "dead_lettered", "requeued", "purged",
+        "recovered_writes", "reclaimed", "duplicates", "keys_evicted", "keys_full"})
     EXPECT_TRUE(contains(text, std::string("jobring_") + counter + "_total{queue=\"" + name.str() + "\"} "))
         << counter << "\n"
         << text;
   EXPECT_TRUE(contains(text, oldest + " ")) << text;
-  EXPECT_TRUE(contains(text, "# TYPE jobring_jobs gauge\n")) << text;
+  EXPECT_TRUE(contains(text, "# TYPE jobring_ready gauge\n")) << text;
+  EXPECT_TRUE(contains(text, "# TYPE jobring_expired gauge\n")) << text;
+  EXPECT_TRUE(contains(text, "# TYPE jobring_expired_total counter\n")) << text;
   EXPECT_TRUE(contains(text, "# TYPE jobring_reclaimed_total counter\n")) << text;
-  EXPECT_TRUE(contains(text, "# TYPE jobring_oldest_lease_seconds gauge\n")) << text;
+  EXPECT_TRUE(contains(text, "# TYPE jobring_oldest_lease_ms gauge\n")) << text;
+  EXPECT_FALSE(contains(text, "_total_total")) << text;
   EXPECT_EQ(metric_or(read_metrics(metrics), "jobring_pushed_total{queue=\"" + name.str() + "\"}", -1), 3);
   EXPECT_EQ(metric_or(read_metrics(metrics), oldest, -1), 0);
 
@@ -1725,11 +1700,8 @@ TEST(JanitorMetrics, MetricsFileFollowsTheQueue) {
 // rename leaves FILE.tmp.PID; the next janitor removes those of dead PIDs
 // (and leaves a live one's alone). The de-duplication gauges and counters
 // are exported too.
-TEST(JanitorMetrics, StaleTemporaryFilesOfDeadJanitorsAreRemoved) {
-  SKIP_WITHOUT_JANITOR();
+TEST_F(JanitorMetrics, StaleTemporaryFilesOfDeadJanitorsAreRemoved) {
   Watchdog dog(60s, "JanitorMetrics.StaleTemporaryFilesOfDeadJanitorsAreRemoved");
-  TempDir dir;
-  write_file(dir.file("empty.conf"), "");
   const std::string metrics = dir.file("jobring.prom");
   const pid_t gone = test::fork_child([] { return 0; });
   ASSERT_EQ(test::wait_child(gone), 0);
@@ -1742,14 +1714,13 @@ TEST(JanitorMetrics, StaleTemporaryFilesOfDeadJanitorsAreRemoved) {
   ASSERT_TRUE(q.push("a", keyed));
   ASSERT_TRUE(q.push("a", keyed).duplicate);
   const RunResult r =
-      run_janitor({"--config", dir.file("empty.conf"), "--queue", name, "--once", "--metrics-file", metrics});
+      run_janitor({"--config", empty_conf(), "--queue", name, "--once", "--metrics-file", metrics});
   ASSERT_TRUE(r.status.has_value());
   EXPECT_EQ(*r.status, 0) << r.err;
   EXPECT_EQ(dir.entries(), (std::vector<std::string>{"empty.conf", "jobring.prom",
                                                      "jobring.prom.tmp." + std::to_string(::getpid())}));
   const auto m = read_metrics(metrics);
-  EXPECT_EQ(metric_or(m, "jobring_keys{queue=\"" + name.str() + "\",state=\"live\"}", -1), 1)
-      << read_file(metrics);
+  EXPECT_EQ(metric_or(m, gauge_series(name, "keys_live"), -1), 1) << read_file(metrics);
   EXPECT_EQ(metric_or(m, "jobring_duplicates_total{queue=\"" + name.str() + "\"}", -1), 1);
 }
 
@@ -1757,16 +1728,13 @@ TEST(JanitorMetrics, StaleTemporaryFilesOfDeadJanitorsAreRemoved) {
 // file. Read it many times while the janitor rewrites it every 10 ms: every
 // read parses as a whole exposition, ends with a newline and has the last
 // line the janitor writes (its sweep counter).
-TEST(JanitorMetrics, MetricsFileIsReplacedAtomically) {
-  SKIP_WITHOUT_JANITOR();
+TEST_F(JanitorMetrics, MetricsFileIsReplacedAtomically) {
   Watchdog dog(120s, "JanitorMetrics.MetricsFileIsReplacedAtomically");
-  TempDir dir;
-  write_file(dir.file("empty.conf"), "");
   const std::string metrics = dir.file("jobring.prom");
   QueueName q1("jan-atomic-1"), q2("jan-atomic-2");
   Queue a = Queue::create(q1, small_options(64));
   Queue b = Queue::create(q2, small_options(64));
-  JanitorProcess jan({"--config", dir.file("empty.conf"), "--queue", q1, "--queue", q2, "--interval", "10ms",
+  JanitorProcess jan({"--config", empty_conf(), "--queue", q1, "--queue", q2, "--interval", "10ms",
                       "--metrics-file", metrics});
   ASSERT_TRUE(test::poll_until([&] { return sweeps_in(metrics) >= 1; }, 20s)) << jan.err();
   const long reads = test::env_long("JOBRING_JANITOR_METRICS_READS", 2000);
@@ -1779,7 +1747,7 @@ TEST(JanitorMetrics, MetricsFileIsReplacedAtomically) {
     const auto parsed = parse_metrics(text);
     ASSERT_TRUE(parsed.has_value()) << "read " << i << ": does not parse:\n" << text;
     ASSERT_TRUE(parsed->count("jobring_janitor_sweeps_total")) << "read " << i << ":\n" << text;
-    ASSERT_TRUE(parsed->count(jobs_series(q2, "ready"))) << "read " << i << ":\n" << text;
+    ASSERT_TRUE(parsed->count(gauge_series(q2, "ready"))) << "read " << i << ":\n" << text;
     const double sweeps = parsed->at("jobring_janitor_sweeps_total");
     ASSERT_GE(sweeps, last_sweeps) << "sweep counter went backwards";
     last_sweeps = sweeps;
@@ -1867,21 +1835,17 @@ struct WorkRecord {
 // slot is stuck (the queue ends all free), no worker's ack is ever fenced
 // (a janitor never takes a live worker's 10 s lease), and redeliveries are
 // bounded by the kills. Duration: JOBRING_JANITOR_TORTURE_MS (default 3000).
-TEST(JanitorTorture, TwoJanitorsRandomWorkerKillsLoseNothing) {
-  SKIP_WITHOUT_JANITOR();
+TEST_F(JanitorTorture, TwoJanitorsRandomWorkerKillsLoseNothing) {
   Watchdog dog(240s, "JanitorTorture.TwoJanitorsRandomWorkerKillsLoseNothing");
   const auto duration = std::chrono::milliseconds(test::env_long("JOBRING_JANITOR_TORTURE_MS", 3000));
   constexpr int kWorkers = 3;
   constexpr std::uint32_t kCapacity = 128;
-  TempDir dir;
-  write_file(dir.file("empty.conf"), "");
   QueueName name("jan-torture");
   Options o = small_options(kCapacity);
   o.default_lease = 10'000ms;
   Queue q = Queue::create(name, o);
   test::TempFile records("jan-torture");
-  const std::vector<std::string> jan_args = {"--config", dir.file("empty.conf"), "--queue",
-                                             name,       "--interval",           "20ms"};
+  const std::vector<std::string> jan_args = {"--config", empty_conf(), "--queue", name, "--interval", "20ms"};
   auto jan1 = std::make_unique<JanitorProcess>(jan_args);
   auto jan2 = std::make_unique<JanitorProcess>(jan_args);
 

@@ -1,0 +1,223 @@
+// The operators' subcommands: create, rm, ls, stat, peek, requeue, purge.
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <thread>
+
+#include "cli.hpp"
+#include "common/signals.hpp"
+#include "text.hpp"
+
+namespace jobring::cli {
+
+using namespace std::chrono_literals;
+
+int cmd_create(const std::vector<std::string>& args) {
+  Command c{"create",
+            "NAME [--capacity N] [--max-payload BYTES] [--lease D] [--max-attempts N] [--mode OCTAL]\n"
+            "       [--dedup-keys N] [--dedup-window D]",
+            "Creates a queue. Fails if it exists."};
+  jobring::Options defaults;
+  c.options.add_options()(
+      "capacity", po::value<std::string>()->default_value(std::to_string(defaults.capacity)), "job slots")(
+      "max-payload", po::value<std::string>()->default_value(std::to_string(defaults.max_payload)),
+      "bytes per job")("lease", po::value<std::string>()->default_value("30s"), "default lease")(
+      "max-attempts", po::value<std::string>()->default_value("0"),
+      "claims before a job is dead-lettered; 0 = unlimited")(
+      "mode", po::value<std::string>()->default_value("0600"), "permission bits of the segment, octal")(
+      "dedup-keys", po::value<std::string>()->default_value("0"),
+      "entries of the de-duplication key table; 0 = 2 x capacity")(
+      "dedup-window", po::value<std::string>()->default_value("5m"),
+      "how long a finished job's key is remembered (push --key)");
+  add_name(c);
+  const auto vm = parse(c, args);
+  const std::string name = name_arg(c, vm);
+  jobring::Options o;
+  o.capacity = count_arg(c, vm, "capacity");
+  o.max_payload = count_arg(c, vm, "max-payload");
+  o.default_lease = duration_arg(c, vm, "lease", o.default_lease);
+  o.max_attempts = count_arg(c, vm, "max-attempts");
+  o.dedup_keys = count_arg(c, vm, "dedup-keys");
+  o.dedup_window = duration_arg(c, vm, "dedup-window", o.dedup_window);
+  const std::string mode = vm["mode"].as<std::string>();
+  char* end = nullptr;
+  const unsigned long m = std::strtoul(mode.c_str(), &end, 8);
+  if (mode.empty() || *end != '\0' || m > 07777)
+    usage(c.name, "bad --mode '" + mode + "': write octal, e.g. 0600 or 0660");
+  o.mode = static_cast<unsigned>(m);
+  auto q = jobring::Queue::create(name, o);
+  std::printf("created queue %s: capacity %u, max payload %u bytes, lease %s, max attempts %u, mode %04o\n",
+              name.c_str(), o.capacity, o.max_payload, jobring::format_duration(o.default_lease).c_str(),
+              o.max_attempts, o.mode);
+  return kOk;
+}
+
+int cmd_rm(const std::vector<std::string>& args) {
+  Command c{"rm", "NAME", "Removes a queue. Processes that have it open keep it until they close it."};
+  add_name(c);
+  const auto vm = parse(c, args);
+  const std::string name = name_arg(c, vm);
+  if (!jobring::Queue::remove(name))
+    throw Exit{kError, "jobring: no queue named '" + name + "' (see `jobring ls`)"};
+  return kOk;
+}
+
+int cmd_ls(const std::vector<std::string>& args) {
+  Command c{"ls", "[--json]", "Lists every jobring queue on this host, one line each."};
+  c.options.add_options()("json", "one JSON array");
+  const auto vm = parse(c, args);
+  const bool json = vm.count("json") > 0;
+  const auto names = jobring::Queue::list();
+  if (json)
+    std::printf("[");
+  else
+    std::printf("%-32s %9s %8s %8s %8s %8s %8s\n", "NAME", "CAPACITY", "READY", "DELAYED", "LEASED", "DEAD",
+                "FREE");
+  bool first = true;
+  for (const auto& name : names) {
+    std::error_code ec;
+    auto q = jobring::Queue::open(name, ec);
+    if (json) {
+      std::printf("%s", first ? "" : ",");
+      if (q)
+        std::printf("%s", stats_json(name, *q).c_str());
+      else
+        std::printf("{\"name\":%s,\"error\":%s}", json_string(name).c_str(),
+                    json_string(ec.message()).c_str());
+    } else if (q) {
+      const auto s = q->stats();
+      std::printf("%-32s %9u %8llu %8llu %8llu %8llu %8llu\n", name.c_str(), q->options().capacity,
+                  static_cast<unsigned long long>(s.ready), static_cast<unsigned long long>(s.delayed),
+                  static_cast<unsigned long long>(s.leased) + static_cast<unsigned long long>(s.expired),
+                  static_cast<unsigned long long>(s.dead), static_cast<unsigned long long>(s.free));
+    } else {
+      std::printf("%-32s (cannot open: %s)\n", name.c_str(), ec.message().c_str());
+    }
+    first = false;
+  }
+  if (json) std::printf("]\n");
+  return kOk;
+}
+
+int cmd_stat(const std::vector<std::string>& args) {
+  Command c{"stat", "NAME [--json] [--watch D]", "Shows a queue's options, jobs per state and totals."};
+  c.options.add_options()("json", "one JSON object")("watch", po::value<std::string>(),
+                                                     "repeat every D until interrupted");
+  add_name(c);
+  const auto vm = parse(c, args);
+  const std::string name = name_arg(c, vm);
+  const milliseconds watch = duration_arg(c, vm, "watch", 0ms);
+  auto q = jobring::Queue::open(name);
+  (void)tools::install_stop_handlers();
+  for (;;) {
+    if (vm.count("json"))
+      std::printf("%s\n", stats_json(name, q).c_str());
+    else
+      print_stats(name, q);
+    std::fflush(stdout);
+    if (watch.count() == 0) return kOk;
+    const auto until = std::chrono::steady_clock::now() + watch;
+    while (!tools::stop_requested() && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(20ms);
+    if (tools::stop_requested()) return kOk;
+  }
+}
+
+int cmd_peek(const std::vector<std::string>& args) {
+  Command c{"peek", "NAME [--state ready|delayed|leased|dead] [--limit N] [--json]",
+            "Shows jobs in one state without claiming them."};
+  c.options.add_options()("state", po::value<std::string>()->default_value("ready"),
+                          "ready, delayed, leased or dead")(
+      "limit", po::value<std::size_t>()->default_value(20), "at most N jobs")("json", "one JSON array");
+  add_name(c);
+  const auto vm = parse(c, args);
+  const std::string name = name_arg(c, vm);
+  const auto state = choice_arg<jobring::JobState>(c, vm, "state",
+                                                   {{"ready", jobring::JobState::ready},
+                                                    {"delayed", jobring::JobState::delayed},
+                                                    {"leased", jobring::JobState::leased},
+                                                    {"dead", jobring::JobState::dead}},
+                                                   "ready, delayed, leased or dead");
+  auto q = jobring::Queue::open(name);
+  const auto jobs = q.peek(state, vm["limit"].as<std::size_t>());
+  const bool json = vm.count("json") > 0;
+  if (json) std::printf("[");
+  bool first = true;
+  for (const auto& j : jobs) {
+    if (json) {
+      std::printf("%s{\"job\":%llu,\"state\":\"%s\",\"attempts\":%u,\"ms_until\":%lld,\"owner_pid\":%d,%s}",
+                  first ? "" : ",", static_cast<unsigned long long>(j.id), state_name(j.state).c_str(),
+                  j.attempts, static_cast<long long>(j.ms_until), j.owner_pid,
+                  payload_json(j.payload).c_str());
+    } else {
+      const std::string_view text(reinterpret_cast<const char*>(j.payload.data()), j.payload.size());
+      const bool printable = is_text(text);
+      std::printf("job %llu  %s  attempts %u", static_cast<unsigned long long>(j.id),
+                  state_name(j.state).c_str(), j.attempts);
+      if (j.state == jobring::JobState::delayed || j.state == jobring::JobState::leased)
+        std::printf("  in %lldms", static_cast<long long>(j.ms_until));
+      if (j.owner_pid != 0) std::printf("  owner pid %d", j.owner_pid);
+      std::printf("  %s\n", printable ? json_string(text.substr(0, 200)).c_str()
+                                      : ("base64:" + base64_encode(j.payload)).c_str());
+    }
+    first = false;
+  }
+  if (json) std::printf("]\n");
+  return kOk;
+}
+
+int cmd_requeue(const std::vector<std::string>& args) {
+  Command c{"requeue", "NAME (--dead | JOB_ID...)",
+            "Moves dead jobs back to ready, with their attempts reset."};
+  c.options.add_options()("dead", "every dead job");
+  add_name(c);
+  c.hidden.add_options()("ids", po::value<std::vector<std::uint64_t>>());
+  c.positional.add("ids", -1);
+  const auto vm = parse(c, args);
+  const std::string name = name_arg(c, vm);
+  const bool all = vm.count("dead") > 0;
+  const bool ids = vm.count("ids") > 0;
+  if (all == ids) usage(c.name, "give either --dead or one or more JOB_IDs");
+  auto q = jobring::Queue::open(name);
+  if (all) {
+    std::printf("%zu\n", q.requeue_dead());
+    return kOk;
+  }
+  int rc = kOk;
+  std::size_t n = 0;
+  for (const auto id : vm["ids"].as<std::vector<std::uint64_t>>()) {
+    if (q.requeue(id)) {
+      ++n;
+    } else {
+      std::fprintf(
+          stderr,
+          "jobring requeue: job %llu is not dead in queue '%s' (see `jobring peek %s --state dead`)\n",
+          static_cast<unsigned long long>(id), name.c_str(), name.c_str());
+      rc = kError;
+    }
+  }
+  std::printf("%zu\n", n);
+  return rc;
+}
+
+int cmd_purge(const std::vector<std::string>& args) {
+  Command c{"purge", "NAME [--state ready|delayed|dead|all]",
+            "Deletes jobs that are not under lease; prints how many. `all` also resets corrupt slots."};
+  c.options.add_options()("state", po::value<std::string>()->default_value("all"),
+                          "ready, delayed, dead or all");
+  add_name(c);
+  const auto vm = parse(c, args);
+  const std::string name = name_arg(c, vm);
+  const auto what = choice_arg<jobring::PurgeWhat>(c, vm, "state",
+                                                   {{"ready", jobring::PurgeWhat::ready},
+                                                    {"delayed", jobring::PurgeWhat::delayed},
+                                                    {"dead", jobring::PurgeWhat::dead},
+                                                    {"all", jobring::PurgeWhat::all}},
+                                                   "ready, delayed, dead or all");
+  auto q = jobring::Queue::open(name);
+  std::printf("%zu\n", q.purge(what));
+  return kOk;
+}
+
+}  // namespace jobring::cli

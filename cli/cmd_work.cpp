@@ -1,0 +1,338 @@
+// `jobring work NAME -- CMD`: one process holds the leases (jobring::Worker),
+// a child process per job does it.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <string_view>
+
+#include "cli.hpp"
+#include "common/errno_text.hpp"
+#include "jobring/worker.hpp"
+
+namespace jobring::cli {
+
+using namespace std::chrono_literals;
+
+namespace {
+
+// What a command needs, built before fork(): the child of a multi-threaded
+// process may make only async-signal-safe calls until it execs.
+struct CommandLine {
+  std::vector<std::string> args;
+  std::vector<char*> argv;  // into args, null-terminated
+};
+
+// A memfd holding the job's payload, positioned at its start; -1 with errno
+// set on failure. A command that does not read its input never blocks us.
+int payload_fd(const jobring::Job& job) {
+  const int fd = ::memfd_create("jobring-payload", MFD_CLOEXEC);
+  if (fd < 0) return -1;
+  const auto p = job.payload();
+  std::size_t off = 0;
+  while (off < p.size()) {
+    const ssize_t n = ::write(fd, p.data() + off, p.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int e = errno;
+      ::close(fd);
+      errno = e;
+      return -1;
+    }
+    off += static_cast<std::size_t>(n);
+  }
+  ::lseek(fd, 0, SEEK_SET);
+  return fd;
+}
+
+// The command's environment: ours, with the job's id and attempt.
+std::vector<std::string> job_environment(const jobring::Job& job) {
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string_view kv(*e);
+    if (kv.starts_with("JOBRING_JOB_ID=") || kv.starts_with("JOBRING_ATTEMPT=")) continue;
+    env.emplace_back(kv);
+  }
+  env.push_back("JOBRING_JOB_ID=" + std::to_string(job.id));
+  env.push_back("JOBRING_ATTEMPT=" + std::to_string(job.attempt));
+  return env;
+}
+
+// In the forked child: async-signal-safe calls only, then exec. If the exec
+// fails, its errno goes to `report` and the child exits 127.
+[[noreturn]] void exec_in_child(const CommandLine& cmd, char* const* envp, int stdin_fd, int report,
+                                pid_t parent) {
+  // Its own process group: Ctrl-C at the terminal reaches `jobring work`
+  // (which lets the command finish), not the command itself.
+  ::setpgid(0, 0);
+  // If `jobring work` is killed, the command dies too: its job comes back
+  // to the queue, and must not be done twice at once. (The death signal
+  // follows the forking thread, which waits for the command.)
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != parent) ::_exit(127);  // the parent died before prctl
+  struct sigaction sa {};
+  sa.sa_handler = SIG_DFL;
+  ::sigaction(SIGTERM, &sa, nullptr);
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGCHLD, &sa, nullptr);
+  sigset_t none;
+  sigemptyset(&none);
+  ::pthread_sigmask(SIG_SETMASK, &none, nullptr);  // async-signal-safe
+  ::dup2(stdin_fd, STDIN_FILENO);
+  ::execvpe(cmd.argv[0], cmd.argv.data(), envp);
+  const int e = errno;
+  (void)!::write(report, &e, sizeof e);
+  ::_exit(127);
+}
+
+// Spawns CMD with the payload on stdin and the job in its environment, in
+// its own process group. Returns the pid, or -1 with errno set. If the
+// command cannot be executed, `exec_errno` gets the reason (reported through
+// a close-on-exec pipe) and the child exits 127.
+pid_t spawn(const CommandLine& cmd, const jobring::Job& job, pid_t parent, int& exec_errno) {
+  exec_errno = 0;
+  const int fd = payload_fd(job);
+  if (fd < 0) return -1;
+  std::vector<std::string> env = job_environment(job);
+  std::vector<char*> envp;
+  envp.reserve(env.size() + 1);
+  for (auto& s : env) envp.push_back(s.data());
+  envp.push_back(nullptr);
+  int report[2];
+  if (::pipe2(report, O_CLOEXEC) != 0) {
+    const int e = errno;
+    ::close(fd);
+    errno = e;
+    return -1;
+  }
+  const pid_t pid = ::fork();
+  if (pid == 0) exec_in_child(cmd, envp.data(), fd, report[1], parent);
+  const int fork_errno = errno;
+  ::close(fd);
+  ::close(report[1]);
+  if (pid > 0) {
+    int e = 0;
+    ssize_t n = 0;
+    do {
+      n = ::read(report[0], &e, sizeof e);  // EOF at the exec: it worked
+    } while (n < 0 && errno == EINTR);
+    if (n == static_cast<ssize_t>(sizeof e)) exec_errno = e;
+  }
+  ::close(report[0]);
+  errno = fork_errno;
+  return pid;
+}
+
+// How the last command of this thread ended, for on_done (which runs on the
+// handler's thread). A function-local thread_local: GCC 12 does not
+// initialise the second thread's copy of a thread_local used from a lambda
+// defined in another function (a crash of `work --concurrency 2`).
+std::string& status_text() {
+  thread_local std::string text;
+  return text;
+}
+
+// The command line of `jobring work`, checked.
+struct WorkPlan {
+  std::string name;
+  CommandLine cmd;
+  unsigned concurrency = 1;
+  std::uint64_t max_jobs = 0;
+  milliseconds idle{0};
+  milliseconds grace{0};
+  milliseconds backoff{0};
+  milliseconds max_backoff{0};
+};
+
+void add_work_options(Command& c) {
+  c.options.add_options()("lease", po::value<std::string>(),
+                          "lease length (default: the queue's); extended every third of it")(
+      "concurrency", po::value<unsigned>()->default_value(1), "jobs at once")(
+      "max-jobs", po::value<std::uint64_t>()->default_value(0),
+      "exit after N claims have finished (retries count); 0 = no limit")(
+      "wait", po::value<std::string>(), "exit 0 when no job came for D; default: wait for ever")(
+      "grace", po::value<std::string>(), "after a signal, time running commands get; default: no limit")(
+      "backoff", po::value<std::string>()->default_value("1s"), "first retry delay after a failure")(
+      "max-backoff", po::value<std::string>()->default_value("5m"), "longest retry delay");
+  add_name(c);
+}
+
+// Everything after "--" is the command; the rest goes to `vm`.
+WorkPlan parse_work(Command& c, const Args& args_in, po::variables_map& vm) {
+  WorkPlan plan;
+  std::vector<std::string> args;
+  bool in_cmd = false;
+  for (const auto& a : args_in) {
+    if (!in_cmd && a == "--") {
+      in_cmd = true;
+      continue;
+    }
+    (in_cmd ? plan.cmd.args : args).push_back(a);
+  }
+  vm = parse(c, args);
+  plan.name = name_arg(c, vm);
+  if (plan.cmd.args.empty()) usage(c.name, "missing the command: jobring work NAME -- CMD [ARG...]");
+  for (auto& a : plan.cmd.args) plan.cmd.argv.push_back(a.data());
+  plan.cmd.argv.push_back(nullptr);
+  plan.concurrency = vm["concurrency"].as<unsigned>();
+  if (plan.concurrency < 1 || plan.concurrency > 1024) usage(c.name, "--concurrency must be from 1 to 1024");
+  plan.max_jobs = vm["max-jobs"].as<std::uint64_t>();
+  plan.idle = duration_arg(c, vm, "wait", 0ms);
+  plan.grace = vm.count("grace") ? duration_arg(c, vm, "grace", 0ms) : jobring::kForever;
+  plan.backoff = duration_arg(c, vm, "backoff", 1s);
+  plan.max_backoff = duration_arg(c, vm, "max-backoff", 5min);
+  return plan;
+}
+
+// The Worker's handler and hooks: runs the command for each job and keeps
+// track of which command runs which job, so that a lost or abandoned lease
+// can be reported or its command stopped.
+class CommandRunner {
+ public:
+  explicit CommandRunner(const WorkPlan& plan) : plan_(plan), running_(plan.concurrency) {}
+
+  void set_worker(jobring::Worker& w) { worker_ = &w; }
+  [[nodiscard]] bool spawn_failed() const { return spawn_failed_.load(); }
+
+  jobring::Outcome run(const jobring::Job& job, jobring::JobContext& ctx) {
+    Running& slot = running_[ctx.thread_index()];
+    int exec_errno = 0;
+    const pid_t pid = spawn(plan_.cmd, job, self_, exec_errno);
+    if (pid < 0) {
+      std::fprintf(stderr, "jobring work: cannot start %s: %s\n", plan_.cmd.args[0].c_str(),
+                   tools::errno_text(errno).c_str());
+      status_text() = "could not start";
+      spawn_failed_.store(true);
+      worker_->request_stop();
+      return jobring::Outcome::retry_after(std::min(plan_.backoff, plan_.max_backoff));
+    }
+    slot.pid.store(pid);
+    slot.job.store(job.id);
+    if (ctx.abandoned()) ::kill(-pid, SIGTERM);  // on_abandon came before we stored the pid
+    if (exec_errno != 0)
+      std::fprintf(stderr, "jobring work: cannot run %s: %s\n", plan_.cmd.args[0].c_str(),
+                   tools::errno_text(exec_errno).c_str());
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    slot.job.store(0);
+    slot.pid.store(0);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return jobring::Outcome::ack();
+    status_text() = WIFEXITED(status) ? "exit " + std::to_string(WEXITSTATUS(status))
+                                      : "signal " + std::to_string(WTERMSIG(status));
+    return jobring::Outcome::retry();
+  }
+
+  void on_lease_lost(const jobring::Job& job) const {
+    if (running_pid(job.id) != 0)
+      std::fprintf(stderr,
+                   "jobring work: job %llu: lease lost while running (another worker may run it too)\n",
+                   static_cast<unsigned long long>(job.id));
+  }
+
+  // Second signal or end of the grace period: the job is back in the queue;
+  // stop its command (its process group).
+  void on_abandon(const jobring::Job& job) const {
+    if (const pid_t pid = running_pid(job.id); pid > 0) ::kill(-pid, SIGTERM);
+  }
+
+ private:
+  // The command running for each handler thread.
+  struct Running {
+    std::atomic<jobring::JobId> job{0};
+    std::atomic<pid_t> pid{0};
+  };
+
+  [[nodiscard]] pid_t running_pid(jobring::JobId id) const {
+    for (const auto& r : running_)
+      if (r.job.load() == id) return r.pid.load();
+    return 0;
+  }
+
+  const WorkPlan& plan_;
+  std::vector<Running> running_;
+  std::atomic<bool> spawn_failed_{false};
+  const pid_t self_ = ::getpid();
+  jobring::Worker* worker_ = nullptr;
+};
+
+// on_done: a failed attempt, and a lease lost on the way, go to stderr.
+void report_done(const jobring::Job& job, const jobring::JobReport& r) {
+  const auto id = static_cast<unsigned long long>(job.id);
+  switch (r.result) {
+    case jobring::JobResult::retried:
+    case jobring::JobResult::dead:
+      std::fprintf(stderr, "jobring work: job %llu attempt %u failed (%s); %s%s\n", id, job.attempt,
+                   status_text().c_str(),
+                   r.result == jobring::JobResult::dead ? "attempts used up: dead-lettered" : "retry in ",
+                   r.result == jobring::JobResult::dead ? "" : jobring::format_duration(r.delay).c_str());
+      break;
+    case jobring::JobResult::lease_lost:
+      if (r.outcome.kind() == jobring::Outcome::Kind::ack)
+        std::fprintf(
+            stderr,
+            "jobring work: job %llu: done, but the lease was lost before the ack (it may run again)\n", id);
+      else
+        std::fprintf(stderr, "jobring work: job %llu attempt %u failed (%s); the lease was lost meanwhile\n",
+                     id, job.attempt, status_text().c_str());
+      break;
+    default:
+      break;
+  }
+}
+
+jobring::WorkerOptions worker_options(const WorkPlan& plan, milliseconds lease, CommandRunner& runner) {
+  jobring::WorkerOptions o;
+  o.lease = lease;
+  o.backoff = {.base = std::min(plan.backoff, plan.max_backoff),
+               .cap = plan.max_backoff,
+               .jitter = jobring::Jitter::equal};
+  o.grace = plan.grace;
+  o.threads = plan.concurrency;
+  o.max_jobs = plan.max_jobs;
+  o.idle_exit = plan.idle;
+  o.hooks.on_lease_lost = [&runner](const jobring::Job& job) { runner.on_lease_lost(job); };
+  o.hooks.on_abandon = [&runner](const jobring::Job& job) { runner.on_abandon(job); };
+  o.hooks.on_done = report_done;
+  return o;
+}
+
+}  // namespace
+
+int cmd_work(const Args& args) {
+  Command c{
+      "work", "NAME [--lease D] [--concurrency N] [--max-jobs N] [--wait D] [--grace D] -- CMD [ARG...]",
+      "Turns CMD into a worker: for each job it runs CMD with the payload on stdin and JOBRING_JOB_ID and\n"
+      "JOBRING_ATTEMPT in the environment, holding a lease owned by this process and extending it while\n"
+      "CMD runs. Exit 0: ack. Otherwise: release with exponential backoff (--backoff doubled per attempt,\n"
+      "up to --max-backoff, with jitter between half and all of it), so a job that keeps failing ends\n"
+      "dead after the queue's max_attempts. CMD runs in its own process group, and dies if this\n"
+      "process dies.\n"
+      "SIGTERM/SIGINT: stop claiming, let running commands finish (for at most --grace), exit 0; a\n"
+      "second signal (or the end of --grace) releases their jobs, sends them SIGTERM, and exits. If this\n"
+      "process is killed, the janitor sees the owner dead and its jobs come back at once (or when their\n"
+      "leases run out)."};
+  add_work_options(c);
+  po::variables_map vm;
+  const WorkPlan plan = parse_work(c, args, vm);
+  auto q = jobring::Queue::open(plan.name);
+  const milliseconds lease = duration_arg(c, vm, "lease", q.options().default_lease);
+  if (lease.count() < 3 || lease > jobring::kMaxLease) usage(c.name, "--lease must be from 3ms to 7 days");
+
+  CommandRunner runner(plan);
+  jobring::Worker worker(
+      q, [&runner](const jobring::Job& job, jobring::JobContext& ctx) { return runner.run(job, ctx); },
+      worker_options(plan, lease, runner));
+  runner.set_worker(worker);
+  jobring::Worker::install_signal_handlers();
+  (void)worker.run();
+  return runner.spawn_failed() ? kError : kOk;
+}
+
+}  // namespace jobring::cli

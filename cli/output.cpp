@@ -1,0 +1,107 @@
+// What the subcommands print: payloads as JSON, job states, a queue's
+// statistics (as JSON and as text), and the check that it was all written.
+#include <cerrno>
+#include <cstdio>
+#include <sstream>
+
+#include "cli.hpp"
+#include "common/errno_text.hpp"
+#include "common/stats.hpp"
+#include "text.hpp"
+
+namespace jobring::cli {
+
+std::span<const std::byte> bytes(std::string_view s) {
+  return std::as_bytes(std::span<const char>(s.data(), s.size()));
+}
+
+// Text is valid UTF-8 without NUL bytes (which many consumers of JSON
+// strings, and every shell variable, cannot hold); anything else is binary.
+bool is_text(std::string_view s) { return s.find('\0') == std::string_view::npos && is_utf8(s); }
+
+std::string payload_json(std::span<const std::byte> payload) {
+  const std::string_view text(reinterpret_cast<const char*>(payload.data()), payload.size());
+  if (is_text(text)) return "\"payload\":" + json_string(text) + ",\"payload_encoding\":\"utf8\"";
+  return "\"payload\":\"" + base64_encode(payload) + "\",\"payload_encoding\":\"base64\"";
+}
+
+std::string state_name(JobState s) {
+  switch (s) {
+    case JobState::ready:
+      return "ready";
+    case JobState::delayed:
+      return "delayed";
+    case JobState::leased:
+      return "leased";
+    case JobState::dead:
+      return "dead";
+  }
+  return "?";
+}
+
+std::string stats_json(const std::string& name, const Queue& q) {
+  const Options& o = q.options();
+  std::ostringstream out;
+  out << "{\"name\":" << json_string(name) << ",\"capacity\":" << o.capacity
+      << ",\"max_payload\":" << o.max_payload << ",\"default_lease_ms\":" << o.default_lease.count()
+      << ",\"max_attempts\":" << o.max_attempts << ",\"dedup_window_ms\":" << o.dedup_window.count();
+  tools::for_each_stat(q.stats(), [&](std::string_view field, std::uint64_t value, tools::StatKind) {
+    out << ",\"" << field << "\":" << value;
+  });
+  out << '}';
+  return out.str();
+}
+
+namespace {
+
+// "  LABEL  name value  name value ...", wrapped before 110 columns with the
+// continuation lines indented under the first value.
+void print_stat_line(const char* label, const Stats& s, tools::StatKind kind) {
+  constexpr std::size_t kWidth = 110;
+  char head[32];
+  std::snprintf(head, sizeof head, "  %-10s", label);
+  const std::string indent(std::string_view(head).size(), ' ');
+  std::string line = head;
+  bool first = true;
+  tools::for_each_stat(s, [&](std::string_view field, std::uint64_t value, tools::StatKind k) {
+    if (k != kind) return;
+    const std::string item = std::string(field) + ' ' + std::to_string(value);
+    if (!first && line.size() + 2 + item.size() > kWidth) {
+      std::printf("%s\n", line.c_str());
+      line = indent;
+      first = true;
+    }
+    line += (first ? "" : "  ") + item;
+    first = false;
+  });
+  std::printf("%s\n", line.c_str());
+}
+
+}  // namespace
+
+void print_stats(const std::string& name, const Queue& q) {
+  const Stats s = q.stats();
+  const Options& o = q.options();
+  std::printf(
+      "queue %s: capacity %u, max payload %u bytes, lease %s, max attempts %u, mode %04o, dedup window %s\n",
+      name.c_str(), o.capacity, o.max_payload, format_duration(o.default_lease).c_str(), o.max_attempts,
+      o.mode, format_duration(o.dedup_window).c_str());
+  print_stat_line("gauges:", s, tools::StatKind::gauge);
+  print_stat_line("counters:", s, tools::StatKind::counter);
+  if (s.corrupt)
+    std::printf("  CORRUPT %llu (jobring purge %s resets them)\n", static_cast<unsigned long long>(s.corrupt),
+                name.c_str());
+}
+
+// Output that could not be written (a full disk, a closed file) makes the
+// exit status an error: a script must not take a lost answer for a good one.
+// (A claim whose JSON was lost stays claimed until its lease runs out.)
+int checked_exit(int code) {
+  if (std::fflush(stdout) != 0 || std::ferror(stdout) != 0) {
+    std::fprintf(stderr, "jobring: cannot write the output: %s\n", tools::errno_text(errno).c_str());
+    return code == kOk ? kError : code;
+  }
+  return code;
+}
+
+}  // namespace jobring::cli

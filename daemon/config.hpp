@@ -1,0 +1,38 @@
+// jobring-janitor's configuration: the command line wins over the config
+// file. Also the exit codes (documented in --help and the README).
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "log.hpp"
+
+namespace jobring::janitor {
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailure = 1;  // a fatal runtime error (e.g. cannot install signal handlers)
+constexpr int kExitUsage = 2;    // bad command line
+constexpr int kExitConfig = 3;   // bad or unreadable config file
+
+struct Config {
+  std::vector<std::string> queues;  // empty: every jobring queue on the host
+  std::chrono::milliseconds interval{50};
+  Level level = Level::info;
+  std::string metrics_file;
+  std::string config_file = "/etc/jobring/janitor.conf";
+  bool config_explicit = false;
+  bool once = false;
+};
+
+struct ConfigError {
+  int exit_code;
+  std::string message;
+};
+
+// Reads the command line and the config file. nullopt with `err` set on a
+// problem, or with `exit_now` set after --help or --version (printed here).
+std::optional<Config> load_config(int argc, char** argv, ConfigError& err, bool& exit_now);
+
+}  // namespace jobring::janitor

@@ -1,0 +1,70 @@
+// The janitor proper: the queues it looks after, re-opened when removed and
+// recreated, and a sweep of each (Queue::sweep) with its statistics for the
+// metrics.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+
+#include "config.hpp"
+#include "jobring/queue.hpp"
+#include "metrics.hpp"
+
+namespace jobring::janitor {
+
+// What every sweep so far returned, summed over the queues.
+struct Totals {
+  std::uint64_t sweeps = 0;
+  std::uint64_t reclaimed = 0;
+  std::uint64_t expired = 0;
+  std::uint64_t dead_lettered = 0;
+  std::uint64_t recovered_writes = 0;
+};
+
+// A SIGBUS raised by a segment truncated during a sweep abandons that sweep
+// (the queue is dropped); any other SIGBUS kills the process as usual. False
+// (errno set) if sigaction failed.
+bool install_sigbus_guard();
+
+class Janitor {
+ public:
+  explicit Janitor(Config config);
+
+  void set_config(Config config);
+  [[nodiscard]] const Config& config() const { return config_; }
+  [[nodiscard]] const Totals& totals() const { return totals_; }
+  [[nodiscard]] std::size_t queue_count() const { return watched_.size(); }
+
+  // Sweeps every configured queue (every queue on the host if none is
+  // configured), then writes the metrics.
+  void sweep_all();
+
+ private:
+  struct Watched {
+    jobring::Queue queue;
+    ino_t inode;
+    off_t bytes;  // the segment's size when opened: a change means someone truncated it
+  };
+
+  // The open queue `name`, opened (or re-opened) as needed; nullptr if it
+  // does not exist or cannot be opened now.
+  Watched* watch(const std::string& name);
+  void sweep_one(const std::string& name);
+
+  Config config_;
+  std::map<std::string, Watched> watched_;
+  std::map<std::string, std::string> failed_;  // the last error of each, logged once
+  std::set<std::string> missing_;              // configured but absent, logged once
+  MetricsFile metrics_;
+  Totals totals_;
+  double last_sweep_seconds_ = 0;
+};
+
+// systemd's STATUS= line: queues, sweeps and what they returned.
+std::string status_line(const Janitor& j);
+
+}  // namespace jobring::janitor
