@@ -62,7 +62,7 @@ void Janitor::sweep_all() {
 
 Janitor::Watched* Janitor::watch(const std::string& name) {
   struct stat st {};
-  const std::string path = "/dev/shm/jobring." + name;
+  const std::string path = segment_path(name);
   if (::stat(path.c_str(), &st) != 0) {
     if (watched_.erase(name) > 0) log(Level::info, "queue '%s': removed; dropped", name.c_str());
     if (!config_.queues.empty() && !missing_.contains(name)) {
