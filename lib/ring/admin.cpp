@@ -8,11 +8,6 @@
 
 namespace jobring {
 
-using detail::SlotMeta;
-using detail::State;
-using detail::Word;
-namespace T = detail::T;
-
 namespace {
 
 void count_slots(const detail::ReadView& v, std::uint64_t now, Stats& s) noexcept {

@@ -11,11 +11,6 @@
 
 namespace jobring {
 
-using detail::SlotMeta;
-using detail::State;
-using detail::Word;
-namespace T = detail::T;
-
 namespace {
 
 // The empty-ring memo. A claim pass that finds nothing scans the whole ring

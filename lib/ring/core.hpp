@@ -162,6 +162,12 @@ struct KeyedPush {
 
 }  // namespace detail
 
+// The names every file of the ring uses.
+using detail::SlotMeta;
+using detail::State;
+using detail::Word;
+namespace T = detail::T;
+
 struct Queue::Impl : detail::Ring {
   std::string name;
   Options options;  // as stored in the segment, with dedup_keys the real table size

@@ -10,11 +10,6 @@
 
 namespace jobring {
 
-using detail::SlotMeta;
-using detail::State;
-using detail::Word;
-namespace T = detail::T;
-
 namespace {
 
 // The slot word a lease refers to, if the lease is well-formed for this queue.

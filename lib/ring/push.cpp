@@ -8,11 +8,6 @@
 
 namespace jobring {
 
-using detail::SlotMeta;
-using detail::State;
-using detail::Word;
-namespace T = detail::T;
-
 namespace {
 
 // The arguments of a push, checked before anything is touched. `why`, when

@@ -10,11 +10,6 @@
 
 namespace jobring {
 
-using detail::SlotMeta;
-using detail::State;
-using detail::Word;
-namespace T = detail::T;
-
 std::size_t detail::Ring::recover_dead_writers() noexcept {
   std::size_t freed = 0;
   for (std::uint32_t i = 0; i < capacity; ++i) {
