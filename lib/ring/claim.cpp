@@ -232,16 +232,16 @@ std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms,
   // coarse clock can lag by more than a tick with tickless idle: a lease
   // granted on it would be shorter than asked).
   if (jobs.empty()) return 0;  // no scan, so no memo either
-  ClaimScan s{detail::now_ms()};
-  const std::uint64_t began = s.now;
+  const std::uint64_t began = detail::now_ms();
   EmptyMemo& memo = empty_memo;
   const bool follows_empty = memo.owner == memo_owner && memo.armed;
   const std::uint64_t signature = follows_empty ? claimable_signature() : 0;
   if (follows_empty && memo.valid && load_order == std::memory_order_relaxed && memo.signature == signature &&
-      s.now < memo.until_ms) {
+      began < memo.until_ms) {
     next_due = std::min(next_due, memo.due);
     return 0;
   }
+  ClaimScan s{began};
   // FIFO: scan from the claim cursor, the oldest position not yet passed by a
   // claim, in ring order, which is the order producers fill slots in.
   const std::uint64_t start = header->claim_cursor.load(std::memory_order_relaxed);

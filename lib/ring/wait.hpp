@@ -81,9 +81,12 @@ struct Progress {
 // re-check with seq_cst loads, sleep (see the top of this file for why no
 // wake-up is lost). `attempt` returns how much it did and lowers next_due to
 // the earliest due time it saw, which bounds the sleep.
+// Always inlined: its first attempt is a hot path (a push, a claim that finds a job).
 template <typename Attempt>
-Progress wait_until_progress(std::atomic<std::uint32_t>& event, std::chrono::milliseconds wait,
-                             std::uint32_t capacity, const std::atomic<bool>* stop, Attempt attempt) {
+[[gnu::always_inline]] inline Progress wait_until_progress(std::atomic<std::uint32_t>& event,
+                                                           std::chrono::milliseconds wait,
+                                                           std::uint32_t capacity,
+                                                           const std::atomic<bool>* stop, Attempt attempt) {
   std::uint64_t due = kNoDue;
   if (const std::size_t n = attempt(std::memory_order_relaxed, due)) return {n, false};
   if (wait.count() <= 0) return {};
