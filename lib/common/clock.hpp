@@ -1,26 +1,59 @@
-// jobring — the one clock: CLOCK_MONOTONIC in whole milliseconds.
+// jobring — the one clock: the host's CLOCK_MONOTONIC in whole milliseconds.
 //
-// All processes on a host share CLOCK_MONOTONIC (within one time namespace),
-// so a deadline written by one process means the same instant to every other.
-// std::chrono::steady_clock is CLOCK_MONOTONIC on Linux with libstdc++, so
-// deadlines can be handed to users as steady_clock time points.
+// Every time written into a segment (a visible-at, a lease deadline, a key's
+// forget-at) is on this clock, so a deadline written by one process means
+// the same instant to every other. A process in a time namespace
+// (unshare --time, containers) sees CLOCK_MONOTONIC shifted by its
+// namespace's offset; now_ms() takes the offset (/proc/self/timens_offsets)
+// away again, so that processes in different time namespaces agree.
+// std::chrono::steady_clock is the process's own CLOCK_MONOTONIC on Linux with
+// libstdc++: to_time_point() adds the offset back for deadlines handed to
+// users.
 #pragma once
 
 #include <time.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <limits>
 
 namespace jobring::detail {
 
+// The offsets of this process's time namespace from the initial one, read
+// once from /proc/self/timens_offsets (0 where there is none), and again in a
+// child after fork(): a child of a process that called unshare(CLONE_NEWTIME)
+// is in the new namespace.
+struct TimeOffsets {
+  std::int64_t monotonic_ms = 0;
+  std::int64_t boottime_ticks = 0;  // in clock ticks (sysconf(_SC_CLK_TCK)), as /proc/PID/stat counts
+};
+[[nodiscard]] TimeOffsets time_offsets() noexcept;
+
+// The offsets as read, kUnknownOffset until first read. Any thread may read
+// the file and store them: every reader stores the same values.
+inline constexpr std::int64_t kUnknownOffset = std::numeric_limits<std::int64_t>::min();
+extern std::atomic<std::int64_t> g_monotonic_offset_ms;
+extern std::atomic<std::int64_t> g_boottime_offset_ticks;
+
+[[nodiscard]] inline std::int64_t monotonic_offset_ms() noexcept {
+  const std::int64_t off = g_monotonic_offset_ms.load(std::memory_order_relaxed);
+  return off != kUnknownOffset ? off : time_offsets().monotonic_ms;
+}
+
+// The host's CLOCK_MONOTONIC in ms, truncated.
 [[nodiscard]] inline std::uint64_t now_ms() noexcept {
   timespec ts{};
   ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1000u + static_cast<std::uint64_t>(ts.tv_nsec) / 1'000'000u;
+  const auto own =
+      static_cast<std::int64_t>(ts.tv_sec) * 1000 + static_cast<std::int64_t>(ts.tv_nsec) / 1'000'000;
+  return static_cast<std::uint64_t>(own - monotonic_offset_ms());
 }
 
+// A time on the host's clock (now_ms) as this process's steady_clock sees it.
 [[nodiscard]] inline std::chrono::steady_clock::time_point to_time_point(std::uint64_t ms) noexcept {
-  return std::chrono::steady_clock::time_point(std::chrono::milliseconds(static_cast<std::int64_t>(ms)));
+  return std::chrono::steady_clock::time_point(
+      std::chrono::milliseconds(static_cast<std::int64_t>(ms) + monotonic_offset_ms()));
 }
 
 }  // namespace jobring::detail

@@ -14,6 +14,8 @@
 #include <cstring>
 #include <mutex>
 
+#include "common/clock.hpp"
+
 namespace jobring::detail {
 namespace {
 
@@ -43,7 +45,12 @@ bool read_stat(std::uint32_t pid, char& state, std::uint64_t& start_ticks) noexc
     ++p;
   }
   char* end = nullptr;
-  start_ticks = std::strtoull(p, &end, 10);
+  const std::uint64_t seen = std::strtoull(p, &end, 10);
+  // /proc shows a start time through the reader's time namespace (shifted by
+  // its CLOCK_BOOTTIME offset): take our offset away, so that every process,
+  // in whatever time namespace, gets the same value for one process.
+  const auto host = static_cast<std::int64_t>(seen) - time_offsets().boottime_ticks;
+  start_ticks = host > 0 ? static_cast<std::uint64_t>(host) : 0;
   return end != p;
 }
 

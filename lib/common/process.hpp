@@ -3,6 +3,8 @@
 // A lease owner is a PID plus the process's start time (field 22 of
 // /proc/PID/stat, clock ticks after boot): a PID that was reused by a new
 // process has another start time, so it never counts as the old owner alive.
+// Start times are on the host's CLOCK_BOOTTIME: /proc shows them shifted by
+// the reader's time namespace offset, which start_ticks_of() takes away.
 #pragma once
 
 #include <cstdint>
