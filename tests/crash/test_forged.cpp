@@ -1,7 +1,7 @@
 // Forged crash states: the tests map the segment themselves and write state
 // words and slot metadata directly, to produce what a process leaves behind if
 // it dies right after (or in the middle of) one of the transitions T1..T9 of
-// lib/layout.hpp — or what a hostile process could write — and then show that
+// lib/ring/layout.hpp — or what a hostile process could write — and then show that
 // the queue recovers (guarantees 2, 3, 4, 5 and 9).
 #include <fcntl.h>
 #include <gtest/gtest.h>

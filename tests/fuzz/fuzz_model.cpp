@@ -504,7 +504,7 @@ class Harness {
         // that stays can be claimed or acked in this regime: only delayed
         // jobs (never due here) and dead ones (they leave only by requeue or
         // remove_dead, which end the regime). The claim cursor passes them up
-        // to the push cursor (skip_unclaimable_positions in lib/queue.cpp)
+        // to the push cursor (skip_unclaimable_positions in lib/ring/admin.cpp)
         // and the producer skips their slots, so the next jobs are claimed
         // in push order (FuzzRegress.FifoAfterAPartialPurge...). A ready
         // job left behind may sit after a freed slot in ring order, and a

@@ -4,19 +4,19 @@
 //
 // Already covered elsewhere (not repeated here):
 //   - names with '/', '..', NUL, over-long, non-ASCII, ... refused by every
-//     entry point: test_segment.cpp Names.InvalidNamesAreRefused; the edges
+//     entry point: ring/test_segment.cpp Names.InvalidNamesAreRefused; the edges
 //     that are valid: Names.ValidEdgeNames;
 //   - 0600 by default and a 0640 mode honoured whatever the umask:
-//     test_queue.cpp SegmentMode.DefaultIs0600AndModeIsHonoured; the CLI's
-//     --mode: test_cli.cpp;
+//     ring/test_open.cpp SegmentMode.DefaultIs0600AndModeIsHonoured; the CLI's
+//     --mode: the CLI's tests;
 //   - another user cannot open or remove a 0600 queue (error code only):
-//     test_queue.cpp Lifecycle.PermissionDenied;
+//     ring/test_open.cpp Lifecycle.PermissionDenied;
 //   - capacity × slot size over kMaxSegmentBytes, mode outside 07777:
-//     test_queue.cpp OptionBounds.OutOfRangeIsInvalidOptions;
+//     ring/test_open.cpp OptionBounds.OutOfRangeIsInvalidOptions;
 //   - push() of max_payload + 1 bytes names the limit:
-//     test_queue.cpp PushClaim.PayloadTooLarge;
+//     ring/test_push_claim.cpp PushClaim.PayloadTooLarge;
 //   - another layout version is incompatible_version (code only):
-//     test_segment.cpp Crafted.WrongVersionIsIncompatible.
+//     ring/test_segment.cpp Crafted.WrongVersionIsIncompatible.
 //
 // The tests that switch to another user need root: they fork a child that
 // drops to nobody (uid/gid 65534) and are skipped when not run as root. The

@@ -1,4 +1,4 @@
-// The empty-ring memo (lib/queue.cpp, before claim_pass): after two empty
+// The empty-ring memo (lib/ring/claim.cpp, before claim_pass): after two empty
 // polls a thread answers "empty" from two loads of the totals instead of a
 // scan of the ring, for as long as nothing can have become claimable. These
 // tests check every way a job becomes claimable against a poller whose memo

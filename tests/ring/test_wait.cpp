@@ -14,7 +14,7 @@
 // The tests hold with or without a janitor sweeping the queues meanwhile
 // (guarantee 8): nothing here depends on who returns an expired lease.
 //
-// Some tests map the segment themselves (lib/layout.hpp) to look at the event
+// Some tests map the segment themselves (lib/ring/layout.hpp) to look at the event
 // words — to know that a waiter has announced itself before waking it — or to
 // forge the state a crashed process leaves behind (a transition done, its
 // notify never sent; a slot left WRITING by a dead producer).

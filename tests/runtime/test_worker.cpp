@@ -10,7 +10,7 @@
 //
 // Signals (and some tests) call interrupt_waits(), which stays in force in
 // the process until clear_interrupt(): the fixture clears it before and after
-// every test. request_stop() stops its own Worker only (test_stop_flag.cpp).
+// every test. request_stop() stops its own Worker only (WorkerStop below).
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -18,6 +18,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <future>
 #include <mutex>
 #include <set>
 #include <stdexcept>
@@ -790,6 +791,38 @@ TEST_F(WorkerTest, InvalidOptionsAreRefused) {
     }
   }
   EXPECT_THROW(Worker(queue, nullptr), error);
+}
+
+// Worker::request_stop() stops that Worker only. Two Workers of one process
+// on two queues; stopping A must leave B handling jobs (before, request_stop
+// called interrupt_waits() and stopped both).
+TEST(WorkerStop, RequestStopStopsOnlyThatWorker) {
+  Watchdog dog(120s, "WorkerStop.RequestStopStopsOnlyThatWorker");
+  QueueName a("stop-a");
+  QueueName b("stop-b");
+  Queue qa = Queue::create(a, Options{.capacity = 8, .max_payload = 32});
+  Queue qb = Queue::create(b, Options{.capacity = 8, .max_payload = 32});
+  std::promise<std::string> handled_by_b;
+  auto handled = handled_by_b.get_future();
+  Worker wa(qa, [](const Job&, JobContext&) { return Outcome::ack(); });
+  Worker wb(qb, [&](const Job& job, JobContext&) {
+    handled_by_b.set_value(std::string(job.text()));
+    return Outcome::ack();
+  });
+  auto run_a = std::async(std::launch::async, [&] { return wa.run(); });
+  auto run_b = std::async(std::launch::async, [&] { return wb.run(); });
+  std::this_thread::sleep_for(100ms);  // both asleep in claim (not needed for the outcome)
+  wa.request_stop();
+  ASSERT_EQ(run_a.wait_for(20s), std::future_status::ready) << "Worker A did not stop";
+  EXPECT_TRUE(run_a.get().stopped);
+  EXPECT_FALSE(wb.stop_requested());
+  ASSERT_TRUE(qb.push("after A stopped"));
+  ASSERT_EQ(handled.wait_for(20s), std::future_status::ready) << "Worker B stopped with A";
+  EXPECT_EQ(handled.get(), "after A stopped");
+  wb.request_stop();
+  ASSERT_EQ(run_b.wait_for(20s), std::future_status::ready) << "Worker B did not stop";
+  EXPECT_EQ(run_b.get().acked, 1u);
+  EXPECT_EQ(qb.stats().ready + qb.stats().leased, 0u);
 }
 
 }  // namespace

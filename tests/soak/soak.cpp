@@ -62,7 +62,7 @@
 //     neither acked (a logged ack or a maybe-ack) nor dead at the end;
 //   - DOUBLE ACK: two successful acks of one job; FENCING: an ack that won
 //     with the token of a lease that a later claim of the job had taken over
-//     (told by the generation in the token, lib/layout.hpp); a job acked and
+//     (told by the generation in the token, lib/ring/layout.hpp); a job acked and
 //     still dead at the end;
 //   - a push that answered duplicate = true with a job of another key, or
 //     that answered duplicate and still added its own job;
@@ -1474,7 +1474,7 @@ void Soak::verify(const Stats& s, const Stats& removed) {
         if (c.claims == 1 || after(gen, c.last_claim_gen)) c.last_claim_gen = gen;
         if (r.attempt < 1) fail("job " + std::to_string(r.id) + " claimed with attempt 0");
         // Counted, not a violation: the attempt count is a plain load + store
-        // after the claim's CAS (lib/queue.cpp), so a claimer stopped there
+        // after the claim's CAS (lib/ring/claim.cpp), so a claimer stopped there
         // can store it after a takeover, a dead-lettering and a requeue.
         if (cfg_.max_attempts != 0 && r.attempt > cfg_.max_attempts) ++past_max;
         if ((r.flags & kTornFlag) != 0) {
@@ -1579,7 +1579,7 @@ void Soak::verify(const Stats& s, const Stats& removed) {
 
   // --- Fencing (guarantees 1 and 4): a successful ack used the token of the
   // latest claim of its job. Every transition of a slot increments the
-  // generation in its state word (lib/layout.hpp), and a token is the word
+  // generation in its state word (lib/ring/layout.hpp), and a token is the word
   // of a grant or extend; an ack succeeds only if the word is still its
   // token. So a claim of the job with a later generation than the acked
   // token means that a lease was taken over and its old holder still acked.
@@ -1592,7 +1592,7 @@ void Soak::verify(const Stats& s, const Stats& removed) {
   }
 
   // --- De-duplication under kills: how many keys made more than one job.
-  // Allowed (queue.hpp, lib/keys.hpp): a key whose job was acked and whose
+  // Allowed (queue.hpp, lib/ring/keys.hpp): a key whose job was acked and whose
   // entry was evicted for room, or forgotten early where a kill left it
   // ambiguous, makes a new job. Counted, not a violation.
   std::unordered_map<std::uint64_t, std::uint32_t> jobs_per_key;
