@@ -54,15 +54,6 @@ using jobring::test::QueueName;
 using jobring::test::Watchdog;
 using jobring::test::with_lease;
 
-Options make_options(std::uint32_t capacity, std::uint32_t max_payload = 32, std::uint32_t max_attempts = 0) {
-  Options o;
-  o.capacity = capacity;
-  o.max_payload = max_payload;
-  o.max_attempts = max_attempts;
-  o.default_lease = milliseconds{60'000};
-  return o;
-}
-
 // The segment of a queue, mapped by the test itself (a second mapping, as
 // another process would have): tests/support/segment_view.hpp.
 using Forge = jobring::test::SegmentView;
@@ -77,7 +68,7 @@ std::uint64_t now_ms() { return jobring::detail::now_ms(); }
 // is freed by a claim that finds nothing to claim (G3: no slot leaked).
 TEST(ForgedWriting, DeadWriterFreedByClaim) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(4));
+  Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 32, .default_lease = 60s});
   Forge f(name);
   f.step(2, State::writing, dead_pid());
   f.meta(2).length.store(0xffffffffu);  // half-written garbage
@@ -100,7 +91,7 @@ TEST(ForgedWriting, DeadWriterFreedByClaim) {
 // a dead producer is not full: push recovers the slot and succeeds.
 TEST(ForgedWriting, DeadWriterFreedByPushIntoFullRing) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(4));
+  Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 32, .default_lease = 60s});
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(q.push("j" + std::to_string(i)));
   Forge f(name);
   const std::uint32_t slot = f.find(State::free);
@@ -125,7 +116,7 @@ TEST(ForgedWriting, DeadWriterFreedByPushIntoFullRing) {
 TEST(ForgedWriting, LiveOrStoppedWriterNeverFreed) {
   Watchdog wd(60s, "ForgedWriting.LiveOrStoppedWriterNeverFreed");
   QueueName name;
-  Queue q = Queue::create(name, make_options(2));
+  Queue q = Queue::create(name, Options{.capacity = 2, .max_payload = 32, .default_lease = 60s});
   Forge f(name);
   f.step(0, State::writing, static_cast<std::uint32_t>(::getpid()));
   for (int i = 0; i < 10; ++i) EXPECT_EQ(q.try_claim(), std::nullopt);
@@ -163,7 +154,7 @@ TEST(ForgedWriting, LiveOrStoppedWriterNeverFreed) {
 TEST(ForgedWriting, ZombieWriterIsDead) {
   Watchdog wd(60s, "ForgedWriting.ZombieWriterIsDead");
   QueueName name;
-  Queue q = Queue::create(name, make_options(2));
+  Queue q = Queue::create(name, Options{.capacity = 2, .max_payload = 32, .default_lease = 60s});
   Forge f(name);
   const pid_t child = jobring::test::fork_child([] { return 0; });
   siginfo_t info{};
@@ -191,7 +182,7 @@ TEST(ForgedWriting, ImpossibleWriterPidsAreDead) {
   for (const std::uint64_t aux : auxes) {
     SCOPED_TRACE("aux " + std::to_string(aux));
     QueueName name;
-    Queue q = Queue::create(name, make_options(2));
+    Queue q = Queue::create(name, Options{.capacity = 2, .max_payload = 32, .default_lease = 60s});
     Forge f(name);
     f.step(0, State::writing, aux);
     EXPECT_EQ(q.try_claim(), std::nullopt);
@@ -209,7 +200,7 @@ TEST(ForgedWriting, ImpossibleWriterPidsAreDead) {
 // token and the forged word are both stale afterwards (G4).
 TEST(ForgedLease, PastDeadlineIsTakenOver) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(4));
+  Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 32, .default_lease = 60s});
   const auto pushed = q.push("orphan");
   ASSERT_TRUE(pushed);
   auto first = q.try_claim(with_lease(1h));
@@ -235,7 +226,7 @@ TEST(ForgedLease, PastDeadlineIsTakenOver) {
 // delivered (attempt 1: the dead claim was not counted, as layout.hpp says).
 TEST(ForgedLease, DeadClaimerBeforeAttemptCount) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(4));
+  Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 32, .default_lease = 60s});
   const auto pushed = q.push("x");
   ASSERT_TRUE(pushed);
   Forge f(name);
@@ -254,7 +245,7 @@ TEST(ForgedLease, DeadClaimerBeforeAttemptCount) {
 // only be forged and counts as passed, so no word can hide a slot for decades.
 TEST(ForgedLease, FutureDeadline) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(4));
+  Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 32, .default_lease = 60s});
   const auto held = q.push("held");
   ASSERT_TRUE(held);
   Forge f(name);
@@ -282,7 +273,7 @@ TEST(ForgedLease, FutureDeadline) {
 // nothing changed. The current word with the right job id is the lease.
 TEST(ForgedLease, ForgedTokens) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(4));
+  Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 32, .default_lease = 60s});
   const auto pushed = q.push("x");
   ASSERT_TRUE(pushed);
   auto job = q.try_claim(with_lease(1h));
@@ -323,7 +314,7 @@ TEST(ForgedLease, ForgedTokens) {
 // not match the state word is not trusted: peek reports no owner.
 TEST(ForgedLease, StaleOwnerTagIsNotTrusted) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(4));
+  Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 32, .default_lease = 60s});
   ASSERT_TRUE(q.push("x"));
   auto job = q.try_claim(with_lease(1h));
   ASSERT_TRUE(job);
@@ -343,7 +334,8 @@ TEST(ForgedLease, StaleOwnerTagIsNotTrusted) {
 // requeue resets the count (T9).
 TEST(ForgedLease, StaleAttemptsDeadLetterOnTakeover) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(4, 32, 3));
+  Queue q =
+      Queue::create(name, Options{.capacity = 4, .max_payload = 32, .default_lease = 60s, .max_attempts = 3});
   const auto pushed = q.push("tired");
   ASSERT_TRUE(pushed);
   auto job = q.try_claim(with_lease(1h));
@@ -367,7 +359,7 @@ TEST(ForgedLease, StaleAttemptsDeadLetterOnTakeover) {
 // takeover still delivers the job and the new lease acks.
 TEST(ForgedLease, AttemptCountAtMaximum) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(4));
+  Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 32, .default_lease = 60s});
   ASSERT_TRUE(q.push("x"));
   auto job = q.try_claim(with_lease(1h));
   ASSERT_TRUE(job);
@@ -391,7 +383,7 @@ TEST(ForgedSlot, ReadyWithLengthOverMaxPayload) {
   for (const std::uint32_t bad_length : {33u, 4096u, std::numeric_limits<std::uint32_t>::max()}) {
     SCOPED_TRACE(bad_length);
     QueueName name;
-    Queue q = Queue::create(name, make_options(4, 32));
+    Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 32, .default_lease = 60s});
     const auto bad = q.push("bad");
     const auto good = q.push("good");
     ASSERT_TRUE(bad && good);
@@ -427,7 +419,8 @@ TEST(ForgedSlot, ReadyWithLengthOverMaxPayload) {
 // it instead of copying; a DEAD slot with a hostile length requeued then claimed likewise.
 TEST(ForgedSlot, HostileLengthOnTakeoverAndRequeue) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(2, 32, 5));
+  Queue q =
+      Queue::create(name, Options{.capacity = 2, .max_payload = 32, .default_lease = 60s, .max_attempts = 5});
   const auto pushed = q.push("x");
   ASSERT_TRUE(pushed);
   auto job = q.try_claim(with_lease(1h));
@@ -450,7 +443,7 @@ TEST(ForgedSlot, HostileLengthOnTakeoverAndRequeue) {
 // by requeue and partial purges, and reset to FREE by purge(all).
 TEST(ForgedSlot, InvalidStateBits) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(4));
+  Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 32, .default_lease = 60s});
   Forge f(name);
   for (std::uint32_t i = 0; i < 3; ++i) {
     const std::uint64_t raw =
@@ -494,7 +487,7 @@ TEST(ForgedSlot, InvalidStateBits) {
 // blocking the others.
 TEST(ForgedSlot, ReadyVisibleAtFarFuture) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(4));
+  Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 32, .default_lease = 60s});
   const auto a = q.push("far");
   const auto b = q.push("near");
   ASSERT_TRUE(a && b);
@@ -517,7 +510,7 @@ TEST(ForgedSlot, ReadyVisibleAtFarFuture) {
 // T9 by a forged DEAD word: peek shows it, requeue and remove_dead act on it.
 TEST(ForgedSlot, ForgedDeadJob) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(4));
+  Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 32, .default_lease = 60s});
   const auto a = q.push("a");
   ASSERT_TRUE(a);
   Forge f(name);
@@ -543,7 +536,7 @@ TEST(ForgedSlot, ForgedDeadJob) {
 // transition still changes the word, tokens stay unique across the wrap.
 TEST(ForgedSlot, GenerationWrap) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(1));
+  Queue q = Queue::create(name, Options{.capacity = 1, .max_payload = 32, .default_lease = 60s});
   Forge f(name);
   f.set(0, Word::make(State::free, jobring::detail::kGenMask - 2, 0));
   std::set<std::uint64_t> tokens;
@@ -578,7 +571,7 @@ std::error_code code_of_push_too_large(Queue& q) {
 // then refuses the segment.
 TEST(ForgedHeader, GeometryChangedAfterOpen) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(4, 32));
+  Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 32, .default_lease = 60s});
   ASSERT_TRUE(q.push("before"));
   Forge f(name);
   jobring::detail::Identity& h = f.header().identity;
@@ -618,7 +611,7 @@ TEST(ForgedHeader, CursorsAtExtremes) {
                                      std::numeric_limits<std::uint64_t>::max() - 1, std::uint64_t{1} << 63}) {
     SCOPED_TRACE(cursor);
     QueueName name;
-    Queue q = Queue::create(name, make_options(3));
+    Queue q = Queue::create(name, Options{.capacity = 3, .max_payload = 32, .default_lease = 60s});
     Forge f(name);
     f.header().push_cursor.store(cursor);
     f.header().claim_cursor.store(cursor - 1);

@@ -48,16 +48,6 @@ using jobring::test::QueueName;
 using jobring::test::SegmentView;
 using jobring::test::Watchdog;
 
-Options opts(std::uint32_t capacity = 16, milliseconds window = 60'000ms, std::uint32_t keys = 0) {
-  Options o;
-  o.capacity = capacity;
-  o.max_payload = 64;
-  o.default_lease = 60'000ms;
-  o.dedup_window = window;
-  o.dedup_keys = keys;
-  return o;
-}
-
 PushResult push_key(Queue& q, const std::string& key, const std::string& payload = "p",
                     milliseconds delay = 0ms) {
   PushOptions p;
@@ -74,7 +64,8 @@ PushResult push_key(Queue& q, const std::string& key, const std::string& payload
 // of it adds the job, and the dead producer's slot is freed.
 TEST(DedupForged, ProducerDiedBeforeCommitLeavesNoStuckKey) {
   QueueName name("dedup");
-  Queue q = Queue::create(name, opts(4));
+  Queue q = Queue::create(
+      name, Options{.capacity = 4, .max_payload = 64, .default_lease = 60s, .dedup_window = 60s});
   const std::uint64_t hash = jobring::detail::key_hash("stuck?");
   ASSERT_TRUE(push_key(q, "stuck?"));
   SegmentView v(name);
@@ -100,7 +91,8 @@ TEST(DedupForged, ProducerDiedBeforeCommitLeavesNoStuckKey) {
 // the entry becomes LIVE.
 TEST(DedupForged, ProducerDiedAfterCommitKeepsTheKey) {
   QueueName name("dedup");
-  Queue q = Queue::create(name, opts(4));
+  Queue q = Queue::create(
+      name, Options{.capacity = 4, .max_payload = 64, .default_lease = 60s, .dedup_window = 60s});
   const std::uint64_t hash = jobring::detail::key_hash("kept");
   const JobId id = push_key(q, "kept").id;
   SegmentView v(name);
@@ -122,7 +114,8 @@ TEST(DedupForged, ProducerDiedAfterCommitKeepsTheKey) {
 // duplicate, and sweep() makes it REMEMBERED.
 TEST(DedupForged, AckerDiedBeforeRememberingTheKey) {
   QueueName name("dedup");
-  Queue q = Queue::create(name, opts(4));
+  Queue q = Queue::create(
+      name, Options{.capacity = 4, .max_payload = 64, .default_lease = 60s, .dedup_window = 60s});
   const std::uint64_t hash = jobring::detail::key_hash("acked");
   const JobId id = push_key(q, "acked").id;
   Job job;
@@ -148,7 +141,8 @@ TEST(DedupForged, AckerDiedBeforeRememberingTheKey) {
 TEST(DedupForged, PushOfAKeyInProgressWaitsBoundedThenFull) {
   Watchdog wd(60s, "DedupForged.PushOfAKeyInProgressWaitsBoundedThenFull");
   QueueName name("dedup");
-  Queue q = Queue::create(name, opts(4));
+  Queue q = Queue::create(
+      name, Options{.capacity = 4, .max_payload = 64, .default_lease = 60s, .dedup_window = 60s});
   const std::uint64_t hash = jobring::detail::key_hash("slow");
   ASSERT_TRUE(push_key(q, "slow"));
   SegmentView v(name);
@@ -190,7 +184,9 @@ TEST(DedupForged, PushOfAKeyInProgressWaitsBoundedThenFull) {
 // never trusted beyond its bounds: it is settled, and pushes go on.
 TEST(DedupForged, HostileEntriesAreBoundsChecked) {
   QueueName name("dedup");
-  Queue q = Queue::create(name, opts(4, 60'000ms, 16));
+  Queue q = Queue::create(
+      name,
+      Options{.capacity = 4, .max_payload = 64, .default_lease = 60s, .dedup_keys = 16, .dedup_window = 60s});
   SegmentView v(name);
   for (std::uint32_t e = 0; e < 16; ++e) {
     auto& en = v.key(e);
@@ -231,7 +227,8 @@ TEST(DedupProcesses, RacingProducersMakeOneJobPerKey) {
   QueueName name("dedup");
   constexpr int kKeys = 3000;
   constexpr int kProcs = 4;
-  Queue q = Queue::create(name, opts(4096, 3'600'000ms));
+  Queue q = Queue::create(
+      name, Options{.capacity = 4096, .max_payload = 64, .default_lease = 60s, .dedup_window = 3'600'000ms});
   jobring::test::TempFile log("dedup");
   struct Rec {
     std::int32_t key;
@@ -294,7 +291,8 @@ TEST(DedupProcesses, KilledProducersLeaveNoStuckKey) {
   Watchdog wd(120s, "DedupProcesses.KilledProducersLeaveNoStuckKey");
   QueueName name("dedup");
   constexpr int kKeys = 64;
-  Queue q = Queue::create(name, opts(128, 3'600'000ms));
+  Queue q = Queue::create(
+      name, Options{.capacity = 128, .max_payload = 64, .default_lease = 60s, .dedup_window = 3'600'000ms});
   std::mt19937 rng(12345);
   for (int round = 0; round < 30; ++round) {
     const pid_t kid = jobring::test::fork_child([&]() -> int {

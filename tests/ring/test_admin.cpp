@@ -53,17 +53,6 @@ using Clock = std::chrono::steady_clock;
 // Helpers
 // ---------------------------------------------------------------------------
 
-Options make_options(std::uint32_t capacity, std::uint32_t max_payload = 64, std::uint32_t max_attempts = 0,
-                     milliseconds default_lease = milliseconds{30'000}, unsigned mode = 0600) {
-  Options o;
-  o.capacity = capacity;
-  o.max_payload = max_payload;
-  o.max_attempts = max_attempts;
-  o.default_lease = default_lease;
-  o.mode = mode;
-  return o;
-}
-
 ClaimOptions lease_for(milliseconds lease, Owner owner = Owner::process) {
   ClaimOptions o;
   o.lease = lease;
@@ -105,7 +94,7 @@ std::uint64_t jobs_in(const Stats& s) { return s.ready + s.delayed + s.leased + 
 // dead: peek shows it, stats count it, it is not claimable.
 TEST(DeadLetter, ByRelease) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(4, 64, 2));
+  Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 64, .max_attempts = 2});
   const auto pushed = q.push("poison");
   ASSERT_TRUE(pushed);
   for (std::uint32_t attempt = 1; attempt <= 2; ++attempt) {
@@ -134,7 +123,7 @@ TEST(DeadLetter, ByRelease) {
 TEST(DeadLetter, ByLeaseExpiry) {
   Watchdog wd(60s, "DeadLetter.ByLeaseExpiry");
   QueueName name;
-  Queue q = Queue::create(name, make_options(4, 64, 2));
+  Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 64, .max_attempts = 2});
   const auto pushed = q.push("slow");
   ASSERT_TRUE(pushed);
   auto first = q.try_claim(lease_for(1ms));
@@ -159,7 +148,7 @@ TEST(DeadLetter, ByLeaseExpiry) {
 // API contract (requeue, T9): dead → ready with attempts reset, once.
 TEST(DeadLetter, RequeueResetsAttempts) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(4, 64, 1));
+  Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 64, .max_attempts = 1});
   const auto pushed = q.push("again");
   ASSERT_TRUE(pushed);
   auto job = q.try_claim();
@@ -187,7 +176,7 @@ TEST(DeadLetter, RequeueResetsAttempts) {
 // API contract: requeue of an id that is not dead (ready, unknown, 0) is false and changes nothing.
 TEST(DeadLetter, RequeueOfNonDeadIsFalse) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(4, 64, 1));
+  Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 64, .max_attempts = 1});
   const auto pushed = q.push("ready");
   ASSERT_TRUE(pushed);
   const Stats before = q.stats();
@@ -202,7 +191,7 @@ TEST(DeadLetter, RequeueOfNonDeadIsFalse) {
 // API contract: requeue_dead requeues every dead job; remove_dead deletes one.
 TEST(DeadLetter, RequeueDeadAndRemoveDead) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(8, 64, 1));
+  Queue q = Queue::create(name, Options{.capacity = 8, .max_payload = 64, .max_attempts = 1});
   std::vector<JobId> ids;
   for (int i = 0; i < 4; ++i) {
     const auto r = q.push("d" + std::to_string(i));
@@ -278,7 +267,7 @@ Population populate(Queue& q) {
 // API contract (purge, T9): each class separately, counts returned, leases never touched.
 TEST(Purge, EachClassSeparately) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(16, 64, 1));
+  Queue q = Queue::create(name, Options{.capacity = 16, .max_payload = 64, .max_attempts = 1});
   const Population p = populate(q);
   EXPECT_EQ(q.purge(PurgeWhat::ready), 3u);
   Stats s = q.stats();
@@ -305,7 +294,7 @@ TEST(Purge, EachClassSeparately) {
 // API contract (purge): all and combinations via operator|.
 TEST(Purge, AllAndCombinations) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(16, 64, 1));
+  Queue q = Queue::create(name, Options{.capacity = 16, .max_payload = 64, .max_attempts = 1});
   Population p = populate(q);
   EXPECT_EQ(q.purge(PurgeWhat::ready | PurgeWhat::dead), 5u);
   EXPECT_EQ(q.stats().delayed, 2u);
@@ -325,7 +314,7 @@ TEST(Purge, AllAndCombinations) {
 TEST(Purge, ExpiredLeaseIsNotPurged) {
   Watchdog wd(60s, "Purge.ExpiredLeaseIsNotPurged");
   QueueName name;
-  Queue q = Queue::create(name, make_options(4));
+  Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 64});
   ASSERT_TRUE(q.push("x"));
   auto j = q.try_claim(lease_for(1ms));
   ASSERT_TRUE(j);
@@ -345,7 +334,7 @@ TEST(Purge, ExpiredLeaseIsNotPurged) {
 TEST(Stats, GaugesAndTotalsAfterScript) {
   Watchdog wd(60s, "Stats.GaugesAndTotalsAfterScript");
   QueueName name;
-  Queue q = Queue::create(name, make_options(8, 64, 2));
+  Queue q = Queue::create(name, Options{.capacity = 8, .max_payload = 64, .max_attempts = 2});
   Stats s = q.stats();
   EXPECT_EQ(s.free, 8u);
   EXPECT_EQ(fields(s), (std::vector<std::uint64_t>{8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}));
@@ -416,7 +405,7 @@ TEST(Stats, GaugesAndTotalsAfterScript) {
 TEST(Peek, ShowsEveryState) {
   Watchdog wd(60s, "Peek.ShowsEveryState");
   QueueName name;
-  Queue q = Queue::create(name, make_options(16, 64, 1));
+  Queue q = Queue::create(name, Options{.capacity = 16, .max_payload = 64, .max_attempts = 1});
   // dead
   const auto dead_id = q.push("dead-one");
   ASSERT_TRUE(dead_id);

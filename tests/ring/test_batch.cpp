@@ -64,14 +64,6 @@ std::vector<std::string> numbered(const std::string& prefix, int n) {
   return out;
 }
 
-Options small_options(std::uint32_t capacity) {
-  Options o;
-  o.capacity = capacity;
-  o.max_payload = 64;
-  o.default_lease = 30s;
-  return o;
-}
-
 // Claims every job that is claimable now, one at a time, and acks it; returns their texts in claim order.
 std::vector<std::string> drain_texts(Queue& q) {
   std::vector<std::string> out;
@@ -93,7 +85,7 @@ std::vector<std::string> drain_texts(Queue& q) {
 TEST(BatchPush, KeepsOrderAndIds) {
   Watchdog dog(30s, "BatchPush.KeepsOrderAndIds");
   QueueName name("b-order");
-  auto q = Queue::create(name.str(), small_options(16));
+  auto q = Queue::create(name.str(), Options{.capacity = 16, .max_payload = 64});
   ASSERT_TRUE(q.push("before"));
   const Payloads p(numbered("job-", 10));
   std::array<JobId, 10> ids{};
@@ -132,7 +124,7 @@ TEST(BatchPush, KeepsOrderAndIds) {
 TEST(BatchPush, PartialWhenFullReturnsCount) {
   Watchdog dog(30s, "BatchPush.PartialWhenFullReturnsCount");
   QueueName name("b-partial");
-  auto q = Queue::create(name.str(), small_options(4));
+  auto q = Queue::create(name.str(), Options{.capacity = 4, .max_payload = 64});
   // Move the cursors near the end of the ring, so that the batch wraps.
   for (int i = 0; i < 3; ++i) {
     ASSERT_TRUE(q.push("old"));
@@ -162,7 +154,7 @@ TEST(BatchPush, PartialWhenFullReturnsCount) {
 TEST(BatchPush, BadArgumentThrowsBeforePushingAnything) {
   Watchdog dog(30s, "BatchPush.BadArgumentThrowsBeforePushingAnything");
   QueueName name("b-throw");
-  auto q = Queue::create(name.str(), small_options(8));
+  auto q = Queue::create(name.str(), Options{.capacity = 8, .max_payload = 64});
   const Payloads p({"ok-1", "ok-2", std::string(65, 'x'), "ok-3"});
   try {
     (void)q.push_many(p.all());
@@ -199,7 +191,7 @@ TEST(BatchPush, BadArgumentThrowsBeforePushingAnything) {
 TEST(BatchPush, DelayAppliesToTheWholeBatch) {
   Watchdog dog(30s, "BatchPush.DelayAppliesToTheWholeBatch");
   QueueName name("b-delay");
-  auto q = Queue::create(name.str(), small_options(8));
+  auto q = Queue::create(name.str(), Options{.capacity = 8, .max_payload = 64});
   const Payloads p(numbered("d", 3));
   const std::int64_t t0 = now_ns();
   ASSERT_EQ(q.push_many(p.all(), {}, with_delay(300ms)), 3u);
@@ -227,7 +219,7 @@ TEST(BatchPush, DelayAppliesToTheWholeBatch) {
 TEST(BatchPush, WaitsForRoomAcrossProcesses) {
   Watchdog dog(60s, "BatchPush.WaitsForRoomAcrossProcesses");
   QueueName name("b-room");
-  auto q = Queue::create(name.str(), small_options(2));
+  auto q = Queue::create(name.str(), Options{.capacity = 2, .max_payload = 64});
   ASSERT_TRUE(q.push("r0"));
   ASSERT_TRUE(q.push("r1"));
   test::SharedObject<std::atomic<long>> pushed;
@@ -272,7 +264,7 @@ TEST(BatchPush, WaitsForRoomAcrossProcesses) {
 TEST(BatchClaim, TryClaimManyReturnsDistinctJobsInFifoOrder) {
   Watchdog dog(30s, "BatchClaim.TryClaimManyReturnsDistinctJobsInFifoOrder");
   QueueName name("b-claim");
-  auto q = Queue::create(name.str(), small_options(16));
+  auto q = Queue::create(name.str(), Options{.capacity = 16, .max_payload = 64});
   const Payloads p(numbered("j", 10));
   std::array<JobId, 10> ids{};
   ASSERT_EQ(q.push_many(p.all(), ids), 10u);
@@ -317,8 +309,7 @@ TEST(BatchClaim, TryClaimManyReturnsDistinctJobsInFifoOrder) {
 TEST(BatchClaim, SkipsHiddenJobsAndTakesOverExpiredLeases) {
   Watchdog dog(30s, "BatchClaim.SkipsHiddenJobsAndTakesOverExpiredLeases");
   QueueName name("b-hol");
-  Options o = small_options(8);
-  o.max_attempts = 1;
+  Options o{.capacity = 8, .max_payload = 64, .max_attempts = 1};
   auto q = Queue::create(name.str(), o);
   ASSERT_TRUE(q.push("dead"));
   auto d = q.try_claim();
@@ -339,7 +330,7 @@ TEST(BatchClaim, SkipsHiddenJobsAndTakesOverExpiredLeases) {
 
   // Expired leases are taken over by a batch claim (max_attempts 2 here).
   QueueName name2("b-take");
-  auto q2 = Queue::create(name2.str(), small_options(8));
+  auto q2 = Queue::create(name2.str(), Options{.capacity = 8, .max_payload = 64});
   const Payloads p(numbered("t", 2));
   ASSERT_EQ(q2.push_many(p.all()), 2u);
   std::array<Job, 2> first;
@@ -363,7 +354,7 @@ TEST(BatchClaim, SkipsHiddenJobsAndTakesOverExpiredLeases) {
 TEST(BatchClaim, ClaimManyWaitsForAtLeastOne) {
   Watchdog dog(60s, "BatchClaim.ClaimManyWaitsForAtLeastOne");
   QueueName name("b-cmany");
-  auto q = Queue::create(name.str(), small_options(8));
+  auto q = Queue::create(name.str(), Options{.capacity = 8, .max_payload = 64});
   struct Report {
     std::atomic<long> first_batch{-1};
     std::atomic<long> total{-1};
@@ -414,7 +405,7 @@ TEST(BatchClaim, ClaimManyWaitsForAtLeastOne) {
 
   // Jobs ready: no waiting, at most N.
   QueueName name2("b-cmany2");
-  auto q2 = Queue::create(name2.str(), small_options(8));
+  auto q2 = Queue::create(name2.str(), Options{.capacity = 8, .max_payload = 64});
   const Payloads p2(numbered("r", 5));
   ASSERT_EQ(q2.push_many(p2.all()), 5u);
   std::array<Job, 3> three;
@@ -436,7 +427,7 @@ TEST(BatchClaim, ClaimManyWaitsForAtLeastOne) {
 TEST(BatchAck, ResultsPerLeaseIncludingStaleOnes) {
   Watchdog dog(30s, "BatchAck.ResultsPerLeaseIncludingStaleOnes");
   QueueName name("b-ack");
-  auto q = Queue::create(name.str(), small_options(8));
+  auto q = Queue::create(name.str(), Options{.capacity = 8, .max_payload = 64});
   const Payloads p(numbered("a", 4));
   ASSERT_EQ(q.push_many(p.all()), 4u);
   std::array<Job, 4> jobs;
@@ -483,7 +474,7 @@ TEST(BatchAck, ResultsPerLeaseIncludingStaleOnes) {
 TEST(BatchAck, WakesProducerBlockedOnFullQueue) {
   Watchdog dog(60s, "BatchAck.WakesProducerBlockedOnFullQueue");
   QueueName name("b-ackwake");
-  auto q = Queue::create(name.str(), small_options(2));
+  auto q = Queue::create(name.str(), Options{.capacity = 2, .max_payload = 64});
   const Payloads p(numbered("f", 2));
   ASSERT_EQ(q.push_many(p.all()), 2u);
   std::array<Job, 2> jobs;

@@ -25,9 +25,9 @@
 #include <thread>
 
 #include "jobring/queue.hpp"
+#include "ring/testing.hpp"
 #include "support/segment_view.hpp"
 #include "support/test_support.hpp"
-#include "ring/testing.hpp"
 
 namespace {
 
@@ -43,14 +43,6 @@ using jobring::test::QueueName;
 using jobring::test::Watchdog;
 
 constexpr int kRounds = 200;
-
-Options small(std::uint32_t max_attempts = 0) {
-  Options o;
-  o.capacity = 64;
-  o.max_payload = 32;
-  o.max_attempts = max_attempts;
-  return o;
-}
 
 // For its scope, memos last up to an hour unless the signature or the due
 // time says otherwise.
@@ -75,7 +67,7 @@ void arm(Queue& poller) {
 TEST(EmptyMemo, APushIsSeenByTheNextPoll) {
   Watchdog dog(120s, "EmptyMemo.APushIsSeenByTheNextPoll");
   QueueName name("memo");
-  Queue producer = Queue::create(name, small());
+  Queue producer = Queue::create(name, Options{.capacity = 64, .max_payload = 32});
   Queue poller = Queue::open(name);
   for (int round = 0; round < kRounds; ++round) {
     arm(poller);
@@ -91,7 +83,7 @@ TEST(EmptyMemo, APushIsSeenByTheNextPoll) {
 TEST(EmptyMemo, AReleaseIsSeenByTheNextPoll) {
   Watchdog dog(120s, "EmptyMemo.AReleaseIsSeenByTheNextPoll");
   QueueName name("memo");
-  Queue holder = Queue::create(name, small());
+  Queue holder = Queue::create(name, Options{.capacity = 64, .max_payload = 32});
   Queue poller = Queue::open(name);
   for (int round = 0; round < kRounds; ++round) {
     ASSERT_TRUE(holder.push("job"));
@@ -110,7 +102,8 @@ TEST(EmptyMemo, AReleaseIsSeenByTheNextPoll) {
 TEST(EmptyMemo, ARequeueIsSeenByTheNextPoll) {
   Watchdog dog(120s, "EmptyMemo.ARequeueIsSeenByTheNextPoll");
   QueueName name("memo");
-  Queue admin = Queue::create(name, small(/*max_attempts=*/1));
+  Queue admin =
+      Queue::create(name, Options{.capacity = 64, .max_payload = 32, .max_attempts = /*max_attempts=*/1});
   Queue poller = Queue::open(name);
   for (int round = 0; round < kRounds; ++round) {
     ASSERT_TRUE(admin.push("job"));
@@ -130,7 +123,7 @@ TEST(EmptyMemo, ARequeueIsSeenByTheNextPoll) {
 TEST(EmptyMemo, ASweepOfADeadWorkersLeaseIsSeenByTheNextPoll) {
   Watchdog dog(120s, "EmptyMemo.ASweepOfADeadWorkersLeaseIsSeenByTheNextPoll");
   QueueName name("memo");
-  Queue janitor = Queue::create(name, small());
+  Queue janitor = Queue::create(name, Options{.capacity = 64, .max_payload = 32});
   Queue poller = Queue::open(name);
   for (int round = 0; round < 20; ++round) {  // a fork per round
     ASSERT_TRUE(janitor.push("job"));
@@ -167,7 +160,7 @@ TEST(EmptyMemo, AnExpiredLeaseAndADelayedJobAreSeenByTheFirstPollAfterTheirTime)
   Watchdog dog(120s, "EmptyMemo.AnExpiredLeaseAndADelayedJobAreSeenByTheFirstPollAfterTheirTime");
   LongMemo long_memo;
   QueueName name("memo");
-  Queue holder = Queue::create(name, small());
+  Queue holder = Queue::create(name, Options{.capacity = 64, .max_payload = 32});
   Queue poller = Queue::open(name);
   for (int round = 0; round < 5; ++round) {
     ASSERT_TRUE(holder.push("leased"));
@@ -196,7 +189,7 @@ TEST(EmptyMemo, AWaitingClaimScansBeforeItSleeps) {
   Watchdog dog(120s, "EmptyMemo.AWaitingClaimScansBeforeItSleeps");
   LongMemo long_memo;
   QueueName name("memo");
-  Queue holder = Queue::create(name, small());
+  Queue holder = Queue::create(name, Options{.capacity = 64, .max_payload = 32});
   Queue poller = Queue::open(name);
   jobring::test::SegmentView view(name);
   ASSERT_TRUE(holder.push("job"));
@@ -216,7 +209,7 @@ TEST(EmptyMemo, AWaitingClaimScansBeforeItSleeps) {
 TEST(EmptyMemo, AClaimOfNoJobsDoesNotRenewTheMemo) {
   Watchdog dog(120s, "EmptyMemo.AClaimOfNoJobsDoesNotRenewTheMemo");
   QueueName name("memo");
-  Queue holder = Queue::create(name, small());
+  Queue holder = Queue::create(name, Options{.capacity = 64, .max_payload = 32});
   Queue poller = Queue::open(name);
   ASSERT_TRUE(holder.push("delayed", {.delay = 5ms}));
   arm(poller);
@@ -237,7 +230,7 @@ TEST(EmptyMemo, AClaimOfNoJobsDoesNotRenewTheMemo) {
 TEST(EmptyMemo, AReadyJobWithNoCountIsClaimedSoonAllTheSame) {
   Watchdog dog(120s, "EmptyMemo.AReadyJobWithNoCountIsClaimedSoonAllTheSame");
   QueueName name("memo");
-  Queue holder = Queue::create(name, small());
+  Queue holder = Queue::create(name, Options{.capacity = 64, .max_payload = 32});
   Queue poller = Queue::open(name);
   jobring::test::SegmentView view(name);
   ASSERT_TRUE(holder.push("job"));
@@ -261,8 +254,8 @@ TEST(EmptyMemo, AMemoBelongsToOneHandle) {
   LongMemo long_memo;
   QueueName a("memo-a");
   QueueName b("memo-b");
-  Queue qa = Queue::create(a, small());
-  Queue qb = Queue::create(b, small());
+  Queue qa = Queue::create(a, Options{.capacity = 64, .max_payload = 32});
+  Queue qb = Queue::create(b, Options{.capacity = 64, .max_payload = 32});
   for (const char* text : {"one", "two"}) {
     ASSERT_TRUE(qa.push(text));
     auto job = qa.try_claim();

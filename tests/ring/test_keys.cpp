@@ -48,16 +48,6 @@ using jobring::test::QueueName;
 using jobring::test::SegmentView;
 using jobring::test::Watchdog;
 
-Options opts(std::uint32_t capacity = 16, milliseconds window = 60'000ms, std::uint32_t keys = 0) {
-  Options o;
-  o.capacity = capacity;
-  o.max_payload = 64;
-  o.default_lease = 60'000ms;
-  o.dedup_window = window;
-  o.dedup_keys = keys;
-  return o;
-}
-
 PushResult push_key(Queue& q, const std::string& key, const std::string& payload = "p",
                     milliseconds delay = 0ms) {
   PushOptions p;
@@ -72,7 +62,8 @@ PushResult push_key(Queue& q, const std::string& key, const std::string& payload
 // The same key pushed twice yields one job; the second push returns its id.
 TEST(Dedup, SameKeyTwiceIsOneJob) {
   QueueName name("dedup");
-  Queue q = Queue::create(name, opts());
+  Queue q = Queue::create(
+      name, Options{.capacity = 16, .max_payload = 64, .default_lease = 60s, .dedup_window = 60s});
   const PushResult a = push_key(q, "welcome-email:42", "first");
   ASSERT_TRUE(a);
   EXPECT_FALSE(a.duplicate);
@@ -94,7 +85,8 @@ TEST(Dedup, SameKeyTwiceIsOneJob) {
 // Different keys are different jobs; a job without a key is never a duplicate.
 TEST(Dedup, DifferentKeysAndUnkeyedAreSeparateJobs) {
   QueueName name("dedup");
-  Queue q = Queue::create(name, opts());
+  Queue q = Queue::create(
+      name, Options{.capacity = 16, .max_payload = 64, .default_lease = 60s, .dedup_window = 60s});
   std::set<JobId> ids;
   for (const char* k : {"a", "b", "ab", "ba", "a\0"}) ids.insert(push_key(q, k).id);
   ids.insert(push_key(q, std::string("a\0", 2)).id);  // another byte: another key
@@ -108,7 +100,8 @@ TEST(Dedup, DifferentKeysAndUnkeyedAreSeparateJobs) {
 // when the Job object is reused.
 TEST(Dedup, WorkerSeesTheKey) {
   QueueName name("dedup");
-  Queue q = Queue::create(name, opts());
+  Queue q = Queue::create(
+      name, Options{.capacity = 16, .max_payload = 64, .default_lease = 60s, .dedup_window = 60s});
   const std::string longest(jobring::kMaxKeyLength, 'k');
   ASSERT_TRUE(push_key(q, "invoice:2026-11"));
   ASSERT_TRUE(q.push("plain"));
@@ -127,8 +120,7 @@ TEST(Dedup, WorkerSeesTheKey) {
 // dead — everywhere in the queue.
 TEST(Dedup, DuplicateInEveryStateOfTheJob) {
   QueueName name("dedup");
-  Options o = opts();
-  o.max_attempts = 1;
+  Options o{.capacity = 16, .max_payload = 64, .default_lease = 60s, .max_attempts = 1, .dedup_window = 60s};
   Queue q = Queue::create(name, o);
   const JobId delayed = push_key(q, "d", "p", 60'000ms).id;
   EXPECT_TRUE(push_key(q, "d").duplicate);
@@ -154,7 +146,8 @@ TEST(Dedup, DuplicateInEveryStateOfTheJob) {
 TEST(Dedup, RememberedForTheWindowAfterAck) {
   Watchdog wd(60s, "Dedup.RememberedForTheWindowAfterAck");
   QueueName name("dedup");
-  Queue q = Queue::create(name, opts(16, 300ms));
+  Queue q = Queue::create(
+      name, Options{.capacity = 16, .max_payload = 64, .default_lease = 60s, .dedup_window = 300ms});
   const JobId first = push_key(q, "charge:7").id;
   Job job;
   ASSERT_EQ(q.try_claim(job), ClaimStatus::ok);
@@ -185,7 +178,8 @@ TEST(Dedup, RememberedForTheWindowAfterAck) {
 // right after the ack is a duplicate for certain.
 TEST(Dedup, RejectedWithinTheWindow) {
   QueueName name("dedup");
-  Queue q = Queue::create(name, opts(16, 3'600'000ms));
+  Queue q = Queue::create(
+      name, Options{.capacity = 16, .max_payload = 64, .default_lease = 60s, .dedup_window = 3'600'000ms});
   const JobId first = push_key(q, "k").id;
   Job job;
   ASSERT_EQ(q.try_claim(job), ClaimStatus::ok);
@@ -203,7 +197,8 @@ TEST(Dedup, RejectedWithinTheWindow) {
 // A window of 0 forgets the key at the ack.
 TEST(Dedup, ZeroWindowForgetsAtAck) {
   QueueName name("dedup");
-  Queue q = Queue::create(name, opts(16, 0ms));
+  Queue q = Queue::create(
+      name, Options{.capacity = 16, .max_payload = 64, .default_lease = 60s, .dedup_window = 0ms});
   const JobId first = push_key(q, "k").id;
   EXPECT_TRUE(push_key(q, "k").duplicate);  // still in the queue
   Job job;
@@ -217,8 +212,7 @@ TEST(Dedup, ZeroWindowForgetsAtAck) {
 // Purge and remove_dead finish a job like an ack: its key is remembered.
 TEST(Dedup, PurgeAndRemoveDeadRememberTheKey) {
   QueueName name("dedup");
-  Options o = opts();
-  o.max_attempts = 1;
+  Options o{.capacity = 16, .max_payload = 64, .default_lease = 60s, .max_attempts = 1, .dedup_window = 60s};
   Queue q = Queue::create(name, o);
   ASSERT_TRUE(push_key(q, "purged"));
   EXPECT_EQ(q.purge(PurgeWhat::ready), 1u);
@@ -237,7 +231,8 @@ TEST(Dedup, PurgeAndRemoveDeadRememberTheKey) {
 // with push_many (keys are per job).
 TEST(Dedup, BadKeysAreRefused) {
   QueueName name("dedup");
-  Queue q = Queue::create(name, opts());
+  Queue q = Queue::create(
+      name, Options{.capacity = 16, .max_payload = 64, .default_lease = 60s, .dedup_window = 60s});
   const std::string too_long(jobring::kMaxKeyLength + 1, 'x');
   try {
     (void)push_key(q, too_long);
@@ -264,7 +259,11 @@ TEST(Dedup, BadKeysAreRefused) {
 TEST(Dedup, TableSizeOptions) {
   QueueName name("dedup");
   {
-    Queue q = Queue::create(name, opts(16, 1'000ms, 17));
+    Queue q = Queue::create(name, Options{.capacity = 16,
+                                          .max_payload = 64,
+                                          .default_lease = 60s,
+                                          .dedup_keys = 17,
+                                          .dedup_window = 1'000ms});
     EXPECT_EQ(q.options().dedup_keys, 32u);
     EXPECT_EQ(q.stats().keys_capacity, 32u);
     Queue other = Queue::open(name);
@@ -273,16 +272,31 @@ TEST(Dedup, TableSizeOptions) {
   }
   Queue::remove(name);
   {
-    Queue q = Queue::create(name, opts(100));
+    Queue q = Queue::create(
+        name, Options{.capacity = 100, .max_payload = 64, .default_lease = 60s, .dedup_window = 60s});
     EXPECT_EQ(q.options().dedup_keys, 208u);  // default: 2 x capacity, rounded up to 16
   }
   Queue::remove(name);
   std::error_code ec;
-  EXPECT_FALSE(Queue::create(name, opts(16, 1'000ms, 15), ec));
+  EXPECT_FALSE(Queue::create(
+      name,
+      Options{
+          .capacity = 16, .max_payload = 64, .default_lease = 60s, .dedup_keys = 15, .dedup_window = 1'000ms},
+      ec));
   EXPECT_EQ(ec, errc::invalid_options);
-  EXPECT_FALSE(Queue::create(name, opts(16, 1'000ms, jobring::kMaxKeyCapacity + 1), ec));
+  EXPECT_FALSE(Queue::create(name,
+                             Options{.capacity = 16,
+                                     .max_payload = 64,
+                                     .default_lease = 60s,
+                                     .dedup_keys = jobring::kMaxKeyCapacity + 1,
+                                     .dedup_window = 1'000ms},
+                             ec));
   EXPECT_EQ(ec, errc::invalid_options);
-  EXPECT_FALSE(Queue::create(name, opts(16, jobring::kMaxLease + 1ms), ec));
+  EXPECT_FALSE(Queue::create(
+      name,
+      Options{
+          .capacity = 16, .max_payload = 64, .default_lease = 60s, .dedup_window = jobring::kMaxLease + 1ms},
+      ec));
   EXPECT_EQ(ec, errc::invalid_options);
 }
 
@@ -291,7 +305,11 @@ TEST(Dedup, TableSizeOptions) {
 // changed; once a job is acked its remembered key is the one evicted.
 TEST(Dedup, FullTableRefusesThenEvictsTheOldestRemembered) {
   QueueName name("dedup");
-  Queue q = Queue::create(name, opts(32, 3'600'000ms, 16));
+  Queue q = Queue::create(name, Options{.capacity = 32,
+                                        .max_payload = 64,
+                                        .default_lease = 60s,
+                                        .dedup_keys = 16,
+                                        .dedup_window = 3'600'000ms});
   for (int i = 0; i < 16; ++i) ASSERT_TRUE(push_key(q, "k" + std::to_string(i)));
   const PushResult r = push_key(q, "k16");
   EXPECT_EQ(r.status, PushStatus::full);
@@ -326,7 +344,8 @@ TEST(Dedup, FullTableRefusesThenEvictsTheOldestRemembered) {
 // duplicate is answered at once even when the ring is full.
 TEST(Dedup, DuplicateAnsweredWhenTheRingIsFull) {
   QueueName name("dedup");
-  Queue q = Queue::create(name, opts(2));
+  Queue q = Queue::create(
+      name, Options{.capacity = 2, .max_payload = 64, .default_lease = 60s, .dedup_window = 60s});
   const JobId a = push_key(q, "a").id;
   ASSERT_TRUE(push_key(q, "b"));
   EXPECT_EQ(push_key(q, "c").status, PushStatus::full);

@@ -54,17 +54,6 @@ using Clock = std::chrono::steady_clock;
 // Helpers
 // ---------------------------------------------------------------------------
 
-Options make_options(std::uint32_t capacity, std::uint32_t max_payload = 64, std::uint32_t max_attempts = 0,
-                     milliseconds default_lease = milliseconds{30'000}, unsigned mode = 0600) {
-  Options o;
-  o.capacity = capacity;
-  o.max_payload = max_payload;
-  o.max_attempts = max_attempts;
-  o.default_lease = default_lease;
-  o.mode = mode;
-  return o;
-}
-
 ClaimOptions lease_for(milliseconds lease, Owner owner = Owner::process) {
   ClaimOptions o;
   o.lease = lease;
@@ -123,7 +112,7 @@ std::vector<std::uint64_t> fields(const Stats& s) {
 // API contract: release makes the job claimable again, attempt 2, same id and payload.
 TEST(Release, ClaimableAgainWithAttemptTwo) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(4));
+  Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 64});
   const auto pushed = q.push("retry me");
   ASSERT_TRUE(pushed);
   auto job = q.try_claim();
@@ -173,8 +162,7 @@ void expect_invisible_then_claimable(Queue& q, Clock::time_point t0, millisecond
 // it), and the next claim is attempt 1 again. Fails if give_back counts.
 TEST(GiveBack, DoesNotCountTheAttempt) {
   QueueName name;
-  Options o = make_options(4);
-  o.max_attempts = 1;
+  Options o{.capacity = 4, .max_payload = 64, .max_attempts = 1};
   Queue q = Queue::create(name, o);
   ASSERT_TRUE(q.push("shutting down"));
   auto job = q.try_claim();
@@ -199,7 +187,7 @@ TEST(GiveBack, DoesNotCountTheAttempt) {
 // checks the token.
 TEST(GiveBack, AStaleLeaseChangesNothing) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(4));
+  Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 64});
   ASSERT_TRUE(q.push("x"));
   auto job = q.try_claim();
   ASSERT_TRUE(job);
@@ -219,7 +207,7 @@ TEST(GiveBack, AStaleLeaseChangesNothing) {
 TEST(Release, WithDelay) {
   Watchdog wd(60s, "Release.WithDelay");
   QueueName name;
-  Queue q = Queue::create(name, make_options(4));
+  Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 64});
   const auto pushed = q.push("later");
   ASSERT_TRUE(pushed);
   auto job = q.try_claim();
@@ -233,7 +221,7 @@ TEST(Release, WithDelay) {
 TEST(Release, PushWithDelay) {
   Watchdog wd(60s, "Release.PushWithDelay");
   QueueName name;
-  Queue q = Queue::create(name, make_options(4));
+  Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 64});
   const auto t0 = Clock::now();
   const auto pushed = q.push("later", delayed_by(300ms));
   ASSERT_TRUE(pushed);
@@ -243,7 +231,7 @@ TEST(Release, PushWithDelay) {
 // API contract: delays out of 0..kMaxLease are invalid_argument (push throws / sets ec).
 TEST(Release, PushDelayOutOfRange) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(4));
+  Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 64});
   EXPECT_EQ(code_thrown([&] { (void)q.push("x", delayed_by(milliseconds{-1})); }), errc::invalid_argument);
   EXPECT_EQ(code_thrown([&] { (void)q.push("x", delayed_by(jobring::kMaxLease + 1ms)); }),
             errc::invalid_argument);
@@ -267,7 +255,7 @@ TEST(Release, PushDelayOutOfRange) {
 TEST(Lease, ExpiryTakeoverAndFencing) {
   Watchdog wd(60s, "Lease.ExpiryTakeoverAndFencing");
   QueueName name;
-  Queue q = Queue::create(name, make_options(4));
+  Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 64});
   const auto pushed = q.push("payload");
   ASSERT_TRUE(pushed);
   const auto t0 = Clock::now();
@@ -309,7 +297,7 @@ TEST(Lease, ExpiryTakeoverAndFencing) {
 // G1: while a lease is valid no other claim returns the job.
 TEST(Lease, ValidLeaseHidesTheJob) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(4));
+  Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 64});
   ASSERT_TRUE(q.push("x"));
   auto a = q.try_claim(lease_for(1h));
   ASSERT_TRUE(a);
@@ -322,7 +310,7 @@ TEST(Lease, ValidLeaseHidesTheJob) {
 // lease_lost; after ack, extend is lease_lost.
 TEST(Lease, ExtendUpdatesTokenAndDeadline) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(4));
+  Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 64});
   ASSERT_TRUE(q.push("x"));
   Job job;
   ASSERT_EQ(q.try_claim(job, lease_for(1s)), ClaimStatus::ok);
@@ -355,7 +343,7 @@ TEST(Lease, ExtendUpdatesTokenAndDeadline) {
 // API contract: extend / try_claim with a lease out of range throw invalid_argument, change nothing.
 TEST(Lease, LeaseTimeOutOfRangeThrows) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(4));
+  Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 64});
   ASSERT_TRUE(q.push("x"));
   ASSERT_TRUE(q.push("y"));
   Job job;
@@ -391,7 +379,7 @@ TEST(Lease, LeaseTimeOutOfRangeThrows) {
 // lease_lost, nothing changed, no crash.
 TEST(Lease, BogusLeasesAreLeaseLost) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(4));
+  Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 64});
   // On a fresh queue slot 0's state word may well be 0: token 0 must still not match.
   EXPECT_EQ(q.ack(Lease{}), LeaseStatus::lease_lost);
   EXPECT_EQ(q.release(Lease{}), LeaseStatus::lease_lost);
@@ -460,7 +448,7 @@ TEST(LeaseText, RoundTripAndRejects) {
 // API contract: a lease written down as text and parsed back acks the job.
 TEST(LeaseText, ParsedLeaseAcks) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(4));
+  Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 64});
   ASSERT_TRUE(q.push("x"));
   auto j = q.try_claim(lease_for(1h, Owner::detached));
   ASSERT_TRUE(j);

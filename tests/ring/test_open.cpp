@@ -54,17 +54,6 @@ using Clock = std::chrono::steady_clock;
 // Helpers
 // ---------------------------------------------------------------------------
 
-Options make_options(std::uint32_t capacity, std::uint32_t max_payload = 64, std::uint32_t max_attempts = 0,
-                     milliseconds default_lease = milliseconds{30'000}, unsigned mode = 0600) {
-  Options o;
-  o.capacity = capacity;
-  o.max_payload = max_payload;
-  o.max_attempts = max_attempts;
-  o.default_lease = default_lease;
-  o.mode = mode;
-  return o;
-}
-
 std::string segment_path(const std::string& name) { return "/dev/shm/jobring." + name; }
 
 bool file_exists(const std::string& path) {
@@ -96,16 +85,17 @@ std::error_code code_thrown(F&& f, std::string* what = nullptr) {
 // create of the same name is already_exists (throwing and error_code forms).
 TEST(Lifecycle, CreateOpenAndAlreadyExists) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(8));
+  Queue q = Queue::create(name, Options{.capacity = 8, .max_payload = 64});
   EXPECT_EQ(q.name(), name.str());
   EXPECT_TRUE(file_exists(segment_path(name)));
 
   std::string what;
-  EXPECT_EQ(code_thrown([&] { (void)Queue::create(name, make_options(8)); }, &what), errc::already_exists);
+  EXPECT_EQ(code_thrown([&] { (void)Queue::create(name, Options{.capacity = 8, .max_payload = 64}); }, &what),
+            errc::already_exists);
   EXPECT_NE(what.find(name.str()), std::string::npos) << what;
 
   std::error_code ec;
-  auto again = Queue::create(name, make_options(8), ec);
+  auto again = Queue::create(name, Options{.capacity = 8, .max_payload = 64}, ec);
   EXPECT_FALSE(again.has_value());
   EXPECT_EQ(ec, errc::already_exists);
 
@@ -139,7 +129,7 @@ TEST(Lifecycle, OpenMissingIsNotFound) {
 // a removed queue keeps working for handles that have it open.
 TEST(Lifecycle, RemoveAndKeepUsingOpenHandle) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(4));
+  Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 64});
   ASSERT_TRUE(q.push("before"));
   EXPECT_TRUE(Queue::remove(name));
   EXPECT_FALSE(file_exists(segment_path(name)));
@@ -160,7 +150,7 @@ TEST(Lifecycle, RemoveAndKeepUsingOpenHandle) {
   EXPECT_EQ(q.ack(b->lease), LeaseStatus::ok);
 
   // The name can be created afresh, independent of the old segment.
-  Queue fresh = Queue::create(name, make_options(4));
+  Queue fresh = Queue::create(name, Options{.capacity = 4, .max_payload = 64});
   EXPECT_EQ(fresh.stats().pushed, 0u);
   ec = make_error_code(errc::system_error);
   EXPECT_TRUE(Queue::remove(name, ec));
@@ -172,8 +162,8 @@ TEST(Lifecycle, ListContainsName) {
   QueueName a("list");
   QueueName b("list");
   {
-    Queue qa = Queue::create(a, make_options(2));
-    Queue qb = Queue::create(b, make_options(2));
+    Queue qa = Queue::create(a, Options{.capacity = 2, .max_payload = 64});
+    Queue qb = Queue::create(b, Options{.capacity = 2, .max_payload = 64});
     const auto names = Queue::list();
     EXPECT_TRUE(std::is_sorted(names.begin(), names.end()));
     EXPECT_NE(std::find(names.begin(), names.end(), a.str()), names.end());
@@ -188,7 +178,11 @@ TEST(Lifecycle, ListContainsName) {
 // API contract: options() reflects what is stored, for the creator and an opener.
 TEST(Lifecycle, OptionsReflectStoredOptions) {
   QueueName name;
-  const Options want = make_options(17, 333, 5, milliseconds{4321}, 0640);
+  const Options want{.capacity = 17,
+                     .max_payload = 333,
+                     .default_lease = milliseconds{4321},
+                     .max_attempts = 5,
+                     .mode = 0640};
   Queue q = Queue::create(name, want);
   Queue opened = Queue::open(name);
   for (const Options* got : {&q.options(), &opened.options()}) {
@@ -203,14 +197,14 @@ TEST(Lifecycle, OptionsReflectStoredOptions) {
 // API contract: open_or_create creates when missing, and an existing queue's own options win.
 TEST(Lifecycle, OpenOrCreateKeepsExistingOptions) {
   QueueName name;
-  Queue first = Queue::open_or_create(name, make_options(8, 100, 3));
+  Queue first = Queue::open_or_create(name, Options{.capacity = 8, .max_payload = 100, .max_attempts = 3});
   EXPECT_EQ(first.options().capacity, 8u);
-  Queue second = Queue::open_or_create(name, make_options(16, 200, 0));
+  Queue second = Queue::open_or_create(name, Options{.capacity = 16, .max_payload = 200});
   EXPECT_EQ(second.options().capacity, 8u);
   EXPECT_EQ(second.options().max_payload, 100u);
   EXPECT_EQ(second.options().max_attempts, 3u);
   std::error_code ec;
-  auto third = Queue::open_or_create(name, make_options(32), ec);
+  auto third = Queue::open_or_create(name, Options{.capacity = 32, .max_payload = 64}, ec);
   ASSERT_TRUE(third.has_value()) << ec.message();
   EXPECT_EQ(third->options().capacity, 8u);
   ASSERT_TRUE(first.push("x"));
@@ -229,7 +223,8 @@ TEST(Lifecycle, OpenOrCreateRaceBetweenProcesses) {
     for (int i = 0; i < 4; ++i) {
       kids.push_back(jobring::test::fork_child([&, i] {
         std::error_code ec;
-        auto q = Queue::open_or_create(name, make_options(8u + static_cast<std::uint32_t>(i)), ec);
+        auto q = Queue::open_or_create(
+            name, Options{.capacity = 8u + static_cast<std::uint32_t>(i), .max_payload = 64}, ec);
         if (!q) {
           std::fprintf(stderr, "open_or_create: %s\n", ec.message().c_str());
           return 1;
@@ -251,7 +246,7 @@ TEST(Lifecycle, OpenOrCreateRaceBetweenProcesses) {
 TEST(Lifecycle, PermissionDenied) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to switch to another uid";
   QueueName name;
-  Queue q = Queue::create(name, make_options(4));
+  Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 64});
   const pid_t kid = jobring::test::fork_child([&] {
     if (::setgid(65534) != 0 || ::setuid(65534) != 0) return 10;
     std::error_code ec;
@@ -307,42 +302,51 @@ TEST(OptionBounds, OutOfRangeIsInvalidOptions) {
   using jobring::kMaxCapacity;
   using jobring::kMaxLease;
   using jobring::kMaxPayload;
-  expect_invalid_options(make_options(0), "capacity 0");
-  expect_invalid_options(make_options(kMaxCapacity + 1), "capacity > kMaxCapacity");
-  expect_invalid_options(make_options(std::numeric_limits<std::uint32_t>::max()), "capacity 2^32-1");
-  expect_invalid_options(make_options(4, 0), "max_payload 0");
-  expect_invalid_options(make_options(4, kMaxPayload + 1), "max_payload > kMaxPayload");
-  expect_invalid_options(make_options(4, std::numeric_limits<std::uint32_t>::max()), "max_payload 2^32-1");
-  expect_invalid_options(make_options(4, 64, 0, milliseconds{0}), "default_lease 0");
-  expect_invalid_options(make_options(4, 64, 0, milliseconds{-1}), "default_lease negative");
-  expect_invalid_options(make_options(4, 64, 0, kMaxLease + milliseconds{1}), "default_lease > kMaxLease");
+  expect_invalid_options(Options{.capacity = 0, .max_payload = 64}, "capacity 0");
+  expect_invalid_options(Options{.capacity = kMaxCapacity + 1, .max_payload = 64}, "capacity > kMaxCapacity");
+  expect_invalid_options(Options{.capacity = std::numeric_limits<std::uint32_t>::max(), .max_payload = 64},
+                         "capacity 2^32-1");
+  expect_invalid_options(Options{.capacity = 4, .max_payload = 0}, "max_payload 0");
+  expect_invalid_options(Options{.capacity = 4, .max_payload = kMaxPayload + 1}, "max_payload > kMaxPayload");
+  expect_invalid_options(Options{.capacity = 4, .max_payload = std::numeric_limits<std::uint32_t>::max()},
+                         "max_payload 2^32-1");
+  expect_invalid_options(Options{.capacity = 4, .max_payload = 64, .default_lease = milliseconds{0}},
+                         "default_lease 0");
+  expect_invalid_options(Options{.capacity = 4, .max_payload = 64, .default_lease = milliseconds{-1}},
+                         "default_lease negative");
+  expect_invalid_options(
+      Options{.capacity = 4, .max_payload = 64, .default_lease = kMaxLease + milliseconds{1}},
+      "default_lease > kMaxLease");
   // Each alone is in range, but capacity × slot size exceeds kMaxSegmentBytes:
   // slot_stride = 2^26 + 64, so 1024 slots are 2^36 + 64 KiB > 2^36.
-  expect_invalid_options(make_options(1024, kMaxPayload), "segment > kMaxSegmentBytes");
-  expect_invalid_options(make_options(kMaxCapacity, kMaxPayload), "both at maximum");
-  Options bad_mode = make_options(4);
+  expect_invalid_options(Options{.max_payload = kMaxPayload}, "segment > kMaxSegmentBytes");
+  expect_invalid_options(Options{.capacity = kMaxCapacity, .max_payload = kMaxPayload}, "both at maximum");
+  Options bad_mode{.capacity = 4, .max_payload = 64};
   bad_mode.mode = 010000;  // not permission bits
   expect_invalid_options(bad_mode, "mode outside 07777");
 }
 
 // API contract (Options): the edge values inside the bounds work.
 TEST(OptionBounds, EdgeValuesAreValid) {
-  expect_valid_options(make_options(1, 1), "capacity 1, max_payload 1");
-  expect_valid_options(make_options(1, jobring::kMaxPayload), "max_payload = kMaxPayload");
-  expect_valid_options(make_options(2, 64, 0, milliseconds{1}), "default_lease 1 ms");
-  expect_valid_options(make_options(2, 64, 0, jobring::kMaxLease), "default_lease = kMaxLease");
+  expect_valid_options(Options{.capacity = 1, .max_payload = 1}, "capacity 1, max_payload 1");
+  expect_valid_options(Options{.capacity = 1, .max_payload = jobring::kMaxPayload},
+                       "max_payload = kMaxPayload");
+  expect_valid_options(Options{.capacity = 2, .max_payload = 64, .default_lease = milliseconds{1}},
+                       "default_lease 1 ms");
+  expect_valid_options(Options{.capacity = 2, .max_payload = 64, .default_lease = jobring::kMaxLease},
+                       "default_lease = kMaxLease");
   // kMaxCapacity with the smallest slot: ~2.1 GB sparse; only the bounds check
   // is asserted (a host without the room may refuse with system_error).
   QueueName name("bounds");
   std::error_code ec;
-  auto q = Queue::create(name, make_options(jobring::kMaxCapacity, 1), ec);
+  auto q = Queue::create(name, Options{.capacity = jobring::kMaxCapacity, .max_payload = 1}, ec);
   EXPECT_NE(ec, errc::invalid_options) << ec.message();
 }
 
 // API contract: a queue of capacity 1 and max_payload 1 works end to end.
 TEST(OptionBounds, CapacityOneRoundTrip) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(1, 1));
+  Queue q = Queue::create(name, Options{.capacity = 1, .max_payload = 1});
   ASSERT_TRUE(q.push("a"));
   EXPECT_EQ(q.push("b").status, PushStatus::full);
   auto job = q.try_claim();
@@ -387,13 +391,14 @@ TEST(SegmentMode, DefaultIs0600AndModeIsHonoured) {
     }
     {
       QueueName name("mode");
-      Queue q = Queue::create(name, make_options(4, 64, 0, milliseconds{1000}, 0640));
+      Queue q = Queue::create(
+          name, Options{.capacity = 4, .max_payload = 64, .default_lease = milliseconds{1000}, .mode = 0640});
       EXPECT_EQ(file_mode(segment_path(name)), 0640u) << "umask " << std::oct << mask;
       EXPECT_EQ(Queue::open(name).options().mode, 0640u);
     }
     {
       QueueName name("mode");
-      Queue q = Queue::open_or_create(name, make_options(4));
+      Queue q = Queue::open_or_create(name, Options{.capacity = 4, .max_payload = 64});
       EXPECT_EQ(file_mode(segment_path(name)), 0600u) << "umask " << std::oct << mask;
     }
   }
@@ -406,12 +411,12 @@ TEST(SegmentMode, DefaultIs0600AndModeIsHonoured) {
 // API contract: Queue is movable; the moved-to object keeps working.
 TEST(Lifecycle, MoveKeepsTheQueue) {
   QueueName name;
-  Queue a = Queue::create(name, make_options(4));
+  Queue a = Queue::create(name, Options{.capacity = 4, .max_payload = 64});
   ASSERT_TRUE(a.push("one"));
   Queue b = std::move(a);
   EXPECT_EQ(b.name(), name.str());
   QueueName other;
-  Queue c = Queue::create(other, make_options(2));
+  Queue c = Queue::create(other, Options{.capacity = 2, .max_payload = 64});
   c = std::move(b);
   EXPECT_EQ(c.name(), name.str());
   auto j = c.try_claim();

@@ -55,17 +55,6 @@ using Clock = std::chrono::steady_clock;
 // Helpers
 // ---------------------------------------------------------------------------
 
-Options make_options(std::uint32_t capacity, std::uint32_t max_payload = 64, std::uint32_t max_attempts = 0,
-                     milliseconds default_lease = milliseconds{30'000}, unsigned mode = 0600) {
-  Options o;
-  o.capacity = capacity;
-  o.max_payload = max_payload;
-  o.max_attempts = max_attempts;
-  o.default_lease = default_lease;
-  o.mode = mode;
-  return o;
-}
-
 ClaimOptions lease_for(milliseconds lease, Owner owner = Owner::process) {
   ClaimOptions o;
   o.lease = lease;
@@ -107,7 +96,7 @@ std::error_code code_thrown(F&& f, std::string* what = nullptr) {
 // byte, including zero bytes; 0 bytes and exactly max_payload are allowed.
 TEST(PushClaim, PayloadBytesIntact) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(8, 256));
+  Queue q = Queue::create(name, Options{.capacity = 8, .max_payload = 256});
   std::vector<std::byte> binary(256);
   for (std::size_t i = 0; i < binary.size(); ++i) binary[i] = static_cast<std::byte>(255 - i);  // ends in 0
   std::vector<std::byte> zeros(17, std::byte{0});
@@ -143,7 +132,7 @@ TEST(PushClaim, PayloadBytesIntact) {
 // limit and the queue; error_code overload: ec set, nothing pushed).
 TEST(PushClaim, PayloadTooLarge) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(4, 37));
+  Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 37});
   ASSERT_TRUE(q.push(std::string(37, 'x')));
   const std::string big(38, 'y');
   std::string what;
@@ -166,7 +155,7 @@ TEST(PushClaim, PayloadTooLarge) {
 // ack makes room again. An empty queue answers ClaimStatus::empty / nullopt.
 TEST(PushClaim, FullAndEmptyAreValues) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(4));
+  Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 64});
   Job job;
   EXPECT_EQ(q.try_claim(job), ClaimStatus::empty);
   EXPECT_FALSE(q.try_claim().has_value());
@@ -194,7 +183,7 @@ TEST(PushClaim, FullAndEmptyAreValues) {
 TEST(PushClaim, FifoWithOneProducerAcrossWrapAround) {
   QueueName name;
   constexpr std::uint32_t kCap = 7;  // not a power of two on purpose
-  Queue q = Queue::create(name, make_options(kCap));
+  Queue q = Queue::create(name, Options{.capacity = kCap, .max_payload = 64});
   std::deque<std::pair<JobId, std::string>> expected;
   std::uint64_t rng = 12345;
   auto next = [&rng] {
@@ -245,7 +234,8 @@ TEST(PushClaim, FifoWithOneProducerAcrossWrapAround) {
 // queue's default_lease.
 TEST(PushClaim, DefaultLeaseComesFromOptions) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(4, 64, 0, milliseconds{3'600'000}));
+  Queue q = Queue::create(
+      name, Options{.capacity = 4, .max_payload = 64, .default_lease = milliseconds{3'600'000}});
   ASSERT_TRUE(q.push("x"));
   const auto before = Clock::now();
   auto job = q.try_claim();
@@ -260,7 +250,7 @@ TEST(PushClaim, DefaultLeaseComesFromOptions) {
 // G5 (no head-of-line blocking): a delayed job in front does not stop the job behind it.
 TEST(HeadOfLine, DelayedJobDoesNotBlock) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(4));
+  Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 64});
   ASSERT_TRUE(q.push("delayed", delayed_by(1h)));
   const auto now_job = q.push("now");
   ASSERT_TRUE(now_job);
@@ -282,7 +272,7 @@ TEST(HeadOfLine, DelayedJobDoesNotBlock) {
 // G5: a long lease on the first job does not stop the others.
 TEST(HeadOfLine, LongLeaseDoesNotBlock) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(4));
+  Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 64});
   ASSERT_TRUE(q.push("held"));
   ASSERT_TRUE(q.push("second"));
   ASSERT_TRUE(q.push("third"));
@@ -309,7 +299,7 @@ TEST(HeadOfLine, LongLeaseDoesNotBlock) {
 // G5: a dead job does not stop the others.
 TEST(HeadOfLine, DeadJobDoesNotBlock) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(2, 64, 1));
+  Queue q = Queue::create(name, Options{.capacity = 2, .max_payload = 64, .max_attempts = 1});
   ASSERT_TRUE(q.push("doomed"));
   auto j = q.try_claim();
   ASSERT_TRUE(j);
@@ -330,7 +320,7 @@ TEST(HeadOfLine, DeadJobDoesNotBlock) {
 // the ids; a too-large payload anywhere throws before anything is pushed.
 TEST(Batch, PushManyInOrderUntilFull) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(4, 8));
+  Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 8});
   const std::vector<std::string> texts{"p0", "p1", "p2", "p3", "p4", "p5"};
   std::vector<std::span<const std::byte>> payloads;
   for (const auto& t : texts) payloads.push_back(as_bytes(t));
@@ -387,7 +377,7 @@ class InterruptGuard {
 TEST(Blocking, ClaimWaitsForPush) {
   Watchdog wd(60s, "Blocking.ClaimWaitsForPush");
   QueueName name;
-  Queue q = Queue::create(name, make_options(4));
+  Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 64});
   Job job;
   EXPECT_EQ(q.claim(job, 0ms), ClaimStatus::empty);
   EXPECT_EQ(q.claim(job, 20ms), ClaimStatus::empty);
@@ -419,7 +409,7 @@ TEST(Blocking, ClaimWaitsForPush) {
 TEST(Blocking, ClaimWakesForDueJobAndExpiredLease) {
   Watchdog wd(60s, "Blocking.ClaimWakesForDueJobAndExpiredLease");
   QueueName name;
-  Queue q = Queue::create(name, make_options(4));
+  Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 64});
   auto t0 = Clock::now();
   ASSERT_TRUE(q.push("due", delayed_by(150ms)));
   Job job;
@@ -439,7 +429,7 @@ TEST(Blocking, ClaimWakesForDueJobAndExpiredLease) {
 // API contract: wait durations out of range are invalid_argument.
 TEST(Blocking, WaitOutOfRangeThrows) {
   QueueName name;
-  Queue q = Queue::create(name, make_options(4));
+  Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 64});
   Job job;
   EXPECT_EQ(code_thrown([&] { (void)q.claim(job, -1ms); }), errc::invalid_argument);
   EXPECT_EQ(code_thrown([&] { (void)q.claim(job, jobring::kMaxLease + 1ms); }), errc::invalid_argument);
@@ -456,7 +446,7 @@ TEST(Blocking, WaitOutOfRangeThrows) {
 TEST(Blocking, PushWaitsForRoom) {
   Watchdog wd(60s, "Blocking.PushWaitsForRoom");
   QueueName name;
-  Queue q = Queue::create(name, make_options(2));
+  Queue q = Queue::create(name, Options{.capacity = 2, .max_payload = 64});
   ASSERT_TRUE(q.push("a"));
   ASSERT_TRUE(q.push("b"));
   PushOptions po;
@@ -481,7 +471,7 @@ TEST(Blocking, InterruptWaits) {
   Watchdog wd(60s, "Blocking.InterruptWaits");
   InterruptGuard guard;
   QueueName name;
-  Queue q = Queue::create(name, make_options(1));
+  Queue q = Queue::create(name, Options{.capacity = 1, .max_payload = 64});
   Job job;
   std::thread interrupter([] {
     std::this_thread::sleep_for(100ms);

@@ -16,8 +16,8 @@
 
 #include "jobring/queue.hpp"
 #include "jobring/worker.hpp"
-#include "support/test_support.hpp"
 #include "ring/wait.hpp"
+#include "support/test_support.hpp"
 
 namespace {
 
@@ -32,13 +32,6 @@ using jobring::Queue;
 using jobring::test::QueueName;
 using jobring::test::Watchdog;
 
-Options small(std::uint32_t capacity = 8) {
-  Options o;
-  o.capacity = capacity;
-  o.max_payload = 32;
-  return o;
-}
-
 // The flag ends its own claim; a claim without it, asleep on the same queue in
 // the same process, is woken too but waits on, and gets the next job. Fails
 // if the flag is ignored (the first claim waits 60 s) or if it stops every
@@ -46,7 +39,7 @@ Options small(std::uint32_t capacity = 8) {
 TEST(StopFlag, AClaimWithAStopFlagEndsAndTheOthersWaitOn) {
   Watchdog dog(120s, "StopFlag.AClaimWithAStopFlagEndsAndTheOthersWaitOn");
   QueueName name("stop");
-  Queue q = Queue::create(name, small());
+  Queue q = Queue::create(name, Options{.capacity = 8, .max_payload = 32});
   std::atomic<bool> stop{false};
   auto flagged = std::async(std::launch::async, [&] {
     Job job;
@@ -73,7 +66,7 @@ TEST(StopFlag, AClaimWithAStopFlagEndsAndTheOthersWaitOn) {
 TEST(StopFlag, APushWaitingForRoomEndsWithItsFlag) {
   Watchdog dog(120s, "StopFlag.APushWaitingForRoomEndsWithItsFlag");
   QueueName name("stop");
-  Queue q = Queue::create(name, small(1));
+  Queue q = Queue::create(name, Options{.capacity = 1, .max_payload = 32});
   ASSERT_TRUE(q.push("fills the ring"));
   std::atomic<bool> stop{false};
   auto pushed = std::async(std::launch::async,
@@ -92,7 +85,7 @@ TEST(StopFlag, APushWaitingForRoomEndsWithItsFlag) {
 TEST(StopFlag, AFlagSetBeforeOrWithoutAWakeEndsTheWait) {
   Watchdog dog(120s, "StopFlag.AFlagSetBeforeOrWithoutAWakeEndsTheWait");
   QueueName name("stop");
-  Queue q = Queue::create(name, small());
+  Queue q = Queue::create(name, Options{.capacity = 8, .max_payload = 32});
   std::atomic<bool> stop{true};
   Job job;
   EXPECT_EQ(q.claim(job, 60s, ClaimOptions{.stop = &stop}), ClaimStatus::interrupted);

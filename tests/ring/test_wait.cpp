@@ -115,14 +115,6 @@ pid_t spawn_pusher(const std::string& name, Outcome& out, const std::string& pay
   });
 }
 
-Options small_options(std::uint32_t capacity = 8) {
-  Options o;
-  o.capacity = capacity;
-  o.max_payload = 64;
-  o.default_lease = 30s;
-  return o;
-}
-
 bool waiting_bit(const std::atomic<std::uint32_t>& event) { return (event.load() & 1u) != 0; }
 
 // The state letter of /proc/PID/stat ('S' = sleeping), '?' if unreadable.
@@ -174,7 +166,7 @@ TEST(WaitClaim, WakesWhenAnotherProcessPushes) {
   constexpr int kRounds = 10;
   Watchdog dog(90s, "WaitClaim.WakesWhenAnotherProcessPushes");
   QueueName name("w-push");
-  auto q = Queue::create(name.str(), small_options());
+  auto q = Queue::create(name.str(), Options{.capacity = 8, .max_payload = 64});
   SegmentView seg(name.str());
   struct Rounds {
     Outcome o[kRounds];
@@ -236,7 +228,7 @@ TEST(WaitClaim, WakesWhenAnotherProcessPushes) {
 TEST(WaitClaim, WakesWhenAnotherProcessReleases) {
   Watchdog dog(60s, "WaitClaim.WakesWhenAnotherProcessReleases");
   QueueName name("w-rel");
-  auto q = Queue::create(name.str(), small_options());
+  auto q = Queue::create(name.str(), Options{.capacity = 8, .max_payload = 64});
   SegmentView seg(name.str());
   const PushResult pushed = q.push("retry-me");
   ASSERT_TRUE(pushed);
@@ -269,7 +261,7 @@ TEST(WaitClaim, WakesWhenAnotherProcessReleases) {
 TEST(WaitClaim, WakesWhenDelayedJobComesDue) {
   Watchdog dog(60s, "WaitClaim.WakesWhenDelayedJobComesDue");
   QueueName name("w-due");
-  auto q = Queue::create(name.str(), small_options());
+  auto q = Queue::create(name.str(), Options{.capacity = 8, .max_payload = 64});
   SegmentView seg(name.str());
   test::SharedObject<Outcome> out;
 
@@ -298,7 +290,7 @@ TEST(WaitClaim, WakesWhenDelayedJobComesDue) {
 TEST(WaitClaim, WakesWhenLeaseExpires) {
   Watchdog dog(60s, "WaitClaim.WakesWhenLeaseExpires");
   QueueName name("w-exp");
-  auto q = Queue::create(name.str(), small_options());
+  auto q = Queue::create(name.str(), Options{.capacity = 8, .max_payload = 64});
   const PushResult pushed = q.push("abandoned");
   ASSERT_TRUE(pushed);
   const std::int64_t before_claim = now_ns();
@@ -343,7 +335,7 @@ TEST(WaitClaim, WakesWhenLeaseExpires) {
 TEST(WaitClaim, ReturnsEmptyAtItsTimeout) {
   Watchdog dog(60s, "WaitClaim.ReturnsEmptyAtItsTimeout");
   QueueName name("w-tmo");
-  auto q = Queue::create(name.str(), small_options());
+  auto q = Queue::create(name.str(), Options{.capacity = 8, .max_payload = 64});
   test::SharedObject<Outcome> out;
 
   // An empty queue, in another process.
@@ -391,7 +383,7 @@ TEST(WaitClaim, EightIdleWaitersUseAlmostNoCpu) {
   constexpr int kWaiters = 8;
   Watchdog dog(60s, "WaitClaim.EightIdleWaitersUseAlmostNoCpu");
   QueueName name("w-cpu");
-  auto q = Queue::create(name.str(), small_options(64));
+  auto q = Queue::create(name.str(), Options{.capacity = 64, .max_payload = 64});
   struct Outcomes {
     Outcome o[kWaiters];
   };
@@ -448,7 +440,7 @@ TEST(WaitClaim, EightIdleWaitersUseAlmostNoCpu) {
 TEST(WaitPush, BlockedProducerWakesWhenAnotherProcessAcks) {
   Watchdog dog(60s, "WaitPush.BlockedProducerWakesWhenAnotherProcessAcks");
   QueueName name("w-room");
-  auto q = Queue::create(name.str(), small_options(2));
+  auto q = Queue::create(name.str(), Options{.capacity = 2, .max_payload = 64});
   SegmentView seg(name.str());
   const PushResult a = q.push("A");
   const PushResult b = q.push("B");
@@ -494,7 +486,7 @@ TEST(WaitPush, BlockedProducerWakesWhenAnotherProcessAcks) {
 TEST(WaitPush, ReturnsFullAfterItsWaitWhenNobodyAcks) {
   Watchdog dog(60s, "WaitPush.ReturnsFullAfterItsWaitWhenNobodyAcks");
   QueueName name("w-full");
-  auto q = Queue::create(name.str(), small_options(2));
+  auto q = Queue::create(name.str(), Options{.capacity = 2, .max_payload = 64});
   ASSERT_TRUE(q.push("A"));
   ASSERT_TRUE(q.push("B"));
   auto held = q.try_claim(with_lease(60s));
@@ -519,8 +511,7 @@ TEST(WaitPush, ReturnsFullAfterItsWaitWhenNobodyAcks) {
 TEST(WaitPush, BlockedProducerWakesOnRemoveDeadAndPurge) {
   Watchdog dog(60s, "WaitPush.BlockedProducerWakesOnRemoveDeadAndPurge");
   QueueName name("w-ops");
-  Options o = small_options(1);
-  o.max_attempts = 1;
+  Options o{.capacity = 1, .max_payload = 64, .max_attempts = 1};
   auto q = Queue::create(name.str(), o);
   SegmentView seg(name.str());
   const PushResult doomed = q.push("doomed");
@@ -567,7 +558,7 @@ TEST(WaitPush, BlockedProducerWakesOnRemoveDeadAndPurge) {
 TEST(WaitCrash, WaiterFindsJobWhoseNotifierDiedBeforeNotifying) {
   Watchdog dog(60s, "WaitCrash.WaiterFindsJobWhoseNotifierDiedBeforeNotifying");
   QueueName name("w-nonotify");
-  auto q = Queue::create(name.str(), small_options());
+  auto q = Queue::create(name.str(), Options{.capacity = 8, .max_payload = 64});
   SegmentView seg(name.str());
   const PushResult pushed = q.push("silent");
   ASSERT_TRUE(pushed);
@@ -602,7 +593,7 @@ TEST(WaitCrash, WaiterFindsJobWhoseNotifierDiedBeforeNotifying) {
 TEST(WaitCrash, SlotOfDeadWriterNeitherBlocksPushNorHangsClaim) {
   Watchdog dog(60s, "WaitCrash.SlotOfDeadWriterNeitherBlocksPushNorHangsClaim");
   QueueName name("w-deadw");
-  auto q = Queue::create(name.str(), small_options(2));
+  auto q = Queue::create(name.str(), Options{.capacity = 2, .max_payload = 64});
   SegmentView seg(name.str());
   const std::uint32_t dead = dead_pid();
   auto forge_writing = [&] {
@@ -652,7 +643,7 @@ TEST(WaitCrash, WaiterNeverHangsWhenProducersAreKilled) {
   constexpr int kRounds = 6;
   Watchdog dog(90s, "WaitCrash.WaiterNeverHangsWhenProducersAreKilled");
   QueueName name("w-kill");
-  auto q = Queue::create(name.str(), small_options(16));
+  auto q = Queue::create(name.str(), Options{.capacity = 16, .max_payload = 64});
   struct Shared {
     std::atomic<std::uint64_t> logged{0};   // pushes that returned ok (counted after)
     std::atomic<std::uint64_t> claimed{0};  // claims of the worker
@@ -719,7 +710,7 @@ TEST(WaitCrash, WaiterNeverHangsWhenProducersAreKilled) {
 TEST(WaitCrash, KilledSleeperDoesNotDisturbLaterWaits) {
   Watchdog dog(60s, "WaitCrash.KilledSleeperDoesNotDisturbLaterWaits");
   QueueName name("w-heal");
-  auto q = Queue::create(name.str(), small_options(2));
+  auto q = Queue::create(name.str(), Options{.capacity = 2, .max_payload = 64});
   SegmentView seg(name.str());
 
   // --- work event: a claimer killed in its sleep.
@@ -821,7 +812,7 @@ TEST(WaitInterrupt, SignalHandlerInterruptsBlockedClaim) {
   for (const bool restart : {true, false}) {
     SCOPED_TRACE(restart ? "SA_RESTART" : "no SA_RESTART");
     QueueName name("w-sig");
-    auto q = Queue::create(name.str(), small_options());
+    auto q = Queue::create(name.str(), Options{.capacity = 8, .max_payload = 64});
     SegmentView seg(name.str());
     test::SharedObject<Outcome> out;
     test::SharedObject<Outcome> by;
@@ -886,8 +877,8 @@ TEST(WaitInterrupt, SignalHandlerInterruptsBlockedPushAndClaimMany) {
   Watchdog dog(60s, "WaitInterrupt.SignalHandlerInterruptsBlockedPushAndClaimMany");
   QueueName full_name("w-sigp");
   QueueName empty_name("w-sigc");
-  auto full = Queue::create(full_name.str(), small_options(1));
-  auto empty = Queue::create(empty_name.str(), small_options(4));
+  auto full = Queue::create(full_name.str(), Options{.capacity = 1, .max_payload = 64});
+  auto empty = Queue::create(empty_name.str(), Options{.capacity = 4, .max_payload = 64});
   ASSERT_TRUE(full.push("occupant"));
   SegmentView full_seg(full_name.str());
   SegmentView empty_seg(empty_name.str());
@@ -940,8 +931,8 @@ TEST(WaitInterrupt, AnotherThreadInterruptsBlockedCalls) {
   ClearInterruptOnExit clear_at_end;
   QueueName work_name("w-thr-c");
   QueueName room_name("w-thr-p");
-  auto wq = Queue::create(work_name.str(), small_options(4));
-  auto rq = Queue::create(room_name.str(), small_options(1));
+  auto wq = Queue::create(work_name.str(), Options{.capacity = 4, .max_payload = 64});
+  auto rq = Queue::create(room_name.str(), Options{.capacity = 1, .max_payload = 64});
   ASSERT_TRUE(rq.push("occupant"));
   SegmentView wseg(work_name.str());
   SegmentView rseg(room_name.str());
