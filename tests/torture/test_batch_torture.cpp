@@ -178,17 +178,6 @@ int batch_worker(const std::string& name, const test::TempFile& log, Control& ct
   return 0;
 }
 
-std::string describe(const Stats& s) {
-  char buf[256];
-  std::snprintf(buf, sizeof buf,
-                "free=%llu writing=%llu ready=%llu delayed=%llu leased=%llu expired=%llu dead=%llu",
-                static_cast<unsigned long long>(s.free), static_cast<unsigned long long>(s.writing),
-                static_cast<unsigned long long>(s.ready), static_cast<unsigned long long>(s.delayed),
-                static_cast<unsigned long long>(s.leased), static_cast<unsigned long long>(s.expired),
-                static_cast<unsigned long long>(s.dead));
-  return buf;
-}
-
 // Guarantees 1-3 with batches under random SIGKILLs (inside push_many,
 // claim_many and ack_many, between a batch's commits, between a claim and
 // its ack): producers push_many (wait 50 ms) and workers claim_many (wait
@@ -290,9 +279,10 @@ TEST(BatchTorture, RandomKillsLoseNothingAndLeakNoSlot) {
   for (const std::string& f : failures) ADD_FAILURE() << f;
 
   const Stats s = q.stats();
-  EXPECT_TRUE(drained) << "not drained within 60 s: " << describe(s);
-  EXPECT_EQ(s.free, kTortureCapacity) << describe(s);
-  EXPECT_EQ(s.writing + s.ready + s.delayed + s.leased + s.expired + s.dead + s.corrupt, 0u) << describe(s);
+  EXPECT_TRUE(drained) << "not drained within 60 s: " << test::describe(s);
+  EXPECT_EQ(s.free, kTortureCapacity) << test::describe(s);
+  EXPECT_EQ(s.writing + s.ready + s.delayed + s.leased + s.expired + s.dead + s.corrupt, 0u)
+      << test::describe(s);
 
   // Claims: payload text -> id, and the reverse.
   std::unordered_map<std::string, JobId> id_of;
