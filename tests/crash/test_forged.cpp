@@ -53,6 +53,7 @@ using jobring::test::dead_pid;
 using jobring::test::QueueName;
 using jobring::test::Watchdog;
 using jobring::test::with_lease;
+namespace T = jobring::detail::T;
 
 // The segment of a queue, mapped by the test itself (a second mapping, as
 // another process would have): tests/support/segment_view.hpp.
@@ -70,7 +71,7 @@ TEST(ForgedWriting, DeadWriterFreedByClaim) {
   QueueName name;
   Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 32, .default_lease = 60s});
   Forge f(name);
-  f.step(2, State::writing, dead_pid());
+  f.forge(2, T::reserve, dead_pid());
   f.meta(2).length.store(0xffffffffu);  // half-written garbage
   Stats s = q.stats();
   EXPECT_EQ(s.writing, 1u);
@@ -96,7 +97,7 @@ TEST(ForgedWriting, DeadWriterFreedByPushIntoFullRing) {
   Forge f(name);
   const std::uint32_t slot = f.find(State::free);
   ASSERT_LT(slot, 4u);
-  f.step(slot, State::writing, dead_pid());
+  f.forge(slot, T::reserve, dead_pid());
   const auto r = q.push("after recovery");
   ASSERT_EQ(r.status, PushStatus::ok);
   const Stats s = q.stats();
@@ -118,7 +119,7 @@ TEST(ForgedWriting, LiveOrStoppedWriterNeverFreed) {
   QueueName name;
   Queue q = Queue::create(name, Options{.capacity = 2, .max_payload = 32, .default_lease = 60s});
   Forge f(name);
-  f.step(0, State::writing, static_cast<std::uint32_t>(::getpid()));
+  f.forge(0, T::reserve, static_cast<std::uint32_t>(::getpid()));
   for (int i = 0; i < 10; ++i) EXPECT_EQ(q.try_claim(), std::nullopt);
   ASSERT_TRUE(q.push("one"));
   EXPECT_EQ(q.push("two").status, PushStatus::full);
@@ -134,6 +135,8 @@ TEST(ForgedWriting, LiveOrStoppedWriterNeverFreed) {
   int status = 0;
   ASSERT_EQ(::waitpid(child, &status, WUNTRACED), child);
   ASSERT_TRUE(WIFSTOPPED(status));
+  // The same slot, now WRITING by the child: a word no transition makes
+  // (WRITING to WRITING), written directly.
   f.step(0, State::writing, static_cast<std::uint32_t>(child));
   auto held = q.try_claim();
   ASSERT_TRUE(held);
@@ -159,7 +162,7 @@ TEST(ForgedWriting, ZombieWriterIsDead) {
   const pid_t child = jobring::test::fork_child([] { return 0; });
   siginfo_t info{};
   ASSERT_EQ(::waitid(P_PID, static_cast<id_t>(child), &info, WEXITED | WNOWAIT), 0);  // zombie, not reaped
-  f.step(1, State::writing, static_cast<std::uint32_t>(child));
+  f.forge(1, T::reserve, static_cast<std::uint32_t>(child));
   EXPECT_EQ(q.try_claim(), std::nullopt);
   EXPECT_EQ(q.stats().writing, 0u);
   EXPECT_EQ(q.stats().recovered_writes, 1u);
@@ -184,7 +187,7 @@ TEST(ForgedWriting, ImpossibleWriterPidsAreDead) {
     QueueName name;
     Queue q = Queue::create(name, Options{.capacity = 2, .max_payload = 32, .default_lease = 60s});
     Forge f(name);
-    f.step(0, State::writing, aux);
+    f.forge(0, T::reserve, aux);
     EXPECT_EQ(q.try_claim(), std::nullopt);
     EXPECT_EQ(q.stats().writing, 0u) << "slot leaked";
     EXPECT_EQ(q.stats().recovered_writes, 1u);
@@ -207,7 +210,7 @@ TEST(ForgedLease, PastDeadlineIsTakenOver) {
   ASSERT_TRUE(first);
   Forge f(name);
   const std::uint32_t slot = first->lease.slot;
-  f.step(slot, State::leased, now_ms() - 1000);  // as if the lease had run out a second ago
+  f.forge(slot, T::extend, now_ms() - 1000);  // as if the lease had run out a second ago
   const Lease forged{slot, f.word(slot).raw, pushed.id};
   EXPECT_EQ(q.stats().expired, 1u);
   auto second = q.try_claim(with_lease(1h));
@@ -232,7 +235,7 @@ TEST(ForgedLease, DeadClaimerBeforeAttemptCount) {
   Forge f(name);
   const std::uint32_t slot = f.find(State::ready);
   ASSERT_LT(slot, 4u);
-  f.step(slot, State::leased, 0);
+  f.forge(slot, T::claim, 0);
   auto job = q.try_claim();
   ASSERT_TRUE(job);
   EXPECT_EQ(job->id, pushed.id);
@@ -250,7 +253,7 @@ TEST(ForgedLease, FutureDeadline) {
   ASSERT_TRUE(held);
   Forge f(name);
   const std::uint32_t slot = f.find(State::ready);
-  f.step(slot, State::leased, now_ms() + 3'600'000);
+  f.forge(slot, T::claim, now_ms() + 3'600'000);
   f.meta(slot).attempts.store(1);
   EXPECT_EQ(q.try_claim(), std::nullopt);
   EXPECT_EQ(q.stats().leased, 1u);
@@ -261,7 +264,7 @@ TEST(ForgedLease, FutureDeadline) {
   EXPECT_EQ(q.ack(other->lease), LeaseStatus::ok);
 
   // Decades ahead: treated as expired.
-  f.step(slot, State::leased, jobring::detail::kAuxMask);
+  f.forge(slot, T::extend, jobring::detail::kAuxMask);
   auto taken = q.try_claim(with_lease(1h));
   ASSERT_TRUE(taken);
   EXPECT_EQ(taken->id, held.id);
@@ -342,7 +345,7 @@ TEST(ForgedLease, StaleAttemptsDeadLetterOnTakeover) {
   ASSERT_TRUE(job);
   Forge f(name);
   f.meta(job->lease.slot).attempts.store(100);
-  f.step(job->lease.slot, State::leased, now_ms() - 1);
+  f.forge(job->lease.slot, T::extend, now_ms() - 1);
   EXPECT_EQ(q.try_claim(), std::nullopt);
   Stats s = q.stats();
   EXPECT_EQ(s.dead, 1u);
@@ -365,7 +368,7 @@ TEST(ForgedLease, AttemptCountAtMaximum) {
   ASSERT_TRUE(job);
   Forge f(name);
   f.meta(job->lease.slot).attempts.store(std::numeric_limits<std::uint32_t>::max());
-  f.step(job->lease.slot, State::leased, now_ms() - 1);
+  f.forge(job->lease.slot, T::extend, now_ms() - 1);
   auto again = q.try_claim(with_lease(1h));
   ASSERT_TRUE(again);
   EXPECT_EQ(again->text(), "x");
@@ -428,7 +431,7 @@ TEST(ForgedSlot, HostileLengthOnTakeoverAndRequeue) {
   Forge f(name);
   const std::uint32_t slot = job->lease.slot;
   f.meta(slot).length.store(1u << 31);
-  f.step(slot, State::leased, now_ms() - 1);
+  f.forge(slot, T::extend, now_ms() - 1);
   EXPECT_EQ(q.try_claim(), std::nullopt);
   EXPECT_EQ(q.stats().dead, 1u);
   ASSERT_TRUE(q.requeue(pushed.id));
@@ -492,6 +495,8 @@ TEST(ForgedSlot, ReadyVisibleAtFarFuture) {
   const auto b = q.push("near");
   ASSERT_TRUE(a && b);
   Forge f(name);
+  // READY to READY with another visible-at: no transition makes it (T3 and
+  // T7 would, from WRITING and LEASED), so the words are written directly.
   for (std::uint32_t i = 0; i < 4; ++i) {
     if (f.meta(i).job_id.load() == a.id) f.step(i, State::ready, jobring::detail::kAuxMask);
     if (f.meta(i).job_id.load() == b.id) f.step(i, State::ready, now_ms() + 3'600'000);
@@ -515,7 +520,8 @@ TEST(ForgedSlot, ForgedDeadJob) {
   ASSERT_TRUE(a);
   Forge f(name);
   const std::uint32_t slot = f.find(State::ready);
-  f.step(slot, State::dead, 0);
+  f.forge(slot, T::claim, 0);
+  f.forge(slot, T::dead_letter, 0);
   f.meta(slot).attempts.store(9);
   const auto dead = q.peek(JobState::dead);
   ASSERT_EQ(dead.size(), 1u);
@@ -527,7 +533,8 @@ TEST(ForgedSlot, ForgedDeadJob) {
   ASSERT_TRUE(job);
   EXPECT_EQ(job->attempt, 1u);
   ASSERT_EQ(q.release(job->lease), LeaseStatus::ok);
-  f.step(slot, State::dead, 0);
+  f.forge(slot, T::claim, 0);
+  f.forge(slot, T::dead_letter, 0);
   EXPECT_TRUE(q.remove_dead(a.id));
   EXPECT_EQ(q.stats().free, 4u);
 }

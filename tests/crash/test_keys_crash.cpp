@@ -47,6 +47,7 @@ using jobring::test::dead_pid;
 using jobring::test::QueueName;
 using jobring::test::SegmentView;
 using jobring::test::Watchdog;
+namespace T = jobring::detail::T;
 
 PushResult push_key(Queue& q, const std::string& key, const std::string& payload = "p",
                     milliseconds delay = 0ms) {
@@ -72,7 +73,9 @@ TEST(DedupForged, ProducerDiedBeforeCommitLeavesNoStuckKey) {
   const std::uint32_t e = v.find_key(hash);
   ASSERT_LT(e, v.key_capacity());
   const std::uint32_t slot = static_cast<std::uint32_t>(v.key(e).slot.load());
-  // Rewrite as the dead producer would have left it: slot WRITING, entry CLAIMED.
+  // Rewrite as the dead producer would have left it: slot WRITING, entry
+  // CLAIMED. Both words go back (READY to WRITING, LIVE to CLAIMED), which no
+  // transition does, so they are written directly.
   const std::uint64_t writer = jobring::detail::make_writer(dead_pid(), 0);
   v.step(slot, State::writing, writer);
   v.key(e).word.store(jobring::test::key_word(v.key_word(e), KeyState::claimed, writer).raw);
@@ -123,7 +126,7 @@ TEST(DedupForged, AckerDiedBeforeRememberingTheKey) {
   SegmentView v(name);
   const std::uint32_t e = v.find_key(hash);
   ASSERT_LT(e, v.key_capacity());
-  v.step(job.lease.slot, State::free, 0);  // the ack's T6, without its K4
+  v.forge(job.lease.slot, T::ack, 0);  // the ack's T6, without its K4
   ASSERT_EQ(v.key_state(e), KeyState::live);
   const PushResult r = push_key(q, "acked");
   EXPECT_TRUE(r.duplicate);

@@ -196,7 +196,7 @@ TEST(EmptyMemo, AWaitingClaimScansBeforeItSleeps) {
   auto held = holder.try_claim(ClaimOptions{.lease = 1h});
   ASSERT_TRUE(held.has_value());
   arm(poller);
-  view.step(held->lease.slot, jobring::detail::State::ready, 0);
+  view.forge(held->lease.slot, jobring::detail::T::release, 0);  // the word only: no count
   EXPECT_FALSE(poller.try_claim().has_value()) << "the memo should still answer: is it armed?";
   Job job;
   ASSERT_EQ(poller.claim(job, 30s), jobring::ClaimStatus::ok);
@@ -238,7 +238,7 @@ TEST(EmptyMemo, AReadyJobWithNoCountIsClaimedSoonAllTheSame) {
   ASSERT_TRUE(held.has_value());
   arm(poller);
   // T7 as the janitor would do it, but without its count.
-  view.step(held->lease.slot, jobring::detail::State::ready, 0);
+  view.forge(held->lease.slot, jobring::detail::T::reclaim, 0);
   const auto give_up = std::chrono::steady_clock::now() + 60s;
   std::optional<Job> job;
   while (!(job = poller.try_claim()) && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
@@ -270,7 +270,7 @@ TEST(EmptyMemo, AMemoBelongsToOneHandle) {
   auto taken = qb.try_claim(ClaimOptions{.lease = 1h});
   ASSERT_TRUE(taken.has_value());
   jobring::test::SegmentView view(b);
-  view.step(taken->lease.slot, jobring::detail::State::ready, 0);
+  view.forge(taken->lease.slot, jobring::detail::T::reclaim, 0);
   const auto sa = qa.stats();
   const auto sb = qb.stats();
   ASSERT_EQ(sa.pushed + sa.released + sa.requeued + sa.expired_total + sa.reclaimed,

@@ -573,8 +573,9 @@ TEST(WaitCrash, WaiterFindsJobWhoseNotifierDiedBeforeNotifying) {
 
   std::uint64_t expected = held->lease.token;
   const std::int64_t forged_at = now_ns();
-  ASSERT_TRUE(seg.state(held->lease.slot)
-                  .compare_exchange_strong(expected, Word{held->lease.token}.next(State::ready, 0).raw));
+  ASSERT_TRUE(
+      seg.state(held->lease.slot)
+          .compare_exchange_strong(expected, detail::T::release.target(Word{held->lease.token}, 0).raw));
   ASSERT_EQ(test::wait_child(worker), 0);
 
   EXPECT_EQ(out->status.load(), static_cast<int>(ClaimStatus::ok));
@@ -601,7 +602,8 @@ TEST(WaitCrash, SlotOfDeadWriterNeitherBlocksPushNorHangsClaim) {
       std::uint64_t w = seg.state(i).load();
       if (Word{w}.state() != State::free) continue;
       const std::uint64_t writer = detail::make_writer(dead, 0);
-      if (seg.state(i).compare_exchange_strong(w, Word{w}.next(State::writing, writer).raw)) return true;
+      if (seg.state(i).compare_exchange_strong(w, detail::T::reserve.target(Word{w}, writer).raw))
+        return true;
     }
     return false;
   };
