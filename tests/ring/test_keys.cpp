@@ -24,29 +24,17 @@
 #include "support/segment_view.hpp"
 #include "support/test_support.hpp"
 
+namespace jobring {
 namespace {
 
 using namespace std::chrono_literals;
-using jobring::ClaimStatus;
-using jobring::errc;
-using jobring::Job;
-using jobring::JobId;
-using jobring::JobState;
-using jobring::LeaseStatus;
-using jobring::milliseconds;
-using jobring::Options;
-using jobring::PurgeWhat;
-using jobring::PushOptions;
-using jobring::PushResult;
-using jobring::PushStatus;
-using jobring::Queue;
-using jobring::detail::KeyState;
-using jobring::detail::State;
-using jobring::detail::Word;
-using jobring::test::dead_pid;
-using jobring::test::QueueName;
-using jobring::test::SegmentView;
-using jobring::test::Watchdog;
+using detail::KeyState;
+using detail::State;
+using detail::Word;
+using test::dead_pid;
+using test::QueueName;
+using test::SegmentView;
+using test::Watchdog;
 
 PushResult push_key(Queue& q, const std::string& key, const std::string& payload = "p",
                     milliseconds delay = 0ms) {
@@ -355,3 +343,4 @@ TEST(Dedup, DuplicateAnsweredWhenTheRingIsFull) {
 }
 
 }  // namespace
+}  // namespace jobring

@@ -26,28 +26,12 @@
 #include "jobring/queue.hpp"
 #include "support/test_support.hpp"
 
+namespace jobring {
 namespace {
 
 using namespace std::chrono_literals;
-using jobring::ClaimOptions;
-using jobring::ClaimStatus;
-using jobring::errc;
-using jobring::Job;
-using jobring::JobId;
-using jobring::JobInfo;
-using jobring::JobState;
-using jobring::Lease;
-using jobring::LeaseStatus;
-using jobring::milliseconds;
-using jobring::Options;
-using jobring::Owner;
-using jobring::PurgeWhat;
-using jobring::PushOptions;
-using jobring::PushStatus;
-using jobring::Queue;
-using jobring::Stats;
-using jobring::test::QueueName;
-using jobring::test::Watchdog;
+using test::QueueName;
+using test::Watchdog;
 using Clock = std::chrono::steady_clock;
 
 // ---------------------------------------------------------------------------
@@ -426,3 +410,4 @@ TEST(Lifecycle, MoveKeepsTheQueue) {
 }
 
 }  // namespace
+}  // namespace jobring
