@@ -15,6 +15,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,68 +26,88 @@
 #include "support/segment_view.hpp"
 #include "support/test_support.hpp"
 
+namespace jobring {
 namespace {
 
 using namespace std::chrono_literals;
-using jobring::LeaseStatus;
-using jobring::Options;
-using jobring::PurgeWhat;
-using jobring::PushOptions;
-using jobring::Queue;
-using jobring::detail::KeyState;
-using jobring::detail::KeyTransition;
-using jobring::detail::State;
-using jobring::detail::Transition;
-using jobring::detail::Word;
-using jobring::test::QueueName;
-using jobring::test::SegmentView;
-using jobring::test::with_lease;
-namespace T = jobring::detail::T;
-namespace K = jobring::detail::K;
+using detail::KeyState;
+using detail::KeyTransition;
+using detail::State;
+using detail::Transition;
+using detail::Word;
+using test::QueueName;
+using test::SegmentView;
+using test::with_lease;
+namespace T = detail::T;
+namespace K = detail::K;
 
 constexpr std::array kStates{State::free, State::writing, State::ready, State::leased, State::dead};
 
-// Watches slot `slot` across one operation: the word before, and every
-// total, so that the word after and the totals' changes can be checked
-// against a transition.
-class Watch {
- public:
-  Watch(const SegmentView& v, std::uint32_t slot) : v_(v), slot_(slot), before_(v.word(slot)) {
-    for (unsigned t = 0; t < jobring::detail::kTotalCount; ++t)
-      totals_[t] = v.total(jobring::detail::Total(t));
-  }
-  [[nodiscard]] Word before() const { return before_; }
-  [[nodiscard]] Word after() const { return v_.word(slot_); }
-  // The totals that changed, and by how much: exactly `t`'s, by one (none
-  // for a transition that counts nothing).
-  void expect_counted_once(const Transition& t) const {
-    for (unsigned i = 0; i < jobring::detail::kTotalCount; ++i) {
-      const std::uint64_t want = totals_[i] + (i == t.counts ? 1 : 0);
-      EXPECT_EQ(v_.total(jobring::detail::Total(i)), want) << t.name << ": total " << i;
-    }
-  }
-
- private:
-  const SegmentView& v_;
-  std::uint32_t slot_;
-  Word before_;
-  std::array<std::uint64_t, jobring::detail::kTotalCount> totals_{};
+// The word a transition leaves carries an aux the test knows (0, a
+// writer) or a time: now_ms() when the operation ran, plus `ahead_ms`.
+struct Aux {
+  bool timed = false;
+  std::uint64_t value = 0;  // the aux; or, when timed, the milliseconds ahead of now
+  static Aux zero() { return {}; }
+  static Aux ahead(std::chrono::milliseconds ms) { return {true, static_cast<std::uint64_t>(ms.count())}; }
 };
 
-// `after` is what t leaves over `before` with some aux in [lo, hi].
-void expect_target(const Transition& t, Word before, Word after, std::uint64_t lo, std::uint64_t hi) {
-  ASSERT_TRUE(t.starts_from(before)) << t.name << " cannot start from state " << before.state_bits();
-  EXPECT_EQ(after.state(), t.to) << t.name;
-  EXPECT_EQ(after.gen(), (before.gen() + 1) & jobring::detail::kGenMask) << t.name;
-  EXPECT_GE(after.aux(), lo) << t.name;
-  EXPECT_LE(after.aux(), hi) << t.name;
-  EXPECT_EQ(after, t.target(before, after.aux())) << t.name;
-}
-void expect_target(const Transition& t, Word before, Word after, std::uint64_t aux) {
-  expect_target(t, before, after, aux, aux);
-}
+// A queue of two slots, mapped by the test too, on which each test runs one
+// operation and checks the word and the totals it leaves.
+class TransitionOps : public ::testing::Test {
+ protected:
+  void SetUp() override { reopen(Options{.capacity = 2, .max_payload = 16}); }
+  void reopen(const Options& o) {
+    v_.reset();
+    q_.reset();
+    Queue::remove(name_);
+    q_.emplace(Queue::create(name_, o));
+    v_.emplace(name_.str());
+  }
+  Queue& q() { return *q_; }
+  SegmentView& v() { return *v_; }
+  // A job pushed and then claimed with a lease of 60 s.
+  std::optional<Job> leased() {
+    if (!q().push("x")) return std::nullopt;
+    return q().try_claim(with_lease(60s));
+  }
 
-Options small() { return Options{.capacity = 2, .max_payload = 16}; }
+  // Runs `op`, then checks that slot `slot` holds exactly what t leaves over
+  // the word it held before (after `via`, a first step whose word is not
+  // observable: push's T1, requeue's lock), with an aux as `aux` says, and
+  // that of all the totals only t's moved, by one (`counts_once` false: t's
+  // total is checked by the caller).
+  template <class Op>
+  void expect_makes(const Transition& t, std::uint32_t slot, Op&& op, Aux aux = Aux::zero(),
+                    const Transition* via = nullptr, bool counts_once = true) {
+    SCOPED_TRACE(t.name);
+    std::array<std::uint64_t, detail::kTotalCount> totals{};
+    for (unsigned i = 0; i < detail::kTotalCount; ++i) totals[i] = v().total(detail::Total(i));
+    Word before = v().word(slot);
+    const std::uint64_t t0 = detail::now_ms();
+    op();
+    const std::uint64_t t1 = detail::now_ms();
+    const Word after = v().word(slot);
+    if (via != nullptr) {
+      ASSERT_TRUE(via->starts_from(before))
+          << via->name << " cannot start from state " << before.state_bits();
+      before = via->target(before, 0);
+    }
+    ASSERT_TRUE(t.starts_from(before)) << t.name << " cannot start from state " << before.state_bits();
+    EXPECT_EQ(after.state(), t.to);
+    EXPECT_EQ(after.gen(), (before.gen() + 1) & detail::kGenMask);
+    EXPECT_GE(after.aux(), aux.timed ? t0 + aux.value : aux.value);
+    EXPECT_LE(after.aux(), aux.timed ? t1 + aux.value : aux.value);
+    EXPECT_EQ(after, t.target(before, after.aux()));
+    if (!counts_once) return;
+    for (unsigned i = 0; i < detail::kTotalCount; ++i)
+      EXPECT_EQ(v().total(detail::Total(i)), totals[i] + (i == t.counts ? 1 : 0)) << "total " << i;
+  }
+
+  QueueName name_;
+  std::optional<Queue> q_;
+  std::optional<SegmentView> v_;
+};
 
 // ---------------------------------------------------------------------------
 // Each operation makes its transition
@@ -94,208 +115,112 @@ Options small() { return Options{.capacity = 2, .max_payload = 16}; }
 
 // T1 reserve then T3 commit: a push takes a FREE slot to READY, visible now
 // (aux 0), two generations on, and counts one push.
-TEST(TransitionOps, PushIsReserveThenCommit) {
-  QueueName name;
-  Queue q = Queue::create(name, small());
-  SegmentView v(name);
-  const Watch w(v, 0);
-  ASSERT_EQ(w.before().state(), State::free);
-  ASSERT_TRUE(q.push("x"));
-  ASSERT_EQ(v.find(State::ready), 0u);
-  const Word reserved = T::reserve.target(w.before(), static_cast<std::uint32_t>(::getpid()));
-  ASSERT_TRUE(T::commit.starts_from(reserved));
-  expect_target(T::commit, reserved, w.after(), 0);
-  w.expect_counted_once(T::commit);
+TEST_F(TransitionOps, PushIsReserveThenCommit) {
+  expect_makes(
+      T::commit, 0, [&] { ASSERT_TRUE(q().push("x")); }, Aux::zero(), &T::reserve);
 }
 
 // T3 with a delay: aux is the visible-at time.
-TEST(TransitionOps, DelayedPushCommitsItsVisibleAt) {
-  QueueName name;
-  Queue q = Queue::create(name, small());
-  SegmentView v(name);
-  const Watch w(v, 0);
-  const std::uint64_t t0 = jobring::detail::now_ms();
-  ASSERT_TRUE(q.push("x", PushOptions{.delay = 60'000ms}));
-  const std::uint64_t t1 = jobring::detail::now_ms();
-  expect_target(T::commit, T::reserve.target(w.before(), 0), w.after(), t0 + 60'000, t1 + 60'000);
+TEST_F(TransitionOps, DelayedPushCommitsItsVisibleAt) {
+  expect_makes(
+      T::commit, 0, [&] { ASSERT_TRUE(q().push("x", PushOptions{.delay = 60s})); }, Aux::ahead(60s),
+      &T::reserve);
 }
 
 // T4 claim: READY → LEASED with aux = the deadline; the lease's token is
 // the new word.
-TEST(TransitionOps, ClaimLeases) {
-  QueueName name;
-  Queue q = Queue::create(name, small());
-  ASSERT_TRUE(q.push("x"));
-  SegmentView v(name);
-  const Watch w(v, v.find(State::ready));
-  const std::uint64_t t0 = jobring::detail::now_ms();
-  auto job = q.try_claim(with_lease(60s));
-  const std::uint64_t t1 = jobring::detail::now_ms();
+TEST_F(TransitionOps, ClaimLeases) {
+  ASSERT_TRUE(q().push("x"));
+  std::optional<Job> job;
+  expect_makes(
+      T::claim, v().find(State::ready), [&] { job = q().try_claim(with_lease(60s)); }, Aux::ahead(60s));
   ASSERT_TRUE(job);
-  expect_target(T::claim, w.before(), w.after(), t0 + 60'000, t1 + 60'000);
-  EXPECT_EQ(job->lease.token, w.after().raw);
-  w.expect_counted_once(T::claim);
+  EXPECT_EQ(job->lease.token, v().word(job->lease.slot).raw);
 }
 
 // T5 extend: LEASED → LEASED with the new deadline; counts nothing.
-TEST(TransitionOps, ExtendMovesTheDeadline) {
-  QueueName name;
-  Queue q = Queue::create(name, small());
-  ASSERT_TRUE(q.push("x"));
-  auto job = q.try_claim(with_lease(60s));
+TEST_F(TransitionOps, ExtendMovesTheDeadline) {
+  auto job = leased();
   ASSERT_TRUE(job);
-  SegmentView v(name);
-  const Watch w(v, job->lease.slot);
-  const std::uint64_t t0 = jobring::detail::now_ms();
-  ASSERT_EQ(q.extend(*job, 2h), LeaseStatus::ok);
-  const std::uint64_t t1 = jobring::detail::now_ms();
-  expect_target(T::extend, w.before(), w.after(), t0 + 7'200'000, t1 + 7'200'000);
-  EXPECT_EQ(job->lease.token, w.after().raw);
-  w.expect_counted_once(T::extend);
+  expect_makes(
+      T::extend, job->lease.slot, [&] { ASSERT_EQ(q().extend(*job, 2h), LeaseStatus::ok); }, Aux::ahead(2h));
+  EXPECT_EQ(job->lease.token, v().word(job->lease.slot).raw);
 }
 
-// T5 takeover: a claim of an expired lease leases it again.
-TEST(TransitionOps, ClaimOfAnExpiredLeaseTakesItOver) {
-  QueueName name;
-  Queue q = Queue::create(name, small());
-  ASSERT_TRUE(q.push("x"));
-  auto job = q.try_claim(with_lease(60s));
+// T5 takeover: a claim of an expired lease leases it again. Counted as a
+// takeover (T5's total) and, by the claim pass, as a claim.
+TEST_F(TransitionOps, ClaimOfAnExpiredLeaseTakesItOver) {
+  auto job = leased();
   ASSERT_TRUE(job);
-  SegmentView v(name);
-  v.forge(job->lease.slot, T::extend, jobring::detail::now_ms() - 1000);  // its deadline passed
-  const Watch w(v, job->lease.slot);
-  const std::uint64_t t0 = jobring::detail::now_ms();
-  auto again = q.try_claim(with_lease(60s));
-  const std::uint64_t t1 = jobring::detail::now_ms();
-  ASSERT_TRUE(again);
-  expect_target(T::takeover, w.before(), w.after(), t0 + 60'000, t1 + 60'000);
-  // Counted as a takeover (T5's total) and, by the claim pass, as a claim.
-  EXPECT_EQ(v.total(jobring::detail::Total(T::takeover.counts)), 1u);
-  EXPECT_EQ(v.total(jobring::detail::Total(T::claim.counts)), 2u);
+  v().forge(job->lease.slot, T::extend, detail::now_ms() - 1000);  // its deadline passed
+  expect_makes(
+      T::takeover, job->lease.slot, [&] { ASSERT_TRUE(q().try_claim(with_lease(60s))); }, Aux::ahead(60s),
+      nullptr, false);
+  EXPECT_EQ(v().total(detail::Total(T::takeover.counts)), 1u);
+  EXPECT_EQ(v().total(detail::Total(T::claim.counts)), 2u);
 }
 
 // T6 ack: LEASED → FREE, aux 0.
-TEST(TransitionOps, AckFrees) {
-  QueueName name;
-  Queue q = Queue::create(name, small());
-  ASSERT_TRUE(q.push("x"));
-  auto job = q.try_claim(with_lease(60s));
+TEST_F(TransitionOps, AckFrees) {
+  auto job = leased();
   ASSERT_TRUE(job);
-  SegmentView v(name);
-  const Watch w(v, job->lease.slot);
-  ASSERT_EQ(q.ack(job->lease), LeaseStatus::ok);
-  expect_target(T::ack, w.before(), w.after(), 0);
-  w.expect_counted_once(T::ack);
+  expect_makes(T::ack, job->lease.slot, [&] { ASSERT_EQ(q().ack(job->lease), LeaseStatus::ok); });
 }
 
 // T7 release: LEASED → READY, aux = visible-at (0 without a delay).
-TEST(TransitionOps, ReleaseMakesReady) {
-  QueueName name;
-  Queue q = Queue::create(name, small());
-  ASSERT_TRUE(q.push("x"));
-  auto job = q.try_claim(with_lease(60s));
+TEST_F(TransitionOps, ReleaseMakesReady) {
+  auto job = leased();
   ASSERT_TRUE(job);
-  SegmentView v(name);
-  {
-    const Watch w(v, job->lease.slot);
-    ASSERT_EQ(q.release(job->lease), LeaseStatus::ok);
-    expect_target(T::release, w.before(), w.after(), 0);
-    w.expect_counted_once(T::release);
-  }
-  job = q.try_claim(with_lease(60s));
+  expect_makes(T::release, job->lease.slot, [&] { ASSERT_EQ(q().release(job->lease), LeaseStatus::ok); });
+  job = q().try_claim(with_lease(60s));
   ASSERT_TRUE(job);
-  const Watch w(v, job->lease.slot);
-  const std::uint64_t t0 = jobring::detail::now_ms();
-  ASSERT_EQ(q.release(job->lease, 60s), LeaseStatus::ok);
-  const std::uint64_t t1 = jobring::detail::now_ms();
-  expect_target(T::release, w.before(), w.after(), t0 + 60'000, t1 + 60'000);
+  expect_makes(
+      T::release, job->lease.slot, [&] { ASSERT_EQ(q().release(job->lease, 60s), LeaseStatus::ok); },
+      Aux::ahead(60s));
 }
 
 // give_back is T7 too, visible at once.
-TEST(TransitionOps, GiveBackMakesReady) {
-  QueueName name;
-  Queue q = Queue::create(name, small());
-  ASSERT_TRUE(q.push("x"));
-  auto job = q.try_claim(with_lease(60s));
+TEST_F(TransitionOps, GiveBackMakesReady) {
+  auto job = leased();
   ASSERT_TRUE(job);
-  SegmentView v(name);
-  const Watch w(v, job->lease.slot);
-  ASSERT_EQ(q.give_back(job->lease), LeaseStatus::ok);
-  expect_target(T::release, w.before(), w.after(), 0);
+  expect_makes(T::release, job->lease.slot, [&] { ASSERT_EQ(q().give_back(job->lease), LeaseStatus::ok); });
 }
 
 // T8 dead-letter: a release on the last attempt; T9 requeue (through its
 // lock step) and T9 purge / remove_dead from DEAD.
-TEST(TransitionOps, DeadLetterRequeueAndRemoveDead) {
-  QueueName name;
-  Queue q = Queue::create(name, Options{.capacity = 2, .max_payload = 16, .max_attempts = 1});
-  const auto pushed = q.push("x");
-  ASSERT_TRUE(pushed);
-  auto job = q.try_claim(with_lease(60s));
+TEST_F(TransitionOps, DeadLetterRequeueAndRemoveDead) {
+  reopen(Options{.capacity = 2, .max_payload = 16, .max_attempts = 1});
+  auto job = leased();
   ASSERT_TRUE(job);
   const std::uint32_t slot = job->lease.slot;
-  SegmentView v(name);
-  {
-    const Watch w(v, slot);
-    ASSERT_EQ(q.release(job->lease), LeaseStatus::ok);
-    expect_target(T::dead_letter, w.before(), w.after(), 0);
-    w.expect_counted_once(T::dead_letter);
-  }
-  {
-    const Watch w(v, slot);
-    ASSERT_TRUE(q.requeue(pushed.id));
-    const Word locked = T::requeue_lock.target(w.before(), 0);
-    ASSERT_TRUE(T::requeue.starts_from(locked));
-    expect_target(T::requeue, locked, w.after(), 0);
-    w.expect_counted_once(T::requeue);
-  }
-  job = q.try_claim(with_lease(60s));
+  const JobId id = job->id;
+  expect_makes(T::dead_letter, slot, [&] { ASSERT_EQ(q().release(job->lease), LeaseStatus::ok); });
+  expect_makes(
+      T::requeue, slot, [&] { ASSERT_TRUE(q().requeue(id)); }, Aux::zero(), &T::requeue_lock);
+  job = q().try_claim(with_lease(60s));
   ASSERT_TRUE(job);
-  ASSERT_EQ(q.release(job->lease), LeaseStatus::ok);  // DEAD again
-  ASSERT_EQ(v.word(slot).state(), State::dead);
-  const Watch w(v, slot);
-  ASSERT_TRUE(q.remove_dead(pushed.id));
-  expect_target(T::purge, w.before(), w.after(), 0);
-  w.expect_counted_once(T::purge);
+  ASSERT_EQ(q().release(job->lease), LeaseStatus::ok);  // DEAD again
+  expect_makes(T::purge, slot, [&] { ASSERT_TRUE(q().remove_dead(id)); });
 }
 
 // T9 purge from READY.
-TEST(TransitionOps, PurgeFreesAReadyJob) {
-  QueueName name;
-  Queue q = Queue::create(name, small());
-  ASSERT_TRUE(q.push("x"));
-  SegmentView v(name);
-  const Watch w(v, v.find(State::ready));
-  ASSERT_EQ(q.purge(PurgeWhat::ready), 1u);
-  expect_target(T::purge, w.before(), w.after(), 0);
-  w.expect_counted_once(T::purge);
+TEST_F(TransitionOps, PurgeFreesAReadyJob) {
+  ASSERT_TRUE(q().push("x"));
+  expect_makes(T::purge, v().find(State::ready), [&] { ASSERT_EQ(q().purge(PurgeWhat::ready), 1u); });
 }
 
 // T2 recover: a claim that finds nothing frees the slot of a dead writer.
-TEST(TransitionOps, ClaimRecoversADeadWritersSlot) {
-  QueueName name;
-  Queue q = Queue::create(name, small());
-  SegmentView v(name);
-  v.forge(0, T::reserve, jobring::test::dead_pid());
-  const Watch w(v, 0);
-  EXPECT_EQ(q.try_claim(), std::nullopt);
-  expect_target(T::recover, w.before(), w.after(), 0);
-  w.expect_counted_once(T::recover);
+TEST_F(TransitionOps, ClaimRecoversADeadWritersSlot) {
+  v().forge(0, T::reserve, test::dead_pid());
+  expect_makes(T::recover, 0, [&] { EXPECT_EQ(q().try_claim(), std::nullopt); });
 }
 
 // T7 expire: a sweep returns an expired lease (no janitor verdict needed).
-TEST(TransitionOps, SweepReturnsAnExpiredLease) {
-  QueueName name;
-  Queue q = Queue::create(name, small());
-  ASSERT_TRUE(q.push("x"));
-  auto job = q.try_claim(with_lease(60s));
+TEST_F(TransitionOps, SweepReturnsAnExpiredLease) {
+  auto job = leased();
   ASSERT_TRUE(job);
-  SegmentView v(name);
-  v.forge(job->lease.slot, T::extend, jobring::detail::now_ms() - 1000);
-  const Watch w(v, job->lease.slot);
-  (void)q.sweep();
-  expect_target(T::expire, w.before(), w.after(), 0);
-  w.expect_counted_once(T::expire);
+  v().forge(job->lease.slot, T::extend, detail::now_ms() - 1000);
+  expect_makes(T::expire, job->lease.slot, [&] { (void)q().sweep(); });
 }
 
 // ---------------------------------------------------------------------------
@@ -413,3 +338,4 @@ TEST(TransitionTable, KeyEntryStatesReachableAndNoneATrap) {
 }
 
 }  // namespace
+}  // namespace jobring

@@ -115,6 +115,45 @@ pid_t spawn_pusher(const std::string& name, Outcome& out, const std::string& pay
   });
 }
 
+// A claim(job, wait) in another process (spawn_claimer) and its Outcome.
+// A claimer still running when the test ends (a failed assertion) is killed.
+class Claimer {
+ public:
+  Claimer(const std::string& name, milliseconds wait) : pid_(spawn_claimer(name, *out_, wait)) {}
+  ~Claimer() {
+    if (pid_ > 0) test::kill_and_reap(pid_);
+  }
+  Claimer(const Claimer&) = delete;
+  Claimer& operator=(const Claimer&) = delete;
+  [[nodiscard]] pid_t pid() const { return pid_; }
+  // Waits for it to exit; its exit status (0: it reported).
+  int reap() {
+    const int st = test::wait_child(pid_);
+    pid_ = -1;
+    return st;
+  }
+  const Outcome* operator->() const { return &*out_; }
+  const Outcome& operator*() const { return *out_; }
+
+ private:
+  test::SharedObject<Outcome> out_;
+  pid_t pid_;
+};
+
+// The claim got job `id` (its text, as attempt `attempt`).
+void expect_claimed(const Outcome& o, JobId id, std::uint32_t attempt, const char* text) {
+  EXPECT_EQ(o.status.load(), static_cast<int>(ClaimStatus::ok));
+  EXPECT_EQ(o.job_id.load(), id);
+  EXPECT_EQ(o.attempt.load(), attempt);
+  EXPECT_STREQ(o.text, text);
+}
+// The claim returned empty after its whole wait of `wait_ms`, and not long after.
+void expect_empty_after(const Outcome& o, std::int64_t wait_ms) {
+  EXPECT_EQ(o.status.load(), static_cast<int>(ClaimStatus::empty));
+  EXPECT_GE(elapsed_ms(o), wait_ms);
+  EXPECT_LT(elapsed_ms(o), 10'000);
+}
+
 bool waiting_bit(const std::atomic<std::uint32_t>& event) { return (event.load() & 1u) != 0; }
 
 // The state letter of /proc/PID/stat ('S' = sleeping), '?' if unreadable.
@@ -235,21 +274,17 @@ TEST(WaitClaim, WakesWhenAnotherProcessReleases) {
   auto held = q.try_claim(with_lease(60s));
   ASSERT_TRUE(held.has_value());
 
-  test::SharedObject<Outcome> out;
-  const pid_t worker = spawn_claimer(name.str(), *out, 20s);
-  ASSERT_GT(worker, 0);
-  wait_until_asleep(worker, seg.work_event());
+  Claimer worker(name.str(), 20s);
+  ASSERT_GT(worker.pid(), 0);
+  wait_until_asleep(worker.pid(), seg.work_event());
   const std::uint32_t seq_before = seg.work_event().load() >> 1;
   const std::int64_t released_at = now_ns();
   ASSERT_EQ(q.release(held->lease), LeaseStatus::ok);
   EXPECT_NE(seg.work_event().load() >> 1, seq_before) << "release did not notify the announced waiter";
-  ASSERT_EQ(test::wait_child(worker), 0);
+  ASSERT_EQ(worker.reap(), 0);
 
-  EXPECT_EQ(out->status.load(), static_cast<int>(ClaimStatus::ok));
-  EXPECT_EQ(out->job_id.load(), pushed.id);
-  EXPECT_EQ(out->attempt.load(), 2u);
-  EXPECT_STREQ(out->text, "retry-me");
-  EXPECT_LT(ms_after(released_at, *out), 10'000) << "the blocked claim was not woken by the release";
+  expect_claimed(*worker, pushed.id, 2, "retry-me");
+  EXPECT_LT(ms_after(released_at, *worker), 10'000) << "the blocked claim was not woken by the release";
 }
 
 // Delayed jobs (READY with visible-at > now): a claim blocked for 20 s in
@@ -263,21 +298,17 @@ TEST(WaitClaim, WakesWhenDelayedJobComesDue) {
   QueueName name("w-due");
   auto q = Queue::create(name.str(), Options{.capacity = 8, .max_payload = 64});
   SegmentView seg(name.str());
-  test::SharedObject<Outcome> out;
-
-  const pid_t worker = spawn_claimer(name.str(), *out, 20s);
-  ASSERT_GT(worker, 0);
-  wait_until_asleep(worker, seg.work_event());
+  Claimer worker(name.str(), 20s);
+  ASSERT_GT(worker.pid(), 0);
+  wait_until_asleep(worker.pid(), seg.work_event());
 
   const std::int64_t before_push = now_ns();
   const PushResult pushed = q.push("due-later", with_delay(300ms));
   ASSERT_TRUE(pushed);
-  ASSERT_EQ(test::wait_child(worker), 0);
+  ASSERT_EQ(worker.reap(), 0);
 
-  EXPECT_EQ(out->status.load(), static_cast<int>(ClaimStatus::ok));
-  EXPECT_EQ(out->job_id.load(), pushed.id);
-  EXPECT_STREQ(out->text, "due-later");
-  const std::int64_t after_push_ms = ms_between(before_push, out->returned_ns.load());
+  expect_claimed(*worker, pushed.id, 1, "due-later");
+  const std::int64_t after_push_ms = ms_between(before_push, worker->returned_ns.load());
   EXPECT_GE(after_push_ms, 299) << "a job delayed by 300 ms was handed out early";
   EXPECT_LT(after_push_ms, 10'000) << "the waiter was not woken when the delayed job came due";
 }
@@ -336,15 +367,12 @@ TEST(WaitClaim, ReturnsEmptyAtItsTimeout) {
   Watchdog dog(60s, "WaitClaim.ReturnsEmptyAtItsTimeout");
   QueueName name("w-tmo");
   auto q = Queue::create(name.str(), Options{.capacity = 8, .max_payload = 64});
-  test::SharedObject<Outcome> out;
 
   // An empty queue, in another process.
-  const pid_t worker = spawn_claimer(name.str(), *out, 300ms);
-  ASSERT_GT(worker, 0);
-  ASSERT_EQ(test::wait_child(worker), 0);
-  EXPECT_EQ(out->status.load(), static_cast<int>(ClaimStatus::empty));
-  EXPECT_GE(elapsed_ms(*out), 300);
-  EXPECT_LT(elapsed_ms(*out), 10'000);
+  Claimer worker(name.str(), 300ms);
+  ASSERT_GT(worker.pid(), 0);
+  ASSERT_EQ(worker.reap(), 0);
+  expect_empty_after(*worker, 300);
 
   // A leased job and a delayed job, both hidden for longer than the wait.
   ASSERT_TRUE(q.push("leased"));
@@ -565,10 +593,9 @@ TEST(WaitCrash, WaiterFindsJobWhoseNotifierDiedBeforeNotifying) {
   auto held = q.try_claim(with_lease(60s));
   ASSERT_TRUE(held.has_value());
 
-  test::SharedObject<Outcome> out;
-  const pid_t worker = spawn_claimer(name.str(), *out, 20s);
-  ASSERT_GT(worker, 0);
-  wait_until_asleep(worker, seg.work_event());
+  Claimer worker(name.str(), 20s);
+  ASSERT_GT(worker.pid(), 0);
+  wait_until_asleep(worker.pid(), seg.work_event());
   const std::uint32_t event_before = seg.work_event().load();
 
   std::uint64_t expected = held->lease.token;
@@ -576,12 +603,10 @@ TEST(WaitCrash, WaiterFindsJobWhoseNotifierDiedBeforeNotifying) {
   ASSERT_TRUE(
       seg.state(held->lease.slot)
           .compare_exchange_strong(expected, detail::T::release.target(Word{held->lease.token}, 0).raw));
-  ASSERT_EQ(test::wait_child(worker), 0);
+  ASSERT_EQ(worker.reap(), 0);
 
-  EXPECT_EQ(out->status.load(), static_cast<int>(ClaimStatus::ok));
-  EXPECT_EQ(out->job_id.load(), pushed.id);
-  EXPECT_EQ(out->attempt.load(), 2u);
-  EXPECT_LT(ms_after(forged_at, *out), 10'000) << "a waiter hung on a notify that never came";
+  expect_claimed(*worker, pushed.id, 2, "silent");
+  EXPECT_LT(ms_after(forged_at, *worker), 10'000) << "a waiter hung on a notify that never came";
   // Nobody notified: the waiter found the job on a bounded re-check.
   EXPECT_EQ(seg.work_event().load() >> 1, event_before >> 1);
 }
@@ -623,13 +648,10 @@ TEST(WaitCrash, SlotOfDeadWriterNeitherBlocksPushNorHangsClaim) {
     ASSERT_EQ(q.ack(job->lease), LeaseStatus::ok);
   }
   ASSERT_TRUE(forge_writing());
-  test::SharedObject<Outcome> out;
-  const pid_t worker = spawn_claimer(name.str(), *out, 300ms);
-  ASSERT_GT(worker, 0);
-  ASSERT_EQ(test::wait_child(worker), 0);
-  EXPECT_EQ(out->status.load(), static_cast<int>(ClaimStatus::empty));
-  EXPECT_GE(elapsed_ms(*out), 300);
-  EXPECT_LT(elapsed_ms(*out), 10'000);
+  Claimer worker(name.str(), 300ms);
+  ASSERT_GT(worker.pid(), 0);
+  ASSERT_EQ(worker.reap(), 0);
+  expect_empty_after(*worker, 300);
   const Stats s = q.stats();
   EXPECT_EQ(s.writing, 0u) << "the dead writer's slot was not recovered";
   EXPECT_EQ(s.free, 2u);

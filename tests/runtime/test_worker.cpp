@@ -641,6 +641,17 @@ pid_t fork_worker(const std::string& name, ChildReport& report, milliseconds gra
   });
 }
 
+// A worker process (fork_worker) on queue `name`, sent SIGTERM once its
+// handler has started a job; -1 (the child killed) if it never starts one.
+pid_t sigterm_mid_job(const std::string& name, ChildReport& report, milliseconds grace, bool stubborn) {
+  const pid_t child = fork_worker(name, report, grace, stubborn);
+  if (!test::poll_until([&] { return report.started.load() == 1; }, 20s) || ::kill(child, SIGTERM) != 0) {
+    test::kill_and_reap(child);
+    return -1;
+  }
+  return child;
+}
+
 // SIGTERM to a worker process mid-job, with a grace period long enough: the
 // job finishes and is acked, the worker claims nothing more and exits 0. The
 // other job stays ready: nothing lost. Fails if the signal kills the job,
@@ -652,9 +663,8 @@ TEST_F(WorkerTest, SigtermMidJobWithLongGraceFinishesAndAcks) {
   (void)queue.push("one");
   (void)queue.push("two");
   test::SharedObject<ChildReport> report;
-  const pid_t child = fork_worker(q.str(), *report, 20s, false);
-  ASSERT_TRUE(test::poll_until([&] { return report->started.load() == 1; }, 20s));
-  ASSERT_EQ(::kill(child, SIGTERM), 0);
+  const pid_t child = sigterm_mid_job(q.str(), *report, 20s, false);
+  ASSERT_GT(child, 0) << "the worker did not start the job";
   EXPECT_EQ(test::wait_child(child), 0);
   EXPECT_EQ(report->stopping_seen.load(), 1);
   EXPECT_EQ(report->finished.load(), 1);
@@ -680,9 +690,8 @@ TEST_F(WorkerTest, SigtermMidJobWithShortGraceReleasesForAnotherWorker) {
   Queue queue = Queue::create(q, {});
   (void)queue.push("only");
   test::SharedObject<ChildReport> report;
-  const pid_t child = fork_worker(q.str(), *report, 300ms, true);
-  ASSERT_TRUE(test::poll_until([&] { return report->started.load() == 1; }, 20s));
-  ASSERT_EQ(::kill(child, SIGTERM), 0);
+  const pid_t child = sigterm_mid_job(q.str(), *report, 300ms, true);
+  ASSERT_GT(child, 0) << "the worker did not start the job";
   Job job;
   ASSERT_EQ(queue.claim(job, 20s), ClaimStatus::ok) << "the job was not released after the grace period";
   EXPECT_EQ(job.attempt, 2u);  // the abandoned attempt counts
@@ -706,9 +715,8 @@ TEST_F(WorkerTest, SecondSignalReleasesTheJobAtOnce) {
   Queue queue = Queue::create(q, {});
   (void)queue.push("only");
   test::SharedObject<ChildReport> report;
-  const pid_t child = fork_worker(q.str(), *report, kForever, true);
-  ASSERT_TRUE(test::poll_until([&] { return report->started.load() == 1; }, 20s));
-  ASSERT_EQ(::kill(child, SIGTERM), 0);
+  const pid_t child = sigterm_mid_job(q.str(), *report, kForever, true);
+  ASSERT_GT(child, 0) << "the worker did not start the job";
   // The first signal is graceful: the job stays leased while the handler runs.
   std::this_thread::sleep_for(200ms);
   EXPECT_EQ(queue.stats().leased, 1u);
