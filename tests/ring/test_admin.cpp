@@ -37,37 +37,6 @@ using Clock = std::chrono::steady_clock;
 // Helpers
 // ---------------------------------------------------------------------------
 
-ClaimOptions lease_for(milliseconds lease, Owner owner = Owner::process) {
-  ClaimOptions o;
-  o.lease = lease;
-  o.owner = owner;
-  return o;
-}
-
-PushOptions delayed_by(milliseconds delay) {
-  PushOptions o;
-  o.delay = delay;
-  return o;
-}
-
-// Polls `pred` every millisecond until it is true or `limit` has passed.
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds limit = 20s) {
-  const auto end = Clock::now() + limit;
-  while (Clock::now() < end) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(1ms);
-  }
-  return pred();
-}
-
-// Every field of Stats, for "nothing changed" comparisons.
-std::vector<std::uint64_t> fields(const Stats& s) {
-  return {s.free,          s.writing,       s.ready,    s.delayed, s.leased,          s.expired,
-          s.dead,          s.corrupt,       s.pushed,   s.claimed, s.acked,           s.released,
-          s.expired_total, s.dead_lettered, s.requeued, s.purged,  s.recovered_writes};
-}
-
 std::uint64_t jobs_in(const Stats& s) { return s.ready + s.delayed + s.leased + s.expired + s.dead; }
 
 // ---------------------------------------------------------------------------
@@ -110,17 +79,20 @@ TEST(DeadLetter, ByLeaseExpiry) {
   Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 64, .max_attempts = 2});
   const auto pushed = q.push("slow");
   ASSERT_TRUE(pushed);
-  auto first = q.try_claim(lease_for(1ms));
+  auto first = q.try_claim(test::with_lease(1ms));
   ASSERT_TRUE(first);
   Job second;
-  ASSERT_TRUE(eventually([&] { return q.try_claim(second, lease_for(1ms)) == ClaimStatus::ok; }));
+  ASSERT_TRUE(test::poll_until([&] { return q.try_claim(second, test::with_lease(1ms)) == ClaimStatus::ok; },
+                               20s, 1ms));
   EXPECT_EQ(second.id, pushed.id);
   EXPECT_EQ(second.attempt, 2u);
-  ASSERT_TRUE(eventually([&] {
-    Job other;
-    EXPECT_EQ(q.try_claim(other, lease_for(1min)), ClaimStatus::empty) << "attempt 3 of max 2";
-    return q.stats().dead == 1;
-  }));
+  ASSERT_TRUE(test::poll_until(
+      [&] {
+        Job other;
+        EXPECT_EQ(q.try_claim(other, test::with_lease(1min)), ClaimStatus::empty) << "attempt 3 of max 2";
+        return q.stats().dead == 1;
+      },
+      20s, 1ms));
   EXPECT_EQ(q.ack(second.lease), LeaseStatus::lease_lost);
   const auto dead = q.peek(JobState::dead);
   ASSERT_EQ(dead.size(), 1u);
@@ -169,7 +141,7 @@ TEST(DeadLetter, RequeueOfNonDeadIsFalse) {
   EXPECT_FALSE(q.requeue(0));
   EXPECT_FALSE(q.remove_dead(pushed.id));
   EXPECT_FALSE(q.remove_dead(0));
-  EXPECT_EQ(fields(q.stats()), fields(before));
+  EXPECT_EQ(test::stats_fields(q.stats()), test::stats_fields(before));
 }
 
 // API contract: requeue_dead requeues every dead job; remove_dead deletes one.
@@ -232,11 +204,11 @@ Population populate(Queue& q) {
     }
   }
   EXPECT_TRUE(q.push("held"));
-  auto h = q.try_claim(lease_for(1h));
+  auto h = q.try_claim(test::with_lease(1h));
   EXPECT_TRUE(h);
   if (h) p.held = h->lease;
   for (int i = 0; i < 3; ++i) EXPECT_TRUE(q.push("ready"));
-  for (int i = 0; i < 2; ++i) EXPECT_TRUE(q.push("delayed", delayed_by(1h)));
+  for (int i = 0; i < 2; ++i) EXPECT_TRUE(q.push("delayed", test::with_delay(1h)));
   p.ready = 3;
   p.delayed = 2;
   p.dead = 2;
@@ -300,9 +272,9 @@ TEST(Purge, ExpiredLeaseIsNotPurged) {
   QueueName name;
   Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 64});
   ASSERT_TRUE(q.push("x"));
-  auto j = q.try_claim(lease_for(1ms));
+  auto j = q.try_claim(test::with_lease(1ms));
   ASSERT_TRUE(j);
-  ASSERT_TRUE(eventually([&] { return q.stats().expired == 1; }));
+  ASSERT_TRUE(test::poll_until([&] { return q.stats().expired == 1; }, 20s, 1ms));
   EXPECT_EQ(q.purge(PurgeWhat::all), 0u);
   auto again = q.try_claim();
   ASSERT_TRUE(again);
@@ -321,7 +293,8 @@ TEST(Stats, GaugesAndTotalsAfterScript) {
   Queue q = Queue::create(name, Options{.capacity = 8, .max_payload = 64, .max_attempts = 2});
   Stats s = q.stats();
   EXPECT_EQ(s.free, 8u);
-  EXPECT_EQ(fields(s), (std::vector<std::uint64_t>{8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}));
+  EXPECT_EQ(test::stats_fields(s),
+            (std::vector<std::uint64_t>{8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}));
 
   // a: push, claim, ack.
   ASSERT_TRUE(q.push("a"));
@@ -345,20 +318,21 @@ TEST(Stats, GaugesAndTotalsAfterScript) {
   EXPECT_EQ(s.released, 1u);
   // b: requeue, claim with a 1 ms lease, taken over after expiry, acked.
   ASSERT_TRUE(q.requeue(b_id.id));
-  auto b3 = q.try_claim(lease_for(1ms));
+  auto b3 = q.try_claim(test::with_lease(1ms));
   ASSERT_TRUE(b3);
   Job b4;
-  ASSERT_TRUE(eventually([&] { return q.try_claim(b4, lease_for(1min)) == ClaimStatus::ok; }));
+  ASSERT_TRUE(
+      test::poll_until([&] { return q.try_claim(b4, test::with_lease(1min)) == ClaimStatus::ok; }, 20s, 1ms));
   EXPECT_EQ(b4.attempt, 2u);
   ASSERT_EQ(q.ack(b4.lease), LeaseStatus::ok);
   // c, d ready and e delayed; purge the ready ones.
   ASSERT_TRUE(q.push("c"));
   ASSERT_TRUE(q.push("d"));
-  ASSERT_TRUE(q.push("e", delayed_by(1h)));
+  ASSERT_TRUE(q.push("e", test::with_delay(1h)));
   ASSERT_EQ(q.purge(PurgeWhat::ready), 2u);
   // f held, g ready.
   ASSERT_TRUE(q.push("f"));
-  auto f = q.try_claim(lease_for(1h));
+  auto f = q.try_claim(test::with_lease(1h));
   ASSERT_TRUE(f);
   EXPECT_EQ(f->text(), "f");
   ASSERT_TRUE(q.push("g"));
@@ -400,11 +374,11 @@ TEST(Peek, ShowsEveryState) {
   }
   // leased: process-owned, detached, expired
   const auto own_id = q.push("owned");
-  auto own = q.try_claim(lease_for(1h, Owner::process));
+  auto own = q.try_claim(ClaimOptions{.lease = 1h, .owner = Owner::process});
   const auto det_id = q.push("detached");
-  auto det = q.try_claim(lease_for(1h, Owner::detached));
+  auto det = q.try_claim(ClaimOptions{.lease = 1h, .owner = Owner::detached});
   const auto exp_id = q.push("expiring");
-  auto exp = q.try_claim(lease_for(1ms));
+  auto exp = q.try_claim(test::with_lease(1ms));
   ASSERT_TRUE(own && det && exp);
   ASSERT_EQ(own->id, own_id.id);
   ASSERT_EQ(det->id, det_id.id);
@@ -412,9 +386,9 @@ TEST(Peek, ShowsEveryState) {
   // ready and delayed
   std::vector<JobId> ready_ids;
   for (int i = 0; i < 5; ++i) ready_ids.push_back(q.push("ready" + std::to_string(i)).id);
-  const auto delayed_id = q.push("later", delayed_by(1h));
+  const auto delayed_id = q.push("later", test::with_delay(1h));
   ASSERT_TRUE(delayed_id);
-  ASSERT_TRUE(eventually([&] { return q.stats().expired == 1; }));
+  ASSERT_TRUE(test::poll_until([&] { return q.stats().expired == 1; }, 20s, 1ms));
 
   auto text_of = [](const JobInfo& i) {
     return std::string(reinterpret_cast<const char*>(i.payload.data()), i.payload.size());

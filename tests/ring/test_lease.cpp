@@ -24,6 +24,7 @@
 
 #include "jobring/error.hpp"
 #include "jobring/queue.hpp"
+#include "support/expect_error.hpp"
 #include "support/test_support.hpp"
 
 namespace jobring {
@@ -37,57 +38,6 @@ using Clock = std::chrono::steady_clock;
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-ClaimOptions lease_for(milliseconds lease, Owner owner = Owner::process) {
-  ClaimOptions o;
-  o.lease = lease;
-  o.owner = owner;
-  return o;
-}
-
-PushOptions delayed_by(milliseconds delay) {
-  PushOptions o;
-  o.delay = delay;
-  return o;
-}
-
-std::span<const std::byte> as_bytes(std::string_view s) {
-  return std::as_bytes(std::span<const char>(s.data(), s.size()));
-}
-
-// Runs `f`; returns the error code of the jobring::error it throws (empty if
-// it throws nothing). Any other exception type fails the test.
-template <class F>
-std::error_code code_thrown(F&& f, std::string* what = nullptr) {
-  try {
-    f();
-  } catch (const jobring::error& e) {
-    if (what != nullptr) *what = e.what();
-    return e.code();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected jobring::error, got another exception: " << e.what();
-    return std::make_error_code(std::errc::io_error);
-  }
-  return {};
-}
-
-// Polls `pred` every millisecond until it is true or `limit` has passed.
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds limit = 20s) {
-  const auto end = Clock::now() + limit;
-  while (Clock::now() < end) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(1ms);
-  }
-  return pred();
-}
-
-// Every field of Stats, for "nothing changed" comparisons.
-std::vector<std::uint64_t> fields(const Stats& s) {
-  return {s.free,          s.writing,       s.ready,    s.delayed, s.leased,          s.expired,
-          s.dead,          s.corrupt,       s.pushed,   s.claimed, s.acked,           s.released,
-          s.expired_total, s.dead_lettered, s.requeued, s.purged,  s.recovered_writes};
-}
 
 // ---------------------------------------------------------------------------
 // Release, delays, head-of-line blocking
@@ -131,11 +81,13 @@ void expect_invisible_then_claimable(Queue& q, Clock::time_point t0, millisecond
     EXPECT_LE(infos[0].ms_until, delay.count());
   }
   bool got = st == ClaimStatus::ok;
-  got = got || eventually([&] {
-          if (q.try_claim(job) != ClaimStatus::ok) return false;
-          EXPECT_GE(Clock::now() - t0, delay - 1ms) << "delayed job claimed early";
-          return true;
-        });
+  got = got || test::poll_until(
+                   [&] {
+                     if (q.try_claim(job) != ClaimStatus::ok) return false;
+                     EXPECT_GE(Clock::now() - t0, delay - 1ms) << "delayed job claimed early";
+                     return true;
+                   },
+                   20s, 1ms);
   ASSERT_TRUE(got) << "delayed job never became claimable";
   EXPECT_EQ(job.id, id);
   EXPECT_EQ(q.ack(job.lease), LeaseStatus::ok);
@@ -207,7 +159,7 @@ TEST(Release, PushWithDelay) {
   QueueName name;
   Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 64});
   const auto t0 = Clock::now();
-  const auto pushed = q.push("later", delayed_by(300ms));
+  const auto pushed = q.push("later", test::with_delay(300ms));
   ASSERT_TRUE(pushed);
   expect_invisible_then_claimable(q, t0, 300ms, pushed.id);
 }
@@ -216,15 +168,16 @@ TEST(Release, PushWithDelay) {
 TEST(Release, PushDelayOutOfRange) {
   QueueName name;
   Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 64});
-  EXPECT_EQ(code_thrown([&] { (void)q.push("x", delayed_by(milliseconds{-1})); }), errc::invalid_argument);
-  EXPECT_EQ(code_thrown([&] { (void)q.push("x", delayed_by(jobring::kMaxLease + 1ms)); }),
+  EXPECT_EQ(test::code_thrown([&] { (void)q.push("x", test::with_delay(milliseconds{-1})); }),
+            errc::invalid_argument);
+  EXPECT_EQ(test::code_thrown([&] { (void)q.push("x", test::with_delay(jobring::kMaxLease + 1ms)); }),
             errc::invalid_argument);
   std::error_code ec;
-  EXPECT_FALSE(q.push(as_bytes("x"), delayed_by(jobring::kMaxLease + 1ms), ec));
+  EXPECT_FALSE(q.push(test::as_bytes("x"), test::with_delay(jobring::kMaxLease + 1ms), ec));
   EXPECT_EQ(ec, errc::invalid_argument);
   EXPECT_EQ(q.stats().pushed, 0u);
   EXPECT_EQ(q.stats().free, 4u);
-  EXPECT_TRUE(q.push("x", delayed_by(jobring::kMaxLease)));  // the edge is valid
+  EXPECT_TRUE(q.push("x", test::with_delay(jobring::kMaxLease)));  // the edge is valid
   EXPECT_EQ(q.stats().delayed, 1u);
 }
 
@@ -243,12 +196,13 @@ TEST(Lease, ExpiryTakeoverAndFencing) {
   const auto pushed = q.push("payload");
   ASSERT_TRUE(pushed);
   const auto t0 = Clock::now();
-  auto first = q.try_claim(lease_for(50ms));
+  auto first = q.try_claim(test::with_lease(50ms));
   ASSERT_TRUE(first);
   EXPECT_EQ(first->attempt, 1u);
 
   Job second;
-  ASSERT_TRUE(eventually([&] { return q.try_claim(second, lease_for(1min)) == ClaimStatus::ok; }))
+  ASSERT_TRUE(test::poll_until([&] { return q.try_claim(second, test::with_lease(1min)) == ClaimStatus::ok; },
+                               20s, 1ms))
       << "expired lease never taken over";
   // "A lease of L ms expires strictly after L ms": no takeover before.
   EXPECT_GT(Clock::now() - t0, 50ms);
@@ -267,7 +221,7 @@ TEST(Lease, ExpiryTakeoverAndFencing) {
   EXPECT_EQ(q.extend(stale, 1h), LeaseStatus::lease_lost);
   EXPECT_EQ(stale, first->lease) << "a failed extend must not change the lease";
   EXPECT_EQ(q.extend(*first, 1h), LeaseStatus::lease_lost);
-  EXPECT_EQ(fields(q.stats()), fields(before));
+  EXPECT_EQ(test::stats_fields(q.stats()), test::stats_fields(before));
   const auto leased = q.peek(JobState::leased);
   ASSERT_EQ(leased.size(), 1u);
   EXPECT_EQ(leased[0].attempts, 2u);
@@ -283,7 +237,7 @@ TEST(Lease, ValidLeaseHidesTheJob) {
   QueueName name;
   Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 64});
   ASSERT_TRUE(q.push("x"));
-  auto a = q.try_claim(lease_for(1h));
+  auto a = q.try_claim(test::with_lease(1h));
   ASSERT_TRUE(a);
   for (int i = 0; i < 100; ++i) ASSERT_FALSE(q.try_claim().has_value());
   EXPECT_EQ(q.stats().leased, 1u);
@@ -297,7 +251,7 @@ TEST(Lease, ExtendUpdatesTokenAndDeadline) {
   Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 64});
   ASSERT_TRUE(q.push("x"));
   Job job;
-  ASSERT_EQ(q.try_claim(job, lease_for(1s)), ClaimStatus::ok);
+  ASSERT_EQ(q.try_claim(job, test::with_lease(1s)), ClaimStatus::ok);
   const Lease old = job.lease;
   const auto old_deadline = job.deadline;
   ASSERT_EQ(q.extend(job, 1h), LeaseStatus::ok);
@@ -331,22 +285,23 @@ TEST(Lease, LeaseTimeOutOfRangeThrows) {
   ASSERT_TRUE(q.push("x"));
   ASSERT_TRUE(q.push("y"));
   Job job;
-  ASSERT_EQ(q.try_claim(job, lease_for(1h)), ClaimStatus::ok);
+  ASSERT_EQ(q.try_claim(job, test::with_lease(1h)), ClaimStatus::ok);
   const Lease before = job.lease;
-  EXPECT_EQ(code_thrown([&] { (void)q.extend(job, 0ms); }), errc::invalid_argument);
-  EXPECT_EQ(code_thrown([&] { (void)q.extend(job, -5ms); }), errc::invalid_argument);
-  EXPECT_EQ(code_thrown([&] { (void)q.extend(job, jobring::kMaxLease + 1ms); }), errc::invalid_argument);
+  EXPECT_EQ(test::code_thrown([&] { (void)q.extend(job, 0ms); }), errc::invalid_argument);
+  EXPECT_EQ(test::code_thrown([&] { (void)q.extend(job, -5ms); }), errc::invalid_argument);
+  EXPECT_EQ(test::code_thrown([&] { (void)q.extend(job, jobring::kMaxLease + 1ms); }),
+            errc::invalid_argument);
   Lease l = job.lease;
-  EXPECT_EQ(code_thrown([&] { (void)q.extend(l, 0ms); }), errc::invalid_argument);
+  EXPECT_EQ(test::code_thrown([&] { (void)q.extend(l, 0ms); }), errc::invalid_argument);
   EXPECT_EQ(job.lease, before);
   EXPECT_EQ(l, before);
 
   Job other;
-  EXPECT_EQ(code_thrown([&] { (void)q.try_claim(other, lease_for(jobring::kMaxLease + 1ms)); }),
+  EXPECT_EQ(test::code_thrown([&] { (void)q.try_claim(other, test::with_lease(jobring::kMaxLease + 1ms)); }),
             errc::invalid_argument);
-  EXPECT_EQ(code_thrown([&] { (void)q.try_claim(lease_for(jobring::kMaxLease + 1ms)); }),
+  EXPECT_EQ(test::code_thrown([&] { (void)q.try_claim(test::with_lease(jobring::kMaxLease + 1ms)); }),
             errc::invalid_argument);
-  EXPECT_EQ(code_thrown([&] { (void)q.try_claim(lease_for(-1ms)); }), errc::invalid_argument);
+  EXPECT_EQ(test::code_thrown([&] { (void)q.try_claim(test::with_lease(-1ms)); }), errc::invalid_argument);
   EXPECT_EQ(q.stats().ready, 1u) << "a refused claim must not take the job";
   EXPECT_EQ(q.stats().claimed, 1u);
 
@@ -354,7 +309,7 @@ TEST(Lease, LeaseTimeOutOfRangeThrows) {
   EXPECT_EQ(q.extend(job, jobring::kMaxLease), LeaseStatus::ok);
   EXPECT_EQ(q.extend(job, 1ms), LeaseStatus::ok);
   EXPECT_EQ(q.extend(job, 1h), LeaseStatus::ok);
-  ASSERT_EQ(q.try_claim(other, lease_for(jobring::kMaxLease)), ClaimStatus::ok);
+  ASSERT_EQ(q.try_claim(other, test::with_lease(jobring::kMaxLease)), ClaimStatus::ok);
   EXPECT_EQ(q.ack(job.lease), LeaseStatus::ok);
   EXPECT_EQ(q.ack(other.lease), LeaseStatus::ok);
 }
@@ -434,7 +389,7 @@ TEST(LeaseText, ParsedLeaseAcks) {
   QueueName name;
   Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 64});
   ASSERT_TRUE(q.push("x"));
-  auto j = q.try_claim(lease_for(1h, Owner::detached));
+  auto j = q.try_claim(ClaimOptions{.lease = 1h, .owner = Owner::detached});
   ASSERT_TRUE(j);
   auto parsed = Lease::parse(j->lease.to_string());
   ASSERT_TRUE(parsed);

@@ -24,6 +24,7 @@
 
 #include "jobring/error.hpp"
 #include "jobring/queue.hpp"
+#include "support/expect_error.hpp"
 #include "support/test_support.hpp"
 
 namespace jobring {
@@ -45,22 +46,6 @@ bool file_exists(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0;
 }
 
-// Runs `f`; returns the error code of the jobring::error it throws (empty if
-// it throws nothing). Any other exception type fails the test.
-template <class F>
-std::error_code code_thrown(F&& f, std::string* what = nullptr) {
-  try {
-    f();
-  } catch (const jobring::error& e) {
-    if (what != nullptr) *what = e.what();
-    return e.code();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected jobring::error, got another exception: " << e.what();
-    return std::make_error_code(std::errc::io_error);
-  }
-  return {};
-}
-
 // ---------------------------------------------------------------------------
 // Lifecycle: create / open / open_or_create / remove / list / options
 // ---------------------------------------------------------------------------
@@ -74,8 +59,9 @@ TEST(Lifecycle, CreateOpenAndAlreadyExists) {
   EXPECT_TRUE(file_exists(segment_path(name)));
 
   std::string what;
-  EXPECT_EQ(code_thrown([&] { (void)Queue::create(name, Options{.capacity = 8, .max_payload = 64}); }, &what),
-            errc::already_exists);
+  EXPECT_EQ(
+      test::code_thrown([&] { (void)Queue::create(name, Options{.capacity = 8, .max_payload = 64}); }, &what),
+      errc::already_exists);
   EXPECT_NE(what.find(name.str()), std::string::npos) << what;
 
   std::error_code ec;
@@ -102,7 +88,7 @@ TEST(Lifecycle, CreateOpenAndAlreadyExists) {
 TEST(Lifecycle, OpenMissingIsNotFound) {
   QueueName name;
   std::string what;
-  EXPECT_EQ(code_thrown([&] { (void)Queue::open(name); }, &what), errc::not_found);
+  EXPECT_EQ(test::code_thrown([&] { (void)Queue::open(name); }, &what), errc::not_found);
   EXPECT_NE(what.find(name.str()), std::string::npos) << what;
   std::error_code ec;
   EXPECT_FALSE(Queue::open(name, ec).has_value());
@@ -121,7 +107,7 @@ TEST(Lifecycle, RemoveAndKeepUsingOpenHandle) {
   std::error_code ec;
   EXPECT_FALSE(Queue::remove(name, ec));
   EXPECT_TRUE(!ec || ec == errc::not_found) << ec.message();
-  EXPECT_EQ(code_thrown([&] { (void)Queue::open(name); }), errc::not_found);
+  EXPECT_EQ(test::code_thrown([&] { (void)Queue::open(name); }), errc::not_found);
 
   // The open handle still works on the unlinked segment.
   ASSERT_TRUE(q.push("after"));
@@ -259,7 +245,7 @@ TEST(Lifecycle, PermissionDenied) {
 void expect_invalid_options(const Options& o, const char* why) {
   SCOPED_TRACE(why);
   QueueName name("bounds");
-  EXPECT_EQ(code_thrown([&] { (void)Queue::create(name, o); }), errc::invalid_options);
+  EXPECT_EQ(test::code_thrown([&] { (void)Queue::create(name, o); }), errc::invalid_options);
   std::error_code ec;
   EXPECT_FALSE(Queue::create(name, o, ec).has_value());
   EXPECT_EQ(ec, errc::invalid_options);

@@ -25,6 +25,7 @@
 
 #include "jobring/error.hpp"
 #include "jobring/queue.hpp"
+#include "support/expect_error.hpp"
 #include "support/test_support.hpp"
 
 namespace jobring {
@@ -38,39 +39,6 @@ using Clock = std::chrono::steady_clock;
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-ClaimOptions lease_for(milliseconds lease, Owner owner = Owner::process) {
-  ClaimOptions o;
-  o.lease = lease;
-  o.owner = owner;
-  return o;
-}
-
-PushOptions delayed_by(milliseconds delay) {
-  PushOptions o;
-  o.delay = delay;
-  return o;
-}
-
-std::span<const std::byte> as_bytes(std::string_view s) {
-  return std::as_bytes(std::span<const char>(s.data(), s.size()));
-}
-
-// Runs `f`; returns the error code of the jobring::error it throws (empty if
-// it throws nothing). Any other exception type fails the test.
-template <class F>
-std::error_code code_thrown(F&& f, std::string* what = nullptr) {
-  try {
-    f();
-  } catch (const jobring::error& e) {
-    if (what != nullptr) *what = e.what();
-    return e.code();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected jobring::error, got another exception: " << e.what();
-    return std::make_error_code(std::errc::io_error);
-  }
-  return {};
-}
 
 // ---------------------------------------------------------------------------
 // Push / claim / ack
@@ -120,18 +88,18 @@ TEST(PushClaim, PayloadTooLarge) {
   ASSERT_TRUE(q.push(std::string(37, 'x')));
   const std::string big(38, 'y');
   std::string what;
-  EXPECT_EQ(code_thrown([&] { (void)q.push(big); }, &what), errc::payload_too_large);
+  EXPECT_EQ(test::code_thrown([&] { (void)q.push(big); }, &what), errc::payload_too_large);
   EXPECT_NE(what.find("37"), std::string::npos) << what;
   EXPECT_NE(what.find(name.str()), std::string::npos) << what;
   std::error_code ec;
-  const auto r = q.push(as_bytes(big), PushOptions{}, ec);
+  const auto r = q.push(test::as_bytes(big), PushOptions{}, ec);
   EXPECT_EQ(ec, errc::payload_too_large);
   EXPECT_FALSE(r);
   EXPECT_EQ(q.stats().pushed, 1u);
   EXPECT_EQ(q.stats().ready, 1u);
   // And the good path through the error_code overload clears ec.
   ec = make_error_code(errc::system_error);
-  EXPECT_TRUE(q.push(as_bytes("ok"), PushOptions{}, ec));
+  EXPECT_TRUE(q.push(test::as_bytes("ok"), PushOptions{}, ec));
   EXPECT_FALSE(ec) << ec.message();
 }
 
@@ -148,7 +116,7 @@ TEST(PushClaim, FullAndEmptyAreValues) {
   EXPECT_EQ(full.status, PushStatus::full);
   EXPECT_FALSE(full);
   std::error_code ec;
-  EXPECT_EQ(q.push(as_bytes("overflow"), PushOptions{}, ec).status, PushStatus::full);
+  EXPECT_EQ(q.push(test::as_bytes("overflow"), PushOptions{}, ec).status, PushStatus::full);
   EXPECT_FALSE(ec) << "full is not an error: " << ec.message();
 
   ASSERT_EQ(q.try_claim(job), ClaimStatus::ok);
@@ -235,7 +203,7 @@ TEST(PushClaim, DefaultLeaseComesFromOptions) {
 TEST(HeadOfLine, DelayedJobDoesNotBlock) {
   QueueName name;
   Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 64});
-  ASSERT_TRUE(q.push("delayed", delayed_by(1h)));
+  ASSERT_TRUE(q.push("delayed", test::with_delay(1h)));
   const auto now_job = q.push("now");
   ASSERT_TRUE(now_job);
   auto job = q.try_claim();
@@ -260,7 +228,7 @@ TEST(HeadOfLine, LongLeaseDoesNotBlock) {
   ASSERT_TRUE(q.push("held"));
   ASSERT_TRUE(q.push("second"));
   ASSERT_TRUE(q.push("third"));
-  auto held = q.try_claim(lease_for(jobring::kMaxLease));
+  auto held = q.try_claim(test::with_lease(jobring::kMaxLease));
   ASSERT_TRUE(held);
   EXPECT_EQ(held->text(), "held");
   auto second = q.try_claim();
@@ -307,7 +275,7 @@ TEST(Batch, PushManyInOrderUntilFull) {
   Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 8});
   const std::vector<std::string> texts{"p0", "p1", "p2", "p3", "p4", "p5"};
   std::vector<std::span<const std::byte>> payloads;
-  for (const auto& t : texts) payloads.push_back(as_bytes(t));
+  for (const auto& t : texts) payloads.push_back(test::as_bytes(t));
   std::vector<JobId> ids(6, 0);
   EXPECT_EQ(q.push_many(payloads, ids), 4u);
   for (std::size_t i = 1; i < 4; ++i) EXPECT_GT(ids[i], ids[i - 1]);
@@ -337,8 +305,8 @@ TEST(Batch, PushManyInOrderUntilFull) {
 
   // One payload too large: throws, nothing pushed.
   const std::string big(9, 'x');
-  std::vector<std::span<const std::byte>> mixed{as_bytes("ok"), as_bytes(big)};
-  EXPECT_EQ(code_thrown([&] { (void)q.push_many(mixed); }), errc::payload_too_large);
+  std::vector<std::span<const std::byte>> mixed{test::as_bytes("ok"), test::as_bytes(big)};
+  EXPECT_EQ(test::code_thrown([&] { (void)q.push_many(mixed); }), errc::payload_too_large);
   EXPECT_EQ(q.stats().pushed, 4u);
   EXPECT_EQ(q.stats().free, 4u);
   EXPECT_EQ(q.push_many({}), 0u);
@@ -395,7 +363,7 @@ TEST(Blocking, ClaimWakesForDueJobAndExpiredLease) {
   QueueName name;
   Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 64});
   auto t0 = Clock::now();
-  ASSERT_TRUE(q.push("due", delayed_by(150ms)));
+  ASSERT_TRUE(q.push("due", test::with_delay(150ms)));
   Job job;
   ASSERT_EQ(q.claim(job, 20s), ClaimStatus::ok);
   EXPECT_GE(Clock::now() - t0, 149ms);
@@ -415,13 +383,13 @@ TEST(Blocking, WaitOutOfRangeThrows) {
   QueueName name;
   Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 64});
   Job job;
-  EXPECT_EQ(code_thrown([&] { (void)q.claim(job, -1ms); }), errc::invalid_argument);
-  EXPECT_EQ(code_thrown([&] { (void)q.claim(job, jobring::kMaxLease + 1ms); }), errc::invalid_argument);
+  EXPECT_EQ(test::code_thrown([&] { (void)q.claim(job, -1ms); }), errc::invalid_argument);
+  EXPECT_EQ(test::code_thrown([&] { (void)q.claim(job, jobring::kMaxLease + 1ms); }), errc::invalid_argument);
   PushOptions po;
   po.wait = -1ms;
-  EXPECT_EQ(code_thrown([&] { (void)q.push("x", po); }), errc::invalid_argument);
+  EXPECT_EQ(test::code_thrown([&] { (void)q.push("x", po); }), errc::invalid_argument);
   po.wait = jobring::kMaxLease + 1ms;
-  EXPECT_EQ(code_thrown([&] { (void)q.push("x", po); }), errc::invalid_argument);
+  EXPECT_EQ(test::code_thrown([&] { (void)q.push("x", po); }), errc::invalid_argument);
   EXPECT_EQ(q.stats().pushed, 0u);
 }
 

@@ -25,6 +25,7 @@
 #include <mutex>
 #include <new>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -426,6 +427,18 @@ class TempFile {
 template <class R>
 inline bool append_record(int fd, const R& record) {
   return ::write(fd, &record, sizeof record) == static_cast<ssize_t>(sizeof record);
+}
+
+// Every field of Stats, for "nothing changed" comparisons.
+inline std::vector<std::uint64_t> stats_fields(const Stats& s) {
+  return {s.free,          s.writing,       s.ready,    s.delayed, s.leased,          s.expired,
+          s.dead,          s.corrupt,       s.pushed,   s.claimed, s.acked,           s.released,
+          s.expired_total, s.dead_lettered, s.requeued, s.purged,  s.recovered_writes};
+}
+
+// The bytes of `s`, for the calls that take a payload as bytes.
+inline std::span<const std::byte> as_bytes(std::string_view s) {
+  return std::as_bytes(std::span<const char>(s.data(), s.size()));
 }
 
 // A queue's gauges in one line, for failure messages.
