@@ -37,14 +37,6 @@ using test::SegmentView;
 using test::Watchdog;
 namespace T = detail::T;
 
-PushResult push_key(Queue& q, const std::string& key, const std::string& payload = "p",
-                    milliseconds delay = 0ms) {
-  PushOptions p;
-  p.key = key;
-  p.delay = delay;
-  return q.push(payload, p);
-}
-
 // ---------------------------------------------------------------------------
 // Forged crash states (keys.hpp K1..K7)
 
@@ -56,7 +48,7 @@ TEST(DedupForged, ProducerDiedBeforeCommitLeavesNoStuckKey) {
   Queue q = Queue::create(
       name, Options{.capacity = 4, .max_payload = 64, .default_lease = 60s, .dedup_window = 60s});
   const std::uint64_t hash = jobring::detail::key_hash("stuck?");
-  ASSERT_TRUE(push_key(q, "stuck?"));
+  ASSERT_TRUE(q.push("p", PushOptions{.key = "stuck?"}));
   SegmentView v(name);
   const std::uint32_t e = v.find_key(hash);
   ASSERT_LT(e, v.key_capacity());
@@ -67,7 +59,7 @@ TEST(DedupForged, ProducerDiedBeforeCommitLeavesNoStuckKey) {
   const std::uint64_t writer = jobring::detail::make_writer(dead_pid(), 0);
   v.step(slot, State::writing, writer);
   v.key(e).word.store(jobring::test::key_word(v.key_word(e), KeyState::claimed, writer).raw);
-  const PushResult r = push_key(q, "stuck?", "again");
+  const PushResult r = q.push("again", PushOptions{.key = "stuck?"});
   ASSERT_TRUE(r);
   EXPECT_FALSE(r.duplicate);
   Job job;
@@ -85,7 +77,7 @@ TEST(DedupForged, ProducerDiedAfterCommitKeepsTheKey) {
   Queue q = Queue::create(
       name, Options{.capacity = 4, .max_payload = 64, .default_lease = 60s, .dedup_window = 60s});
   const std::uint64_t hash = jobring::detail::key_hash("kept");
-  const JobId id = push_key(q, "kept").id;
+  const JobId id = q.push("p", PushOptions{.key = "kept"}).id;
   SegmentView v(name);
   const std::uint32_t e = v.find_key(hash);
   ASSERT_LT(e, v.key_capacity());
@@ -93,7 +85,7 @@ TEST(DedupForged, ProducerDiedAfterCommitKeepsTheKey) {
   v.key(e).word.store(
       jobring::test::key_word(v.key_word(e), KeyState::claimed, jobring::detail::make_writer(dead_pid(), 0))
           .raw);
-  const PushResult r = push_key(q, "kept");
+  const PushResult r = q.push("p", PushOptions{.key = "kept"});
   EXPECT_TRUE(r.duplicate);
   EXPECT_EQ(r.id, id);
   EXPECT_EQ(v.key_state(e), KeyState::live);
@@ -108,7 +100,7 @@ TEST(DedupForged, AckerDiedBeforeRememberingTheKey) {
   Queue q = Queue::create(
       name, Options{.capacity = 4, .max_payload = 64, .default_lease = 60s, .dedup_window = 60s});
   const std::uint64_t hash = jobring::detail::key_hash("acked");
-  const JobId id = push_key(q, "acked").id;
+  const JobId id = q.push("p", PushOptions{.key = "acked"}).id;
   Job job;
   ASSERT_EQ(q.try_claim(job), ClaimStatus::ok);
   SegmentView v(name);
@@ -116,7 +108,7 @@ TEST(DedupForged, AckerDiedBeforeRememberingTheKey) {
   ASSERT_LT(e, v.key_capacity());
   v.forge(job.lease.slot, T::ack, 0);  // the ack's T6, without its K4
   ASSERT_EQ(v.key_state(e), KeyState::live);
-  const PushResult r = push_key(q, "acked");
+  const PushResult r = q.push("p", PushOptions{.key = "acked"});
   EXPECT_TRUE(r.duplicate);
   EXPECT_EQ(r.id, id);
   q.sweep();
@@ -135,7 +127,7 @@ TEST(DedupForged, PushOfAKeyInProgressWaitsBoundedThenFull) {
   Queue q = Queue::create(
       name, Options{.capacity = 4, .max_payload = 64, .default_lease = 60s, .dedup_window = 60s});
   const std::uint64_t hash = jobring::detail::key_hash("slow");
-  ASSERT_TRUE(push_key(q, "slow"));
+  ASSERT_TRUE(q.push("p", PushOptions{.key = "slow"}));
   SegmentView v(name);
   const std::uint32_t e = v.find_key(hash);
   const std::uint32_t slot = static_cast<std::uint32_t>(v.key(e).slot.load());
@@ -148,7 +140,7 @@ TEST(DedupForged, PushOfAKeyInProgressWaitsBoundedThenFull) {
   v.step(slot, State::writing, writer);
   v.key(e).word.store(jobring::test::key_word(v.key_word(e), KeyState::claimed, writer).raw);
   // No wait: full, and the slot it took for a moment is given back.
-  const PushResult now = push_key(q, "slow", "now");
+  const PushResult now = q.push("now", PushOptions{.key = "slow"});
   EXPECT_EQ(now.status, PushStatus::full);
   EXPECT_FALSE(now.duplicate);
   EXPECT_EQ(q.stats().keys_full, 1u);
@@ -189,7 +181,7 @@ TEST(DedupForged, HostileEntriesAreBoundsChecked) {
   }
   q.sweep();
   for (std::uint32_t e = 0; e < 16; ++e) EXPECT_NE(v.key_state(e), KeyState::live) << e;
-  for (int i = 0; i < 4; ++i) EXPECT_TRUE(push_key(q, "fresh" + std::to_string(i)));
+  for (int i = 0; i < 4; ++i) EXPECT_TRUE(q.push("p", PushOptions{.key = "fresh" + std::to_string(i)}));
   Job job;
   for (int i = 0; i < 4; ++i) {
     ASSERT_EQ(q.try_claim(job), ClaimStatus::ok);
@@ -201,7 +193,7 @@ TEST(DedupForged, HostileEntriesAreBoundsChecked) {
     }
     EXPECT_EQ(q.ack(job.lease), LeaseStatus::ok);
   }
-  ASSERT_TRUE(push_key(q, "garbage-length"));
+  ASSERT_TRUE(q.push("p", PushOptions{.key = "garbage-length"}));
   v.meta(v.find(State::ready)).key_length.store(1000);
   ASSERT_EQ(q.try_claim(job), ClaimStatus::ok);
   EXPECT_EQ(job.key(), "");
@@ -289,7 +281,7 @@ TEST(DedupProcesses, KilledProducersLeaveNoStuckKey) {
     const pid_t kid = jobring::test::fork_child([&]() -> int {
       Queue mine = Queue::open(name);
       std::mt19937 r(static_cast<unsigned>(::getpid()));
-      for (;;) (void)push_key(mine, "key-" + std::to_string(r() % kKeys));
+      for (;;) (void)mine.push("p", PushOptions{.key = "key-" + std::to_string(r() % kKeys)});
     });
     std::this_thread::sleep_for(std::chrono::microseconds(200 + rng() % 3000));
     jobring::test::kill_and_reap(kid);
@@ -298,7 +290,7 @@ TEST(DedupProcesses, KilledProducersLeaveNoStuckKey) {
   for (const auto& info : q.peek(JobState::ready, 1000)) present.insert(info.id);
   q.sweep();
   for (int k = 0; k < kKeys; ++k) {
-    const PushResult r = push_key(q, "key-" + std::to_string(k));
+    const PushResult r = q.push("p", PushOptions{.key = "key-" + std::to_string(k)});
     ASSERT_TRUE(r) << "key-" << k;
     if (r.duplicate) {
       EXPECT_EQ(present.count(r.id), 1u) << "key-" << k << " stuck on job " << r.id;

@@ -36,14 +36,6 @@ using test::QueueName;
 using test::SegmentView;
 using test::Watchdog;
 
-PushResult push_key(Queue& q, const std::string& key, const std::string& payload = "p",
-                    milliseconds delay = 0ms) {
-  PushOptions p;
-  p.key = key;
-  p.delay = delay;
-  return q.push(payload, p);
-}
-
 // ---------------------------------------------------------------------------
 // Behaviour
 
@@ -52,10 +44,10 @@ TEST(Dedup, SameKeyTwiceIsOneJob) {
   QueueName name("dedup");
   Queue q = Queue::create(
       name, Options{.capacity = 16, .max_payload = 64, .default_lease = 60s, .dedup_window = 60s});
-  const PushResult a = push_key(q, "welcome-email:42", "first");
+  const PushResult a = q.push("first", PushOptions{.key = "welcome-email:42"});
   ASSERT_TRUE(a);
   EXPECT_FALSE(a.duplicate);
-  const PushResult b = push_key(q, "welcome-email:42", "second");
+  const PushResult b = q.push("second", PushOptions{.key = "welcome-email:42"});
   ASSERT_TRUE(b);
   EXPECT_TRUE(b.duplicate);
   EXPECT_EQ(b.id, a.id);
@@ -76,8 +68,8 @@ TEST(Dedup, DifferentKeysAndUnkeyedAreSeparateJobs) {
   Queue q = Queue::create(
       name, Options{.capacity = 16, .max_payload = 64, .default_lease = 60s, .dedup_window = 60s});
   std::set<JobId> ids;
-  for (const char* k : {"a", "b", "ab", "ba", "a\0"}) ids.insert(push_key(q, k).id);
-  ids.insert(push_key(q, std::string("a\0", 2)).id);  // another byte: another key
+  for (const char* k : {"a", "b", "ab", "ba", "a\0"}) ids.insert(q.push("p", PushOptions{.key = k}).id);
+  ids.insert(q.push("p", PushOptions{.key = std::string("a\0", 2)}).id);  // another byte: another key
   ids.insert(q.push("x").id);
   ids.insert(q.push("x").id);
   EXPECT_EQ(ids.size(), 7u);  // "a\0" as a C string is "a": a duplicate of the first
@@ -91,9 +83,9 @@ TEST(Dedup, WorkerSeesTheKey) {
   Queue q = Queue::create(
       name, Options{.capacity = 16, .max_payload = 64, .default_lease = 60s, .dedup_window = 60s});
   const std::string longest(jobring::kMaxKeyLength, 'k');
-  ASSERT_TRUE(push_key(q, "invoice:2026-11"));
+  ASSERT_TRUE(q.push("p", PushOptions{.key = "invoice:2026-11"}));
   ASSERT_TRUE(q.push("plain"));
-  ASSERT_TRUE(push_key(q, longest));
+  ASSERT_TRUE(q.push("p", PushOptions{.key = longest}));
   Job job;
   ASSERT_EQ(q.try_claim(job), ClaimStatus::ok);
   EXPECT_EQ(job.key(), "invoice:2026-11");
@@ -110,22 +102,22 @@ TEST(Dedup, DuplicateInEveryStateOfTheJob) {
   QueueName name("dedup");
   Options o{.capacity = 16, .max_payload = 64, .default_lease = 60s, .max_attempts = 1, .dedup_window = 60s};
   Queue q = Queue::create(name, o);
-  const JobId delayed = push_key(q, "d", "p", 60'000ms).id;
-  EXPECT_TRUE(push_key(q, "d").duplicate);
-  const JobId id = push_key(q, "k").id;
+  const JobId delayed = q.push("p", PushOptions{.delay = 60'000ms, .key = "d"}).id;
+  EXPECT_TRUE(q.push("p", PushOptions{.key = "d"}).duplicate);
+  const JobId id = q.push("p", PushOptions{.key = "k"}).id;
   Job job;
   ASSERT_EQ(q.try_claim(job), ClaimStatus::ok);
   ASSERT_EQ(job.id, id);
-  EXPECT_EQ(push_key(q, "k").id, id);  // leased
-  EXPECT_TRUE(push_key(q, "k").duplicate);
+  EXPECT_EQ(q.push("p", PushOptions{.key = "k"}).id, id);  // leased
+  EXPECT_TRUE(q.push("p", PushOptions{.key = "k"}).duplicate);
   ASSERT_EQ(q.release(job.lease), LeaseStatus::ok);  // attempts used up: dead
   ASSERT_EQ(q.stats().dead, 1u);
-  const PushResult r = push_key(q, "k");
+  const PushResult r = q.push("p", PushOptions{.key = "k"});
   EXPECT_TRUE(r.duplicate);
   EXPECT_EQ(r.id, id);
   ASSERT_TRUE(q.requeue(id));
-  EXPECT_TRUE(push_key(q, "k").duplicate);
-  EXPECT_EQ(push_key(q, "d").id, delayed);
+  EXPECT_TRUE(q.push("p", PushOptions{.key = "k"}).duplicate);
+  EXPECT_EQ(q.push("p", PushOptions{.key = "d"}).id, delayed);
   EXPECT_EQ(q.stats().pushed, 2u);
 }
 
@@ -136,12 +128,12 @@ TEST(Dedup, RememberedForTheWindowAfterAck) {
   QueueName name("dedup");
   Queue q = Queue::create(
       name, Options{.capacity = 16, .max_payload = 64, .default_lease = 60s, .dedup_window = 300ms});
-  const JobId first = push_key(q, "charge:7").id;
+  const JobId first = q.push("p", PushOptions{.key = "charge:7"}).id;
   Job job;
   ASSERT_EQ(q.try_claim(job), ClaimStatus::ok);
   const std::uint64_t before_ack = jobring::detail::now_ms();
   ASSERT_EQ(q.ack(job.lease), LeaseStatus::ok);
-  const PushResult again = push_key(q, "charge:7");
+  const PushResult again = q.push("p", PushOptions{.key = "charge:7"});
   // Within the window it must be a duplicate; only a machine stalled for
   // 300 ms between the two calls may see it accepted (then nothing to check).
   if (jobring::detail::now_ms() - before_ack < 300) {
@@ -153,13 +145,13 @@ TEST(Dedup, RememberedForTheWindowAfterAck) {
   PushResult later;
   ASSERT_TRUE(jobring::test::poll_until(
       [&] {
-        later = push_key(q, "charge:7");
+        later = q.push("p", PushOptions{.key = "charge:7"});
         return !later.duplicate;
       },
       20s));
   EXPECT_NE(later.id, first);
   EXPECT_EQ(q.stats().ready, 1u);
-  EXPECT_TRUE(push_key(q, "charge:7").duplicate);  // the new job holds the key
+  EXPECT_TRUE(q.push("p", PushOptions{.key = "charge:7"}).duplicate);  // the new job holds the key
 }
 
 // The window is checked, not timed: with the default-sized window a push
@@ -168,12 +160,12 @@ TEST(Dedup, RejectedWithinTheWindow) {
   QueueName name("dedup");
   Queue q = Queue::create(
       name, Options{.capacity = 16, .max_payload = 64, .default_lease = 60s, .dedup_window = 3'600'000ms});
-  const JobId first = push_key(q, "k").id;
+  const JobId first = q.push("p", PushOptions{.key = "k"}).id;
   Job job;
   ASSERT_EQ(q.try_claim(job), ClaimStatus::ok);
   ASSERT_EQ(q.ack(job.lease), LeaseStatus::ok);
   for (int i = 0; i < 3; ++i) {
-    const PushResult r = push_key(q, "k");
+    const PushResult r = q.push("p", PushOptions{.key = "k"});
     EXPECT_TRUE(r.duplicate);
     EXPECT_EQ(r.id, first);
   }
@@ -187,12 +179,12 @@ TEST(Dedup, ZeroWindowForgetsAtAck) {
   QueueName name("dedup");
   Queue q = Queue::create(
       name, Options{.capacity = 16, .max_payload = 64, .default_lease = 60s, .dedup_window = 0ms});
-  const JobId first = push_key(q, "k").id;
-  EXPECT_TRUE(push_key(q, "k").duplicate);  // still in the queue
+  const JobId first = q.push("p", PushOptions{.key = "k"}).id;
+  EXPECT_TRUE(q.push("p", PushOptions{.key = "k"}).duplicate);  // still in the queue
   Job job;
   ASSERT_EQ(q.try_claim(job), ClaimStatus::ok);
   ASSERT_EQ(q.ack(job.lease), LeaseStatus::ok);
-  const PushResult r = push_key(q, "k");
+  const PushResult r = q.push("p", PushOptions{.key = "k"});
   EXPECT_FALSE(r.duplicate);
   EXPECT_NE(r.id, first);
 }
@@ -202,16 +194,16 @@ TEST(Dedup, PurgeAndRemoveDeadRememberTheKey) {
   QueueName name("dedup");
   Options o{.capacity = 16, .max_payload = 64, .default_lease = 60s, .max_attempts = 1, .dedup_window = 60s};
   Queue q = Queue::create(name, o);
-  ASSERT_TRUE(push_key(q, "purged"));
+  ASSERT_TRUE(q.push("p", PushOptions{.key = "purged"}));
   EXPECT_EQ(q.purge(PurgeWhat::ready), 1u);
-  EXPECT_TRUE(push_key(q, "purged").duplicate);
+  EXPECT_TRUE(q.push("p", PushOptions{.key = "purged"}).duplicate);
   EXPECT_EQ(q.stats().ready, 0u);
-  const JobId id = push_key(q, "dead").id;
+  const JobId id = q.push("p", PushOptions{.key = "dead"}).id;
   Job job;
   ASSERT_EQ(q.try_claim(job), ClaimStatus::ok);
   ASSERT_EQ(q.release(job.lease), LeaseStatus::ok);
   ASSERT_TRUE(q.remove_dead(id));
-  EXPECT_TRUE(push_key(q, "dead").duplicate);
+  EXPECT_TRUE(q.push("p", PushOptions{.key = "dead"}).duplicate);
   EXPECT_EQ(q.stats().keys_remembered, 2u);
 }
 
@@ -223,7 +215,7 @@ TEST(Dedup, BadKeysAreRefused) {
       name, Options{.capacity = 16, .max_payload = 64, .default_lease = 60s, .dedup_window = 60s});
   const std::string too_long(jobring::kMaxKeyLength + 1, 'x');
   try {
-    (void)push_key(q, too_long);
+    (void)q.push("p", PushOptions{.key = too_long});
     FAIL() << "no error";
   } catch (const jobring::error& e) {
     EXPECT_EQ(e.code(), errc::invalid_argument);
@@ -298,8 +290,8 @@ TEST(Dedup, FullTableRefusesThenEvictsTheOldestRemembered) {
                                         .default_lease = 60s,
                                         .dedup_keys = 16,
                                         .dedup_window = 3'600'000ms});
-  for (int i = 0; i < 16; ++i) ASSERT_TRUE(push_key(q, "k" + std::to_string(i)));
-  const PushResult r = push_key(q, "k16");
+  for (int i = 0; i < 16; ++i) ASSERT_TRUE(q.push("p", PushOptions{.key = "k" + std::to_string(i)}));
+  const PushResult r = q.push("p", PushOptions{.key = "k16"});
   EXPECT_EQ(r.status, PushStatus::full);
   auto s = q.stats();
   EXPECT_EQ(s.keys_full, 1u);
@@ -313,18 +305,18 @@ TEST(Dedup, FullTableRefusesThenEvictsTheOldestRemembered) {
     ASSERT_EQ(q.ack(job.lease), LeaseStatus::ok);
     std::this_thread::sleep_for(3ms);
   }
-  const PushResult k16 = push_key(q, "k16");
+  const PushResult k16 = q.push("p", PushOptions{.key = "k16"});
   ASSERT_TRUE(k16);
   EXPECT_FALSE(k16.duplicate);
   s = q.stats();
   EXPECT_EQ(s.keys_evicted, 1u);
   // k0 (the oldest remembered) was evicted: it is accepted again; k1 is still remembered.
-  EXPECT_TRUE(push_key(q, "k1").duplicate);
-  const PushResult k0 = push_key(q, "k0");
+  EXPECT_TRUE(q.push("p", PushOptions{.key = "k1"}).duplicate);
+  const PushResult k0 = q.push("p", PushOptions{.key = "k0"});
   EXPECT_FALSE(k0.duplicate);
   EXPECT_EQ(q.stats().keys_evicted, 2u);  // k1 went for k0
   // k1 was evicted, and every entry holds a live key now: the table is full.
-  EXPECT_EQ(push_key(q, "k1").status, PushStatus::full);
+  EXPECT_EQ(q.push("p", PushOptions{.key = "k1"}).status, PushStatus::full);
   EXPECT_EQ(q.stats().keys_full, 2u);
 }
 
@@ -334,10 +326,10 @@ TEST(Dedup, DuplicateAnsweredWhenTheRingIsFull) {
   QueueName name("dedup");
   Queue q = Queue::create(
       name, Options{.capacity = 2, .max_payload = 64, .default_lease = 60s, .dedup_window = 60s});
-  const JobId a = push_key(q, "a").id;
-  ASSERT_TRUE(push_key(q, "b"));
-  EXPECT_EQ(push_key(q, "c").status, PushStatus::full);
-  const PushResult dup = push_key(q, "a");
+  const JobId a = q.push("p", PushOptions{.key = "a"}).id;
+  ASSERT_TRUE(q.push("p", PushOptions{.key = "b"}));
+  EXPECT_EQ(q.push("p", PushOptions{.key = "c"}).status, PushStatus::full);
+  const PushResult dup = q.push("p", PushOptions{.key = "a"});
   EXPECT_TRUE(dup.duplicate);
   EXPECT_EQ(dup.id, a);
 }
