@@ -36,11 +36,7 @@ using test::Watchdog;
 using Clock = std::chrono::steady_clock;
 
 // ---------------------------------------------------------------------------
-// Helpers
-// ---------------------------------------------------------------------------
-
-// ---------------------------------------------------------------------------
-// Release, delays, head-of-line blocking
+// Release, give_back and delays
 // ---------------------------------------------------------------------------
 
 // API contract: release makes the job claimable again, attempt 2, same id and payload.

@@ -37,10 +37,6 @@ using test::Watchdog;
 using Clock = std::chrono::steady_clock;
 
 // ---------------------------------------------------------------------------
-// Helpers
-// ---------------------------------------------------------------------------
-
-// ---------------------------------------------------------------------------
 // Push / claim / ack
 // ---------------------------------------------------------------------------
 
@@ -198,6 +194,10 @@ TEST(PushClaim, DefaultLeaseComesFromOptions) {
   ASSERT_EQ(infos.size(), 1u);
   EXPECT_GT(infos[0].ms_until, 59 * 60 * 1000);
 }
+
+// ---------------------------------------------------------------------------
+// Head-of-line blocking
+// ---------------------------------------------------------------------------
 
 // G5 (no head-of-line blocking): a delayed job in front does not stop the job behind it.
 TEST(HeadOfLine, DelayedJobDoesNotBlock) {
