@@ -43,17 +43,6 @@ class WorkerTest : public ::testing::Test {
   void TearDown() override { clear_interrupt(); }
 };
 
-// Whether this build's queue implements de-duplication keys (a keyed push
-// of an existing key answers duplicate = true). Tests of key behaviour skip
-// until it does.
-bool keys_supported() {
-  QueueName q("w-keys");
-  Queue queue = Queue::create(q, {});
-  const PushResult a = queue.push("x", {.key = "probe"});
-  const PushResult b = queue.push("x", {.key = "probe"});
-  return a && b && b.duplicate;
-}
-
 // ===========================================================================
 // Backoff formula
 // ===========================================================================
@@ -146,9 +135,8 @@ TEST_F(WorkerTest, HandlerAckPathAcksEveryJob) {
 }
 
 // ctx.key() is the job's de-duplication key. Fails if the key does not reach
-// the handler. (Skips until the queue implements keys.)
+// the handler.
 TEST_F(WorkerTest, HandlerSeesTheJobsKey) {
-  if (!keys_supported()) GTEST_SKIP() << "de-duplication keys not implemented in this build";
   Watchdog wd(60s);
   QueueName q("w-key");
   Queue queue = Queue::create(q, {});
