@@ -33,7 +33,6 @@ namespace {
 using namespace std::chrono_literals;
 using test::QueueName;
 using test::Watchdog;
-using Clock = std::chrono::steady_clock;
 
 // ---------------------------------------------------------------------------
 // Helpers

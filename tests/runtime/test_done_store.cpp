@@ -31,7 +31,6 @@ namespace jobring {
 namespace {
 
 using namespace std::chrono_literals;
-using test::QueueName;
 using test::TempFile;
 using test::Watchdog;
 
