@@ -54,6 +54,7 @@
 #include "jobring/error.hpp"
 #include "jobring/queue.hpp"
 #include "ring/layout.hpp"
+#include "ring/transitions.hpp"
 
 namespace {
 
@@ -74,8 +75,10 @@ using jobring::PurgeWhat;
 using jobring::PushOptions;
 using jobring::PushStatus;
 using jobring::Queue;
+using jobring::detail::Transition;
 using jobring::fuzz::Bytes;
 using jobring::fuzz::ModelOp;
+namespace T = jobring::detail::T;
 
 std::string fmtstr(const char* format, ...) __attribute__((format(printf, 1, 2)));
 std::string fmtstr(const char* format, ...) {
@@ -225,6 +228,40 @@ class Harness {
     if (stale_.size() >= 32) stale_.erase(stale_.begin());
     stale_.push_back(l);
   }
+  // A model job moves as the library's slot does: by a transition of the
+  // table (ring/transitions.hpp), which must start from the slot state the
+  // job is in and end in the one it goes to. Delayed is READY with its
+  // visible-at ahead; expired is LEASED with its deadline passed.
+  static jobring::detail::State slot_state(St s) {
+    using jobring::detail::State;
+    switch (s) {
+      case St::ready:
+      case St::delayed:
+        return State::ready;
+      case St::leased:
+      case St::expired:
+        return State::leased;
+      case St::dead:
+        return State::dead;
+    }
+    return State::free;
+  }
+  static bool table_allows(const Transition& t, St from, jobring::detail::State to) {
+    return t.starts_from(jobring::detail::Word::make(slot_state(from), 0, 0)) && t.to == to;
+  }
+  void move(MJob& j, const Transition& t, St to) {
+    EXPECT(table_allows(t, j.st, slot_state(to)), "the model moves job %llu from %s to %s, which %s does not",
+           ull(j.id), st_name(j.st), st_name(to), t.name);
+    j.st = to;
+  }
+  // The job leaves the queue by t: its slot becomes FREE.
+  void leave(JobId id, const Transition& t) {
+    const MJob& j = jobs_.at(id);
+    EXPECT(table_allows(t, j.st, jobring::detail::State::free),
+           "the model frees job %llu, %s, which %s does not", ull(id), st_name(j.st), t.name);
+    finish(id);
+  }
+
   // A job leaves the queue (ack, purge, remove_dead): its key is remembered.
   void finish(JobId id) {
     auto it = jobs_.find(id);
@@ -387,10 +424,11 @@ class Harness {
         std::erase(claim_order_, j->id);
         fifo_ = false;  // a retry
         if (exhausted(*j)) {
-          j->st = St::dead;
+          move(*j, T::dead_letter, St::dead);
           ++totals_.dead_lettered;
         } else {
-          j->st = delay > 0ms ? St::delayed : St::ready;  // release clamps the delay to 0..kMaxLease
+          move(*j, T::release,
+               delay > 0ms ? St::delayed : St::ready);  // release clamps the delay to 0..kMaxLease
           ++totals_.released;
         }
         break;
@@ -415,7 +453,7 @@ class Harness {
         EXPECT(l.slot == before.slot && l.job == before.job && l.token != before.token,
                "extend gave %s from %s", l.to_string().c_str(), before.to_string().c_str());
         j->lease = l;
-        j->st = St::leased;  // a new deadline, an hour or more ahead
+        move(*j, T::extend, St::leased);  // a new deadline, an hour or more ahead
         make_stale(before);
         break;
       }
@@ -453,7 +491,7 @@ class Harness {
         EXPECT(ok == dead, "requeue(%llu) returned %d, the job is %s", ull(id), ok,
                it == jobs_.end() ? "not in the queue" : st_name(it->second.st));
         if (ok) {
-          it->second.st = St::ready;
+          move(it->second, T::requeue, St::ready);
           it->second.attempts = 0;
           ++totals_.requeued;
           fifo_ = false;
@@ -466,7 +504,7 @@ class Harness {
         EXPECT(n == count(St::dead), "requeue_dead requeued %zu of %zu dead", n, count(St::dead));
         for (auto& [id, j] : jobs_) {
           if (j.st != St::dead) continue;
-          j.st = St::ready;
+          move(j, T::requeue, St::ready);
           j.attempts = 0;
           fifo_ = false;
         }
@@ -484,7 +522,7 @@ class Harness {
         if (ok) {
           ++totals_.purged;
           fifo_ = false;
-          finish(id);
+          leave(id, T::purge);
         }
         break;
       }
@@ -499,12 +537,12 @@ class Harness {
           if (hit) gone.push_back(id);
         }
         EXPECT(n == gone.size(), "purge(%u) removed %zu, model %zu", bits, n, gone.size());
-        for (JobId id : gone) finish(id);
+        for (JobId id : gone) leave(id, T::purge);
         // A purge frees slots out of order. It keeps FIFO only if nothing
         // that stays can be claimed or acked in this regime: only delayed
         // jobs (never due here) and dead ones (they leave only by requeue or
         // remove_dead, which end the regime). The claim cursor passes them up
-        // to the push cursor (skip_unclaimable_positions in lib/queue.cpp)
+        // to the push cursor (skip_unclaimable_positions in lib/ring/admin.cpp)
         // and the producer skips their slots, so the next jobs are claimed
         // in push order (FuzzRegress.FifoAfterAPartialPurge...). A ready
         // job left behind may sit after a freed slot in ring order, and a
@@ -532,9 +570,9 @@ class Harness {
           std::erase(claim_order_, id);
           if (exhausted(j)) {
             ++doomed;
-            j.st = St::dead;
+            move(j, T::dead_letter, St::dead);
           } else {
-            j.st = St::ready;
+            move(j, T::expire, St::ready);
           }
         }
         EXPECT(
@@ -726,7 +764,7 @@ class Harness {
         MJob& j = jobs_.at(id);
         make_stale(j.lease);
         std::erase(claim_order_, id);
-        j.st = St::dead;
+        move(j, T::dead_letter, St::dead);
         ++totals_.dead_lettered;
       }
     }
@@ -763,7 +801,7 @@ class Harness {
       std::erase(claim_order_, j.id);
       ++totals_.expired_total;
     }
-    j.st = St::leased;
+    move(j, takeover ? T::takeover : T::claim, St::leased);
     j.attempts += 1;
     j.lease = job.lease;
     j.owned = co.owner == Owner::process;
@@ -790,7 +828,7 @@ class Harness {
     if (claim_order_.empty() || claim_order_.front() != j->id) fifo_ = false;  // acked out of claim order
     make_stale(l);
     ++totals_.acked;
-    finish(j->id);
+    leave(j->id, T::ack);
   }
 
   void check_peek(JobState state, std::size_t limit) {

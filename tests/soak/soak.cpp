@@ -62,7 +62,7 @@
 //     neither acked (a logged ack or a maybe-ack) nor dead at the end;
 //   - DOUBLE ACK: two successful acks of one job; FENCING: an ack that won
 //     with the token of a lease that a later claim of the job had taken over
-//     (told by the generation in the token, lib/layout.hpp); a job acked and
+//     (told by the generation in the token, lib/ring/layout.hpp); a job acked and
 //     still dead at the end;
 //   - a push that answered duplicate = true with a job of another key, or
 //     that answered duplicate and still added its own job;
@@ -92,7 +92,6 @@
 // Exit: 0 all good, 1 a violation, 2 bad usage or setup failure, 130 interrupted.
 #include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -127,6 +126,7 @@
 #include "jobring/queue.hpp"
 #include "jobring/worker.hpp"
 #include "ring/layout.hpp"  // the generation in a token, for the fencing check
+#include "support/test_support.hpp"
 
 namespace {
 
@@ -151,6 +151,15 @@ using jobring::Stats;
 using jobring::Worker;
 using jobring::WorkerOptions;
 using jobring::detail::Word;
+using jobring::test::append_record;
+using jobring::test::describe;
+using jobring::test::die_with_parent;
+using jobring::test::kill_and_reap;
+using jobring::test::open_append_records;
+using jobring::test::read_records;
+using jobring::test::SharedObject;
+using jobring::test::try_wait_child;
+using jobring::test::wait_child;
 using Clock = std::chrono::steady_clock;
 
 // Generations are modular (kGenBits); the tokens of one job's life lie within
@@ -297,21 +306,11 @@ constexpr std::uint32_t kBlockedFlag = 64;   // blocked past the lease ignoring 
 constexpr std::uint32_t kSawStopFlag = 128;  // saw ctx.stopping() while it ran
 static_assert(sizeof(Rec) == 40);
 
-// Opens `path` for appending. A write(2) cut short by SIGKILL can leave a
-// partial record at the end; the restarted process (the only writer: its
-// predecessor is reaped) drops it, so that later records stay aligned. The
-// event of a dropped record did not happen or is a "maybe" either way: BEGIN
-// and CLAIM are written before the step they announce; DONE / ACKED after it.
-int open_log(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-  struct stat st {};
-  if (fd >= 0 && ::fstat(fd, &st) == 0 && st.st_size % static_cast<off_t>(sizeof(Rec)) != 0 &&
-      ::ftruncate(fd, st.st_size - st.st_size % static_cast<off_t>(sizeof(Rec))) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
+// Opens `path` for appending, dropping a partial record a SIGKILL left at the
+// end (test::open_append_records). The event of a dropped record did not
+// happen or is a "maybe" either way: BEGIN and CLAIM are written before the
+// step they announce; DONE / ACKED after it.
+int open_log(const std::string& path) { return open_append_records(path, sizeof(Rec)); }
 
 // The queue, opened by a producer or worker process; nullopt (with a line on
 // stderr naming `who`) if it cannot be.
@@ -320,17 +319,6 @@ std::optional<Queue> open_queue(const std::string& queue, const char* who) {
   auto q = Queue::open(queue, ec);
   if (!q) std::fprintf(stderr, "soak %s: open: %s\n", who, ec.message().c_str());
   return q;
-}
-
-bool append(int fd, const Rec& r) { return ::write(fd, &r, sizeof r) == static_cast<ssize_t>(sizeof r); }
-
-std::vector<Rec> read_log(const std::string& path, std::size_t& partial) {
-  std::ifstream in(path, std::ios::binary);
-  const std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::vector<Rec> out(s.size() / sizeof(Rec));
-  if (!out.empty()) std::memcpy(out.data(), s.data(), out.size() * sizeof(Rec));
-  partial = s.size() % sizeof(Rec);
-  return out;
 }
 
 // ---------------------------------------------------------------------------
@@ -349,12 +337,6 @@ struct Control {
   std::atomic<int> busy_producer[kMaxProcesses] = {};
   std::atomic<int> busy_worker[kMaxProcesses] = {};
 };
-
-Control* map_control() {
-  void* p = ::mmap(nullptr, sizeof(Control), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) return nullptr;
-  return new (p) Control();
-}
 
 // Child exit statuses (besides 0).
 constexpr int kExitLog = 3;
@@ -383,7 +365,7 @@ void sleep_us(std::uint64_t us) { std::this_thread::sleep_for(std::chrono::micro
 // saw the end of (it was killed): their key ids, to push again.
 std::vector<std::uint64_t> cut_short_keys(const std::string& log) {
   std::size_t partial = 0;
-  const auto recs = read_log(log, partial);
+  const auto recs = read_records<Rec>(log, &partial);
   if (recs.empty()) return {};
   const std::uint32_t last = recs.back().incarnation;
   std::map<Tag, std::uint64_t> open;  // tag -> key id
@@ -434,7 +416,7 @@ int producer_main(const std::string& queue, const std::string& log, Control& ctl
       }
       make_payload(payloads[i], tags[i], key_id);
       spans[i] = std::as_bytes(std::span<const char>(payloads[i]));
-      if (!append(fd, Rec{kBegin, incarnation, tags[i], 0, 0, 0, key_id}))
+      if (!append_record(fd, Rec{kBegin, incarnation, tags[i], 0, 0, 0, key_id}))
         return kExitLog;  // before the push
     }
     std::size_t pushed = 0;
@@ -464,7 +446,7 @@ int producer_main(const std::string& queue, const std::string& log, Control& ctl
     for (std::size_t i = 0; i < batch; ++i) {  // after push returned
       const Rec r = i < pushed ? Rec{kDone, incarnation, tags[i], ids[i], 0, flags, key_id}
                                : Rec{kNotPushed, incarnation, tags[i], 0, 0, 0, key_id};
-      if (!append(fd, r)) return kExitLog;
+      if (!append_record(fd, r)) return kExitLog;
     }
     if (full) sleep_us(500 + rng() % 2000);
     sleep_us(rng() % (ctl.pace_us.load(std::memory_order_relaxed) + 1));
@@ -490,7 +472,7 @@ int loop_worker_main(const std::string& queue, const std::string& log, Control& 
   std::array<Lease, 4> leases;
   std::array<LeaseStatus, 4> results{};
   auto log_outcome = [&](const Job& j, RecKind kind) {
-    return append(fd, Rec{kind, incarnation, 0, j.id, j.attempt, 0, j.lease.token});
+    return append_record(fd, Rec{kind, incarnation, 0, j.id, j.attempt, 0, j.lease.token});
   };
   while (ctl.stop_workers.load(std::memory_order_acquire) == 0) {
     ClaimOptions co;
@@ -513,8 +495,8 @@ int loop_worker_main(const std::string& queue, const std::string& log, Control& 
     }
     for (std::size_t i = 0; i < n; ++i) {  // before anything is done with the jobs
       const auto h = check_job(jobs[i]);
-      if (!append(fd, Rec{kClaim, incarnation, h ? h->tag : 0, jobs[i].id, jobs[i].attempt,
-                          h ? 0u : kTornFlag, jobs[i].lease.token}))
+      if (!append_record(fd, Rec{kClaim, incarnation, h ? h->tag : 0, jobs[i].id, jobs[i].attempt,
+                                 h ? 0u : kTornFlag, jobs[i].lease.token}))
         return kExitLog;
     }
     if (n > 1) {
@@ -613,7 +595,7 @@ int worker_main(const std::string& queue, const std::string& log, Control& ctl, 
   // A failed log write ends the process (exit kExitLog, a violation): a
   // hook cannot return it.
   auto log_or_die = [fd](const Rec& r) {
-    if (!append(fd, r)) std::_Exit(kExitLog);
+    if (!append_record(fd, r)) std::_Exit(kExitLog);
   };
   o.hooks.on_claim = [&](const Job& j) {  // before the handler: nothing done with the job yet
     t_flags = 0;
@@ -855,8 +837,7 @@ Child Soak::spawn(Role role, int index) {
     // Own process group, so that a Ctrl-C reaches the parent only (it cleans
     // up); killed with the parent, so that nothing outlives a killed soak.
     ::setpgid(0, 0);
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(98);
+    die_with_parent(parent);
     for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) std::signal(sig, SIG_DFL);
     // A jobring::Worker process stops gracefully on SIGTERM: its handlers
     // are in place before a SIGTERM can arrive.
@@ -890,16 +871,6 @@ Child Soak::spawn(Role role, int index) {
   return c;
 }
 
-int wait_status(pid_t pid) {
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) return -1;
-  }
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return -1;
-}
-
 std::string describe_status(int st) {
   if (st == -2) return "no exit within 30 s (killed)";
   if (st >= 128) return "killed by signal " + std::to_string(st - 128);
@@ -910,19 +881,15 @@ std::string describe_status(int st) {
 // -2 if it had to be killed.
 int Soak::wait_bounded(Child& c) {
   const auto until = Clock::now() + 30s;
-  int status = 0;
-  pid_t r = 0;
-  while ((r = ::waitpid(c.pid, &status, WNOHANG)) == 0 && Clock::now() < until)
-    std::this_thread::sleep_for(2ms);
-  if (r == 0) {
-    ::kill(c.pid, SIGKILL);
-    (void)wait_status(c.pid);
+  std::optional<int> st;
+  while (!(st = try_wait_child(c.pid)) && Clock::now() < until) std::this_thread::sleep_for(2ms);
+  if (!st) {
+    kill_and_reap(c.pid);
     c.pid = -1;
     return -2;
   }
   c.pid = -1;
-  if (r < 0) return -1;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return *st;
 }
 
 void Soak::kill_child(Child& c, bool aimed) {
@@ -935,7 +902,7 @@ void Soak::kill_child(Child& c, bool aimed) {
     if (busy.load(std::memory_order_relaxed) != 0) ++n_.aimed_kills;
   }
   ::kill(c.pid, SIGKILL);
-  const int st = wait_status(c.pid);
+  const int st = wait_child(c.pid);
   if (st == 0 && c.terminating) {
     ++n_.graceful_stops;  // it had finished its graceful stop just before the kill
   } else {
@@ -963,19 +930,14 @@ void Soak::term_janitor(Child& c) {
   // The janitor acts on SIGTERM at once, even in the middle of a sweep; 20 s
   // is a bound for a loaded machine, not an expectation.
   const auto until = Clock::now() + 20s;
-  int status = 0;
-  pid_t r = 0;
-  while ((r = ::waitpid(c.pid, &status, WNOHANG)) == 0 && Clock::now() < until)
-    std::this_thread::sleep_for(2ms);
-  if (r == 0) {
+  std::optional<int> st;
+  while (!(st = try_wait_child(c.pid)) && Clock::now() < until) std::this_thread::sleep_for(2ms);
+  if (!st) {
     fail("janitor " + std::to_string(c.index) + " did not stop within 20 s of SIGTERM");
-    ::kill(c.pid, SIGKILL);
-    (void)wait_status(c.pid);
-  } else if (!(r == c.pid && ((WIFEXITED(status) && WEXITSTATUS(status) == 0) ||
-                              (WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM)))) {
+    kill_and_reap(c.pid);
+  } else if (*st != 0 && *st != 128 + SIGTERM) {
     // (Ended by SIGTERM itself: it came before the janitor installed its handlers.)
-    fail("janitor " + std::to_string(c.index) + " did not exit 0 on SIGTERM (" +
-         describe_status(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status)) + ")");
+    fail("janitor " + std::to_string(c.index) + " did not exit 0 on SIGTERM (" + describe_status(*st) + ")");
   }
   ++n_.janitor_terms;
 }
@@ -984,13 +946,9 @@ void Soak::term_janitor(Child& c) {
 void Soak::reap_unexpected() {
   for (Child& c : children_) {
     if (c.terminating) continue;  // reap_terminating()
-    int status = 0;
-    pid_t r = 0;
-    do {
-      r = ::waitpid(c.pid, &status, WNOHANG);
-    } while (r < 0 && errno == EINTR);
-    if (r != c.pid) continue;
-    const int st = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    const std::optional<int> ended = try_wait_child(c.pid);
+    if (!ended || *ended < 0) continue;
+    const int st = *ended;
     fail(std::string(role_name(c.role)) + " " + std::to_string(c.index) + " ended by itself (" +
          describe_status(st) + ")");
     killed_.insert(c.incarnation);  // its last claim or push is a maybe, as for a kill
@@ -1018,13 +976,9 @@ void Soak::reap_terminating() {
   const auto now = Clock::now();
   for (Child& c : children_) {
     if (!c.terminating) continue;
-    int status = 0;
-    pid_t r = 0;
-    do {
-      r = ::waitpid(c.pid, &status, WNOHANG);
-    } while (r < 0 && errno == EINTR);
-    if (r == c.pid) {
-      const int st = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    const std::optional<int> ended = try_wait_child(c.pid);
+    if (ended && *ended >= 0) {
+      const int st = *ended;
       if (st == 0) {
         ++n_.graceful_stops;
       } else {
@@ -1036,7 +990,7 @@ void Soak::reap_terminating() {
     } else if (now >= c.term_deadline) {
       fail("worker " + std::to_string(c.index) + " (jobring::Worker) did not exit within 30 s of SIGTERM");
       ::kill(c.pid, SIGKILL);
-      (void)wait_status(c.pid);
+      (void)wait_child(c.pid);
       killed_.insert(c.incarnation);
       c = spawn(c.role, c.index);
     } else if (now >= c.second_term) {
@@ -1164,7 +1118,7 @@ void Soak::stop_all_now() {
   for (Child& c : children_) {
     if (c.pid > 0) {
       ::kill(c.pid, SIGKILL);
-      (void)wait_status(c.pid);
+      (void)wait_child(c.pid);
       c.pid = -1;
     }
   }
@@ -1184,18 +1138,6 @@ void Soak::progress(Clock::time_point start) {
       static_cast<unsigned long long>(s.free), static_cast<unsigned long long>(s.dead_lettered),
       static_cast<unsigned long long>(s.requeued));
   std::fflush(stdout);
-}
-
-std::string describe(const Stats& s) {
-  char buf[256];
-  std::snprintf(
-      buf, sizeof buf,
-      "free=%llu writing=%llu ready=%llu delayed=%llu leased=%llu expired=%llu dead=%llu corrupt=%llu",
-      static_cast<unsigned long long>(s.free), static_cast<unsigned long long>(s.writing),
-      static_cast<unsigned long long>(s.ready), static_cast<unsigned long long>(s.delayed),
-      static_cast<unsigned long long>(s.leased), static_cast<unsigned long long>(s.expired),
-      static_cast<unsigned long long>(s.dead), static_cast<unsigned long long>(s.corrupt));
-  return buf;
 }
 
 // Stops producers, lets the workers drain, stops everything. False if interrupted.
@@ -1370,7 +1312,7 @@ void Soak::verify(const Stats& s, const Stats& removed) {
   long partial_logs = 0, maybe_pushes = 0, done_pushes = 0, dup_pushes = 0, not_pushed = 0, keyed = 0;
   for (int i = 0; i < cfg_.producers; ++i) {
     std::size_t partial = 0;
-    for (const Rec& r : read_log(log_path(Role::producer, i), partial)) {
+    for (const Rec& r : read_records<Rec>(log_path(Role::producer, i), &partial)) {
       Pushed& p = pushes[r.tag];
       if (r.kind == kBegin) {
         if (p.state != 0) fail("tag " + std::to_string(r.tag) + " begun twice");
@@ -1441,7 +1383,7 @@ void Soak::verify(const Stats& s, const Stats& removed) {
   };
   for (int i = 0; i < cfg_.workers; ++i) {
     std::size_t partial = 0;
-    const auto recs = read_log(log_path(Role::worker, i), partial);
+    const auto recs = read_records<Rec>(log_path(Role::worker, i), &partial);
     if (partial != 0) ++partial_logs;
     // Claims of the current incarnation that have no outcome yet: how many
     // (a jobring::Worker with two handler threads can claim a job again
@@ -1474,7 +1416,7 @@ void Soak::verify(const Stats& s, const Stats& removed) {
         if (c.claims == 1 || after(gen, c.last_claim_gen)) c.last_claim_gen = gen;
         if (r.attempt < 1) fail("job " + std::to_string(r.id) + " claimed with attempt 0");
         // Counted, not a violation: the attempt count is a plain load + store
-        // after the claim's CAS (lib/queue.cpp), so a claimer stopped there
+        // after the claim's CAS (lib/ring/claim.cpp), so a claimer stopped there
         // can store it after a takeover, a dead-lettering and a requeue.
         if (cfg_.max_attempts != 0 && r.attempt > cfg_.max_attempts) ++past_max;
         if ((r.flags & kTornFlag) != 0) {
@@ -1579,7 +1521,7 @@ void Soak::verify(const Stats& s, const Stats& removed) {
 
   // --- Fencing (guarantees 1 and 4): a successful ack used the token of the
   // latest claim of its job. Every transition of a slot increments the
-  // generation in its state word (lib/layout.hpp), and a token is the word
+  // generation in its state word (lib/ring/layout.hpp), and a token is the word
   // of a grant or extend; an ack succeeds only if the word is still its
   // token. So a claim of the job with a later generation than the acked
   // token means that a lease was taken over and its old holder still acked.
@@ -1592,7 +1534,7 @@ void Soak::verify(const Stats& s, const Stats& removed) {
   }
 
   // --- De-duplication under kills: how many keys made more than one job.
-  // Allowed (queue.hpp, lib/keys.hpp): a key whose job was acked and whose
+  // Allowed (queue.hpp, lib/ring/keys.hpp): a key whose job was acked and whose
   // entry was evicted for room, or forgotten early where a kill left it
   // ambiguous, makes a new job. Counted, not a violation.
   std::unordered_map<std::uint64_t, std::uint32_t> jobs_per_key;
@@ -1769,13 +1711,18 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "jobring-soak: mkdtemp %s: %s\n", dir.c_str(), std::strerror(errno));
     return 2;
   }
-  Control* ctl = map_control();
-  if (ctl == nullptr) return 2;
+  std::optional<SharedObject<Control>> ctl;
+  try {
+    ctl.emplace();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "jobring-soak: %s\n", e.what());
+    return 2;
+  }
   const std::string queue = "soak." + std::to_string(::getpid());
   Queue::remove(queue);
   int rc = 2;
   try {
-    Soak soak(cfg, queue, dir, *ctl);
+    Soak soak(cfg, queue, dir, **ctl);
     rc = soak.run();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "jobring-soak: %s\n", e.what());

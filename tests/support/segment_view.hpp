@@ -1,7 +1,7 @@
 // A queue's segment mapped by a test itself (a second mapping, as another
-// process would have), with the layout of lib/layout.hpp and lib/keys.hpp:
+// process would have), with the layout of lib/ring/layout.hpp and lib/ring/keys.hpp:
 // for forging crash states and hostile segments, and for watching the event
-// words a waiter announces itself on (lib/wait.hpp).
+// words a waiter announces itself on (lib/ring/wait.hpp).
 #pragma once
 
 #include <fcntl.h>
@@ -90,7 +90,7 @@ class SegmentView {
     set(i, t.target(word(i), aux));
   }
   [[nodiscard]] std::uint64_t total(detail::Total t) const { return header().totals[t].load(); }
-  // The event words of lib/wait.hpp: (sequence << 1) | someone-is-waiting.
+  // The event words of lib/ring/wait.hpp: (sequence << 1) | someone-is-waiting.
   [[nodiscard]] std::atomic<std::uint32_t>& work_event() const { return header().work_event; }
   [[nodiscard]] std::atomic<std::uint32_t>& room_event() const { return header().room_event; }
   // Everything after the header: state words, slot metadata and payloads.

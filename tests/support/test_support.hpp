@@ -25,6 +25,7 @@
 #include <mutex>
 #include <new>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -337,6 +338,55 @@ class SharedObject {
   T* obj_ = nullptr;
 };
 
+// ---------------------------------------------------------------------------
+// Record logs: children append fixed-size records, the parent reads them.
+// ---------------------------------------------------------------------------
+
+// Opens `path` for appending (created 0600 if missing; not inherited across
+// exec); -1 on failure.
+inline int open_append(const std::string& path) {
+  return ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+}
+
+// For a process that restarts after a SIGKILL and goes on appending records
+// of `record_size` bytes to `path`: a write(2) cut short by the kill (the
+// kernel stops copying when a fatal signal is pending) leaves a partial
+// record at the end; drop it, so that later records stay aligned. Only the
+// restarted process writes the file then (its predecessor is reaped), and
+// the dropped record's event did not complete: a producer logs after its
+// push returned (an unlogged push is allowed), a worker logs before its ack
+// (an unacked job is claimed again and logged again).
+inline int open_append_records(const std::string& path, std::size_t record_size) {
+  const int fd = open_append(path);
+  struct stat st {};
+  if (fd >= 0 && ::fstat(fd, &st) == 0 && st.st_size % static_cast<off_t>(record_size) != 0 &&
+      ::ftruncate(fd, st.st_size - st.st_size % static_cast<off_t>(record_size)) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// The whole file `path` ("" if it cannot be read).
+inline std::string file_contents(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return {};
+  std::string s = read_to_eof(fd);
+  ::close(fd);
+  return s;
+}
+
+// The file `path` as records of type R (trivially copyable); a trailing
+// partial record (there should be none) is reported through `partial`.
+template <class R>
+[[nodiscard]] std::vector<R> read_records(const std::string& path, std::size_t* partial = nullptr) {
+  const std::string s = file_contents(path);
+  std::vector<R> out(s.size() / sizeof(R));
+  if (!out.empty()) std::memcpy(out.data(), s.data(), out.size() * sizeof(R));
+  if (partial != nullptr) *partial = s.size() % sizeof(R);
+  return out;
+}
+
 // A uniquely named temporary file, removed by the destructor. Children append
 // fixed-size records to it with append_record() (O_APPEND: one write(2) each).
 class TempFile {
@@ -356,45 +406,17 @@ class TempFile {
   [[nodiscard]] const std::string& path() const { return path_; }
 
   // Opens for appending (in a child); -1 on failure.
-  [[nodiscard]] int open_append() const { return ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT, 0600); }
-
-  // For a process that restarts after a SIGKILL and goes on appending
-  // records of `record_size` bytes: a write(2) cut short by the kill (the
-  // kernel stops copying when a fatal signal is pending) leaves a partial
-  // record at the end; drop it, so that later records stay aligned. Only the
-  // restarted process writes the file then (its predecessor is reaped), and
-  // the dropped record's event did not complete: a producer logs after its
-  // push returned (an unlogged push is allowed), a worker logs before its ack
-  // (an unacked job is claimed again and logged again).
+  [[nodiscard]] int open_append() const { return test::open_append(path_); }
+  // As the free function open_append_records() below.
   [[nodiscard]] int open_append_records(std::size_t record_size) const {
-    const int fd = open_append();
-    struct stat st {};
-    if (fd >= 0 && ::fstat(fd, &st) == 0 && st.st_size % static_cast<off_t>(record_size) != 0 &&
-        ::ftruncate(fd, st.st_size - st.st_size % static_cast<off_t>(record_size)) != 0) {
-      ::close(fd);
-      return -1;
-    }
-    return fd;
+    return test::open_append_records(path_, record_size);
   }
-
   // The whole file.
-  [[nodiscard]] std::string contents() const {
-    const int fd = ::open(path_.c_str(), O_RDONLY);
-    if (fd < 0) return {};
-    std::string s = read_to_eof(fd);
-    ::close(fd);
-    return s;
-  }
-
-  // The file as records of type R (trivially copyable); a trailing partial
-  // record (there should be none) is reported through `partial`.
+  [[nodiscard]] std::string contents() const { return file_contents(path_); }
+  // As the free function read_records() below.
   template <class R>
   [[nodiscard]] std::vector<R> records(std::size_t* partial = nullptr) const {
-    const std::string s = contents();
-    std::vector<R> out(s.size() / sizeof(R));
-    if (!out.empty()) std::memcpy(out.data(), s.data(), out.size() * sizeof(R));
-    if (partial != nullptr) *partial = s.size() % sizeof(R);
-    return out;
+    return read_records<R>(path_, partial);
   }
 
  private:
@@ -405,6 +427,31 @@ class TempFile {
 template <class R>
 inline bool append_record(int fd, const R& record) {
   return ::write(fd, &record, sizeof record) == static_cast<ssize_t>(sizeof record);
+}
+
+// Every field of Stats, for "nothing changed" comparisons.
+inline std::vector<std::uint64_t> stats_fields(const Stats& s) {
+  return {s.free,          s.writing,       s.ready,    s.delayed, s.leased,          s.expired,
+          s.dead,          s.corrupt,       s.pushed,   s.claimed, s.acked,           s.released,
+          s.expired_total, s.dead_lettered, s.requeued, s.purged,  s.recovered_writes};
+}
+
+// The bytes of `s`, for the calls that take a payload as bytes.
+inline std::span<const std::byte> as_bytes(std::string_view s) {
+  return std::as_bytes(std::span<const char>(s.data(), s.size()));
+}
+
+// A queue's gauges in one line, for failure messages.
+inline std::string describe(const Stats& s) {
+  char buf[256];
+  std::snprintf(
+      buf, sizeof buf,
+      "free=%llu writing=%llu ready=%llu delayed=%llu leased=%llu expired=%llu dead=%llu corrupt=%llu",
+      static_cast<unsigned long long>(s.free), static_cast<unsigned long long>(s.writing),
+      static_cast<unsigned long long>(s.ready), static_cast<unsigned long long>(s.delayed),
+      static_cast<unsigned long long>(s.leased), static_cast<unsigned long long>(s.expired),
+      static_cast<unsigned long long>(s.dead), static_cast<unsigned long long>(s.corrupt));
+  return buf;
 }
 
 // Polls `done` every `step` until it returns true or `limit` has passed.

@@ -1,7 +1,7 @@
 // Forged crash states: the tests map the segment themselves and write state
 // words and slot metadata directly, to produce what a process leaves behind if
 // it dies right after (or in the middle of) one of the transitions T1..T9 of
-// lib/layout.hpp — or what a hostile process could write — and then show that
+// lib/ring/layout.hpp — or what a hostile process could write — and then show that
 // the queue recovers (guarantees 2, 3, 4, 5 and 9).
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -18,10 +18,12 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <set>
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/clock.hpp"
@@ -30,38 +32,19 @@
 #include "support/segment_view.hpp"
 #include "support/test_support.hpp"
 
+namespace jobring {
 namespace {
 
 using namespace std::chrono_literals;
-using jobring::ClaimStatus;
-using jobring::Job;
-using jobring::JobId;
-using jobring::JobState;
-using jobring::Lease;
-using jobring::LeaseStatus;
-using jobring::milliseconds;
-using jobring::Options;
-using jobring::PurgeWhat;
-using jobring::PushStatus;
-using jobring::Queue;
-using jobring::Stats;
-using jobring::detail::Header;
-using jobring::detail::SlotMeta;
-using jobring::detail::State;
-using jobring::detail::Word;
-using jobring::test::dead_pid;
-using jobring::test::QueueName;
-using jobring::test::Watchdog;
-using jobring::test::with_lease;
-
-Options make_options(std::uint32_t capacity, std::uint32_t max_payload = 32, std::uint32_t max_attempts = 0) {
-  Options o;
-  o.capacity = capacity;
-  o.max_payload = max_payload;
-  o.max_attempts = max_attempts;
-  o.default_lease = milliseconds{60'000};
-  return o;
-}
+using detail::Header;
+using detail::SlotMeta;
+using detail::State;
+using detail::Word;
+using test::dead_pid;
+using test::QueueName;
+using test::Watchdog;
+using test::with_lease;
+namespace T = detail::T;
 
 // The segment of a queue, mapped by the test itself (a second mapping, as
 // another process would have): tests/support/segment_view.hpp.
@@ -69,18 +52,47 @@ using Forge = jobring::test::SegmentView;
 
 std::uint64_t now_ms() { return jobring::detail::now_ms(); }
 
+// Each test gets a queue `q` named `name` (4 slots of 32 bytes, a default
+// lease of 60 s) and `f`, its own mapping of the segment, to forge with.
+class Forged : public ::testing::Test {
+ protected:
+  // Replaces the queue with a fresh one of `capacity` slots.
+  void reopen(std::uint32_t capacity, std::uint32_t max_attempts = 0) {
+    f.reset();
+    Queue::remove(name);
+    q = Queue::create(name, options(capacity, max_attempts));
+    f.emplace(name);
+  }
+  static Options options(std::uint32_t capacity, std::uint32_t max_attempts = 0) {
+    return Options{
+        .capacity = capacity, .max_payload = 32, .default_lease = 60s, .max_attempts = max_attempts};
+  }
+
+  // Pushes `payload` and claims it with a lease of an hour.
+  std::optional<Job> push_and_lease(std::string_view payload) {
+    if (!q.push(payload)) return std::nullopt;
+    return q.try_claim(with_lease(1h));
+  }
+
+  QueueName name;
+  Queue q = Queue::create(name, options(4));
+  std::optional<Forge> f{std::in_place, name.str()};
+};
+// One fixture per suite, so that the tests keep their names.
+class ForgedWriting : public Forged {};
+class ForgedLease : public Forged {};
+class ForgedSlot : public Forged {};
+class ForgedHeader : public Forged {};
+
 // ---------------------------------------------------------------------------
 // T1/T2: a producer died while WRITING
 // ---------------------------------------------------------------------------
 
 // T1 then death, T2: a WRITING slot whose writer is dead (exited and reaped)
 // is freed by a claim that finds nothing to claim (G3: no slot leaked).
-TEST(ForgedWriting, DeadWriterFreedByClaim) {
-  QueueName name;
-  Queue q = Queue::create(name, make_options(4));
-  Forge f(name);
-  f.step(2, State::writing, dead_pid());
-  f.meta(2).length.store(0xffffffffu);  // half-written garbage
+TEST_F(ForgedWriting, DeadWriterFreedByClaim) {
+  f->forge(2, T::reserve, dead_pid());
+  f->meta(2).length.store(0xffffffffu);  // half-written garbage
   Stats s = q.stats();
   EXPECT_EQ(s.writing, 1u);
   EXPECT_EQ(s.free, 3u);
@@ -90,7 +102,7 @@ TEST(ForgedWriting, DeadWriterFreedByClaim) {
   EXPECT_EQ(s.free, 4u);
   EXPECT_EQ(s.recovered_writes, 1u);
   EXPECT_EQ(s.pushed, 0u);
-  EXPECT_EQ(f.word(2).state(), State::free);
+  EXPECT_EQ(f->word(2).state(), State::free);
   // The slot is usable again: four pushes fit.
   for (int i = 0; i < 4; ++i) ASSERT_TRUE(q.push("j" + std::to_string(i)));
   EXPECT_EQ(q.push("no room").status, PushStatus::full);
@@ -98,14 +110,11 @@ TEST(ForgedWriting, DeadWriterFreedByClaim) {
 
 // T1 then death, T2 by push: a full ring whose only non-job slot is WRITING by
 // a dead producer is not full: push recovers the slot and succeeds.
-TEST(ForgedWriting, DeadWriterFreedByPushIntoFullRing) {
-  QueueName name;
-  Queue q = Queue::create(name, make_options(4));
+TEST_F(ForgedWriting, DeadWriterFreedByPushIntoFullRing) {
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(q.push("j" + std::to_string(i)));
-  Forge f(name);
-  const std::uint32_t slot = f.find(State::free);
+  const std::uint32_t slot = f->find(State::free);
   ASSERT_LT(slot, 4u);
-  f.step(slot, State::writing, dead_pid());
+  f->forge(slot, T::reserve, dead_pid());
   const auto r = q.push("after recovery");
   ASSERT_EQ(r.status, PushStatus::ok);
   const Stats s = q.stats();
@@ -122,12 +131,10 @@ TEST(ForgedWriting, DeadWriterFreedByPushIntoFullRing) {
 
 // T2 never for a live writer (G3, G8): WRITING by this process, or by a
 // stopped child, is never freed — not by claims, not by a push into a full ring.
-TEST(ForgedWriting, LiveOrStoppedWriterNeverFreed) {
+TEST_F(ForgedWriting, LiveOrStoppedWriterNeverFreed) {
   Watchdog wd(60s, "ForgedWriting.LiveOrStoppedWriterNeverFreed");
-  QueueName name;
-  Queue q = Queue::create(name, make_options(2));
-  Forge f(name);
-  f.step(0, State::writing, static_cast<std::uint32_t>(::getpid()));
+  reopen(2);
+  f->forge(0, T::reserve, static_cast<std::uint32_t>(::getpid()));
   for (int i = 0; i < 10; ++i) EXPECT_EQ(q.try_claim(), std::nullopt);
   ASSERT_TRUE(q.push("one"));
   EXPECT_EQ(q.push("two").status, PushStatus::full);
@@ -143,7 +150,9 @@ TEST(ForgedWriting, LiveOrStoppedWriterNeverFreed) {
   int status = 0;
   ASSERT_EQ(::waitpid(child, &status, WUNTRACED), child);
   ASSERT_TRUE(WIFSTOPPED(status));
-  f.step(0, State::writing, static_cast<std::uint32_t>(child));
+  // The same slot, now WRITING by the child: a word no transition makes
+  // (WRITING to WRITING), written directly.
+  f->step(0, State::writing, static_cast<std::uint32_t>(child));
   auto held = q.try_claim();
   ASSERT_TRUE(held);
   EXPECT_EQ(q.ack(held->lease), LeaseStatus::ok);
@@ -160,15 +169,13 @@ TEST(ForgedWriting, LiveOrStoppedWriterNeverFreed) {
 }
 
 // T2 for a zombie writer: exited but not reaped counts as dead.
-TEST(ForgedWriting, ZombieWriterIsDead) {
+TEST_F(ForgedWriting, ZombieWriterIsDead) {
   Watchdog wd(60s, "ForgedWriting.ZombieWriterIsDead");
-  QueueName name;
-  Queue q = Queue::create(name, make_options(2));
-  Forge f(name);
+  reopen(2);
   const pid_t child = jobring::test::fork_child([] { return 0; });
   siginfo_t info{};
   ASSERT_EQ(::waitid(P_PID, static_cast<id_t>(child), &info, WEXITED | WNOWAIT), 0);  // zombie, not reaped
-  f.step(1, State::writing, static_cast<std::uint32_t>(child));
+  f->forge(1, T::reserve, static_cast<std::uint32_t>(child));
   EXPECT_EQ(q.try_claim(), std::nullopt);
   EXPECT_EQ(q.stats().writing, 0u);
   EXPECT_EQ(q.stats().recovered_writes, 1u);
@@ -177,7 +184,7 @@ TEST(ForgedWriting, ZombieWriterIsDead) {
 
 // G3 + G9: an aux that cannot be a PID (0, above the kernel's limit, or with
 // bits above 32 set) is not a live writer: the slot is recovered, not leaked.
-TEST(ForgedWriting, ImpossibleWriterPidsAreDead) {
+TEST_F(ForgedWriting, ImpossibleWriterPidsAreDead) {
   const auto self = static_cast<std::uint64_t>(::getpid());
   const std::uint64_t auxes[] = {
       0,                                // no process
@@ -190,10 +197,8 @@ TEST(ForgedWriting, ImpossibleWriterPidsAreDead) {
   };
   for (const std::uint64_t aux : auxes) {
     SCOPED_TRACE("aux " + std::to_string(aux));
-    QueueName name;
-    Queue q = Queue::create(name, make_options(2));
-    Forge f(name);
-    f.step(0, State::writing, aux);
+    reopen(2);
+    f->forge(0, T::reserve, aux);
     EXPECT_EQ(q.try_claim(), std::nullopt);
     EXPECT_EQ(q.stats().writing, 0u) << "slot leaked";
     EXPECT_EQ(q.stats().recovered_writes, 1u);
@@ -207,21 +212,16 @@ TEST(ForgedWriting, ImpossibleWriterPidsAreDead) {
 // T5 takeover: a LEASED slot whose deadline is past (the worker died) is
 // taken over by the next claim, attempt + 1, same job; the dead worker's
 // token and the forged word are both stale afterwards (G4).
-TEST(ForgedLease, PastDeadlineIsTakenOver) {
-  QueueName name;
-  Queue q = Queue::create(name, make_options(4));
-  const auto pushed = q.push("orphan");
-  ASSERT_TRUE(pushed);
-  auto first = q.try_claim(with_lease(1h));
+TEST_F(ForgedLease, PastDeadlineIsTakenOver) {
+  auto first = push_and_lease("orphan");
   ASSERT_TRUE(first);
-  Forge f(name);
   const std::uint32_t slot = first->lease.slot;
-  f.step(slot, State::leased, now_ms() - 1000);  // as if the lease had run out a second ago
-  const Lease forged{slot, f.word(slot).raw, pushed.id};
+  f->forge(slot, T::extend, now_ms() - 1000);  // as if the lease had run out a second ago
+  const Lease forged{slot, f->word(slot).raw, first->id};
   EXPECT_EQ(q.stats().expired, 1u);
   auto second = q.try_claim(with_lease(1h));
   ASSERT_TRUE(second);
-  EXPECT_EQ(second->id, pushed.id);
+  EXPECT_EQ(second->id, first->id);
   EXPECT_EQ(second->attempt, 2u);
   EXPECT_EQ(second->text(), "orphan");
   EXPECT_EQ(q.stats().expired_total, 1u);
@@ -233,15 +233,12 @@ TEST(ForgedLease, PastDeadlineIsTakenOver) {
 // T4 then death before the attempt count was written: a READY→LEASED word
 // with deadline 0 (long past) and attempts still 0 is taken over; the job is
 // delivered (attempt 1: the dead claim was not counted, as layout.hpp says).
-TEST(ForgedLease, DeadClaimerBeforeAttemptCount) {
-  QueueName name;
-  Queue q = Queue::create(name, make_options(4));
+TEST_F(ForgedLease, DeadClaimerBeforeAttemptCount) {
   const auto pushed = q.push("x");
   ASSERT_TRUE(pushed);
-  Forge f(name);
-  const std::uint32_t slot = f.find(State::ready);
+  const std::uint32_t slot = f->find(State::ready);
   ASSERT_LT(slot, 4u);
-  f.step(slot, State::leased, 0);
+  f->forge(slot, T::claim, 0);
   auto job = q.try_claim();
   ASSERT_TRUE(job);
   EXPECT_EQ(job->id, pushed.id);
@@ -252,15 +249,12 @@ TEST(ForgedLease, DeadClaimerBeforeAttemptCount) {
 // G1 + G5 + G9: a LEASED word with a future deadline hides its job (no double
 // claim), does not block the others; a deadline more than kMaxLease ahead can
 // only be forged and counts as passed, so no word can hide a slot for decades.
-TEST(ForgedLease, FutureDeadline) {
-  QueueName name;
-  Queue q = Queue::create(name, make_options(4));
+TEST_F(ForgedLease, FutureDeadline) {
   const auto held = q.push("held");
   ASSERT_TRUE(held);
-  Forge f(name);
-  const std::uint32_t slot = f.find(State::ready);
-  f.step(slot, State::leased, now_ms() + 3'600'000);
-  f.meta(slot).attempts.store(1);
+  const std::uint32_t slot = f->find(State::ready);
+  f->forge(slot, T::claim, now_ms() + 3'600'000);
+  f->meta(slot).attempts.store(1);
   EXPECT_EQ(q.try_claim(), std::nullopt);
   EXPECT_EQ(q.stats().leased, 1u);
   ASSERT_TRUE(q.push("other"));
@@ -270,7 +264,7 @@ TEST(ForgedLease, FutureDeadline) {
   EXPECT_EQ(q.ack(other->lease), LeaseStatus::ok);
 
   // Decades ahead: treated as expired.
-  f.step(slot, State::leased, jobring::detail::kAuxMask);
+  f->forge(slot, T::extend, jobring::detail::kAuxMask);
   auto taken = q.try_claim(with_lease(1h));
   ASSERT_TRUE(taken);
   EXPECT_EQ(taken->id, held.id);
@@ -280,57 +274,48 @@ TEST(ForgedLease, FutureDeadline) {
 // G4 (fencing) against forged tokens: a token of an older generation, a token
 // with another job id, a token equal to a non-LEASED word — all lease_lost,
 // nothing changed. The current word with the right job id is the lease.
-TEST(ForgedLease, ForgedTokens) {
-  QueueName name;
-  Queue q = Queue::create(name, make_options(4));
-  const auto pushed = q.push("x");
-  ASSERT_TRUE(pushed);
-  auto job = q.try_claim(with_lease(1h));
+TEST_F(ForgedLease, ForgedTokens) {
+  auto job = push_and_lease("x");
   ASSERT_TRUE(job);
-  Forge f(name);
   const std::uint32_t slot = job->lease.slot;
-  const Word cur = f.word(slot);
+  const Word cur = f->word(slot);
   ASSERT_EQ(cur.raw, job->lease.token);
 
   const Word older = Word::make(State::leased, (cur.gen() - 1) & jobring::detail::kGenMask, cur.aux());
   const Word newer = Word::make(State::leased, (cur.gen() + 1) & jobring::detail::kGenMask, cur.aux());
-  for (const Lease& bad : {Lease{slot, older.raw, pushed.id}, Lease{slot, newer.raw, pushed.id},
-                           Lease{slot, cur.raw, pushed.id + 1}, Lease{slot, cur.raw, 0},
-                           Lease{(slot + 1) % 4, cur.raw, pushed.id}}) {
+  for (const Lease& bad :
+       {Lease{slot, older.raw, job->id}, Lease{slot, newer.raw, job->id}, Lease{slot, cur.raw, job->id + 1},
+        Lease{slot, cur.raw, 0}, Lease{(slot + 1) % 4, cur.raw, job->id}}) {
     EXPECT_EQ(q.ack(bad), LeaseStatus::lease_lost);
     EXPECT_EQ(q.release(bad), LeaseStatus::lease_lost);
     Lease copy = bad;
     EXPECT_EQ(q.extend(copy, 1s), LeaseStatus::lease_lost);
   }
-  EXPECT_EQ(f.word(slot), cur) << "a rejected token changed the slot";
+  EXPECT_EQ(f->word(slot), cur) << "a rejected token changed the slot";
 
   // A READY word used as a token must not ack (free) a ready job.
   ASSERT_TRUE(q.push("ready"));
-  const std::uint32_t rslot = f.find(State::ready);
+  const std::uint32_t rslot = f->find(State::ready);
   ASSERT_LT(rslot, 4u);
-  const Word ready = f.word(rslot);
-  const JobId rid = f.meta(rslot).job_id.load();
+  const Word ready = f->word(rslot);
+  const JobId rid = f->meta(rslot).job_id.load();
   EXPECT_EQ(q.ack(Lease{rslot, ready.raw, rid}), LeaseStatus::lease_lost);
   EXPECT_EQ(q.release(Lease{rslot, ready.raw, rid}), LeaseStatus::lease_lost);
-  EXPECT_EQ(f.word(rslot), ready);
+  EXPECT_EQ(f->word(rslot), ready);
 
   // The current word with the right id (as another process would hand it over) works.
-  EXPECT_EQ(q.ack(Lease{slot, cur.raw, pushed.id}), LeaseStatus::ok);
+  EXPECT_EQ(q.ack(Lease{slot, cur.raw, job->id}), LeaseStatus::ok);
   EXPECT_EQ(q.ack(job->lease), LeaseStatus::lease_lost);
 }
 
 // Janitor contract (T4 owner record): an owner record whose generation tag does
 // not match the state word is not trusted: peek reports no owner.
-TEST(ForgedLease, StaleOwnerTagIsNotTrusted) {
-  QueueName name;
-  Queue q = Queue::create(name, make_options(4));
-  ASSERT_TRUE(q.push("x"));
-  auto job = q.try_claim(with_lease(1h));
+TEST_F(ForgedLease, StaleOwnerTagIsNotTrusted) {
+  auto job = push_and_lease("x");
   ASSERT_TRUE(job);
   ASSERT_EQ(q.peek(JobState::leased).at(0).owner_pid, ::getpid());
-  Forge f(name);
-  const Word cur = f.word(job->lease.slot);
-  f.meta(job->lease.slot).owner.store(jobring::detail::make_owner(cur.gen() + 7, 4242));
+  const Word cur = f->word(job->lease.slot);
+  f->meta(job->lease.slot).owner.store(jobring::detail::make_owner(cur.gen() + 7, 4242));
   EXPECT_EQ(q.peek(JobState::leased).at(0).owner_pid, 0);
   // (Not asserted: extend re-tags whatever pid the owner record holds, so a
   // forged record becomes trusted after the holder's next extend — see the report.)
@@ -341,22 +326,18 @@ TEST(ForgedLease, StaleOwnerTagIsNotTrusted) {
 // T8 with stale attempts: an expired lease whose attempt count (forged) is
 // already at max_attempts is dead-lettered by the next claim, not taken over;
 // requeue resets the count (T9).
-TEST(ForgedLease, StaleAttemptsDeadLetterOnTakeover) {
-  QueueName name;
-  Queue q = Queue::create(name, make_options(4, 32, 3));
-  const auto pushed = q.push("tired");
-  ASSERT_TRUE(pushed);
-  auto job = q.try_claim(with_lease(1h));
+TEST_F(ForgedLease, StaleAttemptsDeadLetterOnTakeover) {
+  reopen(4, 3);
+  auto job = push_and_lease("tired");
   ASSERT_TRUE(job);
-  Forge f(name);
-  f.meta(job->lease.slot).attempts.store(100);
-  f.step(job->lease.slot, State::leased, now_ms() - 1);
+  f->meta(job->lease.slot).attempts.store(100);
+  f->forge(job->lease.slot, T::extend, now_ms() - 1);
   EXPECT_EQ(q.try_claim(), std::nullopt);
   Stats s = q.stats();
   EXPECT_EQ(s.dead, 1u);
   EXPECT_EQ(s.dead_lettered, 1u);
   EXPECT_EQ(s.expired_total, 0u);
-  ASSERT_TRUE(q.requeue(pushed.id));
+  ASSERT_TRUE(q.requeue(job->id));
   auto again = q.try_claim();
   ASSERT_TRUE(again);
   EXPECT_EQ(again->attempt, 1u);
@@ -365,15 +346,11 @@ TEST(ForgedLease, StaleAttemptsDeadLetterOnTakeover) {
 
 // T5 with a wrapped attempt count (forged 2^32-1, unlimited attempts): the
 // takeover still delivers the job and the new lease acks.
-TEST(ForgedLease, AttemptCountAtMaximum) {
-  QueueName name;
-  Queue q = Queue::create(name, make_options(4));
-  ASSERT_TRUE(q.push("x"));
-  auto job = q.try_claim(with_lease(1h));
+TEST_F(ForgedLease, AttemptCountAtMaximum) {
+  auto job = push_and_lease("x");
   ASSERT_TRUE(job);
-  Forge f(name);
-  f.meta(job->lease.slot).attempts.store(std::numeric_limits<std::uint32_t>::max());
-  f.step(job->lease.slot, State::leased, now_ms() - 1);
+  f->meta(job->lease.slot).attempts.store(std::numeric_limits<std::uint32_t>::max());
+  f->forge(job->lease.slot, T::extend, now_ms() - 1);
   auto again = q.try_claim(with_lease(1h));
   ASSERT_TRUE(again);
   EXPECT_EQ(again->text(), "x");
@@ -387,20 +364,18 @@ TEST(ForgedLease, AttemptCountAtMaximum) {
 // G9: a READY slot whose length exceeds max_payload is never handed out with
 // that length (nor read out of bounds: the ASan build checks); the claim moves
 // it to DEAD (quarantine) and goes on to the next job; stats count it.
-TEST(ForgedSlot, ReadyWithLengthOverMaxPayload) {
+TEST_F(ForgedSlot, ReadyWithLengthOverMaxPayload) {
   for (const std::uint32_t bad_length : {33u, 4096u, std::numeric_limits<std::uint32_t>::max()}) {
     SCOPED_TRACE(bad_length);
-    QueueName name;
-    Queue q = Queue::create(name, make_options(4, 32));
+    reopen(4);
     const auto bad = q.push("bad");
     const auto good = q.push("good");
     ASSERT_TRUE(bad && good);
-    Forge f(name);
     std::uint32_t slot = 4;
     for (std::uint32_t i = 0; i < 4; ++i)
-      if (f.meta(i).job_id.load() == bad.id) slot = i;
+      if (f->meta(i).job_id.load() == bad.id) slot = i;
     ASSERT_LT(slot, 4u);
-    f.meta(slot).length.store(bad_length);
+    f->meta(slot).length.store(bad_length);
 
     // peek must not copy it either.
     for (const auto& info : q.peek(JobState::ready)) EXPECT_LE(info.payload.size(), 32u);
@@ -416,7 +391,7 @@ TEST(ForgedSlot, ReadyWithLengthOverMaxPayload) {
     const Stats s = q.stats();
     EXPECT_EQ(s.dead, 1u) << "quarantined in DEAD";
     EXPECT_EQ(s.dead_lettered, 1u);
-    EXPECT_EQ(f.word(slot).state(), State::dead);
+    EXPECT_EQ(f->word(slot).state(), State::dead);
     // Operators can get rid of it by id.
     EXPECT_TRUE(q.remove_dead(bad.id));
     EXPECT_EQ(q.stats().free, 4u);
@@ -425,20 +400,16 @@ TEST(ForgedSlot, ReadyWithLengthOverMaxPayload) {
 
 // G9: a LEASED slot with a hostile length, expired: the takeover quarantines
 // it instead of copying; a DEAD slot with a hostile length requeued then claimed likewise.
-TEST(ForgedSlot, HostileLengthOnTakeoverAndRequeue) {
-  QueueName name;
-  Queue q = Queue::create(name, make_options(2, 32, 5));
-  const auto pushed = q.push("x");
-  ASSERT_TRUE(pushed);
-  auto job = q.try_claim(with_lease(1h));
+TEST_F(ForgedSlot, HostileLengthOnTakeoverAndRequeue) {
+  reopen(2, 5);
+  auto job = push_and_lease("x");
   ASSERT_TRUE(job);
-  Forge f(name);
   const std::uint32_t slot = job->lease.slot;
-  f.meta(slot).length.store(1u << 31);
-  f.step(slot, State::leased, now_ms() - 1);
+  f->meta(slot).length.store(1u << 31);
+  f->forge(slot, T::extend, now_ms() - 1);
   EXPECT_EQ(q.try_claim(), std::nullopt);
   EXPECT_EQ(q.stats().dead, 1u);
-  ASSERT_TRUE(q.requeue(pushed.id));
+  ASSERT_TRUE(q.requeue(job->id));
   EXPECT_EQ(q.try_claim(), std::nullopt);
   EXPECT_EQ(q.stats().dead, 1u);
   EXPECT_EQ(q.purge(PurgeWhat::dead), 1u);
@@ -448,14 +419,11 @@ TEST(ForgedSlot, HostileLengthOnTakeoverAndRequeue) {
 // G9 + layout.hpp: state values 5, 6, 7 (never written by jobring) are skipped
 // by push and claim, counted as corrupt in stats, hidden from peek, left alone
 // by requeue and partial purges, and reset to FREE by purge(all).
-TEST(ForgedSlot, InvalidStateBits) {
-  QueueName name;
-  Queue q = Queue::create(name, make_options(4));
-  Forge f(name);
+TEST_F(ForgedSlot, InvalidStateBits) {
   for (std::uint32_t i = 0; i < 3; ++i) {
     const std::uint64_t raw =
         (std::uint64_t{5 + i} << jobring::detail::kStateShift) | (std::uint64_t{i} << 40) | 12345u;
-    f.set(i, Word{raw});
+    f->set(i, Word{raw});
   }
   Stats s = q.stats();
   EXPECT_EQ(s.corrupt, 3u);
@@ -475,7 +443,7 @@ TEST(ForgedSlot, InvalidStateBits) {
   EXPECT_EQ(q.purge(PurgeWhat::ready | PurgeWhat::dead), 0u);
   EXPECT_EQ(q.stats().corrupt, 3u);
   // A token equal to a corrupt word is no lease.
-  EXPECT_EQ(q.ack(Lease{0, f.word(0).raw, 0}), LeaseStatus::lease_lost);
+  EXPECT_EQ(q.ack(Lease{0, f->word(0).raw, 0}), LeaseStatus::lease_lost);
 
   const std::uint64_t purged_before = q.stats().purged;
   EXPECT_EQ(q.purge(PurgeWhat::all), 3u) << "the return value counts every slot reset";
@@ -484,7 +452,7 @@ TEST(ForgedSlot, InvalidStateBits) {
   EXPECT_EQ(s.free, 3u);
   EXPECT_EQ(s.leased, 1u) << "purge never touches a lease";
   EXPECT_EQ(s.purged, purged_before + 3) << "the total agrees with the return value";
-  for (std::uint32_t i = 0; i < 3; ++i) EXPECT_EQ(f.word(i).state(), State::free);
+  for (std::uint32_t i = 0; i < 3; ++i) EXPECT_EQ(f->word(i).state(), State::free);
   EXPECT_EQ(q.ack(job->lease), LeaseStatus::ok);
   for (int i = 0; i < 4; ++i) ASSERT_TRUE(q.push("refill"));
 }
@@ -492,16 +460,15 @@ TEST(ForgedSlot, InvalidStateBits) {
 // G5 + G9: a READY word delayed by more than kMaxLease can only be forged and
 // counts as visible now; one delayed within range stays hidden without
 // blocking the others.
-TEST(ForgedSlot, ReadyVisibleAtFarFuture) {
-  QueueName name;
-  Queue q = Queue::create(name, make_options(4));
+TEST_F(ForgedSlot, ReadyVisibleAtFarFuture) {
   const auto a = q.push("far");
   const auto b = q.push("near");
   ASSERT_TRUE(a && b);
-  Forge f(name);
+  // READY to READY with another visible-at: no transition makes it (T3 and
+  // T7 would, from WRITING and LEASED), so the words are written directly.
   for (std::uint32_t i = 0; i < 4; ++i) {
-    if (f.meta(i).job_id.load() == a.id) f.step(i, State::ready, jobring::detail::kAuxMask);
-    if (f.meta(i).job_id.load() == b.id) f.step(i, State::ready, now_ms() + 3'600'000);
+    if (f->meta(i).job_id.load() == a.id) f->step(i, State::ready, jobring::detail::kAuxMask);
+    if (f->meta(i).job_id.load() == b.id) f->step(i, State::ready, now_ms() + 3'600'000);
   }
   EXPECT_EQ(q.stats().delayed, 1u);
   ASSERT_TRUE(q.push("now"));
@@ -515,15 +482,13 @@ TEST(ForgedSlot, ReadyVisibleAtFarFuture) {
 }
 
 // T9 by a forged DEAD word: peek shows it, requeue and remove_dead act on it.
-TEST(ForgedSlot, ForgedDeadJob) {
-  QueueName name;
-  Queue q = Queue::create(name, make_options(4));
+TEST_F(ForgedSlot, ForgedDeadJob) {
   const auto a = q.push("a");
   ASSERT_TRUE(a);
-  Forge f(name);
-  const std::uint32_t slot = f.find(State::ready);
-  f.step(slot, State::dead, 0);
-  f.meta(slot).attempts.store(9);
+  const std::uint32_t slot = f->find(State::ready);
+  f->forge(slot, T::claim, 0);
+  f->forge(slot, T::dead_letter, 0);
+  f->meta(slot).attempts.store(9);
   const auto dead = q.peek(JobState::dead);
   ASSERT_EQ(dead.size(), 1u);
   EXPECT_EQ(dead[0].id, a.id);
@@ -534,18 +499,17 @@ TEST(ForgedSlot, ForgedDeadJob) {
   ASSERT_TRUE(job);
   EXPECT_EQ(job->attempt, 1u);
   ASSERT_EQ(q.release(job->lease), LeaseStatus::ok);
-  f.step(slot, State::dead, 0);
+  f->forge(slot, T::claim, 0);
+  f->forge(slot, T::dead_letter, 0);
   EXPECT_TRUE(q.remove_dead(a.id));
   EXPECT_EQ(q.stats().free, 4u);
 }
 
 // Word invariant (layout.hpp): generations wrap at 2^21 without harm — every
 // transition still changes the word, tokens stay unique across the wrap.
-TEST(ForgedSlot, GenerationWrap) {
-  QueueName name;
-  Queue q = Queue::create(name, make_options(1));
-  Forge f(name);
-  f.set(0, Word::make(State::free, jobring::detail::kGenMask - 2, 0));
+TEST_F(ForgedSlot, GenerationWrap) {
+  reopen(1);
+  f->set(0, Word::make(State::free, jobring::detail::kGenMask - 2, 0));
   std::set<std::uint64_t> tokens;
   for (int i = 0; i < 6; ++i) {
     ASSERT_TRUE(q.push("w" + std::to_string(i)));
@@ -559,7 +523,7 @@ TEST(ForgedSlot, GenerationWrap) {
     EXPECT_EQ(q.ack(job->lease), LeaseStatus::lease_lost);
     ASSERT_EQ(q.ack(l), LeaseStatus::ok);
   }
-  EXPECT_LT(f.word(0).gen(), 100u) << "the generation wrapped";
+  EXPECT_LT(f->word(0).gen(), 100u) << "the generation wrapped";
 }
 
 // ---------------------------------------------------------------------------
@@ -576,12 +540,9 @@ std::error_code code_of_push_too_large(Queue& q) {
 // G9 (layout.hpp: the geometry is validated once and cached): a process that
 // scribbles on the header of an open queue cannot move our bounds; a new open
 // then refuses the segment.
-TEST(ForgedHeader, GeometryChangedAfterOpen) {
-  QueueName name;
-  Queue q = Queue::create(name, make_options(4, 32));
+TEST_F(ForgedHeader, GeometryChangedAfterOpen) {
   ASSERT_TRUE(q.push("before"));
-  Forge f(name);
-  jobring::detail::Identity& h = f.header().identity;
+  jobring::detail::Identity& h = f->header().identity;
   const jobring::detail::Identity saved = h;
   h.capacity = jobring::kMaxCapacity;
   h.max_payload = jobring::kMaxPayload;
@@ -613,15 +574,13 @@ TEST(ForgedHeader, GeometryChangedAfterOpen) {
 
 // G9: forged hint cursors and job-id counter (any 64-bit value) do not stop
 // push or claim, and every job is delivered once.
-TEST(ForgedHeader, CursorsAtExtremes) {
+TEST_F(ForgedHeader, CursorsAtExtremes) {
   for (const std::uint64_t cursor : {std::numeric_limits<std::uint64_t>::max(),
                                      std::numeric_limits<std::uint64_t>::max() - 1, std::uint64_t{1} << 63}) {
     SCOPED_TRACE(cursor);
-    QueueName name;
-    Queue q = Queue::create(name, make_options(3));
-    Forge f(name);
-    f.header().push_cursor.store(cursor);
-    f.header().claim_cursor.store(cursor - 1);
+    reopen(3);
+    f->header().push_cursor.store(cursor);
+    f->header().claim_cursor.store(cursor - 1);
     std::multiset<std::string> pushed;
     std::multiset<std::string> claimed;
     for (int round = 0; round < 20; ++round) {
@@ -640,3 +599,4 @@ TEST(ForgedHeader, CursorsAtExtremes) {
 }
 
 }  // namespace
+}  // namespace jobring

@@ -45,15 +45,6 @@ using jobring::test::Watchdog;
 
 std::string segment_path(const std::string& name) { return "/dev/shm/jobring." + name; }
 
-Options small_options(std::uint32_t capacity = 4, std::uint32_t max_payload = 16) {
-  Options o;
-  o.capacity = capacity;
-  o.max_payload = max_payload;
-  o.default_lease = milliseconds{60'000};
-  o.max_attempts = 3;
-  return o;
-}
-
 // Writes `bytes` as the whole segment file of queue `name` (created 0600 if missing).
 void write_segment(const std::string& name, const std::vector<std::byte>& bytes) {
   const int fd = ::open(segment_path(name).c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -92,7 +83,10 @@ void resize_segment(const std::string& name, std::uint64_t size) {
 }
 
 // The bytes of a freshly created queue with some jobs in every state.
-std::vector<std::byte> valid_image(const Options& options = small_options()) {
+std::vector<std::byte> valid_image(const Options& options = Options{.capacity = 4,
+                                                                    .max_payload = 16,
+                                                                    .default_lease = 60s,
+                                                                    .max_attempts = 3}) {
   QueueName tmp("image");
   {
     Queue q = Queue::create(tmp, options);
@@ -209,13 +203,19 @@ TEST(Names, InvalidNamesAreRefused) {
       EXPECT_EQ(e.code(), errc::invalid_name);
     }
     std::error_code ec;
-    EXPECT_FALSE(Queue::create(bad, small_options(), ec).has_value());
+    EXPECT_FALSE(
+        Queue::create(bad, Options{.capacity = 4, .max_payload = 16, .default_lease = 60s, .max_attempts = 3},
+                      ec)
+            .has_value());
     EXPECT_EQ(ec, errc::invalid_name);
     ec.clear();
     EXPECT_FALSE(Queue::open(bad, ec).has_value());
     EXPECT_EQ(ec, errc::invalid_name);
     ec.clear();
-    EXPECT_FALSE(Queue::open_or_create(bad, small_options(), ec).has_value());
+    EXPECT_FALSE(
+        Queue::open_or_create(
+            bad, Options{.capacity = 4, .max_payload = 16, .default_lease = 60s, .max_attempts = 3}, ec)
+            .has_value());
     EXPECT_EQ(ec, errc::invalid_name);
     ec.clear();
     EXPECT_FALSE(Queue::remove(bad, ec));
@@ -224,13 +224,15 @@ TEST(Names, InvalidNamesAreRefused) {
       try {
         switch (op) {
           case 0:
-            (void)Queue::create(bad, small_options());
+            (void)Queue::create(
+                bad, Options{.capacity = 4, .max_payload = 16, .default_lease = 60s, .max_attempts = 3});
             break;
           case 1:
             (void)Queue::open(bad);
             break;
           case 2:
-            (void)Queue::open_or_create(bad, small_options());
+            (void)Queue::open_or_create(
+                bad, Options{.capacity = 4, .max_payload = 16, .default_lease = 60s, .max_attempts = 3});
             break;
           default:
             (void)Queue::remove(bad);
@@ -260,7 +262,8 @@ TEST(Names, ValidEdgeNames) {
     EXPECT_NO_THROW(jobring::validate_name(good));
     Queue::remove(good);
     std::error_code ec;
-    auto q = Queue::create(good, small_options(), ec);
+    auto q = Queue::create(
+        good, Options{.capacity = 4, .max_payload = 16, .default_lease = 60s, .max_attempts = 3}, ec);
     ASSERT_TRUE(q.has_value()) << ec.message();
     EXPECT_EQ(q->name(), good);
     EXPECT_TRUE(Queue::remove(good));
@@ -429,7 +432,8 @@ TEST(Crafted, InconsistentHeaderIsCorrupt) {
   auto image = base;
   const auto big = jobring::detail::geometry(8, 16);
   poke<std::uint32_t>(image, offsetof(Header, identity.capacity), 8);
-  poke<std::uint32_t>(image, offsetof(Header, identity.slot_stride), static_cast<std::uint32_t>(big.slot_stride));
+  poke<std::uint32_t>(image, offsetof(Header, identity.slot_stride),
+                      static_cast<std::uint32_t>(big.slot_stride));
   poke<std::uint64_t>(image, offsetof(Header, identity.states_offset), big.states_offset);
   poke<std::uint64_t>(image, offsetof(Header, identity.slots_offset), big.slots_offset);
   poke<std::uint64_t>(image, offsetof(Header, identity.total_bytes), big.total_bytes);
@@ -439,7 +443,8 @@ TEST(Crafted, InconsistentHeaderIsCorrupt) {
   const auto huge = jobring::detail::geometry(jobring::kMaxCapacity, jobring::kMaxPayload);
   poke<std::uint32_t>(image, offsetof(Header, identity.capacity), jobring::kMaxCapacity);
   poke<std::uint32_t>(image, offsetof(Header, identity.max_payload), jobring::kMaxPayload);
-  poke<std::uint32_t>(image, offsetof(Header, identity.slot_stride), static_cast<std::uint32_t>(huge.slot_stride));
+  poke<std::uint32_t>(image, offsetof(Header, identity.slot_stride),
+                      static_cast<std::uint32_t>(huge.slot_stride));
   poke<std::uint64_t>(image, offsetof(Header, identity.states_offset), huge.states_offset);
   poke<std::uint64_t>(image, offsetof(Header, identity.slots_offset), huge.slots_offset);
   poke<std::uint64_t>(image, offsetof(Header, identity.total_bytes), huge.total_bytes);
@@ -452,7 +457,8 @@ TEST(Crafted, TruncatedOrExtendedAfterCreate) {
   QueueName name("craft");
   std::vector<std::byte> original;
   {
-    Queue q = Queue::create(name, small_options());
+    Queue q = Queue::create(
+        name, Options{.capacity = 4, .max_payload = 16, .default_lease = 60s, .max_attempts = 3});
     ASSERT_TRUE(q.push("job"));
     original = read_segment(name);
   }

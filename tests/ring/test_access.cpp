@@ -4,19 +4,19 @@
 //
 // Already covered elsewhere (not repeated here):
 //   - names with '/', '..', NUL, over-long, non-ASCII, ... refused by every
-//     entry point: test_segment.cpp Names.InvalidNamesAreRefused; the edges
+//     entry point: ring/test_segment.cpp Names.InvalidNamesAreRefused; the edges
 //     that are valid: Names.ValidEdgeNames;
 //   - 0600 by default and a 0640 mode honoured whatever the umask:
-//     test_queue.cpp SegmentMode.DefaultIs0600AndModeIsHonoured; the CLI's
-//     --mode: test_cli.cpp;
+//     ring/test_open.cpp SegmentMode.DefaultIs0600AndModeIsHonoured; the CLI's
+//     --mode: the CLI's tests;
 //   - another user cannot open or remove a 0600 queue (error code only):
-//     test_queue.cpp Lifecycle.PermissionDenied;
+//     ring/test_open.cpp Lifecycle.PermissionDenied;
 //   - capacity × slot size over kMaxSegmentBytes, mode outside 07777:
-//     test_queue.cpp OptionBounds.OutOfRangeIsInvalidOptions;
+//     ring/test_open.cpp OptionBounds.OutOfRangeIsInvalidOptions;
 //   - push() of max_payload + 1 bytes names the limit:
-//     test_queue.cpp PushClaim.PayloadTooLarge;
+//     ring/test_push_claim.cpp PushClaim.PayloadTooLarge;
 //   - another layout version is incompatible_version (code only):
-//     test_segment.cpp Crafted.WrongVersionIsIncompatible.
+//     ring/test_segment.cpp Crafted.WrongVersionIsIncompatible.
 //
 // The tests that switch to another user need root: they fork a child that
 // drops to nobody (uid/gid 65534) and are skipped when not run as root. The
@@ -71,14 +71,6 @@ mode_t file_mode(const std::string& path) {
   return st.st_mode & 07777;
 }
 
-Options small(unsigned mode = 0600) {
-  Options o;
-  o.capacity = 8;
-  o.max_payload = 64;
-  o.mode = mode;
-  return o;
-}
-
 class UmaskGuard {
  public:
   explicit UmaskGuard(mode_t m) : old_(::umask(m)) {}
@@ -129,17 +121,17 @@ TEST(AccessMode, EveryModeIsHonouredExactly) {
       SCOPED_TRACE(testing::Message() << "mode " << std::oct << mode << " umask " << mask);
       {
         QueueName name("mode");
-        Queue q = Queue::create(name, small(mode));
+        Queue q = Queue::create(name, Options{.capacity = 8, .max_payload = 64, .mode = mode});
         EXPECT_EQ(file_mode(segment_path(name)), mode);
         EXPECT_EQ(q.options().mode, mode);
         EXPECT_EQ(Queue::open(name).options().mode, mode);
       }
       {
         QueueName name("mode");
-        Queue q = Queue::open_or_create(name, small(mode));
+        Queue q = Queue::open_or_create(name, Options{.capacity = 8, .max_payload = 64, .mode = mode});
         EXPECT_EQ(file_mode(segment_path(name)), mode);
         // The second open_or_create opens: the existing mode stays.
-        Queue again = Queue::open_or_create(name, small(0666));
+        Queue again = Queue::open_or_create(name, Options{.capacity = 8, .max_payload = 64, .mode = 0666});
         EXPECT_EQ(file_mode(segment_path(name)), mode);
         EXPECT_EQ(again.options().mode, mode);
       }
@@ -159,7 +151,7 @@ TEST(AccessMode, EveryModeIsHonouredExactly) {
 TEST(AccessUser, OtherUserCannotOpenPrivateQueue) {
   SKIP_UNLESS_ROOT();
   QueueName name("priv");
-  Queue q = Queue::create(name, small(0600));
+  Queue q = Queue::create(name, Options{.capacity = 8, .max_payload = 64});
   ASSERT_TRUE(q.push("root's job"));
   const std::string n = name.str();
   const int rc = as_nobody([&] {
@@ -179,10 +171,10 @@ TEST(AccessUser, OtherUserCannotOpenPrivateQueue) {
       }
     }
     ec.clear();
-    if (Queue::open_or_create(n, small(0666), ec)) return 14;
+    if (Queue::open_or_create(n, Options{.capacity = 8, .max_payload = 64, .mode = 0666}, ec)) return 14;
     if (int r = expect_code("open_or_create", ec, errc::permission_denied, 15)) return r;
     ec.clear();
-    if (Queue::create(n, small(0666), ec)) return 16;
+    if (Queue::create(n, Options{.capacity = 8, .max_payload = 64, .mode = 0666}, ec)) return 16;
     if (int r = expect_code("create", ec, errc::already_exists, 17)) return r;
     return 0;
   });
@@ -202,7 +194,7 @@ TEST(AccessUser, OtherUserCannotOpenPrivateQueue) {
 TEST(AccessUser, OtherUserUsesWorldWritableQueue) {
   SKIP_UNLESS_ROOT();
   QueueName name("shared");
-  Queue q = Queue::create(name, small(0666));
+  Queue q = Queue::create(name, Options{.capacity = 8, .max_payload = 64, .mode = 0666});
   ASSERT_TRUE(q.push("from root"));
   const std::string n = name.str();
   const int rc = as_nobody([&] {
@@ -244,7 +236,7 @@ TEST(AccessUser, GroupAndReadOnlyBits) {
     SCOPED_TRACE(testing::Message() << "mode " << std::oct << c.mode
                                     << (c.group_nogroup ? " group nogroup" : ""));
     QueueName name("group");
-    Queue q = Queue::create(name, small(c.mode));
+    Queue q = Queue::create(name, Options{.capacity = 8, .max_payload = 64, .mode = c.mode});
     if (c.group_nogroup) {
       ASSERT_EQ(::chown(segment_path(name).c_str(), static_cast<uid_t>(-1), kNogroup), 0);
     }
@@ -291,10 +283,11 @@ void expect_refused_and_untouched(const std::string& name, const std::string& ta
     EXPECT_NE(std::string(e.what()).find(what_is_there), std::string::npos) << e.what();
   }
   ec.clear();
-  EXPECT_FALSE(Queue::create(name, small(0666), ec).has_value());
+  EXPECT_FALSE(Queue::create(name, Options{.capacity = 8, .max_payload = 64, .mode = 0666}, ec).has_value());
   EXPECT_EQ(ec, errc::already_exists) << ec.message();
   ec.clear();
-  EXPECT_FALSE(Queue::open_or_create(name, small(0666), ec).has_value());
+  EXPECT_FALSE(
+      Queue::open_or_create(name, Options{.capacity = 8, .max_payload = 64, .mode = 0666}, ec).has_value());
   EXPECT_EQ(ec, errc::not_a_queue) << ec.message();
   if (!target.empty()) {
     EXPECT_EQ(contents(target), before) << "the entry's target was modified";
@@ -377,9 +370,7 @@ TEST(AccessLimits, SegmentSizeIncludesTheKeyTable) {
   // slot stride = round_up(64 + 64 + 65344, 64) = 65472 = 2^16 - 64, so the
   // 2^20 slots take 2^36 - 2^26 bytes; states (2^23) and the header fit too,
   // but the default key table (2 × capacity entries × 32 bytes = 2^26) does not.
-  Options o = small();
-  o.capacity = 1u << 20;
-  o.max_payload = 65344;
+  Options o{.capacity = 1u << 20, .max_payload = 65344};
   QueueName name("limits");
   std::string what;
   try {
@@ -395,14 +386,12 @@ TEST(AccessLimits, SegmentSizeIncludesTheKeyTable) {
 
   for (std::uint32_t keys : {1u, jobring::kMaxKeyCapacity + 1}) {
     SCOPED_TRACE(keys);
-    Options bad = small();
-    bad.dedup_keys = keys;
+    Options bad{.capacity = 8, .max_payload = 64, .dedup_keys = keys};
     std::error_code ec;
     EXPECT_FALSE(Queue::create(name, bad, ec).has_value());
     EXPECT_EQ(ec, errc::invalid_options);
   }
-  Options odd = small();
-  odd.dedup_keys = jobring::detail::kKeyWays + 1;
+  Options odd{.capacity = 8, .max_payload = 64, .dedup_keys = jobring::detail::kKeyWays + 1};
   Queue q = Queue::create(name, odd);
   EXPECT_EQ(q.options().dedup_keys, 2 * jobring::detail::kKeyWays);
 }
@@ -415,7 +404,7 @@ TEST(AccessLimits, SegmentSizeIncludesTheKeyTable) {
 // message lacked the numbers.
 TEST(AccessLimits, OversizePayloadAndKeyNameTheLimit) {
   QueueName name("limits");
-  Queue q = Queue::create(name, small());  // max_payload 64
+  Queue q = Queue::create(name, Options{.capacity = 8, .max_payload = 64});  // max_payload 64
   const std::string ok(64, 'a'), big(65, 'b');
   std::error_code ec;
   const auto r = q.push(std::as_bytes(std::span<const char>(big)), PushOptions{}, ec);
@@ -458,8 +447,9 @@ TEST(AccessLimits, OversizePayloadAndKeyNameTheLimit) {
 void set_layout_version(const std::string& name, std::uint32_t version) {
   const int fd = ::open(segment_path(name).c_str(), O_RDWR | O_CLOEXEC);
   ASSERT_GE(fd, 0);
-  ASSERT_EQ(::pwrite(fd, &version, sizeof version, offsetof(jobring::detail::Header, identity.layout_version)),
-            static_cast<ssize_t>(sizeof version));
+  ASSERT_EQ(
+      ::pwrite(fd, &version, sizeof version, offsetof(jobring::detail::Header, identity.layout_version)),
+      static_cast<ssize_t>(sizeof version));
   ::close(fd);
 }
 
@@ -476,7 +466,7 @@ TEST(AccessVersion, NewerAndOlderLayoutsSaySo) {
   for (const Case c : {Case{ours + 1, "newer"}, Case{ours + 100, "newer"}, Case{ours - 1, "older"}}) {
     SCOPED_TRACE(c.version);
     QueueName name("version");
-    { Queue q = Queue::create(name, small()); }
+    { Queue q = Queue::create(name, Options{.capacity = 8, .max_payload = 64}); }
     set_layout_version(name, c.version);
     std::error_code ec;
     EXPECT_FALSE(Queue::open(name, ec).has_value());
@@ -493,7 +483,7 @@ TEST(AccessVersion, NewerAndOlderLayoutsSaySo) {
     }
     // open_or_create must not "repair" it by creating over it.
     ec.clear();
-    EXPECT_FALSE(Queue::open_or_create(name, small(), ec).has_value());
+    EXPECT_FALSE(Queue::open_or_create(name, Options{.capacity = 8, .max_payload = 64}, ec).has_value());
     EXPECT_EQ(ec, errc::incompatible_version);
   }
 }

@@ -14,7 +14,7 @@
 // The tests hold with or without a janitor sweeping the queues meanwhile
 // (guarantee 8): nothing here depends on who returns an expired lease.
 //
-// Some tests map the segment themselves (lib/layout.hpp) to look at the event
+// Some tests map the segment themselves (lib/ring/layout.hpp) to look at the event
 // words — to know that a waiter has announced itself before waking it — or to
 // forge the state a crashed process leaves behind (a transition done, its
 // notify never sent; a slot left WRITING by a dead producer).
@@ -115,12 +115,43 @@ pid_t spawn_pusher(const std::string& name, Outcome& out, const std::string& pay
   });
 }
 
-Options small_options(std::uint32_t capacity = 8) {
-  Options o;
-  o.capacity = capacity;
-  o.max_payload = 64;
-  o.default_lease = 30s;
-  return o;
+// A claim(job, wait) in another process (spawn_claimer) and its Outcome.
+// A claimer still running when the test ends (a failed assertion) is killed.
+class Claimer {
+ public:
+  Claimer(const std::string& name, milliseconds wait) : pid_(spawn_claimer(name, *out_, wait)) {}
+  ~Claimer() {
+    if (pid_ > 0) test::kill_and_reap(pid_);
+  }
+  Claimer(const Claimer&) = delete;
+  Claimer& operator=(const Claimer&) = delete;
+  [[nodiscard]] pid_t pid() const { return pid_; }
+  // Waits for it to exit; its exit status (0: it reported).
+  int reap() {
+    const int st = test::wait_child(pid_);
+    pid_ = -1;
+    return st;
+  }
+  const Outcome* operator->() const { return &*out_; }
+  const Outcome& operator*() const { return *out_; }
+
+ private:
+  test::SharedObject<Outcome> out_;
+  pid_t pid_;
+};
+
+// The claim got job `id` (its text, as attempt `attempt`).
+void expect_claimed(const Outcome& o, JobId id, std::uint32_t attempt, const char* text) {
+  EXPECT_EQ(o.status.load(), static_cast<int>(ClaimStatus::ok));
+  EXPECT_EQ(o.job_id.load(), id);
+  EXPECT_EQ(o.attempt.load(), attempt);
+  EXPECT_STREQ(o.text, text);
+}
+// The claim returned empty after its whole wait of `wait_ms`, and not long after.
+void expect_empty_after(const Outcome& o, std::int64_t wait_ms) {
+  EXPECT_EQ(o.status.load(), static_cast<int>(ClaimStatus::empty));
+  EXPECT_GE(elapsed_ms(o), wait_ms);
+  EXPECT_LT(elapsed_ms(o), 10'000);
 }
 
 bool waiting_bit(const std::atomic<std::uint32_t>& event) { return (event.load() & 1u) != 0; }
@@ -174,7 +205,7 @@ TEST(WaitClaim, WakesWhenAnotherProcessPushes) {
   constexpr int kRounds = 10;
   Watchdog dog(90s, "WaitClaim.WakesWhenAnotherProcessPushes");
   QueueName name("w-push");
-  auto q = Queue::create(name.str(), small_options());
+  auto q = Queue::create(name.str(), Options{.capacity = 8, .max_payload = 64});
   SegmentView seg(name.str());
   struct Rounds {
     Outcome o[kRounds];
@@ -236,28 +267,24 @@ TEST(WaitClaim, WakesWhenAnotherProcessPushes) {
 TEST(WaitClaim, WakesWhenAnotherProcessReleases) {
   Watchdog dog(60s, "WaitClaim.WakesWhenAnotherProcessReleases");
   QueueName name("w-rel");
-  auto q = Queue::create(name.str(), small_options());
+  auto q = Queue::create(name.str(), Options{.capacity = 8, .max_payload = 64});
   SegmentView seg(name.str());
   const PushResult pushed = q.push("retry-me");
   ASSERT_TRUE(pushed);
   auto held = q.try_claim(with_lease(60s));
   ASSERT_TRUE(held.has_value());
 
-  test::SharedObject<Outcome> out;
-  const pid_t worker = spawn_claimer(name.str(), *out, 20s);
-  ASSERT_GT(worker, 0);
-  wait_until_asleep(worker, seg.work_event());
+  Claimer worker(name.str(), 20s);
+  ASSERT_GT(worker.pid(), 0);
+  wait_until_asleep(worker.pid(), seg.work_event());
   const std::uint32_t seq_before = seg.work_event().load() >> 1;
   const std::int64_t released_at = now_ns();
   ASSERT_EQ(q.release(held->lease), LeaseStatus::ok);
   EXPECT_NE(seg.work_event().load() >> 1, seq_before) << "release did not notify the announced waiter";
-  ASSERT_EQ(test::wait_child(worker), 0);
+  ASSERT_EQ(worker.reap(), 0);
 
-  EXPECT_EQ(out->status.load(), static_cast<int>(ClaimStatus::ok));
-  EXPECT_EQ(out->job_id.load(), pushed.id);
-  EXPECT_EQ(out->attempt.load(), 2u);
-  EXPECT_STREQ(out->text, "retry-me");
-  EXPECT_LT(ms_after(released_at, *out), 10'000) << "the blocked claim was not woken by the release";
+  expect_claimed(*worker, pushed.id, 2, "retry-me");
+  EXPECT_LT(ms_after(released_at, *worker), 10'000) << "the blocked claim was not woken by the release";
 }
 
 // Delayed jobs (READY with visible-at > now): a claim blocked for 20 s in
@@ -269,23 +296,19 @@ TEST(WaitClaim, WakesWhenAnotherProcessReleases) {
 TEST(WaitClaim, WakesWhenDelayedJobComesDue) {
   Watchdog dog(60s, "WaitClaim.WakesWhenDelayedJobComesDue");
   QueueName name("w-due");
-  auto q = Queue::create(name.str(), small_options());
+  auto q = Queue::create(name.str(), Options{.capacity = 8, .max_payload = 64});
   SegmentView seg(name.str());
-  test::SharedObject<Outcome> out;
-
-  const pid_t worker = spawn_claimer(name.str(), *out, 20s);
-  ASSERT_GT(worker, 0);
-  wait_until_asleep(worker, seg.work_event());
+  Claimer worker(name.str(), 20s);
+  ASSERT_GT(worker.pid(), 0);
+  wait_until_asleep(worker.pid(), seg.work_event());
 
   const std::int64_t before_push = now_ns();
   const PushResult pushed = q.push("due-later", with_delay(300ms));
   ASSERT_TRUE(pushed);
-  ASSERT_EQ(test::wait_child(worker), 0);
+  ASSERT_EQ(worker.reap(), 0);
 
-  EXPECT_EQ(out->status.load(), static_cast<int>(ClaimStatus::ok));
-  EXPECT_EQ(out->job_id.load(), pushed.id);
-  EXPECT_STREQ(out->text, "due-later");
-  const std::int64_t after_push_ms = ms_between(before_push, out->returned_ns.load());
+  expect_claimed(*worker, pushed.id, 1, "due-later");
+  const std::int64_t after_push_ms = ms_between(before_push, worker->returned_ns.load());
   EXPECT_GE(after_push_ms, 299) << "a job delayed by 300 ms was handed out early";
   EXPECT_LT(after_push_ms, 10'000) << "the waiter was not woken when the delayed job came due";
 }
@@ -298,7 +321,7 @@ TEST(WaitClaim, WakesWhenDelayedJobComesDue) {
 TEST(WaitClaim, WakesWhenLeaseExpires) {
   Watchdog dog(60s, "WaitClaim.WakesWhenLeaseExpires");
   QueueName name("w-exp");
-  auto q = Queue::create(name.str(), small_options());
+  auto q = Queue::create(name.str(), Options{.capacity = 8, .max_payload = 64});
   const PushResult pushed = q.push("abandoned");
   ASSERT_TRUE(pushed);
   const std::int64_t before_claim = now_ns();
@@ -343,16 +366,13 @@ TEST(WaitClaim, WakesWhenLeaseExpires) {
 TEST(WaitClaim, ReturnsEmptyAtItsTimeout) {
   Watchdog dog(60s, "WaitClaim.ReturnsEmptyAtItsTimeout");
   QueueName name("w-tmo");
-  auto q = Queue::create(name.str(), small_options());
-  test::SharedObject<Outcome> out;
+  auto q = Queue::create(name.str(), Options{.capacity = 8, .max_payload = 64});
 
   // An empty queue, in another process.
-  const pid_t worker = spawn_claimer(name.str(), *out, 300ms);
-  ASSERT_GT(worker, 0);
-  ASSERT_EQ(test::wait_child(worker), 0);
-  EXPECT_EQ(out->status.load(), static_cast<int>(ClaimStatus::empty));
-  EXPECT_GE(elapsed_ms(*out), 300);
-  EXPECT_LT(elapsed_ms(*out), 10'000);
+  Claimer worker(name.str(), 300ms);
+  ASSERT_GT(worker.pid(), 0);
+  ASSERT_EQ(worker.reap(), 0);
+  expect_empty_after(*worker, 300);
 
   // A leased job and a delayed job, both hidden for longer than the wait.
   ASSERT_TRUE(q.push("leased"));
@@ -391,7 +411,7 @@ TEST(WaitClaim, EightIdleWaitersUseAlmostNoCpu) {
   constexpr int kWaiters = 8;
   Watchdog dog(60s, "WaitClaim.EightIdleWaitersUseAlmostNoCpu");
   QueueName name("w-cpu");
-  auto q = Queue::create(name.str(), small_options(64));
+  auto q = Queue::create(name.str(), Options{.capacity = 64, .max_payload = 64});
   struct Outcomes {
     Outcome o[kWaiters];
   };
@@ -448,7 +468,7 @@ TEST(WaitClaim, EightIdleWaitersUseAlmostNoCpu) {
 TEST(WaitPush, BlockedProducerWakesWhenAnotherProcessAcks) {
   Watchdog dog(60s, "WaitPush.BlockedProducerWakesWhenAnotherProcessAcks");
   QueueName name("w-room");
-  auto q = Queue::create(name.str(), small_options(2));
+  auto q = Queue::create(name.str(), Options{.capacity = 2, .max_payload = 64});
   SegmentView seg(name.str());
   const PushResult a = q.push("A");
   const PushResult b = q.push("B");
@@ -494,7 +514,7 @@ TEST(WaitPush, BlockedProducerWakesWhenAnotherProcessAcks) {
 TEST(WaitPush, ReturnsFullAfterItsWaitWhenNobodyAcks) {
   Watchdog dog(60s, "WaitPush.ReturnsFullAfterItsWaitWhenNobodyAcks");
   QueueName name("w-full");
-  auto q = Queue::create(name.str(), small_options(2));
+  auto q = Queue::create(name.str(), Options{.capacity = 2, .max_payload = 64});
   ASSERT_TRUE(q.push("A"));
   ASSERT_TRUE(q.push("B"));
   auto held = q.try_claim(with_lease(60s));
@@ -519,8 +539,7 @@ TEST(WaitPush, ReturnsFullAfterItsWaitWhenNobodyAcks) {
 TEST(WaitPush, BlockedProducerWakesOnRemoveDeadAndPurge) {
   Watchdog dog(60s, "WaitPush.BlockedProducerWakesOnRemoveDeadAndPurge");
   QueueName name("w-ops");
-  Options o = small_options(1);
-  o.max_attempts = 1;
+  Options o{.capacity = 1, .max_payload = 64, .max_attempts = 1};
   auto q = Queue::create(name.str(), o);
   SegmentView seg(name.str());
   const PushResult doomed = q.push("doomed");
@@ -567,29 +586,27 @@ TEST(WaitPush, BlockedProducerWakesOnRemoveDeadAndPurge) {
 TEST(WaitCrash, WaiterFindsJobWhoseNotifierDiedBeforeNotifying) {
   Watchdog dog(60s, "WaitCrash.WaiterFindsJobWhoseNotifierDiedBeforeNotifying");
   QueueName name("w-nonotify");
-  auto q = Queue::create(name.str(), small_options());
+  auto q = Queue::create(name.str(), Options{.capacity = 8, .max_payload = 64});
   SegmentView seg(name.str());
   const PushResult pushed = q.push("silent");
   ASSERT_TRUE(pushed);
   auto held = q.try_claim(with_lease(60s));
   ASSERT_TRUE(held.has_value());
 
-  test::SharedObject<Outcome> out;
-  const pid_t worker = spawn_claimer(name.str(), *out, 20s);
-  ASSERT_GT(worker, 0);
-  wait_until_asleep(worker, seg.work_event());
+  Claimer worker(name.str(), 20s);
+  ASSERT_GT(worker.pid(), 0);
+  wait_until_asleep(worker.pid(), seg.work_event());
   const std::uint32_t event_before = seg.work_event().load();
 
   std::uint64_t expected = held->lease.token;
   const std::int64_t forged_at = now_ns();
-  ASSERT_TRUE(seg.state(held->lease.slot)
-                  .compare_exchange_strong(expected, Word{held->lease.token}.next(State::ready, 0).raw));
-  ASSERT_EQ(test::wait_child(worker), 0);
+  ASSERT_TRUE(
+      seg.state(held->lease.slot)
+          .compare_exchange_strong(expected, detail::T::release.target(Word{held->lease.token}, 0).raw));
+  ASSERT_EQ(worker.reap(), 0);
 
-  EXPECT_EQ(out->status.load(), static_cast<int>(ClaimStatus::ok));
-  EXPECT_EQ(out->job_id.load(), pushed.id);
-  EXPECT_EQ(out->attempt.load(), 2u);
-  EXPECT_LT(ms_after(forged_at, *out), 10'000) << "a waiter hung on a notify that never came";
+  expect_claimed(*worker, pushed.id, 2, "silent");
+  EXPECT_LT(ms_after(forged_at, *worker), 10'000) << "a waiter hung on a notify that never came";
   // Nobody notified: the waiter found the job on a bounded re-check.
   EXPECT_EQ(seg.work_event().load() >> 1, event_before >> 1);
 }
@@ -602,7 +619,7 @@ TEST(WaitCrash, WaiterFindsJobWhoseNotifierDiedBeforeNotifying) {
 TEST(WaitCrash, SlotOfDeadWriterNeitherBlocksPushNorHangsClaim) {
   Watchdog dog(60s, "WaitCrash.SlotOfDeadWriterNeitherBlocksPushNorHangsClaim");
   QueueName name("w-deadw");
-  auto q = Queue::create(name.str(), small_options(2));
+  auto q = Queue::create(name.str(), Options{.capacity = 2, .max_payload = 64});
   SegmentView seg(name.str());
   const std::uint32_t dead = dead_pid();
   auto forge_writing = [&] {
@@ -610,7 +627,8 @@ TEST(WaitCrash, SlotOfDeadWriterNeitherBlocksPushNorHangsClaim) {
       std::uint64_t w = seg.state(i).load();
       if (Word{w}.state() != State::free) continue;
       const std::uint64_t writer = detail::make_writer(dead, 0);
-      if (seg.state(i).compare_exchange_strong(w, Word{w}.next(State::writing, writer).raw)) return true;
+      if (seg.state(i).compare_exchange_strong(w, detail::T::reserve.target(Word{w}, writer).raw))
+        return true;
     }
     return false;
   };
@@ -630,13 +648,10 @@ TEST(WaitCrash, SlotOfDeadWriterNeitherBlocksPushNorHangsClaim) {
     ASSERT_EQ(q.ack(job->lease), LeaseStatus::ok);
   }
   ASSERT_TRUE(forge_writing());
-  test::SharedObject<Outcome> out;
-  const pid_t worker = spawn_claimer(name.str(), *out, 300ms);
-  ASSERT_GT(worker, 0);
-  ASSERT_EQ(test::wait_child(worker), 0);
-  EXPECT_EQ(out->status.load(), static_cast<int>(ClaimStatus::empty));
-  EXPECT_GE(elapsed_ms(*out), 300);
-  EXPECT_LT(elapsed_ms(*out), 10'000);
+  Claimer worker(name.str(), 300ms);
+  ASSERT_GT(worker.pid(), 0);
+  ASSERT_EQ(worker.reap(), 0);
+  expect_empty_after(*worker, 300);
   const Stats s = q.stats();
   EXPECT_EQ(s.writing, 0u) << "the dead writer's slot was not recovered";
   EXPECT_EQ(s.free, 2u);
@@ -652,7 +667,7 @@ TEST(WaitCrash, WaiterNeverHangsWhenProducersAreKilled) {
   constexpr int kRounds = 6;
   Watchdog dog(90s, "WaitCrash.WaiterNeverHangsWhenProducersAreKilled");
   QueueName name("w-kill");
-  auto q = Queue::create(name.str(), small_options(16));
+  auto q = Queue::create(name.str(), Options{.capacity = 16, .max_payload = 64});
   struct Shared {
     std::atomic<std::uint64_t> logged{0};   // pushes that returned ok (counted after)
     std::atomic<std::uint64_t> claimed{0};  // claims of the worker
@@ -719,7 +734,7 @@ TEST(WaitCrash, WaiterNeverHangsWhenProducersAreKilled) {
 TEST(WaitCrash, KilledSleeperDoesNotDisturbLaterWaits) {
   Watchdog dog(60s, "WaitCrash.KilledSleeperDoesNotDisturbLaterWaits");
   QueueName name("w-heal");
-  auto q = Queue::create(name.str(), small_options(2));
+  auto q = Queue::create(name.str(), Options{.capacity = 2, .max_payload = 64});
   SegmentView seg(name.str());
 
   // --- work event: a claimer killed in its sleep.
@@ -821,7 +836,7 @@ TEST(WaitInterrupt, SignalHandlerInterruptsBlockedClaim) {
   for (const bool restart : {true, false}) {
     SCOPED_TRACE(restart ? "SA_RESTART" : "no SA_RESTART");
     QueueName name("w-sig");
-    auto q = Queue::create(name.str(), small_options());
+    auto q = Queue::create(name.str(), Options{.capacity = 8, .max_payload = 64});
     SegmentView seg(name.str());
     test::SharedObject<Outcome> out;
     test::SharedObject<Outcome> by;
@@ -886,8 +901,8 @@ TEST(WaitInterrupt, SignalHandlerInterruptsBlockedPushAndClaimMany) {
   Watchdog dog(60s, "WaitInterrupt.SignalHandlerInterruptsBlockedPushAndClaimMany");
   QueueName full_name("w-sigp");
   QueueName empty_name("w-sigc");
-  auto full = Queue::create(full_name.str(), small_options(1));
-  auto empty = Queue::create(empty_name.str(), small_options(4));
+  auto full = Queue::create(full_name.str(), Options{.capacity = 1, .max_payload = 64});
+  auto empty = Queue::create(empty_name.str(), Options{.capacity = 4, .max_payload = 64});
   ASSERT_TRUE(full.push("occupant"));
   SegmentView full_seg(full_name.str());
   SegmentView empty_seg(empty_name.str());
@@ -940,8 +955,8 @@ TEST(WaitInterrupt, AnotherThreadInterruptsBlockedCalls) {
   ClearInterruptOnExit clear_at_end;
   QueueName work_name("w-thr-c");
   QueueName room_name("w-thr-p");
-  auto wq = Queue::create(work_name.str(), small_options(4));
-  auto rq = Queue::create(room_name.str(), small_options(1));
+  auto wq = Queue::create(work_name.str(), Options{.capacity = 4, .max_payload = 64});
+  auto rq = Queue::create(room_name.str(), Options{.capacity = 1, .max_payload = 64});
   ASSERT_TRUE(rq.push("occupant"));
   SegmentView wseg(work_name.str());
   SegmentView rseg(room_name.str());

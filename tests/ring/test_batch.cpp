@@ -2,13 +2,12 @@
 // ack_many. Each must keep every guarantee of the single operation it
 // batches — order and ids (guarantee 6), all-or-nothing argument checks,
 // "full" as a partial count, distinct jobs and no double claim (guarantee 1),
-// fencing per lease (guarantee 4), waking across processes — and, under
-// random SIGKILLs of producers and workers that use only the batch calls,
-// nothing lost and no slot stuck (guarantees 2 and 3).
+// fencing per lease (guarantee 4), waking across processes. The batch calls
+// under random SIGKILLs: torture/test_batch_torture.cpp.
 //
-// Children never use gtest assertions: they report through exit codes,
-// MAP_SHARED objects and append-only log files; the parent asserts. The
-// tests hold with or without a janitor sweeping the queues (guarantee 8).
+// Children never use gtest assertions: they report through exit codes and
+// MAP_SHARED objects; the parent asserts. The tests hold with or without a
+// janitor sweeping the queues (guarantee 8).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -65,14 +64,6 @@ std::vector<std::string> numbered(const std::string& prefix, int n) {
   return out;
 }
 
-Options small_options(std::uint32_t capacity) {
-  Options o;
-  o.capacity = capacity;
-  o.max_payload = 64;
-  o.default_lease = 30s;
-  return o;
-}
-
 // Claims every job that is claimable now, one at a time, and acks it; returns their texts in claim order.
 std::vector<std::string> drain_texts(Queue& q) {
   std::vector<std::string> out;
@@ -94,7 +85,7 @@ std::vector<std::string> drain_texts(Queue& q) {
 TEST(BatchPush, KeepsOrderAndIds) {
   Watchdog dog(30s, "BatchPush.KeepsOrderAndIds");
   QueueName name("b-order");
-  auto q = Queue::create(name.str(), small_options(16));
+  auto q = Queue::create(name.str(), Options{.capacity = 16, .max_payload = 64});
   ASSERT_TRUE(q.push("before"));
   const Payloads p(numbered("job-", 10));
   std::array<JobId, 10> ids{};
@@ -133,7 +124,7 @@ TEST(BatchPush, KeepsOrderAndIds) {
 TEST(BatchPush, PartialWhenFullReturnsCount) {
   Watchdog dog(30s, "BatchPush.PartialWhenFullReturnsCount");
   QueueName name("b-partial");
-  auto q = Queue::create(name.str(), small_options(4));
+  auto q = Queue::create(name.str(), Options{.capacity = 4, .max_payload = 64});
   // Move the cursors near the end of the ring, so that the batch wraps.
   for (int i = 0; i < 3; ++i) {
     ASSERT_TRUE(q.push("old"));
@@ -163,7 +154,7 @@ TEST(BatchPush, PartialWhenFullReturnsCount) {
 TEST(BatchPush, BadArgumentThrowsBeforePushingAnything) {
   Watchdog dog(30s, "BatchPush.BadArgumentThrowsBeforePushingAnything");
   QueueName name("b-throw");
-  auto q = Queue::create(name.str(), small_options(8));
+  auto q = Queue::create(name.str(), Options{.capacity = 8, .max_payload = 64});
   const Payloads p({"ok-1", "ok-2", std::string(65, 'x'), "ok-3"});
   try {
     (void)q.push_many(p.all());
@@ -200,7 +191,7 @@ TEST(BatchPush, BadArgumentThrowsBeforePushingAnything) {
 TEST(BatchPush, DelayAppliesToTheWholeBatch) {
   Watchdog dog(30s, "BatchPush.DelayAppliesToTheWholeBatch");
   QueueName name("b-delay");
-  auto q = Queue::create(name.str(), small_options(8));
+  auto q = Queue::create(name.str(), Options{.capacity = 8, .max_payload = 64});
   const Payloads p(numbered("d", 3));
   const std::int64_t t0 = now_ns();
   ASSERT_EQ(q.push_many(p.all(), {}, with_delay(300ms)), 3u);
@@ -228,7 +219,7 @@ TEST(BatchPush, DelayAppliesToTheWholeBatch) {
 TEST(BatchPush, WaitsForRoomAcrossProcesses) {
   Watchdog dog(60s, "BatchPush.WaitsForRoomAcrossProcesses");
   QueueName name("b-room");
-  auto q = Queue::create(name.str(), small_options(2));
+  auto q = Queue::create(name.str(), Options{.capacity = 2, .max_payload = 64});
   ASSERT_TRUE(q.push("r0"));
   ASSERT_TRUE(q.push("r1"));
   test::SharedObject<std::atomic<long>> pushed;
@@ -273,7 +264,7 @@ TEST(BatchPush, WaitsForRoomAcrossProcesses) {
 TEST(BatchClaim, TryClaimManyReturnsDistinctJobsInFifoOrder) {
   Watchdog dog(30s, "BatchClaim.TryClaimManyReturnsDistinctJobsInFifoOrder");
   QueueName name("b-claim");
-  auto q = Queue::create(name.str(), small_options(16));
+  auto q = Queue::create(name.str(), Options{.capacity = 16, .max_payload = 64});
   const Payloads p(numbered("j", 10));
   std::array<JobId, 10> ids{};
   ASSERT_EQ(q.push_many(p.all(), ids), 10u);
@@ -318,8 +309,7 @@ TEST(BatchClaim, TryClaimManyReturnsDistinctJobsInFifoOrder) {
 TEST(BatchClaim, SkipsHiddenJobsAndTakesOverExpiredLeases) {
   Watchdog dog(30s, "BatchClaim.SkipsHiddenJobsAndTakesOverExpiredLeases");
   QueueName name("b-hol");
-  Options o = small_options(8);
-  o.max_attempts = 1;
+  Options o{.capacity = 8, .max_payload = 64, .max_attempts = 1};
   auto q = Queue::create(name.str(), o);
   ASSERT_TRUE(q.push("dead"));
   auto d = q.try_claim();
@@ -340,7 +330,7 @@ TEST(BatchClaim, SkipsHiddenJobsAndTakesOverExpiredLeases) {
 
   // Expired leases are taken over by a batch claim (max_attempts 2 here).
   QueueName name2("b-take");
-  auto q2 = Queue::create(name2.str(), small_options(8));
+  auto q2 = Queue::create(name2.str(), Options{.capacity = 8, .max_payload = 64});
   const Payloads p(numbered("t", 2));
   ASSERT_EQ(q2.push_many(p.all()), 2u);
   std::array<Job, 2> first;
@@ -364,7 +354,7 @@ TEST(BatchClaim, SkipsHiddenJobsAndTakesOverExpiredLeases) {
 TEST(BatchClaim, ClaimManyWaitsForAtLeastOne) {
   Watchdog dog(60s, "BatchClaim.ClaimManyWaitsForAtLeastOne");
   QueueName name("b-cmany");
-  auto q = Queue::create(name.str(), small_options(8));
+  auto q = Queue::create(name.str(), Options{.capacity = 8, .max_payload = 64});
   struct Report {
     std::atomic<long> first_batch{-1};
     std::atomic<long> total{-1};
@@ -415,7 +405,7 @@ TEST(BatchClaim, ClaimManyWaitsForAtLeastOne) {
 
   // Jobs ready: no waiting, at most N.
   QueueName name2("b-cmany2");
-  auto q2 = Queue::create(name2.str(), small_options(8));
+  auto q2 = Queue::create(name2.str(), Options{.capacity = 8, .max_payload = 64});
   const Payloads p2(numbered("r", 5));
   ASSERT_EQ(q2.push_many(p2.all()), 5u);
   std::array<Job, 3> three;
@@ -437,7 +427,7 @@ TEST(BatchClaim, ClaimManyWaitsForAtLeastOne) {
 TEST(BatchAck, ResultsPerLeaseIncludingStaleOnes) {
   Watchdog dog(30s, "BatchAck.ResultsPerLeaseIncludingStaleOnes");
   QueueName name("b-ack");
-  auto q = Queue::create(name.str(), small_options(8));
+  auto q = Queue::create(name.str(), Options{.capacity = 8, .max_payload = 64});
   const Payloads p(numbered("a", 4));
   ASSERT_EQ(q.push_many(p.all()), 4u);
   std::array<Job, 4> jobs;
@@ -484,7 +474,7 @@ TEST(BatchAck, ResultsPerLeaseIncludingStaleOnes) {
 TEST(BatchAck, WakesProducerBlockedOnFullQueue) {
   Watchdog dog(60s, "BatchAck.WakesProducerBlockedOnFullQueue");
   QueueName name("b-ackwake");
-  auto q = Queue::create(name.str(), small_options(2));
+  auto q = Queue::create(name.str(), Options{.capacity = 2, .max_payload = 64});
   const Payloads p(numbered("f", 2));
   ASSERT_EQ(q.push_many(p.all()), 2u);
   std::array<Job, 2> jobs;
@@ -514,305 +504,6 @@ TEST(BatchAck, WakesProducerBlockedOnFullQueue) {
   EXPECT_EQ(status->load(), static_cast<int>(PushStatus::ok));
   EXPECT_LT(waited->load(), 10'000);
   EXPECT_EQ(drain_texts(q), (std::vector<std::string>{"in"}));
-}
-
-// ===========================================================================
-// Random SIGKILLs of processes that use only the batch calls
-// ===========================================================================
-
-constexpr int kProducers = 2;
-constexpr int kWorkers = 3;
-constexpr std::size_t kMaxBatch = 8;
-constexpr std::uint32_t kTortureCapacity = 64;
-constexpr std::uint32_t kTorturePayload = 512;
-constexpr std::size_t kTextBytes = 16;
-constexpr std::uint64_t kSeqPerIncarnation = 10'000'000;
-
-// Logged by a producer after push_many returned, one per pushed job.
-struct PushRec {
-  char text[kTextBytes];
-  JobId id;
-};
-// Logged by a worker for each claimed job, before its batch is acked.
-struct ClaimRec {
-  char text[kTextBytes];
-  JobId id;
-  std::uint32_t attempt;
-  std::uint32_t whole;  // the payload is exactly what its producer wrote
-};
-
-struct Control {
-  std::atomic<int> stop_producers{0};
-  std::atomic<int> stop_workers{0};
-  std::atomic<int> busy[kProducers + kWorkers] = {};  // 1 while inside a batch call
-};
-
-std::size_t payload_length(std::uint64_t seq) {
-  return kTextBytes + (seq * 7919) % (kTorturePayload - kTextBytes + 1);
-}
-char pattern(std::uint64_t seq, std::size_t k) { return static_cast<char>('a' + (seq * 31 + k) % 26); }
-
-std::string make_payload(int producer, std::uint64_t seq) {
-  std::string out(payload_length(seq), '\0');
-  std::snprintf(out.data(), kTextBytes, "p%d-%llu", producer, static_cast<unsigned long long>(seq));
-  for (std::size_t k = kTextBytes; k < out.size(); ++k) out[k] = pattern(seq, k);
-  return out;
-}
-
-bool parse_text(const char* text, int& producer, std::uint64_t& seq) {
-  const std::string s(text, strnlen(text, kTextBytes));
-  unsigned long long sq = 0;
-  int p = -1;
-  char tail = 0;
-  if (std::sscanf(s.c_str(), "p%d-%llu%c", &p, &sq, &tail) != 2 || p < 0 || p >= kProducers) return false;
-  producer = p;
-  seq = sq;
-  return true;
-}
-
-int batch_producer(const std::string& name, const test::TempFile& log, Control& ctl, int index,
-                   std::uint64_t incarnation) {
-  const int fd = log.open_append_records(sizeof(PushRec));
-  if (fd < 0) return 3;
-  auto q = Queue::open(name);
-  std::minstd_rand rng(static_cast<unsigned>(::getpid()));
-  std::uint64_t seq = incarnation * kSeqPerIncarnation;
-  std::atomic<int>& busy = ctl.busy[index];
-  std::array<JobId, kMaxBatch> ids{};
-  while (ctl.stop_producers.load() == 0) {
-    std::vector<std::string> batch;
-    const std::size_t b = 1 + rng() % kMaxBatch;
-    for (std::size_t i = 0; i < b; ++i) batch.push_back(make_payload(index, seq + i));
-    const Payloads p(std::move(batch));
-    busy.store(1);
-    const std::size_t n = q.push_many(p.all(), ids, with_wait(50ms));
-    busy.store(0);
-    for (std::size_t i = 0; i < n; ++i) {  // after push_many returned
-      PushRec rec{};
-      std::memcpy(rec.text, p.text[i].data(), kTextBytes);
-      rec.id = ids[i];
-      if (!test::append_record(fd, rec)) return 3;
-    }
-    seq += n;  // payloads not pushed are made again, with the same numbers
-    ::usleep(static_cast<useconds_t>(rng() % 1500));
-  }
-  return 0;
-}
-
-int batch_worker(const std::string& name, const test::TempFile& log, Control& ctl, int index) {
-  const int fd = log.open_append_records(sizeof(ClaimRec));
-  if (fd < 0) return 3;
-  auto q = Queue::open(name);
-  std::minstd_rand rng(static_cast<unsigned>(::getpid()));
-  std::atomic<int>& busy = ctl.busy[kProducers + index];
-  std::array<Job, kMaxBatch> jobs;
-  std::array<Lease, kMaxBatch> leases;
-  while (ctl.stop_workers.load() == 0) {
-    const std::size_t b = 1 + rng() % kMaxBatch;
-    const ClaimOptions co = with_lease(milliseconds(50 + rng() % 151));
-    busy.store(1);
-    const std::size_t n = q.claim_many(std::span<Job>(jobs).first(b), 100ms, co);
-    busy.store(0);
-    for (std::size_t i = 0; i < n; ++i) {
-      const std::string_view text = jobs[i].text();
-      if (text.size() < kTextBytes || text[kTextBytes - 1] != '\0') return 4;
-      ClaimRec rec{};
-      std::memcpy(rec.text, text.data(), kTextBytes);
-      int producer = 0;
-      std::uint64_t seq = 0;
-      rec.whole = parse_text(rec.text, producer, seq) && text.size() == payload_length(seq) ? 1 : 0;
-      for (std::size_t k = kTextBytes; rec.whole != 0 && k < text.size(); ++k) {
-        if (text[k] != pattern(seq, k)) rec.whole = 0;
-      }
-      rec.id = jobs[i].id;
-      rec.attempt = jobs[i].attempt;
-      if (!test::append_record(fd, rec)) return 3;  // before the ack
-      leases[i] = jobs[i].lease;
-    }
-    if (n == 0) continue;
-    if (rng() % 32 == 0) std::this_thread::sleep_for(co.lease + 30ms);  // outlive the lease
-    busy.store(1);
-    (void)q.ack_many(std::span<const Lease>(leases).first(n));  // lease_lost after a takeover is fine
-    busy.store(0);
-  }
-  return 0;
-}
-
-std::string describe(const Stats& s) {
-  char buf[256];
-  std::snprintf(buf, sizeof buf,
-                "free=%llu writing=%llu ready=%llu delayed=%llu leased=%llu expired=%llu dead=%llu",
-                static_cast<unsigned long long>(s.free), static_cast<unsigned long long>(s.writing),
-                static_cast<unsigned long long>(s.ready), static_cast<unsigned long long>(s.delayed),
-                static_cast<unsigned long long>(s.leased), static_cast<unsigned long long>(s.expired),
-                static_cast<unsigned long long>(s.dead));
-  return buf;
-}
-
-// Guarantees 1-3 with batches under random SIGKILLs (inside push_many,
-// claim_many and ack_many, between a batch's commits, between a claim and
-// its ack): producers push_many (wait 50 ms) and workers claim_many (wait
-// 100 ms, short leases) and ack_many, while the parent kills one of them
-// every few milliseconds and restarts it. Then a clean drain, and:
-//  - every job whose push_many returned (logged after it returned) was
-//    claimed, under the id push_many gave it, with its payload intact;
-//  - no payload maps to two ids, no id to two payloads;
-//  - at most kMaxBatch unlogged jobs per producer kill;
-//  - the ring is empty and free: nothing stuck in WRITING or LEASED.
-// Sizing: JOBRING_BATCH_TORTURE_SECONDS (default 4).
-TEST(BatchTorture, RandomKillsLoseNothingAndLeakNoSlot) {
-  const long seconds = std::max(1L, test::env_long("JOBRING_BATCH_TORTURE_SECONDS", 4));
-  const auto seed =
-      static_cast<unsigned>(test::env_long("JOBRING_BATCH_TORTURE_SEED", std::random_device{}()));
-  Watchdog dog(120s + std::chrono::seconds(seconds), "BatchTorture");
-  std::printf("[ batch torture ] seconds=%ld seed=%u\n", seconds, seed);
-  std::fflush(stdout);
-  std::mt19937 rng(seed);
-
-  QueueName name("b-torture");
-  Options o;
-  o.capacity = kTortureCapacity;
-  o.max_payload = kTorturePayload;
-  o.default_lease = 100ms;
-  auto q = Queue::create(name.str(), o);
-  test::SharedObject<Control> ctl;
-  std::vector<std::unique_ptr<test::TempFile>> plogs, wlogs;
-  for (int i = 0; i < kProducers; ++i) plogs.push_back(std::make_unique<test::TempFile>("bp"));
-  for (int i = 0; i < kWorkers; ++i) wlogs.push_back(std::make_unique<test::TempFile>("bw"));
-
-  struct Child {
-    bool producer;
-    int index;
-    pid_t pid;
-  };
-  std::array<std::uint64_t, kProducers> incarnations{};
-  const pid_t parent = ::getpid();
-  auto start = [&](bool producer, int index) -> Child {
-    const std::uint64_t inc = producer ? incarnations[static_cast<std::size_t>(index)]++ : 0;
-    const pid_t pid = test::fork_child([&, producer, index, inc] {
-      test::die_with_parent(parent);
-      return producer ? batch_producer(name.str(), *plogs[static_cast<std::size_t>(index)], *ctl, index, inc)
-                      : batch_worker(name.str(), *wlogs[static_cast<std::size_t>(index)], *ctl, index);
-    });
-    return Child{producer, index, pid};
-  };
-  auto busy_of = [&](const Child& c) -> std::atomic<int>& {
-    return ctl->busy[c.producer ? c.index : kProducers + c.index];
-  };
-
-  std::vector<Child> children;
-  for (int i = 0; i < kProducers; ++i) children.push_back(start(true, i));
-  for (int i = 0; i < kWorkers; ++i) children.push_back(start(false, i));
-  for (const Child& c : children) ASSERT_GT(c.pid, 0);
-
-  long producer_kills = 0, worker_kills = 0;
-  std::vector<std::string> failures;
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);
-  while (std::chrono::steady_clock::now() < until) {
-    std::this_thread::sleep_for(std::chrono::microseconds(2000 + rng() % 25000));
-    for (Child& c : children) {
-      if (const auto st = test::try_wait_child(c.pid)) {
-        failures.push_back(std::string(c.producer ? "producer " : "worker ") + std::to_string(c.index) +
-                           " ended by itself with status " + std::to_string(*st));
-        c = start(c.producer, c.index);
-      }
-    }
-    Child& victim = children[rng() % children.size()];
-    if (rng() % 2 == 0) {  // aim into a batch call (up to 5 ms)
-      const auto give_up = std::chrono::steady_clock::now() + 5ms;
-      while (busy_of(victim).load() == 0 && std::chrono::steady_clock::now() < give_up) {
-      }
-    }
-    ::kill(victim.pid, SIGKILL);
-    const int st = test::wait_child(victim.pid);
-    if (st != 128 + SIGKILL)
-      failures.push_back("a child ended with status " + std::to_string(st) + " before its kill");
-    (victim.producer ? producer_kills : worker_kills)++;
-    busy_of(victim).store(0);
-    victim = start(victim.producer, victim.index);
-    ASSERT_GT(victim.pid, 0);
-  }
-
-  ctl->stop_producers.store(1);
-  for (const Child& c : children) {
-    if (c.producer && test::wait_child(c.pid) != 0) failures.push_back("a producer failed at the end");
-  }
-  const bool drained = test::poll_until(
-      [&] {
-        const Stats s = q.stats();
-        return s.free == kTortureCapacity;
-      },
-      60s, 10ms);
-  ctl->stop_workers.store(1);
-  for (const Child& c : children) {
-    if (!c.producer && test::wait_child(c.pid) != 0) failures.push_back("a worker failed at the end");
-  }
-  for (const std::string& f : failures) ADD_FAILURE() << f;
-
-  const Stats s = q.stats();
-  EXPECT_TRUE(drained) << "not drained within 60 s: " << describe(s);
-  EXPECT_EQ(s.free, kTortureCapacity) << describe(s);
-  EXPECT_EQ(s.writing + s.ready + s.delayed + s.leased + s.expired + s.dead + s.corrupt, 0u) << describe(s);
-
-  // Claims: payload text -> id, and the reverse.
-  std::unordered_map<std::string, JobId> id_of;
-  std::unordered_set<JobId> ids_claimed;
-  std::uint64_t claims = 0;
-  long bad = 0;
-  for (const auto& log : wlogs) {
-    std::size_t partial = 0;
-    for (const ClaimRec& r : log->records<ClaimRec>(&partial)) {
-      ++claims;
-      const std::string text(r.text, strnlen(r.text, kTextBytes));
-      int p = 0;
-      std::uint64_t seq = 0;
-      if (!parse_text(r.text, p, seq) ||
-          seq / kSeqPerIncarnation >= incarnations[static_cast<std::size_t>(p)]) {
-        if (++bad <= 10) ADD_FAILURE() << "claimed a payload no producer wrote: '" << text << "'";
-        continue;
-      }
-      if (r.whole == 0 && ++bad <= 10) ADD_FAILURE() << "'" << text << "' was claimed torn";
-      if (r.attempt < 1 && ++bad <= 10) ADD_FAILURE() << "attempt 0 for '" << text << "'";
-      const auto [it, fresh] = id_of.try_emplace(text, r.id);
-      if (fresh && !ids_claimed.insert(r.id).second && ++bad <= 10)
-        ADD_FAILURE() << "job id " << r.id << " carries two payloads";
-      if (!fresh && it->second != r.id && ++bad <= 10)
-        ADD_FAILURE() << "'" << text << "' claimed under ids " << it->second << " and " << r.id;
-    }
-    EXPECT_EQ(partial, 0u);
-  }
-  std::uint64_t logged = 0;
-  long lost = 0;
-  for (const auto& log : plogs) {
-    std::size_t partial = 0;
-    for (const PushRec& r : log->records<PushRec>(&partial)) {
-      ++logged;
-      const std::string text(r.text, strnlen(r.text, kTextBytes));
-      const auto it = id_of.find(text);
-      if (it == id_of.end()) {
-        if (++lost <= 10)
-          ADD_FAILURE() << "LOST: '" << text << "' (job " << r.id << ") pushed, never claimed";
-      } else if (it->second != r.id && ++bad <= 10) {
-        ADD_FAILURE() << "'" << text << "': push_many said id " << r.id << ", claimed as " << it->second;
-      }
-    }
-    EXPECT_EQ(partial, 0u);
-  }
-  EXPECT_EQ(lost, 0) << "jobs whose push_many returned were lost (guarantee 2)";
-  const std::uint64_t distinct = id_of.size();
-  EXPECT_GE(distinct, logged);
-  EXPECT_LE(distinct - std::min(distinct, logged), static_cast<std::uint64_t>(producer_kills) * kMaxBatch)
-      << "more unlogged jobs than producer kills can explain";
-  EXPECT_EQ(s.dead_lettered, 0u);
-  EXPECT_GT(logged, 0u);
-  EXPECT_GT(producer_kills + worker_kills, 0);
-  std::printf(
-      "[ batch torture ] kills=%ld (producers %ld, workers %ld); pushed: logged=%llu committed=%llu "
-      "stats.pushed=%llu; claims=%llu stats.claimed=%llu expired_total=%llu recovered_writes=%llu\n",
-      producer_kills + worker_kills, producer_kills, worker_kills, static_cast<unsigned long long>(logged),
-      static_cast<unsigned long long>(distinct), static_cast<unsigned long long>(s.pushed),
-      static_cast<unsigned long long>(claims), static_cast<unsigned long long>(s.claimed),
-      static_cast<unsigned long long>(s.expired_total), static_cast<unsigned long long>(s.recovered_writes));
 }
 
 }  // namespace

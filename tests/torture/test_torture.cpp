@@ -182,18 +182,6 @@ bool parse_text(const char* text, std::size_t cap, int& producer, std::uint64_t&
   return true;
 }
 
-std::string describe(const Stats& s) {
-  char buf[512];
-  std::snprintf(
-      buf, sizeof buf,
-      "free=%llu writing=%llu ready=%llu delayed=%llu leased=%llu expired=%llu dead=%llu corrupt=%llu",
-      static_cast<unsigned long long>(s.free), static_cast<unsigned long long>(s.writing),
-      static_cast<unsigned long long>(s.ready), static_cast<unsigned long long>(s.delayed),
-      static_cast<unsigned long long>(s.leased), static_cast<unsigned long long>(s.expired),
-      static_cast<unsigned long long>(s.dead), static_cast<unsigned long long>(s.corrupt));
-  return buf;
-}
-
 // Guarantees 2 and 3 under random SIGKILLs of producers and workers at any
 // instruction (T1..T6 all interrupted), guarantee 4/at-least-once accounting:
 //  - every payload a producer logged as pushed (after push returned ok) is
@@ -305,15 +293,15 @@ TEST(Torture, RandomKillsLoseNothingAndLeakNoSlot) {
   for (const std::string& f : child_failures) ADD_FAILURE() << f;
 
   const Stats s = q.stats();
-  EXPECT_TRUE(drained) << "the queue did not drain within 60 s: " << describe(s);
-  EXPECT_EQ(s.free, o.capacity) << describe(s);
-  EXPECT_EQ(s.writing, 0u) << describe(s);
-  EXPECT_EQ(s.ready, 0u) << describe(s);
-  EXPECT_EQ(s.delayed, 0u) << describe(s);
-  EXPECT_EQ(s.leased, 0u) << describe(s);
-  EXPECT_EQ(s.expired, 0u) << describe(s);
-  EXPECT_EQ(s.dead, 0u) << describe(s);
-  EXPECT_EQ(s.corrupt, 0u) << describe(s);
+  EXPECT_TRUE(drained) << "the queue did not drain within 60 s: " << test::describe(s);
+  EXPECT_EQ(s.free, o.capacity) << test::describe(s);
+  EXPECT_EQ(s.writing, 0u) << test::describe(s);
+  EXPECT_EQ(s.ready, 0u) << test::describe(s);
+  EXPECT_EQ(s.delayed, 0u) << test::describe(s);
+  EXPECT_EQ(s.leased, 0u) << test::describe(s);
+  EXPECT_EQ(s.expired, 0u) << test::describe(s);
+  EXPECT_EQ(s.dead, 0u) << test::describe(s);
+  EXPECT_EQ(s.corrupt, 0u) << test::describe(s);
   EXPECT_FALSE(q.try_claim().has_value());
 
   // --- Account for every job.

@@ -1,7 +1,7 @@
 // A queue larger than the room left in /dev/shm is refused at creation with
 // a message that says what to do, and leaves no file behind — instead of
 // being created sparse and killing its users with SIGBUS at a later push
-// (lib/segment.cpp: posix_fallocate). Needs root: the test mounts a 1 MiB
+// (lib/ring/segment.cpp: posix_fallocate). Needs root: the test mounts a 1 MiB
 // tmpfs over /dev/shm in a private mount namespace of a forked child.
 #include <gtest/gtest.h>
 #include <sched.h>

@@ -10,7 +10,7 @@
 //
 // Signals (and some tests) call interrupt_waits(), which stays in force in
 // the process until clear_interrupt(): the fixture clears it before and after
-// every test. request_stop() stops its own Worker only (test_stop_flag.cpp).
+// every test. request_stop() stops its own Worker only (WorkerStop below).
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -18,7 +18,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <future>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -40,18 +42,19 @@ class WorkerTest : public ::testing::Test {
  protected:
   void SetUp() override { clear_interrupt(); }
   void TearDown() override { clear_interrupt(); }
-};
 
-// Whether this build's queue implements de-duplication keys (a keyed push
-// of an existing key answers duplicate = true). Tests of key behaviour skip
-// until it does.
-bool keys_supported() {
-  QueueName q("w-keys");
-  Queue queue = Queue::create(q, {});
-  const PushResult a = queue.push("x", {.key = "probe"});
-  const PushResult b = queue.push("x", {.key = "probe"});
-  return a && b && b.duplicate;
-}
+  // The test's queue: created under a unique name built from `tag`, removed
+  // after the test.
+  Queue& make_queue(const std::string& tag, const Options& options = {}) {
+    name_.emplace(tag);
+    return queue_.emplace(Queue::create(*name_, options));
+  }
+  [[nodiscard]] const std::string& queue_name() const { return name_->str(); }
+
+ private:
+  std::optional<QueueName> name_;  // declared first: removed after the queue is closed
+  std::optional<Queue> queue_;
+};
 
 // ===========================================================================
 // Backoff formula
@@ -106,8 +109,7 @@ TEST(Backoff, FormulaDoublesCapsAndJitters) {
 // or a hook or summary count is off.
 TEST_F(WorkerTest, HandlerAckPathAcksEveryJob) {
   Watchdog wd(60s);
-  QueueName q("w-ack");
-  Queue queue = Queue::create(q, {.capacity = 8});
+  Queue& queue = make_queue("w-ack", {.capacity = 8});
   std::set<JobId> pushed;
   for (const char* p : {"a", "b", "c"}) pushed.insert(queue.push(p).id);
   std::vector<std::string> texts;
@@ -145,12 +147,10 @@ TEST_F(WorkerTest, HandlerAckPathAcksEveryJob) {
 }
 
 // ctx.key() is the job's de-duplication key. Fails if the key does not reach
-// the handler. (Skips until the queue implements keys.)
+// the handler.
 TEST_F(WorkerTest, HandlerSeesTheJobsKey) {
-  if (!keys_supported()) GTEST_SKIP() << "de-duplication keys not implemented in this build";
   Watchdog wd(60s);
-  QueueName q("w-key");
-  Queue queue = Queue::create(q, {});
+  Queue& queue = make_queue("w-key");
   ASSERT_TRUE(queue.push("x", {.key = "order-42"}));
   std::string key;
   Worker worker(queue,
@@ -173,8 +173,7 @@ TEST_F(WorkerTest, HandlerSeesTheJobsKey) {
 // then. Fails if the release has no delay, the wrong delay, or acks.
 TEST_F(WorkerTest, RetryReleasesWithBackoffAndHidesTheJobUntilThen) {
   Watchdog wd(60s);
-  QueueName q("w-retry");
-  Queue queue = Queue::create(q, {});
+  Queue& queue = make_queue("w-retry");
   const JobId id = queue.push("j").id;
   std::vector<JobReport> reports;
   WorkerOptions o{.backoff = {.base = 1h, .cap = 2h, .jitter = Jitter::none}, .max_jobs = 1};
@@ -207,8 +206,7 @@ TEST_F(WorkerTest, RetryReleasesWithBackoffAndHidesTheJobUntilThen) {
 // or the attempts are miscounted.
 TEST_F(WorkerTest, BackoffDoublesPerAttemptAndTheJobComesBackAfterIt) {
   Watchdog wd(60s);
-  QueueName q("w-double");
-  Queue queue = Queue::create(q, {});
+  Queue& queue = make_queue("w-double");
   (void)queue.push("j");
   std::vector<std::uint32_t> attempts;
   std::vector<std::chrono::steady_clock::time_point> claimed_at;
@@ -243,8 +241,7 @@ TEST_F(WorkerTest, BackoffDoublesPerAttemptAndTheJobComesBackAfterIt) {
 // for ever, or the dead job is reported as retried.
 TEST_F(WorkerTest, PoisonJobEndsDeadAfterTheQueuesMaxAttempts) {
   Watchdog wd(60s);
-  QueueName q("w-poison");
-  Queue queue = Queue::create(q, {.max_attempts = 3});
+  Queue& queue = make_queue("w-poison", {.max_attempts = 3});
   (void)queue.push("poison");
   std::vector<std::string> errors;
   std::vector<JobResult> results;
@@ -280,8 +277,7 @@ TEST_F(WorkerTest, PoisonJobEndsDeadAfterTheQueuesMaxAttempts) {
 // handled as another outcome.
 TEST_F(WorkerTest, RetryAfterDropAndSkip) {
   Watchdog wd(60s);
-  QueueName q("w-outcomes");
-  Queue queue = Queue::create(q, {});
+  Queue& queue = make_queue("w-outcomes");
   const JobId later = queue.push("later").id;
   (void)queue.push("drop");
   (void)queue.push("skip");
@@ -322,8 +318,7 @@ TEST_F(WorkerTest, RetryAfterDropAndSkip) {
 // used a stale token (lease_lost).
 TEST_F(WorkerTest, AutoExtensionKeepsAThreeLeaseJobWithOneWorker) {
   Watchdog wd(90s);
-  QueueName q("w-extend");
-  Queue queue = Queue::create(q, {});
+  Queue& queue = make_queue("w-extend");
   (void)queue.push("long");
   struct Shared {
     std::atomic<bool> go{false};  // the handler runs: start polling
@@ -332,7 +327,7 @@ TEST_F(WorkerTest, AutoExtensionKeepsAThreeLeaseJobWithOneWorker) {
     std::atomic<int> got{0};
   };
   test::SharedObject<Shared> shared;
-  const std::string name = q.str();
+  const std::string name = queue_name();
   const pid_t poller = test::spawn_tied([&] {
     Queue mine = Queue::open(name);
     Job job;
@@ -394,8 +389,7 @@ Job steal(Queue& queue, const JobContext& ctx) {
 // or never tells the handler.
 TEST_F(WorkerTest, LeaseLostDuringTheHandlerIsSeenAndNotAcked) {
   Watchdog wd(60s);
-  QueueName q("w-lost");
-  Queue queue = Queue::create(q, {});
+  Queue& queue = make_queue("w-lost");
   (void)queue.push("j");
   std::atomic<int> lost_hooks{0};
   Job thief;
@@ -431,8 +425,7 @@ TEST_F(WorkerTest, LeaseLostDuringTheHandlerIsSeenAndNotAcked) {
 // thread). Fails if a rejected ack is reported as acked.
 TEST_F(WorkerTest, LeaseLostAtTheAckIsReported) {
   Watchdog wd(60s);
-  QueueName q("w-lostack");
-  Queue queue = Queue::create(q, {});
+  Queue& queue = make_queue("w-lostack");
   (void)queue.push("j");
   int lost_hooks = 0;
   Job thief;
@@ -460,8 +453,7 @@ TEST_F(WorkerTest, LeaseLostAtTheAckIsReported) {
 // claimed. Fails if the blocked claim is not interrupted.
 TEST_F(WorkerTest, RequestStopWhileIdleReturns) {
   Watchdog wd(60s);
-  QueueName q("w-idle-stop");
-  Queue queue = Queue::create(q, {});
+  Queue& queue = make_queue("w-idle-stop");
   Worker worker(queue, [](const Job&, JobContext&) { return Outcome::ack(); });
   WorkerSummary s;
   std::thread t([&] { s = worker.run(); });
@@ -479,8 +471,7 @@ TEST_F(WorkerTest, RequestStopWhileIdleReturns) {
 // the stop.
 TEST_F(WorkerTest, StopDuringAJobLetsItFinishAndClaimsNoMore) {
   Watchdog wd(60s);
-  QueueName q("w-stop-mid");
-  Queue queue = Queue::create(q, {});
+  Queue& queue = make_queue("w-stop-mid");
   (void)queue.push("first");
   (void)queue.push("second");
   Worker* self = nullptr;
@@ -511,8 +502,7 @@ TEST_F(WorkerTest, StopDuringAJobLetsItFinishAndClaimsNoMore) {
 // period, or the discarded result is acked.
 TEST_F(WorkerTest, GraceExpiryReleasesTheJobAndDiscardsTheResult) {
   Watchdog wd(60s);
-  QueueName q("w-grace");
-  Queue queue = Queue::create(q, {});
+  Queue& queue = make_queue("w-grace");
   (void)queue.push("stubborn");
   std::atomic<int> abandon_hooks{0};
   std::optional<Job> other;
@@ -550,10 +540,7 @@ TEST_F(WorkerTest, GraceExpiryReleasesTheJobAndDiscardsTheResult) {
 // heartbeat gives it back with give_back() (which does not count).
 TEST_F(WorkerTest, AJobAbandonedOnItsLastAttemptIsDeadLettered) {
   Watchdog wd(60s);
-  QueueName q("w-last");
-  Options qo;
-  qo.max_attempts = 1;
-  Queue queue = Queue::create(q, qo);
+  Queue& queue = make_queue("w-last", {.max_attempts = 1});
   (void)queue.push("hangs its handler");
   Worker* self = nullptr;
   Worker worker(queue,
@@ -575,8 +562,7 @@ TEST_F(WorkerTest, AJobAbandonedOnItsLastAttemptIsDeadLettered) {
 // Fails if stop_now waits for the handler.
 TEST_F(WorkerTest, StopNowReleasesAtOnce) {
   Watchdog wd(60s);
-  QueueName q("w-stopnow");
-  Queue queue = Queue::create(q, {});
+  Queue& queue = make_queue("w-stopnow");
   (void)queue.push("j");
   Worker* self = nullptr;
   bool abandoned = false;
@@ -640,20 +626,29 @@ pid_t fork_worker(const std::string& name, ChildReport& report, milliseconds gra
   });
 }
 
+// A worker process (fork_worker) on queue `name`, sent SIGTERM once its
+// handler has started a job; -1 (the child killed) if it never starts one.
+pid_t sigterm_mid_job(const std::string& name, ChildReport& report, milliseconds grace, bool stubborn) {
+  const pid_t child = fork_worker(name, report, grace, stubborn);
+  if (!test::poll_until([&] { return report.started.load() == 1; }, 20s) || ::kill(child, SIGTERM) != 0) {
+    test::kill_and_reap(child);
+    return -1;
+  }
+  return child;
+}
+
 // SIGTERM to a worker process mid-job, with a grace period long enough: the
 // job finishes and is acked, the worker claims nothing more and exits 0. The
 // other job stays ready: nothing lost. Fails if the signal kills the job,
 // the worker claims after the signal, or the job is released instead.
 TEST_F(WorkerTest, SigtermMidJobWithLongGraceFinishesAndAcks) {
   Watchdog wd(90s);
-  QueueName q("w-term-long");
-  Queue queue = Queue::create(q, {});
+  Queue& queue = make_queue("w-term-long");
   (void)queue.push("one");
   (void)queue.push("two");
   test::SharedObject<ChildReport> report;
-  const pid_t child = fork_worker(q.str(), *report, 20s, false);
-  ASSERT_TRUE(test::poll_until([&] { return report->started.load() == 1; }, 20s));
-  ASSERT_EQ(::kill(child, SIGTERM), 0);
+  const pid_t child = sigterm_mid_job(queue_name(), *report, 20s, false);
+  ASSERT_GT(child, 0) << "the worker did not start the job";
   EXPECT_EQ(test::wait_child(child), 0);
   EXPECT_EQ(report->stopping_seen.load(), 1);
   EXPECT_EQ(report->finished.load(), 1);
@@ -675,13 +670,11 @@ TEST_F(WorkerTest, SigtermMidJobWithLongGraceFinishesAndAcks) {
 // count. Fails if the job waits for its lease or the late result is acked.
 TEST_F(WorkerTest, SigtermMidJobWithShortGraceReleasesForAnotherWorker) {
   Watchdog wd(90s);
-  QueueName q("w-term-short");
-  Queue queue = Queue::create(q, {});
+  Queue& queue = make_queue("w-term-short");
   (void)queue.push("only");
   test::SharedObject<ChildReport> report;
-  const pid_t child = fork_worker(q.str(), *report, 300ms, true);
-  ASSERT_TRUE(test::poll_until([&] { return report->started.load() == 1; }, 20s));
-  ASSERT_EQ(::kill(child, SIGTERM), 0);
+  const pid_t child = sigterm_mid_job(queue_name(), *report, 300ms, true);
+  ASSERT_GT(child, 0) << "the worker did not start the job";
   Job job;
   ASSERT_EQ(queue.claim(job, 20s), ClaimStatus::ok) << "the job was not released after the grace period";
   EXPECT_EQ(job.attempt, 2u);  // the abandoned attempt counts
@@ -701,13 +694,11 @@ TEST_F(WorkerTest, SigtermMidJobWithShortGraceReleasesForAnotherWorker) {
 // ignored.
 TEST_F(WorkerTest, SecondSignalReleasesTheJobAtOnce) {
   Watchdog wd(90s);
-  QueueName q("w-term-twice");
-  Queue queue = Queue::create(q, {});
+  Queue& queue = make_queue("w-term-twice");
   (void)queue.push("only");
   test::SharedObject<ChildReport> report;
-  const pid_t child = fork_worker(q.str(), *report, kForever, true);
-  ASSERT_TRUE(test::poll_until([&] { return report->started.load() == 1; }, 20s));
-  ASSERT_EQ(::kill(child, SIGTERM), 0);
+  const pid_t child = sigterm_mid_job(queue_name(), *report, kForever, true);
+  ASSERT_GT(child, 0) << "the worker did not start the job";
   // The first signal is graceful: the job stays leased while the handler runs.
   std::this_thread::sleep_for(200ms);
   EXPECT_EQ(queue.stats().leased, 1u);
@@ -727,8 +718,7 @@ TEST_F(WorkerTest, SecondSignalReleasesTheJobAtOnce) {
 // One heartbeat extends both leases. Fails if the jobs run one after another.
 TEST_F(WorkerTest, ThreadsRunJobsAtOnce) {
   Watchdog wd(60s);
-  QueueName q("w-threads");
-  Queue queue = Queue::create(q, {});
+  Queue& queue = make_queue("w-threads");
   (void)queue.push("a");
   (void)queue.push("b");
   std::atomic<int> started{0};
@@ -755,8 +745,7 @@ TEST_F(WorkerTest, ThreadsRunJobsAtOnce) {
 // doing the jobs there were. Fails if it returns before the job, or never.
 TEST_F(WorkerTest, IdleExitReturnsWhenNoJobCame) {
   Watchdog wd(60s);
-  QueueName q("w-idle");
-  Queue queue = Queue::create(q, {});
+  Queue& queue = make_queue("w-idle");
   (void)queue.push("j");
   Worker worker(queue, [](const Job&, JobContext&) { return Outcome::ack(); }, {.idle_exit = 200ms});
   const WorkerSummary s = worker.run();
@@ -766,8 +755,7 @@ TEST_F(WorkerTest, IdleExitReturnsWhenNoJobCame) {
 
 // Options out of range are refused with invalid_argument naming the problem.
 TEST_F(WorkerTest, InvalidOptionsAreRefused) {
-  QueueName q("w-opts");
-  Queue queue = Queue::create(q, {});
+  Queue& queue = make_queue("w-opts");
   auto h = [](const Job&, JobContext&) { return Outcome::ack(); };
   const std::vector<WorkerOptions> bad = {
       {.lease = -1ms},
@@ -786,10 +774,42 @@ TEST_F(WorkerTest, InvalidOptionsAreRefused) {
       ADD_FAILURE() << "accepted";
     } catch (const error& e) {
       EXPECT_EQ(e.code(), make_error_code(errc::invalid_argument));
-      EXPECT_NE(std::string(e.what()).find(q.str()), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(queue_name()), std::string::npos) << e.what();
     }
   }
   EXPECT_THROW(Worker(queue, nullptr), error);
+}
+
+// Worker::request_stop() stops that Worker only. Two Workers of one process
+// on two queues; stopping A must leave B handling jobs (before, request_stop
+// called interrupt_waits() and stopped both).
+TEST(WorkerStop, RequestStopStopsOnlyThatWorker) {
+  Watchdog dog(120s, "WorkerStop.RequestStopStopsOnlyThatWorker");
+  QueueName a("stop-a");
+  QueueName b("stop-b");
+  Queue qa = Queue::create(a, Options{.capacity = 8, .max_payload = 32});
+  Queue qb = Queue::create(b, Options{.capacity = 8, .max_payload = 32});
+  std::promise<std::string> handled_by_b;
+  auto handled = handled_by_b.get_future();
+  Worker wa(qa, [](const Job&, JobContext&) { return Outcome::ack(); });
+  Worker wb(qb, [&](const Job& job, JobContext&) {
+    handled_by_b.set_value(std::string(job.text()));
+    return Outcome::ack();
+  });
+  auto run_a = std::async(std::launch::async, [&] { return wa.run(); });
+  auto run_b = std::async(std::launch::async, [&] { return wb.run(); });
+  std::this_thread::sleep_for(100ms);  // both asleep in claim (not needed for the outcome)
+  wa.request_stop();
+  ASSERT_EQ(run_a.wait_for(20s), std::future_status::ready) << "Worker A did not stop";
+  EXPECT_TRUE(run_a.get().stopped);
+  EXPECT_FALSE(wb.stop_requested());
+  ASSERT_TRUE(qb.push("after A stopped"));
+  ASSERT_EQ(handled.wait_for(20s), std::future_status::ready) << "Worker B stopped with A";
+  EXPECT_EQ(handled.get(), "after A stopped");
+  wb.request_stop();
+  ASSERT_EQ(run_b.wait_for(20s), std::future_status::ready) << "Worker B did not stop";
+  EXPECT_EQ(run_b.get().acked, 1u);
+  EXPECT_EQ(qb.stats().ready + qb.stats().leased, 0u);
 }
 
 }  // namespace

@@ -161,10 +161,7 @@ TEST(FuzzRegress, KeyedPushDoesNotWaitForAnUnfinishedProducer) {
       entry.hash.store(hash);
       entry.job_id.store(77);
       entry.slot.store(0);
-      const jobring::detail::Word w{entry.word.load()};
-      entry.word.store(jobring::test::key_word(w, jobring::detail::KeyState::claimed,
-                                               jobring::detail::make_writer(me.pid, me.start_ticks))
-                           .raw);
+      view.forge_key(e, jobring::detail::K::claim, jobring::detail::make_writer(me.pid, me.start_ticks));
     }
   }
   auto pushed = std::async(std::launch::async, [&] { return q.push("x", PushOptions{.key = "order-1"}); });

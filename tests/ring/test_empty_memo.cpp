@@ -1,4 +1,4 @@
-// The empty-ring memo (lib/queue.cpp, before claim_pass): after two empty
+// The empty-ring memo (lib/ring/claim.cpp, before claim_pass): after two empty
 // polls a thread answers "empty" from two loads of the totals instead of a
 // scan of the ring, for as long as nothing can have become claimable. These
 // tests check every way a job becomes claimable against a poller whose memo
@@ -25,9 +25,9 @@
 #include <thread>
 
 #include "jobring/queue.hpp"
+#include "ring/testing.hpp"
 #include "support/segment_view.hpp"
 #include "support/test_support.hpp"
-#include "ring/testing.hpp"
 
 namespace {
 
@@ -43,14 +43,6 @@ using jobring::test::QueueName;
 using jobring::test::Watchdog;
 
 constexpr int kRounds = 200;
-
-Options small(std::uint32_t max_attempts = 0) {
-  Options o;
-  o.capacity = 64;
-  o.max_payload = 32;
-  o.max_attempts = max_attempts;
-  return o;
-}
 
 // For its scope, memos last up to an hour unless the signature or the due
 // time says otherwise.
@@ -75,7 +67,7 @@ void arm(Queue& poller) {
 TEST(EmptyMemo, APushIsSeenByTheNextPoll) {
   Watchdog dog(120s, "EmptyMemo.APushIsSeenByTheNextPoll");
   QueueName name("memo");
-  Queue producer = Queue::create(name, small());
+  Queue producer = Queue::create(name, Options{.capacity = 64, .max_payload = 32});
   Queue poller = Queue::open(name);
   for (int round = 0; round < kRounds; ++round) {
     arm(poller);
@@ -91,7 +83,7 @@ TEST(EmptyMemo, APushIsSeenByTheNextPoll) {
 TEST(EmptyMemo, AReleaseIsSeenByTheNextPoll) {
   Watchdog dog(120s, "EmptyMemo.AReleaseIsSeenByTheNextPoll");
   QueueName name("memo");
-  Queue holder = Queue::create(name, small());
+  Queue holder = Queue::create(name, Options{.capacity = 64, .max_payload = 32});
   Queue poller = Queue::open(name);
   for (int round = 0; round < kRounds; ++round) {
     ASSERT_TRUE(holder.push("job"));
@@ -110,7 +102,8 @@ TEST(EmptyMemo, AReleaseIsSeenByTheNextPoll) {
 TEST(EmptyMemo, ARequeueIsSeenByTheNextPoll) {
   Watchdog dog(120s, "EmptyMemo.ARequeueIsSeenByTheNextPoll");
   QueueName name("memo");
-  Queue admin = Queue::create(name, small(/*max_attempts=*/1));
+  Queue admin =
+      Queue::create(name, Options{.capacity = 64, .max_payload = 32, .max_attempts = /*max_attempts=*/1});
   Queue poller = Queue::open(name);
   for (int round = 0; round < kRounds; ++round) {
     ASSERT_TRUE(admin.push("job"));
@@ -130,7 +123,7 @@ TEST(EmptyMemo, ARequeueIsSeenByTheNextPoll) {
 TEST(EmptyMemo, ASweepOfADeadWorkersLeaseIsSeenByTheNextPoll) {
   Watchdog dog(120s, "EmptyMemo.ASweepOfADeadWorkersLeaseIsSeenByTheNextPoll");
   QueueName name("memo");
-  Queue janitor = Queue::create(name, small());
+  Queue janitor = Queue::create(name, Options{.capacity = 64, .max_payload = 32});
   Queue poller = Queue::open(name);
   for (int round = 0; round < 20; ++round) {  // a fork per round
     ASSERT_TRUE(janitor.push("job"));
@@ -167,7 +160,7 @@ TEST(EmptyMemo, AnExpiredLeaseAndADelayedJobAreSeenByTheFirstPollAfterTheirTime)
   Watchdog dog(120s, "EmptyMemo.AnExpiredLeaseAndADelayedJobAreSeenByTheFirstPollAfterTheirTime");
   LongMemo long_memo;
   QueueName name("memo");
-  Queue holder = Queue::create(name, small());
+  Queue holder = Queue::create(name, Options{.capacity = 64, .max_payload = 32});
   Queue poller = Queue::open(name);
   for (int round = 0; round < 5; ++round) {
     ASSERT_TRUE(holder.push("leased"));
@@ -196,14 +189,14 @@ TEST(EmptyMemo, AWaitingClaimScansBeforeItSleeps) {
   Watchdog dog(120s, "EmptyMemo.AWaitingClaimScansBeforeItSleeps");
   LongMemo long_memo;
   QueueName name("memo");
-  Queue holder = Queue::create(name, small());
+  Queue holder = Queue::create(name, Options{.capacity = 64, .max_payload = 32});
   Queue poller = Queue::open(name);
   jobring::test::SegmentView view(name);
   ASSERT_TRUE(holder.push("job"));
   auto held = holder.try_claim(ClaimOptions{.lease = 1h});
   ASSERT_TRUE(held.has_value());
   arm(poller);
-  view.step(held->lease.slot, jobring::detail::State::ready, 0);
+  view.forge(held->lease.slot, jobring::detail::T::release, 0);  // the word only: no count
   EXPECT_FALSE(poller.try_claim().has_value()) << "the memo should still answer: is it armed?";
   Job job;
   ASSERT_EQ(poller.claim(job, 30s), jobring::ClaimStatus::ok);
@@ -216,7 +209,7 @@ TEST(EmptyMemo, AWaitingClaimScansBeforeItSleeps) {
 TEST(EmptyMemo, AClaimOfNoJobsDoesNotRenewTheMemo) {
   Watchdog dog(120s, "EmptyMemo.AClaimOfNoJobsDoesNotRenewTheMemo");
   QueueName name("memo");
-  Queue holder = Queue::create(name, small());
+  Queue holder = Queue::create(name, Options{.capacity = 64, .max_payload = 32});
   Queue poller = Queue::open(name);
   ASSERT_TRUE(holder.push("delayed", {.delay = 5ms}));
   arm(poller);
@@ -237,7 +230,7 @@ TEST(EmptyMemo, AClaimOfNoJobsDoesNotRenewTheMemo) {
 TEST(EmptyMemo, AReadyJobWithNoCountIsClaimedSoonAllTheSame) {
   Watchdog dog(120s, "EmptyMemo.AReadyJobWithNoCountIsClaimedSoonAllTheSame");
   QueueName name("memo");
-  Queue holder = Queue::create(name, small());
+  Queue holder = Queue::create(name, Options{.capacity = 64, .max_payload = 32});
   Queue poller = Queue::open(name);
   jobring::test::SegmentView view(name);
   ASSERT_TRUE(holder.push("job"));
@@ -245,7 +238,7 @@ TEST(EmptyMemo, AReadyJobWithNoCountIsClaimedSoonAllTheSame) {
   ASSERT_TRUE(held.has_value());
   arm(poller);
   // T7 as the janitor would do it, but without its count.
-  view.step(held->lease.slot, jobring::detail::State::ready, 0);
+  view.forge(held->lease.slot, jobring::detail::T::reclaim, 0);
   const auto give_up = std::chrono::steady_clock::now() + 60s;
   std::optional<Job> job;
   while (!(job = poller.try_claim()) && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
@@ -261,8 +254,8 @@ TEST(EmptyMemo, AMemoBelongsToOneHandle) {
   LongMemo long_memo;
   QueueName a("memo-a");
   QueueName b("memo-b");
-  Queue qa = Queue::create(a, small());
-  Queue qb = Queue::create(b, small());
+  Queue qa = Queue::create(a, Options{.capacity = 64, .max_payload = 32});
+  Queue qb = Queue::create(b, Options{.capacity = 64, .max_payload = 32});
   for (const char* text : {"one", "two"}) {
     ASSERT_TRUE(qa.push(text));
     auto job = qa.try_claim();
@@ -277,7 +270,7 @@ TEST(EmptyMemo, AMemoBelongsToOneHandle) {
   auto taken = qb.try_claim(ClaimOptions{.lease = 1h});
   ASSERT_TRUE(taken.has_value());
   jobring::test::SegmentView view(b);
-  view.step(taken->lease.slot, jobring::detail::State::ready, 0);
+  view.forge(taken->lease.slot, jobring::detail::T::reclaim, 0);
   const auto sa = qa.stats();
   const auto sb = qb.stats();
   ASSERT_EQ(sa.pushed + sa.released + sa.requeued + sa.expired_total + sa.reclaimed,

@@ -1,4 +1,4 @@
-// Thread stress for de-duplication keys (lib/keys.hpp), run under TSan too:
+// Thread stress for de-duplication keys (lib/ring/keys.hpp), run under TSan too:
 // producers racing on the same keys while a worker acks them.
 #include <gtest/gtest.h>
 

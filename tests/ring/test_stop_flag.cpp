@@ -1,13 +1,12 @@
 // Per-call stop flags (ClaimOptions::stop, PushOptions::stop) and
 // wake_waits(): a blocking call given a flag ends with `interrupted` once the
 // flag is set and the waits are woken, while the other blocking calls of the
-// process wait on. And Worker::request_stop(), built on them, stops that
-// Worker only. Before these, the only way to end a wait was
-// interrupt_waits(), which ends every wait in the process.
+// process wait on. (Worker::request_stop(), built on them:
+// runtime/test_worker.cpp, WorkerStop.) Before these, the only way to end a
+// wait was interrupt_waits(), which ends every wait in the process.
 //
 // Time bounds here are limits after which a test gives up (60 s waits, 20 s
 // bounds), never measurements.
-
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -17,8 +16,8 @@
 
 #include "jobring/queue.hpp"
 #include "jobring/worker.hpp"
-#include "support/test_support.hpp"
 #include "ring/wait.hpp"
+#include "support/test_support.hpp"
 
 namespace {
 
@@ -33,13 +32,6 @@ using jobring::Queue;
 using jobring::test::QueueName;
 using jobring::test::Watchdog;
 
-Options small(std::uint32_t capacity = 8) {
-  Options o;
-  o.capacity = capacity;
-  o.max_payload = 32;
-  return o;
-}
-
 // The flag ends its own claim; a claim without it, asleep on the same queue in
 // the same process, is woken too but waits on, and gets the next job. Fails
 // if the flag is ignored (the first claim waits 60 s) or if it stops every
@@ -47,7 +39,7 @@ Options small(std::uint32_t capacity = 8) {
 TEST(StopFlag, AClaimWithAStopFlagEndsAndTheOthersWaitOn) {
   Watchdog dog(120s, "StopFlag.AClaimWithAStopFlagEndsAndTheOthersWaitOn");
   QueueName name("stop");
-  Queue q = Queue::create(name, small());
+  Queue q = Queue::create(name, Options{.capacity = 8, .max_payload = 32});
   std::atomic<bool> stop{false};
   auto flagged = std::async(std::launch::async, [&] {
     Job job;
@@ -74,7 +66,7 @@ TEST(StopFlag, AClaimWithAStopFlagEndsAndTheOthersWaitOn) {
 TEST(StopFlag, APushWaitingForRoomEndsWithItsFlag) {
   Watchdog dog(120s, "StopFlag.APushWaitingForRoomEndsWithItsFlag");
   QueueName name("stop");
-  Queue q = Queue::create(name, small(1));
+  Queue q = Queue::create(name, Options{.capacity = 1, .max_payload = 32});
   ASSERT_TRUE(q.push("fills the ring"));
   std::atomic<bool> stop{false};
   auto pushed = std::async(std::launch::async,
@@ -93,7 +85,7 @@ TEST(StopFlag, APushWaitingForRoomEndsWithItsFlag) {
 TEST(StopFlag, AFlagSetBeforeOrWithoutAWakeEndsTheWait) {
   Watchdog dog(120s, "StopFlag.AFlagSetBeforeOrWithoutAWakeEndsTheWait");
   QueueName name("stop");
-  Queue q = Queue::create(name, small());
+  Queue q = Queue::create(name, Options{.capacity = 8, .max_payload = 32});
   std::atomic<bool> stop{true};
   Job job;
   EXPECT_EQ(q.claim(job, 60s, ClaimOptions{.stop = &stop}), ClaimStatus::interrupted);
@@ -110,38 +102,6 @@ TEST(StopFlag, AFlagSetBeforeOrWithoutAWakeEndsTheWait) {
   stop.store(true);  // no wake_waits()
   ASSERT_EQ(flagged.wait_for(20s), std::future_status::ready) << "a set flag was not noticed at the re-check";
   EXPECT_EQ(flagged.get(), ClaimStatus::interrupted);
-}
-
-// Worker::request_stop() stops that Worker only. Two Workers of one process
-// on two queues; stopping A must leave B handling jobs (before, request_stop
-// called interrupt_waits() and stopped both).
-TEST(WorkerStop, RequestStopStopsOnlyThatWorker) {
-  Watchdog dog(120s, "WorkerStop.RequestStopStopsOnlyThatWorker");
-  QueueName a("stop-a");
-  QueueName b("stop-b");
-  Queue qa = Queue::create(a, small());
-  Queue qb = Queue::create(b, small());
-  std::promise<std::string> handled_by_b;
-  auto handled = handled_by_b.get_future();
-  jobring::Worker wa(qa, [](const Job&, jobring::JobContext&) { return jobring::Outcome::ack(); });
-  jobring::Worker wb(qb, [&](const Job& job, jobring::JobContext&) {
-    handled_by_b.set_value(std::string(job.text()));
-    return jobring::Outcome::ack();
-  });
-  auto run_a = std::async(std::launch::async, [&] { return wa.run(); });
-  auto run_b = std::async(std::launch::async, [&] { return wb.run(); });
-  std::this_thread::sleep_for(100ms);  // both asleep in claim (not needed for the outcome)
-  wa.request_stop();
-  ASSERT_EQ(run_a.wait_for(20s), std::future_status::ready) << "Worker A did not stop";
-  EXPECT_TRUE(run_a.get().stopped);
-  EXPECT_FALSE(wb.stop_requested());
-  ASSERT_TRUE(qb.push("after A stopped"));
-  ASSERT_EQ(handled.wait_for(20s), std::future_status::ready) << "Worker B stopped with A";
-  EXPECT_EQ(handled.get(), "after A stopped");
-  wb.request_stop();
-  ASSERT_EQ(run_b.wait_for(20s), std::future_status::ready) << "Worker B did not stop";
-  EXPECT_EQ(run_b.get().acked, 1u);
-  EXPECT_EQ(qb.stats().ready + qb.stats().leased, 0u);
 }
 
 }  // namespace
