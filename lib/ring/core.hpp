@@ -206,7 +206,7 @@ struct Queue::Impl : detail::Ring {
   // claim_pass until it claims something, `wait` runs out or the call is
   // interrupted, sleeping in between; says which.
   detail::Progress claim_waiting(std::span<Job> jobs, milliseconds wait, std::uint64_t lease_ms,
-                                 const ClaimOptions& options);
+                                 const ClaimOptions& claim);
   [[nodiscard]] std::uint64_t lease_ms_or_throw(const ClaimOptions& claim) const;
   struct ClaimScan;
   bool take(std::uint32_t i, detail::Word w, std::uint64_t lease_ms, ClaimScan& s, detail::Word& mine,
