@@ -16,29 +16,26 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <limits>
 
 namespace jobring::detail {
 
 // The offsets of this process's time namespace from the initial one, read
-// once from /proc/self/timens_offsets (0 where there is none), and again in a
-// child after fork(): a child of a process that called unshare(CLONE_NEWTIME)
-// is in the new namespace.
+// from /proc/self/timens_offsets (0 where there is none) when the library is
+// loaded (a constructor that runs before the program's static initialisers),
+// and again in a child after fork(): a child of a process that called
+// unshare(CLONE_NEWTIME) is in the new namespace.
 struct TimeOffsets {
   std::int64_t monotonic_ms = 0;
   std::int64_t boottime_ticks = 0;  // in clock ticks (sysconf(_SC_CLK_TCK)), as /proc/PID/stat counts
 };
 [[nodiscard]] TimeOffsets time_offsets() noexcept;
 
-// The offsets as read, kUnknownOffset until first read. Any thread may read
-// the file and store them: every reader stores the same values.
-inline constexpr std::int64_t kUnknownOffset = std::numeric_limits<std::int64_t>::min();
+// The monotonic offset, for now_ms(): written only at load and in a forked
+// child (one thread then), read relaxed everywhere.
 extern std::atomic<std::int64_t> g_monotonic_offset_ms;
-extern std::atomic<std::int64_t> g_boottime_offset_ticks;
 
 [[nodiscard]] inline std::int64_t monotonic_offset_ms() noexcept {
-  const std::int64_t off = g_monotonic_offset_ms.load(std::memory_order_relaxed);
-  return off != kUnknownOffset ? off : time_offsets().monotonic_ms;
+  return g_monotonic_offset_ms.load(std::memory_order_relaxed);
 }
 
 // The host's CLOCK_MONOTONIC in ms, truncated.

@@ -304,7 +304,9 @@ std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms,
 
 // The lease a claim asks for, checked; throws for a bad one.
 std::uint64_t Queue::Impl::lease_ms_or_throw(const ClaimOptions& claim) const {
-  if (const std::uint64_t ms = lease_ms_for(*this, claim, nullptr)) return ms;
+  if (detail::valid_duration(claim.lease, true)) [[likely]]
+    return static_cast<std::uint64_t>(claim.lease.count() > 0 ? claim.lease.count()
+                                                              : options.default_lease.count());
   std::string why;
   (void)lease_ms_for(*this, claim, &why);
   detail::throw_error(name, make_error_code(errc::invalid_argument), why);
