@@ -324,15 +324,32 @@ void KeyTable::make_live(std::uint32_t entry, Word claimed) noexcept {
   (void)move(K::live, entries_[entry].word, expected, K::live.target(claimed, 0));
 }
 
-void KeyTable::finish(std::uint64_t e, std::uint64_t hash, JobId id) noexcept {
+Word KeyTable::held_word(std::uint64_t e, std::uint64_t hash) const noexcept {
+  if (hash == 0 || e >= capacity_) return Word{};  // no key (or a hostile index)
+  // Relaxed: the word is only compared (finish's CAS), never used to read
+  // the entry's fields. It is this job's K1 word or a later one: the
+  // caller's acquire of the slot's word (its claim, purge's load)
+  // synchronises with the producer's commit, which followed its K1.
+  return Word{entries_[e].word.load(std::memory_order_relaxed)};
+}
+
+// While job `id` is in its slot, its entry is CLAIMED by its producer or
+// LIVE (keys.hpp K7), so `held` names this job's incarnation of the entry.
+// Once the job has left, K7 (a keyed push, sweep) may settle the entry and a
+// new K1 claim it again before its producer stores the fields, which then
+// still say `hash` and `id`: comparing fields alone would K4 that producer's
+// entry and lose its key. Comparing words (the generation) cannot.
+void KeyTable::finish(std::uint64_t e, std::uint64_t hash, JobId id, Word held) noexcept {
   if (hash == 0 || e >= capacity_) return;  // no key (or a hostile index)
+  const KeyState held_st = key_state(held);
+  if (held_st != KeyState::live && held_st != KeyState::claimed) return;
+  const Word lived = held_st == KeyState::claimed ? K::live.target(held, 0) : held;  // after K3 (or K7 keep)
   const auto ei = static_cast<std::uint32_t>(e);
   const KeyTransition& t = window_ms_ == 0 ? K::forget : K::remember;
   Snapshot k;
   for (int tries = 0; tries < 100; ++tries) {
     if (!read(ei, k)) continue;
-    const auto st = key_state(k.w);
-    if ((st != KeyState::live && st != KeyState::claimed) || k.hash != hash || k.job_id != id)
+    if ((k.w != held && k.w != lived) || k.hash != hash || k.job_id != id)
       return;  // already finished or resolved
     Word from = k.w;
     if (move(t, entries_[ei].word, from, forgotten_at(k.w, now_ms()))) return;

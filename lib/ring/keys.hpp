@@ -65,7 +65,10 @@
 //     finds the committed job in its slot and makes the entry LIVE.
 //  K4 LIVE or CLAIMED → REMEMBERED(now + window), or EMPTY for a window of 0
 //     (F: ack, purge, remove_dead, right after the slot's own transition,
-//     with the job id it read before that transition). Dies before: the
+//     with the job id and entry word it read before that transition; it
+//     moves only that word or its K3 successor, so an entry settled by K7
+//     meanwhile and claimed again (K1, fields not yet stored: they still
+//     name this job) is never taken for its own). Dies before: the
 //     entry names a job no longer in its slot; K7 makes it REMEMBERED (or
 //     EMPTY), done by the next keyed push of the key or by sweep, so the key
 //     is a duplicate for one window at most without a janitor. Dies after:
@@ -209,10 +212,15 @@ class KeyTable {
                    std::uint32_t& entry, Word& claimed, JobId& existing) noexcept;
   // K3, after the job's commit. Fails harmlessly if a finisher came first.
   void make_live(std::uint32_t entry, Word claimed) noexcept;
-  // K4: job `id`, which held entry `e` with `hash`, has left the queue (ack,
-  // purge, remove_dead): remember the key for the window. `hash` and `e`
-  // were read from the slot before the transition that freed it.
-  void finish(std::uint64_t e, std::uint64_t hash, JobId id) noexcept;
+  // Entry e's word while job `id` is still in its slot: a finisher reads it
+  // before the slot's own transition (ack, purge), as it reads `hash` and
+  // `e` from the slot. Word{} (EMPTY) for no key or a hostile index.
+  [[nodiscard]] Word held_word(std::uint64_t e, std::uint64_t hash) const noexcept;
+  // K4: job `id`, which held entry `e` with `hash` as the word `held`, has
+  // left the queue (ack, purge, remove_dead): remember the key for the
+  // window. Moves the entry only from `held` or its K3 successor, never
+  // from a later incarnation of the entry.
+  void finish(std::uint64_t e, std::uint64_t hash, JobId id, Word held) noexcept;
   // K7 (and K6's expiry) on entry e: settles it if its producer or finisher
   // died, or its window is over. True if the entry changed.
   bool resolve(std::uint32_t e, std::uint64_t now) noexcept;
