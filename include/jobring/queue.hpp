@@ -110,7 +110,9 @@ struct PushOptions {
   // are compared by a 64-bit hash (two different keys collide with odds of
   // about n² / 2^65 for n keys in the table). A push of a key that another
   // push is inserting right now waits for it, up to 10 ms per try (then
-  // full, retried within `wait`).
+  // full, retried within `wait`). If the process that acked (purged,
+  // removed) the key's job died before recording it, the next push of the
+  // key records it then, janitor or not: the window runs from that push.
   std::string_view key{};
   // A stop flag for this call alone (nullptr = none): while waiting for room,
   // once *stop is true the push returns `interrupted`. Set the flag, then

@@ -191,15 +191,16 @@ std::size_t purge_slots(Queue::Impl& q, Pick pick, std::size_t limit) noexcept {
     SlotMeta& m = q.meta(i);
     Word w{sw.load(std::memory_order_acquire)};
     while (pick(w, m)) {
-      // The job's key, read before the CAS (the slot may be reused right
-      // after it); the CAS from `w` proves they were this job's.
+      // The job's key and its entry word, read before the CAS (the slot may
+      // be reused right after it); the CAS from `w` proves they were this job's.
       const JobId id = m.job_id.load(std::memory_order_relaxed);
       const std::uint64_t hash = m.key_hash.load(std::memory_order_relaxed);
       const std::uint32_t entry = m.key_entry.load(std::memory_order_relaxed);
+      const Word held = q.keys.held_word(entry, hash);
       // A corrupt word gets a valid FREE word of the next generation.
       const Word to = Word::make(State::free, w.gen() + 1, 0);
       if (detail::move_weak(T::purge, sw, w, to)) {
-        if (w.valid()) q.keys.finish(entry, hash, id);  // K4: the job left the queue
+        if (w.valid()) q.keys.finish(entry, hash, id, held);  // K4: the job left the queue
         ++changed;
         break;
       }

@@ -51,21 +51,41 @@ bool KeyTable::expired(Word w, std::uint64_t now) noexcept {
   return w.aux() <= now || w.aux() - now > kMaxAhead;
 }
 
-// Is job `id` committed in slot `s` (READY, LEASED or DEAD)? Retries while
-// the slot changes under the read; after many changes it answers yes, the
-// answer that makes every caller leave the key alone.
-bool KeyTable::slot_holds(std::uint64_t s, JobId id) const noexcept {
+// Does entry e's slot hold, committed (READY, LEASED or DEAD), the entry's
+// job for the entry's key: job_id, key_hash and key_entry all as the entry
+// says (keys.hpp K7: why all three)? The meta is read between two loads of
+// the state word: the first acquire pairs with the commit (T3, release) of
+// the producer that wrote it, through the release sequence every later RMW
+// of the word continues; the acquire fence before the second load pairs with
+// write_job()'s release fence, so a reused slot's new meta is never taken for
+// the old job's when the word has not changed. While the slot changes under
+// the read it retries; after many changes it answers `unknown`, and every
+// caller then leaves the entry as it is.
+KeyTable::Held KeyTable::slot_holds(std::uint32_t e, const Snapshot& k) const noexcept {
   const Ring& ring = *ring_;
-  if (s >= ring.capacity) return false;  // hostile entry: it names no slot of ours
-  const auto i = static_cast<std::uint32_t>(s);
+  if (k.slot >= ring.capacity || k.hash == 0) return Held::no;  // hostile entry: no slot or key of ours
+  const auto i = static_cast<std::uint32_t>(k.slot);
+  const SlotMeta& m = ring.meta(i);
   for (int tries = 0; tries < 1000; ++tries) {
     const Word w{ring.state(i).load(std::memory_order_acquire)};
-    if (w.state() != State::ready && w.state() != State::leased && w.state() != State::dead) return false;
-    const bool same = ring.meta(i).job_id.load(std::memory_order_relaxed) == id;
+    if (w.state() != State::ready && w.state() != State::leased && w.state() != State::dead) return Held::no;
+    const bool same = m.job_id.load(std::memory_order_relaxed) == k.job_id &&
+                      m.key_hash.load(std::memory_order_relaxed) == k.hash &&
+                      m.key_entry.load(std::memory_order_relaxed) == e;
     std::atomic_thread_fence(std::memory_order_acquire);
-    if (Word{ring.state(i).load(std::memory_order_relaxed)} == w) return same;
+    if (Word{ring.state(i).load(std::memory_order_relaxed)} == w) return same ? Held::yes : Held::no;
   }
-  return true;
+  return Held::unknown;
+}
+
+// K7 on a LIVE entry (the word `live`, as the caller judged it) whose job has
+// left its slot: what the finisher that died before K4 would have done,
+// REMEMBERED(now + window) or EMPTY with a window of 0. The window runs from
+// now: when the job left is not recorded anywhere. Fails if the entry changed
+// since `live` (a finisher's K4 or another K7 came first: the same outcome).
+bool KeyTable::finish_for(std::uint32_t e, Word live, std::uint64_t now) noexcept {
+  const KeyTransition& t = window_ms_ == 0 ? K::forget_for : K::remember_for;
+  return move(t, entries_[e].word, live, forgotten_at(live, now));
 }
 
 bool KeyTable::resolve(std::uint32_t e, std::uint64_t now) noexcept {
@@ -80,15 +100,17 @@ bool KeyTable::resolve(std::uint32_t e, std::uint64_t now) noexcept {
     case KeyState::claimed: {
       const auto pid = static_cast<std::uint32_t>(k.w.aux() & kPidMask);
       if (!proven_dead(pid, k.w.aux() >> kPidBits, (std::uint64_t{1} << kWriterStartBits) - 1)) return false;
-      t = slot_holds(k.slot, k.job_id) ? &K::keep : &K::drop;
+      // The producer is dead, so its fields may be half written (keys.hpp
+      // K7): only its slot can prove its job got in under this key.
+      const Held held = slot_holds(e, k);
+      if (held == Held::unknown) return false;
+      t = held == Held::yes ? &K::keep : &K::drop;
       to = t->target(k.w, 0);
       break;
     }
     case KeyState::live:
-      if (slot_holds(k.slot, k.job_id)) return false;
-      t = window_ms_ == 0 ? &K::forget_for : &K::remember_for;
-      to = forgotten_at(k.w, now);
-      break;
+      if (slot_holds(e, k) != Held::no) return false;
+      return finish_for(e, k.w, now);
     case KeyState::remembered:
       if (!expired(k.w, now)) return false;
       t = &K::expire;
@@ -116,17 +138,26 @@ KeyTable::Buckets KeyTable::buckets_of(std::uint64_t hash) const noexcept {
   return Buckets{{b1 * kKeyWays, b2 * kKeyWays}, b1 == b2 ? 1u : 2u, std::min(b1, b2)};
 }
 
-bool KeyTable::lookup(std::uint64_t hash, JobId& existing) const noexcept {
+bool KeyTable::lookup(std::uint64_t hash, JobId& existing) noexcept {
   const Buckets kb = buckets_of(hash);
   const std::uint64_t now = now_ms();
   for (std::uint32_t b = 0; b < kb.count; ++b) {
     for (std::uint32_t e = kb.first[b]; e < kb.first[b] + kKeyWays; ++e) {
-      Snapshot k;
-      if (!read(e, k) || k.hash != hash) continue;
-      const auto st = key_state(k.w);
-      if (st == KeyState::live || (st == KeyState::remembered && !expired(k.w, now))) {
-        existing = k.job_id;
-        return true;
+      // Two looks at an entry: the second after settling it (K7).
+      for (int look = 0; look < 2; ++look) {
+        Snapshot k;
+        if (!read(e, k) || k.hash != hash) break;
+        const auto st = key_state(k.w);
+        if (st == KeyState::live && slot_holds(e, k) == Held::no) {
+          // Its finisher died before K4 (guarantee 8: no janitor needed).
+          (void)finish_for(e, k.w, now);
+          continue;
+        }
+        if (st == KeyState::live || (st == KeyState::remembered && !expired(k.w, now))) {
+          existing = k.job_id;
+          return true;
+        }
+        break;
       }
     }
   }
@@ -173,6 +204,13 @@ bool KeyTable::scan(std::uint64_t hash, const Buckets& kb, std::uint64_t now, Sc
           break;
         case KeyState::live:
           if (k.hash == hash) {
+            if (slot_holds(e, k) == Held::no) {
+              // Its job left the queue and its finisher died before K4:
+              // settle it (K7) and look again, which answers from the
+              // settled entry (REMEMBERED within the window: duplicate).
+              (void)finish_for(e, k.w, now);
+              return false;
+            }
             existing = k.job_id;
             f.duplicate = true;
             return true;
@@ -286,15 +324,32 @@ void KeyTable::make_live(std::uint32_t entry, Word claimed) noexcept {
   (void)move(K::live, entries_[entry].word, expected, K::live.target(claimed, 0));
 }
 
-void KeyTable::finish(std::uint64_t e, std::uint64_t hash, JobId id) noexcept {
+Word KeyTable::held_word(std::uint64_t e, std::uint64_t hash) const noexcept {
+  if (hash == 0 || e >= capacity_) return Word{};  // no key (or a hostile index)
+  // Relaxed: the word is only compared (finish's CAS), never used to read
+  // the entry's fields. It is this job's K1 word or a later one: the
+  // caller's acquire of the slot's word (its claim, purge's load)
+  // synchronises with the producer's commit, which followed its K1.
+  return Word{entries_[e].word.load(std::memory_order_relaxed)};
+}
+
+// While job `id` is in its slot, its entry is CLAIMED by its producer or
+// LIVE (keys.hpp K7), so `held` names this job's incarnation of the entry.
+// Once the job has left, K7 (a keyed push, sweep) may settle the entry and a
+// new K1 claim it again before its producer stores the fields, which then
+// still say `hash` and `id`: comparing fields alone would K4 that producer's
+// entry and lose its key. Comparing words (the generation) cannot.
+void KeyTable::finish(std::uint64_t e, std::uint64_t hash, JobId id, Word held) noexcept {
   if (hash == 0 || e >= capacity_) return;  // no key (or a hostile index)
+  const KeyState held_st = key_state(held);
+  if (held_st != KeyState::live && held_st != KeyState::claimed) return;
+  const Word lived = held_st == KeyState::claimed ? K::live.target(held, 0) : held;  // after K3 (or K7 keep)
   const auto ei = static_cast<std::uint32_t>(e);
   const KeyTransition& t = window_ms_ == 0 ? K::forget : K::remember;
   Snapshot k;
   for (int tries = 0; tries < 100; ++tries) {
     if (!read(ei, k)) continue;
-    const auto st = key_state(k.w);
-    if ((st != KeyState::live && st != KeyState::claimed) || k.hash != hash || k.job_id != id)
+    if ((k.w != held && k.w != lived) || k.hash != hash || k.job_id != id)
       return;  // already finished or resolved
     Word from = k.w;
     if (move(t, entries_[ei].word, from, forgotten_at(k.w, now_ms()))) return;

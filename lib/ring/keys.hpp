@@ -36,7 +36,9 @@
 //   REMEMBERED  aux = forget-at, CLOCK_MONOTONIC ms: the job is finished
 //
 //   entry.hash / job_id / slot are written by the inserter while it holds the
-//   entry CLAIMED and never change until the entry is claimed again.
+//   entry CLAIMED and never change until the entry is claimed again. So a
+//   LIVE or REMEMBERED entry's fields are whole, and a CLAIMED one's may be
+//   half old, half new if its producer died (K7 below).
 //
 // Invariant: a key's two buckets never hold two live (CLAIMED, LIVE, or
 // REMEMBERED within the window) entries with its hash. An insertion (EMPTY
@@ -63,20 +65,53 @@
 //     finds the committed job in its slot and makes the entry LIVE.
 //  K4 LIVE or CLAIMED → REMEMBERED(now + window), or EMPTY for a window of 0
 //     (F: ack, purge, remove_dead, right after the slot's own transition,
-//     with the job id it read before that transition). Dies before: the
-//     entry names a job no longer in its slot; K7 makes it REMEMBERED.
+//     with the job id and entry word it read before that transition; it
+//     moves only that word or its K3 successor, so an entry settled by K7
+//     meanwhile and claimed again (K1, fields not yet stored: they still
+//     name this job) is never taken for its own). Dies before: the
+//     entry names a job no longer in its slot; K7 makes it REMEMBERED (or
+//     EMPTY), done by the next keyed push of the key or by sweep, so the key
+//     is a duplicate for one window at most without a janitor. Dies after:
+//     done.
 //  K5 CLAIMED(P) → EMPTY (P undoing K1 after a lost K2, or giving up on a
-//     duplicate). Dies before: K7.
+//     duplicate). Dies before: K7 (its slot is still WRITING: drop). The
+//     fields stay P's: the next K1 of the entry finds them there (K7).
 //  K6 REMEMBERED(past forget-at) → EMPTY, or reuse by K1 (A; the window is over).
 //     REMEMBERED(not yet past) → CLAIMED (K1 when neither bucket has other
 //     room: the oldest remembered key is evicted and counted; if every entry
 //     of both holds a live key the push answers `full` and is counted).
-//  K7 resolve (A): CLAIMED by a producer proven dead: if its slot holds its
-//     job (READY, LEASED or DEAD with that job id) → LIVE; otherwise → EMPTY
+//  K7 resolve (A): CLAIMED by a producer proven dead: if its slot provably
+//     holds the entry's job for the entry's key → LIVE; otherwise → EMPTY
 //     (the job never got in, or it got in and was finished by a process that
 //     also died before K4: then the key is forgotten early, so a retried push
 //     adds the job again — a duplicate, never a loss). LIVE whose job is no
-//     longer in its slot → REMEMBERED(now + window) (F died before K4).
+//     longer in its slot → REMEMBERED(now + window), or EMPTY with a window
+//     of 0 (F died before K4). Dies before/after: the next A looks again; the
+//     CAS from the word it judged makes a double K7 impossible. A keyed push
+//     that meets its own key LIVE with the job gone does this K7 itself
+//     (lookup and insert), then answers as the repaired entry says: so a key
+//     whose finisher died is a duplicate for the window at most, with or
+//     without a janitor.
+//
+//     "Provably holds" (slot_holds): the slot is committed (READY, LEASED or
+//     DEAD) and its meta, read seqlock-style between two equal loads of its
+//     state word, has job_id == entry.job_id, key_hash == entry.hash and
+//     key_entry == this entry. The fields of a CLAIMED entry whose producer
+//     died are not to be trusted: they are written after K1, three stores,
+//     and before them they still hold what the entry last held (K4, K5, K6,
+//     K7 leave the fields as they were). A producer dead between K1 and its
+//     stores leaves any mix of its own fields and the old ones, e.g. the
+//     hash of its key C with the job and slot of job J of key A (K5 left
+//     them): job_id alone would make C a duplicate of J; job_id + hash would
+//     still make a second LIVE entry of A from the fields of A's producer's
+//     own lost K2 (it undid this entry, K5, and inserted J elsewhere). The
+//     slot is the proof, because its producer wrote key_entry (only after
+//     its K2 into that entry succeeded) before its commit published it, and
+//     an entry whose K2 made it J's stays CLAIMED or LIVE while J is in the
+//     queue (K4 and K7 move it only once J has left, K5 only before K2).
+//     Clearing the fields instead cannot work: only the CLAIMED holder may
+//     write them, and it may die between any two stores; K4 and K7 do not
+//     own the entry (another resolver or the next K1 may act at once).
 //
 // A keyed push that finds its key CLAIMED by a live producer waits for it
 // (K3 or K5 follow within microseconds; its death is noticed by K7), but at
@@ -167,8 +202,9 @@ class KeyTable {
   [[nodiscard]] std::uint32_t capacity() const noexcept { return capacity_; }
 
   // The id of a job that holds the key (LIVE, or REMEMBERED within the
-  // window), if any; changes nothing. CLAIMED entries are left to insert().
-  [[nodiscard]] bool lookup(std::uint64_t hash, JobId& existing) const noexcept;
+  // window), if any. A LIVE entry of the key whose job has left its slot is
+  // settled first (K7). CLAIMED entries are left to insert().
+  [[nodiscard]] bool lookup(std::uint64_t hash, JobId& existing) noexcept;
   // K1 + K2 for job `id`, which this producer (`writer`) holds WRITING in
   // `slot`. On `inserted`, `entry`/`claimed` name the entry and its CLAIMED
   // word (for make_live); on `duplicate`, `existing` is the job that holds it.
@@ -176,10 +212,15 @@ class KeyTable {
                    std::uint32_t& entry, Word& claimed, JobId& existing) noexcept;
   // K3, after the job's commit. Fails harmlessly if a finisher came first.
   void make_live(std::uint32_t entry, Word claimed) noexcept;
-  // K4: job `id`, which held entry `e` with `hash`, has left the queue (ack,
-  // purge, remove_dead): remember the key for the window. `hash` and `e`
-  // were read from the slot before the transition that freed it.
-  void finish(std::uint64_t e, std::uint64_t hash, JobId id) noexcept;
+  // Entry e's word while job `id` is still in its slot: a finisher reads it
+  // before the slot's own transition (ack, purge), as it reads `hash` and
+  // `e` from the slot. Word{} (EMPTY) for no key or a hostile index.
+  [[nodiscard]] Word held_word(std::uint64_t e, std::uint64_t hash) const noexcept;
+  // K4: job `id`, which held entry `e` with `hash` as the word `held`, has
+  // left the queue (ack, purge, remove_dead): remember the key for the
+  // window. Moves the entry only from `held` or its K3 successor, never
+  // from a later incarnation of the entry.
+  void finish(std::uint64_t e, std::uint64_t hash, JobId id, Word held) noexcept;
   // K7 (and K6's expiry) on entry e: settles it if its producer or finisher
   // died, or its window is over. True if the entry changed.
   bool resolve(std::uint32_t e, std::uint64_t now) noexcept;
@@ -207,7 +248,9 @@ class KeyTable {
   [[nodiscard]] Buckets buckets_of(std::uint64_t hash) const noexcept;
   [[nodiscard]] Word forgotten_at(Word from, std::uint64_t now) const noexcept;
   [[nodiscard]] static bool expired(Word w, std::uint64_t now) noexcept;
-  [[nodiscard]] bool slot_holds(std::uint64_t s, JobId id) const noexcept;
+  enum class Held { no, yes, unknown };
+  [[nodiscard]] Held slot_holds(std::uint32_t e, const Snapshot& k) const noexcept;
+  bool finish_for(std::uint32_t e, Word live, std::uint64_t now) noexcept;
   bool scan(std::uint64_t hash, const Buckets& kb, std::uint64_t now, Scan& found, JobId& existing) noexcept;
   bool settle_unsettled(const Buckets& kb, std::uint64_t now) noexcept;
 

@@ -37,17 +37,20 @@ LeaseStatus end_lease(Queue::Impl& q, std::atomic<std::uint64_t>& sw, const Leas
 LeaseStatus Queue::Impl::ack_one(const Lease& lease) noexcept {
   auto* sw = leased_word(*this, lease);
   if (sw == nullptr) return LeaseStatus::lease_lost;
-  // The key fields, read while we hold the lease (the slot may be reused the
-  // moment it is free); if the lease is not ours, the CAS below fails.
+  // The key fields and the key's entry word, read while we hold the lease
+  // (the slot may be reused the moment it is free, the entry settled and
+  // claimed again); if the lease is not ours, the CAS below fails.
   const SlotMeta& m = meta(lease.slot);
   const std::uint64_t hash = m.key_hash.load(std::memory_order_relaxed);
   const std::uint32_t entry = m.key_entry.load(std::memory_order_relaxed);
+  const Word held = keys.held_word(entry, hash);
   // T6: succeeds only if the word is still exactly our token. Counted and
   // woken by the caller, once per batch.
   Word expected{lease.token};
   if (!detail::move(T::ack, *sw, expected, T::ack.target(expected, 0))) return LeaseStatus::lease_lost;
-  // K4. Dies before it: K7 remembers the key when it next looks.
-  keys.finish(entry, hash, lease.job);
+  // K4. Dies before it: K7 remembers the key when the next keyed push of
+  // it, or a sweep, looks (keys.hpp).
+  keys.finish(entry, hash, lease.job, held);
   // FIFO: a job acked at the claim cursor's own slot (the cursor stopped
   // there, e.g. capped at the push cursor) leaves a FREE position the next
   // lap refills; move the cursor over it as purge does. Rare: in the steady

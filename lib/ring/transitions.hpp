@@ -299,10 +299,11 @@ inline constexpr KeyTransition undo{"K5 undo", bit(KeyState::claimed), KeyState:
 inline constexpr KeyTransition expire{"K6 expire", bit(KeyState::remembered), KeyState::empty,
                                       std::memory_order_acq_rel};
 // K7: anyone settles an entry whose producer or finisher died: a dead
-// producer's committed job keeps its key (keep), an uncommitted one loses it
-// (drop, which also resets a corrupt word); a finisher's K4 is done for it
-// (remember / forget). acq_rel: a later inserter of the entry acquires
-// through it.
+// producer's job keeps its key (keep) only if its slot proves it committed
+// under this key and entry (keys.hpp), else the entry is dropped (drop,
+// which also resets a corrupt word); a finisher's K4 is done for it
+// (remember / forget), also by a keyed push that meets the key. acq_rel: a
+// later inserter of the entry acquires through it.
 inline constexpr KeyTransition keep{"K7 keep", bit(KeyState::claimed), KeyState::live,
                                     std::memory_order_acq_rel};
 inline constexpr KeyTransition drop{"K7 drop", bit(KeyState::claimed) | kInvalidStates, KeyState::empty,

@@ -93,8 +93,9 @@ TEST(DedupForged, ProducerDiedAfterCommitKeepsTheKey) {
 }
 
 // K4 not done: the acker died between its ack and remembering the key. The
-// entry is LIVE for a job no longer in its slot; it still counts as a
-// duplicate, and sweep() makes it REMEMBERED.
+// entry is LIVE for a job no longer in its slot; the next push of the key
+// settles it (K7: REMEMBERED) and, within the window, is a duplicate; sweep()
+// leaves it REMEMBERED.
 TEST(DedupForged, AckerDiedBeforeRememberingTheKey) {
   QueueName name("dedup");
   Queue q = Queue::create(
@@ -197,6 +198,161 @@ TEST(DedupForged, HostileEntriesAreBoundsChecked) {
   v.meta(v.find(State::ready)).key_length.store(1000);
   ASSERT_EQ(q.try_claim(job), ClaimStatus::ok);
   EXPECT_EQ(job.key(), "");
+}
+
+// An EMPTY entry of the first bucket `hash` may live in (keys.hpp), where an
+// insertion of that key could have claimed a way; key_capacity() if none.
+std::uint32_t empty_way_for(const SegmentView& v, std::uint64_t hash) {
+  const std::uint32_t first =
+      static_cast<std::uint32_t>(hash % (v.key_capacity() / detail::kKeyWays)) * detail::kKeyWays;
+  for (std::uint32_t e = first; e < first + detail::kKeyWays; ++e)
+    if (v.key_state(e) == KeyState::empty) return e;
+  return v.key_capacity();
+}
+
+// Entries not EMPTY whose hash is `hash`.
+int entries_holding(const SegmentView& v, std::uint64_t hash) {
+  int n = 0;
+  for (std::uint32_t e = 0; e < v.key_capacity(); ++e)
+    if (v.key_state(e) != KeyState::empty && v.key(e).hash.load() == hash) ++n;
+  return n;
+}
+
+// Issue 13 item 4. K5 (and K4 forget, K6, K7 drop) leave an EMPTY entry's
+// fields naming the job it last held. A producer of key "c" that takes such
+// an entry (K1), stores the hash and dies before storing job_id and slot
+// leaves an entry CLAIMED by a dead PID whose fields name job J of key "a",
+// still in the queue. K7 must not read that as "c's job got in": a push of
+// "c" adds a new job, not a duplicate of J.
+TEST(KeyTableCrash, Item4_HalfWrittenClaimedEntryIsNotAnotherKeysJob) {
+  QueueName name("dedup");
+  Queue q = Queue::create(
+      name, Options{.capacity = 4, .max_payload = 64, .default_lease = 60s, .dedup_window = 60s});
+  const PushResult j = q.push("a-job", PushOptions{.key = "a"});
+  ASSERT_TRUE(j);
+  SegmentView v(name);
+  const std::uint32_t ea = v.find_key(detail::key_hash("a"));
+  ASSERT_LT(ea, v.key_capacity());
+  const std::uint64_t hash_c = detail::key_hash("c");
+  const std::uint32_t ec = empty_way_for(v, hash_c);
+  ASSERT_LT(ec, v.key_capacity());
+  // What the entry held before (J's fields, as K5 leaves them), then K1 by
+  // a producer of "c" that stored the hash and died.
+  v.key(ec).job_id.store(v.key(ea).job_id.load());
+  v.key(ec).slot.store(v.key(ea).slot.load());
+  v.forge_key(ec, detail::K::claim, detail::make_writer(dead_pid(), 0));
+  v.key(ec).hash.store(hash_c);
+  const PushResult c = q.push("c-job", PushOptions{.key = "c"});
+  ASSERT_TRUE(c);
+  EXPECT_FALSE(c.duplicate) << "key c answered as a duplicate of job " << c.id << " (key a's job is " << j.id
+                            << ")";
+  EXPECT_NE(c.id, j.id);
+  std::set<std::string> claimed;
+  Job job;
+  while (q.try_claim(job) == ClaimStatus::ok) claimed.insert(std::string(job.text()));
+  EXPECT_EQ(claimed, (std::set<std::string>{"a-job", "c-job"}));
+}
+
+// Issue 13 item 4, the other half-written state: the producer died after K1
+// and before any field store, on an entry whose fields name job J *with J's
+// own key* (J's producer lost K2 there, undid it, K5, and inserted J into
+// another way). K7 must drop it, not make a second LIVE entry for "a" (which
+// would outlive J's ack as a duplicate).
+TEST(KeyTableCrash, Item4_ClaimedEntryWithNoFieldsWrittenIsNotASecondLiveEntry) {
+  QueueName name("dedup");
+  Queue q = Queue::create(
+      name, Options{.capacity = 4, .max_payload = 64, .default_lease = 60s, .dedup_window = 0ms});
+  ASSERT_TRUE(q.push("a-job", PushOptions{.key = "a"}));
+  SegmentView v(name);
+  const std::uint64_t hash_a = detail::key_hash("a");
+  const std::uint32_t ea = v.find_key(hash_a);
+  ASSERT_LT(ea, v.key_capacity());
+  const std::uint32_t stale = empty_way_for(v, hash_a);
+  ASSERT_LT(stale, v.key_capacity());
+  v.key(stale).hash.store(hash_a);
+  v.key(stale).job_id.store(v.key(ea).job_id.load());
+  v.key(stale).slot.store(v.key(ea).slot.load());
+  v.forge_key(stale, detail::K::claim, detail::make_writer(dead_pid(), 0));
+  q.sweep();
+  EXPECT_EQ(entries_holding(v, hash_a), 1) << "two entries hold key a";
+  EXPECT_EQ(q.stats().keys_live, 1u);
+  // And the key is a's job's alone: once acked (window 0), it is free.
+  Job job;
+  ASSERT_EQ(q.try_claim(job), ClaimStatus::ok);
+  ASSERT_EQ(q.ack(job.lease), LeaseStatus::ok);
+  EXPECT_EQ(entries_holding(v, hash_a), 0);
+}
+
+// Issue 13 item 5. The acker died between its T6 and K4 (or a purge died
+// mid-way): the entry stays LIVE for a job no longer in its slot. Without a
+// janitor, a keyed push meeting it repairs it (K7) and answers from the
+// repaired state. Window 0: the key is free, the push adds a job.
+TEST(KeyTableCrash, Item5_FinisherDiedZeroWindowPushAddsTheJob) {
+  QueueName name("dedup");
+  Queue q = Queue::create(
+      name, Options{.capacity = 4, .max_payload = 64, .default_lease = 60s, .dedup_window = 0ms});
+  const JobId first = q.push("first", PushOptions{.key = "k"}).id;
+  Job job;
+  ASSERT_EQ(q.try_claim(job), ClaimStatus::ok);
+  SegmentView v(name);
+  const std::uint32_t e = v.find_key(detail::key_hash("k"));
+  ASSERT_LT(e, v.key_capacity());
+  v.forge(job.lease.slot, T::ack, 0);  // the ack's T6, without its K4
+  ASSERT_EQ(v.key_state(e), KeyState::live);
+  const PushResult r = q.push("second", PushOptions{.key = "k"});
+  ASSERT_TRUE(r);
+  EXPECT_FALSE(r.duplicate) << "a finished job's key stuck as a duplicate of job " << r.id;
+  EXPECT_NE(r.id, first);
+  ASSERT_EQ(q.try_claim(job), ClaimStatus::ok);
+  EXPECT_EQ(job.text(), "second");
+  EXPECT_EQ(q.stats().keys_live, 1u);
+}
+
+// Issue 13 item 5, window > 0: the repaired key is remembered for the window
+// (from the repair: the ack's time is unknown), so a push is a duplicate of
+// the finished job until the window ends, then adds a new job.
+TEST(KeyTableCrash, Item5_FinisherDiedWindowEndsWithoutJanitor) {
+  Watchdog wd(60s, "KeyTableCrash.Item5_FinisherDiedWindowEndsWithoutJanitor");
+  QueueName name("dedup");
+  Queue q = Queue::create(
+      name, Options{.capacity = 4, .max_payload = 64, .default_lease = 60s, .dedup_window = 50ms});
+  const JobId first = q.push("first", PushOptions{.key = "k"}).id;
+  Job job;
+  ASSERT_EQ(q.try_claim(job), ClaimStatus::ok);
+  SegmentView v(name);
+  v.forge(job.lease.slot, T::ack, 0);  // the ack's T6, without its K4
+  const PushResult dup = q.push("p", PushOptions{.key = "k"});
+  EXPECT_TRUE(dup.duplicate);
+  EXPECT_EQ(dup.id, first);
+  PushResult later;
+  ASSERT_TRUE(jobring::test::poll_until(
+      [&] {
+        later = q.push("later", PushOptions{.key = "k"});
+        return !later.duplicate;
+      },
+      20s))
+      << "the key of a job whose acker died is a duplicate for ever";
+  EXPECT_TRUE(later);
+  EXPECT_NE(later.id, first);
+  ASSERT_EQ(q.try_claim(job), ClaimStatus::ok);
+  EXPECT_EQ(job.text(), "later");
+}
+
+// Issue 13 item 5, the purge variant with a full ring: the push answers
+// from the key table alone (no slot is free), so the repair is lookup()'s.
+TEST(KeyTableCrash, Item5_PurgeDiedFullRingPushIsNotAStaleDuplicate) {
+  QueueName name("dedup");
+  Queue q = Queue::create(
+      name, Options{.capacity = 2, .max_payload = 64, .default_lease = 60s, .dedup_window = 0ms});
+  const JobId first = q.push("first", PushOptions{.key = "k"}).id;
+  ASSERT_TRUE(q.push("filler"));
+  SegmentView v(name);
+  const std::uint32_t slot = static_cast<std::uint32_t>(v.key(v.find_key(detail::key_hash("k"))).slot.load());
+  v.forge(slot, T::purge, 0);       // the purge's T9, without its K4
+  ASSERT_TRUE(q.push("filler 2"));  // the ring is full again
+  const PushResult r = q.push("second", PushOptions{.key = "k"});
+  EXPECT_FALSE(r.duplicate) << "stale duplicate of job " << r.id << " (first " << first << ")";
+  EXPECT_EQ(r.status, PushStatus::full);
 }
 
 // ---------------------------------------------------------------------------
