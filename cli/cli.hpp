@@ -87,7 +87,9 @@ bool is_text(std::string_view s);
 // "payload":...,"payload_encoding":... (utf8 or base64).
 std::string payload_json(std::span<const std::byte> payload);
 std::string state_name(JobState s);
-// One JSON object: the queue's name, options and every statistic.
+// Queue::incarnation() as 16 lower-case hex digits (stat, create).
+std::string incarnation_text(const Queue& q);
+// One JSON object: the queue's name, incarnation, options and every statistic.
 std::string stats_json(const std::string& name, const Queue& q);
 // `jobring stat`'s text: options, then the gauges and the counters.
 void print_stats(const std::string& name, const Queue& q);

@@ -47,9 +47,11 @@ int cmd_create(const std::vector<std::string>& args) {
     usage(c.name, "bad --mode '" + mode + "': write octal, e.g. 0600 or 0660");
   o.mode = static_cast<unsigned>(m);
   auto q = jobring::Queue::create(name, o);
-  std::printf("created queue %s: capacity %u, max payload %u bytes, lease %s, max attempts %u, mode %04o\n",
-              name.c_str(), o.capacity, o.max_payload, jobring::format_duration(o.default_lease).c_str(),
-              o.max_attempts, o.mode);
+  std::printf(
+      "created queue %s: capacity %u, max payload %u bytes, lease %s, max attempts %u, mode %04o, "
+      "incarnation %s\n",
+      name.c_str(), o.capacity, o.max_payload, jobring::format_duration(o.default_lease).c_str(),
+      o.max_attempts, o.mode, incarnation_text(q).c_str());
   return kOk;
 }
 

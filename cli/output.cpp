@@ -39,12 +39,21 @@ std::string state_name(JobState s) {
   return "?";
 }
 
+std::string incarnation_text(const Queue& q) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(q.incarnation()));
+  return buf;
+}
+
 std::string stats_json(const std::string& name, const Queue& q) {
   const Options& o = q.options();
   std::ostringstream out;
-  out << "{\"name\":" << json_string(name) << ",\"capacity\":" << o.capacity
-      << ",\"max_payload\":" << o.max_payload << ",\"default_lease_ms\":" << o.default_lease.count()
-      << ",\"max_attempts\":" << o.max_attempts << ",\"dedup_window_ms\":" << o.dedup_window.count();
+  // The incarnation as a string of 16 hex digits: a JSON number loses
+  // integers above 2^53 in most readers.
+  out << "{\"name\":" << json_string(name) << ",\"incarnation\":\"" << incarnation_text(q) << '"'
+      << ",\"capacity\":" << o.capacity << ",\"max_payload\":" << o.max_payload
+      << ",\"default_lease_ms\":" << o.default_lease.count() << ",\"max_attempts\":" << o.max_attempts
+      << ",\"dedup_window_ms\":" << o.dedup_window.count();
   tools::for_each_stat(q.stats(), [&](std::string_view field, std::uint64_t value, tools::StatKind) {
     out << ",\"" << field << "\":" << value;
   });
@@ -83,9 +92,10 @@ void print_stats(const std::string& name, const Queue& q) {
   const Stats s = q.stats();
   const Options& o = q.options();
   std::printf(
-      "queue %s: capacity %u, max payload %u bytes, lease %s, max attempts %u, mode %04o, dedup window %s\n",
+      "queue %s: capacity %u, max payload %u bytes, lease %s, max attempts %u, mode %04o, dedup window %s, "
+      "incarnation %s\n",
       name.c_str(), o.capacity, o.max_payload, format_duration(o.default_lease).c_str(), o.max_attempts,
-      o.mode, format_duration(o.dedup_window).c_str());
+      o.mode, format_duration(o.dedup_window).c_str(), incarnation_text(q).c_str());
   print_stat_line("gauges:", s, tools::StatKind::gauge);
   print_stat_line("counters:", s, tools::StatKind::counter);
   if (s.corrupt)

@@ -27,6 +27,7 @@ enum class errc : int {
   payload_too_large,     // push of more than max_payload bytes
   system_error,          // any other failure of the operating system
   corrupt_file,          // a DoneStore file (idempotent.hpp) that is corrupt or not a done store
+  options_mismatch,      // open_or_create() of a queue that exists with other options
 };
 
 const std::error_category& category() noexcept;

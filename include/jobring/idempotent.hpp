@@ -19,8 +19,8 @@
 //   2. else runs `handler`; if it returns Outcome::ack(), calls
 //      store.mark_done(key) — durable before it returns — and only then
 //      returns ack. Other outcomes (retry, drop, ...) record nothing.
-// key = job.key(), or "#" followed by the decimal job id when the job has no
-// key (so do not push keys of that form). The store may be anything with
+// key = job.key(), or "#<incarnation hex>.<id>" when the job has no key (see
+// done_key() below; so do not push keys of that form). The store may be anything with
 // `bool contains(std::string_view)` and `mark_done(std::string_view)` (the
 // DoneRecordStore concept): a table in your database works as well as the
 // file-backed DoneStore below.
@@ -75,12 +75,24 @@ concept DoneRecordStore = requires(Store& s, std::string_view key) {
   s.mark_done(key);
 };
 
-// The key idempotent() records a job under: job.key(), or "#<id>" if empty.
-// `buffer` holds the text of the second form.
-[[nodiscard]] inline std::string_view done_key(const Job& job, std::array<char, 24>& buffer) noexcept {
+// The buffer done_key() writes a default key into: "#" + 16 hex digits +
+// "." + up to 20 decimal digits.
+using DoneKeyBuffer = std::array<char, 40>;
+
+// The key idempotent() records a job under: job.key(), or, for a job pushed
+// without one, "#<incarnation>.<id>" — the queue's incarnation in 16 lower-case
+// hex digits (Queue::incarnation(), carried by the Job), a dot, and the job
+// id in decimal. Job ids restart at 1 when a queue is removed and created
+// again; the incarnation does not repeat, so a store shared across
+// incarnations never takes a new job for one done before.
+[[nodiscard]] inline std::string_view done_key(const Job& job, DoneKeyBuffer& buffer) noexcept {
   if (!job.key().empty()) return job.key();
-  buffer[0] = '#';
-  const auto r = std::to_chars(buffer.data() + 1, buffer.data() + buffer.size(), job.id);
+  char* p = buffer.data();
+  *p++ = '#';
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (int shift = 60; shift >= 0; shift -= 4) *p++ = kHex[(job.incarnation >> shift) & 0xf];
+  *p++ = '.';
+  const auto r = std::to_chars(p, buffer.data() + buffer.size(), job.id);
   return {buffer.data(), static_cast<std::size_t>(r.ptr - buffer.data())};
 }
 
@@ -88,7 +100,7 @@ concept DoneRecordStore = requires(Store& s, std::string_view key) {
 template <DoneRecordStore Store>
 [[nodiscard]] Worker::Handler idempotent(Store& store, Worker::Handler handler) {
   return [&store, h = std::move(handler)](const Job& job, JobContext& ctx) -> Outcome {
-    std::array<char, 24> buffer{};
+    DoneKeyBuffer buffer{};
     const std::string_view key = done_key(job, buffer);
     if (store.contains(key)) return Outcome::skip();  // done before; the ack was lost
     const Outcome outcome = h(job, ctx);

@@ -157,6 +157,10 @@ struct Lease {
 class Job {
  public:
   JobId id = 0;
+  // The queue's incarnation (Queue::incarnation()) it was claimed from: ids
+  // restart at 1 when a name is removed and created again, (incarnation, id)
+  // never repeats.
+  std::uint64_t incarnation = 0;
   std::uint32_t attempt = 0;  // 1 on the first claim, +1 on every later one
   Lease lease;
   std::chrono::steady_clock::time_point deadline;  // the lease is held until then
@@ -241,8 +245,21 @@ class Queue {
   // report through `ec` and return std::nullopt / false.
   [[nodiscard]] static Queue create(std::string_view name, const Options& options = {});
   [[nodiscard]] static Queue open(std::string_view name);
-  // Opens the queue if it exists (its own options win), else creates it with
-  // `options`. Safe when many processes race to do it.
+  // Opens the queue if it exists, else creates it with `options`. Safe when
+  // many processes race to do it: one creates, the others open its queue.
+  // An existing queue must have the options asked for, else
+  // errc::options_mismatch with a message naming each field that differs
+  // ("capacity 2 exists, 4096 asked"). Compared: capacity, max_payload and
+  // the de-duplication table's size (dedup_keys rounded as create() rounds
+  // it; 0 means the automatic size for `capacity`), which fix the segment's
+  // geometry, and max_attempts, default_lease and dedup_window, which fix
+  // what a job's life is. `mode` is not compared (read options().mode).
+  // Creation is all or nothing: a queue's name appears only once its
+  // segment is complete, so a creator killed at any point leaves either no
+  // queue or a whole one. A half-made segment left at the name by an older
+  // jobring (which built it in place) is replaced when its creator is proven
+  // dead, or, if it records no creator (0 bytes), once it has been untouched
+  // for 10 s; until then it is incomplete_segment.
   [[nodiscard]] static Queue open_or_create(std::string_view name, const Options& options = {});
   // Removes the name; processes that have the queue open keep using it until
   // they close it. Returns false if there was no such queue.
@@ -271,6 +288,11 @@ class Queue {
 
   [[nodiscard]] const std::string& name() const noexcept;
   [[nodiscard]] const Options& options() const noexcept;  // as stored in the segment
+  // A random 64-bit id (never 0) drawn when the queue was created: a queue
+  // removed and created again under the same name has another one. Job ids
+  // restart at 1 in every incarnation; (incarnation, job id) is unique
+  // across them (the default key of idempotent() uses it).
+  [[nodiscard]] std::uint64_t incarnation() const noexcept;
 
   // --- Producer. Blocks only when PushOptions::wait asks it to wait for
   // room; a full queue is PushStatus::full. Throws

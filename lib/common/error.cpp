@@ -39,6 +39,9 @@ class Category final : public std::error_category {
       case errc::corrupt_file:
         return "a jobring file is corrupt or of another kind: the message names the file and the byte; "
                "restore it from a backup, or truncate it there";
+      case errc::options_mismatch:
+        return "the queue exists with other options than those asked for: open it as it is, or remove it "
+               "and create it again";
     }
     return "unknown jobring error";
   }

@@ -177,6 +177,7 @@ JOBRING_INLINE bool Queue::Impl::copy_out(std::uint32_t i, Word mine, std::uint6
     return false;
   }
   job.id = id;
+  job.incarnation = incarnation;
   job.attempt = attempt;
   job.size_ = length;
   job.lease = Lease{i, mine.raw, id};

@@ -170,7 +170,8 @@ namespace T = detail::T;
 
 struct Queue::Impl : detail::Ring {
   std::string name;
-  Options options;  // as stored in the segment, with dedup_keys the real table size
+  Options options;                // as stored in the segment, with dedup_keys the real table size
+  std::uint64_t incarnation = 0;  // Header::incarnation, cached at open (Job::incarnation)
   detail::Segment segment;
   detail::KeyTable keys;
   // Tells this process's empty-ring memos of one handle from another's (claim.cpp).

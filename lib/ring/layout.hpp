@@ -13,7 +13,8 @@
 //  offset 0 ┌──────────────────────────────────────────────────────────────┐
 //           │ Header (kHeaderBytes = 512), one field group per cache line:  │
 //           │   line 0  identity + geometry (immutable once published)      │
-//           │   line 1  init word, creator pid, mode, creation time, keys  │
+//           │   line 1  init word, creator pid, mode, creation time, keys,  │
+//           │           incarnation                                         │
 //           │   line 2  push cursor      (hint, producers)                  │
 //           │   line 3  claim cursor     (hint, workers)                    │
 //           │   line 4  next job id                                         │
@@ -125,7 +126,8 @@ static_assert(Word::make(State::leased, kGenMask, 1).next(State::ready, 0).gen()
 
 inline constexpr std::uint64_t kMagic = 0x474e4952424f4a00ull;  // "\0JOBRING" little-endian
 // 2: de-duplication keys (key area in each slot, key table after the slots).
-inline constexpr std::uint32_t kLayoutVersion = 2;
+// 3: the incarnation id in header line 1.
+inline constexpr std::uint32_t kLayoutVersion = 3;
 inline constexpr std::uint32_t kInitDone = 0x52454459u;  // "READY": header fully written
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr std::size_t kHeaderBytes = 512;
@@ -187,6 +189,9 @@ struct alignas(kCacheLine) Header {
   std::uint64_t created_realtime_ns;
   std::uint64_t keys_offset;      // bucket versions, then the entries (KeyEntry)
   std::uint64_t dedup_window_ms;  // how long a finished job's key is remembered
+  // Random, never 0, drawn (getrandom) by the creator: tells this queue from
+  // every other one that had or will have its name (Queue::incarnation()).
+  std::uint64_t incarnation;
 
   // lines 2-4: hints and the id counter, each on its own line (written often).
   alignas(kCacheLine) std::atomic<std::uint64_t> push_cursor;   // hint: where producers start looking
@@ -209,6 +214,8 @@ static_assert(std::is_standard_layout_v<Header>);
 static_assert(offsetof(Header, identity) == 0);
 static_assert(sizeof(Header) == kHeaderBytes);
 static_assert(offsetof(Header, init) == 1 * kCacheLine);
+static_assert(offsetof(Header, dedup_window_ms) == 1 * kCacheLine + 32);
+static_assert(offsetof(Header, incarnation) == 1 * kCacheLine + 40);
 static_assert(offsetof(Header, push_cursor) == 2 * kCacheLine);
 static_assert(offsetof(Header, claim_cursor) == 3 * kCacheLine);
 static_assert(offsetof(Header, next_job_id) == 4 * kCacheLine);

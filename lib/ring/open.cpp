@@ -3,6 +3,7 @@
 // before any slot is touched.
 
 #include <dirent.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include <new>
 #include <thread>
 
+#include "jobring/duration.hpp"
 #include "ring/core.hpp"
 
 namespace jobring {
@@ -25,6 +27,13 @@ constexpr const char* kFilePrefix = "jobring.";
 constexpr std::size_t kFilePrefixLength = 8;
 // How long open() waits for a creator that is still initialising the header.
 constexpr milliseconds kInitWait{1000};
+// A segment at a queue's name that records no creator (0 bytes, or a header
+// with no creator PID) — left by a jobring of layout 2 or older, which built
+// segments under their real names — and was last modified longer ago than
+// this is abandoned: such a creator spent microseconds between shm_open,
+// ftruncate and writing its PID. Only a creator of that older version
+// stopped (SIGSTOP) in that window for this long would be taken for dead.
+constexpr std::chrono::seconds kAbandonedAfter{10};
 
 std::string file_name_of(std::string_view name) { return std::string(kFilePrefix).append(name); }
 
@@ -63,8 +72,10 @@ std::error_code check_options(const Options& o, std::string& detail) {
 }
 
 // Validates every header field against the others and against the real size
-// of the mapping, before any slot is touched. Returns the options it describes.
-std::error_code validate_header(const void* base, std::uint64_t size, Options& out, std::string& detail) {
+// of the mapping, before any slot is touched. Returns the options it describes
+// and the incarnation.
+std::error_code validate_header(const void* base, std::uint64_t size, Options& out,
+                                std::uint64_t& incarnation, std::string& detail) {
   // Validate a private copy of line 0: another process may be rewriting the
   // shared one, and what we check must be what we keep.
   const auto* header = static_cast<const Header*>(base);
@@ -91,9 +102,12 @@ std::error_code validate_header(const void* base, std::uint64_t size, Options& o
   std::uint32_t key_capacity = 0;
   std::uint64_t keys_offset = 0;
   std::uint64_t dedup_window_ms = 0;
+  incarnation = 0;
   std::memcpy(&key_capacity, &header->key_capacity, sizeof key_capacity);
   std::memcpy(&keys_offset, &header->keys_offset, sizeof keys_offset);
   std::memcpy(&dedup_window_ms, &header->dedup_window_ms, sizeof dedup_window_ms);
+  std::memcpy(&incarnation, &header->incarnation, sizeof incarnation);
+  if (incarnation == 0) return fail(errc::corrupt_segment, "incarnation 0");
   if (key_capacity < detail::kKeyWays || key_capacity > kMaxKeyCapacity ||
       key_capacity % detail::kKeyWays != 0)
     return fail(errc::corrupt_segment, "key table size");
@@ -163,16 +177,39 @@ void validate_name(std::string_view name) {
 
 namespace {
 
+// A random incarnation id, never 0. getrandom() blocks only until the
+// kernel's pool is first seeded at boot; should it fail, the time, the PID
+// and an address still tell incarnations apart.
+std::uint64_t new_incarnation() noexcept {
+  std::uint64_t id = 0;
+  if (::getrandom(&id, sizeof id, 0) != static_cast<ssize_t>(sizeof id)) {
+    timespec ts{};
+    ::clock_gettime(CLOCK_REALTIME, &ts);
+    id = (static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec)) ^
+         (static_cast<std::uint64_t>(::getpid()) << 40) ^ reinterpret_cast<std::uintptr_t>(&id);
+  }
+  return id != 0 ? id : 1;
+}
+
 // Both report through (ec, detail); the public overloads format or throw.
+//
+// Creation never shows a half-made segment under the queue's name: the
+// segment is built with no name (O_TMPFILE), its header written and
+// published, and only then linked to /dev/shm/jobring.NAME in one step.
+//   creator dies before the link → nothing at the name; the kernel frees the
+//     file with the creator's descriptors. Nothing to clean up.
+//   creator dies after the link  → a complete, published queue.
+// `stale` (open_or_create only): a segment at the name that its creator
+// abandoned (judged by do_open), replaced instead of linking next to it.
 std::unique_ptr<Queue::Impl> do_create(std::string_view name, const Options& options, std::error_code& ec,
-                                       std::string& detail) {
+                                       std::string& detail, const detail::Segment* stale = nullptr) {
   if ((ec = check_name(name))) return nullptr;
   if ((ec = check_options(options, detail))) return nullptr;
   const std::uint32_t key_capacity = key_capacity_for(options);
   const auto g = detail::geometry(options.capacity, options.max_payload, key_capacity);
   auto impl = std::make_unique<Queue::Impl>();
   detail::Failure failure;
-  if (!detail::Segment::create(file_name_of(name), g.total_bytes, options.mode, impl->segment, failure)) {
+  if (!detail::Segment::create_unnamed(g.total_bytes, options.mode, impl->segment, failure)) {
     ec = failure.code;
     detail = failure.detail;
     return nullptr;
@@ -180,9 +217,10 @@ std::unique_ptr<Queue::Impl> do_create(std::string_view name, const Options& opt
   impl->name = std::string(name);
   impl->options = options;
   impl->options.dedup_keys = key_capacity;
+  impl->incarnation = new_incarnation();
   impl->attach();
   // The segment is zero-filled by ftruncate: every state word is FREE with
-  // generation 0, every counter 0. Write line 0, then publish it.
+  // generation 0, every counter 0. Write lines 0 and 1, then publish them.
   Header& h = *impl->header;
   h.identity =
       detail::Identity{detail::kMagic,       detail::kLayoutVersion,
@@ -196,21 +234,50 @@ std::unique_ptr<Queue::Impl> do_create(std::string_view name, const Options& opt
   h.key_capacity = key_capacity;
   h.keys_offset = g.keys_offset;
   h.dedup_window_ms = static_cast<std::uint64_t>(options.dedup_window.count());
+  h.incarnation = impl->incarnation;
   timespec ts{};
   ::clock_gettime(CLOCK_REALTIME, &ts);
   h.created_realtime_ns =
       static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
   h.next_job_id.store(1, std::memory_order_relaxed);
   // Release: pairs with the acquire load of `init` in do_open(); everything
-  // above happens-before any opener reads the header. If the creator dies
-  // before this store, openers report incomplete_segment.
+  // above happens-before any opener reads the header. No opener can map the
+  // segment before the link below, so none ever waits for this store; the
+  // acquire/release pair is kept for segments of older versions, which
+  // published under the real name.
   h.init.store(detail::kInitDone, std::memory_order_release);
+  const std::string file = file_name_of(name);
+  const bool named =
+      stale != nullptr ? impl->segment.replace(file, *stale, failure) : impl->segment.link(file, failure);
+  if (!named) {
+    ec = failure.code;  // already_exists: someone else's queue is at the name
+    detail = failure.detail;
+    return nullptr;
+  }
+  // The same pages through the named file; nothing in them moves.
+  if (impl->segment.map_by_name(file)) impl->attach();
   return impl;
 }
 
+// True if the segment file was last modified more than kAbandonedAfter ago.
+bool untouched_for_long(const detail::Segment& segment) {
+  timespec modified{};
+  timespec now{};
+  if (!segment.modified_at(modified) || ::clock_gettime(CLOCK_REALTIME, &now) != 0) return false;
+  return now.tv_sec - modified.tv_sec > kAbandonedAfter.count();
+}
+
+// Opens the queue at `name`, waiting up to `init_wait` for a creator (of an
+// older jobring) still writing its header. With `abandoned` (open_or_create),
+// a segment whose creator is proven dead, or that records no creator and has
+// not been touched for kAbandonedAfter, is handed back in it (ec =
+// incomplete_segment) for the caller to replace.
 std::unique_ptr<Queue::Impl> do_open(std::string_view name, std::error_code& ec, std::string& detail,
-                                     milliseconds init_wait = kInitWait) {
+                                     milliseconds init_wait = kInitWait,
+                                     detail::Segment* abandoned = nullptr) {
   if ((ec = check_name(name))) return nullptr;
+  const std::string remedy = "; if no creator is at work, remove it (jobring rm " + std::string(name) +
+                             ") or let Queue::open_or_create replace it";
   const auto give_up_at = std::chrono::steady_clock::now() + init_wait;
   for (;;) {
     auto impl = std::make_unique<Queue::Impl>();
@@ -222,8 +289,10 @@ std::unique_ptr<Queue::Impl> do_open(std::string_view name, std::error_code& ec,
     }
     const std::uint64_t size = impl->segment.size();
     bool in_progress = false;  // a creator may be between shm_open and publishing the header
+    bool no_creator = false;   // nothing records who is creating it
     if (size == 0) {
       in_progress = true;
+      no_creator = true;
     } else if (size < detail::kHeaderBytes) {
       ec = make_error_code(errc::corrupt_segment);
       detail = "segment of " + std::to_string(size) + " bytes is smaller than a jobring header";
@@ -239,38 +308,92 @@ std::unique_ptr<Queue::Impl> do_open(std::string_view name, std::error_code& ec,
           return nullptr;
         }
         in_progress = true;
-        if (h->creator_pid != 0 && detail::proven_dead(h->creator_pid)) {
+        const std::uint32_t creator = h->creator_pid;
+        no_creator = creator == 0;
+        if (creator != 0 && detail::proven_dead(creator)) {
           ec = make_error_code(errc::incomplete_segment);
-          detail = "creator pid " + std::to_string(h->creator_pid) + " died before finishing";
+          detail = "creator pid " + std::to_string(creator) + " died before finishing";
+          if (abandoned != nullptr) {
+            *abandoned = std::move(impl->segment);
+          } else {
+            detail += remedy;
+          }
           return nullptr;
         }
       } else {
         Options options;
-        if ((ec = validate_header(h, size, options, detail))) return nullptr;
+        std::uint64_t incarnation = 0;
+        if ((ec = validate_header(h, size, options, incarnation, detail))) return nullptr;
         impl->name = std::string(name);
         impl->options = options;
+        impl->incarnation = incarnation;
         impl->attach();
         return impl;
       }
     }
+    if (in_progress && no_creator && abandoned != nullptr && untouched_for_long(impl->segment)) {
+      ec = make_error_code(errc::incomplete_segment);
+      detail = "abandoned by its creator";
+      *abandoned = std::move(impl->segment);
+      return nullptr;
+    }
     if (in_progress && std::chrono::steady_clock::now() >= give_up_at) {
       ec = make_error_code(errc::incomplete_segment);
-      detail = "header not published after " + std::to_string(init_wait.count()) + " ms";
+      detail = "header not published after " + std::to_string(init_wait.count()) + " ms" + remedy;
       return nullptr;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
 }
 
+// Empty if the queue `impl` opened has the options asked for, else what
+// differs: "capacity 2 exists, 4096 asked; ...". The fields that count are
+// the geometry (capacity, max_payload, the de-duplication table's size) and
+// the contract (max_attempts, default_lease, dedup_window); mode is not.
+std::string options_mismatch(const Options& stored, const Options& asked) {
+  std::string out;
+  auto differ = [&](const char* field, const std::string& have, const std::string& want,
+                    const char* note = "") {
+    if (have == want) return;
+    if (!out.empty()) out += "; ";
+    out.append(field).append(" ").append(have).append(" exists, ").append(want).append(" asked").append(note);
+  };
+  differ("capacity", std::to_string(stored.capacity), std::to_string(asked.capacity));
+  differ("max_payload", std::to_string(stored.max_payload), std::to_string(asked.max_payload));
+  differ("dedup_keys", std::to_string(stored.dedup_keys), std::to_string(key_capacity_for(asked)),
+         asked.dedup_keys == 0 ? " (automatic)" : "");
+  differ("max_attempts", std::to_string(stored.max_attempts), std::to_string(asked.max_attempts));
+  differ("default_lease", format_duration(stored.default_lease), format_duration(asked.default_lease));
+  differ("dedup_window", format_duration(stored.dedup_window), format_duration(asked.dedup_window));
+  return out;
+}
+
 std::unique_ptr<Queue::Impl> do_open_or_create(std::string_view name, const Options& options,
                                                std::error_code& ec, std::string& detail) {
-  // create (O_EXCL) and open race with other processes doing the same and
-  // with remove(): EEXIST means open, ENOENT on that open means try again.
+  if ((ec = check_name(name))) return nullptr;
+  if ((ec = check_options(options, detail))) return nullptr;
+  // open, create and replace race with other processes doing the same and
+  // with remove(): not_found on open means create; already_exists on create
+  // (someone linked theirs first) means open again.
   for (int round = 0; round < 100; ++round) {
-    auto impl = do_create(name, options, ec, detail);
+    detail::Segment abandoned;
+    auto impl = do_open(name, ec, detail, kInitWait, &abandoned);
+    if (impl) {
+      if (std::string diff = options_mismatch(impl->options, options); !diff.empty()) {
+        ec = make_error_code(errc::options_mismatch);
+        detail = diff + ": remove it (jobring rm " + std::string(name) + ") or ask for what exists";
+        return nullptr;
+      }
+      return impl;
+    }
+    if (ec == make_error_code(errc::not_found)) {
+      impl = do_create(name, options, ec, detail);
+    } else if (ec == make_error_code(errc::incomplete_segment) && abandoned.is_open()) {
+      impl = do_create(name, options, ec, detail, &abandoned);
+    } else {
+      return nullptr;
+    }
     if (impl || ec != make_error_code(errc::already_exists)) return impl;
-    impl = do_open(name, ec, detail);
-    if (impl || ec != make_error_code(errc::not_found)) return impl;
   }
   return nullptr;
 }
@@ -402,5 +525,6 @@ std::vector<std::string> Queue::list() {
 
 const std::string& Queue::name() const noexcept { return impl_->name; }
 const Options& Queue::options() const noexcept { return impl_->options; }
+std::uint64_t Queue::incarnation() const noexcept { return impl_->incarnation; }
 
 }  // namespace jobring

@@ -1,8 +1,10 @@
 #include "ring/segment.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/shared_memory_object.hpp>
@@ -16,9 +18,24 @@ namespace jobring::detail {
 
 namespace bip = boost::interprocess;
 
+// A segment opened by name goes through Boost; one built by
+// create_unnamed() is an O_TMPFILE descriptor and a mapping of our own
+// (Boost has no way to make a file without a name).
 struct Segment::Impl {
   bip::shared_memory_object shm;
   bip::mapped_region region;
+  int fd = -1;  // create_unnamed() only
+  void* base = nullptr;
+  std::uint64_t size = 0;
+
+  Impl() = default;
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+  ~Impl() {
+    if (base != nullptr) ::munmap(base, size);
+    if (fd >= 0) ::close(fd);
+  }
+  [[nodiscard]] int handle() const noexcept { return fd >= 0 ? fd : shm.get_mapping_handle().handle; }
 };
 
 namespace {
@@ -73,26 +90,59 @@ Segment::Segment(Segment&&) noexcept = default;
 Segment& Segment::operator=(Segment&&) noexcept = default;
 Segment::~Segment() = default;
 
-void* Segment::data() const noexcept { return impl_ ? impl_->region.get_address() : nullptr; }
-std::uint64_t Segment::size() const noexcept { return impl_ ? impl_->region.get_size() : 0; }
+void* Segment::data() const noexcept {
+  if (!impl_) return nullptr;
+  return impl_->fd >= 0 ? impl_->base : impl_->region.get_address();
+}
+std::uint64_t Segment::size() const noexcept {
+  if (!impl_) return 0;
+  return impl_->fd >= 0 ? impl_->size : impl_->region.get_size();
+}
 
-bool Segment::create(const std::string& file_name, std::uint64_t bytes, unsigned mode, Segment& out,
-                     Failure& failure) {
+bool Segment::modified_at(timespec& out) const noexcept {
+  struct stat st {};
+  if (!impl_ || ::fstat(impl_->handle(), &st) != 0) return false;
+  out = st.st_mtim;
+  return true;
+}
+
+namespace {
+
+std::string shm_path(const std::string& file_name) { return "/dev/shm/" + file_name; }
+
+// linkat() of an O_TMPFILE descriptor: through /proc/self/fd (any user), or,
+// where /proc is missing, AT_EMPTY_PATH (CAP_DAC_READ_SEARCH, or a kernel
+// that lets the opener do it). Returns 0 or an errno.
+int link_fd(int fd, const std::string& path) noexcept {
+  const std::string proc = "/proc/self/fd/" + std::to_string(fd);
+  if (::linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, path.c_str(), AT_SYMLINK_FOLLOW) == 0) return 0;
+  const int err = errno;
+  if (err != ENOENT) return err;
+  if (::linkat(fd, "", AT_FDCWD, path.c_str(), AT_EMPTY_PATH) == 0) return 0;
+  return errno == ENOENT ? err : errno;
+}
+
+}  // namespace
+
+bool Segment::create_unnamed(std::uint64_t bytes, unsigned mode, Segment& out, Failure& failure) {
   auto impl = std::make_unique<Impl>();
-  try {
-    bip::permissions perm(static_cast<int>(mode));
-    impl->shm = bip::shared_memory_object(bip::create_only, file_name.c_str(), bip::read_write, perm);
-  } catch (const bip::interprocess_exception& e) {
-    fail(failure, "shm_open(O_CREAT|O_EXCL)", native_error(e));
+  // No name, no O_EXCL race, nothing to clean up: the file exists only
+  // through this descriptor until link() names it.
+  impl->fd = ::open("/dev/shm", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (impl->fd < 0) {
+    const int err = errno;
+    fail(failure, "open(/dev/shm, O_TMPFILE)", err);
+    if (err == EOPNOTSUPP || err == EISDIR || err == EINVAL)
+      failure.detail += ": /dev/shm must be a tmpfs of Linux 3.11 or later (O_TMPFILE)";
     return false;
   }
-  // From here on the name exists: a failure must remove it again, so that a
-  // half-made segment never stays behind.
-  try {
-    impl->shm.truncate(static_cast<bip::offset_t>(bytes));
-  } catch (const bip::interprocess_exception& e) {
-    fail(failure, "ftruncate", native_error(e));
-    bip::shared_memory_object::remove(file_name.c_str());
+  // Exactly `mode`: the umask applied to open()'s mode does not apply here.
+  if (::fchmod(impl->fd, static_cast<mode_t>(mode)) != 0) {
+    fail(failure, "fchmod", errno);
+    return false;
+  }
+  if (::ftruncate(impl->fd, static_cast<off_t>(bytes)) != 0) {
+    fail(failure, "ftruncate", errno);
     return false;
   }
   // Give the segment its memory now. /dev/shm is a tmpfs whose pages are
@@ -100,21 +150,94 @@ bool Segment::create(const std::string& file_name, std::uint64_t bytes, unsigned
   // left in /dev/shm (containers often have 64 MiB) would be created fine and
   // then kill its users with SIGBUS at some later push. With it, memory is
   // fixed at creation (guarantee 7) and a lack of room is an error now.
-  if (const int err = ::posix_fallocate(impl->shm.get_mapping_handle().handle, 0, static_cast<off_t>(bytes));
+  if (const int err = ::posix_fallocate(impl->fd, 0, static_cast<off_t>(bytes));
       err != 0 && err != EOPNOTSUPP && err != EINVAL) {
     fail(failure, "posix_fallocate", err);
     if (err == ENOSPC)
       failure.detail = "not enough room in /dev/shm for a segment of " + std::to_string(bytes) +
                        " bytes: see `df -h /dev/shm`; free room, enlarge it (mount -o remount,size=...), "
                        "or create the queue with a smaller capacity or max_payload";
-    bip::shared_memory_object::remove(file_name.c_str());
     return false;
   }
-  if (!map(*impl, failure)) {
-    bip::shared_memory_object::remove(file_name.c_str());
+  void* base =
+      ::mmap(nullptr, static_cast<std::size_t>(bytes), PROT_READ | PROT_WRITE, MAP_SHARED, impl->fd, 0);
+  if (base == MAP_FAILED) {
+    fail(failure, "mmap", errno);
     return false;
   }
+  impl->base = base;
+  impl->size = bytes;
   out.impl_ = std::move(impl);
+  return true;
+}
+
+bool Segment::link(const std::string& file_name, Failure& failure) {
+  if (const int err = link_fd(impl_->fd, shm_path(file_name)); err != 0) {
+    fail(failure, "linkat", err);
+    return false;
+  }
+  return true;
+}
+
+bool Segment::replace(const std::string& file_name, const Segment& stale, Failure& failure) {
+  const int stale_fd = stale.impl_->handle();
+  // Replacers of one stale file take turns on its lock; a replacer killed
+  // while holding it releases it with its descriptors. Blocking is bounded:
+  // a holder does one fstatat, one unlink and one linkat under it.
+  while (::flock(stale_fd, LOCK_EX) != 0) {
+    if (errno != EINTR) {
+      fail(failure, "flock", errno);
+      return false;
+    }
+  }
+  struct Unlock {
+    int fd;
+    ~Unlock() { ::flock(fd, LOCK_UN); }
+  } unlock{stale_fd};
+  struct stat judged {};
+  struct stat now {};
+  if (::fstat(stale_fd, &judged) != 0) {
+    fail(failure, "fstat", errno);
+    return false;
+  }
+  const std::string path = shm_path(file_name);
+  // Still the file that was judged, at the size it was judged at? If not, a
+  // previous replacer (or a remove and a create) put another one there: that
+  // one is the queue now.
+  if (::fstatat(AT_FDCWD, path.c_str(), &now, AT_SYMLINK_NOFOLLOW) != 0 || now.st_dev != judged.st_dev ||
+      now.st_ino != judged.st_ino || static_cast<std::uint64_t>(judged.st_size) != stale.size()) {
+    failure.code = make_error_code(errc::already_exists);
+    failure.detail = "replaced meanwhile";
+    return false;
+  }
+  // Crash analysis (the replacer dies):
+  //   holding the lock, before the unlink → the lock goes with its
+  //     descriptors; the stale file stays; the next open_or_create replaces it.
+  //   after the unlink, before the link → the name is free; the next
+  //     open_or_create creates the queue. Nobody was using the stale file:
+  //     its creator is dead and it was never published.
+  //   after the link → a complete queue at the name.
+  // Left open: a `remove` of the stale name and a create of a fresh queue,
+  // both between the fstatat above and this unlink (microseconds), would
+  // have the fresh queue unlinked here. Only replacers unlink a name
+  // without a user asking, and they take turns on the stale file's lock.
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    fail(failure, "unlink", errno);
+    return false;
+  }
+  return link(file_name, failure);
+}
+
+bool Segment::map_by_name(const std::string& file_name) {
+  Segment named;
+  Failure ignored;
+  if (!open(file_name, named, ignored) || named.size() != size()) return false;
+  struct stat mine {};
+  struct stat theirs {};
+  if (::fstat(impl_->handle(), &mine) != 0 || ::fstat(named.impl_->handle(), &theirs) != 0 ||
+      mine.st_dev != theirs.st_dev || mine.st_ino != theirs.st_ino)
+    return false;
+  *this = std::move(named);
   return true;
 }
 
@@ -139,7 +262,7 @@ bool Segment::open(const std::string& file_name, Segment& out, Failure& failure)
   // has not sized it yet, and open() would wait for it and then report
   // "never fully initialised".
   struct stat st {};
-  if (::fstat(impl->shm.get_mapping_handle().handle, &st) != 0) {
+  if (::fstat(impl->handle(), &st) != 0) {
     fail(failure, "fstat", errno);
     return false;
   }

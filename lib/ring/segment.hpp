@@ -1,7 +1,10 @@
 // jobring — the named shared-memory segment: the one place that talks to the
-// operating system (through Boost.Interprocess) and maps errno to jobring
-// errors.
+// operating system and maps errno to jobring errors. A new segment is built
+// with no name (O_TMPFILE) and linked to its name once complete; an existing
+// one is opened through Boost.Interprocess.
 #pragma once
+
+#include <time.h>
 
 #include <cstdint>
 #include <memory>
@@ -23,18 +26,44 @@ class Segment {
   Segment& operator=(Segment&&) noexcept;
   ~Segment();
 
-  // Creates /dev/shm/<file_name> exclusively with exactly `mode` (no umask),
-  // sizes it to `bytes` (zero-filled) and maps it. On any failure after the
-  // name was created, the name is removed again.
-  [[nodiscard]] static bool create(const std::string& file_name, std::uint64_t bytes, unsigned mode,
-                                   Segment& out, Failure& failure);
+  // Builds a segment with no name: an O_TMPFILE file in /dev/shm of exactly
+  // `mode` (no umask), sized to `bytes` (zero-filled and allocated), mapped.
+  // Nobody else can see it until link() names it, so a creator killed at any
+  // point before that leaves nothing behind (the kernel frees the file with
+  // the last descriptor).
+  [[nodiscard]] static bool create_unnamed(std::uint64_t bytes, unsigned mode, Segment& out,
+                                           Failure& failure);
+  // Names a segment made by create_unnamed(): /dev/shm/<file_name> appears
+  // atomically, complete. already_exists if something is at the name (then
+  // nothing changed).
+  [[nodiscard]] bool link(const std::string& file_name, Failure& failure);
+  // Replaces `stale` — a segment opened at /dev/shm/<file_name> and judged
+  // abandoned by its creator — with this unnamed one. Under an exclusive
+  // flock on the stale file (so that two replacers of one stale file take
+  // turns, and the second sees the first's segment), checks that the name
+  // still holds that file with the size it was judged at, unlinks it and
+  // links this one. already_exists if the name holds something else by then
+  // (open that); not_found never: the caller retries the whole open.
+  [[nodiscard]] bool replace(const std::string& file_name, const Segment& stale, Failure& failure);
+  // After link() or replace(): maps the segment again through its name, if
+  // the name still holds this file, and drops the unnamed mapping, so that
+  // the creator's mapping shows in /proc/PID/maps (and to lsof) under the
+  // queue's path like everyone else's, not as "/dev/shm/#INODE (deleted)".
+  // Keeps the unnamed mapping if the name holds something else by then (the
+  // queue was removed meanwhile). Returns true if the mapping changed: the
+  // caller re-reads data().
+  [[nodiscard]] bool map_by_name(const std::string& file_name);
   // Opens and maps an existing segment, whatever its size (the caller
   // validates the size against the header).
   [[nodiscard]] static bool open(const std::string& file_name, Segment& out, Failure& failure);
+  // When the file was last modified (CLOCK_REALTIME), for judging a file
+  // that records no creator; false if fstat failed.
+  [[nodiscard]] bool modified_at(timespec& out) const noexcept;
   // These allocate (messages, the Boost objects): std::bad_alloc propagates.
   // Unlinks the name. Returns false with not_found if it did not exist.
   [[nodiscard]] static bool remove(const std::string& file_name, Failure& failure);
 
+  [[nodiscard]] bool is_open() const noexcept { return impl_ != nullptr; }
   [[nodiscard]] void* data() const noexcept;
   [[nodiscard]] std::uint64_t size() const noexcept;
 

@@ -1069,6 +1069,38 @@ TEST_F(Cli, MissingQueueExitsOneNamingTheQueue) {
 // Operators: create, rm, ls, stat
 // ===========================================================================
 
+// Issue 13 item 6: stat shows the queue's incarnation (Queue::incarnation(),
+// 16 hex digits) in text and as a JSON string, and create prints it; a queue
+// removed and created again under the same name has another one.
+// Fails if stat does not show it, or shows one that does not change.
+TEST_F(Cli, Item6_StatShowsTheIncarnation) {
+  Watchdog wd(60s);
+  QueueName q("cli-incarnation");
+  auto hex = [](std::uint64_t v) {
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+    return std::string(buf);
+  };
+  std::string before;
+  for (int round = 0; round < 2; ++round) {
+    const Result c = jr({"create", q});
+    ASSERT_RUN((std::vector<std::string>{"create", q}), c, 0);
+    const std::string inc = hex(Queue::open(q).incarnation());
+    EXPECT_TRUE(contains(c.out, "incarnation " + inc)) << c.out;
+    const Result s = jr({"stat", q, "--json"});
+    ASSERT_RUN((std::vector<std::string>{"stat", q, "--json"}), s, 0);
+    const auto j = parse_json(s.out);
+    ASSERT_TRUE(j) << "not JSON: " << s.out;
+    EXPECT_EQ(j->str("incarnation"), inc);
+    const Result t = jr({"stat", q});
+    ASSERT_RUN((std::vector<std::string>{"stat", q}), t, 0);
+    EXPECT_TRUE(contains(t.out, "incarnation " + inc)) << t.out;
+    EXPECT_NE(inc, before) << "the recreated queue kept the incarnation";
+    before = inc;
+    ASSERT_RUN((std::vector<std::string>{"rm", q}), jr({"rm", q}), 0);
+  }
+}
+
 // create stores every option (stat shows them) and creates the segment with
 // the requested mode (guarantee 9: 0600 unless asked); a second create of the
 // same name fails naming it; rm removes it, and a second rm fails.

@@ -163,23 +163,86 @@ TEST(Lifecycle, OptionsReflectStoredOptions) {
   }
 }
 
-// API contract: open_or_create creates when missing, and an existing queue's own options win.
-TEST(Lifecycle, OpenOrCreateKeepsExistingOptions) {
+// API contract: open_or_create creates when missing, and opens an existing
+// queue when what is asked is what exists (dedup_keys 0 asks for the
+// automatic size; mode is informative and never compared).
+TEST(Lifecycle, OpenOrCreateOpensWhatExists) {
   QueueName name;
-  Queue first = Queue::open_or_create(name, Options{.capacity = 8, .max_payload = 100, .max_attempts = 3});
+  const Options asked{.capacity = 8, .max_payload = 100, .max_attempts = 3};
+  Queue first = Queue::open_or_create(name, asked);
   EXPECT_EQ(first.options().capacity, 8u);
-  Queue second = Queue::open_or_create(name, Options{.capacity = 16, .max_payload = 200});
-  EXPECT_EQ(second.options().capacity, 8u);
-  EXPECT_EQ(second.options().max_payload, 100u);
-  EXPECT_EQ(second.options().max_attempts, 3u);
+  Options wider = asked;
+  wider.mode = 0666;
+  Queue second = Queue::open_or_create(name, wider);
+  EXPECT_EQ(second.options().mode, 0600u);
   std::error_code ec;
-  auto third = Queue::open_or_create(name, Options{.capacity = 32, .max_payload = 64}, ec);
+  auto third = Queue::open_or_create(name, asked, ec);
   ASSERT_TRUE(third.has_value()) << ec.message();
-  EXPECT_EQ(third->options().capacity, 8u);
   ASSERT_TRUE(first.push("x"));
   auto job = third->try_claim();
   ASSERT_TRUE(job);
   EXPECT_EQ(job->text(), "x");
+}
+
+// Issue 13 item 10: open_or_create of an existing queue whose stored
+// options differ from those asked — geometry (capacity, max_payload, the
+// de-duplication table's size) or contract (max_attempts, default_lease,
+// dedup_window) — is options_mismatch, in both forms, with a message that
+// names each field that differs with both values and says what to do; the
+// existing queue is untouched.
+// Fails if open_or_create silently hands back a queue of other options.
+TEST(Lifecycle, Item10_OpenOrCreateRefusesOtherOptions) {
+  QueueName name;
+  const Options stored{
+      .capacity = 2, .max_payload = 64, .default_lease = milliseconds{5000}, .max_attempts = 3};
+  Queue q = Queue::create(name, stored);
+  ASSERT_TRUE(q.push("kept"));
+  struct Case {
+    const char* field;
+    Options asked;
+    const char* text;  // expected in the message
+  };
+  std::vector<Case> cases;
+  auto with = [&](auto set) {
+    Options o = stored;
+    set(o);
+    return o;
+  };
+  cases.push_back({"capacity", with([](Options& o) { o.capacity = 4096; }), "capacity 2 exists, 4096 asked"});
+  cases.push_back(
+      {"max_payload", with([](Options& o) { o.max_payload = 65; }), "max_payload 64 exists, 65 asked"});
+  cases.push_back(
+      {"dedup_keys", with([](Options& o) { o.dedup_keys = 64; }), "dedup_keys 16 exists, 64 asked"});
+  cases.push_back(
+      {"max_attempts", with([](Options& o) { o.max_attempts = 0; }), "max_attempts 3 exists, 0 asked"});
+  cases.push_back({"default_lease", with([](Options& o) { o.default_lease = milliseconds{30000}; }),
+                   "default_lease 5s exists, 30s asked"});
+  cases.push_back({"dedup_window", with([](Options& o) { o.dedup_window = milliseconds{0}; }),
+                   "dedup_window 5m exists, 0ms asked"});
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.field);
+    std::error_code ec;
+    EXPECT_FALSE(Queue::open_or_create(name, c.asked, ec).has_value());
+    EXPECT_EQ(ec, errc::options_mismatch) << ec.message();
+    std::string what;
+    EXPECT_EQ(test::code_thrown([&] { (void)Queue::open_or_create(name, c.asked); }, &what),
+              errc::options_mismatch);
+    EXPECT_NE(what.find(c.text), std::string::npos) << what;
+    EXPECT_NE(what.find("jobring rm " + name.str()), std::string::npos) << what;
+    EXPECT_NE(what.find(name.str()), std::string::npos) << what;
+  }
+  // Two fields at once: both named.
+  std::string what;
+  (void)test::code_thrown(
+      [&] {
+        (void)Queue::open_or_create(name, Options{.capacity = 16, .max_payload = 32, .max_attempts = 3});
+      },
+      &what);
+  EXPECT_NE(what.find("capacity 2 exists, 16 asked"), std::string::npos) << what;
+  EXPECT_NE(what.find("max_payload 64 exists, 32 asked"), std::string::npos) << what;
+  // Untouched.
+  EXPECT_EQ(Queue::open(name).options().capacity, 2u);
+  EXPECT_EQ(q.stats().ready, 1u);
 }
 
 // API contract: open_or_create is safe when many processes race on it: all
@@ -190,10 +253,9 @@ TEST(Lifecycle, OpenOrCreateRaceBetweenProcesses) {
     QueueName name("race");
     std::vector<pid_t> kids;
     for (int i = 0; i < 4; ++i) {
-      kids.push_back(jobring::test::fork_child([&, i] {
+      kids.push_back(jobring::test::fork_child([&] {
         std::error_code ec;
-        auto q = Queue::open_or_create(
-            name, Options{.capacity = 8u + static_cast<std::uint32_t>(i), .max_payload = 64}, ec);
+        auto q = Queue::open_or_create(name, Options{.capacity = 8, .max_payload = 64}, ec);
         if (!q) {
           std::fprintf(stderr, "open_or_create: %s\n", ec.message().c_str());
           return 1;
@@ -204,8 +266,7 @@ TEST(Lifecycle, OpenOrCreateRaceBetweenProcesses) {
     }
     for (pid_t k : kids) EXPECT_EQ(jobring::test::wait_child(k), 0);
     Queue q = Queue::open(name);
-    EXPECT_GE(q.options().capacity, 8u);
-    EXPECT_LE(q.options().capacity, 11u);
+    EXPECT_EQ(q.options().capacity, 8u);
     EXPECT_EQ(q.stats().pushed, 4u);
     EXPECT_EQ(q.stats().ready, 4u);
   }

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <map>
 #include <random>
@@ -53,17 +54,74 @@ std::vector<std::pair<std::string, std::string>> records_of(DoneStore& s) {
 // idempotent()
 // ===========================================================================
 
-// done_key: the job's key, or "#<id>" when it has none.
-TEST(Idempotent, DoneKeyIsTheKeyOrTheId) {
+// A default key as done_key() writes it: "#" + incarnation in 16 hex digits + "." + id.
+std::string default_key(std::uint64_t incarnation, JobId id) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "#%016llx.%llu", static_cast<unsigned long long>(incarnation),
+                static_cast<unsigned long long>(id));
+  return buf;
+}
+
+// done_key: the job's key, or "#<incarnation>.<id>" when it has none; the
+// Job carries the incarnation of the queue it was claimed from.
+TEST(Idempotent, DoneKeyIsTheKeyOrTheIncarnationAndId) {
   QueueName q("i-key");
   Queue queue = Queue::create(q, {});
+  EXPECT_NE(queue.incarnation(), 0u);
   const JobId id = queue.push("x").id;
   Job job;
   ASSERT_EQ(queue.try_claim(job), ClaimStatus::ok);
-  std::array<char, 24> buf{};
-  EXPECT_EQ(done_key(job, buf), "#" + std::to_string(id));
+  EXPECT_EQ(job.incarnation, queue.incarnation());
+  DoneKeyBuffer buf{};
+  EXPECT_EQ(done_key(job, buf), default_key(queue.incarnation(), id));
   job.id = ~JobId{0};
-  EXPECT_EQ(done_key(job, buf), "#18446744073709551615");
+  job.incarnation = ~std::uint64_t{0};
+  EXPECT_EQ(done_key(job, buf), "#ffffffffffffffff.18446744073709551615");
+  job.incarnation = 0x1a;
+  job.id = 7;
+  EXPECT_EQ(done_key(job, buf), "#000000000000001a.7");
+  (void)queue.push("y", {.key = "mine"});
+  ASSERT_EQ(queue.try_claim(job), ClaimStatus::ok);
+  EXPECT_EQ(done_key(job, buf), "mine");
+}
+
+// Issue 13 item 6 (guarantee 10: default idempotency keys are unique across
+// incarnations of a name): a job acked through idempotent() in a queue that
+// is then removed and created again under the same name must not make a
+// brand-new job of the new queue look "done before". Job ids restart at 1 in
+// every incarnation, so a default key of "#<id>" alone would skip it.
+// Fails if the new queue's first job is skipped instead of run.
+TEST(Idempotent, Item6_NewJobAfterRecreateIsNotSkipped) {
+  Watchdog wd(60s);
+  QueueName q("i-recreate");
+  StorePath path;
+  DoneStore store(path.str());
+  int runs = 0;
+  auto handler = [&](const Job&, JobContext&) {
+    ++runs;
+    return Outcome::ack();
+  };
+  JobId first_id = 0;
+  std::uint64_t first_incarnation = 0;
+  {
+    Queue queue = Queue::create(q, {});
+    first_incarnation = queue.incarnation();
+    first_id = queue.push("old").id;
+    Worker worker(queue, idempotent(store, handler), {.max_jobs = 1});
+    const WorkerSummary s = worker.run();
+    EXPECT_EQ(s.acked, 1u);
+  }
+  ASSERT_TRUE(Queue::remove(q));
+  Queue queue = Queue::create(q, {});
+  const JobId second_id = queue.push("new").id;
+  EXPECT_NE(queue.incarnation(), first_incarnation);
+  EXPECT_EQ(second_id, first_id) << "ids restart in a new incarnation: the test relies on it";
+  Worker worker(queue, idempotent(store, handler), {.max_jobs = 1});
+  const WorkerSummary s = worker.run();
+  EXPECT_EQ(s.skipped, 0u) << "a brand-new job was taken for one done before";
+  EXPECT_EQ(s.acked, 1u);
+  EXPECT_EQ(runs, 2);
+  EXPECT_EQ(store.size(), 2u);
 }
 
 // A DoneRecordStore wrapper that crashes the process right after mark_done
@@ -163,7 +221,7 @@ TEST(Idempotent, OnlyAnAckRecordsTheKey) {
   EXPECT_EQ(s.retried, 2u);
   EXPECT_EQ(s.dropped, 1u);
   EXPECT_EQ(store.size(), 1u);
-  EXPECT_TRUE(store.contains("#" + std::to_string(ids["ack"])));
+  EXPECT_TRUE(store.contains(default_key(queue.incarnation(), ids["ack"])));
 }
 
 // The ledger pattern (idempotent.hpp): the side effect IS the done-record,
@@ -180,7 +238,7 @@ TEST(Idempotent, LedgerAsTheStoreChargesOnce) {
   DoneStore ledger(path.str());
   DoneStore ledger2(path.str());  // another process's view of the ledger
   auto charge = [](DoneStore& l, const Job& job) {
-    std::array<char, 24> buf{};
+    DoneKeyBuffer buf{};
     return l.mark_done(done_key(job, buf), job.text()) ? Outcome::ack() : Outcome::skip();
   };
   Job first;
