@@ -226,7 +226,7 @@ bool requeue_slot(Queue::Impl& q, std::uint32_t i, Word w) noexcept {
   auto& sw = q.state(i);
   const Word mine = T::requeue_lock.target(w, 0);
   if (!detail::move(T::requeue_lock, sw, w, mine)) return false;
-  q.meta(i).attempts.store(0, std::memory_order_relaxed);
+  detail::reset_attempts(q.meta(i), mine);
   Word expected = mine;
   return detail::move(T::requeue, sw, expected, T::requeue.target(mine, 0));
 }

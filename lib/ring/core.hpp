@@ -209,9 +209,10 @@ struct Queue::Impl : detail::Ring {
                                  const ClaimOptions& claim);
   [[nodiscard]] std::uint64_t lease_ms_or_throw(const ClaimOptions& claim) const;
   struct ClaimScan;
-  bool take(std::uint32_t i, detail::Word w, std::uint64_t lease_ms, ClaimScan& s, detail::Word& mine,
+  bool take(std::uint32_t i, detail::Word& w, std::uint64_t lease_ms, ClaimScan& s, detail::Word& mine,
             bool& takeover) noexcept;
-  bool copy_out(std::uint32_t i, detail::Word mine, std::uint64_t owner_bits, ClaimScan& s, Job& job);
+  bool copy_out(std::uint32_t i, detail::Word from, detail::Word mine, std::uint64_t owner_bits, ClaimScan& s,
+                Job& job);
   void advance_claim_cursor(std::uint64_t start, std::uint32_t k) noexcept;
   void skip_free(std::uint32_t& i, std::uint32_t& k, std::memory_order load_order) const noexcept;
 

@@ -296,6 +296,22 @@ struct alignas(kCacheLine) SlotMeta {
 static_assert(std::is_standard_layout_v<SlotMeta>);
 static_assert(sizeof(SlotMeta) == kSlotMetaBytes);
 
+// What a claimer writes into the meta of the slot it claimed from `from`
+// (its CAS made the word `mine`): the attempt count, returned, and the owner
+// record. A requeuer holding the slot DEAD as `locked` resets the count.
+inline std::uint32_t count_claim(SlotMeta& m, Word /*from*/, Word /*mine*/) noexcept {
+  std::uint32_t seen = m.attempts.load(std::memory_order_relaxed);
+  const std::uint32_t attempt = seen + 1;
+  (void)m.attempts.compare_exchange_strong(seen, attempt, std::memory_order_relaxed);
+  return attempt;
+}
+inline void record_owner(SlotMeta& m, Word /*from*/, Word mine, std::uint64_t owner_bits) noexcept {
+  m.owner.store(owner_bits | make_owner(mine.gen(), 0), std::memory_order_relaxed);
+}
+inline void reset_attempts(SlotMeta& m, Word /*locked*/) noexcept {
+  m.attempts.store(0, std::memory_order_relaxed);
+}
+
 // ---------------------------------------------------------------------------
 // Geometry: the only place sizes and offsets are computed.
 // ---------------------------------------------------------------------------
