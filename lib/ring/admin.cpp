@@ -80,7 +80,7 @@ bool read_job(const detail::ReadView& v, std::uint32_t i, Word w, JobState s, st
   info.id = m.job_id.load(std::memory_order_relaxed);
   info.state = s;
   info.slot = i;
-  info.attempts = m.attempts.load(std::memory_order_relaxed);
+  info.attempts = detail::attempts_of(m, w);
   if (s == JobState::delayed || s == JobState::leased)
     info.ms_until = static_cast<std::int64_t>(w.aux()) - static_cast<std::int64_t>(now);
   if (s == JobState::leased) {

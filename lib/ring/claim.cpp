@@ -113,7 +113,7 @@ JOBRING_INLINE bool Queue::Impl::take(std::uint32_t i, Word& w, std::uint64_t le
         s.due = std::min(s.due, w.aux() + 1);  // expiry is strictly after the deadline
         return false;
       }
-      if (max_attempts != 0 && meta(i).attempts.load(std::memory_order_relaxed) >= max_attempts) {
+      if (max_attempts != 0 && detail::attempts_of(meta(i), w) >= max_attempts) {
         // T8: the expired job has used up its attempts: dead-letter it.
         if (detail::move_weak(T::dead_letter, sw, w, T::dead_letter.target(w, 0))) {
           detail::count(T::dead_letter, *header);
@@ -139,14 +139,10 @@ JOBRING_INLINE bool Queue::Impl::copy_out(std::uint32_t i, Word from, Word mine,
                                           ClaimScan& s, Job& job) {
   auto& sw = state(i);
   SlotMeta& m = meta(i);
-  // While we hold the lease nobody else writes the count — push and requeue
-  // reset it only while the slot is WRITING or DEAD — unless our deadline
-  // passes between our CAS and this line: then a claimer may take the lease
-  // over (the count may end up one short, as when a claimer dies right after
-  // its CAS, T4), and if we were paused that long (SIGSTOP), the slot may even
-  // hold another job by now. A CAS from the value we read fails in that case
-  // (unless that job's count happens to equal ours), where a store would
-  // write our count onto that job.
+  // The count and the owner record, each by CAS from a value whose tag is
+  // not later than `from` (layout.hpp: count_claim, record_owner): if we
+  // stalled here past our lease and the slot moved on (taken over, or even
+  // acked and holding another job), the tags say so and we write nothing.
   const std::uint32_t attempt = detail::count_claim(m, from, mine);
   // Owner record for the janitor, one word tagged with our generation.
   m.claimed_at_ms.store(s.now, std::memory_order_relaxed);

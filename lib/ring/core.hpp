@@ -196,7 +196,8 @@ struct Queue::Impl : detail::Ring {
   SlotPush push_into(std::uint32_t i, detail::Word reserved, std::span<const std::byte> payload,
                      std::uint64_t visible_at, detail::KeyedPush* key, std::uint64_t writer,
                      std::uint64_t cursor_to, JobId& id) noexcept;
-  JobId write_job(std::uint32_t i, std::span<const std::byte> payload, const detail::KeyedPush* key) noexcept;
+  JobId write_job(std::uint32_t i, detail::Word reserved, std::span<const std::byte> payload,
+                  const detail::KeyedPush* key) noexcept;
 
   // --- claim.cpp
   // One scan of the ring for claimable jobs. Not noexcept: the first claim

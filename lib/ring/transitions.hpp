@@ -48,6 +48,9 @@
 //     before writing it, the lease simply runs out). The attempt count may be
 //     one short if the claimer died between the CAS and its increment (or
 //     stalled there past its whole lease while another claimer took over).
+//     Both are written by CAS from a value tagged no later than the word
+//     claimed from (layout.hpp, count_claim), so a claimer that resumes after
+//     the slot moved on writes neither onto a later lease or job.
 //  T5 LEASED→LEASED (takeover of an expired lease by a claimer; or extend by
 //     the token holder). Dies before/after: as T4.
 //  T6 LEASED→FREE (ack with the current token). Dies before: the lease runs

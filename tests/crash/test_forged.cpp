@@ -52,6 +52,9 @@ using Forge = jobring::test::SegmentView;
 
 std::uint64_t now_ms() { return jobring::detail::now_ms(); }
 
+// An attempt count as a writer acting from state word w would write it (layout.hpp).
+std::uint64_t tagged(Word w, std::uint32_t count) { return jobring::detail::make_attempts(w.gen(), count); }
+
 // Each test gets a queue `q` named `name` (4 slots of 32 bytes, a default
 // lease of 60 s) and `f`, its own mapping of the segment, to forge with.
 class Forged : public ::testing::Test {
@@ -343,7 +346,7 @@ TEST_F(ForgedLease, FutureDeadline) {
   ASSERT_TRUE(held);
   const std::uint32_t slot = f->find(State::ready);
   f->forge(slot, T::claim, now_ms() + 3'600'000);
-  f->meta(slot).attempts.store(1);
+  f->meta(slot).attempts.store(tagged(f->word(slot), 1));
   EXPECT_EQ(q.try_claim(), std::nullopt);
   EXPECT_EQ(q.stats().leased, 1u);
   ASSERT_TRUE(q.push("other"));
@@ -419,7 +422,7 @@ TEST_F(ForgedLease, StaleAttemptsDeadLetterOnTakeover) {
   reopen(4, 3);
   auto job = push_and_lease("tired");
   ASSERT_TRUE(job);
-  f->meta(job->lease.slot).attempts.store(100);
+  f->meta(job->lease.slot).attempts.store(tagged(f->word(job->lease.slot), 100));
   f->forge(job->lease.slot, T::extend, now_ms() - 1);
   EXPECT_EQ(q.try_claim(), std::nullopt);
   Stats s = q.stats();
@@ -438,7 +441,8 @@ TEST_F(ForgedLease, StaleAttemptsDeadLetterOnTakeover) {
 TEST_F(ForgedLease, AttemptCountAtMaximum) {
   auto job = push_and_lease("x");
   ASSERT_TRUE(job);
-  f->meta(job->lease.slot).attempts.store(std::numeric_limits<std::uint32_t>::max());
+  f->meta(job->lease.slot)
+      .attempts.store(tagged(f->word(job->lease.slot), std::numeric_limits<std::uint32_t>::max()));
   f->forge(job->lease.slot, T::extend, now_ms() - 1);
   auto again = q.try_claim(with_lease(1h));
   ASSERT_TRUE(again);
@@ -577,7 +581,7 @@ TEST_F(ForgedSlot, ForgedDeadJob) {
   const std::uint32_t slot = f->find(State::ready);
   f->forge(slot, T::claim, 0);
   f->forge(slot, T::dead_letter, 0);
-  f->meta(slot).attempts.store(9);
+  f->meta(slot).attempts.store(tagged(f->word(slot), 9));
   const auto dead = q.peek(JobState::dead);
   ASSERT_EQ(dead.size(), 1u);
   EXPECT_EQ(dead[0].id, a.id);
