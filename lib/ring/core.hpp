@@ -50,6 +50,16 @@ inline constexpr auto kMaxAhead = 2 * static_cast<std::uint64_t>(kMaxLease.count
   return w.aux() >= now && w.aux() - now <= kMaxAhead;
 }
 
+// The visible-at of a job delayed by `delay` from now (0: visible at once).
+// now_ms() truncates: the true time t is in [now, now + 1), so now + delay
+// could come up to 1 ms before t + delay. The job is visible once a reader's
+// now_ms() >= the visible-at, i.e. at a true time >= now + delay + 1 > t +
+// delay: never early, at most 1 ms late. Leases need no such step: expiry is
+// strictly after the deadline (lease_current), which is the same +1.
+[[nodiscard]] inline std::uint64_t visible_at_after(milliseconds delay) noexcept {
+  return delay.count() > 0 ? now_ms() + static_cast<std::uint64_t>(delay.count()) + 1 : 0;
+}
+
 // 1 .. kMaxLease (0 too when allow_zero): the bound of every duration argument.
 [[nodiscard]] constexpr bool valid_duration(milliseconds d, bool allow_zero) noexcept {
   return (allow_zero ? d.count() >= 0 : d.count() >= 1) && d <= kMaxLease;

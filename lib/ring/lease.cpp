@@ -85,8 +85,7 @@ LeaseStatus Queue::release(const Lease& lease, milliseconds delay) noexcept {
   const bool exhausted =
       max_attempts != 0 && detail::attempts_of(q.meta(lease.slot), Word{lease.token}) >= max_attempts;
   if (exhausted) return end_lease(q, *sw, lease, T::dead_letter, 0);
-  return end_lease(q, *sw, lease, T::release,
-                   delay.count() > 0 ? detail::now_ms() + static_cast<std::uint64_t>(delay.count()) : 0);
+  return end_lease(q, *sw, lease, T::release, detail::visible_at_after(delay));
 }
 
 LeaseStatus Queue::give_back(const Lease& lease) noexcept {
@@ -154,6 +153,9 @@ std::string lease_text(milliseconds lease_time) {
          std::to_string(kMaxLease.count()) + " ms";
 }
 
+// Expiry is strictly after the deadline (core.hpp, lease_current): a reader
+// takes the lease over only once its now_ms() > now + lease_time, i.e. at a
+// true time >= now + lease_time + 1, more than lease_time after this call.
 std::uint64_t deadline_after(milliseconds lease_time) noexcept {
   return detail::now_ms() + static_cast<std::uint64_t>(lease_time.count());
 }

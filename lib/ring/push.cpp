@@ -42,9 +42,9 @@ JOBRING_INLINE std::error_code check_push(std::uint32_t max_payload,
   return {};
 }
 
-std::uint64_t visible_at_for(const PushOptions& o) noexcept {
-  return o.delay.count() > 0 ? detail::now_ms() + static_cast<std::uint64_t>(o.delay.count()) : 0;
-}
+// Counted from the push call: a push that waits for room does not add its
+// wait to the delay.
+std::uint64_t visible_at_for(const PushOptions& o) noexcept { return detail::visible_at_after(o.delay); }
 
 }  // namespace
 
