@@ -121,9 +121,12 @@ LeaseStatus extend_to(Queue::Impl& q, Lease& lease, std::uint64_t deadline) noex
   if (sw == nullptr) return LeaseStatus::lease_lost;
   // Same state, new deadline, generation + 1. Works after the deadline too,
   // as long as nobody has taken the lease over.
+  // An earlier deadline than the token's is T5 shorten: it wakes claimers
+  // that sleep until the old one (transitions.hpp).
   Word expected{lease.token};
-  const Word to = T::extend.target(expected, deadline);
-  if (!detail::move(T::extend, *sw, expected, to)) return LeaseStatus::lease_lost;
+  const detail::Transition& t = deadline < expected.aux() ? T::shorten : T::extend;
+  const Word to = t.target(expected, deadline);
+  if (!detail::move(t, *sw, expected, to)) return LeaseStatus::lease_lost;
   // The owner record is tagged with the generation: move the tag along, so
   // the janitor still recognises the owner. By CAS from a record tagged with
   // our old generation: one that did not name our lease (a claimer that died
@@ -145,6 +148,7 @@ LeaseStatus extend_to(Queue::Impl& q, Lease& lease, std::uint64_t deadline) noex
     m.attempts.compare_exchange_strong(a, detail::make_attempts(to.gen(), detail::attempts_count(a)),
                                        std::memory_order_relaxed);
   lease.token = to.raw;
+  detail::wake(t, *q.header);  // after the tags: a woken claimer that takes over finds them moved
   return LeaseStatus::ok;
 }
 

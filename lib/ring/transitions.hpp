@@ -52,7 +52,8 @@
 //     claimed from (layout.hpp, count_claim), so a claimer that resumes after
 //     the slot moved on writes neither onto a later lease or job.
 //  T5 LEASED→LEASED (takeover of an expired lease by a claimer; or extend by
-//     the token holder). Dies before/after: as T4.
+//     the token holder: "shorten" when the new deadline is earlier, which
+//     wakes sleeping claimers). Dies before/after: as T4.
 //  T6 LEASED→FREE (ack with the current token). Dies before: the lease runs
 //     out and the job is redelivered (at-least-once). Dies after: done.
 //  T7 LEASED→READY (release with the current token, aux = visible-at; or a
@@ -143,10 +144,20 @@ inline constexpr Transition claim{"T4 claim",  kLeasable, State::leased, std::me
 // also counted as a claim.
 inline constexpr Transition takeover{
     "T5 takeover", bit(State::leased), State::leased, std::memory_order_acq_rel, Wakes::none, kExpired};
-// T5: the token holder moves its deadline (aux = the new one). Relaxed: it
-// publishes nothing; the holder's later ack or release does.
+// T5: the token holder moves its deadline later or keeps it (aux = the new
+// one). Relaxed: it publishes nothing (the holder's later ack or release
+// does), and a sleeping claimer's due time (the old deadline) is not later
+// than the new one, so it owes no wake-up.
 inline constexpr Transition extend{"T5 extend", bit(State::leased), State::leased, std::memory_order_relaxed,
                                    Wakes::none};
+// T5: the token holder moves its deadline earlier. A claimer that saw the old
+// deadline sleeps until then: it must be woken to see the new one, so this
+// is seq_cst and wakes `work` (wait.hpp's argument: if the sleeper's seq_cst
+// re-check missed the new word, our load of the event word sees its waiting
+// bit). Dies between the CAS and the wake-up: a sleeper re-checks within its
+// bounded sleep (kMaxSleep).
+inline constexpr Transition shorten{"T5 shorten", bit(State::leased), State::leased,
+                                    std::memory_order_seq_cst, Wakes::work};
 // T6: the token holder acks. Release: its reads of the payload happen-before
 // the next producer's writes (T1's acquire).
 inline constexpr Transition ack{
@@ -176,9 +187,9 @@ inline constexpr Transition purge{"T9 purge",  bit(State::ready) | bit(State::de
                                   State::free, std::memory_order_seq_cst,
                                   Wakes::room, kPurged};
 
-inline constexpr const Transition* kAll[] = {&reserve,  &recover,     &abandon,      &commit,  &claim,
-                                             &takeover, &extend,      &ack,          &release, &reclaim,
-                                             &expire,   &dead_letter, &requeue_lock, &requeue, &purge};
+inline constexpr const Transition* kAll[] = {
+    &reserve, &recover, &abandon, &commit, &claim,       &takeover,     &extend,  &shorten,
+    &ack,     &release, &reclaim, &expire, &dead_letter, &requeue_lock, &requeue, &purge};
 
 }  // namespace T
 
