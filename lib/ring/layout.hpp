@@ -62,9 +62,23 @@
 // the word a worker holds as its fencing token (Lease::token) stops matching
 // at the first transition after it. A stale token could match again only if
 // the slot went through exactly k·2^21 transitions and came back to the same
-// state with the same aux; for LEASED the aux is a deadline, and every lease
-// granted after an expired one has a later deadline, so a worker whose lease
-// was taken over after expiry can never match again. Every modification being
+// state with the same aux. The residual case, exactly: a lease operation
+// also checks the slot's job id, and ids are never reused, so the slot held
+// the same job throughout: at least 2^21 (2,097,152) transitions of one job
+// that was never acked (claims, takeovers, releases and extends; with
+// max_attempts set, claims and releases are bounded by it, so in practice
+// extends by its holders); and the lease in force then must have exactly the
+// stale token's deadline, to the millisecond. A takeover never does that:
+// it judges the old lease expired with the same clock reading its new
+// deadline is computed from (claim.cpp, take), so the new deadline is later
+// than every earlier one that had expired. What can repeat a deadline: a
+// claim after a release granting now + L equal to an earlier deadline that
+// had not passed; an extend that shortens a lease; a claim whose clock
+// reading is stale (a long scan, or a claimer descheduled between reading
+// the clock and its CAS). So a stale token matches only if its holder keeps
+// it across two million transitions of its job and uses it in the one
+// millisecond that repeats its deadline: jobring does not guard against
+// that (README, Limits). Every modification being
 // an RMW also keeps the release sequence headed by a producer's commit intact,
 // so a claimer's acquire CAS synchronises with the producer whose payload it
 // reads, however many takeovers happened in between.

@@ -301,11 +301,17 @@ inline constexpr KeyTransition claim{"K1 claim",
 inline constexpr KeyTransition live{"K3 live", bit(KeyState::claimed), KeyState::live,
                                     std::memory_order_release};
 // K4: the job left the queue: remember the key for the window (aux =
-// forget-at), or forget it at once with a window of 0.
+// forget-at), or forget it at once with a window of 0. seq_cst: a wake-up of
+// the room event follows it (ack's T6 and purge's T9 settle after their K4),
+// and a keyed push sleeping there for a full key table must either see the
+// freed entry in its re-check (KeyTable::read's seq_cst load) or be woken:
+// wait.hpp's argument, with K4 as the notifier's transition.
 inline constexpr KeyTransition remember{"K4 remember", bit(KeyState::live) | bit(KeyState::claimed),
-                                        KeyState::remembered, std::memory_order_release};
+                                        KeyState::remembered, std::memory_order_seq_cst};
 inline constexpr KeyTransition forget{"K4 forget", bit(KeyState::live) | bit(KeyState::claimed),
-                                      KeyState::empty, std::memory_order_release};
+                                      KeyState::empty, std::memory_order_seq_cst};
+static_assert(remember.order == std::memory_order_seq_cst && forget.order == std::memory_order_seq_cst,
+              "K4 is followed by a room wake-up: seq_cst (wait.hpp)");
 // K5: the producer undoes its K1 (a lost K2, or a duplicate found).
 inline constexpr KeyTransition undo{"K5 undo", bit(KeyState::claimed), KeyState::empty,
                                     std::memory_order_release};
