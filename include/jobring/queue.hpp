@@ -101,7 +101,9 @@ enum class [[nodiscard]] ClaimStatus{ok, empty, interrupted};
 enum class [[nodiscard]] LeaseStatus{ok, lease_lost};
 
 struct PushOptions {
-  milliseconds delay{0};  // the job is invisible for this long (0 .. kMaxLease)
+  // The job is invisible for this long (0 .. kMaxLease), counted from the
+  // push call: never claimed sooner, usually within 1 ms more (whole ms).
+  milliseconds delay{0};
   milliseconds wait{0};   // when the queue is full, wait up to this long for room (0 .. kMaxLease)
   // De-duplication key, 1 .. kMaxKeyLength bytes (empty = none). While a job
   // pushed with the same key is in the queue (ready, delayed, leased or
@@ -335,7 +337,8 @@ class Queue {
 
   // Each succeeds only while `lease` is current; else lease_lost, nothing changed.
   LeaseStatus ack(const Lease& lease) noexcept;
-  // Back to ready after `delay`; dead-lettered instead if max_attempts is used up.
+  // Back to ready after `delay` (never sooner, usually within 1 ms more);
+  // dead-lettered instead if max_attempts is used up.
   LeaseStatus release(const Lease& lease, milliseconds delay = milliseconds{0}) noexcept;
   // Back to ready at once without counting the attempt: the next claim gets
   // the attempt number this claim got, and max_attempts never dead-letters

@@ -80,7 +80,7 @@ bool read_job(const detail::ReadView& v, std::uint32_t i, Word w, JobState s, st
   info.id = m.job_id.load(std::memory_order_relaxed);
   info.state = s;
   info.slot = i;
-  info.attempts = m.attempts.load(std::memory_order_relaxed);
+  info.attempts = detail::attempts_of(m, w);
   if (s == JobState::delayed || s == JobState::leased)
     info.ms_until = static_cast<std::int64_t>(w.aux()) - static_cast<std::int64_t>(now);
   if (s == JobState::leased) {
@@ -227,7 +227,7 @@ bool requeue_slot(Queue::Impl& q, std::uint32_t i, Word w) noexcept {
   auto& sw = q.state(i);
   const Word mine = T::requeue_lock.target(w, 0);
   if (!detail::move(T::requeue_lock, sw, w, mine)) return false;
-  q.meta(i).attempts.store(0, std::memory_order_relaxed);
+  detail::reset_attempts(q.meta(i), mine);
   Word expected = mine;
   return detail::move(T::requeue, sw, expected, T::requeue.target(mine, 0));
 }

@@ -97,7 +97,7 @@ struct Queue::Impl::ClaimScan {
 // (remember it for T2); FREE, DEAD, invalid → skip. A failed CAS reloads w
 // and re-decides; ABA is excluded by the generation (layout.hpp). True if we
 // now hold the lease `mine`.
-JOBRING_INLINE bool Queue::Impl::take(std::uint32_t i, Word w, std::uint64_t lease_ms, ClaimScan& s,
+JOBRING_INLINE bool Queue::Impl::take(std::uint32_t i, Word& w, std::uint64_t lease_ms, ClaimScan& s,
                                       Word& mine, bool& takeover) noexcept {
   auto& sw = state(i);
   const std::uint32_t max_attempts = options.max_attempts;
@@ -113,7 +113,7 @@ JOBRING_INLINE bool Queue::Impl::take(std::uint32_t i, Word w, std::uint64_t lea
         s.due = std::min(s.due, w.aux() + 1);  // expiry is strictly after the deadline
         return false;
       }
-      if (max_attempts != 0 && meta(i).attempts.load(std::memory_order_relaxed) >= max_attempts) {
+      if (max_attempts != 0 && detail::attempts_of(meta(i), w) >= max_attempts) {
         // T8: the expired job has used up its attempts: dead-letter it.
         if (detail::move_weak(T::dead_letter, sw, w, T::dead_letter.target(w, 0))) {
           detail::count(T::dead_letter, *header);
@@ -135,24 +135,18 @@ JOBRING_INLINE bool Queue::Impl::take(std::uint32_t i, Word w, std::uint64_t lea
 // We hold the lease `mine` on slot i: count the attempt, write the owner
 // record, copy the job out into `job`. False if the slot turned out corrupt
 // (quarantined in DEAD) or the lease was lost while we copied.
-JOBRING_INLINE bool Queue::Impl::copy_out(std::uint32_t i, Word mine, std::uint64_t owner_bits, ClaimScan& s,
-                                          Job& job) {
+JOBRING_INLINE bool Queue::Impl::copy_out(std::uint32_t i, Word from, Word mine, std::uint64_t owner_bits,
+                                          ClaimScan& s, Job& job) {
   auto& sw = state(i);
   SlotMeta& m = meta(i);
-  // While we hold the lease nobody else writes the count — push and requeue
-  // reset it only while the slot is WRITING or DEAD — unless our deadline
-  // passes between our CAS and this line: then a claimer may take the lease
-  // over (the count may end up one short, as when a claimer dies right after
-  // its CAS, T4), and if we were paused that long (SIGSTOP), the slot may even
-  // hold another job by now. A CAS from the value we read fails in that case
-  // (unless that job's count happens to equal ours), where a store would
-  // write our count onto that job.
-  std::uint32_t seen = m.attempts.load(std::memory_order_relaxed);
-  const std::uint32_t attempt = seen + 1;
-  (void)m.attempts.compare_exchange_strong(seen, attempt, std::memory_order_relaxed);
+  // The count and the owner record, each by CAS from a value whose tag is
+  // not later than `from` (layout.hpp: count_claim, record_owner): if we
+  // stalled here past our lease and the slot moved on (taken over, or even
+  // acked and holding another job), the tags say so and we write nothing.
+  const std::uint32_t attempt = detail::count_claim(m, from, mine);
   // Owner record for the janitor, one word tagged with our generation.
   m.claimed_at_ms.store(s.now, std::memory_order_relaxed);
-  m.owner.store(owner_bits | detail::make_owner(mine.gen(), 0), std::memory_order_relaxed);
+  detail::record_owner(m, from, mine, owner_bits);
   const JobId id = m.job_id.load(std::memory_order_relaxed);
   const std::uint32_t length = m.length.load(std::memory_order_relaxed);
   if (length > max_payload) {
@@ -274,10 +268,11 @@ std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms,
       continue;
     }
     s.passed_empty |= w.state() == State::free || w.state() == State::writing;
+    Word from = w;  // take() leaves in it the word its CAS succeeded from
     Word mine{};
     bool takeover = false;
-    if (!take(i, w, lease_ms, s, mine, takeover)) continue;
-    if (!copy_out(i, mine, owner_bits, s, jobs[s.got])) continue;
+    if (!take(i, from, lease_ms, s, mine, takeover)) continue;
+    if (!copy_out(i, from, mine, owner_bits, s, jobs[s.got])) continue;
     ++s.got;
     s.takeovers += takeover ? 1 : 0;
   }

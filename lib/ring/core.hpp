@@ -50,6 +50,16 @@ inline constexpr auto kMaxAhead = 2 * static_cast<std::uint64_t>(kMaxLease.count
   return w.aux() >= now && w.aux() - now <= kMaxAhead;
 }
 
+// The visible-at of a job delayed by `delay` from now (0: visible at once).
+// now_ms() truncates: the true time t is in [now, now + 1), so now + delay
+// could come up to 1 ms before t + delay. The job is visible once a reader's
+// now_ms() >= the visible-at, i.e. at a true time >= now + delay + 1 > t +
+// delay: never early, at most 1 ms late. Leases need no such step: expiry is
+// strictly after the deadline (lease_current), which is the same +1.
+[[nodiscard]] inline std::uint64_t visible_at_after(milliseconds delay) noexcept {
+  return delay.count() > 0 ? now_ms() + static_cast<std::uint64_t>(delay.count()) + 1 : 0;
+}
+
 // 1 .. kMaxLease (0 too when allow_zero): the bound of every duration argument.
 [[nodiscard]] constexpr bool valid_duration(milliseconds d, bool allow_zero) noexcept {
   return (allow_zero ? d.count() >= 0 : d.count() >= 1) && d <= kMaxLease;
@@ -197,7 +207,8 @@ struct Queue::Impl : detail::Ring {
   SlotPush push_into(std::uint32_t i, detail::Word reserved, std::span<const std::byte> payload,
                      std::uint64_t visible_at, detail::KeyedPush* key, std::uint64_t writer,
                      std::uint64_t cursor_to, JobId& id) noexcept;
-  JobId write_job(std::uint32_t i, std::span<const std::byte> payload, const detail::KeyedPush* key) noexcept;
+  JobId write_job(std::uint32_t i, detail::Word reserved, std::span<const std::byte> payload,
+                  const detail::KeyedPush* key) noexcept;
 
   // --- claim.cpp
   // One scan of the ring for claimable jobs. Not noexcept: the first claim
@@ -210,9 +221,10 @@ struct Queue::Impl : detail::Ring {
                                  const ClaimOptions& claim);
   [[nodiscard]] std::uint64_t lease_ms_or_throw(const ClaimOptions& claim) const;
   struct ClaimScan;
-  bool take(std::uint32_t i, detail::Word w, std::uint64_t lease_ms, ClaimScan& s, detail::Word& mine,
+  bool take(std::uint32_t i, detail::Word& w, std::uint64_t lease_ms, ClaimScan& s, detail::Word& mine,
             bool& takeover) noexcept;
-  bool copy_out(std::uint32_t i, detail::Word mine, std::uint64_t owner_bits, ClaimScan& s, Job& job);
+  bool copy_out(std::uint32_t i, detail::Word from, detail::Word mine, std::uint64_t owner_bits, ClaimScan& s,
+                Job& job);
   void advance_claim_cursor(std::uint64_t start, std::uint32_t k) noexcept;
   void skip_free(std::uint32_t& i, std::uint32_t& k, std::memory_order load_order) const noexcept;
 

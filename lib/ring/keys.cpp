@@ -32,7 +32,11 @@ void KeyTable::attach(std::byte* base, const Geometry& g, std::uint32_t capacity
 // release fence). False if the entry changed meanwhile.
 bool KeyTable::read(std::uint32_t e, Snapshot& k) const noexcept {
   const KeyEntry& en = entries_[e];
-  k.w = Word{en.word.load(std::memory_order_acquire)};
+  // seq_cst (an acquire on x86 and ARMv8 alike): in a keyed push's re-check
+  // before it sleeps for room, this load and K4's seq_cst CAS are in one
+  // total order with the sleeper's announce and the notifier's load of the
+  // event word (wait.hpp), so a K4 it misses is followed by its wake-up.
+  k.w = Word{en.word.load(std::memory_order_seq_cst)};
   k.hash = en.hash.load(std::memory_order_relaxed);
   k.job_id = en.job_id.load(std::memory_order_relaxed);
   k.slot = en.slot.load(std::memory_order_relaxed);

@@ -63,9 +63,23 @@
 // the word a worker holds as its fencing token (Lease::token) stops matching
 // at the first transition after it. A stale token could match again only if
 // the slot went through exactly k·2^21 transitions and came back to the same
-// state with the same aux; for LEASED the aux is a deadline, and every lease
-// granted after an expired one has a later deadline, so a worker whose lease
-// was taken over after expiry can never match again. Every modification being
+// state with the same aux. The residual case, exactly: a lease operation
+// also checks the slot's job id, and ids are never reused, so the slot held
+// the same job throughout: at least 2^21 (2,097,152) transitions of one job
+// that was never acked (claims, takeovers, releases and extends; with
+// max_attempts set, claims and releases are bounded by it, so in practice
+// extends by its holders); and the lease in force then must have exactly the
+// stale token's deadline, to the millisecond. A takeover never does that:
+// it judges the old lease expired with the same clock reading its new
+// deadline is computed from (claim.cpp, take), so the new deadline is later
+// than every earlier one that had expired. What can repeat a deadline: a
+// claim after a release granting now + L equal to an earlier deadline that
+// had not passed; an extend that shortens a lease; a claim whose clock
+// reading is stale (a long scan, or a claimer descheduled between reading
+// the clock and its CAS). So a stale token matches only if its holder keeps
+// it across two million transitions of its job and uses it in the one
+// millisecond that repeats its deadline: jobring does not guard against
+// that (README, Limits). Every modification being
 // an RMW also keeps the release sequence headed by a producer's commit intact,
 // so a claimer's acquire CAS synchronises with the producer whose payload it
 // reads, however many takeovers happened in between.
@@ -126,7 +140,8 @@ static_assert(Word::make(State::leased, kGenMask, 1).next(State::ready, 0).gen()
 
 inline constexpr std::uint64_t kMagic = 0x474e4952424f4a00ull;  // "\0JOBRING" little-endian
 // 2: de-duplication keys (key area in each slot, key table after the slots).
-// 3: the incarnation id in header line 1.
+// 3: the incarnation id in header line 1; SlotMeta::attempts a 64-bit word
+//    tagged with a generation; processes named by liveness tokens.
 inline constexpr std::uint32_t kLayoutVersion = 3;
 inline constexpr std::uint32_t kInitDone = 0x52454459u;  // "READY": header fully written
 inline constexpr std::size_t kCacheLine = 64;
@@ -273,6 +288,41 @@ static_assert(owner_gen(make_owner(kGenMask, 1, 5)) == kGenMask);
 static_assert(owner_pid(make_owner(3, (1u << 22) - 1, 7)) == (1u << 22) - 1);
 static_assert(owner_start_bits(make_owner(3, 9, (1u << 21) + 7)) == 7);
 
+// Attempt count (SlotMeta::attempts), one word tagged like the owner record:
+//
+//   63             43 42        32 31                                  0
+//  ┌─────────────────┬────────────┬─────────────────────────────────────┐
+//  │ generation (21) │   0 (11)   │ count (32): claims of this job      │
+//  └─────────────────┴────────────┴─────────────────────────────────────┘
+//
+// The tag is the generation of the state word its writer made or held when
+// it wrote: a producer the slot's WRITING word, a claimer its new lease, an
+// extend the lease's new word, a requeuer its DEAD lock word.
+inline constexpr unsigned kAttemptsGenShift = kOwnerGenShift;
+[[nodiscard]] constexpr std::uint64_t make_attempts(std::uint64_t gen, std::uint32_t count) noexcept {
+  return ((gen & kGenMask) << kAttemptsGenShift) | count;
+}
+[[nodiscard]] constexpr std::uint64_t attempts_gen(std::uint64_t a) noexcept {
+  return a >> kAttemptsGenShift;
+}
+[[nodiscard]] constexpr std::uint32_t attempts_count(std::uint64_t a) noexcept {
+  return static_cast<std::uint32_t>(a);
+}
+static_assert(attempts_gen(make_attempts(kGenMask, 0xffffffffu)) == kGenMask);
+static_assert(attempts_count(make_attempts(kGenMask, 0xffffffffu)) == 0xffffffffu);
+
+// Is generation a later than b? Generations wrap at 2^21, so "later" means
+// less than half the cycle ahead. Every tag in a slot's meta lies a few
+// generations behind the state word at most (see count_claim below), so
+// this is exact unless a process stalls across 2^20 transitions of one slot
+// — the same bound as a stale token's (the invariant at the top).
+[[nodiscard]] constexpr bool gen_after(std::uint64_t a, std::uint64_t b) noexcept {
+  const std::uint64_t d = (a - b) & kGenMask;
+  return d != 0 && d <= kGenMask / 2;
+}
+static_assert(gen_after(1, 0) && !gen_after(0, 1) && !gen_after(5, 5));
+static_assert(gen_after(0, kGenMask), "generations wrap");
+
 // ---------------------------------------------------------------------------
 // Slot
 // ---------------------------------------------------------------------------
@@ -283,25 +333,100 @@ struct alignas(kCacheLine) SlotMeta {
   // CAS (acquire). Relaxed atomics, so that a reader that lost a race reads a
   // stale value instead of a torn one; readers validate before use.
   std::atomic<std::uint64_t> job_id;
-  std::atomic<std::uint32_t> length;
-  // Claims of this job so far: the claimer increments it right after its CAS;
-  // reset by push (WRITING) and by requeue (while DEAD).
-  std::atomic<std::uint32_t> attempts;
-  // Lease owner record (make_owner above), written by the claimer with one
-  // store right after its CAS; trusted only when its generation tag matches
-  // the state word's.
+  // Claims of this job so far, tagged (make_attempts above): set by push
+  // (WRITING), counted by each claimer after its CAS (count_claim), moved
+  // along by extend, lowered by give_back, reset by requeue (while DEAD).
+  std::atomic<std::uint64_t> attempts;
+  // Lease owner record (make_owner above), written by the claimer right
+  // after its CAS (record_owner); trusted only when its generation tag
+  // matches the state word's.
   std::atomic<std::uint64_t> owner;
   std::atomic<std::uint64_t> claimed_at_ms;  // CLOCK_MONOTONIC ms of the current lease's claim
   // De-duplication key (keys.hpp), written by the producer while WRITING like
   // job_id: its hash (0 = pushed without a key), its length (the bytes are in
   // the slot's key area) and the key-table entry that holds it.
   std::atomic<std::uint64_t> key_hash;
+  std::atomic<std::uint32_t> length;
   std::atomic<std::uint32_t> key_length;
   std::atomic<std::uint32_t> key_entry;
-  std::uint64_t reserved[2];
+  std::uint32_t reserved32;
+  std::uint64_t reserved;
 };
 static_assert(std::is_standard_layout_v<SlotMeta>);
 static_assert(sizeof(SlotMeta) == kSlotMetaBytes);
+static_assert(offsetof(SlotMeta, job_id) == 0 && offsetof(SlotMeta, attempts) == 8 &&
+              offsetof(SlotMeta, owner) == 16 && offsetof(SlotMeta, claimed_at_ms) == 24 &&
+              offsetof(SlotMeta, key_hash) == 32 && offsetof(SlotMeta, length) == 40 &&
+              offsetof(SlotMeta, key_length) == 44 && offsetof(SlotMeta, key_entry) == 48);
+
+// The writers of the tagged words. Only a producer (while WRITING) stores;
+// everyone else CASes from the value it read, and only if that value's tag is
+// not later than the state word it acted from. Invariant: the tags of a
+// slot's `attempts` and `owner` lie between the generation of its current
+// job's WRITING word and its state word's (modulo the wrap, gen_after):
+//   - the producer stores tag = its WRITING word's generation (push.cpp);
+//   - every other writer writes a generation it made itself (a claimer's
+//     lease, an extend's new word, a requeuer's lock) or keeps the tag read;
+//   - a writer whose state word has moved on — a claimer stalled after its
+//     CAS (issue 13 item 7), an extender or a requeuer stalled after theirs —
+//     finds a tag later than its own word once anyone after it wrote (a
+//     takeover, the next job's producer, a rival requeue): its CAS is not
+//     tried, or fails on the changed value and is not retried. So no stale
+//     write lands on another job, or on a later lease of the same job.
+// So a count is always the current job's: readers (the attempts-used-up
+// checks, peek) take it as it is, except a tag later than the word (only a
+// forged or wrapped value), read as 0. What a count may miss: the claim of
+// a claimer that died (or stalled past its lease until someone else counted)
+// between its CAS and count_claim — the job then gets one attempt more, the
+// harmless direction. A count may include a claim that stalled past its
+// lease and counted on resuming without anyone counting in between: that
+// claim did take the job, though it delivers nothing (copy_out sees the lost
+// lease), like a claimer whose lease ran out.
+
+// The count of the job in a slot whose state word is `w`.
+[[nodiscard]] inline std::uint32_t attempts_of(const SlotMeta& m, Word w) noexcept {
+  const std::uint64_t a = m.attempts.load(std::memory_order_relaxed);
+  return gen_after(attempts_gen(a), w.gen()) ? 0 : attempts_count(a);
+}
+
+// A claimer that CASed the state word from `from` to `mine` counts its
+// attempt; returns it. Relaxed: one word, whose every change is an RMW (but
+// push's store), so the CAS compares with the latest value; readers take the
+// count as advice for a decision that their own state CAS validates. Dies
+// before: the attempt is not counted (above). Dies after: counted.
+inline std::uint32_t count_claim(SlotMeta& m, Word from, Word mine) noexcept {
+  std::uint64_t a = m.attempts.load(std::memory_order_relaxed);
+  for (;;) {
+    const std::uint32_t attempt = attempts_count(a) + 1;
+    // A later tag: the slot moved on since our CAS; our lease is lost (the
+    // caller finds the word changed) and this count is not ours to touch.
+    if (gen_after(attempts_gen(a), from.gen())) return attempt;
+    if (m.attempts.compare_exchange_weak(a, make_attempts(mine.gen(), attempt), std::memory_order_relaxed))
+      return attempt;
+  }
+}
+
+// The claimer's owner record (owner_bits: PID and start time), by CAS from
+// a record not later than `from`, for the same reason. Dies before it: the
+// record names an earlier lease (untrusted: the lease runs out by its
+// deadline). Dies after: the janitor can prove the owner dead.
+inline void record_owner(SlotMeta& m, Word from, Word mine, std::uint64_t owner_bits) noexcept {
+  std::uint64_t o = m.owner.load(std::memory_order_relaxed);
+  const std::uint64_t want = owner_bits | make_owner(mine.gen(), 0);
+  while (!gen_after(owner_gen(o), from.gen()))
+    if (m.owner.compare_exchange_weak(o, want, std::memory_order_relaxed)) return;
+}
+
+// A requeuer that holds the slot DEAD as `locked` (T9 requeue-lock) resets
+// the count, by CAS for the same reason: a requeuer stalled after its lock
+// must not reset the count of the claim that followed a rival's requeue.
+// Dies before: the job is requeued with its old count (requeue the job again).
+inline void reset_attempts(SlotMeta& m, Word locked) noexcept {
+  std::uint64_t a = m.attempts.load(std::memory_order_relaxed);
+  while (!gen_after(attempts_gen(a), locked.gen()))
+    if (m.attempts.compare_exchange_weak(a, make_attempts(locked.gen(), 0), std::memory_order_relaxed))
+      return;
+}
 
 // ---------------------------------------------------------------------------
 // Geometry: the only place sizes and offsets are computed.

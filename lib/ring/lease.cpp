@@ -86,33 +86,31 @@ LeaseStatus Queue::release(const Lease& lease, milliseconds delay) noexcept {
   delay = std::clamp(delay, milliseconds{0}, kMaxLease);
   const std::uint32_t max_attempts = q.options.max_attempts;
   const bool exhausted =
-      max_attempts != 0 && q.meta(lease.slot).attempts.load(std::memory_order_relaxed) >= max_attempts;
+      max_attempts != 0 && detail::attempts_of(q.meta(lease.slot), Word{lease.token}) >= max_attempts;
   if (exhausted) return end_lease(q, *sw, lease, T::dead_letter, 0);
-  return end_lease(q, *sw, lease, T::release,
-                   delay.count() > 0 ? detail::now_ms() + static_cast<std::uint64_t>(delay.count()) : 0);
+  return end_lease(q, *sw, lease, T::release, detail::visible_at_after(delay));
 }
 
 LeaseStatus Queue::give_back(const Lease& lease) noexcept {
   Impl& q = *impl_;
   auto* sw = leased_word(q, lease);
   if (sw == nullptr) return LeaseStatus::lease_lost;
-  // Only a current holder may touch the count. While we hold the lease
-  // nobody else writes it (claim.cpp), unless the lease runs out and is taken
-  // over between this check and the CAS below; then the taker's load + CAS
-  // may read our lowered value, the count ends one short and the job gets
-  // one extra attempt: the harmless direction.
+  // Only a current holder may touch the count.
   if (sw->load(std::memory_order_acquire) != lease.token) return LeaseStatus::lease_lost;
+  // Undo our claim's count, by CAS from a value whose tag is not later than
+  // our lease (layout.hpp): if we are paused here past our lease and the
+  // slot moved on (taken over; or acked, pushed again and claimed), its tag
+  // is later and we leave it alone. Dies right after: the slot is still
+  // LEASED with the count one lower; when the lease runs out the next claim
+  // counts again, so the attempt that died is not counted.
   SlotMeta& m = q.meta(lease.slot);
-  std::uint32_t attempts = m.attempts.load(std::memory_order_relaxed);
-  // Undo our claim's count. A CAS, not a store: if we are paused here past
-  // our lease, the slot may meanwhile hold another job (taken over, acked,
-  // pushed again, claimed), and a store would write our old count onto it,
-  // giving it fewer attempts; the CAS then fails, or at worst lowers that
-  // count (an extra attempt, the harmless direction). Dies right after: the
-  // slot is still LEASED with the count one lower; when the lease runs out
-  // the next claim counts again, so the attempt that died is not counted.
-  if (attempts > 0)
-    (void)m.attempts.compare_exchange_strong(attempts, attempts - 1, std::memory_order_relaxed);
+  const Word token{lease.token};
+  std::uint64_t a = m.attempts.load(std::memory_order_relaxed);
+  while (!detail::gen_after(detail::attempts_gen(a), token.gen()) && detail::attempts_count(a) > 0)
+    if (m.attempts.compare_exchange_weak(
+            a, detail::make_attempts(detail::attempts_gen(a), detail::attempts_count(a) - 1),
+            std::memory_order_relaxed))
+      break;
   // T7 without the count (the count CAS above is published by its release).
   return end_lease(q, *sw, lease, T::release, 0);
 }
@@ -126,9 +124,12 @@ LeaseStatus extend_to(Queue::Impl& q, Lease& lease, std::uint64_t deadline) noex
   if (sw == nullptr) return LeaseStatus::lease_lost;
   // Same state, new deadline, generation + 1. Works after the deadline too,
   // as long as nobody has taken the lease over.
+  // An earlier deadline than the token's is T5 shorten: it wakes claimers
+  // that sleep until the old one (transitions.hpp).
   Word expected{lease.token};
-  const Word to = T::extend.target(expected, deadline);
-  if (!detail::move(T::extend, *sw, expected, to)) return LeaseStatus::lease_lost;
+  const detail::Transition& t = deadline < expected.aux() ? T::shorten : T::extend;
+  const Word to = t.target(expected, deadline);
+  if (!detail::move(t, *sw, expected, to)) return LeaseStatus::lease_lost;
   // The owner record is tagged with the generation: move the tag along, so
   // the janitor still recognises the owner. By CAS from a record tagged with
   // our old generation: one that did not name our lease (a claimer that died
@@ -140,7 +141,17 @@ LeaseStatus extend_to(Queue::Impl& q, Lease& lease, std::uint64_t deadline) noex
     m.owner.compare_exchange_strong(
         owner, (owner & ~(detail::kGenMask << detail::kOwnerGenShift)) | detail::make_owner(to.gen(), 0),
         std::memory_order_relaxed);
+  // The attempt count's tag moves along too, by CAS from a value tagged with
+  // our old generation (our claim's, or our last extend's), so that it stays
+  // within a few generations of the word however often a lease is extended
+  // (gen_after's window, layout.hpp). Dies between the two CASes or before
+  // this one: the tag lags by one, which every reader accepts.
+  std::uint64_t a = m.attempts.load(std::memory_order_relaxed);
+  if (detail::attempts_gen(a) == Word{lease.token}.gen())
+    m.attempts.compare_exchange_strong(a, detail::make_attempts(to.gen(), detail::attempts_count(a)),
+                                       std::memory_order_relaxed);
   lease.token = to.raw;
+  detail::wake(t, *q.header);  // after the tags: a woken claimer that takes over finds them moved
   return LeaseStatus::ok;
 }
 
@@ -149,6 +160,9 @@ std::string lease_text(milliseconds lease_time) {
          std::to_string(kMaxLease.count()) + " ms";
 }
 
+// Expiry is strictly after the deadline (core.hpp, lease_current): a reader
+// takes the lease over only once its now_ms() > now + lease_time, i.e. at a
+// true time >= now + lease_time + 1, more than lease_time after this call.
 std::uint64_t deadline_after(milliseconds lease_time) noexcept {
   return detail::now_ms() + static_cast<std::uint64_t>(lease_time.count());
 }

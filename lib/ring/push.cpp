@@ -42,15 +42,16 @@ JOBRING_INLINE std::error_code check_push(std::uint32_t max_payload,
   return {};
 }
 
-std::uint64_t visible_at_for(const PushOptions& o) noexcept {
-  return o.delay.count() > 0 ? detail::now_ms() + static_cast<std::uint64_t>(o.delay.count()) : 0;
-}
+// Counted from the push call: a push that waits for room does not add its
+// wait to the delay.
+std::uint64_t visible_at_for(const PushOptions& o) noexcept { return detail::visible_at_after(o.delay); }
 
 }  // namespace
 
-// Fills slot i, which this producer holds WRITING, with a new job: its id,
+// Fills slot i, which this producer holds WRITING (as `reserved`), with a new job: its id,
 // meta, key and payload. Returns the id.
-JOBRING_INLINE JobId Queue::Impl::write_job(std::uint32_t i, std::span<const std::byte> payload,
+JOBRING_INLINE JobId Queue::Impl::write_job(std::uint32_t i, Word reserved,
+                                            std::span<const std::byte> payload,
                                             const detail::KeyedPush* key) noexcept {
   // Pairs with the acquire fence of a claimer validating its copy of this
   // slot's old payload (claim.cpp, peek): if that claimer's re-check reads a
@@ -61,8 +62,11 @@ JOBRING_INLINE JobId Queue::Impl::write_job(std::uint32_t i, std::span<const std
   const JobId id = header->next_job_id.fetch_add(1, std::memory_order_relaxed);
   m.job_id.store(id, std::memory_order_relaxed);
   m.length.store(static_cast<std::uint32_t>(payload.size()), std::memory_order_relaxed);
-  m.attempts.store(0, std::memory_order_relaxed);
-  m.owner.store(0, std::memory_order_relaxed);
+  // Tagged with our WRITING word's generation, the oldest tag this job's
+  // meta can have: a stale writer of an earlier job's tags finds it later
+  // than its own word and leaves it alone (layout.hpp, count_claim).
+  m.attempts.store(detail::make_attempts(reserved.gen(), 0), std::memory_order_relaxed);
+  m.owner.store(detail::make_owner(reserved.gen(), 0), std::memory_order_relaxed);
   m.key_hash.store(key != nullptr ? key->hash : 0, std::memory_order_relaxed);
   m.key_length.store(key != nullptr ? static_cast<std::uint32_t>(key->key.size()) : 0,
                      std::memory_order_relaxed);
@@ -80,7 +84,7 @@ JOBRING_INLINE Queue::Impl::SlotPush Queue::Impl::push_into(std::uint32_t i, Wor
                                                             std::uint64_t writer, std::uint64_t cursor_to,
                                                             JobId& id) noexcept {
   auto& sw = state(i);
-  id = write_job(i, payload, key);
+  id = write_job(i, reserved, payload, key);
   std::uint32_t entry = 0;
   Word claimed_key{};
   if (key != nullptr) {

@@ -85,7 +85,7 @@ SweepResult Queue::sweep() noexcept {
     SlotMeta& m = q.meta(i);
     bool dead_owner = false;
     if (!returnable(w, m, now, verdicts, dead_owner)) continue;
-    const bool exhausted = max_attempts != 0 && m.attempts.load(std::memory_order_relaxed) >= max_attempts;
+    const bool exhausted = max_attempts != 0 && detail::attempts_of(m, w) >= max_attempts;
     // T7 (or T8). From the word we judged: if the owner acked, extended or
     // the lease was taken over meanwhile, the CAS fails and we do nothing.
     // Counted here, woken once at the end.

@@ -48,8 +48,12 @@
 //     before writing it, the lease simply runs out). The attempt count may be
 //     one short if the claimer died between the CAS and its increment (or
 //     stalled there past its whole lease while another claimer took over).
+//     Both are written by CAS from a value tagged no later than the word
+//     claimed from (layout.hpp, count_claim), so a claimer that resumes after
+//     the slot moved on writes neither onto a later lease or job.
 //  T5 LEASED→LEASED (takeover of an expired lease by a claimer; or extend by
-//     the token holder). Dies before/after: as T4.
+//     the token holder: "shorten" when the new deadline is earlier, which
+//     wakes sleeping claimers). Dies before/after: as T4.
 //  T6 LEASED→FREE (ack with the current token). Dies before: the lease runs
 //     out and the job is redelivered (at-least-once). Dies after: done.
 //  T7 LEASED→READY (release with the current token, aux = visible-at; or a
@@ -140,10 +144,20 @@ inline constexpr Transition claim{"T4 claim",  kLeasable, State::leased, std::me
 // also counted as a claim.
 inline constexpr Transition takeover{
     "T5 takeover", bit(State::leased), State::leased, std::memory_order_acq_rel, Wakes::none, kExpired};
-// T5: the token holder moves its deadline (aux = the new one). Relaxed: it
-// publishes nothing; the holder's later ack or release does.
+// T5: the token holder moves its deadline later or keeps it (aux = the new
+// one). Relaxed: it publishes nothing (the holder's later ack or release
+// does), and a sleeping claimer's due time (the old deadline) is not later
+// than the new one, so it owes no wake-up.
 inline constexpr Transition extend{"T5 extend", bit(State::leased), State::leased, std::memory_order_relaxed,
                                    Wakes::none};
+// T5: the token holder moves its deadline earlier. A claimer that saw the old
+// deadline sleeps until then: it must be woken to see the new one, so this
+// is seq_cst and wakes `work` (wait.hpp's argument: if the sleeper's seq_cst
+// re-check missed the new word, our load of the event word sees its waiting
+// bit). Dies between the CAS and the wake-up: a sleeper re-checks within its
+// bounded sleep (kMaxSleep).
+inline constexpr Transition shorten{"T5 shorten", bit(State::leased), State::leased,
+                                    std::memory_order_seq_cst, Wakes::work};
 // T6: the token holder acks. Release: its reads of the payload happen-before
 // the next producer's writes (T1's acquire).
 inline constexpr Transition ack{
@@ -173,9 +187,9 @@ inline constexpr Transition purge{"T9 purge",  bit(State::ready) | bit(State::de
                                   State::free, std::memory_order_seq_cst,
                                   Wakes::room, kPurged};
 
-inline constexpr const Transition* kAll[] = {&reserve,  &recover,     &abandon,      &commit,  &claim,
-                                             &takeover, &extend,      &ack,          &release, &reclaim,
-                                             &expire,   &dead_letter, &requeue_lock, &requeue, &purge};
+inline constexpr const Transition* kAll[] = {
+    &reserve, &recover, &abandon, &commit, &claim,       &takeover,     &extend,  &shorten,
+    &ack,     &release, &reclaim, &expire, &dead_letter, &requeue_lock, &requeue, &purge};
 
 }  // namespace T
 
@@ -287,11 +301,17 @@ inline constexpr KeyTransition claim{"K1 claim",
 inline constexpr KeyTransition live{"K3 live", bit(KeyState::claimed), KeyState::live,
                                     std::memory_order_release};
 // K4: the job left the queue: remember the key for the window (aux =
-// forget-at), or forget it at once with a window of 0.
+// forget-at), or forget it at once with a window of 0. seq_cst: a wake-up of
+// the room event follows it (ack's T6 and purge's T9 settle after their K4),
+// and a keyed push sleeping there for a full key table must either see the
+// freed entry in its re-check (KeyTable::read's seq_cst load) or be woken:
+// wait.hpp's argument, with K4 as the notifier's transition.
 inline constexpr KeyTransition remember{"K4 remember", bit(KeyState::live) | bit(KeyState::claimed),
-                                        KeyState::remembered, std::memory_order_release};
+                                        KeyState::remembered, std::memory_order_seq_cst};
 inline constexpr KeyTransition forget{"K4 forget", bit(KeyState::live) | bit(KeyState::claimed),
-                                      KeyState::empty, std::memory_order_release};
+                                      KeyState::empty, std::memory_order_seq_cst};
+static_assert(remember.order == std::memory_order_seq_cst && forget.order == std::memory_order_seq_cst,
+              "K4 is followed by a room wake-up: seq_cst (wait.hpp)");
 // K5: the producer undoes its K1 (a lost K2, or a duplicate found).
 inline constexpr KeyTransition undo{"K5 undo", bit(KeyState::claimed), KeyState::empty,
                                     std::memory_order_release};

@@ -52,6 +52,9 @@ using Forge = jobring::test::SegmentView;
 
 std::uint64_t now_ms() { return jobring::detail::now_ms(); }
 
+// An attempt count as a writer acting from state word w would write it (layout.hpp).
+std::uint64_t tagged(Word w, std::uint32_t count) { return jobring::detail::make_attempts(w.gen(), count); }
+
 // Each test gets a queue `q` named `name` (4 slots of 32 bytes, a default
 // lease of 60 s) and `f`, its own mapping of the segment, to forge with.
 class Forged : public ::testing::Test {
@@ -246,6 +249,95 @@ TEST_F(ForgedLease, DeadClaimerBeforeAttemptCount) {
   EXPECT_EQ(q.ack(job->lease), LeaseStatus::ok);
 }
 
+// Issue 13 item 7: a claimer that stalls right after its claim CAS (T4) and
+// resumes after its lease ran out, the job was taken over and acked, and the
+// next job B was pushed into the same slot and claimed, must not touch B's
+// attempt count or owner record. The stall is forged: T4's word written by the
+// test, and later what that claimer writes after its CAS (count_claim,
+// record_owner, the very functions claim.cpp runs), with the words it had.
+// B's owner (a child) dies holding it: the janitor's sweep must still reclaim
+// B, and B must get its full max_attempts (2).
+TEST_F(ForgedLease, Item7_StalledClaimerLeavesNextJobsCountAndOwnerAlone) {
+  reopen(1, 2);  // one slot: B reuses A's
+  ASSERT_TRUE(q.push("A"));
+  const Word from = f->word(0);
+  f->forge(0, T::claim, now_ms() - 1);  // the stalled claimer's lease, already run out
+  const Word stalled = f->word(0);
+  auto a = q.try_claim(with_lease(1h));  // T5 takeover
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->attempt, 1u);
+  ASSERT_EQ(q.ack(a->lease), LeaseStatus::ok);
+  const auto b_pushed = q.push("B");
+  ASSERT_TRUE(b_pushed);
+  const pid_t owner = jobring::test::fork_child([&] {
+    Queue mine = Queue::open(name.str());
+    auto b = mine.try_claim(with_lease(1h));
+    return b && b->id == b_pushed.id && b->attempt == 1 ? 0 : 1;  // exits holding B's lease
+  });
+  ASSERT_EQ(jobring::test::wait_child(owner), 0);
+
+  // The stalled claimer resumes.
+  (void)jobring::detail::count_claim(f->meta(0), from, stalled);
+  jobring::detail::record_owner(f->meta(0), from, stalled, jobring::detail::make_owner(0, ::getpid()));
+
+  const auto leased = q.peek(JobState::leased);
+  ASSERT_EQ(leased.size(), 1u);
+  EXPECT_EQ(leased[0].attempts, 1u) << "the stalled claimer counted an attempt of the next job";
+  EXPECT_EQ(leased[0].owner_pid, owner) << "the stalled claimer overwrote the next job's owner record";
+  EXPECT_EQ(q.sweep().reclaimed, 1u) << "the janitor no longer recognises B's dead owner";
+  auto b = q.try_claim(with_lease(1h));
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->id, b_pushed.id);
+  EXPECT_EQ(b->attempt, 2u);
+  ASSERT_EQ(q.release(b->lease), LeaseStatus::ok);  // the second attempt used up: dead now
+  EXPECT_EQ(q.stats().dead, 1u);
+}
+
+// Issue 13 item 7, the stall resuming between B's push and B's claim: B
+// still starts at attempt 1, and its claimer's owner record stands.
+TEST_F(ForgedLease, Item7_StalledClaimerBeforeNextJobsClaim) {
+  reopen(1, 2);
+  ASSERT_TRUE(q.push("A"));
+  const Word from = f->word(0);
+  f->forge(0, T::claim, now_ms() - 1);
+  const Word stalled = f->word(0);
+  auto a = q.try_claim(with_lease(1h));
+  ASSERT_TRUE(a);
+  ASSERT_EQ(q.ack(a->lease), LeaseStatus::ok);
+  ASSERT_TRUE(q.push("B"));
+  (void)jobring::detail::count_claim(f->meta(0), from, stalled);
+  jobring::detail::record_owner(f->meta(0), from, stalled, jobring::detail::make_owner(0, dead_pid()));
+  EXPECT_EQ(q.peek(JobState::ready).at(0).attempts, 0u);
+  auto b = q.try_claim(with_lease(1h));
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->attempt, 1u) << "the stalled claimer counted an attempt of the next job";
+  EXPECT_EQ(q.peek(JobState::leased).at(0).owner_pid, ::getpid());
+  ASSERT_EQ(q.release(b->lease), LeaseStatus::ok);  // attempt 1 of 2: back to ready
+  EXPECT_EQ(q.stats().ready, 1u);
+}
+
+// Issue 13 item 7, requeue's side: a requeuer that stalls after its lock
+// (T9 requeue-lock) and resumes after a rival requeued the job and it was
+// claimed again must not reset that claim's count (a store of 0 would give
+// the job max_attempts more runs).
+TEST_F(ForgedLease, Item7_StalledRequeuerLeavesCountAlone) {
+  reopen(1, 1);
+  auto job = push_and_lease("x");
+  ASSERT_TRUE(job);
+  ASSERT_EQ(q.release(job->lease), LeaseStatus::ok);  // attempt 1 of 1: dead
+  ASSERT_EQ(q.stats().dead, 1u);
+  f->forge(0, T::requeue_lock, 0);  // the stalled requeuer's lock
+  const Word locked = f->word(0);
+  ASSERT_TRUE(q.requeue(job->id));  // a rival's requeue, from the locked word
+  auto again = q.try_claim(with_lease(1h));
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->attempt, 1u);
+  jobring::detail::reset_attempts(f->meta(0), locked);  // the stalled requeuer resumes
+  EXPECT_EQ(q.peek(JobState::leased).at(0).attempts, 1u) << "a stale requeue reset a live count";
+  ASSERT_EQ(q.release(again->lease), LeaseStatus::ok);  // attempt 1 of 1: dead again
+  EXPECT_EQ(q.stats().dead, 1u);
+}
+
 // G1 + G5 + G9: a LEASED word with a future deadline hides its job (no double
 // claim), does not block the others; a deadline more than kMaxLease ahead can
 // only be forged and counts as passed, so no word can hide a slot for decades.
@@ -254,7 +346,7 @@ TEST_F(ForgedLease, FutureDeadline) {
   ASSERT_TRUE(held);
   const std::uint32_t slot = f->find(State::ready);
   f->forge(slot, T::claim, now_ms() + 3'600'000);
-  f->meta(slot).attempts.store(1);
+  f->meta(slot).attempts.store(tagged(f->word(slot), 1));
   EXPECT_EQ(q.try_claim(), std::nullopt);
   EXPECT_EQ(q.stats().leased, 1u);
   ASSERT_TRUE(q.push("other"));
@@ -330,7 +422,7 @@ TEST_F(ForgedLease, StaleAttemptsDeadLetterOnTakeover) {
   reopen(4, 3);
   auto job = push_and_lease("tired");
   ASSERT_TRUE(job);
-  f->meta(job->lease.slot).attempts.store(100);
+  f->meta(job->lease.slot).attempts.store(tagged(f->word(job->lease.slot), 100));
   f->forge(job->lease.slot, T::extend, now_ms() - 1);
   EXPECT_EQ(q.try_claim(), std::nullopt);
   Stats s = q.stats();
@@ -349,7 +441,8 @@ TEST_F(ForgedLease, StaleAttemptsDeadLetterOnTakeover) {
 TEST_F(ForgedLease, AttemptCountAtMaximum) {
   auto job = push_and_lease("x");
   ASSERT_TRUE(job);
-  f->meta(job->lease.slot).attempts.store(std::numeric_limits<std::uint32_t>::max());
+  f->meta(job->lease.slot)
+      .attempts.store(tagged(f->word(job->lease.slot), std::numeric_limits<std::uint32_t>::max()));
   f->forge(job->lease.slot, T::extend, now_ms() - 1);
   auto again = q.try_claim(with_lease(1h));
   ASSERT_TRUE(again);
@@ -488,7 +581,7 @@ TEST_F(ForgedSlot, ForgedDeadJob) {
   const std::uint32_t slot = f->find(State::ready);
   f->forge(slot, T::claim, 0);
   f->forge(slot, T::dead_letter, 0);
-  f->meta(slot).attempts.store(9);
+  f->meta(slot).attempts.store(tagged(f->word(slot), 9));
   const auto dead = q.peek(JobState::dead);
   ASSERT_EQ(dead.size(), 1u);
   EXPECT_EQ(dead[0].id, a.id);

@@ -120,10 +120,11 @@ TEST_F(TransitionOps, PushIsReserveThenCommit) {
       T::commit, 0, [&] { ASSERT_TRUE(q().push("x")); }, Aux::zero(), &T::reserve);
 }
 
-// T3 with a delay: aux is the visible-at time.
+// T3 with a delay: aux is the visible-at time, 1 ms past now + delay
+// (now_ms() truncates; a delay is never cut short, issue 13 item 11).
 TEST_F(TransitionOps, DelayedPushCommitsItsVisibleAt) {
   expect_makes(
-      T::commit, 0, [&] { ASSERT_TRUE(q().push("x", PushOptions{.delay = 60s})); }, Aux::ahead(60s),
+      T::commit, 0, [&] { ASSERT_TRUE(q().push("x", PushOptions{.delay = 60s})); }, Aux::ahead(60s + 1ms),
       &T::reserve);
 }
 
@@ -144,6 +145,16 @@ TEST_F(TransitionOps, ExtendMovesTheDeadline) {
   ASSERT_TRUE(job);
   expect_makes(
       T::extend, job->lease.slot, [&] { ASSERT_EQ(q().extend(*job, 2h), LeaseStatus::ok); }, Aux::ahead(2h));
+  EXPECT_EQ(job->lease.token, v().word(job->lease.slot).raw);
+}
+
+// T5 shorten: an extend to an earlier deadline; counts nothing (its wake-up:
+// tests/ring/test_wakeups.cpp).
+TEST_F(TransitionOps, ShortenMovesTheDeadlineEarlier) {
+  auto job = leased();
+  ASSERT_TRUE(job);
+  expect_makes(
+      T::shorten, job->lease.slot, [&] { ASSERT_EQ(q().extend(*job, 1s), LeaseStatus::ok); }, Aux::ahead(1s));
   EXPECT_EQ(job->lease.token, v().word(job->lease.slot).raw);
 }
 
@@ -176,7 +187,7 @@ TEST_F(TransitionOps, ReleaseMakesReady) {
   ASSERT_TRUE(job);
   expect_makes(
       T::release, job->lease.slot, [&] { ASSERT_EQ(q().release(job->lease, 60s), LeaseStatus::ok); },
-      Aux::ahead(60s));
+      Aux::ahead(60s + 1ms));  // as a push's delay
 }
 
 // give_back is T7 too, visible at once.
@@ -299,13 +310,15 @@ TEST(TransitionTable, IllegalMovesAreNotTransitions) {
 
 // The rows' counts and wake-ups as layout.hpp's crash table and the totals
 // of Stats describe them: a transition that makes a job claimable wakes
-// claimers, one that frees a slot wakes pushers.
+// claimers, one that frees a slot wakes pushers; and T5 shorten, which makes
+// a job claimable sooner than a sleeping claimer was told, wakes claimers.
 TEST(TransitionTable, WakesFollowTheTargetState) {
   using jobring::detail::Wakes;
   for (const Transition* t : T::kAll) {
     Wakes want = Wakes::none;
     if (t->to == State::ready) want = Wakes::work;
     if (t->to == State::free) want = Wakes::room;
+    if (t == &T::shorten) want = Wakes::work;
     EXPECT_EQ(t->wakes, want) << t->name;
   }
 }
