@@ -78,8 +78,7 @@ bool KeyTable::resolve(std::uint32_t e, std::uint64_t now) noexcept {
     case KeyState::empty:
       return false;
     case KeyState::claimed: {
-      const auto pid = static_cast<std::uint32_t>(k.w.aux() & kPidMask);
-      if (!proven_dead(pid, k.w.aux() >> kPidBits, (std::uint64_t{1} << kWriterStartBits) - 1)) return false;
+      if (!ring_->liveness.writer_gone(writer_token(k.w.aux()))) return false;
       t = slot_holds(k.slot, k.job_id) ? &K::keep : &K::drop;
       to = t->target(k.w, 0);
       break;

@@ -74,6 +74,7 @@ Segment& Segment::operator=(Segment&&) noexcept = default;
 Segment::~Segment() = default;
 
 void* Segment::data() const noexcept { return impl_ ? impl_->region.get_address() : nullptr; }
+int Segment::fd() const noexcept { return impl_ ? impl_->shm.get_mapping_handle().handle : -1; }
 std::uint64_t Segment::size() const noexcept { return impl_ ? impl_->region.get_size() : 0; }
 
 bool Segment::create(const std::string& file_name, std::uint64_t bytes, unsigned mode, Segment& out,
