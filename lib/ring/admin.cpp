@@ -85,7 +85,8 @@ bool read_job(const detail::ReadView& v, std::uint32_t i, Word w, JobState s, st
     info.ms_until = static_cast<std::int64_t>(w.aux()) - static_cast<std::int64_t>(now);
   if (s == JobState::leased) {
     const std::uint64_t owner = m.owner.load(std::memory_order_relaxed);
-    if (detail::owner_gen(owner) == w.gen()) info.owner_pid = static_cast<int>(detail::owner_pid(owner));
+    if (detail::owner_gen(owner) == w.gen() && detail::owner_token(owner) != 0)
+      info.owner_pid = static_cast<int>(m.owner_pid.load(std::memory_order_relaxed));
   }
   const std::uint32_t length = m.length.load(std::memory_order_relaxed);
   // A corrupt length (a job quarantined in DEAD by a claim) is listed with no

@@ -68,8 +68,10 @@ std::uint64_t lease_ms_for(const Queue::Impl& q, const ClaimOptions& claim, std:
                                                             : q.options.default_lease.count());
 }
 
-detail::ProcessIdentity owner_of(const ClaimOptions& o) noexcept {
-  return o.owner == Owner::process ? detail::self() : detail::ProcessIdentity{0, 0};
+// The token a claim's owner record names: this handle's, or nobody's for a
+// detached lease (it ends by its deadline only).
+std::uint64_t owner_of(Queue::Impl& q, const ClaimOptions& o) noexcept {
+  return o.owner == Owner::process ? q.liveness.token() : 0;
 }
 
 }  // namespace
@@ -146,7 +148,8 @@ JOBRING_INLINE bool Queue::Impl::copy_out(std::uint32_t i, Word from, Word mine,
   const std::uint32_t attempt = detail::count_claim(m, from, mine);
   // Owner record for the janitor, one word tagged with our generation.
   m.claimed_at_ms.store(s.now, std::memory_order_relaxed);
-  detail::record_owner(m, from, mine, owner_bits);
+  if (detail::record_owner(m, from, mine, owner_bits))
+    m.owner_pid.store(owner_bits != 0 ? detail::self().pid : 0, std::memory_order_relaxed);
   const JobId id = m.job_id.load(std::memory_order_relaxed);
   const std::uint32_t length = m.length.load(std::memory_order_relaxed);
   if (length > max_payload) {
@@ -221,7 +224,7 @@ JOBRING_INLINE void Queue::Impl::skip_free(std::uint32_t& i, std::uint32_t& k,
   }
 }
 
-std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms, detail::ProcessIdentity me,
+std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms, std::uint64_t owner_token,
                                     std::memory_order load_order, std::uint64_t& next_due) {
   // The clock: CLOCK_MONOTONIC, read once per pass and every 256 slots (a
   // coarse clock can lag by more than a tick with tickless idle: a lease
@@ -241,7 +244,6 @@ std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms,
   // claim, in ring order, which is the order producers fill slots in.
   const std::uint64_t start = header->claim_cursor.load(std::memory_order_relaxed);
   const std::uint32_t first = static_cast<std::uint32_t>(start % capacity);
-  const std::uint64_t owner_bits = detail::make_owner(0, me.pid, me.start_ticks);
   std::uint32_t i = first;
   std::uint32_t k = 0;
   bool rescanned = false;
@@ -272,7 +274,7 @@ std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms,
     Word mine{};
     bool takeover = false;
     if (!take(i, from, lease_ms, s, mine, takeover)) continue;
-    if (!copy_out(i, from, mine, owner_bits, s, jobs[s.got])) continue;
+    if (!copy_out(i, from, mine, detail::make_owner(0, owner_token), s, jobs[s.got])) continue;
     ++s.got;
     s.takeovers += takeover ? 1 : 0;
   }
@@ -311,7 +313,7 @@ std::uint64_t Queue::Impl::lease_ms_or_throw(const ClaimOptions& claim) const {
 detail::Progress Queue::Impl::claim_waiting(std::span<Job> jobs, milliseconds wait, std::uint64_t lease_ms,
                                             const ClaimOptions& claim) {
   if (jobs.empty()) return {};
-  const auto me = owner_of(claim);
+  const std::uint64_t me = owner_of(*this, claim);
   return detail::wait_until_progress(header->work_event, wait, capacity, claim.stop,
                                      [&](std::memory_order order, std::uint64_t& due) {
                                        return claim_pass(jobs, lease_ms, me, order, due);
@@ -337,7 +339,7 @@ std::size_t Queue::try_claim_many(std::span<Job> jobs, const ClaimOptions& optio
   Impl& q = *impl_;
   const std::uint64_t lease_ms = q.lease_ms_or_throw(options);
   std::uint64_t due = detail::kNoDue;
-  return q.claim_pass(jobs, lease_ms, owner_of(options), std::memory_order_relaxed, due);
+  return q.claim_pass(jobs, lease_ms, owner_of(q, options), std::memory_order_relaxed, due);
 }
 
 ClaimStatus Queue::try_claim(Job& job, const ClaimOptions& options) {

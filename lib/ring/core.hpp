@@ -24,6 +24,7 @@
 #include "jobring/queue.hpp"
 #include "ring/keys.hpp"
 #include "ring/layout.hpp"
+#include "ring/liveness.hpp"
 #include "ring/segment.hpp"
 #include "ring/transitions.hpp"
 #include "ring/wait.hpp"
@@ -78,6 +79,8 @@ struct Ring {
   std::uint32_t capacity = 0;
   std::uint32_t max_payload = 0;
   std::uint64_t stride = 0;
+  // This handle's liveness token, and the judge of everyone else's.
+  Liveness liveness;
 
   // Points into the mapping at `base`, with the geometry of validated options.
   void attach(std::byte* base, const Geometry& g, std::uint32_t cap, std::uint32_t payload_max) noexcept {
@@ -189,6 +192,11 @@ struct Queue::Impl : detail::Ring {
 
   // Points the ring and the key table into `segment`, for `options`.
   void attach() noexcept;
+  Impl() = default;
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+  // The liveness table forgets the descriptor before the segment closes it.
+  ~Impl() { liveness.detach(); }
 
   // --- push.cpp. The public calls check their arguments, then run these.
   PushResult push_checked(std::span<const std::byte> payload, const PushOptions& push) noexcept;
@@ -213,7 +221,7 @@ struct Queue::Impl : detail::Ring {
   // --- claim.cpp
   // One scan of the ring for claimable jobs. Not noexcept: the first claim
   // into a Job object sizes its buffer.
-  std::size_t claim_pass(std::span<Job> jobs, std::uint64_t lease_ms, detail::ProcessIdentity me,
+  std::size_t claim_pass(std::span<Job> jobs, std::uint64_t lease_ms, std::uint64_t owner_token,
                          std::memory_order load_order, std::uint64_t& next_due);
   // claim_pass until it claims something, `wait` runs out or the call is
   // interrupted, sleeping in between; says which.

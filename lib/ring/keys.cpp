@@ -102,8 +102,7 @@ bool KeyTable::resolve(std::uint32_t e, std::uint64_t now) noexcept {
     case KeyState::empty:
       return false;
     case KeyState::claimed: {
-      const auto pid = static_cast<std::uint32_t>(k.w.aux() & kPidMask);
-      if (!proven_dead(pid, k.w.aux() >> kPidBits, (std::uint64_t{1} << kWriterStartBits) - 1)) return false;
+      if (!ring_->liveness.writer_gone(writer_token(k.w.aux()))) return false;
       // The producer is dead, so its fields may be half written (keys.hpp
       // K7): only its slot can prove its job got in under this key.
       const Held held = slot_holds(e, k);

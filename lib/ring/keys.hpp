@@ -30,7 +30,7 @@
 // generation.
 //
 //   EMPTY       aux 0
-//   CLAIMED     aux = the inserting producer (make_writer: start bits | PID):
+//   CLAIMED     aux = the inserting producer's liveness token (make_writer):
 //               a push is in progress, or its producer died in it
 //   LIVE        aux 0: the job (entry.job_id in slot entry.slot) is in the queue
 //   REMEMBERED  aux = forget-at, CLOCK_MONOTONIC ms: the job is finished

@@ -45,12 +45,12 @@
 //  └────────┴──────────────────────┴────────────────────────────────────────┘
 //
 //   aux by state:  FREE     0
-//                  WRITING  the writing producer: start-time bits | PID (make_writer)
+//                  WRITING  the writing producer's liveness token (make_writer)
 //                  READY    visible-at time, CLOCK_MONOTONIC ms (0 = now)
 //                  LEASED   lease deadline, CLOCK_MONOTONIC ms
 //                  DEAD     0
 //
-// 40 bits of milliseconds is 34 years of uptime; PIDs are at most 2^22.
+// 40 bits of milliseconds is 34 years of uptime; a liveness token is 40 bits.
 // jobring never writes a visible-at or deadline more than kMaxLease (7 days)
 // ahead of its clock; a word more than 2 × kMaxLease ahead of a reader's clock
 // is corrupt and is treated as already passed, so that no forged word hides a
@@ -242,51 +242,47 @@ static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
 static_assert(sizeof(std::atomic<std::uint64_t>) == 8 && alignof(std::atomic<std::uint64_t>) == 8);
 
 // ---------------------------------------------------------------------------
-// Process identities packed into one word, so that a reader never sees the
-// PID of one process with the start time of another.
+// Process names in records
 // ---------------------------------------------------------------------------
 
-inline constexpr unsigned kPidBits = 22;  // PID_MAX_LIMIT on 64-bit Linux is 2^22
-inline constexpr std::uint64_t kPidMask = (std::uint64_t{1} << kPidBits) - 1;
+// A process is named by its liveness token (liveness.hpp): a random 40-bit
+// number that it holds a lock on for as long as it lives and has not exec'd.
+// 0 names nobody (a detached lease; a process that could not take a token).
+inline constexpr unsigned kTokenBitsInRecords = 40;
+inline constexpr std::uint64_t kRecordTokenMask = (std::uint64_t{1} << kTokenBitsInRecords) - 1;
+static_assert(kTokenBitsInRecords <= kAuxBits, "a WRITING word's aux holds the writer's token");
 
-// WRITING aux (40 bits): low 18 bits of the writer's start time | PID. A
-// PID reused by a new process has another start time (but for a 1 in 2^18
-// chance), so a reused PID does not keep a dead writer's slot for ever.
-inline constexpr unsigned kWriterStartBits = kAuxBits - kPidBits;
-[[nodiscard]] constexpr std::uint64_t make_writer(std::uint32_t pid, std::uint64_t start_ticks) noexcept {
-  return ((start_ticks & ((std::uint64_t{1} << kWriterStartBits) - 1)) << kPidBits) | (pid & kPidMask);
+// WRITING aux and a CLAIMED key entry's aux: the writer's token.
+[[nodiscard]] constexpr std::uint64_t make_writer(std::uint64_t token) noexcept {
+  return token & kRecordTokenMask;
+}
+[[nodiscard]] constexpr std::uint64_t writer_token(std::uint64_t aux) noexcept {
+  return aux & kRecordTokenMask;
 }
 
 // Lease owner record (SlotMeta::owner), one word written with one store:
 //
-//   63             43 42                22 21                   0
-//  ┌─────────────────┬────────────────────┬──────────────────────┐
-//  │ generation (21) │ start time (21 lo) │ PID (22); 0=detached │
-//  └─────────────────┴────────────────────┴──────────────────────┘
+//   63             43 42   40 39                                  0
+//  ┌─────────────────┬───────┬──────────────────────────────────────┐
+//  │ generation (21) │ 0 (3) │ owner's token (40); 0 = detached     │
+//  └─────────────────┴───────┴──────────────────────────────────────┘
 //
 // The generation tag names the lease (the state word's generation) the
 // record belongs to: a record with another tag is a previous owner's, or one
 // that a claimer died before writing, and is never trusted.
-inline constexpr unsigned kOwnerStartBits = 21;
-inline constexpr unsigned kOwnerGenShift = kPidBits + kOwnerStartBits;
-static_assert(kOwnerGenShift + kGenBits == 64);
-[[nodiscard]] constexpr std::uint64_t make_owner(std::uint64_t gen, std::uint32_t pid,
-                                                 std::uint64_t start_ticks = 0) noexcept {
-  return ((gen & kGenMask) << kOwnerGenShift) |
-         ((start_ticks & ((std::uint64_t{1} << kOwnerStartBits) - 1)) << kPidBits) | (pid & kPidMask);
+inline constexpr unsigned kOwnerGenShift = 43;
+static_assert(kOwnerGenShift + kGenBits == 64 && kOwnerGenShift >= kTokenBitsInRecords);
+[[nodiscard]] constexpr std::uint64_t make_owner(std::uint64_t gen, std::uint64_t token) noexcept {
+  return ((gen & kGenMask) << kOwnerGenShift) | (token & kRecordTokenMask);
 }
 [[nodiscard]] constexpr std::uint64_t owner_gen(std::uint64_t owner) noexcept {
   return owner >> kOwnerGenShift;
 }
-[[nodiscard]] constexpr std::uint32_t owner_pid(std::uint64_t owner) noexcept {
-  return static_cast<std::uint32_t>(owner & kPidMask);
+[[nodiscard]] constexpr std::uint64_t owner_token(std::uint64_t owner) noexcept {
+  return owner & kRecordTokenMask;
 }
-[[nodiscard]] constexpr std::uint64_t owner_start_bits(std::uint64_t owner) noexcept {
-  return (owner >> kPidBits) & ((std::uint64_t{1} << kOwnerStartBits) - 1);
-}
-static_assert(owner_gen(make_owner(kGenMask, 1, 5)) == kGenMask);
-static_assert(owner_pid(make_owner(3, (1u << 22) - 1, 7)) == (1u << 22) - 1);
-static_assert(owner_start_bits(make_owner(3, 9, (1u << 21) + 7)) == 7);
+static_assert(owner_gen(make_owner(kGenMask, 1)) == kGenMask);
+static_assert(owner_token(make_owner(3, kRecordTokenMask)) == kRecordTokenMask);
 
 // Attempt count (SlotMeta::attempts), one word tagged like the owner record:
 //
@@ -349,7 +345,9 @@ struct alignas(kCacheLine) SlotMeta {
   std::atomic<std::uint32_t> length;
   std::atomic<std::uint32_t> key_length;
   std::atomic<std::uint32_t> key_entry;
-  std::uint32_t reserved32;
+  // The owner's PID as the owner saw it, for display only (peek): written
+  // with the owner record, shown when that record's tag matches.
+  std::atomic<std::uint32_t> owner_pid;
   std::uint64_t reserved;
 };
 static_assert(std::is_standard_layout_v<SlotMeta>);
@@ -410,11 +408,12 @@ inline std::uint32_t count_claim(SlotMeta& m, Word from, Word mine) noexcept {
 // a record not later than `from`, for the same reason. Dies before it: the
 // record names an earlier lease (untrusted: the lease runs out by its
 // deadline). Dies after: the janitor can prove the owner dead.
-inline void record_owner(SlotMeta& m, Word from, Word mine, std::uint64_t owner_bits) noexcept {
+inline bool record_owner(SlotMeta& m, Word from, Word mine, std::uint64_t owner_bits) noexcept {
   std::uint64_t o = m.owner.load(std::memory_order_relaxed);
   const std::uint64_t want = owner_bits | make_owner(mine.gen(), 0);
   while (!gen_after(owner_gen(o), from.gen()))
-    if (m.owner.compare_exchange_weak(o, want, std::memory_order_relaxed)) return;
+    if (m.owner.compare_exchange_weak(o, want, std::memory_order_relaxed)) return true;
+  return false;
 }
 
 // A requeuer that holds the slot DEAD as `locked` (T9 requeue-lock) resets

@@ -157,6 +157,7 @@ void Queue::Impl::attach() noexcept {
   auto* base = static_cast<std::byte*>(segment.data());
   const auto g = detail::geometry(options.capacity, options.max_payload, options.dedup_keys);
   Ring::attach(base, g, options.capacity, options.max_payload);
+  liveness.attach(segment.fd());
   keys.attach(base, g, options.dedup_keys, static_cast<std::uint64_t>(options.dedup_window.count()), *this);
 }
 

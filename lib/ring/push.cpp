@@ -191,8 +191,7 @@ std::size_t Queue::Impl::push_pass(std::span<const std::span<const std::byte>> p
       return 1;
     }
   }
-  const detail::ProcessIdentity me = detail::self();
-  const std::uint64_t writer = detail::make_writer(me.pid, me.start_ticks);
+  const std::uint64_t writer = detail::make_writer(liveness.token());
   std::size_t done = 0;
   for (int round = 0; round < 2 && done < payloads.size(); ++round) {
     if (!push_round(payloads, ids, visible_at, load_order, key, writer, done)) return done;

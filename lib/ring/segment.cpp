@@ -98,6 +98,7 @@ std::uint64_t Segment::size() const noexcept {
   if (!impl_) return 0;
   return impl_->fd >= 0 ? impl_->size : impl_->region.get_size();
 }
+int Segment::fd() const noexcept { return impl_ ? impl_->handle() : -1; }
 
 bool Segment::modified_at(timespec& out) const noexcept {
   struct stat st {};

@@ -65,6 +65,9 @@ class Segment {
 
   [[nodiscard]] bool is_open() const noexcept { return impl_ != nullptr; }
   [[nodiscard]] void* data() const noexcept;
+  // The descriptor of the segment's file, private to this object and
+  // close-on-exec (liveness.hpp locks through it); -1 if none.
+  [[nodiscard]] int fd() const noexcept;
   [[nodiscard]] std::uint64_t size() const noexcept;
 
   struct Impl;  // the Boost objects; defined in segment.cpp only

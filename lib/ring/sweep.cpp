@@ -15,9 +15,7 @@ std::size_t detail::Ring::recover_dead_writers() noexcept {
   for (std::uint32_t i = 0; i < capacity; ++i) {
     Word w{state(i).load(std::memory_order_relaxed)};
     if (w.state() != State::writing) continue;
-    const auto pid = static_cast<std::uint32_t>(w.aux() & kPidMask);
-    const std::uint64_t start_bits = w.aux() >> kPidBits;
-    if (!detail::proven_dead(pid, start_bits, (std::uint64_t{1} << kWriterStartBits) - 1)) continue;
+    if (!liveness.writer_gone(writer_token(w.aux()))) continue;
     // T2. Release: pairs with the acquire of the next producer's T1.
     if (detail::move(T::recover, state(i), w, T::recover.target(w, 0))) {
       ++freed;
@@ -35,20 +33,21 @@ namespace {
 // keeps the recent ones, and leases of one owner tend to be judged together).
 class OwnerVerdicts {
  public:
-  bool dead(std::uint32_t pid, std::uint64_t start) noexcept {
+  explicit OwnerVerdicts(const detail::Liveness& judge) noexcept : judge_(judge) {}
+  bool gone(std::uint64_t token) noexcept {
     for (std::size_t v = 0; v < std::min(judged_, std::size(verdicts_)); ++v)
-      if (verdicts_[v].pid == pid && verdicts_[v].start == start) return verdicts_[v].dead;
-    const bool dead = detail::proven_dead(pid, start, (std::uint64_t{1} << detail::kOwnerStartBits) - 1);
-    verdicts_[judged_++ % std::size(verdicts_)] = {pid, start, dead};
-    return dead;
+      if (verdicts_[v].token == token) return verdicts_[v].gone;
+    const bool gone = judge_.proven_gone(token);
+    verdicts_[judged_++ % std::size(verdicts_)] = {token, gone};
+    return gone;
   }
 
  private:
   struct Verdict {
-    std::uint32_t pid;
-    std::uint64_t start;
-    bool dead;
+    std::uint64_t token;
+    bool gone;
   };
+  const detail::Liveness& judge_;
   Verdict verdicts_[16];
   std::size_t judged_ = 0;
 };
@@ -59,13 +58,13 @@ bool returnable(Word w, const SlotMeta& m, std::uint64_t now, OwnerVerdicts& ver
                 bool& dead_owner) noexcept {
   dead_owner = false;
   if (!detail::lease_current(w, now)) return true;
-  // One word: PID and start time are the same claimer's. The tag must name
-  // this very lease (generation), else the record is a previous owner's, or
-  // the claimer died before writing it: then only the deadline frees the slot.
+  // The tag must name this very lease (generation), else the record is a
+  // previous owner's, or the claimer died before writing it: then only the
+  // deadline frees the slot. Token 0: a detached lease.
   const std::uint64_t owner = m.owner.load(std::memory_order_relaxed);
-  const std::uint32_t pid = detail::owner_pid(owner);
-  if (detail::owner_gen(owner) != w.gen() || pid == 0) return false;
-  dead_owner = verdicts.dead(pid, detail::owner_start_bits(owner));
+  const std::uint64_t token = detail::owner_token(owner);
+  if (detail::owner_gen(owner) != w.gen() || token == 0) return false;
+  dead_owner = verdicts.gone(token);
   return dead_owner;
 }
 
@@ -76,7 +75,7 @@ SweepResult Queue::sweep() noexcept {
   SweepResult r;
   const std::uint64_t now = detail::now_ms();
   const std::uint32_t max_attempts = q.options.max_attempts;
-  OwnerVerdicts verdicts;
+  OwnerVerdicts verdicts(q.liveness);
   bool returned = false;
   for (std::uint32_t i = 0; i < q.capacity; ++i) {
     auto& sw = q.state(i);

@@ -137,25 +137,33 @@ TEST_F(ForgedWriting, DeadWriterFreedByPushIntoFullRing) {
 TEST_F(ForgedWriting, LiveOrStoppedWriterNeverFreed) {
   Watchdog wd(60s, "ForgedWriting.LiveOrStoppedWriterNeverFreed");
   reopen(2);
-  f->forge(0, T::reserve, static_cast<std::uint32_t>(::getpid()));
+  constexpr std::uint64_t kMine = 0x4d1e, kChild = 0xc41d;
+  f->hold_token(kMine);  // as this process's own queue handle holds its token
+  f->forge(0, T::reserve, jobring::detail::make_writer(kMine));
   for (int i = 0; i < 10; ++i) EXPECT_EQ(q.try_claim(), std::nullopt);
   ASSERT_TRUE(q.push("one"));
   EXPECT_EQ(q.push("two").status, PushStatus::full);
   EXPECT_EQ(q.stats().writing, 1u);
   EXPECT_EQ(q.stats().recovered_writes, 0u);
 
-  // A stopped child.
-  const pid_t child = jobring::test::fork_child([] {
+  // A stopped child, holding its own token.
+  jobring::test::Pipe holding;
+  const pid_t child = jobring::test::fork_child([&] {
+    jobring::test::SegmentView mine(name);
+    mine.hold_token(kChild);
+    (void)jobring::test::write_all(holding.write_fd(), "held\n", 5);
     for (;;) ::pause();
     return 0;
   });
+  holding.close_write();
+  ASSERT_TRUE(jobring::test::read_line(holding.read_fd(), 60s).has_value());
   ASSERT_EQ(::kill(child, SIGSTOP), 0);
   int status = 0;
   ASSERT_EQ(::waitpid(child, &status, WUNTRACED), child);
   ASSERT_TRUE(WIFSTOPPED(status));
   // The same slot, now WRITING by the child: a word no transition makes
   // (WRITING to WRITING), written directly.
-  f->step(0, State::writing, static_cast<std::uint32_t>(child));
+  f->step(0, State::writing, jobring::detail::make_writer(kChild));
   auto held = q.try_claim();
   ASSERT_TRUE(held);
   EXPECT_EQ(q.ack(held->lease), LeaseStatus::ok);
@@ -187,14 +195,13 @@ TEST_F(ForgedWriting, ZombieWriterIsDead) {
 
 // G3 + G9: an aux that cannot be a PID (0, above the kernel's limit, or with
 // bits above 32 set) is not a live writer: the slot is recovered, not leaked.
-TEST_F(ForgedWriting, ImpossibleWriterPidsAreDead) {
+TEST_F(ForgedWriting, TokensNobodyHoldsAreGone) {
   const auto self = static_cast<std::uint64_t>(::getpid());
   const std::uint64_t auxes[] = {
-      0,                                // no process
-      std::uint64_t{1} << 22,           // PID_MAX_LIMIT
-      0xffffffffull,                    // -1 as a pid_t: kill(-1, 0) would "succeed"
-      0x80000000ull,                    // negative as a pid_t
-      (std::uint64_t{1} << 32) | self,  // our PID in the low 32 bits, garbage above
+      0,                                // names nobody: no live process writes it
+      std::uint64_t{1} << 22,           // what was PID_MAX_LIMIT
+      0xffffffffull,                    // -1 as a pid_t
+      (std::uint64_t{1} << 32) | self,  // our PID in the low 32 bits: no PID means anything now
       (std::uint64_t{1} << 32) | 1u,    // init's PID in the low 32 bits
       jobring::detail::kAuxMask,
   };
@@ -278,7 +285,7 @@ TEST_F(ForgedLease, Item7_StalledClaimerLeavesNextJobsCountAndOwnerAlone) {
 
   // The stalled claimer resumes.
   (void)jobring::detail::count_claim(f->meta(0), from, stalled);
-  jobring::detail::record_owner(f->meta(0), from, stalled, jobring::detail::make_owner(0, ::getpid()));
+  jobring::detail::record_owner(f->meta(0), from, stalled, jobring::detail::make_owner(0, jobring::test::kDeadToken));
 
   const auto leased = q.peek(JobState::leased);
   ASSERT_EQ(leased.size(), 1u);
@@ -306,7 +313,7 @@ TEST_F(ForgedLease, Item7_StalledClaimerBeforeNextJobsClaim) {
   ASSERT_EQ(q.ack(a->lease), LeaseStatus::ok);
   ASSERT_TRUE(q.push("B"));
   (void)jobring::detail::count_claim(f->meta(0), from, stalled);
-  jobring::detail::record_owner(f->meta(0), from, stalled, jobring::detail::make_owner(0, dead_pid()));
+  jobring::detail::record_owner(f->meta(0), from, stalled, jobring::detail::make_owner(0, jobring::test::kDeadToken));
   EXPECT_EQ(q.peek(JobState::ready).at(0).attempts, 0u);
   auto b = q.try_claim(with_lease(1h));
   ASSERT_TRUE(b);

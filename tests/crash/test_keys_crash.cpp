@@ -56,7 +56,7 @@ TEST(DedupForged, ProducerDiedBeforeCommitLeavesNoStuckKey) {
   // Rewrite as the dead producer would have left it: slot WRITING, entry
   // CLAIMED. Both words go back (READY to WRITING, LIVE to CLAIMED), which no
   // transition does, so they are written directly.
-  const std::uint64_t writer = jobring::detail::make_writer(dead_pid(), 0);
+  const std::uint64_t writer = jobring::detail::make_writer(jobring::test::kDeadToken);
   v.step(slot, State::writing, writer);
   v.key(e).word.store(jobring::test::key_word(v.key_word(e), KeyState::claimed, writer).raw);
   const PushResult r = q.push("again", PushOptions{.key = "stuck?"});
@@ -82,9 +82,9 @@ TEST(DedupForged, ProducerDiedAfterCommitKeepsTheKey) {
   const std::uint32_t e = v.find_key(hash);
   ASSERT_LT(e, v.key_capacity());
   EXPECT_EQ(v.key_state(e), KeyState::live);
-  v.key(e).word.store(
-      jobring::test::key_word(v.key_word(e), KeyState::claimed, jobring::detail::make_writer(dead_pid(), 0))
-          .raw);
+  v.key(e).word.store(jobring::test::key_word(v.key_word(e), KeyState::claimed,
+                                              jobring::detail::make_writer(jobring::test::kDeadToken))
+                          .raw);
   const PushResult r = q.push("p", PushOptions{.key = "kept"});
   EXPECT_TRUE(r.duplicate);
   EXPECT_EQ(r.id, id);
@@ -132,12 +132,20 @@ TEST(DedupForged, PushOfAKeyInProgressWaitsBoundedThenFull) {
   SegmentView v(name);
   const std::uint32_t e = v.find_key(hash);
   const std::uint32_t slot = static_cast<std::uint32_t>(v.key(e).slot.load());
-  // A stopped producer: alive, holding the entry and its slot.
+  // A stopped producer: alive, holding the entry and its slot (it holds the
+  // liveness token they name).
+  constexpr std::uint64_t kToken = 0x51057;
+  jobring::test::Pipe held;
   const pid_t stopped = jobring::test::fork_child([&] {
+    SegmentView mine(name);
+    mine.hold_token(kToken);
+    (void)jobring::test::write_all(held.write_fd(), "held\n", 5);
     ::pause();
     return 0;
   });
-  const std::uint64_t writer = jobring::detail::make_writer(static_cast<std::uint32_t>(stopped), 0);
+  held.close_write();
+  ASSERT_TRUE(jobring::test::read_line(held.read_fd(), 60s).has_value());
+  const std::uint64_t writer = jobring::detail::make_writer(kToken);
   v.step(slot, State::writing, writer);
   v.key(e).word.store(jobring::test::key_word(v.key_word(e), KeyState::claimed, writer).raw);
   // No wait: full, and the slot it took for a moment is given back.
@@ -240,7 +248,7 @@ TEST(KeyTableCrash, Item4_HalfWrittenClaimedEntryIsNotAnotherKeysJob) {
   // a producer of "c" that stored the hash and died.
   v.key(ec).job_id.store(v.key(ea).job_id.load());
   v.key(ec).slot.store(v.key(ea).slot.load());
-  v.forge_key(ec, detail::K::claim, detail::make_writer(dead_pid(), 0));
+  v.forge_key(ec, detail::K::claim, detail::make_writer(test::kDeadToken));
   v.key(ec).hash.store(hash_c);
   const PushResult c = q.push("c-job", PushOptions{.key = "c"});
   ASSERT_TRUE(c);
@@ -272,7 +280,7 @@ TEST(KeyTableCrash, Item4_ClaimedEntryWithNoFieldsWrittenIsNotASecondLiveEntry) 
   v.key(stale).hash.store(hash_a);
   v.key(stale).job_id.store(v.key(ea).job_id.load());
   v.key(stale).slot.store(v.key(ea).slot.load());
-  v.forge_key(stale, detail::K::claim, detail::make_writer(dead_pid(), 0));
+  v.forge_key(stale, detail::K::claim, detail::make_writer(test::kDeadToken));
   q.sweep();
   EXPECT_EQ(entries_holding(v, hash_a), 1) << "two entries hold key a";
   EXPECT_EQ(q.stats().keys_live, 1u);

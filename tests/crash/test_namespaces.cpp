@@ -168,9 +168,10 @@ TEST(TimeNamespaces, ALiveProducerInAnotherTimeNamespaceKeepsItsSlot) {
   Pipe report, ready, hold;
   const pid_t child = spawn_in_time_namespace(0, 100000, report.write_fd(), [&] {
     Queue mine = Queue::open(name);
-    const detail::ProcessIdentity me = detail::self();
     SegmentView v(name);
-    v.forge(0, detail::T::reserve, detail::make_writer(me.pid, me.start_ticks));
+    constexpr std::uint64_t kToken = 0x7133;
+    v.hold_token(kToken);  // as the producer's handle holds its own
+    v.forge(0, detail::T::reserve, detail::make_writer(kToken));
     (void)test::write_all(ready.write_fd(), "writing\n", 8);
     char c;
     while (::read(hold.read_fd(), &c, 1) < 0 && errno == EINTR) {

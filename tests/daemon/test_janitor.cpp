@@ -138,19 +138,6 @@ std::string read_file(const std::string& path) {
   return s;
 }
 
-// Field 22 of /proc/PID/stat (start time, clock ticks after boot); 0 if unreadable.
-std::uint64_t start_ticks_of(pid_t pid) {
-  const std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
-  const auto paren = stat.rfind(')');
-  if (paren == std::string::npos) return 0;
-  std::istringstream in(stat.substr(paren + 2));
-  std::string field;
-  for (int i = 3; i <= 22; ++i) {
-    if (!(in >> field)) return 0;
-  }
-  return std::stoull(field);
-}
-
 using test::TempDir;  // tests/support/temp_dir.hpp
 
 // The segment of a queue, mapped by the test (as another process would), to
@@ -505,11 +492,11 @@ TEST(Sweep, ReclaimsZombieOwnersLease) {
   holder.kill_and_reap();
 }
 
-// The owner record a claim writes is what proof of death needs: this
-// process's PID tagged with the lease's generation, and its real start time
-// (field 22 of /proc/self/stat). Fails if the start time is not recorded (then
-// a reused PID would always look alive).
-TEST(Sweep, ClaimRecordsOwnerPidAndStartTime) {
+// The owner record a claim writes is what proof of death needs: the claiming
+// handle's liveness token, tagged with the lease's generation, and a token
+// that the handle really holds (its lock is taken, so the record is alive).
+// The PID beside it is for display. A detached lease names nobody.
+TEST(Sweep, ClaimRecordsItsOwnersLivenessToken) {
   QueueName name("jan-rec");
   Queue q = Queue::create(name, small_options(4));
   ASSERT_TRUE(q.push("job"));
@@ -519,16 +506,17 @@ TEST(Sweep, ClaimRecordsOwnerPidAndStartTime) {
   const Word w = seg.word(job->lease.slot);
   ASSERT_EQ(w.state(), State::leased);
   const SlotMeta& m = seg.meta(job->lease.slot);
-  const std::uint64_t start = start_ticks_of(::getpid());
-  ASSERT_NE(start, 0u);
-  EXPECT_EQ(m.owner.load(), detail::make_owner(w.gen(), static_cast<std::uint32_t>(::getpid()), start));
-  EXPECT_EQ(detail::owner_pid(m.owner.load()), static_cast<std::uint32_t>(::getpid()));
+  const std::uint64_t token = detail::owner_token(m.owner.load());
+  ASSERT_NE(token, 0u);
   EXPECT_EQ(detail::owner_gen(m.owner.load()), w.gen());
+  EXPECT_EQ(m.owner_pid.load(), static_cast<std::uint32_t>(::getpid()));
+  // The token's lock is held (by the claiming handle): another holder is refused.
+  EXPECT_THROW(seg.hold_token(token), std::runtime_error);
   // Detached: no owner.
   ASSERT_TRUE(q.push("job2"));
   auto detached = q.try_claim(lease_of(60'000ms, Owner::detached));
   ASSERT_TRUE(detached.has_value());
-  EXPECT_EQ(detail::owner_pid(seg.meta(detached->lease.slot).owner.load()), 0u);
+  EXPECT_EQ(detail::owner_token(seg.meta(detached->lease.slot).owner.load()), 0u);
 }
 
 // Guarantee 8: a stopped (SIGSTOP) worker is alive: however many sweeps run,
@@ -622,10 +610,10 @@ TEST(Sweep, ReturnsExpiredLeaseOfLiveOwner) {
 // not the one recorded with the lease — the PID was reused by another process
 // — so the owner is dead and the lease is reclaimed. Forged: the live owner is
 // this process, and only the start-time bits of its owner record are changed
-// (the generation tag still matches). Also: an unknown start time (0) never
-// proves death.
-TEST(Sweep, ReusedPidCountsAsDead) {
-  Watchdog dog(60s, "Sweep.ReusedPidCountsAsDead");
+// (the generation tag still matches). Also: token 0 (nobody) never proves
+// death.
+TEST(Sweep, ATokenNobodyHoldsCountsAsGone) {
+  Watchdog dog(60s, "Sweep.ATokenNobodyHoldsCountsAsGone");
   QueueName name("jan-reuse");
   Queue q = Queue::create(name, small_options(8));
   const PushResult pushed = q.push("job");
@@ -635,21 +623,17 @@ TEST(Sweep, ReusedPidCountsAsDead) {
   Segment seg(name);
   SlotMeta& m = seg.meta(job->lease.slot);
   const std::uint64_t gen = seg.word(job->lease.slot).gen();
-  const auto me = static_cast<std::uint32_t>(::getpid());
-  const std::uint64_t real_start = start_ticks_of(::getpid());
-  ASSERT_NE(detail::owner_start_bits(m.owner.load()), 0u);
+  ASSERT_NE(detail::owner_token(m.owner.load()), 0u);
 
   // Control: the real owner record: alive, not reclaimed.
   EXPECT_EQ(q.sweep().reclaimed, 0u);
-  // Unknown start time: cannot prove anything: not reclaimed.
-  m.owner.store(detail::make_owner(gen, me, 0));
+  // Token 0 names nobody: nothing to prove: not reclaimed.
+  m.owner.store(detail::make_owner(gen, 0));
   EXPECT_EQ(q.sweep().reclaimed, 0u);
   EXPECT_EQ(q.stats().leased, 1u);
 
-  // Another start time: the PID now belongs to someone else.
-  m.owner.store(detail::make_owner(gen, me, real_start + 12345));
-  ASSERT_NE(detail::owner_start_bits(m.owner.load()),
-            detail::owner_start_bits(detail::make_owner(gen, me, real_start)));
+  // A token no process holds: its owner is gone.
+  m.owner.store(detail::make_owner(gen, test::kDeadToken));
   const SweepResult r = q.sweep();
   EXPECT_EQ(r.reclaimed, 1u);
   EXPECT_EQ(q.stats().reclaimed, 1u);
@@ -682,9 +666,9 @@ TEST(Sweep, OwnerRecordWithStaleGenerationIsNotTrusted) {
   SlotMeta& m = seg.meta(slot);
   const std::uint64_t good = m.owner.load();
   ASSERT_EQ(detail::owner_gen(good), w.gen());
-  ASSERT_EQ(detail::owner_pid(good), static_cast<std::uint32_t>(holder.pid()));
+  ASSERT_NE(detail::owner_token(good), 0u);
   m.owner.store(detail::make_owner((w.gen() + detail::kGenMask) & detail::kGenMask,  // gen - 1
-                                   static_cast<std::uint32_t>(holder.pid()), detail::owner_start_bits(good)));
+                                   detail::owner_token(good)));
   for (int i = 0; i < 10; ++i) ASSERT_EQ(q.sweep().reclaimed, 0u) << "an untrusted owner record was believed";
   EXPECT_EQ(q.stats().leased, 1u);
   EXPECT_EQ(q.try_claim(), std::nullopt);
@@ -743,29 +727,35 @@ TEST(Sweep, DeadOwnerWithAttemptsUsedUpGoesToDead) {
   EXPECT_EQ(job->attempt, 1u);
 }
 
-// T1/T2 by sweep: a slot left WRITING by a dead producer is freed by the
-// sweep — also when the producer's PID was reused by another process (live
-// PID, other start time) — while one WRITING by a live producer (this
-// process, its real start time, or an unknown one) is not.
+// T1/T2 by sweep: a slot left WRITING by a producer that is gone (a token no
+// process holds, or one whose holder let go of it) is freed by the sweep,
+// while one WRITING by a live producer (a held token) is not. A word that
+// names nobody (token 0, which no live process writes) is freed too: a
+// hostile word must not hide a slot for ever.
 TEST(Sweep, FreesHalfWrittenSlotOfDeadProducerOnly) {
   Watchdog dog(60s, "Sweep.FreesHalfWrittenSlotOfDeadProducerOnly");
   QueueName name("jan-wr");
   Queue q = Queue::create(name, small_options(8));
   Segment seg(name);
-  const auto me = static_cast<std::uint32_t>(::getpid());
-  const std::uint64_t start = start_ticks_of(::getpid());
-  auto forge_writing = [&](std::uint32_t slot, std::uint64_t aux) { seg.step(slot, State::writing, aux); };
-  forge_writing(1, detail::make_writer(dead_pid(), 0));
-  forge_writing(2, detail::make_writer(me, start));
-  forge_writing(3, detail::make_writer(me, start + 777));  // this PID, another process's start time
-  forge_writing(4, detail::make_writer(me, 0));            // start time unknown
+  auto forge_writing = [&](std::uint32_t slot, std::uint64_t aux) {
+    seg.forge(slot, detail::T::reserve, aux);
+  };
+  constexpr std::uint64_t kLive = 0x2222, kLetGo = 0x3333;
+  Segment holder(name);
+  holder.hold_token(kLive);
+  holder.hold_token(kLetGo);
+  holder.release_token(kLetGo);
+  forge_writing(1, detail::make_writer(test::kDeadToken));
+  forge_writing(2, detail::make_writer(kLive));
+  forge_writing(3, detail::make_writer(kLetGo));  // held once, then let go (died, exec'd, closed)
+  forge_writing(4, detail::make_writer(0));       // names nobody: hostile
   const SweepResult r = q.sweep();
-  EXPECT_EQ(r.recovered_writes, 2u);
+  EXPECT_EQ(r.recovered_writes, 3u);
   EXPECT_EQ(seg.word(1).state(), State::free);
-  EXPECT_EQ(seg.word(2).state(), State::writing);
-  EXPECT_EQ(seg.word(3).state(), State::free) << "a reused PID kept a dead writer's slot";
-  EXPECT_EQ(seg.word(4).state(), State::writing);
-  EXPECT_EQ(q.stats().recovered_writes, 2u);
+  EXPECT_EQ(seg.word(2).state(), State::writing) << "a live producer's slot was freed under it";
+  EXPECT_EQ(seg.word(3).state(), State::free) << "a token let go of kept its slot";
+  EXPECT_EQ(seg.word(4).state(), State::free);
+  EXPECT_EQ(q.stats().recovered_writes, 3u);
   EXPECT_EQ(q.sweep().recovered_writes, 0u);
 }
 

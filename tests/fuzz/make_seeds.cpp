@@ -204,7 +204,7 @@ void segment_seeds() {
   for (std::uint32_t i = 0; i < capacity; ++i) {
     const Word w{get<std::uint64_t>(forged, state_at(forged, i))};
     if (w.state() != State::free) continue;
-    put(forged, state_at(forged, i), Word::make(State::writing, 3, jobring::detail::make_writer(0, 0)).raw);
+    put(forged, state_at(forged, i), Word::make(State::writing, 3, jobring::detail::make_writer(0)).raw);
     break;
   }
   put(forged, state_at(forged, capacity - 1), Word::make(State::leased, 9, 1).raw);

@@ -152,16 +152,19 @@ TEST(FuzzRegress, FifoAfterAPartialPurgeWithADelayedJobAtTheClaimCursor) {
 TEST(FuzzRegress, KeyedPushDoesNotWaitForAnUnfinishedProducer) {
   QueueName name("fuzzreg");
   Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 8});
+  // A producer that lives through the test: this view holds its token.
+  constexpr std::uint64_t kLive = 0x11fe;
+  SegmentView holder(name);
+  holder.hold_token(kLive);
   {
     SegmentView view(name);
-    const auto me = jobring::detail::self();
     const std::uint64_t hash = jobring::detail::key_hash("order-1");
     for (std::uint32_t e = 0; e < view.key_capacity(); ++e) {
       auto& entry = view.key(e);
       entry.hash.store(hash);
       entry.job_id.store(77);
       entry.slot.store(0);
-      view.forge_key(e, jobring::detail::K::claim, jobring::detail::make_writer(me.pid, me.start_ticks));
+      view.forge_key(e, jobring::detail::K::claim, jobring::detail::make_writer(kLive));
     }
   }
   auto pushed = std::async(std::launch::async, [&] { return q.push("x", PushOptions{.key = "order-1"}); });

@@ -621,12 +621,11 @@ TEST(WaitCrash, SlotOfDeadWriterNeitherBlocksPushNorHangsClaim) {
   QueueName name("w-deadw");
   auto q = Queue::create(name.str(), Options{.capacity = 2, .max_payload = 64});
   SegmentView seg(name.str());
-  const std::uint32_t dead = dead_pid();
   auto forge_writing = [&] {
     for (std::uint32_t i = 0; i < 2; ++i) {
       std::uint64_t w = seg.state(i).load();
       if (Word{w}.state() != State::free) continue;
-      const std::uint64_t writer = detail::make_writer(dead, 0);
+      const std::uint64_t writer = detail::make_writer(test::kDeadToken);
       if (seg.state(i).compare_exchange_strong(w, detail::T::reserve.target(Word{w}, writer).raw))
         return true;
     }

@@ -20,9 +20,14 @@
 
 #include "ring/keys.hpp"
 #include "ring/layout.hpp"
+#include "ring/liveness.hpp"
 #include "ring/transitions.hpp"
 
 namespace jobring::test {
+
+// A liveness token (lib/ring/liveness.hpp) that no process holds: what the
+// records of a dead process name.
+inline constexpr std::uint64_t kDeadToken = 0x0dead0dead1ull;
 
 // The word that follows `from` in a key-table entry with state s: for
 // forging entry states no single transition leaves (a LIVE entry made
@@ -63,6 +68,20 @@ class SegmentView {
   }
   SegmentView(const SegmentView&) = delete;
   SegmentView& operator=(const SegmentView&) = delete;
+
+  // Takes the liveness lock of token t through this view's own open file
+  // description, as a live process's queue handle holds its own
+  // (liveness.hpp): records naming t are alive until release_token(t), the
+  // view's destruction, or the death of the process that made the view.
+  void hold_token(std::uint64_t t) const {
+    flock fl = token_lock(F_WRLCK, t);
+    if (::fcntl(fd_, F_OFD_SETLK, &fl) != 0)
+      throw std::runtime_error(std::string("F_OFD_SETLK: ") + std::strerror(errno));
+  }
+  void release_token(std::uint64_t t) const {
+    flock fl = token_lock(F_UNLCK, t);
+    (void)::fcntl(fd_, F_OFD_SETLK, &fl);
+  }
 
   [[nodiscard]] std::byte* base() const { return base_; }
   [[nodiscard]] std::size_t size() const { return size_; }
@@ -128,6 +147,15 @@ class SegmentView {
   }
 
  private:
+  static flock token_lock(short type, std::uint64_t t) {
+    flock fl{};
+    fl.l_type = type;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = detail::kLockBase + static_cast<std::int64_t>(t);
+    fl.l_len = 1;
+    return fl;
+  }
+
   int fd_ = -1;
   std::byte* base_ = nullptr;
   std::size_t size_ = 0;
