@@ -6,12 +6,23 @@
 #include <thread>
 
 #include "cli.hpp"
+#include "common/logind.hpp"
 #include "common/signals.hpp"
 #include "text.hpp"
 
 namespace jobring::cli {
 
 using namespace std::chrono_literals;
+
+namespace {
+
+// On stderr, so that scripts reading stdout see nothing new.
+void warn_remove_ipc(const std::string& name) {
+  const std::string warning = tools::remove_ipc_warning(name, jobring::segment_path(name));
+  if (!warning.empty()) std::fprintf(stderr, "jobring: %s\n", warning.c_str());
+}
+
+}  // namespace
 
 int cmd_create(const std::vector<std::string>& args) {
   Command c{"create",
@@ -52,6 +63,7 @@ int cmd_create(const std::vector<std::string>& args) {
       "incarnation %s\n",
       name.c_str(), o.capacity, o.max_payload, jobring::format_duration(o.default_lease).c_str(),
       o.max_attempts, o.mode, incarnation_text(q).c_str());
+  warn_remove_ipc(name);
   return kOk;
 }
 
@@ -111,6 +123,7 @@ int cmd_stat(const std::vector<std::string>& args) {
   const std::string name = name_arg(c, vm);
   const milliseconds watch = duration_arg(c, vm, "watch", 0ms);
   auto q = jobring::Queue::open(name);
+  warn_remove_ipc(name);
   (void)tools::install_stop_handlers();
   for (;;) {
     if (vm.count("json"))

@@ -1,14 +1,17 @@
 #include "metrics.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
+#include <ostream>
 #include <sstream>
+#include <string_view>
 
 #include "common/errno_text.hpp"
 #include "common/stats.hpp"
@@ -18,12 +21,43 @@ namespace jobring::janitor {
 
 namespace {
 
-// jobring_FIELD for a gauge; jobring_FIELD_total for a counter (a field whose
-// name already ends in _total, like expired_total, keeps it once).
-std::string metric_name(std::string_view field, tools::StatKind kind) {
-  std::string name = "jobring_" + std::string(field);
-  if (kind == tools::StatKind::counter && !field.ends_with("_total")) name += "_total";
-  return name;
+// A Stats field as a Prometheus metric: its name and how to scale its value.
+struct Metric {
+  std::string name;
+  double scale = 1;
+};
+
+// Prometheus' naming conventions on a Stats field's name: jobring_FIELD for a
+// gauge, jobring_FIELD_total for a counter (a field that already ends in
+// _total, like expired_total, keeps one), and base units: FIELD_ms is
+// jobring_FIELD_seconds, its value divided by 1000.
+Metric metric_of(const tools::StatField& field) {
+  std::string_view base = field.name;
+  double scale = 1;
+  if (base.ends_with("_ms")) {
+    base.remove_suffix(3);
+    scale = 0.001;
+  }
+  std::string name = "jobring_" + std::string(base);
+  if (scale != 1) name += "_seconds";
+  if (field.kind == tools::StatKind::counter && !base.ends_with("_total")) name += "_total";
+  return {name, scale};
+}
+
+// The # HELP and # TYPE lines of one metric.
+void describe(std::ostream& out, const std::string& name, std::string_view help, const char* type) {
+  out << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n';
+}
+
+bool write_all(int fd, const std::string& text) {
+  std::size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += static_cast<std::size_t>(n);
+  }
+  return true;
 }
 
 }  // namespace
@@ -33,45 +67,63 @@ void MetricsFile::set_path(std::string path) {
   path_ = std::move(path);
 }
 
-// One group per metric: its TYPE line, then a sample per queue.
+// One group per metric: its HELP and TYPE lines, then a sample per queue.
 std::string MetricsFile::text(std::uint64_t sweeps, double last_sweep_seconds) const {
   std::ostringstream out;
   for (const tools::StatField& field : tools::kStatFields) {
-    const std::string name = metric_name(field.name, field.kind);
-    out << "# TYPE " << name << (field.kind == tools::StatKind::gauge ? " gauge\n" : " counter\n");
+    const Metric metric = metric_of(field);
+    describe(out, metric.name, field.help, field.kind == tools::StatKind::gauge ? "gauge" : "counter");
     // Queue names are [A-Za-z0-9._-]: no escaping needed.
-    for (const auto& [queue, stats] : queues_)
-      out << name << "{queue=\"" << queue << "\"} " << stats.*field.member << '\n';
+    for (const auto& [queue, stats] : queues_) {
+      out << metric.name << "{queue=\"" << queue << "\"} ";
+      if (metric.scale == 1) {
+        out << stats.*field.member;
+      } else {
+        char value[32];
+        std::snprintf(value, sizeof value, "%.3f", static_cast<double>(stats.*field.member) * metric.scale);
+        out << value;
+      }
+      out << '\n';
+    }
   }
-  out << "# TYPE jobring_janitor_sweeps_total counter\njobring_janitor_sweeps_total " << sweeps << '\n'
-      << "# TYPE jobring_janitor_last_sweep_seconds gauge\njobring_janitor_last_sweep_seconds "
-      << last_sweep_seconds << '\n';
+  describe(out, "jobring_janitor_sweeps_total", "Sweeps done by this janitor since it started.", "counter");
+  out << "jobring_janitor_sweeps_total " << sweeps << '\n';
+  describe(out, "jobring_janitor_last_sweep_seconds", "How long the janitor's last sweep of all queues took.",
+           "gauge");
+  out << "jobring_janitor_last_sweep_seconds " << last_sweep_seconds << '\n';
   return out.str();
 }
 
+// The file is made 0644 whatever the umask (the unit's UMask=0077 would make
+// it 0600): node_exporter reads it as another user (prometheus).
 void MetricsFile::write(std::uint64_t sweeps, double last_sweep_seconds) {
   const std::string tmp = path_ + ".tmp." + std::to_string(::getpid());
   if (!stale_tmp_removed_) remove_stale_tmp();
-  {
-    std::ofstream f(tmp, std::ios::trunc);
-    f << text(sweeps, last_sweep_seconds);
-    f.flush();
-    if (!f) {
-      if (!failed_)
-        log(Level::warn, "cannot write metrics to %s: %s", tmp.c_str(), tools::errno_text(errno).c_str());
-      failed_ = true;
-      ::unlink(tmp.c_str());
-      return;
-    }
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  const bool written = fd >= 0 && ::fchmod(fd, 0644) == 0 && write_all(fd, text(sweeps, last_sweep_seconds));
+  const int err = errno;
+  if (fd >= 0 && ::close(fd) != 0 && written) {
+    fail("cannot write metrics to", tmp, errno);
+    ::unlink(tmp.c_str());
+    return;
+  }
+  if (!written) {
+    fail("cannot write metrics to", tmp, err);
+    if (fd >= 0) ::unlink(tmp.c_str());
+    return;
   }
   if (std::rename(tmp.c_str(), path_.c_str()) != 0) {
-    if (!failed_)
-      log(Level::warn, "cannot rename metrics into %s: %s", path_.c_str(), tools::errno_text(errno).c_str());
-    failed_ = true;
+    fail("cannot rename metrics into", path_, errno);
     ::unlink(tmp.c_str());
     return;
   }
   failed_ = false;
+}
+
+// Logged once, until a write succeeds again.
+void MetricsFile::fail(const char* what, const std::string& path, int err) {
+  if (!failed_) log(Level::warn, "%s %s: %s", what, path.c_str(), tools::errno_text(err).c_str());
+  failed_ = true;
 }
 
 // A janitor SIGKILLed between writing its temporary metrics file and the

@@ -1,8 +1,10 @@
 // Prometheus metrics (text exposition format) in a file, for node_exporter's
 // textfile collector: every jobring::Stats field of every watched queue,
-// named as common/stats.hpp names it (gauges jobring_FIELD, counters
-// jobring_FIELD_total), labelled queue="NAME", and the janitor's own sweep
-// count and sweep time.
+// named as common/stats.hpp names it with Prometheus' conventions (gauges
+// jobring_FIELD, counters jobring_FIELD_total, FIELD_ms as
+// jobring_FIELD_seconds), each with # HELP and # TYPE, labelled
+// queue="NAME", and the janitor's own sweep count and sweep time. The file is
+// mode 0644 whatever the umask.
 #pragma once
 
 #include <cstdint>
@@ -30,6 +32,7 @@ class MetricsFile {
  private:
   [[nodiscard]] std::string text(std::uint64_t sweeps, double last_sweep_seconds) const;
   void remove_stale_tmp();
+  void fail(const char* what, const std::string& path, int err);
 
   std::string path_;
   std::vector<std::pair<std::string, Stats>> queues_;

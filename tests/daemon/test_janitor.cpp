@@ -1636,7 +1636,7 @@ TEST_F(JanitorMetrics, MetricsFileFollowsTheQueue) {
   const std::string ready = gauge_series(name, "ready");
   const std::string leased = gauge_series(name, "leased");
   const std::string reclaimed = "jobring_reclaimed_total{queue=\"" + name.str() + "\"}";
-  const std::string oldest = gauge_series(name, "oldest_lease_ms");
+  const std::string oldest = gauge_series(name, "oldest_lease_seconds");
   ASSERT_TRUE(test::poll_until([&] { return metric_or(read_metrics(metrics), ready, -1) == 3; }, 20s))
       << read_file(metrics) << jan.err();
   const std::string text = read_file(metrics);
@@ -1656,7 +1656,7 @@ TEST_F(JanitorMetrics, MetricsFileFollowsTheQueue) {
   EXPECT_TRUE(contains(text, "# TYPE jobring_expired gauge\n")) << text;
   EXPECT_TRUE(contains(text, "# TYPE jobring_expired_total counter\n")) << text;
   EXPECT_TRUE(contains(text, "# TYPE jobring_reclaimed_total counter\n")) << text;
-  EXPECT_TRUE(contains(text, "# TYPE jobring_oldest_lease_ms gauge\n")) << text;
+  EXPECT_TRUE(contains(text, "# TYPE jobring_oldest_lease_seconds gauge\n")) << text;
   EXPECT_FALSE(contains(text, "_total_total")) << text;
   EXPECT_EQ(metric_or(read_metrics(metrics), "jobring_pushed_total{queue=\"" + name.str() + "\"}", -1), 3);
   EXPECT_EQ(metric_or(read_metrics(metrics), oldest, -1), 0);

@@ -1,7 +1,9 @@
-// Every field of jobring::Stats with its name and kind: the one place where
-// statistics are named. `jobring stat` (text and --json) and the janitor's
-// Prometheus metrics all walk this table, so a statistic has one name
-// everywhere: the Stats field's.
+// Every field of jobring::Stats with its name, kind and description: the one
+// place where statistics are named. `jobring stat` (text and --json) and the
+// janitor's Prometheus metrics all walk this table, so a statistic has one
+// name everywhere: the Stats field's. The metrics add Prometheus' conventions
+// to it (daemon/metrics.cpp): the prefix jobring_, _total on counters, and
+// base units (a field in milliseconds, NAME_ms, is NAME_seconds there).
 #pragma once
 
 #include <array>
@@ -16,39 +18,48 @@ namespace jobring::tools {
 // queue was created, which only grows.
 enum class StatKind { gauge, counter };
 
+// `help` is the metric's # HELP text (one line, no backslash or newline).
 struct StatField {
   std::string_view name;
   std::uint64_t Stats::*member;
   StatKind kind;
+  std::string_view help;
 };
 
 // In the order of the fields in jobring::Stats.
 inline constexpr std::array<StatField, 25> kStatFields{{
-    {"free", &Stats::free, StatKind::gauge},
-    {"writing", &Stats::writing, StatKind::gauge},
-    {"ready", &Stats::ready, StatKind::gauge},
-    {"delayed", &Stats::delayed, StatKind::gauge},
-    {"leased", &Stats::leased, StatKind::gauge},
-    {"expired", &Stats::expired, StatKind::gauge},
-    {"dead", &Stats::dead, StatKind::gauge},
-    {"corrupt", &Stats::corrupt, StatKind::gauge},
-    {"oldest_lease_ms", &Stats::oldest_lease_ms, StatKind::gauge},
-    {"keys_live", &Stats::keys_live, StatKind::gauge},
-    {"keys_remembered", &Stats::keys_remembered, StatKind::gauge},
-    {"keys_capacity", &Stats::keys_capacity, StatKind::gauge},
-    {"pushed", &Stats::pushed, StatKind::counter},
-    {"claimed", &Stats::claimed, StatKind::counter},
-    {"acked", &Stats::acked, StatKind::counter},
-    {"released", &Stats::released, StatKind::counter},
-    {"expired_total", &Stats::expired_total, StatKind::counter},
-    {"dead_lettered", &Stats::dead_lettered, StatKind::counter},
-    {"requeued", &Stats::requeued, StatKind::counter},
-    {"purged", &Stats::purged, StatKind::counter},
-    {"recovered_writes", &Stats::recovered_writes, StatKind::counter},
-    {"reclaimed", &Stats::reclaimed, StatKind::counter},
-    {"duplicates", &Stats::duplicates, StatKind::counter},
-    {"keys_evicted", &Stats::keys_evicted, StatKind::counter},
-    {"keys_full", &Stats::keys_full, StatKind::counter},
+    {"free", &Stats::free, StatKind::gauge, "Job slots free."},
+    {"writing", &Stats::writing, StatKind::gauge, "Job slots a producer is writing."},
+    {"ready", &Stats::ready, StatKind::gauge, "Jobs claimable now."},
+    {"delayed", &Stats::delayed, StatKind::gauge, "Jobs pushed with a delay that has not passed yet."},
+    {"leased", &Stats::leased, StatKind::gauge, "Jobs claimed whose lease deadline has not passed."},
+    {"expired", &Stats::expired, StatKind::gauge,
+     "Jobs claimed whose lease deadline has passed: the next claim takes them over."},
+    {"dead", &Stats::dead, StatKind::gauge, "Dead-lettered jobs (attempts used up); requeue or remove them."},
+    {"corrupt", &Stats::corrupt, StatKind::gauge, "Job slots with a state word no jobring process writes."},
+    {"oldest_lease_ms", &Stats::oldest_lease_ms, StatKind::gauge,
+     "Age of the oldest lease still held (0 if none)."},
+    {"keys_live", &Stats::keys_live, StatKind::gauge, "De-duplication keys of jobs in the queue."},
+    {"keys_remembered", &Stats::keys_remembered, StatKind::gauge,
+     "De-duplication keys of finished jobs, inside their window."},
+    {"keys_capacity", &Stats::keys_capacity, StatKind::gauge, "Entries of the de-duplication key table."},
+    {"pushed", &Stats::pushed, StatKind::counter, "Jobs pushed."},
+    {"claimed", &Stats::claimed, StatKind::counter, "Claims, takeovers of expired leases included."},
+    {"acked", &Stats::acked, StatKind::counter, "Jobs acknowledged (done)."},
+    {"released", &Stats::released, StatKind::counter, "Leases given back by their worker."},
+    {"expired_total", &Stats::expired_total, StatKind::counter, "Leases taken over after their deadline."},
+    {"dead_lettered", &Stats::dead_lettered, StatKind::counter, "Jobs dead-lettered."},
+    {"requeued", &Stats::requeued, StatKind::counter, "Dead jobs requeued."},
+    {"purged", &Stats::purged, StatKind::counter, "Job slots reset by purge or removal of dead jobs."},
+    {"recovered_writes", &Stats::recovered_writes, StatKind::counter,
+     "Half-written slots of dead producers freed."},
+    {"reclaimed", &Stats::reclaimed, StatKind::counter, "Leases of proven-dead owners returned by a sweep."},
+    {"duplicates", &Stats::duplicates, StatKind::counter,
+     "Keyed pushes that found their key and added nothing."},
+    {"keys_evicted", &Stats::keys_evicted, StatKind::counter,
+     "Remembered de-duplication keys dropped before their window ended, for room."},
+    {"keys_full", &Stats::keys_full, StatKind::counter,
+     "Keyed pushes refused because every key table entry was live."},
 }};
 
 // A field added to jobring::Stats must be named above.
