@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/sys.hpp"
+
 namespace jobring::detail {
 
 std::atomic<std::int64_t> g_monotonic_offset_ms{0};
@@ -35,16 +37,8 @@ long long parse_number(const char*& p) noexcept {
 // read, close and plain code), for the child of a fork.
 TimeOffsets read_offsets() noexcept {
   TimeOffsets o;
-  const int fd = ::open("/proc/self/timens_offsets", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return o;
   char buf[512];
-  ssize_t n;
-  do {
-    n = ::read(fd, buf, sizeof buf - 1);
-  } while (n < 0 && errno == EINTR);
-  ::close(fd);
-  if (n <= 0) return o;
-  buf[n] = '\0';
+  if (read_small_file("/proc/self/timens_offsets", buf, sizeof buf) < 0) return o;
   const long tick = g_ticks_per_second;
   for (const char* p = buf; *p != '\0';) {
     const char* name = p;

@@ -15,6 +15,7 @@
 #include <mutex>
 
 #include "common/clock.hpp"
+#include "common/sys.hpp"
 
 namespace jobring::detail {
 namespace {
@@ -24,16 +25,8 @@ namespace {
 bool read_stat(std::uint32_t pid, char& state, std::uint64_t& start_ticks) noexcept {
   char path[64];
   std::snprintf(path, sizeof path, "/proc/%u/stat", pid);
-  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
   char buf[1024];
-  ssize_t n;
-  do {
-    n = ::read(fd, buf, sizeof buf - 1);
-  } while (n < 0 && errno == EINTR);
-  ::close(fd);
-  if (n <= 0) return false;
-  buf[n] = '\0';
+  if (read_small_file(path, buf, sizeof buf) < 0) return false;
   const char* p = std::strrchr(buf, ')');
   if (p == nullptr || p[1] != ' ') return false;
   p += 2;

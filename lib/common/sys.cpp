@@ -1,5 +1,9 @@
 #include "common/sys.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstring>
 
 namespace jobring::detail {
@@ -14,6 +18,20 @@ namespace {
 }
 
 }  // namespace
+
+long read_small_file(const char* path, char* buf, unsigned long size) noexcept {
+  if (size == 0) return -1;
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t n;
+  do {
+    n = ::read(fd, buf, size - 1);
+  } while (n < 0 && errno == EINTR);
+  ::close(fd);
+  if (n <= 0) return -1;
+  buf[n] = '\0';
+  return static_cast<long>(n);
+}
 
 std::string errno_text(int err) {
   char buf[256] = {};

@@ -9,4 +9,9 @@ namespace jobring::detail {
 // which may return a buffer that another thread's call overwrites).
 [[nodiscard]] std::string errno_text(int err);
 
+// Reads a small file (a /proc file: one read returns it whole) into buf,
+// NUL-terminated; returns its length, or -1 if it cannot be read.
+// Async-signal-safe (open, read, close), for a child of fork.
+[[nodiscard]] long read_small_file(const char* path, char* buf, unsigned long size) noexcept;
+
 }  // namespace jobring::detail
