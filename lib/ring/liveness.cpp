@@ -65,6 +65,10 @@ flock lock_of(short type, std::uint64_t token) noexcept {
 }  // namespace
 
 void Liveness::attach(int segment_fd) noexcept {
+  // Attached again (a creator maps its segment again by name once it is
+  // linked): one lock descriptor per handle. A token already taken stays
+  // valid: its lock is on the same file through the descriptor we keep.
+  if (fd_ >= 0) return;
   if (segment_fd < 0) return;
   char path[32];
   std::snprintf(path, sizeof path, "/proc/self/fd/%d", segment_fd);

@@ -3,6 +3,7 @@
 // permission bits, and moving a Queue. One process, no concurrency (the
 // multi-process tests live in crash/). Each test names the guarantee of
 // /work/shared/DESIGN.md (G1..G9) or the API contract it checks.
+#include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -453,6 +454,41 @@ TEST(Lifecycle, MoveKeepsTheQueue) {
   ASSERT_TRUE(j);
   EXPECT_EQ(j->text(), "one");
   EXPECT_EQ(c.ack(j->lease), LeaseStatus::ok);
+}
+
+}  // namespace
+}  // namespace jobring
+
+namespace jobring {
+namespace {
+
+std::size_t open_descriptors() {
+  std::size_t n = 0;
+  DIR* d = ::opendir("/proc/self/fd");
+  if (d == nullptr) return 0;
+  while (const dirent* e = ::readdir(d)) n += e->d_name[0] != '.' ? 1 : 0;
+  ::closedir(d);
+  return n;
+}
+
+// Guarantee 7 (bounded): a handle holds its descriptors (the segment's, and
+// its liveness lock's) only while it lives. A creator that maps its segment
+// again by name once it is linked must not open a second lock descriptor: a
+// leak of one per create ran a fuzzer out of descriptors.
+TEST(Lifecycle, HandlesLeakNoDescriptors) {
+  test::QueueName name("fds");
+  const std::size_t before = open_descriptors();
+  for (int i = 0; i < 50; ++i) {
+    Queue::remove(name);
+    Queue a = Queue::create(name, Options{.capacity = 4, .max_payload = 8});
+    Queue b = Queue::open(name);
+    Queue c = Queue::open_or_create(name, Options{.capacity = 4, .max_payload = 8});
+    ASSERT_TRUE(a.push("x"));
+    ASSERT_TRUE(b.try_claim().has_value());
+    (void)c.stats();
+  }
+  Queue::remove(name);
+  EXPECT_EQ(open_descriptors(), before);
 }
 
 }  // namespace
