@@ -104,7 +104,7 @@ struct PushOptions {
   // The job is invisible for this long (0 .. kMaxLease), counted from the
   // push call: never claimed sooner, usually within 1 ms more (whole ms).
   milliseconds delay{0};
-  milliseconds wait{0};   // when the queue is full, wait up to this long for room (0 .. kMaxLease)
+  milliseconds wait{0};  // when the queue is full, wait up to this long for room (0 .. kMaxLease)
   // De-duplication key, 1 .. kMaxKeyLength bytes (empty = none). While a job
   // pushed with the same key is in the queue (ready, delayed, leased or
   // dead), and for Options::dedup_window after it is acked, a push with the
@@ -124,10 +124,14 @@ struct PushOptions {
   const std::atomic<bool>* stop = nullptr;
 };
 
-// Who owns a lease. A process-owned lease records this process (PID and start
-// time) so that the janitor can reclaim it at once when the process is proven
-// dead. A detached lease has no owner and lives until its deadline: use it when
-// the claiming process exits before the ack (a shell script and the CLI).
+// Who owns a lease. A process-owned lease records the claiming Queue handle's
+// liveness token (a lock the handle holds on the segment file; the kernel
+// drops it when the process dies or execs, or the handle is destroyed), so
+// that the janitor can reclaim it at once when its owner is proven gone — in
+// any PID or time namespace. Keep the Queue object alive while you hold its
+// process-owned leases. A detached lease has no owner and lives until its
+// deadline: use it when the claiming process exits before the ack (a shell
+// script and the CLI).
 enum class Owner { process, detached };
 
 struct ClaimOptions {
@@ -191,7 +195,7 @@ struct JobInfo {
   std::uint32_t slot = 0;
   std::uint32_t attempts = 0;
   std::int64_t ms_until = 0;  // delayed: until visible; leased: until the deadline (negative: expired)
-  int owner_pid = 0;          // leased and owned by a process: its PID; else 0
+  int owner_pid = 0;          // leased and owned by a process: its PID (in its own PID namespace); else 0
   std::vector<std::byte> payload;
 };
 
@@ -368,9 +372,9 @@ class Queue {
   bool remove_dead(JobId dead_job) noexcept;  // dead → gone
   std::size_t purge(PurgeWhat what = PurgeWhat::all) noexcept;  // `all` also resets corrupt slots
 
-  // One recovery pass, as the janitor runs it: leases whose owner process is
-  // proven dead (PID gone, a zombie, or a PID reused by a process with another
-  // start time) and leases past their deadline go back to ready (or dead, if
+  // One recovery pass, as the janitor runs it: leases whose owner is proven
+  // gone (nobody holds its liveness token: the process died, exec'd or
+  // destroyed its Queue) and leases past their deadline go back to ready (or dead, if
   // their attempts are used up); half-written slots of dead producers are
   // freed; waiters are woken. A live owner's lease — even a stopped one's — is
   // never touched before its deadline. Every change is a CAS from the word

@@ -64,7 +64,7 @@ std::uint64_t owner_token_of_lease(const std::string& name) {
 // here, holds a lease and stays alive. A sweep here must not take the lease from it, nor free a slot it is
 // writing (forged with the worker's own token, as its push leaves it); once
 // it is killed, both come back at once.
-TEST(PidNamespaces, ALiveProcessInAnotherPidNamespaceIsNeverProvenDead) {
+TEST(PidNamespaces, Item3_ALiveProcessInAnotherPidNamespaceIsNeverProvenDead) {
   Watchdog dog(120s);
   QueueName name("pidns");
   Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 16});
@@ -135,7 +135,7 @@ TEST(PidNamespaces, ALiveProcessInAnotherPidNamespaceIsNeverProvenDead) {
 // handle: its token's lock goes with the close-on-exec descriptor. Its lease
 // and the slot it was writing come back at the next sweep, while the new
 // program still runs.
-TEST(Exec, AProcessThatExecsIsGoneAtOnce) {
+TEST(Exec, Item8_AProcessThatExecsIsGoneAtOnce) {
   Watchdog dog(120s);
   QueueName name("exec");
   Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 16});
@@ -181,7 +181,7 @@ TEST(Exec, AProcessThatExecsIsGoneAtOnce) {
 // it would hold the parent's lock and keep the parent "alive" after the
 // parent's death. The child of a process with a queue open holds none of it:
 // the parent's lease comes back while the child lives.
-TEST(Fork, AChildDoesNotKeepItsParentAlive) {
+TEST(Fork, Item8_AChildDoesNotKeepItsParentAlive) {
   Watchdog dog(120s);
   QueueName name("fork");
   Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 16});

@@ -83,7 +83,7 @@ pid_t grandchild_of(pid_t child, int report, int& status) {
 // another. A worker whose CLOCK_MONOTONIC runs 1000 s ahead must not take
 // over a 60 s lease granted a moment ago; its own 60 s lease must read as
 // 60 s here, not 1060 s.
-TEST(TimeNamespaces, LeasesMeanTheSameInstantInEveryTimeNamespace) {
+TEST(TimeNamespaces, Item2_LeasesMeanTheSameInstantInEveryTimeNamespace) {
   Watchdog dog(120s);
   QueueName name("timens");
   Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 16});
@@ -123,7 +123,7 @@ TEST(TimeNamespaces, LeasesMeanTheSameInstantInEveryTimeNamespace) {
 // ahead is alive to a sweep here (its start time, read through /proc, differs
 // by the offset); once it is killed, the sweep proves it dead and returns its
 // job at once.
-TEST(TimeNamespaces, ALiveWorkerInAnotherTimeNamespaceIsNeverProvenDead) {
+TEST(TimeNamespaces, Item1_ALiveWorkerInAnotherTimeNamespaceIsNeverProvenDead) {
   Watchdog dog(120s);
   QueueName name("timens");
   Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 16});
@@ -161,7 +161,7 @@ TEST(TimeNamespaces, ALiveWorkerInAnotherTimeNamespaceIsNeverProvenDead) {
 // Item 1, for producers: a slot a live producer in another time namespace is
 // writing (forged: WRITING with its identity, as T1 leaves it) is not freed
 // under it; once it is killed, it is.
-TEST(TimeNamespaces, ALiveProducerInAnotherTimeNamespaceKeepsItsSlot) {
+TEST(TimeNamespaces, Item1_ALiveProducerInAnotherTimeNamespaceKeepsItsSlot) {
   Watchdog dog(120s);
   QueueName name("timens");
   Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 16});
