@@ -66,6 +66,19 @@ inline constexpr auto kMaxAhead = 2 * static_cast<std::uint64_t>(kMaxLease.count
   return (allow_zero ? d.count() >= 0 : d.count() >= 1) && d <= kMaxLease;
 }
 
+// --- options.cpp
+// The key-table size a queue created with `o` gets.
+[[nodiscard]] std::uint32_t key_capacity_for(const Options& o) noexcept;
+// Options a queue may be created with; else invalid_options, what is wrong in `detail`.
+[[nodiscard]] std::error_code check_options(const Options& o, std::string& detail);
+// Every header field checked against the others and against the mapping's
+// real size, from private copies; the options and the incarnation it holds.
+[[nodiscard]] std::error_code validate_header(const void* base, std::uint64_t size, Options& out,
+                                              std::uint64_t& incarnation, std::string& detail);
+// What differs between an existing queue's options and those asked for
+// ("capacity 2 exists, 4096 asked"); empty if nothing that counts does.
+[[nodiscard]] std::string options_mismatch(const Options& stored, const Options& asked);
+
 // "jobring queue 'NAME': MESSAGE (DETAIL)": every error of an operation on a queue.
 [[nodiscard]] std::string describe(std::string_view name, const std::error_code& ec,
                                    const std::string& detail);

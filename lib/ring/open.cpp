@@ -13,7 +13,6 @@
 #include <new>
 #include <thread>
 
-#include "jobring/duration.hpp"
 #include "ring/core.hpp"
 
 namespace jobring {
@@ -36,101 +35,6 @@ constexpr milliseconds kInitWait{1000};
 constexpr std::chrono::seconds kAbandonedAfter{10};
 
 std::string file_name_of(std::string_view name) { return std::string(kFilePrefix).append(name); }
-
-// The key-table size a queue created with `o` gets: Options::dedup_keys
-// rounded up to whole buckets, or the default for 0.
-std::uint32_t key_capacity_for(const Options& o) noexcept {
-  if (o.dedup_keys == 0) return detail::default_key_capacity(o.capacity);
-  return static_cast<std::uint32_t>(detail::round_up(o.dedup_keys, detail::kKeyWays));
-}
-
-std::error_code check_options(const Options& o, std::string& detail) {
-  auto bad = [&](std::string why) {
-    detail = std::move(why);
-    return make_error_code(errc::invalid_options);
-  };
-  if (o.capacity < 1 || o.capacity > kMaxCapacity)
-    return bad("capacity " + std::to_string(o.capacity) + " not in 1.." + std::to_string(kMaxCapacity));
-  if (o.max_payload < 1 || o.max_payload > kMaxPayload)
-    return bad("max_payload " + std::to_string(o.max_payload) + " not in 1.." + std::to_string(kMaxPayload));
-  if (!detail::valid_duration(o.default_lease, false))
-    return bad("default_lease " + std::to_string(o.default_lease.count()) + " ms not in 1.." +
-               std::to_string(kMaxLease.count()) + " ms");
-  if (o.mode > 07777) return bad("mode has bits outside 07777");
-  if (o.dedup_keys != 0 && (o.dedup_keys < detail::kKeyWays || o.dedup_keys > kMaxKeyCapacity))
-    return bad("dedup_keys " + std::to_string(o.dedup_keys) + " not 0 (automatic) or in " +
-               std::to_string(detail::kKeyWays) + ".." + std::to_string(kMaxKeyCapacity));
-  if (!detail::valid_duration(o.dedup_window, true))
-    return bad("dedup_window " + std::to_string(o.dedup_window.count()) + " ms not in 0.." +
-               std::to_string(kMaxLease.count()) + " ms");
-  const auto g = detail::geometry(o.capacity, o.max_payload, key_capacity_for(o));
-  if (g.total_bytes > kMaxSegmentBytes)
-    return bad("segment of " + std::to_string(g.total_bytes) + " bytes exceeds the limit of " +
-               std::to_string(kMaxSegmentBytes) +
-               " bytes (capacity x (max_payload + 128) + dedup_keys x 33): lower capacity or max_payload");
-  return {};
-}
-
-// Validates every header field against the others and against the real size
-// of the mapping, before any slot is touched. Returns the options it describes
-// and the incarnation.
-std::error_code validate_header(const void* base, std::uint64_t size, Options& out,
-                                std::uint64_t& incarnation, std::string& detail) {
-  // Validate a private copy of line 0: another process may be rewriting the
-  // shared one, and what we check must be what we keep.
-  const auto* header = static_cast<const Header*>(base);
-  detail::Identity copy;
-  std::memcpy(&copy, &header->identity, sizeof copy);
-  const detail::Identity* h = &copy;
-  auto fail = [&](errc e, std::string why) {
-    detail = std::move(why);
-    return make_error_code(e);
-  };
-  if (h->magic != detail::kMagic) return fail(errc::not_a_queue, "bad magic");
-  if (h->layout_version != detail::kLayoutVersion)
-    return fail(
-        errc::incompatible_version,
-        "layout version " + std::to_string(h->layout_version) + ", this library reads version " +
-            std::to_string(detail::kLayoutVersion) +
-            (h->layout_version > detail::kLayoutVersion
-                 ? ": made by a newer jobring; use that version's library and tools"
-                 : ": made by an older jobring; drain it with that version, then remove and recreate it"));
-  if (h->header_bytes != detail::kHeaderBytes) return fail(errc::corrupt_segment, "header size");
-  if (h->capacity < 1 || h->capacity > kMaxCapacity) return fail(errc::corrupt_segment, "capacity");
-  if (h->max_payload < 1 || h->max_payload > kMaxPayload) return fail(errc::corrupt_segment, "max_payload");
-  // Line 1's key-table fields, also from private copies.
-  std::uint32_t key_capacity = 0;
-  std::uint64_t keys_offset = 0;
-  std::uint64_t dedup_window_ms = 0;
-  incarnation = 0;
-  std::memcpy(&key_capacity, &header->key_capacity, sizeof key_capacity);
-  std::memcpy(&keys_offset, &header->keys_offset, sizeof keys_offset);
-  std::memcpy(&dedup_window_ms, &header->dedup_window_ms, sizeof dedup_window_ms);
-  std::memcpy(&incarnation, &header->incarnation, sizeof incarnation);
-  if (incarnation == 0) return fail(errc::corrupt_segment, "incarnation 0");
-  if (key_capacity < detail::kKeyWays || key_capacity > kMaxKeyCapacity ||
-      key_capacity % detail::kKeyWays != 0)
-    return fail(errc::corrupt_segment, "key table size");
-  if (dedup_window_ms > static_cast<std::uint64_t>(kMaxLease.count()))
-    return fail(errc::corrupt_segment, "de-duplication window");
-  const auto g = detail::geometry(h->capacity, h->max_payload, key_capacity);
-  if (h->slot_stride != g.slot_stride || h->states_offset != g.states_offset ||
-      h->slots_offset != g.slots_offset || h->total_bytes != g.total_bytes || keys_offset != g.keys_offset)
-    return fail(errc::corrupt_segment, "geometry fields disagree with capacity and max_payload");
-  if (g.total_bytes != size)
-    return fail(errc::corrupt_segment, "segment is " + std::to_string(size) + " bytes, header says " +
-                                           std::to_string(g.total_bytes));
-  if (h->default_lease_ms < 1 || h->default_lease_ms > static_cast<std::uint64_t>(kMaxLease.count()))
-    return fail(errc::corrupt_segment, "default lease");
-  out.capacity = h->capacity;
-  out.max_payload = h->max_payload;
-  out.default_lease = milliseconds(static_cast<std::int64_t>(h->default_lease_ms));
-  out.max_attempts = h->max_attempts;
-  out.dedup_keys = key_capacity;
-  out.dedup_window = milliseconds(static_cast<std::int64_t>(dedup_window_ms));
-  out.mode = header->mode & 07777;  // informative only: no bound depends on it
-  return {};
-}
 
 }  // namespace
 
@@ -205,8 +109,8 @@ std::uint64_t new_incarnation() noexcept {
 std::unique_ptr<Queue::Impl> do_create(std::string_view name, const Options& options, std::error_code& ec,
                                        std::string& detail, const detail::Segment* stale = nullptr) {
   if ((ec = check_name(name))) return nullptr;
-  if ((ec = check_options(options, detail))) return nullptr;
-  const std::uint32_t key_capacity = key_capacity_for(options);
+  if ((ec = detail::check_options(options, detail))) return nullptr;
+  const std::uint32_t key_capacity = detail::key_capacity_for(options);
   const auto g = detail::geometry(options.capacity, options.max_payload, key_capacity);
   auto impl = std::make_unique<Queue::Impl>();
   detail::Failure failure;
@@ -324,7 +228,7 @@ std::unique_ptr<Queue::Impl> do_open(std::string_view name, std::error_code& ec,
       } else {
         Options options;
         std::uint64_t incarnation = 0;
-        if ((ec = validate_header(h, size, options, incarnation, detail))) return nullptr;
+        if ((ec = detail::validate_header(h, size, options, incarnation, detail))) return nullptr;
         impl->name = std::string(name);
         impl->options = options;
         impl->incarnation = incarnation;
@@ -347,32 +251,10 @@ std::unique_ptr<Queue::Impl> do_open(std::string_view name, std::error_code& ec,
   }
 }
 
-// Empty if the queue `impl` opened has the options asked for, else what
-// differs: "capacity 2 exists, 4096 asked; ...". The fields that count are
-// the geometry (capacity, max_payload, the de-duplication table's size) and
-// the contract (max_attempts, default_lease, dedup_window); mode is not.
-std::string options_mismatch(const Options& stored, const Options& asked) {
-  std::string out;
-  auto differ = [&](const char* field, const std::string& have, const std::string& want,
-                    const char* note = "") {
-    if (have == want) return;
-    if (!out.empty()) out += "; ";
-    out.append(field).append(" ").append(have).append(" exists, ").append(want).append(" asked").append(note);
-  };
-  differ("capacity", std::to_string(stored.capacity), std::to_string(asked.capacity));
-  differ("max_payload", std::to_string(stored.max_payload), std::to_string(asked.max_payload));
-  differ("dedup_keys", std::to_string(stored.dedup_keys), std::to_string(key_capacity_for(asked)),
-         asked.dedup_keys == 0 ? " (automatic)" : "");
-  differ("max_attempts", std::to_string(stored.max_attempts), std::to_string(asked.max_attempts));
-  differ("default_lease", format_duration(stored.default_lease), format_duration(asked.default_lease));
-  differ("dedup_window", format_duration(stored.dedup_window), format_duration(asked.dedup_window));
-  return out;
-}
-
 std::unique_ptr<Queue::Impl> do_open_or_create(std::string_view name, const Options& options,
                                                std::error_code& ec, std::string& detail) {
   if ((ec = check_name(name))) return nullptr;
-  if ((ec = check_options(options, detail))) return nullptr;
+  if ((ec = detail::check_options(options, detail))) return nullptr;
   // open, create and replace race with other processes doing the same and
   // with remove(): not_found on open means create; already_exists on create
   // (someone linked theirs first) means open again.
@@ -380,7 +262,7 @@ std::unique_ptr<Queue::Impl> do_open_or_create(std::string_view name, const Opti
     detail::Segment abandoned;
     auto impl = do_open(name, ec, detail, kInitWait, &abandoned);
     if (impl) {
-      if (std::string diff = options_mismatch(impl->options, options); !diff.empty()) {
+      if (std::string diff = detail::options_mismatch(impl->options, options); !diff.empty()) {
         ec = make_error_code(errc::options_mismatch);
         detail = diff + ": remove it (jobring rm " + std::string(name) + ") or ask for what exists";
         return nullptr;
