@@ -48,7 +48,7 @@ class OwnerVerdicts {
     bool gone;
   };
   const detail::Liveness& judge_;
-  Verdict verdicts_[16];
+  Verdict verdicts_[16]{};
   std::size_t judged_ = 0;
 };
 
