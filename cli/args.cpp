@@ -37,7 +37,7 @@ po::variables_map parse(Command& c, const std::vector<std::string>& args) {
     std::cout << "Usage: jobring " << c.name << ' ' << c.synopsis << "\n\n"
               << c.summary << "\n\n"
               << c.options << '\n'
-              << "Durations are written 500ms, 30s, 2m or 1h.\n"
+              << "Durations are written 500ms, 30s, 2m, 1h or 1d.\n"
               << kExitCodes;
     throw Exit{kOk, ""};
   }
@@ -50,9 +50,12 @@ milliseconds duration_arg(const Command& c, const po::variables_map& vm, const c
   const std::string text = vm[key].as<std::string>();
   const auto d = jobring::parse_duration(text);
   if (!d)
-    usage(c.name, std::string("bad duration '") + text + "' for --" + key + ": write e.g. 500ms, 30s or 2m");
+    usage(c.name,
+          std::string("bad duration '") + text + "' for --" + key + ": write e.g. 500ms, 30s, 2m, 1h or 1d");
   if (*d > jobring::kMaxLease)
-    usage(c.name, std::string("--") + key + " " + text + " is longer than the limit of 7 days");
+    usage(c.name, std::string("--") + key + " " + text +
+                      " is longer than the limit of 7 days (jobring's bound on leases and "
+                      "delays; schedule longer waits outside, e.g. with a systemd timer that pushes later)");
   return *d;
 }
 

@@ -1,4 +1,5 @@
 // The operators' subcommands: create, rm, ls, stat, peek, requeue, purge.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -83,11 +84,15 @@ int cmd_ls(const std::vector<std::string>& args) {
   const auto vm = parse(c, args);
   const bool json = vm.count("json") > 0;
   const auto names = jobring::Queue::list();
+  // The name column is as wide as the longest name (up to 64 characters), so
+  // the counts stay in their columns.
+  int width = 4;
+  for (const auto& name : names) width = std::max(width, static_cast<int>(name.size()));
   if (json)
     std::printf("[");
   else
-    std::printf("%-32s %9s %8s %8s %8s %8s %8s\n", "NAME", "CAPACITY", "READY", "DELAYED", "LEASED", "DEAD",
-                "FREE");
+    std::printf("%-*s %9s %8s %8s %8s %8s %8s\n", width, "NAME", "CAPACITY", "READY", "DELAYED", "LEASED",
+                "DEAD", "FREE");
   bool first = true;
   for (const auto& name : names) {
     std::error_code ec;
@@ -101,12 +106,12 @@ int cmd_ls(const std::vector<std::string>& args) {
                     json_string(ec.message()).c_str());
     } else if (q) {
       const auto s = q->stats();
-      std::printf("%-32s %9u %8llu %8llu %8llu %8llu %8llu\n", name.c_str(), q->options().capacity,
+      std::printf("%-*s %9u %8llu %8llu %8llu %8llu %8llu\n", width, name.c_str(), q->options().capacity,
                   static_cast<unsigned long long>(s.ready), static_cast<unsigned long long>(s.delayed),
                   static_cast<unsigned long long>(s.leased) + static_cast<unsigned long long>(s.expired),
                   static_cast<unsigned long long>(s.dead), static_cast<unsigned long long>(s.free));
     } else {
-      std::printf("%-32s (cannot open: %s)\n", name.c_str(), ec.message().c_str());
+      std::printf("%-*s (cannot open: %s)\n", width, name.c_str(), ec.message().c_str());
     }
     first = false;
   }
@@ -217,19 +222,28 @@ int cmd_requeue(const std::vector<std::string>& args) {
 }
 
 int cmd_purge(const std::vector<std::string>& args) {
-  Command c{"purge", "NAME [--state ready|delayed|dead|all]",
-            "Deletes jobs that are not under lease; prints how many. `all` also resets corrupt slots."};
-  c.options.add_options()("state", po::value<std::string>()->default_value("all"),
-                          "ready, delayed, dead or all");
+  Command c{"purge", "NAME (--state ready|delayed|dead | --all)",
+            "Deletes jobs that are not under lease; prints how many. Say which: --state picks one state,\n"
+            "--all takes every job not under lease and also resets corrupt slots."};
+  c.options.add_options()("state", po::value<std::string>(), "ready, delayed or dead (all = --all)")(
+      "all", "every job not under lease, and corrupt slots");
   add_name(c);
   const auto vm = parse(c, args);
   const std::string name = name_arg(c, vm);
-  const auto what = choice_arg<jobring::PurgeWhat>(c, vm, "state",
-                                                   {{"ready", jobring::PurgeWhat::ready},
-                                                    {"delayed", jobring::PurgeWhat::delayed},
-                                                    {"dead", jobring::PurgeWhat::dead},
-                                                    {"all", jobring::PurgeWhat::all}},
-                                                   "ready, delayed, dead or all");
+  // No default: a bare `purge NAME` used to empty the queue, one typo away
+  // from `peek NAME`.
+  if (vm.count("state") == vm.count("all"))
+    usage(c.name, vm.count("all") ? "give --state or --all, not both"
+                                  : "say what to delete: --state ready|delayed|dead, or --all for every job "
+                                    "not under lease");
+  const auto what = vm.count("all")
+                        ? jobring::PurgeWhat::all
+                        : choice_arg<jobring::PurgeWhat>(c, vm, "state",
+                                                         {{"ready", jobring::PurgeWhat::ready},
+                                                          {"delayed", jobring::PurgeWhat::delayed},
+                                                          {"dead", jobring::PurgeWhat::dead},
+                                                          {"all", jobring::PurgeWhat::all}},
+                                                         "ready, delayed, dead or all");
   auto q = jobring::Queue::open(name);
   std::printf("%zu\n", q.purge(what));
   return kOk;

@@ -4,12 +4,15 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 #include <string_view>
 
 #include "cli.hpp"
@@ -163,6 +166,36 @@ void add_work_options(Command& c) {
   add_name(c);
 }
 
+// Where execvpe would find `program`, or the reason it would not: checked
+// once at startup, so that `jobring work Q -- /nonexistent` (or a typo)
+// fails before claiming anything instead of burning every job's attempts.
+// (The command can still vanish later; then each job is retried as before.)
+std::string find_program(const std::string& program) {
+  auto runnable = [](const std::string& path) -> int {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return errno;
+    if (S_ISDIR(st.st_mode)) return EISDIR;
+    return ::access(path.c_str(), X_OK) == 0 ? 0 : errno;
+  };
+  if (program.find('/') != std::string::npos) {
+    const int e = runnable(program);
+    return e == 0 ? std::string() : tools::errno_text(e);
+  }
+  const char* env = std::getenv("PATH");
+  const std::string path = env != nullptr ? env : "/bin:/usr/bin";
+  int last = ENOENT;
+  for (std::size_t begin = 0; begin <= path.size();) {
+    std::size_t end = path.find(':', begin);
+    if (end == std::string::npos) end = path.size();
+    const std::string dir = end == begin ? "." : path.substr(begin, end - begin);
+    const int e = runnable(dir + "/" + program);
+    if (e == 0) return {};
+    if (e != ENOENT && e != ENOTDIR) last = e;  // like execvp: EACCES wins over "not found"
+    begin = end + 1;
+  }
+  return last == ENOENT ? "not found in PATH (" + path + ")" : tools::errno_text(last);
+}
+
 // Everything after "--" is the command; the rest goes to `vm`.
 WorkPlan parse_work(Command& c, const Args& args_in, po::variables_map& vm) {
   WorkPlan plan;
@@ -178,6 +211,9 @@ WorkPlan parse_work(Command& c, const Args& args_in, po::variables_map& vm) {
   vm = parse(c, args);
   plan.name = name_arg(c, vm);
   if (plan.cmd.args.empty()) usage(c.name, "missing the command: jobring work NAME -- CMD [ARG...]");
+  if (const std::string why = find_program(plan.cmd.args[0]); !why.empty())
+    throw Exit{kError, "jobring work: cannot run '" + plan.cmd.args[0] + "': " + why +
+                           "; no job was claimed (fix the command, or give its full path)"};
   for (auto& a : plan.cmd.args) plan.cmd.argv.push_back(a.data());
   plan.cmd.argv.push_back(nullptr);
   plan.concurrency = vm["concurrency"].as<unsigned>();

@@ -6,6 +6,7 @@
 // queue and what to do); 2 usage; 3 nothing to claim / timed out / queue
 // full; 4 lease lost.
 
+#include <algorithm>
 #include <cstdio>
 #include <exception>
 #include <functional>
@@ -50,7 +51,7 @@ void main_help(std::FILE* out) {
                "jobring queues are crash-safe leased job queues in shared memory (/dev/shm/jobring.NAME).\n\n"
                "Commands:\n");
   for (const auto& e : commands()) std::fprintf(out, "  %-9s %s\n", e.name, e.line);
-  std::fprintf(out, "\nDurations are written 500ms, 30s, 2m or 1h.\n%s", kExitCodes);
+  std::fprintf(out, "\nDurations are written 500ms, 30s, 2m, 1h or 1d.\n%s", kExitCodes);
 }
 
 // Runs one subcommand, turning what it throws into a message and an exit code.
@@ -67,6 +68,48 @@ int run(const std::string& command, const Entry& e, const Args& args) {
     std::fprintf(stderr, "jobring %s: %s\n", command.c_str(), err.what());
     return kError;
   }
+}
+
+// Edit distance (insertions, deletions, substitutions, and swaps of two
+// neighbours: "pusj" → push, "stta" → stat), for "did you mean".
+std::size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<std::vector<std::size_t>> d(a.size() + 1, std::vector<std::size_t>(b.size() + 1));
+  for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i)
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      d[i][j] =
+          std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  return d[a.size()][b.size()];
+}
+
+// The commands within two edits of `typed` (one for names of three letters or
+// fewer), or that it is a prefix of, closest first.
+std::vector<std::string> similar_commands(const std::string& typed) {
+  std::vector<std::pair<std::size_t, std::string>> found;
+  for (const auto& e : commands()) {
+    const std::string name = e.name;
+    const std::size_t dist = edit_distance(typed, name);
+    const std::size_t bound = name.size() <= 3 ? 1 : 2;
+    if (dist <= bound || (typed.size() >= 2 && name.starts_with(typed))) found.emplace_back(dist, name);
+  }
+  std::sort(found.begin(), found.end());
+  std::vector<std::string> names;
+  for (auto& f : found) names.push_back(std::move(f.second));
+  return names;
+}
+
+void unknown_command(const std::string& command) {
+  std::fprintf(stderr, "jobring: unknown command '%s'", command.c_str());
+  const auto near = similar_commands(command);
+  for (std::size_t i = 0; i < near.size(); ++i)
+    std::fprintf(stderr, "%s'%s'", i == 0 ? "; did you mean " : (i + 1 == near.size() ? " or " : ", "),
+                 near[i].c_str());
+  std::fprintf(stderr, "%s\n\n", near.empty() ? "" : "?");
+  main_help(stderr);
 }
 
 }  // namespace
@@ -88,7 +131,6 @@ int main(int argc, char** argv) {
   const Args args(argv + 2, argv + argc);
   for (const auto& e : commands())
     if (command == e.name) return run(command, e, args);
-  std::fprintf(stderr, "jobring: unknown command '%s'\n\n", command.c_str());
-  main_help(stderr);
+  unknown_command(command);
   return kUsage;
 }

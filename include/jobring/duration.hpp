@@ -1,4 +1,4 @@
-// jobring — durations as people write them: "500ms", "30s", "2m", "1h".
+// jobring — durations as people write them: "500ms", "30s", "2m", "1h", "7d".
 #pragma once
 
 #include <chrono>
@@ -8,7 +8,7 @@
 
 namespace jobring {
 
-// Parses a non-negative whole number with a unit: ms, s, m or h; a bare
+// Parses a non-negative whole number with a unit: ms, s, m (or min), h or d; a bare
 // number means milliseconds. Returns nullopt for anything else (negative,
 // fractional, overflowing, unknown unit, empty).
 [[nodiscard]] std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) noexcept;

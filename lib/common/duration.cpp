@@ -22,6 +22,8 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) n
     scale = 60'000;
   else if (unit == "h")
     scale = 3'600'000;
+  else if (unit == "d")
+    scale = 86'400'000;
   else
     return std::nullopt;
   constexpr auto kMax = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
@@ -31,6 +33,7 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) n
 
 std::string format_duration(std::chrono::milliseconds d) {
   const auto ms = d.count();
+  if (ms != 0 && ms % 86'400'000 == 0) return std::to_string(ms / 86'400'000) + "d";
   if (ms != 0 && ms % 3'600'000 == 0) return std::to_string(ms / 3'600'000) + "h";
   if (ms != 0 && ms % 60'000 == 0) return std::to_string(ms / 60'000) + "m";
   if (ms != 0 && ms % 1000 == 0) return std::to_string(ms / 1000) + "s";

@@ -3,7 +3,9 @@
 // before any slot is touched.
 
 #include <dirent.h>
+#include <pwd.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -11,7 +13,9 @@
 #include <cerrno>
 #include <cstring>
 #include <new>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "ring/core.hpp"
 
@@ -368,10 +372,35 @@ bool Queue::remove(std::string_view name, std::error_code& ec) noexcept {
   return false;
 }
 
+namespace {
+
+// Removing is not governed by the queue's mode: /dev/shm is a sticky
+// directory, so only the segment's owner (or root) may unlink it. The
+// generic permission advice ("a wider mode") cannot help here; say who can.
+[[noreturn]] void throw_remove_denied(std::string_view name, std::error_code ec) {
+  std::string who = "its owner";
+  struct stat st {};
+  if (::stat(segment_path(name).c_str(), &st) == 0) {
+    who = "its owner, uid " + std::to_string(st.st_uid);
+    passwd pw{};
+    passwd* found = nullptr;
+    std::vector<char> buf(4096);
+    if (::getpwuid_r(st.st_uid, &pw, buf.data(), buf.size(), &found) == 0 && found != nullptr)
+      who = std::string("its owner, user ") + found->pw_name + " (uid " + std::to_string(st.st_uid) + ")";
+  }
+  throw error(ec, "jobring queue '" + std::string(name) + "': permission denied to remove it: only " + who +
+                      " or root can (" + kShmDir +
+                      " is a sticky directory, so the queue's mode does not matter); run jobring rm as "
+                      "that user");
+}
+
+}  // namespace
+
 bool Queue::remove(std::string_view name) {
   std::error_code ec;
   if (remove(name, ec)) return true;
   if (ec == make_error_code(errc::not_found)) return false;
+  if (ec == make_error_code(errc::permission_denied)) throw_remove_denied(name, ec);
   detail::throw_error(name, ec, "shm_unlink");
 }
 

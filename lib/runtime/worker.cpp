@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <string>
+#include <string_view>
 
 #include "runtime/worker_impl.hpp"
 
@@ -195,12 +197,32 @@ void Worker::Impl::tally(WorkerSummary& counts, JobResult result) noexcept {
   }
 }
 
+// The handler threw. With an on_error hook, the hook decides what to say;
+// without one, a line on stderr, so that a failing handler is never retried
+// in silence (issue 14 item 9). One write(2) per line, so that lines from
+// several handler threads do not interleave.
+void Worker::Impl::report_error(const Job& job, std::string_view what) const noexcept {
+  if (options.hooks.on_error) {
+    call_hook(options.hooks.on_error, job, what);
+    return;
+  }
+  try {
+    std::string line = "jobring worker: queue '";
+    line.append(queue.name()).append("': job ").append(std::to_string(job.id));
+    line.append(" (attempt ").append(std::to_string(job.attempt)).append(") failed: ");
+    line.append(what.empty() ? std::string_view("an exception with no message") : what.substr(0, 1000));
+    line.append(" (set WorkerOptions::hooks.on_error to report errors yourself)\n");
+    (void)!::write(STDERR_FILENO, line.data(), line.size());
+  } catch (...) {  // out of memory: nothing more to say
+  }
+}
+
 JobReport Worker::Impl::finish(Slot& s, Outcome outcome, bool threw, std::string_view error,
                                std::chrono::nanoseconds duration) {
   if (threw) {
     ++s.counts.errors;
     outcome = Outcome::retry();
-    call_hook(options.hooks.on_error, std::as_const(s.job), error);
+    report_error(s.job, error);
   }
   Lease current;
   bool lost = false;

@@ -139,6 +139,7 @@ struct Worker::Impl {
   void call_lease_hooks(std::vector<unsigned>& lost_now, std::vector<unsigned>& abandoned_now);
   void loop(unsigned index);
   void handle(unsigned index);
+  void report_error(const Job& job, std::string_view what) const noexcept;
   [[nodiscard]] JobReport finish(Slot& s, Outcome outcome, bool threw, std::string_view error,
                                  std::chrono::nanoseconds duration);
   void end_lease(Slot& s, const Outcome& outcome, const Lease& current, JobReport& r);

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -44,6 +45,7 @@
 #include <utility>
 #include <vector>
 
+#include "jobring/duration.hpp"
 #include "jobring/queue.hpp"
 #include "support/temp_dir.hpp"
 #include "support/test_support.hpp"
@@ -950,6 +952,46 @@ TEST_F(Cli, BadDurationsExitTwoOnEveryOption) {
   EXPECT_EQ(stats_of(q).pushed, 0u);
 }
 
+// Days are a unit ("7d"), up to the 7-day limit; beyond it the message says
+// what the limit is and how to wait longer. (Issue 14 item 9: `--delay 10d`
+// used to be "bad duration", as if days were not a thing.)
+TEST_F(Cli, Item9_DaysAreAUnitAndTheLimitIsExplained) {
+  Watchdog wd(60s);
+  QueueName q("cli-days");
+  (void)Queue::create(q, {});
+  const Result week = jr({"push", q, "x", "--delay", "7d"});
+  EXPECT_RUN(cli({"push", q, "x", "--delay", "7d"}), week, 0);
+  const Stats s = stats_of(q);
+  EXPECT_EQ(s.delayed, 1u);
+  const Result ten = jr({"push", q, "x", "--delay", "10d"});
+  EXPECT_EQ(ten.code, 2) << show(cli({"push", q, "x", "--delay", "10d"}), ten);
+  EXPECT_NE(ten.err.find("limit of 7 days"), std::string::npos) << ten.err;
+  EXPECT_NE(ten.err.find("timer"), std::string::npos) << ten.err;
+  EXPECT_EQ(stats_of(q).pushed, 1u);
+  EXPECT_EQ(jobring::parse_duration("2d"), std::chrono::milliseconds(2 * 86'400'000));
+  EXPECT_EQ(jobring::format_duration(std::chrono::hours(48)), "2d");
+}
+
+// A mistyped command gets the near ones ("did you mean"), and still exit 2.
+TEST_F(Cli, Item9_UnknownCommandSuggestsTheNearOnes) {
+  struct Row {
+    std::string typed, suggestion;
+  };
+  const std::vector<Row> rows = {{"pusj", "did you mean 'push'?"},
+                                 {"stta", "did you mean 'stat'?"},
+                                 {"pur", "did you mean 'purge' or 'push'?"},
+                                 {"requeu", "did you mean 'requeue'?"},
+                                 {"ak", "did you mean 'ack'?"}};
+  for (const auto& row : rows) {
+    const Result r = jr({row.typed, "Q"});
+    EXPECT_EQ(r.code, 2) << row.typed;
+    EXPECT_NE(r.err.find(row.suggestion), std::string::npos) << row.typed << ": " << r.err;
+  }
+  const Result far = jr({"frobnicate"});
+  EXPECT_EQ(far.code, 2);
+  EXPECT_EQ(far.err.find("did you mean"), std::string::npos) << far.err;
+}
+
 // A duration beyond the limit of 7 days is as bad as one that does not parse:
 // a usage error (exit 2) that changes nothing — not an error from the library
 // (exit 1), and never silently cut down to 7 days.
@@ -1044,7 +1086,7 @@ TEST_F(Cli, MissingQueueExitsOneNamingTheQueue) {
       {{"peek", "M", "--state", "dead", "--json"}, "", "jobring create"},
       {{"requeue", "M", "--dead"}, "", "jobring create"},
       {{"requeue", "M", "5"}, "", "jobring create"},
-      {{"purge", "M"}, "", "jobring create"},
+      {{"purge", "M", "--all"}, "", "jobring create"},
   };
   std::vector<std::vector<std::string>> all;
   std::vector<std::string> inputs;
@@ -1219,6 +1261,36 @@ TEST_F(Cli, LsListsEveryQueue) {
   EXPECT_EQ(by_name[a.str()]->num("capacity"), 5);
   EXPECT_EQ(by_name[b.str()]->num("capacity"), 6);
   EXPECT_EQ(by_name[b.str()]->num("ready"), 1);
+}
+
+// Issue 14 item 9: a 64-character name (the longest allowed) keeps ls's
+// columns aligned: the name column is as wide as the longest name.
+TEST_F(Cli, Item9_LsColumnsHoldTheLongestName) {
+  Watchdog wd(60s);
+  QueueName shortq("cli-ls-s");
+  std::string longest = "test.ls-long." + std::to_string(::getpid()) + ".";
+  longest.resize(64, 'x');
+  Queue::remove(longest);
+  (void)Queue::create(shortq, {.capacity = 5});
+  (void)Queue::create(longest, {.capacity = 7});
+  const Result t = jr({"ls"});
+  Queue::remove(longest);
+  ASSERT_RUN((std::vector<std::string>{"ls"}), t, 0);
+  std::istringstream in(t.out);
+  std::string header;
+  std::getline(in, header);
+  const std::size_t cap_end = header.find("CAPACITY") + std::string("CAPACITY").size();
+  ASSERT_NE(header.find("CAPACITY"), std::string::npos) << t.out;
+  int checked = 0;
+  for (std::string line; std::getline(in, line);) {
+    const std::string name = line.substr(0, line.find(' '));
+    if (name != shortq.str() && name != longest) continue;
+    ++checked;
+    ASSERT_GT(line.size(), cap_end) << t.out;
+    EXPECT_TRUE(std::isdigit(static_cast<unsigned char>(line[cap_end - 1]))) << "misaligned:\n" << t.out;
+    EXPECT_EQ(line[cap_end], ' ') << "misaligned:\n" << t.out;
+  }
+  EXPECT_EQ(checked, 2) << t.out;
 }
 
 // stat --json: one object with every field the issue asks for, and the
@@ -1919,7 +1991,7 @@ TEST_F(Cli, PurgeByState) {
       {{"purge", q, "--state", "ready"}, "0\n"},
       {{"purge", q, "--state", "delayed"}, "2\n"},
       {{"purge", q, "--state", "dead"}, "1\n"},
-      {{"purge", q}, "0\n"},
+      {{"purge", q, "--all"}, "0\n"},
   };
   for (const auto& row : rows) {
     const Result r = jr(row.args);
@@ -1930,11 +2002,19 @@ TEST_F(Cli, PurgeByState) {
   EXPECT_EQ(s.leased, 1u);
   EXPECT_EQ(s.purged, 6u);
   EXPECT_EQ(jr({"ack", q, jstr(l.out, "handle")}).code, 0) << "the leased job survived the purges";
-  // purge with no --state: everything not leased.
+  // A bare purge deletes nothing: it asks for --state or --all.
   ASSERT_EQ(jr({"push", q, "x"}).code, 0);
   ASSERT_EQ(jr({"push", q, "y", "--delay", "1h"}).code, 0);
-  const Result all = jr({"purge", q, "--state", "all"});
+  const Result bare = jr({"purge", q});
+  EXPECT_EQ(bare.code, 2) << show(cli({"purge", q}), bare);
+  EXPECT_NE(bare.err.find("--all"), std::string::npos) << bare.err;
+  EXPECT_EQ(jr({"purge", q, "--state", "dead", "--all"}).code, 2);
+  EXPECT_EQ(stats_of(q).ready, 1u) << "a bare purge deleted jobs";
+  // --all (or --state all): everything not leased.
+  const Result all = jr({"purge", q, "--all"});
   EXPECT_EQ(all.out, "2\n") << all.err;
+  ASSERT_EQ(jr({"push", q, "z"}).code, 0);
+  EXPECT_EQ(jr({"purge", q, "--state", "all"}).out, "1\n");
   s = stats_of(q);
   EXPECT_EQ(s.free, Queue::open(q).options().capacity);
 }
@@ -2257,18 +2337,52 @@ TEST_F(Cli, WorkFailingCommandEndsDead) {
   EXPECT_EQ(stats_of(q).ready, 1u);
 }
 
-// A command that cannot be run is reported on stderr (and the job, with
-// max_attempts 1, goes dead rather than looping).
-TEST_F(Cli, WorkCommandThatCannotRun) {
+// Issue 14 item 9: a command that cannot be run (no such file, not in PATH,
+// not executable, a directory) fails `jobring work` at startup, exit 1, with
+// the reason and before any claim: the job keeps all its attempts.
+TEST_F(Cli, Item9_WorkCommandThatCannotRunFailsAtStartup) {
   Watchdog wd(60s);
   QueueName q("cli-noexec");
   (void)Queue::create(q, {.max_attempts = 1});
   ASSERT_EQ(jr({"push", q, "j"}).code, 0);
-  const std::vector<std::string> args = {"work", q,    "--max-jobs",
-                                         "1",    "--", "/nonexistent/jobring-test-command"};
+  const TempDir dir;
+  std::ofstream(dir.file("plain")) << "echo hi\n";  // mode 0644: not executable
+  struct Row {
+    std::string command, reason;
+  };
+  const std::vector<Row> rows = {{"/nonexistent/jobring-test-command", "No such file"},
+                                 {"jobring-test-no-such-command", "not found in PATH"},
+                                 {dir.file("plain"), "ermission denied"},
+                                 {dir.str(), "directory"}};
+  for (const auto& row : rows) {
+    const std::vector<std::string> args = {"work", q, "--max-jobs", "1", "--", row.command};
+    const Result r = jr(args, "", 30s);
+    EXPECT_RUN(args, r, 1);
+    EXPECT_TRUE(contains(r.err, row.command) && contains(r.err, row.reason) &&
+                contains(r.err, "no job was claimed"))
+        << r.err;
+  }
+  const Stats s = stats_of(q);
+  EXPECT_EQ(s.claimed, 0u);
+  EXPECT_EQ(s.ready, 1u);
+}
+
+// A command that passes the startup check but cannot be exec'd when a job
+// comes (here: a script whose interpreter does not exist) is reported on
+// stderr, and the job, with max_attempts 1, goes dead rather than looping.
+TEST_F(Cli, WorkCommandThatCannotRun) {
+  Watchdog wd(60s);
+  QueueName q("cli-noexec2");
+  (void)Queue::create(q, {.max_attempts = 1});
+  ASSERT_EQ(jr({"push", q, "j"}).code, 0);
+  const TempDir dir;
+  const std::string script = dir.file("bad-interpreter");
+  std::ofstream(script) << "#!/nonexistent/jobring-test-interpreter\n";
+  ASSERT_EQ(::chmod(script.c_str(), 0755), 0);
+  const std::vector<std::string> args = {"work", q, "--max-jobs", "1", "--", script};
   const Result r = jr(args, "", 30s);
   EXPECT_RUN(args, r, 0);
-  EXPECT_TRUE(contains(r.err, "/nonexistent/jobring-test-command")) << r.err;
+  EXPECT_TRUE(contains(r.err, "cannot run " + script)) << r.err;
   EXPECT_EQ(stats_of(q).dead, 1u);
 }
 

@@ -294,6 +294,33 @@ void expect_refused_and_untouched(const std::string& name, const std::string& ta
   }
 }
 
+// Issue 14 item 9: removing a queue is not a matter of its mode (/dev/shm is
+// sticky: only the owner or root may unlink), so the error says who can, and
+// does not advise a wider mode, even for a queue every user may write.
+TEST(AccessUser, Item9_RemoveDeniedSaysWhoCanNotAWiderMode) {
+  SKIP_UNLESS_ROOT();
+  QueueName name("rmdenied");
+  (void)Queue::create(name, Options{.capacity = 8, .max_payload = 64, .mode = 0666});
+  const std::string n = name.str();
+  const int rc = as_nobody([&] {
+    try {
+      (void)Queue::remove(n);
+      return 10;
+    } catch (const jobring::error& e) {
+      const std::string what = e.what();
+      if (e.code() != errc::permission_denied) return 11;
+      if (what.find("only its owner, user root (uid 0) or root") == std::string::npos ||
+          what.find("wider mode") != std::string::npos) {
+        std::fprintf(stderr, "unhelpful message: %s\n", what.c_str());
+        return 12;
+      }
+    }
+    return 0;
+  });
+  EXPECT_EQ(rc, 0) << "child failed at step " << rc << " (90: could not switch to nobody)";
+  EXPECT_TRUE(Queue::remove(name));
+}
+
 // G9: a symlink planted at /dev/shm/jobring.NAME — by root or by another
 // user — is never followed: open and open_or_create fail with not_a_queue
 // ("is a symbolic link"), create says already_exists, the file it points to

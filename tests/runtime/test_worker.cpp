@@ -13,11 +13,13 @@
 // every test. request_stop() stops its own Worker only (WorkerStop below).
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <future>
 #include <mutex>
 #include <optional>
@@ -270,6 +272,71 @@ TEST_F(WorkerTest, PoisonJobEndsDeadAfterTheQueuesMaxAttempts) {
   EXPECT_EQ(st.dead, 1u);
   EXPECT_EQ(st.dead_lettered, 1u);
   EXPECT_EQ(st.acked, 0u);
+}
+
+// Captures what this process writes to stderr (fd 2) while alive.
+class StderrCapture {
+ public:
+  StderrCapture() : file_(std::tmpfile()), saved_(::dup(STDERR_FILENO)) {
+    std::fflush(stderr);
+    ::dup2(::fileno(file_), STDERR_FILENO);
+  }
+  ~StderrCapture() {
+    restore();
+    std::fclose(file_);
+  }
+  StderrCapture(const StderrCapture&) = delete;
+  StderrCapture& operator=(const StderrCapture&) = delete;
+  std::string text() {
+    restore();
+    std::string out;
+    std::rewind(file_);
+    for (int c; (c = std::fgetc(file_)) != EOF;) out.push_back(static_cast<char>(c));
+    return out;
+  }
+
+ private:
+  void restore() {
+    if (saved_ < 0) return;
+    std::fflush(stderr);
+    ::dup2(saved_, STDERR_FILENO);
+    ::close(saved_);
+    saved_ = -1;
+  }
+  std::FILE* file_;
+  int saved_;
+};
+
+// Issue 14 item 9: a handler's exception is never retried in silence: with
+// no on_error hook, each one is a line on stderr naming the queue, the job,
+// its attempt and the message; with a hook, the hook alone reports it.
+TEST_F(WorkerTest, Item9_AnExceptionWithNoHookIsLoggedToStderr) {
+  Watchdog wd(60s);
+  Queue& queue = make_queue("w-log", {.max_attempts = 2});
+  const JobId id = queue.push("poison").id;
+  auto throwing = [](const Job&, JobContext&) -> Outcome { throw std::runtime_error("disk on fire"); };
+  std::string logged;
+  {
+    StderrCapture capture;
+    Worker worker(queue, throwing, WorkerOptions{.backoff = {.base = 1ms, .cap = 5ms}, .max_jobs = 1});
+    (void)worker.run();
+    logged = capture.text();
+  }
+  const std::string want = "jobring worker: queue '" + queue.name() + "': job " + std::to_string(id) +
+                           " (attempt 1) failed: disk on fire";
+  EXPECT_NE(logged.find(want), std::string::npos) << "stderr was: " << logged;
+  {
+    StderrCapture capture;
+    WorkerOptions o{.backoff = {.base = 1ms, .cap = 5ms}, .max_jobs = 1};
+    int hooked = 0;
+    o.hooks.on_error = [&](const Job&, std::string_view) { ++hooked; };
+    Worker worker(queue, throwing, o);
+    (void)worker.run();
+    logged = capture.text();
+    EXPECT_EQ(hooked, 1);
+  }
+  EXPECT_EQ(logged.find("disk on fire"), std::string::npos) << "logged despite the hook: " << logged;
+  EXPECT_EQ(queue.stats().dead, 1u);
 }
 
 // retry_after(d) releases with exactly d (no backoff, no jitter); drop acks
