@@ -149,7 +149,7 @@ int cmd_peek(const std::vector<std::string>& args) {
             "Shows jobs in one state without claiming them."};
   c.options.add_options()("state", po::value<std::string>()->default_value("ready"),
                           "ready, delayed, leased or dead")(
-      "limit", po::value<std::size_t>()->default_value(20), "at most N jobs")("json", "one JSON array");
+      "limit", po::value<std::string>()->default_value("20"), "at most N jobs")("json", "one JSON array");
   add_name(c);
   const auto vm = parse(c, args);
   const std::string name = name_arg(c, vm);
@@ -159,8 +159,9 @@ int cmd_peek(const std::vector<std::string>& args) {
                                                     {"leased", jobring::JobState::leased},
                                                     {"dead", jobring::JobState::dead}},
                                                    "ready, delayed, leased or dead");
+  const std::uint32_t limit = count_arg(c, vm, "limit");
   auto q = jobring::Queue::open(name);
-  const auto jobs = q.peek(state, vm["limit"].as<std::size_t>());
+  const auto jobs = q.peek(state, limit);
   const bool json = vm.count("json") > 0;
   if (json) std::printf("[");
   bool first = true;

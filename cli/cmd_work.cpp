@@ -156,8 +156,8 @@ struct WorkPlan {
 void add_work_options(Command& c) {
   c.options.add_options()("lease", po::value<std::string>(),
                           "lease length (default: the queue's); extended every third of it")(
-      "concurrency", po::value<unsigned>()->default_value(1), "jobs at once")(
-      "max-jobs", po::value<std::uint64_t>()->default_value(0),
+      "concurrency", po::value<std::string>()->default_value("1"), "jobs at once")(
+      "max-jobs", po::value<std::string>()->default_value("0"),
       "exit after N claims have finished (retries count); 0 = no limit")(
       "wait", po::value<std::string>(), "exit 0 when no job came for D; default: wait for ever")(
       "grace", po::value<std::string>(), "after a signal, time running commands get; default: no limit")(
@@ -216,9 +216,9 @@ WorkPlan parse_work(Command& c, const Args& args_in, po::variables_map& vm) {
                            "; no job was claimed (fix the command, or give its full path)"};
   for (auto& a : plan.cmd.args) plan.cmd.argv.push_back(a.data());
   plan.cmd.argv.push_back(nullptr);
-  plan.concurrency = vm["concurrency"].as<unsigned>();
+  plan.concurrency = count_arg(c, vm, "concurrency");
   if (plan.concurrency < 1 || plan.concurrency > 1024) usage(c.name, "--concurrency must be from 1 to 1024");
-  plan.max_jobs = vm["max-jobs"].as<std::uint64_t>();
+  plan.max_jobs = count_arg(c, vm, "max-jobs");
   plan.idle = duration_arg(c, vm, "wait", 0ms);
   plan.grace = vm.count("grace") ? duration_arg(c, vm, "grace", 0ms) : jobring::kForever;
   plan.backoff = duration_arg(c, vm, "backoff", 1s);

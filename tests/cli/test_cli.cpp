@@ -835,6 +835,7 @@ TEST_F(Cli, UsageErrorsExitTwo) {
       // Bad --state / --limit.
       {{"peek", "Q", "--state", "sleeping"}, "--state"},
       {{"peek", "Q", "--limit", "many"}, "many"},
+      {{"peek", "Q", "--limit", "-1"}, "--limit"},  // Boost would read it as 2^64 - 1
       {{"purge", "Q", "--state", "leased"}, "--state"},
       {{"purge", "Q", "--state", "x"}, "--state"},
       // work: the command, --concurrency, --lease.
@@ -844,6 +845,8 @@ TEST_F(Cli, UsageErrorsExitTwo) {
       {{"work", "Q", "--concurrency", "5000", "--", "true"}, "--concurrency"},
       {{"work", "Q", "--concurrency", "two", "--", "true"}, "two"},
       {{"work", "Q", "--max-jobs", "lots", "--", "true"}, "lots"},
+      {{"work", "Q", "--max-jobs", "-1", "--", "true"}, "--max-jobs"},
+      {{"work", "Q", "--concurrency", "-1", "--", "true"}, "--concurrency"},
       {{"work", "Q", "--lease", "2ms", "--", "true"}, "--lease"},
       // create: --mode and the numbers.
       {{"create", "NEW", "--mode", "999"}, "--mode"},
