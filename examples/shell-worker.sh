@@ -22,7 +22,25 @@
 set -eu
 
 JOBRING=${JOBRING:-jobring}
+case ${1:-} in
+  -h | --help)
+    sed -n '2,20s/^# \{0,1\}//p' "$0"
+    exit 0
+    ;;
+esac
 JOBS=${1:-8}
+# JOBS must be a whole number from 1 to 10000: checked before anything is
+# made, so a bad argument leaves no queue or worker behind.
+case $JOBS in
+  '' | *[!0-9]*)
+    echo "shell-worker.sh: JOBS must be a whole number from 1 to 10000, not '$JOBS' (try --help)" >&2
+    exit 2
+    ;;
+esac
+if [ "${#JOBS}" -gt 5 ] || [ "$JOBS" -lt 1 ] || [ "$JOBS" -gt 10000 ]; then
+  echo "shell-worker.sh: JOBS must be from 1 to 10000, not $JOBS" >&2
+  exit 2
+fi
 if ! command -v "$JOBRING" >/dev/null 2>&1; then
   echo "shell-worker.sh: cannot find the jobring binary: set JOBRING=/path/to/jobring or put it on PATH" >&2
   exit 2

@@ -24,6 +24,11 @@ JOBRING_PACKAGES=(g++ cmake make libboost-dev libboost-program-options-dev libgt
 JOBRING_FUZZ_PACKAGES=(clang libclang-rt-14-dev)
 
 log() { printf '==> %s\n' "$*"; }
+# script_help: prints the running script's header comment (its usage), from
+# line 2 to the first line that is not a comment (or is a shellcheck one).
+script_help() {
+  awk 'NR == 1 { next } /^# shellcheck/ || !/^#/ { exit } { sub(/^# ?/, ""); print }' "$0"
+}
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # jobring_install_deps [EXTRA_PACKAGES...]: installs whatever in

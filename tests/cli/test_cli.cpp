@@ -2482,5 +2482,35 @@ TEST_F(Cli, ExampleShellWorkerRuns) {
   }
 }
 
+// Issue 14 item 9: `shell-worker.sh --help` prints its usage and exits 0, and
+// a bad JOBS is refused (exit 2) — both before making a queue or starting a
+// worker (it used to loop on "--help" and leave both behind).
+TEST_F(Cli, Item9_ExampleShellWorkerHelpAndBadArgumentsLeaveNothing) {
+  Watchdog wd(60s);
+  const fs::path script = example_script();
+  auto leftovers = [] {
+    std::size_t n = 0;
+    for (const auto& name : Queue::list()) n += name.starts_with("example.shell-worker.") ? 1 : 0;
+    return n;
+  };
+  const std::size_t before = leftovers();
+  struct Row {
+    std::string arg;
+    int code;
+    std::string text;
+  };
+  for (const Row& row : std::vector<Row>{{"--help", 0, "jobring work NAME -- CMD"},
+                                         {"-h", 0, "jobring work NAME -- CMD"},
+                                         {"many", 2, "whole number"},
+                                         {"0", 2, "from 1 to 10000"},
+                                         {"99999999999999999999", 2, "from 1 to 10000"}}) {
+    Proc p({"/bin/sh", script.string(), row.arg}, {}, {std::string("JOBRING=") + kCli});
+    const Result r = p.wait(20s);
+    EXPECT_EQ(r.code, row.code) << show(p.argv(), r);
+    EXPECT_TRUE(contains(r.out + r.err, row.text)) << show(p.argv(), r);
+  }
+  EXPECT_EQ(leftovers(), before) << "a queue was left behind";
+}
+
 }  // namespace
 }  // namespace jobring
