@@ -196,6 +196,10 @@ struct JobInfo {
   std::uint32_t attempts = 0;
   std::int64_t ms_until = 0;  // delayed: until visible; leased: until the deadline (negative: expired)
   int owner_pid = 0;          // leased and owned by a process: its PID (in its own PID namespace); else 0
+  // How long ago the job was pushed (or last requeued from dead), ms. A
+  // ready job that was delayed has waited to be claimed only since it came
+  // due (Stats::oldest_ready_ms counts that); this counts from the push.
+  std::uint64_t enqueued_ms_ago = 0;
   std::vector<std::byte> payload;
 };
 
@@ -210,6 +214,11 @@ struct Stats {
   std::uint64_t dead = 0;             // dead-lettered; requeue or remove them
   std::uint64_t corrupt = 0;          // state words no jobring process writes; purge() resets them
   std::uint64_t oldest_lease_ms = 0;  // age of the oldest lease still held (0 if none)
+  // Age of the oldest claimable job (ready, visible), 0 if none: how long it
+  // has waited since it was pushed or requeued, or since it came due if it
+  // was delayed. The queue's main alerting signal: it grows when workers
+  // fall behind or stop, whatever the depth.
+  std::uint64_t oldest_ready_ms = 0;
   std::uint64_t keys_live = 0;        // de-duplication keys of jobs in the queue
   std::uint64_t keys_remembered = 0;  // keys of finished jobs, inside their window
   std::uint64_t keys_capacity = 0;    // table entries (Options::dedup_keys)

@@ -57,9 +57,19 @@ inline constexpr auto kMaxAhead = 2 * static_cast<std::uint64_t>(kMaxLease.count
 // now_ms() >= the visible-at, i.e. at a true time >= now + delay + 1 > t +
 // delay: never early, at most 1 ms late. Leases need no such step: expiry is
 // strictly after the deadline (lease_current), which is the same +1.
-[[nodiscard]] inline std::uint64_t visible_at_after(milliseconds delay) noexcept {
-  return delay.count() > 0 ? now_ms() + static_cast<std::uint64_t>(delay.count()) + 1 : 0;
+[[nodiscard]] inline std::uint64_t visible_at_after(milliseconds delay, std::uint64_t now) noexcept {
+  return delay.count() > 0 ? now + static_cast<std::uint64_t>(delay.count()) + 1 : 0;
 }
+[[nodiscard]] inline std::uint64_t visible_at_after(milliseconds delay) noexcept {
+  return delay.count() > 0 ? visible_at_after(delay, now_ms()) : 0;
+}
+
+// The times a push writes: the visible-at of its commit word (T3's aux) and
+// the enqueue time in the meta (SlotMeta::pushed_at_ms), from one clock read.
+struct PushTimes {
+  std::uint64_t visible_at = 0;
+  std::uint64_t pushed_at = 0;
+};
 
 // 1 .. kMaxLease (0 too when allow_zero): the bound of every duration argument.
 [[nodiscard]] constexpr bool valid_duration(milliseconds d, bool allow_zero) noexcept {
@@ -219,17 +229,17 @@ struct Queue::Impl : detail::Ring {
   // slots). A keyed push passes `key` (one payload only) and learns the
   // outcome in it.
   std::size_t push_pass(std::span<const std::span<const std::byte>> payloads, std::span<JobId> ids,
-                        std::uint64_t visible_at, std::memory_order load_order,
+                        detail::PushTimes times, std::memory_order load_order,
                         detail::KeyedPush* key = nullptr) noexcept;
   bool push_round(std::span<const std::span<const std::byte>> payloads, std::span<JobId> ids,
-                  std::uint64_t visible_at, std::memory_order load_order, detail::KeyedPush* key,
+                  detail::PushTimes times, std::memory_order load_order, detail::KeyedPush* key,
                   std::uint64_t writer, std::size_t& done) noexcept;
   enum class SlotPush { pushed, lost, ended };
   SlotPush push_into(std::uint32_t i, detail::Word reserved, std::span<const std::byte> payload,
-                     std::uint64_t visible_at, detail::KeyedPush* key, std::uint64_t writer,
+                     detail::PushTimes times, detail::KeyedPush* key, std::uint64_t writer,
                      std::uint64_t cursor_to, JobId& id) noexcept;
   JobId write_job(std::uint32_t i, detail::Word reserved, std::span<const std::byte> payload,
-                  const detail::KeyedPush* key) noexcept;
+                  const detail::KeyedPush* key, std::uint64_t pushed_at) noexcept;
 
   // --- claim.cpp
   // One scan of the ring for claimable jobs. Not noexcept: the first claim

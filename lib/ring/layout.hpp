@@ -88,6 +88,7 @@
 // and counts, and its crash analysis — is in transitions.hpp.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -142,7 +143,9 @@ inline constexpr std::uint64_t kMagic = 0x474e4952424f4a00ull;  // "\0JOBRING" l
 // 2: de-duplication keys (key area in each slot, key table after the slots).
 // 3: the incarnation id in header line 1; SlotMeta::attempts a 64-bit word
 //    tagged with a generation; processes named by liveness tokens.
-inline constexpr std::uint32_t kLayoutVersion = 3;
+// 4: SlotMeta::pushed_at_ms (the job's enqueue time) in the former
+//    reserved word.
+inline constexpr std::uint32_t kLayoutVersion = 4;
 inline constexpr std::uint32_t kInitDone = 0x52454459u;  // "READY": header fully written
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr std::size_t kHeaderBytes = 512;
@@ -348,14 +351,37 @@ struct alignas(kCacheLine) SlotMeta {
   // The owner's PID as the owner saw it, for display only (peek): written
   // with the owner record, shown when that record's tag matches.
   std::atomic<std::uint32_t> owner_pid;
-  std::uint64_t reserved;
+  // When the job was enqueued, CLOCK_MONOTONIC ms: stored by the producer
+  // while WRITING like job_id (published by its commit), and again by a
+  // requeuer while it holds the slot DEAD (T9 requeue-lock; published by its
+  // requeue CAS), since a requeue is a new enqueue. Read only for display
+  // and for Stats::oldest_ready_ms, as advice: a value in the future or 0
+  // (never written by jobring) reads as age 0 (age_ms below).
+  std::atomic<std::uint64_t> pushed_at_ms;
 };
 static_assert(std::is_standard_layout_v<SlotMeta>);
 static_assert(sizeof(SlotMeta) == kSlotMetaBytes);
 static_assert(offsetof(SlotMeta, job_id) == 0 && offsetof(SlotMeta, attempts) == 8 &&
               offsetof(SlotMeta, owner) == 16 && offsetof(SlotMeta, claimed_at_ms) == 24 &&
               offsetof(SlotMeta, key_hash) == 32 && offsetof(SlotMeta, length) == 40 &&
-              offsetof(SlotMeta, key_length) == 44 && offsetof(SlotMeta, key_entry) == 48);
+              offsetof(SlotMeta, key_length) == 44 && offsetof(SlotMeta, key_entry) == 48 &&
+              offsetof(SlotMeta, pushed_at_ms) == 56);
+
+// How long ago `since` (CLOCK_MONOTONIC ms, read from the segment) was at
+// `now`: 0 for a time in the future or 0 (a forged or never-written value),
+// so that no value of a hostile segment makes an age wrap or overflow.
+[[nodiscard]] constexpr std::uint64_t age_ms(std::uint64_t since, std::uint64_t now) noexcept {
+  return since != 0 && since <= now ? now - since : 0;
+}
+// The waiting age of a READY job with visible-at `visible_at` (0 = at once)
+// pushed at `pushed_at`: it waits from when it became claimable, the later
+// of the two (a delayed job waits from when it came due).
+[[nodiscard]] constexpr std::uint64_t waiting_ms(std::uint64_t pushed_at, std::uint64_t visible_at,
+                                                 std::uint64_t now) noexcept {
+  return age_ms(pushed_at == 0 ? 0 : std::max(pushed_at, visible_at), now);
+}
+static_assert(age_ms(5, 3) == 0 && age_ms(0, 3) == 0 && age_ms(3, 5) == 2);
+static_assert(waiting_ms(10, 15, 20) == 5 && waiting_ms(10, 0, 20) == 10 && waiting_ms(10, 25, 20) == 0);
 
 // The writers of the tagged words. Only a producer (while WRITING) stores;
 // everyone else CASes from the value it read, and only if that value's tag is
