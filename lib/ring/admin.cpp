@@ -92,6 +92,13 @@ bool read_job(const detail::ReadView& v, std::uint32_t i, Word w, JobState s, st
   info.enqueued_ms_ago = detail::age_ms(m.pushed_at_ms.load(std::memory_order_relaxed), now);
   if (s == JobState::delayed || s == JobState::leased)
     info.ms_until = static_cast<std::int64_t>(w.aux()) - static_cast<std::int64_t>(now);
+  if (s == JobState::dead) {
+    // Read after the acquire load of the DEAD word: the note its T8 CAS
+    // published (layout.hpp, SlotNote), validated with the payload below.
+    std::uint64_t failed_at = 0;
+    if (detail::read_note(v.note(i), w, failed_at, info.error))
+      info.failed_ms_ago = detail::age_ms(failed_at, now);
+  }
   if (s == JobState::leased) {
     const std::uint64_t owner = m.owner.load(std::memory_order_relaxed);
     if (detail::owner_gen(owner) == w.gen() && detail::owner_token(owner) != 0)

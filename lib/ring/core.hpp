@@ -94,6 +94,19 @@ struct PushTimes {
                                    const std::string& detail);
 [[noreturn]] void throw_error(std::string_view name, std::error_code ec, const std::string& detail);
 
+// --- notes.cpp: a dead job's note (layout.hpp, SlotNote).
+// Writes the note of the job that the caller's T8 CAS is about to make the
+// DEAD word `dead`: failed at `now`, `text` cut to kMaxNoteBytes on a UTF-8
+// boundary. Cold: dead-lettering is rare, and the claim path must not grow.
+[[gnu::cold]] void write_note(SlotNote& n, Word dead, std::uint64_t now, std::string_view text) noexcept;
+// The same, with the text "WHAT after N attempt(s)".
+[[gnu::cold]] void write_note_after(SlotNote& n, Word dead, std::uint64_t now, std::string_view what,
+                                    std::uint32_t attempts) noexcept;
+// The note of the job whose DEAD word is `w` (read with acquire), if it has
+// one: its failure time and text (at most kMaxNoteBytes, maybe garbled by
+// racing writers, never read past the area).
+[[nodiscard]] bool read_note(const SlotNote& n, Word w, std::uint64_t& failed_at, std::string& text);
+
 // The segment as mapped in this process.
 struct Ring {
   Header* header = nullptr;
@@ -127,11 +140,17 @@ struct Ring {
   [[nodiscard]] const std::byte* key_area(std::uint32_t i) const noexcept {
     return slots + i * stride + kSlotMetaBytes;
   }
+  [[nodiscard]] SlotNote& note(std::uint32_t i) noexcept {
+    return *reinterpret_cast<SlotNote*>(slots + i * stride + kSlotMetaBytes + kKeyAreaBytes);
+  }
+  [[nodiscard]] const SlotNote& note(std::uint32_t i) const noexcept {
+    return *reinterpret_cast<const SlotNote*>(slots + i * stride + kSlotMetaBytes + kKeyAreaBytes);
+  }
   [[nodiscard]] std::byte* payload(std::uint32_t i) noexcept {
-    return slots + i * stride + kSlotMetaBytes + kKeyAreaBytes;
+    return slots + i * stride + kSlotMetaBytes + kKeyAreaBytes + kNoteAreaBytes;
   }
   [[nodiscard]] const std::byte* payload(std::uint32_t i) const noexcept {
-    return slots + i * stride + kSlotMetaBytes + kKeyAreaBytes;
+    return slots + i * stride + kSlotMetaBytes + kKeyAreaBytes + kNoteAreaBytes;
   }
   [[nodiscard]] std::uint32_t next(std::uint32_t i) const noexcept { return i + 1 == capacity ? 0 : i + 1; }
 
@@ -183,6 +202,7 @@ class ReadView {
   }
   [[nodiscard]] const SlotMeta& meta(std::uint32_t i) const noexcept { return ring_->meta(i); }
   [[nodiscard]] const std::byte* payload(std::uint32_t i) const noexcept { return ring_->payload(i); }
+  [[nodiscard]] const SlotNote& note(std::uint32_t i) const noexcept { return ring_->note(i); }
   [[nodiscard]] std::uint64_t total(Total t) const noexcept { return ring_->total(t); }
 
  private:
