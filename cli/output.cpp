@@ -74,7 +74,23 @@ std::string job_json(const JobInfo& j) {
   std::ostringstream out;
   out << "{\"job\":" << j.id << ",\"state\":\"" << state_name(j.state) << "\",\"attempts\":" << j.attempts
       << ",\"ms_until\":" << j.ms_until << ",\"owner_pid\":" << j.owner_pid
-      << ",\"enqueued_ms_ago\":" << j.enqueued_ms_ago << ',' << payload_json(j.payload) << '}';
+      << ",\"enqueued_ms_ago\":" << j.enqueued_ms_ago;
+  if (j.state == JobState::dead) {
+    // null: the slot holds no note for this death (JobInfo::error).
+    out << ",\"failed_ms_ago\":";
+    if (j.failed_ms_ago)
+      out << *j.failed_ms_ago;
+    else
+      out << "null";
+    out << ",\"error\":";
+    if (!j.failed_ms_ago)
+      out << "null";
+    else if (is_text(j.error))
+      out << json_string(j.error);
+    else  // garbled by racing writers, or not text to begin with
+      out << '"' << base64_encode(bytes(j.error)) << "\",\"error_encoding\":\"base64\"";
+  }
+  out << ',' << payload_json(j.payload) << '}';
   return out.str();
 }
 
@@ -85,6 +101,10 @@ std::string job_line(const JobInfo& j) {
   if (j.state == JobState::delayed || j.state == JobState::leased)
     line += "  in " + std::to_string(j.ms_until) + "ms";
   if (j.owner_pid != 0) line += "  owner pid " + std::to_string(j.owner_pid);
+  if (j.state == JobState::dead && j.failed_ms_ago) {
+    line += "  died " + age_text(*j.failed_ms_ago) + " ago: ";
+    line += is_text(j.error) ? json_string(j.error) : "base64:" + base64_encode(bytes(j.error));
+  }
   line += "  ";
   line += is_text(text) ? json_string(text.substr(0, 200)) : "base64:" + base64_encode(j.payload);
   return line;

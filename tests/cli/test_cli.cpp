@@ -1869,6 +1869,35 @@ TEST_F(Cli, Item5_StatAndPeekShowTheOldestWaitingJobsAge) {
   EXPECT_NE(line.out.find(" ago"), std::string::npos) << line.out;
 }
 
+// Issue 14 item 6: `peek --state dead` tells when and why each job died:
+// `release --error` keeps the text (JSON "error", "failed_ms_ago"; text
+// "died ... ago: ..."). Fails without the note. failed_ms_ago: lower bound.
+TEST_F(Cli, Item6_PeekDeadShowsTheErrorAndWhenItDied) {
+  Watchdog wd(60s);
+  QueueName q("cli-why");
+  (void)Queue::create(q, {.max_attempts = 1});
+  ASSERT_EQ(jr({"push", q, "poison"}).code, 0);
+  const Result c = jr({"claim", q});
+  ASSERT_EQ(c.code, 0);
+  const std::vector<std::string> release = {"release", q, jstr(c.out, "handle"), "--error", "bad input: x"};
+  ASSERT_RUN(release, jr(release), 0);
+  std::this_thread::sleep_for(20ms);
+  const auto dead = parse_json(jr({"peek", q, "--state", "dead", "--json"}).out);
+  ASSERT_TRUE(dead && dead->items.size() == 1);
+  EXPECT_EQ(dead->items[0].str("error"), "bad input: x");
+  EXPECT_GE(dead->items[0].num("failed_ms_ago"), 20);
+  const Result text = jr({"peek", q, "--state", "dead"});
+  EXPECT_NE(text.out.find("died "), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find(" ago: \"bad input: x\""), std::string::npos) << text.out;
+  // Other states carry no such fields.
+  ASSERT_EQ(jr({"push", q, "fine"}).code, 0);
+  const auto ready = parse_json(jr({"peek", q, "--json"}).out);
+  ASSERT_TRUE(ready && ready->items.size() == 1);
+  EXPECT_FALSE(ready->items[0].has("error"));
+  // --no-count gives a job back untried: no error text to keep.
+  EXPECT_EQ(jr({"release", q, "1.0.0", "--no-count", "--error", "x"}).code, 2);
+}
+
 // requeue: dead -> ready (attempts reset) by id or --dead; prints how many; an
 // id that is not dead exits 1 naming it.
 TEST_F(Cli, RequeueDeadJobs) {
