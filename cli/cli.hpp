@@ -91,6 +91,12 @@ std::string state_name(JobState s);
 std::string incarnation_text(const Queue& q);
 // One JSON object: the queue's name, incarnation, options and every statistic.
 std::string stats_json(const std::string& name, const Queue& q);
+
+// A job as `peek` shows it: one JSON object, or one line of text (no newline).
+std::string job_json(const JobInfo& j);
+std::string job_line(const JobInfo& j);
+// A time ago, rounded down to its largest unit: "250ms", "42s", "3m", "5h", "2d".
+std::string age_text(std::uint64_t ms);
 // `jobring stat`'s text: options, then the gauges and the counters.
 void print_stats(const std::string& name, const Queue& q);
 // `code`, or an error if stdout could not be written.

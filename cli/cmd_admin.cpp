@@ -166,22 +166,10 @@ int cmd_peek(const std::vector<std::string>& args) {
   if (json) std::printf("[");
   bool first = true;
   for (const auto& j : jobs) {
-    if (json) {
-      std::printf("%s{\"job\":%llu,\"state\":\"%s\",\"attempts\":%u,\"ms_until\":%lld,\"owner_pid\":%d,%s}",
-                  first ? "" : ",", static_cast<unsigned long long>(j.id), state_name(j.state).c_str(),
-                  j.attempts, static_cast<long long>(j.ms_until), j.owner_pid,
-                  payload_json(j.payload).c_str());
-    } else {
-      const std::string_view text(reinterpret_cast<const char*>(j.payload.data()), j.payload.size());
-      const bool printable = is_text(text);
-      std::printf("job %llu  %s  attempts %u", static_cast<unsigned long long>(j.id),
-                  state_name(j.state).c_str(), j.attempts);
-      if (j.state == jobring::JobState::delayed || j.state == jobring::JobState::leased)
-        std::printf("  in %lldms", static_cast<long long>(j.ms_until));
-      if (j.owner_pid != 0) std::printf("  owner pid %d", j.owner_pid);
-      std::printf("  %s\n", printable ? json_string(text.substr(0, 200)).c_str()
-                                      : ("base64:" + base64_encode(j.payload)).c_str());
-    }
+    if (json)
+      std::printf("%s%s", first ? "" : ",", job_json(j).c_str());
+    else
+      std::printf("%s\n", job_line(j).c_str());
     first = false;
   }
   if (json) std::printf("]\n");

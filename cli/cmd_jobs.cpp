@@ -126,19 +126,23 @@ int cmd_ack(const Args& args) {
 }
 
 int cmd_release(const Args& args) {
-  Command c{"release", "NAME HANDLE [--delay D | --no-count]",
+  Command c{"release", "NAME HANDLE [--delay D | --no-count] [--error TEXT]",
             "Gives a claimed job back: it is claimable again (after D). The claim counts as an "
             "attempt (max_attempts dead-letters the job on its last one) unless --no-count: for a "
             "job given back untried, e.g. on shutdown."};
   c.options.add_options()("delay", po::value<std::string>(), "invisible for D before it is claimable")(
-      "no-count", "do not count this attempt; claimable at once (not with --delay)");
+      "no-count", "do not count this attempt; claimable at once (not with --delay)")(
+      "error", po::value<std::string>(),
+      "why the attempt failed: kept with the job (first 112 bytes) if this release dead-letters it");
   LeaseCall call = parse_lease_call(c, args);
   if (call.vm.count("no-count")) {
-    if (call.vm.count("delay")) usage(c.name, "--no-count gives the job back at once: it takes no --delay");
+    if (call.vm.count("delay") || call.vm.count("error"))
+      usage(c.name, "--no-count gives the job back untried: it takes no --delay or --error");
     return lease_outcome(c.name, call.name, call.queue.give_back(call.lease));
   }
   const milliseconds delay = duration_arg(c, call.vm, "delay", 0ms);
-  return lease_outcome(c.name, call.name, call.queue.release(call.lease, delay));
+  const std::string error = call.vm.count("error") ? call.vm["error"].as<std::string>() : std::string();
+  return lease_outcome(c.name, call.name, call.queue.release(call.lease, delay, error));
 }
 
 int cmd_extend(const Args& args) {

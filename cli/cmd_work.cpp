@@ -262,7 +262,8 @@ class CommandRunner {
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return jobring::Outcome::ack();
     status_text() = WIFEXITED(status) ? "exit " + std::to_string(WEXITSTATUS(status))
                                       : "signal " + std::to_string(WTERMSIG(status));
-    return jobring::Outcome::retry();
+    // Kept with the job if this was its last attempt (peek --state dead).
+    return jobring::Outcome::retry(plan_.cmd.args[0] + ": " + status_text());
   }
 
   void on_lease_lost(const jobring::Job& job) const {

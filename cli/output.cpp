@@ -61,6 +61,55 @@ std::string stats_json(const std::string& name, const Queue& q) {
   return out.str();
 }
 
+std::string age_text(std::uint64_t ms) {
+  constexpr std::uint64_t kSecond = 1000, kMinute = 60 * kSecond, kHour = 60 * kMinute, kDay = 24 * kHour;
+  if (ms < kSecond) return std::to_string(ms) + "ms";
+  if (ms < kMinute) return std::to_string(ms / kSecond) + "s";
+  if (ms < kHour) return std::to_string(ms / kMinute) + "m";
+  if (ms < 2 * kDay) return std::to_string(ms / kHour) + "h";
+  return std::to_string(ms / kDay) + "d";
+}
+
+std::string job_json(const JobInfo& j) {
+  std::ostringstream out;
+  out << "{\"job\":" << j.id << ",\"state\":\"" << state_name(j.state) << "\",\"attempts\":" << j.attempts
+      << ",\"ms_until\":" << j.ms_until << ",\"owner_pid\":" << j.owner_pid
+      << ",\"enqueued_ms_ago\":" << j.enqueued_ms_ago;
+  if (j.state == JobState::dead) {
+    // null: the slot holds no note for this death (JobInfo::error).
+    out << ",\"failed_ms_ago\":";
+    if (j.failed_ms_ago)
+      out << *j.failed_ms_ago;
+    else
+      out << "null";
+    out << ",\"error\":";
+    if (!j.failed_ms_ago)
+      out << "null";
+    else if (is_text(j.error))
+      out << json_string(j.error);
+    else  // garbled by racing writers, or not text to begin with
+      out << '"' << base64_encode(bytes(j.error)) << "\",\"error_encoding\":\"base64\"";
+  }
+  out << ',' << payload_json(j.payload) << '}';
+  return out.str();
+}
+
+std::string job_line(const JobInfo& j) {
+  const std::string_view text(reinterpret_cast<const char*>(j.payload.data()), j.payload.size());
+  std::string line = "job " + std::to_string(j.id) + "  " + state_name(j.state) + "  attempts " +
+                     std::to_string(j.attempts) + "  enqueued " + age_text(j.enqueued_ms_ago) + " ago";
+  if (j.state == JobState::delayed || j.state == JobState::leased)
+    line += "  in " + std::to_string(j.ms_until) + "ms";
+  if (j.owner_pid != 0) line += "  owner pid " + std::to_string(j.owner_pid);
+  if (j.state == JobState::dead && j.failed_ms_ago) {
+    line += "  died " + age_text(*j.failed_ms_ago) + " ago: ";
+    line += is_text(j.error) ? json_string(j.error) : "base64:" + base64_encode(bytes(j.error));
+  }
+  line += "  ";
+  line += is_text(text) ? json_string(text.substr(0, 200)) : "base64:" + base64_encode(j.payload);
+  return line;
+}
+
 namespace {
 
 // "  LABEL  name value  name value ...", wrapped before 110 columns with the

@@ -55,6 +55,21 @@ inline constexpr std::uint64_t kMaxSegmentBytes = 1ull << 36;         // 64 GiB
 inline constexpr milliseconds kMaxLease{std::chrono::hours(24 * 7)};  // also max delay
 inline constexpr std::size_t kMaxKeyLength = 64;                      // de-duplication key bytes
 inline constexpr std::uint32_t kMaxKeyCapacity = 1u << 25;            // de-duplication table entries
+inline constexpr std::size_t kMaxErrorLength = 112;                   // bytes of a dead job's error text
+
+// The longest prefix of `text` of at most `max` bytes that does not end
+// inside a UTF-8 sequence (text that is not UTF-8 is cut at most 3 bytes
+// short of `max`): how error texts are cut to kMaxErrorLength.
+[[nodiscard]] constexpr std::string_view utf8_prefix(std::string_view text, std::size_t max) noexcept {
+  if (text.size() <= max) return text;
+  std::size_t cut = max;
+  // text[cut] is the first byte left out: while it continues a sequence,
+  // that sequence started inside the prefix; drop its start too.
+  for (int back = 0; back < 3 && cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80; ++back)
+    --cut;
+  if ((static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) cut = max;  // not UTF-8: cut where asked
+  return text.substr(0, cut);
+}
 
 struct Options {
   std::uint32_t capacity = 1024;       // job slots, 1 .. kMaxCapacity
@@ -196,6 +211,19 @@ struct JobInfo {
   std::uint32_t attempts = 0;
   std::int64_t ms_until = 0;  // delayed: until visible; leased: until the deadline (negative: expired)
   int owner_pid = 0;          // leased and owned by a process: its PID (in its own PID namespace); else 0
+  // How long ago the job was pushed (or last requeued from dead), ms. A
+  // ready job that was delayed has waited to be claimed only since it came
+  // due (Stats::oldest_ready_ms counts that); this counts from the push.
+  std::uint64_t enqueued_ms_ago = 0;
+  // Dead jobs: how long ago the job died, and why — the error text its last
+  // release gave (the Worker passes the exception's what() or
+  // Outcome::retry's reason), or what dead-lettered it ("lease expired after
+  // 3 attempts", "owner died after 3 attempts"); at most kMaxErrorLength
+  // bytes. Unset / empty when the slot holds no note for this death (a
+  // segment written by hand, or a note garbled by racing writers that
+  // failed its checks). Not necessarily UTF-8: racing writers can mix texts.
+  std::optional<std::uint64_t> failed_ms_ago;
+  std::string error;
   std::vector<std::byte> payload;
 };
 
@@ -210,6 +238,11 @@ struct Stats {
   std::uint64_t dead = 0;             // dead-lettered; requeue or remove them
   std::uint64_t corrupt = 0;          // state words no jobring process writes; purge() resets them
   std::uint64_t oldest_lease_ms = 0;  // age of the oldest lease still held (0 if none)
+  // Age of the oldest claimable job (ready, visible), 0 if none: how long it
+  // has waited since it was pushed or requeued, or since it came due if it
+  // was delayed. The queue's main alerting signal: it grows when workers
+  // fall behind or stop, whatever the depth.
+  std::uint64_t oldest_ready_ms = 0;
   std::uint64_t keys_live = 0;        // de-duplication keys of jobs in the queue
   std::uint64_t keys_remembered = 0;  // keys of finished jobs, inside their window
   std::uint64_t keys_capacity = 0;    // table entries (Options::dedup_keys)
@@ -342,8 +375,12 @@ class Queue {
   // Each succeeds only while `lease` is current; else lease_lost, nothing changed.
   LeaseStatus ack(const Lease& lease) noexcept;
   // Back to ready after `delay` (never sooner, usually within 1 ms more);
-  // dead-lettered instead if max_attempts is used up.
+  // dead-lettered instead if max_attempts is used up. `error` says why the
+  // attempt failed: kept with the job (cut to kMaxErrorLength bytes on a
+  // UTF-8 boundary, with the time) if this release dead-letters it, for
+  // peek(JobState::dead) and `jobring peek --state dead`; else unused.
   LeaseStatus release(const Lease& lease, milliseconds delay = milliseconds{0}) noexcept;
+  LeaseStatus release(const Lease& lease, milliseconds delay, std::string_view error) noexcept;
   // Back to ready at once without counting the attempt: the next claim gets
   // the attempt number this claim got, and max_attempts never dead-letters
   // it here. For a worker that gives a job back untried because it is

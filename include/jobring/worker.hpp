@@ -104,6 +104,7 @@
 // the job runs again (at-least-once) — see idempotent.hpp.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -132,16 +133,36 @@ class Outcome {
   [[nodiscard]] static constexpr Outcome retry_after(milliseconds delay) noexcept {
     return Outcome(Kind::retry_after, delay);
   }
+  // With the reason the attempt failed: if this retry is the job's last
+  // attempt, the queue keeps it with the dead job (Queue::release's
+  // `error`; `jobring peek --state dead` shows it). Cut to kMaxErrorLength
+  // bytes on a UTF-8 boundary. A handler that throws gets the exception's
+  // what() kept the same way.
+  [[nodiscard]] static constexpr Outcome retry(std::string_view reason) noexcept {
+    return Outcome(Kind::retry, milliseconds{0}, reason);
+  }
+  [[nodiscard]] static constexpr Outcome retry_after(milliseconds delay, std::string_view reason) noexcept {
+    return Outcome(Kind::retry_after, delay, reason);
+  }
   [[nodiscard]] static constexpr Outcome drop() noexcept { return Outcome(Kind::drop, milliseconds{0}); }
 
   [[nodiscard]] constexpr Kind kind() const noexcept { return kind_; }
   [[nodiscard]] constexpr milliseconds delay() const noexcept { return delay_; }
+  [[nodiscard]] constexpr std::string_view reason() const noexcept { return {reason_.data(), reason_size_}; }
   friend constexpr bool operator==(const Outcome&, const Outcome&) = default;
 
  private:
-  constexpr Outcome(Kind k, milliseconds d) noexcept : kind_(k), delay_(d) {}
+  constexpr Outcome(Kind k, milliseconds d, std::string_view reason = {}) noexcept : kind_(k), delay_(d) {
+    const std::string_view cut = utf8_prefix(reason, kMaxErrorLength);
+    for (std::size_t i = 0; i < cut.size(); ++i) reason_[i] = cut[i];
+    reason_size_ = cut.size();
+  }
   Kind kind_;
   milliseconds delay_;
+  // In the object, not on the heap: an Outcome stays a literal type and
+  // cheap to return (the reason is short by design).
+  std::array<char, kMaxErrorLength> reason_{};
+  std::size_t reason_size_ = 0;
 };
 
 enum class Jitter { none, full, equal };

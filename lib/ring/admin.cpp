@@ -25,7 +25,15 @@ void count_slots(const detail::ReadView& v, std::uint64_t now, Stats& s) noexcep
         ++s.writing;
         break;
       case State::ready:
-        ++(detail::delayed(w, now) ? s.delayed : s.ready);
+        if (detail::delayed(w, now)) {
+          ++s.delayed;
+        } else {
+          ++s.ready;
+          // Relaxed: advice, like the word it is read beside; a value from a
+          // racing next job of the slot is as good a snapshot.
+          const std::uint64_t pushed = v.meta(i).pushed_at_ms.load(std::memory_order_relaxed);
+          s.oldest_ready_ms = std::max(s.oldest_ready_ms, detail::waiting_ms(pushed, w.aux(), now));
+        }
         break;
       case State::leased:
         if (detail::lease_current(w, now)) {
@@ -81,8 +89,16 @@ bool read_job(const detail::ReadView& v, std::uint32_t i, Word w, JobState s, st
   info.state = s;
   info.slot = i;
   info.attempts = detail::attempts_of(m, w);
+  info.enqueued_ms_ago = detail::age_ms(m.pushed_at_ms.load(std::memory_order_relaxed), now);
   if (s == JobState::delayed || s == JobState::leased)
     info.ms_until = static_cast<std::int64_t>(w.aux()) - static_cast<std::int64_t>(now);
+  if (s == JobState::dead) {
+    // Read after the acquire load of the DEAD word: the note its T8 CAS
+    // published (layout.hpp, SlotNote), validated with the payload below.
+    std::uint64_t failed_at = 0;
+    if (detail::read_note(v.note(i), w, failed_at, info.error))
+      info.failed_ms_ago = detail::age_ms(failed_at, now);
+  }
   if (s == JobState::leased) {
     const std::uint64_t owner = m.owner.load(std::memory_order_relaxed);
     if (detail::owner_gen(owner) == w.gen() && detail::owner_token(owner) != 0)
@@ -229,6 +245,13 @@ bool requeue_slot(Queue::Impl& q, std::uint32_t i, Word w) noexcept {
   const Word mine = T::requeue_lock.target(w, 0);
   if (!detail::move(T::requeue_lock, sw, w, mine)) return false;
   detail::reset_attempts(q.meta(i), mine);
+  // A requeue is a new enqueue: the job's age starts again. Relaxed,
+  // published by the requeue CAS below (seq_cst). Dies before it: the job
+  // stays DEAD, its age as it was. Dies after: DEAD with the new time (what
+  // peek shows as enqueued), READY at the next requeue. A requeuer stalled
+  // here while a rival requeued and the job moved on writes a wrong age onto
+  // the slot's job: advice only, nothing decides on it.
+  q.meta(i).pushed_at_ms.store(detail::now_ms(), std::memory_order_relaxed);
   Word expected = mine;
   return detail::move(T::requeue, sw, expected, T::requeue.target(mine, 0));
 }

@@ -3,6 +3,8 @@
 // expired job whose attempts are used up), with the empty-ring memo that
 // answers an empty poll without a scan.
 
+#include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 #include "ring/core.hpp"
@@ -74,6 +76,17 @@ std::uint64_t owner_of(Queue::Impl& q, const ClaimOptions& o) noexcept {
   return o.owner == Owner::process ? q.liveness.token() : 0;
 }
 
+// The note of a job quarantined for a payload length over max_payload.
+[[gnu::cold]] void quarantine_note(detail::SlotNote& n, Word held, std::uint64_t now, std::uint32_t length,
+                                   std::uint32_t max_payload) noexcept {
+  char text[detail::kMaxNoteBytes];
+  const int len = std::snprintf(text, sizeof text, "quarantined: payload length %u over max_payload %u",
+                                length, max_payload);
+  detail::write_note(
+      n, T::dead_letter.target(held, 0), now,
+      std::string_view(text, len < 0 ? 0 : std::min(sizeof text - 1, static_cast<std::size_t>(len))));
+}
+
 }  // namespace
 
 namespace detail {
@@ -116,8 +129,12 @@ JOBRING_INLINE bool Queue::Impl::take(std::uint32_t i, Word& w, std::uint64_t le
         return false;
       }
       if (max_attempts != 0 && detail::attempts_of(meta(i), w) >= max_attempts) {
-        // T8: the expired job has used up its attempts: dead-letter it.
-        if (detail::move_weak(T::dead_letter, sw, w, T::dead_letter.target(w, 0))) {
+        // T8: the expired job has used up its attempts: dead-letter it, its
+        // note first (out of line, so the claim path does not grow; notes.cpp
+        // says what a death around it leaves).
+        const Word dead = T::dead_letter.target(w, 0);
+        detail::write_note_after(note(i), dead, s.now, "lease expired", detail::attempts_of(meta(i), w));
+        if (detail::move_weak(T::dead_letter, sw, w, dead)) {
           detail::count(T::dead_letter, *header);
           return false;
         }
@@ -154,7 +171,9 @@ JOBRING_INLINE bool Queue::Impl::copy_out(std::uint32_t i, Word from, Word mine,
   const std::uint32_t length = m.length.load(std::memory_order_relaxed);
   if (length > max_payload) {
     // Hostile or corrupt slot: never read past the payload area. Quarantine
-    // the job in DEAD (T8), where an operator can see and remove it.
+    // the job in DEAD (T8), where an operator can see and remove it, with a
+    // note saying so (before the CAS, which publishes it).
+    quarantine_note(note(i), mine, s.now, length, max_payload);
     Word expected = mine;
     if (!detail::apply(T::dead_letter, *header, sw, expected, 0)) s.lost = true;
     return false;

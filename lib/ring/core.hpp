@@ -57,9 +57,19 @@ inline constexpr auto kMaxAhead = 2 * static_cast<std::uint64_t>(kMaxLease.count
 // now_ms() >= the visible-at, i.e. at a true time >= now + delay + 1 > t +
 // delay: never early, at most 1 ms late. Leases need no such step: expiry is
 // strictly after the deadline (lease_current), which is the same +1.
-[[nodiscard]] inline std::uint64_t visible_at_after(milliseconds delay) noexcept {
-  return delay.count() > 0 ? now_ms() + static_cast<std::uint64_t>(delay.count()) + 1 : 0;
+[[nodiscard]] inline std::uint64_t visible_at_after(milliseconds delay, std::uint64_t now) noexcept {
+  return delay.count() > 0 ? now + static_cast<std::uint64_t>(delay.count()) + 1 : 0;
 }
+[[nodiscard]] inline std::uint64_t visible_at_after(milliseconds delay) noexcept {
+  return delay.count() > 0 ? visible_at_after(delay, now_ms()) : 0;
+}
+
+// The times a push writes: the visible-at of its commit word (T3's aux) and
+// the enqueue time in the meta (SlotMeta::pushed_at_ms), from one clock read.
+struct PushTimes {
+  std::uint64_t visible_at = 0;
+  std::uint64_t pushed_at = 0;
+};
 
 // 1 .. kMaxLease (0 too when allow_zero): the bound of every duration argument.
 [[nodiscard]] constexpr bool valid_duration(milliseconds d, bool allow_zero) noexcept {
@@ -83,6 +93,19 @@ inline constexpr auto kMaxAhead = 2 * static_cast<std::uint64_t>(kMaxLease.count
 [[nodiscard]] std::string describe(std::string_view name, const std::error_code& ec,
                                    const std::string& detail);
 [[noreturn]] void throw_error(std::string_view name, std::error_code ec, const std::string& detail);
+
+// --- notes.cpp: a dead job's note (layout.hpp, SlotNote).
+// Writes the note of the job that the caller's T8 CAS is about to make the
+// DEAD word `dead`: failed at `now`, `text` cut to kMaxNoteBytes on a UTF-8
+// boundary. Cold: dead-lettering is rare, and the claim path must not grow.
+[[gnu::cold]] void write_note(SlotNote& n, Word dead, std::uint64_t now, std::string_view text) noexcept;
+// The same, with the text "WHAT after N attempt(s)".
+[[gnu::cold]] void write_note_after(SlotNote& n, Word dead, std::uint64_t now, std::string_view what,
+                                    std::uint32_t attempts) noexcept;
+// The note of the job whose DEAD word is `w` (read with acquire), if it has
+// one: its failure time and text (at most kMaxNoteBytes, maybe garbled by
+// racing writers, never read past the area).
+[[nodiscard]] bool read_note(const SlotNote& n, Word w, std::uint64_t& failed_at, std::string& text);
 
 // The segment as mapped in this process.
 struct Ring {
@@ -117,11 +140,17 @@ struct Ring {
   [[nodiscard]] const std::byte* key_area(std::uint32_t i) const noexcept {
     return slots + i * stride + kSlotMetaBytes;
   }
+  [[nodiscard]] SlotNote& note(std::uint32_t i) noexcept {
+    return *reinterpret_cast<SlotNote*>(slots + i * stride + kSlotMetaBytes + kKeyAreaBytes);
+  }
+  [[nodiscard]] const SlotNote& note(std::uint32_t i) const noexcept {
+    return *reinterpret_cast<const SlotNote*>(slots + i * stride + kSlotMetaBytes + kKeyAreaBytes);
+  }
   [[nodiscard]] std::byte* payload(std::uint32_t i) noexcept {
-    return slots + i * stride + kSlotMetaBytes + kKeyAreaBytes;
+    return slots + i * stride + kSlotMetaBytes + kKeyAreaBytes + kNoteAreaBytes;
   }
   [[nodiscard]] const std::byte* payload(std::uint32_t i) const noexcept {
-    return slots + i * stride + kSlotMetaBytes + kKeyAreaBytes;
+    return slots + i * stride + kSlotMetaBytes + kKeyAreaBytes + kNoteAreaBytes;
   }
   [[nodiscard]] std::uint32_t next(std::uint32_t i) const noexcept { return i + 1 == capacity ? 0 : i + 1; }
 
@@ -173,6 +202,7 @@ class ReadView {
   }
   [[nodiscard]] const SlotMeta& meta(std::uint32_t i) const noexcept { return ring_->meta(i); }
   [[nodiscard]] const std::byte* payload(std::uint32_t i) const noexcept { return ring_->payload(i); }
+  [[nodiscard]] const SlotNote& note(std::uint32_t i) const noexcept { return ring_->note(i); }
   [[nodiscard]] std::uint64_t total(Total t) const noexcept { return ring_->total(t); }
 
  private:
@@ -219,17 +249,17 @@ struct Queue::Impl : detail::Ring {
   // slots). A keyed push passes `key` (one payload only) and learns the
   // outcome in it.
   std::size_t push_pass(std::span<const std::span<const std::byte>> payloads, std::span<JobId> ids,
-                        std::uint64_t visible_at, std::memory_order load_order,
+                        detail::PushTimes times, std::memory_order load_order,
                         detail::KeyedPush* key = nullptr) noexcept;
   bool push_round(std::span<const std::span<const std::byte>> payloads, std::span<JobId> ids,
-                  std::uint64_t visible_at, std::memory_order load_order, detail::KeyedPush* key,
+                  detail::PushTimes times, std::memory_order load_order, detail::KeyedPush* key,
                   std::uint64_t writer, std::size_t& done) noexcept;
   enum class SlotPush { pushed, lost, ended };
   SlotPush push_into(std::uint32_t i, detail::Word reserved, std::span<const std::byte> payload,
-                     std::uint64_t visible_at, detail::KeyedPush* key, std::uint64_t writer,
+                     detail::PushTimes times, detail::KeyedPush* key, std::uint64_t writer,
                      std::uint64_t cursor_to, JobId& id) noexcept;
   JobId write_job(std::uint32_t i, detail::Word reserved, std::span<const std::byte> payload,
-                  const detail::KeyedPush* key) noexcept;
+                  const detail::KeyedPush* key, std::uint64_t pushed_at) noexcept;
 
   // --- claim.cpp
   // One scan of the ring for claimable jobs. Not noexcept: the first claim

@@ -26,7 +26,8 @@
 //           │ (padded to a multiple of 64 bytes)                           │
 //  slots    ├──────────────────────────────────────────────────────────────┤
 //   offset  │ capacity × slot_stride bytes:                                 │
-//           │   SlotMeta (64) │ key (64) │ payload (max_payload) │ pad to 64│
+//           │   SlotMeta (64) │ key (64) │ note (128) │ payload       │
+//           │   (max_payload) │ pad to 64                                 │
 //  keys     ├──────────────────────────────────────────────────────────────┤
 //   offset  │ key table (keys.hpp): key_capacity / 8 bucket versions (u64), │
 //           │ padded to 64; then key_capacity × KeyEntry (32 bytes)         │
@@ -88,6 +89,7 @@
 // and counts, and its crash analysis — is in transitions.hpp.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -142,7 +144,10 @@ inline constexpr std::uint64_t kMagic = 0x474e4952424f4a00ull;  // "\0JOBRING" l
 // 2: de-duplication keys (key area in each slot, key table after the slots).
 // 3: the incarnation id in header line 1; SlotMeta::attempts a 64-bit word
 //    tagged with a generation; processes named by liveness tokens.
-inline constexpr std::uint32_t kLayoutVersion = 3;
+// 4: SlotMeta::pushed_at_ms (the job's enqueue time) in the former
+//    reserved word; a note area (SlotNote: when and why a job died) between
+//    the key area and the payload.
+inline constexpr std::uint32_t kLayoutVersion = 4;
 inline constexpr std::uint32_t kInitDone = 0x52454459u;  // "READY": header fully written
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr std::size_t kHeaderBytes = 512;
@@ -348,14 +353,37 @@ struct alignas(kCacheLine) SlotMeta {
   // The owner's PID as the owner saw it, for display only (peek): written
   // with the owner record, shown when that record's tag matches.
   std::atomic<std::uint32_t> owner_pid;
-  std::uint64_t reserved;
+  // When the job was enqueued, CLOCK_MONOTONIC ms: stored by the producer
+  // while WRITING like job_id (published by its commit), and again by a
+  // requeuer while it holds the slot DEAD (T9 requeue-lock; published by its
+  // requeue CAS), since a requeue is a new enqueue. Read only for display
+  // and for Stats::oldest_ready_ms, as advice: a value in the future or 0
+  // (never written by jobring) reads as age 0 (age_ms below).
+  std::atomic<std::uint64_t> pushed_at_ms;
 };
 static_assert(std::is_standard_layout_v<SlotMeta>);
 static_assert(sizeof(SlotMeta) == kSlotMetaBytes);
 static_assert(offsetof(SlotMeta, job_id) == 0 && offsetof(SlotMeta, attempts) == 8 &&
               offsetof(SlotMeta, owner) == 16 && offsetof(SlotMeta, claimed_at_ms) == 24 &&
               offsetof(SlotMeta, key_hash) == 32 && offsetof(SlotMeta, length) == 40 &&
-              offsetof(SlotMeta, key_length) == 44 && offsetof(SlotMeta, key_entry) == 48);
+              offsetof(SlotMeta, key_length) == 44 && offsetof(SlotMeta, key_entry) == 48 &&
+              offsetof(SlotMeta, pushed_at_ms) == 56);
+
+// How long ago `since` (CLOCK_MONOTONIC ms, read from the segment) was at
+// `now`: 0 for a time in the future or 0 (a forged or never-written value),
+// so that no value of a hostile segment makes an age wrap or overflow.
+[[nodiscard]] constexpr std::uint64_t age_ms(std::uint64_t since, std::uint64_t now) noexcept {
+  return since != 0 && since <= now ? now - since : 0;
+}
+// The waiting age of a READY job with visible-at `visible_at` (0 = at once)
+// pushed at `pushed_at`: it waits from when it became claimable, the later
+// of the two (a delayed job waits from when it came due).
+[[nodiscard]] constexpr std::uint64_t waiting_ms(std::uint64_t pushed_at, std::uint64_t visible_at,
+                                                 std::uint64_t now) noexcept {
+  return age_ms(pushed_at == 0 ? 0 : std::max(pushed_at, visible_at), now);
+}
+static_assert(age_ms(5, 3) == 0 && age_ms(0, 3) == 0 && age_ms(3, 5) == 2);
+static_assert(waiting_ms(10, 15, 20) == 5 && waiting_ms(10, 0, 20) == 10 && waiting_ms(10, 25, 20) == 0);
 
 // The writers of the tagged words. Only a producer (while WRITING) stores;
 // everyone else CASes from the value it read, and only if that value's tag is
@@ -428,6 +456,57 @@ inline void reset_attempts(SlotMeta& m, Word locked) noexcept {
 }
 
 // ---------------------------------------------------------------------------
+// Note: when and why a job died
+// ---------------------------------------------------------------------------
+//
+// Each slot has a note area after its key area, for its job's last failure:
+//
+//   word 0  stamp  generation (21) │ 0 (3) │ failed-at, CLOCK_MONOTONIC ms (40)
+//   word 1  size   generation (21) │ 0 (3) │ length of the text in bytes (40)
+//   2..15   text   kMaxNoteBytes bytes, eight per word
+//
+// Written only by a process about to dead-letter the job (T8: a release on
+// the last attempt, a claimer or sweep finding its last lease expired or its
+// owner dead, a claimer quarantining a corrupt slot), *before* its T8 CAS,
+// tagged with the generation of the DEAD word that CAS writes: the CAS
+// (acq_rel) publishes the note with the job's death, so a reader that
+// acquires the DEAD word (peek) reads the note of that death. Dies before
+// the CAS: the job is not dead, and the note's tag names no DEAD word (the
+// next dead-letterer writes its own). Dies after: dead with its note. A
+// writer whose CAS fails leaves a note tagged with a word that is not DEAD
+// (or is a later death of the same job, see below), which no reader shows.
+//
+// Every word is a relaxed atomic, so writers racing on one slot (a release
+// and a claimer both dead-lettering the same expired lease; a writer
+// stalled since it read an older word) produce at worst a note whose text
+// mixes theirs, never a data race; the reader checks both tags and clamps
+// the length to the area, so a garbled or hostile note is never read past
+// its end. A reader shows a note tagged with the DEAD word's generation, or
+// the one before: a requeuer that locked the slot (T9 requeue-lock, DEAD →
+// DEAD) and died leaves the job DEAD one generation past its note, and a
+// word one generation after a LEASED word it was written from is the same
+// job's (only T8 makes DEAD from LEASED). A note is never cleared: a push
+// or a requeue leaves it, untagged for the new word, until the next death.
+struct SlotNote {
+  std::atomic<std::uint64_t> stamp;
+  std::atomic<std::uint64_t> size;
+  std::atomic<std::uint64_t> text[14];
+};
+inline constexpr std::size_t kNoteAreaBytes = 128;
+inline constexpr std::size_t kMaxNoteBytes = sizeof(SlotNote::text);
+static_assert(sizeof(SlotNote) == kNoteAreaBytes && std::is_standard_layout_v<SlotNote>);
+static_assert(kMaxNoteBytes == 112);
+
+inline constexpr unsigned kNoteGenShift = kOwnerGenShift;
+[[nodiscard]] constexpr std::uint64_t make_note_word(std::uint64_t gen, std::uint64_t value) noexcept {
+  return ((gen & kGenMask) << kNoteGenShift) | (value & kAuxMask);
+}
+[[nodiscard]] constexpr std::uint64_t note_gen(std::uint64_t w) noexcept { return w >> kNoteGenShift; }
+[[nodiscard]] constexpr std::uint64_t note_value(std::uint64_t w) noexcept { return w & kAuxMask; }
+static_assert(note_gen(make_note_word(kGenMask, kAuxMask)) == kGenMask);
+static_assert(note_value(make_note_word(kGenMask, kAuxMask)) == kAuxMask);
+
+// ---------------------------------------------------------------------------
 // Geometry: the only place sizes and offsets are computed.
 // ---------------------------------------------------------------------------
 
@@ -457,13 +536,14 @@ struct Geometry {
 
 // Callers bound capacity, max_payload and key_capacity first (kMaxCapacity,
 // kMaxPayload, kMaxKeyCapacity), so none of these products can overflow 64
-// bits: 2^24 × (2^26 + 192) + 2^25 × 33 < 2^51.
+// bits: 2^24 × (2^26 + 320) + 2^25 × 33 < 2^51.
 //
-//   slot:  SlotMeta (64) │ key area (64) │ payload (max_payload) │ pad to 64
+//   slot:  SlotMeta (64) │ key area (64) │ note (128) │ payload (max_payload) │ pad to 64
 [[nodiscard]] constexpr Geometry geometry(std::uint32_t capacity, std::uint32_t max_payload,
                                           std::uint32_t key_capacity) noexcept {
   Geometry g{};
-  g.slot_stride = round_up(kSlotMetaBytes + kKeyAreaBytes + std::uint64_t{max_payload}, kCacheLine);
+  g.slot_stride =
+      round_up(kSlotMetaBytes + kKeyAreaBytes + kNoteAreaBytes + std::uint64_t{max_payload}, kCacheLine);
   g.states_offset = kHeaderBytes;
   g.slots_offset = g.states_offset + round_up(std::uint64_t{capacity} * 8, kCacheLine);
   g.keys_offset = g.slots_offset + std::uint64_t{capacity} * g.slot_stride;

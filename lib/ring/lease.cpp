@@ -80,15 +80,32 @@ std::size_t Queue::ack_many(std::span<const Lease> leases, std::span<LeaseStatus
 }
 
 LeaseStatus Queue::release(const Lease& lease, milliseconds delay) noexcept {
+  return release(lease, delay, std::string_view{});
+}
+
+LeaseStatus Queue::release(const Lease& lease, milliseconds delay, std::string_view error) noexcept {
   Impl& q = *impl_;
   auto* sw = leased_word(q, lease);
   if (sw == nullptr) return LeaseStatus::lease_lost;
   delay = std::clamp(delay, milliseconds{0}, kMaxLease);
   const std::uint32_t max_attempts = q.options.max_attempts;
-  const bool exhausted =
-      max_attempts != 0 && detail::attempts_of(q.meta(lease.slot), Word{lease.token}) >= max_attempts;
-  if (exhausted) return end_lease(q, *sw, lease, T::dead_letter, 0);
-  return end_lease(q, *sw, lease, T::release, detail::visible_at_after(delay));
+  const Word token{lease.token};
+  const std::uint32_t attempts = detail::attempts_of(q.meta(lease.slot), token);
+  if (max_attempts == 0 || attempts < max_attempts)
+    return end_lease(q, *sw, lease, T::release, detail::visible_at_after(delay));
+  // T8. The note first, for the DEAD word our CAS writes (layout.hpp,
+  // SlotNote: the CAS publishes it), and only while our token is current
+  // (acquire: as give_back), so that a holder whose lease is already lost
+  // does not scribble on the slot's note. Dies before the CAS: the note
+  // names a word that never was; the lease runs out and the next
+  // dead-letterer writes its own. Dies after: DEAD with this note.
+  if (sw->load(std::memory_order_acquire) != lease.token) return LeaseStatus::lease_lost;
+  const Word dead = T::dead_letter.target(token, 0);
+  if (error.empty())
+    detail::write_note_after(q.note(lease.slot), dead, detail::now_ms(), "released", attempts);
+  else
+    detail::write_note(q.note(lease.slot), dead, detail::now_ms(), error);
+  return end_lease(q, *sw, lease, T::dead_letter, 0);
 }
 
 LeaseStatus Queue::give_back(const Lease& lease) noexcept {

@@ -43,16 +43,20 @@ JOBRING_INLINE std::error_code check_push(std::uint32_t max_payload,
 }
 
 // Counted from the push call: a push that waits for room does not add its
-// wait to the delay.
-std::uint64_t visible_at_for(const PushOptions& o) noexcept { return detail::visible_at_after(o.delay); }
+// wait to the delay, nor to the job's age (pushed_at is the call's time too:
+// a job's age is how long it has waited since its producer tried).
+detail::PushTimes times_for(const PushOptions& o) noexcept {
+  const std::uint64_t now = detail::now_ms();
+  return {detail::visible_at_after(o.delay, now), now};
+}
 
 }  // namespace
 
 // Fills slot i, which this producer holds WRITING (as `reserved`), with a new job: its id,
 // meta, key and payload. Returns the id.
 JOBRING_INLINE JobId Queue::Impl::write_job(std::uint32_t i, Word reserved,
-                                            std::span<const std::byte> payload,
-                                            const detail::KeyedPush* key) noexcept {
+                                            std::span<const std::byte> payload, const detail::KeyedPush* key,
+                                            std::uint64_t pushed_at) noexcept {
   // Pairs with the acquire fence of a claimer validating its copy of this
   // slot's old payload (claim.cpp, peek): if that claimer's re-check reads a
   // word older than our T1, our writes below are not visible to its copy;
@@ -67,6 +71,9 @@ JOBRING_INLINE JobId Queue::Impl::write_job(std::uint32_t i, Word reserved,
   // than its own word and leaves it alone (layout.hpp, count_claim).
   m.attempts.store(detail::make_attempts(reserved.gen(), 0), std::memory_order_relaxed);
   m.owner.store(detail::make_owner(reserved.gen(), 0), std::memory_order_relaxed);
+  // The enqueue time, published by the commit like the rest. Dies before the
+  // commit: the slot is freed (T2) and nobody reads it.
+  m.pushed_at_ms.store(pushed_at, std::memory_order_relaxed);
   m.key_hash.store(key != nullptr ? key->hash : 0, std::memory_order_relaxed);
   m.key_length.store(key != nullptr ? static_cast<std::uint32_t>(key->key.size()) : 0,
                      std::memory_order_relaxed);
@@ -80,11 +87,11 @@ JOBRING_INLINE JobId Queue::Impl::write_job(std::uint32_t i, Word reserved,
 // duplicate, the id of the job that holds the key).
 JOBRING_INLINE Queue::Impl::SlotPush Queue::Impl::push_into(std::uint32_t i, Word reserved,
                                                             std::span<const std::byte> payload,
-                                                            std::uint64_t visible_at, detail::KeyedPush* key,
+                                                            detail::PushTimes times, detail::KeyedPush* key,
                                                             std::uint64_t writer, std::uint64_t cursor_to,
                                                             JobId& id) noexcept {
   auto& sw = state(i);
-  id = write_job(i, reserved, payload, key);
+  id = write_job(i, reserved, payload, key, times.pushed_at);
   std::uint32_t entry = 0;
   Word claimed_key{};
   if (key != nullptr) {
@@ -111,7 +118,8 @@ JOBRING_INLINE Queue::Impl::SlotPush Queue::Impl::push_into(std::uint32_t i, Wor
   // another PID namespace): it is not ours any more, and this push has not
   // happened; the caller tries another slot.
   Word expected = reserved;
-  if (!detail::move(T::commit, sw, expected, T::commit.target(reserved, visible_at))) return SlotPush::lost;
+  if (!detail::move(T::commit, sw, expected, T::commit.target(reserved, times.visible_at)))
+    return SlotPush::lost;
   // K3. Fails if a finisher already made it REMEMBERED (K4): fine.
   if (key != nullptr) keys.make_live(entry, claimed_key);
   return SlotPush::pushed;
@@ -121,7 +129,7 @@ JOBRING_INLINE Queue::Impl::SlotPush Queue::Impl::push_into(std::uint32_t i, Wor
 // order. Adds to `done`; returns false if a keyed push ended (duplicate, or
 // no room in the key table), with the outcome in *key.
 JOBRING_INLINE bool Queue::Impl::push_round(std::span<const std::span<const std::byte>> payloads,
-                                            std::span<JobId> ids, std::uint64_t visible_at,
+                                            std::span<JobId> ids, detail::PushTimes times,
                                             std::memory_order load_order, detail::KeyedPush* key,
                                             std::uint64_t writer, std::size_t& done) noexcept {
   const std::uint64_t start = header->push_cursor.load(std::memory_order_relaxed);
@@ -159,7 +167,7 @@ JOBRING_INLINE bool Queue::Impl::push_round(std::span<const std::span<const std:
     const Word reserved = T::reserve.target(w, writer);
     if (!detail::move(T::reserve, sw, w, reserved)) continue;
     JobId id = 0;
-    switch (push_into(i, reserved, payloads[done], visible_at, key, writer, start + k + 1, id)) {
+    switch (push_into(i, reserved, payloads[done], times, key, writer, start + k + 1, id)) {
       case SlotPush::pushed:
         if (done < ids.size()) ids[done] = id;
         ++done;
@@ -178,7 +186,7 @@ JOBRING_INLINE bool Queue::Impl::push_round(std::span<const std::span<const std:
 }
 
 std::size_t Queue::Impl::push_pass(std::span<const std::span<const std::byte>> payloads, std::span<JobId> ids,
-                                   std::uint64_t visible_at, std::memory_order load_order,
+                                   detail::PushTimes times, std::memory_order load_order,
                                    detail::KeyedPush* key) noexcept {
   if (payloads.empty()) return 0;
   if (key != nullptr) {
@@ -194,7 +202,7 @@ std::size_t Queue::Impl::push_pass(std::span<const std::span<const std::byte>> p
   const std::uint64_t writer = detail::make_writer(liveness.token());
   std::size_t done = 0;
   for (int round = 0; round < 2 && done < payloads.size(); ++round) {
-    if (!push_round(payloads, ids, visible_at, load_order, key, writer, done)) return done;
+    if (!push_round(payloads, ids, times, load_order, key, writer, done)) return done;
     // Full. A slot left WRITING by a dead producer is not full: free those and look once more.
     if (done < payloads.size() && (round > 0 || recover_dead_writers() == 0)) break;
   }
@@ -204,7 +212,7 @@ std::size_t Queue::Impl::push_pass(std::span<const std::span<const std::byte>> p
 
 JOBRING_INLINE PushResult Queue::Impl::push_checked(std::span<const std::byte> payload,
                                                     const PushOptions& push) noexcept {
-  const std::uint64_t visible_at = visible_at_for(push);
+  const detail::PushTimes times = times_for(push);
   JobId id = 0;
   const std::span<const std::byte> one[1] = {payload};
   detail::KeyedPush keyed{push.key, push.key.empty() ? 0 : detail::key_hash(push.key)};
@@ -212,7 +220,7 @@ JOBRING_INLINE PushResult Queue::Impl::push_checked(std::span<const std::byte> p
   const detail::Progress p = detail::wait_until_progress(
       header->room_event, push.wait, capacity, push.stop, [&](std::memory_order order, std::uint64_t&) {
         if (key != nullptr && key->outcome == detail::KeyInsert::interrupted) return std::size_t{1};
-        return push_pass(one, {&id, 1}, visible_at, order, key);
+        return push_pass(one, {&id, 1}, times, order, key);
       });
   if (key != nullptr) {
     if (key->outcome == detail::KeyInsert::interrupted) return {PushStatus::interrupted, 0};
@@ -247,7 +255,7 @@ PushResult Queue::push(std::string_view payload, const PushOptions& options) {
 
 std::size_t Queue::Impl::push_many_checked(std::span<const std::span<const std::byte>> payloads,
                                            std::span<JobId> ids, const PushOptions& push) noexcept {
-  const std::uint64_t visible_at = visible_at_for(push);
+  const detail::PushTimes times = times_for(push);
   std::size_t done = 0;
   // One wait for the whole batch, not one per bit of progress.
   const auto give_up_at = std::chrono::steady_clock::now() + push.wait;
@@ -257,7 +265,7 @@ std::size_t Queue::Impl::push_many_checked(std::span<const std::span<const std::
     const detail::Progress p = detail::wait_until_progress(
         header->room_event, left, capacity, push.stop, [&](std::memory_order order, std::uint64_t&) {
           return push_pass(payloads.subspan(done), ids.size() > done ? ids.subspan(done) : std::span<JobId>{},
-                           visible_at, order);
+                           times, order);
         });
     if (p.done == 0) break;
     done += p.done;

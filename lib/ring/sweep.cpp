@@ -84,11 +84,16 @@ SweepResult Queue::sweep() noexcept {
     SlotMeta& m = q.meta(i);
     bool dead_owner = false;
     if (!returnable(w, m, now, verdicts, dead_owner)) continue;
-    const bool exhausted = max_attempts != 0 && detail::attempts_of(m, w) >= max_attempts;
+    const std::uint32_t used = detail::attempts_of(m, w);
+    const bool exhausted = max_attempts != 0 && used >= max_attempts;
     // T7 (or T8). From the word we judged: if the owner acked, extended or
     // the lease was taken over meanwhile, the CAS fails and we do nothing.
     // Counted here, woken once at the end.
     const detail::Transition& t = exhausted ? T::dead_letter : dead_owner ? T::reclaim : T::expire;
+    // T8's note before its CAS (layout.hpp, SlotNote; notes.cpp).
+    if (exhausted)
+      detail::write_note_after(q.note(i), t.target(w, 0), now, dead_owner ? "owner died" : "lease expired",
+                               used);
     if (!detail::move(t, sw, w, t.target(w, 0))) continue;
     detail::count(t, *q.header);
     if (exhausted) {

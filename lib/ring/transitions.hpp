@@ -61,7 +61,10 @@
 //     whose deadline has passed). As T6.
 //  T8 LEASED→DEAD (release, or a claimer finding the lease expired, when
 //     attempts >= max_attempts). The job keeps its payload until an operator
-//     acts. Dies before/after: consistent either way.
+//     acts. Just before the CAS the dead-letterer writes the job's note —
+//     when and why it died — tagged for the DEAD word, which the CAS
+//     publishes (layout.hpp, SlotNote). Dies before/after: consistent either
+//     way (a note tagged for a word that never came is never shown).
 //  T9 DEAD→READY (requeue; attempts reset first), DEAD/READY→FREE (purge,
 //     remove_dead). Dies before/after: consistent either way.
 //  Words with a state value above DEAD (never written by jobring) are skipped

@@ -160,7 +160,8 @@ void Worker::Impl::end_lease(Slot& s, const Outcome& outcome, const Lease& curre
       // attempts >= max_attempts); attempts change only at a claim, so
       // job.attempt is what the release sees.
       const bool last = max_attempts != 0 && s.job.attempt >= max_attempts;
-      if (queue.release(current, delay) == LeaseStatus::ok) {
+      // The reason goes with the job if this release dead-letters it.
+      if (queue.release(current, delay, outcome.reason()) == LeaseStatus::ok) {
         r.result = last ? JobResult::dead : JobResult::retried;
         r.delay = last ? milliseconds{0} : delay;
       } else {
@@ -221,7 +222,7 @@ JobReport Worker::Impl::finish(Slot& s, Outcome outcome, bool threw, std::string
                                std::chrono::nanoseconds duration) {
   if (threw) {
     ++s.counts.errors;
-    outcome = Outcome::retry();
+    outcome = Outcome::retry(error);  // what() is the reason kept with a dead job
     report_error(s.job, error);
   }
   Lease current;

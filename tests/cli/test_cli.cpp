@@ -1321,11 +1321,12 @@ TEST_F(Cli, StatJsonHasEveryFieldWithTheRightValues) {
   ASSERT_TRUE(j && j->kind == Json::Kind::object) << "not a JSON object: " << r.out;
   // The issue's required keys, and every statistic by its jobring::Stats name.
   for (const char* key :
-       {"name",      "capacity",        "max_payload",   "free",     "writing", "ready",
-        "delayed",   "leased",          "expired",       "dead",     "corrupt", "oldest_lease_ms",
-        "keys_live", "keys_remembered", "keys_capacity", "pushed",   "claimed", "acked",
-        "released",  "expired_total",   "dead_lettered", "requeued", "purged",  "recovered_writes",
-        "reclaimed", "duplicates",      "keys_evicted",  "keys_full"})
+       {"name",          "capacity",        "max_payload",     "free",      "writing",
+        "ready",         "delayed",         "leased",          "expired",   "dead",
+        "corrupt",       "oldest_lease_ms", "oldest_ready_ms", "keys_live", "keys_remembered",
+        "keys_capacity", "pushed",          "claimed",         "acked",     "released",
+        "expired_total", "dead_lettered",   "requeued",        "purged",    "recovered_writes",
+        "reclaimed",     "duplicates",      "keys_evicted",    "keys_full"})
     EXPECT_TRUE(j->has(key)) << "stat --json lacks \"" << key << "\": " << r.out;
   EXPECT_FALSE(j->has("overdue")) << "renamed to \"expired\": " << r.out;
   EXPECT_EQ(j->str("name"), q.str());
@@ -1919,6 +1920,57 @@ TEST_F(Cli, PeekEveryState) {
   const Stats s = stats_of(q);
   EXPECT_EQ(s.claimed, 2u);
   EXPECT_EQ(s.ready, 4u);
+}
+
+// Issue 14 item 5: `stat --json` has oldest_ready_ms, the age of the oldest
+// claimable job, and `peek` each job's enqueued_ms_ago (JSON) / "enqueued
+// ... ago" (text). Lower bounds only: after 50 ms both are at least 50.
+TEST_F(Cli, Item5_StatAndPeekShowTheOldestWaitingJobsAge) {
+  Watchdog wd(60s);
+  QueueName q("cli-age");
+  (void)Queue::create(q, {.capacity = 4});
+  ASSERT_EQ(jr({"push", q, "waiting"}).code, 0);
+  std::this_thread::sleep_for(50ms);
+  const auto stat = parse_json(jr({"stat", q, "--json"}).out);
+  ASSERT_TRUE(stat);
+  EXPECT_GE(stat->num("oldest_ready_ms"), 50);
+  const Result text_stat = jr({"stat", q});
+  EXPECT_NE(text_stat.out.find("oldest_ready_ms "), std::string::npos) << text_stat.out;
+  const auto peek = parse_json(jr({"peek", q, "--json"}).out);
+  ASSERT_TRUE(peek && peek->items.size() == 1);
+  EXPECT_GE(peek->items[0].num("enqueued_ms_ago"), 50);
+  const Result line = jr({"peek", q});
+  EXPECT_NE(line.out.find("  enqueued "), std::string::npos) << line.out;
+  EXPECT_NE(line.out.find(" ago"), std::string::npos) << line.out;
+}
+
+// Issue 14 item 6: `peek --state dead` tells when and why each job died:
+// `release --error` keeps the text (JSON "error", "failed_ms_ago"; text
+// "died ... ago: ..."). Fails without the note. failed_ms_ago: lower bound.
+TEST_F(Cli, Item6_PeekDeadShowsTheErrorAndWhenItDied) {
+  Watchdog wd(60s);
+  QueueName q("cli-why");
+  (void)Queue::create(q, {.max_attempts = 1});
+  ASSERT_EQ(jr({"push", q, "poison"}).code, 0);
+  const Result c = jr({"claim", q});
+  ASSERT_EQ(c.code, 0);
+  const std::vector<std::string> release = {"release", q, jstr(c.out, "handle"), "--error", "bad input: x"};
+  ASSERT_RUN(release, jr(release), 0);
+  std::this_thread::sleep_for(20ms);
+  const auto dead = parse_json(jr({"peek", q, "--state", "dead", "--json"}).out);
+  ASSERT_TRUE(dead && dead->items.size() == 1);
+  EXPECT_EQ(dead->items[0].str("error"), "bad input: x");
+  EXPECT_GE(dead->items[0].num("failed_ms_ago"), 20);
+  const Result text = jr({"peek", q, "--state", "dead"});
+  EXPECT_NE(text.out.find("died "), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find(" ago: \"bad input: x\""), std::string::npos) << text.out;
+  // Other states carry no such fields.
+  ASSERT_EQ(jr({"push", q, "fine"}).code, 0);
+  const auto ready = parse_json(jr({"peek", q, "--json"}).out);
+  ASSERT_TRUE(ready && ready->items.size() == 1);
+  EXPECT_FALSE(ready->items[0].has("error"));
+  // --no-count gives a job back untried: no error text to keep.
+  EXPECT_EQ(jr({"release", q, "1.0.0", "--no-count", "--error", "x"}).code, 2);
 }
 
 // requeue: dead -> ready (attempts reset) by id or --dead; prints how many; an

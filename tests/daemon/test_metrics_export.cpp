@@ -13,6 +13,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include "jobring/queue.hpp"
 #include "support/run_command.hpp"
@@ -110,7 +111,7 @@ TEST_F(MetricsExport, Item3_EveryMetricHasHelpAndTypeAndConventionalName) {
     }
     sampled.insert(first.substr(0, first.find('{')));
   }
-  EXPECT_EQ(sampled.size(), 27u);  // 25 statistics + the janitor's two
+  EXPECT_EQ(sampled.size(), 28u);  // 26 statistics + the janitor's two
   for (const std::string& m : sampled) {
     EXPECT_TRUE(helped.count(m)) << m << " has no # HELP";
     EXPECT_TRUE(typed.count(m)) << m << " has no # TYPE";
@@ -119,6 +120,22 @@ TEST_F(MetricsExport, Item3_EveryMetricHasHelpAndTypeAndConventionalName) {
   EXPECT_TRUE(sampled.count("jobring_oldest_lease_seconds"));
   EXPECT_TRUE(sampled.count("jobring_expired_total"));
   EXPECT_FALSE(sampled.count("jobring_expired_total_total"));
+}
+
+// Issue 14 item 5: the age of the oldest waiting job, the queue's main
+// alerting signal, is exported in seconds as a gauge with HELP and TYPE.
+// SetUp leaves job "b" ready; after 100 ms it is at least 0.1 s old (a lower
+// bound only: a loaded machine makes it older). Fails without the field.
+TEST_F(MetricsExport, Item5_OldestReadySecondsIsTheWaitingJobsAge) {
+  std::this_thread::sleep_for(100ms);
+  run_janitor_once(022);
+  const std::string text = dir.read("jobring.prom");
+  EXPECT_NE(text.find("# HELP jobring_oldest_ready_seconds "), std::string::npos) << text;
+  EXPECT_NE(text.find("# TYPE jobring_oldest_ready_seconds gauge\n"), std::string::npos) << text;
+  const std::string series = "jobring_oldest_ready_seconds{queue=\"" + name.str() + "\"} ";
+  const auto at = text.find(series);
+  ASSERT_NE(at, std::string::npos) << text;
+  EXPECT_GE(std::stod(text.substr(at + series.size())), 0.1) << text;
 }
 
 // Issue 14 item 3: under the unit's UMask=0077 the file was -rw-------, which

@@ -394,10 +394,11 @@ TEST(AccessHostile, FifoOrDirectoryIsRefused) {
 // Fails if the key table were left out of the size check (a segment over the
 // limit would be created), or the message lacked the limit.
 TEST(AccessLimits, SegmentSizeIncludesTheKeyTable) {
-  // slot stride = round_up(64 + 64 + 65344, 64) = 65472 = 2^16 - 64, so the
+  // slot stride = round_up(64 + 64 + 128 + 65216, 64) = 65472 = 2^16 - 64, so the
   // 2^20 slots take 2^36 - 2^26 bytes; states (2^23) and the header fit too,
   // but the default key table (2 × capacity entries × 32 bytes = 2^26) does not.
-  Options o{.capacity = 1u << 20, .max_payload = 65344};
+  Options o{.capacity = 1u << 20, .max_payload = 65216};
+  static_assert(jobring::detail::geometry(1u << 20, 65216, 0).slot_stride == 65472);
   QueueName name("limits");
   std::string what;
   try {

@@ -349,7 +349,8 @@ TEST(OptionBounds, OutOfRangeIsInvalidOptions) {
       Options{.capacity = 4, .max_payload = 64, .default_lease = kMaxLease + milliseconds{1}},
       "default_lease > kMaxLease");
   // Each alone is in range, but capacity × slot size exceeds kMaxSegmentBytes:
-  // slot_stride = 2^26 + 64, so 1024 slots are 2^36 + 64 KiB > 2^36.
+  // slot_stride = 2^26 + 256 (meta, key and note areas), so 1024 slots are
+  // 2^36 + 256 KiB > 2^36.
   expect_invalid_options(Options{.max_payload = kMaxPayload}, "segment > kMaxSegmentBytes");
   expect_invalid_options(Options{.capacity = kMaxCapacity, .max_payload = kMaxPayload}, "both at maximum");
   Options bad_mode{.capacity = 4, .max_payload = 64};

@@ -339,6 +339,33 @@ TEST_F(WorkerTest, Item9_AnExceptionWithNoHookIsLoggedToStderr) {
   EXPECT_EQ(queue.stats().dead, 1u);
 }
 
+// Issue 14 item 6: the dead job keeps why it died: the exception's what()
+// of its last attempt, or Outcome::retry's reason. Fails if the Worker did
+// not pass either to the release (the note would say "released after 1
+// attempt").
+TEST_F(WorkerTest, Item6_TheDeadJobKeepsTheExceptionOrTheRetryReason) {
+  Watchdog wd(60s);
+  Queue& queue = make_queue("w-why", {.max_attempts = 1});
+  ASSERT_TRUE(queue.push("throws"));
+  ASSERT_TRUE(queue.push("returns"));
+  Worker worker(queue,
+                [&](const Job& job, JobContext&) -> Outcome {
+                  if (job.text() == "throws") throw std::runtime_error("kaput: disk full");
+                  return Outcome::retry("upstream said 503");
+                },
+                {.backoff = {.base = 1ms, .cap = 5ms}, .max_jobs = 2});
+  EXPECT_EQ(worker.run().dead, 2u);
+  const auto dead = queue.peek(JobState::dead);
+  ASSERT_EQ(dead.size(), 2u);
+  for (const JobInfo& j : dead) {
+    const std::string_view payload(reinterpret_cast<const char*>(j.payload.data()), j.payload.size());
+    EXPECT_EQ(j.error, payload == "throws" ? "kaput: disk full" : "upstream said 503");
+    EXPECT_TRUE(j.failed_ms_ago.has_value());
+  }
+  static_assert(Outcome::retry("x").reason() == "x" && Outcome::retry().reason().empty());
+  static_assert(Outcome::retry_after(1ms, "y").delay() == 1ms);
+}
+
 // retry_after(d) releases with exactly d (no backoff, no jitter); drop acks
 // and reports dropped; skip acks and reports skipped. Fails if any is
 // handled as another outcome.

@@ -97,6 +97,11 @@ class SegmentView {
     return *reinterpret_cast<detail::SlotMeta*>(base_ + header().identity.slots_offset +
                                                 std::uint64_t{i} * header().identity.slot_stride);
   }
+  // Slot i's note area (layout.hpp, SlotNote): a dead job's failure time and text.
+  [[nodiscard]] detail::SlotNote& note(std::uint32_t i) const {
+    return *reinterpret_cast<detail::SlotNote*>(reinterpret_cast<std::byte*>(&meta(i)) +
+                                                detail::kSlotMetaBytes + detail::kKeyAreaBytes);
+  }
   [[nodiscard]] detail::Word word(std::uint32_t i) const { return detail::Word{state(i).load()}; }
   void set(std::uint32_t i, detail::Word w) const { state(i).store(w.raw); }
   // The next word of slot i, as the transition to (s, aux) would write it.

@@ -27,7 +27,7 @@ struct StatField {
 };
 
 // In the order of the fields in jobring::Stats.
-inline constexpr std::array<StatField, 25> kStatFields{{
+inline constexpr std::array<StatField, 26> kStatFields{{
     {"free", &Stats::free, StatKind::gauge, "Job slots free."},
     {"writing", &Stats::writing, StatKind::gauge, "Job slots a producer is writing."},
     {"ready", &Stats::ready, StatKind::gauge, "Jobs claimable now."},
@@ -39,6 +39,8 @@ inline constexpr std::array<StatField, 25> kStatFields{{
     {"corrupt", &Stats::corrupt, StatKind::gauge, "Job slots with a state word no jobring process writes."},
     {"oldest_lease_ms", &Stats::oldest_lease_ms, StatKind::gauge,
      "Age of the oldest lease still held (0 if none)."},
+    {"oldest_ready_ms", &Stats::oldest_ready_ms, StatKind::gauge,
+     "Age of the oldest claimable job, since its push, requeue or due time (0 if none)."},
     {"keys_live", &Stats::keys_live, StatKind::gauge, "De-duplication keys of jobs in the queue."},
     {"keys_remembered", &Stats::keys_remembered, StatKind::gauge,
      "De-duplication keys of finished jobs, inside their window."},
