@@ -139,16 +139,16 @@ struct Column {
   std::optional<double> (*value)(const Row&);  // nullopt: unknown, shown as "-"
 };
 
-std::optional<double> count(std::uint64_t v) { return static_cast<double>(v); }
+std::optional<double> count(std::uint64_t v) noexcept { return static_cast<double>(v); }
 // An age in milliseconds, of which 0 means "nothing that old" (Stats' convention).
-std::optional<double> age(std::uint64_t ms) { return ms == 0 ? std::nullopt : count(ms); }
-std::optional<double> rate(const Row& r, double Rates::*member) {
+std::optional<double> age(std::uint64_t ms) noexcept { return ms == 0 ? std::nullopt : count(ms); }
+std::optional<double> rate(const Row& r, double Rates::*member) noexcept {
   if (!r.rates) return std::nullopt;
   return (*r.rates).*member;
 }
 
 // The columns after NAME, in order.
-const std::array kColumns{
+constexpr std::array kColumns{
     Column{"READY", 7, Format::count, [](const Row& r) { return count(r.stats.ready); }},
     // TODO(oldest_ready_ms): the age of the oldest claimable job, once jobring::Stats has it
     // (another branch adds Stats::oldest_ready_ms; --json shows it by itself then). Uncomment:
