@@ -1,6 +1,6 @@
 // The jobring command-line tool's private header: exit codes, the command
 // parser and argument readers (args.cpp), output helpers (output.cpp), and
-// the subcommands (cmd_admin.cpp, cmd_jobs.cpp, cmd_work.cpp).
+// the subcommands (cmd_admin.cpp, cmd_jobs.cpp, cmd_work.cpp, cmd_top.cpp).
 #pragma once
 
 #include <boost/program_options.hpp>
@@ -97,6 +97,9 @@ std::string job_json(const JobInfo& j);
 std::string job_line(const JobInfo& j);
 // A time ago, rounded down to its largest unit: "250ms", "42s", "3m", "5h", "2d".
 std::string age_text(std::uint64_t ms);
+// The same object's members without the braces, for the statistics `s` (one
+// snapshot of q.stats()): for objects that add members of their own (top).
+std::string stats_json_members(const std::string& name, const Queue& q, const Stats& s);
 // `jobring stat`'s text: options, then the gauges and the counters.
 void print_stats(const std::string& name, const Queue& q);
 // `code`, or an error if stdout could not be written.
@@ -119,5 +122,6 @@ int cmd_ack(const Args& args);
 int cmd_release(const Args& args);
 int cmd_extend(const Args& args);
 int cmd_work(const Args& args);
+int cmd_top(const Args& args);
 
 }  // namespace jobring::cli

@@ -32,6 +32,7 @@ const std::vector<Entry>& commands() {
       {"rm", "remove a queue", cmd_rm},
       {"ls", "list every queue on this host", cmd_ls},
       {"stat", "options, jobs per state, totals", cmd_stat},
+      {"top", "a live view of every queue: states, rates, lease ages", cmd_top},
       {"push", "push a job (DATA or stdin); prints its id", cmd_push},
       {"claim", "claim a job with a detached lease; prints JSON", cmd_claim},
       {"ack", "acknowledge a claimed job", cmd_ack},

@@ -46,18 +46,21 @@ std::string incarnation_text(const Queue& q) {
 }
 
 std::string stats_json(const std::string& name, const Queue& q) {
+  return '{' + stats_json_members(name, q, q.stats()) + '}';
+}
+
+std::string stats_json_members(const std::string& name, const Queue& q, const Stats& s) {
   const Options& o = q.options();
   std::ostringstream out;
   // The incarnation as a string of 16 hex digits: a JSON number loses
   // integers above 2^53 in most readers.
-  out << "{\"name\":" << json_string(name) << ",\"incarnation\":\"" << incarnation_text(q) << '"'
+  out << "\"name\":" << json_string(name) << ",\"incarnation\":\"" << incarnation_text(q) << '"'
       << ",\"capacity\":" << o.capacity << ",\"max_payload\":" << o.max_payload
       << ",\"default_lease_ms\":" << o.default_lease.count() << ",\"max_attempts\":" << o.max_attempts
       << ",\"dedup_window_ms\":" << o.dedup_window.count();
-  tools::for_each_stat(q.stats(), [&](std::string_view field, std::uint64_t value, tools::StatKind) {
+  tools::for_each_stat(s, [&](std::string_view field, std::uint64_t value, tools::StatKind) {
     out << ",\"" << field << "\":" << value;
   });
-  out << '}';
   return out.str();
 }
 

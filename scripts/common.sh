@@ -12,10 +12,12 @@ JOBRING_JOBS="${JOBRING_JOBS:-$(nproc 2>/dev/null || echo 2)}"
 # for tests/; Google Benchmark for bench/; systemd for systemd-analyze and
 # systemd-sysusers, with which tests verify the janitor's unit and sysusers
 # files; prometheus for promtool, which checks the janitor's metrics file;
-# pkg-config, with which a test compiles a program against an install. (The
-# tests that need a tool are skipped, saying so, where it is missing.)
+# pkg-config, with which a test compiles a program against an install;
+# help2man, which makes the man pages from the binaries' --help (without it
+# the build makes none, and says so). (The tests that need a tool are
+# skipped, saying so, where it is missing.)
 JOBRING_PACKAGES=(g++ cmake make libboost-dev libboost-program-options-dev libgtest-dev libgmock-dev
-                  libbenchmark-dev systemd prometheus pkg-config)
+                  libbenchmark-dev systemd prometheus pkg-config help2man)
 # Only for the fuzz targets (scripts/fuzz, the "fuzz" stage of scripts/test):
 # clang, and libFuzzer with clang's sanitizer runtimes, which Debian 12 ships
 # in libclang-rt-14-dev (clang only recommends it, and we install without

@@ -22,6 +22,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -401,7 +402,8 @@ struct Json {
   enum class Kind { null, boolean, number, string, array, object };
   Kind kind = Kind::null;
   bool boolean = false;
-  std::int64_t number = 0;
+  std::int64_t number = 0;  // a number's integer part
+  double real = 0;          // the number itself (top's rates have fractions)
   std::string string;
   std::vector<Json> items;        // array elements, or object values
   std::vector<std::string> keys;  // object keys, parallel to items
@@ -471,14 +473,26 @@ class JsonReader {
     if (c == 'n') return lit("null");
     return number(v);
   }
-  bool number(Json& v) {  // integers only: the CLI prints no fractions
+  bool digits() {
+    const std::size_t first = i_;
+    while (i_ < s_.size() && s_[i_] >= '0' && s_[i_] <= '9') ++i_;
+    return i_ > first;
+  }
+  bool number(Json& v) {  // JSON's grammar: -?int(.digits)?([eE][+-]?digits)?
     const std::size_t start = i_;
     if (i_ < s_.size() && s_[i_] == '-') ++i_;
-    const std::size_t digits = i_;
-    while (i_ < s_.size() && s_[i_] >= '0' && s_[i_] <= '9') ++i_;
-    if (i_ == digits || (s_[digits] == '0' && i_ - digits > 1)) return false;
+    const std::size_t int_start = i_;
+    if (!digits() || (s_[int_start] == '0' && i_ - int_start > 1)) return false;
+    const std::size_t int_end = i_;
+    if (lit(".") && !digits()) return false;
+    if (i_ < s_.size() && (s_[i_] == 'e' || s_[i_] == 'E')) {
+      ++i_;
+      if (i_ < s_.size() && (s_[i_] == '+' || s_[i_] == '-')) ++i_;
+      if (!digits()) return false;
+    }
     v.kind = Json::Kind::number;
-    v.number = std::stoll(std::string(s_.substr(start, i_ - start)));
+    v.number = std::stoll(std::string(s_.substr(start, int_end - start)));
+    v.real = std::stod(std::string(s_.substr(start, i_ - start)));
     return true;
   }
   static void put_utf8(std::string& out, std::uint32_t cp) {
@@ -703,8 +717,9 @@ bool is_decimal_line(const std::string& s) {
          std::all_of(s.begin(), s.end() - 1, [](char c) { return c >= '0' && c <= '9'; });
 }
 
-const std::vector<std::string> kSubcommands = {"create",  "rm",     "ls",   "stat", "push",    "claim", "ack",
-                                               "release", "extend", "work", "peek", "requeue", "purge"};
+const std::vector<std::string> kSubcommands = {"create", "rm",    "ls",      "stat",    "top",
+                                               "push",   "claim", "ack",     "release", "extend",
+                                               "work",   "peek",  "requeue", "purge"};
 
 class Cli : public ::testing::Test {
  protected:
@@ -889,6 +904,7 @@ TEST_F(Cli, BadQueueNamesExitTwoForEverySubcommand) {
       {"peek", "N"},
       {"requeue", "N", "--dead"},
       {"purge", "N"},
+      {"top", "--once", "N"},
   };
   std::vector<std::vector<std::string>> rows;
   for (const auto& t : templates) rows.push_back(expand(t, {{"N", "a/b"}}));
@@ -2512,6 +2528,294 @@ TEST_F(Cli, WorkKilledMidJobIsReclaimedByTheJanitor) {
   EXPECT_EQ(stats_of(q).expired_total, 0u);
 }
 #endif
+
+// ===========================================================================
+// top: a live view of every queue (issue 14 item 7)
+// ===========================================================================
+
+// The line of `out` that starts with `name` and a space ("" if none).
+std::string row_of(const std::string& out, const std::string& name) {
+  std::istringstream in(out);
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(name + " ", 0) == 0) return line;
+  return {};
+}
+
+std::vector<std::string> words(const std::string& line) {
+  std::istringstream in(line);
+  std::vector<std::string> out;
+  for (std::string w; in >> w;) out.push_back(w);
+  return out;
+}
+
+// The queue objects of one `top --json` frame, by name (and a test failure
+// if the frame is not one JSON object with a "queues" array).
+std::map<std::string, Json> frame_queues(const std::string& line) {
+  std::map<std::string, Json> out;
+  const auto j = parse_json(line);
+  if (!j || !j->has("queues") || j->find("queues")->kind != Json::Kind::array) {
+    ADD_FAILURE() << "not a top --json frame: " << line;
+    return out;
+  }
+  EXPECT_TRUE(j->has("time_ms")) << line;
+  EXPECT_TRUE(j->has("interval_ms")) << line;
+  for (const Json& q : j->find("queues")->items) out[q.str("name")] = q;
+  return out;
+}
+
+std::vector<std::string> lines_of(const std::string& out) {
+  std::istringstream in(out);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+// A queue with 2 ready jobs, 1 leased, 1 delayed and 1 dead, of capacity 8.
+void fill_for_top(const std::string& q) {
+  auto queue = Queue::create(q, {.capacity = 8, .max_attempts = 1});
+  for (const char* job : {"dies", "a", "b", "leased"}) ASSERT_EQ(queue.push(job).status, PushStatus::ok);
+  ASSERT_EQ(queue.push("later", {.delay = 1h}).status, PushStatus::ok);
+  Job job;
+  ASSERT_EQ(queue.try_claim(job, {.owner = Owner::detached}), ClaimStatus::ok);
+  ASSERT_EQ(queue.release(job.lease), LeaseStatus::ok);  // its only attempt: dead
+  ASSERT_EQ(queue.try_claim(job, {.lease = 1h, .owner = Owner::detached}), ClaimStatus::ok);
+}
+
+// top --once: one frame, no escapes; a created queue's row has its counts
+// (READY DELAYED LEASED EXPIRED DEAD FREE/CAP), and rates are "-" in a first
+// frame. Without names, every queue on the host is listed, sorted by name.
+TEST_F(Cli, Item7_TopOnceListsACreatedQueueWithItsCounts) {
+  Watchdog wd(60s);
+  QueueName q("cli-top-b"), other("cli-top-a");
+  ASSERT_NO_FATAL_FAILURE(fill_for_top(q));
+  (void)Queue::create(other, {});
+  const std::vector<std::string> args = {"top", "--once"};
+  const Result r = jr(args);
+  ASSERT_RUN(args, r, 0);
+  EXPECT_EQ(r.out.find('\033'), std::string::npos) << "escapes with --once" << show(cli(args), r);
+  EXPECT_TRUE(contains(r.out, "NAME")) << show(cli(args), r);
+  const auto row = words(row_of(r.out, q));
+  ASSERT_GE(row.size(), 12u) << show(cli(args), r);
+  EXPECT_EQ(std::vector<std::string>(row.begin() + 1, row.begin() + 7),
+            (std::vector<std::string>{"2", "1", "1", "0", "1", "3/8"}))
+      << row_of(r.out, q);
+  EXPECT_EQ(std::vector<std::string>(row.begin() + 7, row.begin() + 11),
+            (std::vector<std::string>{"-", "-", "-", "-"}))
+      << "rates in a first frame" << show(cli(args), r);
+  EXPECT_LT(r.out.find(other.str() + " "), r.out.find(q.str() + " "))
+      << "sorted by name" << show(cli(args), r);
+}
+
+// top --once --json: one line, one JSON object; each queue has stat --json's
+// fields and "per_second": null in its first frame.
+TEST_F(Cli, Item7_TopOnceJsonParses) {
+  Watchdog wd(60s);
+  QueueName q("cli-top-json");
+  ASSERT_NO_FATAL_FAILURE(fill_for_top(q));
+  const std::vector<std::string> args = {"top", "--once", "--json", q};
+  const Result r = jr(args);
+  ASSERT_RUN(args, r, 0);
+  ASSERT_EQ(lines_of(r.out).size(), 1u) << show(cli(args), r);
+  auto queues = frame_queues(r.out);
+  ASSERT_EQ(queues.size(), 1u) << r.out;
+  const Json& j = queues[q];
+  EXPECT_EQ(j.num("ready"), 2);
+  EXPECT_EQ(j.num("delayed"), 1);
+  EXPECT_EQ(j.num("leased"), 1);
+  EXPECT_EQ(j.num("dead"), 1);
+  EXPECT_EQ(j.num("free"), 3);
+  EXPECT_EQ(j.num("capacity"), 8);
+  EXPECT_EQ(j.num("pushed"), 5);
+  EXPECT_GE(j.num("oldest_lease_ms"), 0);
+  ASSERT_TRUE(j.has("per_second")) << r.out;
+  EXPECT_EQ(j.find("per_second")->kind, Json::Kind::null) << r.out;
+}
+
+// Named queues: only those, sorted, each once.
+TEST_F(Cli, Item7_TopNamedQueuesFilter) {
+  Watchdog wd(60s);
+  QueueName a("cli-top-n1"), b("cli-top-n2"), c("cli-top-n3");
+  for (const std::string& n : {a.str(), b.str(), c.str()}) (void)Queue::create(n, {});
+  const std::vector<std::string> args = {"top", "--once", "--json", c, a, c};
+  const Result r = jr(args);
+  ASSERT_RUN(args, r, 0);
+  const auto j = parse_json(r.out);
+  ASSERT_TRUE(j) << r.out;
+  std::vector<std::string> names;
+  for (const Json& q : j->find("queues")->items) names.push_back(q.str("name"));
+  EXPECT_EQ(names, (std::vector<std::string>{a, c}));
+  const Result t = jr({"top", "--once", b});
+  EXPECT_NE(row_of(t.out, b), "") << t.out;
+  EXPECT_EQ(row_of(t.out, a), "") << t.out;
+}
+
+// Rates: the second frame has per-second rates of what happened between the
+// two frames (5 pushes, 2 claims, 1 ack), none of what did not.
+TEST_F(Cli, Item7_TopRatesOnTheSecondFrame) {
+  Watchdog wd(60s);
+  QueueName q("cli-top-rates");
+  auto queue = Queue::create(q, {});
+  (void)queue.push("before");
+  auto p = jr_bg({"top", "--json", "--interval", "1s", "--frames", "2", q});
+  ASSERT_TRUE(
+      p->wait_output([](const std::string& out, const std::string&) { return contains(out, "\n"); }, 20s))
+      << show(p->argv(), {-1, p->out(), p->err()});
+  for (int i = 0; i < 5; ++i) ASSERT_EQ(queue.push("x").status, PushStatus::ok);
+  Job job;
+  for (int i = 0; i < 2; ++i) ASSERT_EQ(queue.try_claim(job), ClaimStatus::ok);
+  ASSERT_EQ(queue.ack(job.lease), LeaseStatus::ok);
+  const Result r = p->wait();
+  ASSERT_EQ(r.code, 0) << show(p->argv(), r);
+  const auto lines = lines_of(r.out);
+  ASSERT_EQ(lines.size(), 2u) << r.out;
+  auto first = frame_queues(lines[0]);
+  auto second = frame_queues(lines[1]);
+  EXPECT_EQ(first[q].find("per_second")->kind, Json::Kind::null) << lines[0];
+  const Json* rates = second[q].find("per_second");
+  ASSERT_TRUE(rates != nullptr && rates->kind == Json::Kind::object) << lines[1];
+  // At least the 1 s interval lies between the snapshots, so 5 pushes are
+  // 0 < rate <= 5 per second.
+  EXPECT_GT(rates->find("pushed")->real, 0.0) << lines[1];
+  EXPECT_LE(rates->find("pushed")->real, 5.0) << lines[1];
+  EXPECT_NEAR(rates->find("claimed")->real * 5, rates->find("pushed")->real * 2, 0.01) << lines[1];
+  EXPECT_NEAR(rates->find("acked")->real * 5, rates->find("pushed")->real, 0.01) << lines[1];
+  EXPECT_EQ(rates->find("dead_lettered")->real, 0.0) << lines[1];
+  EXPECT_EQ(second[q].num("pushed"), 6);
+}
+
+// Queues created or removed between frames appear and disappear (without
+// names: every queue on the host).
+TEST_F(Cli, Item7_TopQueuesComeAndGoBetweenFrames) {
+  Watchdog wd(60s);
+  QueueName going("cli-top-going"), coming("cli-top-coming");
+  (void)Queue::create(going, {});
+  auto p = jr_bg({"top", "--json", "--interval", "1s", "--frames", "2"});
+  ASSERT_TRUE(
+      p->wait_output([](const std::string& out, const std::string&) { return contains(out, "\n"); }, 20s))
+      << show(p->argv(), {-1, p->out(), p->err()});
+  ASSERT_TRUE(Queue::remove(going));
+  (void)Queue::create(coming, {});
+  const Result r = p->wait();
+  ASSERT_EQ(r.code, 0) << show(p->argv(), r);
+  const auto lines = lines_of(r.out);
+  ASSERT_EQ(lines.size(), 2u) << r.out;
+  const auto first = frame_queues(lines[0]);
+  const auto second = frame_queues(lines[1]);
+  EXPECT_TRUE(first.count(going) && !first.count(coming)) << lines[0];
+  EXPECT_TRUE(second.count(coming) && !second.count(going)) << lines[1];
+}
+
+// A queue that cannot be opened (not a queue, missing) is a row with the
+// reason, in text and JSON; the others are shown as usual, and top exits 0.
+TEST_F(Cli, Item7_TopUnopenableQueueShowsItsReason) {
+  Watchdog wd(60s);
+  QueueName good("cli-top-good"), junk("cli-top-junk"), missing("cli-top-missing");
+  (void)Queue::create(good, {});
+  {
+    std::ofstream f(jobring::segment_path(junk));
+    f << std::string(4096, 'x');
+  }
+  const Result t = jr({"top", "--once", good, junk, missing});
+  ASSERT_EQ(t.code, 0) << t.out << t.err;
+  EXPECT_TRUE(contains(row_of(t.out, junk), "cannot open: ")) << t.out;
+  EXPECT_TRUE(contains(row_of(t.out, missing), "cannot open: ")) << t.out;
+  EXPECT_GE(words(row_of(t.out, good)).size(), 12u) << t.out;
+  const Result j = jr({"top", "--once", "--json", good, junk, missing});
+  ASSERT_EQ(j.code, 0) << j.out << j.err;
+  auto queues = frame_queues(j.out);
+  ASSERT_EQ(queues.size(), 3u) << j.out;
+  const std::error_code not_a_queue = make_error_code(errc::not_a_queue);
+  const std::error_code not_found = make_error_code(errc::not_found);
+  EXPECT_EQ(queues[junk].str("error"), not_a_queue.message()) << j.out;
+  EXPECT_EQ(queues[missing].str("error"), not_found.message()) << j.out;
+  EXPECT_FALSE(queues[good].has("error")) << j.out;
+}
+
+TEST_F(Cli, Item7_TopUsageErrors) {
+  Watchdog wd(60s);
+  expect_usage_errors({{"top", "--frames", "0"},
+                       {"top", "--once", "--frames", "2"},
+                       {"top", "--interval", "0"},
+                       {"top", "--interval", "fast"},
+                       {"top", "--frames", "-1"},
+                       {"top", "a/b"}},
+                      {"--frames", "not both", "--interval", "bad duration", "--frames", "bad queue name"});
+}
+
+// `jobring ARGS` with its stdin, stdout and stderr on a new pseudo-terminal
+// (80x24). Once the output holds `frames` frames (counted by the cursor-home
+// escape), `sig` (if not 0) is sent. Returns the exit code and everything
+// written to the terminal.
+Result jr_on_terminal(const std::vector<std::string>& args, int sig, std::size_t frames) {
+  Result r;
+  const int master = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0 || ::grantpt(master) != 0 || ::unlockpt(master) != 0) return r;
+  char slave[128];
+  if (::ptsname_r(master, slave, sizeof slave) != 0) return r;
+  winsize ws{};
+  ws.ws_row = 24;
+  ws.ws_col = 80;
+  ::ioctl(master, TIOCSWINSZ, &ws);
+  std::vector<std::string> argv = cli(args);
+  std::vector<char*> cargv;
+  for (auto& a : argv) cargv.push_back(a.data());
+  cargv.push_back(nullptr);
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setsid();
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    const int fd = ::open(slave, O_RDWR);  // the session's controlling terminal
+    sigset_t none;
+    ::sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    for (int to : {STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO}) ::dup2(fd, to);
+    ::execv(cargv[0], cargv.data());
+    ::_exit(127);
+  }
+  bool sent = sig == 0;
+  const auto until = std::chrono::steady_clock::now() + 20s;
+  for (char buf[4096]; std::chrono::steady_clock::now() < until;) {
+    pollfd pfd{master, POLLIN, 0};
+    if (::poll(&pfd, 1, 50) > 0) {
+      const ssize_t n = ::read(master, buf, sizeof buf);
+      if (n <= 0) break;  // EIO: the terminal's last user closed it
+      r.out.append(buf, static_cast<std::size_t>(n));
+    }
+    std::size_t homes = 0;
+    for (auto at = r.out.find("\033[H"); at != std::string::npos; at = r.out.find("\033[H", at + 1)) ++homes;
+    if (!sent && homes >= frames) sent = ::kill(pid, sig) == 0;
+  }
+  if (std::chrono::steady_clock::now() >= until) ::kill(pid, SIGKILL);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ::close(master);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+// On a terminal: the alternate screen, the cursor hidden, each frame drawn
+// from the top left; SIGINT and SIGTERM end it with exit 0 and the terminal
+// given back (cursor shown, main screen). --once on a terminal: no escapes.
+TEST_F(Cli, Item7_TopOnATerminalRedrawsInPlaceAndRestoresIt) {
+  Watchdog wd(90s);
+  QueueName q("cli-top-tty");
+  (void)Queue::create(q, {});
+  for (int sig : {SIGINT, SIGTERM}) {
+    const Result r = jr_on_terminal({"top", "--interval", "50ms", q}, sig, 3);
+    EXPECT_EQ(r.code, 0) << "signal " << sig << ": " << r.out;
+    EXPECT_EQ(r.out.rfind("\033[?1049h\033[?25l", 0), 0u) << r.out;
+    EXPECT_TRUE(r.out.ends_with("\033[?25h\033[?1049l")) << r.out;
+    EXPECT_TRUE(contains(r.out, q.str() + " ")) << r.out;
+  }
+  const Result frames = jr_on_terminal({"top", "--interval", "50ms", "--frames", "2", q}, 0, 0);
+  EXPECT_EQ(frames.code, 0) << frames.out;
+  EXPECT_TRUE(frames.out.ends_with("\033[?25h\033[?1049l")) << frames.out;
+  const Result once = jr_on_terminal({"top", "--once", q}, 0, 0);
+  EXPECT_EQ(once.code, 0) << once.out;
+  EXPECT_EQ(once.out.find('\033'), std::string::npos) << once.out;
+  EXPECT_TRUE(contains(once.out, q.str() + " ")) << once.out;
+}
 
 // ===========================================================================
 // The example shell worker (examples/shell-worker.sh) runs and accounts for

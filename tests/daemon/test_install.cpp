@@ -2,7 +2,7 @@
 // janitor's unit names the config file that is installed, with the user that
 // the installed sysusers.d file makes, and systemd-analyze accepts it; the
 // pkg-config file compiles and links a program; every binary prints
-// project(VERSION).
+// project(VERSION); the man pages and the bash completion are installed.
 //
 // Each test installs this build tree into its own temporary DESTDIR
 // (`DESTDIR=D cmake --install BUILD`): nothing is written outside it. The
@@ -45,11 +45,15 @@ constexpr const char* kBindir = JOBRING_INSTALL_FULL_BINDIR;
 constexpr const char* kSbindir = JOBRING_INSTALL_FULL_SBINDIR;
 constexpr const char* kUnitDir = JOBRING_SYSTEMD_UNIT_DIR;
 constexpr const char* kSysusersDir = JOBRING_SYSUSERS_DIR;
+constexpr const char* kMandir = JOBRING_INSTALL_FULL_MANDIR;
+constexpr const char* kDatadir = JOBRING_INSTALL_FULL_DATADIR;
+constexpr bool kManPages = JOBRING_MAN_PAGES;
 #else
 constexpr bool kHaveInstall = false;
 constexpr const char *kCmake = "", *kBuildDir = "", *kCxx = "", *kVersion = "", *kPrefix = "",
                      *kSysconfdir = "", *kLibdir = "", *kBindir = "", *kSbindir = "", *kUnitDir = "",
-                     *kSysusersDir = "";
+                     *kSysusersDir = "", *kMandir = "", *kDatadir = "";
+constexpr bool kManPages = false;
 #endif
 
 std::string read_file(const std::string& path) {
@@ -212,6 +216,32 @@ TEST_F(Install, Item8_EveryBinaryPrintsTheProjectVersion) {
       run_command({staged(std::string(kSbindir) + "/jobring-janitor"), "--version"});
   EXPECT_EQ(janitor.status, 0) << janitor.output;
   EXPECT_EQ(janitor.output, "jobring-janitor " + std::string(kVersion) + "\n");
+}
+
+// Issue 14 item 8: the CLI's bash completion, where bash-completion looks
+// for it; and (when help2man made them) gzipped man pages of both binaries,
+// whose NAME section `man -l` shows.
+TEST_F(Install, Item8_ManPagesAndBashCompletionAreInstalled) {
+  const std::string completion = staged(std::string(kDatadir) + "/bash-completion/completions/jobring");
+  EXPECT_TRUE(contains(read_file(completion), "complete -F _jobring jobring")) << completion;
+  if (!kManPages) GTEST_SKIP() << "help2man is not installed (or a sanitizer build): no man pages were made";
+  for (const std::string name : {"jobring", "jobring-janitor"}) {
+    const std::string page = staged(std::string(kMandir) + "/man1/" + name + ".1.gz");
+    ASSERT_TRUE(std::filesystem::exists(page)) << page;
+    const test::CommandResult roff = run_shell("zcat '" + page + "'");
+    EXPECT_EQ(roff.status, 0) << roff.output;
+    EXPECT_TRUE(contains(roff.output, ".SH NAME\n" + name + " \\- ")) << roff.output.substr(0, 400);
+    EXPECT_TRUE(contains(roff.output, name + " " + kVersion)) << roff.output.substr(0, 400);
+    const std::string man = test::find_tool("man");
+    if (man.empty()) continue;
+    const test::CommandResult shown = run_shell("MANWIDTH=80 '" + man + "' -l '" + page + "' 2>&1");
+    EXPECT_EQ(shown.status, 0) << shown.output;
+    EXPECT_TRUE(contains(shown.output, "NAME\n       " + name + " ")) << shown.output.substr(0, 400);
+  }
+  const test::CommandResult details =
+      run_shell("zcat '" + staged(std::string(kMandir) + "/man1/jobring.1.gz") + "'");
+  EXPECT_TRUE(contains(details.output, ".SS \"jobring top\""))
+      << "every subcommand's --help is in jobring(1)";
 }
 
 }  // namespace
