@@ -2582,7 +2582,7 @@ void fill_for_top(const std::string& q) {
 }
 
 // top --once: one frame, no escapes; a created queue's row has its counts
-// (READY DELAYED LEASED EXPIRED DEAD FREE/CAP), and rates are "-" in a first
+// (READY OLDEST DELAYED LEASED EXPIRED DEAD FREE/CAP), and rates are "-" in a first
 // frame. Without names, every queue on the host is listed, sorted by name.
 TEST_F(Cli, Item7_TopOnceListsACreatedQueueWithItsCounts) {
   Watchdog wd(60s);
@@ -2595,11 +2595,13 @@ TEST_F(Cli, Item7_TopOnceListsACreatedQueueWithItsCounts) {
   EXPECT_EQ(r.out.find('\033'), std::string::npos) << "escapes with --once" << show(cli(args), r);
   EXPECT_TRUE(contains(r.out, "NAME")) << show(cli(args), r);
   const auto row = words(row_of(r.out, q));
-  ASSERT_GE(row.size(), 12u) << show(cli(args), r);
-  EXPECT_EQ(std::vector<std::string>(row.begin() + 1, row.begin() + 7),
-            (std::vector<std::string>{"2", "1", "1", "0", "1", "3/8"}))
+  ASSERT_GE(row.size(), 13u) << show(cli(args), r);
+  EXPECT_EQ(row[1], "2") << row_of(r.out, q);
+  EXPECT_NE(row[2], "-") << "OLDEST: two jobs wait, so it is an age" << row_of(r.out, q);
+  EXPECT_EQ(std::vector<std::string>(row.begin() + 3, row.begin() + 8),
+            (std::vector<std::string>{"1", "1", "0", "1", "3/8"}))
       << row_of(r.out, q);
-  EXPECT_EQ(std::vector<std::string>(row.begin() + 7, row.begin() + 11),
+  EXPECT_EQ(std::vector<std::string>(row.begin() + 8, row.begin() + 12),
             (std::vector<std::string>{"-", "-", "-", "-"}))
       << "rates in a first frame" << show(cli(args), r);
   EXPECT_LT(r.out.find(other.str() + " "), r.out.find(q.str() + " "))
