@@ -251,6 +251,22 @@ bool KeyTable::settle_unsettled(const Buckets& kb, std::uint64_t now) noexcept {
   return freed;
 }
 
+bool KeyTable::full_for(std::uint64_t hash) noexcept {
+  const Buckets kb = buckets_of(hash);
+  for (;;) {
+    const std::uint64_t now = now_ms();
+    Scan f;
+    JobId existing = 0;
+    if (!scan(hash, kb, now, f, existing)) continue;
+    // Anything insert() could use or would wait for: not full.
+    if (f.duplicate || f.same_in_progress || f.own != kNone || f.empty[0] != kNone || f.empty[1] != kNone ||
+        f.expired != kNone || f.oldest != kNone)
+      return false;
+    if (f.unsettled && settle_unsettled(kb, now)) continue;
+    return true;
+  }
+}
+
 KeyInsert KeyTable::insert(std::uint64_t hash, JobId id, std::uint32_t slot, std::uint64_t writer,
                            std::uint32_t& entry, Word& claimed, JobId& existing) noexcept {
   const Buckets kb = buckets_of(hash);

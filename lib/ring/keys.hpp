@@ -205,6 +205,12 @@ class KeyTable {
   // window), if any. A LIVE entry of the key whose job has left its slot is
   // settled first (K7). CLAIMED entries are left to insert().
   [[nodiscard]] bool lookup(std::uint64_t hash, JobId& existing) noexcept;
+  // True if an insert of `hash` would answer full now: every way of its
+  // buckets holds a key whose job is in the queue (entries of dead finishers
+  // are settled first, K7). Touches no slot: a keyed push waiting for room
+  // in the table re-checks with it instead of reserving a slot and giving it
+  // back, which bumps the room event it sleeps on and made it spin.
+  [[nodiscard]] bool full_for(std::uint64_t hash) noexcept;
   // K1 + K2 for job `id`, which this producer (`writer`) holds WRITING in
   // `slot`. On `inserted`, `entry`/`claimed` name the entry and its CLAIMED
   // word (for make_live); on `duplicate`, `existing` is the job that holds it.

@@ -220,6 +220,17 @@ JOBRING_INLINE PushResult Queue::Impl::push_checked(std::span<const std::byte> p
   const detail::Progress p = detail::wait_until_progress(
       header->room_event, push.wait, capacity, push.stop, [&](std::memory_order order, std::uint64_t&) {
         if (key != nullptr && key->outcome == detail::KeyInsert::interrupted) return std::size_t{1};
+        if (key != nullptr && key->outcome == detail::KeyInsert::full) {
+          // The last pass found the key table full and gave its slot back,
+          // which bumped room_event. Re-check the table alone until it has
+          // room, so that the sleep on room_event is not woken by our own
+          // give-back (it spun at full CPU for the whole wait). No wake-up
+          // is lost: an ack's K4 (seq_cst) frees the entry before its
+          // settle bumps room_event, and this fence orders our look at the
+          // entries after prepare_wait's announcement (wait.hpp).
+          std::atomic_thread_fence(std::memory_order_seq_cst);
+          if (keys.full_for(key->hash)) return std::size_t{0};
+        }
         return push_pass(one, {&id, 1}, times, order, key);
       });
   if (key != nullptr) {

@@ -5,9 +5,11 @@
 #include <gtest/gtest.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -318,6 +320,44 @@ TEST(Dedup, FullTableRefusesThenEvictsTheOldestRemembered) {
   // k1 was evicted, and every entry holds a live key now: the table is full.
   EXPECT_EQ(q.push("p", PushOptions{.key = "k1"}).status, PushStatus::full);
   EXPECT_EQ(q.stats().keys_full, 2u);
+}
+
+// A keyed push that waits (PushOptions::wait) for room in a full key table
+// sleeps until an ack frees an entry, and then gets in: it does not spin.
+// Before the fix each pass reserved a slot and gave it back, bumping the room
+// event it slept on, so it burned a core for the whole wait. Fails if the
+// waiter's CPU time is close to the time it waited (a generous bound: a
+// sleeping waiter uses a few ms), or if the ack does not let it in.
+TEST(Dedup, KeyedPushWaitingForAFullTableSleeps) {
+  Watchdog wd(120s);
+  QueueName name("dedup-wait");
+  Queue q = Queue::create(name, Options{.capacity = 32, .max_payload = 64, .dedup_keys = 16});
+  for (int i = 0; i < 16; ++i) ASSERT_TRUE(q.push("p", PushOptions{.key = "k" + std::to_string(i)}));
+  ASSERT_EQ(q.push("p", PushOptions{.key = "late"}).status, PushStatus::full);
+  std::atomic<bool> started{false};
+  PushResult late;
+  std::chrono::nanoseconds cpu{0};
+  std::thread pusher([&] {
+    started = true;
+    timespec a{}, b{};
+    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
+    late = q.push("p", PushOptions{.wait = 60s, .key = "late"});
+    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
+    cpu = std::chrono::seconds(b.tv_sec - a.tv_sec) + std::chrono::nanoseconds(b.tv_nsec - a.tv_nsec);
+  });
+  while (!started) std::this_thread::yield();
+  const auto t0 = std::chrono::steady_clock::now();
+  std::this_thread::sleep_for(1s);  // the pusher waits through this
+  Job job;
+  ASSERT_EQ(q.try_claim(job), ClaimStatus::ok);
+  ASSERT_EQ(q.ack(job.lease), LeaseStatus::ok);
+  pusher.join();
+  const auto waited = std::chrono::steady_clock::now() - t0;
+  EXPECT_EQ(late.status, PushStatus::ok);
+  EXPECT_FALSE(late.duplicate);
+  EXPECT_LT(cpu, waited / 4) << "the waiting push used " << cpu.count() / 1'000'000 << " ms of CPU in "
+                             << std::chrono::duration_cast<std::chrono::milliseconds>(waited).count()
+                             << " ms";
 }
 
 // A keyed push waits for room like any push (PushOptions::wait), and a
