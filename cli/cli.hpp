@@ -89,10 +89,13 @@ std::string payload_json(std::span<const std::byte> payload);
 std::string state_name(JobState s);
 // Queue::incarnation() as 16 lower-case hex digits (stat, create).
 std::string incarnation_text(const Queue& q);
+std::string incarnation_text(const QueueView& q);
 // One JSON object: the queue's name, incarnation, options and every statistic.
 std::string stats_json(const std::string& name, const Queue& q);
+std::string stats_json(const std::string& name, const QueueView& q);
 // `jobring stat`'s text: options, then the gauges and the counters.
 void print_stats(const std::string& name, const Queue& q);
+void print_stats(const std::string& name, const QueueView& q);
 // `code`, or an error if stdout could not be written.
 int checked_exit(int code);
 
