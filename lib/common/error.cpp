@@ -20,9 +20,8 @@ class Category final : public std::error_category {
       case errc::already_exists:
         return "a queue with this name already exists: open it, or remove it first";
       case errc::permission_denied:
-        return "permission denied: the queue's owner, group and mode do not let this user in: run as its "
-               "owner, join its group, or recreate it with a group and mode that do (jobring create --group "
-               "G)";
+        return "permission denied: the queue's owner, group and mode keep this user out (share a queue "
+               "through a group: jobring create --group G, Options::group)";
       case errc::not_a_queue:
         return "the segment is not a jobring queue (wrong magic): check the name";
       case errc::incompatible_version:
