@@ -74,6 +74,7 @@ struct Options {
   // member (or root), else permission_denied. E.g. "jobring": the janitor's
   // group, so that it sweeps the queue. Read by create only: options() of a
   // Queue reports it empty (the file's group is stat(segment_path(name))).
+  // A queue has no other file: liveness locks are taken on the segment.
   std::string_view group{};
   // De-duplication (PushOptions::key). The table remembers every key whose
   // job is in the queue, and for `dedup_window` after its job is acked,
@@ -262,6 +263,11 @@ class Queue {
  public:
   // --- Lifecycle. The throwing overloads throw jobring::error; the others
   // report through `ec` and return std::nullopt / false.
+  // Access: a Queue needs read and write permission on the segment file
+  // (segment_path(name)); a user who may only read it looks at it through
+  // QueueView. permission_denied names the file's owner, group and mode and
+  // the way in (README, "Access model"). create() takes Options::group and
+  // Options::mode; open_or_create() uses them only when it creates.
   [[nodiscard]] static Queue create(std::string_view name, const Options& options = {});
   [[nodiscard]] static Queue open(std::string_view name);
   // Opens the queue if it exists, else creates it with `options`. Safe when
