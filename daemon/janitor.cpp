@@ -29,15 +29,25 @@ extern "C" void on_sigbus(int sig) {
 }
 
 std::string group_name(gid_t gid) {
-  const ::group* g = ::getgrgid(gid);  // the janitor is single-threaded
-  return g != nullptr ? g->gr_name : std::to_string(gid);
+  ::group gr{};
+  ::group* found = nullptr;
+  char buf[4096];
+  if (::getgrgid_r(gid, &gr, buf, sizeof buf, &found) == 0 && found != nullptr) return gr.gr_name;
+  return std::to_string(gid);
+}
+
+std::string user_name(uid_t uid) {
+  ::passwd pw{};
+  ::passwd* found = nullptr;
+  char buf[4096];
+  if (::getpwuid_r(uid, &pw, buf, sizeof buf, &found) == 0 && found != nullptr) return pw.pw_name;
+  return "uid " + std::to_string(uid);
 }
 
 // Who may open the segment, who the janitor is, and the way in (README,
 // "Access model").
 std::string permission_hint(const struct stat& st) {
-  const ::passwd* me = ::getpwuid(::geteuid());
-  const std::string user = me != nullptr ? me->pw_name : "uid " + std::to_string(::geteuid());
+  const std::string user = user_name(::geteuid());
   const std::string group = group_name(st.st_gid);
   char text[64];
   std::snprintf(text, sizeof text, "%04o", static_cast<unsigned>(st.st_mode & 07777));
