@@ -134,6 +134,12 @@ Janitor::Watched* Janitor::watch(const std::string& name) {
     it = watched_.end();
   }
   if (it != watched_.end()) return &it->second;
+  if (const auto f = failed_.find(name);
+      f != failed_.end() && f->second.reason == SkipReason::permission && f->second.inode == st.st_ino &&
+      f->second.ctime.tv_sec == st.st_ctim.tv_sec && f->second.ctime.tv_nsec == st.st_ctim.tv_nsec) {
+    ++skipped_[static_cast<std::size_t>(SkipReason::permission)];  // nothing changed: still skipped
+    return nullptr;
+  }
   std::error_code ec;
   // No waiting for a half-made segment: it would stall every other queue's
   // sweep. It is looked at again next sweep.
@@ -151,9 +157,11 @@ Janitor::Watched* Janitor::watch(const std::string& name) {
 void Janitor::skip(const std::string& name, const std::error_code& ec, const struct stat& st) {
   const SkipReason reason = skip_reason(ec);
   ++skipped_[static_cast<std::size_t>(reason)];
-  auto [it, added] = failed_.try_emplace(name, Failed{ec.message(), st.st_ino});
-  if (!added && it->second.message == ec.message() && it->second.inode == st.st_ino) return;
-  it->second = Failed{ec.message(), st.st_ino};
+  const Failed now{ec.message(), reason, st.st_ino, st.st_ctim};
+  auto [it, added] = failed_.try_emplace(name, now);
+  const bool same = !added && it->second.message == now.message && it->second.inode == now.inode;
+  it->second = now;
+  if (same) return;
   const std::string hint = reason == SkipReason::permission ? permission_hint(st) : "";
   log(Level::warn, "queue '%s': skipped (%s): %s%s", name.c_str(),
       kSkipReasonNames[static_cast<std::size_t>(reason)], ec.message().c_str(), hint.c_str());

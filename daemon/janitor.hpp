@@ -65,10 +65,15 @@ class Janitor {
   void sweep_one(const std::string& name);
 
   // Why a queue was skipped: logged once, and again only when the error or
-  // the file (removed and created again) changes.
+  // the file (removed and created again) changes. A queue skipped for
+  // permission is not tried again until its file's inode or ctime changes
+  // (chmod, chown): a refused open costs a stat and user and group lookups
+  // (the message), which may go to a directory server, every sweep.
   struct Failed {
     std::string message;
+    SkipReason reason;
     ino_t inode;
+    timespec ctime;
   };
 
   Config config_;
