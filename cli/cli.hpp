@@ -89,8 +89,10 @@ std::string payload_json(std::span<const std::byte> payload);
 std::string state_name(JobState s);
 // Queue::incarnation() as 16 lower-case hex digits (stat, create).
 std::string incarnation_text(const Queue& q);
+std::string incarnation_text(const QueueView& q);
 // One JSON object: the queue's name, incarnation, options and every statistic.
 std::string stats_json(const std::string& name, const Queue& q);
+std::string stats_json(const std::string& name, const QueueView& q);
 
 // A job as `peek` shows it: one JSON object, or one line of text (no newline).
 std::string job_json(const JobInfo& j);
@@ -100,8 +102,10 @@ std::string age_text(std::uint64_t ms);
 // The same object's members without the braces, for the statistics `s` (one
 // snapshot of q.stats()): for objects that add members of their own (top).
 std::string stats_json_members(const std::string& name, const Queue& q, const Stats& s);
+std::string stats_json_members(const std::string& name, const QueueView& q, const Stats& s);
 // `jobring stat`'s text: options, then the gauges and the counters.
 void print_stats(const std::string& name, const Queue& q);
+void print_stats(const std::string& name, const QueueView& q);
 // `code`, or an error if stdout could not be written.
 int checked_exit(int code);
 

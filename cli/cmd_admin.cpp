@@ -27,9 +27,15 @@ void warn_remove_ipc(const std::string& name) {
 
 int cmd_create(const std::vector<std::string>& args) {
   Command c{"create",
-            "NAME [--capacity N] [--max-payload BYTES] [--lease D] [--max-attempts N] [--mode OCTAL]\n"
-            "       [--dedup-keys N] [--dedup-window D]",
-            "Creates a queue. Fails if it exists."};
+            "NAME [--capacity N] [--max-payload BYTES] [--lease D] [--max-attempts N] [--group G]\n"
+            "       [--mode OCTAL] [--dedup-keys N] [--dedup-window D]",
+            "Creates a queue. Fails if it exists.\n\n"
+            "Who may use it: opening a queue (push, claim, ack, ...) needs read and write permission on\n"
+            "its segment, looking at it (stat, peek, ls) read permission. By default only you may do\n"
+            "either (mode 0600). To share it with the janitor (which runs as user and group jobring)\n"
+            "and with other users, give it a group: --group jobring makes it group jobring, mode 0660,\n"
+            "and every member of the group may use it (add a user with usermod -aG jobring USER, who\n"
+            "then logs in again). You must be a member of the group yourself, or root."};
   jobring::Options defaults;
   c.options.add_options()(
       "capacity", po::value<std::string>()->default_value(std::to_string(defaults.capacity)), "job slots")(
@@ -37,7 +43,9 @@ int cmd_create(const std::vector<std::string>& args) {
       "bytes per job")("lease", po::value<std::string>()->default_value("30s"), "default lease")(
       "max-attempts", po::value<std::string>()->default_value("0"),
       "claims before a job is dead-lettered; 0 = unlimited")(
-      "mode", po::value<std::string>()->default_value("0600"), "permission bits of the segment, octal")(
+      "group", po::value<std::string>(), "the segment's group (name or gid); makes the mode 0660")(
+      "mode", po::value<std::string>(),
+      "permission bits of the segment, octal (default 0600, or 0660 with --group)")(
       "dedup-keys", po::value<std::string>()->default_value("0"),
       "entries of the de-duplication key table; 0 = 2 x capacity")(
       "dedup-window", po::value<std::string>()->default_value("5m"),
@@ -52,18 +60,24 @@ int cmd_create(const std::vector<std::string>& args) {
   o.max_attempts = count_arg(c, vm, "max-attempts");
   o.dedup_keys = count_arg(c, vm, "dedup-keys");
   o.dedup_window = duration_arg(c, vm, "dedup-window", o.dedup_window);
-  const std::string mode = vm["mode"].as<std::string>();
-  char* end = nullptr;
-  const unsigned long m = std::strtoul(mode.c_str(), &end, 8);
-  if (mode.empty() || *end != '\0' || m > 07777)
-    usage(c.name, "bad --mode '" + mode + "': write octal, e.g. 0600 or 0660");
-  o.mode = static_cast<unsigned>(m);
+  if (vm.count("mode")) {
+    const std::string mode = vm["mode"].as<std::string>();
+    char* end = nullptr;
+    const unsigned long m = std::strtoul(mode.c_str(), &end, 8);
+    if (mode.empty() || *end != '\0' || m == 0 || m > 07777)
+      usage(c.name, "bad --mode '" + mode + "': write octal, e.g. 0600 or 0660");
+    o.mode = static_cast<unsigned>(m);
+  }
+  const std::string group = vm.count("group") ? vm["group"].as<std::string>() : "";
+  if (vm.count("group") && group.empty()) usage(c.name, "empty --group: give a group name or gid");
+  o.group = group;
   auto q = jobring::Queue::create(name, o);
   std::printf(
-      "created queue %s: capacity %u, max payload %u bytes, lease %s, max attempts %u, mode %04o, "
+      "created queue %s: capacity %u, max payload %u bytes, lease %s, max attempts %u, mode %04o%s%s, "
       "incarnation %s\n",
       name.c_str(), o.capacity, o.max_payload, jobring::format_duration(o.default_lease).c_str(),
-      o.max_attempts, o.mode, incarnation_text(q).c_str());
+      o.max_attempts, q.options().mode, group.empty() ? "" : ", group ", group.c_str(),
+      incarnation_text(q).c_str());
   warn_remove_ipc(name);
   return kOk;
 }
@@ -96,7 +110,7 @@ int cmd_ls(const std::vector<std::string>& args) {
   bool first = true;
   for (const auto& name : names) {
     std::error_code ec;
-    auto q = jobring::Queue::open(name, ec);
+    auto q = jobring::QueueView::open(name, ec);  // read-only: needs read permission only
     if (json) {
       std::printf("%s", first ? "" : ",");
       if (q)
@@ -127,7 +141,7 @@ int cmd_stat(const std::vector<std::string>& args) {
   const auto vm = parse(c, args);
   const std::string name = name_arg(c, vm);
   const milliseconds watch = duration_arg(c, vm, "watch", 0ms);
-  auto q = jobring::Queue::open(name);
+  auto q = jobring::QueueView::open(name);  // read-only: needs read permission only
   warn_remove_ipc(name);
   (void)tools::install_stop_handlers();
   for (;;) {
@@ -160,7 +174,7 @@ int cmd_peek(const std::vector<std::string>& args) {
                                                     {"dead", jobring::JobState::dead}},
                                                    "ready, delayed, leased or dead");
   const std::uint32_t limit = count_arg(c, vm, "limit");
-  auto q = jobring::Queue::open(name);
+  auto q = jobring::QueueView::open(name);  // read-only: needs read permission only
   const auto jobs = q.peek(state, limit);
   const bool json = vm.count("json") > 0;
   if (json) std::printf("[");

@@ -67,7 +67,7 @@ struct Rates {
 // One queue in one frame.
 struct Row {
   std::string name;
-  std::optional<Queue> queue;  // empty: it could not be opened, `error` says why
+  std::optional<QueueView> queue;  // read-only; empty: it could not be opened, `error` says why
   std::string error;
   Stats stats{};
   Clock::time_point at{};      // when `stats` was taken
@@ -113,7 +113,7 @@ std::vector<Row> sample(const Settings& s, History& history) {
     std::error_code ec;
     // No wait for a creator still at work (only an older jobring leaves a
     // half-made segment at a name): the row says so, the next frame looks again.
-    r.queue = Queue::open(name, ec, 0ms);
+    r.queue = QueueView::open(name, ec, 0ms);  // read-only: a readable queue is shown too
     if (r.queue) {
       r.stats = r.queue->stats();
       r.at = Clock::now();

@@ -39,17 +39,24 @@ std::string state_name(JobState s) {
   return "?";
 }
 
-std::string incarnation_text(const Queue& q) {
+namespace {
+
+std::string incarnation_hex(std::uint64_t incarnation) {
   char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(q.incarnation()));
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(incarnation));
   return buf;
 }
 
-std::string stats_json(const std::string& name, const Queue& q) {
-  return '{' + stats_json_members(name, q, q.stats()) + '}';
-}
+}  // namespace
 
-std::string stats_json_members(const std::string& name, const Queue& q, const Stats& s) {
+std::string incarnation_text(const Queue& q) { return incarnation_hex(q.incarnation()); }
+std::string incarnation_text(const QueueView& q) { return incarnation_hex(q.incarnation()); }
+
+namespace {
+
+// For a Queue and a QueueView alike.
+template <class Q>
+std::string stats_json_members_of(const std::string& name, const Q& q, const Stats& s) {
   const Options& o = q.options();
   std::ostringstream out;
   // The incarnation as a string of 16 hex digits: a JSON number loses
@@ -62,6 +69,21 @@ std::string stats_json_members(const std::string& name, const Queue& q, const St
     out << ",\"" << field << "\":" << value;
   });
   return out.str();
+}
+
+}  // namespace
+
+std::string stats_json_members(const std::string& name, const Queue& q, const Stats& s) {
+  return stats_json_members_of(name, q, s);
+}
+std::string stats_json_members(const std::string& name, const QueueView& q, const Stats& s) {
+  return stats_json_members_of(name, q, s);
+}
+std::string stats_json(const std::string& name, const Queue& q) {
+  return '{' + stats_json_members_of(name, q, q.stats()) + '}';
+}
+std::string stats_json(const std::string& name, const QueueView& q) {
+  return '{' + stats_json_members_of(name, q, q.stats()) + '}';
 }
 
 std::string age_text(std::uint64_t ms) {
@@ -140,7 +162,8 @@ void print_stat_line(const char* label, const Stats& s, tools::StatKind kind) {
 
 }  // namespace
 
-void print_stats(const std::string& name, const Queue& q) {
+template <class Q>
+void print_stats_of(const std::string& name, const Q& q) {
   const Stats s = q.stats();
   const Options& o = q.options();
   std::printf(
@@ -154,6 +177,8 @@ void print_stats(const std::string& name, const Queue& q) {
     std::printf("  CORRUPT %llu (jobring purge %s resets them)\n", static_cast<unsigned long long>(s.corrupt),
                 name.c_str());
 }
+void print_stats(const std::string& name, const Queue& q) { print_stats_of(name, q); }
+void print_stats(const std::string& name, const QueueView& q) { print_stats_of(name, q); }
 
 // Output that could not be written (a full disk, a closed file) makes the
 // exit status an error: a script must not take a lost answer for a good one.

@@ -1,11 +1,14 @@
 #include "janitor.hpp"
 
+#include <grp.h>
+#include <pwd.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <sys/stat.h>
 
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <vector>
 
 #include "log.hpp"
@@ -25,7 +28,47 @@ extern "C" void on_sigbus(int sig) {
   ::raise(sig);
 }
 
+std::string group_name(gid_t gid) {
+  ::group gr{};
+  ::group* found = nullptr;
+  char buf[4096];
+  if (::getgrgid_r(gid, &gr, buf, sizeof buf, &found) == 0 && found != nullptr) return gr.gr_name;
+  return std::to_string(gid);
+}
+
+std::string user_name(uid_t uid) {
+  ::passwd pw{};
+  ::passwd* found = nullptr;
+  char buf[4096];
+  if (::getpwuid_r(uid, &pw, buf, sizeof buf, &found) == 0 && found != nullptr) return pw.pw_name;
+  return "uid " + std::to_string(uid);
+}
+
+// Who may open the segment, who the janitor is, and the way in (README,
+// "Access model").
+std::string permission_hint(const struct stat& st) {
+  const std::string user = user_name(::geteuid());
+  const std::string group = group_name(st.st_gid);
+  char text[64];
+  std::snprintf(text, sizeof text, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+  std::string hint = " (the segment is group " + group + ", mode " + text + "; the janitor runs as " + user +
+                     ", group " + group_name(::getegid()) + "): ";
+  if ((st.st_mode & 060) == 060)
+    return hint + "add " + user + " to group " + group + " (usermod -aG " + group + " " + user +
+           ", then restart the janitor)";
+  return hint + "create queues with --group " + group_name(::getegid()) + " (Options::group), mode 0660";
+}
+
 }  // namespace
+
+SkipReason skip_reason(const std::error_code& ec) {
+  using jobring::errc;
+  if (ec == errc::permission_denied) return SkipReason::permission;
+  if (ec == errc::not_a_queue || ec == errc::corrupt_segment || ec == errc::incomplete_segment)
+    return SkipReason::corrupt;
+  if (ec == errc::incompatible_version) return SkipReason::version;
+  return SkipReason::other;
+}
 
 bool install_sigbus_guard() {
   struct sigaction sa {};
@@ -45,6 +88,7 @@ void Janitor::sweep_all() {
   const auto started = std::chrono::steady_clock::now();
   const std::vector<std::string> names = config_.queues.empty() ? jobring::Queue::list() : config_.queues;
   const std::set<std::string> wanted(names.begin(), names.end());
+  std::erase_if(failed_, [&](const auto& entry) { return !wanted.contains(entry.first); });
   for (auto it = watched_.begin(); it != watched_.end();) {
     if (!wanted.contains(it->first)) {
       log(Level::info, "queue '%s': no longer watched", it->first.c_str());
@@ -54,16 +98,21 @@ void Janitor::sweep_all() {
     }
   }
   metrics_.clear();
+  skipped_ = {};
   for (const auto& name : names) sweep_one(name);
   ++totals_.sweeps;
   last_sweep_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  if (metrics_.enabled()) metrics_.write(totals_.sweeps, last_sweep_seconds_);
+  if (metrics_.enabled()) {
+    metrics_.set_skipped(skipped_);
+    metrics_.write(totals_.sweeps, last_sweep_seconds_);
+  }
 }
 
 Janitor::Watched* Janitor::watch(const std::string& name) {
   struct stat st {};
   const std::string path = segment_path(name);
   if (::stat(path.c_str(), &st) != 0) {
+    failed_.erase(name);
     if (watched_.erase(name) > 0) log(Level::info, "queue '%s': removed; dropped", name.c_str());
     if (!config_.queues.empty() && !missing_.contains(name)) {
       log(Level::warn, "queue '%s': does not exist (yet); will look again every sweep", name.c_str());
@@ -85,21 +134,37 @@ Janitor::Watched* Janitor::watch(const std::string& name) {
     it = watched_.end();
   }
   if (it != watched_.end()) return &it->second;
+  if (const auto f = failed_.find(name);
+      f != failed_.end() && f->second.reason == SkipReason::permission && f->second.inode == st.st_ino &&
+      f->second.ctime.tv_sec == st.st_ctim.tv_sec && f->second.ctime.tv_nsec == st.st_ctim.tv_nsec) {
+    ++skipped_[static_cast<std::size_t>(SkipReason::permission)];  // nothing changed: still skipped
+    return nullptr;
+  }
   std::error_code ec;
   // No waiting for a half-made segment: it would stall every other queue's
   // sweep. It is looked at again next sweep.
   auto q = jobring::Queue::open(name, ec, 0ms);
   if (!q) {
-    auto& last = failed_[name];
-    if (last != ec.message()) {
-      log(Level::warn, "queue '%s': skipped: %s", name.c_str(), ec.message().c_str());
-      last = ec.message();
-    }
+    // Removed since the stat: gone, not skipped.
+    if (ec != jobring::errc::not_found) skip(name, ec, st);
     return nullptr;
   }
-  failed_.erase(name);
+  if (failed_.erase(name) > 0) log(Level::info, "queue '%s': can be opened now (was skipped)", name.c_str());
   log(Level::info, "queue '%s': watching (capacity %u)", name.c_str(), q->options().capacity);
   return &watched_.emplace(name, Watched{std::move(*q), st.st_ino, st.st_size}).first->second;
+}
+
+void Janitor::skip(const std::string& name, const std::error_code& ec, const struct stat& st) {
+  const SkipReason reason = skip_reason(ec);
+  ++skipped_[static_cast<std::size_t>(reason)];
+  const Failed now{ec.message(), reason, st.st_ino, st.st_ctim};
+  auto [it, added] = failed_.try_emplace(name, now);
+  const bool same = !added && it->second.message == now.message && it->second.inode == now.inode;
+  it->second = now;
+  if (same) return;
+  const std::string hint = reason == SkipReason::permission ? permission_hint(st) : "";
+  log(Level::warn, "queue '%s': skipped (%s): %s%s", name.c_str(),
+      kSkipReasonNames[static_cast<std::size_t>(reason)], ec.message().c_str(), hint.c_str());
 }
 
 void Janitor::sweep_one(const std::string& name) {
@@ -130,11 +195,28 @@ void Janitor::sweep_one(const std::string& name) {
   if (metrics_.enabled()) metrics_.add(name, stats);
 }
 
+namespace {
+
+// ", N skipped (R)" if the last sweep skipped queues.
+std::string skipped_text(const SkipCounts& skipped) {
+  std::string out;
+  std::uint64_t n = 0;
+  for (std::size_t r = 0; r < skipped.size(); ++r) {
+    if (skipped[r] == 0) continue;
+    out += (out.empty() ? "" : ", ") + std::to_string(skipped[r]) + " " + kSkipReasonNames[r];
+    n += skipped[r];
+  }
+  return n == 0 ? "" : ", " + std::to_string(n) + " skipped (" + out + ")";
+}
+
+}  // namespace
+
 std::string status_line(const Janitor& j) {
   const Totals& t = j.totals();
   return "STATUS=" + std::to_string(j.queue_count()) + " queues, " + std::to_string(t.sweeps) + " sweeps, " +
          std::to_string(t.reclaimed) + " reclaimed from dead owners, " + std::to_string(t.expired) +
-         " expired, " + std::to_string(t.recovered_writes) + " half-written freed";
+         " expired, " + std::to_string(t.recovered_writes) + " half-written freed" +
+         skipped_text(j.skipped());
 }
 
 }  // namespace jobring::janitor

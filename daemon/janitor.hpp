@@ -3,12 +3,14 @@
 // metrics.
 #pragma once
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <cstdint>
 #include <map>
 #include <set>
 #include <string>
+#include <system_error>
 
 #include "config.hpp"
 #include "jobring/queue.hpp"
@@ -30,6 +32,9 @@ struct Totals {
 // (errno set) if sigaction failed.
 bool install_sigbus_guard();
 
+// The metric's reason for an error of Queue::open.
+SkipReason skip_reason(const std::error_code& ec);
+
 class Janitor {
  public:
   explicit Janitor(Config config);
@@ -38,6 +43,8 @@ class Janitor {
   [[nodiscard]] const Config& config() const { return config_; }
   [[nodiscard]] const Totals& totals() const { return totals_; }
   [[nodiscard]] std::size_t queue_count() const { return watched_.size(); }
+  // The queues the last sweep could not open, by reason.
+  [[nodiscard]] const SkipCounts& skipped() const { return skipped_; }
 
   // Sweeps every configured queue (every queue on the host if none is
   // configured), then writes the metrics.
@@ -53,14 +60,29 @@ class Janitor {
   // The open queue `name`, opened (or re-opened) as needed; nullptr if it
   // does not exist or cannot be opened now.
   Watched* watch(const std::string& name);
+  // Counts and logs a queue that could not be opened (the file at `st`).
+  void skip(const std::string& name, const std::error_code& ec, const struct stat& st);
   void sweep_one(const std::string& name);
+
+  // Why a queue was skipped: logged once, and again only when the error or
+  // the file (removed and created again) changes. A queue skipped for
+  // permission is not tried again until its file's inode or ctime changes
+  // (chmod, chown): a refused open costs a stat and user and group lookups
+  // (the message), which may go to a directory server, every sweep.
+  struct Failed {
+    std::string message;
+    SkipReason reason;
+    ino_t inode;
+    timespec ctime;
+  };
 
   Config config_;
   std::map<std::string, Watched> watched_;
-  std::map<std::string, std::string> failed_;  // the last error of each, logged once
-  std::set<std::string> missing_;              // configured but absent, logged once
+  std::map<std::string, Failed> failed_;
+  std::set<std::string> missing_;  // configured but absent, logged once
   MetricsFile metrics_;
   Totals totals_;
+  SkipCounts skipped_{};
   double last_sweep_seconds_ = 0;
 };
 

@@ -86,6 +86,12 @@ std::string MetricsFile::text(std::uint64_t sweeps, double last_sweep_seconds) c
       out << '\n';
     }
   }
+  describe(out, "jobring_queues_skipped",
+           "Queues the last sweep could not open, by reason: permission (owner, group and mode keep the "
+           "janitor's user out), corrupt, version (another layout version), other.",
+           "gauge");
+  for (std::size_t r = 0; r < kSkipReasonNames.size(); ++r)
+    out << "jobring_queues_skipped{reason=\"" << kSkipReasonNames[r] << "\"} " << skipped_[r] << '\n';
   describe(out, "jobring_janitor_sweeps_total", "Sweeps done by this janitor since it started.", "counter");
   out << "jobring_janitor_sweeps_total " << sweeps << '\n';
   describe(out, "jobring_janitor_last_sweep_seconds", "How long the janitor's last sweep of all queues took.",

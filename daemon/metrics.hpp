@@ -3,10 +3,13 @@
 // named as common/stats.hpp names it with Prometheus' conventions (gauges
 // jobring_FIELD, counters jobring_FIELD_total, FIELD_ms as
 // jobring_FIELD_seconds), each with # HELP and # TYPE, labelled
-// queue="NAME", and the janitor's own sweep count and sweep time. The file is
+// queue="NAME", the queues the last sweep skipped by reason, and the janitor's
+// own sweep count and sweep time. The file is
 // mode 0644 whatever the umask.
 #pragma once
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -15,6 +18,16 @@
 #include "jobring/queue.hpp"
 
 namespace jobring::janitor {
+
+// Why the janitor could not open a queue (metric jobring_queues_skipped).
+enum class SkipReason : std::size_t {
+  permission,  // the segment's owner, group and mode do not let the janitor's user in
+  corrupt,     // not a queue, a corrupt header, or a half-made segment
+  version,     // a queue of another layout version
+  other,       // any other failure (the log says which)
+};
+inline constexpr std::array<const char*, 4> kSkipReasonNames{"permission", "corrupt", "version", "other"};
+using SkipCounts = std::array<std::uint64_t, kSkipReasonNames.size()>;
 
 class MetricsFile {
  public:
@@ -25,6 +38,8 @@ class MetricsFile {
   // One sweep's statistics: clear(), add() per queue, then write().
   void clear() { queues_.clear(); }
   void add(const std::string& queue, const Stats& stats) { queues_.emplace_back(queue, stats); }
+  // The queues this sweep could not open, by reason.
+  void set_skipped(const SkipCounts& skipped) { skipped_ = skipped; }
   // Replaces the file atomically (a temporary file beside it, then a
   // rename). A failure is logged once, until a write succeeds again.
   void write(std::uint64_t sweeps, double last_sweep_seconds);
@@ -36,6 +51,7 @@ class MetricsFile {
 
   std::string path_;
   std::vector<std::pair<std::string, Stats>> queues_;
+  SkipCounts skipped_{};
   bool stale_tmp_removed_ = false;  // once per path
   bool failed_ = false;
 };

@@ -36,6 +36,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include "jobring/error.hpp"
@@ -76,7 +77,20 @@ struct Options {
   std::uint32_t max_payload = 1024;    // bytes per job, 1 .. kMaxPayload
   milliseconds default_lease{30'000};  // used when a claim asks for 0 ms; 1 ms .. kMaxLease
   std::uint32_t max_attempts = 0;      // claims before a job is dead-lettered; 0 = unlimited
-  unsigned mode = 0600;                // permission bits of the segment (no umask applied)
+  // Who may open the queue (README, "Access model"). `mode`: the segment's
+  // permission bits, exactly (no umask applied); 0 = the default, 0600
+  // (the creator's user only), or 0660 when `group` is given. Opening a
+  // queue (Queue) needs read and write permission; looking at it
+  // (QueueView: stats, peek) needs read permission only.
+  unsigned mode = 0;
+  // The segment file's group: a group name or a decimal gid; empty = the
+  // creator's (effective) group. Set on the file before its name appears,
+  // so the queue is never visible with another group. The creator must be a
+  // member (or root), else permission_denied. E.g. "jobring": the janitor's
+  // group, so that it sweeps the queue. Read by create only: options() of a
+  // Queue reports it empty (the file's group is stat(segment_path(name))).
+  // A queue has no other file: liveness locks are taken on the segment.
+  std::string_view group{};
   // De-duplication (PushOptions::key). The table remembers every key whose
   // job is in the queue, and for `dedup_window` after its job is acked,
   // purged or removed; when it has no room the oldest remembered keys go
@@ -282,6 +296,11 @@ class Queue {
  public:
   // --- Lifecycle. The throwing overloads throw jobring::error; the others
   // report through `ec` and return std::nullopt / false.
+  // Access: a Queue needs read and write permission on the segment file
+  // (segment_path(name)); a user who may only read it looks at it through
+  // QueueView. permission_denied names the file's owner, group and mode and
+  // the way in (README, "Access model"). create() takes Options::group and
+  // Options::mode; open_or_create() uses them only when it creates.
   [[nodiscard]] static Queue create(std::string_view name, const Options& options = {});
   [[nodiscard]] static Queue open(std::string_view name);
   // Opens the queue if it exists, else creates it with `options`. Safe when
@@ -422,8 +441,44 @@ class Queue {
   struct Impl;
 
  private:
+  friend class QueueView;
   explicit Queue(std::unique_ptr<Impl> impl) noexcept;
   std::unique_ptr<Impl> impl_;
+};
+
+// A read-only handle on a queue: its options, stats() and peek(), for
+// operators and monitors (jobring stat / peek / ls use it). It needs read
+// permission on the segment only, where a Queue needs read and write: a
+// queue of mode 0640 can be looked at by its group, one of 0644 by anyone.
+// The segment is opened O_RDONLY and mapped PROT_READ, and no liveness
+// token is taken. Nothing here writes: the operations that change a queue
+// (push, claim, ack, release, extend, requeue, purge, sweep) are Queue's
+// alone, so calling one on a read-only handle does not compile — there is no
+// run-time refusal to forget and no status (ack's LeaseStatus, purge's count)
+// that would have to stand for "read-only". Errors as Queue::open's; a
+// segment the user may not even read is permission_denied.
+class QueueView {
+ public:
+  [[nodiscard]] static QueueView open(std::string_view name);
+  // `init_wait` as for Queue::open.
+  [[nodiscard]] static std::optional<QueueView> open(std::string_view name, std::error_code& ec,
+                                                     milliseconds init_wait = milliseconds{1000}) noexcept;
+
+  [[nodiscard]] const std::string& name() const noexcept { return queue_.name(); }
+  [[nodiscard]] const Options& options() const noexcept { return queue_.options(); }
+  [[nodiscard]] std::uint64_t incarnation() const noexcept { return queue_.incarnation(); }
+  [[nodiscard]] Stats stats() const noexcept { return queue_.stats(); }
+  [[nodiscard]] std::vector<JobInfo> peek(JobState state, std::size_t limit = 100) const {
+    return queue_.peek(state, limit);
+  }
+  [[nodiscard]] std::vector<JobInfo> peek(JobState state, std::size_t limit,
+                                          std::error_code& ec) const noexcept {
+    return queue_.peek(state, limit, ec);
+  }
+
+ private:
+  explicit QueueView(Queue queue) noexcept : queue_(std::move(queue)) {}
+  Queue queue_;  // opened read-only: only its const members are ever called
 };
 
 inline PurgeWhat operator|(PurgeWhat a, PurgeWhat b) {

@@ -12,7 +12,7 @@ class Category final : public std::error_category {
         return "invalid queue name: use 1 to 64 characters of A-Z a-z 0-9 . _ -, not starting with '.'";
       case errc::invalid_options:
         return "invalid queue options (capacity, max_payload, default_lease or the segment size out of "
-               "range)";
+               "range, or an unknown group)";
       case errc::invalid_argument:
         return "invalid argument (a lease or delay out of range, or a malformed lease handle)";
       case errc::not_found:
@@ -20,7 +20,8 @@ class Category final : public std::error_category {
       case errc::already_exists:
         return "a queue with this name already exists: open it, or remove it first";
       case errc::permission_denied:
-        return "permission denied: run as the queue's owner, or recreate the queue with a wider mode";
+        return "permission denied: the queue's owner, group and mode keep this user out (share a queue "
+               "through a group: jobring create --group G, Options::group)";
       case errc::not_a_queue:
         return "the segment is not a jobring queue (wrong magic): check the name";
       case errc::incompatible_version:

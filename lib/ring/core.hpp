@@ -81,6 +81,12 @@ struct PushTimes {
 [[nodiscard]] std::uint32_t key_capacity_for(const Options& o) noexcept;
 // Options a queue may be created with; else invalid_options, what is wrong in `detail`.
 [[nodiscard]] std::error_code check_options(const Options& o, std::string& detail);
+// The mode a queue created with `o` gets: Options::mode, or for 0 the
+// default, 0600, or 0660 with a group.
+[[nodiscard]] unsigned mode_for(const Options& o) noexcept;
+// Options::group as a gid (a name looked up, or a decimal gid); kKeepGroup
+// if empty. invalid_options, what is wrong in `detail`, for an unknown name.
+[[nodiscard]] std::error_code resolve_group(std::string_view group, gid_t& out, std::string& detail);
 // Every header field checked against the others and against the mapping's
 // real size, from private copies; the options and the incarnation it holds.
 [[nodiscard]] std::error_code validate_header(const void* base, std::uint64_t size, Options& out,
@@ -229,6 +235,7 @@ struct Queue::Impl : detail::Ring {
   Options options;                // as stored in the segment, with dedup_keys the real table size
   std::uint64_t incarnation = 0;  // Header::incarnation, cached at open (Job::incarnation)
   detail::Segment segment;
+  bool writable = true;  // false: a QueueView's, mapped read-only; only stats() and peek() run on it
   detail::KeyTable keys;
   // Tells this process's empty-ring memos of one handle from another's (claim.cpp).
   const std::uint64_t memo_owner = next_memo_owner();

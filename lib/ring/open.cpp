@@ -65,7 +65,9 @@ void Queue::Impl::attach() noexcept {
   auto* base = static_cast<std::byte*>(segment.data());
   const auto g = detail::geometry(options.capacity, options.max_payload, options.dedup_keys);
   Ring::attach(base, g, options.capacity, options.max_payload);
-  liveness.attach(segment.fd());
+  // A read-only handle (QueueView) writes no record, so it needs no token
+  // (whose lock needs a writable descriptor).
+  if (writable) liveness.attach(segment.fd());
   keys.attach(base, g, options.dedup_keys, static_cast<std::uint64_t>(options.dedup_window.count()), *this);
 }
 
@@ -114,17 +116,26 @@ std::unique_ptr<Queue::Impl> do_create(std::string_view name, const Options& opt
                                        std::string& detail, const detail::Segment* stale = nullptr) {
   if ((ec = check_name(name))) return nullptr;
   if ((ec = detail::check_options(options, detail))) return nullptr;
+  gid_t group = detail::kKeepGroup;
+  if ((ec = detail::resolve_group(options.group, group, detail))) return nullptr;
+  const unsigned mode = detail::mode_for(options);
   const std::uint32_t key_capacity = detail::key_capacity_for(options);
   const auto g = detail::geometry(options.capacity, options.max_payload, key_capacity);
   auto impl = std::make_unique<Queue::Impl>();
   detail::Failure failure;
-  if (!detail::Segment::create_unnamed(g.total_bytes, options.mode, impl->segment, failure)) {
+  if (!detail::Segment::create_unnamed(g.total_bytes, mode, group, impl->segment, failure)) {
     ec = failure.code;
     detail = failure.detail;
+    if (ec == make_error_code(errc::permission_denied) && group != detail::kKeepGroup)
+      detail += ": this user is not in group '" + std::string(options.group) +
+                "': add yourself to it (usermod -aG " + std::string(options.group) +
+                " $USER, then log in again), or create the queue as root";
     return nullptr;
   }
   impl->name = std::string(name);
   impl->options = options;
+  impl->options.mode = mode;
+  impl->options.group = {};  // a view of the caller's string: not kept
   impl->options.dedup_keys = key_capacity;
   impl->incarnation = new_incarnation();
   impl->attach();
@@ -139,7 +150,7 @@ std::unique_ptr<Queue::Impl> do_create(std::string_view name, const Options& opt
                        g.states_offset,      g.slots_offset,
                        g.total_bytes};
   h.creator_pid = static_cast<std::uint32_t>(::getpid());
-  h.mode = options.mode;
+  h.mode = mode;
   h.key_capacity = key_capacity;
   h.keys_offset = g.keys_offset;
   h.dedup_window_ms = static_cast<std::uint64_t>(options.dedup_window.count());
@@ -181,9 +192,10 @@ bool untouched_for_long(const detail::Segment& segment) {
 // a segment whose creator is proven dead, or that records no creator and has
 // not been touched for kAbandonedAfter, is handed back in it (ec =
 // incomplete_segment) for the caller to replace.
+// `writable` false (QueueView): opened and mapped read-only.
 std::unique_ptr<Queue::Impl> do_open(std::string_view name, std::error_code& ec, std::string& detail,
-                                     milliseconds init_wait = kInitWait,
-                                     detail::Segment* abandoned = nullptr) {
+                                     milliseconds init_wait = kInitWait, detail::Segment* abandoned = nullptr,
+                                     bool writable = true) {
   if ((ec = check_name(name))) return nullptr;
   const std::string remedy = "; if no creator is at work, remove it (jobring rm " + std::string(name) +
                              ") or let Queue::open_or_create replace it";
@@ -191,7 +203,8 @@ std::unique_ptr<Queue::Impl> do_open(std::string_view name, std::error_code& ec,
   for (;;) {
     auto impl = std::make_unique<Queue::Impl>();
     detail::Failure failure;
-    if (!detail::Segment::open(file_name_of(name), impl->segment, failure)) {
+    impl->writable = writable;
+    if (!detail::Segment::open(file_name_of(name), impl->segment, failure, writable)) {
       ec = failure.code;
       detail = failure.detail;
       return nullptr;
@@ -350,6 +363,26 @@ std::optional<Queue> Queue::open_or_create(std::string_view name, const Options&
     if (auto impl = do_open_or_create(name, options, ec, detail)) {
       ec.clear();
       return Queue(std::move(impl));
+    }
+  } catch (const std::bad_alloc&) {
+    ec = std::make_error_code(std::errc::not_enough_memory);
+  }
+  return std::nullopt;
+}
+
+QueueView QueueView::open(std::string_view name) {
+  return QueueView(
+      Queue(std::unique_ptr<Queue::Impl>(throwing(name, [&](std::error_code& ec, std::string& d) {
+        return do_open(name, ec, d, kInitWait, nullptr, false);
+      }))));
+}
+std::optional<QueueView> QueueView::open(std::string_view name, std::error_code& ec,
+                                         milliseconds init_wait) noexcept {
+  try {
+    std::string detail;
+    if (auto impl = do_open(name, ec, detail, std::max(init_wait, milliseconds{0}), nullptr, false)) {
+      ec.clear();
+      return QueueView(Queue(std::move(impl)));
     }
   } catch (const std::bad_alloc&) {
     ec = std::make_error_code(std::errc::not_enough_memory);

@@ -2,8 +2,13 @@
 // before any slot is touched, and how the options of an existing queue
 // differ from the ones asked for.
 
+#include <grp.h>
+
+#include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "jobring/duration.hpp"
 #include "ring/core.hpp"
@@ -41,6 +46,41 @@ std::error_code check_options(const Options& o, std::string& detail) {
     return bad("segment of " + std::to_string(g.total_bytes) + " bytes exceeds the limit of " +
                std::to_string(kMaxSegmentBytes) +
                " bytes (capacity x (max_payload + 128) + dedup_keys x 33): lower capacity or max_payload");
+  return {};
+}
+
+unsigned mode_for(const Options& o) noexcept {
+  if (o.mode != 0) return o.mode;
+  return o.group.empty() ? 0600u : 0660u;
+}
+
+std::error_code resolve_group(std::string_view group, gid_t& out, std::string& detail) {
+  out = kKeepGroup;
+  if (group.empty()) return {};
+  const std::string text(group);
+  unsigned long gid = 0;
+  const auto [end, err] = std::from_chars(text.data(), text.data() + text.size(), gid);
+  if (err == std::errc{} && end == text.data() + text.size()) {
+    if (gid >= kKeepGroup) {
+      detail = "group " + text + ": not a gid";
+      return make_error_code(errc::invalid_options);
+    }
+    out = static_cast<gid_t>(gid);
+    return {};
+  }
+  ::group gr{};
+  ::group* found = nullptr;
+  std::vector<char> buf(16384);
+  int rc = 0;
+  while ((rc = ::getgrnam_r(text.c_str(), &gr, buf.data(), buf.size(), &found)) == ERANGE &&
+         buf.size() < (1u << 22))
+    buf.resize(buf.size() * 4);
+  if (rc != 0 || found == nullptr) {
+    detail = "no group named '" + text + "' on this host (see `getent group`): create it (groupadd " + text +
+             "), or give an existing group's name or gid";
+    return make_error_code(errc::invalid_options);
+  }
+  out = gr.gr_gid;
   return {};
 }
 
@@ -121,8 +161,10 @@ std::string options_mismatch(const Options& stored, const Options& asked) {
   differ("dedup_keys", std::to_string(stored.dedup_keys), std::to_string(key_capacity_for(asked)),
          asked.dedup_keys == 0 ? " (automatic)" : "");
   differ("max_attempts", std::to_string(stored.max_attempts), std::to_string(asked.max_attempts));
-  differ("default_lease", jobring::format_duration(stored.default_lease), jobring::format_duration(asked.default_lease));
-  differ("dedup_window", jobring::format_duration(stored.dedup_window), jobring::format_duration(asked.dedup_window));
+  differ("default_lease", jobring::format_duration(stored.default_lease),
+         jobring::format_duration(asked.default_lease));
+  differ("dedup_window", jobring::format_duration(stored.dedup_window),
+         jobring::format_duration(asked.dedup_window));
   return out;
 }
 

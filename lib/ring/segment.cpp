@@ -1,6 +1,8 @@
 #include "ring/segment.hpp"
 
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -9,6 +11,7 @@
 #include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "common/sys.hpp"
@@ -67,7 +70,7 @@ int native_error(const bip::interprocess_exception& e) noexcept {
   return err != 0 ? err : EIO;
 }
 
-bool map(Segment::Impl& impl, Failure& failure) {
+bool map(Segment::Impl& impl, Failure& failure, bool writable) {
   try {
     bip::offset_t size = 0;
     if (!impl.shm.get_size(size)) {
@@ -75,7 +78,8 @@ bool map(Segment::Impl& impl, Failure& failure) {
       return false;
     }
     if (size == 0) return true;  // nothing to map: the caller reports it
-    impl.region = bip::mapped_region(impl.shm, bip::read_write, 0, static_cast<std::size_t>(size));
+    impl.region = bip::mapped_region(impl.shm, writable ? bip::read_write : bip::read_only, 0,
+                                     static_cast<std::size_t>(size));
     return true;
   } catch (const bip::interprocess_exception& e) {
     fail(failure, "mmap", native_error(e));
@@ -111,6 +115,42 @@ namespace {
 
 std::string shm_path(const std::string& file_name) { return "/dev/shm/" + file_name; }
 
+std::string user_name(uid_t uid) {
+  passwd pw{};
+  passwd* found = nullptr;
+  char buf[1024];
+  if (::getpwuid_r(uid, &pw, buf, sizeof buf, &found) == 0 && found != nullptr) return pw.pw_name;
+  return "uid " + std::to_string(uid);
+}
+
+std::string group_name(gid_t gid) {
+  group gr{};
+  group* found = nullptr;
+  char buf[4096];
+  if (::getgrgid_r(gid, &gr, buf, sizeof buf, &found) == 0 && found != nullptr) return gr.gr_name;
+  return std::to_string(gid);
+}
+
+// After EACCES on `path`: who may open it, and how this user gets in (README,
+// "Access model").
+std::string access_hint(const std::string& path, bool writable) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return {};
+  const unsigned mode = st.st_mode & 07777;
+  const std::string group = group_name(st.st_gid);
+  char octal[8];
+  std::snprintf(octal, sizeof octal, "%04o", mode);
+  std::string hint = path + " is owner " + user_name(st.st_uid) + ", group " + group + ", mode " + octal;
+  if (writable && ::faccessat(AT_FDCWD, path.c_str(), R_OK, AT_EACCESS) == 0)
+    hint += "; this user may only read it: look at it read-only (jobring stat / peek / ls, QueueView)";
+  if ((mode & 060) == 060)
+    hint += "; members of group " + group + " may open it: add the user to it (usermod -aG " + group +
+            " $USER, then log in again)";
+  else
+    hint += "; to share it, recreate it with a group and mode 0660 (jobring create --group G)";
+  return hint;
+}
+
 // linkat() of an O_TMPFILE descriptor: through /proc/self/fd (any user), or,
 // where /proc is missing, AT_EMPTY_PATH (CAP_DAC_READ_SEARCH, or a kernel
 // that lets the opener do it). Returns 0 or an errno.
@@ -125,7 +165,8 @@ int link_fd(int fd, const std::string& path) noexcept {
 
 }  // namespace
 
-bool Segment::create_unnamed(std::uint64_t bytes, unsigned mode, Segment& out, Failure& failure) {
+bool Segment::create_unnamed(std::uint64_t bytes, unsigned mode, gid_t group, Segment& out,
+                             Failure& failure) {
   auto impl = std::make_unique<Impl>();
   // No name, no O_EXCL race, nothing to clean up: the file exists only
   // through this descriptor until link() names it.
@@ -135,6 +176,13 @@ bool Segment::create_unnamed(std::uint64_t bytes, unsigned mode, Segment& out, F
     fail(failure, "open(/dev/shm, O_TMPFILE)", err);
     if (err == EOPNOTSUPP || err == EISDIR || err == EINVAL)
       failure.detail += ": /dev/shm must be a tmpfs of Linux 3.11 or later (O_TMPFILE)";
+    return false;
+  }
+  // The group first, while the file has no name: nobody ever sees the queue
+  // with the creator's group. (chown by a non-root user may clear set-id
+  // bits: the fchmod after it sets the mode asked for.)
+  if (group != kKeepGroup && ::fchown(impl->fd, static_cast<uid_t>(-1), group) != 0) {
+    fail(failure, ("fchown(gid " + std::to_string(group) + ")").c_str(), errno);
     return false;
   }
   // Exactly `mode`: the umask applied to open()'s mode does not apply here.
@@ -242,13 +290,15 @@ bool Segment::map_by_name(const std::string& file_name) {
   return true;
 }
 
-bool Segment::open(const std::string& file_name, Segment& out, Failure& failure) {
+bool Segment::open(const std::string& file_name, Segment& out, Failure& failure, bool writable) {
   auto impl = std::make_unique<Impl>();
   try {
-    impl->shm = bip::shared_memory_object(bip::open_only, file_name.c_str(), bip::read_write);
+    impl->shm = bip::shared_memory_object(bip::open_only, file_name.c_str(),
+                                          writable ? bip::read_write : bip::read_only);
   } catch (const bip::interprocess_exception& e) {
     const int err = native_error(e);
     fail(failure, "shm_open", err);
+    if (err == EACCES) failure.detail += "; " + access_hint(shm_path(file_name), writable);
     // The name was validated before we got here, so these mean that
     // something other than a segment sits at it: glibc's shm_open turns
     // EISDIR into EINVAL, and its O_NOFOLLOW makes a symlink ELOOP.
@@ -272,7 +322,7 @@ bool Segment::open(const std::string& file_name, Segment& out, Failure& failure)
     failure.detail = "/dev/shm/" + file_name + " is not a regular file";
     return false;
   }
-  if (!map(*impl, failure)) return false;
+  if (!map(*impl, failure, writable)) return false;
   out.impl_ = std::move(impl);
   return true;
 }

@@ -4,6 +4,7 @@
 // one is opened through Boost.Interprocess.
 #pragma once
 
+#include <sys/types.h>
 #include <time.h>
 
 #include <cstdint>
@@ -19,6 +20,9 @@ struct Failure {
   std::string detail;  // e.g. "shm_open: Permission denied"
 };
 
+// create_unnamed(): leave the file with the creator's group.
+inline constexpr gid_t kKeepGroup = static_cast<gid_t>(-1);
+
 class Segment {
  public:
   Segment() noexcept;
@@ -26,12 +30,15 @@ class Segment {
   Segment& operator=(Segment&&) noexcept;
   ~Segment();
 
-  // Builds a segment with no name: an O_TMPFILE file in /dev/shm of exactly
-  // `mode` (no umask), sized to `bytes` (zero-filled and allocated), mapped.
-  // Nobody else can see it until link() names it, so a creator killed at any
-  // point before that leaves nothing behind (the kernel frees the file with
-  // the last descriptor).
-  [[nodiscard]] static bool create_unnamed(std::uint64_t bytes, unsigned mode, Segment& out,
+  // Builds a segment with no name: an O_TMPFILE file in /dev/shm of group
+  // `group` (kKeepGroup: the creator's) and exactly `mode` (no umask), sized
+  // to `bytes` (zero-filled and allocated), mapped. Nobody else can see it
+  // until link() names it, so a creator killed at any point before that
+  // leaves nothing behind (the kernel frees the file with the last
+  // descriptor), and the name never shows another group or mode.
+  // permission_denied (detail "fchown ...") if the creator may not give the
+  // file that group (not a member, not root).
+  [[nodiscard]] static bool create_unnamed(std::uint64_t bytes, unsigned mode, gid_t group, Segment& out,
                                            Failure& failure);
   // Names a segment made by create_unnamed(): /dev/shm/<file_name> appears
   // atomically, complete. already_exists if something is at the name (then
@@ -54,8 +61,11 @@ class Segment {
   // caller re-reads data().
   [[nodiscard]] bool map_by_name(const std::string& file_name);
   // Opens and maps an existing segment, whatever its size (the caller
-  // validates the size against the header).
-  [[nodiscard]] static bool open(const std::string& file_name, Segment& out, Failure& failure);
+  // validates the size against the header). `writable` false: opened
+  // O_RDONLY and mapped PROT_READ (needs read permission only); nothing may
+  // write through data() then.
+  [[nodiscard]] static bool open(const std::string& file_name, Segment& out, Failure& failure,
+                                 bool writable = true);
   // When the file was last modified (CLOCK_REALTIME), for judging a file
   // that records no creator; false if fstat failed.
   [[nodiscard]] bool modified_at(timespec& out) const noexcept;

@@ -82,6 +82,9 @@ TEST_F(MetricsExport, Item3_PromtoolCheckMetricsAcceptsTheRealFile) {
       run_command({"/bin/sh", "-c", "exec \"$0\" check metrics < \"$1\"", promtool, metrics()});
   EXPECT_EQ(r.status, 0) << r.output << "\n--- the file:\n" << dir.read("jobring.prom");
   EXPECT_EQ(r.output, "") << dir.read("jobring.prom");
+  // Issue 14 item 2: the checked file holds the skipped-queues gauge too.
+  EXPECT_NE(dir.read("jobring.prom").find("jobring_queues_skipped{reason=\"permission\"} 0"),
+            std::string::npos);
 }
 
 // Issue 14 item 3: every metric has HELP and TYPE, counters end in _total,
@@ -111,7 +114,7 @@ TEST_F(MetricsExport, Item3_EveryMetricHasHelpAndTypeAndConventionalName) {
     }
     sampled.insert(first.substr(0, first.find('{')));
   }
-  EXPECT_EQ(sampled.size(), 28u);  // 26 statistics + the janitor's two
+  EXPECT_EQ(sampled.size(), 29u);  // 26 statistics + the janitor's three
   for (const std::string& m : sampled) {
     EXPECT_TRUE(helped.count(m)) << m << " has no # HELP";
     EXPECT_TRUE(typed.count(m)) << m << " has no # TYPE";
@@ -120,6 +123,7 @@ TEST_F(MetricsExport, Item3_EveryMetricHasHelpAndTypeAndConventionalName) {
   EXPECT_TRUE(sampled.count("jobring_oldest_lease_seconds"));
   EXPECT_TRUE(sampled.count("jobring_expired_total"));
   EXPECT_FALSE(sampled.count("jobring_expired_total_total"));
+  EXPECT_TRUE(sampled.count("jobring_queues_skipped"));
 }
 
 // Issue 14 item 5: the age of the oldest waiting job, the queue's main
