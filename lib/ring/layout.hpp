@@ -476,12 +476,16 @@ inline void reset_attempts(SlotMeta& m, Word locked) noexcept {
 // writer whose CAS fails leaves a note tagged with a word that is not DEAD
 // (or is a later death of the same job, see below), which no reader shows.
 //
-// Every word is a relaxed atomic, so writers racing on one slot (a release
-// and a claimer both dead-lettering the same expired lease; a writer
-// stalled since it read an older word) produce at worst a note whose text
-// mixes theirs, never a data race; the reader checks both tags and clamps
-// the length to the area, so a garbled or hostile note is never read past
-// its end. A reader shows a note tagged with the DEAD word's generation, or
+// The stamp is also a small seqlock (notes.cpp): a writer claims it (CAS to
+// the value kNoteBusy), writes, and publishes it by a release store; a
+// writer whose death is older than the note's (stalled since it read an
+// older word of the slot) leaves the note alone; a reader shows a note only
+// if the stamp is not busy and did not change while it read. Every word is
+// a relaxed atomic, so writers of the same death racing (a release and a
+// claimer both dead-lettering the same expired lease) produce at worst a
+// note whose text mixes theirs, never a data race; the reader checks both
+// tags and clamps the length to the area, so a garbled or hostile note is
+// never read past its end. A reader shows a note tagged with the DEAD word's generation, or
 // the one before: a requeuer that locked the slot (T9 requeue-lock, DEAD →
 // DEAD) and died leaves the job DEAD one generation past its note, and a
 // word one generation after a LEASED word it was written from is the same
@@ -503,6 +507,8 @@ inline constexpr unsigned kNoteGenShift = kOwnerGenShift;
 }
 [[nodiscard]] constexpr std::uint64_t note_gen(std::uint64_t w) noexcept { return w >> kNoteGenShift; }
 [[nodiscard]] constexpr std::uint64_t note_value(std::uint64_t w) noexcept { return w & kAuxMask; }
+// The stamp's value while a writer holds the note (notes.cpp, a seqlock).
+inline constexpr std::uint64_t kNoteBusy = kAuxMask;
 static_assert(note_gen(make_note_word(kGenMask, kAuxMask)) == kGenMask);
 static_assert(note_value(make_note_word(kGenMask, kAuxMask)) == kAuxMask);
 

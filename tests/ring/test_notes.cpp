@@ -11,6 +11,7 @@
 
 #include "common/clock.hpp"
 #include "jobring/queue.hpp"
+#include "ring/core.hpp"
 #include "ring/transitions.hpp"
 #include "support/segment_view.hpp"
 #include "support/test_support.hpp"
@@ -192,6 +193,39 @@ TEST(Notes, AStaleReleaseWritesNoNote) {
   ASSERT_EQ(q.release(fresh->lease, 0ms, "fresh"), LeaseStatus::ok);
   EXPECT_EQ(q.release(stale->lease, 0ms, "stale"), LeaseStatus::lease_lost);
   EXPECT_EQ(dead_job(q).error, "fresh");
+}
+
+// Review of item 6: a writer stalled since it read an older word of the
+// slot (a sweep or a claimer about to dead-letter job A, paused while A was
+// acked and job B died in the slot) must neither garble nor hide B's note.
+// It is played here by calling write_note with A's DEAD word, as the stalled
+// writer would on resuming. Fails without the stamp claim (the note showed
+// A's text, then, once A's tags landed, nothing at all). Also: a note whose
+// stamp is busy (a writer died holding it) is not shown, and the next
+// writer of that death takes it over.
+TEST(Notes, AStaleWriterLeavesALaterDeathsNoteAlone) {
+  QueueName name("notes-stale-writer");
+  Queue q = Queue::create(name, {.capacity = 1, .max_attempts = 1});
+  ASSERT_TRUE(q.push("A"));
+  auto a = q.try_claim();
+  ASSERT_TRUE(a);
+  SegmentView v(name);
+  const std::uint32_t i = a->lease.slot;
+  // The word the stalled writer read: A's lease; it would write A's death.
+  const detail::Word stale_dead = detail::T::dead_letter.target(v.word(i), 0);
+  ASSERT_EQ(q.ack(a->lease), LeaseStatus::ok);
+  ASSERT_TRUE(q.push("B"));
+  ASSERT_EQ(claim_and_release(q, "B's own reason"), LeaseStatus::ok);
+  ASSERT_EQ(v.find(detail::State::dead), i) << "B reuses A's slot (capacity 1)";
+  detail::write_note(v.note(i), stale_dead, detail::now_ms(), "A's stale reason");
+  EXPECT_EQ(dead_job(q).error, "B's own reason");
+  // A writer of B's death that died holding the note: not shown...
+  const detail::Word dead = v.word(i);
+  v.note(i).stamp.store(detail::make_note_word(dead.gen(), detail::kNoteBusy));
+  EXPECT_FALSE(dead_job(q).failed_ms_ago.has_value());
+  // ...until another writer of that death writes it.
+  detail::write_note(v.note(i), dead, detail::now_ms(), "rewritten");
+  EXPECT_EQ(dead_job(q).error, "rewritten");
 }
 
 // Item 6: a claim that quarantines a slot with a corrupt payload length says
