@@ -432,6 +432,12 @@ class Runner {
       JOBRING_FUZZ_CHECK(info.slot < capacity_, "peek slot %u, capacity %u", info.slot, capacity_);
       JOBRING_FUZZ_CHECK(info.payload.size() <= max_payload_, "peek payload of %zu bytes",
                          info.payload.size());
+      // A dead job's note, however forged, is clamped to its area; other
+      // states have none.
+      JOBRING_FUZZ_CHECK(info.error.size() <= jobring::kMaxErrorLength, "peek error of %zu bytes",
+                         info.error.size());
+      JOBRING_FUZZ_CHECK(state == JobState::dead || (info.error.empty() && !info.failed_ms_ago),
+                         "a %s job with a note", state == JobState::ready ? "ready" : "non-dead");
     }
   }
 
