@@ -187,8 +187,9 @@ std::string find_program(const std::string& program) {
   for (std::size_t begin = 0; begin <= path.size();) {
     std::size_t end = path.find(':', begin);
     if (end == std::string::npos) end = path.size();
-    const std::string dir = end == begin ? "." : path.substr(begin, end - begin);
-    const int e = runnable(dir + "/" + program);
+    std::string candidate = end == begin ? std::string(".") : path.substr(begin, end - begin);
+    candidate.append("/").append(program);
+    const int e = runnable(candidate);
     if (e == 0) return {};
     if (e != ENOENT && e != ENOTDIR) last = e;  // like execvp: EACCES wins over "not found"
     begin = end + 1;

@@ -99,6 +99,7 @@ std::vector<std::string> similar_commands(const std::string& typed) {
   }
   std::sort(found.begin(), found.end());
   std::vector<std::string> names;
+  names.reserve(found.size());
   for (auto& f : found) names.push_back(std::move(f.second));
   return names;
 }
