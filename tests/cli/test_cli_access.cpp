@@ -16,9 +16,12 @@ namespace jobring {
 namespace {
 
 using test::Identity;
+using test::kApp;
+using test::kAppAlone;
 using test::kAppUid;
 using test::kPeerUid;
 using test::kSharedGid;
+using test::kStranger;
 using test::QueueName;
 using test::run_command;
 
@@ -27,10 +30,6 @@ constexpr const char* kCli = JOBRING_CLI_BIN;
 #else
 constexpr const char* kCli = "";
 #endif
-
-const Identity kApp{kAppUid, kAppUid, {kAppUid, kSharedGid}};
-const Identity kAppAlone{kAppUid, kAppUid, {kAppUid}};
-const Identity kStranger{kPeerUid, kPeerUid, {kPeerUid}};
 
 // Runs `body` in a forked child as `who`; its exit status (90: the switch failed).
 int as(const Identity& who, const std::function<int()>& body) {

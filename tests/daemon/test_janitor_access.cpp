@@ -27,7 +27,10 @@ namespace {
 
 using namespace std::chrono_literals;
 using test::Identity;
+using test::kApp;
 using test::kAppUid;
+using test::kJanitorInGroup;
+using test::kJanitorOutside;
 using test::kJanitorUid;
 using test::kSharedGid;
 using test::QueueName;
@@ -37,10 +40,6 @@ constexpr const char* kJanitorBin = JOBRING_JANITOR_BIN;
 #else
 constexpr const char* kJanitorBin = "";
 #endif
-
-const Identity kApp{kAppUid, kAppUid, {kAppUid, kSharedGid}};
-const Identity kJanitorInGroup{kJanitorUid, kJanitorUid, {kJanitorUid, kSharedGid}};
-const Identity kJanitorOutside{kJanitorUid, kJanitorUid, {kJanitorUid}};
 
 int as(const Identity& who, const std::function<int()>& body) {
   return test::wait_child(test::spawn_tied([&] { return test::become(who) ? body() : 90; }));

@@ -26,15 +26,14 @@ namespace jobring {
 namespace {
 
 using test::Identity;
+using test::kApp;
+using test::kAppAlone;
 using test::kAppUid;
+using test::kPeer;
 using test::kPeerUid;
 using test::kSharedGid;
+using test::kStranger;
 using test::QueueName;
-
-const Identity kApp{kAppUid, kAppUid, {kAppUid, kSharedGid}};  // an application user in the group
-const Identity kAppAlone{kAppUid, kAppUid, {kAppUid}};         // the same user, not in it
-const Identity kPeer{kPeerUid, kPeerUid, {kPeerUid, kSharedGid}};
-const Identity kStranger{kPeerUid, kPeerUid, {kPeerUid}};
 
 // Runs `body` in a forked child as `who`; its exit status (90: the switch failed).
 int as(const Identity& who, const std::function<int()>& body) {

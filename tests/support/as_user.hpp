@@ -27,6 +27,15 @@ inline constexpr uid_t kAppUid = 64101;     // the application's user (creates t
 inline constexpr uid_t kPeerUid = 64102;    // another user, in or out of the group
 inline constexpr uid_t kJanitorUid = 64103;
 
+// The users the access tests play (tests/ring/test_group.cpp,
+// tests/cli/test_cli_access.cpp, tests/daemon/test_janitor_access.cpp).
+inline const Identity kApp{kAppUid, kAppUid, {kAppUid, kSharedGid}};  // an application user in the group
+inline const Identity kAppAlone{kAppUid, kAppUid, {kAppUid}};         // the same user, not in it
+inline const Identity kPeer{kPeerUid, kPeerUid, {kPeerUid, kSharedGid}};
+inline const Identity kStranger{kPeerUid, kPeerUid, {kPeerUid}};
+inline const Identity kJanitorInGroup{kJanitorUid, kJanitorUid, {kJanitorUid, kSharedGid}};
+inline const Identity kJanitorOutside{kJanitorUid, kJanitorUid, {kJanitorUid}};
+
 // Becomes `who` (groups first, then gid, then uid, all three of each set),
 // then makes the process dumpable again, as a process started by that user
 // is: after a uid change the kernel makes /proc/self/fd root's, and a queue
