@@ -37,6 +37,7 @@ constexpr bool kHaveInstall = true;
 constexpr const char* kCmake = JOBRING_CMAKE_COMMAND;
 constexpr const char* kBuildDir = JOBRING_BINARY_DIR;
 constexpr const char* kCxx = JOBRING_CXX;
+constexpr const char* kCc = JOBRING_CC;
 constexpr const char* kVersion = JOBRING_VERSION;
 constexpr const char* kPrefix = JOBRING_INSTALL_PREFIX;
 constexpr const char* kSysconfdir = JOBRING_INSTALL_FULL_SYSCONFDIR;
@@ -50,7 +51,7 @@ constexpr const char* kDatadir = JOBRING_INSTALL_FULL_DATADIR;
 constexpr bool kManPages = JOBRING_MAN_PAGES;
 #else
 constexpr bool kHaveInstall = false;
-constexpr const char *kCmake = "", *kBuildDir = "", *kCxx = "", *kVersion = "", *kPrefix = "",
+constexpr const char *kCmake = "", *kBuildDir = "", *kCxx = "", *kCc = "", *kVersion = "", *kPrefix = "",
                      *kSysconfdir = "", *kLibdir = "", *kBindir = "", *kSbindir = "", *kUnitDir = "",
                      *kSysusersDir = "", *kMandir = "", *kDatadir = "";
 constexpr bool kManPages = false;
@@ -201,9 +202,86 @@ TEST_F(Install, Item8_PkgConfigCompilesAndLinksAProgram) {
                     pkg_config + "' --cflags --libs jobring)",
                 env);
   ASSERT_EQ(build.status, 0) << build.output;
-  const test::CommandResult ran = run_command({prog});
+  // -ljobring linked the shared library, which is not where the loader looks.
+  const test::CommandResult ran = run_command({prog}, {{"LD_LIBRARY_PATH", staged(kLibdir)}});
   EXPECT_EQ(ran.status, 0) << ran.output;
   EXPECT_TRUE(contains(ran.output, "jobring.pc-test")) << ran.output;
+}
+
+// Issue 17: the C API is installed — libjobring.so.VERSION with its SONAME
+// and development links, jobring.h and the generated version.h — and a C99
+// program built with pkg-config's flags runs a push, claim and ack on it.
+TEST_F(Install, Issue17_CProgramBuiltWithPkgConfigRunsOnTheSharedLibrary) {
+  const std::string libdir = staged(kLibdir);
+  const std::string major = std::string(kVersion).substr(0, std::string(kVersion).find('.'));
+  EXPECT_TRUE(std::filesystem::is_regular_file(libdir + "/libjobring.so." + kVersion));
+  EXPECT_EQ(std::filesystem::read_symlink(libdir + "/libjobring.so." + major).string(),
+            std::string("libjobring.so.") + kVersion);
+  EXPECT_EQ(std::filesystem::read_symlink(libdir + "/libjobring.so").string(), "libjobring.so." + major);
+  EXPECT_TRUE(std::filesystem::is_regular_file(libdir + "/libjobring.a"));
+  const std::string includedir = staged(std::string(kPrefix) + "/include/jobring");
+  EXPECT_TRUE(std::filesystem::is_regular_file(includedir + "/jobring.h"));
+  EXPECT_TRUE(contains(read_file(includedir + "/version.h"), std::string("\"") + kVersion + "\""));
+
+  const std::string pkg_config = test::find_tool("pkg-config");
+  if (pkg_config.empty()) GTEST_SKIP() << "pkg-config is not installed (Debian package pkg-config)";
+  if (test::kAddressSanitizer || test::kThreadSanitizer)
+    GTEST_SKIP() << "the installed library is built with a sanitizer; the default build checks it";
+  const std::string pc_dir = libdir + "/pkgconfig";
+  const std::vector<std::pair<std::string, std::string>> env{{"PKG_CONFIG_PATH", pc_dir},
+                                                             {"PKG_CONFIG_LIBDIR", pc_dir}};
+  {
+    std::ofstream src(dest.file("prog.c"));
+    src << "#include <jobring/jobring.h>\n#include <stdio.h>\n#include <unistd.h>\n"
+           "int main(void) {\n"
+           "  char name[64]; jobring_queue* q; jobring_job* job; size_t len; const char* p;\n"
+           "  snprintf(name, sizeof name, \"install-c.%ld\", (long)getpid());\n"
+           "  if (jobring_create(name, NULL, &q) != JOBRING_OK) { puts(jobring_last_error()); return 1; }\n"
+           "  jobring_job_new(&job);\n"
+           "  if (jobring_push(q, \"hi\", 2, NULL, NULL, NULL) != JOBRING_OK) return 2;\n"
+           "  if (jobring_claim(q, job, NULL) != JOBRING_OK) return 3;\n"
+           "  p = jobring_job_payload(job, &len);\n"
+           "  if (len != 2 || p[0] != 'h' || jobring_ack(q, job) != JOBRING_OK) return 4;\n"
+           "  jobring_job_free(job); jobring_close(q); jobring_remove(name);\n"
+           "  printf(\"%s %s\\n\", jobring_version(), JOBRING_VERSION_STRING);\n"
+           "  return 0;\n"
+           "}\n";
+  }
+  const std::string prog = dest.file("cprog");
+  const test::CommandResult build =
+      run_shell(std::string(kCc) + " -std=c99 -Wall -Wextra -Werror -pedantic -o '" + prog + "' '" +
+                    dest.file("prog.c") + "' $('" + pkg_config + "' --cflags --libs jobring)",
+                env);
+  ASSERT_EQ(build.status, 0) << build.output;
+  const test::CommandResult ran = run_command({prog}, {{"LD_LIBRARY_PATH", libdir}});
+  EXPECT_EQ(ran.status, 0) << ran.output;
+  EXPECT_EQ(ran.output, std::string(kVersion) + " " + kVersion + "\n");
+}
+
+// Issue 17: find_package(jobring) gives jobring::jobring_shared, which a C
+// project links.
+TEST_F(Install, Issue17_CMakePackageGivesTheSharedLibraryToACProject) {
+  if (test::kAddressSanitizer || test::kThreadSanitizer)
+    GTEST_SKIP() << "the installed library is built with a sanitizer; the default build checks it";
+  TempDir project("cmake-consumer");
+  std::ofstream(project.file("CMakeLists.txt"))
+      << "cmake_minimum_required(VERSION 3.25)\nproject(consumer LANGUAGES C)\n"
+         "find_package(jobring 0.1 REQUIRED)\nadd_executable(consumer main.c)\n"
+         "target_link_libraries(consumer PRIVATE jobring::jobring_shared)\n";
+  std::ofstream(project.file("main.c")) << "#include <jobring/jobring.h>\n#include <stdio.h>\n"
+                                           "int main(void) { puts(jobring_version()); return 0; }\n";
+  const std::string build_dir = project.file("build");
+  const test::CommandResult configure =
+      run_command({kCmake, "-S", project.str(), "-B", build_dir, "-DCMAKE_C_COMPILER=" + std::string(kCc),
+                   "-DCMAKE_PREFIX_PATH=" + staged(kPrefix)});
+  ASSERT_EQ(configure.status, 0) << configure.output;
+  const test::CommandResult build = run_command({kCmake, "--build", build_dir});
+  ASSERT_EQ(build.status, 0) << build.output;
+  // The imported target's RPATH-free link: the loader needs the staged libdir.
+  const test::CommandResult ran =
+      run_command({build_dir + "/consumer"}, {{"LD_LIBRARY_PATH", staged(kLibdir)}});
+  EXPECT_EQ(ran.status, 0) << ran.output;
+  EXPECT_EQ(ran.output, std::string(kVersion) + "\n");
 }
 
 // Issue 14 item 8: the version is project(VERSION), in one place; both
