@@ -174,7 +174,8 @@ int make_queue(const char* call, const char* name, const jobring_options* option
     return bad_size("jobring_options: size is not set: call jobring_options_init(&o, sizeof o) first");
   return guarded([&] {
     const Options o = options != nullptr ? to_options(*options) : Options{};
-    *out = new jobring_queue{make(std::string_view(name), o)};
+    // guarded() turns std::bad_alloc into JOBRING_E_NO_MEMORY.
+    *out = new jobring_queue{make(std::string_view(name), o)};  // NOLINT(bugprone-unhandled-exception-at-new)
     return done(JOBRING_OK);
   });
 }
