@@ -285,7 +285,8 @@ TEST_F(ForgedLease, Item7_StalledClaimerLeavesNextJobsCountAndOwnerAlone) {
 
   // The stalled claimer resumes.
   (void)jobring::detail::count_claim(f->meta(0), from, stalled);
-  jobring::detail::record_owner(f->meta(0), from, stalled, jobring::detail::make_owner(0, jobring::test::kDeadToken));
+  jobring::detail::record_owner(f->meta(0), from, stalled,
+                                jobring::detail::make_owner(0, jobring::test::kDeadToken));
 
   const auto leased = q.peek(JobState::leased);
   ASSERT_EQ(leased.size(), 1u);
@@ -313,7 +314,8 @@ TEST_F(ForgedLease, Item7_StalledClaimerBeforeNextJobsClaim) {
   ASSERT_EQ(q.ack(a->lease), LeaseStatus::ok);
   ASSERT_TRUE(q.push("B"));
   (void)jobring::detail::count_claim(f->meta(0), from, stalled);
-  jobring::detail::record_owner(f->meta(0), from, stalled, jobring::detail::make_owner(0, jobring::test::kDeadToken));
+  jobring::detail::record_owner(f->meta(0), from, stalled,
+                                jobring::detail::make_owner(0, jobring::test::kDeadToken));
   EXPECT_EQ(q.peek(JobState::ready).at(0).attempts, 0u);
   auto b = q.try_claim(with_lease(1h));
   ASSERT_TRUE(b);

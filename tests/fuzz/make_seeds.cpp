@@ -81,7 +81,8 @@ std::size_t state_at(const Bytes& img, std::uint32_t i) {
 }
 std::size_t meta_at(const Bytes& img, std::uint32_t i) {
   return static_cast<std::size_t>(get<std::uint64_t>(img, offsetof(Header, identity.slots_offset)) +
-                                  std::uint64_t{i} * get<std::uint32_t>(img, offsetof(Header, identity.slot_stride)));
+                                  std::uint64_t{i} *
+                                      get<std::uint32_t>(img, offsetof(Header, identity.slot_stride)));
 }
 
 // A program: opcode bytes and their arguments.
