@@ -57,19 +57,12 @@ int check_push(const jobring_queue& q, std::size_t len, const jobring_push_optio
   return JOBRING_OK;
 }
 
-// The options as given, their uncovered fields at their defaults.
-jobring_push_options push_options_of(const jobring_push_options* given) noexcept {
-  jobring_push_options o{};
-  jobring_push_options_init(&o, sizeof o);
-  if (given == nullptr) return o;
-  std::memcpy(&o, given, std::min(given->size, sizeof o));
-  o.size = sizeof o;
-  return o;
-}
-
-jobring_claim_options claim_options_of(const jobring_claim_options* given) noexcept {
-  jobring_claim_options o{};
-  jobring_claim_options_init(&o, sizeof o);
+// The options as given, their uncovered fields at their defaults (from
+// `init`, the struct's jobring_*_options_init).
+template <class CStruct>
+CStruct options_of(const CStruct* given, int (*init)(CStruct*, std::size_t)) noexcept {
+  CStruct o{};
+  (void)init(&o, sizeof o);
   if (given == nullptr) return o;
   std::memcpy(&o, given, std::min(given->size, sizeof o));
   o.size = sizeof o;
@@ -101,7 +94,7 @@ int jobring_push(jobring_queue* q, const void* payload, size_t len, const jobrin
     return capi::bad("jobring_push: NULL queue or payload");
   if (options != nullptr && options->size < sizeof(std::size_t))
     return capi::bad("jobring_push: options->size is not set: call jobring_push_options_init(&o, sizeof o)");
-  const jobring_push_options o = capi::push_options_of(options);
+  const jobring_push_options o = capi::options_of(options, jobring_push_options_init);
   if (const int bad = capi::check_push(*q, len, o); bad != JOBRING_OK) return bad;
   const PushOptions po{.delay = milliseconds{o.delay_ms},
                        .wait = capi::wait_step(o.wait_ms),
@@ -193,7 +186,7 @@ int jobring_claim(jobring_queue* q, jobring_job* job, const jobring_claim_option
   if (options != nullptr && options->size < sizeof(std::size_t))
     return capi::bad(
         "jobring_claim: options->size is not set: call jobring_claim_options_init(&o, sizeof o)");
-  const jobring_claim_options o = capi::claim_options_of(options);
+  const jobring_claim_options o = capi::options_of(options, jobring_claim_options_init);
   if ((o.lease_ms != 0 && !capi::valid_lease_time(o.lease_ms)) || !capi::valid_wait(o.wait_ms) ||
       (o.owner != JOBRING_OWNER_PROCESS && o.owner != JOBRING_OWNER_DETACHED))
     return capi::refuse(errc::invalid_argument, q->queue, [&] {
