@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
@@ -107,7 +107,7 @@ def python_to_cxx(check: Check, cxx: str, n: int, tmp: str) -> None:
         q = jobring.Queue.open(name)
         done = wait_for_acks(q, n, worker)
         status = stop(worker)
-        check(done, f"every job acked by the C++ worker")
+        check(done, "every job acked by the C++ worker")
         check(status == 0, f"the C++ worker exited {status} after SIGTERM (want 0)")
         # Its account: "[worker PID] TEXT (job ID, attempt A)", then "  failed ..." if that attempt failed.
         lines = open(out_path).read().splitlines()

@@ -294,4 +294,4 @@ def library_path() -> str:
 
 def last_error() -> str:
     """This thread's message about its last jobring_* call."""
-    return lib().jobring_last_error().decode("utf-8", "replace")
+    return str(lib().jobring_last_error().decode("utf-8", "replace"))

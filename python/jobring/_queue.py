@@ -296,12 +296,12 @@ class Job:
         exc_type: Optional[Type[BaseException]],
         exc: Optional[BaseException],
         tb: Optional["TracebackType"],
-    ) -> bool:
+    ) -> None:
         if self._finished:
-            return False
+            return
         if exc_type is None:
             self.queue.ack(self)  # LeaseLost if the lease ran out meanwhile
-            return False
+            return
         try:
             if issubclass(exc_type, Exception):
                 delay_ms = backoff_delay_ms(Backoff(), self.attempt, random.getrandbits(64))
@@ -310,7 +310,6 @@ class Job:
                 self.queue.release(self, 0, error=f"interrupted ({exc_type.__name__})")
         except LeaseLost:
             pass  # not ours any more: the original exception goes on
-        return False
 
     def __repr__(self) -> str:
         return f"<jobring.Job {self.id} attempt {self.attempt} of {self.queue.name!r}: {self.payload[:40]!r}>"
@@ -745,14 +744,14 @@ class Queue:
         rc = _capi.lib().jobring_requeue(self._h(), dead_job)
         if rc not in (_capi.OK, _capi.NO_SUCH_JOB):
             raise_for(rc)
-        return rc == _capi.OK
+        return bool(rc == _capi.OK)
 
     def remove_dead(self, dead_job: int) -> bool:
         """Deletes a dead job. False if no dead job has that id."""
         rc = _capi.lib().jobring_remove_dead(self._h(), dead_job)
         if rc not in (_capi.OK, _capi.NO_SUCH_JOB):
             raise_for(rc)
-        return rc == _capi.OK
+        return bool(rc == _capi.OK)
 
     def requeue_dead(self) -> int:
         """Every dead job back to ready; how many."""

@@ -50,3 +50,13 @@ def test_pip_installs_the_package_offline(tmp_path: Path) -> None:
     import jobring
 
     assert r.stdout.split() == [jobring.__version__, jobring.library_version()]
+
+
+@pytest.mark.skipif(not _have("mypy"), reason="needs mypy (Debian's mypy; scripts/common.sh installs it)")
+def test_type_hints_pass_mypy_strict(tmp_path: Path) -> None:
+    """The package ships py.typed: its hints must hold up under mypy --strict."""
+    r = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "cache"), "jobring"],
+        cwd=PYTHON_DIR, capture_output=True, text=True,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr

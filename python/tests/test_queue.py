@@ -12,7 +12,7 @@ import threading
 import time
 
 import pytest
-from conftest import LONG_WAIT, PYTHON_DIR, REPO_ROOT, wait_until
+from conftest import LONG_WAIT, PYTHON_DIR, REPO_ROOT
 
 import jobring
 from jobring import _capi
