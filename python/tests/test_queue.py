@@ -495,3 +495,32 @@ def test_library_not_found_says_what_to_do(tmp_path) -> None:
         text=True,
     )
     assert r.returncode == 0 and r.stdout.strip() == "1.0", r.stderr
+
+
+def test_the_library_is_found_by_the_loader_and_in_the_package_folder(tmp_path) -> None:
+    """Without $JOBRING_LIBRARY: through LD_LIBRARY_PATH (as after an install
+    and ldconfig), and in the package's own folder."""
+    import shutil
+
+    built = jobring.library_path()
+    if not os.path.isabs(built):
+        pytest.skip("the library was found by the loader already")
+    env = {k: v for k, v in os.environ.items() if k != "JOBRING_LIBRARY"}
+    code = "import jobring; print(jobring.library_path(), jobring.library_version())"
+    r = subprocess.run(
+        [os.sys.executable, "-c", code],
+        env=dict(env, PYTHONPATH=str(PYTHON_DIR), LD_LIBRARY_PATH=os.path.dirname(built)),
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [_capi.SONAME, jobring.__version__]
+
+    pkg = tmp_path / "jobring"
+    shutil.copytree(PYTHON_DIR / "jobring", pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(built, pkg / _capi.SONAME)
+    r = subprocess.run(
+        [os.sys.executable, "-c", code], env=dict(env, PYTHONPATH=str(tmp_path)), capture_output=True, text=True,
+        cwd=tmp_path,  # not the source folder, whose jobring/ would come first
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [str(pkg / _capi.SONAME), jobring.__version__]
