@@ -264,12 +264,12 @@ def test_a_lapsed_lease_is_taken_over_and_the_old_one_is_lost(make_queue) -> Non
 def test_extend_keeps_the_job_and_changes_the_token(make_queue) -> None:
     q = make_queue()
     q.push("long")
-    job = q.claim(lease=0.1)
+    job = q.claim(lease=0.5)
     assert job is not None
     before, deadline = job.lease, job.deadline
     q.extend(job, LONG_WAIT)
     assert job.lease != before and job.deadline > deadline
-    time.sleep(0.2)  # past the first lease
+    time.sleep(0.6)  # past the first lease
     assert q.claim() is None
     job.ack()
 
@@ -439,8 +439,8 @@ def test_ctrl_c_interrupts_a_wait_on_the_main_thread(child, queue_name: str, cal
         q = jobring.Queue.create({queue_name!r}, capacity=1)
         if {call!r} == "push":
             q.push("fill")
-        print("waiting", flush=True)
         try:
+            print("waiting", flush=True)
             if {call!r} == "push":
                 q.push("more", wait=jobring.FOREVER)
             else:

@@ -185,7 +185,7 @@ def test_a_handler_may_not_end_a_workers_job_itself(make_queue) -> None:
 def test_the_heartbeat_keeps_a_long_job_leased(make_queue) -> None:
     """A handler three times longer than its lease: extended every third of
     it, never taken over, acked at the end."""
-    q = make_queue(lease=0.3)
+    q = make_queue(lease=0.6)  # extended every 0.2 s; a stall of 0.4 s would lose it
     q.push("long")
     leases: List[str] = []
 
@@ -193,7 +193,7 @@ def test_the_heartbeat_keeps_a_long_job_leased(make_queue) -> None:
         deadline = ctx.deadline
         for _ in range(10):
             leases.append(ctx.lease)
-            time.sleep(0.1)
+            time.sleep(0.2)
             assert not ctx.cancelled
         assert ctx.deadline > deadline
 
