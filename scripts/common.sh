@@ -14,10 +14,14 @@ JOBRING_JOBS="${JOBRING_JOBS:-$(nproc 2>/dev/null || echo 2)}"
 # files; prometheus for promtool, which checks the janitor's metrics file;
 # pkg-config, with which a test compiles a program against an install;
 # help2man, which makes the man pages from the binaries' --help (without it
-# the build makes none, and says so). (The tests that need a tool are
-# skipped, saying so, where it is missing.)
+# the build makes none, and says so); python3 with python3-pytest for the
+# Python package's tests (python/), and python3-setuptools, python3-wheel,
+# python3-pip and python3-venv, with which a test installs it offline into a
+# virtual environment, as README.md says; mypy, which checks its type hints.
+# (The tests that need a tool are skipped, saying so, where it is missing.)
 JOBRING_PACKAGES=(g++ cmake make libboost-dev libboost-program-options-dev libgtest-dev libgmock-dev
-                  libbenchmark-dev systemd prometheus pkg-config help2man)
+                  libbenchmark-dev systemd prometheus pkg-config help2man
+                  python3 python3-pytest python3-setuptools python3-wheel python3-pip python3-venv mypy)
 # Only for the fuzz targets (scripts/fuzz, the "fuzz" stage of scripts/test):
 # clang, and libFuzzer with clang's sanitizer runtimes, which Debian 12 ships
 # in libclang-rt-14-dev (clang only recommends it, and we install without
