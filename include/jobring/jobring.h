@@ -253,6 +253,7 @@ typedef struct jobring_stats {
   /* totals since creation */
   uint64_t pushed, claimed, acked, released, expired_total, dead_lettered, requeued, purged;
   uint64_t recovered_writes, reclaimed, duplicates, keys_evicted, keys_full;
+  uint64_t moved_out, moved_in; /* jobring_move_dead: dead jobs moved out, jobs moved in */
 } jobring_stats;
 
 JOBRING_API int jobring_get_stats(const jobring_queue* q, jobring_stats* out);
@@ -288,6 +289,18 @@ JOBRING_API int jobring_requeue(jobring_queue* q, uint64_t dead_job);
 JOBRING_API int jobring_remove_dead(jobring_queue* q, uint64_t dead_job);
 /* Every dead job back to ready; how many in *count (if not NULL). */
 JOBRING_API int jobring_requeue_dead(jobring_queue* q, uint64_t* count);
+
+/* Moves q's dead jobs into the queue to (jobring::Queue::move_dead): as dead
+ * jobs there, with their payload, attempts, age and note — a dead-letter
+ * queue — or, with as_ready nonzero, as new ready jobs (a redrive); at most
+ * limit of them (0: all). Crash-safe: a mover that dies mid-way loses none,
+ * and the next move does not double one the target still holds. *moved gets
+ * how many moved, *too_large how many stayed because they are larger than
+ * to's max_payload (either may be NULL). JOBRING_FULL if to had no room for
+ * them all (what moved stays moved); JOBRING_E_INVALID_ARGUMENT if to is q's
+ * own queue. Never waits. */
+JOBRING_API int jobring_move_dead(jobring_queue* q, jobring_queue* to, int as_ready, uint64_t limit,
+                                  uint64_t* moved, uint64_t* too_large);
 
 enum { JOBRING_PURGE_READY = 1, JOBRING_PURGE_DELAYED = 2, JOBRING_PURGE_DEAD = 4, JOBRING_PURGE_ALL = 7 };
 /* Deletes the jobs of the JOBRING_PURGE_* bits in what (leased jobs never;

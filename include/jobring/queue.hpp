@@ -30,6 +30,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <span>
@@ -276,6 +277,20 @@ struct Stats {
   std::uint64_t duplicates = 0;        // keyed pushes that found their key and added nothing
   std::uint64_t keys_evicted = 0;      // remembered keys dropped before their window ended, for room
   std::uint64_t keys_full = 0;         // keyed pushes refused (full) because every entry was live
+  std::uint64_t moved_out = 0;         // dead jobs moved to another queue by move_dead()
+  std::uint64_t moved_in = 0;  // jobs moved in from another queue by move_dead() (as ready: also pushed)
+};
+
+// Queue::move_dead's options and result.
+struct MoveOptions {
+  bool as_ready = false;  // arrive as ready jobs (a redrive), not as dead ones
+  std::size_t limit = std::numeric_limits<std::size_t>::max();
+};
+
+struct MoveResult {
+  std::size_t moved = 0;      // jobs now in the target and gone from here
+  std::size_t too_large = 0;  // jobs left here: larger than the target's max_payload
+  bool target_full = false;   // the move stopped: the target had no room (ring or key table)
 };
 
 struct SweepResult {
@@ -427,6 +442,24 @@ class Queue {
   std::size_t requeue_dead() noexcept;        // every dead job
   bool remove_dead(JobId dead_job) noexcept;  // dead → gone
   std::size_t purge(PurgeWhat what = PurgeWhat::all) noexcept;  // `all` also resets corrupt slots
+
+  // Moves this queue's dead jobs into `to` (another queue: a dead-letter
+  // queue), at most `options.limit` of them: as dead jobs there, with their
+  // payload, attempts, age and note (when and why they died), so the ring
+  // they filled has room again; or, with `options.as_ready`, as new ready
+  // jobs (attempts 0, age from now): a redrive, e.g. from the dead-letter
+  // queue back to the queue its workers serve. Each job is pushed into `to`
+  // under the key "#moved/<this queue's incarnation>/<id>", then removed
+  // here: a mover that dies between the two leaves the job in both, and the
+  // next move_dead of this queue finds the key in `to` and only removes it
+  // here — no job is lost, and none doubled while `to` still holds the copy
+  // or remembers its key (Options::dedup_window). A job's own key stays
+  // behind (its window runs here; the moved job has the move's key).
+  // A job larger than `to`'s max_payload stays (counted in too_large);
+  // a full `to` (ring or key table) ends the move (target_full). Never
+  // waits. Throws error(invalid_argument) if `to` is this queue.
+  MoveResult move_dead(Queue& to, const MoveOptions& options = {});
+  MoveResult move_dead(Queue& to, const MoveOptions& options, std::error_code& ec) noexcept;
 
   // One recovery pass, as the janitor runs it: leases whose owner is proven
   // gone (nobody holds its liveness token: the process died, exec'd or

@@ -1,5 +1,5 @@
 // jobring — the C API's operator calls: stats, peek, requeue, remove_dead,
-// requeue_dead, purge.
+// requeue_dead, move_dead, purge.
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
@@ -53,6 +53,8 @@ void fill_stats(const Stats& s, jobring_stats& out) noexcept {
   JOBRING_GIVE(duplicates);
   JOBRING_GIVE(keys_evicted);
   JOBRING_GIVE(keys_full);
+  JOBRING_GIVE(moved_out);
+  JOBRING_GIVE(moved_in);
 #undef JOBRING_GIVE
 }
 
@@ -137,6 +139,24 @@ int jobring_requeue_dead(jobring_queue* q, uint64_t* count) {
   const std::size_t n = q->queue.requeue_dead();
   if (count != nullptr) *count = n;
   return done(JOBRING_OK);
+}
+
+int jobring_move_dead(jobring_queue* q, jobring_queue* to, int as_ready, uint64_t limit, uint64_t* moved,
+                      uint64_t* too_large) {
+  if (moved != nullptr) *moved = 0;
+  if (too_large != nullptr) *too_large = 0;
+  if (q == nullptr || to == nullptr) return fail(JOBRING_E_INVALID_ARGUMENT, "jobring_move_dead: NULL queue");
+  if (q->queue.incarnation() == to->queue.incarnation())
+    return fail(JOBRING_E_INVALID_ARGUMENT, "jobring_move_dead: to is the queue itself: give another queue");
+  MoveOptions o;
+  o.as_ready = as_ready != 0;
+  if (limit != 0) o.limit = static_cast<std::size_t>(std::min<uint64_t>(limit, SIZE_MAX));
+  std::error_code ec;
+  const MoveResult r = q->queue.move_dead(to->queue, o, ec);
+  if (moved != nullptr) *moved = r.moved;
+  if (too_large != nullptr) *too_large = r.too_large;
+  if (ec) return fail(ec, q->queue.name(), "jobring_move_dead");
+  return done(r.target_full ? JOBRING_FULL : JOBRING_OK);
 }
 
 int jobring_purge(jobring_queue* q, unsigned what, uint64_t* count) {

@@ -65,6 +65,8 @@ void read_totals(const detail::ReadView& v, Stats& s) noexcept {
   s.duplicates = v.total(detail::kDuplicates);
   s.keys_evicted = v.total(detail::kKeysEvicted);
   s.keys_full = v.total(detail::kKeysFull);
+  s.moved_out = v.total(detail::kMovedOut);
+  s.moved_in = v.total(detail::kMovedIn);
 }
 
 // The state peek() lists a word under, if any.
@@ -81,9 +83,10 @@ std::optional<JobState> listed_as(Word w, std::uint64_t now) noexcept {
   }
 }
 
-// Slot i's job as peek() lists it; false if the slot changed while we read.
-bool read_job(const detail::ReadView& v, std::uint32_t i, Word w, JobState s, std::uint64_t now,
-              JobInfo& info) {
+}  // namespace
+
+bool detail::read_job(const detail::ReadView& v, std::uint32_t i, Word w, JobState s, std::uint64_t now,
+                      JobInfo& info) {
   const SlotMeta& m = v.meta(i);
   info.id = m.job_id.load(std::memory_order_relaxed);
   info.state = s;
@@ -114,8 +117,6 @@ bool read_job(const detail::ReadView& v, std::uint32_t i, Word w, JobState s, st
   std::atomic_thread_fence(std::memory_order_acquire);
   return v.word(i, std::memory_order_relaxed) == w;
 }
-
-}  // namespace
 
 Stats Queue::stats() const noexcept {
   const detail::ReadView v(*impl_);
@@ -195,6 +196,30 @@ void detail::Ring::skip_unclaimable_positions() noexcept {
   if (c != from) advance(header->claim_cursor, c);
 }
 
+bool Queue::Impl::remove_from(std::uint32_t i, Word& w, const detail::Transition& t) noexcept {
+  SlotMeta& m = meta(i);
+  // The job's key and its entry word, read before the CAS (the slot may be
+  // reused right after it); the CAS from `w` proves they were this job's.
+  const JobId id = m.job_id.load(std::memory_order_relaxed);
+  const std::uint64_t hash = m.key_hash.load(std::memory_order_relaxed);
+  const std::uint32_t entry = m.key_entry.load(std::memory_order_relaxed);
+  const Word held = keys.held_word(entry, hash);
+  // A corrupt word gets a valid FREE word of the next generation.
+  const Word to = Word::make(State::free, w.gen() + 1, 0);
+  if (!detail::move_weak(t, state(i), w, to)) return false;
+  if (w.valid()) keys.finish(entry, hash, id, held);  // K4: the job left the queue
+  return true;
+}
+
+// After slots were freed: count them, keep FIFO (a removed job's position
+// is passed), wake pushers.
+void Queue::Impl::settle_removal(const detail::Transition& t, std::size_t n) noexcept {
+  if (n == 0) return;
+  detail::count(t, *header, n);
+  skip_unclaimable_positions();
+  detail::wake(t, *header);
+}
+
 namespace {
 
 // T9 purge on every slot for which `pick(word, meta)` holds (re-checked after
@@ -204,34 +229,15 @@ template <typename Pick>
 std::size_t purge_slots(Queue::Impl& q, Pick pick, std::size_t limit) noexcept {
   std::size_t changed = 0;
   for (std::uint32_t i = 0; i < q.capacity && changed < limit; ++i) {
-    auto& sw = q.state(i);
-    SlotMeta& m = q.meta(i);
-    Word w{sw.load(std::memory_order_acquire)};
-    while (pick(w, m)) {
-      // The job's key and its entry word, read before the CAS (the slot may
-      // be reused right after it); the CAS from `w` proves they were this job's.
-      const JobId id = m.job_id.load(std::memory_order_relaxed);
-      const std::uint64_t hash = m.key_hash.load(std::memory_order_relaxed);
-      const std::uint32_t entry = m.key_entry.load(std::memory_order_relaxed);
-      const Word held = q.keys.held_word(entry, hash);
-      // A corrupt word gets a valid FREE word of the next generation.
-      const Word to = Word::make(State::free, w.gen() + 1, 0);
-      if (detail::move_weak(T::purge, sw, w, to)) {
-        if (w.valid()) q.keys.finish(entry, hash, id, held);  // K4: the job left the queue
+    Word w{q.state(i).load(std::memory_order_acquire)};
+    while (pick(w, q.meta(i))) {
+      if (q.remove_from(i, w, T::purge)) {
         ++changed;
         break;
       }
     }
   }
   return changed;
-}
-
-// After jobs were purged or removed: count them, keep FIFO, wake pushers.
-void settle_purge(Queue::Impl& q, std::size_t n) noexcept {
-  if (n == 0) return;
-  detail::count(T::purge, *q.header, n);
-  q.skip_unclaimable_positions();
-  detail::wake(T::purge, *q.header);
 }
 
 // T9 requeue in two steps, so that resetting the attempts cannot race a
@@ -285,7 +291,7 @@ bool Queue::remove_dead(JobId dead_job) noexcept {
         return w.state() == State::dead && m.job_id.load(std::memory_order_relaxed) == dead_job;
       },
       1);
-  settle_purge(q, n);
+  q.settle_removal(T::purge, n);
   return n == 1;
 }
 
@@ -309,7 +315,7 @@ std::size_t Queue::purge(PurgeWhat what) noexcept {
         }
       },
       q.capacity);
-  settle_purge(q, n);
+  q.settle_removal(T::purge, n);
   return n;
 }
 

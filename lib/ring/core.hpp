@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -215,12 +216,32 @@ class ReadView {
   const Ring* ring_;
 };
 
-// The outcome of a keyed push (push.cpp), learnt by the push pass.
+// A job moved in from another queue by Queue::move_dead (move.cpp): what
+// it brings beside its payload. Dead: it arrives DEAD (T10) with its
+// attempts, its enqueue time and its note; not dead: an ordinary READY job.
+struct Arrival {
+  bool dead = false;
+  std::uint32_t attempts = 0;
+  std::uint64_t pushed_at = 0;
+  std::optional<std::uint64_t> failed_at;  // the note's time; none: no note
+  std::string_view error;
+};
+
+// The outcome of a keyed push (push.cpp), learnt by the push pass. A move
+// is a keyed push that brings an Arrival.
 struct KeyedPush {
   std::string_view key;
   std::uint64_t hash = 0;
   KeyInsert outcome = KeyInsert::none;
+  const Arrival* arrival = nullptr;
 };
+
+// The crash points of a move (testing.hpp): raises SIGKILL if a test set `point`.
+[[gnu::cold]] void move_kill_point(int point) noexcept;
+
+// Slot i's job, read as peek() lists it; false if the slot changed while it
+// was read (admin.cpp).
+bool read_job(const ReadView& v, std::uint32_t i, Word w, JobState s, std::uint64_t now, JobInfo& info);
 
 }  // namespace detail
 
@@ -285,6 +306,19 @@ struct Queue::Impl : detail::Ring {
                 Job& job);
   void advance_claim_cursor(std::uint64_t start, std::uint32_t k) noexcept;
   void skip_free(std::uint32_t& i, std::uint32_t& k, std::memory_order load_order) const noexcept;
+
+  // --- admin.cpp: `t` (T9 purge, T11 move-out) on slot i from its word
+  // `w`, then K4 for the job's key. False if the CAS failed (`w` then holds
+  // the word found; a weak CAS: it may fail spuriously). Counted and woken
+  // by the caller (settle_removal).
+  bool remove_from(std::uint32_t i, detail::Word& w, const detail::Transition& t) noexcept;
+  // After slots were freed by `t`: count them, keep FIFO, wake pushers.
+  void settle_removal(const detail::Transition& t, std::size_t n) noexcept;
+  // An arrival's meta and note, written while slot i is ours (WRITING as
+  // `reserved`), before its commit (move.cpp).
+  void write_arrival(std::uint32_t i, detail::Word reserved, const detail::Arrival& a) noexcept;
+  MoveResult move_dead_to(Impl& to, const MoveOptions& o);
+  bool move_one(std::uint32_t i, detail::Word w, Impl& to, const MoveOptions& o, MoveResult& r, bool& moved);
 
   // --- lease.cpp: T6 on one lease, without the count and the wake-up.
   LeaseStatus ack_one(const Lease& lease) noexcept;

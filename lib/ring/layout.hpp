@@ -166,6 +166,7 @@ enum Total : unsigned {
   kKeysFull,
   kPurged,
   kRequeued,
+  kMovedOut,  // dead jobs moved to another queue (move.cpp)
   // line 7: workers (and the janitor)
   kClaimed = 8,
   kAcked,
@@ -173,6 +174,7 @@ enum Total : unsigned {
   kExpired,
   kDeadLettered,
   kReclaimed,
+  kMovedIn,  // jobs moved in from another queue (move.cpp)
   kTotalCount
 };
 
@@ -468,7 +470,9 @@ inline void reset_attempts(SlotMeta& m, Word locked) noexcept {
 // Written only by a process about to dead-letter the job (T8: a release on
 // the last attempt, a claimer or sweep finding its last lease expired or its
 // owner dead, a claimer quarantining a corrupt slot), *before* its T8 CAS,
-// tagged with the generation of the DEAD word that CAS writes: the CAS
+// or by a mover bringing a dead job in from another queue (move.cpp, while
+// the slot is its WRITING, before its T10 CAS), tagged with the generation
+// of the DEAD word that CAS writes: the CAS
 // (acq_rel) publishes the note with the job's death, so a reader that
 // acquires the DEAD word (peek) reads the note of that death. Dies before
 // the CAS: the job is not dead, and the note's tag names no DEAD word (the

@@ -50,6 +50,11 @@ detail::PushTimes times_for(const PushOptions& o) noexcept {
   return {detail::visible_at_after(o.delay, now), now};
 }
 
+// T3 commit, or T10 commit-dead for a dead job moved in.
+JOBRING_INLINE const detail::Transition& committed_by(const detail::KeyedPush* key) noexcept {
+  return key != nullptr && key->arrival != nullptr && key->arrival->dead ? T::commit_dead : T::commit;
+}
+
 }  // namespace
 
 // Fills slot i, which this producer holds WRITING (as `reserved`), with a new job: its id,
@@ -108,6 +113,12 @@ JOBRING_INLINE Queue::Impl::SlotPush Queue::Impl::push_into(std::uint32_t i, Wor
       return SlotPush::ended;
     }
     meta(i).key_entry.store(entry, std::memory_order_relaxed);
+    // A dead job moved in (move.cpp): its attempts, age and note, before
+    // the T10 commit below publishes them.
+    if (key->arrival != nullptr) {
+      if (key->arrival->dead) write_arrival(i, reserved, *key->arrival);
+      detail::move_kill_point(1);
+    }
   }
   // Advance the push cursor past this slot before the commit: a claimer that
   // acquires our commit then sees the cursor at least here, so it may move
@@ -118,8 +129,8 @@ JOBRING_INLINE Queue::Impl::SlotPush Queue::Impl::push_into(std::uint32_t i, Wor
   // another PID namespace): it is not ours any more, and this push has not
   // happened; the caller tries another slot.
   Word expected = reserved;
-  if (!detail::move(T::commit, sw, expected, T::commit.target(reserved, times.visible_at)))
-    return SlotPush::lost;
+  const detail::Transition& commit = committed_by(key);
+  if (!detail::move(commit, sw, expected, commit.target(reserved, times.visible_at))) return SlotPush::lost;
   // K3. Fails if a finisher already made it REMEMBERED (K4): fine.
   if (key != nullptr) keys.make_live(entry, claimed_key);
   return SlotPush::pushed;
@@ -206,7 +217,7 @@ std::size_t Queue::Impl::push_pass(std::span<const std::span<const std::byte>> p
     // Full. A slot left WRITING by a dead producer is not full: free those and look once more.
     if (done < payloads.size() && (round > 0 || recover_dead_writers() == 0)) break;
   }
-  detail::settle(T::commit, *header, done);
+  detail::settle(committed_by(key), *header, done);
   return done;
 }
 

@@ -67,6 +67,16 @@
 //     way (a note tagged for a word that never came is never shown).
 //  T9 DEAD→READY (requeue; attempts reset first), DEAD/READY→FREE (purge,
 //     remove_dead). Dies before/after: consistent either way.
+//  T10 WRITING→DEAD (move:commit-dead, the target side of Queue::move_dead:
+//     a dead job moved in from another queue arrives dead, with its note,
+//     attempts and age written while the slot was ours). Dies before: T2,
+//     and the job is still in its source queue. Dies after: the job is in
+//     both queues until the mover (or the next one) does T11; the move's key
+//     (K1..K3 as a push) makes the next mover find it here and not add it
+//     again (move.cpp).
+//  T11 DEAD→FREE (move:out, the source side): only from the exact word the
+//     mover copied, after the copy is committed in the target. Dies
+//     before: as T10's "after". Dies after: moved.
 //  Words with a state value above DEAD (never written by jobring) are skipped
 //  by every scan, counted as corrupt in stats, and reset to FREE by purge().
 #pragma once
@@ -190,9 +200,19 @@ inline constexpr Transition purge{"T9 purge",  bit(State::ready) | bit(State::de
                                   State::free, std::memory_order_seq_cst,
                                   Wakes::room, kPurged};
 
+// T10: a dead job moved in from another queue (move.cpp) is committed dead,
+// its note, attempts and age published by the CAS (release, as T3; a reader
+// acquires the DEAD word as for T8's note). Counted as moved in. Wakes
+// nobody: DEAD is neither claimable nor room.
+inline constexpr Transition commit_dead{"T10 commit-dead",         bit(State::writing), State::dead,
+                                        std::memory_order_acq_rel, Wakes::none,         kMovedIn};
+// T11: the source's copy of a moved dead job leaves (as T9 purge).
+inline constexpr Transition move_out{"T11 move-out", bit(State::dead), State::free, std::memory_order_seq_cst,
+                                     Wakes::room,    kMovedOut};
+
 inline constexpr const Transition* kAll[] = {
-    &reserve, &recover, &abandon, &commit, &claim,       &takeover,     &extend,  &shorten,
-    &ack,     &release, &reclaim, &expire, &dead_letter, &requeue_lock, &requeue, &purge};
+    &reserve, &recover, &abandon, &commit,      &claim,        &takeover, &extend, &shorten,     &ack,
+    &release, &reclaim, &expire,  &dead_letter, &requeue_lock, &requeue,  &purge,  &commit_dead, &move_out};
 
 }  // namespace T
 

@@ -519,6 +519,47 @@ static void test_interrupts(jobring_queue* q, jobring_job* job) {
   jobring_stop_free(NULL);
 }
 
+/* jobring_move_dead: two dead jobs into a dead-letter queue with room for
+ * one (JOBRING_FULL, one moved, its note kept), then the rest, then back as
+ * ready jobs; the error paths. */
+static void test_move_dead(jobring_job* job) {
+  jobring_queue* src = make_queue(names[1], 4);
+  jobring_queue* dlq = make_queue(names[2], 1);
+  uint64_t moved = 99, too_large = 99;
+  int i;
+  if (src == NULL || dlq == NULL) return;
+  for (i = 0; i < 2; ++i) {
+    CHECK_CODE(jobring_push(src, "poison", 6, NULL, NULL, NULL), JOBRING_OK);
+    CHECK_CODE(jobring_claim(src, job, NULL), JOBRING_OK);
+    CHECK_CODE(jobring_release(src, job, 0, "one"), JOBRING_OK);
+    CHECK_CODE(jobring_claim(src, job, NULL), JOBRING_OK);
+    CHECK_CODE(jobring_release(src, job, 0, "two"), JOBRING_OK); /* dead */
+  }
+  CHECK_CODE(jobring_move_dead(src, dlq, 0, 0, &moved, &too_large), JOBRING_FULL);
+  CHECK(moved == 1 && too_large == 0);
+  {
+    jobring_job_info info;
+    size_t count = 0;
+    jobring_stats s;
+    CHECK_CODE(jobring_peek(dlq, JOBRING_STATE_DEAD, &info, sizeof info, 1, NULL, 0, &count), JOBRING_OK);
+    CHECK(count == 1 && info.attempts == 2 && strcmp(info.error, "two") == 0);
+    s.size = sizeof s;
+    CHECK_CODE(jobring_get_stats(src, &s), JOBRING_OK);
+    CHECK(s.dead == 1 && s.moved_out == 1 && s.moved_in == 0);
+  }
+  CHECK_CODE(jobring_move_dead(dlq, src, 1, 5, &moved, NULL), JOBRING_OK); /* redrive */
+  CHECK(moved == 1);
+  CHECK_CODE(jobring_move_dead(src, dlq, 0, 0, NULL, NULL), JOBRING_OK);
+  CHECK_CODE(jobring_move_dead(src, src, 0, 0, &moved, NULL), JOBRING_E_INVALID_ARGUMENT);
+  CHECK(moved == 0 && contains(jobring_last_error(), "itself"));
+  CHECK_CODE(jobring_move_dead(NULL, dlq, 0, 0, NULL, NULL), JOBRING_E_INVALID_ARGUMENT);
+  CHECK_CODE(jobring_move_dead(src, NULL, 0, 0, NULL, NULL), JOBRING_E_INVALID_ARGUMENT);
+  jobring_close(src);
+  jobring_close(dlq);
+  CHECK_CODE(jobring_remove(names[1]), JOBRING_OK);
+  CHECK_CODE(jobring_remove(names[2]), JOBRING_OK);
+}
+
 static void test_purge(jobring_queue* q) {
   jobring_push_options p;
   uint64_t n = 99;
@@ -559,6 +600,7 @@ int main(void) {
     test_purge(q);
     test_stats(q);
     test_interrupts(q, job);
+    test_move_dead(job);
   }
   jobring_job_free(job);
   jobring_job_free(NULL);
