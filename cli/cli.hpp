@@ -119,6 +119,7 @@ int cmd_ls(const Args& args);
 int cmd_stat(const Args& args);
 int cmd_peek(const Args& args);
 int cmd_requeue(const Args& args);
+int cmd_move(const Args& args);
 int cmd_purge(const Args& args);
 int cmd_push(const Args& args);
 int cmd_claim(const Args& args);

@@ -1,4 +1,4 @@
-// The operators' subcommands: create, rm, ls, stat, peek, requeue, purge.
+// The operators' subcommands: create, rm, ls, stat, peek, requeue, move, purge.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -222,6 +222,48 @@ int cmd_requeue(const std::vector<std::string>& args) {
   }
   std::printf("%zu\n", n);
   return rc;
+}
+
+int cmd_move(const std::vector<std::string>& args) {
+  Command c{"move", "NAME TO [--ready] [--limit N]",
+            "Moves the dead jobs of queue NAME into queue TO; prints how many moved.\n"
+            "Without --ready they stay dead in TO (a dead-letter queue), with their payload, attempts\n"
+            "and why they died, and NAME has room again. With --ready they arrive as new ready jobs (a\n"
+            "redrive): `jobring move orders.dead orders --ready` after the cause is fixed. Crash-safe:\n"
+            "a move cut short loses no job, and running it again does not double one. Exits 3 if TO\n"
+            "filled up before all moved."};
+  c.options.add_options()("ready", "arrive as ready jobs (attempts reset), not dead")(
+      "limit", po::value<std::string>(), "at most N jobs");
+  add_name(c);
+  c.hidden.add_options()("to", po::value<std::string>());
+  c.positional.add("to", 1);
+  const auto vm = parse(c, args);
+  const std::string name = name_arg(c, vm);
+  if (!vm.count("to")) usage(c.name, "missing the queue TO to move the dead jobs into");
+  const std::string to_name = vm["to"].as<std::string>();
+  if (auto ec = jobring::check_name(to_name))
+    usage(c.name, "bad queue name '" + to_name + "': " + ec.message());
+  if (to_name == name) usage(c.name, "NAME and TO are one queue: give another queue to move into");
+  jobring::MoveOptions o;
+  o.as_ready = vm.count("ready") > 0;
+  if (vm.count("limit")) o.limit = count_arg(c, vm, "limit");
+  auto from = jobring::Queue::open(name);
+  auto to = jobring::Queue::open(to_name);
+  const jobring::MoveResult r = from.move_dead(to, o);
+  std::printf("%zu\n", r.moved);
+  if (r.too_large > 0)
+    std::fprintf(stderr,
+                 "jobring move: %zu dead job%s stayed in '%s': larger than the max_payload of '%s' (`jobring "
+                 "stat %s` shows it; create a queue with a larger --max-payload)\n",
+                 r.too_large, r.too_large == 1 ? "" : "s", name.c_str(), to_name.c_str(), to_name.c_str());
+  if (r.target_full) {
+    std::fprintf(stderr,
+                 "jobring move: queue '%s' is full; the rest stayed dead in '%s' (make room in '%s', or move "
+                 "into a larger queue, and run the move again)\n",
+                 to_name.c_str(), name.c_str(), to_name.c_str());
+    return kNothing;
+  }
+  return r.too_large > 0 ? kError : kOk;
 }
 
 int cmd_purge(const std::vector<std::string>& args) {

@@ -41,6 +41,7 @@ const std::vector<Entry>& commands() {
       {"work", "run a command for each job (a shell worker)", cmd_work},
       {"peek", "show jobs in a state without claiming", cmd_peek},
       {"requeue", "move dead jobs back to ready", cmd_requeue},
+      {"move", "move dead jobs into another queue (dead-letter queue, redrive)", cmd_move},
       {"purge", "delete jobs not under lease", cmd_purge},
   };
   return table;

@@ -719,7 +719,7 @@ bool is_decimal_line(const std::string& s) {
 
 const std::vector<std::string> kSubcommands = {"create", "rm",    "ls",      "stat",    "top",
                                                "push",   "claim", "ack",     "release", "extend",
-                                               "work",   "peek",  "requeue", "purge"};
+                                               "work",   "peek",  "requeue", "move",    "purge"};
 
 class Cli : public ::testing::Test {
  protected:
@@ -1987,6 +1987,40 @@ TEST_F(Cli, Item6_PeekDeadShowsTheErrorAndWhenItDied) {
   EXPECT_FALSE(ready->items[0].has("error"));
   // --no-count gives a job back untried: no error text to keep.
   EXPECT_EQ(jr({"release", q, "1.0.0", "--no-count", "--error", "x"}).code, 2);
+}
+
+// Issue 14 item 6's way out: `move` takes the dead jobs out of a queue into a
+// dead-letter queue (dead there, notes kept) and `move --ready` drives them
+// back; a full target exits 3 and keeps the rest; usage errors name what to
+// give. Fails without the command or if the note did not travel.
+TEST_F(Cli, Item6_MoveDeadJobsToADeadLetterQueueAndBack) {
+  Watchdog wd(60s);
+  QueueName q("cli-mv"), dlq("cli-mv.dead"), tiny("cli-mv.tiny");
+  (void)Queue::create(q, {.capacity = 4, .max_attempts = 1});
+  (void)Queue::create(dlq, {.capacity = 8});
+  (void)Queue::create(tiny, {.capacity = 1});
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(jr({"push", q, "job " + std::to_string(i)}).code, 0);
+    const Result c = jr({"claim", q});
+    ASSERT_EQ(c.code, 0);
+    ASSERT_EQ(jr({"release", q, jstr(c.out, "handle"), "--error", "bad input"}).code, 0);
+  }
+  const Result full = jr({"move", q, tiny});
+  EXPECT_RUN(std::vector<std::string>({"move", q, tiny}), full, 3);
+  EXPECT_EQ(full.out, "1\n");
+  EXPECT_TRUE(contains(full.err, "is full")) << full.err;
+  const Result moved = jr({"move", q, dlq});
+  EXPECT_EQ(moved.code, 0) << moved.err;
+  EXPECT_EQ(moved.out, "2\n");
+  const auto dead = parse_json(jr({"peek", dlq, "--state", "dead", "--json"}).out);
+  ASSERT_TRUE(dead && dead->items.size() == 2);
+  EXPECT_EQ(dead->items[0].str("error"), "bad input");
+  const Result back = jr({"move", dlq, q, "--ready", "--limit", "1"});
+  EXPECT_EQ(back.out, "1\n") << back.err;
+  const auto ready = parse_json(jr({"peek", q, "--json"}).out);
+  ASSERT_TRUE(ready && ready->items.size() == 1);
+  expect_usage_errors({{"move", q}, {"move", q, q}, {"move", q, "bad/name"}},
+                      {"missing the queue TO", "one queue", "bad queue name"});
 }
 
 // requeue: dead -> ready (attempts reset) by id or --dead; prints how many; an
