@@ -26,6 +26,9 @@ po::options_description file_options() {
                   "a queue to look after (repeatable); none: every jobring queue on the host")(
       "interval,i", po::value<std::string>(), "time between sweeps: 10ms .. 1h (default 50ms)")(
       "log-level,l", po::value<std::string>(), "error, warn, info or debug (default info)")(
+      "dead-letter,d", po::value<std::vector<std::string>>()->composing(),
+      "SRC=DST: every sweep moves the dead jobs of queue SRC into queue DST (a dead-letter queue that "
+      "you create), so that poison jobs do not fill SRC (repeatable)")(
       "metrics-file,m", po::value<std::string>(),
       "write Prometheus metrics here after every sweep (atomically: for node_exporter's textfile collector)");
   return d;
@@ -56,6 +59,7 @@ void print_help(std::ostream& out) {
          "  3  bad or unreadable config file\n"
          "\nExample:\n"
          "  jobring-janitor --queue orders --queue emails --interval 50ms \\\n"
+         "                  --dead-letter orders=orders.dead \\\n"
          "                  --metrics-file /var/lib/prometheus/node-exporter/jobring.prom\n";
 }
 
@@ -71,6 +75,18 @@ bool apply(const po::variables_map& vm, Config& c, int exit_code, const std::str
     c.queues = vm["queue"].as<std::vector<std::string>>();
     for (const auto& q : c.queues)
       if (auto ec = jobring::check_name(q)) return fail("bad queue name '" + q + "': " + ec.message());
+  }
+  if (vm.count("dead-letter")) {
+    c.dead_letter.clear();
+    for (const auto& pair : vm["dead-letter"].as<std::vector<std::string>>()) {
+      const auto eq = pair.find('=');
+      const std::string src = pair.substr(0, eq), dst = eq == std::string::npos ? "" : pair.substr(eq + 1);
+      if (eq == std::string::npos || jobring::check_name(src) || jobring::check_name(dst) || src == dst)
+        return fail("bad dead-letter '" + pair +
+                    "': write SRC=DST, two different queue names, e.g. "
+                    "orders=orders.dead");
+      c.dead_letter[src] = dst;
+    }
   }
   if (vm.count("interval")) {
     const std::string interval = vm["interval"].as<std::string>();

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -18,6 +19,8 @@ constexpr int kExitConfig = 3;   // bad or unreadable config file
 
 struct Config {
   std::vector<std::string> queues;  // empty: every jobring queue on the host
+  // --dead-letter SRC=DST: every sweep moves SRC's dead jobs into DST (Queue::move_dead).
+  std::map<std::string, std::string> dead_letter;
   std::chrono::milliseconds interval{50};
   Level level = Level::info;
   std::string metrics_file;

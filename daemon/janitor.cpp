@@ -5,7 +5,9 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -86,7 +88,13 @@ void Janitor::set_config(Config config) {
 
 void Janitor::sweep_all() {
   const auto started = std::chrono::steady_clock::now();
-  const std::vector<std::string> names = config_.queues.empty() ? jobring::Queue::list() : config_.queues;
+  std::vector<std::string> names = config_.queues.empty() ? jobring::Queue::list() : config_.queues;
+  // The queues of --dead-letter are looked after too (the move needs both open).
+  for (const auto& [src, dst] : config_.dead_letter)
+    for (const std::string* n : {&src, &dst})
+      if (std::find(names.begin(), names.end(), *n) == names.end() &&
+          (!config_.queues.empty() || ::access(segment_path(*n).c_str(), F_OK) == 0))
+        names.push_back(*n);
   const std::set<std::string> wanted(names.begin(), names.end());
   std::erase_if(failed_, [&](const auto& entry) { return !wanted.contains(entry.first); });
   for (auto it = watched_.begin(); it != watched_.end();) {
@@ -182,6 +190,7 @@ void Janitor::sweep_one(const std::string& name) {
   }
   g_in_sweep = 1;
   const jobring::SweepResult r = w->queue.sweep();
+  move_dead_letters(name, *w);
   const jobring::Stats stats = w->queue.stats();
   g_in_sweep = 0;
   totals_.reclaimed += r.reclaimed;
@@ -193,6 +202,40 @@ void Janitor::sweep_one(const std::string& name) {
         "queue '%s': %zu reclaimed from dead owners, %zu expired, %zu dead-lettered, %zu half-written freed",
         name.c_str(), r.reclaimed, r.expired, r.dead_lettered, r.recovered_writes);
   if (metrics_.enabled()) metrics_.add(name, stats);
+}
+
+// --dead-letter: the dead jobs of `name` (open as `w`) into its dead-letter
+// queue. Called inside the SIGBUS guard: a move abandoned midway loses no
+// job (move.cpp). A dead-letter queue that is missing, full, or too small for
+// a job is logged once, until that changes.
+void Janitor::move_dead_letters(const std::string& name, Watched& w) {
+  const auto dl = config_.dead_letter.find(name);
+  if (dl == config_.dead_letter.end()) return;
+  const std::string& to_name = dl->second;
+  Watched* to = watch(to_name);  // std::map: `w` stays valid
+  std::string problem;
+  jobring::MoveResult r;
+  if (to == nullptr) {
+    problem = "its dead-letter queue '" + to_name + "' cannot be opened (create it: jobring create " +
+              to_name + ")";
+  } else {
+    r = w.queue.move_dead(to->queue);
+    totals_.moved_dead += r.moved;
+    if (r.moved > 0)
+      log(Level::info, "queue '%s': %zu dead job%s moved to '%s'", name.c_str(), r.moved,
+          r.moved == 1 ? "" : "s", to_name.c_str());
+    if (r.target_full)
+      problem = "its dead-letter queue '" + to_name +
+                "' is full; dead jobs stay here (make room: jobring purge " + to_name + " --state dead)";
+    else if (r.too_large > 0)
+      problem = std::to_string(r.too_large) + " dead job(s) larger than the max_payload of '" + to_name +
+                "' stay here (recreate it with a larger --max-payload)";
+  }
+  std::string& said = dead_letter_problem_[name];
+  if (problem != said && !problem.empty()) log(Level::warn, "queue '%s': %s", name.c_str(), problem.c_str());
+  if (problem.empty() && !said.empty())
+    log(Level::info, "queue '%s': dead jobs move to '%s' again", name.c_str(), to_name.c_str());
+  said = problem;
 }
 
 namespace {

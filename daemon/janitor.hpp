@@ -25,6 +25,7 @@ struct Totals {
   std::uint64_t expired = 0;
   std::uint64_t dead_lettered = 0;
   std::uint64_t recovered_writes = 0;
+  std::uint64_t moved_dead = 0;  // dead jobs moved to their dead-letter queue (--dead-letter)
 };
 
 // A SIGBUS raised by a segment truncated during a sweep abandons that sweep
@@ -63,6 +64,7 @@ class Janitor {
   // Counts and logs a queue that could not be opened (the file at `st`).
   void skip(const std::string& name, const std::error_code& ec, const struct stat& st);
   void sweep_one(const std::string& name);
+  void move_dead_letters(const std::string& name, Watched& w);
 
   // Why a queue was skipped: logged once, and again only when the error or
   // the file (removed and created again) changes. A queue skipped for
@@ -79,7 +81,8 @@ class Janitor {
   Config config_;
   std::map<std::string, Watched> watched_;
   std::map<std::string, Failed> failed_;
-  std::set<std::string> missing_;  // configured but absent, logged once
+  std::set<std::string> missing_;                           // configured but absent, logged once
+  std::map<std::string, std::string> dead_letter_problem_;  // by source queue: the last one logged
   MetricsFile metrics_;
   Totals totals_;
   SkipCounts skipped_{};
