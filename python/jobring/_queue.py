@@ -222,6 +222,15 @@ class JobInfo:
         return self.payload.decode("utf-8", "replace")
 
 
+@dataclass(frozen=True)
+class MoveResult:
+    """What :meth:`Queue.move_dead` did."""
+
+    moved: int  # jobs now in the target and gone from the source
+    too_large: int  # jobs left in the source: larger than the target's max_payload
+    target_full: bool  # the move stopped: the target had no room
+
+
 class Job:
     """A claimed job. ``payload`` is its bytes, ``text`` the same decoded as
     UTF-8; ``attempt`` is 1 on its first claim; ``key`` its de-duplication
@@ -761,6 +770,23 @@ class Queue:
             raise_for(rc)
         return int(n.value)
 
+    def move_dead(self, to: "Queue", *, ready: bool = False, limit: Optional[int] = None) -> MoveResult:
+        """Moves this queue's dead jobs into the queue ``to``: dead there,
+        with their payload, attempts and note (a dead-letter queue: this
+        queue has room again), or with ``ready=True`` as new ready jobs (a
+        redrive). At most ``limit`` jobs (None: all). Crash-safe: a move cut
+        short loses no job and a second move does not double one. Never
+        waits; a full ``to`` ends the move (``target_full``)."""
+        if limit is not None and limit < 1:
+            raise InvalidArgument(f"move_dead limit {limit}: at least 1, or None for all")
+        moved, too_large = c_uint64(), c_uint64()
+        rc = _capi.lib().jobring_move_dead(
+            self._h(), to._h(), 1 if ready else 0, limit or 0, byref(moved), byref(too_large)
+        )
+        if rc not in (_capi.OK, _capi.FULL):
+            raise_for(rc)
+        return MoveResult(int(moved.value), int(too_large.value), rc == _capi.FULL)
+
     def purge(self, *what: str) -> int:
         """Deletes the jobs in the states named: "ready", "delayed", "dead"
         or "all" (leased jobs never; "all" also resets corrupt slots). How many."""
@@ -808,6 +834,7 @@ __all__ = [
     "Job",
     "JobId",
     "JobInfo",
+    "MoveResult",
     "Queue",
     "QueueOptions",
     "clear_interrupt",

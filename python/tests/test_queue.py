@@ -232,6 +232,31 @@ def test_release_counts_attempts_and_dead_letters_with_the_note(make_queue) -> N
     assert q.remove_dead(job.id) is True and q.remove_dead(job.id) is False
 
 
+def test_move_dead_to_a_dead_letter_queue_and_back(make_queue) -> None:
+    q = make_queue(capacity=4, max_attempts=1)
+    dlq = make_queue(capacity=1)
+    for text in ("a", "b"):
+        q.push(text)
+        job = q.claim()
+        assert job is not None
+        job.release(error="poison " + text)
+    r = q.move_dead(dlq)
+    assert r == jobring.MoveResult(moved=1, too_large=0, target_full=True)
+    (d,) = dlq.peek("dead")
+    assert d.error == "poison " + d.text and d.attempts == 1
+    assert q.stats()["moved_out"] == 1 and dlq.stats()["moved_in"] == 1
+    assert dlq.move_dead(q, ready=True).moved == 1
+    job = q.claim()
+    assert job is not None and job.attempt == 1 and job.text == d.text
+    job.ack()
+    assert q.move_dead(dlq, limit=1).moved == 1
+    assert q.stats()["dead"] == 0
+    with pytest.raises(jobring.InvalidArgument):
+        q.move_dead(q)
+    with pytest.raises(jobring.InvalidArgument):
+        q.move_dead(dlq, limit=0)
+
+
 def test_release_with_delay(make_queue) -> None:
     q = make_queue()
     q.push("retry me")

@@ -73,6 +73,8 @@ int main(void) {
   OFF(jobring_stats, duplicates);
   OFF(jobring_stats, keys_evicted);
   OFF(jobring_stats, keys_full);
+  OFF(jobring_stats, moved_out);
+  OFF(jobring_stats, moved_in);
 
   SIZE(jobring_job_info);
   OFF(jobring_job_info, id);
