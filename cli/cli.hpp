@@ -120,6 +120,8 @@ int cmd_stat(const Args& args);
 int cmd_peek(const Args& args);
 int cmd_requeue(const Args& args);
 int cmd_move(const Args& args);
+int cmd_pause(const Args& args);
+int cmd_resume(const Args& args);
 int cmd_purge(const Args& args);
 int cmd_push(const Args& args);
 int cmd_claim(const Args& args);

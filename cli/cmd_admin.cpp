@@ -1,4 +1,4 @@
-// The operators' subcommands: create, rm, ls, stat, peek, requeue, move, purge.
+// The operators' subcommands: create, rm, ls, stat, peek, requeue, move, pause, resume, purge.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -223,6 +223,32 @@ int cmd_requeue(const std::vector<std::string>& args) {
   std::printf("%zu\n", n);
   return rc;
 }
+
+namespace {
+
+// pause / resume: one queue, and what changed.
+int pause_or_resume(const std::vector<std::string>& args, bool pause) {
+  Command c{
+      pause ? "pause" : "resume", "NAME",
+      pause
+          ? "Pauses queue NAME: pushes, acks, releases and extends go on, but no claim gets a job (workers\n"
+            "sleep) until `jobring resume NAME`. For an incident: stop the jobs that break something while\n"
+            "it is fixed. The queue stays paused across restarts of every process. `stat`, `top` and the\n"
+            "metrics (jobring_paused) show it."
+          : "Resumes queue NAME after `jobring pause`: claims get jobs again, and blocked workers wake."};
+  add_name(c);
+  const auto vm = parse(c, args);
+  const std::string name = name_arg(c, vm);
+  auto q = jobring::Queue::open(name);
+  const bool changed = pause ? q.pause() : q.resume();
+  std::printf("queue '%s' %s%s\n", name.c_str(), changed ? "" : "was already ", pause ? "paused" : "running");
+  return kOk;
+}
+
+}  // namespace
+
+int cmd_pause(const std::vector<std::string>& args) { return pause_or_resume(args, true); }
+int cmd_resume(const std::vector<std::string>& args) { return pause_or_resume(args, false); }
 
 int cmd_move(const std::vector<std::string>& args) {
   Command c{"move", "NAME TO [--ready] [--limit N]",

@@ -219,15 +219,20 @@ std::string title(std::size_t queues, const Settings& s, bool live) {
   return t;
 }
 
+// NAME, marked while the queue is paused (no claims: its READY only grows).
+std::string shown_name(const Row& r) {
+  return r.queue && r.stats.paused != 0 ? r.name + " [paused]" : r.name;
+}
+
 std::vector<std::string> text_frame(const std::vector<Row>& rows, const Settings& s, bool live) {
   std::size_t name_width = 4;
-  for (const auto& r : rows) name_width = std::max(name_width, r.name.size());
+  for (const auto& r : rows) name_width = std::max(name_width, shown_name(r).size());
   std::vector<std::string> lines{title(rows.size(), s, live), ""};
   std::string head = padded("NAME", name_width, false);
   for (const auto& c : kColumns) head += ' ' + padded(c.header, static_cast<std::size_t>(c.width), true);
   lines.push_back(head);
   for (const auto& r : rows) {
-    std::string line = padded(r.name, name_width, false);
+    std::string line = padded(shown_name(r), name_width, false);
     if (!r.queue) line += "  (cannot open: " + r.error + ")";
     for (const auto& c : kColumns)
       if (r.queue) line += ' ' + padded(cell(c, r), static_cast<std::size_t>(c.width), true);

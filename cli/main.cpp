@@ -42,6 +42,8 @@ const std::vector<Entry>& commands() {
       {"peek", "show jobs in a state without claiming", cmd_peek},
       {"requeue", "move dead jobs back to ready", cmd_requeue},
       {"move", "move dead jobs into another queue (dead-letter queue, redrive)", cmd_move},
+      {"pause", "stop handing out jobs (pushes, acks go on)", cmd_pause},
+      {"resume", "hand out jobs again", cmd_resume},
       {"purge", "delete jobs not under lease", cmd_purge},
   };
   return table;

@@ -171,6 +171,7 @@ void print_stats_of(const std::string& name, const Q& q) {
       "incarnation %s\n",
       name.c_str(), o.capacity, o.max_payload, format_duration(o.default_lease).c_str(), o.max_attempts,
       o.mode, format_duration(o.dedup_window).c_str(), incarnation_text(q).c_str());
+  if (s.paused) std::printf("  PAUSED: claims hand out nothing until `jobring resume %s`\n", name.c_str());
   print_stat_line("gauges:", s, tools::StatKind::gauge);
   print_stat_line("counters:", s, tools::StatKind::counter);
   if (s.corrupt)

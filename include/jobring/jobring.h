@@ -254,6 +254,7 @@ typedef struct jobring_stats {
   uint64_t pushed, claimed, acked, released, expired_total, dead_lettered, requeued, purged;
   uint64_t recovered_writes, reclaimed, duplicates, keys_evicted, keys_full;
   uint64_t moved_out, moved_in; /* jobring_move_dead: dead jobs moved out, jobs moved in */
+  uint64_t paused;              /* 1 while the queue is paused (jobring_pause), else 0 */
 } jobring_stats;
 
 JOBRING_API int jobring_get_stats(const jobring_queue* q, jobring_stats* out);
@@ -301,6 +302,14 @@ JOBRING_API int jobring_requeue_dead(jobring_queue* q, uint64_t* count);
  * own queue. Never waits. */
 JOBRING_API int jobring_move_dead(jobring_queue* q, jobring_queue* to, int as_ready, uint64_t limit,
                                   uint64_t* moved, uint64_t* too_large);
+
+/* Pauses / resumes the queue (jobring::Queue::pause): while paused, pushes,
+ * acks, releases and extends work but every claim finds nothing (blocked
+ * claims sleep until the resume). The flag lives in the segment: it outlasts
+ * every process. *changed (if not NULL) gets 1 if the state changed, 0 if it
+ * already was so. */
+JOBRING_API int jobring_pause(jobring_queue* q, int* changed);
+JOBRING_API int jobring_resume(jobring_queue* q, int* changed);
 
 enum { JOBRING_PURGE_READY = 1, JOBRING_PURGE_DELAYED = 2, JOBRING_PURGE_DEAD = 4, JOBRING_PURGE_ALL = 7 };
 /* Deletes the jobs of the JOBRING_PURGE_* bits in what (leased jobs never;

@@ -279,6 +279,7 @@ struct Stats {
   std::uint64_t keys_full = 0;         // keyed pushes refused (full) because every entry was live
   std::uint64_t moved_out = 0;         // dead jobs moved to another queue by move_dead()
   std::uint64_t moved_in = 0;  // jobs moved in from another queue by move_dead() (as ready: also pushed)
+  std::uint64_t paused = 0;    // a gauge: 1 while the queue is paused (Queue::pause), else 0
 };
 
 // Queue::move_dead's options and result.
@@ -442,6 +443,20 @@ class Queue {
   std::size_t requeue_dead() noexcept;        // every dead job
   bool remove_dead(JobId dead_job) noexcept;  // dead → gone
   std::size_t purge(PurgeWhat what = PurgeWhat::all) noexcept;  // `all` also resets corrupt slots
+
+  // Pausing (an incident: stop handing out the jobs that break something
+  // while it is fixed). A paused queue accepts pushes and keeps its leases
+  // running (ack, release, extend, and expiry — a sweep returns expired
+  // leases to ready), but every claim finds nothing: try_claim answers
+  // empty, and a blocked claim (a Worker's) sleeps until resume() wakes it
+  // or its wait runs out. A claim that starts after pause() returned hands
+  // out nothing; one already inside its scan may still finish its claim.
+  // The flag is a word in the segment: the queue stays paused across every
+  // process's death until someone resumes it. Both return whether the
+  // state changed (false: it was already so).
+  bool pause() noexcept;
+  bool resume() noexcept;
+  [[nodiscard]] bool paused() const noexcept;
 
   // Moves this queue's dead jobs into `to` (another queue: a dead-letter
   // queue), at most `options.limit` of them: as dead jobs there, with their

@@ -1,5 +1,5 @@
 // jobring — the C API's operator calls: stats, peek, requeue, remove_dead,
-// requeue_dead, move_dead, purge.
+// requeue_dead, move_dead, pause / resume, purge.
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
@@ -55,6 +55,7 @@ void fill_stats(const Stats& s, jobring_stats& out) noexcept {
   JOBRING_GIVE(keys_full);
   JOBRING_GIVE(moved_out);
   JOBRING_GIVE(moved_in);
+  JOBRING_GIVE(paused);
 #undef JOBRING_GIVE
 }
 
@@ -157,6 +158,22 @@ int jobring_move_dead(jobring_queue* q, jobring_queue* to, int as_ready, uint64_
   if (too_large != nullptr) *too_large = r.too_large;
   if (ec) return fail(ec, q->queue.name(), "jobring_move_dead");
   return done(r.target_full ? JOBRING_FULL : JOBRING_OK);
+}
+
+int jobring_pause(jobring_queue* q, int* changed) {
+  if (changed != nullptr) *changed = 0;
+  if (q == nullptr) return fail(JOBRING_E_INVALID_ARGUMENT, "jobring_pause: NULL queue");
+  const bool did = q->queue.pause();
+  if (changed != nullptr) *changed = did ? 1 : 0;
+  return done(JOBRING_OK);
+}
+
+int jobring_resume(jobring_queue* q, int* changed) {
+  if (changed != nullptr) *changed = 0;
+  if (q == nullptr) return fail(JOBRING_E_INVALID_ARGUMENT, "jobring_resume: NULL queue");
+  const bool did = q->queue.resume();
+  if (changed != nullptr) *changed = did ? 1 : 0;
+  return done(JOBRING_OK);
 }
 
 int jobring_purge(jobring_queue* q, unsigned what, uint64_t* count) {

@@ -125,6 +125,7 @@ Stats Queue::stats() const noexcept {
   count_slots(v, now, s);
   impl_->keys.count(now, s.keys_live, s.keys_remembered);
   s.keys_capacity = impl_->keys.capacity();
+  s.paused = impl_->header->paused.load(std::memory_order_relaxed) != 0 ? 1 : 0;
   read_totals(v, s);
   return s;
 }
@@ -278,6 +279,27 @@ std::size_t requeue_where(Queue::Impl& q, std::optional<JobId> only) noexcept {
 }
 
 }  // namespace
+
+// Pause: the flag is seq_cst on both sides for resume's wake-up (wait.hpp's
+// argument, with the flag in the role of a state word): a claimer's re-check
+// after announcing its sleep loads it seq_cst (claim_pass with the re-check's
+// order), and resume() stores it seq_cst before notify()'s seq_cst load of the
+// event word. If the re-check saw the queue paused, it precedes our store in
+// the total order, so its announcement precedes our load: we see the waiting
+// bit and wake it. pause() wakes nobody (a claimer that misses it claims
+// what it would have claimed a moment earlier). Dies before or after the
+// store: the flag is one word, set or not; a resume that dies before its
+// notify delays sleepers by at most their bounded sleep (kMaxSleep).
+bool Queue::pause() noexcept { return impl_->header->paused.exchange(1, std::memory_order_seq_cst) == 0; }
+
+bool Queue::resume() noexcept {
+  detail::Header& h = *impl_->header;
+  const bool was = h.paused.exchange(0, std::memory_order_seq_cst) != 0;
+  detail::notify(h.work_event);
+  return was;
+}
+
+bool Queue::paused() const noexcept { return impl_->header->paused.load(std::memory_order_relaxed) != 0; }
 
 bool Queue::requeue(JobId dead_job) noexcept { return requeue_where(*impl_, dead_job) == 1; }
 

@@ -249,6 +249,11 @@ std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms,
   // coarse clock can lag by more than a tick with tickless idle: a lease
   // granted on it would be shorter than asked).
   if (jobs.empty()) return 0;  // no scan, so no memo either
+  // Paused (Queue::pause, admin.cpp): nothing is handed out, and the waiter
+  // sleeps until resume() wakes it. Loaded with the pass's order: seq_cst in
+  // a waiter's re-check, as resume()'s wake-up argument needs.
+  if (header->paused.load(load_order) != 0) [[unlikely]]
+    return 0;
   const std::uint64_t began = detail::now_ms();
   EmptyMemo& memo = empty_memo;
   const bool follows_empty = memo.owner == memo_owner && memo.armed;

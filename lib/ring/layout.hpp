@@ -214,6 +214,13 @@ struct alignas(kCacheLine) Header {
   // Random, never 0, drawn (getrandom) by the creator: tells this queue from
   // every other one that had or will have its name (Queue::incarnation()).
   std::uint64_t incarnation;
+  // The one word of line 1 that changes after creation: nonzero while the
+  // queue is paused (Queue::pause; 0 at creation, as the zero-filled
+  // segment has it). Read by every claim pass, written only by pause() and
+  // resume(), so the line stays shared-clean in every core's cache. Any
+  // nonzero value (a hostile writer's too) means paused: claims hand out
+  // nothing, which loses no job. Not part of the validated private copy.
+  std::atomic<std::uint32_t> paused;
 
   // lines 2-4: hints and the id counter, each on its own line (written often).
   alignas(kCacheLine) std::atomic<std::uint64_t> push_cursor;   // hint: where producers start looking
@@ -238,6 +245,7 @@ static_assert(sizeof(Header) == kHeaderBytes);
 static_assert(offsetof(Header, init) == 1 * kCacheLine);
 static_assert(offsetof(Header, dedup_window_ms) == 1 * kCacheLine + 32);
 static_assert(offsetof(Header, incarnation) == 1 * kCacheLine + 40);
+static_assert(offsetof(Header, paused) == 1 * kCacheLine + 48);
 static_assert(offsetof(Header, push_cursor) == 2 * kCacheLine);
 static_assert(offsetof(Header, claim_cursor) == 3 * kCacheLine);
 static_assert(offsetof(Header, next_job_id) == 4 * kCacheLine);

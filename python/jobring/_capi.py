@@ -141,7 +141,7 @@ STATS_FIELDS = (
     "keys_live", "keys_remembered", "keys_capacity",
     "pushed", "claimed", "acked", "released", "expired_total", "dead_lettered", "requeued", "purged",
     "recovered_writes", "reclaimed", "duplicates", "keys_evicted", "keys_full",
-    "moved_out", "moved_in",
+    "moved_out", "moved_in", "paused",
 )  # fmt: skip
 
 
@@ -221,6 +221,8 @@ _SIGNATURES: List[Any] = [
     ("jobring_remove_dead", c_int, [_p, c_uint64]),
     ("jobring_requeue_dead", c_int, [_p, POINTER(c_uint64)]),
     ("jobring_purge", c_int, [_p, c_uint, POINTER(c_uint64)]),
+    ("jobring_pause", c_int, [_p, POINTER(c_int)]),
+    ("jobring_resume", c_int, [_p, POINTER(c_int)]),
     ("jobring_move_dead", c_int, [_p, _p, c_int, c_uint64, POINTER(c_uint64), POINTER(c_uint64)]),
 ]
 

@@ -770,6 +770,30 @@ class Queue:
             raise_for(rc)
         return int(n.value)
 
+    def pause(self) -> bool:
+        """Stops handing out jobs (an incident): pushes, acks, releases and
+        extends still work, claims find nothing (a blocked claim or a Worker
+        sleeps until :meth:`resume`). Stays paused across every process's
+        death. True if it was running."""
+        changed = c_int()
+        rc = _capi.lib().jobring_pause(self._h(), byref(changed))
+        if rc != _capi.OK:
+            raise_for(rc)
+        return bool(changed.value)
+
+    def resume(self) -> bool:
+        """Hands out jobs again and wakes blocked claims. True if it was paused."""
+        changed = c_int()
+        rc = _capi.lib().jobring_resume(self._h(), byref(changed))
+        if rc != _capi.OK:
+            raise_for(rc)
+        return bool(changed.value)
+
+    @property
+    def paused(self) -> bool:
+        """Whether the queue is paused (by any process)."""
+        return bool(self.stats()["paused"])
+
     def move_dead(self, to: "Queue", *, ready: bool = False, limit: Optional[int] = None) -> MoveResult:
         """Moves this queue's dead jobs into the queue ``to``: dead there,
         with their payload, attempts and note (a dead-letter queue: this

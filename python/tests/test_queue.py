@@ -257,6 +257,19 @@ def test_move_dead_to_a_dead_letter_queue_and_back(make_queue) -> None:
         q.move_dead(dlq, limit=0)
 
 
+def test_pause_and_resume(make_queue) -> None:
+    q = make_queue()
+    q.push("a")
+    assert q.pause() is True and q.pause() is False and q.paused
+    assert q.claim() is None
+    assert q.claim(wait=0.05) is None
+    q.push("b")
+    assert q.stats()["paused"] == 1 and q.stats()["ready"] == 2
+    assert q.resume() is True and q.resume() is False and not q.paused
+    job = q.claim()
+    assert job is not None and job.text == "a"
+
+
 def test_release_with_delay(make_queue) -> None:
     q = make_queue()
     q.push("retry me")

@@ -560,6 +560,34 @@ static void test_move_dead(jobring_job* job) {
   CHECK_CODE(jobring_remove(names[2]), JOBRING_OK);
 }
 
+/* jobring_pause / jobring_resume: claims find nothing while paused, pushes
+ * go on, stats says so; the error paths. */
+static void test_pause(jobring_job* job) {
+  jobring_queue* q = make_queue(names[3], 4);
+  jobring_stats s;
+  int changed = 99;
+  if (q == NULL) return;
+  CHECK_CODE(jobring_push(q, "a", 1, NULL, NULL, NULL), JOBRING_OK);
+  CHECK_CODE(jobring_pause(q, &changed), JOBRING_OK);
+  CHECK(changed == 1);
+  CHECK_CODE(jobring_pause(q, &changed), JOBRING_OK);
+  CHECK(changed == 0);
+  CHECK_CODE(jobring_claim(q, job, NULL), JOBRING_EMPTY);
+  CHECK_CODE(jobring_push(q, "b", 1, NULL, NULL, NULL), JOBRING_OK);
+  s.size = sizeof s;
+  CHECK_CODE(jobring_get_stats(q, &s), JOBRING_OK);
+  CHECK(s.paused == 1 && s.ready == 2);
+  CHECK_CODE(jobring_resume(q, NULL), JOBRING_OK);
+  CHECK_CODE(jobring_resume(q, &changed), JOBRING_OK);
+  CHECK(changed == 0);
+  CHECK_CODE(jobring_claim(q, job, NULL), JOBRING_OK);
+  CHECK_CODE(jobring_pause(NULL, &changed), JOBRING_E_INVALID_ARGUMENT);
+  CHECK(changed == 0);
+  CHECK_CODE(jobring_resume(NULL, NULL), JOBRING_E_INVALID_ARGUMENT);
+  jobring_close(q);
+  CHECK_CODE(jobring_remove(names[3]), JOBRING_OK);
+}
+
 static void test_purge(jobring_queue* q) {
   jobring_push_options p;
   uint64_t n = 99;
@@ -601,6 +629,7 @@ int main(void) {
     test_stats(q);
     test_interrupts(q, job);
     test_move_dead(job);
+    test_pause(job);
   }
   jobring_job_free(job);
   jobring_job_free(NULL);

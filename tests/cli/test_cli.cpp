@@ -717,9 +717,9 @@ bool is_decimal_line(const std::string& s) {
          std::all_of(s.begin(), s.end() - 1, [](char c) { return c >= '0' && c <= '9'; });
 }
 
-const std::vector<std::string> kSubcommands = {"create", "rm",    "ls",      "stat",    "top",
-                                               "push",   "claim", "ack",     "release", "extend",
-                                               "work",   "peek",  "requeue", "move",    "purge"};
+const std::vector<std::string> kSubcommands = {"create",  "rm",   "ls",      "stat",   "top",   "push",
+                                               "claim",   "ack",  "release", "extend", "work",  "peek",
+                                               "requeue", "move", "purge",   "pause",  "resume"};
 
 class Cli : public ::testing::Test {
  protected:
@@ -2021,6 +2021,32 @@ TEST_F(Cli, Item6_MoveDeadJobsToADeadLetterQueueAndBack) {
   ASSERT_TRUE(ready && ready->items.size() == 1);
   expect_usage_errors({{"move", q}, {"move", q, q}, {"move", q, "bad/name"}},
                       {"missing the queue TO", "one queue", "bad queue name"});
+}
+
+// Issue 19: `pause` stops claims (claim exits 3 with jobs ready) while
+// pushes go on; `stat` says PAUSED and how to resume, `stat --json` and
+// `top` show it; `resume` hands jobs out again. Fails without the commands
+// or if the pause did not reach another process (the CLI is one).
+TEST_F(Cli, Issue19_PauseAndResume) {
+  Watchdog wd(60s);
+  QueueName q("cli-pause");
+  (void)Queue::create(q, {.capacity = 4});
+  ASSERT_EQ(jr({"push", q, "job"}).code, 0);
+  const Result p = jr({"pause", q});
+  EXPECT_EQ(p.code, 0) << p.err;
+  EXPECT_EQ(p.out, "queue '" + q.str() + "' paused\n");
+  EXPECT_EQ(jr({"pause", q}).out, "queue '" + q.str() + "' was already paused\n");
+  EXPECT_EQ(jr({"claim", q}).code, 3);
+  EXPECT_EQ(jr({"push", q, "another"}).code, 0);
+  const Result stat = jr({"stat", q});
+  EXPECT_TRUE(contains(stat.out, "PAUSED")) << stat.out;
+  EXPECT_TRUE(contains(stat.out, "jobring resume " + q.str())) << stat.out;
+  EXPECT_TRUE(contains(jr({"stat", q, "--json"}).out, "\"paused\":1"));
+  const Result top = jr({"top", q, "--once"});
+  EXPECT_TRUE(contains(top.out, q.str() + " [paused]")) << top.out;
+  EXPECT_EQ(jr({"resume", q}).out, "queue '" + q.str() + "' running\n");
+  EXPECT_EQ(jr({"claim", q}).code, 0);
+  expect_usage_errors({{"pause"}, {"resume", "a", "b"}}, {"NAME", "b"});
 }
 
 // requeue: dead -> ready (attempts reset) by id or --dead; prints how many; an

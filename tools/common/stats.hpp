@@ -27,7 +27,7 @@ struct StatField {
 };
 
 // In the order of the fields in jobring::Stats.
-inline constexpr std::array<StatField, 28> kStatFields{{
+inline constexpr std::array<StatField, 29> kStatFields{{
     {"free", &Stats::free, StatKind::gauge, "Job slots free."},
     {"writing", &Stats::writing, StatKind::gauge, "Job slots a producer is writing."},
     {"ready", &Stats::ready, StatKind::gauge, "Jobs claimable now."},
@@ -64,6 +64,7 @@ inline constexpr std::array<StatField, 28> kStatFields{{
      "Keyed pushes refused because every key table entry was live."},
     {"moved_out", &Stats::moved_out, StatKind::counter, "Dead jobs moved to another queue."},
     {"moved_in", &Stats::moved_in, StatKind::counter, "Jobs moved in from another queue."},
+    {"paused", &Stats::paused, StatKind::gauge, "1 while the queue is paused (no claims), else 0."},
 }};
 
 // A field added to jobring::Stats must be named above.

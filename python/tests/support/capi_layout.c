@@ -75,6 +75,7 @@ int main(void) {
   OFF(jobring_stats, keys_full);
   OFF(jobring_stats, moved_out);
   OFF(jobring_stats, moved_in);
+  OFF(jobring_stats, paused);
 
   SIZE(jobring_job_info);
   OFF(jobring_job_info, id);
