@@ -272,7 +272,10 @@ int cmd_move(const std::vector<std::string>& args) {
   if (to_name == name) usage(c.name, "NAME and TO are one queue: give another queue to move into");
   jobring::MoveOptions o;
   o.as_ready = vm.count("ready") > 0;
-  if (vm.count("limit")) o.limit = count_arg(c, vm, "limit");
+  if (vm.count("limit")) {
+    o.limit = count_arg(c, vm, "limit");
+    if (o.limit == 0) usage(c.name, "--limit must be at least 1 (leave it out to move every dead job)");
+  }
   auto from = jobring::Queue::open(name);
   auto to = jobring::Queue::open(to_name);
   const jobring::MoveResult r = from.move_dead(to, o);
@@ -282,6 +285,12 @@ int cmd_move(const std::vector<std::string>& args) {
                  "jobring move: %zu dead job%s stayed in '%s': larger than the max_payload of '%s' (`jobring "
                  "stat %s` shows it; create a queue with a larger --max-payload)\n",
                  r.too_large, r.too_large == 1 ? "" : "s", name.c_str(), to_name.c_str(), to_name.c_str());
+  if (r.left > 0)
+    std::fprintf(
+        stderr,
+        "jobring move: %zu dead job%s stayed in '%s' for now: being moved by another mover, or "
+        "quarantined with a corrupt length (`jobring peek %s --state dead` shows them; purge those)\n",
+        r.left, r.left == 1 ? "" : "s", name.c_str(), name.c_str());
   if (r.target_full) {
     std::fprintf(stderr,
                  "jobring move: queue '%s' is full; the rest stayed dead in '%s' (make room in '%s', or move "

@@ -85,7 +85,21 @@ bool apply(const po::variables_map& vm, Config& c, int exit_code, const std::str
         return fail("bad dead-letter '" + pair +
                     "': write SRC=DST, two different queue names, e.g. "
                     "orders=orders.dead");
-      c.dead_letter[src] = dst;
+      if (!c.dead_letter.emplace(src, dst).second)
+        return fail("dead-letter '" + pair + "': queue '" + src + "' already has a dead-letter queue ('" +
+                    c.dead_letter[src] + "'); give one per queue");
+    }
+    // A cycle (a=b, b=a) would move the same dead jobs round for ever.
+    for (const auto& [src, dst] : c.dead_letter) {
+      std::string at = dst;
+      for (std::size_t hops = 0; hops <= c.dead_letter.size(); ++hops) {
+        if (at == src)
+          return fail("dead-letter queues form a cycle through '" + src +
+                      "': a dead-letter queue must not have one of its own that leads back");
+        const auto next = c.dead_letter.find(at);
+        if (next == c.dead_letter.end()) break;
+        at = next->second;
+      }
     }
   }
   if (vm.count("interval")) {

@@ -83,6 +83,7 @@ Janitor::Janitor(Config config) : config_(std::move(config)) { metrics_.set_path
 
 void Janitor::set_config(Config config) {
   config_ = std::move(config);
+  std::erase_if(dead_letter_problem_, [&](const auto& p) { return !config_.dead_letter.contains(p.first); });
   metrics_.set_path(config_.metrics_file);
 }
 
@@ -190,7 +191,20 @@ void Janitor::sweep_one(const std::string& name) {
   }
   g_in_sweep = 1;
   const jobring::SweepResult r = w->queue.sweep();
+  g_in_sweep = 0;
+  // Outside the SIGBUS guard: a move copies payloads into objects with
+  // destructors, which a jump out of it would skip. A segment truncated
+  // during a move (someone with write access to it did that) therefore
+  // kills the janitor with SIGBUS, and systemd restarts it; watch() has just
+  // checked both segments' sizes.
   move_dead_letters(name, *w);
+  if (sigsetjmp(g_sweep_jump, 1) != 0) {
+    g_in_sweep = 0;
+    log(Level::warn, "queue '%s': segment truncated during a sweep (SIGBUS); dropped", name.c_str());
+    watched_.erase(name);
+    return;
+  }
+  g_in_sweep = 1;
   const jobring::Stats stats = w->queue.stats();
   g_in_sweep = 0;
   totals_.reclaimed += r.reclaimed;
@@ -205,22 +219,25 @@ void Janitor::sweep_one(const std::string& name) {
 }
 
 // --dead-letter: the dead jobs of `name` (open as `w`) into its dead-letter
-// queue. Called inside the SIGBUS guard: a move abandoned midway loses no
-// job (move.cpp). A dead-letter queue that is missing, full, or too small for
-// a job is logged once, until that changes.
+// queue (a move abandoned midway loses no job: move.cpp). A dead-letter
+// queue that is missing, full, or too small for a job is logged once, until
+// that changes.
 void Janitor::move_dead_letters(const std::string& name, Watched& w) {
   const auto dl = config_.dead_letter.find(name);
   if (dl == config_.dead_letter.end()) return;
   const std::string& to_name = dl->second;
   Watched* to = watch(to_name);  // std::map: `w` stays valid
   std::string problem;
+  std::error_code ec;
   jobring::MoveResult r;
+  if (to != nullptr) r = w.queue.move_dead(to->queue, {}, ec);  // never throws
+  totals_.moved_dead += r.moved;
   if (to == nullptr) {
     problem = "its dead-letter queue '" + to_name + "' cannot be opened (create it: jobring create " +
               to_name + ")";
+  } else if (ec) {
+    problem = "moving its dead jobs to '" + to_name + "' failed: " + ec.message();
   } else {
-    r = w.queue.move_dead(to->queue);
-    totals_.moved_dead += r.moved;
     if (r.moved > 0)
       log(Level::info, "queue '%s': %zu dead job%s moved to '%s'", name.c_str(), r.moved,
           r.moved == 1 ? "" : "s", to_name.c_str());
@@ -228,7 +245,7 @@ void Janitor::move_dead_letters(const std::string& name, Watched& w) {
       problem = "its dead-letter queue '" + to_name +
                 "' is full; dead jobs stay here (make room: jobring purge " + to_name + " --state dead)";
     else if (r.too_large > 0)
-      problem = std::to_string(r.too_large) + " dead job(s) larger than the max_payload of '" + to_name +
+      problem = "dead jobs larger than the max_payload of '" + to_name +
                 "' stay here (recreate it with a larger --max-payload)";
   }
   std::string& said = dead_letter_problem_[name];

@@ -297,11 +297,13 @@ JOBRING_API int jobring_requeue_dead(jobring_queue* q, uint64_t* count);
  * limit of them (0: all). Crash-safe: a mover that dies mid-way loses none,
  * and the next move does not double one the target still holds. *moved gets
  * how many moved, *too_large how many stayed because they are larger than
- * to's max_payload (either may be NULL). JOBRING_FULL if to had no room for
- * them all (what moved stays moved); JOBRING_E_INVALID_ARGUMENT if to is q's
- * own queue. Never waits. */
+ * to's max_payload, *left how many stayed for now (another mover is moving
+ * them, or quarantined with a corrupt length); any may be NULL. JOBRING_FULL
+ * if to had no room for them all (what moved stays moved);
+ * JOBRING_INTERRUPTED after jobring_interrupt_waits();
+ * JOBRING_E_INVALID_ARGUMENT if to is q's own queue. Never waits. */
 JOBRING_API int jobring_move_dead(jobring_queue* q, jobring_queue* to, int as_ready, uint64_t limit,
-                                  uint64_t* moved, uint64_t* too_large);
+                                  uint64_t* moved, uint64_t* too_large, uint64_t* left);
 
 /* Pauses / resumes the queue (jobring::Queue::pause): while paused, pushes,
  * acks, releases and extends work but every claim finds nothing (blocked

@@ -285,13 +285,18 @@ struct Stats {
 // Queue::move_dead's options and result.
 struct MoveOptions {
   bool as_ready = false;  // arrive as ready jobs (a redrive), not as dead ones
-  std::size_t limit = std::numeric_limits<std::size_t>::max();
+  std::size_t limit = std::numeric_limits<std::size_t>::max();  // at most this many (0: none)
 };
 
 struct MoveResult {
   std::size_t moved = 0;      // jobs now in the target and gone from here
   std::size_t too_large = 0;  // jobs left here: larger than the target's max_payload
-  bool target_full = false;   // the move stopped: the target had no room (ring or key table)
+  // Jobs left here for now: another mover holds the job's key (it is being
+  // moved), or the job was quarantined with a corrupt length (no payload to
+  // move; purge it).
+  std::size_t left = 0;
+  bool target_full = false;  // the move stopped: the target had no room (ring or key table)
+  bool interrupted = false;  // the move stopped: interrupt_waits() was called
 };
 
 struct SweepResult {
@@ -464,7 +469,7 @@ class Queue {
   // they filled has room again; or, with `options.as_ready`, as new ready
   // jobs (attempts 0, age from now): a redrive, e.g. from the dead-letter
   // queue back to the queue its workers serve. Each job is pushed into `to`
-  // under the key "#moved/<this queue's incarnation>/<id>", then removed
+  // under the key "#moved/<this queue's incarnation>/<id>.<n>", then removed
   // here: a mover that dies between the two leaves the job in both, and the
   // next move_dead of this queue finds the key in `to` and only removes it
   // here — no job is lost, and none doubled while `to` still holds the copy

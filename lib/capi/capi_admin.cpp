@@ -143,9 +143,10 @@ int jobring_requeue_dead(jobring_queue* q, uint64_t* count) {
 }
 
 int jobring_move_dead(jobring_queue* q, jobring_queue* to, int as_ready, uint64_t limit, uint64_t* moved,
-                      uint64_t* too_large) {
+                      uint64_t* too_large, uint64_t* left) {
   if (moved != nullptr) *moved = 0;
   if (too_large != nullptr) *too_large = 0;
+  if (left != nullptr) *left = 0;
   if (q == nullptr || to == nullptr) return fail(JOBRING_E_INVALID_ARGUMENT, "jobring_move_dead: NULL queue");
   if (q->queue.incarnation() == to->queue.incarnation())
     return fail(JOBRING_E_INVALID_ARGUMENT, "jobring_move_dead: to is the queue itself: give another queue");
@@ -156,7 +157,9 @@ int jobring_move_dead(jobring_queue* q, jobring_queue* to, int as_ready, uint64_
   const MoveResult r = q->queue.move_dead(to->queue, o, ec);
   if (moved != nullptr) *moved = r.moved;
   if (too_large != nullptr) *too_large = r.too_large;
+  if (left != nullptr) *left = r.left;
   if (ec) return fail(ec, q->queue.name(), "jobring_move_dead");
+  if (r.interrupted) return done(JOBRING_INTERRUPTED);
   return done(r.target_full ? JOBRING_FULL : JOBRING_OK);
 }
 

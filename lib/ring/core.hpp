@@ -236,7 +236,11 @@ struct KeyedPush {
   const Arrival* arrival = nullptr;
 };
 
-// The crash points of a move (testing.hpp): raises SIGKILL if a test set `point`.
+// The keys of Queue::move_dead in its target (move.cpp); a push of a key
+// with this prefix is refused (push.cpp), so none can pass for a move's.
+inline constexpr std::string_view kMoveKeyPrefix = "#moved/";
+
+// The crash points of a move (testing.hpp): raises the signal a test set for `point`.
 [[gnu::cold]] void move_kill_point(int point) noexcept;
 
 // Slot i's job, read as peek() lists it; false if the slot changed while it
@@ -317,8 +321,9 @@ struct Queue::Impl : detail::Ring {
   // An arrival's meta and note, written while slot i is ours (WRITING as
   // `reserved`), before its commit (move.cpp).
   void write_arrival(std::uint32_t i, detail::Word reserved, const detail::Arrival& a) noexcept;
-  MoveResult move_dead_to(Impl& to, const MoveOptions& o);
-  bool move_one(std::uint32_t i, detail::Word w, Impl& to, const MoveOptions& o, MoveResult& r, bool& moved);
+  void move_dead_to(Impl& to, const MoveOptions& o, MoveResult& r);
+  enum class MoveStep { moved, next, stop };
+  MoveStep move_one(std::uint32_t i, detail::Word w, Impl& to, const MoveOptions& o, MoveResult& r);
 
   // --- lease.cpp: T6 on one lease, without the count and the wake-up.
   LeaseStatus ack_one(const Lease& lease) noexcept;

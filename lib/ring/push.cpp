@@ -39,6 +39,11 @@ JOBRING_INLINE std::error_code check_push(std::uint32_t max_payload,
       return "key of " + std::to_string(o.key.size()) + " bytes, the limit is " +
              std::to_string(kMaxKeyLength);
     });
+  if (o.key.starts_with(detail::kMoveKeyPrefix)) [[unlikely]]
+    return bad(errc::invalid_argument, [] {
+      return "keys starting with \"" + std::string(detail::kMoveKeyPrefix) +
+             "\" are Queue::move_dead's: choose another key";
+    });
   return {};
 }
 
@@ -131,6 +136,7 @@ JOBRING_INLINE Queue::Impl::SlotPush Queue::Impl::push_into(std::uint32_t i, Wor
   Word expected = reserved;
   const detail::Transition& commit = committed_by(key);
   if (!detail::move(commit, sw, expected, commit.target(reserved, times.visible_at))) return SlotPush::lost;
+  if (key != nullptr && key->arrival != nullptr) detail::move_kill_point(3);
   // K3. Fails if a finisher already made it REMEMBERED (K4): fine.
   if (key != nullptr) keys.make_live(entry, claimed_key);
   return SlotPush::pushed;

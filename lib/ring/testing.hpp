@@ -12,10 +12,12 @@ namespace jobring::detail {
 // path's re-check do is not hidden by a memo that lapses in 2 ms.
 std::uint64_t set_empty_memo_ms_for_testing(std::uint64_t ms) noexcept;
 
-// Makes Queue::move_dead in this process raise SIGKILL on itself at a
-// point of its crash analysis (move.cpp), for tests that fork a mover:
-// 1 = the target slot written (WRITING, key claimed), before its commit;
-// 2 = committed in the target, before the source's T11. 0 = never.
-void set_move_kill_point_for_testing(int point) noexcept;
+// Makes Queue::move_dead in this process raise `signal` (SIGKILL, or
+// SIGSTOP for a mover that stalls) on itself at a point of its crash
+// analysis (move.cpp), for tests that fork a mover: 1 = the target slot
+// written (WRITING, key claimed), before its commit; 3 = committed in the
+// target, before K3 (the key still CLAIMED); 2 = after K3, before the
+// source's T11. 0 = never.
+void set_move_kill_point_for_testing(int point, int signal) noexcept;
 
 }  // namespace jobring::detail

@@ -223,7 +223,7 @@ _SIGNATURES: List[Any] = [
     ("jobring_purge", c_int, [_p, c_uint, POINTER(c_uint64)]),
     ("jobring_pause", c_int, [_p, POINTER(c_int)]),
     ("jobring_resume", c_int, [_p, POINTER(c_int)]),
-    ("jobring_move_dead", c_int, [_p, _p, c_int, c_uint64, POINTER(c_uint64), POINTER(c_uint64)]),
+    ("jobring_move_dead", c_int, [_p, _p, c_int, c_uint64, POINTER(c_uint64), POINTER(c_uint64), POINTER(c_uint64)]),
 ]
 
 

@@ -228,6 +228,7 @@ class MoveResult:
 
     moved: int  # jobs now in the target and gone from the source
     too_large: int  # jobs left in the source: larger than the target's max_payload
+    left: int  # jobs left in the source for now: being moved by another mover, or quarantined
     target_full: bool  # the move stopped: the target had no room
 
 
@@ -803,13 +804,19 @@ class Queue:
         waits; a full ``to`` ends the move (``target_full``)."""
         if limit is not None and limit < 1:
             raise InvalidArgument(f"move_dead limit {limit}: at least 1, or None for all")
-        moved, too_large = c_uint64(), c_uint64()
+        moved, too_large, left = c_uint64(), c_uint64(), c_uint64()
         rc = _capi.lib().jobring_move_dead(
-            self._h(), to._h(), 1 if ready else 0, limit or 0, byref(moved), byref(too_large)
+            self._h(),
+            to._h(),
+            1 if ready else 0,
+            min(limit or 0, 2**64 - 1),
+            byref(moved),
+            byref(too_large),
+            byref(left),
         )
         if rc not in (_capi.OK, _capi.FULL):
             raise_for(rc)
-        return MoveResult(int(moved.value), int(too_large.value), rc == _capi.FULL)
+        return MoveResult(int(moved.value), int(too_large.value), int(left.value), rc == _capi.FULL)
 
     def purge(self, *what: str) -> int:
         """Deletes the jobs in the states named: "ready", "delayed", "dead"

@@ -241,7 +241,7 @@ def test_move_dead_to_a_dead_letter_queue_and_back(make_queue) -> None:
         assert job is not None
         job.release(error="poison " + text)
     r = q.move_dead(dlq)
-    assert r == jobring.MoveResult(moved=1, too_large=0, target_full=True)
+    assert r == jobring.MoveResult(moved=1, too_large=0, left=0, target_full=True)
     (d,) = dlq.peek("dead")
     assert d.error == "poison " + d.text and d.attempts == 1
     assert q.stats()["moved_out"] == 1 and dlq.stats()["moved_in"] == 1

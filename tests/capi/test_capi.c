@@ -535,7 +535,7 @@ static void test_move_dead(jobring_job* job) {
     CHECK_CODE(jobring_claim(src, job, NULL), JOBRING_OK);
     CHECK_CODE(jobring_release(src, job, 0, "two"), JOBRING_OK); /* dead */
   }
-  CHECK_CODE(jobring_move_dead(src, dlq, 0, 0, &moved, &too_large), JOBRING_FULL);
+  CHECK_CODE(jobring_move_dead(src, dlq, 0, 0, &moved, &too_large, NULL), JOBRING_FULL);
   CHECK(moved == 1 && too_large == 0);
   {
     jobring_job_info info;
@@ -547,13 +547,13 @@ static void test_move_dead(jobring_job* job) {
     CHECK_CODE(jobring_get_stats(src, &s), JOBRING_OK);
     CHECK(s.dead == 1 && s.moved_out == 1 && s.moved_in == 0);
   }
-  CHECK_CODE(jobring_move_dead(dlq, src, 1, 5, &moved, NULL), JOBRING_OK); /* redrive */
+  CHECK_CODE(jobring_move_dead(dlq, src, 1, 5, &moved, NULL, NULL), JOBRING_OK); /* redrive */
   CHECK(moved == 1);
-  CHECK_CODE(jobring_move_dead(src, dlq, 0, 0, NULL, NULL), JOBRING_OK);
-  CHECK_CODE(jobring_move_dead(src, src, 0, 0, &moved, NULL), JOBRING_E_INVALID_ARGUMENT);
+  CHECK_CODE(jobring_move_dead(src, dlq, 0, 0, NULL, NULL, NULL), JOBRING_OK);
+  CHECK_CODE(jobring_move_dead(src, src, 0, 0, &moved, NULL, NULL), JOBRING_E_INVALID_ARGUMENT);
   CHECK(moved == 0 && contains(jobring_last_error(), "itself"));
-  CHECK_CODE(jobring_move_dead(NULL, dlq, 0, 0, NULL, NULL), JOBRING_E_INVALID_ARGUMENT);
-  CHECK_CODE(jobring_move_dead(src, NULL, 0, 0, NULL, NULL), JOBRING_E_INVALID_ARGUMENT);
+  CHECK_CODE(jobring_move_dead(NULL, dlq, 0, 0, NULL, NULL, NULL), JOBRING_E_INVALID_ARGUMENT);
+  CHECK_CODE(jobring_move_dead(src, NULL, 0, 0, NULL, NULL, NULL), JOBRING_E_INVALID_ARGUMENT);
   jobring_close(src);
   jobring_close(dlq);
   CHECK_CODE(jobring_remove(names[1]), JOBRING_OK);

@@ -2019,8 +2019,9 @@ TEST_F(Cli, Item6_MoveDeadJobsToADeadLetterQueueAndBack) {
   EXPECT_EQ(back.out, "1\n") << back.err;
   const auto ready = parse_json(jr({"peek", q, "--json"}).out);
   ASSERT_TRUE(ready && ready->items.size() == 1);
-  expect_usage_errors({{"move", q}, {"move", q, q}, {"move", q, "bad/name"}},
-                      {"missing the queue TO", "one queue", "bad queue name"});
+  expect_usage_errors(
+      {{"move", q}, {"move", q, q}, {"move", q, "bad/name"}, {"move", q, dlq, "--limit", "0"}},
+      {"missing the queue TO", "one queue", "bad queue name", "at least 1"});
 }
 
 // Issue 19: `pause` stops claims (claim exits 3 with jobs ready) while

@@ -16,7 +16,9 @@
 #include <vector>
 
 #include "jobring/queue.hpp"
+#include "ring/layout.hpp"
 #include "ring/testing.hpp"
+#include "support/segment_view.hpp"
 #include "support/test_support.hpp"
 
 namespace jobring {
@@ -136,6 +138,28 @@ TEST(MoveDead, AFullOrSmallTargetKeepsTheRestInTheSource) {
             (std::map<std::string, int>{{"a payload longer than eight bytes", 1}}));
 }
 
+// A dead job quarantined with a corrupt length (forged here) has no payload
+// to move: it stays (left), the others move. And no producer can push a key
+// that passes for a move's. Fails if the quarantined job were moved as an
+// empty job and removed, or a producer's "#moved/" key accepted.
+TEST(MoveDead, AQuarantinedJobStaysAndMoveKeysAreReserved) {
+  QueueName src_name("mv-q-src"), dst_name("mv-q-dst");
+  Queue src = poison_queue(src_name, 4);
+  Queue dst = Queue::create(dst_name, Options{.capacity = 4});
+  push_and_kill(src, 2);
+  test::SegmentView f(src_name);
+  const std::uint32_t slot = f.find(detail::State::dead);
+  f.meta(slot).length.store(1u << 30);
+  const MoveResult r = src.move_dead(dst);
+  EXPECT_EQ(r.moved, 1u);
+  EXPECT_EQ(r.left, 1u);
+  EXPECT_EQ(src.stats().dead, 1u);
+  EXPECT_EQ(dst.stats().dead, 1u);
+  std::error_code ec;
+  (void)dst.push(std::as_bytes(std::span<const char>("x", 1)), PushOptions{.key = "#moved/0/1.2"}, ec);
+  EXPECT_EQ(ec, make_error_code(errc::invalid_argument));
+}
+
 // limit, and a move into the queue itself (another handle of it too) is
 // refused. Fails if the self-move were allowed (it would double every job).
 TEST(MoveDead, LimitAndSelfMove) {
@@ -153,13 +177,14 @@ TEST(MoveDead, LimitAndSelfMove) {
   EXPECT_EQ(src.stats().dead, 3u);
 }
 
-// A mover killed at crash point `point` (testing.hpp) while moving every
-// dead job of src (as_ready or not); returns its wait status.
+// A mover that raises SIGKILL on itself at crash point `point`
+// (testing.hpp) while moving every dead job of src (as_ready or not);
+// returns its wait status.
 int killed_mover(const std::string& src_name, const std::string& dst_name, int point, bool as_ready) {
   const pid_t kid = test::fork_child([&] {
     Queue s = Queue::open(src_name);
     Queue d = Queue::open(dst_name);
-    detail::set_move_kill_point_for_testing(point);
+    detail::set_move_kill_point_for_testing(point, SIGKILL);
     (void)s.move_dead(d, MoveOptions{.as_ready = as_ready});
     return 0;
   });
@@ -173,11 +198,35 @@ int killed_mover(const std::string& src_name, const std::string& dst_name, int p
 TEST(MoveCrash, KilledAfterTheCommitTheNextMoveDoublesNothing) {
   test::Watchdog dog(120s);
   for (const bool as_ready : {false, true}) {
+    SCOPED_TRACE(as_ready ? "as ready" : "as dead");
     QueueName src_name("mvc-src"), dst_name("mvc-dst");
     Queue src = poison_queue(src_name, 8);
     Queue dst = Queue::create(dst_name, Options{.capacity = 8});
     push_and_kill(src, 3);
     EXPECT_EQ(killed_mover(src_name, dst_name, 2, as_ready), 128 + SIGKILL);
+    EXPECT_EQ(src.stats().dead, 3u) << "nothing was removed from the source yet";
+    EXPECT_EQ(payloads(dst, as_ready ? JobState::ready : JobState::dead).size(), 1u);
+    const MoveResult r = src.move_dead(dst, MoveOptions{.as_ready = as_ready});
+    EXPECT_EQ(r.moved, 3u);
+    EXPECT_EQ(payloads(dst, as_ready ? JobState::ready : JobState::dead),
+              (std::map<std::string, int>{{"job-0", 1}, {"job-1", 1}, {"job-2", 1}}));
+  }
+}
+
+// Crash point 3: killed after the commit in the target but before K3 (its
+// key entry still CLAIMED by the dead mover). The next move's insert proves
+// the mover dead, K7 finds the job committed (DEAD counts as committed) and
+// keeps the key: duplicate, and only the source's copy goes. Fails if K7
+// dropped the key of a committed DEAD job (the job would arrive twice).
+TEST(MoveCrash, KilledBetweenTheCommitAndK3TheNextMoveDoublesNothing) {
+  test::Watchdog dog(120s);
+  for (const bool as_ready : {false, true}) {
+    SCOPED_TRACE(as_ready ? "as ready" : "as dead");
+    QueueName src_name("mvk3-src"), dst_name("mvk3-dst");
+    Queue src = poison_queue(src_name, 8);
+    Queue dst = Queue::create(dst_name, Options{.capacity = 8});
+    push_and_kill(src, 3);
+    EXPECT_EQ(killed_mover(src_name, dst_name, 3, as_ready), 128 + SIGKILL);
     const JobState arrived = as_ready ? JobState::ready : JobState::dead;
     EXPECT_EQ(src.stats().dead, 3u) << "nothing was removed from the source yet";
     EXPECT_EQ(payloads(dst, arrived).size(), 1u) << "the first job was committed in the target";
@@ -187,6 +236,37 @@ TEST(MoveCrash, KilledAfterTheCommitTheNextMoveDoublesNothing) {
     EXPECT_EQ(payloads(dst, arrived), (std::map<std::string, int>{{"job-0", 1}, {"job-1", 1}, {"job-2", 1}}))
         << (as_ready ? "as ready" : "as dead");
   }
+}
+
+// A rival mover stalled (SIGSTOP) with a job's key claimed in the target:
+// the move leaves that job (MoveResult::left) and moves the others, instead
+// of stopping at it as if the target were full; once the rival is dead, the
+// next move takes the last job. Fails if a stalled mover blocked the move.
+TEST(MoveCrash, AStalledRivalMoverHoldsUpOnlyItsOwnJob) {
+  test::Watchdog dog(120s);
+  QueueName src_name("mvs-src"), dst_name("mvs-dst");
+  Queue src = poison_queue(src_name, 8);
+  Queue dst = Queue::create(dst_name, Options{.capacity = 8});
+  push_and_kill(src, 3);
+  const pid_t rival = test::fork_child([&] {
+    Queue s = Queue::open(src_name);
+    Queue d = Queue::open(dst_name);
+    detail::set_move_kill_point_for_testing(1, SIGSTOP);
+    (void)s.move_dead(d);
+    return 0;
+  });
+  ASSERT_TRUE(test::poll_until([&] { return dst.stats().writing == 1; }, 30s));
+  MoveResult r = src.move_dead(dst);
+  EXPECT_EQ(r.moved, 2u);
+  EXPECT_EQ(r.left, 1u);
+  EXPECT_FALSE(r.target_full);
+  test::kill_and_reap(rival);
+  r = src.move_dead(dst);
+  EXPECT_EQ(r.moved, 1u);
+  (void)dst.sweep();
+  EXPECT_EQ(payloads(dst, JobState::dead),
+            (std::map<std::string, int>{{"job-0", 1}, {"job-1", 1}, {"job-2", 1}}));
+  EXPECT_EQ(src.stats().dead, 0u);
 }
 
 // Crash point 1: killed with the target slot written and the key claimed,

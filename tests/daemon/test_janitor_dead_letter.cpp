@@ -102,6 +102,15 @@ TEST_F(JanitorDeadLetter, BadValuesAreRefused) {
     EXPECT_EQ(r.status, 2) << bad << ": " << r.output;
     EXPECT_NE(r.output.find("SRC=DST"), std::string::npos) << r.output;
   }
+  // One dead-letter queue per queue, and no cycles (jobs would go round for ever).
+  auto r = once({"--dead-letter", "a=b", "--dead-letter", "a=c"});
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("already has a dead-letter queue"), std::string::npos) << r.output;
+  r = once({"--dead-letter", "a=b", "--dead-letter", "b=c", "--dead-letter", "c=a"});
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("cycle"), std::string::npos) << r.output;
+  r = once({"--dead-letter", "a=b", "--dead-letter", "b=c"});  // a chain is fine
+  EXPECT_EQ(r.status, 0) << r.output;
 }
 
 }  // namespace
