@@ -54,16 +54,19 @@ int payload_fd(const jobring::Job& job) {
   return fd;
 }
 
-// The command's environment: ours, with the job's id and attempt.
-std::vector<std::string> job_environment(const jobring::Job& job) {
+// The command's environment: ours, with the job's id, attempt and queue.
+std::vector<std::string> job_environment(const jobring::Job& job, const std::string& queue) {
   std::vector<std::string> env;
   for (char** e = environ; *e != nullptr; ++e) {
     const std::string_view kv(*e);
-    if (kv.starts_with("JOBRING_JOB_ID=") || kv.starts_with("JOBRING_ATTEMPT=")) continue;
+    if (kv.starts_with("JOBRING_JOB_ID=") || kv.starts_with("JOBRING_ATTEMPT=") ||
+        kv.starts_with("JOBRING_QUEUE="))
+      continue;
     env.emplace_back(kv);
   }
   env.push_back("JOBRING_JOB_ID=" + std::to_string(job.id));
   env.push_back("JOBRING_ATTEMPT=" + std::to_string(job.attempt));
+  env.push_back("JOBRING_QUEUE=" + queue);
   return env;
 }
 
@@ -98,11 +101,12 @@ std::vector<std::string> job_environment(const jobring::Job& job) {
 // its own process group. Returns the pid, or -1 with errno set. If the
 // command cannot be executed, `exec_errno` gets the reason (reported through
 // a close-on-exec pipe) and the child exits 127.
-pid_t spawn(const CommandLine& cmd, const jobring::Job& job, pid_t parent, int& exec_errno) {
+pid_t spawn(const CommandLine& cmd, const jobring::Job& job, const std::string& queue, pid_t parent,
+            int& exec_errno) {
   exec_errno = 0;
   const int fd = payload_fd(job);
   if (fd < 0) return -1;
-  std::vector<std::string> env = job_environment(job);
+  std::vector<std::string> env = job_environment(job, queue);
   std::vector<char*> envp;
   envp.reserve(env.size() + 1);
   for (auto& s : env) envp.push_back(s.data());
@@ -143,7 +147,8 @@ std::string& status_text() {
 
 // The command line of `jobring work`, checked.
 struct WorkPlan {
-  std::string name;
+  std::vector<std::string> names;  // strict priority in this order, unless weights are given
+  std::vector<unsigned> weights;
   CommandLine cmd;
   unsigned concurrency = 1;
   std::uint64_t max_jobs = 0;
@@ -162,8 +167,12 @@ void add_work_options(Command& c) {
       "wait", po::value<std::string>(), "exit 0 when no job came for D; default: wait for ever")(
       "grace", po::value<std::string>(), "after a signal, time running commands get; default: no limit")(
       "backoff", po::value<std::string>()->default_value("1s"), "first retry delay after a failure")(
-      "max-backoff", po::value<std::string>()->default_value("5m"), "longest retry delay");
-  add_name(c);
+      "max-backoff", po::value<std::string>()->default_value("5m"), "longest retry delay")(
+      "weights", po::value<std::string>(),
+      "W1,W2,...: one per queue; each claim picks among the queues with jobs in proportion to these "
+      "(default: strict priority in the order named)");
+  c.hidden.add_options()("names", po::value<std::vector<std::string>>());
+  c.positional.add("names", -1);
 }
 
 // Where execvpe would find `program`, or the reason it would not: checked
@@ -210,8 +219,33 @@ WorkPlan parse_work(Command& c, const Args& args_in, po::variables_map& vm) {
     (in_cmd ? plan.cmd.args : args).push_back(a);
   }
   vm = parse(c, args);
-  plan.name = name_arg(c, vm);
-  if (plan.cmd.args.empty()) usage(c.name, "missing the command: jobring work NAME -- CMD [ARG...]");
+  if (!vm.count("names")) usage(c.name, "missing the queue NAME");
+  plan.names = vm["names"].as<std::vector<std::string>>();
+  for (const auto& n : plan.names)
+    if (auto ec = jobring::check_name(n)) usage(c.name, "bad queue name '" + n + "': " + ec.message());
+  for (std::size_t i = 0; i < plan.names.size(); ++i)
+    for (std::size_t j = 0; j < i; ++j)
+      if (plan.names[i] == plan.names[j]) usage(c.name, "queue '" + plan.names[i] + "' is named twice");
+  if (plan.names.size() > jobring::Queue::kMaxClaimAny)
+    usage(c.name, "at most " + std::to_string(jobring::Queue::kMaxClaimAny) + " queues");
+  if (vm.count("weights")) {
+    const std::string text = vm["weights"].as<std::string>();
+    for (std::size_t at = 0; at <= text.size();) {
+      std::size_t end = text.find(',', at);
+      if (end == std::string::npos) end = text.size();
+      const std::string w = text.substr(at, end - at);
+      if (w.empty() || w.size() > 4 || w.find_first_not_of("0123456789") != std::string::npos ||
+          std::stoul(w) < 1 || std::stoul(w) > 1000)
+        usage(c.name,
+              "bad --weights '" + text + "': whole numbers from 1 to 1000, one per queue, e.g. 5,3,1");
+      plan.weights.push_back(static_cast<unsigned>(std::stoul(w)));
+      at = end + 1;
+    }
+    if (plan.weights.size() != plan.names.size())
+      usage(c.name, "--weights gives " + std::to_string(plan.weights.size()) + " weights for " +
+                        std::to_string(plan.names.size()) + " queues: give one per queue");
+  }
+  if (plan.cmd.args.empty()) usage(c.name, "missing the command: jobring work NAME... -- CMD [ARG...]");
   if (const std::string why = find_program(plan.cmd.args[0]); !why.empty())
     throw Exit{kError, "jobring work: cannot run '" + plan.cmd.args[0] + "': " + why +
                            "; no job was claimed (fix the command, or give its full path)"};
@@ -240,7 +274,7 @@ class CommandRunner {
   jobring::Outcome run(const jobring::Job& job, jobring::JobContext& ctx) {
     Running& slot = running_[ctx.thread_index()];
     int exec_errno = 0;
-    const pid_t pid = spawn(plan_.cmd, job, self_, exec_errno);
+    const pid_t pid = spawn(plan_.cmd, job, ctx.queue().name(), self_, exec_errno);
     if (pid < 0) {
       std::fprintf(stderr, "jobring work: cannot start %s: %s\n", plan_.cmd.args[0].c_str(),
                    tools::errno_text(errno).c_str());
@@ -333,6 +367,7 @@ jobring::WorkerOptions worker_options(const WorkPlan& plan, milliseconds lease, 
                .jitter = jobring::Jitter::equal};
   o.grace = plan.grace;
   o.threads = plan.concurrency;
+  o.weights = plan.weights;
   o.max_jobs = plan.max_jobs;
   o.idle_exit = plan.idle;
   o.hooks.on_lease_lost = [&runner](const jobring::Job& job) { runner.on_lease_lost(job); };
@@ -345,9 +380,12 @@ jobring::WorkerOptions worker_options(const WorkPlan& plan, milliseconds lease, 
 
 int cmd_work(const Args& args) {
   Command c{
-      "work", "NAME [--lease D] [--concurrency N] [--max-jobs N] [--wait D] [--grace D] -- CMD [ARG...]",
-      "Turns CMD into a worker: for each job it runs CMD with the payload on stdin and JOBRING_JOB_ID and\n"
-      "JOBRING_ATTEMPT in the environment, holding a lease owned by this process and extending it while\n"
+      "work",
+      "NAME... [--weights W,...] [--lease D] [--concurrency N] [--max-jobs N] [--wait D] [--grace D] -- CMD "
+      "[ARG...]",
+      "Turns CMD into a worker: for each job it runs CMD with the payload on stdin and JOBRING_JOB_ID,\n"
+      "JOBRING_ATTEMPT and JOBRING_QUEUE in the environment, holding a lease owned by this process and\n"
+      "extending it while\n"
       "CMD runs. Exit 0: ack. Otherwise: release with exponential backoff (--backoff doubled per attempt,\n"
       "up to --max-backoff, with jitter between half and all of it), so a job that keeps failing ends\n"
       "dead after the queue's max_attempts. CMD runs in its own process group, and dies if this\n"
@@ -355,17 +393,26 @@ int cmd_work(const Args& args) {
       "SIGTERM/SIGINT: stop claiming, let running commands finish (for at most --grace), exit 0; a\n"
       "second signal (or the end of --grace) releases their jobs, sends them SIGTERM, and exits. If this\n"
       "process is killed, the janitor sees the owner dead and its jobs come back at once (or when their\n"
-      "leases run out)."};
+      "leases run out).\n"
+      "Several queues (jobring work urgent normal bulk -- CMD): strict priority in the order named (a\n"
+      "queue is served only while the ones before it are empty), or with --weights 5,3,1 each claim\n"
+      "picks among the queues that have jobs in proportion to the weights, so none starves. With\n"
+      "nothing to do it sleeps on all of them at once."};
   add_work_options(c);
   po::variables_map vm;
   const WorkPlan plan = parse_work(c, args, vm);
-  auto q = jobring::Queue::open(plan.name);
-  const milliseconds lease = duration_arg(c, vm, "lease", q.options().default_lease);
-  if (lease.count() < 3 || lease > jobring::kMaxLease) usage(c.name, "--lease must be from 3ms to 7 days");
+  std::vector<jobring::Queue> queues;
+  queues.reserve(plan.names.size());
+  for (const auto& n : plan.names) queues.push_back(jobring::Queue::open(n));
+  // 0: each queue's own default_lease.
+  const milliseconds lease = duration_arg(c, vm, "lease", 0ms);
+  if (vm.count("lease") && (lease.count() < 3 || lease > jobring::kMaxLease))
+    usage(c.name, "--lease must be from 3ms to 7 days");
 
   CommandRunner runner(plan);
+  std::vector<std::reference_wrapper<jobring::Queue>> served(queues.begin(), queues.end());
   jobring::Worker worker(
-      q, [&runner](const jobring::Job& job, jobring::JobContext& ctx) { return runner.run(job, ctx); },
+      served, [&runner](const jobring::Job& job, jobring::JobContext& ctx) { return runner.run(job, ctx); },
       worker_options(plan, lease, runner));
   runner.set_worker(worker);
   jobring::Worker::install_signal_handlers();

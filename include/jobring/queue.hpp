@@ -406,6 +406,23 @@ class Queue {
   std::size_t claim_many(std::span<Job> jobs, milliseconds wait, const ClaimOptions& options = {});
   // The same, reporting a lease or wait out of range (invalid_argument) or a
   // failed allocation of a Job's buffer (not_enough_memory) in `ec`.
+  // One job from the first of `queues` (tried in the order given) that has
+  // one; `index` says which queue it came from (ack it there). When none
+  // has, sleeps up to `wait` until any of them may have one: one futex_waitv
+  // on all their event words (Linux 5.16+; on older kernels it wakes every
+  // 10 ms to look at the others), woken by a push or release in any process,
+  // and by a lease running out or a delayed job coming due in any of them.
+  // The order is the caller's: the same order every time is strict priority,
+  // a fresh weighted draw each time is weighted fair (Worker does both).
+  // Throws error(invalid_argument) for no queues, more than kMaxClaimAny, a
+  // null one, or a lease or wait out of range.
+  struct ClaimAnyResult {
+    ClaimStatus status = ClaimStatus::empty;
+    std::size_t index = 0;  // of the queue the job came from (when ok)
+  };
+  static constexpr std::size_t kMaxClaimAny = 64;
+  static ClaimAnyResult claim_any(std::span<Queue* const> queues, Job& job, milliseconds wait,
+                                  const ClaimOptions& options = {});
   ClaimStatus try_claim(Job& job, const ClaimOptions& options, std::error_code& ec) noexcept;
   ClaimStatus claim(Job& job, milliseconds wait, const ClaimOptions& options, std::error_code& ec) noexcept;
   std::size_t try_claim_many(std::span<Job> jobs, const ClaimOptions& options, std::error_code& ec) noexcept;

@@ -111,6 +111,7 @@
 #include <functional>
 #include <memory>
 #include <string_view>
+#include <vector>
 
 #include "jobring/queue.hpp"
 
@@ -209,7 +210,7 @@ struct WorkerHooks {
 inline constexpr milliseconds kForever = milliseconds::max();
 
 struct WorkerOptions {
-  milliseconds lease{0};             // per claim; 0 = the queue's default_lease
+  milliseconds lease{0};             // per claim; 0 = the default_lease of the job's queue
   double extend_fraction = 1.0 / 3;  // extend every lease × this (0 < f < 1; at least every 1 ms)
   Backoff backoff{};
   // After a stop request, how long a job in hand may take before it is
@@ -220,6 +221,18 @@ struct WorkerOptions {
   milliseconds idle_exit{0};     // return when no job was in hand for this long; 0 = never
   Owner owner = Owner::process;  // of the leases (see ClaimOptions)
   WorkerHooks hooks{};
+  // A Worker of several queues (the constructor that takes them): empty =
+  // strict priority in the order given (a queue is served only while every
+  // queue before it is empty); else one weight per queue, 1 .. 1000: each
+  // claim tries the queues in a fresh random order in which a queue comes
+  // first with probability weight / (sum of weights), and so on among the
+  // rest. So among the queues that have jobs, each gets claims in
+  // proportion to its weight, and none starves.
+  std::vector<unsigned> weights{};
+  // Seeds the Worker's random draws (the weighted order, the backoff
+  // jitter): 0 = from the PID, the clock and the object's address; any other
+  // value repeats the same draws (tests, simulations).
+  std::uint64_t seed = 0;
 };
 
 struct WorkerSummary {
@@ -244,6 +257,13 @@ class Worker {
   // Throws jobring::error(invalid_argument) for options out of range. `queue`
   // must outlive the Worker. Starts the heartbeat thread.
   Worker(Queue& queue, Handler handler, WorkerOptions options = {});
+  // Serves several queues (1 .. Queue::kMaxClaimAny, each once), strict or
+  // weighted (WorkerOptions::weights): Worker({urgent, normal, bulk}, h).
+  // With nothing to do it sleeps on all of them at once (Queue::claim_any).
+  // JobContext::queue() tells the handler where a job came from; each job is
+  // acked, released and extended in its own queue, with its queue's
+  // default_lease and max_attempts.
+  Worker(std::vector<std::reference_wrapper<Queue>> queues, Handler handler, WorkerOptions options = {});
   // Stops and joins the heartbeat. Do not destroy a Worker while run() runs.
   ~Worker();
   Worker(const Worker&) = delete;
@@ -296,6 +316,8 @@ class JobContext {
   // Sleeps up to `d`; returns false early when the job is cancelled or a stop
   // is requested, true after the whole `d`.
   bool sleep_for(milliseconds d) const;
+  // The queue the job came from (a Worker of several queues).
+  [[nodiscard]] Queue& queue() const noexcept;
   // Which handler thread runs this job: 0 .. threads - 1.
   [[nodiscard]] unsigned thread_index() const noexcept { return slot_; }
 

@@ -70,12 +70,6 @@ std::uint64_t lease_ms_for(const Queue::Impl& q, const ClaimOptions& claim, std:
                                                             : q.options.default_lease.count());
 }
 
-// The token a claim's owner record names: this handle's, or nobody's for a
-// detached lease (it ends by its deadline only).
-std::uint64_t owner_of(Queue::Impl& q, const ClaimOptions& o) noexcept {
-  return o.owner == Owner::process ? q.liveness.token() : 0;
-}
-
 // The note of a job quarantined for a payload length over max_payload.
 [[gnu::cold]] void quarantine_note(detail::SlotNote& n, Word held, std::uint64_t now, std::uint32_t length,
                                    std::uint32_t max_payload) noexcept {

@@ -335,4 +335,10 @@ struct Queue::Impl : detail::Ring {
   }
 };
 
+// The token a claim's owner record names: this handle's, or nobody's for a
+// detached lease (it ends by its deadline only).
+inline std::uint64_t owner_of(Queue::Impl& q, const ClaimOptions& o) noexcept {
+  return o.owner == Owner::process ? q.liveness.token() : 0;
+}
+
 }  // namespace jobring

@@ -20,4 +20,8 @@ std::uint64_t set_empty_memo_ms_for_testing(std::uint64_t ms) noexcept;
 // source's T11. 0 = never.
 void set_move_kill_point_for_testing(int point, int signal) noexcept;
 
+// Makes sleep_on_any (wait.hpp) behave as on a kernel without futex_waitv
+// (true), or look for it again (false): tests of the fallback.
+void set_futex_waitv_missing_for_testing(bool missing) noexcept;
+
 }  // namespace jobring::detail

@@ -10,6 +10,7 @@
 #include <climits>
 
 #include "jobring/queue.hpp"
+#include "ring/testing.hpp"
 
 namespace jobring {
 namespace detail {
@@ -77,6 +78,72 @@ void sleep_on(std::atomic<std::uint32_t>& word, std::uint32_t expected, std::chr
     // 0 (woken), EAGAIN (the word changed), EINTR: back to the caller, which
     // re-checks. ETIMEDOUT: this piece is over; sleep on if time is left.
     if (futex(&word, FUTEX_WAIT, expected, &ts) == 0 || errno != ETIMEDOUT) break;
+    timeout -= piece;
+    if (timeout.count() <= 0) break;
+  }
+  if (entry >= 0) g_sleeping[entry].store(nullptr, std::memory_order_release);
+}
+
+namespace {
+std::atomic<bool> g_waitv_missing{false};
+
+// futex_waitv(2) on shared (not FUTEX_PRIVATE) 32-bit words, with an
+// absolute CLOCK_MONOTONIC timeout `piece` from now. 0 when woken or a word
+// differed (EAGAIN), or timed out; -1 with errno ENOSYS on an old kernel.
+long futex_waitv_for(std::span<std::atomic<std::uint32_t>* const> words,
+                     std::span<const std::uint32_t> expected, std::chrono::milliseconds piece) noexcept {
+  futex_waitv waiters[kMaxWaitWords] = {};
+  for (std::size_t i = 0; i < words.size(); ++i) {
+    waiters[i].val = expected[i];
+    waiters[i].uaddr = reinterpret_cast<std::uintptr_t>(words[i]);
+    waiters[i].flags = FUTEX_32;
+  }
+  timespec until{};
+  ::clock_gettime(CLOCK_MONOTONIC, &until);
+  const long long ns = static_cast<long long>(until.tv_nsec) + piece.count() % 1000 * 1'000'000LL;
+  until.tv_sec += static_cast<time_t>(piece.count() / 1000 + ns / 1'000'000'000LL);
+  until.tv_nsec = static_cast<long>(ns % 1'000'000'000LL);
+  return ::syscall(SYS_futex_waitv, waiters, static_cast<unsigned>(words.size()), 0u, &until,
+                   CLOCK_MONOTONIC);
+}
+}  // namespace
+
+bool futex_waitv_missing() noexcept { return g_waitv_missing.load(std::memory_order_relaxed); }
+
+void set_futex_waitv_missing_for_testing(bool missing) noexcept {
+  g_waitv_missing.store(missing, std::memory_order_relaxed);
+}
+
+void sleep_on_any(std::span<std::atomic<std::uint32_t>* const> words, std::span<const std::uint32_t> expected,
+                  std::chrono::milliseconds timeout, std::chrono::milliseconds cap,
+                  const std::atomic<bool>* stop) noexcept {
+  if (timeout > cap) timeout = cap;
+  if (timeout.count() <= 0 || words.empty()) return;
+  words = words.first(std::min(words.size(), kMaxWaitWords));
+  // Registered by its first word: interrupt_waits() and wake_waits() wake
+  // that one, which ends the whole futex_waitv. The fence: as in sleep_on.
+  const int entry = register_sleeper(words[0]);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  auto flagged = [&] {
+    return g_interrupted.load(std::memory_order_seq_cst) ||
+           (stop != nullptr && stop->load(std::memory_order_relaxed));
+  };
+  while (!flagged()) {
+    if (g_waitv_missing.load(std::memory_order_relaxed)) {
+      // No futex_waitv: the first word, in short pieces; the caller's
+      // re-check after each piece sees the other rings.
+      const std::chrono::milliseconds piece = std::min(timeout, kAnyFallbackPiece);
+      timespec ts{0, static_cast<long>(piece.count()) * 1'000'000L};
+      (void)futex(words[0], FUTEX_WAIT, expected[0], &ts);
+      break;
+    }
+    const std::chrono::milliseconds piece = std::min(timeout, kMaxSleep);
+    if (futex_waitv_for(words, expected, piece) >= 0) break;  // woken: the caller re-checks
+    if (errno == ENOSYS) {
+      g_waitv_missing.store(true, std::memory_order_relaxed);
+      continue;
+    }
+    if (errno != ETIMEDOUT) break;  // EAGAIN (a word moved), EINTR: re-check
     timeout -= piece;
     if (timeout.count() <= 0) break;
   }

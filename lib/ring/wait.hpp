@@ -36,6 +36,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <span>
 
 #include "common/clock.hpp"
 
@@ -61,6 +62,20 @@ inline constexpr std::chrono::milliseconds kMaxSleep{200};
 void sleep_on(std::atomic<std::uint32_t>& word, std::uint32_t expected, std::chrono::milliseconds timeout,
               std::chrono::milliseconds cap = kMaxSleep, const std::atomic<bool>* stop = nullptr) noexcept;
 
+// sleep_on for several words at once (Queue::claim_any): returns when any
+// of them differs from its `expected`, or as sleep_on does. One
+// futex_waitv(2) system call (Linux 5.16 and later); on an older kernel
+// (ENOSYS) it sleeps on the first word only, in pieces of at most
+// kAnyFallbackPiece, so a change of another word is seen that late.
+// interrupt_waits() and wake_waits() wake it through the first word.
+inline constexpr std::chrono::milliseconds kAnyFallbackPiece{10};
+inline constexpr std::size_t kMaxWaitWords = 64;  // futex_waitv takes 128
+void sleep_on_any(std::span<std::atomic<std::uint32_t>* const> words, std::span<const std::uint32_t> expected,
+                  std::chrono::milliseconds timeout, std::chrono::milliseconds cap,
+                  const std::atomic<bool>* stop) noexcept;
+// Whether sleep_on_any has found futex_waitv missing (ENOSYS) in this process.
+[[nodiscard]] bool futex_waitv_missing() noexcept;
+
 // Wakes every sleeper of `word`, if the waiting bit says there may be one.
 void notify(std::atomic<std::uint32_t>& word) noexcept;
 
@@ -82,6 +97,37 @@ struct Progress {
 // wake-up is lost). `attempt` returns how much it did and lowers next_due to
 // the earliest due time it saw, which bounds the sleep.
 // Always inlined: its first attempt is a hot path (a push, a claim that finds a job).
+// The slow path of wait_until_progress, for one event word or several
+// (Queue::claim_any: an attempt over several rings, sleeping on all their
+// event words). The argument is the same for each word: its announcement
+// (fetch_or) precedes the re-check of its ring in the one total order, so a
+// notifier whose transition the re-check missed sees its waiting bit.
+template <typename Attempt>
+Progress wait_after_first_try(std::span<std::atomic<std::uint32_t>* const> events,
+                              std::chrono::milliseconds wait, std::chrono::milliseconds cap,
+                              const std::atomic<bool>* stop, Attempt& attempt) {
+  if (wait.count() <= 0) return {};
+  // +1: now_ms() truncates, so this never returns before `wait` has passed.
+  const std::uint64_t deadline = now_ms() + static_cast<std::uint64_t>(wait.count()) + 1;
+  std::uint32_t expected[kMaxWaitWords];
+  const std::size_t n = std::min(events.size(), kMaxWaitWords);
+  for (;;) {
+    if (interrupt_requested() || (stop != nullptr && stop->load(std::memory_order_relaxed))) return {0, true};
+    for (std::size_t i = 0; i < n; ++i) expected[i] = prepare_wait(*events[i]);
+    std::uint64_t due = kNoDue;
+    // The re-check after announcing ourselves, with seq_cst loads.
+    if (const std::size_t done = attempt(std::memory_order_seq_cst, due)) return {done, false};
+    const std::uint64_t now = now_ms();
+    if (now >= deadline) return {};
+    const std::uint64_t until = std::min(deadline, std::max(due, now + 1));
+    const std::chrono::milliseconds left(static_cast<std::int64_t>(until - now));
+    if (n == 1)
+      sleep_on(*events[0], expected[0], left, cap, stop);
+    else
+      sleep_on_any(events.first(n), {expected, n}, left, cap, stop);
+  }
+}
+
 template <typename Attempt>
 [[gnu::always_inline]] inline Progress wait_until_progress(std::atomic<std::uint32_t>& event,
                                                            std::chrono::milliseconds wait,
@@ -89,21 +135,8 @@ template <typename Attempt>
                                                            const std::atomic<bool>* stop, Attempt attempt) {
   std::uint64_t due = kNoDue;
   if (const std::size_t n = attempt(std::memory_order_relaxed, due)) return {n, false};
-  if (wait.count() <= 0) return {};
-  // +1: now_ms() truncates, so this never returns before `wait` has passed.
-  const std::uint64_t deadline = now_ms() + static_cast<std::uint64_t>(wait.count()) + 1;
-  for (;;) {
-    if (interrupt_requested() || (stop != nullptr && stop->load(std::memory_order_relaxed))) return {0, true};
-    const std::uint32_t expected = prepare_wait(event);
-    due = kNoDue;
-    // The re-check after announcing ourselves, with seq_cst loads.
-    if (const std::size_t n = attempt(std::memory_order_seq_cst, due)) return {n, false};
-    const std::uint64_t now = now_ms();
-    if (now >= deadline) return {};
-    const std::uint64_t until = std::min(deadline, std::max(due, now + 1));
-    sleep_on(event, expected, std::chrono::milliseconds(static_cast<std::int64_t>(until - now)),
-             safety_sleep(capacity), stop);
-  }
+  std::atomic<std::uint32_t>* const one[1] = {&event};
+  return wait_after_first_try(one, wait, safety_sleep(capacity), stop, attempt);
 }
 
 }  // namespace jobring::detail

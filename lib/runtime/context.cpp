@@ -30,11 +30,14 @@ JobId JobContext::id() const noexcept { return job_.id; }
 std::string_view JobContext::key() const noexcept { return job_.key(); }
 std::uint32_t JobContext::attempt() const noexcept { return job_.attempt; }
 bool JobContext::last_attempt() const noexcept {
-  return worker_.max_attempts != 0 && job_.attempt >= worker_.max_attempts;
+  const std::uint32_t max = worker_.slots[slot_].from->max_attempts;
+  return max != 0 && job_.attempt >= max;
 }
 bool JobContext::stopping() const noexcept { return worker_.stopping(); }
 bool JobContext::lease_lost() const noexcept { return worker_.slots[slot_].lost.load(); }
 bool JobContext::abandoned() const noexcept { return worker_.slots[slot_].abandoned.load(); }
+
+Queue& JobContext::queue() const noexcept { return *worker_.slots[slot_].from->queue; }
 
 Lease JobContext::lease() const {
   std::lock_guard lock(worker_.mu);

@@ -22,7 +22,7 @@ bool Worker::Impl::tend(unsigned i, Clock::time_point t, bool release_all, std::
     // not give_back: the attempt counts. A job that hangs its handler is
     // abandoned on every restart; counted, it is dead-lettered after
     // max_attempts instead of cycling for ever.
-    if (queue.release(s.lease, milliseconds{0}) == LeaseStatus::ok) {
+    if (s.from->queue->release(s.lease, milliseconds{0}) == LeaseStatus::ok) {
       s.abandoned.store(true, std::memory_order_seq_cst);
       abandoned_now.push_back(i);
     } else {
@@ -36,8 +36,8 @@ bool Worker::Impl::tend(unsigned i, Clock::time_point t, bool release_all, std::
   if (t >= s.next_extend) {
     LeaseStatus st = LeaseStatus::lease_lost;
     try {
-      st = queue.extend(s.lease, lease);  // updates s.lease.token on success
-    } catch (...) {                       // only for a lease out of range: checked by the constructor
+      st = s.from->queue->extend(s.lease, s.from->lease);  // updates s.lease.token on success
+    } catch (...) {  // only for a lease out of range: checked by the constructor
     }
     if (st != LeaseStatus::ok) {
       s.lost.store(true, std::memory_order_seq_cst);
@@ -46,8 +46,8 @@ bool Worker::Impl::tend(unsigned i, Clock::time_point t, bool release_all, std::
       detail::notify(s.event);
       return false;
     }
-    s.deadline = t + lease;
-    s.next_extend = t + interval;
+    s.deadline = t + s.from->lease;
+    s.next_extend = t + s.from->interval;
   }
   return true;
 }

@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <string>
 #include <string_view>
@@ -52,11 +53,57 @@ std::uint64_t splitmix64(std::uint64_t& state) noexcept {
 // Handler threads
 // ---------------------------------------------------------------------------
 
+// Strict: the queues in the order given. Weighted: a fresh draw (Plackett-
+// Luce): the first queue with probability weight / total, the next among
+// the rest in the same way, and so on. The first queue of the order that
+// has a job gets the claim, so among the queues that have jobs, queue i
+// comes first with probability w_i / (sum of their weights) (the order the
+// draw gives any subset of queues is itself such a draw).
+std::size_t Worker::Impl::claim_order(Slot& s, Queue** order, std::size_t* index) const noexcept {
+  const std::size_t n = served.size();
+  if (options.weights.empty()) {
+    for (std::size_t i = 0; i < n; ++i) order[i] = served[i].queue, index[i] = i;
+    return n;
+  }
+  std::array<bool, Queue::kMaxClaimAny> taken{};
+  std::uint64_t left = 0;
+  for (const Served& q : served) left += q.weight;
+  for (std::size_t k = 0; k < n; ++k) {
+    std::uint64_t pick = splitmix64(s.rng) % left;
+    std::size_t i = 0;
+    for (; i < n; ++i) {
+      if (taken[i]) continue;
+      if (pick < served[i].weight) break;
+      pick -= served[i].weight;
+    }
+    taken[i] = true;
+    left -= served[i].weight;
+    order[k] = served[i].queue;
+    index[k] = i;
+  }
+  return n;
+}
+
+// One claim into s.job from the queue (or queues) served; s.from says which.
+ClaimStatus Worker::Impl::claim_next(Slot& s, milliseconds wait, const ClaimOptions& claim) {
+  if (served.size() == 1) {
+    s.from = &served[0];
+    return served[0].queue->claim(s.job, wait, claim);
+  }
+  std::array<Queue*, Queue::kMaxClaimAny> order{};
+  std::array<std::size_t, Queue::kMaxClaimAny> index{};
+  const std::size_t n = claim_order(s, order.data(), index.data());
+  const Queue::ClaimAnyResult r = Queue::claim_any({order.data(), n}, s.job, wait, claim);
+  if (r.status == ClaimStatus::ok) s.from = &served[index[r.index]];
+  return r.status;
+}
+
 void Worker::Impl::loop(unsigned index) {
   Slot& s = slots[index];
   // Our own stop flag: request_stop() on another Worker of this process does
   // not end our claims (it wakes them; they see our flag clear and wait on).
-  const ClaimOptions claim_options{.lease = lease, .owner = options.owner, .stop = &stop};
+  // The lease: options.lease, or (0) each queue's default_lease.
+  const ClaimOptions claim_options{.lease = options.lease, .owner = options.owner, .stop = &stop};
   for (;;) {
     if (stopping() || finished.load()) return;
     std::unique_lock claim_lock(claim_mu);  // idle threads wait here, not in claim()
@@ -71,7 +118,7 @@ void Worker::Impl::loop(unsigned index) {
         const auto idle_since = Clock::time_point(Clock::duration(last_activity.load()));
         wait = busy.load() == 0 ? ceil_ms(idle_since + options.idle_exit - Clock::now()) : options.idle_exit;
       }
-      const ClaimStatus st = queue.claim(s.job, wait, claim_options);
+      const ClaimStatus st = claim_next(s, wait, claim_options);
       if (st == ClaimStatus::ok) break;
       if (st == ClaimStatus::interrupted) return;  // stopping() is now true
       if (options.idle_exit.count() > 0 && busy.load() == 0 &&
@@ -95,7 +142,7 @@ void Worker::Impl::handle(unsigned index) {
   ++s.counts.claimed;
   if (stop_now_requested()) {
     // stop_now() came while we claimed: give the job back untouched.
-    const bool ok = queue.give_back(s.job.lease) == LeaseStatus::ok;  // untried: not an attempt
+    const bool ok = s.from->queue->give_back(s.job.lease) == LeaseStatus::ok;  // untried: not an attempt
     JobReport r;
     r.result = ok ? JobResult::abandoned : JobResult::lease_lost;
     ++(ok ? s.counts.abandoned : s.counts.lease_lost);
@@ -109,7 +156,7 @@ void Worker::Impl::handle(unsigned index) {
     s.active = true;
     s.lease = s.job.lease;
     s.deadline = s.job.deadline;
-    s.next_extend = Clock::now() + interval;
+    s.next_extend = Clock::now() + s.from->interval;
     s.lost.store(false);
     s.abandoned.store(false);
   }
@@ -144,7 +191,7 @@ void Worker::Impl::end_lease(Slot& s, const Outcome& outcome, const Lease& curre
     case Outcome::Kind::ack:
     case Outcome::Kind::skip:
     case Outcome::Kind::drop:
-      if (queue.ack(current) == LeaseStatus::ok)
+      if (s.from->queue->ack(current) == LeaseStatus::ok)
         r.result = outcome.kind() == Outcome::Kind::ack    ? JobResult::acked
                    : outcome.kind() == Outcome::Kind::skip ? JobResult::skipped
                                                            : JobResult::dropped;
@@ -159,9 +206,10 @@ void Worker::Impl::end_lease(Slot& s, const Outcome& outcome, const Lease& curre
       // The queue dead-letters a release on the last attempt (lib/ring/lease.cpp:
       // attempts >= max_attempts); attempts change only at a claim, so
       // job.attempt is what the release sees.
+      const std::uint32_t max_attempts = s.from->max_attempts;
       const bool last = max_attempts != 0 && s.job.attempt >= max_attempts;
       // The reason goes with the job if this release dead-letters it.
-      if (queue.release(current, delay, outcome.reason()) == LeaseStatus::ok) {
+      if (s.from->queue->release(current, delay, outcome.reason()) == LeaseStatus::ok) {
         r.result = last ? JobResult::dead : JobResult::retried;
         r.delay = last ? milliseconds{0} : delay;
       } else {
@@ -202,14 +250,15 @@ void Worker::Impl::tally(WorkerSummary& counts, JobResult result) noexcept {
 // without one, a line on stderr, so that a failing handler is never retried
 // in silence (issue 14 item 9). One write(2) per line, so that lines from
 // several handler threads do not interleave.
-void Worker::Impl::report_error(const Job& job, std::string_view what) const noexcept {
+void Worker::Impl::report_error(const Slot& s, std::string_view what) const noexcept {
+  const Job& job = s.job;
   if (options.hooks.on_error) {
     call_hook(options.hooks.on_error, job, what);
     return;
   }
   try {
     std::string line = "jobring worker: queue '";
-    line.append(queue.name()).append("': job ").append(std::to_string(job.id));
+    line.append(s.from->queue->name()).append("': job ").append(std::to_string(job.id));
     line.append(" (attempt ").append(std::to_string(job.attempt)).append(") failed: ");
     line.append(what.empty() ? std::string_view("an exception with no message") : what.substr(0, 1000));
     line.append(" (set WorkerOptions::hooks.on_error to report errors yourself)\n");
@@ -223,7 +272,7 @@ JobReport Worker::Impl::finish(Slot& s, Outcome outcome, bool threw, std::string
   if (threw) {
     ++s.counts.errors;
     outcome = Outcome::retry(error);  // what() is the reason kept with a dead job
-    report_error(s.job, error);
+    report_error(s, error);
   }
   Lease current;
   bool lost = false;
@@ -257,30 +306,53 @@ JobReport Worker::Impl::finish(Slot& s, Outcome outcome, bool threw, std::string
 // ---------------------------------------------------------------------------
 
 Worker::Worker(Queue& queue, Handler handler, WorkerOptions options)
-    : impl_(std::make_unique<Impl>(queue, std::move(handler), std::move(options))) {
+    : Worker(std::vector<std::reference_wrapper<Queue>>{queue}, std::move(handler), std::move(options)) {}
+
+Worker::Worker(std::vector<std::reference_wrapper<Queue>> queues, Handler handler, WorkerOptions options)
+    : impl_(std::make_unique<Impl>(queues, std::move(handler), std::move(options))) {
   Impl& w = *impl_;
   const WorkerOptions& o = w.options;
+  std::string names;
+  for (const auto& s : w.served) names += (names.empty() ? "'" : ", '") + s.queue->name() + "'";
   auto invalid = [&](const std::string& what) {
-    throw error(make_error_code(errc::invalid_argument),
-                "jobring::Worker for queue '" + queue.name() + "': " + what);
+    throw error(
+        make_error_code(errc::invalid_argument),
+        "jobring::Worker for queue" + std::string(w.served.size() == 1 ? " " : "s ") + names + ": " + what);
   };
+  if (w.served.empty() || w.served.size() > Queue::kMaxClaimAny)
+    invalid("give 1 to " + std::to_string(Queue::kMaxClaimAny) + " queues");
+  if (!o.weights.empty() && o.weights.size() != w.served.size())
+    invalid("weights: give one per queue (" + std::to_string(w.served.size()) + "), not " +
+            std::to_string(o.weights.size()));
+  for (std::size_t i = 0; i < w.served.size(); ++i) {
+    for (std::size_t j = 0; j < i; ++j)
+      if (w.served[j].queue->incarnation() == w.served[i].queue->incarnation())
+        invalid("queue '" + w.served[i].queue->name() + "' is given twice");
+    if (!o.weights.empty() && (o.weights[i] < 1 || o.weights[i] > 1000))
+      invalid("weights must be from 1 to 1000");
+  }
   if (!w.handler) invalid("no handler");
   if (o.lease.count() < 0 || o.lease > kMaxLease) invalid("lease out of range (0 or 1 ms .. 7 days)");
-  w.lease = o.lease.count() > 0 ? o.lease : queue.options().default_lease;
   if (!(o.extend_fraction > 0.0 && o.extend_fraction < 1.0)) invalid("extend_fraction must be in (0, 1)");
-  w.interval = std::max(
-      milliseconds{1},
-      milliseconds{static_cast<std::int64_t>(static_cast<double>(w.lease.count()) * o.extend_fraction)});
+  for (std::size_t i = 0; i < w.served.size(); ++i) {
+    Impl::Served& s = w.served[i];
+    s.lease = o.lease.count() > 0 ? o.lease : s.queue->options().default_lease;
+    s.interval = std::max(
+        milliseconds{1},
+        milliseconds{static_cast<std::int64_t>(static_cast<double>(s.lease.count()) * o.extend_fraction)});
+    s.max_attempts = s.queue->options().max_attempts;
+    s.weight = o.weights.empty() ? 1 : o.weights[i];
+  }
   if (o.backoff.base.count() < 0 || o.backoff.cap < o.backoff.base || o.backoff.cap > kMaxLease)
     invalid("backoff must have 0 <= base <= cap <= 7 days");
   if (o.grace.count() < 0) invalid("negative grace period");
   if (o.idle_exit.count() < 0 || o.idle_exit > kMaxLease) invalid("idle_exit out of range (0 .. 7 days)");
   if (o.threads < 1 || o.threads > 1024) invalid("threads must be from 1 to 1024");
-  w.max_attempts = queue.options().max_attempts;
   w.slots = std::make_unique<Impl::Slot[]>(o.threads);
-  std::uint64_t seed = static_cast<std::uint64_t>(::getpid()) << 32 ^
-                       static_cast<std::uint64_t>(Clock::now().time_since_epoch().count()) ^
-                       reinterpret_cast<std::uintptr_t>(this);
+  std::uint64_t seed = o.seed != 0 ? o.seed
+                                   : static_cast<std::uint64_t>(::getpid()) << 32 ^
+                                         static_cast<std::uint64_t>(Clock::now().time_since_epoch().count()) ^
+                                         reinterpret_cast<std::uintptr_t>(this);
   for (unsigned i = 0; i < o.threads; ++i) w.slots[i].rng = splitmix64(seed);
   w.heartbeat = std::thread([&w] { w.heartbeat_loop(); });
 }

@@ -34,6 +34,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -75,6 +76,15 @@ inline void call_hook(const F& hook, Args&&... args) noexcept {
 struct Worker::Impl {
   using Clock = detail::Clock;
 
+  // A queue served, with what the Worker resolved for it.
+  struct Served {
+    Queue* queue = nullptr;
+    milliseconds lease{0};     // options.lease, or the queue's default_lease
+    milliseconds interval{0};  // between extensions: lease × extend_fraction, at least 1 ms
+    std::uint32_t max_attempts = 0;
+    unsigned weight = 1;
+  };
+
   struct Slot {
     // Owned by the slot's handler thread.
     Job job;
@@ -92,16 +102,19 @@ struct Worker::Impl {
     std::atomic<bool> abandoned{false};
     // Woken when lost / abandoned is set (JobContext::sleep_for sleeps on it).
     std::atomic<std::uint32_t> event{0};
+    // The queue of the job in hand (set by the handler thread before
+    // `active`, read by the heartbeat under mu while active).
+    const Served* from = nullptr;
   };
 
-  Impl(Queue& q, Handler h, WorkerOptions o) : queue(q), handler(std::move(h)), options(std::move(o)) {}
+  Impl(const std::vector<std::reference_wrapper<Queue>>& qs, Handler h, WorkerOptions o)
+      : handler(std::move(h)), options(std::move(o)) {
+    for (Queue& q : qs) served.push_back(Served{&q});
+  }
 
-  Queue& queue;
+  std::vector<Served> served;  // in the order given (strict priority)
   const Handler handler;
   const WorkerOptions options;
-  milliseconds lease{0};     // resolved: options.lease or the queue's default
-  milliseconds interval{0};  // between extensions
-  std::uint32_t max_attempts = 0;
   std::unique_ptr<Slot[]> slots;
 
   // Heartbeat.
@@ -138,8 +151,11 @@ struct Worker::Impl {
             std::vector<unsigned>& abandoned_now);
   void call_lease_hooks(std::vector<unsigned>& lost_now, std::vector<unsigned>& abandoned_now);
   void loop(unsigned index);
+  // The queues to try for the next claim, in order (strict, or a weighted draw).
+  std::size_t claim_order(Slot& s, Queue** order, std::size_t* index) const noexcept;
+  ClaimStatus claim_next(Slot& s, milliseconds wait, const ClaimOptions& claim);
   void handle(unsigned index);
-  void report_error(const Job& job, std::string_view what) const noexcept;
+  void report_error(const Slot& s, std::string_view what) const noexcept;
   [[nodiscard]] JobReport finish(Slot& s, Outcome outcome, bool threw, std::string_view error,
                                  std::chrono::nanoseconds duration);
   void end_lease(Slot& s, const Outcome& outcome, const Lease& current, JobReport& r);

@@ -2050,6 +2050,32 @@ TEST_F(Cli, Issue19_PauseAndResume) {
   expect_usage_errors({{"pause"}, {"resume", "a", "b"}}, {"NAME", "b"});
 }
 
+// Issue 19: `work` serves several queues, strict in the order named (the
+// command sees JOBRING_QUEUE), or weighted; bad weights are usage errors.
+// Fails if the later queue were served while the first had jobs.
+TEST_F(Cli, Issue19_WorkServesSeveralQueuesInOrder) {
+  Watchdog wd(60s);
+  QueueName urgent("cli-urgent"), bulk("cli-bulk");
+  Queue u = Queue::create(urgent, {.capacity = 8});
+  Queue b = Queue::create(bulk, {.capacity = 8});
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(b.push("b"));
+    ASSERT_TRUE(u.push("u"));
+  }
+  test::TempFile out("work-queues");
+  const std::vector<std::string> work = {"work",       urgent, bulk,
+                                         "--max-jobs", "6",    "--",
+                                         "/bin/sh",    "-c",   "echo \"$JOBRING_QUEUE\" >> " + out.path()};
+  const Result r = jr(work);
+  EXPECT_RUN(work, r, 0);
+  const std::string u_line = urgent.str() + "\n", b_line = bulk.str() + "\n";
+  EXPECT_EQ(out.contents(), u_line + u_line + u_line + b_line + b_line + b_line);
+  expect_usage_errors({{"work", urgent, bulk, "--weights", "1", "--", "true"},
+                       {"work", urgent, bulk, "--weights", "1,0", "--", "true"},
+                       {"work", urgent, urgent, "--", "true"}},
+                      {"one per queue", "1 to 1000", "named twice"});
+}
+
 // requeue: dead -> ready (attempts reset) by id or --dead; prints how many; an
 // id that is not dead exits 1 naming it.
 TEST_F(Cli, RequeueDeadJobs) {
