@@ -222,6 +222,14 @@ JOBRING_API int jobring_claim_options_init(jobring_claim_options* o, size_t size
  * JOBRING_OK, JOBRING_EMPTY, JOBRING_INTERRUPTED or an error. */
 JOBRING_API int jobring_claim(jobring_queue* q, jobring_job* job, const jobring_claim_options* options);
 
+/* One job from the first of queues[0 .. count) (1 .. 64, tried in that
+ * order) that has one (jobring::Queue::claim_any); *index (if not NULL) gets
+ * which. With options->wait_ms, sleeps on all of them at once. The lease is
+ * options->lease_ms, or each queue's default_lease. As jobring_claim
+ * otherwise; ack, release or extend the job in queues[*index]. */
+JOBRING_API int jobring_claim_any(jobring_queue* const* queues, size_t count, jobring_job* job,
+                                  const jobring_claim_options* options, size_t* index);
+
 /* End or keep the job's lease. Each is JOBRING_OK, or JOBRING_LEASE_LOST
  * (the lease is not current any more: nothing changed). release: back to
  * ready after delay_ms, or dead if its attempts are used up; error (NULL or

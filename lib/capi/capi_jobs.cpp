@@ -7,6 +7,7 @@
 // first claim only), and a status is recorded as a pointer to a static text
 // (capi_internal.hpp). Only an error builds a message.
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cstdio>
 #include <cstring>
@@ -179,6 +180,38 @@ int jobring_claim_options_init(jobring_claim_options* o, size_t size) {
   std::memset(o, 0, std::min(size, sizeof *o));
   o->size = size;  // every default is 0 / NULL (JOBRING_OWNER_PROCESS)
   return done(JOBRING_OK);
+}
+
+int jobring_claim_any(jobring_queue* const* queues, size_t count, jobring_job* job,
+                      const jobring_claim_options* options, size_t* index) {
+  if (index != nullptr) *index = 0;
+  if (queues == nullptr || job == nullptr || count == 0 || count > Queue::kMaxClaimAny)
+    return capi::bad("jobring_claim_any: NULL queues or job, or a count not in 1..64");
+  if (options != nullptr && options->size < sizeof(std::size_t))
+    return capi::bad(
+        "jobring_claim_any: options->size is not set: call jobring_claim_options_init(&o, sizeof o)");
+  const jobring_claim_options o = capi::options_of(options, jobring_claim_options_init);
+  if ((o.lease_ms != 0 && !capi::valid_lease_time(o.lease_ms)) || !capi::valid_wait(o.wait_ms) ||
+      (o.owner != JOBRING_OWNER_PROCESS && o.owner != JOBRING_OWNER_DETACHED))
+    return capi::bad("jobring_claim_any: lease_ms, wait_ms or owner out of range (see jobring_claim)");
+  std::array<Queue*, Queue::kMaxClaimAny> qs{};
+  for (std::size_t i = 0; i < count; ++i) {
+    if (queues[i] == nullptr) return capi::bad("jobring_claim_any: a NULL queue");
+    qs[i] = &queues[i]->queue;
+  }
+  const ClaimOptions co{.lease = milliseconds{o.lease_ms},
+                        .owner = o.owner == JOBRING_OWNER_DETACHED ? Owner::detached : Owner::process,
+                        .stop = o.stop != nullptr ? &o.stop->flag : nullptr};
+  return capi::guarded([&] {
+    Queue::ClaimAnyResult r;
+    do {
+      r = Queue::claim_any({qs.data(), count}, job->job, capi::wait_step(o.wait_ms), co);
+    } while (r.status == ClaimStatus::empty && o.wait_ms == capi::kForeverWait);
+    if (r.status == ClaimStatus::ok && index != nullptr) *index = r.index;
+    return done(r.status == ClaimStatus::ok      ? JOBRING_OK
+                : r.status == ClaimStatus::empty ? JOBRING_EMPTY
+                                                 : JOBRING_INTERRUPTED);
+  });
 }
 
 int jobring_claim(jobring_queue* q, jobring_job* job, const jobring_claim_options* options) {

@@ -588,39 +588,8 @@ class Queue:
         detached: bool,
         stop: Optional[_Stop],
     ) -> Optional[Job]:
-        """Claims into buf; a Job, None (nothing), or raises Interrupted. A job
-        claimed but not handed out (an exception in between, such as a
-        KeyboardInterrupt) is given back untouched."""
-        L = _capi.lib()
-        h = self._h()
-        o = _capi.jobring_claim_options()
-        L.jobring_claim_options_init(byref(o), ctypes.sizeof(o))
-        o.lease_ms = lease_ms
-        o.owner = _capi.OWNER_DETACHED if detached else _capi.OWNER_PROCESS
-        o.stop = stop.ptr if stop is not None else None
-        lease_s = (lease_ms or to_ms(self._options.lease)) / 1000.0
-
-        def call(ms: int) -> int:
-            o.wait_ms = ms
-            return int(L.jobring_claim(h, buf.ptr, byref(o)))
-
-        before = buf.lease()
-        try:
-            rc = wait_in_slices(call, wait_ms, _capi.EMPTY)
-            if rc == _capi.OK:
-                return Job(self, buf, lease_s)
-        except BaseException:
-            if buf.lease() != before:  # claimed, never handed out
-                lease = _capi.jobring_lease()
-                L.jobring_job_lease(buf.ptr, byref(lease))
-                L.jobring_give_back_lease(h, byref(lease))
-            raise
-        if rc == _capi.EMPTY:
-            return None
-        if rc == _capi.INTERRUPTED:
-            raise Interrupted(f"jobring queue '{self._name}': claim interrupted")
-        raise_for(rc)
-        return None  # not reached
+        """Claims into buf; a Job, None (nothing), or raises Interrupted."""
+        return _claim_from([self], buf, lease_ms, wait_ms, detached, stop)
 
     def claim(
         self,
@@ -833,6 +802,74 @@ class Queue:
         return int(n.value)
 
 
+def _claim_from(
+    queues: List["Queue"],
+    buf: _JobBuffer,
+    lease_ms: int,
+    wait_ms: int,
+    detached: bool,
+    stop: Optional[_Stop],
+) -> Optional[Job]:
+    """Claims into buf from the first of queues that has a job (one queue:
+    jobring_claim; several: jobring_claim_any); a Job, None (nothing), or
+    raises Interrupted. A job claimed but not handed out (an exception in
+    between, such as a KeyboardInterrupt) is given back untouched."""
+    L = _capi.lib()
+    handles = [q._h() for q in queues]
+    o = _capi.jobring_claim_options()
+    L.jobring_claim_options_init(byref(o), ctypes.sizeof(o))
+    o.lease_ms = lease_ms
+    o.owner = _capi.OWNER_DETACHED if detached else _capi.OWNER_PROCESS
+    o.stop = stop.ptr if stop is not None else None
+    index = c_size_t(0)
+    array = (c_void_p * len(handles))(*handles)
+
+    def call(ms: int) -> int:
+        o.wait_ms = ms
+        if len(handles) == 1:
+            return int(L.jobring_claim(handles[0], buf.ptr, byref(o)))
+        return int(L.jobring_claim_any(array, len(handles), buf.ptr, byref(o), byref(index)))
+
+    before = buf.lease()
+    try:
+        rc = wait_in_slices(call, wait_ms, _capi.EMPTY)
+        if rc == _capi.OK:
+            q = queues[index.value]
+            return Job(q, buf, (lease_ms or to_ms(q._options.lease)) / 1000.0)
+    except BaseException:
+        if buf.lease() != before:  # claimed, never handed out
+            lease = _capi.jobring_lease()
+            L.jobring_job_lease(buf.ptr, byref(lease))
+            L.jobring_give_back_lease(handles[index.value], byref(lease))
+        raise
+    if rc == _capi.EMPTY:
+        return None
+    if rc == _capi.INTERRUPTED:
+        names = ", ".join(f"'{q.name}'" for q in queues)
+        raise Interrupted(f"jobring queue {names}: claim interrupted")
+    raise_for(rc)
+    return None  # not reached
+
+
+def claim_any(
+    queues: "List[Queue]",
+    *,
+    lease: Optional[Seconds] = None,
+    wait: Optional[Seconds] = None,
+    detached: bool = False,
+) -> Optional[Job]:
+    """One job from the first of ``queues`` (tried in the order given: put
+    the most urgent first) that has one, or None; ``job.queue`` is the queue
+    it came from (ack it there, or call ``job.ack()``). With ``wait``, sleeps
+    on all of them at once until any has a job. lease: None for each queue's
+    default. As :meth:`Queue.claim` otherwise."""
+    qs = list(queues)
+    if not 1 <= len(qs) <= 64 or not all(isinstance(q, Queue) for q in qs):
+        raise InvalidArgument(f"claim_any: 1 to 64 jobring.Queue objects, not {qs!r}")
+    lease_ms = 0 if lease is None else _lease_ms(lease)
+    return _claim_from(qs, qs[0]._buffer(), lease_ms, _wait_ms(wait), detached, None)
+
+
 # ---------------------------------------------------------------------------
 # Process-wide waits
 # ---------------------------------------------------------------------------
@@ -862,6 +899,7 @@ def library_version() -> str:
 
 __all__ = [
     "FOREVER",
+    "claim_any",
     "Job",
     "JobId",
     "JobInfo",

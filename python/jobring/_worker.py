@@ -68,12 +68,12 @@ import time
 import weakref
 from ctypes import byref
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import _capi
 from ._backoff import Backoff, Seconds, backoff_delay_ms, to_ms
 from ._errors import Error, Interrupted, InvalidArgument
-from ._queue import Job, Queue, _error_text, _JobBuffer, _Stop, describe_exception
+from ._queue import Job, Queue, _claim_from, _error_text, _JobBuffer, _Stop, describe_exception
 
 log = logging.getLogger("jobring")
 
@@ -252,8 +252,13 @@ class JobContext:
     @property
     def last_attempt(self) -> bool:
         """The queue dead-letters this job if this attempt fails (max_attempts)."""
-        m = self._worker._max_attempts
+        m = self._worker._served[self.job.queue.incarnation][2]
         return m != 0 and self.job.attempt >= m
+
+    @property
+    def queue(self) -> Queue:
+        """The queue the job came from (a Worker of several queues)."""
+        return self.job.queue
 
     @property
     def stopping(self) -> bool:
@@ -340,6 +345,14 @@ def _takes_context(handler: Callable[..., Any]) -> bool:
 class Worker:
     """Claims jobs from ``queue`` and runs ``handler`` on each until stopped.
 
+    ``queue`` may be a list of queues (1 .. 64): strict priority in that
+    order, or with ``weights`` (one per queue, 1 .. 1000) each claim picks
+    among the queues that have jobs in proportion to their weights; with
+    nothing to do it sleeps on all of them at once. ``ctx.queue`` (and
+    ``job.queue``) is the job's queue; each job is acked, released and
+    extended there, with that queue's lease and max_attempts. ``seed``
+    repeats the same random draws (weights, backoff jitter).
+
     handler(job) or handler(job, ctx) (a :class:`JobContext`): return None
     (or an :class:`Outcome`) — the job is acked; raise — it is retried with
     backoff, the exception kept as its note if it dies.
@@ -357,9 +370,11 @@ class Worker:
 
     def __init__(
         self,
-        queue: Queue,
+        queue: Union[Queue, Sequence[Queue]],
         handler: Handler,
         *,
+        weights: Optional[Sequence[int]] = None,
+        seed: Optional[int] = None,
         threads: int = 1,
         grace: Optional[Seconds] = 30.0,
         lease: Optional[Seconds] = None,
@@ -374,23 +389,48 @@ class Worker:
         on_lease_lost: Hook = None,
         on_abandon: Hook = None,
     ) -> None:
-        def invalid(what: str) -> InvalidArgument:
-            return InvalidArgument(f"jobring.Worker for queue '{queue.name}': {what}")
+        queues: List[Queue] = [queue] if isinstance(queue, Queue) else list(queue)
+        for q in queues:
+            if not isinstance(q, Queue):
+                raise TypeError(f"a jobring.Queue, or a list of them, not {type(q).__name__}")
+        names = ", ".join(f"'{q.name}'" for q in queues)
 
-        if not isinstance(queue, Queue):
-            raise TypeError(f"a jobring.Queue, not {type(queue).__name__}")
+        def invalid(what: str) -> InvalidArgument:
+            return InvalidArgument(f"jobring.Worker for queue{'s' if len(queues) > 1 else ''} {names}: {what}")
+
+        if not 1 <= len(queues) <= 64:
+            raise invalid("give 1 to 64 queues")
+        if len({q.incarnation for q in queues}) != len(queues):
+            raise invalid("a queue is given twice")
+        if weights is not None:
+            weights = list(weights)
+            if len(weights) != len(queues) or not all(isinstance(w, int) and 1 <= w <= 1000 for w in weights):
+                raise invalid("weights: one per queue, each from 1 to 1000")
         if not callable(handler):
             raise invalid("the handler is not callable")
-        self.queue = queue
+        #: The first queue (the only one, for a one-queue Worker).
+        self.queue = queues[0]
+        #: Every queue served, in the order given (strict priority without weights).
+        self.queues = queues
+        self._weights = weights
         self._handler = handler
         self._with_context = _takes_context(handler)
         lease_ms = 0 if lease is None else to_ms(lease)
         if lease_ms < 0 or lease_ms > _capi.MAX_LEASE_MS or (lease is not None and lease_ms == 0):
             raise invalid("lease out of range (more than 0, at most 7 days)")
-        self._lease_ms = lease_ms if lease_ms > 0 else to_ms(queue.options.lease)
         if not (0.0 < extend_fraction < 1.0):
             raise invalid("extend_fraction must be in (0, 1)")
-        self._interval = max(1, int(self._lease_ms * extend_fraction)) / 1000.0
+        # Per queue (by incarnation): the lease (lease=, or its default), the
+        # interval between extensions, and its max_attempts.
+        self._claim_lease_ms = lease_ms  # 0: each queue's default
+        self._served: Dict[int, Tuple[int, float, int]] = {}
+        for q in queues:
+            q_lease = lease_ms if lease_ms > 0 else to_ms(q.options.lease)
+            self._served[q.incarnation] = (
+                q_lease,
+                max(1, int(q_lease * extend_fraction)) / 1000.0,
+                q.options.max_attempts,
+            )
         if not isinstance(backoff, Backoff):
             raise invalid("backoff must be a jobring.Backoff")
         self._backoff = backoff
@@ -422,9 +462,8 @@ class Worker:
             "on_lease_lost": on_lease_lost,
             "on_abandon": on_abandon,
         }
-        self._max_attempts = queue.options.max_attempts
-        seed = random.SystemRandom()
-        self._slots = [_Slot(seed.getrandbits(64)) for _ in range(threads)]
+        seeds = random.Random(seed) if seed else random.SystemRandom()
+        self._slots = [_Slot(seeds.getrandbits(64)) for _ in range(threads)]
 
         # Heartbeat: _mu guards the slots' leases; _hooks_done is signalled
         # when a slot's hook_pending turns false; the pipe wakes the
@@ -515,8 +554,9 @@ class Worker:
         if not s.active or s.lost or s.abandoned:
             return False
         L = _capi.lib()
-        h = self.queue._h()
         assert s.job is not None
+        h = s.job.queue._h()
+        lease_ms, interval, _ = self._served[s.job.queue.incarnation]
         if release_all:
             # Back to ready at once: another worker can take it. release, not
             # give_back: the attempt counts (a job that hangs its handler is
@@ -530,15 +570,15 @@ class Worker:
             s.hook_pending = True
             return False
         if t >= s.next_extend:
-            rc = L.jobring_extend_lease(h, byref(s.job._lease), self._lease_ms)  # updates the token
+            rc = L.jobring_extend_lease(h, byref(s.job._lease), lease_ms)  # updates the token
             if rc != _capi.OK:
                 s.lost = True
                 s.hook_pending = True
                 lost_now.append(s)
                 return False
-            s.deadline = t + self._lease_ms / 1000.0
+            s.deadline = t + lease_ms / 1000.0
             s.job.deadline = s.deadline
-            s.next_extend = t + self._interval
+            s.next_extend = t + interval
         return True
 
     def _call_lease_hooks(self, lost_now: List[_Slot], abandoned_now: List[_Slot]) -> None:
@@ -623,7 +663,9 @@ class Worker:
                         else:
                             wait_ms = int(self._idle_exit * 1000)
                     try:
-                        job = self.queue._claim_into(s.buf, self._lease_ms, wait_ms, self._detached, self._stop_flag)
+                        job = _claim_from(
+                            self._claim_order(s), s.buf, self._claim_lease_ms, wait_ms, self._detached, self._stop_flag
+                        )
                     except Interrupted:
                         # Our stop flag, or interrupt_waits() in this process: stopping() is now true.
                         if not self._stop:
@@ -650,6 +692,21 @@ class Worker:
                 with self._busy_mu:
                     self._busy -= 1
 
+    def _claim_order(self, s: _Slot) -> List[Queue]:
+        """The queues to try, in order: as given (strict), or a weighted draw
+        (each next queue with probability weight / weights left), so that
+        among the queues with jobs each gets claims in proportion to its
+        weight (as the C++ Worker)."""
+        if self._weights is None or len(self.queues) == 1:
+            return self.queues
+        left = list(range(len(self.queues)))
+        order: List[Queue] = []
+        while left:
+            pick = s.rng.choices(left, weights=[self._weights[i] for i in left])[0]
+            left.remove(pick)
+            order.append(self.queues[pick])
+        return order
+
     def _handle(self, index: int, job: Job) -> None:
         s = self._slots[index]
         s.counts.claimed += 1
@@ -657,7 +714,7 @@ class Worker:
         if self._stop_now_requested():
             # stop_now() came while we claimed: give the job back untouched.
             L = _capi.lib()
-            ok = L.jobring_give_back_lease(self.queue._h(), byref(job._lease)) == _capi.OK
+            ok = L.jobring_give_back_lease(job.queue._h(), byref(job._lease)) == _capi.OK
             r = JobReport(result=ABANDONED if ok else LEASE_LOST)
             s.counts._tally(r.result)
             _call_hook(self._hooks["on_claim"], job)
@@ -668,7 +725,7 @@ class Worker:
             s.job = job
             s.active = True
             s.deadline = job.deadline
-            s.next_extend = time.monotonic() + self._interval
+            s.next_extend = time.monotonic() + self._served[job.queue.incarnation][1]
             s.lost = False
             s.abandoned = False
         self._wake()  # the heartbeat recomputes its sleep
@@ -702,8 +759,8 @@ class Worker:
     def _end_lease(self, s: _Slot, outcome: Outcome, r: JobReport) -> None:
         """The handler's outcome, carried out on the job's current lease."""
         L = _capi.lib()
-        h = self.queue._h()
         assert s.job is not None
+        h = s.job.queue._h()
         lease = s.job._lease
         if outcome.kind in (Outcome.ACK, Outcome.SKIP, Outcome.DROP):
             if L.jobring_ack_lease(h, byref(lease)) == _capi.OK:
@@ -717,7 +774,8 @@ class Worker:
             delay_ms = min(max(to_ms(outcome.delay), 0), _capi.MAX_LEASE_MS)
         # The queue dead-letters a release on the last attempt (attempts >=
         # max_attempts); attempts change only at a claim.
-        last = self._max_attempts != 0 and s.job.attempt >= self._max_attempts
+        max_attempts = self._served[s.job.queue.incarnation][2]
+        last = max_attempts != 0 and s.job.attempt >= max_attempts
         if L.jobring_release_lease(h, byref(lease), delay_ms, _error_text(outcome.reason)) == _capi.OK:
             r.result = DEAD if last else RETRIED
             r.delay = 0.0 if last else delay_ms / 1000.0
@@ -733,7 +791,7 @@ class Worker:
         # traceback if logging is not configured).
         log.error(
             "jobring worker: queue '%s': job %d (attempt %d) failed: %s (pass on_error= to report errors yourself)",
-            self.queue.name,
+            job.queue.name,
             job.id,
             job.attempt,
             describe_exception(exc),
@@ -766,7 +824,7 @@ class Worker:
         elif interrupted:
             # Interrupted on this thread: back at once, the attempt counted
             # (as an abandoned job), with the reason.
-            rc = _capi.lib().jobring_release_lease(self.queue._h(), byref(s.job._lease), 0, _error_text(outcome.reason))
+            rc = _capi.lib().jobring_release_lease(s.job.queue._h(), byref(s.job._lease), 0, _error_text(outcome.reason))
             r.result = ABANDONED if rc == _capi.OK else LEASE_LOST
         else:
             self._end_lease(s, outcome, r)

@@ -270,6 +270,22 @@ def test_pause_and_resume(make_queue) -> None:
     assert job is not None and job.text == "a"
 
 
+def test_claim_any_takes_the_first_queue_with_a_job(make_queue) -> None:
+    urgent, bulk = make_queue(), make_queue()
+    assert jobring.claim_any([urgent, bulk]) is None
+    bulk.push("b")
+    urgent.push("u")
+    job = jobring.claim_any([urgent, bulk], wait=1.0)
+    assert job is not None and job.queue is urgent and job.text == "u"
+    job.ack()
+    job = jobring.claim_any([urgent, bulk])
+    assert job is not None and job.queue is bulk
+    job.ack()
+    assert jobring.claim_any([urgent, bulk], wait=0.05) is None
+    with pytest.raises(jobring.InvalidArgument):
+        jobring.claim_any([])
+
+
 def test_release_with_delay(make_queue) -> None:
     q = make_queue()
     q.push("retry me")

@@ -351,3 +351,40 @@ def test_a_failing_hook_is_ignored(make_queue) -> None:
 
     s = jobring.Worker(q, lambda job: None, max_jobs=1, on_claim=bad_hook, on_done=bad_hook).run()
     assert s.acked == 1
+
+
+# --- several queues (issue 19) ------------------------------------------------
+def test_several_queues_strict_order_and_each_job_ends_in_its_queue(make_queue) -> None:
+    urgent, bulk = make_queue(capacity=16), make_queue(capacity=16, max_attempts=1)
+    for i in range(3):
+        bulk.push(f"b{i}")
+        urgent.push(f"u{i}")
+    seen: List[str] = []
+
+    def handler(job: jobring.Job, ctx: jobring.JobContext) -> Outcome:
+        assert ctx.queue is job.queue
+        seen.append(job.text[0])
+        return Outcome.ack() if job.queue is urgent else Outcome.retry("no")
+
+    s = jobring.Worker([urgent, bulk], handler, max_jobs=6).run()
+    assert "".join(seen) == "uuubbb"
+    assert s.acked == 3 and s.dead == 3
+    assert bulk.stats()["dead"] == 3 and urgent.stats()["dead"] == 0
+
+
+def test_several_queues_weighted_split(make_queue) -> None:
+    a, b = make_queue(capacity=512), make_queue(capacity=512)
+    for i in range(400):
+        a.push("a")
+        b.push("b")
+    counts = {"a": 0, "b": 0}
+
+    def handler(job: jobring.Job) -> None:
+        counts[job.text] += 1
+
+    jobring.Worker([a, b], handler, weights=[3, 1], max_jobs=400, seed=99).run()
+    assert 240 <= counts["a"] <= 360 and counts["b"] >= 40  # expected 300 / 100
+    with pytest.raises(jobring.InvalidArgument):
+        jobring.Worker([a, b], handler, weights=[1])
+    with pytest.raises(jobring.InvalidArgument):
+        jobring.Worker([a, a], handler)

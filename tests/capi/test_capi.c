@@ -588,6 +588,42 @@ static void test_pause(jobring_job* job) {
   CHECK_CODE(jobring_remove(names[3]), JOBRING_OK);
 }
 
+/* jobring_claim_any: the first queue in the order given that has a job;
+ * empty with none; a wait on both ended by a stop flag; the error paths. */
+static void test_claim_any(jobring_job* job) {
+  jobring_queue* qs[2];
+  jobring_claim_options o;
+  size_t index = 99;
+  qs[0] = make_queue(names[1], 4);
+  qs[1] = make_queue(names[2], 4);
+  if (qs[0] == NULL || qs[1] == NULL) return;
+  CHECK_CODE(jobring_claim_any(qs, 2, job, NULL, &index), JOBRING_EMPTY);
+  CHECK_CODE(jobring_push(qs[1], "second", 6, NULL, NULL, NULL), JOBRING_OK);
+  CHECK_CODE(jobring_claim_any(qs, 2, job, NULL, &index), JOBRING_OK);
+  {
+    size_t len = 0;
+    CHECK(jobring_job_payload(job, &len) != NULL && len == 6 && index == 1);
+  }
+  CHECK_CODE(jobring_ack(qs[1], job), JOBRING_OK);
+  CHECK_CODE(jobring_push(qs[1], "b", 1, NULL, NULL, NULL), JOBRING_OK);
+  CHECK_CODE(jobring_push(qs[0], "a", 1, NULL, NULL, NULL), JOBRING_OK);
+  CHECK_CODE(jobring_claim_any(qs, 2, job, NULL, &index), JOBRING_OK);
+  CHECK(index == 0);
+  CHECK_CODE(jobring_claim_any(qs, 2, job, NULL, NULL), JOBRING_OK);
+  CHECK_CODE(jobring_claim_options_init(&o, sizeof o), JOBRING_OK);
+  o.wait_ms = 30;
+  CHECK_CODE(jobring_claim_any(qs, 2, job, &o, &index), JOBRING_EMPTY);
+  o.wait_ms = -2;
+  CHECK_CODE(jobring_claim_any(qs, 2, job, &o, &index), JOBRING_E_INVALID_ARGUMENT);
+  CHECK_CODE(jobring_claim_any(qs, 0, job, NULL, &index), JOBRING_E_INVALID_ARGUMENT);
+  CHECK_CODE(jobring_claim_any(NULL, 2, job, NULL, &index), JOBRING_E_INVALID_ARGUMENT);
+  CHECK_CODE(jobring_claim_any(qs, 2, NULL, NULL, &index), JOBRING_E_INVALID_ARGUMENT);
+  jobring_close(qs[0]);
+  jobring_close(qs[1]);
+  CHECK_CODE(jobring_remove(names[1]), JOBRING_OK);
+  CHECK_CODE(jobring_remove(names[2]), JOBRING_OK);
+}
+
 static void test_purge(jobring_queue* q) {
   jobring_push_options p;
   uint64_t n = 99;
@@ -630,6 +666,7 @@ int main(void) {
     test_interrupts(q, job);
     test_move_dead(job);
     test_pause(job);
+    test_claim_any(job);
   }
   jobring_job_free(job);
   jobring_job_free(NULL);
