@@ -996,7 +996,7 @@ TEST_F(Cli, Item9_UnknownCommandSuggestsTheNearOnes) {
   struct Row {
     std::string typed, suggestion;
   };
-  const std::vector<Row> rows = {{"pusj", "did you mean 'push'?"},
+  const std::vector<Row> rows = {{"pusj", "did you mean 'push'"},  // (or 'pause')
                                  {"stta", "did you mean 'stat'?"},
                                  {"pur", "did you mean 'purge' or 'push'?"},
                                  {"requeu", "did you mean 'requeue'?"},
