@@ -85,9 +85,12 @@ bool apply(const po::variables_map& vm, Config& c, int exit_code, const std::str
         return fail("bad dead-letter '" + pair +
                     "': write SRC=DST, two different queue names, e.g. "
                     "orders=orders.dead");
-      if (!c.dead_letter.emplace(src, dst).second)
-        return fail("dead-letter '" + pair + "': queue '" + src + "' already has a dead-letter queue ('" +
-                    c.dead_letter[src] + "'); give one per queue");
+      if (!c.dead_letter.emplace(src, dst).second) {
+        std::string why = "dead-letter '";
+        why.append(pair).append("': queue '").append(src).append("' already has a dead-letter queue ('");
+        why.append(c.dead_letter[src]).append("'); give one per queue");
+        return fail(why);
+      }
     }
     // A cycle (a=b, b=a) would move the same dead jobs round for ever.
     for (const auto& [src, dst] : c.dead_letter) {

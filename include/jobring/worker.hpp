@@ -263,7 +263,8 @@ class Worker {
   // JobContext::queue() tells the handler where a job came from; each job is
   // acked, released and extended in its own queue, with its queue's
   // default_lease and max_attempts.
-  Worker(std::vector<std::reference_wrapper<Queue>> queues, Handler handler, WorkerOptions options = {});
+  Worker(const std::vector<std::reference_wrapper<Queue>>& queues, Handler handler,
+         WorkerOptions options = {});
   // Stops and joins the heartbeat. Do not destroy a Worker while run() runs.
   ~Worker();
   Worker(const Worker&) = delete;

@@ -308,7 +308,8 @@ JobReport Worker::Impl::finish(Slot& s, Outcome outcome, bool threw, std::string
 Worker::Worker(Queue& queue, Handler handler, WorkerOptions options)
     : Worker(std::vector<std::reference_wrapper<Queue>>{queue}, std::move(handler), std::move(options)) {}
 
-Worker::Worker(std::vector<std::reference_wrapper<Queue>> queues, Handler handler, WorkerOptions options)
+Worker::Worker(const std::vector<std::reference_wrapper<Queue>>& queues, Handler handler,
+               WorkerOptions options)
     : impl_(std::make_unique<Impl>(queues, std::move(handler), std::move(options))) {
   Impl& w = *impl_;
   const WorkerOptions& o = w.options;
