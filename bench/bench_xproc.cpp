@@ -35,7 +35,6 @@
 //                              0 (default): the scheduler places them.
 // Children die with the benchmark (PR_SET_PDEATHSIG).
 #include <benchmark/benchmark.h>
-#include <sched.h>
 #include <unistd.h>
 
 #include <array>
@@ -47,6 +46,7 @@
 
 #include "jobring/queue.hpp"
 #include "peers.hpp"
+#include "pin.hpp"
 #include "procs.hpp"
 
 namespace {
@@ -115,26 +115,6 @@ std::uint64_t share_of(const Setup& s, int producer) {
 
 boost::posix_time::ptime in_ms(int ms) {
   return boost::posix_time::microsec_clock::universal_time() + boost::posix_time::milliseconds(ms);
-}
-
-// The CPUs this process may run on, in order (empty if unknown).
-std::vector<int> allowed_cpus() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  std::vector<int> out;
-  if (::sched_getaffinity(0, sizeof set, &set) != 0) return out;
-  for (int c = 0; c < CPU_SETSIZE; ++c)
-    if (CPU_ISSET(c, &set)) out.push_back(c);
-  return out;
-}
-
-// Pins the calling process to `cpu`; -1: leaves it where it is.
-bool pin_to(int cpu) {
-  if (cpu < 0) return true;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  return ::sched_setaffinity(0, sizeof set, &set) == 0;
 }
 
 int run_producer(const Setup& s, int index) {
@@ -295,7 +275,7 @@ void BM_Xproc(benchmark::State& state, System system, int producers, int workers
   const auto jobs = static_cast<std::uint64_t>(bench::env_long("JOBRING_BENCH_XPROC_JOBS", 400000));
   const long limit_s = bench::env_long("JOBRING_BENCH_XPROC_LIMIT_S", 60);
   const bool pin = bench::env_long("JOBRING_BENCH_XPROC_PIN", 0) != 0;
-  const std::vector<int> cpus = pin ? allowed_cpus() : std::vector<int>{};
+  const std::vector<int> cpus = pin ? bench::allowed_cpus() : std::vector<int>{};
   if (pin && cpus.empty()) {
     state.SkipWithError("JOBRING_BENCH_XPROC_PIN=1 but sched_getaffinity failed");
     return;
@@ -338,9 +318,9 @@ void BM_Xproc(benchmark::State& state, System system, int producers, int workers
     // an error rather than as a pinned figure that was not pinned.
     for (int w = 0; w < workers; ++w)
       group.spawn(
-          [&setup, w, cpu = cpu_of(producers + w)] { return pin_to(cpu) ? run_worker(setup, w) : 4; });
+          [&setup, w, cpu = cpu_of(producers + w)] { return bench::pin_to(cpu) ? run_worker(setup, w) : 4; });
     for (int p = 0; p < producers; ++p)
-      group.spawn([&setup, p, cpu = cpu_of(p)] { return pin_to(cpu) ? run_producer(setup, p) : 4; });
+      group.spawn([&setup, p, cpu = cpu_of(p)] { return bench::pin_to(cpu) ? run_producer(setup, p) : 4; });
 
     const std::int64_t give_up = bench::mono_ns() + limit_s * 1'000'000'000;
     bool ok = true;
