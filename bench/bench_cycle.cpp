@@ -17,7 +17,15 @@
 // to do — try_claim on an empty 1024-slot queue (jobring: the empty-ring memo
 // answers after the first two polls), a pop from the empty ring, and Boost's
 // try_receive.
+//
+// BM_Clock/*: the clock reads the hot path pays for — jobring's now_ms()
+// (CLOCK_MONOTONIC in ms, lib/common/clock.hpp; a push reads it once, a
+// claim pass once), the raw clock_gettime(CLOCK_MONOTONIC) under it, and
+// CLOCK_MONOTONIC_COARSE for comparison (not used: it lags under tickless
+// idle). Their cost depends on the clocksource (tsc: in the vDSO; kvm-clock:
+// slower; a clocksource without a vDSO path: a system call).
 #include <benchmark/benchmark.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <array>
@@ -25,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include "common/clock.hpp"
 #include "jobring/queue.hpp"
 #include "peers.hpp"
 
@@ -172,6 +181,20 @@ void BM_EmptyPoll_boost_mq(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
+void BM_Clock_now_ms(benchmark::State& state) {
+  for (auto _ : state) benchmark::DoNotOptimize(jobring::detail::now_ms());
+  state.SetItemsProcessed(state.iterations());
+}
+
+void BM_Clock_monotonic(benchmark::State& state, clockid_t clock) {
+  timespec ts{};
+  for (auto _ : state) {
+    ::clock_gettime(clock, &ts);
+    benchmark::DoNotOptimize(ts);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
 void sizes(benchmark::internal::Benchmark* b) {
   for (const long s : {8, 64, 256, 1024}) b->Arg(s);
   b->ArgName("bytes")->Unit(benchmark::kNanosecond);
@@ -184,6 +207,13 @@ BENCHMARK(BM_Cycle_boost_mq)->Apply(sizes);
 BENCHMARK(BM_EmptyPoll_jobring)->Unit(benchmark::kNanosecond);
 BENCHMARK(BM_EmptyPoll_ring)->Unit(benchmark::kNanosecond);
 BENCHMARK(BM_EmptyPoll_boost_mq)->Unit(benchmark::kNanosecond);
+BENCHMARK(BM_Clock_now_ms)->Name("BM_Clock/now_ms")->Unit(benchmark::kNanosecond);
+BENCHMARK_CAPTURE(BM_Clock_monotonic, monotonic, CLOCK_MONOTONIC)
+    ->Name("BM_Clock/monotonic")
+    ->Unit(benchmark::kNanosecond);
+BENCHMARK_CAPTURE(BM_Clock_monotonic, monotonic_coarse, CLOCK_MONOTONIC_COARSE)
+    ->Name("BM_Clock/monotonic_coarse")
+    ->Unit(benchmark::kNanosecond);
 
 }  // namespace
 

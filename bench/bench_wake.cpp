@@ -30,6 +30,12 @@
 // both settles and is not the figure to read.
 //
 // Sizing: JOBRING_BENCH_ROUND_TRIPS (default 20000) round trips per benchmark.
+// Pinning (pin.hpp), the same for every system: JOBRING_BENCH_WAKE_PIN=1
+// runs the benchmark process on the first CPU it may use and the child on
+// the second (every hop wakes a sleeper on another CPU); 2 runs both on the
+// first (every hop a hand-off on one CPU); 0 (default): the scheduler places
+// them, and on 2 vCPUs picks one or the other from run to run. Counter
+// `pinned` (the variable's value).
 #include <benchmark/benchmark.h>
 #include <linux/futex.h>
 #include <sys/mman.h>
@@ -55,6 +61,7 @@
 
 #include "jobring/queue.hpp"
 #include "peers.hpp"
+#include "pin.hpp"
 
 namespace {
 
@@ -159,6 +166,8 @@ void report(benchmark::State& state, const char* what, std::vector<std::int64_t>
   state.counters["p99_us"] = p99;
   state.counters["p999_us"] = p999;
   state.counters["max_us"] = max;
+  const char* pin = std::getenv("JOBRING_BENCH_WAKE_PIN");
+  state.counters["pinned"] = pin != nullptr ? static_cast<double>(std::atol(pin)) : 0;
   std::fprintf(stderr,
                "%-34s hops=%zu  median=%.2f us  p90=%.2f us  p99=%.2f us  p99.9=%.2f us  max=%.1f us\n", what,
                ns.size(), p50, p90, p99, p999, max);
@@ -215,10 +224,19 @@ void BM_JobringWake(benchmark::State& state) {
     state.SkipWithError("mmap failed");
     return;
   }
+  const bench::PinPair pin("JOBRING_BENCH_WAKE_PIN");
+  if (pin.failed()) {
+    unmap_shared(sh);
+    jobring::Queue::remove(a_name);
+    jobring::Queue::remove(b_name);
+    state.SkipWithError("JOBRING_BENCH_WAKE_PIN set but the CPUs cannot be pinned");
+    return;
+  }
   std::fflush(nullptr);
   const pid_t child = ::fork();
   if (child == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (!pin.child()) ::_exit(6);
     ::_exit(jobring_child(a_name, b_name, *sh, settle_us));
   }
 
@@ -293,10 +311,17 @@ void BM_BoostMqWake(benchmark::State& state) {
     state.SkipWithError("mmap failed");
     return;
   }
+  const bench::PinPair pin("JOBRING_BENCH_WAKE_PIN");
+  if (pin.failed()) {
+    unmap_shared(sh);
+    state.SkipWithError("JOBRING_BENCH_WAKE_PIN set but the CPUs cannot be pinned");
+    return;
+  }
   std::fflush(nullptr);
   const pid_t child = ::fork();
   if (child == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (!pin.child()) ::_exit(6);
     int rc = 5;
     try {
       rc = boost_child(a, b, *sh, settle_us);
@@ -354,10 +379,17 @@ void BM_FutexWake(benchmark::State& state) {
     state.SkipWithError("mmap failed");
     return;
   }
+  const bench::PinPair pin("JOBRING_BENCH_WAKE_PIN");
+  if (pin.failed()) {
+    unmap_shared(sh);
+    state.SkipWithError("JOBRING_BENCH_WAKE_PIN set but the CPUs cannot be pinned");
+    return;
+  }
   std::fflush(nullptr);
   const pid_t child = ::fork();
   if (child == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (!pin.child()) ::_exit(6);
     ::_exit(futex_child(*sh, settle_us));
   }
 

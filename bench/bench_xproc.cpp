@@ -23,6 +23,16 @@
 //   JOBRING_BENCH_XPROC_JOBS   N per run (default 400000)
 //   JOBRING_BENCH_XPROC_PW     P x W list, e.g. "1x1,1x2,2x1,2x2,8x8" (default that without 8x8)
 //   JOBRING_BENCH_XPROC_LIMIT_S  seconds before a run is killed (default 60)
+//   JOBRING_BENCH_XPROC_PIN    1: pin each child to one CPU (sched_setaffinity),
+//                              round-robin over the CPUs this process may use,
+//                              producers first: producer p on cpus[p % n],
+//                              worker w on cpus[(P + w) % n]. So 1x1 on two
+//                              CPUs is producer on the first, worker on the
+//                              second: the same placement for every system,
+//                              instead of the scheduler deciding per run
+//                              whether the two share a core. The parent (it
+//                              sleeps 200 µs at a time) is not pinned.
+//                              0 (default): the scheduler places them.
 // Children die with the benchmark (PR_SET_PDEATHSIG).
 #include <benchmark/benchmark.h>
 #include <unistd.h>
@@ -36,6 +46,7 @@
 
 #include "jobring/queue.hpp"
 #include "peers.hpp"
+#include "pin.hpp"
 #include "procs.hpp"
 
 namespace {
@@ -263,6 +274,14 @@ int run_worker(const Setup& s, int index) {
 void BM_Xproc(benchmark::State& state, System system, int producers, int workers) {
   const auto jobs = static_cast<std::uint64_t>(bench::env_long("JOBRING_BENCH_XPROC_JOBS", 400000));
   const long limit_s = bench::env_long("JOBRING_BENCH_XPROC_LIMIT_S", 60);
+  const bool pin = bench::env_long("JOBRING_BENCH_XPROC_PIN", 0) != 0;
+  const std::vector<int> cpus = pin ? bench::allowed_cpus() : std::vector<int>{};
+  if (pin && cpus.empty()) {
+    state.SkipWithError("JOBRING_BENCH_XPROC_PIN=1 but sched_getaffinity failed");
+    return;
+  }
+  // The CPU of the k-th child (producers first), or -1 when not pinning.
+  auto cpu_of = [&](int k) { return pin ? cpus[static_cast<std::size_t>(k) % cpus.size()] : -1; };
   if (producers + workers > kMaxProcs) {
     state.SkipWithError("too many processes");
     return;
@@ -295,8 +314,13 @@ void BM_Xproc(benchmark::State& state, System system, int producers, int workers
     const Setup setup{system, producers, workers, jobs, name, ring.get(), mq.get(), &*control};
 
     bench::ProcessGroup group;
-    for (int w = 0; w < workers; ++w) group.spawn([&setup, w] { return run_worker(setup, w); });
-    for (int p = 0; p < producers; ++p) group.spawn([&setup, p] { return run_producer(setup, p); });
+    // A child that cannot be pinned fails (exit 4): the run is reported as
+    // an error rather than as a pinned figure that was not pinned.
+    for (int w = 0; w < workers; ++w)
+      group.spawn(
+          [&setup, w, cpu = cpu_of(producers + w)] { return bench::pin_to(cpu) ? run_worker(setup, w) : 4; });
+    for (int p = 0; p < producers; ++p)
+      group.spawn([&setup, p, cpu = cpu_of(p)] { return bench::pin_to(cpu) ? run_producer(setup, p) : 4; });
 
     const std::int64_t give_up = bench::mono_ns() + limit_s * 1'000'000'000;
     bool ok = true;
@@ -346,6 +370,7 @@ void BM_Xproc(benchmark::State& state, System system, int producers, int workers
     state.counters["producers"] = producers;
     state.counters["workers"] = workers;
     state.counters["jobs"] = static_cast<double>(jobs);
+    state.counters["pinned"] = pin ? 1 : 0;
   }
 }
 

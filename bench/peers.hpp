@@ -91,6 +91,9 @@ class ShmRing {
   }
 
   [[nodiscard]] std::size_t bytes() const noexcept { return bytes_; }
+  // The whole mapping (header, cells), for bench_instructions' count of the
+  // cache lines each step writes.
+  [[nodiscard]] const std::byte* data() const noexcept { return base_; }
   [[nodiscard]] std::uint32_t capacity() const noexcept { return capacity_; }
   [[nodiscard]] std::uint32_t max_payload() const noexcept { return max_payload_; }
 
