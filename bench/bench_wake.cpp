@@ -190,13 +190,33 @@ Message message_of(const jobring::Job& job) {
   return m;
 }
 
-int jobring_child(const std::string& a_name, const std::string& b_name, Shared& sh, std::int64_t settle_us) {
+// A blocking claim from `q`, or (with `idle` queues) from the first of the
+// idle ones and then q, sleeping on all of them at once (Queue::claim_any,
+// issue 19): the wake-up of a worker of several queues.
+jobring::ClaimStatus claim_from(jobring::Queue& q, std::vector<jobring::Queue>& idle, jobring::Job& job) {
+  if (idle.empty()) return q.claim(job, 30s);
+  std::vector<jobring::Queue*> all;
+  for (auto& i : idle) all.push_back(&i);
+  all.push_back(&q);
+  return jobring::Queue::claim_any(all, job, 30s).status;
+}
+
+// `extra` empty queues named base.x0, base.x1, ... (made by the parent).
+std::vector<jobring::Queue> open_idle(const std::string& base, std::int64_t extra) {
+  std::vector<jobring::Queue> out;
+  for (std::int64_t i = 0; i < extra; ++i)
+    out.push_back(jobring::Queue::open(base + ".x" + std::to_string(i)));
+  return out;
+}
+
+int jobring_child(const std::string& a_name, const std::string& b_name, Shared& sh, std::int64_t settle_us,
+                  std::vector<jobring::Queue>& idle) {
   auto a = jobring::Queue::open(a_name);
   auto b = jobring::Queue::open(b_name);
   jobring::Job job;
   for (std::uint64_t hop = 1;; ++hop) {
     sh.child_armed.store(hop, std::memory_order_release);
-    if (a.claim(job, 30s) != jobring::ClaimStatus::ok) return 2;
+    if (claim_from(a, idle, job) != jobring::ClaimStatus::ok) return 2;
     const std::int64_t received = mono_ns();
     const Message in = message_of(job);
     if (a.ack(job.lease) != jobring::LeaseStatus::ok) return 3;
@@ -210,6 +230,8 @@ int jobring_child(const std::string& a_name, const std::string& b_name, Shared& 
 
 void BM_JobringWake(benchmark::State& state) {
   const std::int64_t settle_us = state.range(0);
+  // Idle queues each side also sleeps on (claim_any over extra + 1 queues).
+  const std::int64_t extra = state.range(1);
   const std::string base = "bench.wake." + std::to_string(::getpid());
   const std::string a_name = base + ".a", b_name = base + ".b";
   jobring::Options o;
@@ -219,6 +241,14 @@ void BM_JobringWake(benchmark::State& state) {
   jobring::Queue::remove(b_name);
   auto a = jobring::Queue::create(a_name, o);
   auto b = jobring::Queue::create(b_name, o);
+  std::vector<jobring::Queue> idle;
+  for (std::int64_t i = 0; i < extra; ++i) {
+    jobring::Queue::remove(base + ".x" + std::to_string(i));
+    idle.push_back(jobring::Queue::create(base + ".x" + std::to_string(i), o));
+  }
+  auto remove_idle = [&] {
+    for (std::int64_t i = 0; i < extra; ++i) jobring::Queue::remove(base + ".x" + std::to_string(i));
+  };
   Shared* sh = map_shared();
   if (sh == nullptr) {
     state.SkipWithError("mmap failed");
@@ -229,6 +259,7 @@ void BM_JobringWake(benchmark::State& state) {
     unmap_shared(sh);
     jobring::Queue::remove(a_name);
     jobring::Queue::remove(b_name);
+    remove_idle();
     state.SkipWithError("JOBRING_BENCH_WAKE_PIN set but the CPUs cannot be pinned");
     return;
   }
@@ -237,7 +268,8 @@ void BM_JobringWake(benchmark::State& state) {
   if (child == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (!pin.child()) ::_exit(6);
-    ::_exit(jobring_child(a_name, b_name, *sh, settle_us));
+    std::vector<jobring::Queue> child_idle = open_idle(base, extra);
+    ::_exit(jobring_child(a_name, b_name, *sh, settle_us, child_idle));
   }
 
   std::vector<std::int64_t> samples;
@@ -255,7 +287,7 @@ void BM_JobringWake(benchmark::State& state) {
       break;
     }
     sh->parent_armed.store(hop, std::memory_order_release);
-    if (b.claim(job, 30s) != jobring::ClaimStatus::ok) {
+    if (claim_from(b, idle, job) != jobring::ClaimStatus::ok) {
       failed = true;
       break;
     }
@@ -274,11 +306,15 @@ void BM_JobringWake(benchmark::State& state) {
   unmap_shared(sh);
   jobring::Queue::remove(a_name);
   jobring::Queue::remove(b_name);
+  remove_idle();
   if (failed) {
     state.SkipWithError("the ping-pong child stopped answering");
     return;
   }
-  const std::string what = "jobring claim woken by push, settle " + std::to_string(settle_us) + "us";
+  const std::string what =
+      std::string(extra == 0 ? "jobring claim"
+                             : "jobring claim_any over " + std::to_string(extra + 1) + " queues") +
+      " woken by push, settle " + std::to_string(settle_us) + "us";
   report(state, what.c_str(), samples);
 }
 
@@ -424,9 +460,10 @@ int main(int argc, char** argv) {
   const char* env = std::getenv("JOBRING_BENCH_ROUND_TRIPS");
   const long round_trips = env != nullptr && std::atol(env) > 0 ? std::atol(env) : 20000;
   for (const std::int64_t settle_us : {20, 0}) {
+    // 0 idle queues: claim(); 2: claim_any over three queues (issue 19).
     benchmark::RegisterBenchmark("BM_JobringWake", BM_JobringWake)
-        ->Arg(settle_us)
-        ->ArgName("settle_us")
+        ->ArgsProduct({{settle_us}, {0, 2}})
+        ->ArgNames({"settle_us", "idle_queues"})
         ->Iterations(round_trips)
         ->UseRealTime()
         ->Unit(benchmark::kMicrosecond);
