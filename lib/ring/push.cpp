@@ -39,7 +39,7 @@ JOBRING_INLINE std::error_code check_push(std::uint32_t max_payload,
       return "key of " + std::to_string(o.key.size()) + " bytes, the limit is " +
              std::to_string(kMaxKeyLength);
     });
-  if (o.key.starts_with(detail::kMoveKeyPrefix)) [[unlikely]]
+  if (!o.key.empty() && o.key.starts_with(detail::kMoveKeyPrefix)) [[unlikely]]
     return bad(errc::invalid_argument, [] {
       return "keys starting with \"" + std::string(detail::kMoveKeyPrefix) +
              "\" are Queue::move_dead's: choose another key";
@@ -55,9 +55,9 @@ detail::PushTimes times_for(const PushOptions& o) noexcept {
   return {detail::visible_at_after(o.delay, now), now};
 }
 
-// T3 commit, or T10 commit-dead for a dead job moved in.
-JOBRING_INLINE const detail::Transition& committed_by(const detail::KeyedPush* key) noexcept {
-  return key != nullptr && key->arrival != nullptr && key->arrival->dead ? T::commit_dead : T::commit;
+// A dead job moved in (move.cpp): committed by T10 commit-dead, not T3.
+JOBRING_INLINE bool dead_arrival(const detail::KeyedPush* key) noexcept {
+  return key != nullptr && key->arrival != nullptr && key->arrival->dead;
 }
 
 }  // namespace
@@ -133,12 +133,20 @@ JOBRING_INLINE Queue::Impl::SlotPush Queue::Impl::push_into(std::uint32_t i, Wor
   // someone judged us dead and recovered the slot (possible only if it sees
   // another PID namespace): it is not ours any more, and this push has not
   // happened; the caller tries another slot.
+  // (Each with its transition a constant: the CAS's memory order is then
+  // known at compile time.)
   Word expected = reserved;
-  const detail::Transition& commit = committed_by(key);
-  if (!detail::move(commit, sw, expected, commit.target(reserved, times.visible_at))) return SlotPush::lost;
-  if (key != nullptr && key->arrival != nullptr) detail::move_kill_point(3);
+  if (dead_arrival(key)) [[unlikely]] {
+    if (!detail::move(T::commit_dead, sw, expected, T::commit_dead.target(reserved, 0)))
+      return SlotPush::lost;
+  } else if (!detail::move(T::commit, sw, expected, T::commit.target(reserved, times.visible_at))) {
+    return SlotPush::lost;
+  }
   // K3. Fails if a finisher already made it REMEMBERED (K4): fine.
-  if (key != nullptr) keys.make_live(entry, claimed_key);
+  if (key != nullptr) {
+    if (key->arrival != nullptr) detail::move_kill_point(3);
+    keys.make_live(entry, claimed_key);
+  }
   return SlotPush::pushed;
 }
 
@@ -223,7 +231,10 @@ std::size_t Queue::Impl::push_pass(std::span<const std::span<const std::byte>> p
     // Full. A slot left WRITING by a dead producer is not full: free those and look once more.
     if (done < payloads.size() && (round > 0 || recover_dead_writers() == 0)) break;
   }
-  detail::settle(committed_by(key), *header, done);
+  if (dead_arrival(key)) [[unlikely]]
+    detail::settle(T::commit_dead, *header, done);
+  else
+    detail::settle(T::commit, *header, done);
   return done;
 }
 

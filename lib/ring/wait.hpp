@@ -105,7 +105,7 @@ struct Progress {
 template <typename Attempt>
 Progress wait_after_first_try(std::span<std::atomic<std::uint32_t>* const> events,
                               std::chrono::milliseconds wait, std::chrono::milliseconds cap,
-                              const std::atomic<bool>* stop, Attempt& attempt) {
+                              const std::atomic<bool>* stop, Attempt attempt) {
   if (wait.count() <= 0) return {};
   // +1: now_ms() truncates, so this never returns before `wait` has passed.
   const std::uint64_t deadline = now_ms() + static_cast<std::uint64_t>(wait.count()) + 1;
