@@ -191,22 +191,15 @@ void Janitor::sweep_one(const std::string& name) {
   }
   g_in_sweep = 1;
   const jobring::SweepResult r = w->queue.sweep();
+  const jobring::Stats stats = w->queue.stats();
   g_in_sweep = 0;
   // Outside the SIGBUS guard: a move copies payloads into objects with
   // destructors, which a jump out of it would skip. A segment truncated
   // during a move (someone with write access to it did that) therefore
   // kills the janitor with SIGBUS, and systemd restarts it; watch() has just
-  // checked both segments' sizes.
+  // checked both segments' sizes. (The metrics below show the dead jobs as
+  // they were before the move; the next sweep's show them moved.)
   move_dead_letters(name, *w);
-  if (sigsetjmp(g_sweep_jump, 1) != 0) {
-    g_in_sweep = 0;
-    log(Level::warn, "queue '%s': segment truncated during a sweep (SIGBUS); dropped", name.c_str());
-    watched_.erase(name);
-    return;
-  }
-  g_in_sweep = 1;
-  const jobring::Stats stats = w->queue.stats();
-  g_in_sweep = 0;
   totals_.reclaimed += r.reclaimed;
   totals_.expired += r.expired;
   totals_.dead_lettered += r.dead_lettered;

@@ -163,20 +163,29 @@ int jobring_move_dead(jobring_queue* q, jobring_queue* to, int as_ready, uint64_
   return done(r.target_full ? JOBRING_FULL : JOBRING_OK);
 }
 
-int jobring_pause(jobring_queue* q, int* changed) {
+}  // extern "C"
+
+namespace {
+
+// jobring_pause / jobring_resume: `flip` on the queue, *changed its answer.
+int switch_queue(jobring_queue* q, int* changed, bool (Queue::*flip)() noexcept, const char* null_message) {
   if (changed != nullptr) *changed = 0;
-  if (q == nullptr) return fail(JOBRING_E_INVALID_ARGUMENT, "jobring_pause: NULL queue");
-  const bool did = q->queue.pause();
+  if (q == nullptr) return fail(JOBRING_E_INVALID_ARGUMENT, null_message);
+  const bool did = (q->queue.*flip)();
   if (changed != nullptr) *changed = did ? 1 : 0;
   return done(JOBRING_OK);
 }
 
+}  // namespace
+
+extern "C" {
+
+int jobring_pause(jobring_queue* q, int* changed) {
+  return switch_queue(q, changed, &Queue::pause, "jobring_pause: NULL queue");
+}
+
 int jobring_resume(jobring_queue* q, int* changed) {
-  if (changed != nullptr) *changed = 0;
-  if (q == nullptr) return fail(JOBRING_E_INVALID_ARGUMENT, "jobring_resume: NULL queue");
-  const bool did = q->queue.resume();
-  if (changed != nullptr) *changed = did ? 1 : 0;
-  return done(JOBRING_OK);
+  return switch_queue(q, changed, &Queue::resume, "jobring_resume: NULL queue");
 }
 
 int jobring_purge(jobring_queue* q, unsigned what, uint64_t* count) {

@@ -745,16 +745,15 @@ class Queue:
         extends still work, claims find nothing (a blocked claim or a Worker
         sleeps until :meth:`resume`). Stays paused across every process's
         death. True if it was running."""
-        changed = c_int()
-        rc = _capi.lib().jobring_pause(self._h(), byref(changed))
-        if rc != _capi.OK:
-            raise_for(rc)
-        return bool(changed.value)
+        return self._switch(_capi.lib().jobring_pause)
 
     def resume(self) -> bool:
         """Hands out jobs again and wakes blocked claims. True if it was paused."""
+        return self._switch(_capi.lib().jobring_resume)
+
+    def _switch(self, call: Callable[..., int]) -> bool:
         changed = c_int()
-        rc = _capi.lib().jobring_resume(self._h(), byref(changed))
+        rc = call(self._h(), byref(changed))
         if rc != _capi.OK:
             raise_for(rc)
         return bool(changed.value)

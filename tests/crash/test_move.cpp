@@ -191,51 +191,44 @@ int killed_mover(const std::string& src_name, const std::string& dst_name, int p
   return test::wait_child(kid);
 }
 
-// Crash point 2: killed after the commit in the target, before the source's
-// T11. The job is in both queues; the next move finds its key in the target
-// and only removes it from the source. Fails without the move's key (the
-// job would arrive twice), or if the killed move had lost the job.
-TEST(MoveCrash, KilledAfterTheCommitTheNextMoveDoublesNothing) {
-  test::Watchdog dog(120s);
+// A mover killed at crash point `point`, after the first job's commit in
+// the target: the job is in both queues. The next move finds the job's key
+// in the target and only removes it from the source; every job arrives
+// once, dead or (as_ready) ready.
+void expect_next_move_doubles_nothing(int point) {
   for (const bool as_ready : {false, true}) {
     SCOPED_TRACE(as_ready ? "as ready" : "as dead");
     QueueName src_name("mvc-src"), dst_name("mvc-dst");
     Queue src = poison_queue(src_name, 8);
     Queue dst = Queue::create(dst_name, Options{.capacity = 8});
     push_and_kill(src, 3);
-    EXPECT_EQ(killed_mover(src_name, dst_name, 2, as_ready), 128 + SIGKILL);
-    EXPECT_EQ(src.stats().dead, 3u) << "nothing was removed from the source yet";
-    EXPECT_EQ(payloads(dst, as_ready ? JobState::ready : JobState::dead).size(), 1u);
-    const MoveResult r = src.move_dead(dst, MoveOptions{.as_ready = as_ready});
-    EXPECT_EQ(r.moved, 3u);
-    EXPECT_EQ(payloads(dst, as_ready ? JobState::ready : JobState::dead),
-              (std::map<std::string, int>{{"job-0", 1}, {"job-1", 1}, {"job-2", 1}}));
-  }
-}
-
-// Crash point 3: killed after the commit in the target but before K3 (its
-// key entry still CLAIMED by the dead mover). The next move's insert proves
-// the mover dead, K7 finds the job committed (DEAD counts as committed) and
-// keeps the key: duplicate, and only the source's copy goes. Fails if K7
-// dropped the key of a committed DEAD job (the job would arrive twice).
-TEST(MoveCrash, KilledBetweenTheCommitAndK3TheNextMoveDoublesNothing) {
-  test::Watchdog dog(120s);
-  for (const bool as_ready : {false, true}) {
-    SCOPED_TRACE(as_ready ? "as ready" : "as dead");
-    QueueName src_name("mvk3-src"), dst_name("mvk3-dst");
-    Queue src = poison_queue(src_name, 8);
-    Queue dst = Queue::create(dst_name, Options{.capacity = 8});
-    push_and_kill(src, 3);
-    EXPECT_EQ(killed_mover(src_name, dst_name, 3, as_ready), 128 + SIGKILL);
+    EXPECT_EQ(killed_mover(src_name, dst_name, point, as_ready), 128 + SIGKILL);
     const JobState arrived = as_ready ? JobState::ready : JobState::dead;
     EXPECT_EQ(src.stats().dead, 3u) << "nothing was removed from the source yet";
     EXPECT_EQ(payloads(dst, arrived).size(), 1u) << "the first job was committed in the target";
     const MoveResult r = src.move_dead(dst, MoveOptions{.as_ready = as_ready});
     EXPECT_EQ(r.moved, 3u);
     EXPECT_EQ(src.stats().dead, 0u);
-    EXPECT_EQ(payloads(dst, arrived), (std::map<std::string, int>{{"job-0", 1}, {"job-1", 1}, {"job-2", 1}}))
-        << (as_ready ? "as ready" : "as dead");
+    EXPECT_EQ(payloads(dst, arrived), (std::map<std::string, int>{{"job-0", 1}, {"job-1", 1}, {"job-2", 1}}));
   }
+}
+
+// Crash point 2: killed after the commit and K3, before the source's T11.
+// Fails without the move's key (the job would arrive twice), or if the
+// killed move had lost the job.
+TEST(MoveCrash, KilledAfterTheCommitTheNextMoveDoublesNothing) {
+  test::Watchdog dog(120s);
+  expect_next_move_doubles_nothing(2);
+}
+
+// Crash point 3: killed after the commit in the target but before K3 (its
+// key entry still CLAIMED by the dead mover). The next move's insert proves
+// the mover dead, K7 finds the job committed (DEAD counts as committed) and
+// keeps the key. Fails if K7 dropped the key of a committed DEAD job (the
+// job would arrive twice).
+TEST(MoveCrash, KilledBetweenTheCommitAndK3TheNextMoveDoublesNothing) {
+  test::Watchdog dog(120s);
+  expect_next_move_doubles_nothing(3);
 }
 
 // A rival mover stalled (SIGSTOP) with a job's key claimed in the target:
