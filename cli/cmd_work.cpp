@@ -404,10 +404,14 @@ int cmd_work(const Args& args) {
   std::vector<jobring::Queue> queues;
   queues.reserve(plan.names.size());
   for (const auto& n : plan.names) queues.push_back(jobring::Queue::open(n));
-  // 0: each queue's own default_lease.
+  // 0: each queue's own default_lease, which must be as long as --lease
+  // would have to be (extended every third of it).
   const milliseconds lease = duration_arg(c, vm, "lease", 0ms);
   if (vm.count("lease") && (lease.count() < 3 || lease > jobring::kMaxLease))
     usage(c.name, "--lease must be from 3ms to 7 days");
+  for (const auto& q : queues)
+    if (!vm.count("lease") && q.options().default_lease.count() < 3)
+      usage(c.name, "queue '" + q.name() + "' has a default lease under 3ms: give --lease (3ms to 7 days)");
 
   CommandRunner runner(plan);
   std::vector<std::reference_wrapper<jobring::Queue>> served(queues.begin(), queues.end());

@@ -320,6 +320,8 @@ JOBRING_API int jobring_move_dead(jobring_queue* q, jobring_queue* to, int as_re
  * already was so. */
 JOBRING_API int jobring_pause(jobring_queue* q, int* changed);
 JOBRING_API int jobring_resume(jobring_queue* q, int* changed);
+/* 1 while the queue is paused, else 0 (-1 for a NULL queue); one load, not a stats pass. */
+JOBRING_API int jobring_is_paused(const jobring_queue* q);
 
 enum { JOBRING_PURGE_READY = 1, JOBRING_PURGE_DELAYED = 2, JOBRING_PURGE_DEAD = 4, JOBRING_PURGE_ALL = 7 };
 /* Deletes the jobs of the JOBRING_PURGE_* bits in what (leased jobs never;

@@ -472,7 +472,9 @@ class Queue {
   // leases to ready), but every claim finds nothing: try_claim answers
   // empty, and a blocked claim (a Worker's) sleeps until resume() wakes it
   // or its wait runs out. A claim that starts after pause() returned hands
-  // out nothing; one already inside its scan may still finish its claim.
+  // out nothing; one already inside its scan may still take one more job (a
+  // batch stops after the job it is taking; a long scan looks at the flag
+  // every 256 slots).
   // The flag is a word in the segment: the queue stays paused across every
   // process's death until someone resumes it. Both return whether the
   // state changed (false: it was already so).

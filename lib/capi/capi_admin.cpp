@@ -188,6 +188,11 @@ int jobring_resume(jobring_queue* q, int* changed) {
   return switch_queue(q, changed, &Queue::resume, "jobring_resume: NULL queue");
 }
 
+int jobring_is_paused(const jobring_queue* q) {
+  if (q == nullptr) return -1;
+  return q->queue.paused() ? 1 : 0;
+}
+
 int jobring_purge(jobring_queue* q, unsigned what, uint64_t* count) {
   if (count != nullptr) *count = 0;
   if (q == nullptr) return fail(JOBRING_E_INVALID_ARGUMENT, "jobring_purge: NULL queue");

@@ -4,6 +4,7 @@
 // answers an empty poll without a scan.
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <cstring>
 
@@ -43,8 +44,10 @@ namespace {
 // and a claim's first pass); the seq_cst re-check before a sleep always scans
 // (wait.hpp's argument needs it). Only a pass that follows an empty pass
 // reads the totals, so a busy worker never touches the producers' cache line
-// for it. One memo per thread: a thread polling two queues in turn scans each
-// time.
+// for it. A few memos per thread (kMemos), one per handle it claimed from
+// last: a worker of several queues (Queue::claim_any) keeps one for each of
+// them, so an idle urgent ring is not scanned again before every job of
+// the bulk one.
 struct EmptyMemo {
   std::uint64_t owner = 0;  // Impl::memo_owner of the handle, 0 for none
   bool armed = false;       // the last pass of this thread on `owner` found nothing
@@ -53,7 +56,23 @@ struct EmptyMemo {
   std::uint64_t until_ms = 0;  // the memo holds while now < until_ms
   std::uint64_t due = 0;       // the pass's next_due
 };
-thread_local EmptyMemo empty_memo;
+constexpr std::size_t kMemos = 4;
+thread_local std::array<EmptyMemo, kMemos> empty_memos{};
+thread_local std::size_t next_victim = 0;
+
+// This thread's memo for the handle `owner`: the one it has (entry 0 first:
+// a one-queue worker pays one compare), or an entry taken over, cleared.
+JOBRING_INLINE EmptyMemo& memo_for(std::uint64_t owner) noexcept {
+  if (empty_memos[0].owner == owner) [[likely]]
+    return empty_memos[0];
+  for (std::size_t i = 1; i < kMemos; ++i)
+    if (empty_memos[i].owner == owner) return empty_memos[i];
+  EmptyMemo& m = empty_memos[next_victim];
+  next_victim = (next_victim + 1) % kMemos;
+  m = EmptyMemo{};
+  m.owner = owner;
+  return m;
+}
 constexpr std::uint64_t kEmptyMemoMs = 2;
 // Tests lengthen it (detail::set_empty_memo_ms_for_testing) so that what
 // the due time and the wait path's re-check do is seen, not hidden by it.
@@ -249,7 +268,7 @@ std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms,
   if (header->paused.load(load_order) != 0) [[unlikely]]
     return 0;
   const std::uint64_t began = detail::now_ms();
-  EmptyMemo& memo = empty_memo;
+  EmptyMemo& memo = memo_for(memo_owner);
   const bool follows_empty = memo.owner == memo_owner && memo.armed;
   const std::uint64_t signature = follows_empty ? claimable_signature() : 0;
   if (follows_empty && memo.valid && load_order == std::memory_order_relaxed && memo.signature == signature &&
@@ -275,7 +294,10 @@ std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms,
     }
     // A long scan re-reads the clock, so that a lease granted at its end gets
     // its full length (and expiry is judged against a fresh clock).
-    if ((k & 255) == 255) s.now = detail::now_ms();
+    if ((k & 255) == 255) {
+      s.now = detail::now_ms();
+      if (header->paused.load(std::memory_order_relaxed) != 0) break;  // paused meanwhile: hand out no more
+    }
     const Word w{state(i).load(load_order)};
     if (w.state() == State::ready && s.passed_empty && !rescanned && s.got == 0) {
       // We passed an empty slot and now see a job: a producer may have filled
@@ -288,6 +310,10 @@ std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms,
       continue;
     }
     s.passed_empty |= w.state() == State::free || w.state() == State::writing;
+    // A batch that has jobs stops at a pause (pause() promises that claims
+    // starting after it return nothing; one in its scan stops here).
+    if (s.got > 0 && header->paused.load(std::memory_order_relaxed) != 0) [[unlikely]]
+      break;
     Word from = w;  // take() leaves in it the word its CAS succeeded from
     Word mine{};
     bool takeover = false;

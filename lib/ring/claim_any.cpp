@@ -15,6 +15,8 @@
 
 namespace jobring {
 
+static_assert(Queue::kMaxClaimAny <= detail::kMaxWaitWords, "claim_any sleeps on every queue's word at once");
+
 Queue::ClaimAnyResult Queue::claim_any(std::span<Queue* const> queues, Job& job, milliseconds wait,
                                        const ClaimOptions& options) {
   auto invalid = [](const std::string& what) {

@@ -2,6 +2,7 @@
 // tests/ calls these, and they may change at any time.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 
 namespace jobring::detail {
@@ -19,6 +20,11 @@ std::uint64_t set_empty_memo_ms_for_testing(std::uint64_t ms) noexcept;
 // target, before K3 (the key still CLAIMED); 2 = after K3, before the
 // source's T11. 0 = never.
 void set_move_kill_point_for_testing(int point, int signal) noexcept;
+
+// Lengthens every waiter's safety sleep (wait.hpp, safety_sleep) by `extra`:
+// a wake-up owed and missed then shows as a sleep that long, which a test can
+// tell from a prompt wake with a generous bound.
+void set_safety_sleep_extra_for_testing(std::chrono::milliseconds extra) noexcept;
 
 // Makes sleep_on_any (wait.hpp) behave as on a kernel without futex_waitv
 // (true), or look for it again (false): tests of the fallback.

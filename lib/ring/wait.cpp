@@ -84,31 +84,50 @@ void sleep_on(std::atomic<std::uint32_t>& word, std::uint32_t expected, std::chr
   if (entry >= 0) g_sleeping[entry].store(nullptr, std::memory_order_release);
 }
 
+std::atomic<std::int64_t> g_safety_sleep_extra_ms{0};
+
+void set_safety_sleep_extra_for_testing(std::chrono::milliseconds extra) noexcept {
+  g_safety_sleep_extra_ms.store(extra.count(), std::memory_order_relaxed);
+}
+
 namespace {
 std::atomic<bool> g_waitv_missing{false};
+// Bumped by interrupt_waits() and wake_waits() before they wake: every
+// sleep_on_any waits on it too (a private futex: this process's threads
+// only), with the value it read before looking at the flags.
+std::atomic<std::uint32_t> g_wake_generation{0};
 
-// futex_waitv(2) on shared (not FUTEX_PRIVATE) 32-bit words, with an
-// absolute CLOCK_MONOTONIC timeout `piece` from now. 0 when woken or a word
-// differed (EAGAIN), or timed out; -1 with errno ENOSYS on an old kernel.
+void bump_wake_generation() noexcept {
+  g_wake_generation.fetch_add(1, std::memory_order_seq_cst);
+  (void)futex(&g_wake_generation, FUTEX_WAKE_PRIVATE, INT_MAX, nullptr);
+}
+
+// futex_waitv(2) on shared (not FUTEX_PRIVATE) 32-bit words, and on the
+// wake generation (private) as last read, with an absolute CLOCK_MONOTONIC
+// timeout `piece` from now. The index of a word that woke it, or -1 with
+// errno: EAGAIN (a word differed), ETIMEDOUT, EINTR, or what says the call
+// cannot be used here (ENOSYS, EPERM, ...).
 long futex_waitv_for(std::span<std::atomic<std::uint32_t>* const> words,
-                     std::span<const std::uint32_t> expected, std::chrono::milliseconds piece) noexcept {
-  futex_waitv waiters[kMaxWaitWords] = {};
+                     std::span<const std::uint32_t> expected, std::uint32_t generation,
+                     std::chrono::milliseconds piece) noexcept {
+  futex_waitv waiters[kMaxWaitWords + 1] = {};
   for (std::size_t i = 0; i < words.size(); ++i) {
     waiters[i].val = expected[i];
     waiters[i].uaddr = reinterpret_cast<std::uintptr_t>(words[i]);
     waiters[i].flags = FUTEX_32;
   }
+  waiters[words.size()].val = generation;
+  waiters[words.size()].uaddr = reinterpret_cast<std::uintptr_t>(&g_wake_generation);
+  waiters[words.size()].flags = FUTEX_32 | FUTEX_PRIVATE_FLAG;
   timespec until{};
   ::clock_gettime(CLOCK_MONOTONIC, &until);
   const long long ns = static_cast<long long>(until.tv_nsec) + piece.count() % 1000 * 1'000'000LL;
   until.tv_sec += static_cast<time_t>(piece.count() / 1000 + ns / 1'000'000'000LL);
   until.tv_nsec = static_cast<long>(ns % 1'000'000'000LL);
-  return ::syscall(SYS_futex_waitv, waiters, static_cast<unsigned>(words.size()), 0u, &until,
+  return ::syscall(SYS_futex_waitv, waiters, static_cast<unsigned>(words.size() + 1), 0u, &until,
                    CLOCK_MONOTONIC);
 }
 }  // namespace
-
-bool futex_waitv_missing() noexcept { return g_waitv_missing.load(std::memory_order_relaxed); }
 
 void set_futex_waitv_missing_for_testing(bool missing) noexcept {
   g_waitv_missing.store(missing, std::memory_order_relaxed);
@@ -120,8 +139,12 @@ void sleep_on_any(std::span<std::atomic<std::uint32_t>* const> words, std::span<
   if (timeout > cap) timeout = cap;
   if (timeout.count() <= 0 || words.empty()) return;
   words = words.first(std::min(words.size(), kMaxWaitWords));
-  // Registered by its first word: interrupt_waits() and wake_waits() wake
-  // that one, which ends the whole futex_waitv. The fence: as in sleep_on.
+  // Read before the flags: interrupt_waits() and wake_waits() set theirs,
+  // then bump it (seq_cst, both), so either we see their flag below or the
+  // kernel finds the generation changed (EAGAIN) or is woken by the bump.
+  // Registered by the first word too, for the fallback below. The fence: as
+  // in sleep_on.
+  const std::uint32_t generation = g_wake_generation.load(std::memory_order_seq_cst);
   const int entry = register_sleeper(words[0]);
   std::atomic_thread_fence(std::memory_order_seq_cst);
   auto flagged = [&] {
@@ -138,12 +161,14 @@ void sleep_on_any(std::span<std::atomic<std::uint32_t>* const> words, std::span<
       break;
     }
     const std::chrono::milliseconds piece = std::min(timeout, kMaxSleep);
-    if (futex_waitv_for(words, expected, piece) >= 0) break;  // woken: the caller re-checks
-    if (errno == ENOSYS) {
+    if (futex_waitv_for(words, expected, generation, piece) >= 0) break;  // woken: the caller re-checks
+    if (errno == EAGAIN || errno == EINTR) break;  // a word moved, or a signal: re-check
+    if (errno != ETIMEDOUT) {
+      // ENOSYS (before Linux 5.16), EPERM (a seccomp filter older than the
+      // call), EINVAL, ...: never tried again, or an idle worker would spin.
       g_waitv_missing.store(true, std::memory_order_relaxed);
       continue;
     }
-    if (errno != ETIMEDOUT) break;  // EAGAIN (a word moved), EINTR: re-check
     timeout -= piece;
     if (timeout.count() <= 0) break;
   }
@@ -168,6 +193,7 @@ bool interrupt_requested() noexcept { return g_interrupted.load(std::memory_orde
 void interrupt_waits() noexcept {
   const int saved_errno = errno;  // a signal handler must leave errno as it found it
   detail::g_interrupted.store(true, std::memory_order_seq_cst);
+  detail::bump_wake_generation();  // sleep_on_any's sleepers
   for (auto& slot : detail::g_sleeping) {
     if (auto* word = slot.load(std::memory_order_seq_cst)) {
       // Only the system call touches the address: if the sleeper has returned
@@ -189,6 +215,7 @@ void wake_waits() noexcept {
   // Pairs with the fence in sleep_on (above): the caller's stop flag, stored
   // before this call, is seen by every sleeper that this loop misses.
   std::atomic_thread_fence(std::memory_order_seq_cst);
+  detail::bump_wake_generation();  // sleep_on_any's sleepers
   for (auto& slot : detail::g_sleeping)
     if (auto* word = slot.load(std::memory_order_seq_cst))
       (void)detail::futex(word, FUTEX_WAKE, INT_MAX, nullptr);

@@ -52,8 +52,12 @@ inline constexpr std::chrono::milliseconds kMaxSleep{200};
 // kMaxSleep, longer for huge rings so that the safety re-check (a full scan)
 // costs an idle waiter well under 0.1 % of a core: +2 µs per slot, so 2.2 s
 // at a million slots.
+// Tests add to it (set_safety_sleep_extra_for_testing) so that a wake-up a
+// notifier owed and missed shows as a long sleep, not one hidden by the cap.
+extern std::atomic<std::int64_t> g_safety_sleep_extra_ms;
 [[nodiscard]] inline std::chrono::milliseconds safety_sleep(std::uint32_t capacity) noexcept {
-  return kMaxSleep + std::chrono::milliseconds(capacity / 500);
+  return kMaxSleep + std::chrono::milliseconds(capacity / 500) +
+         std::chrono::milliseconds(g_safety_sleep_extra_ms.load(std::memory_order_relaxed));
 }
 
 // Sleeps while the word equals `expected`, at most `timeout` (clamped to
@@ -64,17 +68,18 @@ void sleep_on(std::atomic<std::uint32_t>& word, std::uint32_t expected, std::chr
 
 // sleep_on for several words at once (Queue::claim_any): returns when any
 // of them differs from its `expected`, or as sleep_on does. One
-// futex_waitv(2) system call (Linux 5.16 and later); on an older kernel
-// (ENOSYS) it sleeps on the first word only, in pieces of at most
-// kAnyFallbackPiece, so a change of another word is seen that late.
-// interrupt_waits() and wake_waits() wake it through the first word.
+// futex_waitv(2) system call (Linux 5.16 and later) on the words and on a
+// process-wide wake generation that interrupt_waits() and wake_waits() bump
+// (so a signal handler's wake is never lost, even when the kernel restarts
+// the call after the handler: SA_RESTART). Where futex_waitv cannot be used
+// (ENOSYS on an old kernel, EPERM from a container's seccomp filter, ...)
+// it sleeps on the first word only, in pieces of at most kAnyFallbackPiece,
+// so a change of another word is seen that late.
 inline constexpr std::chrono::milliseconds kAnyFallbackPiece{10};
 inline constexpr std::size_t kMaxWaitWords = 64;  // futex_waitv takes 128
 void sleep_on_any(std::span<std::atomic<std::uint32_t>* const> words, std::span<const std::uint32_t> expected,
                   std::chrono::milliseconds timeout, std::chrono::milliseconds cap,
                   const std::atomic<bool>* stop) noexcept;
-// Whether sleep_on_any has found futex_waitv missing (ENOSYS) in this process.
-[[nodiscard]] bool futex_waitv_missing() noexcept;
 
 // Wakes every sleeper of `word`, if the waiting bit says there may be one.
 void notify(std::atomic<std::uint32_t>& word) noexcept;

@@ -224,6 +224,7 @@ _SIGNATURES: List[Any] = [
     ("jobring_claim_any", c_int, [POINTER(c_void_p), c_size_t, _p, _p, POINTER(c_size_t)]),
     ("jobring_pause", c_int, [_p, POINTER(c_int)]),
     ("jobring_resume", c_int, [_p, POINTER(c_int)]),
+    ("jobring_is_paused", c_int, [_p]),
     ("jobring_move_dead", c_int, [_p, _p, c_int, c_uint64, POINTER(c_uint64), POINTER(c_uint64), POINTER(c_uint64)]),
 ]
 

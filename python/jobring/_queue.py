@@ -761,7 +761,7 @@ class Queue:
     @property
     def paused(self) -> bool:
         """Whether the queue is paused (by any process)."""
-        return bool(self.stats()["paused"])
+        return bool(_capi.lib().jobring_is_paused(self._h()) == 1)
 
     def move_dead(self, to: "Queue", *, ready: bool = False, limit: Optional[int] = None) -> MoveResult:
         """Moves this queue's dead jobs into the queue ``to``: dead there,

@@ -576,11 +576,12 @@ static void test_pause(jobring_job* job) {
   CHECK_CODE(jobring_push(q, "b", 1, NULL, NULL, NULL), JOBRING_OK);
   s.size = sizeof s;
   CHECK_CODE(jobring_get_stats(q, &s), JOBRING_OK);
-  CHECK(s.paused == 1 && s.ready == 2);
+  CHECK(s.paused == 1 && s.ready == 2 && jobring_is_paused(q) == 1);
   CHECK_CODE(jobring_resume(q, NULL), JOBRING_OK);
   CHECK_CODE(jobring_resume(q, &changed), JOBRING_OK);
   CHECK(changed == 0);
   CHECK_CODE(jobring_claim(q, job, NULL), JOBRING_OK);
+  CHECK(jobring_is_paused(q) == 0 && jobring_is_paused(NULL) == -1);
   CHECK_CODE(jobring_pause(NULL, &changed), JOBRING_E_INVALID_ARGUMENT);
   CHECK(changed == 0);
   CHECK_CODE(jobring_resume(NULL, NULL), JOBRING_E_INVALID_ARGUMENT);

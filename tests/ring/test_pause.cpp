@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "jobring/queue.hpp"
+#include "ring/testing.hpp"
 #include "support/test_support.hpp"
 
 namespace jobring {
@@ -73,12 +74,13 @@ TEST(Pause, ExpiryGoesOnButNoTakeover) {
 }
 
 // A claim blocked on a paused queue with jobs in it is not woken into
-// taking one by pushes; resume() wakes it and it gets a job. Fails if the
-// pause were only checked at the start of a claim, or if resume woke nobody
-// (then the claim would still return, after its bounded re-check sleep: the
-// watchdog bounds the test, not its timing).
+// taking one by pushes; resume() wakes it and it gets a job, within 20 s
+// though every safety sleep is made a minute longer (testing.hpp), so a
+// resume that woke nobody fails. Fails also if the pause were only checked
+// at the start of a claim.
 TEST(Pause, ABlockedClaimSleepsThroughPushesUntilResume) {
-  test::Watchdog dog(60s);
+  test::Watchdog dog(120s);
+  detail::set_safety_sleep_extra_for_testing(60s);
   QueueName name("pause-block");
   Queue q = Queue::create(name, small());
   ASSERT_TRUE(q.push("a"));
@@ -94,8 +96,11 @@ TEST(Pause, ABlockedClaimSleepsThroughPushesUntilResume) {
     std::this_thread::sleep_for(20ms);
   }
   EXPECT_EQ(got.load(), -1) << "a claim returned from a paused queue";
+  const auto resumed = std::chrono::steady_clock::now();
   q.resume();
   worker.join();
+  detail::set_safety_sleep_extra_for_testing(0ms);
+  EXPECT_LT(std::chrono::steady_clock::now() - resumed, 20s) << "resume() woke nobody";
   EXPECT_EQ(got.load(), 1);
 }
 

@@ -61,17 +61,36 @@ TEST(ClaimAny, TakesFromTheFirstQueueThatHasAJob) {
   EXPECT_EQ(job.text(), "bulk");
 }
 
+// Every waiter's safety sleep made 60 s longer for a test (testing.hpp): a
+// wake-up owed and missed then costs a minute, not 200 ms, so a bound of
+// 20 s (generous on a busy machine) tells a prompt wake from a missed one.
+// And the futex_waitv fallback as asked, reset at the end.
+struct LongSafetySleep {
+  explicit LongSafetySleep(bool fallback = false) {
+    detail::set_safety_sleep_extra_for_testing(60s);
+    detail::set_futex_waitv_missing_for_testing(fallback);
+  }
+  ~LongSafetySleep() {
+    detail::set_safety_sleep_extra_for_testing(0ms);
+    detail::set_futex_waitv_missing_for_testing(false);
+  }
+  LongSafetySleep(const LongSafetySleep&) = delete;
+  LongSafetySleep& operator=(const LongSafetySleep&) = delete;
+};
+constexpr auto kPrompt = 20s;
+
 // A claim blocked on three empty queues is woken by a push to the last of
 // them from another process (one sleep on all three words), and by a lease
-// running out in the middle one (its due time bounds the sleep). With the
-// fallback (no futex_waitv) too. Fails if the sleep watched only one queue:
-// the push would be missed until the wait ran out (50 s; the watchdog
-// fires first).
+// running out in the middle one (its due time bounds the sleep), within
+// kPrompt though a missed wake-up would now sleep a minute. With the
+// fallback (no futex_waitv) too, which looks at every queue every 10 ms.
+// Fails if the sleep watched only the first queue, or ignored the other
+// queues' due times.
 TEST(ClaimAny, ABlockedClaimWakesForAnyQueue) {
-  test::Watchdog dog(120s);
+  test::Watchdog dog(240s);
   for (const bool fallback : {false, true}) {
     SCOPED_TRACE(fallback ? "fallback" : "futex_waitv");
-    detail::set_futex_waitv_missing_for_testing(fallback);
+    const LongSafetySleep long_sleep(fallback);
     Three t;
     std::atomic<int> got{-1};
     Job job;
@@ -80,21 +99,25 @@ TEST(ClaimAny, ABlockedClaimWakesForAnyQueue) {
       got = r.status == ClaimStatus::ok ? static_cast<int>(r.index) : -2;
     });
     std::this_thread::sleep_for(30ms);  // let it sleep (not needed for correctness)
+    const auto pushed = std::chrono::steady_clock::now();
     const pid_t pusher = test::fork_child([&] { return Queue::open(t.nc).push("late") ? 0 : 1; });
     EXPECT_EQ(test::wait_child(pusher), 0);
     claimer.join();
+    EXPECT_LT(std::chrono::steady_clock::now() - pushed, kPrompt) << "the push did not wake the claim";
     EXPECT_EQ(got.load(), 2);
     EXPECT_EQ(job.text(), "late");
 
-    // A lease of 200 ms in the middle queue, held by nobody who will ack it.
+    // A lease of 300 ms in the middle queue, held by nobody who will ack it.
     ASSERT_TRUE(t.b.push("held"));
-    ASSERT_TRUE(t.b.try_claim(test::with_lease(200ms)));
+    ASSERT_TRUE(t.b.try_claim(test::with_lease(300ms)));
+    const auto began = std::chrono::steady_clock::now();
     const auto r = Queue::claim_any(t.all(), job, 50s);
+    EXPECT_LT(std::chrono::steady_clock::now() - began, kPrompt)
+        << "the lease's due time did not end the sleep";
     ASSERT_EQ(r.status, ClaimStatus::ok);
     EXPECT_EQ(r.index, 1u);
     EXPECT_EQ(job.attempt, 2u);
   }
-  detail::set_futex_waitv_missing_for_testing(false);
 }
 
 // A stop flag and interrupt_waits() end a blocked claim_any; bad arguments
