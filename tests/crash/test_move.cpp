@@ -177,6 +177,15 @@ TEST(MoveDead, LimitAndSelfMove) {
   EXPECT_EQ(src.stats().dead, 3u);
 }
 
+// Every one of the `n` jobs that push_and_kill made arrived dead in `dst`
+// exactly once, and none is left in `src`.
+void expect_each_arrived_once(const Queue& src, const Queue& dst, int n) {
+  const auto arrived = payloads(dst, JobState::dead);
+  EXPECT_EQ(arrived.size(), static_cast<std::size_t>(n));
+  for (const auto& [payload, count] : arrived) EXPECT_EQ(count, 1) << payload;
+  EXPECT_EQ(src.stats().dead, 0u);
+}
+
 // A mover that raises SIGKILL on itself at crash point `point`
 // (testing.hpp) while moving every dead job of src (as_ready or not);
 // returns its wait status.
@@ -305,10 +314,7 @@ TEST(MoveDead, RacingMoversMoveEachJobOnce) {
     });
   for (auto& m : movers) m.join();
   EXPECT_EQ(moved[0] + moved[1], static_cast<std::size_t>(kJobs));
-  const auto arrived = payloads(dst, JobState::dead);
-  EXPECT_EQ(arrived.size(), static_cast<std::size_t>(kJobs));
-  for (const auto& [payload, n] : arrived) EXPECT_EQ(n, 1) << payload;
-  EXPECT_EQ(src.stats().dead, 0u);
+  expect_each_arrived_once(src, dst, kJobs);
 }
 
 // Movers SIGKILLed at random moments, again and again, until every job has
@@ -336,10 +342,7 @@ TEST(MoveCrash, RandomKillsLoseAndDoubleNothing) {
   }
   (void)src.move_dead(dst);
   (void)dst.sweep();
-  EXPECT_EQ(src.stats().dead, 0u);
-  const auto arrived = payloads(dst, JobState::dead);
-  EXPECT_EQ(arrived.size(), static_cast<std::size_t>(kJobs));
-  for (const auto& [payload, n] : arrived) EXPECT_EQ(n, 1) << payload;
+  expect_each_arrived_once(src, dst, kJobs);
 }
 
 }  // namespace
