@@ -28,14 +28,19 @@ void warn_remove_ipc(const std::string& name) {
 int cmd_create(const std::vector<std::string>& args) {
   Command c{"create",
             "NAME [--capacity N] [--max-payload BYTES] [--lease D] [--max-attempts N] [--group G]\n"
-            "       [--mode OCTAL] [--dedup-keys N] [--dedup-window D]",
+            "       [--mode OCTAL] [--dedup-keys N] [--dedup-window D] [--dir DIR [--sync POLICY]]",
             "Creates a queue. Fails if it exists.\n\n"
             "Who may use it: opening a queue (push, claim, ack, ...) needs read and write permission on\n"
             "its segment, looking at it (stat, peek, ls) read permission. By default only you may do\n"
             "either (mode 0600). To share it with the janitor (which runs as user and group jobring)\n"
             "and with other users, give it a group: --group jobring makes it group jobring, mode 0660,\n"
             "and every member of the group may use it (add a user with usermod -aG jobring USER, who\n"
-            "then logs in again). You must be a member of the group yourself, or root."};
+            "then logs in again). You must be a member of the group yourself, or root.\n\n"
+            "A queue in memory (/dev/shm) is gone at reboot. --dir DIR makes a file-backed queue that\n"
+            "survives one: its segment is DIR/jobring.NAME, and its name is DIR/NAME everywhere else\n"
+            "(jobring push /var/lib/jobring/orders ...). --sync says what a power cut may lose: none\n"
+            "(the page cache: jobs the kernel had not written back), interval (the janitor syncs every\n"
+            "--sync-interval), always (nothing whose push returned; each push and ack waits for the disk)."};
   jobring::Options defaults;
   c.options.add_options()(
       "capacity", po::value<std::string>()->default_value(std::to_string(defaults.capacity)), "job slots")(
@@ -49,7 +54,12 @@ int cmd_create(const std::vector<std::string>& args) {
       "dedup-keys", po::value<std::string>()->default_value("0"),
       "entries of the de-duplication key table; 0 = 2 x capacity")(
       "dedup-window", po::value<std::string>()->default_value("5m"),
-      "how long a finished job's key is remembered (push --key)");
+      "how long a finished job's key is remembered (push --key)")(
+      "dir", po::value<std::string>(), "a file-backed queue in this directory (survives a reboot)")(
+      "sync", po::value<std::string>()->default_value("none"),
+      "with --dir: none, interval or always (what a power cut may lose)")(
+      "sync-interval", po::value<std::string>()->default_value("1s"),
+      "with --sync interval: the janitor's period");
   add_name(c);
   const auto vm = parse(c, args);
   const std::string name = name_arg(c, vm);
@@ -71,14 +81,36 @@ int cmd_create(const std::vector<std::string>& args) {
   const std::string group = vm.count("group") ? vm["group"].as<std::string>() : "";
   if (vm.count("group") && group.empty()) usage(c.name, "empty --group: give a group name or gid");
   o.group = group;
+  const std::string dir = vm.count("dir") ? vm["dir"].as<std::string>() : "";
+  o.dir = dir;
+  const std::string sync = vm["sync"].as<std::string>();
+  if (sync == "none")
+    o.sync = jobring::Options::Sync::none;
+  else if (sync == "interval")
+    o.sync = jobring::Options::Sync::interval;
+  else if (sync == "always")
+    o.sync = jobring::Options::Sync::always;
+  else
+    usage(c.name, "bad --sync '" + sync + "': none, interval or always");
+  if (o.sync != jobring::Options::Sync::none && dir.empty() && name.find('/') == std::string::npos)
+    usage(c.name, "--sync is for a file-backed queue: give --dir DIR (or the name DIR/NAME)");
+  o.sync_interval = duration_arg(c, vm, "sync-interval", o.sync_interval);
   auto q = jobring::Queue::create(name, o);
   std::printf(
       "created queue %s: capacity %u, max payload %u bytes, lease %s, max attempts %u, mode %04o%s%s, "
       "incarnation %s\n",
-      name.c_str(), o.capacity, o.max_payload, jobring::format_duration(o.default_lease).c_str(),
+      q.name().c_str(), o.capacity, o.max_payload, jobring::format_duration(o.default_lease).c_str(),
       o.max_attempts, q.options().mode, group.empty() ? "" : ", group ", group.c_str(),
       incarnation_text(q).c_str());
-  warn_remove_ipc(name);
+  if (!q.options().dir.empty())
+    std::printf("file-backed: %s, sync %s%s; open it as %s\n", jobring::segment_path(q.name()).c_str(),
+                sync.c_str(),
+                o.sync == jobring::Options::Sync::interval
+                    ? (" every " + jobring::format_duration(o.sync_interval)).c_str()
+                    : "",
+                q.name().c_str());
+  else
+    warn_remove_ipc(name);
   return kOk;
 }
 
@@ -93,11 +125,22 @@ int cmd_rm(const std::vector<std::string>& args) {
 }
 
 int cmd_ls(const std::vector<std::string>& args) {
-  Command c{"ls", "[--json]", "Lists every jobring queue on this host, one line each."};
-  c.options.add_options()("json", "one JSON array");
+  Command c{"ls", "[--json] [--dir DIR]...",
+            "Lists every jobring queue in memory (/dev/shm), and the file-backed ones in each --dir DIR,\n"
+            "one line each."};
+  c.options.add_options()("json", "one JSON array")("dir", po::value<std::vector<std::string>>(),
+                                                    "also list the file-backed queues in DIR (repeatable)");
   const auto vm = parse(c, args);
   const bool json = vm.count("json") > 0;
-  const auto names = jobring::Queue::list();
+  auto names = jobring::Queue::list();
+  if (vm.count("dir")) {
+    for (const std::string& dir : vm["dir"].as<std::vector<std::string>>()) {
+      std::error_code ec;
+      auto in_dir = jobring::Queue::list(dir, ec);
+      if (ec) throw Exit{kError, "jobring: cannot list " + dir + ": " + ec.message()};
+      names.insert(names.end(), in_dir.begin(), in_dir.end());
+    }
+  }
   // The name column is as wide as the longest name (up to 64 characters), so
   // the counts stay in their columns.
   int width = 4;

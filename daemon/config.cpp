@@ -24,6 +24,9 @@ po::options_description file_options() {
   po::options_description d("Options (command line or config file)");
   d.add_options()("queue,q", po::value<std::vector<std::string>>()->composing(),
                   "a queue to look after (repeatable); none: every jobring queue on the host")(
+      "dir", po::value<std::vector<std::string>>()->composing(),
+      "a directory of file-backed queues (jobring create --dir DIR) to look after too, when no --queue "
+      "is given (repeatable); their queues are named DIR/NAME")(
       "interval,i", po::value<std::string>(), "time between sweeps: 10ms .. 1h (default 50ms)")(
       "log-level,l", po::value<std::string>(), "error, warn, info or debug (default info)")(
       "dead-letter,d", po::value<std::vector<std::string>>()->composing(),
@@ -75,6 +78,11 @@ bool apply(const po::variables_map& vm, Config& c, int exit_code, const std::str
     c.queues = vm["queue"].as<std::vector<std::string>>();
     for (const auto& q : c.queues)
       if (auto ec = jobring::check_name(q)) return fail("bad queue name '" + q + "': " + ec.message());
+  }
+  if (vm.count("dir")) {
+    c.dirs = vm["dir"].as<std::vector<std::string>>();
+    for (const auto& d : c.dirs)
+      if (d.empty() || d.front() != '/') return fail("bad dir '" + d + "': give an absolute directory");
   }
   if (vm.count("dead-letter")) {
     c.dead_letter.clear();

@@ -19,6 +19,9 @@ constexpr int kExitConfig = 3;   // bad or unreadable config file
 
 struct Config {
   std::vector<std::string> queues;  // empty: every jobring queue on the host
+  // --dir DIR: directories of file-backed queues (Options::dir) that "every
+  // queue on the host" takes in too (their queues are named DIR/NAME).
+  std::vector<std::string> dirs;
   // --dead-letter SRC=DST: every sweep moves SRC's dead jobs into DST (Queue::move_dead).
   std::map<std::string, std::string> dead_letter;
   std::chrono::milliseconds interval{50};

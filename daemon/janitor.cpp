@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "jobring/duration.hpp"
 #include "log.hpp"
 
 namespace jobring::janitor {
@@ -90,6 +91,21 @@ void Janitor::set_config(Config config) {
 void Janitor::sweep_all() {
   const auto started = std::chrono::steady_clock::now();
   std::vector<std::string> names = config_.queues.empty() ? jobring::Queue::list() : config_.queues;
+  // The file-backed queues of every --dir, listed every sweep too.
+  if (config_.queues.empty()) {
+    for (const std::string& dir : config_.dirs) {
+      std::error_code ec;
+      const auto in_dir = jobring::Queue::list(dir, ec);
+      if (ec && !missing_dirs_.contains(dir)) {
+        log(Level::warn, "dir '%s': cannot be listed (%s); will look again every sweep", dir.c_str(),
+            ec.message().c_str());
+        missing_dirs_.insert(dir);
+      } else if (!ec && missing_dirs_.erase(dir) > 0) {
+        log(Level::info, "dir '%s': can be listed now", dir.c_str());
+      }
+      names.insert(names.end(), in_dir.begin(), in_dir.end());
+    }
+  }
   // The queues of --dead-letter are looked after too (the move needs both open).
   for (const auto& [src, dst] : config_.dead_letter)
     for (const std::string* n : {&src, &dst})
@@ -193,6 +209,7 @@ void Janitor::sweep_one(const std::string& name) {
   const jobring::SweepResult r = w->queue.sweep();
   const jobring::Stats stats = w->queue.stats();
   g_in_sweep = 0;
+  sync_if_due(name, *w);
   // Outside the SIGBUS guard: a move copies payloads into objects with
   // destructors, which a jump out of it would skip. A segment truncated
   // during a move (someone with write access to it did that) therefore
@@ -209,6 +226,24 @@ void Janitor::sweep_one(const std::string& name) {
         "queue '%s': %zu reclaimed from dead owners, %zu expired, %zu dead-lettered, %zu half-written freed",
         name.c_str(), r.reclaimed, r.expired, r.dead_lettered, r.recovered_writes);
   if (metrics_.enabled()) metrics_.add(name, stats);
+}
+
+// A file-backed queue created with Sync::interval: written to disk every
+// sync_interval (at the first sweep after it is due). A failure is logged
+// (it says what a power cut may lose) and tried again at the next sweep.
+void Janitor::sync_if_due(const std::string& name, Watched& w) {
+  const jobring::Options& o = w.queue.options();
+  if (o.sync != jobring::Options::Sync::interval) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - w.synced < o.sync_interval) return;
+  std::error_code ec;
+  if (w.queue.sync(ec)) {
+    w.synced = now;
+    ++totals_.synced;
+  } else {
+    log(Level::warn, "queue '%s': msync failed (%s): a power cut now may lose more than %s of work",
+        name.c_str(), ec.message().c_str(), format_duration(o.sync_interval).c_str());
+  }
 }
 
 // --dead-letter: the dead jobs of `name` (open as `w`) into its dead-letter

@@ -26,6 +26,7 @@ struct Totals {
   std::uint64_t dead_lettered = 0;
   std::uint64_t recovered_writes = 0;
   std::uint64_t moved_dead = 0;  // dead jobs moved to their dead-letter queue (--dead-letter)
+  std::uint64_t synced = 0;      // msyncs of file-backed queues with Sync::interval
 };
 
 // A SIGBUS raised by a segment truncated during a sweep abandons that sweep
@@ -56,6 +57,8 @@ class Janitor {
     jobring::Queue queue;
     ino_t inode;
     off_t bytes;  // the segment's size when opened: a change means someone truncated it
+    // A file-backed queue with Sync::interval: when the janitor last wrote it to disk.
+    std::chrono::steady_clock::time_point synced{};
   };
 
   // The open queue `name`, opened (or re-opened) as needed; nullptr if it
@@ -65,6 +68,7 @@ class Janitor {
   void skip(const std::string& name, const std::error_code& ec, const struct stat& st);
   void sweep_one(const std::string& name);
   void move_dead_letters(const std::string& name, Watched& w);
+  void sync_if_due(const std::string& name, Watched& w);
 
   // Why a queue was skipped: logged once, and again only when the error or
   // the file (removed and created again) changes. A queue skipped for
@@ -82,6 +86,7 @@ class Janitor {
   std::map<std::string, Watched> watched_;
   std::map<std::string, Failed> failed_;
   std::set<std::string> missing_;                           // configured but absent, logged once
+  std::set<std::string> missing_dirs_;                      // --dir that cannot be listed, logged once
   std::map<std::string, std::string> dead_letter_problem_;  // by source queue: the last one logged
   MetricsFile metrics_;
   Totals totals_;

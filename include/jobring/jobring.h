@@ -113,7 +113,21 @@ typedef struct jobring_options {
   uint32_t dedup_keys;      /* de-duplication table entries; 0 = 2 x capacity */
   uint32_t reserved0;       /* 0 */
   int64_t dedup_window_ms;  /* how long a finished job's key is remembered; default 5 min */
+  /* A file-backed queue (jobring::Options::dir): the directory of its
+   * segment file; NULL or "" = /dev/shm (memory). The same as the name
+   * "DIR/NAME". Read by create only (jobring_queue_options sets it NULL:
+   * the directory is in jobring_queue_name). */
+  const char* dir;
+  uint32_t sync; /* file-backed only: JOBRING_SYNC_NONE (default), _INTERVAL or _ALWAYS */
+  uint32_t
+      sync_interval_ms; /* JOBRING_SYNC_INTERVAL: the janitor's msync period, 10 ms .. 1 h; default 1 s */
 } jobring_options;
+
+/* jobring_options::sync: what a file-backed queue's push and ack leave on
+ * disk before they return (README, "Sync policies"). */
+#define JOBRING_SYNC_NONE 0
+#define JOBRING_SYNC_INTERVAL 1
+#define JOBRING_SYNC_ALWAYS 2
 
 /* Sets o->size = size and every field that size covers to its default.
  * size must be at least sizeof(size_t). */
@@ -263,6 +277,9 @@ typedef struct jobring_stats {
   uint64_t recovered_writes, reclaimed, duplicates, keys_evicted, keys_full;
   uint64_t moved_out, moved_in; /* jobring_move_dead: dead jobs moved out, jobs moved in */
   uint64_t paused;              /* 1 while the queue is paused (jobring_pause), else 0 */
+  /* A file-backed queue: boots it was recovered in; leases those recoveries
+   * returned; half-written slots they freed. */
+  uint64_t recoveries, recovered_leases, recovered_boot_writes;
 } jobring_stats;
 
 JOBRING_API int jobring_get_stats(const jobring_queue* q, jobring_stats* out);

@@ -98,15 +98,37 @@ struct Options {
   // first. 0 = 2 × capacity; else 16 .. kMaxKeyCapacity. Rounded up to a multiple of 16.
   std::uint32_t dedup_keys = 0;
   milliseconds dedup_window{300'000};  // 0 .. kMaxLease; 0 = forget a key at its ack
+  // A file-backed queue (README, "Queues that survive a reboot"): the
+  // directory, absolute, on a local file system, that holds its segment
+  // file DIR/jobring.NAME. Empty (or /dev/shm) = a queue in memory, gone at
+  // reboot. The same as creating the queue by the name "DIR/NAME", which is
+  // also how it is opened and what name() reports. Its jobs survive a
+  // process crash and a reboot; what they survive of a power cut is `sync`.
+  // Read by create: options() reports the directory of the queue's name.
+  std::string_view dir{};
+  // What a file-backed queue's push and ack leave on disk before they
+  // return (README, "Sync policies"): none, the page cache only (survives
+  // any process crash and a clean reboot; a power cut loses what the kernel
+  // had not written back, up to about 30 s); interval, the janitor writes
+  // the queue back every `sync_interval` (a power cut loses at most that
+  // much); always, push and ack return only once their job's pages are on
+  // disk (a power cut loses no job whose push returned). Only for a
+  // file-backed queue: invalid_options with an empty `dir`.
+  enum class Sync : std::uint32_t { none = 0, interval = 1, always = 2 };
+  Sync sync = Sync::none;
+  milliseconds sync_interval{1000};  // for Sync::interval: 10 ms .. 1 h
 };
 
-// Throws jobring::error(errc::invalid_name) unless `name` is 1..kMaxNameLength
-// characters of [A-Za-z0-9._-], does not start with '.', and is not "..".
+// A queue's name is either a plain name, 1..kMaxNameLength characters of
+// [A-Za-z0-9._-] not starting with '.' (a queue in memory, /dev/shm), or
+// "DIR/NAME": an absolute directory and a plain name (a file-backed queue,
+// Options::dir). Throws jobring::error(errc::invalid_name) for anything else.
 void validate_name(std::string_view name);
 [[nodiscard]] std::error_code check_name(std::string_view name) noexcept;
 
-// The file that holds queue `name`'s segment: /dev/shm/jobring.NAME. For
-// tools that look at the file itself (its owner, mode or inode).
+// The file that holds queue `name`'s segment: /dev/shm/jobring.NAME, or
+// DIR/jobring.NAME for "DIR/NAME". For tools that look at the file itself
+// (its owner, mode or inode).
 [[nodiscard]] std::string segment_path(std::string_view name);
 
 // --- Outcomes: ordinary results are values, never exceptions. ---------------
@@ -280,6 +302,12 @@ struct Stats {
   std::uint64_t moved_out = 0;         // dead jobs moved to another queue by move_dead()
   std::uint64_t moved_in = 0;  // jobs moved in from another queue by move_dead() (as ready: also pushed)
   std::uint64_t paused = 0;    // a gauge: 1 while the queue is paused (Queue::pause), else 0
+  // A file-backed queue (Options::dir): the boots it was recovered in (the
+  // first open after each reboot), and the leases those recoveries returned
+  // to ready (or dead, attempts used up) and half-written slots they freed.
+  std::uint64_t recoveries = 0;
+  std::uint64_t recovered_leases = 0;
+  std::uint64_t recovered_boot_writes = 0;
 };
 
 // Queue::move_dead's options and result.
@@ -360,6 +388,9 @@ class Queue {
   // cannot be read, which the error_code form reports.
   [[nodiscard]] static std::vector<std::string> list();
   [[nodiscard]] static std::vector<std::string> list(std::error_code& ec) noexcept;
+  // Names ("DIR/NAME") of the file-backed queues in directory `dir` (sorted);
+  // `dir` /dev/shm lists the queues in memory, as list() does.
+  [[nodiscard]] static std::vector<std::string> list(std::string_view dir, std::error_code& ec) noexcept;
 
   Queue(Queue&&) noexcept;
   Queue& operator=(Queue&&) noexcept;
@@ -372,6 +403,13 @@ class Queue {
   // restart at 1 in every incarnation; (incarnation, job id) is unique
   // across them (the default key of idempotent() uses it).
   [[nodiscard]] std::uint64_t incarnation() const noexcept;
+
+  // A file-backed queue (Options::dir): writes its whole segment to disk
+  // (msync MS_SYNC) and returns once it is there — what the janitor does
+  // every sync_interval for Sync::interval, and what any process may do
+  // before a planned power-off. True at once for a queue in memory. False,
+  // with the errno in `ec`, if the kernel refused (EIO: the disk failed).
+  bool sync(std::error_code& ec) const noexcept;
 
   // --- Producer. Blocks only when PushOptions::wait asks it to wait for
   // room; a full queue is PushStatus::full. Throws

@@ -141,6 +141,9 @@ Options to_options(const jobring_options& o) {
   JOBRING_TAKE(group, group, o.group != nullptr ? std::string_view(o.group) : std::string_view{});
   JOBRING_TAKE(dedup_keys, dedup_keys, o.dedup_keys);
   JOBRING_TAKE(dedup_window_ms, dedup_window, milliseconds{o.dedup_window_ms});
+  JOBRING_TAKE(dir, dir, o.dir != nullptr ? std::string_view(o.dir) : std::string_view{});
+  JOBRING_TAKE(sync, sync, static_cast<Options::Sync>(o.sync));
+  JOBRING_TAKE(sync_interval_ms, sync_interval, milliseconds{o.sync_interval_ms});
 #undef JOBRING_TAKE
   return r;
 }
@@ -158,6 +161,9 @@ void from_options(const Options& o, jobring_options& out) noexcept {
   JOBRING_GIVE(dedup_keys, o.dedup_keys);
   JOBRING_GIVE(reserved0, 0);
   JOBRING_GIVE(dedup_window_ms, o.dedup_window.count());
+  JOBRING_GIVE(dir, nullptr);
+  JOBRING_GIVE(sync, static_cast<std::uint32_t>(o.sync));
+  JOBRING_GIVE(sync_interval_ms, static_cast<std::uint32_t>(o.sync_interval.count()));
 #undef JOBRING_GIVE
 }
 

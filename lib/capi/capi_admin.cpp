@@ -56,6 +56,9 @@ void fill_stats(const Stats& s, jobring_stats& out) noexcept {
   JOBRING_GIVE(moved_out);
   JOBRING_GIVE(moved_in);
   JOBRING_GIVE(paused);
+  JOBRING_GIVE(recoveries);
+  JOBRING_GIVE(recovered_leases);
+  JOBRING_GIVE(recovered_boot_writes);
 #undef JOBRING_GIVE
 }
 

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "common/sys.hpp"
+#include "ring/testing.hpp"
 
 namespace jobring::detail {
 
@@ -16,6 +17,9 @@ std::atomic<std::int64_t> g_monotonic_offset_ms{0};
 namespace {
 
 std::atomic<std::int64_t> g_boottime_offset_ticks{0};
+// shift_monotonic_for_testing: subtracted from the namespace's offset at
+// every (re)load, so that it outlives a fork.
+std::atomic<std::int64_t> g_test_shift_ms{0};
 
 // Clock ticks per second, as /proc/PID/stat counts start times: read once at
 // load (sysconf is not async-signal-safe, and the reload runs in a forked child).
@@ -61,7 +65,8 @@ TimeOffsets read_offsets() noexcept {
 
 void load_offsets() noexcept {
   const TimeOffsets o = read_offsets();
-  g_monotonic_offset_ms.store(o.monotonic_ms, std::memory_order_relaxed);
+  g_monotonic_offset_ms.store(o.monotonic_ms - g_test_shift_ms.load(std::memory_order_relaxed),
+                              std::memory_order_relaxed);
   g_boottime_offset_ticks.store(o.boottime_ticks, std::memory_order_relaxed);
 }
 
@@ -75,6 +80,11 @@ void load_offsets() noexcept {
 }
 
 }  // namespace
+
+void shift_monotonic_for_testing(std::int64_t ms) noexcept {
+  g_test_shift_ms.fetch_add(ms, std::memory_order_relaxed);
+  g_monotonic_offset_ms.fetch_sub(ms, std::memory_order_relaxed);
+}
 
 TimeOffsets time_offsets() noexcept {
   return {g_monotonic_offset_ms.load(std::memory_order_relaxed),

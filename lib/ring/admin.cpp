@@ -121,19 +121,24 @@ bool detail::read_job(const detail::ReadView& v, std::uint32_t i, Word w, JobSta
 Stats Queue::stats() const noexcept {
   const detail::ReadView v(*impl_);
   Stats s;
-  const std::uint64_t now = detail::now_ms();
+  const std::uint64_t now = impl_->now();
   count_slots(v, now, s);
   impl_->keys.count(now, s.keys_live, s.keys_remembered);
   s.keys_capacity = impl_->keys.capacity();
   s.paused = impl_->header->paused.load(std::memory_order_relaxed) != 0 ? 1 : 0;
   read_totals(v, s);
+  if (const detail::Durable* d = impl_->durable) {
+    s.recoveries = d->recoveries.load(std::memory_order_relaxed);
+    s.recovered_leases = d->recovered_leases.load(std::memory_order_relaxed);
+    s.recovered_boot_writes = d->recovered_writes.load(std::memory_order_relaxed);
+  }
   return s;
 }
 
 std::vector<JobInfo> Queue::peek(JobState state, std::size_t limit) const {
   const detail::ReadView v(*impl_);
   std::vector<JobInfo> out;
-  const std::uint64_t now = detail::now_ms();
+  const std::uint64_t now = impl_->now();
   for (std::uint32_t i = 0; i < v.capacity() && out.size() < limit; ++i) {
     // Acquire: pairs with the commit (T3) or any later RMW, as for a claim.
     const Word w = v.word(i, std::memory_order_acquire);
@@ -185,7 +190,7 @@ void detail::Ring::skip_unclaimable_positions() noexcept {
         return true;
       case State::ready:
         if (w.aux() == 0) return false;  // visible at once
-        if (now == 0) now = now_ms();
+        if (now == 0) now = this->now();
         return delayed(w, now);
       default:  // WRITING, or an invalid word: stop
         return false;
@@ -258,7 +263,7 @@ bool requeue_slot(Queue::Impl& q, std::uint32_t i, Word w) noexcept {
   // peek shows as enqueued), READY at the next requeue. A requeuer stalled
   // here while a rival requeued and the job moved on writes a wrong age onto
   // the slot's job: advice only, nothing decides on it.
-  q.meta(i).pushed_at_ms.store(detail::now_ms(), std::memory_order_relaxed);
+  q.meta(i).pushed_at_ms.store(q.now(), std::memory_order_relaxed);
   Word expected = mine;
   return detail::move(T::requeue, sw, expected, T::requeue.target(mine, 0));
 }
@@ -321,7 +326,7 @@ std::size_t Queue::purge(PurgeWhat what) noexcept {
   Impl& q = *impl_;
   const auto bits = static_cast<unsigned>(what);
   const bool all = what == PurgeWhat::all;
-  const std::uint64_t now = detail::now_ms();
+  const std::uint64_t now = q.now();
   const std::size_t n = purge_slots(
       q,
       [&](Word w, SlotMeta&) {

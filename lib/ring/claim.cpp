@@ -230,7 +230,7 @@ JOBRING_INLINE bool Queue::Impl::copy_out(std::uint32_t i, Word from, Word mine,
   job.attempt = attempt;
   job.size_ = length;
   job.lease = Lease{i, mine.raw, id};
-  job.deadline = detail::to_time_point(mine.aux());
+  job.deadline = detail::to_time_point(host_time(mine.aux()));
   return true;
 }
 
@@ -287,12 +287,12 @@ std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms,
   // a waiter's re-check, as resume()'s wake-up argument needs.
   if (header->paused.load(load_order) != 0) [[unlikely]]
     return 0;
-  const std::uint64_t began = detail::now_ms();
+  const std::uint64_t began = now();
   EmptyMemo& memo = memo_for(memo_owner);
   const bool follows_empty = memo.armed;  // memo_for gave this handle's memo
   const std::uint64_t signature = follows_empty ? claimable_signature() : 0;
   if (memo.answers_empty(load_order, signature, began)) {
-    next_due = std::min(next_due, memo.due);
+    next_due = std::min(next_due, host_due(memo.due));
     return 0;
   }
   ClaimScan s{began};
@@ -309,12 +309,12 @@ std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms,
     if (k != k0) {
       s.passed_empty = true;
       if (k == capacity) break;
-      if ((k & ~255u) != (k0 & ~255u)) s.now = detail::now_ms();  // passed a multiple of 256: as below
+      if ((k & ~255u) != (k0 & ~255u)) s.now = now();  // passed a multiple of 256: as below
     }
     // A long scan re-reads the clock, so that a lease granted at its end gets
     // its full length (and expiry is judged against a fresh clock).
     if ((k & 255) == 255) {
-      s.now = detail::now_ms();
+      s.now = now();
       if (header->paused.load(std::memory_order_relaxed) != 0) break;  // paused meanwhile: hand out no more
     }
     const Word w{state(i).load(load_order)};
@@ -352,7 +352,7 @@ std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms,
     // becomes claimable: free it (T2) so that the ring keeps its capacity.
     recover_dead_writers();
   }
-  next_due = std::min(next_due, s.due);
+  next_due = std::min(next_due, host_due(s.due));
   memo.remember(s.got, follows_empty && !s.saw_writing && !s.lost, signature, began, s.due);
   return s.got;
 }

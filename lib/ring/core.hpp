@@ -61,9 +61,6 @@ inline constexpr auto kMaxAhead = 2 * static_cast<std::uint64_t>(kMaxLease.count
 [[nodiscard]] inline std::uint64_t visible_at_after(milliseconds delay, std::uint64_t now) noexcept {
   return delay.count() > 0 ? now + static_cast<std::uint64_t>(delay.count()) + 1 : 0;
 }
-[[nodiscard]] inline std::uint64_t visible_at_after(milliseconds delay) noexcept {
-  return delay.count() > 0 ? visible_at_after(delay, now_ms()) : 0;
-}
 
 // The times a push writes: the visible-at of its commit word (T3's aux) and
 // the enqueue time in the meta (SlotMeta::pushed_at_ms), from one clock read.
@@ -90,11 +87,23 @@ struct PushTimes {
 [[nodiscard]] std::error_code resolve_group(std::string_view group, gid_t& out, std::string& detail);
 // Every header field checked against the others and against the mapping's
 // real size, from private copies; the options and the incarnation it holds.
+// `durable`: layout 5, a file-backed segment with header line 8 (Durable).
 [[nodiscard]] std::error_code validate_header(const void* base, std::uint64_t size, Options& out,
-                                              std::uint64_t& incarnation, std::string& detail);
+                                              std::uint64_t& incarnation, bool& durable, std::string& detail);
+// "none", "interval", "always".
+[[nodiscard]] const char* sync_name(Options::Sync s) noexcept;
+inline constexpr milliseconds kMinSyncInterval{10};
+inline constexpr milliseconds kMaxSyncInterval{3'600'000};
 // What differs between an existing queue's options and those asked for
 // ("capacity 2 exists, 4096 asked"); empty if nothing that counts does.
 [[nodiscard]] std::string options_mismatch(const Options& stored, const Options& asked);
+
+// --- durable.cpp
+// The key of the boot this process runs in (/proc/sys/kernel/random/boot_id,
+// or what set_boot_id_for_testing set): never 0.
+[[nodiscard]] std::uint64_t boot_key() noexcept;
+// CLOCK_REALTIME in ms (plus the testing shift).
+[[nodiscard]] std::int64_t realtime_ms() noexcept;
 
 // "jobring queue 'NAME': MESSAGE (DETAIL)": every error of an operation on a queue.
 [[nodiscard]] std::string describe(std::string_view name, const std::error_code& ec,
@@ -124,6 +133,29 @@ struct Ring {
   std::uint64_t stride = 0;
   // This handle's liveness token, and the judge of everyone else's.
   Liveness liveness;
+  // A file-backed segment's header line 8 (layout 5), else null.
+  Durable* durable = nullptr;
+  // Segment time = now_ms() + clock_base (layout.hpp, Durable): 0 in
+  // /dev/shm; for a file-backed queue, the boot's base, fixed when this
+  // handle entered the boot (durable.cpp, enter_boot) and never re-read.
+  std::uint64_t clock_base = 0;
+
+  // The segment's clock: every time written into or compared with a word
+  // of this segment is one of these.
+  [[nodiscard]] std::uint64_t now() const noexcept { return now_ms() + clock_base; }
+  // A segment time as this host's now_ms() (for sleeps and deadlines handed
+  // to users); 0 for a time before this boot.
+  [[nodiscard]] std::uint64_t host_time(std::uint64_t segment_time) const noexcept {
+    return segment_time > clock_base ? segment_time - clock_base : 0;
+  }
+  // A due time (a wait's bound) as this host's now_ms(); kNoDue stays.
+  [[nodiscard]] std::uint64_t host_due(std::uint64_t due) const noexcept {
+    return due == kNoDue ? due : host_time(due);
+  }
+  // The visible-at of a job delayed by `delay` from now (0: visible at once).
+  [[nodiscard]] std::uint64_t visible_at_after(milliseconds delay) const noexcept {
+    return delay.count() > 0 ? detail::visible_at_after(delay, now()) : 0;
+  }
 
   // Points into the mapping at `base`, with the geometry of validated options.
   void attach(std::byte* base, const Geometry& g, std::uint32_t cap, std::uint32_t payload_max) noexcept {
@@ -257,7 +289,9 @@ namespace T = detail::T;
 
 struct Queue::Impl : detail::Ring {
   std::string name;
-  Options options;                // as stored in the segment, with dedup_keys the real table size
+  std::string dir;            // a file-backed queue's directory (Options::dir points here); empty: /dev/shm
+  bool durable_line = false;  // layout 5: the segment has header line 8 (attach() points `durable` at it)
+  Options options;            // as stored in the segment, with dedup_keys the real table size
   std::uint64_t incarnation = 0;  // Header::incarnation, cached at open (Job::incarnation)
   detail::Segment segment;
   bool writable = true;  // false: a QueueView's, mapped read-only; only stats() and peek() run on it
@@ -328,12 +362,42 @@ struct Queue::Impl : detail::Ring {
   // --- lease.cpp: T6 on one lease, without the count and the wake-up.
   LeaseStatus ack_one(const Lease& lease) noexcept;
 
+  // --- durable.cpp: a file-backed queue across reboots, and its sync policy.
+  // The first opener in a new boot: returns the old boot's leases and frees
+  // its half-written slots (T7 / T8 / T2 from the words read), moves the id
+  // counter past every id in the slots.
+  void recover_boot() noexcept;
+  // Sync::always: the pages of slot i (its meta, key, note and payload) on
+  // disk; of its state word; of key entry `entry`'s bucket. No-ops for
+  // other policies.
+  void sync_slot(std::uint32_t i) const noexcept;
+  void sync_state(std::uint32_t i) const noexcept;
+  void sync_key_entry(std::uint32_t entry) const noexcept;
+  // Sync::interval (the janitor): the whole segment.
+  bool sync_everything() const noexcept;
+  bool sync_always = false;          // Options::sync == always, cached at attach
+  std::uint64_t entries_offset = 0;  // the key table's entries, from the geometry (attach)
+
  private:
   static std::uint64_t next_memo_owner() noexcept {
     static std::atomic<std::uint64_t> n{0};
     return n.fetch_add(1, std::memory_order_relaxed) + 1;
   }
 };
+
+namespace detail {
+// --- durable.cpp
+// A new file-backed segment's header line 8 (do_create, before `init` is
+// published): its sync policy, its clock (this boot's, base 0), its boot.
+void init_durable(Queue::Impl& q, const Options& o) noexcept;
+// At every open of a file-backed segment: this boot's clock base, after the
+// recovery if this is the first writable open since a reboot (durable.cpp).
+// incomplete_segment if another process's recovery holds it too long.
+[[nodiscard]] std::error_code enter_boot(Queue::Impl& q, std::string& detail);
+// The wall clock's anchor and the latest segment time (layout.hpp,
+// Durable): at every writable open and every sweep.
+void refresh_anchor(Ring& q) noexcept;
+}  // namespace detail
 
 // The token a claim's owner record names: this handle's, or nobody's for a
 // detached lease (it ends by its deadline only).

@@ -143,7 +143,7 @@ KeyTable::Buckets KeyTable::buckets_of(std::uint64_t hash) const noexcept {
 
 bool KeyTable::lookup(std::uint64_t hash, JobId& existing) noexcept {
   const Buckets kb = buckets_of(hash);
-  const std::uint64_t now = now_ms();
+  const std::uint64_t now = ring_->now();
   for (std::uint32_t b = 0; b < kb.count; ++b) {
     for (std::uint32_t e = kb.first[b]; e < kb.first[b] + kKeyWays; ++e) {
       // Two looks at an entry: the second after settling it (K7).
@@ -254,7 +254,7 @@ bool KeyTable::settle_unsettled(const Buckets& kb, std::uint64_t now) noexcept {
 bool KeyTable::full_for(std::uint64_t hash) noexcept {
   const Buckets kb = buckets_of(hash);
   for (;;) {
-    const std::uint64_t now = now_ms();
+    const std::uint64_t now = ring_->now();
     Scan f;
     JobId existing = 0;
     if (!scan(hash, kb, now, f, existing)) continue;
@@ -276,7 +276,7 @@ KeyInsert KeyTable::insert(std::uint64_t hash, JobId id, std::uint32_t slot, std
     // Acquire: pairs with the release of every earlier K2 of this home, so
     // the fields of every entry of this key inserted so far are visible.
     std::uint64_t v = version.load(std::memory_order_acquire);
-    const std::uint64_t now = now_ms();
+    const std::uint64_t now = ring_->now();
     Scan f;
     if (!scan(hash, kb, now, f, existing)) continue;
     if (f.duplicate) return KeyInsert::duplicate;
@@ -371,7 +371,7 @@ void KeyTable::finish(std::uint64_t e, std::uint64_t hash, JobId id, Word held) 
     if ((k.w != held && k.w != lived) || k.hash != hash || k.job_id != id)
       return;  // already finished or resolved
     Word from = k.w;
-    if (move(t, entries_[ei].word, from, forgotten_at(k.w, now_ms()))) return;
+    if (move(t, entries_[ei].word, from, forgotten_at(k.w, ring_->now()))) return;
   }
 }
 

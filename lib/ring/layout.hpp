@@ -147,10 +147,16 @@ inline constexpr std::uint64_t kMagic = 0x474e4952424f4a00ull;  // "\0JOBRING" l
 // 4: SlotMeta::pushed_at_ms (the job's enqueue time) in the former
 //    reserved word; a note area (SlotNote: when and why a job died) between
 //    the key area and the payload.
+// 5: a file-backed (durable) segment (README, "Queues that survive a
+//    reboot"): layout 4 with one more header line (Durable, below), so
+//    that a library that reads only layout 4 refuses it instead of using it
+//    without its boot recovery. Segments in /dev/shm keep layout 4.
 inline constexpr std::uint32_t kLayoutVersion = 4;
+inline constexpr std::uint32_t kDurableLayoutVersion = 5;
 inline constexpr std::uint32_t kInitDone = 0x52454459u;  // "READY": header fully written
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr std::size_t kHeaderBytes = 512;
+inline constexpr std::size_t kDurableHeaderBytes = kHeaderBytes + 64;  // layout 5: + Durable
 inline constexpr std::size_t kSlotMetaBytes = 64;
 
 // Indices into Header::totals: the first eight on line 6, counted by
@@ -238,6 +244,40 @@ struct alignas(kCacheLine) Header {
   // "empty" for at most the memo's age bound (2 ms), never lose a job.
   alignas(kCacheLine) std::atomic<std::uint64_t> totals[16];
 };
+
+// Header line 8, layout 5 only (a file-backed segment, durable.cpp): what
+// a segment that outlives a boot needs to make sense of its own times.
+//
+// Segment time. Every time written into a slot, a key entry or a note is
+// on the segment's clock: the host's CLOCK_MONOTONIC in ms (now_ms) plus
+// `clock_base`. In /dev/shm the base is 0 (the segment dies with the boot).
+// A file outlives the boot whose CLOCK_MONOTONIC its times were read from:
+// the first opener in a new boot (recovery) chooses a new base so that the
+// segment's clock goes on from where it was, as CLOCK_REALTIME says, and
+// no time stored in the file needs rewriting: a delayed job comes due at the
+// same wall-clock time, a key's window ends at the same wall-clock time.
+struct alignas(kCacheLine) Durable {
+  // A 64-bit key of the boot (/proc/sys/kernel/random/boot_id) whose
+  // CLOCK_MONOTONIC `clock_base` applies to: 0 until the creator writes it.
+  // Written last by a recovery, with release: an opener that loads its own
+  // boot's key (acquire) reads that recovery's base and everything it did.
+  std::atomic<std::uint64_t> boot;
+  std::atomic<std::uint64_t> clock_base;  // segment time = now_ms() + clock_base
+  // CLOCK_REALTIME ms minus segment time, and the segment time then: the
+  // anchor a recovery maps the reboot through. Refreshed at every writable
+  // open and every sweep (a janitor's: every interval), so that a step of
+  // the wall clock (NTP, an operator) moves it at most that long.
+  std::atomic<std::int64_t> realtime_minus_clock;
+  std::atomic<std::uint64_t> clock_seen;
+  // The sync policy (Options::sync) and its interval: written by the
+  // creator before `init`, immutable, validated from a private copy.
+  std::uint32_t sync;
+  std::uint32_t sync_interval_ms;
+  std::atomic<std::uint64_t> recoveries;        // boots this queue was recovered in
+  std::atomic<std::uint64_t> recovered_leases;  // leases those recoveries returned
+  std::atomic<std::uint64_t> recovered_writes;  // half-written slots they freed
+};
+static_assert(sizeof(Durable) == kCacheLine && std::is_standard_layout_v<Durable>);
 
 static_assert(std::is_standard_layout_v<Header>);
 static_assert(offsetof(Header, identity) == 0);
@@ -557,12 +597,14 @@ struct Geometry {
 // bits: 2^24 × (2^26 + 320) + 2^25 × 33 < 2^51.
 //
 //   slot:  SlotMeta (64) │ key area (64) │ note (128) │ payload (max_payload) │ pad to 64
+// `header_bytes`: kHeaderBytes (layout 4), or kDurableHeaderBytes (layout 5).
 [[nodiscard]] constexpr Geometry geometry(std::uint32_t capacity, std::uint32_t max_payload,
-                                          std::uint32_t key_capacity) noexcept {
+                                          std::uint32_t key_capacity,
+                                          std::uint64_t header_bytes = kHeaderBytes) noexcept {
   Geometry g{};
   g.slot_stride =
       round_up(kSlotMetaBytes + kKeyAreaBytes + kNoteAreaBytes + std::uint64_t{max_payload}, kCacheLine);
-  g.states_offset = kHeaderBytes;
+  g.states_offset = header_bytes;
   g.slots_offset = g.states_offset + round_up(std::uint64_t{capacity} * 8, kCacheLine);
   g.keys_offset = g.slots_offset + std::uint64_t{capacity} * g.slot_stride;
   g.entries_offset = g.keys_offset + round_up(std::uint64_t{key_capacity / kKeyWays} * 8, kCacheLine);

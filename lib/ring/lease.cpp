@@ -51,6 +51,12 @@ LeaseStatus Queue::Impl::ack_one(const Lease& lease) noexcept {
   // K4. Dies before it: K7 remembers the key when the next keyed push of
   // it, or a sweep, looks (keys.hpp).
   keys.finish(entry, hash, lease.job, held);
+  // Sync::always (durable.cpp): the FREE word (and the key remembered) on
+  // disk before the ack returns, so that a power cut does not bring it back.
+  if (sync_always) [[unlikely]] {
+    sync_state(lease.slot);
+    if (hash != 0) sync_key_entry(entry);
+  }
   // FIFO: a job acked at the claim cursor's own slot (the cursor stopped
   // there, e.g. capped at the push cursor) leaves a FREE position the next
   // lap refills; move the cursor over it as purge does. Rare: in the steady
@@ -92,7 +98,7 @@ LeaseStatus Queue::release(const Lease& lease, milliseconds delay, std::string_v
   const Word token{lease.token};
   const std::uint32_t attempts = detail::attempts_of(q.meta(lease.slot), token);
   if (max_attempts == 0 || attempts < max_attempts)
-    return end_lease(q, *sw, lease, T::release, detail::visible_at_after(delay));
+    return end_lease(q, *sw, lease, T::release, q.visible_at_after(delay));
   // T8. The note first, for the DEAD word our CAS writes (layout.hpp,
   // SlotNote: the CAS publishes it), and only while our token is current
   // (acquire: as give_back), so that a holder whose lease is already lost
@@ -102,9 +108,9 @@ LeaseStatus Queue::release(const Lease& lease, milliseconds delay, std::string_v
   if (sw->load(std::memory_order_acquire) != lease.token) return LeaseStatus::lease_lost;
   const Word dead = T::dead_letter.target(token, 0);
   if (error.empty())
-    detail::write_note_after(q.note(lease.slot), dead, detail::now_ms(), "released", attempts);
+    detail::write_note_after(q.note(lease.slot), dead, q.now(), "released", attempts);
   else
-    detail::write_note(q.note(lease.slot), dead, detail::now_ms(), error);
+    detail::write_note(q.note(lease.slot), dead, q.now(), error);
   return end_lease(q, *sw, lease, T::dead_letter, 0);
 }
 
@@ -180,8 +186,8 @@ std::string lease_text(milliseconds lease_time) {
 // Expiry is strictly after the deadline (core.hpp, lease_current): a reader
 // takes the lease over only once its now_ms() > now + lease_time, i.e. at a
 // true time >= now + lease_time + 1, more than lease_time after this call.
-std::uint64_t deadline_after(milliseconds lease_time) noexcept {
-  return detail::now_ms() + static_cast<std::uint64_t>(lease_time.count());
+std::uint64_t deadline_after(const detail::Ring& q, milliseconds lease_time) noexcept {
+  return q.now() + static_cast<std::uint64_t>(lease_time.count());
 }
 
 }  // namespace
@@ -190,7 +196,7 @@ LeaseStatus Queue::extend(Lease& lease, milliseconds lease_time) {
   Impl& q = *impl_;
   if (!detail::valid_duration(lease_time, false))
     detail::throw_error(q.name, make_error_code(errc::invalid_argument), lease_text(lease_time));
-  return extend_to(q, lease, deadline_after(lease_time));
+  return extend_to(q, lease, deadline_after(q, lease_time));
 }
 
 LeaseStatus Queue::extend(Lease& lease, milliseconds lease_time, std::error_code& ec) noexcept {
@@ -199,12 +205,13 @@ LeaseStatus Queue::extend(Lease& lease, milliseconds lease_time, std::error_code
     return LeaseStatus::lease_lost;
   }
   ec.clear();
-  return extend_to(*impl_, lease, deadline_after(lease_time));
+  return extend_to(*impl_, lease, deadline_after(*impl_, lease_time));
 }
 
 LeaseStatus Queue::extend(Job& job, milliseconds lease_time) {
   const LeaseStatus s = extend(job.lease, lease_time);
-  if (s == LeaseStatus::ok) job.deadline = detail::to_time_point(Word{job.lease.token}.aux());
+  if (s == LeaseStatus::ok)
+    job.deadline = detail::to_time_point(impl_->host_time(Word{job.lease.token}.aux()));
   return s;
 }
 

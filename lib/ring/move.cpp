@@ -98,10 +98,13 @@ Queue::Impl::MoveStep Queue::Impl::move_one(std::uint32_t i, Word w, Impl& to, c
     ++r.too_large;
     return MoveStep::next;
   }
-  const std::uint64_t now = detail::now_ms();
   JobInfo job;
   // A copy validated against `w` (seqlock-style): false if the job changed.
-  if (!detail::read_job(detail::ReadView(*this), i, w, JobState::dead, now, job)) return MoveStep::next;
+  if (!detail::read_job(detail::ReadView(*this), i, w, JobState::dead, this->now(), job))
+    return MoveStep::next;
+  // The times it arrives with, on the target's clock (a file-backed queue's
+  // segment time is not this one's): its age and its death's, kept.
+  const std::uint64_t now = to.now();
   char buf[kMaxKeyLength];
   const std::string_view key = move_key(incarnation, job.id, w.gen(), buf);
   detail::Arrival a;

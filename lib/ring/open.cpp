@@ -38,7 +38,63 @@ constexpr milliseconds kInitWait{1000};
 // stopped (SIGSTOP) in that window for this long would be taken for dead.
 constexpr std::chrono::seconds kAbandonedAfter{10};
 
-std::string file_name_of(std::string_view name) { return std::string(kFilePrefix).append(name); }
+// Where a queue lives. A plain name is a segment in /dev/shm; "DIR/NAME"
+// (or a plain name with Options::dir) a file-backed one, DIR/jobring.NAME.
+struct Place {
+  std::string dir;   // empty: /dev/shm
+  std::string name;  // what Queue::name() reports: NAME, or DIR/NAME
+  std::string file;  // the segment file's full path
+  [[nodiscard]] bool durable() const noexcept { return !dir.empty(); }
+  [[nodiscard]] std::string directory() const { return durable() ? dir : std::string(kShmDir); }
+};
+
+// The longest directory a name may carry (PATH_MAX less the file's name).
+constexpr std::size_t kMaxDirLength = 4000;
+
+std::error_code check_plain_name(std::string_view name) noexcept {
+  if (name.empty() || name.size() > kMaxNameLength || name.front() == '.')
+    return make_error_code(errc::invalid_name);
+  for (const char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                    c == '_' || c == '-';
+    if (!ok) return make_error_code(errc::invalid_name);
+  }
+  return {};
+}
+
+// A directory as a name carries it: absolute, not the root (a name "/q"
+// is far likelier a mistake than a wish for /jobring.q), no trailing
+// slash, no NUL. /dev/shm itself means memory: the same file as the plain
+// name.
+std::error_code normal_dir(std::string_view dir, std::string& out) {
+  while (dir.size() > 1 && dir.back() == '/') dir.remove_suffix(1);
+  if (dir.size() < 2 || dir.front() != '/' || dir.size() > kMaxDirLength ||
+      dir.find('\0') != std::string_view::npos)
+    return make_error_code(errc::invalid_name);
+  out = dir == kShmDir ? std::string() : std::string(dir);
+  return {};
+}
+
+// `name` (plain or DIR/NAME) and Options::dir (empty: none) as a Place.
+std::error_code place_of(std::string_view name, std::string_view dir_option, Place& out) {
+  std::string_view plain = name;
+  std::string dir;
+  if (const auto slash = name.rfind('/'); slash != std::string_view::npos) {
+    plain = name.substr(slash + 1);
+    if (auto ec = normal_dir(name.substr(0, slash), dir)) return ec;
+  }
+  if (auto ec = check_plain_name(plain)) return ec;
+  if (!dir_option.empty()) {
+    std::string from_option;
+    if (normal_dir(dir_option, from_option)) return make_error_code(errc::invalid_options);
+    if (plain.size() != name.size() && from_option != dir) return make_error_code(errc::invalid_options);
+    dir = std::move(from_option);
+  }
+  out.dir = std::move(dir);
+  out.name = out.durable() ? out.dir + "/" + std::string(plain) : std::string(plain);
+  out.file = (out.durable() ? out.dir : std::string(kShmDir)) + "/" + kFilePrefix + std::string(plain);
+  return {};
+}
 
 }  // namespace
 
@@ -58,13 +114,20 @@ void throw_error(std::string_view name, std::error_code ec, const std::string& d
 }  // namespace detail
 
 std::string segment_path(std::string_view name) {
-  return std::string(kShmDir).append("/").append(file_name_of(name));
+  Place place;
+  if (place_of(name, {}, place)) return std::string(kShmDir).append("/").append(kFilePrefix).append(name);
+  return place.file;
 }
 
 void Queue::Impl::attach() noexcept {
   auto* base = static_cast<std::byte*>(segment.data());
-  const auto g = detail::geometry(options.capacity, options.max_payload, options.dedup_keys);
+  const auto g = detail::geometry(options.capacity, options.max_payload, options.dedup_keys,
+                                  durable_line ? detail::kDurableHeaderBytes : detail::kHeaderBytes);
   Ring::attach(base, g, options.capacity, options.max_payload);
+  durable = durable_line ? reinterpret_cast<detail::Durable*>(base + detail::kHeaderBytes) : nullptr;
+  options.dir = dir;
+  sync_always = durable != nullptr && options.sync == Options::Sync::always;
+  entries_offset = g.entries_offset;
   // A read-only handle (QueueView) writes no record, so it needs no token
   // (whose lock needs a writable descriptor).
   if (writable) liveness.attach(segment.fd());
@@ -72,14 +135,12 @@ void Queue::Impl::attach() noexcept {
 }
 
 std::error_code check_name(std::string_view name) noexcept {
-  if (name.empty() || name.size() > kMaxNameLength || name.front() == '.')
-    return make_error_code(errc::invalid_name);
-  for (const char c : name) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-                    c == '_' || c == '-';
-    if (!ok) return make_error_code(errc::invalid_name);
+  try {
+    Place place;
+    return place_of(name, {}, place);
+  } catch (const std::bad_alloc&) {
+    return std::make_error_code(std::errc::not_enough_memory);
   }
-  return {};
 }
 
 void validate_name(std::string_view name) {
@@ -114,16 +175,29 @@ std::uint64_t new_incarnation() noexcept {
 // abandoned (judged by do_open), replaced instead of linking next to it.
 std::unique_ptr<Queue::Impl> do_create(std::string_view name, const Options& options, std::error_code& ec,
                                        std::string& detail, const detail::Segment* stale = nullptr) {
-  if ((ec = check_name(name))) return nullptr;
+  Place place;
+  if ((ec = place_of(name, options.dir, place))) {
+    if (ec == make_error_code(errc::invalid_options))
+      detail = "Options::dir '" + std::string(options.dir) +
+               "' must be an absolute directory, and the one the name gives if it gives one";
+    return nullptr;
+  }
   if ((ec = detail::check_options(options, detail))) return nullptr;
+  if (options.sync != Options::Sync::none && !place.durable()) {
+    ec = make_error_code(errc::invalid_options);
+    detail = "a sync policy is for a file-backed queue: give Options::dir (jobring create --dir DIR)";
+    return nullptr;
+  }
   gid_t group = detail::kKeepGroup;
   if ((ec = detail::resolve_group(options.group, group, detail))) return nullptr;
   const unsigned mode = detail::mode_for(options);
   const std::uint32_t key_capacity = detail::key_capacity_for(options);
-  const auto g = detail::geometry(options.capacity, options.max_payload, key_capacity);
+  const std::uint64_t header_bytes = place.durable() ? detail::kDurableHeaderBytes : detail::kHeaderBytes;
+  const auto g = detail::geometry(options.capacity, options.max_payload, key_capacity, header_bytes);
   auto impl = std::make_unique<Queue::Impl>();
   detail::Failure failure;
-  if (!detail::Segment::create_unnamed(g.total_bytes, mode, group, impl->segment, failure)) {
+  if (!detail::Segment::create_unnamed(place.directory(), g.total_bytes, mode, group, impl->segment,
+                                       failure)) {
     ec = failure.code;
     detail = failure.detail;
     if (ec == make_error_code(errc::permission_denied) && group != detail::kKeepGroup)
@@ -132,7 +206,9 @@ std::unique_ptr<Queue::Impl> do_create(std::string_view name, const Options& opt
                 " $USER, then log in again), or create the queue as root";
     return nullptr;
   }
-  impl->name = std::string(name);
+  impl->name = place.name;
+  impl->dir = place.dir;
+  impl->durable_line = place.durable();
   impl->options = options;
   impl->options.mode = mode;
   impl->options.group = {};  // a view of the caller's string: not kept
@@ -142,13 +218,20 @@ std::unique_ptr<Queue::Impl> do_create(std::string_view name, const Options& opt
   // The segment is zero-filled by ftruncate: every state word is FREE with
   // generation 0, every counter 0. Write lines 0 and 1, then publish them.
   Header& h = *impl->header;
-  h.identity =
-      detail::Identity{detail::kMagic,       detail::kLayoutVersion,
-                       detail::kHeaderBytes, options.capacity,
-                       options.max_payload,  static_cast<std::uint32_t>(g.slot_stride),
-                       options.max_attempts, static_cast<std::uint64_t>(options.default_lease.count()),
-                       g.states_offset,      g.slots_offset,
-                       g.total_bytes};
+  h.identity = detail::Identity{detail::kMagic,
+                                place.durable() ? detail::kDurableLayoutVersion : detail::kLayoutVersion,
+                                static_cast<std::uint32_t>(header_bytes),
+                                options.capacity,
+                                options.max_payload,
+                                static_cast<std::uint32_t>(g.slot_stride),
+                                options.max_attempts,
+                                static_cast<std::uint64_t>(options.default_lease.count()),
+                                g.states_offset,
+                                g.slots_offset,
+                                g.total_bytes};
+  // Line 8 of a file-backed queue: its clock starts as this boot's
+  // CLOCK_MONOTONIC (base 0), anchored to the wall clock (durable.cpp).
+  if (impl->durable != nullptr) detail::init_durable(*impl, options);
   h.creator_pid = static_cast<std::uint32_t>(::getpid());
   h.mode = mode;
   h.key_capacity = key_capacity;
@@ -166,7 +249,14 @@ std::unique_ptr<Queue::Impl> do_create(std::string_view name, const Options& opt
   // acquire/release pair is kept for segments of older versions, which
   // published under the real name.
   h.init.store(detail::kInitDone, std::memory_order_release);
-  const std::string file = file_name_of(name);
+  // A file-backed queue is on disk, whole, before its name appears: a power
+  // cut after create() returned cannot leave a name without its header.
+  if (place.durable() && !impl->segment.sync_all(failure)) {
+    ec = failure.code;
+    detail = failure.detail;
+    return nullptr;
+  }
+  const std::string& file = place.file;
   const bool named =
       stale != nullptr ? impl->segment.replace(file, *stale, failure) : impl->segment.link(file, failure);
   if (!named) {
@@ -196,15 +286,16 @@ bool untouched_for_long(const detail::Segment& segment) {
 std::unique_ptr<Queue::Impl> do_open(std::string_view name, std::error_code& ec, std::string& detail,
                                      milliseconds init_wait = kInitWait, detail::Segment* abandoned = nullptr,
                                      bool writable = true) {
-  if ((ec = check_name(name))) return nullptr;
-  const std::string remedy = "; if no creator is at work, remove it (jobring rm " + std::string(name) +
+  Place place;
+  if ((ec = place_of(name, {}, place))) return nullptr;
+  const std::string remedy = "; if no creator is at work, remove it (jobring rm " + place.name +
                              ") or let Queue::open_or_create replace it";
   const auto give_up_at = std::chrono::steady_clock::now() + init_wait;
   for (;;) {
     auto impl = std::make_unique<Queue::Impl>();
     detail::Failure failure;
     impl->writable = writable;
-    if (!detail::Segment::open(file_name_of(name), impl->segment, failure, writable)) {
+    if (!detail::Segment::open(place.file, impl->segment, failure, writable)) {
       ec = failure.code;
       detail = failure.detail;
       return nullptr;
@@ -245,11 +336,17 @@ std::unique_ptr<Queue::Impl> do_open(std::string_view name, std::error_code& ec,
       } else {
         Options options;
         std::uint64_t incarnation = 0;
-        if ((ec = detail::validate_header(h, size, options, incarnation, detail))) return nullptr;
-        impl->name = std::string(name);
+        bool durable = false;
+        if ((ec = detail::validate_header(h, size, options, incarnation, durable, detail))) return nullptr;
+        impl->name = place.name;
+        impl->dir = place.dir;
+        impl->durable_line = durable;
         impl->options = options;
         impl->incarnation = incarnation;
         impl->attach();
+        // A file-backed queue's clock for this boot, after the recovery
+        // that the first opener in a new boot runs (durable.cpp).
+        if (impl->durable != nullptr && (ec = detail::enter_boot(*impl, detail))) return nullptr;
         return impl;
       }
     }
@@ -268,9 +365,11 @@ std::unique_ptr<Queue::Impl> do_open(std::string_view name, std::error_code& ec,
   }
 }
 
-std::unique_ptr<Queue::Impl> do_open_or_create(std::string_view name, const Options& options,
+std::unique_ptr<Queue::Impl> do_open_or_create(std::string_view name_asked, const Options& options,
                                                std::error_code& ec, std::string& detail) {
-  if ((ec = check_name(name))) return nullptr;
+  Place place;
+  if ((ec = place_of(name_asked, options.dir, place))) return nullptr;
+  const std::string_view name = place.name;  // DIR/NAME with Options::dir
   if ((ec = detail::check_options(options, detail))) return nullptr;
   // open, create and replace race with other processes doing the same and
   // with remove(): not_found on open means create; already_exists on create
@@ -391,10 +490,11 @@ std::optional<QueueView> QueueView::open(std::string_view name, std::error_code&
 }
 
 bool Queue::remove(std::string_view name, std::error_code& ec) noexcept {
-  if ((ec = check_name(name))) return false;
   try {
+    Place place;
+    if ((ec = place_of(name, {}, place))) return false;
     detail::Failure failure;
-    if (detail::Segment::remove(file_name_of(name), failure)) {
+    if (detail::Segment::remove(place.file, failure)) {
       ec.clear();
       return true;
     }
@@ -421,6 +521,11 @@ namespace {
     if (::getpwuid_r(st.st_uid, &pw, buf.data(), buf.size(), &found) == 0 && found != nullptr)
       who = std::string("its owner, user ") + found->pw_name + " (uid " + std::to_string(st.st_uid) + ")";
   }
+  if (name.find('/') != std::string_view::npos)
+    throw error(ec, "jobring queue '" + std::string(name) +
+                        "': permission denied to remove it: removing needs write permission on its directory "
+                        "(the queue's own mode does not matter); run jobring rm as a user who has it (" +
+                        who + ", or root)");
   throw error(ec, "jobring queue '" + std::string(name) + "': permission denied to remove it: only " + who +
                       " or root can (" + kShmDir +
                       " is a sticky directory, so the queue's mode does not matter); run jobring rm as "
@@ -434,26 +539,50 @@ bool Queue::remove(std::string_view name) {
   if (remove(name, ec)) return true;
   if (ec == make_error_code(errc::not_found)) return false;
   if (ec == make_error_code(errc::permission_denied)) throw_remove_denied(name, ec);
-  detail::throw_error(name, ec, "shm_unlink");
+  detail::throw_error(name, ec, name.find('/') != std::string_view::npos ? "unlink" : "shm_unlink");
+}
+
+namespace {
+
+// The queues in directory `path` (their files jobring.NAME), named as
+// `prefix` + NAME.
+std::vector<std::string> list_in(const char* path, const std::string& prefix, std::error_code& ec) {
+  std::vector<std::string> names;
+  DIR* dir = ::opendir(path);
+  if (dir == nullptr) {
+    ec = std::error_code(errno, std::system_category());
+    return names;
+  }
+  while (const dirent* entry = ::readdir(dir)) {
+    const std::string_view file(entry->d_name);
+    if (file.size() <= kFilePrefixLength || file.substr(0, kFilePrefixLength) != kFilePrefix) continue;
+    const std::string_view name = file.substr(kFilePrefixLength);
+    if (!check_plain_name(name)) names.emplace_back(prefix + std::string(name));
+  }
+  ::closedir(dir);
+  std::sort(names.begin(), names.end());
+  ec.clear();
+  return names;
+}
+
+}  // namespace
+
+std::vector<std::string> Queue::list(std::string_view dir, std::error_code& ec) noexcept {
+  try {
+    std::string normal;
+    if ((ec = normal_dir(dir, normal))) return {};
+    if (normal.empty()) return list(ec);  // /dev/shm
+    return list_in(normal.c_str(), normal + "/", ec);
+  } catch (const std::bad_alloc&) {
+    ec = std::make_error_code(std::errc::not_enough_memory);
+    return {};
+  }
 }
 
 std::vector<std::string> Queue::list(std::error_code& ec) noexcept {
   std::vector<std::string> names;
   try {
-    DIR* dir = ::opendir(kShmDir);
-    if (dir == nullptr) {
-      ec = std::error_code(errno, std::system_category());
-      return names;
-    }
-    while (const dirent* entry = ::readdir(dir)) {
-      const std::string_view file(entry->d_name);
-      if (file.size() <= kFilePrefixLength || file.substr(0, kFilePrefixLength) != kFilePrefix) continue;
-      const std::string_view name = file.substr(kFilePrefixLength);
-      if (!check_name(name)) names.emplace_back(name);
-    }
-    ::closedir(dir);
-    std::sort(names.begin(), names.end());
-    ec.clear();
+    names = list_in(kShmDir, "", ec);
   } catch (const std::bad_alloc&) {
     ec = std::make_error_code(std::errc::not_enough_memory);
     names.clear();

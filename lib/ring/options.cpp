@@ -41,6 +41,13 @@ std::error_code check_options(const Options& o, std::string& detail) {
   if (!valid_duration(o.dedup_window, true))
     return bad("dedup_window " + std::to_string(o.dedup_window.count()) + " ms not in 0.." +
                std::to_string(kMaxLease.count()) + " ms");
+  if (static_cast<std::uint32_t>(o.sync) > static_cast<std::uint32_t>(Options::Sync::always))
+    return bad("sync policy " + std::to_string(static_cast<std::uint32_t>(o.sync)) +
+               " is not none, interval or always");
+  if (o.sync_interval < kMinSyncInterval || o.sync_interval > kMaxSyncInterval)
+    return bad("sync_interval " + std::to_string(o.sync_interval.count()) + " ms not in " +
+               std::to_string(kMinSyncInterval.count()) + ".." + std::to_string(kMaxSyncInterval.count()) +
+               " ms");
   const auto g = geometry(o.capacity, o.max_payload, key_capacity_for(o));
   if (g.total_bytes > kMaxSegmentBytes)
     return bad("segment of " + std::to_string(g.total_bytes) + " bytes exceeds the limit of " +
@@ -88,7 +95,7 @@ std::error_code resolve_group(std::string_view group, gid_t& out, std::string& d
 // of the mapping, before any slot is touched. Returns the options it describes
 // and the incarnation.
 std::error_code validate_header(const void* base, std::uint64_t size, Options& out,
-                                std::uint64_t& incarnation, std::string& detail) {
+                                std::uint64_t& incarnation, bool& durable, std::string& detail) {
   // Validate a private copy of line 0: another process may be rewriting the
   // shared one, and what we check must be what we keep.
   const auto* header = static_cast<const Header*>(base);
@@ -100,15 +107,19 @@ std::error_code validate_header(const void* base, std::uint64_t size, Options& o
     return make_error_code(e);
   };
   if (h->magic != kMagic) return fail(errc::not_a_queue, "bad magic");
-  if (h->layout_version != kLayoutVersion)
+  // Layout 4 (memory) or 5 (file-backed: one more header line).
+  if (h->layout_version != kLayoutVersion && h->layout_version != kDurableLayoutVersion)
     return fail(
         errc::incompatible_version,
-        "layout version " + std::to_string(h->layout_version) + ", this library reads version " +
-            std::to_string(kLayoutVersion) +
-            (h->layout_version > kLayoutVersion
+        "layout version " + std::to_string(h->layout_version) + ", this library reads versions " +
+            std::to_string(kLayoutVersion) + " and " + std::to_string(kDurableLayoutVersion) +
+            (h->layout_version > kDurableLayoutVersion
                  ? ": made by a newer jobring; use that version's library and tools"
                  : ": made by an older jobring; drain it with that version, then remove and recreate it"));
-  if (h->header_bytes != kHeaderBytes) return fail(errc::corrupt_segment, "header size");
+  durable = h->layout_version == kDurableLayoutVersion;
+  const std::uint64_t header_bytes = durable ? kDurableHeaderBytes : kHeaderBytes;
+  if (h->header_bytes != header_bytes || size < header_bytes)
+    return fail(errc::corrupt_segment, "header size");
   if (h->capacity < 1 || h->capacity > kMaxCapacity) return fail(errc::corrupt_segment, "capacity");
   if (h->max_payload < 1 || h->max_payload > kMaxPayload) return fail(errc::corrupt_segment, "max_payload");
   // Line 1's key-table fields, also from private copies.
@@ -125,7 +136,7 @@ std::error_code validate_header(const void* base, std::uint64_t size, Options& o
     return fail(errc::corrupt_segment, "key table size");
   if (dedup_window_ms > static_cast<std::uint64_t>(kMaxLease.count()))
     return fail(errc::corrupt_segment, "de-duplication window");
-  const auto g = geometry(h->capacity, h->max_payload, key_capacity);
+  const auto g = geometry(h->capacity, h->max_payload, key_capacity, header_bytes);
   if (h->slot_stride != g.slot_stride || h->states_offset != g.states_offset ||
       h->slots_offset != g.slots_offset || h->total_bytes != g.total_bytes || keys_offset != g.keys_offset)
     return fail(errc::corrupt_segment, "geometry fields disagree with capacity and max_payload");
@@ -141,7 +152,34 @@ std::error_code validate_header(const void* base, std::uint64_t size, Options& o
   out.dedup_keys = key_capacity;
   out.dedup_window = milliseconds(static_cast<std::int64_t>(dedup_window_ms));
   out.mode = header->mode & 07777;  // informative only: no bound depends on it
+  out.sync = Options::Sync::none;
+  if (durable) {
+    // Line 8's fixed fields, from private copies too.
+    const auto* line = reinterpret_cast<const Durable*>(static_cast<const std::byte*>(base) + kHeaderBytes);
+    std::uint32_t sync = 0;
+    std::uint32_t interval_ms = 0;
+    std::memcpy(&sync, &line->sync, sizeof sync);
+    std::memcpy(&interval_ms, &line->sync_interval_ms, sizeof interval_ms);
+    if (sync > static_cast<std::uint32_t>(Options::Sync::always))
+      return fail(errc::corrupt_segment, "sync policy");
+    if (interval_ms < kMinSyncInterval.count() || interval_ms > kMaxSyncInterval.count())
+      return fail(errc::corrupt_segment, "sync interval");
+    out.sync = static_cast<Options::Sync>(sync);
+    out.sync_interval = milliseconds(interval_ms);
+  }
   return {};
+}
+
+const char* sync_name(Options::Sync s) noexcept {
+  switch (s) {
+    case Options::Sync::none:
+      return "none";
+    case Options::Sync::interval:
+      return "interval";
+    case Options::Sync::always:
+      return "always";
+  }
+  return "?";
 }
 
 // Empty if the queue `impl` opened has the options asked for, else what
@@ -165,6 +203,10 @@ std::string options_mismatch(const Options& stored, const Options& asked) {
          jobring::format_duration(asked.default_lease));
   differ("dedup_window", jobring::format_duration(stored.dedup_window),
          jobring::format_duration(asked.dedup_window));
+  differ("sync", sync_name(stored.sync), sync_name(asked.sync));
+  if (stored.sync == Options::Sync::interval && asked.sync == Options::Sync::interval)
+    differ("sync_interval", jobring::format_duration(stored.sync_interval),
+           jobring::format_duration(asked.sync_interval));
   return out;
 }
 

@@ -50,8 +50,8 @@ JOBRING_INLINE std::error_code check_push(std::uint32_t max_payload,
 // Counted from the push call: a push that waits for room does not add its
 // wait to the delay, nor to the job's age (pushed_at is the call's time too:
 // a job's age is how long it has waited since its producer tried).
-detail::PushTimes times_for(const PushOptions& o) noexcept {
-  const std::uint64_t now = detail::now_ms();
+detail::PushTimes times_for(const detail::Ring& q, const PushOptions& o) noexcept {
+  const std::uint64_t now = q.now();
   return {detail::visible_at_after(o.delay, now), now};
 }
 
@@ -125,6 +125,12 @@ JOBRING_INLINE Queue::Impl::SlotPush Queue::Impl::push_into(std::uint32_t i, Wor
       detail::move_kill_point(1);
     }
   }
+  // Sync::always (durable.cpp): the job on disk before its READY word can
+  // be. Dies after: the slot is WRITING on disk too (T2 at recovery).
+  if (sync_always) [[unlikely]] {
+    sync_slot(i);
+    if (key != nullptr) sync_key_entry(entry);
+  }
   // Advance the push cursor past this slot before the commit: a claimer that
   // acquires our commit then sees the cursor at least here, so it may move
   // the claim cursor past this job (claim.cpp).
@@ -146,6 +152,11 @@ JOBRING_INLINE Queue::Impl::SlotPush Queue::Impl::push_into(std::uint32_t i, Wor
   if (key != nullptr) {
     if (key->arrival != nullptr) detail::move_kill_point(3);
     keys.make_live(entry, claimed_key);
+  }
+  // Sync::always: the READY word on disk before the push returns.
+  if (sync_always) [[unlikely]] {
+    sync_state(i);
+    if (key != nullptr) sync_key_entry(entry);
   }
   return SlotPush::pushed;
 }
@@ -240,7 +251,7 @@ std::size_t Queue::Impl::push_pass(std::span<const std::span<const std::byte>> p
 
 JOBRING_INLINE PushResult Queue::Impl::push_checked(std::span<const std::byte> payload,
                                                     const PushOptions& push) noexcept {
-  const detail::PushTimes times = times_for(push);
+  const detail::PushTimes times = times_for(*this, push);
   JobId id = 0;
   const std::span<const std::byte> one[1] = {payload};
   detail::KeyedPush keyed{push.key, push.key.empty() ? 0 : detail::key_hash(push.key)};
@@ -294,7 +305,7 @@ PushResult Queue::push(std::string_view payload, const PushOptions& options) {
 
 std::size_t Queue::Impl::push_many_checked(std::span<const std::span<const std::byte>> payloads,
                                            std::span<JobId> ids, const PushOptions& push) noexcept {
-  const detail::PushTimes times = times_for(push);
+  const detail::PushTimes times = times_for(*this, push);
   std::size_t done = 0;
   // One wait for the whole batch, not one per bit of progress.
   const auto give_up_at = std::chrono::steady_clock::now() + push.wait;

@@ -8,14 +8,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <string_view>
 
 #include "common/sys.hpp"
 #include "jobring/error.hpp"
+#include "ring/testing.hpp"
 
 namespace jobring::detail {
 
@@ -42,6 +46,8 @@ struct Segment::Impl {
 };
 
 namespace {
+
+std::atomic<SyncObserver> g_sync_observer{nullptr};  // testing.hpp
 
 std::error_code from_errno(int err) noexcept {
   switch (err) {
@@ -113,7 +119,28 @@ bool Segment::modified_at(timespec& out) const noexcept {
 
 namespace {
 
-std::string shm_path(const std::string& file_name) { return "/dev/shm/" + file_name; }
+constexpr std::string_view kShmPrefix = "/dev/shm/";
+
+// A path in /dev/shm (opened with shm_open, through Boost), and the name
+// shm_open takes for it.
+bool in_shm(const std::string& path) noexcept {
+  return path.size() > kShmPrefix.size() && path.compare(0, kShmPrefix.size(), kShmPrefix) == 0 &&
+         path.find('/', kShmPrefix.size()) == std::string::npos;
+}
+std::string shm_name(const std::string& path) { return path.substr(kShmPrefix.size()); }
+std::string dir_of(const std::string& path) {
+  const auto slash = path.rfind('/');
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+// fsync of a directory, so that a name made or removed in it survives a
+// power cut. Best effort: a file system that cannot (EINVAL) has nothing to do.
+void sync_dir(const std::string& dir) noexcept {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
+}
 
 std::string user_name(uid_t uid) {
   passwd pw{};
@@ -165,17 +192,25 @@ int link_fd(int fd, const std::string& path) noexcept {
 
 }  // namespace
 
-bool Segment::create_unnamed(std::uint64_t bytes, unsigned mode, gid_t group, Segment& out,
-                             Failure& failure) {
+bool Segment::create_unnamed(const std::string& dir, std::uint64_t bytes, unsigned mode, gid_t group,
+                             Segment& out, Failure& failure) {
   auto impl = std::make_unique<Impl>();
+  const bool shm = dir == "/dev/shm";
   // No name, no O_EXCL race, nothing to clean up: the file exists only
   // through this descriptor until link() names it.
-  impl->fd = ::open("/dev/shm", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  impl->fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
   if (impl->fd < 0) {
     const int err = errno;
-    fail(failure, "open(/dev/shm, O_TMPFILE)", err);
+    fail(failure, ("open(" + dir + ", O_TMPFILE)").c_str(), err);
     if (err == EOPNOTSUPP || err == EISDIR || err == EINVAL)
-      failure.detail += ": /dev/shm must be a tmpfs of Linux 3.11 or later (O_TMPFILE)";
+      failure.detail += shm ? ": /dev/shm must be a tmpfs of Linux 3.11 or later (O_TMPFILE)"
+                            : ": the directory must be on a local file system that supports O_TMPFILE "
+                              "(ext4, xfs, btrfs, tmpfs)";
+    if (err == ENOENT && !shm)
+      failure.detail += ": create the directory first (mkdir -p " + dir +
+                        "; the janitor's package makes "
+                        "/var/lib/jobring)";
+    if (err == EACCES && !shm) failure.detail += ": this user may not create files in " + dir;
     return false;
   }
   // The group first, while the file has no name: nobody ever sees the queue
@@ -203,9 +238,10 @@ bool Segment::create_unnamed(std::uint64_t bytes, unsigned mode, gid_t group, Se
       err != 0 && err != EOPNOTSUPP && err != EINVAL) {
     fail(failure, "posix_fallocate", err);
     if (err == ENOSPC)
-      failure.detail = "not enough room in /dev/shm for a segment of " + std::to_string(bytes) +
-                       " bytes: see `df -h /dev/shm`; free room, enlarge it (mount -o remount,size=...), "
-                       "or create the queue with a smaller capacity or max_payload";
+      failure.detail = "not enough room in " + dir + " for a segment of " + std::to_string(bytes) +
+                       " bytes: see `df -h " + dir + "`; free room" +
+                       (shm ? ", enlarge it (mount -o remount,size=...)," : "") +
+                       " or create the queue with a smaller capacity or max_payload";
     return false;
   }
   void* base =
@@ -220,15 +256,40 @@ bool Segment::create_unnamed(std::uint64_t bytes, unsigned mode, gid_t group, Se
   return true;
 }
 
-bool Segment::link(const std::string& file_name, Failure& failure) {
-  if (const int err = link_fd(impl_->fd, shm_path(file_name)); err != 0) {
-    fail(failure, "linkat", err);
+bool Segment::sync_all(Failure& failure) const {
+  if (::fsync(impl_->handle()) != 0) {
+    fail(failure, "fsync", errno);
     return false;
   }
   return true;
 }
 
-bool Segment::replace(const std::string& file_name, const Segment& stale, Failure& failure) {
+bool Segment::sync_range(std::uint64_t offset, std::uint64_t length) const noexcept {
+  if (!impl_ || length == 0) return true;
+  static const std::uint64_t page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  const std::uint64_t first = offset / page * page;
+  const std::uint64_t end = std::min(size(), offset + length);
+  if (end <= first) return true;
+  if (::msync(static_cast<std::byte*>(data()) + first, end - first, MS_SYNC) != 0) return false;
+  if (const SyncObserver seen = g_sync_observer.load(std::memory_order_relaxed))
+    seen(data(), first, end - first);
+  return true;
+}
+
+void set_sync_observer_for_testing(SyncObserver observer) noexcept {
+  g_sync_observer.store(observer, std::memory_order_relaxed);
+}
+
+bool Segment::link(const std::string& path, Failure& failure) {
+  if (const int err = link_fd(impl_->fd, path); err != 0) {
+    fail(failure, "linkat", err);
+    return false;
+  }
+  if (!in_shm(path)) sync_dir(dir_of(path));
+  return true;
+}
+
+bool Segment::replace(const std::string& path, const Segment& stale, Failure& failure) {
   const int stale_fd = stale.impl_->handle();
   // Replacers of one stale file take turns on its lock; a replacer killed
   // while holding it releases it with its descriptors. Blocking is bounded:
@@ -249,7 +310,6 @@ bool Segment::replace(const std::string& file_name, const Segment& stale, Failur
     fail(failure, "fstat", errno);
     return false;
   }
-  const std::string path = shm_path(file_name);
   // Still the file that was judged, at the size it was judged at? If not, a
   // previous replacer (or a remove and a create) put another one there: that
   // one is the queue now.
@@ -274,13 +334,13 @@ bool Segment::replace(const std::string& file_name, const Segment& stale, Failur
     fail(failure, "unlink", errno);
     return false;
   }
-  return link(file_name, failure);
+  return link(path, failure);
 }
 
-bool Segment::map_by_name(const std::string& file_name) {
+bool Segment::map_by_name(const std::string& path) {
   Segment named;
   Failure ignored;
-  if (!open(file_name, named, ignored) || named.size() != size()) return false;
+  if (!open(path, named, ignored) || named.size() != size()) return false;
   struct stat mine {};
   struct stat theirs {};
   if (::fstat(impl_->handle(), &mine) != 0 || ::fstat(named.impl_->handle(), &theirs) != 0 ||
@@ -290,23 +350,49 @@ bool Segment::map_by_name(const std::string& file_name) {
   return true;
 }
 
-bool Segment::open(const std::string& file_name, Segment& out, Failure& failure, bool writable) {
-  auto impl = std::make_unique<Impl>();
-  try {
-    impl->shm = bip::shared_memory_object(bip::open_only, file_name.c_str(),
-                                          writable ? bip::read_write : bip::read_only);
-  } catch (const bip::interprocess_exception& e) {
-    const int err = native_error(e);
-    fail(failure, "shm_open", err);
-    if (err == EACCES) failure.detail += "; " + access_hint(shm_path(file_name), writable);
-    // The name was validated before we got here, so these mean that
-    // something other than a segment sits at it: glibc's shm_open turns
-    // EISDIR into EINVAL, and its O_NOFOLLOW makes a symlink ELOOP.
-    if (err == EINVAL || err == ELOOP) {
+namespace {
+
+// A segment outside /dev/shm (a file-backed queue): open(2) without
+// following a symbolic link, and a mapping of our own.
+bool open_file(const std::string& path, Segment::Impl& impl, Failure& failure, bool writable) {
+  impl.fd = ::open(path.c_str(), (writable ? O_RDWR : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC);
+  if (impl.fd < 0) {
+    const int err = errno;
+    fail(failure, "open", err);
+    if (err == EACCES) failure.detail += "; " + access_hint(path, writable);
+    if (err == ELOOP || err == EISDIR) {
       failure.code = make_error_code(errc::not_a_queue);
-      failure.detail = "/dev/shm/" + file_name + (err == ELOOP ? " is a symbolic link" : " is a directory");
+      failure.detail = path + (err == ELOOP ? " is a symbolic link" : " is a directory");
     }
     return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool Segment::open(const std::string& path, Segment& out, Failure& failure, bool writable) {
+  auto impl = std::make_unique<Impl>();
+  const bool shm = in_shm(path);
+  if (!shm) {
+    if (!open_file(path, *impl, failure, writable)) return false;
+  } else {
+    try {
+      impl->shm = bip::shared_memory_object(bip::open_only, shm_name(path).c_str(),
+                                            writable ? bip::read_write : bip::read_only);
+    } catch (const bip::interprocess_exception& e) {
+      const int err = native_error(e);
+      fail(failure, "shm_open", err);
+      if (err == EACCES) failure.detail += "; " + access_hint(path, writable);
+      // The name was validated before we got here, so these mean that
+      // something other than a segment sits at it: glibc's shm_open turns
+      // EISDIR into EINVAL, and its O_NOFOLLOW makes a symlink ELOOP.
+      if (err == EINVAL || err == ELOOP) {
+        failure.code = make_error_code(errc::not_a_queue);
+        failure.detail = path + (err == ELOOP ? " is a symbolic link" : " is a directory");
+      }
+      return false;
+    }
   }
   // Only a regular file can be a segment. Anyone may make a FIFO in
   // /dev/shm: without this check it would look like a segment whose creator
@@ -319,22 +405,37 @@ bool Segment::open(const std::string& file_name, Segment& out, Failure& failure,
   }
   if (!S_ISREG(st.st_mode)) {
     failure.code = make_error_code(errc::not_a_queue);
-    failure.detail = "/dev/shm/" + file_name + " is not a regular file";
+    failure.detail = path + " is not a regular file";
     return false;
   }
-  if (!map(*impl, failure, writable)) return false;
+  if (shm) {
+    if (!map(*impl, failure, writable)) return false;
+  } else if (st.st_size > 0) {
+    const auto bytes = static_cast<std::size_t>(st.st_size);
+    void* base =
+        ::mmap(nullptr, bytes, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, impl->fd, 0);
+    if (base == MAP_FAILED) {
+      fail(failure, "mmap", errno);
+      return false;
+    }
+    impl->base = base;
+    impl->size = bytes;
+  }
   out.impl_ = std::move(impl);
   return true;
 }
 
-bool Segment::remove(const std::string& file_name, Failure& failure) {
+bool Segment::remove(const std::string& path, Failure& failure) {
   // Boost's remove() swallows errno; the distinction between "no such queue"
   // and "permission denied" matters to the user, so call shm_unlink here.
-  const std::string path = "/" + file_name;
-  if (::shm_unlink(path.c_str()) != 0) {
-    fail(failure, "shm_unlink", errno);
+  // shm_unlink takes "/NAME": the path less its "/dev/shm" (the slash kept).
+  const bool shm = in_shm(path);
+  const char* shm_arg = path.c_str() + (kShmPrefix.size() - 1);
+  if (shm ? ::shm_unlink(shm_arg) != 0 : ::unlink(path.c_str()) != 0) {
+    fail(failure, shm ? "shm_unlink" : "unlink", errno);
     return false;
   }
+  if (!shm) sync_dir(dir_of(path));
   return true;
 }
 

@@ -73,7 +73,7 @@ bool returnable(Word w, const SlotMeta& m, std::uint64_t now, OwnerVerdicts& ver
 SweepResult Queue::sweep() noexcept {
   Impl& q = *impl_;
   SweepResult r;
-  const std::uint64_t now = detail::now_ms();
+  const std::uint64_t now = q.now();
   const std::uint32_t max_attempts = q.options.max_attempts;
   OwnerVerdicts verdicts(q.liveness);
   bool returned = false;
@@ -115,6 +115,9 @@ SweepResult Queue::sweep() noexcept {
   // windows that are over.
   q.keys.resolve_all(now);
   if (returned) detail::wake(T::reclaim, *q.header);
+  // A file-backed queue: the wall clock's anchor, for the next boot's
+  // recovery (durable.cpp), at most one sweep interval old.
+  if (q.durable != nullptr) detail::refresh_anchor(q);
   return r;
 }
 

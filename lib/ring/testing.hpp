@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <string_view>
 
 namespace jobring::detail {
 
@@ -29,5 +30,26 @@ void set_safety_sleep_extra_for_testing(std::chrono::milliseconds extra) noexcep
 // Makes sleep_on_any (wait.hpp) behave as on a kernel without futex_waitv
 // (true), or look for it again (false): tests of the fallback.
 void set_futex_waitv_missing_for_testing(bool missing) noexcept;
+
+// A simulated reboot in one process (tests of file-backed queues): the
+// boot id this process reports instead of the kernel's (empty: the
+// kernel's again); now_ms() and CLOCK_REALTIME as this process reads them
+// moved by the given amounts (a reboot: CLOCK_MONOTONIC back to near 0, the
+// wall clock on by the downtime). Kept across fork.
+void set_boot_id_for_testing(std::string_view id) noexcept;
+void shift_clocks_for_testing(std::int64_t monotonic_ms, std::int64_t realtime_ms) noexcept;
+void shift_monotonic_for_testing(std::int64_t ms) noexcept;  // now_ms() moves by ms
+
+// Makes the recovery of a file-backed queue after a reboot (durable.cpp)
+// raise `signal` on this process once it has looked at `after_slots` slots
+// (-1: never): tests that kill a recoverer half-way.
+void set_recovery_kill_point_for_testing(int after_slots, int signal) noexcept;
+
+// Called after every msync of a file-backed segment (Sync::always: push and
+// ack; Sync::interval: the janitor) with the mapping and the page-aligned
+// range synced: a test keeps its own "disk" image from it, and simulates a
+// power cut by opening that image (nullptr: none).
+using SyncObserver = void (*)(const void* mapping, std::uint64_t offset, std::uint64_t length);
+void set_sync_observer_for_testing(SyncObserver observer) noexcept;
 
 }  // namespace jobring::detail

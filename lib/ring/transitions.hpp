@@ -77,6 +77,12 @@
 //  T11 DEAD→FREE (move:out, the source side): only from the exact word the
 //     mover copied, after the copy is committed in the target. Dies
 //     before: as T10's "after". Dies after: moved.
+//  After a reboot (a file-backed queue, durable.cpp): the first opener in the
+//     new boot does T2 on every WRITING slot and T7 reclaim (or T8) on every
+//     LEASED one, from the words it read, before anyone of the new boot can
+//     act on the queue: every writer and holder is of the old boot. Dies
+//     half-way: the boot is not marked recovered; the next opener repeats,
+//     and finds the slots already moved left alone.
 //  Words with a state value above DEAD (never written by jobring) are skipped
 //  by every scan, counted as corrupt in stats, and reset to FREE by purge().
 #pragma once

@@ -101,6 +101,9 @@ class jobring_options(Structure):
         ("dedup_keys", c_uint32),
         ("reserved0", c_uint32),
         ("dedup_window_ms", c_int64),
+        ("dir", c_char_p),
+        ("sync", c_uint32),
+        ("sync_interval_ms", c_uint32),
     ]
 
 
@@ -142,6 +145,7 @@ STATS_FIELDS = (
     "pushed", "claimed", "acked", "released", "expired_total", "dead_lettered", "requeued", "purged",
     "recovered_writes", "reclaimed", "duplicates", "keys_evicted", "keys_full",
     "moved_out", "moved_in", "paused",
+    "recoveries", "recovered_leases", "recovered_boot_writes",
 )  # fmt: skip
 
 

@@ -188,6 +188,9 @@ class JobId(int):
         return self
 
 
+_SYNC_NAMES = ("none", "interval", "always")  # jobring_options.sync, by value
+
+
 @dataclass(frozen=True)
 class QueueOptions:
     """A queue's stored options (durations in seconds)."""
@@ -199,6 +202,8 @@ class QueueOptions:
     mode: int
     dedup_keys: int
     dedup_window: float
+    sync: str = "none"  # a file-backed queue's sync policy: "none", "interval" or "always"
+    sync_interval: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -363,6 +368,8 @@ class Queue:
             mode=o.mode,
             dedup_keys=o.dedup_keys,
             dedup_window=o.dedup_window_ms / 1000.0,
+            sync=_SYNC_NAMES[o.sync] if o.sync < len(_SYNC_NAMES) else str(o.sync),
+            sync_interval=o.sync_interval_ms / 1000.0,
         )
 
     # --- lifecycle -------------------------------------------------------
@@ -376,7 +383,10 @@ class Queue:
         group: Optional[str],
         dedup_keys: Optional[int],
         dedup_window: Optional[Seconds],
-    ) -> Tuple[_capi.jobring_options, Optional[bytes]]:
+        dir: Optional[str] = None,
+        sync: Optional[str] = None,
+        sync_interval: Optional[Seconds] = None,
+    ) -> Tuple[_capi.jobring_options, Tuple[Optional[bytes], Optional[bytes]]]:
         o = _capi.jobring_options()
         _capi.lib().jobring_options_init(byref(o), ctypes.sizeof(o))
         group_b = group.encode() if group else None
@@ -401,7 +411,15 @@ class Queue:
             o.dedup_keys = u32(dedup_keys, "dedup_keys")
         if dedup_window is not None:
             o.dedup_window_ms = _delay_ms(dedup_window)
-        return o, group_b  # group_b: kept alive while the struct points to it
+        dir_b = dir.encode() if dir else None
+        o.dir = dir_b
+        if sync is not None:
+            if sync not in _SYNC_NAMES:
+                raise InvalidArgument(f"sync must be one of {', '.join(_SYNC_NAMES)}, not {sync!r}")
+            o.sync = _SYNC_NAMES.index(sync)
+        if sync_interval is not None:
+            o.sync_interval_ms = _delay_ms(sync_interval)
+        return o, (group_b, dir_b)  # kept alive while the struct points to them
 
     @classmethod
     def _make(cls, fn_name: str, name: str, options: Optional[_capi.jobring_options]) -> "Queue":
@@ -433,6 +451,9 @@ class Queue:
         group: Optional[str] = None,
         dedup_keys: Optional[int] = None,
         dedup_window: Optional[Seconds] = None,
+        dir: Optional[str] = None,
+        sync: Optional[str] = None,
+        sync_interval: Optional[Seconds] = None,
     ) -> "Queue":
         """Creates queue ``name``; :class:`AlreadyExists` if there is one.
 
@@ -441,9 +462,16 @@ class Queue:
         30 s); max_attempts: claims before a job is dead-lettered (default 0:
         unlimited); mode: the segment's permission bits (default 0600, or
         0660 with a group); group: a group name or gid; dedup_keys /
-        dedup_window: the de-duplication table (default 2 x capacity, 300 s).
+        dedup_window: the de-duplication table (default 2 x capacity, 300 s);
+        dir: a file-backed queue that survives a reboot, in this directory
+        (the same as the name "DIR/NAME"; README, "Queues that survive a
+        reboot"); sync: what its push and ack leave on disk, "none"
+        (default), "interval" (the janitor syncs every sync_interval,
+        default 1 s) or "always" (a push returns once its job is on disk).
         """
-        o, _keep = cls._c_options(capacity, max_payload, lease, max_attempts, mode, group, dedup_keys, dedup_window)
+        o, _keep = cls._c_options(
+            capacity, max_payload, lease, max_attempts, mode, group, dedup_keys, dedup_window, dir, sync, sync_interval
+        )
         return cls._make("jobring_create", name, o)
 
     @classmethod
@@ -464,11 +492,16 @@ class Queue:
         group: Optional[str] = None,
         dedup_keys: Optional[int] = None,
         dedup_window: Optional[Seconds] = None,
+        dir: Optional[str] = None,
+        sync: Optional[str] = None,
+        sync_interval: Optional[Seconds] = None,
     ) -> "Queue":
         """Opens queue ``name`` if it exists with these options (else
         :class:`OptionsMismatch`), or creates it. Options as :meth:`create`;
         those not given are the defaults, and are compared too."""
-        o, _keep = cls._c_options(capacity, max_payload, lease, max_attempts, mode, group, dedup_keys, dedup_window)
+        o, _keep = cls._c_options(
+            capacity, max_payload, lease, max_attempts, mode, group, dedup_keys, dedup_window, dir, sync, sync_interval
+        )
         return cls._make("jobring_open_or_create", name, o)
 
     @staticmethod

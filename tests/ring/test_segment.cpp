@@ -319,7 +319,7 @@ TEST(Crafted, WrongMagicIsNotAQueue) {
 // G9: right magic, another layout version → incompatible_version.
 TEST(Crafted, WrongVersionIsIncompatible) {
   QueueName name("craft");
-  for (std::uint32_t version : {0u, 1u, jobring::detail::kLayoutVersion + 1, 0xffffffffu}) {
+  for (std::uint32_t version : {0u, 1u, jobring::detail::kDurableLayoutVersion + 1, 0xffffffffu}) {
     SCOPED_TRACE(version);
     auto image = valid_image();
     poke<std::uint32_t>(image, offsetof(Header, identity.layout_version), version);

@@ -38,11 +38,18 @@
 namespace jobring::test {
 
 // A queue name unique to this process and call, removed again by QueueName's destructor.
+// With JOBRING_TEST_DIR set (an absolute directory, made if missing), the
+// name is DIR/NAME: the tests then run on file-backed queues (Options::dir)
+// — the contract suite's second backend (tests/CMakeLists.txt, "file.").
 class QueueName {
  public:
   explicit QueueName(const std::string& tag = "t") {
     static std::atomic<int> counter{0};
     name_ = "test." + tag + "." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+    if (const char* dir = std::getenv("JOBRING_TEST_DIR"); dir != nullptr && *dir == '/') {
+      ::mkdir(dir, 0700);
+      name_ = std::string(dir) + "/" + name_;
+    }
     Queue::remove(name_);
   }
   ~QueueName() { Queue::remove(name_); }

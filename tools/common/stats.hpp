@@ -27,7 +27,7 @@ struct StatField {
 };
 
 // In the order of the fields in jobring::Stats.
-inline constexpr std::array<StatField, 29> kStatFields{{
+inline constexpr std::array<StatField, 32> kStatFields{{
     {"free", &Stats::free, StatKind::gauge, "Job slots free."},
     {"writing", &Stats::writing, StatKind::gauge, "Job slots a producer is writing."},
     {"ready", &Stats::ready, StatKind::gauge, "Jobs claimable now."},
@@ -65,6 +65,12 @@ inline constexpr std::array<StatField, 29> kStatFields{{
     {"moved_out", &Stats::moved_out, StatKind::counter, "Dead jobs moved to another queue."},
     {"moved_in", &Stats::moved_in, StatKind::counter, "Jobs moved in from another queue."},
     {"paused", &Stats::paused, StatKind::gauge, "1 while the queue is paused (no claims), else 0."},
+    {"recoveries", &Stats::recoveries, StatKind::counter,
+     "File-backed queue: boots it was recovered in (the first open after a reboot)."},
+    {"recovered_leases", &Stats::recovered_leases, StatKind::counter,
+     "File-backed queue: leases returned by recoveries after a reboot."},
+    {"recovered_boot_writes", &Stats::recovered_boot_writes, StatKind::counter,
+     "File-backed queue: half-written slots freed by recoveries after a reboot."},
 }};
 
 // A field added to jobring::Stats must be named above.

@@ -22,6 +22,9 @@ int main(void) {
   OFF(jobring_options, dedup_keys);
   OFF(jobring_options, reserved0);
   OFF(jobring_options, dedup_window_ms);
+  OFF(jobring_options, dir);
+  OFF(jobring_options, sync);
+  OFF(jobring_options, sync_interval_ms);
 
   SIZE(jobring_push_options);
   OFF(jobring_push_options, size);
@@ -76,6 +79,9 @@ int main(void) {
   OFF(jobring_stats, moved_out);
   OFF(jobring_stats, moved_in);
   OFF(jobring_stats, paused);
+  OFF(jobring_stats, recoveries);
+  OFF(jobring_stats, recovered_leases);
+  OFF(jobring_stats, recovered_boot_writes);
 
   SIZE(jobring_job_info);
   OFF(jobring_job_info, id);
