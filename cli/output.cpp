@@ -172,6 +172,15 @@ void print_stats_of(const std::string& name, const Q& q) {
       name.c_str(), o.capacity, o.max_payload, format_duration(o.default_lease).c_str(), o.max_attempts,
       o.mode, format_duration(o.dedup_window).c_str(), incarnation_text(q).c_str());
   if (s.paused) std::printf("  PAUSED: claims hand out nothing until `jobring resume %s`\n", name.c_str());
+  if (!o.dir.empty()) {
+    const char* sync = o.sync == Options::Sync::always     ? "always"
+                       : o.sync == Options::Sync::interval ? "interval"
+                                                           : "none";
+    std::printf(
+        "  file-backed: %s, sync %s%s; recovered in %llu boot%s\n", segment_path(name).c_str(), sync,
+        o.sync == Options::Sync::interval ? (" every " + format_duration(o.sync_interval)).c_str() : "",
+        static_cast<unsigned long long>(s.recoveries), s.recoveries == 1 ? "" : "s");
+  }
   print_stat_line("gauges:", s, tools::StatKind::gauge);
   print_stat_line("counters:", s, tools::StatKind::counter);
   if (s.corrupt)

@@ -240,6 +240,8 @@ void Janitor::sync_if_due(const std::string& name, Watched& w) {
   if (w.queue.sync(ec)) {
     w.synced = now;
     ++totals_.synced;
+    log(Level::debug, "queue '%s': written to disk (sync interval %s)", name.c_str(),
+        format_duration(o.sync_interval).c_str());
   } else {
     log(Level::warn, "queue '%s': msync failed (%s): a power cut now may lose more than %s of work",
         name.c_str(), ec.message().c_str(), format_duration(o.sync_interval).c_str());

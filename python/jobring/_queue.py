@@ -353,7 +353,9 @@ class Queue:
     def __init__(self, handle: c_void_p, name: str) -> None:
         """Internal: use :meth:`create`, :meth:`open` or :meth:`open_or_create`."""
         self._handle: Optional[c_void_p] = handle
-        self._name = name
+        # The library's name for it: "DIR/NAME" for a queue created with dir=.
+        real = _capi.lib().jobring_queue_name(handle)
+        self._name: str = real.decode("utf-8") if isinstance(real, bytes) else name
         self._local = threading.local()
         o = _capi.jobring_options()
         o.size = ctypes.sizeof(o)

@@ -12,6 +12,7 @@ import threading
 import time
 
 import pytest
+from pathlib import Path
 from conftest import LONG_WAIT, PYTHON_DIR, REPO_ROOT
 
 import jobring
@@ -268,6 +269,28 @@ def test_pause_and_resume(make_queue) -> None:
     assert q.resume() is True and q.resume() is False and not q.paused
     job = q.claim()
     assert job is not None and job.text == "a"
+
+
+def test_a_file_backed_queue_by_dir_and_by_path(tmp_path: Path) -> None:
+    """dir= makes a file-backed queue named DIR/NAME (README, "Queues that survive a reboot"); sync= is kept."""
+    q = jobring.Queue.create("orders", dir=str(tmp_path), sync="always", capacity=8)
+    try:
+        assert q.name == f"{tmp_path}/orders"
+        assert (tmp_path / "jobring.orders").exists()
+        assert q.options.sync == "always"
+        q.push(b"survives")
+        q.close()
+        again = jobring.Queue.open(f"{tmp_path}/orders")
+        with again.claim() as job:
+            assert job.payload == b"survives"
+        assert again.stats()["recoveries"] == 0
+        again.close()
+        with pytest.raises(jobring.InvalidOptions):
+            jobring.Queue.create("in-memory", sync="always")
+        with pytest.raises(jobring.InvalidArgument):
+            jobring.Queue.create("x", dir=str(tmp_path), sync="sometimes")
+    finally:
+        jobring.Queue.remove(f"{tmp_path}/orders")
 
 
 def test_claim_any_takes_the_first_queue_with_a_job(make_queue) -> None:

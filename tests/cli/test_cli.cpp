@@ -2957,5 +2957,39 @@ TEST_F(Cli, Item9_ExampleShellWorkerHelpAndBadArgumentsLeaveNothing) {
   EXPECT_EQ(leftovers(), before) << "a queue was left behind";
 }
 
+// Issue 18: a file-backed queue from the shell. `create --dir` makes it and
+// says its name; every other command takes the name DIR/NAME; `ls --dir`
+// lists it; `stat` counts its recoveries; a sync policy without a directory
+// is a usage error.
+TEST_F(Cli, Item18_AFileBackedQueueIsMadeWithDirAndUsedByItsPath) {
+  Watchdog wd(60s);
+  TempDir dir("cli-durable");
+  const std::string name = dir.str() + "/orders";
+  Result r = jr({"create", "orders", "--dir", dir.str(), "--sync", "always", "--capacity", "8"});
+  EXPECT_RUN({"create"}, r, 0);
+  EXPECT_TRUE(contains(r.out, "created queue " + name)) << r.out;
+  EXPECT_TRUE(contains(r.out, "file-backed: " + dir.str() + "/jobring.orders, sync always")) << r.out;
+  EXPECT_TRUE(dir.has("jobring.orders"));
+  EXPECT_RUN({"push"}, jr({"push", name, "survives"}), 0);
+  r = jr({"ls", "--dir", dir.str()});
+  EXPECT_RUN({"ls"}, r, 0);
+  EXPECT_TRUE(contains(r.out, name)) << r.out;
+  r = jr({"stat", name, "--json"});
+  EXPECT_RUN({"stat"}, r, 0);
+  EXPECT_TRUE(contains(r.out, "\"recoveries\":0")) << r.out;
+  r = jr({"claim", name});
+  EXPECT_RUN({"claim"}, r, 0);
+  EXPECT_TRUE(contains(r.out, "survives")) << r.out;
+  // The same queue is what open_or_create finds by either spelling.
+  EXPECT_EQ(Queue::open(name).options().sync, Options::Sync::always);
+  // Usage errors: a sync policy for a queue in memory; a bad policy.
+  r = jr({"create", "mem", "--sync", "always"});
+  EXPECT_RUN({"create"}, r, 2);
+  EXPECT_TRUE(contains(r.err, "--dir")) << r.err;
+  EXPECT_RUN({"create"}, jr({"create", "x", "--dir", dir.str(), "--sync", "sometimes"}), 2);
+  EXPECT_RUN({"rm"}, jr({"rm", name}), 0);
+  EXPECT_FALSE(dir.has("jobring.orders"));
+}
+
 }  // namespace
 }  // namespace jobring
