@@ -43,7 +43,7 @@ using jobring::detail::Header;
 using jobring::test::QueueName;
 using jobring::test::Watchdog;
 
-std::string segment_path(const std::string& name) { return "/dev/shm/jobring." + name; }
+std::string segment_path(const std::string& name) { return jobring::segment_path(name); }
 
 // Writes `bytes` as the whole segment file of queue `name` (created 0600 if missing).
 void write_segment(const std::string& name, const std::vector<std::byte>& bytes) {
@@ -83,6 +83,13 @@ void resize_segment(const std::string& name, std::uint64_t size) {
 }
 
 // The bytes of a freshly created queue with some jobs in every state.
+// The header size an image's line 0 records (layout 4: 512; 5: 576).
+std::size_t header_bytes_of(const std::vector<std::byte>& image) {
+  std::uint32_t n = 0;
+  std::memcpy(&n, image.data() + offsetof(Header, identity.header_bytes), sizeof n);
+  return n;
+}
+
 std::vector<std::byte> valid_image(const Options& options = Options{.capacity = 4,
                                                                     .max_payload = 16,
                                                                     .default_lease = 60s,
@@ -384,7 +391,9 @@ struct FieldCase {
 TEST(Crafted, InconsistentHeaderIsCorrupt) {
   QueueName name("craft");
   const auto base = valid_image();
-  const auto g = jobring::detail::geometry(4, 16);
+  // The image's own header size: 512, or 576 for a file-backed queue
+  // (JOBRING_TEST_DIR: the contract suite's second run).
+  const auto g = jobring::detail::geometry(4, 16, jobring::detail::default_key_capacity(4), header_bytes_of(base));
   const std::vector<FieldCase> cases{
       {"header_bytes 0", offsetof(Header, identity.header_bytes), 4, 0},
       {"header_bytes 4096", offsetof(Header, identity.header_bytes), 4, 4096},
@@ -554,14 +563,15 @@ TEST(Mutation, SlotBytes) {
   Watchdog wd(300s, "Mutation.SlotBytes");
   QueueName name("mut");
   const auto base = valid_image();
-  const std::size_t body = base.size() - jobring::detail::kHeaderBytes;
+  const std::size_t header = header_bytes_of(base);  // line 8 of a file-backed one is header too
+  const std::size_t body = base.size() - header;
   Rng rng{77};
   const int iterations = jobring::test::kAddressSanitizer ? 500 : 1000;
   for (int it = 0; it < iterations; ++it) {
     auto image = base;
     const int flips = 1 + static_cast<int>(rng.next() % 8);
     for (int f = 0; f < flips; ++f) {
-      const std::size_t off = jobring::detail::kHeaderBytes + rng.next() % body;
+      const std::size_t off = header + rng.next() % body;
       image[off] ^= static_cast<std::byte>(1 + rng.next() % 255);
     }
     SCOPED_TRACE("iteration " + std::to_string(it));
