@@ -280,6 +280,7 @@ typedef struct jobring_stats {
   /* A file-backed queue: boots it was recovered in; leases those recoveries
    * returned; half-written slots they freed. */
   uint64_t recoveries, recovered_leases, recovered_boot_writes;
+  uint64_t sync_errors; /* sync always: msyncs refused after a commit or an ack (the disk failed) */
 } jobring_stats;
 
 JOBRING_API int jobring_get_stats(const jobring_queue* q, jobring_stats* out);

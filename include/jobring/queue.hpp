@@ -308,6 +308,11 @@ struct Stats {
   std::uint64_t recoveries = 0;
   std::uint64_t recovered_leases = 0;
   std::uint64_t recovered_boot_writes = 0;
+  // Sync::always: msyncs the kernel refused (EIO: the disk failed; ENOSPC)
+  // after a job was committed or acked, which so may not be on disk (a push
+  // whose slot could not be synced is not pushed: it fails instead). Alert
+  // on any: the queue is no longer safe against a power cut.
+  std::uint64_t sync_errors = 0;
 };
 
 // Queue::move_dead's options and result.

@@ -59,6 +59,7 @@ void fill_stats(const Stats& s, jobring_stats& out) noexcept {
   JOBRING_GIVE(recoveries);
   JOBRING_GIVE(recovered_leases);
   JOBRING_GIVE(recovered_boot_writes);
+  JOBRING_GIVE(sync_errors);
 #undef JOBRING_GIVE
 }
 

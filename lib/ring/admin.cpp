@@ -67,6 +67,7 @@ void read_totals(const detail::ReadView& v, Stats& s) noexcept {
   s.keys_full = v.total(detail::kKeysFull);
   s.moved_out = v.total(detail::kMovedOut);
   s.moved_in = v.total(detail::kMovedIn);
+  s.sync_errors = v.total(detail::kSyncErrors);
 }
 
 // The state peek() lists a word under, if any.

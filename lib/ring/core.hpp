@@ -100,7 +100,7 @@ inline constexpr milliseconds kMaxSyncInterval{3'600'000};
 
 // --- durable.cpp
 // The key of the boot this process runs in (/proc/sys/kernel/random/boot_id,
-// or what set_boot_id_for_testing set): never 0.
+// or what set_boot_id_for_testing set); 0 if it cannot be read.
 [[nodiscard]] std::uint64_t boot_key() noexcept;
 // CLOCK_REALTIME in ms (plus the testing shift).
 [[nodiscard]] std::int64_t realtime_ms() noexcept;
@@ -320,7 +320,9 @@ struct Queue::Impl : detail::Ring {
   bool push_round(std::span<const std::span<const std::byte>> payloads, std::span<JobId> ids,
                   detail::PushTimes times, std::memory_order load_order, detail::KeyedPush* key,
                   std::uint64_t writer, std::size_t& done) noexcept;
-  enum class SlotPush { pushed, lost, ended };
+  // failed: Sync::always could not put the job on disk; the slot is given
+  // back and the push fails (take_sync_error).
+  enum class SlotPush { pushed, lost, ended, failed };
   SlotPush push_into(std::uint32_t i, detail::Word reserved, std::span<const std::byte> payload,
                      detail::PushTimes times, detail::KeyedPush* key, std::uint64_t writer,
                      std::uint64_t cursor_to, JobId& id) noexcept;
@@ -367,12 +369,15 @@ struct Queue::Impl : detail::Ring {
   // its half-written slots (T7 / T8 / T2 from the words read), moves the id
   // counter past every id in the slots.
   void recover_boot() noexcept;
-  // Sync::always: the pages of slot i (its meta, key, note and payload) on
-  // disk; of its state word; of key entry `entry`'s bucket. No-ops for
-  // other policies.
-  void sync_slot(std::uint32_t i) const noexcept;
-  void sync_state(std::uint32_t i) const noexcept;
-  void sync_key_entry(std::uint32_t entry) const noexcept;
+  // Sync::always (callers check sync_always): the pages of slot i (its
+  // meta, key, note and payload) on disk; of its state word; of key entry
+  // `entry`. False if the kernel refused: before a commit, the errno is
+  // kept for the push to report (take_sync_error); after one, counted
+  // (Stats::sync_errors).
+  bool sync_slot(std::uint32_t i, bool before_commit) noexcept;
+  bool sync_state(std::uint32_t i) noexcept;
+  bool sync_key_entry(std::uint32_t entry) noexcept;
+  bool synced(bool ok, bool before_commit) noexcept;
   // Sync::interval (the janitor): the whole segment.
   bool sync_everything() const noexcept;
   bool sync_always = false;          // Options::sync == always, cached at attach
@@ -394,6 +399,12 @@ void init_durable(Queue::Impl& q, const Options& o) noexcept;
 // recovery if this is the first writable open since a reboot (durable.cpp).
 // incomplete_segment if another process's recovery holds it too long.
 [[nodiscard]] std::error_code enter_boot(Queue::Impl& q, std::string& detail);
+// system_error with what to do, for a process that cannot read the boot id.
+[[nodiscard]] std::error_code boot_unknown(std::string& detail);
+// The errno of this thread's last msync refused before a commit, cleared;
+// 0 if none (durable.cpp, Impl::synced).
+[[nodiscard]] int take_sync_error() noexcept;
+[[nodiscard]] bool sync_error_pending() noexcept;
 // The wall clock's anchor and the latest segment time (layout.hpp,
 // Durable): at every writable open and every sweep.
 void refresh_anchor(Ring& q) noexcept;

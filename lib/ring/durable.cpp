@@ -84,8 +84,10 @@
 #include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cstdint>
 #include <cstring>
 #include <thread>
+#include <utility>
 
 #include "common/sys.hpp"
 #include "ring/core.hpp"
@@ -95,11 +97,15 @@ namespace jobring {
 
 namespace detail {
 
+// How far the job-id counter jumps at every boot recovery (recover_boot).
+constexpr std::uint64_t kBootIdJump = std::uint64_t{1} << 32;
+
 namespace {
 
 // Testing knobs (testing.hpp): a boot id other than the kernel's, and shifts
 // of the clocks, for tests that simulate a reboot in one process.
 std::atomic<std::uint64_t> g_boot_override{0};
+std::atomic<bool> g_boot_unreadable{false};
 std::atomic<std::int64_t> g_realtime_shift_ms{0};
 std::atomic<int> g_recovery_kill_after{-1};
 std::atomic<int> g_recovery_kill_signal{SIGKILL};
@@ -115,38 +121,51 @@ std::uint64_t key_of(const char* text, std::size_t n) noexcept {
   return h != 0 ? h : 1;
 }
 
+// 0 if /proc/sys/kernel/random/boot_id cannot be read. No stand-in: a key
+// made up otherwise (the boot time by the wall clock, say) could differ
+// from other processes' within one boot, and every open by such a process
+// would "recover" the queue under live workers (issue 18 review).
 std::uint64_t kernel_boot_key() noexcept {
   char buf[64] = {};
-  const ssize_t n = read_small_file("/proc/sys/kernel/random/boot_id", buf, sizeof buf);
-  if (n > 0) return key_of(buf, static_cast<std::size_t>(n));
-  // No /proc: the boot time by the wall clock, to the second, tells boots
-  // apart as well (CLOCK_REALTIME − CLOCK_BOOTTIME is fixed within a boot,
-  // give or take a clock step, which would only cost one extra recovery).
-  timespec rt{};
-  timespec bt{};
-  ::clock_gettime(CLOCK_REALTIME, &rt);
-  ::clock_gettime(CLOCK_BOOTTIME, &bt);
-  const long long booted = static_cast<long long>(rt.tv_sec) - static_cast<long long>(bt.tv_sec);
-  char text[32];
-  const int len = std::snprintf(text, sizeof text, "boot@%lld", booted / 60);
-  return key_of(text, static_cast<std::size_t>(len));
+  const long n = read_small_file("/proc/sys/kernel/random/boot_id", buf, sizeof buf);
+  return n > 0 ? key_of(buf, static_cast<std::size_t>(n)) : 0;
 }
 
-// The largest segment time a recovery sets: far below the 40 bits of a
-// word's aux (34 years of ms), whatever a hostile anchor says.
-constexpr std::uint64_t kMaxSegmentTime = std::uint64_t{1} << 39;
+// The latest segment time a recovery starts from: far below the 40 bits of
+// a word's aux (34 years of ms), with room for a lease or delay of kMaxAhead
+// after it, whatever a hostile anchor says.
+constexpr std::uint64_t kMaxSegmentTime = (std::uint64_t{1} << 40) - 4 * kMaxAhead;
 
 // The segment time of "now" for a boot entering the segment, and the base
-// that gives it (above). Reads only.
-std::uint64_t planned_base(const Durable& d) noexcept {
+// that gives it (above): the wall clock's answer, but never before the
+// latest segment time the queue is known to have seen (`seen`: the anchor's
+// time, or a later time found in the slots), nor before this host's own
+// now_ms() (so that the base is not negative). Reads only.
+std::uint64_t planned_base(const Durable& d, std::uint64_t seen_in_slots) noexcept {
   const std::uint64_t host = now_ms();
   const std::int64_t anchor = d.realtime_minus_clock.load(std::memory_order_relaxed);
-  const std::uint64_t seen = d.clock_seen.load(std::memory_order_relaxed);
-  const std::int64_t by_wall_clock = realtime_ms() - anchor;
-  std::uint64_t now =
-      std::max({by_wall_clock > 0 ? static_cast<std::uint64_t>(by_wall_clock) : 0, seen, host});
-  now = std::min(now, std::max(kMaxSegmentTime, host));
-  return now - host;
+  const std::uint64_t seen =
+      std::min(std::max(d.clock_seen.load(std::memory_order_relaxed), seen_in_slots), kMaxSegmentTime);
+  // Saturating: a hostile anchor must not overflow the subtraction.
+  std::int64_t by_wall = 0;
+  if (__builtin_sub_overflow(realtime_ms(), anchor, &by_wall)) by_wall = anchor > 0 ? 0 : INT64_MAX;
+  const std::uint64_t wall =
+      by_wall <= 0 ? 0 : std::min(static_cast<std::uint64_t>(by_wall), kMaxSegmentTime);
+  return std::max({wall, seen, host}) - host;
+}
+
+// The latest time a slot's meta records (an enqueue or a claim), at most
+// kMaxSegmentTime: a floor for the new boot's clock when the anchor is
+// older than the last push (it is refreshed only at opens and sweeps).
+std::uint64_t latest_time_in_slots(const Queue::Impl& q) noexcept {
+  std::uint64_t latest = 0;
+  for (std::uint32_t i = 0; i < q.capacity; ++i) {
+    const SlotMeta& m = q.meta(i);
+    for (const std::uint64_t t :
+         {m.pushed_at_ms.load(std::memory_order_relaxed), m.claimed_at_ms.load(std::memory_order_relaxed)})
+      if (t <= kMaxSegmentTime) latest = std::max(latest, t);
+  }
+  return latest;
 }
 
 }  // namespace
@@ -165,13 +184,16 @@ void refresh_anchor(Ring& q) noexcept {
 namespace {
 
 // How long an opener waits for another process's recovery before it gives
-// up (a recovery is one pass over the slots: milliseconds; a recoverer that
-// is stopped holds the lock until it is continued or killed).
-constexpr std::chrono::seconds kRecoveryWait{30};
+// up: 30 s, and 50 µs more per slot (a recovery reads every slot's meta,
+// from the disk if it is not in the page cache). A recoverer that is
+// stopped holds the lock until it is continued or killed.
+std::chrono::milliseconds recovery_wait(std::uint32_t capacity) noexcept {
+  return std::chrono::milliseconds(30'000 + std::uint64_t{capacity} / 20);
+}
 
-// Takes the exclusive flock on fd within kRecoveryWait; errno-style result.
-int lock_for_recovery(int fd) noexcept {
-  const auto give_up = std::chrono::steady_clock::now() + kRecoveryWait;
+// Takes the exclusive flock on fd within `wait`; errno-style result.
+int lock_for_recovery(int fd, std::chrono::milliseconds wait) noexcept {
+  const auto give_up = std::chrono::steady_clock::now() + wait;
   for (;;) {
     if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return 0;
     const int err = errno;
@@ -184,6 +206,7 @@ int lock_for_recovery(int fd) noexcept {
 }  // namespace
 
 std::uint64_t boot_key() noexcept {
+  if (g_boot_unreadable.load(std::memory_order_relaxed)) return 0;
   const std::uint64_t forced = g_boot_override.load(std::memory_order_relaxed);
   if (forced != 0) return forced;
   static const std::uint64_t key = kernel_boot_key();
@@ -199,6 +222,10 @@ std::int64_t realtime_ms() noexcept {
 
 void set_boot_id_for_testing(std::string_view id) noexcept {
   g_boot_override.store(id.empty() ? 0 : key_of(id.data(), id.size()), std::memory_order_relaxed);
+}
+
+void set_boot_id_unreadable_for_testing(bool unreadable) noexcept {
+  g_boot_unreadable.store(unreadable, std::memory_order_relaxed);
 }
 
 void shift_clocks_for_testing(std::int64_t monotonic_ms, std::int64_t realtime_ms) noexcept {
@@ -224,9 +251,17 @@ void init_durable(Queue::Impl& q, const Options& o) noexcept {
   d.boot.store(boot_key(), std::memory_order_relaxed);
 }
 
+std::error_code boot_unknown(std::string& detail) {
+  detail =
+      "cannot read /proc/sys/kernel/random/boot_id, which a file-backed queue needs to tell a reboot "
+      "from a restart: mount /proc (in a systemd unit: not ProcSubset=pid)";
+  return make_error_code(errc::system_error);
+}
+
 std::error_code enter_boot(Queue::Impl& q, std::string& detail) {
   Durable& d = *q.durable;
   const std::uint64_t boot = boot_key();
+  if (boot == 0) return boot_unknown(detail);
   // Acquire: pairs with the release store of `boot` by the recovery that
   // entered this boot (or the creator's publication): its base, and every
   // slot it changed, are visible from here on.
@@ -238,16 +273,23 @@ std::error_code enter_boot(Queue::Impl& q, std::string& detail) {
   if (!q.writable) {
     // A look (QueueView) at a queue nobody opened in this boot yet: its
     // times as the recovery will map them. Nothing written.
-    q.clock_base = planned_base(d);
+    q.clock_base = planned_base(d, latest_time_in_slots(q));
     return {};
   }
   const int fd = q.segment.fd();
-  if (const int err = lock_for_recovery(fd); err != 0) {
-    detail = err == EWOULDBLOCK ? "another process has been recovering it after a reboot for " +
-                                      std::to_string(kRecoveryWait.count()) +
-                                      " s (is it stopped? `fuser -v " + segment_path(q.name) + "` names it)"
-                                : std::string("flock: ") + errno_text(err);
-    return make_error_code(err == EWOULDBLOCK ? errc::incomplete_segment : errc::system_error);
+  const auto wait = recovery_wait(q.capacity);
+  if (const int err = lock_for_recovery(fd, wait); err != 0) {
+    // Not incomplete_segment, whose advice is to remove the queue: this one
+    // holds jobs.
+    detail = err == EWOULDBLOCK
+                 ? "another process has been recovering it after a reboot for " +
+                       std::to_string(wait.count() / 1000) +
+                       " s: wait, or end that process (is it stopped? "
+                       "`fuser -v " +
+                       segment_path(q.name) + "` names it); do not remove the queue, it holds jobs"
+                 : std::string("flock: ") + errno_text(err);
+    return err == EWOULDBLOCK ? std::make_error_code(std::errc::resource_unavailable_try_again)
+                              : make_error_code(errc::system_error);
   }
   struct Unlock {
     int fd;
@@ -258,7 +300,7 @@ std::error_code enter_boot(Queue::Impl& q, std::string& detail) {
     refresh_anchor(q);
     return {};
   }
-  const std::uint64_t base = planned_base(d);
+  const std::uint64_t base = planned_base(d, latest_time_in_slots(q));
   d.clock_base.store(base, std::memory_order_relaxed);
   q.clock_base = base;
   refresh_anchor(q);
@@ -316,10 +358,14 @@ void Queue::Impl::recover_boot() noexcept {
     if (kill_after >= 0 && i + 1 == static_cast<std::uint32_t>(kill_after))
       ::raise(detail::g_recovery_kill_signal.load(std::memory_order_relaxed));
   }
-  // Past every id in the slots (a max: a repeat changes nothing).
+  // Past every id in the slots, and then 2^32 further: after a power cut
+  // the header and the slots on disk may both be older than ids already
+  // handed out (and acked: an idempotent consumer would skip a new job that
+  // got one again), whatever the sync policy's slots say. 64-bit ids leave
+  // room for 2^30 reboots. A repeat after a kill jumps again: harmless.
   std::uint64_t next = header->next_job_id.load(std::memory_order_relaxed);
-  while (next <= max_id &&
-         !header->next_job_id.compare_exchange_weak(next, max_id + 1, std::memory_order_relaxed)) {
+  while (!header->next_job_id.compare_exchange_weak(next, std::max(next, max_id + 1) + detail::kBootIdJump,
+                                                    std::memory_order_relaxed)) {
   }
   // K7 / K6: keys of the old boot's producers and finishers, and windows over.
   keys.resolve_all(now);
@@ -331,19 +377,45 @@ void Queue::Impl::recover_boot() noexcept {
   if (freed > 0) detail::wake(T::recover, *header);
 }
 
-void Queue::Impl::sync_slot(std::uint32_t i) const noexcept {
+namespace {
+
+// The errno of this thread's last refused msync before a commit (push.cpp
+// turns it into the push's error); 0 if none.
+thread_local int t_sync_errno = 0;
+
+}  // namespace
+
+int detail::take_sync_error() noexcept { return std::exchange(t_sync_errno, 0); }
+bool detail::sync_error_pending() noexcept { return t_sync_errno != 0; }
+
+bool Queue::Impl::synced(bool ok, bool before_commit) noexcept {
+  if (ok) return true;
+  if (before_commit)
+    t_sync_errno = errno != 0 ? errno : EIO;
+  else
+    count(detail::kSyncErrors);  // committed or acked, maybe not on disk: Stats::sync_errors
+  return false;
+}
+
+bool Queue::Impl::sync_slot(std::uint32_t i, bool before_commit) noexcept {
   const auto* at = reinterpret_cast<const std::byte*>(&meta(i));
-  segment.sync_range(static_cast<std::uint64_t>(at - reinterpret_cast<const std::byte*>(header)), stride);
+  return synced(
+      segment.sync_range(static_cast<std::uint64_t>(at - reinterpret_cast<const std::byte*>(header)), stride),
+      before_commit);
 }
 
-void Queue::Impl::sync_state(std::uint32_t i) const noexcept {
+bool Queue::Impl::sync_state(std::uint32_t i) noexcept {
   const auto* at = reinterpret_cast<const std::byte*>(&state(i));
-  segment.sync_range(static_cast<std::uint64_t>(at - reinterpret_cast<const std::byte*>(header)), 8);
+  return synced(
+      segment.sync_range(static_cast<std::uint64_t>(at - reinterpret_cast<const std::byte*>(header)), 8),
+      false);
 }
 
-void Queue::Impl::sync_key_entry(std::uint32_t entry) const noexcept {
-  if (entry >= options.dedup_keys) return;  // a hostile meta: nothing of ours there
-  segment.sync_range(entries_offset + std::uint64_t{entry} * detail::kKeyEntryBytes, detail::kKeyEntryBytes);
+bool Queue::Impl::sync_key_entry(std::uint32_t entry) noexcept {
+  if (entry >= options.dedup_keys) return true;  // a hostile meta: nothing of ours there
+  return synced(segment.sync_range(entries_offset + std::uint64_t{entry} * detail::kKeyEntryBytes,
+                                   detail::kKeyEntryBytes),
+                false);
 }
 
 bool Queue::Impl::sync_everything() const noexcept { return segment.sync_range(0, segment.size()); }

@@ -180,7 +180,8 @@ enum Total : unsigned {
   kExpired,
   kDeadLettered,
   kReclaimed,
-  kMovedIn,  // jobs moved in from another queue (move.cpp)
+  kMovedIn,     // jobs moved in from another queue (move.cpp)
+  kSyncErrors,  // msyncs the kernel refused (Sync::always, durable.cpp)
   kTotalCount
 };
 

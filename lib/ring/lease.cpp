@@ -54,8 +54,8 @@ LeaseStatus Queue::Impl::ack_one(const Lease& lease) noexcept {
   // Sync::always (durable.cpp): the FREE word (and the key remembered) on
   // disk before the ack returns, so that a power cut does not bring it back.
   if (sync_always) [[unlikely]] {
-    sync_state(lease.slot);
-    if (hash != 0) sync_key_entry(entry);
+    (void)sync_state(lease.slot);
+    if (hash != 0) (void)sync_key_entry(entry);
   }
   // FIFO: a job acked at the claim cursor's own slot (the cursor stopped
   // there, e.g. capped at the push cursor) leaves a FREE position the next

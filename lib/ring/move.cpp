@@ -120,6 +120,12 @@ Queue::Impl::MoveStep Queue::Impl::move_one(std::uint32_t i, Word w, Impl& to, c
   const std::span<const std::byte> one[1] = {job.payload};
   JobId id = 0;
   const std::size_t n = to.push_pass(one, {&id, 1}, times, std::memory_order_relaxed, &k);
+  // A target with Sync::always that could not put the copy on disk gave its
+  // slot back: the job stays here; counted there (Stats::sync_errors).
+  if (detail::take_sync_error() != 0) [[unlikely]] {
+    to.count(detail::kSyncErrors);
+    return MoveStep::stop;
+  }
   switch (k.outcome) {
     case detail::KeyInsert::inserted:
       if (n != 1) return MoveStep::stop;        // (not reached: an inserted key's job is committed)
@@ -141,6 +147,12 @@ Queue::Impl::MoveStep Queue::Impl::move_one(std::uint32_t i, Word w, Impl& to, c
       return MoveStep::stop;  // no free slot in the ring
   }
   detail::move_kill_point(2);
+  // Sync::always here (durable.cpp): the copy on disk before the original
+  // leaves, so that a power cut cannot take it from both queues. A target
+  // that is always syncs its own push; one in memory cannot keep it (the
+  // README says so).
+  if (sync_always && to.durable != nullptr && !to.sync_always) [[unlikely]]
+    (void)to.sync_everything();
   // T11, from the word we copied: retried only while the word is unchanged
   // (a weak CAS may fail spuriously).
   Word cur = w;

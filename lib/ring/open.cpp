@@ -71,6 +71,15 @@ std::error_code normal_dir(std::string_view dir, std::string& out) {
   if (dir.size() < 2 || dir.front() != '/' || dir.size() > kMaxDirLength ||
       dir.find('\0') != std::string_view::npos)
     return make_error_code(errc::invalid_name);
+  // One spelling per directory: no empty, "." or ".." component, so that a
+  // queue has one name (the janitor's --dead-letter, metrics labels) and
+  // "/dev//shm" is not a second way to say memory.
+  for (std::size_t at = 1; at <= dir.size();) {
+    const std::size_t end = std::min(dir.find('/', at), dir.size());
+    const std::string_view part = dir.substr(at, end - at);
+    if (part.empty() || part == "." || part == "..") return make_error_code(errc::invalid_name);
+    at = end + 1;
+  }
   out = dir == kShmDir ? std::string() : std::string(dir);
   return {};
 }
@@ -81,6 +90,8 @@ std::error_code place_of(std::string_view name, std::string_view dir_option, Pla
   std::string dir;
   if (const auto slash = name.rfind('/'); slash != std::string_view::npos) {
     plain = name.substr(slash + 1);
+    // "DIR//NAME" would be a second spelling of "DIR/NAME".
+    if (slash > 0 && name[slash - 1] == '/') return make_error_code(errc::invalid_name);
     if (auto ec = normal_dir(name.substr(0, slash), dir)) return ec;
   }
   if (auto ec = check_plain_name(plain)) return ec;
@@ -186,6 +197,10 @@ std::unique_ptr<Queue::Impl> do_create(std::string_view name, const Options& opt
   if (options.sync != Options::Sync::none && !place.durable()) {
     ec = make_error_code(errc::invalid_options);
     detail = "a sync policy is for a file-backed queue: give Options::dir (jobring create --dir DIR)";
+    return nullptr;
+  }
+  if (place.durable() && detail::boot_key() == 0) {
+    ec = detail::boot_unknown(detail);
     return nullptr;
   }
   gid_t group = detail::kKeepGroup;
@@ -338,6 +353,15 @@ std::unique_ptr<Queue::Impl> do_open(std::string_view name, std::error_code& ec,
         std::uint64_t incarnation = 0;
         bool durable = false;
         if ((ec = detail::validate_header(h, size, options, incarnation, durable, detail))) return nullptr;
+        if (place.durable() && !durable) {
+          // A /dev/shm segment (layout 4) copied into a directory: it has no
+          // boot id, so it would be used after a reboot without recovery.
+          ec = make_error_code(errc::incompatible_version);
+          detail =
+              "a queue in memory's segment (layout 4) outside /dev/shm: it would not be recovered "
+              "after a reboot; create the queue there with --dir (Options::dir) and move its jobs";
+          return nullptr;
+        }
         impl->name = place.name;
         impl->dir = place.dir;
         impl->durable_line = durable;

@@ -3,6 +3,7 @@
 
 #include <cstring>
 
+#include "common/sys.hpp"
 #include "ring/core.hpp"
 #include "ring/wait.hpp"
 
@@ -102,6 +103,15 @@ JOBRING_INLINE Queue::Impl::SlotPush Queue::Impl::push_into(std::uint32_t i, Wor
                                                             JobId& id) noexcept {
   auto& sw = state(i);
   id = write_job(i, reserved, payload, key, times.pushed_at);
+  // Sync::always (durable.cpp): the job on disk before its READY word can
+  // be; before its key is taken, so that a refusal gives back a slot that
+  // holds nothing else. Dies after: the slot is WRITING on disk too (T2 at
+  // recovery).
+  if (sync_always && !sync_slot(i, true)) [[unlikely]] {
+    Word ours = reserved;
+    (void)detail::apply(T::abandon, *header, sw, ours, 0);
+    return SlotPush::failed;
+  }
   std::uint32_t entry = 0;
   Word claimed_key{};
   if (key != nullptr) {
@@ -125,11 +135,11 @@ JOBRING_INLINE Queue::Impl::SlotPush Queue::Impl::push_into(std::uint32_t i, Wor
       detail::move_kill_point(1);
     }
   }
-  // Sync::always (durable.cpp): the job on disk before its READY word can
-  // be. Dies after: the slot is WRITING on disk too (T2 at recovery).
-  if (sync_always) [[unlikely]] {
-    sync_slot(i);
-    if (key != nullptr) sync_key_entry(entry);
+  // Sync::always: the key entry (and a moved-in job's attempts and note,
+  // written since) on disk too, before the commit.
+  if (sync_always && key != nullptr) [[unlikely]] {
+    (void)sync_key_entry(entry);
+    if (key->arrival != nullptr) (void)sync_slot(i, false);
   }
   // Advance the push cursor past this slot before the commit: a claimer that
   // acquires our commit then sees the cursor at least here, so it may move
@@ -155,8 +165,8 @@ JOBRING_INLINE Queue::Impl::SlotPush Queue::Impl::push_into(std::uint32_t i, Wor
   }
   // Sync::always: the READY word on disk before the push returns.
   if (sync_always) [[unlikely]] {
-    sync_state(i);
-    if (key != nullptr) sync_key_entry(entry);
+    (void)sync_state(i);
+    if (key != nullptr) (void)sync_key_entry(entry);
   }
   return SlotPush::pushed;
 }
@@ -210,6 +220,8 @@ JOBRING_INLINE bool Queue::Impl::push_round(std::span<const std::span<const std:
         break;
       case SlotPush::lost:
         break;
+      case SlotPush::failed:
+        return false;
       case SlotPush::ended:
         if (key->outcome == detail::KeyInsert::duplicate) {
           if (!ids.empty()) ids[0] = id;
@@ -256,6 +268,7 @@ JOBRING_INLINE PushResult Queue::Impl::push_checked(std::span<const std::byte> p
   const std::span<const std::byte> one[1] = {payload};
   detail::KeyedPush keyed{push.key, push.key.empty() ? 0 : detail::key_hash(push.key)};
   detail::KeyedPush* key = push.key.empty() ? nullptr : &keyed;
+  bool failed = false;
   const detail::Progress p = detail::wait_until_progress(
       header->room_event, push.wait, capacity, push.stop, [&](std::memory_order order, std::uint64_t&) {
         if (key != nullptr && key->outcome == detail::KeyInsert::interrupted) return std::size_t{1};
@@ -270,8 +283,16 @@ JOBRING_INLINE PushResult Queue::Impl::push_checked(std::span<const std::byte> p
           std::atomic_thread_fence(std::memory_order_seq_cst);
           if (keys.full_for(key->hash)) return std::size_t{0};
         }
-        return push_pass(one, {&id, 1}, times, order, key);
+        const std::size_t n = push_pass(one, {&id, 1}, times, order, key);
+        // Sync::always could not put the job on disk: stop; the caller reports it.
+        if (n == 0 && detail::sync_error_pending()) [[unlikely]] {
+          failed = true;
+          return std::size_t{1};
+        }
+        return n;
       });
+  if (failed) [[unlikely]]
+    return {PushStatus::full, 0};
   if (key != nullptr) {
     if (key->outcome == detail::KeyInsert::interrupted) return {PushStatus::interrupted, 0};
     if (key->outcome == detail::KeyInsert::full) count(detail::kKeysFull);
@@ -284,11 +305,30 @@ JOBRING_INLINE PushResult Queue::Impl::push_checked(std::span<const std::byte> p
   return {p.interrupted ? PushStatus::interrupted : PushStatus::full, 0};
 }
 
+namespace {
+
+// After a push: Sync::always could not put a job on disk (durable.cpp), so
+// it was not pushed. The error, and what it says.
+std::error_code sync_failure(std::string* why) {
+  const int err = detail::take_sync_error();
+  if (err == 0) return {};
+  if (why != nullptr)
+    *why = "msync: " + detail::errno_text(err) +
+           ": the job could not be written to disk, so it was not pushed (sync always); check the disk "
+           "(dmesg), then push again";
+  return make_error_code(errc::system_error);
+}
+
+}  // namespace
+
 PushResult Queue::push(std::span<const std::byte> payload, const PushOptions& options,
                        std::error_code& ec) noexcept {
   Impl& q = *impl_;
   if ((ec = check_push(q.max_payload, {&payload, 1}, options, false, nullptr))) return {};
-  return q.push_checked(payload, options);
+  const PushResult r = q.push_checked(payload, options);
+  if (q.sync_always) [[unlikely]]
+    ec = sync_failure(nullptr);
+  return r;
 }
 
 PushResult Queue::push(std::span<const std::byte> payload, const PushOptions& options) {
@@ -296,7 +336,10 @@ PushResult Queue::push(std::span<const std::byte> payload, const PushOptions& op
   std::string why;
   if (const auto ec = check_push(q.max_payload, {&payload, 1}, options, false, &why))
     detail::throw_error(q.name, ec, why);
-  return q.push_checked(payload, options);
+  const PushResult r = q.push_checked(payload, options);
+  if (q.sync_always) [[unlikely]]
+    if (const auto ec = sync_failure(&why)) detail::throw_error(q.name, ec, why);
+  return r;
 }
 
 PushResult Queue::push(std::string_view payload, const PushOptions& options) {
@@ -307,6 +350,8 @@ std::size_t Queue::Impl::push_many_checked(std::span<const std::span<const std::
                                            std::span<JobId> ids, const PushOptions& push) noexcept {
   const detail::PushTimes times = times_for(*this, push);
   std::size_t done = 0;
+  bool failed = false;  // Sync::always could not put a job on disk (take_sync_error)
+  std::size_t pushed_before = 0;
   // One wait for the whole batch, not one per bit of progress.
   const auto give_up_at = std::chrono::steady_clock::now() + push.wait;
   while (done < payloads.size()) {
@@ -314,9 +359,20 @@ std::size_t Queue::Impl::push_many_checked(std::span<const std::span<const std::
         milliseconds{0}, std::chrono::ceil<milliseconds>(give_up_at - std::chrono::steady_clock::now()));
     const detail::Progress p = detail::wait_until_progress(
         header->room_event, left, capacity, push.stop, [&](std::memory_order order, std::uint64_t&) {
-          return push_pass(payloads.subspan(done), ids.size() > done ? ids.subspan(done) : std::span<JobId>{},
-                           times, order);
+          const std::size_t n =
+              push_pass(payloads.subspan(done), ids.size() > done ? ids.subspan(done) : std::span<JobId>{},
+                        times, order);
+          if (detail::sync_error_pending()) [[unlikely]] {
+            failed = true;  // what came before it is pushed; the rest is not
+            pushed_before = n;
+            return std::size_t{1};
+          }
+          return n;
         });
+    if (failed) [[unlikely]] {
+      done += pushed_before;
+      break;
+    }
     if (p.done == 0) break;
     done += p.done;
   }
@@ -329,14 +385,22 @@ std::size_t Queue::push_many(std::span<const std::span<const std::byte>> payload
   std::string why;
   if (const auto ec = check_push(q.max_payload, payloads, options, true, &why))
     detail::throw_error(q.name, ec, why);
-  return q.push_many_checked(payloads, ids, options);
+  const std::size_t n = q.push_many_checked(payloads, ids, options);
+  // The jobs before a refused msync are pushed: report them; the next call
+  // meets the disk's error again.
+  if (q.sync_always) [[unlikely]]
+    if (const auto ec = sync_failure(&why); ec && n == 0) detail::throw_error(q.name, ec, why);
+  return n;
 }
 
 std::size_t Queue::push_many(std::span<const std::span<const std::byte>> payloads, std::span<JobId> ids,
                              const PushOptions& options, std::error_code& ec) noexcept {
   Impl& q = *impl_;
   if ((ec = check_push(q.max_payload, payloads, options, true, nullptr))) return 0;
-  return q.push_many_checked(payloads, ids, options);
+  const std::size_t n = q.push_many_checked(payloads, ids, options);
+  if (q.sync_always) [[unlikely]]
+    ec = sync_failure(nullptr);
+  return n;
 }
 
 }  // namespace jobring

@@ -48,6 +48,7 @@ struct Segment::Impl {
 namespace {
 
 std::atomic<SyncObserver> g_sync_observer{nullptr};  // testing.hpp
+std::atomic<int> g_sync_failure{0};                  // testing.hpp
 
 std::error_code from_errno(int err) noexcept {
   switch (err) {
@@ -270,11 +271,17 @@ bool Segment::sync_range(std::uint64_t offset, std::uint64_t length) const noexc
   const std::uint64_t first = offset / page * page;
   const std::uint64_t end = std::min(size(), offset + length);
   if (end <= first) return true;
+  if (const int err = g_sync_failure.load(std::memory_order_relaxed); err != 0) [[unlikely]] {
+    errno = err;
+    return false;
+  }
   if (::msync(static_cast<std::byte*>(data()) + first, end - first, MS_SYNC) != 0) return false;
   if (const SyncObserver seen = g_sync_observer.load(std::memory_order_relaxed))
     seen(data(), first, end - first);
   return true;
 }
+
+void set_sync_failure_for_testing(int err) noexcept { g_sync_failure.store(err, std::memory_order_relaxed); }
 
 void set_sync_observer_for_testing(SyncObserver observer) noexcept {
   g_sync_observer.store(observer, std::memory_order_relaxed);

@@ -52,4 +52,12 @@ void set_recovery_kill_point_for_testing(int after_slots, int signal) noexcept;
 using SyncObserver = void (*)(const void* mapping, std::uint64_t offset, std::uint64_t length);
 void set_sync_observer_for_testing(SyncObserver observer) noexcept;
 
+// Makes every msync of a file-backed segment in this process fail with
+// `err` (EIO: a disk that failed), or succeed again (0).
+void set_sync_failure_for_testing(int err) noexcept;
+
+// Makes this process unable to read its boot id (as without /proc), or able
+// again (false).
+void set_boot_id_unreadable_for_testing(bool unreadable) noexcept;
+
 }  // namespace jobring::detail

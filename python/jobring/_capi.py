@@ -145,7 +145,7 @@ STATS_FIELDS = (
     "pushed", "claimed", "acked", "released", "expired_total", "dead_lettered", "requeued", "purged",
     "recovered_writes", "reclaimed", "duplicates", "keys_evicted", "keys_full",
     "moved_out", "moved_in", "paused",
-    "recoveries", "recovered_leases", "recovered_boot_writes",
+    "recoveries", "recovered_leases", "recovered_boot_writes", "sync_errors",
 )  # fmt: skip
 
 

@@ -121,6 +121,12 @@ TEST(Durable, CreateInADirectoryNamesItByItsPath) {
 TEST(Durable, NamesAndOptionsThatMakeNoSense) {
   TempDir dir("durable");
   expect_error(errc::invalid_name, [] { (void)Queue::create("relative/q"); });
+  // One spelling per directory: no empty, "." or ".." component (a second
+  // name for one queue; "/dev//shm" for memory).
+  for (const std::string& bad :
+       std::vector<std::string>{dir.str() + "/../x/q", dir.str() + "/./q", dir.str() + "//q", "/dev//shm/q"})
+    expect_error(
+        errc::invalid_name, [&] { (void)Queue::create(bad); }, "");
   expect_error(errc::invalid_name, [&] { (void)Queue::create(dir.str() + "/.hidden"); });
   expect_error(errc::invalid_name, [&] { (void)Queue::create(dir.str() + "/"); });
   Options o;
@@ -259,9 +265,11 @@ TEST(Durable, RebootReturnsLeasesFreesHalfWrittenSlotsAndKeepsWallClockTimes) {
   EXPECT_TRUE(claimable.count("in ten seconds"));
   EXPECT_TRUE(claimable.count("last"));
   // New ids go on after every id the queue held.
+  // ... and 2^32 further: after a power cut the header and the slots on
+  // disk may both be older than ids already handed out.
   const auto fresh = q.push("after the reboot");
   ASSERT_TRUE(fresh);
-  EXPECT_GT(fresh.id, last_id);
+  EXPECT_GT(fresh.id, last_id + (std::uint64_t{1} << 32));
   // ---- down for 20 minutes: the key's window (10 min) is over.
   q = Queue::create(dir.str() + "/unused", durable_options(dir));  // drop the handle on "q"
   boot.reboot("c", 20min);
@@ -294,6 +302,90 @@ TEST(Durable, AWallClockThatWentBackStopsTheSegmentsClockInsteadOfReversingIt) {
   ASSERT_EQ(delayed.size(), 1u);
   EXPECT_GT(delayed[0].ms_until, ms(59s));
   EXPECT_LE(delayed[0].ms_until, ms(61s));
+}
+
+// The anchor of the wall clock is refreshed only at opens and sweeps: a
+// handle that ran for 10 days without a janitor, then a reboot with the wall
+// clock set back. The recovery's clock starts from the latest time in the
+// slots, so a one-minute delay is still a minute, not ten days.
+TEST(Durable, AStaleAnchorAndAWallClockSetBackDoNotHideADelayedJob) {
+  TempDir dir("durable");
+  BootGuard boot;
+  boot.reboot("a", 0ms);
+  const std::string name = dir.str() + "/q";
+  {
+    auto q = Queue::create(name, durable_options(dir));
+    detail::shift_clocks_for_testing(ms(24h * 10), ms(24h * 10));  // ten days pass, no refresh
+    boot.mono += ms(24h * 10);
+    boot.real += ms(24h * 10);
+    ASSERT_TRUE(q.push("in a minute", {.delay = 1min}));
+  }
+  boot.reboot("b", -(24h * 365));
+  auto q = Queue::open(name);
+  const auto delayed = q.peek(JobState::delayed);
+  ASSERT_EQ(delayed.size(), 1u);
+  EXPECT_LE(delayed[0].ms_until, ms(61s));
+}
+
+// A process that cannot read the boot id (no /proc) may neither create nor
+// open a file-backed queue: it could not tell a reboot from a restart, and
+// would "recover" the queue under live workers.
+TEST(Durable, WithoutABootIdAFileBackedQueueIsRefused) {
+  TempDir dir("durable");
+  const std::string name = dir.str() + "/q";
+  (void)Queue::create(name, durable_options(dir));
+  detail::set_boot_id_unreadable_for_testing(true);
+  expect_error(
+      errc::system_error, [&] { (void)Queue::open(name); }, "boot_id");
+  expect_error(
+      errc::system_error, [&] { (void)Queue::create(dir.str() + "/other", durable_options(dir)); },
+      "boot_id");
+  (void)Queue::create("durable.noboot." + std::to_string(::getpid()));  // memory queues need none
+  Queue::remove("durable.noboot." + std::to_string(::getpid()));
+  detail::set_boot_id_unreadable_for_testing(false);
+  EXPECT_EQ(Queue::open(name).stats().recoveries, 0u);
+}
+
+// A /dev/shm segment (layout 4) copied into a directory has no boot id: it
+// would be used after a reboot without recovery. Refused.
+TEST(Durable, AMemoryQueuesSegmentInADirectoryIsRefused) {
+  TempDir dir("durable");
+  const std::string mem = "durable.copy." + std::to_string(::getpid());
+  (void)Queue::create(mem, {.capacity = 4, .max_payload = 16});
+  std::filesystem::copy_file(segment_path(mem), dir.file("jobring.q"));
+  Queue::remove(mem);
+  expect_error(
+      errc::incompatible_version, [&] { (void)Queue::open(dir.str() + "/q"); }, "--dir");
+}
+
+// Sync::always and a disk that refuses: a push whose job could not be
+// written is not pushed, and says so; an ack that could not be synced is
+// counted (Stats::sync_errors).
+TEST(Durable, AnMsyncThatFailsFailsThePushAndIsCounted) {
+  TempDir dir("durable");
+  Options o = durable_options(dir);
+  o.sync = Options::Sync::always;
+  auto q = Queue::create(dir.str() + "/q", o);
+  ASSERT_TRUE(q.push("before"));
+  Job job;
+  ASSERT_EQ(q.try_claim(job), ClaimStatus::ok);
+  detail::set_sync_failure_for_testing(EIO);
+  expect_error(
+      errc::system_error, [&] { (void)q.push("lost?"); }, "not pushed");
+  std::error_code ec;
+  const std::string_view lost = "lost?";
+  EXPECT_FALSE(q.push(std::as_bytes(std::span(lost)), {}, ec));
+  EXPECT_EQ(ec, make_error_code(errc::system_error));
+  const std::string_view one = "batch";
+  const std::span<const std::byte> batch[1] = {std::as_bytes(std::span(one))};
+  EXPECT_EQ(q.push_many(batch, {}, {}, ec), 0u);
+  EXPECT_EQ(ec, make_error_code(errc::system_error));
+  EXPECT_EQ(q.ack(job.lease), LeaseStatus::ok);  // acked in memory, maybe not on disk: counted
+  detail::set_sync_failure_for_testing(0);
+  const Stats s = q.stats();
+  EXPECT_EQ(s.free, o.capacity);  // nothing was pushed, no slot held
+  EXPECT_EQ(s.sync_errors, 1u);
+  EXPECT_TRUE(q.push("after"));
 }
 
 // Many processes open at the same moment after a reboot: one recovers.
@@ -395,6 +487,7 @@ struct CutResult {
   std::size_t returned = 0;  // pushes that returned and were not acked
   std::size_t lost = 0;      // of them, not found after the cut
   std::size_t wrong = 0;     // found with another payload
+  std::size_t revived = 0;   // acked (the ack returned), and back after the cut
 };
 
 // One run: a random workload on a queue with `sync`, a power cut at a
@@ -412,6 +505,8 @@ CutResult power_cut_run(Options::Sync sync, unsigned seed) {
   const std::string name = dir.str() + "/q";
   std::mt19937 rng(seed);
   std::map<JobId, std::string> live;  // pushed (returned) and not acked
+  std::set<JobId> acked;              // acks that returned ok
+  JobId max_pushed = 0;
   {
     auto q = Queue::create(name, o);
     std::vector<std::byte> disk = read_file(segment_path(name));  // create() synced it all
@@ -434,14 +529,20 @@ CutResult power_cut_run(Options::Sync sync, unsigned seed) {
           po.key = key;
         }
         const auto r = q.push(payload, po);
-        if (r && !r.duplicate) live[r.id] = payload;
+        if (r && !r.duplicate) {
+          live[r.id] = payload;
+          max_pushed = std::max(max_pushed, r.id);
+        }
       } else if (op < 7) {
         Job job;
         if (q.try_claim(job, {.lease = 1h}) == ClaimStatus::ok) held.push_back(std::move(job));
       } else if (op < 9 && !held.empty()) {
         const std::size_t k = rng() % held.size();
         if (rng() % 3 != 0) {
-          if (q.ack(held[k].lease) == LeaseStatus::ok) live.erase(held[k].id);
+          if (q.ack(held[k].lease) == LeaseStatus::ok) {
+            live.erase(held[k].id);
+            acked.insert(held[k].id);
+          }
         } else {
           (void)q.release(held[k].lease);
         }
@@ -484,14 +585,14 @@ CutResult power_cut_run(Options::Sync sync, unsigned seed) {
     else if (it->second != payload)
       ++r.wrong;
   }
+  for (const JobId id : acked) r.revived += found.count(id);
   // And it works: everything claimable is claimed and acked.
   Job job;
   while (q.try_claim(job) == ClaimStatus::ok) EXPECT_EQ(q.ack(job.lease), LeaseStatus::ok);
+  // No id handed out again, whatever the disk kept of the header.
   const auto p = q.push("after");
   EXPECT_TRUE(p);
-  if (!found.empty()) {
-    EXPECT_GT(p.id, found.rbegin()->first);
-  }
+  EXPECT_GT(p.id, max_pushed);
   return r;
 }
 
@@ -502,6 +603,7 @@ TEST(DurablePowerCut, SyncAlwaysLosesNoJobWhosePushReturned) {
     const CutResult r = power_cut_run(Options::Sync::always, seed);
     EXPECT_EQ(r.lost, 0u) << "seed " << seed;
     EXPECT_EQ(r.wrong, 0u) << "seed " << seed;
+    EXPECT_EQ(r.revived, 0u) << "seed " << seed;  // an ack that returned stays acked
     returned += r.returned;
   }
   EXPECT_GT(returned, 100u);  // the runs held jobs at their cuts

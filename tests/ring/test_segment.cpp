@@ -393,7 +393,8 @@ TEST(Crafted, InconsistentHeaderIsCorrupt) {
   const auto base = valid_image();
   // The image's own header size: 512, or 576 for a file-backed queue
   // (JOBRING_TEST_DIR: the contract suite's second run).
-  const auto g = jobring::detail::geometry(4, 16, jobring::detail::default_key_capacity(4), header_bytes_of(base));
+  const auto g =
+      jobring::detail::geometry(4, 16, jobring::detail::default_key_capacity(4), header_bytes_of(base));
   const std::vector<FieldCase> cases{
       {"header_bytes 0", offsetof(Header, identity.header_bytes), 4, 0},
       {"header_bytes 4096", offsetof(Header, identity.header_bytes), 4, 4096},

@@ -27,7 +27,7 @@ struct StatField {
 };
 
 // In the order of the fields in jobring::Stats.
-inline constexpr std::array<StatField, 32> kStatFields{{
+inline constexpr std::array<StatField, 33> kStatFields{{
     {"free", &Stats::free, StatKind::gauge, "Job slots free."},
     {"writing", &Stats::writing, StatKind::gauge, "Job slots a producer is writing."},
     {"ready", &Stats::ready, StatKind::gauge, "Jobs claimable now."},
@@ -71,6 +71,8 @@ inline constexpr std::array<StatField, 32> kStatFields{{
      "File-backed queue: leases returned by recoveries after a reboot."},
     {"recovered_boot_writes", &Stats::recovered_boot_writes, StatKind::counter,
      "File-backed queue: half-written slots freed by recoveries after a reboot."},
+    {"sync_errors", &Stats::sync_errors, StatKind::counter,
+     "File-backed queue with sync always: msyncs refused after a commit or an ack (the disk failed)."},
 }};
 
 // A field added to jobring::Stats must be named above.

@@ -82,6 +82,7 @@ int main(void) {
   OFF(jobring_stats, recoveries);
   OFF(jobring_stats, recovered_leases);
   OFF(jobring_stats, recovered_boot_writes);
+  OFF(jobring_stats, sync_errors);
 
   SIZE(jobring_job_info);
   OFF(jobring_job_info, id);
