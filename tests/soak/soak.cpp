@@ -1292,10 +1292,44 @@ void Soak::kill_recoverer_half_way() {
 // A simulated reboot (--reboot-every; the header comment says what it does
 // and checks). False if the queue cannot be opened again (then the run ends).
 bool Soak::reboot(Clock::time_point start) {
-  // Every process of the old boot dies at once.
+  // Every process of the old boot dies at once: all SIGKILLed before any is
+  // reaped. Half the time the kill is aimed at a moment when a push is
+  // half-written: every process is frozen (SIGSTOP, and waited for until it
+  // is stopped), and killed if the queue has a WRITING slot, else let go
+  // (SIGCONT, but not those the chaos stopped) and tried again, 50 times at
+  // most, so that reboots find half-written slots to free too.
+  if (rng_() % 2 == 0) {
+    for (int round = 0; round < 50; ++round) {
+      // A producer inside push first (waited for up to 5 ms), then the rest.
+      const auto give_up = Clock::now() + 5ms;
+      const Child* busy = nullptr;
+      while (busy == nullptr && Clock::now() < give_up) {
+        for (const Child& c : children_)
+          if (c.role == Role::producer && c.pid > 0 && !c.stopped &&
+              ctl_.busy_producer[c.index].load(std::memory_order_relaxed) != 0)
+            busy = &c;
+      }
+      if (busy != nullptr) ::kill(busy->pid, SIGSTOP);
+      for (const Child& c : children_)
+        if (c.pid > 0) ::kill(c.pid, SIGSTOP);
+      for (const Child& c : children_) {
+        siginfo_t info{};
+        // WNOWAIT: an exit stays to be reaped below.
+        while (c.pid > 0 &&
+               ::waitid(P_PID, static_cast<id_t>(c.pid), &info, WSTOPPED | WEXITED | WNOWAIT) != 0 &&
+               errno == EINTR) {
+        }
+      }
+      if (q_->stats().writing > 0) break;
+      for (const Child& c : children_)
+        if (c.pid > 0 && !c.stopped) ::kill(c.pid, SIGCONT);
+      sleep_us(rng_() % 3000);
+    }
+  }
+  for (const Child& c : children_)
+    if (c.pid > 0) ::kill(c.pid, SIGKILL);
   for (Child& c : children_) {
     if (c.pid <= 0) continue;
-    ::kill(c.pid, SIGKILL);
     const int st = wait_child(c.pid);
     if (st == 0 && c.terminating) {
       ++n_.graceful_stops;  // it had finished its graceful stop just before the kill
