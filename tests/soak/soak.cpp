@@ -906,7 +906,7 @@ Child Soak::spawn(Role role, int index) {
   c.incarnation = next_incarnation_++;
   const std::string log = log_path(role, index);
   std::vector<std::string> args;
-  const milliseconds janitor_interval(10 + rng_() % 91);
+  const milliseconds janitor_interval(role == Role::janitor ? 10 + rng_() % 91 : 0);
   const std::string metrics = dir_ + "/metrics." + std::to_string(index) + ".prom";
   if (role == Role::janitor) {
     const std::string conf = dir_ + "/janitor.conf";
