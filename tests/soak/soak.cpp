@@ -98,10 +98,12 @@
 //   - it closes its own handle, then changes the boot with the testing hooks
 //     (ring/testing.hpp): a new boot id, CLOCK_MONOTONIC (as now_ms() reads
 //     it) back to 2 .. 8 s, the wall clock on by a random downtime of
-//     0 .. 120 s. The children are forked from the parent, so they inherit
-//     the new boot (the hooks are kept across fork);
+//     0 .. 120 s (one time in ten back by up to an hour instead: a host with
+//     no real-time clock). The children are forked from the parent, so they
+//     inherit the new boot (the hooks are kept across fork);
 //   - sometimes (1 in 4) a first opener is killed half-way through the
-//     recovery (set_recovery_kill_point_for_testing); then it reopens: half
+//     recovery (set_recovery_kill_point_for_testing), and half of those times
+//     the host reboots again before anyone finishes it; then it reopens: half
 //     the time the parent opens first, half the time the new children race
 //     it to open (the recovery must still run exactly once);
 //   - checks that Stats::recoveries grew by exactly one, that the recovery
@@ -826,6 +828,8 @@ struct Counters {
   long reboot_kills[3] = {0, 0, 0};     // by Role, of the kills counted above
   long recoveries_killed = 0;           // first openers killed half-way through the recovery
   long children_opened_first = 0;       // reboots where the new children raced the parent to open
+  long reboots_during_recovery = 0;     // ... of the killed ones, followed by another reboot
+  long clock_went_back = 0;             // reboots after which the wall clock was behind
   std::uint64_t leases_at_reboots = 0;  // leased slots found with every process of the old boot gone
   std::uint64_t writes_at_reboots = 0;  // half-written slots found then
   std::uint64_t jobs_at_reboots = 0;    // jobs in the queue then (any state)
@@ -1376,15 +1380,33 @@ bool Soak::reboot(Clock::time_point start) {
   // The new boot: another boot id, CLOCK_MONOTONIC back to a few seconds,
   // the wall clock on by the downtime. Kept across fork: every child spawned
   // from here on is of the new boot.
+  // One time in ten the wall clock went back instead, by up to an hour (a
+  // host with no real-time clock until NTP): the segment's clock must stand
+  // still, not go back.
   ++n_.reboots;
-  jobring::detail::set_boot_id_for_testing("soak-" + std::to_string(::getpid()) + "-boot-" +
-                                           std::to_string(n_.reboots));
-  const auto uptime = static_cast<std::int64_t>(2000 + rng_() % 6001);
-  const auto downtime = static_cast<std::int64_t>(rng_() % 120'001);
-  jobring::detail::shift_clocks_for_testing(uptime - static_cast<std::int64_t>(jobring::detail::now_ms()),
-                                            downtime);
+  auto new_boot = [&](const std::string& tag) {
+    jobring::detail::set_boot_id_for_testing("soak-" + std::to_string(::getpid()) + "-boot-" +
+                                             std::to_string(n_.reboots) + tag);
+    const auto uptime = static_cast<std::int64_t>(2000 + rng_() % 6001);
+    const auto down = rng_() % 10 == 0 ? -static_cast<std::int64_t>(rng_() % 3'600'001)
+                                       : static_cast<std::int64_t>(rng_() % 120'001);
+    jobring::detail::shift_clocks_for_testing(uptime - static_cast<std::int64_t>(jobring::detail::now_ms()),
+                                              down);
+    if (down < 0) ++n_.clock_went_back;
+    return down;
+  };
+  std::int64_t downtime = new_boot("");
+  // Sometimes the first opener is killed half-way through the recovery, and
+  // sometimes the host then reboots again before anyone finishes it.
   const bool killed_recovery = rng_() % 4 == 0;
-  if (killed_recovery) kill_recoverer_half_way();
+  bool rebooted_again = false;
+  if (killed_recovery) {
+    kill_recoverer_half_way();
+    if ((rebooted_again = rng_() % 2 == 0)) {
+      downtime = new_boot("-again");
+      ++n_.reboots_during_recovery;
+    }
+  }
   // Half the time the new children race the parent to open (and recover).
   const bool children_first = rng_() % 2 == 0;
   auto restart = [&] {
@@ -1426,7 +1448,9 @@ bool Soak::reboot(Clock::time_point start) {
       static_cast<long long>(secs), n_.reboots, static_cast<double>(downtime) / 1000.0, listed,
       static_cast<unsigned long long>(held), static_cast<unsigned long long>(writing),
       children_first ? "the first of the new processes to open" : "the parent",
-      killed_recovery ? " (after a first recoverer was killed half-way)" : "",
+      killed_recovery ? (rebooted_again ? " (after a first recoverer was killed half-way, and another reboot)"
+                                        : " (after a first recoverer was killed half-way)")
+                      : "",
       static_cast<unsigned long long>(leases), static_cast<unsigned long long>(writes));
   std::fflush(stdout);
   return true;
@@ -1963,14 +1987,15 @@ void Soak::verify(const Stats& s, const Stats& removed) {
   if (!cfg_.dir.empty()) {
     std::printf(
         "soak: reboots %ld (every process killed: producers %ld, workers %ld, janitors %ld; %ld first "
-        "recoverers killed half-way; the new processes raced the parent to open %ld times); recoveries %llu; "
+        "recoverers killed half-way, %ld of them followed by another reboot; the wall clock went back %ld "
+        "times; the new processes raced the parent to open %ld times); recoveries %llu; "
         "leases recovered %llu (of %llu held at the reboots; %ld redone, %ld dead at the end); half-written "
         "slots freed %llu (of %llu); jobs in the queue at the reboots %llu; killed claims known not acked "
         "%ld\n",
         n_.reboots, n_.reboot_kills[0], n_.reboot_kills[1], n_.reboot_kills[2], n_.recoveries_killed,
-        n_.children_opened_first, u(s.recoveries), u(n_.leases_recovered), u(n_.leases_at_reboots),
-        held_redone, held_dead, u(n_.writes_recovered), u(n_.writes_at_reboots), u(n_.jobs_at_reboots),
-        not_acked_by_reboot);
+        n_.reboots_during_recovery, n_.clock_went_back, n_.children_opened_first, u(s.recoveries),
+        u(n_.leases_recovered), u(n_.leases_at_reboots), held_redone, held_dead, u(n_.writes_recovered),
+        u(n_.writes_at_reboots), u(n_.jobs_at_reboots), not_acked_by_reboot);
     if (s.recoveries != static_cast<std::uint64_t>(n_.reboots))
       fail("Stats::recoveries=" + std::to_string(s.recoveries) + " after " + std::to_string(n_.reboots) +
            " reboots");
