@@ -4,6 +4,13 @@
 // segment seeds are the bytes of real queues made by this library, with jobs
 // in every state, a few forged crash states, and programs that call every
 // operation (the formats are in fuzz_support.hpp).
+//
+// File-backed segments (layout 5, issue 18) are made in a temporary
+// directory under a boot id of their own ("jobring-fuzz-seed-boot", set with
+// the testing hook): no host ever runs that boot, so the fuzzer's open of
+// such a seed is the first open after a "reboot" and runs the recovery pass
+// (durable.cpp) over whatever the fuzzer made of the slots and the durable
+// header line.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,15 +19,18 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <initializer_list>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "fuzz_support.hpp"
 #include "jobring/queue.hpp"
 #include "ring/layout.hpp"
+#include "ring/testing.hpp"  // set_boot_id_for_testing: the file-backed seeds' boot
 
 namespace {
 
@@ -31,6 +41,7 @@ using jobring::Options;
 using jobring::Owner;
 using jobring::PushOptions;
 using jobring::Queue;
+using jobring::detail::Durable;
 using jobring::detail::Header;
 using jobring::detail::SlotMeta;
 using jobring::detail::State;
@@ -51,9 +62,8 @@ void write_file(const std::string& sub, const std::string& name, const Bytes& by
   std::printf("  %-40s %6zu bytes\n", (sub + "/" + name).c_str(), bytes.size());
 }
 
-Bytes read_segment(const std::string& name) {
+Bytes read_file(const std::string& path) {
   Bytes out;
-  const std::string path = "/dev/shm/jobring." + name;
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (f == nullptr) return out;
   std::uint8_t buf[4096];
@@ -62,6 +72,8 @@ Bytes read_segment(const std::string& name) {
   std::fclose(f);
   return out;
 }
+
+Bytes read_segment(const std::string& name) { return read_file("/dev/shm/jobring." + name); }
 
 template <class T>
 T get(const Bytes& b, std::size_t off) {
@@ -184,6 +196,77 @@ Bytes image_plain(std::uint32_t capacity, std::uint32_t max_payload, int jobs) {
   return img;
 }
 
+// A file-backed queue (layout 5) with jobs in every state, made under a
+// boot of its own (see the top): ready, delayed (an hour), leased
+// (process-owned and detached), leased on its last attempt (the recovery
+// dead-letters it), dead, keyed (live, and acked: remembered in the window),
+// and a slot half-written by a producer of the old boot (forged: the
+// recovery frees it).
+Bytes image_durable_every_state(std::uint32_t capacity, std::uint32_t max_payload, Options::Sync sync) {
+  char tmp[] = "/tmp/jobring-seeds.XXXXXX";
+  if (::mkdtemp(tmp) == nullptr) {
+    std::perror("mkdtemp");
+    std::exit(1);
+  }
+  const std::string dir = tmp;
+  jobring::detail::set_boot_id_for_testing("jobring-fuzz-seed-boot");
+  {
+    Options o;
+    o.capacity = capacity;
+    o.max_payload = max_payload;
+    o.default_lease = 1h;
+    o.max_attempts = 2;
+    o.dedup_window = 1h;
+    o.dir = dir;
+    o.sync = sync;
+    Queue q = Queue::create("seeds", o);
+    Job j;
+    (void)q.push("dead");
+    for (int i = 0; i < 2; ++i) {
+      (void)q.try_claim(j);
+      (void)q.release(j.lease);  // the second release uses the attempts up: dead
+    }
+    (void)q.push("last-attempt");
+    (void)q.try_claim(j);
+    (void)q.release(j.lease);
+    (void)q.try_claim(j);  // attempt 2 of 2, held over the "reboot"
+    (void)q.push("leased-process");
+    (void)q.try_claim(j);
+    (void)q.push("leased-detached");
+    (void)q.try_claim(j, ClaimOptions{.lease = 1h, .owner = Owner::detached});
+    (void)q.push("acked-keyed", PushOptions{.key = "order-41"});
+    (void)q.try_claim(j);
+    (void)q.ack(j.lease);  // its key remembered for the window
+    (void)q.push("ready");
+    (void)q.push("delayed", PushOptions{.delay = 1h});
+    (void)q.push("keyed", PushOptions{.key = "order-42"});
+  }
+  Bytes img = read_file(dir + "/jobring.seeds");
+  jobring::detail::set_boot_id_for_testing({});
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  if (img.size() <= jobring::detail::kDurableHeaderBytes ||
+      get<std::uint32_t>(img, offsetof(Header, identity.layout_version)) !=
+          jobring::detail::kDurableLayoutVersion) {
+    std::fprintf(stderr, "make_seeds: the file-backed queue is not of layout %u\n",
+                 jobring::detail::kDurableLayoutVersion);
+    std::exit(1);
+  }
+  // A producer of the old boot died half-way through a push.
+  const std::uint32_t cap = get<std::uint32_t>(img, offsetof(Header, identity.capacity));
+  for (std::uint32_t i = 0; i < cap; ++i) {
+    const Word w{get<std::uint64_t>(img, state_at(img, i))};
+    if (w.state() != State::free) continue;
+    put(img, state_at(img, i), Word::make(State::writing, 3, jobring::detail::make_writer(12345)).raw);
+    put(img, meta_at(img, i) + offsetof(SlotMeta, job_id), std::uint64_t{77});
+    break;
+  }
+  return img;
+}
+
+// Offset of a field of the durable header line (layout 5) in an image.
+constexpr std::size_t durable_at(std::size_t field) { return jobring::detail::kHeaderBytes + field; }
+
 void segment_seeds() {
   std::filesystem::create_directories(g_dir / "segment");
   const Prog none;
@@ -225,6 +308,43 @@ void segment_seeds() {
   Bytes truncated = states;
   truncated.resize(truncated.size() - 64);
   write_file("segment", "truncated", segment_input(truncated, none, 0));
+
+  // File-backed (layout 5): opened, they are recovered (another boot).
+  // Not with the repair flag: it writes a layout-4 header over theirs.
+  const Bytes durable = image_durable_every_state(8, 32, Options::Sync::none);
+  write_file("segment", "durable-every-state", segment_input(durable, every, 0));
+  write_file("segment", "durable-every-state-sync-always",
+             segment_input(image_durable_every_state(8, 32, Options::Sync::always), every, 0));
+  write_file("segment", "durable-every-state-sync-interval",
+             segment_input(image_durable_every_state(16, 16, Options::Sync::interval), every, 0));
+  // Hostile clock and counters in the durable line: an anchor and a last-seen
+  // time far in the future (the recovery clamps the segment's clock), a
+  // forged base, a recovery count about to wrap, a slot id past the trusted
+  // bound (the id counter must ignore it) and one just below it (the counter
+  // moves past it); and a boot key of 0 (a creator that never wrote it).
+  Bytes hostile = durable;
+  put(hostile, durable_at(offsetof(Durable, realtime_minus_clock)), std::int64_t{-0x7000000000000000});
+  put(hostile, durable_at(offsetof(Durable, clock_seen)), ~std::uint64_t{0});
+  put(hostile, durable_at(offsetof(Durable, clock_base)), std::uint64_t{0xfffffffffff});
+  put(hostile, durable_at(offsetof(Durable, recoveries)), ~std::uint64_t{0});
+  put(hostile, meta_at(hostile, 0) + offsetof(SlotMeta, job_id), ~std::uint64_t{0});
+  put(hostile, meta_at(hostile, 1) + offsetof(SlotMeta, job_id), std::uint64_t{1} << 61);
+  write_file("segment", "durable-hostile-clock", segment_input(hostile, every, 0));
+  Bytes boot_zero = durable;
+  put(boot_zero, durable_at(offsetof(Durable, boot)), std::uint64_t{0});
+  put(boot_zero, durable_at(offsetof(Durable, realtime_minus_clock)), std::int64_t{0x7fffffffffffffff});
+  write_file("segment", "durable-boot-zero", segment_input(boot_zero, every, 0));
+  // Refused: a sync policy and an interval out of range; a file cut inside
+  // the durable line.
+  Bytes bad_sync = durable;
+  put(bad_sync, durable_at(offsetof(Durable, sync)), std::uint32_t{7});
+  write_file("segment", "durable-bad-sync", segment_input(bad_sync, none, 0));
+  Bytes bad_interval = durable;
+  put(bad_interval, durable_at(offsetof(Durable, sync_interval_ms)), std::uint32_t{0});
+  write_file("segment", "durable-bad-interval", segment_input(bad_interval, none, 0));
+  Bytes cut = durable;
+  cut.resize(jobring::detail::kHeaderBytes + 32);
+  write_file("segment", "durable-cut-in-its-line", segment_input(cut, none, 0));
 }
 
 // --- model ---------------------------------------------------------------------
