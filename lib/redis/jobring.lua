@@ -1,0 +1,553 @@
+#!lua name=jobring
+-- jobring's Redis backend: one function library, loaded with
+-- FUNCTION LOAD REPLACE by lib/redis/connection.cpp (it is embedded in the
+-- C++ library at build time). Redis 7.0 commands only, so that Valkey runs it.
+--
+-- Why functions: each operation below is one FCALL, and Redis runs a
+-- function to its end before it serves any other command, so every
+-- operation is atomic against every other client. A client that dies
+-- before its FCALL reached the server changed nothing; one that dies after
+-- it changed exactly what the function changes, whether or not the reply
+-- reached it. Nothing here waits for a client: a dead client's lease ends
+-- at its deadline (the next claim, or any sweep, takes it back).
+--
+-- Time: every function reads the server's clock (TIME, in ms), never a
+-- client's, so clients on hosts with skewed clocks agree on deadlines.
+-- Since Redis 7 a function's writes are replicated as their effects, so
+-- TIME is allowed in a writing function and replicas see the same result.
+--
+-- Keys of queue NAME. The client passes one key, B = "{jr:NAME}", and every
+-- key used is B followed by a suffix: all carry the hash tag {jr:NAME}, so a
+-- queue lives in one Cluster slot (the undeclared keys are in the declared
+-- key's slot, which is what Cluster checks).
+--   B:cfg     hash: capacity max_payload lease max_attempts window inc paused,
+--             seq (the last job id) and fence (the last fencing token)
+--   B:st      hash: totals (pushed claimed acked released expired_total
+--             dead_lettered requeued purged duplicates)
+--   B:pend    zset member -> visible-at ms: ready and delayed jobs
+--   B:lease   zset member -> lease deadline ms: claimed jobs
+--   B:dead    zset member -> died-at ms
+--   B:j:M     hash of job M: p payload, a attempts, f fence of the current
+--             lease, o owner, c claimed-at ms, t enqueued-at ms, k key,
+--             e error note, d died-at ms
+--   B:k:INC:KEY   de-duplication key: the member of the job that holds it;
+--             no TTL while its job is in the queue, PX window once it is
+--             gone. INC (the incarnation) keeps an old queue's remembered
+--             keys from answering for a queue created again under the name.
+--   B:wake    list of markers: a blocked claim BLPOPs it (wait markers below)
+--   B:room    list of markers: a push waiting for room BLPOPs it
+-- A member M is the job id as 16 zero-padded decimal digits, so that jobs
+-- with the same score sort by id (FIFO among jobs pushed in the same ms).
+-- A job is in exactly one of pend, lease and dead; its hash exists exactly
+-- while it is in one of them. Every function keeps this true before it
+-- returns, and Redis never shows another client a function half done.
+--
+-- Wait markers: push, release, requeue and the lease sweep LPUSH a marker
+-- to B:wake for each job they make claimable (at most 16, and the list is
+-- trimmed to 16), and so does anything that makes the earliest due time (a
+-- delayed job's visible-at or a lease's deadline) earlier, because a blocked
+-- claim sleeps no longer than the earliest due time it saw. A marker stays
+-- until someone pops it, so a push between a claim that found nothing and
+-- that claimer's BLPOP is not missed; a marker nobody needed costs one
+-- spurious wake-up (one empty claim). ack and the removals do the same on
+-- B:room for pushes waiting for room.
+--
+-- Fencing: every claim and extend takes a new fence from B:cfg's counter,
+-- which only grows, so a fence names one grant of one job for ever. ack,
+-- release, give_back and extend change something only if the job is in
+-- B:lease and its hash holds the fence given: else they return 'lost' and
+-- change nothing. (The owner is recorded for operators, not checked: a
+-- lease may be handed to another process, as the shared-memory queue's.)
+
+local VERSION = '1'
+local MARKERS = 16   -- at most this many wake markers per list
+local SWEEP = 64     -- expired leases taken back per call, at most
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function member(id) return string.format('%016d', tonumber(id)) end
+
+local function config(b)
+  local v = redis.call('HMGET', b .. ':cfg', 'capacity', 'max_payload', 'lease', 'max_attempts', 'window',
+                       'inc', 'paused')
+  if not v[1] then return nil end
+  return {capacity = tonumber(v[1]), max_payload = tonumber(v[2]), lease = tonumber(v[3]),
+          max_attempts = tonumber(v[4]), window = tonumber(v[5]), inc = v[6], paused = v[7] == '1'}
+end
+
+local function signal(list, n)
+  if n <= 0 then return end
+  if n > MARKERS then n = MARKERS end
+  local args = {}
+  for i = 1, n do args[i] = '1' end
+  redis.call('LPUSH', list, unpack(args))
+  redis.call('LTRIM', list, 0, MARKERS - 1)
+end
+
+local function count(b, field, n)
+  if n ~= 0 then redis.call('HINCRBY', b .. ':st', field, n) end
+end
+
+local function first_score(key)
+  local r = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  if r[2] then return tonumber(r[2]) end
+  return nil
+end
+
+-- The earliest time at which something may become claimable: the first
+-- pending job's visible-at or the first lease's deadline; nil if neither.
+local function next_due(b)
+  local p = first_score(b .. ':pend')
+  local l = first_score(b .. ':lease')
+  if p and l then return math.min(p, l) end
+  return p or l
+end
+
+-- Wakes one blocked claim if `at` is earlier than every due time a sleeper
+-- can have seen. Call before adding the entry due at `at`.
+local function signal_if_earliest(b, at)
+  local due = next_due(b)
+  if due == nil or at < due then signal(b .. ':wake', 1) end
+end
+
+-- The job's key is remembered for the window once the job is gone.
+local function forget_key(b, c, m, key)
+  if not key or key == '' then return end
+  local kk = b .. ':k:' .. c.inc .. ':' .. key
+  if redis.call('GET', kk) ~= m then return end
+  if c.window > 0 then redis.call('PEXPIRE', kk, c.window) else redis.call('DEL', kk) end
+end
+
+-- Deletes job m (already out of its zset).
+local function drop_job(b, c, m)
+  local jk = b .. ':j:' .. m
+  forget_key(b, c, m, redis.call('HGET', jk, 'k'))
+  redis.call('DEL', jk)
+end
+
+local function to_dead(b, m, now, note)
+  redis.call('ZADD', b .. ':dead', now, m)
+  redis.call('HSET', b .. ':j:' .. m, 'e', note, 'd', now)
+end
+
+-- Leases past their deadline go back to pending (visible since their
+-- deadline, so they keep their place) or, when their attempts are used up,
+-- to dead: a crashed worker's attempt was counted at its claim.
+local function sweep(b, c, now)
+  local expired = redis.call('ZRANGEBYSCORE', b .. ':lease', '-inf', now, 'WITHSCORES', 'LIMIT', 0, SWEEP)
+  local back, dead = 0, 0
+  for i = 1, #expired, 2 do
+    local m, deadline = expired[i], expired[i + 1]
+    redis.call('ZREM', b .. ':lease', m)
+    local attempts = tonumber(redis.call('HGET', b .. ':j:' .. m, 'a')) or 0
+    if c.max_attempts > 0 and attempts >= c.max_attempts then
+      to_dead(b, m, now, 'lease expired after ' .. attempts .. ' attempts')
+      dead = dead + 1
+    else
+      redis.call('ZADD', b .. ':pend', deadline, m)
+      back = back + 1
+    end
+  end
+  count(b, 'expired_total', back + dead)
+  count(b, 'dead_lettered', dead)
+  if back > 0 then signal(b .. ':wake', back) end  -- (dead jobs keep their room: no room marker)
+  return back + dead
+end
+
+local function config_reply(c, created)
+  return {'ok', created, c.capacity, c.max_payload, c.lease, c.max_attempts, c.window, c.inc}
+end
+
+-- create: B, capacity, max_payload, lease ms, max_attempts, window ms, incarnation
+-- Checked by the client (Options' ranges); 'exists' if the queue exists.
+local function jr_create(keys, args)
+  local b = keys[1]
+  if redis.call('EXISTS', b .. ':cfg') == 1 then return {'exists'} end
+  redis.call('HSET', b .. ':cfg', 'capacity', args[1], 'max_payload', args[2], 'lease', args[3],
+             'max_attempts', args[4], 'window', args[5], 'inc', args[6], 'paused', '0', 'seq', 0, 'fence', 0)
+  return config_reply(config(b), 1)
+end
+
+local function jr_open(keys, args)
+  local c = config(keys[1])
+  if not c then return {'not_found'} end
+  return config_reply(c, 0)
+end
+
+-- One job into a queue whose config is c; returns the reply of jr_push.
+local function push_one(b, c, now, delay, key, payload)
+  if #payload > c.max_payload then return {'too_large'} end
+  local kk
+  if key ~= '' then
+    kk = b .. ':k:' .. c.inc .. ':' .. key
+    local existing = redis.call('GET', kk)
+    if existing then
+      count(b, 'duplicates', 1)
+      return {'ok', tonumber(existing), 1}
+    end
+  end
+  local held = redis.call('ZCARD', b .. ':pend') + redis.call('ZCARD', b .. ':lease') +
+               redis.call('ZCARD', b .. ':dead')
+  if held >= c.capacity then return {'full'} end
+  local id = redis.call('HINCRBY', b .. ':cfg', 'seq', 1)
+  local m = member(id)
+  local visible = now + delay
+  redis.call('HSET', b .. ':j:' .. m, 'p', payload, 'a', 0, 'f', 0, 't', now, 'k', key)
+  if kk then redis.call('SET', kk, m) end
+  if delay > 0 then signal_if_earliest(b, visible) else signal(b .. ':wake', 1) end
+  redis.call('ZADD', b .. ':pend', visible, m)
+  return {'ok', id, 0}
+end
+
+-- push: B, delay ms, key ('' = none), payload -> ok id duplicate | full | too_large | not_found
+local function jr_push(keys, args)
+  local b = keys[1]
+  local c = config(b)
+  if not c then return {'not_found'} end
+  local r = push_one(b, c, now_ms(), tonumber(args[1]), args[2], args[3])
+  if r[1] == 'ok' and r[3] == 0 then count(b, 'pushed', 1) end
+  return r
+end
+
+-- push_many: B, delay ms, payload... -> ok n id1..idn (stops at the first full)
+-- The client has checked every payload's size first (nothing is pushed if
+-- one is too large); the check here is a second line.
+local function jr_push_many(keys, args)
+  local b = keys[1]
+  local c = config(b)
+  if not c then return {'not_found'} end
+  local now, delay = now_ms(), tonumber(args[1])
+  for i = 2, #args do
+    if #args[i] > c.max_payload then return {'too_large'} end
+  end
+  local ids = {}
+  for i = 2, #args do
+    local r = push_one(b, c, now, delay, '', args[i])
+    if r[1] ~= 'ok' then break end
+    ids[#ids + 1] = r[2]
+  end
+  count(b, 'pushed', #ids)
+  local reply = {'ok', #ids}
+  for i = 1, #ids do reply[#reply + 1] = ids[i] end
+  return reply
+end
+
+-- claim: B, n, lease ms (0 = default), owner
+--   -> ok incarnation k {id fence attempts payload key lease_ms}*k
+--   -> empty due_in_ms (-1: nothing is due, wait for a marker) | not_found
+-- Expired leases are taken back first. Each job taken: out of pend, into
+-- lease with deadline now + lease, attempts + 1, a new fence.
+local function jr_claim(keys, args)
+  local b = keys[1]
+  local c = config(b)
+  if not c then return {'not_found'} end
+  local now = now_ms()
+  sweep(b, c, now)
+  local n, lease, owner = tonumber(args[1]), tonumber(args[2]), args[3]
+  if lease <= 0 then lease = c.lease end
+  local ms = {}
+  if not c.paused then ms = redis.call('ZRANGEBYSCORE', b .. ':pend', '-inf', now, 'LIMIT', 0, n) end
+  if #ms == 0 then
+    local due = next_due(b)
+    if c.paused or due == nil then return {'empty', -1} end
+    return {'empty', math.max(due - now, 1)}
+  end
+  local deadline = now + lease
+  redis.call('ZREM', b .. ':pend', unpack(ms))
+  signal_if_earliest(b, deadline)  -- after the ZREM: the jobs taken are due now
+  local reply = {'ok', c.inc, #ms}
+  for _, m in ipairs(ms) do
+    local jk = b .. ':j:' .. m
+    local fence = redis.call('HINCRBY', b .. ':cfg', 'fence', 1)
+    local attempts = redis.call('HINCRBY', jk, 'a', 1)
+    redis.call('HSET', jk, 'f', fence, 'o', owner, 'c', now)
+    redis.call('ZADD', b .. ':lease', deadline, m)
+    local v = redis.call('HMGET', jk, 'p', 'k')
+    for _, x in ipairs({tonumber(m), fence, attempts, v[1], v[2] or '', lease}) do reply[#reply + 1] = x end
+  end
+  count(b, 'claimed', #ms)
+  return reply
+end
+
+-- True if job m is leased under `fence` (the whole fencing check).
+local function holds(b, m, fence)
+  if not redis.call('ZSCORE', b .. ':lease', m) then return false end
+  return redis.call('HGET', b .. ':j:' .. m, 'f') == fence
+end
+
+local function ack_one(b, c, id, fence)
+  local m = member(id)
+  if not holds(b, m, fence) then return false end
+  redis.call('ZREM', b .. ':lease', m)
+  drop_job(b, c, m)
+  return true
+end
+
+-- ack: B, id, fence -> ok | lost
+local function jr_ack(keys, args)
+  local b = keys[1]
+  local c = config(b)
+  if not c then return {'lost'} end
+  if not ack_one(b, c, args[1], args[2]) then return {'lost'} end
+  count(b, 'acked', 1)
+  signal(b .. ':room', 1)
+  return {'ok'}
+end
+
+-- ack_many: B, {id fence}* -> ok {1|0}*
+local function jr_ack_many(keys, args)
+  local b = keys[1]
+  local c = config(b)
+  local reply, acked = {'ok'}, 0
+  for i = 1, #args, 2 do
+    local ok = c ~= nil and ack_one(b, c, args[i], args[i + 1])
+    if ok then acked = acked + 1 end
+    reply[#reply + 1] = ok and 1 or 0
+  end
+  if acked > 0 then
+    count(b, 'acked', acked)
+    signal(b .. ':room', acked)
+  end
+  return reply
+end
+
+-- release: B, id, fence, delay ms, error text, count (1 = counts the attempt,
+-- 0 = give_back: the attempt is not counted)  -> ok | lost
+-- Back to pending at now + delay, or to dead when the attempts are used up.
+local function jr_release(keys, args)
+  local b = keys[1]
+  local c = config(b)
+  if not c then return {'lost'} end
+  local m = member(args[1])
+  if not holds(b, m, args[2]) then return {'lost'} end
+  local now, delay, note, counted = now_ms(), tonumber(args[3]), args[4], args[5] == '1'
+  local jk = b .. ':j:' .. m
+  redis.call('ZREM', b .. ':lease', m)
+  local attempts = tonumber(redis.call('HGET', jk, 'a')) or 0
+  if not counted then
+    attempts = math.max(attempts - 1, 0)
+    redis.call('HSET', jk, 'a', attempts)
+  end
+  if counted and c.max_attempts > 0 and attempts >= c.max_attempts then
+    if note == '' then note = 'released after ' .. attempts .. ' attempts' end
+    to_dead(b, m, now, note)
+    count(b, 'dead_lettered', 1)
+  else
+    if delay > 0 then signal_if_earliest(b, now + delay) else signal(b .. ':wake', 1) end
+    redis.call('ZADD', b .. ':pend', now + delay, m)
+  end
+  count(b, 'released', 1)
+  return {'ok'}
+end
+
+-- extend: B, id, fence, lease ms -> ok new_fence | lost
+-- The new deadline is now + lease, earlier or later than the old one.
+local function jr_extend(keys, args)
+  local b = keys[1]
+  local c = config(b)
+  if not c then return {'lost'} end
+  local m = member(args[1])
+  if not holds(b, m, args[2]) then return {'lost'} end
+  local deadline = now_ms() + tonumber(args[3])
+  local fence = redis.call('HINCRBY', b .. ':cfg', 'fence', 1)
+  redis.call('HSET', b .. ':j:' .. m, 'f', fence)
+  redis.call('ZREM', b .. ':lease', m)
+  signal_if_earliest(b, deadline)
+  redis.call('ZADD', b .. ':lease', deadline, m)
+  return {'ok', fence}
+end
+
+local STAT_FIELDS = {'pushed', 'claimed', 'acked', 'released', 'expired_total', 'dead_lettered', 'requeued',
+                     'purged', 'duplicates'}
+
+-- stats: B -> ok ready delayed leased expired dead oldest_lease_ms oldest_ready_ms paused, then
+-- STAT_FIELDS in order. Reads only (no-writes: FCALL_RO can run it on a replica).
+local function jr_stats(keys, args)
+  local b = keys[1]
+  if redis.call('EXISTS', b .. ':cfg') == 0 then return {'not_found'} end
+  local now = now_ms()
+  local pend, lease = b .. ':pend', b .. ':lease'
+  local ready = redis.call('ZCOUNT', pend, '-inf', now)
+  local delayed = redis.call('ZCARD', pend) - ready
+  local expired = redis.call('ZCOUNT', lease, '-inf', now)
+  local leased = redis.call('ZCARD', lease) - expired
+  local oldest_ready = 0
+  local first = first_score(pend)
+  if first and first <= now then oldest_ready = now - first end
+  -- The oldest lease: the earliest claimed-at among the first leases by
+  -- deadline (exact while every claim asks for the same lease time).
+  local oldest_lease = 0
+  for _, m in ipairs(redis.call('ZRANGE', lease, 0, 15)) do
+    local at = tonumber(redis.call('HGET', b .. ':j:' .. m, 'c'))
+    if at and now - at > oldest_lease then oldest_lease = now - at end
+  end
+  local paused = redis.call('HGET', b .. ':cfg', 'paused') == '1' and 1 or 0
+  local reply = {'ok', ready, delayed, leased, expired, redis.call('ZCARD', b .. ':dead'), oldest_lease,
+                 oldest_ready, paused}
+  local totals = redis.call('HMGET', b .. ':st', unpack(STAT_FIELDS))
+  for i = 1, #STAT_FIELDS do reply[#reply + 1] = tonumber(totals[i]) or 0 end
+  return reply
+end
+
+-- peek: B, state (ready|delayed|leased|dead), limit
+--   -> ok k {id attempts ms_until enqueued_ms_ago failed_ms_ago(-1 none) error payload owner}*k
+local function jr_peek(keys, args)
+  local b = keys[1]
+  if redis.call('EXISTS', b .. ':cfg') == 0 then return {'not_found'} end
+  local now, state, limit = now_ms(), args[1], tonumber(args[2])
+  local ms
+  if state == 'ready' then
+    ms = redis.call('ZRANGEBYSCORE', b .. ':pend', '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
+  elseif state == 'delayed' then
+    ms = redis.call('ZRANGEBYSCORE', b .. ':pend', '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, limit)
+  elseif state == 'leased' then
+    ms = redis.call('ZRANGE', b .. ':lease', 0, limit - 1, 'WITHSCORES')
+  else
+    ms = redis.call('ZRANGE', b .. ':dead', 0, limit - 1, 'WITHSCORES')
+  end
+  local reply = {'ok', #ms / 2}
+  for i = 1, #ms, 2 do
+    local m = ms[i]
+    local v = redis.call('HMGET', b .. ':j:' .. m, 'a', 't', 'd', 'e', 'p', 'o')
+    local until_ms = 0
+    if state == 'delayed' or state == 'leased' then until_ms = tonumber(ms[i + 1]) - now end
+    local failed = -1
+    if state == 'dead' and v[3] then failed = now - tonumber(v[3]) end
+    for _, x in ipairs({tonumber(m), tonumber(v[1]) or 0, until_ms, now - (tonumber(v[2]) or now), failed,
+                        v[4] or '', v[5] or '', v[6] or ''}) do
+      reply[#reply + 1] = x
+    end
+  end
+  return reply
+end
+
+-- One dead job back to pending, attempts reset, its note cleared.
+local function requeue_one(b, m, now)
+  if redis.call('ZREM', b .. ':dead', m) == 0 then return false end
+  local jk = b .. ':j:' .. m
+  redis.call('HSET', jk, 'a', 0, 't', now)
+  redis.call('HDEL', jk, 'e', 'd')
+  redis.call('ZADD', b .. ':pend', now, m)
+  return true
+end
+
+-- requeue: B, id -> ok 1|0
+local function jr_requeue(keys, args)
+  local b = keys[1]
+  if not config(b) then return {'not_found'} end
+  if not requeue_one(b, member(args[1]), now_ms()) then return {'ok', 0} end
+  count(b, 'requeued', 1)
+  signal(b .. ':wake', 1)
+  return {'ok', 1}
+end
+
+-- requeue_dead: B, limit -> ok n (the client calls again until n < limit,
+-- so that no one call holds the server for long)
+local function jr_requeue_dead(keys, args)
+  local b = keys[1]
+  if not config(b) then return {'not_found'} end
+  local now, n = now_ms(), 0
+  for _, m in ipairs(redis.call('ZRANGE', b .. ':dead', 0, tonumber(args[1]) - 1)) do
+    if requeue_one(b, m, now) then n = n + 1 end
+  end
+  count(b, 'requeued', n)
+  signal(b .. ':wake', n)
+  return {'ok', n}
+end
+
+-- remove_dead: B, id -> ok 1|0
+local function jr_remove_dead(keys, args)
+  local b = keys[1]
+  local c = config(b)
+  if not c then return {'not_found'} end
+  local m = member(args[1])
+  if redis.call('ZREM', b .. ':dead', m) == 0 then return {'ok', 0} end
+  drop_job(b, c, m)
+  count(b, 'purged', 1)
+  signal(b .. ':room', 1)
+  return {'ok', 1}
+end
+
+-- purge: B, what (bits: 1 ready, 2 delayed, 4 dead), limit -> ok n
+-- Leases are never purged (they end in ack or expiry). At most `limit` jobs
+-- per call; the client calls again until n < limit.
+local function jr_purge(keys, args)
+  local b = keys[1]
+  local c = config(b)
+  if not c then return {'not_found'} end
+  local what, limit, now = tonumber(args[1]), tonumber(args[2]), now_ms()
+  local victims = {}
+  local function take(key, lo, hi)
+    if #victims >= limit then return end
+    for _, m in ipairs(redis.call('ZRANGEBYSCORE', key, lo, hi, 'LIMIT', 0, limit - #victims)) do
+      redis.call('ZREM', key, m)
+      victims[#victims + 1] = m
+    end
+  end
+  if what % 2 == 1 then take(b .. ':pend', '-inf', now) end
+  if math.floor(what / 2) % 2 == 1 then take(b .. ':pend', '(' .. now, '+inf') end
+  if math.floor(what / 4) % 2 == 1 then take(b .. ':dead', '-inf', '+inf') end
+  for _, m in ipairs(victims) do drop_job(b, c, m) end
+  count(b, 'purged', #victims)
+  signal(b .. ':room', #victims)
+  return {'ok', #victims}
+end
+
+-- remove: B -> ok 1|0. Deletes the queue's every key but the remembered
+-- de-duplication keys, which expire on their own (their names carry the
+-- incarnation, so a queue created again does not see them). One call:
+-- it holds the server for time linear in the queue's jobs.
+local function jr_remove(keys, args)
+  local b = keys[1]
+  if redis.call('EXISTS', b .. ':cfg') == 0 then return {'ok', 0} end
+  local c = config(b)
+  for _, z in ipairs({':pend', ':lease', ':dead'}) do
+    for _, m in ipairs(redis.call('ZRANGE', b .. z, 0, -1)) do
+      local key = redis.call('HGET', b .. ':j:' .. m, 'k')
+      if key and key ~= '' then redis.call('DEL', b .. ':k:' .. c.inc .. ':' .. key) end
+      redis.call('DEL', b .. ':j:' .. m)
+    end
+  end
+  redis.call('DEL', b .. ':cfg', b .. ':st', b .. ':pend', b .. ':lease', b .. ':dead')
+  -- Wake every sleeper so that it finds the queue gone (not_found).
+  signal(b .. ':wake', MARKERS)
+  signal(b .. ':room', MARKERS)
+  redis.call('PEXPIRE', b .. ':wake', 10000)
+  redis.call('PEXPIRE', b .. ':room', 10000)
+  return {'ok', 1}
+end
+
+-- pause: B, 1|0 -> ok changed
+local function jr_pause(keys, args)
+  local b = keys[1]
+  if not config(b) then return {'not_found'} end
+  local was = redis.call('HGET', b .. ':cfg', 'paused')
+  if was == args[1] then return {'ok', 0} end
+  redis.call('HSET', b .. ':cfg', 'paused', args[1])
+  if args[1] == '0' then signal(b .. ':wake', MARKERS) end
+  return {'ok', 1}
+end
+
+local function jr_version(keys, args) return VERSION end
+
+redis.register_function('jr_create', jr_create)
+redis.register_function('jr_open', jr_open)
+redis.register_function('jr_push', jr_push)
+redis.register_function('jr_push_many', jr_push_many)
+redis.register_function('jr_claim', jr_claim)
+redis.register_function('jr_ack', jr_ack)
+redis.register_function('jr_ack_many', jr_ack_many)
+redis.register_function('jr_release', jr_release)
+redis.register_function('jr_extend', jr_extend)
+redis.register_function{function_name = 'jr_stats', callback = jr_stats, flags = {'no-writes'}}
+redis.register_function{function_name = 'jr_peek', callback = jr_peek, flags = {'no-writes'}}
+redis.register_function('jr_requeue', jr_requeue)
+redis.register_function('jr_requeue_dead', jr_requeue_dead)
+redis.register_function('jr_remove_dead', jr_remove_dead)
+redis.register_function('jr_purge', jr_purge)
+redis.register_function('jr_remove', jr_remove)
+redis.register_function('jr_pause', jr_pause)
+redis.register_function{function_name = 'jr_version', callback = jr_version, flags = {'no-writes'}}
