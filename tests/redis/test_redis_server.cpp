@@ -1,0 +1,236 @@
+// The Redis backend's own behaviour beside the contract suite
+// (test_contract.cpp): URLs, a server that is down, stopped or restarted,
+// the function library flushed, an evicting server refused. Every test has
+// its own redis-server (redis_server.hpp) and a watchdog: a failure to time
+// out is a failed test, never a hung one.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "jobring/redis_queue.hpp"
+#include "redis/redis_server.hpp"
+#include "support/test_support.hpp"
+
+namespace jobring {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using test::RedisServer;
+using test::Watchdog;
+
+class RedisServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (const std::string why = test::redis_skip_reason(); !why.empty()) GTEST_SKIP() << why;
+  }
+};
+
+RedisOptions quick() {
+  RedisOptions o;
+  o.connect_timeout = 500ms;
+  o.io_timeout = 300ms;
+  return o;
+}
+
+std::string name_for(const char* what) {
+  return std::string("srv.") + what + "." + std::to_string(::getpid());
+}
+
+// A TCP port on 127.0.0.1 with nothing listening (bound, then closed).
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+TEST_F(RedisServerTest, UrlsAreCheckedAndClusterIsNotYetSupported) {
+  std::error_code ec;
+  EXPECT_FALSE(RedisQueue::open("redis+cluster://127.0.0.1:7000,127.0.0.1:7001", "q", ec));
+  EXPECT_EQ(ec, make_error_code(errc::not_supported));
+  EXPECT_FALSE(RedisQueue::open("http://127.0.0.1:6379", "q", ec));
+  EXPECT_EQ(ec, make_error_code(errc::invalid_argument));
+  EXPECT_FALSE(RedisQueue::open("redis://127.0.0.1:99999", "q", ec));
+  EXPECT_EQ(ec, make_error_code(errc::invalid_argument));
+  EXPECT_FALSE(RedisQueue::open("redis+unix://relative.sock", "q", ec));
+  EXPECT_EQ(ec, make_error_code(errc::invalid_argument));
+  EXPECT_FALSE(RedisQueue::open("redis://127.0.0.1:6379", "bad/name", ec));
+  EXPECT_EQ(ec, make_error_code(errc::invalid_name));
+  try {
+    (void)RedisQueue::open("redis+cluster://h:1", "q");
+    ADD_FAILURE() << "no exception";
+  } catch (const error& e) {
+    EXPECT_NE(std::string(e.what()).find("not yet supported"), std::string::npos) << e.what();
+  }
+}
+
+// A server that is down: unavailable at once (connection refused), over TCP
+// and over a unix socket; never a hang.
+TEST_F(RedisServerTest, AServerThatIsDownIsUnavailableAtOnce) {
+  Watchdog dog(30s);
+  const auto start = Clock::now();
+  std::error_code ec;
+  EXPECT_FALSE(RedisQueue::open("redis://127.0.0.1:" + std::to_string(free_port()), "q", ec, quick()));
+  EXPECT_EQ(ec, make_error_code(errc::unavailable));
+  EXPECT_FALSE(RedisQueue::open("redis+unix:///nonexistent/jobring-test.sock", "q", ec, quick()));
+  EXPECT_EQ(ec, make_error_code(errc::unavailable));
+  EXPECT_LT(Clock::now() - start, 5s);
+  try {
+    (void)RedisQueue::open("redis+unix:///nonexistent/jobring-test.sock", "q", quick());
+    ADD_FAILURE() << "no exception";
+  } catch (const error& e) {
+    EXPECT_NE(std::string(e.what()).find("start redis-server"), std::string::npos) << e.what();
+  }
+}
+
+// A server killed under an open queue: the next calls are unavailable
+// (after one reconnection attempt), quickly.
+TEST_F(RedisServerTest, AServerKilledMidRunIsUnavailable) {
+  Watchdog dog(30s);
+  RedisServer server;
+  auto q = RedisQueue::create(server.url(), name_for("killed"), {.capacity = 4}, quick());
+  ASSERT_TRUE(q.push("job"));
+  server.stop();
+  const auto start = Clock::now();
+  std::error_code ec;
+  Job job;
+  EXPECT_EQ(q.try_claim(job, {}, ec), ClaimStatus::empty);
+  EXPECT_EQ(ec, make_error_code(errc::unavailable));
+  (void)q.push(std::as_bytes(std::span("x", 1)), {}, ec);
+  EXPECT_EQ(ec, make_error_code(errc::unavailable));
+  EXPECT_LT(Clock::now() - start, 5s);
+}
+
+// A stopped server (SIGSTOP: it accepts connections, never answers) is
+// `timeout` after io_timeout, for a call and for a blocked claim.
+TEST_F(RedisServerTest, AStoppedServerIsTimeout) {
+  Watchdog dog(30s);
+  RedisServer server;
+  auto q = RedisQueue::create(server.url(), name_for("stopped"), {.capacity = 4}, quick());
+  server.pause();
+  const auto start = Clock::now();
+  std::error_code ec;
+  (void)q.push(std::as_bytes(std::span("x", 1)), {}, ec);
+  EXPECT_EQ(ec, make_error_code(errc::timeout));
+  Job job;
+  EXPECT_EQ(q.claim(job, 2s, {}, ec), ClaimStatus::empty);
+  EXPECT_EQ(ec, make_error_code(errc::timeout));
+  EXPECT_LT(Clock::now() - start, 10s);
+  server.resume();
+  // Running again: the queue works again (new connections). The push that
+  // timed out reached the server's socket before it stopped, so it took
+  // effect when it resumed: "may or may not have taken effect" — here, did.
+  ASSERT_TRUE(q.push("after"));
+  std::vector<std::string> texts;
+  while (q.try_claim(job) == ClaimStatus::ok) {
+    texts.emplace_back(job.text());
+    EXPECT_EQ(q.ack(job.lease), LeaseStatus::ok);
+  }
+  ASSERT_FALSE(texts.empty());
+  EXPECT_EQ(texts.back(), "after");
+  EXPECT_LE(texts.size(), 2u);
+}
+
+// FUNCTION FLUSH (or a server restarted empty of functions): the library is
+// loaded again and the call retried, unseen by the caller.
+TEST_F(RedisServerTest, AFlushedFunctionLibraryIsReloadedTransparently) {
+  Watchdog dog(30s);
+  RedisServer server;
+  auto q = RedisQueue::create(server.url(), name_for("flush"), {.capacity = 4});
+  ASSERT_TRUE(q.push("one"));
+  auto r = server.command({"FUNCTION", "FLUSH"});
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->type, REDIS_REPLY_STATUS);
+  ASSERT_TRUE(q.push("two"));
+  Job job;
+  ASSERT_EQ(q.try_claim(job), ClaimStatus::ok);
+  EXPECT_EQ(job.text(), "one");
+  EXPECT_EQ(q.ack(job.lease), LeaseStatus::ok);
+  EXPECT_EQ(q.stats().pushed, 2u);
+}
+
+// A connection closed by the server (CLIENT KILL, an idle timeout, a proxy):
+// one reconnection, the call goes through.
+TEST_F(RedisServerTest, AClosedConnectionIsOpenedAgain) {
+  Watchdog dog(30s);
+  RedisServer server;
+  auto q = RedisQueue::create(server.url(), name_for("killclient"), {.capacity = 4});
+  ASSERT_TRUE(q.push("one"));
+  auto r = server.command({"CLIENT", "KILL", "TYPE", "normal"});
+  ASSERT_TRUE(r);
+  Job job;
+  ASSERT_EQ(q.try_claim(job), ClaimStatus::ok);  // a claim is safe to send again
+  EXPECT_EQ(q.ack(job.lease), LeaseStatus::ok);
+}
+
+// maxmemory-policy: an evicting policy is refused with a message that says
+// what to set; noeviction and volatile-* are accepted.
+TEST_F(RedisServerTest, AnEvictingServerIsRefused) {
+  Watchdog dog(30s);
+  RedisServer server({"--maxmemory-policy", "allkeys-lru"});
+  try {
+    (void)RedisQueue::create(server.url(), name_for("lru"), {.capacity = 4});
+    ADD_FAILURE() << "an allkeys-lru server was accepted";
+  } catch (const error& e) {
+    EXPECT_EQ(e.code(), make_error_code(errc::unsafe_server_config));
+    EXPECT_NE(std::string(e.what()).find("maxmemory-policy noeviction"), std::string::npos) << e.what();
+  }
+  ASSERT_TRUE(server.command({"CONFIG", "SET", "maxmemory-policy", "volatile-lru"}));
+  EXPECT_NO_THROW((void)RedisQueue::create(server.url(), name_for("volatile"), {.capacity = 4}));
+  RedisOptions unchecked;
+  unchecked.check_eviction_policy = false;
+  ASSERT_TRUE(server.command({"CONFIG", "SET", "maxmemory-policy", "allkeys-random"}));
+  EXPECT_NO_THROW((void)RedisQueue::open(server.url(), name_for("volatile"), unchecked));
+}
+
+// Options: open_or_create of a queue with other options names the fields.
+TEST_F(RedisServerTest, OpenOrCreateComparesTheOptions) {
+  RedisServer server;
+  auto q = RedisQueue::open_or_create(server.url(), name_for("oc"), {.capacity = 4, .max_attempts = 3});
+  auto same = RedisQueue::open_or_create(server.url(), name_for("oc"), {.capacity = 4, .max_attempts = 3});
+  EXPECT_EQ(same.incarnation(), q.incarnation());
+  try {
+    (void)RedisQueue::open_or_create(server.url(), name_for("oc"), {.capacity = 8, .max_attempts = 3});
+    ADD_FAILURE() << "no mismatch";
+  } catch (const error& e) {
+    EXPECT_EQ(e.code(), make_error_code(errc::options_mismatch));
+    EXPECT_NE(std::string(e.what()).find("capacity 4 exists, 8 asked"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(RedisQueue::remove(server.url(), name_for("oc")));
+  EXPECT_FALSE(RedisQueue::remove(server.url(), name_for("oc")));
+  std::error_code ec;
+  (void)q.push(std::as_bytes(std::span("x", 1)), {}, ec);
+  EXPECT_EQ(ec, make_error_code(errc::not_found));
+  // Created again: another incarnation, ids start again.
+  auto again = RedisQueue::create(server.url(), name_for("oc"), {.capacity = 4});
+  EXPECT_NE(again.incarnation(), q.incarnation());
+  EXPECT_EQ(again.push("x").id, 1u);
+}
+
+// Arguments out of range and payloads over max_payload are refused before
+// anything is sent: nothing reaches the queue.
+TEST_F(RedisServerTest, OversizedPayloadAndBadArgumentsAreRefusedBeforeTheServer) {
+  RedisServer server;
+  auto q = RedisQueue::create(server.url(), name_for("args"), {.capacity = 4, .max_payload = 8});
+  std::error_code ec;
+  (void)q.push(std::as_bytes(std::span("123456789", 9)), {}, ec);
+  EXPECT_EQ(ec, make_error_code(errc::payload_too_large));
+  Job job;
+  EXPECT_THROW((void)q.try_claim(job, ClaimOptions{.lease = kMaxLease + 1ms}), error);
+  EXPECT_THROW((void)q.push("x", PushOptions{.delay = -1ms}), error);
+  EXPECT_EQ(q.stats().pushed, 0u);
+}
+
+}  // namespace
+}  // namespace jobring
