@@ -21,7 +21,8 @@
 -- queue lives in one Cluster slot (the undeclared keys are in the declared
 -- key's slot, which is what Cluster checks).
 --   B:cfg     hash: capacity max_payload lease max_attempts window inc paused,
---             seq (the last job id) and fence (the last fencing token)
+--             seq (the last job id), fence (the last fencing token), and
+--             waiters / room_waiters (how many markers sleepers may need)
 --   B:st      hash: totals (pushed claimed acked released expired_total
 --             dead_lettered requeued purged duplicates)
 --   B:pend    zset member -> visible-at ms: ready and delayed jobs
@@ -42,16 +43,22 @@
 -- while it is in one of them. Every function keeps this true before it
 -- returns, and Redis never shows another client a function half done.
 --
--- Wait markers: push, release, requeue and the lease sweep LPUSH a marker
--- to B:wake for each job they make claimable (at most 16, and the list is
--- trimmed to 16), and so does anything that makes the earliest due time (a
--- delayed job's visible-at or a lease's deadline) earlier, because a blocked
--- claim sleeps no longer than the earliest due time it saw. A marker stays
--- until someone pops it, so a push between a claim that found nothing and
--- that claimer's BLPOP is not missed; a marker nobody needed costs one
--- spurious wake-up (one empty claim). ack and the removals do the same on
--- B:room for pushes waiting for room.
---
+-- Wait markers. A claim that finds nothing and will wait adds 1 to
+-- B:cfg waiters in the same call (a push that finds the queue full and will
+-- wait adds 1 to room_waiters). Whatever makes a job claimable (push,
+-- release, requeue, the lease sweep) LPUSHes a marker to B:wake per job, up
+-- to `waiters`, and takes them off `waiters`; so does whatever makes the
+-- earliest due time (a delayed job's visible-at, a lease's deadline)
+-- earlier, because a sleeper sleeps no longer than the earliest due time it
+-- saw. A sleeper BLPOPs B:wake. No wake-up is lost: the count is raised in
+-- the call that found nothing, so every later change sees it; and a marker
+-- stays until popped, so one pushed between the claim and its BLPOP is
+-- found. A sleeper that gave up or died leaves the count high: a later
+-- marker is then popped by nobody, and the next sleeper pops it for one
+-- spurious wake-up (an empty claim). The lists are trimmed to MARKERS and
+-- the counts capped to it. ack and the removals do the same with
+-- room_waiters and B:room for pushes waiting for room. With no sleepers,
+-- no marker is written at all.
 -- Fencing: every claim and extend takes a new fence from B:cfg's counter,
 -- which only grows, so a fence names one grant of one job for ever. ack,
 -- release, give_back and extend change something only if the job is in
@@ -59,7 +66,11 @@
 -- change nothing. (The owner is recorded for operators, not checked: a
 -- lease may be handed to another process, as the shared-memory queue's.)
 
-local VERSION = '1'
+-- The build writes a hash of this file here (lib/CMakeLists.txt), so that a
+-- client replaces a library of any other content: change the file, and
+-- every client built from it loads it. (Clients of one server must all run
+-- one jobring version: each replaces the others' library.)
+local VERSION = 'unversioned'
 local MARKERS = 16   -- at most this many wake markers per list
 local SWEEP = 64     -- expired leases taken back per call, at most
 
@@ -72,12 +83,14 @@ local function member(id) return string.format('%016d', tonumber(id)) end
 
 local function config(b)
   local v = redis.call('HMGET', b .. ':cfg', 'capacity', 'max_payload', 'lease', 'max_attempts', 'window',
-                       'inc', 'paused')
+                       'inc', 'paused', 'waiters', 'room_waiters')
   if not v[1] then return nil end
   return {capacity = tonumber(v[1]), max_payload = tonumber(v[2]), lease = tonumber(v[3]),
-          max_attempts = tonumber(v[4]), window = tonumber(v[5]), inc = v[6], paused = v[7] == '1'}
+          max_attempts = tonumber(v[4]), window = tonumber(v[5]), inc = v[6], paused = v[7] == '1',
+          waiters = tonumber(v[8]) or 0, room_waiters = tonumber(v[9]) or 0}
 end
 
+-- Pushes n markers to `list` (at most MARKERS), keeping it to MARKERS.
 local function signal(list, n)
   if n <= 0 then return end
   if n > MARKERS then n = MARKERS end
@@ -85,6 +98,25 @@ local function signal(list, n)
   for i = 1, n do args[i] = '1' end
   redis.call('LPUSH', list, unpack(args))
   redis.call('LTRIM', list, 0, MARKERS - 1)
+end
+
+-- Wakes up to n sleeping claims (c.waiters of them are known), or pushes
+-- waiting for room (room = true).
+local function wake(b, c, n, room)
+  local field = room and 'room_waiters' or 'waiters'
+  local known = room and c.room_waiters or c.waiters
+  if known <= 0 or n <= 0 then return end
+  if n > known then n = known end
+  signal(b .. (room and ':room' or ':wake'), n)
+  redis.call('HSET', b .. ':cfg', field, known - n)
+  if room then c.room_waiters = known - n else c.waiters = known - n end
+end
+
+-- A caller that found nothing (no job, or no room) and will sleep.
+local function will_wait(b, c, room)
+  local field = room and 'room_waiters' or 'waiters'
+  local known = room and c.room_waiters or c.waiters
+  if known < MARKERS then redis.call('HSET', b .. ':cfg', field, known + 1) end
 end
 
 local function count(b, field, n)
@@ -108,9 +140,10 @@ end
 
 -- Wakes one blocked claim if `at` is earlier than every due time a sleeper
 -- can have seen. Call before adding the entry due at `at`.
-local function signal_if_earliest(b, at)
+local function wake_if_earliest(b, c, at)
+  if c.waiters <= 0 then return end
   local due = next_due(b)
-  if due == nil or at < due then signal(b .. ':wake', 1) end
+  if due == nil or at < due then wake(b, c, 1, false) end
 end
 
 -- The job's key is remembered for the window once the job is gone.
@@ -153,7 +186,7 @@ local function sweep(b, c, now)
   end
   count(b, 'expired_total', back + dead)
   count(b, 'dead_lettered', dead)
-  if back > 0 then signal(b .. ':wake', back) end  -- (dead jobs keep their room: no room marker)
+  wake(b, c, back, false)  -- (dead jobs keep their room: no room marker)
   return back + dead
 end
 
@@ -197,22 +230,25 @@ local function push_one(b, c, now, delay, key, payload)
   local visible = now + delay
   redis.call('HSET', b .. ':j:' .. m, 'p', payload, 'a', 0, 'f', 0, 't', now, 'k', key)
   if kk then redis.call('SET', kk, m) end
-  if delay > 0 then signal_if_earliest(b, visible) else signal(b .. ':wake', 1) end
+  if delay > 0 then wake_if_earliest(b, c, visible) else wake(b, c, 1, false) end
   redis.call('ZADD', b .. ':pend', visible, m)
   return {'ok', id, 0}
 end
 
--- push: B, delay ms, key ('' = none), payload -> ok id duplicate | full | too_large | not_found
+-- push: B, delay ms, key ('' = none), payload, will wait (1|0)
+--   -> ok id duplicate | full | too_large | not_found
 local function jr_push(keys, args)
   local b = keys[1]
   local c = config(b)
   if not c then return {'not_found'} end
   local r = push_one(b, c, now_ms(), tonumber(args[1]), args[2], args[3])
   if r[1] == 'ok' and r[3] == 0 then count(b, 'pushed', 1) end
+  if r[1] == 'full' and args[4] == '1' then will_wait(b, c, true) end
   return r
 end
 
--- push_many: B, delay ms, payload... -> ok n id1..idn (stops at the first full)
+-- push_many: B, delay ms, will wait (1|0), payload... -> ok n id1..idn
+-- (stops at the first full)
 -- The client has checked every payload's size first (nothing is pushed if
 -- one is too large); the check here is a second line.
 local function jr_push_many(keys, args)
@@ -220,22 +256,23 @@ local function jr_push_many(keys, args)
   local c = config(b)
   if not c then return {'not_found'} end
   local now, delay = now_ms(), tonumber(args[1])
-  for i = 2, #args do
+  for i = 3, #args do
     if #args[i] > c.max_payload then return {'too_large'} end
   end
   local ids = {}
-  for i = 2, #args do
+  for i = 3, #args do
     local r = push_one(b, c, now, delay, '', args[i])
     if r[1] ~= 'ok' then break end
     ids[#ids + 1] = r[2]
   end
   count(b, 'pushed', #ids)
+  if #ids < #args - 2 and args[2] == '1' then will_wait(b, c, true) end
   local reply = {'ok', #ids}
   for i = 1, #ids do reply[#reply + 1] = ids[i] end
   return reply
 end
 
--- claim: B, n, lease ms (0 = default), owner
+-- claim: B, n, lease ms (0 = default), owner, will wait (1|0)
 --   -> ok incarnation k {id fence attempts payload key lease_ms}*k
 --   -> empty due_in_ms (-1: nothing is due, wait for a marker) | not_found
 -- Expired leases are taken back first. Each job taken: out of pend, into
@@ -251,22 +288,23 @@ local function jr_claim(keys, args)
   local ms = {}
   if not c.paused then ms = redis.call('ZRANGEBYSCORE', b .. ':pend', '-inf', now, 'LIMIT', 0, n) end
   if #ms == 0 then
+    if args[4] == '1' then will_wait(b, c, false) end
     local due = next_due(b)
     if c.paused or due == nil then return {'empty', -1} end
     return {'empty', math.max(due - now, 1)}
   end
   local deadline = now + lease
   redis.call('ZREM', b .. ':pend', unpack(ms))
-  signal_if_earliest(b, deadline)  -- after the ZREM: the jobs taken are due now
+  wake_if_earliest(b, c, deadline)  -- after the ZREM: the jobs taken are due now
   local reply = {'ok', c.inc, #ms}
   for _, m in ipairs(ms) do
     local jk = b .. ':j:' .. m
     local fence = redis.call('HINCRBY', b .. ':cfg', 'fence', 1)
-    local attempts = redis.call('HINCRBY', jk, 'a', 1)
-    redis.call('HSET', jk, 'f', fence, 'o', owner, 'c', now)
+    local v = redis.call('HMGET', jk, 'a', 'p', 'k')
+    local attempts = (tonumber(v[1]) or 0) + 1
+    redis.call('HSET', jk, 'a', attempts, 'f', fence, 'o', owner, 'c', now)
     redis.call('ZADD', b .. ':lease', deadline, m)
-    local v = redis.call('HMGET', jk, 'p', 'k')
-    for _, x in ipairs({tonumber(m), fence, attempts, v[1], v[2] or '', lease}) do reply[#reply + 1] = x end
+    for _, x in ipairs({tonumber(m), fence, attempts, v[2], v[3] or '', lease}) do reply[#reply + 1] = x end
   end
   count(b, 'claimed', #ms)
   return reply
@@ -293,7 +331,7 @@ local function jr_ack(keys, args)
   if not c then return {'lost'} end
   if not ack_one(b, c, args[1], args[2]) then return {'lost'} end
   count(b, 'acked', 1)
-  signal(b .. ':room', 1)
+  wake(b, c, 1, true)
   return {'ok'}
 end
 
@@ -309,7 +347,7 @@ local function jr_ack_many(keys, args)
   end
   if acked > 0 then
     count(b, 'acked', acked)
-    signal(b .. ':room', acked)
+    wake(b, c, acked, true)
   end
   return reply
 end
@@ -336,7 +374,7 @@ local function jr_release(keys, args)
     to_dead(b, m, now, note)
     count(b, 'dead_lettered', 1)
   else
-    if delay > 0 then signal_if_earliest(b, now + delay) else signal(b .. ':wake', 1) end
+    if delay > 0 then wake_if_earliest(b, c, now + delay) else wake(b, c, 1, false) end
     redis.call('ZADD', b .. ':pend', now + delay, m)
   end
   count(b, 'released', 1)
@@ -355,7 +393,7 @@ local function jr_extend(keys, args)
   local fence = redis.call('HINCRBY', b .. ':cfg', 'fence', 1)
   redis.call('HSET', b .. ':j:' .. m, 'f', fence)
   redis.call('ZREM', b .. ':lease', m)
-  signal_if_earliest(b, deadline)
+  wake_if_earliest(b, c, deadline)
   redis.call('ZADD', b .. ':lease', deadline, m)
   return {'ok', fence}
 end
@@ -437,10 +475,11 @@ end
 -- requeue: B, id -> ok 1|0
 local function jr_requeue(keys, args)
   local b = keys[1]
-  if not config(b) then return {'not_found'} end
+  local c = config(b)
+  if not c then return {'not_found'} end
   if not requeue_one(b, member(args[1]), now_ms()) then return {'ok', 0} end
   count(b, 'requeued', 1)
-  signal(b .. ':wake', 1)
+  wake(b, c, 1, false)
   return {'ok', 1}
 end
 
@@ -448,13 +487,14 @@ end
 -- so that no one call holds the server for long)
 local function jr_requeue_dead(keys, args)
   local b = keys[1]
-  if not config(b) then return {'not_found'} end
+  local c = config(b)
+  if not c then return {'not_found'} end
   local now, n = now_ms(), 0
   for _, m in ipairs(redis.call('ZRANGE', b .. ':dead', 0, tonumber(args[1]) - 1)) do
     if requeue_one(b, m, now) then n = n + 1 end
   end
   count(b, 'requeued', n)
-  signal(b .. ':wake', n)
+  wake(b, c, n, false)
   return {'ok', n}
 end
 
@@ -467,7 +507,7 @@ local function jr_remove_dead(keys, args)
   if redis.call('ZREM', b .. ':dead', m) == 0 then return {'ok', 0} end
   drop_job(b, c, m)
   count(b, 'purged', 1)
-  signal(b .. ':room', 1)
+  wake(b, c, 1, true)
   return {'ok', 1}
 end
 
@@ -492,7 +532,7 @@ local function jr_purge(keys, args)
   if math.floor(what / 4) % 2 == 1 then take(b .. ':dead', '-inf', '+inf') end
   for _, m in ipairs(victims) do drop_job(b, c, m) end
   count(b, 'purged', #victims)
-  signal(b .. ':room', #victims)
+  wake(b, c, #victims, true)
   return {'ok', #victims}
 end
 

@@ -449,8 +449,9 @@ PushResult push_impl(RedisQueue::Impl& impl, std::span<const std::byte> payload,
   const std::string_view body(reinterpret_cast<const char*>(payload.data()), payload.size());
   const auto deadline = Steady::now() + o.wait;
   for (;;) {
-    Reply r =
-        impl.call("jr_push", {delay, o.key, body}, o.key.empty() ? Retry::unsafe : Retry::safe, failure);
+    const std::string_view waits = Steady::now() < deadline ? "1" : "0";  // counted as a sleeper if full
+    Reply r = impl.call("jr_push", {delay, o.key, body, waits}, o.key.empty() ? Retry::unsafe : Retry::safe,
+                        failure);
     if (!r) return {};
     const std::string_view s = redis::status(r.get());
     if (s == "ok")
@@ -495,7 +496,7 @@ std::size_t push_many_impl(RedisQueue::Impl& impl, std::span<const std::span<con
   std::vector<std::string_view> args;
   while (done < payloads.size()) {
     const std::size_t n = std::min(kBatch, payloads.size() - done);
-    args.assign({delay});
+    args.assign({delay, Steady::now() < deadline ? "1" : "0"});
     for (std::size_t i = 0; i < n; ++i)
       args.emplace_back(reinterpret_cast<const char*>(payloads[done + i].data()), payloads[done + i].size());
     Reply r = impl.call("jr_push_many", args, Retry::unsafe, failure);
@@ -594,7 +595,8 @@ ClaimOutcome claim_impl(RedisQueue::Impl& impl, std::span<Job> jobs, millisecond
   const auto deadline = Steady::now() + wait;
   for (;;) {
     const auto sent = Steady::now();
-    Reply r = impl.call("jr_claim", {n, lease, owner}, Retry::safe, failure);
+    const std::string_view waits = sent < deadline ? "1" : "0";  // counted as a sleeper if empty
+    Reply r = impl.call("jr_claim", {n, lease, owner, waits}, Retry::safe, failure);
     if (!r) return {};
     const std::string_view s = redis::status(r.get());
     if (s == "ok") {
