@@ -23,8 +23,8 @@
 --   B:cfg     hash: capacity max_payload lease max_attempts window inc paused,
 --             seq (the last job id), fence (the last fencing token), and
 --             waiters / room_waiters (how many markers sleepers may need)
---   B:st      hash: totals (pushed claimed acked released expired_total
---             dead_lettered requeued purged duplicates)
+--   B:st      hash: totals (claimed acked released expired_total
+--             dead_lettered requeued purged duplicates; pushed is seq)
 --   B:pend    zset member -> visible-at ms: ready and delayed jobs
 --   B:lease   zset member -> lease deadline ms: claimed jobs
 --   B:dead    zset member -> died-at ms
@@ -40,8 +40,10 @@
 -- A member M is the job id as 16 zero-padded decimal digits, so that jobs
 -- with the same score sort by id (FIFO among jobs pushed in the same ms).
 -- A job is in exactly one of pend, lease and dead; its hash exists exactly
--- while it is in one of them. Every function keeps this true before it
--- returns, and Redis never shows another client a function half done.
+-- while it is in one of them; its field f is the fence of its lease while
+-- it is in lease and 0 otherwise (fences start at 1). Every function keeps
+-- this true before it returns, and Redis never shows another client a
+-- function half done.
 --
 -- Wait markers. A claim that finds nothing and will wait adds 1 to
 -- B:cfg waiters in the same call (a push that finds the queue full and will
@@ -61,9 +63,9 @@
 -- no marker is written at all.
 -- Fencing: every claim and extend takes a new fence from B:cfg's counter,
 -- which only grows, so a fence names one grant of one job for ever. ack,
--- release, give_back and extend change something only if the job is in
--- B:lease and its hash holds the fence given: else they return 'lost' and
--- change nothing. (The owner is recorded for operators, not checked: a
+-- release, give_back and extend change something only if the job's hash
+-- holds the fence given (so, by the invariant above, the job is leased
+-- under it): else they return 'lost' and change nothing. (The owner is recorded for operators, not checked: a
 -- lease may be handed to another process, as the shared-memory queue's.)
 
 -- The build writes a hash of this file here (lib/CMakeLists.txt), so that a
@@ -163,7 +165,7 @@ end
 
 local function to_dead(b, m, now, note)
   redis.call('ZADD', b .. ':dead', now, m)
-  redis.call('HSET', b .. ':j:' .. m, 'e', note, 'd', now)
+  redis.call('HSET', b .. ':j:' .. m, 'e', note, 'd', now, 'f', 0)
 end
 
 -- Leases past their deadline go back to pending (visible since their
@@ -180,6 +182,7 @@ local function sweep(b, c, now)
       to_dead(b, m, now, 'lease expired after ' .. attempts .. ' attempts')
       dead = dead + 1
     else
+      redis.call('HSET', b .. ':j:' .. m, 'f', 0)
       redis.call('ZADD', b .. ':pend', deadline, m)
       back = back + 1
     end
@@ -210,8 +213,43 @@ local function jr_open(keys, args)
   return config_reply(c, 0)
 end
 
--- One job into a queue whose config is c; returns the reply of jr_push.
-local function push_one(b, c, now, delay, key, payload)
+-- How many more jobs the queue can hold: capacity counts every job in it,
+-- dead ones included.
+local function room(b, c)
+  return c.capacity - (redis.call('ZCARD', b .. ':pend') + redis.call('ZCARD', b .. ':lease') +
+                       redis.call('ZCARD', b .. ':dead'))
+end
+
+-- Adds payloads[first..last] (the caller checked that they fit) as new jobs
+-- visible at now + delay, with key `key` ('' = none); returns their ids.
+-- The id counter seq is also the total of jobs pushed.
+local function insert(b, c, now, delay, payloads, first, last, key)
+  local n = last - first + 1
+  local top = redis.call('HINCRBY', b .. ':cfg', 'seq', n)
+  local visible = now + delay
+  if delay > 0 then wake_if_earliest(b, c, visible) else wake(b, c, n, false) end  -- before the ZADD
+  local zargs, ids = {}, {}
+  for i = 0, n - 1 do
+    local id = top - n + 1 + i
+    local m = member(id)
+    redis.call('HSET', b .. ':j:' .. m, 'p', payloads[first + i], 'a', 0, 'f', 0, 't', now, 'k', key)
+    zargs[#zargs + 1] = visible
+    zargs[#zargs + 1] = m
+    ids[#ids + 1] = id
+  end
+  redis.call('ZADD', b .. ':pend', unpack(zargs))
+  return ids
+end
+
+-- push: B, delay ms, key ('' = none), payload, will wait (1|0)
+--   -> ok id duplicate | full | too_large | not_found
+-- A keyed push whose key is remembered adds nothing and answers that job's
+-- id (so sending it again after a lost answer is harmless).
+local function jr_push(keys, args)
+  local b = keys[1]
+  local c = config(b)
+  if not c then return {'not_found'} end
+  local delay, key, payload = tonumber(args[1]), args[2], args[3]
   if #payload > c.max_payload then return {'too_large'} end
   local kk
   if key ~= '' then
@@ -222,51 +260,30 @@ local function push_one(b, c, now, delay, key, payload)
       return {'ok', tonumber(existing), 1}
     end
   end
-  local held = redis.call('ZCARD', b .. ':pend') + redis.call('ZCARD', b .. ':lease') +
-               redis.call('ZCARD', b .. ':dead')
-  if held >= c.capacity then return {'full'} end
-  local id = redis.call('HINCRBY', b .. ':cfg', 'seq', 1)
-  local m = member(id)
-  local visible = now + delay
-  redis.call('HSET', b .. ':j:' .. m, 'p', payload, 'a', 0, 'f', 0, 't', now, 'k', key)
-  if kk then redis.call('SET', kk, m) end
-  if delay > 0 then wake_if_earliest(b, c, visible) else wake(b, c, 1, false) end
-  redis.call('ZADD', b .. ':pend', visible, m)
+  if room(b, c) <= 0 then
+    if args[4] == '1' then will_wait(b, c, true) end
+    return {'full'}
+  end
+  local id = insert(b, c, now_ms(), delay, args, 3, 3, key)[1]
+  if kk then redis.call('SET', kk, member(id)) end
   return {'ok', id, 0}
 end
 
--- push: B, delay ms, key ('' = none), payload, will wait (1|0)
---   -> ok id duplicate | full | too_large | not_found
-local function jr_push(keys, args)
-  local b = keys[1]
-  local c = config(b)
-  if not c then return {'not_found'} end
-  local r = push_one(b, c, now_ms(), tonumber(args[1]), args[2], args[3])
-  if r[1] == 'ok' and r[3] == 0 then count(b, 'pushed', 1) end
-  if r[1] == 'full' and args[4] == '1' then will_wait(b, c, true) end
-  return r
-end
-
 -- push_many: B, delay ms, will wait (1|0), payload... -> ok n id1..idn
--- (stops at the first full)
--- The client has checked every payload's size first (nothing is pushed if
--- one is too large); the check here is a second line.
+-- (as many as there is room for, in order). The client has checked every
+-- payload's size first (nothing is pushed if one is too large); the check
+-- here is a second line.
 local function jr_push_many(keys, args)
   local b = keys[1]
   local c = config(b)
   if not c then return {'not_found'} end
-  local now, delay = now_ms(), tonumber(args[1])
   for i = 3, #args do
     if #args[i] > c.max_payload then return {'too_large'} end
   end
+  local n = math.min(#args - 2, math.max(room(b, c), 0))
   local ids = {}
-  for i = 3, #args do
-    local r = push_one(b, c, now, delay, '', args[i])
-    if r[1] ~= 'ok' then break end
-    ids[#ids + 1] = r[2]
-  end
-  count(b, 'pushed', #ids)
-  if #ids < #args - 2 and args[2] == '1' then will_wait(b, c, true) end
+  if n > 0 then ids = insert(b, c, now_ms(), tonumber(args[1]), args, 3, 2 + n, '') end
+  if n < #args - 2 and args[2] == '1' then will_wait(b, c, true) end
   local reply = {'ok', #ids}
   for i = 1, #ids do reply[#reply + 1] = ids[i] end
   return reply
@@ -295,32 +312,40 @@ local function jr_claim(keys, args)
   end
   local deadline = now + lease
   redis.call('ZREM', b .. ':pend', unpack(ms))
-  wake_if_earliest(b, c, deadline)  -- after the ZREM: the jobs taken are due now
-  local reply = {'ok', c.inc, #ms}
-  for _, m in ipairs(ms) do
+  wake_if_earliest(b, c, deadline)  -- after the ZREM (the jobs taken are due now), before the ZADD
+  local top = redis.call('HINCRBY', b .. ':cfg', 'fence', #ms)
+  local reply, zargs = {'ok', c.inc, #ms}, {}
+  for i, m in ipairs(ms) do
     local jk = b .. ':j:' .. m
-    local fence = redis.call('HINCRBY', b .. ':cfg', 'fence', 1)
+    local fence = top - #ms + i
     local v = redis.call('HMGET', jk, 'a', 'p', 'k')
     local attempts = (tonumber(v[1]) or 0) + 1
     redis.call('HSET', jk, 'a', attempts, 'f', fence, 'o', owner, 'c', now)
-    redis.call('ZADD', b .. ':lease', deadline, m)
+    zargs[#zargs + 1] = deadline
+    zargs[#zargs + 1] = m
     for _, x in ipairs({tonumber(m), fence, attempts, v[2], v[3] or '', lease}) do reply[#reply + 1] = x end
   end
+  redis.call('ZADD', b .. ':lease', unpack(zargs))
   count(b, 'claimed', #ms)
   return reply
 end
 
 -- True if job m is leased under `fence` (the whole fencing check).
+-- Returns whether job m is leased under `fence` (the whole fencing check),
+-- and its de-duplication key.
 local function holds(b, m, fence)
-  if not redis.call('ZSCORE', b .. ':lease', m) then return false end
-  return redis.call('HGET', b .. ':j:' .. m, 'f') == fence
+  if fence == '0' then return false end
+  local v = redis.call('HMGET', b .. ':j:' .. m, 'f', 'k')
+  return v[1] == fence, v[2]
 end
 
 local function ack_one(b, c, id, fence)
   local m = member(id)
-  if not holds(b, m, fence) then return false end
+  local held, key = holds(b, m, fence)
+  if not held then return false end
   redis.call('ZREM', b .. ':lease', m)
-  drop_job(b, c, m)
+  forget_key(b, c, m, key)
+  redis.call('DEL', b .. ':j:' .. m)
   return true
 end
 
@@ -335,17 +360,30 @@ local function jr_ack(keys, args)
   return {'ok'}
 end
 
--- ack_many: B, {id fence}* -> ok {1|0}*
+-- ack_many: B, {id fence}* -> ok {1|0}* (a lease given twice: the second is 0)
 local function jr_ack_many(keys, args)
   local b = keys[1]
   local c = config(b)
-  local reply, acked = {'ok'}, 0
+  local reply, acked, gone, hashes, seen = {'ok'}, 0, {}, {}, {}
   for i = 1, #args, 2 do
-    local ok = c ~= nil and ack_one(b, c, args[i], args[i + 1])
+    local ok = false
+    local m = member(args[i])
+    if c ~= nil and not seen[m] then
+      local held, key = holds(b, m, args[i + 1])
+      if held then
+        forget_key(b, c, m, key)
+        seen[m] = true
+        gone[#gone + 1] = m
+        hashes[#hashes + 1] = b .. ':j:' .. m
+        ok = true
+      end
+    end
     if ok then acked = acked + 1 end
     reply[#reply + 1] = ok and 1 or 0
   end
   if acked > 0 then
+    redis.call('ZREM', b .. ':lease', unpack(gone))
+    redis.call('DEL', unpack(hashes))
     count(b, 'acked', acked)
     wake(b, c, acked, true)
   end
@@ -365,10 +403,8 @@ local function jr_release(keys, args)
   local jk = b .. ':j:' .. m
   redis.call('ZREM', b .. ':lease', m)
   local attempts = tonumber(redis.call('HGET', jk, 'a')) or 0
-  if not counted then
-    attempts = math.max(attempts - 1, 0)
-    redis.call('HSET', jk, 'a', attempts)
-  end
+  if not counted then attempts = math.max(attempts - 1, 0) end
+  redis.call('HSET', jk, 'a', attempts, 'f', 0)
   if counted and c.max_attempts > 0 and attempts >= c.max_attempts then
     if note == '' then note = 'released after ' .. attempts .. ' attempts' end
     to_dead(b, m, now, note)
@@ -422,10 +458,11 @@ local function jr_stats(keys, args)
     local at = tonumber(redis.call('HGET', b .. ':j:' .. m, 'c'))
     if at and now - at > oldest_lease then oldest_lease = now - at end
   end
-  local paused = redis.call('HGET', b .. ':cfg', 'paused') == '1' and 1 or 0
+  local cfg = redis.call('HMGET', b .. ':cfg', 'paused', 'seq')
   local reply = {'ok', ready, delayed, leased, expired, redis.call('ZCARD', b .. ':dead'), oldest_lease,
-                 oldest_ready, paused}
+                 oldest_ready, cfg[1] == '1' and 1 or 0}
   local totals = redis.call('HMGET', b .. ':st', unpack(STAT_FIELDS))
+  totals[1] = cfg[2]  -- pushed: every job pushed took one id
   for i = 1, #STAT_FIELDS do reply[#reply + 1] = tonumber(totals[i]) or 0 end
   return reply
 end
