@@ -13,7 +13,7 @@
 #include "jobring/error.hpp"
 #include "redis/library_source.hpp"  // generated from lib/redis/jobring.lua: kLibrarySource
 
-namespace jobring::redis {
+namespace jobring::detail::redis {
 namespace {
 
 Failure fail(errc code, std::string what) { return {make_error_code(code), std::move(what)}; }
@@ -343,4 +343,4 @@ Reply Connection::fcall(std::string_view fn, std::string_view key, std::span<con
   return nullptr;
 }
 
-}  // namespace jobring::redis
+}  // namespace jobring::detail::redis

@@ -35,7 +35,7 @@
 struct redisContext;
 struct redisReply;
 
-namespace jobring::redis {
+namespace jobring::detail::redis {
 
 struct Endpoint {
   enum class Kind { tcp, unix_socket } kind = Kind::tcp;
@@ -111,4 +111,4 @@ class Connection {
 [[nodiscard]] std::string_view library_source() noexcept;
 [[nodiscard]] std::string_view library_version() noexcept;
 
-}  // namespace jobring::redis
+}  // namespace jobring::detail::redis

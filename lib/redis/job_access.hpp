@@ -16,7 +16,7 @@
 
 #include "jobring/queue.hpp"
 
-namespace jobring::redis {
+namespace jobring::detail::redis {
 
 template <typename Tag, typename Tag::type Member>
 struct JobMemberAccess {
@@ -43,4 +43,4 @@ struct JobKeySizeTag {
 // Copies payload and key into the job (the buffer grows, never shrinks).
 void fill_job(Job& job, std::string_view payload, std::string_view key);
 
-}  // namespace jobring::redis
+}  // namespace jobring::detail::redis

@@ -18,7 +18,7 @@
 namespace jobring {
 
 // --- the door into Job (job_access.hpp) -------------------------------------
-namespace redis {
+namespace detail::redis {
 template struct JobMemberAccess<JobBufferTag, &Job::buffer_>;
 template struct JobMemberAccess<JobSizeTag, &Job::size_>;
 template struct JobMemberAccess<JobKeyTag, &Job::key_>;
@@ -66,7 +66,7 @@ bool stop_requested(const std::atomic<bool>* stop) noexcept {
 
 void raise(const Failure& failure) { throw error(failure.ec, failure.what); }
 
-}  // namespace redis
+}  // namespace detail::redis
 
 using redis::Failure;
 using redis::Reply;

@@ -21,6 +21,10 @@
 
 namespace jobring {
 
+// lib/redis's internals live in jobring::detail::redis, which libjobring.so
+// does not export (lib/capi/jobring.map); `redis::` for short.
+namespace redis = detail::redis;
+
 struct RedisQueue::Impl {
   redis::Endpoint endpoint;
   redis::ConnectOptions connect;
@@ -66,7 +70,7 @@ struct RedisQueue::Impl {
   [[nodiscard]] redis::Failure not_found() const;
 };
 
-namespace redis {
+namespace detail::redis {
 
 inline std::string_view status(const redisReply* r) { return {r->element[0]->str, r->element[0]->len}; }
 // Element i as an integer (integer replies, or strings of digits); 0 if neither.
@@ -79,5 +83,5 @@ bool stop_requested(const std::atomic<bool>* stop) noexcept;
 // Rethrows a failure from the throwing overloads.
 [[noreturn]] void raise(const Failure& failure);
 
-}  // namespace redis
+}  // namespace detail::redis
 }  // namespace jobring
