@@ -142,8 +142,8 @@ Endpoint parse_url(std::string_view url, Failure& failure) {
   return e;
 }
 
-Connection::Connection(Endpoint endpoint, ConnectOptions options) noexcept
-    : endpoint_(std::move(endpoint)), options_(options) {}
+Connection::Connection(const Endpoint& endpoint, ConnectOptions options)
+    : endpoint_(endpoint), options_(options) {}
 
 Connection::~Connection() { drop(); }
 
@@ -295,8 +295,12 @@ Reply Connection::command(std::span<const std::string_view> argv, Retry retry, F
       if (extra_wait.count() > 0) redisSetTimeout(context_, to_timeval(options_.io_timeout));
       return Reply(static_cast<redisReply*>(raw));
     }
-    const int err = context_->err;
     const int saved = errno;
+    if (context_ == nullptr) {  // never: a failed call leaves the context to be read here
+      failure = fail(errc::unavailable, endpoint_.url + ": " + std::string(name) + ": connection lost");
+      return nullptr;
+    }
+    const int err = context_->err;
     failure = io_failure(name);
     // A connection that dropped (EOF, reset, broken pipe: a restarted
     // server, an idle connection closed) is opened again once and the call

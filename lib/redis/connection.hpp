@@ -73,7 +73,7 @@ enum class Retry { safe, unsafe };
 
 class Connection {
  public:
-  Connection(Endpoint endpoint, ConnectOptions options) noexcept;
+  Connection(const Endpoint& endpoint, ConnectOptions options);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
