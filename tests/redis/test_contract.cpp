@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <set>
@@ -17,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "jobring/interrupt.hpp"
 #include "jobring/queue.hpp"
 #include "jobring/redis_queue.hpp"
 #include "redis/redis_server.hpp"
@@ -142,6 +144,54 @@ TYPED_TEST(Contract, AnExpiredLeaseReturnsTheJobWithTheAttemptCounted) {
   EXPECT_NE(second.lease.token, first.lease.token);
   EXPECT_EQ(q.stats().expired_total, 1u);
   EXPECT_EQ(q2.ack(second.lease), LeaseStatus::ok);
+}
+
+// G3, blocking: a claim asleep on a queue whose only job is leased wakes
+// on its own when that lease runs out, and takes the job over.
+TYPED_TEST(Contract, ABlockedClaimTakesOverALeaseWhenItRunsOut) {
+  Watchdog dog(60s);
+  auto q = this->make({.capacity = 4});
+  auto q2 = this->other(q);
+  ASSERT_TRUE(q.push("job"));
+  Job first, second;
+  ASSERT_EQ(q.try_claim(first, lease(300ms)), ClaimStatus::ok);
+  const auto start = Clock::now();
+  ASSERT_EQ(q2.claim(second, 20s), ClaimStatus::ok);
+  EXPECT_GE(Clock::now() - start, 250ms);
+  EXPECT_EQ(second.id, first.id);
+  EXPECT_EQ(second.attempt, 2u);
+  EXPECT_EQ(q2.ack(second.lease), LeaseStatus::ok);
+}
+
+// Thread safety: one handle shared by threads that push, claim and ack at
+// once; every job is acked exactly once.
+TYPED_TEST(Contract, OneHandleSharedByThreads) {
+  Watchdog dog(120s);
+  constexpr int kThreads = 4, kPerThread = 100;
+  auto q = this->make({.capacity = 64});
+  std::vector<std::atomic<int>> acked(kThreads * kPerThread);
+  std::atomic<int> done{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i)
+        ASSERT_TRUE(q.push(std::to_string(t * kPerThread + i), PushOptions{.wait = 60s}));
+    });
+    threads.emplace_back([&] {
+      Job job;
+      while (done.load() < kThreads * kPerThread) {
+        if (q.claim(job, 200ms) != ClaimStatus::ok) continue;
+        const int index = std::stoi(std::string(job.text()));
+        if (q.ack(job.lease) == LeaseStatus::ok) {
+          acked[static_cast<std::size_t>(index)].fetch_add(1);
+          done.fetch_add(1);
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (const auto& a : acked) EXPECT_EQ(a.load(), 1);
+  EXPECT_EQ(q.stats().acked, static_cast<std::uint64_t>(kThreads * kPerThread));
 }
 
 // G4: after a takeover the old holder's ack, release and extend are
@@ -323,6 +373,32 @@ TYPED_TEST(Contract, ABlockedClaimIsWokenByAPushFromAnotherProcess) {
   ASSERT_EQ(got, ClaimStatus::ok);
   EXPECT_EQ(job.text(), "from the child");
   EXPECT_EQ(q.ack(job.lease), LeaseStatus::ok);
+}
+
+// A stop flag ends a blocked claim, and a push waiting for room, with
+// `interrupted` (shm: at once, by wake_waits(); Redis: within a second).
+TYPED_TEST(Contract, AStopFlagEndsABlockedClaimAndAWaitingPush) {
+  Watchdog dog(60s);
+  auto q = this->make({.capacity = 1});
+  std::atomic<bool> stop{false};
+  auto stop_soon = [&] {
+    return std::thread([&] {
+      std::this_thread::sleep_for(100ms);
+      stop.store(true);
+      wake_waits();
+    });
+  };
+  std::thread stopper = stop_soon();
+  Job job;
+  ClaimOptions claim_options;
+  claim_options.stop = &stop;
+  EXPECT_EQ(q.claim(job, 30s, claim_options), ClaimStatus::interrupted);
+  stopper.join();
+  stop.store(false);
+  ASSERT_TRUE(q.push("fills it"));
+  stopper = stop_soon();
+  EXPECT_EQ(q.push("no room", PushOptions{.wait = 30s, .stop = &stop}).status, PushStatus::interrupted);
+  stopper.join();
 }
 
 // A claim that waits gives up at the end of its wait, empty.
