@@ -75,7 +75,7 @@
 // - Stats::oldest_lease_ms looks at the 16 leases nearest their deadline;
 //   Stats::free = capacity - jobs; writing, corrupt, recovered_writes,
 //   reclaimed, keys_*, moved_* are 0. JobInfo::slot and owner_pid are 0.
-// - Not yet: claim_any, move_dead, sweep, QueueView, list(), Options::mode /
+// - Not yet: claim_any, move_dead, QueueView, Options::mode /
 //   group (access is the server's: ACLs), the Worker, idempotent(), the CLI
 //   and the janitor, Redis Cluster, WAIT-based acknowledgement.
 #pragma once
@@ -198,6 +198,18 @@ class RedisQueue {
   bool pause();
   bool resume();
   [[nodiscard]] bool paused() const;
+  // One recovery pass, as every claim runs first: leases past their
+  // deadline go back to ready (or dead, if their attempts are used up).
+  // Only `expired` and `dead_lettered` are counted: no owner is proven dead
+  // (reclaimed = 0) and no write is ever half done (recovered_writes = 0).
+  SweepResult sweep();
+  SweepResult sweep(std::error_code& ec) noexcept;
+
+  // Names of every jobring queue on the server (sorted): a SCAN of its
+  // keys, so it takes time linear in the server's key count.
+  [[nodiscard]] static std::vector<std::string> list(std::string_view url, const RedisOptions& redis = {});
+  [[nodiscard]] static std::vector<std::string> list(std::string_view url, std::error_code& ec,
+                                                     const RedisOptions& redis = {}) noexcept;
 
   struct Impl;
 

@@ -19,6 +19,7 @@ using redis::Retry;
 namespace {
 
 constexpr std::size_t kChunk = 1000;
+constexpr std::size_t kSweepPerCall = 64;  // jobring.lua's SWEEP
 
 // Stats from jr_stats: ok ready delayed leased expired dead oldest_lease
 // oldest_ready paused, then the totals in jobring.lua's STAT_FIELDS order.
@@ -192,5 +193,88 @@ bool RedisQueue::resume() {
 }
 
 bool RedisQueue::paused() const { return stats().paused != 0; }
+
+namespace {
+
+// jr_sweep until a call takes fewer than its limit (each call whole: a
+// client that dies between calls left the leases each took back).
+SweepResult sweep_impl(RedisQueue::Impl& impl, Failure& failure) {
+  SweepResult total;
+  for (;;) {
+    Reply r = impl.call("jr_sweep", {}, Retry::safe, failure);
+    if (!r) return total;
+    if (redis::status(r.get()) == "not_found") {
+      failure = impl.not_found();
+      return total;
+    }
+    if (redis::status(r.get()) != "ok" || r->elements != 3) {
+      failure = redis::unexpected(impl, "jr_sweep");
+      return total;
+    }
+    const auto n = static_cast<std::size_t>(redis::integer(r.get(), 1));
+    total.expired += n;
+    total.dead_lettered += static_cast<std::size_t>(redis::integer(r.get(), 2));
+    if (n < kSweepPerCall) return total;
+  }
+}
+
+std::vector<std::string> list_impl(std::string_view url, const RedisOptions& options, Failure& failure) {
+  std::vector<std::string> names;
+  const redis::Endpoint endpoint = redis::parse_url(url, failure);
+  if (failure) return names;
+  redis::Connection connection(endpoint,
+                               {options.connect_timeout, options.io_timeout, options.check_eviction_policy});
+  constexpr std::string_view prefix = "{jr:", suffix = "}:cfg";
+  std::string cursor = "0";
+  do {
+    const std::string_view argv[] = {"SCAN", cursor, "MATCH", "{jr:*}:cfg", "COUNT", "1000"};
+    Reply r = connection.command(argv, Retry::safe, failure);
+    if (!r) return {};
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING ||
+        r->element[1]->type != REDIS_REPLY_ARRAY) {
+      failure = redis::fail(errc::protocol_error, std::string(url) +
+                                                      ": SCAN answered something else than a "
+                                                      "cursor and keys: is this a Redis server?");
+      return {};
+    }
+    cursor.assign(r->element[0]->str, r->element[0]->len);
+    const redisReply* keys = r->element[1];
+    for (std::size_t i = 0; i < keys->elements; ++i) {
+      const std::string_view key(keys->element[i]->str, keys->element[i]->len);
+      if (key.size() > prefix.size() + suffix.size() && key.starts_with(prefix) && key.ends_with(suffix))
+        names.emplace_back(key.substr(prefix.size(), key.size() - prefix.size() - suffix.size()));
+    }
+  } while (cursor != "0");
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());  // SCAN may repeat a key
+  return names;
+}
+
+}  // namespace
+
+SweepResult RedisQueue::sweep() {
+  Failure f;
+  return checked(sweep_impl(*impl_, f), f);
+}
+
+SweepResult RedisQueue::sweep(std::error_code& ec) noexcept {
+  Failure f;
+  const SweepResult r = sweep_impl(*impl_, f);
+  ec = f.ec;
+  return r;
+}
+
+std::vector<std::string> RedisQueue::list(std::string_view url, const RedisOptions& redis) {
+  Failure f;
+  return checked(list_impl(url, redis, f), f);
+}
+
+std::vector<std::string> RedisQueue::list(std::string_view url, std::error_code& ec,
+                                          const RedisOptions& redis) noexcept {
+  Failure f;
+  auto names = list_impl(url, redis, f);
+  ec = f.ec;
+  return names;
+}
 
 }  // namespace jobring

@@ -190,7 +190,7 @@ local function sweep(b, c, now)
   count(b, 'expired_total', back + dead)
   count(b, 'dead_lettered', dead)
   wake(b, c, back, false)  -- (dead jobs keep their room: no room marker)
-  return back + dead
+  return back, dead
 end
 
 local function config_reply(c, created)
@@ -597,6 +597,17 @@ local function jr_remove(keys, args)
   return {'ok', 1}
 end
 
+-- sweep: B -> ok expired dead_lettered. What every claim does first, alone
+-- (for a janitor, or an operator): at most SWEEP leases per call; the
+-- client calls again while a call takes SWEEP.
+local function jr_sweep(keys, args)
+  local b = keys[1]
+  local c = config(b)
+  if not c then return {'not_found'} end
+  local back, dead = sweep(b, c, now_ms())
+  return {'ok', back + dead, dead}
+end
+
 -- pause: B, 1|0 -> ok changed
 local function jr_pause(keys, args)
   local b = keys[1]
@@ -627,4 +638,5 @@ redis.register_function('jr_remove_dead', jr_remove_dead)
 redis.register_function('jr_purge', jr_purge)
 redis.register_function('jr_remove', jr_remove)
 redis.register_function('jr_pause', jr_pause)
+redis.register_function('jr_sweep', jr_sweep)
 redis.register_function{function_name = 'jr_version', callback = jr_version, flags = {'no-writes'}}

@@ -310,6 +310,28 @@ TYPED_TEST(Contract, AnExpiredLastAttemptIsDead) {
   EXPECT_EQ(q.stats().ready, 0u);
 }
 
+// sweep: an expired lease goes back to ready without a claim; a last
+// attempt goes to dead.
+TYPED_TEST(Contract, SweepTakesExpiredLeasesBack) {
+  auto q = this->make({.capacity = 4, .max_attempts = 2});
+  ASSERT_TRUE(q.push("job"));
+  Job job;
+  ASSERT_EQ(q.try_claim(job, lease(30ms)), ClaimStatus::ok);
+  std::this_thread::sleep_for(100ms);
+  SweepResult r = q.sweep();
+  EXPECT_EQ(r.expired, 1u);
+  EXPECT_EQ(r.dead_lettered, 0u);
+  EXPECT_EQ(q.stats().ready, 1u);
+  ASSERT_EQ(q.try_claim(job, lease(30ms)), ClaimStatus::ok);
+  EXPECT_EQ(job.attempt, 2u);
+  std::this_thread::sleep_for(100ms);
+  r = q.sweep();
+  EXPECT_EQ(r.expired, 1u);
+  EXPECT_EQ(r.dead_lettered, 1u);
+  EXPECT_EQ(q.stats().dead, 1u);
+  EXPECT_EQ(q.sweep().expired, 0u);
+}
+
 // De-duplication: a key names one job while it is in the queue and for the
 // window after its ack; then a push with the key is a new job.
 TYPED_TEST(Contract, ADeduplicationKeyHoldsForItsWindow) {

@@ -218,6 +218,17 @@ TEST_F(RedisServerTest, OpenOrCreateComparesTheOptions) {
   EXPECT_EQ(again.push("x").id, 1u);
 }
 
+// list: every queue on the server, sorted; none after their removal.
+TEST_F(RedisServerTest, ListNamesTheServersQueues) {
+  RedisServer server;
+  EXPECT_TRUE(RedisQueue::list(server.url()).empty());
+  auto b = RedisQueue::create(server.url(), "b.queue", {.capacity = 4});
+  auto a = RedisQueue::create(server.url(), "a-queue", {.capacity = 4});
+  EXPECT_EQ(RedisQueue::list(server.url()), (std::vector<std::string>{"a-queue", "b.queue"}));
+  EXPECT_TRUE(RedisQueue::remove(server.url(), "a-queue"));
+  EXPECT_EQ(RedisQueue::list(server.url()), (std::vector<std::string>{"b.queue"}));
+}
+
 // Arguments out of range and payloads over max_payload are refused before
 // anything is sent: nothing reaches the queue.
 TEST_F(RedisServerTest, OversizedPayloadAndBadArgumentsAreRefusedBeforeTheServer) {
