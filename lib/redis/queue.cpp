@@ -352,8 +352,9 @@ std::optional<RedisQueue> RedisQueue::open_or_create(std::string_view url, std::
 namespace {
 
 // jr_remove: deletes every key of the queue in one call (a client that dies
-// around it left the queue whole or gone). Retry::safe: a second removal
-// finds nothing and answers false, which is then reported: true.
+// around it left the queue whole or gone). Sent again after a dropped
+// connection: if the first went through, the second finds nothing and the
+// answer is false although this call removed the queue.
 bool remove_queue(std::string_view url, std::string_view name, const RedisOptions& redis_options,
                   Failure& failure) {
   if (const std::error_code ec = check_name(name)) {
