@@ -75,6 +75,12 @@
 // - Stats::oldest_lease_ms looks at the 16 leases nearest their deadline;
 //   Stats::free = capacity - jobs; writing, corrupt, recovered_writes,
 //   reclaimed, keys_*, moved_* are 0. JobInfo::slot and owner_pid are 0.
+// - The function library is loaded by the client (its version is a hash of
+//   its text): all clients of one server must run one jobring version, or
+//   each replaces the others' library.
+// - The connect timeout does not bound the host name's resolution
+//   (getaddrinfo): name the server by address, or by a unix socket, where a
+//   stuck resolver would matter.
 // - Not yet: claim_any, move_dead, QueueView, Options::mode /
 //   group (access is the server's: ACLs), the Worker, idempotent(), the CLI
 //   and the janitor, Redis Cluster, WAIT-based acknowledgement.
