@@ -83,7 +83,8 @@
 //   stuck resolver would matter.
 // - Not yet: claim_any, move_dead, QueueView, Options::mode /
 //   group (access is the server's: ACLs), the Worker, idempotent(), the CLI
-//   and the janitor, Redis Cluster, WAIT-based acknowledgement.
+//   and the janitor, Redis Cluster, following a failover (a URL names one
+//   server: after a promotion, open the queue on the new primary).
 #pragma once
 
 #include <chrono>
@@ -110,6 +111,15 @@ struct RedisOptions {
   // Refuse a server whose maxmemory-policy can evict the queue's keys, or
   // whose CONFIG GET is refused (then check by hand, and turn this off).
   bool check_eviction_policy = true;
+  // Acknowledgement by replicas (WAIT): when > 0, every call that changes a
+  // queue is followed, in the same round trip, by WAIT for this many
+  // replicas, up to wait_timeout. Fewer replicas in time is errc::timeout,
+  // although the call took effect on the primary: a failover then could
+  // lose it (a push: push again with its key; an ack: the job may be done
+  // again). Asynchronous replication still: a failover between the write
+  // and WAIT's answer can lose the write; this narrows the window to it.
+  int wait_replicas = 0;
+  std::chrono::milliseconds wait_timeout{1000};
 };
 
 class RedisQueue {

@@ -223,7 +223,8 @@ std::vector<std::string> list_impl(std::string_view url, const RedisOptions& opt
   const redis::Endpoint endpoint = redis::parse_url(url, failure);
   if (failure) return names;
   redis::Connection connection(endpoint,
-                               {options.connect_timeout, options.io_timeout, options.check_eviction_policy});
+                               {options.connect_timeout, options.io_timeout, options.check_eviction_policy,
+                                options.wait_replicas, options.wait_timeout});
   constexpr std::string_view prefix = "{jr:", suffix = "}:cfg";
   std::string cursor = "0";
   do {

@@ -264,14 +264,28 @@ Failure Connection::io_failure(std::string_view doing) {
 
 Reply Connection::command(std::span<const std::string_view> argv, Retry retry, Failure& failure,
                           std::chrono::milliseconds extra_wait) {
-  std::vector<const char*> args;
-  std::vector<size_t> lengths;
-  args.reserve(argv.size());
-  lengths.reserve(argv.size());
-  for (const auto a : argv) {
-    args.push_back(a.data());
-    lengths.push_back(a.size());
-  }
+  return exchange(argv, {}, nullptr, retry, failure, extra_wait);
+}
+
+// Sends argv (and `then`, if not empty, pipelined behind it: one round
+// trip) and reads the replies: the first returned, the second in
+// *then_reply. Each reply has io_timeout (+ extra_wait) to come.
+Reply Connection::exchange(std::span<const std::string_view> argv, std::span<const std::string_view> then,
+                           Reply* then_reply, Retry retry, Failure& failure,
+                           std::chrono::milliseconds extra_wait) {
+  auto pack = [](std::span<const std::string_view> in, std::vector<const char*>& args,
+                 std::vector<size_t>& lengths) {
+    args.clear();
+    lengths.clear();
+    for (const auto a : in) {
+      args.push_back(a.data());
+      lengths.push_back(a.size());
+    }
+  };
+  std::vector<const char*> args, then_args;
+  std::vector<size_t> lengths, then_lengths;
+  pack(argv, args, lengths);
+  pack(then, then_args, then_lengths);
   const std::string_view name = argv.empty() ? std::string_view{} : argv[0];
   // Two tries: the second only after the connection dropped, and for a call
   // not yet sent (a stale connection) or one that is safe to repeat.
@@ -286,13 +300,26 @@ Reply Connection::command(std::span<const std::string_view> argv, Retry retry, F
     }
     if (extra_wait.count() > 0) redisSetTimeout(context_, to_timeval(options_.io_timeout + extra_wait));
     void* raw = nullptr;
+    void* then_raw = nullptr;
     {
       SigpipeGuard guard;
       errno = 0;
-      raw = redisCommandArgv(context_, static_cast<int>(args.size()), args.data(), lengths.data());
+      if (then.empty()) {
+        raw = redisCommandArgv(context_, static_cast<int>(args.size()), args.data(), lengths.data());
+      } else if (redisAppendCommandArgv(context_, static_cast<int>(args.size()), args.data(),
+                                        lengths.data()) == REDIS_OK &&
+                 redisAppendCommandArgv(context_, static_cast<int>(then_args.size()), then_args.data(),
+                                        then_lengths.data()) == REDIS_OK &&
+                 redisGetReply(context_, &raw) == REDIS_OK) {
+        if (redisGetReply(context_, &then_raw) != REDIS_OK) {
+          freeReplyObject(raw);
+          raw = nullptr;
+        }
+      }
     }
     if (raw != nullptr) {
       if (extra_wait.count() > 0) redisSetTimeout(context_, to_timeval(options_.io_timeout));
+      if (then_reply != nullptr) *then_reply = Reply(static_cast<redisReply*>(then_raw));
       return Reply(static_cast<redisReply*>(raw));
     }
     const int saved = errno;
@@ -316,15 +343,36 @@ Reply Connection::command(std::span<const std::string_view> argv, Retry retry, F
 }
 
 Reply Connection::fcall(std::string_view fn, std::string_view key, std::span<const std::string_view> args,
-                        Retry retry, Failure& failure) {
+                        bool writes, Retry retry, Failure& failure) {
   std::vector<std::string_view> argv;
   argv.reserve(args.size() + 4);
   argv.insert(argv.end(), {"FCALL", fn, "1", key});
   argv.insert(argv.end(), args.begin(), args.end());
+  // WAIT (ConnectOptions::wait_replicas) behind a call that writes, in the
+  // same round trip: its answer says how many replicas have every write
+  // this connection made so far, this call's included.
+  const std::string replicas = std::to_string(options_.wait_replicas),
+                    wait_ms = std::to_string(options_.wait_timeout.count());
+  const std::string_view wait_argv[] = {"WAIT", replicas, wait_ms};
+  const bool wait = writes && options_.wait_replicas > 0;
   for (int attempt = 0; attempt < 2; ++attempt) {
-    Reply r = command(argv, retry, failure);
+    Reply waited;
+    Reply r = wait ? exchange(argv, wait_argv, &waited, retry, failure, options_.wait_timeout)
+                   : command(argv, retry, failure);
     if (!r) return nullptr;
-    if (!is_error_reply(r.get())) return r;
+    if (!is_error_reply(r.get())) {
+      if (wait &&
+          (!waited || waited->type != REDIS_REPLY_INTEGER || waited->integer < options_.wait_replicas)) {
+        const long long got = waited && waited->type == REDIS_REPLY_INTEGER ? waited->integer : 0;
+        failure = fail(errc::timeout, endpoint_.url + ": " + std::string(fn) +
+                                          " took effect on the primary, but " + std::to_string(got) + " of " +
+                                          replicas + " replicas acknowledged it within " + wait_ms +
+                                          " ms: a failover now could lose it; check the replicas' link (INFO "
+                                          "replication)");
+        return nullptr;
+      }
+      return r;
+    }
     const std::string_view message = text(r.get());
     // FUNCTION FLUSH, or a server restarted without persistence: load it
     // again and run the call once more (nothing ran: the function was missing).

@@ -16,7 +16,9 @@
 //   FCALL answers "Function not found" (FUNCTION FLUSH, a restarted server
 //   without persistence): the FCALL is then retried once;
 // - a check at connection time that the server cannot evict the queue's
-//   keys (maxmemory-policy, see check_eviction_policy in connection.cpp).
+//   keys (maxmemory-policy, see check_eviction_policy in connection.cpp);
+// - optionally, WAIT for replicas behind every call that writes, pipelined
+//   in the same round trip (ConnectOptions::wait_replicas).
 // SIGPIPE: a write to a connection the server closed would raise SIGPIPE
 // (hiredis uses write(2)); it is blocked in the calling thread around each
 // call and a SIGPIPE that the call raised is consumed, so the process's own
@@ -60,6 +62,8 @@ struct ConnectOptions {
   std::chrono::milliseconds connect_timeout{2000};
   std::chrono::milliseconds io_timeout{5000};
   bool check_eviction_policy = true;
+  int wait_replicas = 0;  // > 0: WAIT for this many replicas after each call that writes
+  std::chrono::milliseconds wait_timeout{1000};
 };
 
 struct ReplyDeleter {
@@ -90,8 +94,11 @@ class Connection {
 
   // FCALL fn 1 key args...; reloads the library and retries once on
   // "Function not found". An error reply becomes a failure (server_error).
+  // A call that `writes` is followed by WAIT when wait_replicas > 0; fewer
+  // replicas than asked is a failure (timeout: the call did take effect on
+  // the primary).
   [[nodiscard]] Reply fcall(std::string_view fn, std::string_view key, std::span<const std::string_view> args,
-                            Retry retry, Failure& failure);
+                            bool writes, Retry retry, Failure& failure);
 
   [[nodiscard]] const Endpoint& endpoint() const noexcept { return endpoint_; }
 
@@ -100,6 +107,8 @@ class Connection {
   Failure load_library();
   Failure check_server();
   Failure io_failure(std::string_view doing);
+  Reply exchange(std::span<const std::string_view> argv, std::span<const std::string_view> then,
+                 Reply* then_reply, Retry retry, Failure& failure, std::chrono::milliseconds extra_wait);
   void drop() noexcept;
 
   Endpoint endpoint_;

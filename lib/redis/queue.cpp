@@ -105,6 +105,10 @@ std::uint64_t parse_u64(std::string_view text) {
 
 bool in_range(milliseconds v, milliseconds lo, milliseconds hi) { return v >= lo && v <= hi; }
 
+redis::ConnectOptions connect_options(const RedisOptions& o) {
+  return {o.connect_timeout, o.io_timeout, o.check_eviction_policy, o.wait_replicas, o.wait_timeout};
+}
+
 Failure invalid(std::string what) { return redis::fail(errc::invalid_argument, std::move(what)); }
 
 }  // namespace
@@ -135,7 +139,9 @@ RedisQueue::Impl::Handle::~Handle() {
 Reply RedisQueue::Impl::call(std::string_view fn, const std::vector<std::string_view>& args, Retry retry,
                              Failure& failure) {
   Handle connection(*this);
-  Reply r = connection->fcall(fn, key, args, retry, failure);
+  // Every function but these writes (they are flagged no-writes, or only read).
+  const bool writes = fn != "jr_stats" && fn != "jr_peek" && fn != "jr_open";
+  Reply r = connection->fcall(fn, key, args, writes, retry, failure);
   if (!r) return nullptr;
   if (r->type != REDIS_REPLY_ARRAY || r->elements == 0 || r->element[0]->type != REDIS_REPLY_STRING) {
     failure = redis::unexpected(*this, fn);
@@ -232,8 +238,7 @@ std::unique_ptr<RedisQueue::Impl> open_queue(std::string_view url, std::string_v
   auto impl = std::make_unique<RedisQueue::Impl>();
   impl->endpoint = redis::parse_url(url, failure);
   if (failure) return nullptr;
-  impl->connect = {redis_options.connect_timeout, redis_options.io_timeout,
-                   redis_options.check_eviction_policy};
+  impl->connect = connect_options(redis_options);
   impl->url = std::string(url);
   impl->name = std::string(name);
   impl->key = key_of(name);
@@ -364,8 +369,7 @@ bool remove_queue(std::string_view url, std::string_view name, const RedisOption
   RedisQueue::Impl impl;
   impl.endpoint = redis::parse_url(url, failure);
   if (failure) return false;
-  impl.connect = {redis_options.connect_timeout, redis_options.io_timeout,
-                  redis_options.check_eviction_policy};
+  impl.connect = connect_options(redis_options);
   impl.url = std::string(url);
   impl.name = std::string(name);
   impl.key = key_of(name);

@@ -239,6 +239,49 @@ TEST_F(RedisServerTest, JobsAndLeasesSurviveAServerRestartWithAof) {
   EXPECT_EQ(job.text(), "two");
 }
 
+// RedisOptions::wait_replicas: calls that write are acknowledged by a
+// replica (WAIT); a replica that does not answer makes a push `timeout`,
+// saying it took effect on the primary.
+TEST_F(RedisServerTest, WaitForAReplica) {
+  Watchdog dog(60s);
+  const std::string port = std::to_string(free_port());
+  RedisServer primary({"--port", port, "--bind", "127.0.0.1", "--repl-diskless-sync-delay", "0"});
+  RedisServer replica({"--replicaof", "127.0.0.1", port});
+  // The link is up once the primary counts the replica as online.
+  bool up = false;
+  for (int i = 0; i < 1000 && !up; ++i) {
+    auto info = primary.command({"INFO", "replication"});
+    up = info && std::string(info->str, info->len).find("state=online") != std::string::npos;
+    if (!up) std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_TRUE(up) << "the replica never came online";
+  RedisOptions acked = quick();
+  acked.wait_replicas = 1;
+  acked.wait_timeout = 300ms;
+  acked.io_timeout = 2s;
+  const std::string name = name_for("wait");
+  auto q = RedisQueue::create(primary.url(), name, {.capacity = 8}, acked);
+  ASSERT_TRUE(q.push("one"));
+  Job job;
+  ASSERT_EQ(q.try_claim(job), ClaimStatus::ok);
+  EXPECT_EQ(q.ack(job.lease), LeaseStatus::ok);
+  auto cfg = replica.command({"HGET", "{jr:" + name + "}:cfg", "capacity"});
+  ASSERT_TRUE(cfg);
+  EXPECT_EQ(std::string(cfg->str, cfg->len), "8");  // the replica has the queue
+
+  replica.pause();
+  try {
+    (void)q.push("two");
+    ADD_FAILURE() << "a push without its replica's acknowledgement succeeded";
+  } catch (const error& e) {
+    EXPECT_EQ(e.code(), make_error_code(errc::timeout));
+    EXPECT_NE(std::string(e.what()).find("took effect on the primary"), std::string::npos) << e.what();
+  }
+  replica.resume();
+  auto plain = RedisQueue::open(primary.url(), name, quick());
+  EXPECT_EQ(plain.stats().ready, 1u);  // it did
+}
+
 // list: every queue on the server, sorted; none after their removal.
 TEST_F(RedisServerTest, ListNamesTheServersQueues) {
   RedisServer server;
