@@ -621,22 +621,35 @@ end
 
 local function jr_version(keys, args) return VERSION end
 
-redis.register_function('jr_create', jr_create)
-redis.register_function('jr_open', jr_open)
-redis.register_function('jr_push', jr_push)
-redis.register_function('jr_push_many', jr_push_many)
-redis.register_function('jr_claim', jr_claim)
-redis.register_function('jr_ack', jr_ack)
-redis.register_function('jr_ack_many', jr_ack_many)
-redis.register_function('jr_release', jr_release)
-redis.register_function('jr_extend', jr_extend)
-redis.register_function{function_name = 'jr_stats', callback = jr_stats, flags = {'no-writes'}}
-redis.register_function{function_name = 'jr_peek', callback = jr_peek, flags = {'no-writes'}}
-redis.register_function('jr_requeue', jr_requeue)
-redis.register_function('jr_requeue_dead', jr_requeue_dead)
-redis.register_function('jr_remove_dead', jr_remove_dead)
-redis.register_function('jr_purge', jr_purge)
-redis.register_function('jr_remove', jr_remove)
-redis.register_function('jr_pause', jr_pause)
-redis.register_function('jr_sweep', jr_sweep)
-redis.register_function{function_name = 'jr_version', callback = jr_version, flags = {'no-writes'}}
+-- Flags. stats, peek and version only read (no-writes: FCALL_RO may run
+-- them on a replica). Every function that does not add a job may run when
+-- the server is at maxmemory (allow-oom): else a full server would refuse
+-- the claims, acks and purges that drain it. They add at most a few small
+-- fields (a claim's owner and time). create, push and push_many are refused
+-- there (server_error, OOM), as they should be.
+local function writer(name, callback) redis.register_function(name, callback) end
+local function drainer(name, callback)
+  redis.register_function{function_name = name, callback = callback, flags = {'allow-oom'}}
+end
+local function reader(name, callback)
+  redis.register_function{function_name = name, callback = callback, flags = {'no-writes'}}
+end
+writer('jr_create', jr_create)
+reader('jr_open', jr_open)
+writer('jr_push', jr_push)
+writer('jr_push_many', jr_push_many)
+drainer('jr_claim', jr_claim)
+drainer('jr_ack', jr_ack)
+drainer('jr_ack_many', jr_ack_many)
+drainer('jr_release', jr_release)
+drainer('jr_extend', jr_extend)
+reader('jr_stats', jr_stats)
+reader('jr_peek', jr_peek)
+drainer('jr_requeue', jr_requeue)
+drainer('jr_requeue_dead', jr_requeue_dead)
+drainer('jr_remove_dead', jr_remove_dead)
+drainer('jr_purge', jr_purge)
+drainer('jr_remove', jr_remove)
+drainer('jr_pause', jr_pause)
+drainer('jr_sweep', jr_sweep)
+reader('jr_version', jr_version)

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <atomic>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -280,6 +281,80 @@ TEST_F(RedisServerTest, WaitForAReplica) {
   replica.resume();
   auto plain = RedisQueue::open(primary.url(), name, quick());
   EXPECT_EQ(plain.stats().ready, 1u);  // it did
+}
+
+// Something that is not a Redis server on the port: one that answers
+// garbage is protocol_error, one that never answers is timeout; neither
+// hangs.
+TEST_F(RedisServerTest, AServerThatIsNotRedisIsAProtocolErrorOrATimeout) {
+  Watchdog dog(30s);
+  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(listener, 8), 0);
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const std::string url = "redis://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  std::atomic<bool> answer{true}, done{false};
+  std::thread server([&] {
+    std::vector<int> open;  // kept open (silent) until the test is done
+    for (int i = 0; i < 2; ++i) {
+      const int fd = ::accept(listener, nullptr, nullptr);
+      if (fd < 0) break;
+      if (answer.load()) {
+        char buf[256];
+        (void)!::read(fd, buf, sizeof buf);
+        static const char kHttp[] = "HTTP/1.1 400 Bad Request\r\n\r\n";
+        (void)!::write(fd, kHttp, sizeof kHttp - 1);
+      }
+      open.push_back(fd);
+    }
+    while (!done.load()) std::this_thread::sleep_for(10ms);
+    for (const int fd : open) ::close(fd);
+  });
+  std::error_code ec;
+  EXPECT_FALSE(RedisQueue::open(url, "q", ec, quick()));
+  EXPECT_EQ(ec, make_error_code(errc::protocol_error));
+  answer.store(false);
+  const auto start = Clock::now();
+  EXPECT_FALSE(RedisQueue::open(url, "q", ec, quick()));
+  EXPECT_EQ(ec, make_error_code(errc::timeout));
+  EXPECT_LT(Clock::now() - start, 5s);
+  done.store(true);
+  ::shutdown(listener, SHUT_RDWR);
+  ::close(listener);
+  server.join();
+}
+
+// A server out of memory (maxmemory, noeviction) refuses pushes:
+// server_error, saying what to do; nothing half done.
+TEST_F(RedisServerTest, AServerOutOfMemoryIsAServerError) {
+  Watchdog dog(30s);
+  RedisServer server({"--maxmemory", "3mb"});
+  auto q = RedisQueue::create(server.url(), name_for("oom"), {.capacity = 100000, .max_payload = 65536});
+  const std::string payload(60000, 'x');
+  std::error_code ec;
+  std::uint64_t pushed = 0;
+  for (int i = 0; i < 1000 && !ec; ++i)
+    if (q.push(std::as_bytes(std::span(payload.data(), payload.size())), {}, ec)) ++pushed;
+  EXPECT_EQ(ec, make_error_code(errc::server_error));
+  try {
+    (void)q.push(payload);
+    ADD_FAILURE() << "no exception";
+  } catch (const error& e) {
+    EXPECT_NE(std::string(e.what()).find("maxmemory"), std::string::npos) << e.what();
+  }
+  const Stats s = q.stats();  // reads still work
+  EXPECT_EQ(s.pushed, pushed);
+  EXPECT_EQ(s.ready, pushed);
+  Job job;
+  // Workers can still drain it: claims, acks and purges run at maxmemory.
+  ASSERT_EQ(q.try_claim(job), ClaimStatus::ok);
+  EXPECT_EQ(q.ack(job.lease), LeaseStatus::ok);
+  EXPECT_EQ(q.purge(), pushed - 1);
+  EXPECT_TRUE(q.push("fits again"));
 }
 
 // list: every queue on the server, sorted; none after their removal.
