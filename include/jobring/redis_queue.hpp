@@ -40,7 +40,9 @@
 // ack: the job is done again). The server's maxmemory-policy must not evict
 // keys: noeviction (or a volatile-* policy: jobs' keys have no TTL; only a
 // finished job's remembered de-duplication key can go early); connecting to
-// a server with an allkeys-* policy is refused (unsafe_server_config).
+// a server with an allkeys-* policy is refused (unsafe_server_config). A
+// server at maxmemory refuses pushes (server_error, OOM) but still runs the
+// claims, acks and purges that drain it.
 //
 // Network failures are environment errors, not outcomes: every call that
 // talks to the server reports errc::unavailable (refused, reset, closed),
