@@ -21,10 +21,14 @@
 -- queue lives in one Cluster slot (the undeclared keys are in the declared
 -- key's slot, which is what Cluster checks).
 --   B:cfg     hash: capacity max_payload lease max_attempts window inc paused,
---             seq (the last job id), fence (the last fencing token), and
---             waiters / room_waiters (how many markers sleepers may need)
---   B:st      hash: totals (claimed acked released expired_total
---             dead_lettered requeued purged duplicates; pushed is seq)
+--             seq (the last job id, = jobs pushed), fence (the last fencing
+--             token), held (jobs in the queue: pend + lease + dead),
+--             claimed and acked (totals), and waiters / room_waiters (how
+--             many markers sleepers may need). The counters that every push,
+--             claim and ack changes live here, so that the HMGET each call
+--             makes anyway reads them and one HSET writes them.
+--   B:st      hash: the other totals (released expired_total dead_lettered
+--             requeued purged duplicates)
 --   B:pend    zset member -> visible-at ms: ready and delayed jobs
 --   B:lease   zset member -> lease deadline ms: claimed jobs
 --   B:dead    zset member -> died-at ms
@@ -85,11 +89,21 @@ local function member(id) return string.format('%016d', tonumber(id)) end
 
 local function config(b)
   local v = redis.call('HMGET', b .. ':cfg', 'capacity', 'max_payload', 'lease', 'max_attempts', 'window',
-                       'inc', 'paused', 'waiters', 'room_waiters')
+                       'inc', 'paused', 'waiters', 'room_waiters', 'seq', 'held', 'fence', 'claimed', 'acked')
   if not v[1] then return nil end
   return {capacity = tonumber(v[1]), max_payload = tonumber(v[2]), lease = tonumber(v[3]),
           max_attempts = tonumber(v[4]), window = tonumber(v[5]), inc = v[6], paused = v[7] == '1',
-          waiters = tonumber(v[8]) or 0, room_waiters = tonumber(v[9]) or 0}
+          waiters = tonumber(v[8]) or 0, room_waiters = tonumber(v[9]) or 0, seq = tonumber(v[10]) or 0,
+          held = tonumber(v[11]) or 0, fence = tonumber(v[12]) or 0, claimed = tonumber(v[13]) or 0,
+          acked = tonumber(v[14]) or 0}
+end
+
+-- n jobs left the queue (acked, purged, removed): held - n, acked + n_acked.
+local function gone(b, c, n, n_acked)
+  if n <= 0 then return end
+  c.held = c.held - n
+  c.acked = c.acked + n_acked
+  redis.call('HSET', b .. ':cfg', 'held', c.held, 'acked', c.acked)
 end
 
 -- Pushes n markers to `list` (at most MARKERS), keeping it to MARKERS.
@@ -203,7 +217,8 @@ local function jr_create(keys, args)
   local b = keys[1]
   if redis.call('EXISTS', b .. ':cfg') == 1 then return {'exists'} end
   redis.call('HSET', b .. ':cfg', 'capacity', args[1], 'max_payload', args[2], 'lease', args[3],
-             'max_attempts', args[4], 'window', args[5], 'inc', args[6], 'paused', '0', 'seq', 0, 'fence', 0)
+             'max_attempts', args[4], 'window', args[5], 'inc', args[6], 'paused', '0', 'seq', 0, 'fence', 0,
+             'held', 0, 'claimed', 0, 'acked', 0)
   return config_reply(config(b), 1)
 end
 
@@ -215,17 +230,16 @@ end
 
 -- How many more jobs the queue can hold: capacity counts every job in it,
 -- dead ones included.
-local function room(b, c)
-  return c.capacity - (redis.call('ZCARD', b .. ':pend') + redis.call('ZCARD', b .. ':lease') +
-                       redis.call('ZCARD', b .. ':dead'))
-end
+local function room(b, c) return c.capacity - c.held end
 
 -- Adds payloads[first..last] (the caller checked that they fit) as new jobs
 -- visible at now + delay, with key `key` ('' = none); returns their ids.
 -- The id counter seq is also the total of jobs pushed.
 local function insert(b, c, now, delay, payloads, first, last, key)
   local n = last - first + 1
-  local top = redis.call('HINCRBY', b .. ':cfg', 'seq', n)
+  local top = c.seq + n
+  c.seq, c.held = top, c.held + n
+  redis.call('HSET', b .. ':cfg', 'seq', c.seq, 'held', c.held)
   local visible = now + delay
   if delay > 0 then wake_if_earliest(b, c, visible) else wake(b, c, n, false) end  -- before the ZADD
   local zargs, ids = {}, {}
@@ -313,7 +327,9 @@ local function jr_claim(keys, args)
   local deadline = now + lease
   redis.call('ZREM', b .. ':pend', unpack(ms))
   wake_if_earliest(b, c, deadline)  -- after the ZREM (the jobs taken are due now), before the ZADD
-  local top = redis.call('HINCRBY', b .. ':cfg', 'fence', #ms)
+  local top = c.fence + #ms
+  c.fence, c.claimed = top, c.claimed + #ms
+  redis.call('HSET', b .. ':cfg', 'fence', c.fence, 'claimed', c.claimed)
   local reply, zargs = {'ok', c.inc, #ms}, {}
   for i, m in ipairs(ms) do
     local jk = b .. ':j:' .. m
@@ -326,7 +342,6 @@ local function jr_claim(keys, args)
     for _, x in ipairs({tonumber(m), fence, attempts, v[2], v[3] or '', lease}) do reply[#reply + 1] = x end
   end
   redis.call('ZADD', b .. ':lease', unpack(zargs))
-  count(b, 'claimed', #ms)
   return reply
 end
 
@@ -355,7 +370,7 @@ local function jr_ack(keys, args)
   local c = config(b)
   if not c then return {'lost'} end
   if not ack_one(b, c, args[1], args[2]) then return {'lost'} end
-  count(b, 'acked', 1)
+  gone(b, c, 1, 1)
   wake(b, c, 1, true)
   return {'ok'}
 end
@@ -364,7 +379,7 @@ end
 local function jr_ack_many(keys, args)
   local b = keys[1]
   local c = config(b)
-  local reply, acked, gone, hashes, seen = {'ok'}, 0, {}, {}, {}
+  local reply, acked, taken, hashes, seen = {'ok'}, 0, {}, {}, {}
   for i = 1, #args, 2 do
     local ok = false
     local m = member(args[i])
@@ -373,7 +388,7 @@ local function jr_ack_many(keys, args)
       if held then
         forget_key(b, c, m, key)
         seen[m] = true
-        gone[#gone + 1] = m
+        taken[#taken + 1] = m
         hashes[#hashes + 1] = b .. ':j:' .. m
         ok = true
       end
@@ -382,9 +397,9 @@ local function jr_ack_many(keys, args)
     reply[#reply + 1] = ok and 1 or 0
   end
   if acked > 0 then
-    redis.call('ZREM', b .. ':lease', unpack(gone))
+    redis.call('ZREM', b .. ':lease', unpack(taken))
     redis.call('DEL', unpack(hashes))
-    count(b, 'acked', acked)
+    gone(b, c, acked, acked)
     wake(b, c, acked, true)
   end
   return reply
@@ -458,11 +473,11 @@ local function jr_stats(keys, args)
     local at = tonumber(redis.call('HGET', b .. ':j:' .. m, 'c'))
     if at and now - at > oldest_lease then oldest_lease = now - at end
   end
-  local cfg = redis.call('HMGET', b .. ':cfg', 'paused', 'seq')
+  local cfg = redis.call('HMGET', b .. ':cfg', 'paused', 'seq', 'claimed', 'acked')
   local reply = {'ok', ready, delayed, leased, expired, redis.call('ZCARD', b .. ':dead'), oldest_lease,
                  oldest_ready, cfg[1] == '1' and 1 or 0}
   local totals = redis.call('HMGET', b .. ':st', unpack(STAT_FIELDS))
-  totals[1] = cfg[2]  -- pushed: every job pushed took one id
+  totals[1], totals[2], totals[3] = cfg[2], cfg[3], cfg[4]  -- kept in B:cfg
   for i = 1, #STAT_FIELDS do reply[#reply + 1] = tonumber(totals[i]) or 0 end
   return reply
 end
@@ -543,6 +558,7 @@ local function jr_remove_dead(keys, args)
   local m = member(args[1])
   if redis.call('ZREM', b .. ':dead', m) == 0 then return {'ok', 0} end
   drop_job(b, c, m)
+  gone(b, c, 1, 0)
   count(b, 'purged', 1)
   wake(b, c, 1, true)
   return {'ok', 1}
@@ -568,6 +584,7 @@ local function jr_purge(keys, args)
   if math.floor(what / 2) % 2 == 1 then take(b .. ':pend', '(' .. now, '+inf') end
   if math.floor(what / 4) % 2 == 1 then take(b .. ':dead', '-inf', '+inf') end
   for _, m in ipairs(victims) do drop_job(b, c, m) end
+  gone(b, c, #victims, 0)
   count(b, 'purged', #victims)
   wake(b, c, #victims, true)
   return {'ok', #victims}

@@ -248,11 +248,22 @@ TEST_F(RedisServerTest, WaitForAReplica) {
   const std::string port = std::to_string(free_port());
   RedisServer primary({"--port", port, "--bind", "127.0.0.1", "--repl-diskless-sync-delay", "0"});
   RedisServer replica({"--replicaof", "127.0.0.1", port});
-  // The link is up once the primary counts the replica as online.
+  // The link is up once the replica has acknowledged a write (its offset
+  // is the primary's): before that, a first WAIT can take up to the
+  // replica's 1 s acknowledgement period.
   bool up = false;
+  ASSERT_TRUE(primary.command({"SET", "warm-up", "1"}));  // an offset for the replica to acknowledge
   for (int i = 0; i < 1000 && !up; ++i) {
     auto info = primary.command({"INFO", "replication"});
-    up = info && std::string(info->str, info->len).find("state=online") != std::string::npos;
+    const std::string text = info ? std::string(info->str, info->len) : std::string();
+    auto field = [&](const std::string& key) {
+      const auto at = text.find(key);
+      return at == std::string::npos
+                 ? std::string("?")
+                 : text.substr(at + key.size(), text.find_first_of(",\r", at) - at - key.size());
+    };
+    up = text.find("state=online") != std::string::npos && field("offset=") == field("master_repl_offset:") &&
+         field("offset=") != "0";
     if (!up) std::this_thread::sleep_for(10ms);
   }
   ASSERT_TRUE(up) << "the replica never came online";
@@ -355,6 +366,45 @@ TEST_F(RedisServerTest, AServerOutOfMemoryIsAServerError) {
   EXPECT_EQ(q.ack(job.lease), LeaseStatus::ok);
   EXPECT_EQ(q.purge(), pushed - 1);
   EXPECT_TRUE(q.push("fits again"));
+}
+
+// The job count the library keeps in B:cfg (held: what `full` is decided
+// by) equals the jobs in its sorted sets after every kind of change.
+TEST_F(RedisServerTest, TheHeldCountMatchesTheSets) {
+  RedisServer server;
+  const std::string name = name_for("held"), b = "{jr:" + name + "}";
+  auto q = RedisQueue::create(server.url(), name, {.capacity = 16, .max_attempts = 1});
+  auto check = [&](const char* after) {
+    auto number = [&](std::initializer_list<std::string_view> args) -> long long {
+      auto r = server.command(args);
+      if (!r) return -1;
+      if (r->type == REDIS_REPLY_INTEGER) return r->integer;
+      return r->type == REDIS_REPLY_STRING ? std::stoll(std::string(r->str, r->len)) : -1;
+    };
+    const long long sets =
+        number({"ZCARD", b + ":pend"}) + number({"ZCARD", b + ":lease"}) + number({"ZCARD", b + ":dead"});
+    EXPECT_EQ(number({"HGET", b + ":cfg", "held"}), sets) << "after " << after;
+  };
+  for (int i = 0; i < 6; ++i) ASSERT_TRUE(q.push("job " + std::to_string(i)));
+  ASSERT_TRUE(q.push("keyed", PushOptions{.key = "k"}));
+  ASSERT_TRUE(q.push("keyed again", PushOptions{.key = "k"}).duplicate);
+  check("pushes");
+  std::vector<Job> jobs(4);
+  ASSERT_EQ(q.try_claim_many(jobs, ClaimOptions{.lease = 30ms}), 4u);
+  ASSERT_EQ(q.ack(jobs[0].lease), LeaseStatus::ok);
+  ASSERT_EQ(q.release(jobs[1].lease, 0ms, "fails"), LeaseStatus::ok);  // max_attempts 1: dead
+  check("ack, release to dead");
+  std::this_thread::sleep_for(100ms);
+  (void)q.sweep();  // jobs[2], jobs[3]: expired on their last attempt: dead
+  check("sweep");
+  EXPECT_TRUE(q.remove_dead(jobs[1].id));
+  EXPECT_EQ(q.requeue_dead(), 2u);
+  check("remove_dead, requeue");
+  const std::vector<Lease> none = {jobs[0].lease};
+  EXPECT_EQ(q.ack_many(none), 0u);
+  EXPECT_EQ(q.purge(PurgeWhat::ready), 5u);
+  check("purge");
+  EXPECT_EQ(q.stats().free, 16u);
 }
 
 // list: every queue on the server, sorted; none after their removal.
