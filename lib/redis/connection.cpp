@@ -364,11 +364,13 @@ Reply Connection::fcall(std::string_view fn, std::string_view key, std::span<con
       if (wait &&
           (!waited || waited->type != REDIS_REPLY_INTEGER || waited->integer < options_.wait_replicas)) {
         const long long got = waited && waited->type == REDIS_REPLY_INTEGER ? waited->integer : 0;
-        failure = fail(errc::timeout, endpoint_.url + ": " + std::string(fn) +
-                                          " took effect on the primary, but " + std::to_string(got) + " of " +
-                                          replicas + " replicas acknowledged it within " + wait_ms +
-                                          " ms: a failover now could lose it; check the replicas' link (INFO "
-                                          "replication)");
+        std::string what = endpoint_.url;
+        what += ": ";
+        what += fn;
+        what += " took effect on the primary, but " + std::to_string(got) + " of " + replicas;
+        what += " replicas acknowledged it within " + wait_ms;
+        what += " ms: a failover now could lose it; check the replicas' link (INFO replication)";
+        failure = fail(errc::timeout, std::move(what));
         return nullptr;
       }
       return r;
