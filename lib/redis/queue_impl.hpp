@@ -1,12 +1,13 @@
-// RedisQueue's state and the helpers its two files share (queue.cpp:
-// lifecycle, producer, worker; admin.cpp: stats, peek, requeue, purge,
-// pause). Internal.
+// RedisQueue's state and the helpers its files share (queue.cpp: the pool
+// and the lifecycle; push.cpp, claim.cpp, lease.cpp: the calls; admin.cpp:
+// stats, peek, requeue, purge, pause, sweep, list). Internal.
 #pragma once
 
 #include <hiredis/hiredis.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <initializer_list>
@@ -80,6 +81,32 @@ Failure fail(errc code, std::string what);
 Failure unexpected(const RedisQueue::Impl& impl, std::string_view fn);
 // interrupt_waits() was called, or *stop is set.
 bool stop_requested(const std::atomic<bool>* stop) noexcept;
+
+// What the calls' files share (`using namespace redis::helpers` there).
+namespace helpers {
+using Steady = std::chrono::steady_clock;
+// A blocked call sleeps at most this long at a time, to look at its stop
+// flag and interrupt_waits(); the due times the server reports and the
+// markers wake it sooner.
+inline constexpr milliseconds kWaitSlice{1000};
+// Jobs per FCALL in the batch calls, so that no one call holds the server long.
+inline constexpr std::size_t kBatch = 256;
+
+inline std::uint64_t parse_u64(std::string_view text) {
+  std::uint64_t v = 0;
+  std::from_chars(text.data(), text.data() + text.size(), v);
+  return v;
+}
+inline bool in_range(milliseconds v, milliseconds lo, milliseconds hi) { return v >= lo && v <= hi; }
+inline Failure invalid(std::string what) { return fail(errc::invalid_argument, std::move(what)); }
+}  // namespace helpers
+
+// Waits for room (list = the room list) or a claimable job (the wake list)
+// until `deadline`, one slice at most, and no longer than `due` (if >= 0);
+// false when the wait is over or interrupted (then `interrupted` is set), or
+// the server failed (`failure`).
+bool wait_more(RedisQueue::Impl& impl, const std::string& list, helpers::Steady::time_point deadline,
+               milliseconds due, const std::atomic<bool>* stop, bool& interrupted, Failure& failure);
 // Rethrows a failure from the throwing overloads.
 [[noreturn]] void raise(const Failure& failure);
 
