@@ -9,6 +9,10 @@
 //                         processing 1 <payload> (the ack). Three round trips;
 //                         a minimal RESP client over the unix socket
 //                         (JOBRING_BENCH_REDIS_SOCKET).
+//   BM_External/jobring_redis/1, /32
+//                         jobring's own Redis backend (RedisQueue) on the
+//                         same server: push + claim + ack, one job at a time
+//                         and in batches of 32 (per job).
 //   BM_External/postgres  PostgreSQL queue table with a visibility column:
 //                         INSERT; UPDATE ... SET visible_at = now() + 30 s
 //                         WHERE id = (SELECT id ... WHERE visible_at <= now()
@@ -17,7 +21,9 @@
 //                         Autocommit, prepared statements, libpq
 //                         (JOBRING_BENCH_PG_CONNINFO); built only when libpq
 //                         is found.
-// Payload: 64 bytes. Read items_per_second (one item = one job).
+// Payload: 64 bytes. Read items_per_second (one item = one job), which is
+// per wall-clock second (UseRealTime): the client mostly waits for the
+// server, so its CPU time would count only a third of a job's time.
 #include <benchmark/benchmark.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -32,6 +38,11 @@
 
 #ifdef JOBRING_BENCH_HAVE_LIBPQ
 #include <libpq-fe.h>
+#endif
+#ifdef JOBRING_BENCH_HAVE_REDIS_BACKEND
+#include <span>
+
+#include "jobring/redis_queue.hpp"
 #endif
 
 namespace {
@@ -159,7 +170,66 @@ void BM_External_redis(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations());
 }
-BENCHMARK(BM_External_redis)->Name("BM_External/redis")->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_External_redis)->Name("BM_External/redis")->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+#ifdef JOBRING_BENCH_HAVE_REDIS_BACKEND
+// jobring's Redis backend on the same server: push + claim + ack through
+// jobring::RedisQueue, three FCALLs (each one atomic function call doing
+// the fencing, attempt counting and bookkeeping); with range(0) > 1, batches
+// of that many jobs (push_many, try_claim_many, ack_many: three FCALLs per
+// batch). Items are jobs.
+void BM_External_jobring_redis(benchmark::State& state) {
+  const char* path = std::getenv("JOBRING_BENCH_REDIS_SOCKET");
+  if (path == nullptr || *path == '\0') {
+    state.SkipWithError("no Redis (JOBRING_BENCH_REDIS_SOCKET unset)");
+    return;
+  }
+  const std::string url = std::string("redis+unix://") + path;
+  const std::string name = "bench." + std::to_string(::getpid());
+  const auto batch = static_cast<std::size_t>(state.range(0));
+  std::error_code ec;
+  jobring::RedisQueue::remove(url, name, ec);
+  auto q = jobring::RedisQueue::create(url, name, {.capacity = 1024, .max_payload = kPayload}, ec);
+  if (!q) {
+    state.SkipWithError(("cannot create the queue: " + ec.message()).c_str());
+    return;
+  }
+  const std::string payload(kPayload, 'j');
+  const auto bytes = std::as_bytes(std::span(payload.data(), payload.size()));
+  std::vector<std::span<const std::byte>> payloads(batch, bytes);
+  std::vector<jobring::Job> jobs(batch);
+  std::vector<jobring::Lease> leases(batch);
+  for (auto _ : state) {
+    if (batch == 1) {
+      if (!q->push(bytes, {}, ec) || q->try_claim(jobs[0], {}, ec) != jobring::ClaimStatus::ok ||
+          q->ack(jobs[0].lease, ec) != jobring::LeaseStatus::ok) {
+        state.SkipWithError(("unexpected outcome: " + ec.message()).c_str());
+        break;
+      }
+      continue;
+    }
+    const std::size_t pushed = q->push_many(payloads, {}, {}, ec);
+    const std::size_t claimed = q->try_claim_many(jobs, {}, ec);
+    for (std::size_t i = 0; i < claimed; ++i) leases[i] = jobs[i].lease;
+    const std::size_t acked = q->ack_many(std::span(leases.data(), claimed), {}, ec);
+    if (pushed != batch || claimed != batch || acked != batch) {
+      const std::string what = "pushed " + std::to_string(pushed) + ", claimed " + std::to_string(claimed) +
+                               ", acked " + std::to_string(acked) + " of " + std::to_string(batch) + ": " +
+                               ec.message();
+      state.SkipWithError(what.c_str());
+      break;
+    }
+  }
+  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(batch));
+  jobring::RedisQueue::remove(url, name, ec);
+}
+BENCHMARK(BM_External_jobring_redis)
+    ->Name("BM_External/jobring_redis")
+    ->Arg(1)
+    ->Arg(32)
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+#endif
 
 #ifdef JOBRING_BENCH_HAVE_LIBPQ
 bool pg_ok(PGresult* r, ExecStatusType want) {
@@ -225,7 +295,7 @@ void BM_External_postgres(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
   PQfinish(c);
 }
-BENCHMARK(BM_External_postgres)->Name("BM_External/postgres")->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_External_postgres)->Name("BM_External/postgres")->Unit(benchmark::kMicrosecond)->UseRealTime();
 #endif
 
 }  // namespace

@@ -22,6 +22,11 @@ JOBRING_JOBS="${JOBRING_JOBS:-$(nproc 2>/dev/null || echo 2)}"
 JOBRING_PACKAGES=(g++ cmake make libboost-dev libboost-program-options-dev libgtest-dev libgmock-dev
                   libbenchmark-dev systemd prometheus pkg-config help2man
                   python3 python3-pytest python3-setuptools python3-wheel python3-pip python3-venv mypy)
+# The Redis backend (issue 15): hiredis to build lib/redis/ (libhiredis-dev),
+# and a redis-server 7 (redis-server, redis-tools for redis-cli) that the
+# tests of tests/redis/ start on a unix socket of their own; they never use
+# a system Redis.
+JOBRING_PACKAGES+=(redis-server redis-tools libhiredis-dev)
 # Only for the fuzz targets (scripts/fuzz, the "fuzz" stage of scripts/test):
 # clang, and libFuzzer with clang's sanitizer runtimes, which Debian 12 ships
 # in libclang-rt-14-dev (clang only recommends it, and we install without

@@ -28,6 +28,13 @@ enum class errc : int {
   system_error,          // any other failure of the operating system
   corrupt_file,          // a DoneStore file (idempotent.hpp) that is corrupt or not a done store
   options_mismatch,      // open_or_create() of a queue that exists with other options
+  // The Redis backend (redis_queue.hpp). Values are ABI (jobring.h): append only.
+  unavailable,           // the server refused the connection, or it dropped (the call's outcome unknown)
+  timeout,               // no answer within the timeout: a stopped, overloaded or unreachable server
+  protocol_error,        // the server's answer is not what a Redis 7 server with jobring's library sends
+  server_error,          // the server answered with an error (out of memory, a read-only replica, ...)
+  unsafe_server_config,  // the server could lose jobs (maxmemory-policy evicts keys): fix its configuration
+  not_supported,         // a URL or feature this build or backend does not support (yet)
 };
 
 const std::error_category& category() noexcept;

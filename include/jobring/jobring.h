@@ -70,6 +70,12 @@ enum {
   JOBRING_E_SYSTEM = 112, /* any other failure of the OS: the message has errno's text */
   JOBRING_E_CORRUPT_FILE = 113,
   JOBRING_E_OPTIONS_MISMATCH = 114,
+  JOBRING_E_UNAVAILABLE = 115, /* the Redis backend's server: refused, reset or closed */
+  JOBRING_E_TIMEOUT = 116,     /* the server did not answer in time */
+  JOBRING_E_PROTOCOL = 117,
+  JOBRING_E_SERVER = 118,
+  JOBRING_E_UNSAFE_SERVER_CONFIG = 119,
+  JOBRING_E_NOT_SUPPORTED = 120,
   /* Errors of the C API itself. */
   JOBRING_E_NO_MEMORY = 200, /* an allocation failed */
   JOBRING_E_INTERNAL = 201   /* an unexpected failure inside the library (a bug): see the message */

@@ -39,6 +39,12 @@ constexpr std::pair<errc, int> kErrcCodes[] = {
     {errc::system_error, JOBRING_E_SYSTEM},
     {errc::corrupt_file, JOBRING_E_CORRUPT_FILE},
     {errc::options_mismatch, JOBRING_E_OPTIONS_MISMATCH},
+    {errc::unavailable, JOBRING_E_UNAVAILABLE},
+    {errc::timeout, JOBRING_E_TIMEOUT},
+    {errc::protocol_error, JOBRING_E_PROTOCOL},
+    {errc::server_error, JOBRING_E_SERVER},
+    {errc::unsafe_server_config, JOBRING_E_UNSAFE_SERVER_CONFIG},
+    {errc::not_supported, JOBRING_E_NOT_SUPPORTED},
 };
 constexpr int kErrcBase = 100;
 consteval bool errc_codes_in_step() {
@@ -51,7 +57,7 @@ consteval bool errc_codes_in_step() {
 }
 static_assert(errc_codes_in_step(),
               "jobring.h's JOBRING_E_* codes must mirror jobring::errc value for value");
-constexpr int kLastErrc = static_cast<int>(errc::options_mismatch);
+constexpr int kLastErrc = static_cast<int>(errc::not_supported);
 static_assert(std::size(kErrcCodes) == kLastErrc);
 
 // The thread's last status. `t_text` is written only for an error with a
@@ -237,6 +243,18 @@ const char* jobring_strerror(int code) {
       return "a jobring file is corrupt or of another kind";
     case JOBRING_E_OPTIONS_MISMATCH:
       return "the queue exists with other options than those asked for";
+    case JOBRING_E_UNAVAILABLE:
+      return "the queue's server is unavailable";
+    case JOBRING_E_TIMEOUT:
+      return "the queue's server did not answer in time";
+    case JOBRING_E_PROTOCOL:
+      return "the server's answer is not what jobring expects";
+    case JOBRING_E_SERVER:
+      return "the server refused the call";
+    case JOBRING_E_UNSAFE_SERVER_CONFIG:
+      return "the server's configuration could lose jobs";
+    case JOBRING_E_NOT_SUPPORTED:
+      return "not supported";
     case JOBRING_E_NO_MEMORY:
       return "out of memory";
     case JOBRING_E_INTERNAL:

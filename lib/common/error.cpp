@@ -43,6 +43,23 @@ class Category final : public std::error_category {
       case errc::options_mismatch:
         return "the queue exists with other options than those asked for: open it as it is, or remove it "
                "and create it again";
+      case errc::unavailable:
+        return "the queue's server is unavailable (connection refused, reset or closed): start it or check "
+               "the URL, then retry; a call cut off this way may or may not have taken effect";
+      case errc::timeout:
+        return "the queue's server did not answer in time (stopped, overloaded or unreachable): check it; "
+               "the call may or may not have taken effect";
+      case errc::protocol_error:
+        return "the server's answer is not what jobring expects: check that the URL names a Redis 7 (or "
+               "Valkey) server";
+      case errc::server_error:
+        return "the server refused the call (out of memory, a read-only replica, or another error it "
+               "names): fix the server, or point the URL at the primary";
+      case errc::unsafe_server_config:
+        return "the server's configuration could lose jobs: set maxmemory-policy noeviction (CONFIG SET "
+               "and redis.conf)";
+      case errc::not_supported:
+        return "not supported (yet): the message says what to use instead";
     }
     return "unknown jobring error";
   }

@@ -84,7 +84,7 @@ static void test_version_and_strerror(void) {
            JOBRING_VERSION_PATCH);
   CHECK(strcmp(text, jobring_version()) == 0);
   for (code = 0; code <= 5; ++code) CHECK(!contains(jobring_strerror(code), "unknown"));
-  for (code = JOBRING_E_INVALID_NAME; code <= JOBRING_E_OPTIONS_MISMATCH; ++code)
+  for (code = JOBRING_E_INVALID_NAME; code <= JOBRING_E_NOT_SUPPORTED; ++code)
     CHECK(!contains(jobring_strerror(code), "unknown"));
   CHECK(!contains(jobring_strerror(JOBRING_E_NO_MEMORY), "unknown"));
   CHECK(!contains(jobring_strerror(JOBRING_E_INTERNAL), "unknown"));

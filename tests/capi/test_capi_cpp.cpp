@@ -195,12 +195,12 @@ TEST(CApiErrors, LastErrorIsPerThread) {
 // beyond the last code, so a new errc cannot go without its JOBRING_E_.
 TEST(CApiErrors, EveryErrcHasACode) {
   const std::string unknown = jobring::category().message(0);
-  for (int v = 1; v <= JOBRING_E_OPTIONS_MISMATCH - 100; ++v) {
+  for (int v = 1; v <= JOBRING_E_NOT_SUPPORTED - 100; ++v) {
     EXPECT_NE(jobring::category().message(v), unknown) << v;
     EXPECT_EQ(std::string(jobring_strerror(100 + v)).find("unknown"), std::string::npos) << v;
   }
-  EXPECT_EQ(jobring::category().message(JOBRING_E_OPTIONS_MISMATCH - 100 + 1), unknown)
-      << "jobring::errc has a value after options_mismatch: give it a JOBRING_E_ code in jobring.h and "
+  EXPECT_EQ(jobring::category().message(JOBRING_E_NOT_SUPPORTED - 100 + 1), unknown)
+      << "jobring::errc has a value after not_supported: give it a JOBRING_E_ code in jobring.h and "
          "capi.cpp";
 }
 

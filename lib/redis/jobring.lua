@@ -1,0 +1,672 @@
+#!lua name=jobring
+-- jobring's Redis backend: one function library, loaded with
+-- FUNCTION LOAD REPLACE by lib/redis/connection.cpp (it is embedded in the
+-- C++ library at build time). Redis 7.0 commands only, so that Valkey runs it.
+--
+-- Why functions: each operation below is one FCALL, and Redis runs a
+-- function to its end before it serves any other command, so every
+-- operation is atomic against every other client. A client that dies
+-- before its FCALL reached the server changed nothing; one that dies after
+-- it changed exactly what the function changes, whether or not the reply
+-- reached it. Nothing here waits for a client: a dead client's lease ends
+-- at its deadline (the next claim, or any sweep, takes it back).
+--
+-- Time: every function reads the server's clock (TIME, in ms), never a
+-- client's, so clients on hosts with skewed clocks agree on deadlines.
+-- Since Redis 7 a function's writes are replicated as their effects, so
+-- TIME is allowed in a writing function and replicas see the same result.
+--
+-- Keys of queue NAME. The client passes one key, B = "{jr:NAME}", and every
+-- key used is B followed by a suffix: all carry the hash tag {jr:NAME}, so a
+-- queue lives in one Cluster slot (the undeclared keys are in the declared
+-- key's slot, which is what Cluster checks).
+--   B:cfg     hash: capacity max_payload lease max_attempts window inc paused,
+--             seq (the last job id, = jobs pushed), fence (the last fencing
+--             token), held (jobs in the queue: pend + lease + dead),
+--             claimed and acked (totals), and waiters / room_waiters (how
+--             many markers sleepers may need). The counters that every push,
+--             claim and ack changes live here, so that the HMGET each call
+--             makes anyway reads them and one HSET writes them.
+--   B:st      hash: the other totals (released expired_total dead_lettered
+--             requeued purged duplicates)
+--   B:pend    zset member -> visible-at ms: ready and delayed jobs
+--   B:lease   zset member -> lease deadline ms: claimed jobs
+--   B:dead    zset member -> died-at ms
+--   B:j:M     hash of job M: p payload, a attempts, f fence of the current
+--             lease, o owner, c claimed-at ms, t enqueued-at ms, k key,
+--             e error note, d died-at ms
+--   B:k:INC:KEY   de-duplication key: the member of the job that holds it;
+--             no TTL while its job is in the queue, PX window once it is
+--             gone. INC (the incarnation) keeps an old queue's remembered
+--             keys from answering for a queue created again under the name.
+--   B:wake    list of markers: a blocked claim BLPOPs it (wait markers below)
+--   B:room    list of markers: a push waiting for room BLPOPs it
+-- A member M is the job id as 16 zero-padded decimal digits, so that jobs
+-- with the same score sort by id (FIFO among jobs pushed in the same ms).
+-- A job is in exactly one of pend, lease and dead; its hash exists exactly
+-- while it is in one of them; its field f is the fence of its lease while
+-- it is in lease and 0 otherwise (fences start at 1). Every function keeps
+-- this true before it returns, and Redis never shows another client a
+-- function half done.
+--
+-- Wait markers. A claim that finds nothing and will wait adds 1 to
+-- B:cfg waiters in the same call (a push that finds the queue full and will
+-- wait adds 1 to room_waiters). Whatever makes a job claimable (push,
+-- release, requeue, the lease sweep) LPUSHes a marker to B:wake per job, up
+-- to `waiters`, and takes them off `waiters`; so does whatever makes the
+-- earliest due time (a delayed job's visible-at, a lease's deadline)
+-- earlier, because a sleeper sleeps no longer than the earliest due time it
+-- saw. A sleeper BLPOPs B:wake. No wake-up is lost: the count is raised in
+-- the call that found nothing, so every later change sees it; and a marker
+-- stays until popped, so one pushed between the claim and its BLPOP is
+-- found. A sleeper that gave up or died leaves the count high: a later
+-- marker is then popped by nobody, and the next sleeper pops it for one
+-- spurious wake-up (an empty claim). The lists are trimmed to MARKERS and
+-- the counts capped to it. ack and the removals do the same with
+-- room_waiters and B:room for pushes waiting for room. With no sleepers,
+-- no marker is written at all.
+-- Fencing: every claim and extend takes a new fence from B:cfg's counter,
+-- which only grows, so a fence names one grant of one job for ever. ack,
+-- release, give_back and extend change something only if the job's hash
+-- holds the fence given (so, by the invariant above, the job is leased
+-- under it): else they return 'lost' and change nothing. (The owner is recorded for operators, not checked: a
+-- lease may be handed to another process, as the shared-memory queue's.)
+
+-- The build writes a hash of this file here (lib/CMakeLists.txt), so that a
+-- client replaces a library of any other content: change the file, and
+-- every client built from it loads it. (Clients of one server must all run
+-- one jobring version: each replaces the others' library.)
+local VERSION = 'unversioned'
+local MARKERS = 16   -- at most this many wake markers per list
+local SWEEP = 64     -- expired leases taken back per call, at most
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function member(id) return string.format('%016d', tonumber(id)) end
+
+local function config(b)
+  local v = redis.call('HMGET', b .. ':cfg', 'capacity', 'max_payload', 'lease', 'max_attempts', 'window',
+                       'inc', 'paused', 'waiters', 'room_waiters', 'seq', 'held', 'fence', 'claimed', 'acked')
+  if not v[1] then return nil end
+  return {capacity = tonumber(v[1]), max_payload = tonumber(v[2]), lease = tonumber(v[3]),
+          max_attempts = tonumber(v[4]), window = tonumber(v[5]), inc = v[6], paused = v[7] == '1',
+          waiters = tonumber(v[8]) or 0, room_waiters = tonumber(v[9]) or 0, seq = tonumber(v[10]) or 0,
+          held = tonumber(v[11]) or 0, fence = tonumber(v[12]) or 0, claimed = tonumber(v[13]) or 0,
+          acked = tonumber(v[14]) or 0}
+end
+
+-- n jobs left the queue (acked, purged, removed): held - n, acked + n_acked.
+local function gone(b, c, n, n_acked)
+  if n <= 0 then return end
+  c.held = c.held - n
+  c.acked = c.acked + n_acked
+  redis.call('HSET', b .. ':cfg', 'held', c.held, 'acked', c.acked)
+end
+
+-- Pushes n markers to `list` (at most MARKERS), keeping it to MARKERS.
+local function signal(list, n)
+  if n <= 0 then return end
+  if n > MARKERS then n = MARKERS end
+  local args = {}
+  for i = 1, n do args[i] = '1' end
+  redis.call('LPUSH', list, unpack(args))
+  redis.call('LTRIM', list, 0, MARKERS - 1)
+end
+
+-- Wakes up to n sleeping claims (c.waiters of them are known), or pushes
+-- waiting for room (room = true).
+local function wake(b, c, n, room)
+  local field = room and 'room_waiters' or 'waiters'
+  local known = room and c.room_waiters or c.waiters
+  if known <= 0 or n <= 0 then return end
+  if n > known then n = known end
+  signal(b .. (room and ':room' or ':wake'), n)
+  redis.call('HSET', b .. ':cfg', field, known - n)
+  if room then c.room_waiters = known - n else c.waiters = known - n end
+end
+
+-- A caller that found nothing (no job, or no room) and will sleep.
+local function will_wait(b, c, room)
+  local field = room and 'room_waiters' or 'waiters'
+  local known = room and c.room_waiters or c.waiters
+  if known < MARKERS then redis.call('HSET', b .. ':cfg', field, known + 1) end
+end
+
+local function count(b, field, n)
+  if n ~= 0 then redis.call('HINCRBY', b .. ':st', field, n) end
+end
+
+local function first_score(key)
+  local r = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  if r[2] then return tonumber(r[2]) end
+  return nil
+end
+
+-- The earliest time at which something may become claimable: the first
+-- pending job's visible-at or the first lease's deadline; nil if neither.
+local function next_due(b)
+  local p = first_score(b .. ':pend')
+  local l = first_score(b .. ':lease')
+  if p and l then return math.min(p, l) end
+  return p or l
+end
+
+-- Wakes one blocked claim if `at` is earlier than every due time a sleeper
+-- can have seen. Call before adding the entry due at `at`.
+local function wake_if_earliest(b, c, at)
+  if c.waiters <= 0 then return end
+  local due = next_due(b)
+  if due == nil or at < due then wake(b, c, 1, false) end
+end
+
+-- The job's key is remembered for the window once the job is gone.
+local function forget_key(b, c, m, key)
+  if not key or key == '' then return end
+  local kk = b .. ':k:' .. c.inc .. ':' .. key
+  if redis.call('GET', kk) ~= m then return end
+  if c.window > 0 then redis.call('PEXPIRE', kk, c.window) else redis.call('DEL', kk) end
+end
+
+-- Deletes job m (already out of its zset).
+local function drop_job(b, c, m)
+  local jk = b .. ':j:' .. m
+  forget_key(b, c, m, redis.call('HGET', jk, 'k'))
+  redis.call('DEL', jk)
+end
+
+local function to_dead(b, m, now, note)
+  redis.call('ZADD', b .. ':dead', now, m)
+  redis.call('HSET', b .. ':j:' .. m, 'e', note, 'd', now, 'f', 0)
+end
+
+-- Leases past their deadline go back to pending (visible since their
+-- deadline, so they keep their place) or, when their attempts are used up,
+-- to dead: a crashed worker's attempt was counted at its claim.
+local function sweep(b, c, now)
+  local expired = redis.call('ZRANGEBYSCORE', b .. ':lease', '-inf', now, 'WITHSCORES', 'LIMIT', 0, SWEEP)
+  local back, dead = 0, 0
+  for i = 1, #expired, 2 do
+    local m, deadline = expired[i], expired[i + 1]
+    redis.call('ZREM', b .. ':lease', m)
+    local attempts = tonumber(redis.call('HGET', b .. ':j:' .. m, 'a')) or 0
+    if c.max_attempts > 0 and attempts >= c.max_attempts then
+      to_dead(b, m, now, 'lease expired after ' .. attempts .. ' attempts')
+      dead = dead + 1
+    else
+      redis.call('HSET', b .. ':j:' .. m, 'f', 0)
+      redis.call('ZADD', b .. ':pend', deadline, m)
+      back = back + 1
+    end
+  end
+  count(b, 'expired_total', back + dead)
+  count(b, 'dead_lettered', dead)
+  wake(b, c, back, false)  -- (dead jobs keep their room: no room marker)
+  return back, dead
+end
+
+local function config_reply(c, created)
+  return {'ok', created, c.capacity, c.max_payload, c.lease, c.max_attempts, c.window, c.inc}
+end
+
+-- create: B, capacity, max_payload, lease ms, max_attempts, window ms, incarnation
+-- Checked by the client (Options' ranges); 'exists' if the queue exists.
+local function jr_create(keys, args)
+  local b = keys[1]
+  if redis.call('EXISTS', b .. ':cfg') == 1 then return {'exists'} end
+  redis.call('HSET', b .. ':cfg', 'capacity', args[1], 'max_payload', args[2], 'lease', args[3],
+             'max_attempts', args[4], 'window', args[5], 'inc', args[6], 'paused', '0', 'seq', 0, 'fence', 0,
+             'held', 0, 'claimed', 0, 'acked', 0)
+  return config_reply(config(b), 1)
+end
+
+local function jr_open(keys, args)
+  local c = config(keys[1])
+  if not c then return {'not_found'} end
+  return config_reply(c, 0)
+end
+
+-- How many more jobs the queue can hold: capacity counts every job in it,
+-- dead ones included.
+local function room(b, c) return c.capacity - c.held end
+
+-- Adds payloads[first..last] (the caller checked that they fit) as new jobs
+-- visible at now + delay, with key `key` ('' = none); returns their ids.
+-- The id counter seq is also the total of jobs pushed.
+local function insert(b, c, now, delay, payloads, first, last, key)
+  local n = last - first + 1
+  local top = c.seq + n
+  c.seq, c.held = top, c.held + n
+  redis.call('HSET', b .. ':cfg', 'seq', c.seq, 'held', c.held)
+  local visible = now + delay
+  if delay > 0 then wake_if_earliest(b, c, visible) else wake(b, c, n, false) end  -- before the ZADD
+  local zargs, ids = {}, {}
+  for i = 0, n - 1 do
+    local id = top - n + 1 + i
+    local m = member(id)
+    redis.call('HSET', b .. ':j:' .. m, 'p', payloads[first + i], 'a', 0, 'f', 0, 't', now, 'k', key)
+    zargs[#zargs + 1] = visible
+    zargs[#zargs + 1] = m
+    ids[#ids + 1] = id
+  end
+  redis.call('ZADD', b .. ':pend', unpack(zargs))
+  return ids
+end
+
+-- push: B, delay ms, key ('' = none), payload, will wait (1|0)
+--   -> ok id duplicate | full | too_large | not_found
+-- A keyed push whose key is remembered adds nothing and answers that job's
+-- id (so sending it again after a lost answer is harmless).
+local function jr_push(keys, args)
+  local b = keys[1]
+  local c = config(b)
+  if not c then return {'not_found'} end
+  local delay, key, payload = tonumber(args[1]), args[2], args[3]
+  if #payload > c.max_payload then return {'too_large'} end
+  local kk
+  if key ~= '' then
+    kk = b .. ':k:' .. c.inc .. ':' .. key
+    local existing = redis.call('GET', kk)
+    if existing then
+      count(b, 'duplicates', 1)
+      return {'ok', tonumber(existing), 1}
+    end
+  end
+  if room(b, c) <= 0 then
+    if args[4] == '1' then will_wait(b, c, true) end
+    return {'full'}
+  end
+  local id = insert(b, c, now_ms(), delay, args, 3, 3, key)[1]
+  if kk then redis.call('SET', kk, member(id)) end
+  return {'ok', id, 0}
+end
+
+-- push_many: B, delay ms, will wait (1|0), payload... -> ok n id1..idn
+-- (as many as there is room for, in order). The client has checked every
+-- payload's size first (nothing is pushed if one is too large); the check
+-- here is a second line.
+local function jr_push_many(keys, args)
+  local b = keys[1]
+  local c = config(b)
+  if not c then return {'not_found'} end
+  for i = 3, #args do
+    if #args[i] > c.max_payload then return {'too_large'} end
+  end
+  local n = math.min(#args - 2, math.max(room(b, c), 0))
+  local ids = {}
+  if n > 0 then ids = insert(b, c, now_ms(), tonumber(args[1]), args, 3, 2 + n, '') end
+  if n < #args - 2 and args[2] == '1' then will_wait(b, c, true) end
+  local reply = {'ok', #ids}
+  for i = 1, #ids do reply[#reply + 1] = ids[i] end
+  return reply
+end
+
+-- claim: B, n, lease ms (0 = default), owner, will wait (1|0)
+--   -> ok incarnation k {id fence attempts payload key lease_ms}*k
+--   -> empty due_in_ms (-1: nothing is due, wait for a marker) | not_found
+-- Expired leases are taken back first. Each job taken: out of pend, into
+-- lease with deadline now + lease, attempts + 1, a new fence.
+local function jr_claim(keys, args)
+  local b = keys[1]
+  local c = config(b)
+  if not c then return {'not_found'} end
+  local now = now_ms()
+  sweep(b, c, now)
+  local n, lease, owner = tonumber(args[1]), tonumber(args[2]), args[3]
+  if lease <= 0 then lease = c.lease end
+  local ms = {}
+  if not c.paused then ms = redis.call('ZRANGEBYSCORE', b .. ':pend', '-inf', now, 'LIMIT', 0, n) end
+  if #ms == 0 then
+    if args[4] == '1' then will_wait(b, c, false) end
+    local due = next_due(b)
+    if c.paused or due == nil then return {'empty', -1} end
+    return {'empty', math.max(due - now, 1)}
+  end
+  local deadline = now + lease
+  redis.call('ZREM', b .. ':pend', unpack(ms))
+  wake_if_earliest(b, c, deadline)  -- after the ZREM (the jobs taken are due now), before the ZADD
+  local top = c.fence + #ms
+  c.fence, c.claimed = top, c.claimed + #ms
+  redis.call('HSET', b .. ':cfg', 'fence', c.fence, 'claimed', c.claimed)
+  local reply, zargs = {'ok', c.inc, #ms}, {}
+  for i, m in ipairs(ms) do
+    local jk = b .. ':j:' .. m
+    local fence = top - #ms + i
+    local v = redis.call('HMGET', jk, 'a', 'p', 'k')
+    local attempts = (tonumber(v[1]) or 0) + 1
+    redis.call('HSET', jk, 'a', attempts, 'f', fence, 'o', owner, 'c', now)
+    zargs[#zargs + 1] = deadline
+    zargs[#zargs + 1] = m
+    for _, x in ipairs({tonumber(m), fence, attempts, v[2], v[3] or '', lease}) do reply[#reply + 1] = x end
+  end
+  redis.call('ZADD', b .. ':lease', unpack(zargs))
+  return reply
+end
+
+-- True if job m is leased under `fence` (the whole fencing check).
+-- Returns whether job m is leased under `fence` (the whole fencing check),
+-- and its de-duplication key.
+local function holds(b, m, fence)
+  if fence == '0' then return false end
+  local v = redis.call('HMGET', b .. ':j:' .. m, 'f', 'k')
+  return v[1] == fence, v[2]
+end
+
+local function ack_one(b, c, id, fence)
+  local m = member(id)
+  local held, key = holds(b, m, fence)
+  if not held then return false end
+  redis.call('ZREM', b .. ':lease', m)
+  forget_key(b, c, m, key)
+  redis.call('DEL', b .. ':j:' .. m)
+  return true
+end
+
+-- ack: B, id, fence -> ok | lost
+local function jr_ack(keys, args)
+  local b = keys[1]
+  local c = config(b)
+  if not c then return {'lost'} end
+  if not ack_one(b, c, args[1], args[2]) then return {'lost'} end
+  gone(b, c, 1, 1)
+  wake(b, c, 1, true)
+  return {'ok'}
+end
+
+-- ack_many: B, {id fence}* -> ok {1|0}* (a lease given twice: the second is 0)
+local function jr_ack_many(keys, args)
+  local b = keys[1]
+  local c = config(b)
+  local reply, acked, taken, hashes, seen = {'ok'}, 0, {}, {}, {}
+  for i = 1, #args, 2 do
+    local ok = false
+    local m = member(args[i])
+    if c ~= nil and not seen[m] then
+      local held, key = holds(b, m, args[i + 1])
+      if held then
+        forget_key(b, c, m, key)
+        seen[m] = true
+        taken[#taken + 1] = m
+        hashes[#hashes + 1] = b .. ':j:' .. m
+        ok = true
+      end
+    end
+    if ok then acked = acked + 1 end
+    reply[#reply + 1] = ok and 1 or 0
+  end
+  if acked > 0 then
+    redis.call('ZREM', b .. ':lease', unpack(taken))
+    redis.call('DEL', unpack(hashes))
+    gone(b, c, acked, acked)
+    wake(b, c, acked, true)
+  end
+  return reply
+end
+
+-- release: B, id, fence, delay ms, error text, count (1 = counts the attempt,
+-- 0 = give_back: the attempt is not counted)  -> ok | lost
+-- Back to pending at now + delay, or to dead when the attempts are used up.
+local function jr_release(keys, args)
+  local b = keys[1]
+  local c = config(b)
+  if not c then return {'lost'} end
+  local m = member(args[1])
+  if not holds(b, m, args[2]) then return {'lost'} end
+  local now, delay, note, counted = now_ms(), tonumber(args[3]), args[4], args[5] == '1'
+  local jk = b .. ':j:' .. m
+  redis.call('ZREM', b .. ':lease', m)
+  local attempts = tonumber(redis.call('HGET', jk, 'a')) or 0
+  if not counted then attempts = math.max(attempts - 1, 0) end
+  redis.call('HSET', jk, 'a', attempts, 'f', 0)
+  if counted and c.max_attempts > 0 and attempts >= c.max_attempts then
+    if note == '' then note = 'released after ' .. attempts .. ' attempts' end
+    to_dead(b, m, now, note)
+    count(b, 'dead_lettered', 1)
+  else
+    if delay > 0 then wake_if_earliest(b, c, now + delay) else wake(b, c, 1, false) end
+    redis.call('ZADD', b .. ':pend', now + delay, m)
+  end
+  count(b, 'released', 1)
+  return {'ok'}
+end
+
+-- extend: B, id, fence, lease ms -> ok new_fence | lost
+-- The new deadline is now + lease, earlier or later than the old one.
+local function jr_extend(keys, args)
+  local b = keys[1]
+  local c = config(b)
+  if not c then return {'lost'} end
+  local m = member(args[1])
+  if not holds(b, m, args[2]) then return {'lost'} end
+  local deadline = now_ms() + tonumber(args[3])
+  local fence = redis.call('HINCRBY', b .. ':cfg', 'fence', 1)
+  redis.call('HSET', b .. ':j:' .. m, 'f', fence)
+  redis.call('ZREM', b .. ':lease', m)
+  wake_if_earliest(b, c, deadline)
+  redis.call('ZADD', b .. ':lease', deadline, m)
+  return {'ok', fence}
+end
+
+local STAT_FIELDS = {'pushed', 'claimed', 'acked', 'released', 'expired_total', 'dead_lettered', 'requeued',
+                     'purged', 'duplicates'}
+
+-- stats: B -> ok ready delayed leased expired dead oldest_lease_ms oldest_ready_ms paused, then
+-- STAT_FIELDS in order. Reads only (no-writes: FCALL_RO can run it on a replica).
+local function jr_stats(keys, args)
+  local b = keys[1]
+  if redis.call('EXISTS', b .. ':cfg') == 0 then return {'not_found'} end
+  local now = now_ms()
+  local pend, lease = b .. ':pend', b .. ':lease'
+  local ready = redis.call('ZCOUNT', pend, '-inf', now)
+  local delayed = redis.call('ZCARD', pend) - ready
+  local expired = redis.call('ZCOUNT', lease, '-inf', now)
+  local leased = redis.call('ZCARD', lease) - expired
+  local oldest_ready = 0
+  local first = first_score(pend)
+  if first and first <= now then oldest_ready = now - first end
+  -- The oldest lease: the earliest claimed-at among the first leases by
+  -- deadline (exact while every claim asks for the same lease time).
+  local oldest_lease = 0
+  for _, m in ipairs(redis.call('ZRANGE', lease, 0, 15)) do
+    local at = tonumber(redis.call('HGET', b .. ':j:' .. m, 'c'))
+    if at and now - at > oldest_lease then oldest_lease = now - at end
+  end
+  local cfg = redis.call('HMGET', b .. ':cfg', 'paused', 'seq', 'claimed', 'acked')
+  local reply = {'ok', ready, delayed, leased, expired, redis.call('ZCARD', b .. ':dead'), oldest_lease,
+                 oldest_ready, cfg[1] == '1' and 1 or 0}
+  local totals = redis.call('HMGET', b .. ':st', unpack(STAT_FIELDS))
+  totals[1], totals[2], totals[3] = cfg[2], cfg[3], cfg[4]  -- kept in B:cfg
+  for i = 1, #STAT_FIELDS do reply[#reply + 1] = tonumber(totals[i]) or 0 end
+  return reply
+end
+
+-- peek: B, state (ready|delayed|leased|dead), limit
+--   -> ok k {id attempts ms_until enqueued_ms_ago failed_ms_ago(-1 none) error payload owner}*k
+local function jr_peek(keys, args)
+  local b = keys[1]
+  if redis.call('EXISTS', b .. ':cfg') == 0 then return {'not_found'} end
+  local now, state, limit = now_ms(), args[1], tonumber(args[2])
+  local ms
+  if state == 'ready' then
+    ms = redis.call('ZRANGEBYSCORE', b .. ':pend', '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
+  elseif state == 'delayed' then
+    ms = redis.call('ZRANGEBYSCORE', b .. ':pend', '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, limit)
+  elseif state == 'leased' then
+    ms = redis.call('ZRANGE', b .. ':lease', 0, limit - 1, 'WITHSCORES')
+  else
+    ms = redis.call('ZRANGE', b .. ':dead', 0, limit - 1, 'WITHSCORES')
+  end
+  local reply = {'ok', #ms / 2}
+  for i = 1, #ms, 2 do
+    local m = ms[i]
+    local v = redis.call('HMGET', b .. ':j:' .. m, 'a', 't', 'd', 'e', 'p', 'o')
+    local until_ms = 0
+    if state == 'delayed' or state == 'leased' then until_ms = tonumber(ms[i + 1]) - now end
+    local failed = -1
+    if state == 'dead' and v[3] then failed = now - tonumber(v[3]) end
+    for _, x in ipairs({tonumber(m), tonumber(v[1]) or 0, until_ms, now - (tonumber(v[2]) or now), failed,
+                        v[4] or '', v[5] or '', v[6] or ''}) do
+      reply[#reply + 1] = x
+    end
+  end
+  return reply
+end
+
+-- One dead job back to pending, attempts reset, its note cleared.
+local function requeue_one(b, m, now)
+  if redis.call('ZREM', b .. ':dead', m) == 0 then return false end
+  local jk = b .. ':j:' .. m
+  redis.call('HSET', jk, 'a', 0, 't', now)
+  redis.call('HDEL', jk, 'e', 'd')
+  redis.call('ZADD', b .. ':pend', now, m)
+  return true
+end
+
+-- requeue: B, id -> ok 1|0
+local function jr_requeue(keys, args)
+  local b = keys[1]
+  local c = config(b)
+  if not c then return {'not_found'} end
+  if not requeue_one(b, member(args[1]), now_ms()) then return {'ok', 0} end
+  count(b, 'requeued', 1)
+  wake(b, c, 1, false)
+  return {'ok', 1}
+end
+
+-- requeue_dead: B, limit -> ok n (the client calls again until n < limit,
+-- so that no one call holds the server for long)
+local function jr_requeue_dead(keys, args)
+  local b = keys[1]
+  local c = config(b)
+  if not c then return {'not_found'} end
+  local now, n = now_ms(), 0
+  for _, m in ipairs(redis.call('ZRANGE', b .. ':dead', 0, tonumber(args[1]) - 1)) do
+    if requeue_one(b, m, now) then n = n + 1 end
+  end
+  count(b, 'requeued', n)
+  wake(b, c, n, false)
+  return {'ok', n}
+end
+
+-- remove_dead: B, id -> ok 1|0
+local function jr_remove_dead(keys, args)
+  local b = keys[1]
+  local c = config(b)
+  if not c then return {'not_found'} end
+  local m = member(args[1])
+  if redis.call('ZREM', b .. ':dead', m) == 0 then return {'ok', 0} end
+  drop_job(b, c, m)
+  gone(b, c, 1, 0)
+  count(b, 'purged', 1)
+  wake(b, c, 1, true)
+  return {'ok', 1}
+end
+
+-- purge: B, what (bits: 1 ready, 2 delayed, 4 dead), limit -> ok n
+-- Leases are never purged (they end in ack or expiry). At most `limit` jobs
+-- per call; the client calls again until n < limit.
+local function jr_purge(keys, args)
+  local b = keys[1]
+  local c = config(b)
+  if not c then return {'not_found'} end
+  local what, limit, now = tonumber(args[1]), tonumber(args[2]), now_ms()
+  local victims = {}
+  local function take(key, lo, hi)
+    if #victims >= limit then return end
+    for _, m in ipairs(redis.call('ZRANGEBYSCORE', key, lo, hi, 'LIMIT', 0, limit - #victims)) do
+      redis.call('ZREM', key, m)
+      victims[#victims + 1] = m
+    end
+  end
+  if what % 2 == 1 then take(b .. ':pend', '-inf', now) end
+  if math.floor(what / 2) % 2 == 1 then take(b .. ':pend', '(' .. now, '+inf') end
+  if math.floor(what / 4) % 2 == 1 then take(b .. ':dead', '-inf', '+inf') end
+  for _, m in ipairs(victims) do drop_job(b, c, m) end
+  gone(b, c, #victims, 0)
+  count(b, 'purged', #victims)
+  wake(b, c, #victims, true)
+  return {'ok', #victims}
+end
+
+-- remove: B -> ok 1|0. Deletes the queue's every key but the remembered
+-- de-duplication keys, which expire on their own (their names carry the
+-- incarnation, so a queue created again does not see them). One call:
+-- it holds the server for time linear in the queue's jobs.
+local function jr_remove(keys, args)
+  local b = keys[1]
+  if redis.call('EXISTS', b .. ':cfg') == 0 then return {'ok', 0} end
+  local c = config(b)
+  for _, z in ipairs({':pend', ':lease', ':dead'}) do
+    for _, m in ipairs(redis.call('ZRANGE', b .. z, 0, -1)) do
+      local key = redis.call('HGET', b .. ':j:' .. m, 'k')
+      if key and key ~= '' then redis.call('DEL', b .. ':k:' .. c.inc .. ':' .. key) end
+      redis.call('DEL', b .. ':j:' .. m)
+    end
+  end
+  redis.call('DEL', b .. ':cfg', b .. ':st', b .. ':pend', b .. ':lease', b .. ':dead')
+  -- Wake every sleeper so that it finds the queue gone (not_found).
+  signal(b .. ':wake', MARKERS)
+  signal(b .. ':room', MARKERS)
+  redis.call('PEXPIRE', b .. ':wake', 10000)
+  redis.call('PEXPIRE', b .. ':room', 10000)
+  return {'ok', 1}
+end
+
+-- sweep: B -> ok expired dead_lettered. What every claim does first, alone
+-- (for a janitor, or an operator): at most SWEEP leases per call; the
+-- client calls again while a call takes SWEEP.
+local function jr_sweep(keys, args)
+  local b = keys[1]
+  local c = config(b)
+  if not c then return {'not_found'} end
+  local back, dead = sweep(b, c, now_ms())
+  return {'ok', back + dead, dead}
+end
+
+-- pause: B, 1|0 -> ok changed
+local function jr_pause(keys, args)
+  local b = keys[1]
+  if not config(b) then return {'not_found'} end
+  local was = redis.call('HGET', b .. ':cfg', 'paused')
+  if was == args[1] then return {'ok', 0} end
+  redis.call('HSET', b .. ':cfg', 'paused', args[1])
+  if args[1] == '0' then signal(b .. ':wake', MARKERS) end
+  return {'ok', 1}
+end
+
+local function jr_version(keys, args) return VERSION end
+
+-- Flags. stats, peek and version only read (no-writes: FCALL_RO may run
+-- them on a replica). Every function that does not add a job may run when
+-- the server is at maxmemory (allow-oom): else a full server would refuse
+-- the claims, acks and purges that drain it. They add at most a few small
+-- fields (a claim's owner and time). create, push and push_many are refused
+-- there (server_error, OOM), as they should be.
+local function writer(name, callback) redis.register_function(name, callback) end
+local function drainer(name, callback)
+  redis.register_function{function_name = name, callback = callback, flags = {'allow-oom'}}
+end
+local function reader(name, callback)
+  redis.register_function{function_name = name, callback = callback, flags = {'no-writes'}}
+end
+writer('jr_create', jr_create)
+reader('jr_open', jr_open)
+writer('jr_push', jr_push)
+writer('jr_push_many', jr_push_many)
+drainer('jr_claim', jr_claim)
+drainer('jr_ack', jr_ack)
+drainer('jr_ack_many', jr_ack_many)
+drainer('jr_release', jr_release)
+drainer('jr_extend', jr_extend)
+reader('jr_stats', jr_stats)
+reader('jr_peek', jr_peek)
+drainer('jr_requeue', jr_requeue)
+drainer('jr_requeue_dead', jr_requeue_dead)
+drainer('jr_remove_dead', jr_remove_dead)
+drainer('jr_purge', jr_purge)
+drainer('jr_remove', jr_remove)
+drainer('jr_pause', jr_pause)
+drainer('jr_sweep', jr_sweep)
+reader('jr_version', jr_version)
