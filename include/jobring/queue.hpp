@@ -210,6 +210,10 @@ struct Lease {
   friend bool operator==(const Lease&, const Lease&) = default;
 };
 
+namespace detail {
+struct JobAccess;
+}  // namespace detail
+
 // A claimed job. Reuse one Job object across claims: its buffer grows to the
 // queue's max_payload once and is not reallocated afterwards.
 class Job {
@@ -232,6 +236,7 @@ class Job {
 
  private:
   friend class Queue;
+  friend struct detail::JobAccess;  // the Redis backend fills a Job (lib/redis/)
   std::vector<std::byte> buffer_;
   std::size_t size_ = 0;
   std::array<char, kMaxKeyLength> key_{};

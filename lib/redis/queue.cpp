@@ -19,22 +19,7 @@
 
 namespace jobring {
 
-// --- the door into Job (job_access.hpp) -------------------------------------
 namespace detail::redis {
-template struct JobMemberAccess<JobBufferTag, &Job::buffer_>;
-template struct JobMemberAccess<JobSizeTag, &Job::size_>;
-template struct JobMemberAccess<JobKeyTag, &Job::key_>;
-template struct JobMemberAccess<JobKeySizeTag, &Job::key_size_>;
-
-void fill_job(Job& job, std::string_view payload, std::string_view key) {
-  auto& buffer = job.*member_of(JobBufferTag{});
-  if (buffer.size() < payload.size()) buffer.resize(payload.size());
-  if (!payload.empty()) std::memcpy(buffer.data(), payload.data(), payload.size());
-  job.*member_of(JobSizeTag{}) = payload.size();
-  const std::size_t key_size = key.size() <= kMaxKeyLength ? key.size() : 0;
-  if (key_size > 0) std::memcpy((job.*member_of(JobKeyTag{})).data(), key.data(), key_size);
-  job.*member_of(JobKeySizeTag{}) = key_size;
-}
 
 // --- reply helpers ------------------------------------------------------------
 
