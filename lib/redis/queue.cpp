@@ -349,7 +349,9 @@ namespace {
 bool remove_queue(std::string_view url, std::string_view name, const RedisOptions& redis_options,
                   Failure& failure) {
   if (const std::error_code ec = check_name(name)) {
-    failure = {ec, "'" + std::string(name) + "': " + ec.message()};
+    std::string what = "'";
+    what.append(name).append("': ").append(ec.message());
+    failure = {ec, std::move(what)};
     return false;
   }
   RedisQueue::Impl impl;

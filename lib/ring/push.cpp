@@ -337,8 +337,9 @@ PushResult Queue::push(std::span<const std::byte> payload, const PushOptions& op
   if (const auto ec = check_push(q.max_payload, {&payload, 1}, options, false, &why))
     detail::throw_error(q.name, ec, why);
   const PushResult r = q.push_checked(payload, options);
-  if (q.sync_always) [[unlikely]]
+  if (q.sync_always) [[unlikely]] {
     if (const auto ec = sync_failure(&why)) detail::throw_error(q.name, ec, why);
+  }
   return r;
 }
 
@@ -388,8 +389,9 @@ std::size_t Queue::push_many(std::span<const std::span<const std::byte>> payload
   const std::size_t n = q.push_many_checked(payloads, ids, options);
   // The jobs before a refused msync are pushed: report them; the next call
   // meets the disk's error again.
-  if (q.sync_always) [[unlikely]]
+  if (q.sync_always) [[unlikely]] {
     if (const auto ec = sync_failure(&why); ec && n == 0) detail::throw_error(q.name, ec, why);
+  }
   return n;
 }
 
