@@ -21,20 +21,30 @@ namespace {
 constexpr std::size_t kChunk = 1000;
 constexpr std::size_t kSweepPerCall = 64;  // jobring.lua's SWEEP
 
+// FCALL fn, for the calls whose one good answer is "ok" with `elements`
+// elements (0: any number): else nullptr, with `failure` set (not_found for
+// a missing queue, protocol_error for any other answer).
+Reply ok_reply(RedisQueue::Impl& impl, std::string_view fn, std::initializer_list<std::string_view> args,
+               Failure& failure, std::size_t elements = 0) {
+  Reply r = impl.call(fn, args, Retry::safe, failure);
+  if (!r) return r;
+  if (redis::status(r.get()) == "not_found") {
+    failure = impl.not_found();
+    return nullptr;
+  }
+  if (redis::status(r.get()) != "ok" || (elements != 0 && r->elements != elements)) {
+    failure = redis::unexpected(impl, fn);
+    return nullptr;
+  }
+  return r;
+}
+
 // Stats from jr_stats: ok ready delayed leased expired dead oldest_lease
 // oldest_ready paused, then the totals in jobring.lua's STAT_FIELDS order.
 Stats stats_impl(RedisQueue::Impl& impl, Failure& failure) {
   Stats s;
-  Reply r = impl.call("jr_stats", {}, Retry::safe, failure);
+  Reply r = ok_reply(impl, "jr_stats", {}, failure, 18);
   if (!r) return s;
-  if (redis::status(r.get()) == "not_found") {
-    failure = impl.not_found();
-    return s;
-  }
-  if (redis::status(r.get()) != "ok" || r->elements != 18) {
-    failure = redis::unexpected(impl, "jr_stats");
-    return s;
-  }
   auto at = [&](std::size_t i) { return static_cast<std::uint64_t>(redis::integer(r.get(), i)); };
   s.ready = at(1);
   s.delayed = at(2);
@@ -66,14 +76,10 @@ std::vector<JobInfo> peek_impl(RedisQueue::Impl& impl, JobState state, std::size
                      : state == JobState::leased  ? "leased"
                                                   : "dead";
   const std::string n = std::to_string(std::min<std::size_t>(limit, 100000));
-  Reply r = impl.call("jr_peek", {name, n}, Retry::safe, failure);
+  Reply r = ok_reply(impl, "jr_peek", {name, n}, failure);
   if (!r) return out;
-  if (redis::status(r.get()) == "not_found") {
-    failure = impl.not_found();
-    return out;
-  }
   const auto k = static_cast<std::size_t>(redis::integer(r.get(), 1));
-  if (redis::status(r.get()) != "ok" || r->elements != 2 + 8 * k) {
+  if (r->elements != 2 + 8 * k) {
     failure = redis::unexpected(impl, "jr_peek");
     return out;
   }
@@ -101,17 +107,8 @@ std::vector<JobInfo> peek_impl(RedisQueue::Impl& impl, JobState state, std::size
 // One call answering "ok N" (requeue, remove_dead, purge, pause).
 std::size_t count_call(RedisQueue::Impl& impl, std::string_view fn,
                        std::initializer_list<std::string_view> args, Failure& failure) {
-  Reply r = impl.call(fn, args, Retry::safe, failure);
-  if (!r) return 0;
-  if (redis::status(r.get()) == "not_found") {
-    failure = impl.not_found();
-    return 0;
-  }
-  if (redis::status(r.get()) != "ok") {
-    failure = redis::unexpected(impl, fn);
-    return 0;
-  }
-  return static_cast<std::size_t>(redis::integer(r.get(), 1));
+  Reply r = ok_reply(impl, fn, args, failure);
+  return r ? static_cast<std::size_t>(redis::integer(r.get(), 1)) : 0;
 }
 
 template <typename T>
@@ -201,16 +198,8 @@ namespace {
 SweepResult sweep_impl(RedisQueue::Impl& impl, Failure& failure) {
   SweepResult total;
   for (;;) {
-    Reply r = impl.call("jr_sweep", {}, Retry::safe, failure);
+    Reply r = ok_reply(impl, "jr_sweep", {}, failure, 3);
     if (!r) return total;
-    if (redis::status(r.get()) == "not_found") {
-      failure = impl.not_found();
-      return total;
-    }
-    if (redis::status(r.get()) != "ok" || r->elements != 3) {
-      failure = redis::unexpected(impl, "jr_sweep");
-      return total;
-    }
     const auto n = static_cast<std::size_t>(redis::integer(r.get(), 1));
     total.expired += n;
     total.dead_lettered += static_cast<std::size_t>(redis::integer(r.get(), 2));

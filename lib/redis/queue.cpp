@@ -311,32 +311,42 @@ RedisQueue RedisQueue::open_or_create(std::string_view url, std::string_view nam
   return RedisQueue(std::move(impl));
 }
 
+namespace {
+
+// The std::error_code forms of create, open and open_or_create: the
+// queue's Impl, or nullptr with `ec` set.
+std::unique_ptr<RedisQueue::Impl> open_or_fail(std::string_view url, std::string_view name,
+                                               const Options& options, const RedisOptions& redis, Mode mode,
+                                               std::error_code& ec) noexcept {
+  Failure f;
+  auto impl = open_queue(url, name, options, redis, mode, f);
+  ec = f.ec;
+  if (f) impl.reset();
+  return impl;
+}
+
+}  // namespace
+
 std::optional<RedisQueue> RedisQueue::create(std::string_view url, std::string_view name,
                                              const Options& options, std::error_code& ec,
                                              const RedisOptions& redis) noexcept {
-  Failure f;
-  auto impl = open_queue(url, name, options, redis, Mode::create, f);
-  ec = f.ec;
-  if (f) return std::nullopt;
+  auto impl = open_or_fail(url, name, options, redis, Mode::create, ec);
+  if (!impl) return std::nullopt;
   return RedisQueue(std::move(impl));
 }
 
 std::optional<RedisQueue> RedisQueue::open(std::string_view url, std::string_view name, std::error_code& ec,
                                            const RedisOptions& redis) noexcept {
-  Failure f;
-  auto impl = open_queue(url, name, {}, redis, Mode::open, f);
-  ec = f.ec;
-  if (f) return std::nullopt;
+  auto impl = open_or_fail(url, name, {}, redis, Mode::open, ec);
+  if (!impl) return std::nullopt;
   return RedisQueue(std::move(impl));
 }
 
 std::optional<RedisQueue> RedisQueue::open_or_create(std::string_view url, std::string_view name,
                                                      const Options& options, std::error_code& ec,
                                                      const RedisOptions& redis) noexcept {
-  Failure f;
-  auto impl = open_queue(url, name, options, redis, Mode::open_or_create, f);
-  ec = f.ec;
-  if (f) return std::nullopt;
+  auto impl = open_or_fail(url, name, options, redis, Mode::open_or_create, ec);
+  if (!impl) return std::nullopt;
   return RedisQueue(std::move(impl));
 }
 

@@ -397,18 +397,22 @@ bool Queue::Impl::synced(bool ok, bool before_commit) noexcept {
   return false;
 }
 
+namespace {
+
+// Where `p`, a pointer into q's mapping, is in the segment.
+std::uint64_t offset_in(const Queue::Impl& q, const void* p) noexcept {
+  return static_cast<std::uint64_t>(static_cast<const std::byte*>(p) -
+                                    reinterpret_cast<const std::byte*>(q.header));
+}
+
+}  // namespace
+
 bool Queue::Impl::sync_slot(std::uint32_t i, bool before_commit) noexcept {
-  const auto* at = reinterpret_cast<const std::byte*>(&meta(i));
-  return synced(
-      segment.sync_range(static_cast<std::uint64_t>(at - reinterpret_cast<const std::byte*>(header)), stride),
-      before_commit);
+  return synced(segment.sync_range(offset_in(*this, &meta(i)), stride), before_commit);
 }
 
 bool Queue::Impl::sync_state(std::uint32_t i) noexcept {
-  const auto* at = reinterpret_cast<const std::byte*>(&state(i));
-  return synced(
-      segment.sync_range(static_cast<std::uint64_t>(at - reinterpret_cast<const std::byte*>(header)), 8),
-      false);
+  return synced(segment.sync_range(offset_in(*this, &state(i)), 8), false);
 }
 
 bool Queue::Impl::sync_key_entry(std::uint32_t entry) noexcept {
