@@ -95,7 +95,18 @@ ClaimStatus Worker::Impl::claim_next(Slot& s, milliseconds wait, const ClaimOpti
   std::array<AnyQueue*, Queue::kMaxClaimAny> order{};
   std::array<std::size_t, Queue::kMaxClaimAny> index{};
   const std::size_t n = claim_order(s, order.data(), index.data());
-  const Queue::ClaimAnyResult r = AnyQueue::claim_any({order.data(), n}, s.job, wait, claim, ec);
+  Queue::ClaimAnyResult r;
+  if (order[0]->backend() == Backend::shm) {
+    // Straight to Queue::claim_any, with the handles on the stack: the
+    // claim path allocates nothing (the constructor checked that every
+    // queue is on one backend, and the arguments claim_any would refuse).
+    std::array<Queue*, Queue::kMaxClaimAny> shm{};
+    for (std::size_t k = 0; k < n; ++k) shm[k] = order[k]->shm();
+    ec.clear();
+    r = Queue::claim_any({shm.data(), n}, s.job, wait, claim);
+  } else {
+    r = AnyQueue::claim_any({order.data(), n}, s.job, wait, claim, ec);
+  }
   if (!ec && r.status == ClaimStatus::ok) s.from = &served[index[r.index]];
   return r.status;
 }
@@ -163,10 +174,16 @@ void Worker::Impl::loop(unsigned index) {
       const ClaimStatus st = claim_next(s, wait, claim_options, ec);
       if (ec) [[unlikely]] {
         // A backend error (Redis down, slow, or refusing): nothing claimed.
-        // Back off (woken by a stop) and try again; the idle clock runs on.
+        // Back off (woken by a stop) and try again. The idle clock runs on:
+        // with no job in hand, the nap ends by the idle deadline, and the
+        // check below ends run() (busy stays 0: only claimers raise it).
         const milliseconds d = retry_delay(s, ++failures);
         backend_error(served[0].queue->name(), "claim", ec, nullptr, d);
-        if (!nap(s, Clock::now() + d, false)) return;
+        auto until = Clock::now() + d;
+        if (options.idle_exit.count() > 0 && busy.load() == 0)
+          until =
+              std::min(until, Clock::time_point(Clock::duration(last_activity.load())) + options.idle_exit);
+        if (!nap(s, until, false)) return;
       } else {
         failures = 0;
         if (st == ClaimStatus::ok) break;

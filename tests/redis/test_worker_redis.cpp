@@ -139,6 +139,27 @@ TEST_F(WorkerRedis, ServerDiesWhileIdleThenComesBack) {
   EXPECT_EQ(st.ready + st.leased + st.delayed + st.dead, 0u);
 }
 
+// idle_exit holds during an outage: with the server gone and nothing in
+// hand, run() returns once idle_exit has passed, although every claim
+// failed. Fails if failing claims keep the Worker from going idle (it then
+// runs into the watchdog).
+TEST_F(WorkerRedis, IdleExitHoldsWhileTheServerIsDown) {
+  Watchdog wd(60s);
+  test::RedisServer server;
+  AnyQueue q = AnyQueue::create(server.url(), name("idle-exit"), {}, kQuick);
+  server.stop();
+  ErrorLog log;
+  WorkerOptions o{.idle_exit = 1s};
+  o.hooks.on_backend_error = std::ref(log);
+  Worker worker(
+      q, [](const Job&, JobContext&) { return Outcome::ack(); }, o);
+  const WorkerSummary s = worker.run();
+  EXPECT_FALSE(s.stopped);
+  EXPECT_EQ(s.claimed, 0u);
+  EXPECT_GE(s.backend_errors, 1u);
+  EXPECT_TRUE(log.saw("claim"));
+}
+
 // The server dies in the middle of a job and is back before the lease runs
 // out: the heartbeat's extensions fail (unavailable: never sent, so nothing
 // changed on the server), are reported and tried again, and succeed once the
