@@ -83,7 +83,7 @@
 // - The connect timeout does not bound the host name's resolution
 //   (getaddrinfo): name the server by address, or by a unix socket, where a
 //   stuck resolver would matter.
-// - Not yet: claim_any, move_dead, QueueView, Options::mode /
+// - Not yet: move_dead, QueueView, Options::mode /
 //   group (access is the server's: ACLs), the Worker, idempotent(), the CLI
 //   and the janitor, Redis Cluster, following a failover (a URL names one
 //   server: after a promotion, open the queue on the new primary).
@@ -184,6 +184,16 @@ class RedisQueue {
   std::size_t try_claim_many(std::span<Job> jobs, const ClaimOptions& options, std::error_code& ec) noexcept;
   std::size_t claim_many(std::span<Job> jobs, milliseconds wait, const ClaimOptions& options,
                          std::error_code& ec) noexcept;
+
+  // One job from the first of `queues` (1 .. Queue::kMaxClaimAny, tried in
+  // the order given) that has one, as Queue::claim_any. A wait sleeps in one
+  // BLPOP on every queue's wake-up list when the queues are on one server
+  // (one URL, not a Cluster); else it looks at them in turn every 100 ms.
+  // Either way it also wakes once a second for its stop flag.
+  static Queue::ClaimAnyResult claim_any(std::span<RedisQueue* const> queues, Job& job, milliseconds wait,
+                                         const ClaimOptions& options = {});
+  static Queue::ClaimAnyResult claim_any(std::span<RedisQueue* const> queues, Job& job, milliseconds wait,
+                                         const ClaimOptions& options, std::error_code& ec) noexcept;
 
   // Each changes something only while `lease` is current; else lease_lost.
   // With `ec` set, the outcome is unknown (see the top of this file) and the
