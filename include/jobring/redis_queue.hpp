@@ -4,12 +4,12 @@
 // A RedisQueue has Queue's method names, argument and result types
 // (queue.hpp: Options, PushOptions, PushResult, ClaimOptions, ClaimStatus,
 // Job, Lease, LeaseStatus, Stats, JobInfo, PurgeWhat), so that code written
-// against one compiles against the other (a later step templates the Worker
-// on the queue type). Each operation is one call of a Redis function
-// (lib/redis/jobring.lua), which the server runs atomically: claim gives and
-// hides a job in one step, and ack / release / extend check the lease's
-// fencing token before they change anything (else lease_lost, nothing
-// changed).
+// against one compiles against the other (and AnyQueue, any_queue.hpp,
+// serves both behind one handle: the Worker and idempotent() run on it).
+// Each operation is one call of a Redis function (lib/redis/jobring.lua),
+// which the server runs atomically: claim gives and hides a job in one step,
+// and ack / release / extend check the lease's fencing token before they
+// change anything (else lease_lost, nothing changed).
 //
 //   auto q = jobring::RedisQueue::open_or_create("redis://10.0.0.5:6379", "orders",
 //                                                {.capacity = 100000, .default_lease = 30s});
@@ -83,10 +83,10 @@
 // - The connect timeout does not bound the host name's resolution
 //   (getaddrinfo): name the server by address, or by a unix socket, where a
 //   stuck resolver would matter.
-// - Not yet: move_dead, QueueView, Options::mode /
-//   group (access is the server's: ACLs), the Worker, idempotent(), the CLI
-//   and the janitor, Redis Cluster, following a failover (a URL names one
-//   server: after a promotion, open the queue on the new primary).
+// - Not yet: move_dead, QueueView, Options::mode / group (access is the
+//   server's: ACLs), the CLI and the janitor, Redis Cluster, following a
+//   failover (a URL names one server: after a promotion, open the queue on
+//   the new primary).
 #pragma once
 
 #include <chrono>
