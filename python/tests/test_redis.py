@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, List
 
 import pytest
 
@@ -129,6 +130,72 @@ def test_url_from_env_and_bad_urls(monkeypatch: pytest.MonkeyPatch) -> None:
     assert jobring.url_from_env() == "redis://127.0.0.1:6390"
     with pytest.raises(jobring.InvalidArgument):
         jobring.Queue.open("q", url="amqp://x")
+
+
+def _start_server(d: Path) -> "subprocess.Popen[bytes]":
+    """A redis-server on d/redis.sock that writes every change to its AOF
+    (so that a restart finds the queue), ready when this returns."""
+    assert REDIS_SERVER is not None
+    sock = d / "redis.sock"
+    proc = subprocess.Popen(
+        [REDIS_SERVER, "--port", "0", "--unixsocket", str(sock), "--save", "", "--appendonly", "yes",
+         "--appendfsync", "always", "--dir", str(d)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            jobring.Queue.remove("probe", url=f"redis+unix://{sock}")
+            return proc
+        except jobring.Unavailable:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise
+            time.sleep(0.05)
+
+
+def test_the_worker_rides_out_a_server_outage(redis_url: str, tmp_path: Path) -> None:
+    """The server dies before the Worker starts: its claims fail, are
+    reported and tried again with backoff (never raised out of run(), never
+    a busy loop); once the server is back, every job is done."""
+    server = _start_server(tmp_path)
+    url = f"redis+unix://{tmp_path}/redis.sock"
+    try:
+        q = jobring.Queue.create("outage", url=url)
+        for i in range(3):
+            q.push(f"job {i}")
+        server.kill()
+        server.wait()
+        errors: List[jobring.BackendError] = []
+        done: List[str] = []
+        worker = jobring.Worker(
+            q,
+            lambda job: done.append(job.text),
+            max_jobs=3,
+            backend_retry=jobring.Backoff(base=0.02, cap=0.2),
+            on_backend_error=errors.append,
+        )
+        result: List[jobring.WorkerSummary] = []
+        t = threading.Thread(target=lambda: result.append(worker.run()))
+        t.start()
+        deadline = time.monotonic() + 30
+        while len(errors) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(errors) >= 3
+        assert all(e.operation == "claim" and isinstance(e.error, jobring.Unavailable) for e in errors)
+        assert all(0 < e.retry_in <= 0.2 for e in errors)
+        server = _start_server(tmp_path)
+        t.join(60)
+        assert not t.is_alive()
+        summary = result[0]
+        assert summary.acked == 3 and sorted(done) == ["job 0", "job 1", "job 2"]
+        assert summary.backend_errors == len([e for e in errors if e.operation == "claim"]) >= 3
+        assert q.stats()["ready"] == 0
+        q.close()
+    finally:
+        server.kill()
+        server.wait()
 
 
 def test_a_down_server_is_unavailable(tmp_path: Path) -> None:
