@@ -13,6 +13,14 @@
 //                         jobring's own Redis backend (RedisQueue) on the
 //                         same server: push + claim + ack, one job at a time
 //                         and in batches of 32 (per job).
+//   BM_External/redis_procs/P/W, BM_External/jobring_redis_procs/P/W/B
+//                         the same two across processes: P producer and W
+//                         worker processes on one server, 2,000 jobs per
+//                         producer; workers block (BLMOVE; RedisQueue::claim)
+//                         and stop at a stop job each. Items per second are
+//                         jobs through the system (manual time: from the
+//                         start signal to the last worker's exit). B: jobs
+//                         per push_many / claim_many / ack_many.
 //   BM_External/postgres  PostgreSQL queue table with a visibility column:
 //                         INSERT; UPDATE ... SET visible_at = now() + 30 s
 //                         WHERE id = (SELECT id ... WHERE visible_at <= now()
@@ -29,6 +37,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -44,6 +53,7 @@
 
 #include "jobring/redis_queue.hpp"
 #endif
+#include "procs.hpp"
 
 namespace {
 
@@ -229,6 +239,201 @@ BENCHMARK(BM_External_jobring_redis)
     ->Arg(32)
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
+#endif
+
+// --- Across processes --------------------------------------------------------
+
+constexpr int kJobsPerProducer = 2000;
+constexpr std::string_view kStop = "stop";
+
+struct Start {
+  std::atomic<int> ready{0};
+  std::atomic<bool> go{false};
+};
+
+// Forks P producers and W workers that wait for the start signal, runs them,
+// and returns the seconds from the signal to the last exit (negative: a
+// child failed or the run took over 120 s). `finish` runs in the parent
+// once the producers are done (it queues the workers' stop jobs).
+template <class Producer, class Worker, class Finish>
+double run_procs(int producers, int workers, Producer producer, Worker worker, Finish finish) {
+  bench::Shared<Start> start;
+  bench::ProcessGroup prods, works;
+  auto gate = [&start] {
+    start->ready.fetch_add(1);
+    while (!start->go.load()) ::usleep(100);
+  };
+  for (int i = 0; i < workers; ++i)
+    works.spawn([&, i] {
+      gate();
+      return worker(i);
+    });
+  for (int i = 0; i < producers; ++i)
+    prods.spawn([&, i] {
+      gate();
+      return producer(i);
+    });
+  const std::int64_t limit = bench::mono_ns() + 120'000'000'000;
+  while (start->ready.load() < producers + workers && bench::mono_ns() < limit) ::usleep(200);
+  const std::int64_t t0 = bench::mono_ns();
+  start->go.store(true);
+  if (!prods.wait_all(limit) || !finish()) return -1;
+  if (!works.wait_all(limit)) return -1;
+  return static_cast<double>(bench::mono_ns() - t0) / 1e9;
+}
+
+void procs_counters(benchmark::State& state, int producers, double seconds_sum) {
+  const auto jobs = static_cast<double>(state.iterations()) * producers * kJobsPerProducer;
+  state.counters["jobs_per_second"] = seconds_sum > 0 ? jobs / seconds_sum : 0;
+  state.SetItemsProcessed(static_cast<std::int64_t>(jobs));
+}
+
+const char* redis_socket(benchmark::State& state) {
+  const char* path = std::getenv("JOBRING_BENCH_REDIS_SOCKET");
+  if (path == nullptr || *path == '\0') state.SkipWithError("no Redis (JOBRING_BENCH_REDIS_SOCKET unset)");
+  return path != nullptr && *path != '\0' ? path : nullptr;
+}
+
+// The bare reliable queue across processes: LPUSH; BLMOVE + LREM.
+void BM_External_redis_procs(benchmark::State& state) {
+  const char* path = redis_socket(state);
+  if (path == nullptr) return;
+  const int producers = static_cast<int>(state.range(0)), workers = static_cast<int>(state.range(1));
+  const std::string payload(kPayload, 'j');
+  double seconds = 0;
+  for (auto _ : state) {
+    const double s = run_procs(
+        producers, workers,
+        [&](int) {
+          Redis r(path);
+          char type = 0;
+          std::string bulk;
+          for (int i = 0; i < kJobsPerProducer; ++i)
+            if (!r.ok() || !r.command({"LPUSH", "pjobs", payload}, type, bulk)) return 1;
+          return 0;
+        },
+        [&](int) {
+          Redis r(path);
+          char type = 0;
+          std::string bulk;
+          for (;;) {
+            if (!r.ok() ||
+                !r.command({"BLMOVE", "pjobs", "pprocessing", "RIGHT", "LEFT", "30"}, type, bulk) ||
+                type != '$')
+              return 1;
+            const std::string job = bulk;
+            if (!r.command({"LREM", "pprocessing", "1", job}, type, bulk)) return 1;
+            if (job == kStop) return 0;
+          }
+        },
+        [&] {
+          Redis r(path);
+          char type = 0;
+          std::string bulk;
+          for (int i = 0; i < workers; ++i)
+            if (!r.ok() || !r.command({"LPUSH", "pjobs", kStop}, type, bulk)) return false;
+          return true;
+        });
+    if (s < 0) {
+      state.SkipWithError("a process failed or the run took over 120 s");
+      break;
+    }
+    state.SetIterationTime(s);
+    seconds += s;
+  }
+  procs_counters(state, producers, seconds);
+}
+BENCHMARK(BM_External_redis_procs)
+    ->Name("BM_External/redis_procs")
+    ->Args({1, 1})
+    ->Args({2, 2})
+    ->Args({4, 4})
+    ->Iterations(3)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+
+#ifdef JOBRING_BENCH_HAVE_REDIS_BACKEND
+// jobring's Redis backend across processes: push (push_many of B); a worker
+// claims up to B jobs (blocking), acks them with one ack_many, and stops at
+// a stop job (handing back any further stop jobs it took, so that every
+// worker gets one).
+void BM_External_jobring_redis_procs(benchmark::State& state) {
+  const char* path = redis_socket(state);
+  if (path == nullptr) return;
+  const int producers = static_cast<int>(state.range(0)), workers = static_cast<int>(state.range(1));
+  const auto batch = static_cast<std::size_t>(state.range(2));
+  const std::string url = std::string("redis+unix://") + path;
+  const std::string name = "bench.procs." + std::to_string(::getpid());
+  const std::string payload(kPayload, 'j');
+  const auto bytes = std::as_bytes(std::span(payload.data(), payload.size()));
+  const auto stop = std::as_bytes(std::span(kStop.data(), kStop.size()));
+  double seconds = 0;
+  for (auto _ : state) {
+    std::error_code ec;
+    jobring::RedisQueue::remove(url, name, ec);
+    if (!jobring::RedisQueue::create(url, name, {.capacity = 1 << 20, .max_payload = kPayload}, ec)) {
+      state.SkipWithError(("cannot create the queue: " + ec.message()).c_str());
+      break;
+    }
+    const double s = run_procs(
+        producers, workers,
+        [&](int) {
+          auto q = jobring::RedisQueue::open(url, name);
+          std::vector<std::span<const std::byte>> payloads(batch, bytes);
+          for (int done = 0; done < kJobsPerProducer;) {
+            const auto n = std::min<std::size_t>(batch, static_cast<std::size_t>(kJobsPerProducer - done));
+            if (n == 1 ? !q.push(bytes) : q.push_many(std::span(payloads.data(), n)) != n) return 1;
+            done += static_cast<int>(n);
+          }
+          return 0;
+        },
+        [&](int) {
+          auto q = jobring::RedisQueue::open(url, name);
+          std::vector<jobring::Job> jobs(batch);
+          std::vector<jobring::Lease> leases(batch);
+          for (;;) {
+            const std::size_t n = q.claim_many(jobs, std::chrono::seconds(30));
+            if (n == 0) return 1;
+            std::size_t stops = 0;
+            for (std::size_t i = 0; i < n; ++i) {
+              leases[i] = jobs[i].lease;
+              if (jobs[i].text() == kStop) ++stops;
+            }
+            if (n == 1 ? q.ack(leases[0]) != jobring::LeaseStatus::ok
+                       : q.ack_many(std::span(leases.data(), n)) != n)
+              return 1;
+            for (std::size_t i = 1; i < stops; ++i)
+              if (!q.push(stop)) return 1;
+            if (stops > 0) return 0;
+          }
+        },
+        [&] {
+          auto q = jobring::RedisQueue::open(url, name);
+          for (int i = 0; i < workers; ++i)
+            if (!q.push(stop)) return false;
+          return true;
+        });
+    jobring::RedisQueue::remove(url, name, ec);
+    if (s < 0) {
+      state.SkipWithError("a process failed or the run took over 120 s");
+      break;
+    }
+    state.SetIterationTime(s);
+    seconds += s;
+  }
+  procs_counters(state, producers, seconds);
+}
+BENCHMARK(BM_External_jobring_redis_procs)
+    ->Name("BM_External/jobring_redis_procs")
+    ->Args({1, 1, 1})
+    ->Args({2, 2, 1})
+    ->Args({4, 4, 1})
+    ->Args({1, 1, 32})
+    ->Args({2, 2, 32})
+    ->Args({4, 4, 32})
+    ->Iterations(3)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
 #endif
 
 #ifdef JOBRING_BENCH_HAVE_LIBPQ

@@ -151,6 +151,25 @@ JOBRING_API void jobring_close(jobring_queue* q);
 /* Removes the name (handles keep working); JOBRING_E_NOT_FOUND if none. */
 JOBRING_API int jobring_remove(const char* name);
 
+/* The same on the backend a URL names (any_queue.hpp): NULL, "" or "shm:"
+ * is this host's shared memory (as the calls above); "redis://HOST:PORT",
+ * "redis+unix:///PATH/redis.sock" a Redis 7 server (jobring's Redis
+ * backend: README, "More than one host"). Every call below works on such a
+ * handle, but jobring_move_dead (JOBRING_E_NOT_SUPPORTED); on Redis, a call
+ * that talks to the server can also fail with JOBRING_E_UNAVAILABLE (down,
+ * connection lost: its outcome unknown) or JOBRING_E_TIMEOUT, and the
+ * options mode, group, dir and sync are not used. An unknown scheme is
+ * JOBRING_E_INVALID_ARGUMENT; a library built without the Redis backend
+ * answers JOBRING_E_NOT_SUPPORTED. */
+JOBRING_API int jobring_create_url(const char* url, const char* name, const jobring_options* options,
+                                   jobring_queue** out);
+JOBRING_API int jobring_open_url(const char* url, const char* name, jobring_queue** out);
+JOBRING_API int jobring_open_or_create_url(const char* url, const char* name, const jobring_options* options,
+                                           jobring_queue** out);
+JOBRING_API int jobring_remove_url(const char* url, const char* name);
+/* 1 if the handle is on Redis, 0 if on shared memory (-1 for NULL). */
+JOBRING_API int jobring_queue_is_remote(const jobring_queue* q);
+
 /* The queue's stored options (group is set to NULL), its name, its
  * incarnation (a random id drawn at creation). */
 JOBRING_API int jobring_queue_options(const jobring_queue* q, jobring_options* out);

@@ -382,10 +382,9 @@ Queue::ClaimAnyResult redis_claim_any(std::span<AnyQueue* const> queues, Job& jo
 Queue::ClaimAnyResult AnyQueue::claim_any(std::span<AnyQueue* const> queues, Job& job, milliseconds wait,
                                           const ClaimOptions& options) {
   if (common_backend(queues) == Backend::shm) {
-    std::vector<Queue*> shm;
-    shm.reserve(queues.size());
-    for (AnyQueue* q : queues) shm.push_back(q->shm_);
-    return Queue::claim_any(shm, job, wait, options);
+    std::array<Queue*, Queue::kMaxClaimAny> shm{};  // no allocation: the C API's claims allocate nothing
+    for (std::size_t i = 0; i < queues.size(); ++i) shm[i] = queues[i]->shm_;
+    return Queue::claim_any({shm.data(), queues.size()}, job, wait, options);
   }
 #if JOBRING_WITH_REDIS
   std::error_code ec;
@@ -402,10 +401,9 @@ Queue::ClaimAnyResult AnyQueue::claim_any(std::span<AnyQueue* const> queues, Job
   ec.clear();
   try {
     if (common_backend(queues) == Backend::shm) {
-      std::vector<Queue*> shm;
-      shm.reserve(queues.size());
-      for (AnyQueue* q : queues) shm.push_back(q->shm_);
-      return Queue::claim_any(shm, job, wait, options);
+      std::array<Queue*, Queue::kMaxClaimAny> shm{};
+      for (std::size_t i = 0; i < queues.size(); ++i) shm[i] = queues[i]->shm_;
+      return Queue::claim_any({shm.data(), queues.size()}, job, wait, options);
     }
 #if JOBRING_WITH_REDIS
     return redis_claim_any(queues, job, wait, options, ec);

@@ -187,7 +187,11 @@ int make_queue(const char* call, const char* name, const jobring_options* option
   return guarded([&] {
     const Options o = options != nullptr ? to_options(*options) : Options{};
     // guarded() turns std::bad_alloc into JOBRING_E_NO_MEMORY.
-    *out = new jobring_queue{make(std::string_view(name), o)};  // NOLINT(bugprone-unhandled-exception-at-new)
+    auto q = make(std::string_view(name), o);
+    if constexpr (std::is_same_v<decltype(q), AnyQueue>)
+      *out = new jobring_queue{std::move(q)};  // NOLINT(bugprone-unhandled-exception-at-new)
+    else
+      *out = new jobring_queue{AnyQueue(std::move(q))};  // NOLINT(bugprone-unhandled-exception-at-new)
     return done(JOBRING_OK);
   });
 }
@@ -198,6 +202,11 @@ int make_queue(const char* call, const char* name, const jobring_options* option
 using namespace jobring;
 using capi::done;
 using capi::fail;
+
+namespace {
+// A C URL: NULL is the default backend (shared memory).
+std::string_view url_of(const char* url) noexcept { return url != nullptr ? std::string_view(url) : "shm:"; }
+}  // namespace
 
 extern "C" {
 
@@ -292,8 +301,42 @@ int jobring_open_or_create(const char* name, const jobring_options* options, job
                           [](std::string_view n, const Options& o) { return Queue::open_or_create(n, o); });
 }
 
+int jobring_create_url(const char* url, const char* name, const jobring_options* options,
+                       jobring_queue** out) {
+  return capi::make_queue(
+      "jobring_create_url: NULL name or out", name, options, out,
+      [url](std::string_view n, const Options& o) { return AnyQueue::create(url_of(url), n, o); });
+}
+
+int jobring_open_url(const char* url, const char* name, jobring_queue** out) {
+  return capi::make_queue(
+      "jobring_open_url: NULL name or out", name, nullptr, out,
+      [url](std::string_view n, const Options&) { return AnyQueue::open(url_of(url), n); });
+}
+
+int jobring_open_or_create_url(const char* url, const char* name, const jobring_options* options,
+                               jobring_queue** out) {
+  return capi::make_queue(
+      "jobring_open_or_create_url: NULL name or out", name, options, out,
+      [url](std::string_view n, const Options& o) { return AnyQueue::open_or_create(url_of(url), n, o); });
+}
+
+int jobring_remove_url(const char* url, const char* name) {
+  if (name == nullptr) return fail(JOBRING_E_INVALID_ARGUMENT, "jobring_remove_url: NULL name");
+  return capi::guarded([&] {
+    if (!AnyQueue::remove(url_of(url), name))
+      return fail(JOBRING_E_NOT_FOUND, std::string("jobring queue '") + name + "': no such queue to remove");
+    return done(JOBRING_OK);
+  });
+}
+
+int jobring_queue_is_remote(const jobring_queue* q) {
+  if (q == nullptr) return -1;
+  return q->queue.backend() == Backend::redis ? 1 : 0;
+}
+
 void jobring_close(jobring_queue* q) {
-  delete q;  // ~Queue is noexcept
+  delete q;  // ~AnyQueue is noexcept
   done(JOBRING_OK);
 }
 

@@ -102,8 +102,10 @@ int jobring_get_stats(const jobring_queue* q, jobring_stats* out) {
   if (q == nullptr || out == nullptr) return fail(JOBRING_E_INVALID_ARGUMENT, "jobring_get_stats: NULL");
   if (out->size < sizeof(std::size_t))
     return fail(JOBRING_E_INVALID_ARGUMENT, "jobring_get_stats: set out->size = sizeof(jobring_stats) first");
-  capi::fill_stats(q->queue.stats(), *out);
-  return done(JOBRING_OK);
+  return capi::guarded([&] {
+    capi::fill_stats(q->queue.stats(), *out);
+    return done(JOBRING_OK);
+  });
 }
 
 int jobring_peek(const jobring_queue* q, int state, jobring_job_info* infos, size_t info_size,
@@ -131,19 +133,22 @@ int jobring_peek(const jobring_queue* q, int state, jobring_job_info* infos, siz
 
 int jobring_requeue(jobring_queue* q, uint64_t dead_job) {
   if (q == nullptr) return fail(JOBRING_E_INVALID_ARGUMENT, "jobring_requeue: NULL queue");
-  return done(q->queue.requeue(dead_job) ? JOBRING_OK : JOBRING_NO_SUCH_JOB);
+  return capi::guarded([&] { return done(q->queue.requeue(dead_job) ? JOBRING_OK : JOBRING_NO_SUCH_JOB); });
 }
 
 int jobring_remove_dead(jobring_queue* q, uint64_t dead_job) {
   if (q == nullptr) return fail(JOBRING_E_INVALID_ARGUMENT, "jobring_remove_dead: NULL queue");
-  return done(q->queue.remove_dead(dead_job) ? JOBRING_OK : JOBRING_NO_SUCH_JOB);
+  return capi::guarded(
+      [&] { return done(q->queue.remove_dead(dead_job) ? JOBRING_OK : JOBRING_NO_SUCH_JOB); });
 }
 
 int jobring_requeue_dead(jobring_queue* q, uint64_t* count) {
   if (q == nullptr) return fail(JOBRING_E_INVALID_ARGUMENT, "jobring_requeue_dead: NULL queue");
-  const std::size_t n = q->queue.requeue_dead();
-  if (count != nullptr) *count = n;
-  return done(JOBRING_OK);
+  return capi::guarded([&] {
+    const std::size_t n = q->queue.requeue_dead();
+    if (count != nullptr) *count = n;
+    return done(JOBRING_OK);
+  });
 }
 
 int jobring_move_dead(jobring_queue* q, jobring_queue* to, int as_ready, uint64_t limit, uint64_t* moved,
@@ -152,13 +157,16 @@ int jobring_move_dead(jobring_queue* q, jobring_queue* to, int as_ready, uint64_
   if (too_large != nullptr) *too_large = 0;
   if (left != nullptr) *left = 0;
   if (q == nullptr || to == nullptr) return fail(JOBRING_E_INVALID_ARGUMENT, "jobring_move_dead: NULL queue");
+  if (q->queue.shm() == nullptr || to->queue.shm() == nullptr)
+    return fail(JOBRING_E_NOT_SUPPORTED,
+                "jobring_move_dead: both queues must be shared-memory queues (Redis has no move_dead yet)");
   if (q->queue.incarnation() == to->queue.incarnation())
     return fail(JOBRING_E_INVALID_ARGUMENT, "jobring_move_dead: to is the queue itself: give another queue");
   MoveOptions o;
   o.as_ready = as_ready != 0;
   if (limit != 0) o.limit = static_cast<std::size_t>(std::min<uint64_t>(limit, SIZE_MAX));
   std::error_code ec;
-  const MoveResult r = q->queue.move_dead(to->queue, o, ec);
+  const MoveResult r = q->queue.shm()->move_dead(*to->queue.shm(), o, ec);
   if (moved != nullptr) *moved = r.moved;
   if (too_large != nullptr) *too_large = r.too_large;
   if (left != nullptr) *left = r.left;
@@ -172,12 +180,14 @@ int jobring_move_dead(jobring_queue* q, jobring_queue* to, int as_ready, uint64_
 namespace {
 
 // jobring_pause / jobring_resume: `flip` on the queue, *changed its answer.
-int switch_queue(jobring_queue* q, int* changed, bool (Queue::*flip)() noexcept, const char* null_message) {
+int switch_queue(jobring_queue* q, int* changed, bool (AnyQueue::*flip)(), const char* null_message) {
   if (changed != nullptr) *changed = 0;
   if (q == nullptr) return fail(JOBRING_E_INVALID_ARGUMENT, null_message);
-  const bool did = (q->queue.*flip)();
-  if (changed != nullptr) *changed = did ? 1 : 0;
-  return done(JOBRING_OK);
+  return capi::guarded([&] {
+    const bool did = (q->queue.*flip)();
+    if (changed != nullptr) *changed = did ? 1 : 0;
+    return done(JOBRING_OK);
+  });
 }
 
 }  // namespace
@@ -185,16 +195,21 @@ int switch_queue(jobring_queue* q, int* changed, bool (Queue::*flip)() noexcept,
 extern "C" {
 
 int jobring_pause(jobring_queue* q, int* changed) {
-  return switch_queue(q, changed, &Queue::pause, "jobring_pause: NULL queue");
+  return switch_queue(q, changed, &AnyQueue::pause, "jobring_pause: NULL queue");
 }
 
 int jobring_resume(jobring_queue* q, int* changed) {
-  return switch_queue(q, changed, &Queue::resume, "jobring_resume: NULL queue");
+  return switch_queue(q, changed, &AnyQueue::resume, "jobring_resume: NULL queue");
 }
 
 int jobring_is_paused(const jobring_queue* q) {
   if (q == nullptr) return -1;
-  return q->queue.paused() ? 1 : 0;
+  try {
+    return q->queue.paused() ? 1 : 0;
+  } catch (...) {
+    (void)capi::fail_current_exception();
+    return -1;
+  }
 }
 
 int jobring_purge(jobring_queue* q, unsigned what, uint64_t* count) {
@@ -202,9 +217,11 @@ int jobring_purge(jobring_queue* q, unsigned what, uint64_t* count) {
   if (q == nullptr) return fail(JOBRING_E_INVALID_ARGUMENT, "jobring_purge: NULL queue");
   if ((what & ~static_cast<unsigned>(JOBRING_PURGE_ALL)) != 0)
     return fail(JOBRING_E_INVALID_ARGUMENT, "jobring_purge: what has bits other than JOBRING_PURGE_*");
-  const std::size_t n = q->queue.purge(static_cast<PurgeWhat>(what));
-  if (count != nullptr) *count = n;
-  return done(JOBRING_OK);
+  return capi::guarded([&] {
+    const std::size_t n = q->queue.purge(static_cast<PurgeWhat>(what));
+    if (count != nullptr) *count = n;
+    return done(JOBRING_OK);
+  });
 }
 
 }  // extern "C"

@@ -14,11 +14,15 @@
 #include <string_view>
 #include <system_error>
 
+#include "jobring/any_queue.hpp"
 #include "jobring/jobring.h"
 #include "jobring/queue.hpp"
 
+// A queue on either backend (jobring_open: shared memory; jobring_open_url:
+// the URL's). Calls that can fail on the network (Redis) throw, so every
+// entry point that calls the queue runs in guarded().
 struct jobring_queue {
-  jobring::Queue queue;
+  jobring::AnyQueue queue;
 };
 struct jobring_job {
   jobring::Job job;

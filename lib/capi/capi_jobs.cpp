@@ -33,7 +33,7 @@ Lease to_lease(const jobring_lease& l) noexcept {
 
 // An error `e` of queue q's, with the detail made by detail() (a std::string).
 template <class Detail>
-int refuse(errc e, const Queue& q, Detail detail) noexcept {
+int refuse(errc e, const AnyQueue& q, Detail detail) noexcept {
   return guarded([&] { return fail(make_error_code(e), q.name(), detail()); });
 }
 
@@ -194,7 +194,7 @@ int jobring_claim_any(jobring_queue* const* queues, size_t count, jobring_job* j
   if ((o.lease_ms != 0 && !capi::valid_lease_time(o.lease_ms)) || !capi::valid_wait(o.wait_ms) ||
       (o.owner != JOBRING_OWNER_PROCESS && o.owner != JOBRING_OWNER_DETACHED))
     return capi::bad("jobring_claim_any: lease_ms, wait_ms or owner out of range (see jobring_claim)");
-  std::array<Queue*, Queue::kMaxClaimAny> qs{};
+  std::array<AnyQueue*, Queue::kMaxClaimAny> qs{};
   for (std::size_t i = 0; i < count; ++i) {
     if (queues[i] == nullptr) return capi::bad("jobring_claim_any: a NULL queue");
     qs[i] = &queues[i]->queue;
@@ -205,7 +205,7 @@ int jobring_claim_any(jobring_queue* const* queues, size_t count, jobring_job* j
   return capi::guarded([&] {
     Queue::ClaimAnyResult r;
     do {
-      r = Queue::claim_any({qs.data(), count}, job->job, capi::wait_step(o.wait_ms), co);
+      r = AnyQueue::claim_any({qs.data(), count}, job->job, capi::wait_step(o.wait_ms), co);
     } while (r.status == ClaimStatus::empty && o.wait_ms == capi::kForeverWait);
     if (r.status == ClaimStatus::ok && index != nullptr) *index = r.index;
     return done(r.status == ClaimStatus::ok      ? JOBRING_OK
@@ -250,12 +250,12 @@ int jobring_claim(jobring_queue* q, jobring_job* job, const jobring_claim_option
 
 int jobring_ack(jobring_queue* q, const jobring_job* job) {
   if (q == nullptr || job == nullptr) return capi::bad("jobring_ack: NULL queue or job");
-  return capi::lease_status(q->queue.ack(job->job.lease));
+  return capi::guarded([&] { return capi::lease_status(q->queue.ack(job->job.lease)); });
 }
 
 int jobring_ack_lease(jobring_queue* q, const jobring_lease* lease) {
   if (q == nullptr || lease == nullptr) return capi::bad("jobring_ack_lease: NULL queue or lease");
-  return capi::lease_status(q->queue.ack(capi::to_lease(*lease)));
+  return capi::guarded([&] { return capi::lease_status(q->queue.ack(capi::to_lease(*lease))); });
 }
 
 int jobring_release_lease(jobring_queue* q, const jobring_lease* lease, int64_t delay_ms, const char* error) {
@@ -265,7 +265,9 @@ int jobring_release_lease(jobring_queue* q, const jobring_lease* lease, int64_t 
       return "delay_ms " + std::to_string(delay_ms) + " not in 0.." + std::to_string(kMaxLease.count());
     });
   const std::string_view why = error != nullptr ? std::string_view(error) : std::string_view{};
-  return capi::lease_status(q->queue.release(capi::to_lease(*lease), milliseconds{delay_ms}, why));
+  return capi::guarded([&] {
+    return capi::lease_status(q->queue.release(capi::to_lease(*lease), milliseconds{delay_ms}, why));
+  });
 }
 
 int jobring_release(jobring_queue* q, const jobring_job* job, int64_t delay_ms, const char* error) {
@@ -277,12 +279,12 @@ int jobring_release(jobring_queue* q, const jobring_job* job, int64_t delay_ms, 
 
 int jobring_give_back(jobring_queue* q, const jobring_job* job) {
   if (q == nullptr || job == nullptr) return capi::bad("jobring_give_back: NULL queue or job");
-  return capi::lease_status(q->queue.give_back(job->job.lease));
+  return capi::guarded([&] { return capi::lease_status(q->queue.give_back(job->job.lease)); });
 }
 
 int jobring_give_back_lease(jobring_queue* q, const jobring_lease* lease) {
   if (q == nullptr || lease == nullptr) return capi::bad("jobring_give_back_lease: NULL queue or lease");
-  return capi::lease_status(q->queue.give_back(capi::to_lease(*lease)));
+  return capi::guarded([&] { return capi::lease_status(q->queue.give_back(capi::to_lease(*lease))); });
 }
 
 int jobring_extend(jobring_queue* q, jobring_job* job, int64_t lease_ms) {
@@ -291,7 +293,8 @@ int jobring_extend(jobring_queue* q, jobring_job* job, int64_t lease_ms) {
     return capi::refuse(errc::invalid_argument, q->queue, [&] {
       return "lease_ms " + std::to_string(lease_ms) + " not in 1.." + std::to_string(kMaxLease.count());
     });
-  // Checked above, so the throwing overload (which also moves job.deadline) cannot throw.
+  // Checked above, so the throwing overload (which also moves job.deadline)
+  // throws only for a network failure (Redis), which guarded() reports.
   return capi::guarded([&] { return capi::lease_status(q->queue.extend(job->job, milliseconds{lease_ms})); });
 }
 

@@ -118,6 +118,44 @@ class SystemFailure(Error, OSError):
     code = _capi.E_SYSTEM
 
 
+class Unavailable(Error, ConnectionError):
+    """The Redis backend's server refused the connection, or it dropped: the
+    call's outcome is unknown (is the server running at the URL?)."""
+
+    code = _capi.E_UNAVAILABLE
+
+
+class Timeout(Error, TimeoutError):
+    """The Redis server did not answer in time (stopped, overloaded or
+    unreachable); the call may or may not have taken effect."""
+
+    code = _capi.E_TIMEOUT
+
+
+class ProtocolError(Error):
+    """The server's answer is not what a Redis 7 server with jobring's library sends."""
+
+    code = _capi.E_PROTOCOL
+
+
+class ServerError(Error):
+    """The Redis server answered with an error (out of memory, a read-only replica, ...)."""
+
+    code = _capi.E_SERVER
+
+
+class UnsafeServerConfig(Error):
+    """The Redis server could lose jobs (its maxmemory-policy evicts keys): fix its configuration."""
+
+    code = _capi.E_UNSAFE_SERVER_CONFIG
+
+
+class NotSupported(Error):
+    """A URL or feature this build or backend does not support (yet)."""
+
+    code = _capi.E_NOT_SUPPORTED
+
+
 class CorruptFile(Error):
     """A jobring file is corrupt or of another kind."""
 
@@ -148,7 +186,7 @@ _BY_CODE: Dict[int, Type[Error]] = {
         QueueFull, LeaseLost, Interrupted, InvalidName, InvalidOptions, InvalidArgument, NotFound,
         AlreadyExists, PermissionDenied, NotAQueue, IncompatibleVersion, CorruptSegment,
         IncompleteSegment, PayloadTooLarge, SystemFailure, CorruptFile, OptionsMismatch, NoMemory,
-        InternalError,
+        InternalError, Unavailable, Timeout, ProtocolError, ServerError, UnsafeServerConfig, NotSupported,
     )
 }  # fmt: skip
 

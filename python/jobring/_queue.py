@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import random
 import threading
 import time
@@ -424,14 +425,23 @@ class Queue:
         return o, (group_b, dir_b)  # kept alive while the struct points to them
 
     @classmethod
-    def _make(cls, fn_name: str, name: str, options: Optional[_capi.jobring_options]) -> "Queue":
+    def _make(
+        cls, fn_name: str, name: str, options: Optional[_capi.jobring_options], url: Optional[str] = None
+    ) -> "Queue":
         if not isinstance(name, str):
             raise TypeError(f"a queue name is a str, not {type(name).__name__}")
         L = _capi.lib()
         h = c_void_p()
-        fn = getattr(L, fn_name)
         name_b = name.encode("utf-8")
-        rc = fn(name_b, byref(h)) if options is None else fn(name_b, byref(options), byref(h))
+        if url is not None:
+            if not isinstance(url, str):
+                raise TypeError(f"a queue URL is a str, not {type(url).__name__}")
+            fn = getattr(L, fn_name + "_url")
+            url_b = url.encode("utf-8")
+            rc = fn(url_b, name_b, byref(h)) if options is None else fn(url_b, name_b, byref(options), byref(h))
+        else:
+            fn = getattr(L, fn_name)
+            rc = fn(name_b, byref(h)) if options is None else fn(name_b, byref(options), byref(h))
         if rc != _capi.OK:
             raise_for(rc)
         try:
@@ -456,6 +466,7 @@ class Queue:
         dir: Optional[str] = None,
         sync: Optional[str] = None,
         sync_interval: Optional[Seconds] = None,
+        url: Optional[str] = None,
     ) -> "Queue":
         """Creates queue ``name``; :class:`AlreadyExists` if there is one.
 
@@ -470,16 +481,21 @@ class Queue:
         reboot"); sync: what its push and ack leave on disk, "none"
         (default), "interval" (the janitor syncs every sync_interval,
         default 1 s) or "always" (a push returns once its job is on disk).
+        url: the backend (see :func:`url_from_env`): None or "shm:" is this
+        host's shared memory; "redis://HOST:PORT" or
+        "redis+unix:///PATH/redis.sock" a Redis 7 server, where mode, group,
+        dir and sync are not used.
         """
         o, _keep = cls._c_options(
             capacity, max_payload, lease, max_attempts, mode, group, dedup_keys, dedup_window, dir, sync, sync_interval
         )
-        return cls._make("jobring_create", name, o)
+        return cls._make("jobring_create", name, o, url)
 
     @classmethod
-    def open(cls, name: str) -> "Queue":
-        """Opens queue ``name``; :class:`NotFound` if there is none."""
-        return cls._make("jobring_open", name, None)
+    def open(cls, name: str, *, url: Optional[str] = None) -> "Queue":
+        """Opens queue ``name`` (on the backend ``url`` names, see
+        :meth:`create`); :class:`NotFound` if there is none."""
+        return cls._make("jobring_open", name, None, url)
 
     @classmethod
     def open_or_create(
@@ -497,6 +513,7 @@ class Queue:
         dir: Optional[str] = None,
         sync: Optional[str] = None,
         sync_interval: Optional[Seconds] = None,
+        url: Optional[str] = None,
     ) -> "Queue":
         """Opens queue ``name`` if it exists with these options (else
         :class:`OptionsMismatch`), or creates it. Options as :meth:`create`;
@@ -504,17 +521,25 @@ class Queue:
         o, _keep = cls._c_options(
             capacity, max_payload, lease, max_attempts, mode, group, dedup_keys, dedup_window, dir, sync, sync_interval
         )
-        return cls._make("jobring_open_or_create", name, o)
+        return cls._make("jobring_open_or_create", name, o, url)
 
     @staticmethod
-    def remove(name: str) -> bool:
+    def remove(name: str, *, url: Optional[str] = None) -> bool:
         """Removes queue ``name`` (open handles keep working). False if there was none."""
-        rc = _capi.lib().jobring_remove(name.encode("utf-8"))
+        if url is not None:
+            rc = _capi.lib().jobring_remove_url(url.encode("utf-8"), name.encode("utf-8"))
+        else:
+            rc = _capi.lib().jobring_remove(name.encode("utf-8"))
         if rc == _capi.E_NOT_FOUND:
             return False
         if rc != _capi.OK:
             raise_for(rc)
         return True
+
+    @property
+    def remote(self) -> bool:
+        """True for a queue on a Redis server, False for shared memory."""
+        return bool(_capi.lib().jobring_queue_is_remote(self._h()) == 1)
 
     def close(self) -> None:
         """Closes the handle (its process-owned leases then belong to no live
@@ -907,6 +932,13 @@ def claim_any(
 # ---------------------------------------------------------------------------
 # Process-wide waits
 # ---------------------------------------------------------------------------
+def url_from_env() -> str:
+    """The backend URL in the environment variable JOBRING_URL, or "shm:"
+    (this host's shared memory) when it is unset or empty: pass it as
+    ``url=`` so that the deployment, not the code, picks the backend."""
+    return os.environ.get("JOBRING_URL") or "shm:"
+
+
 def interrupt_waits() -> None:
     """Every jobring wait of this process (push / claim with ``wait``, a
     Worker's claims) ends with :class:`Interrupted`, and keeps doing so until

@@ -49,6 +49,21 @@ a long time without letting go (a C extension that does not release it)
 starves it; pure Python code and blocking I/O do not (Python switches threads
 every few milliseconds). Keep leases well above such pauses.
 
+Backend errors (a queue on Redis, ``url=``): any call can fail with
+:class:`jobring.Unavailable`, :class:`jobring.Timeout`, ``ServerError`` or
+``ProtocolError``, and whether it took effect is then unknown. The Worker
+never gives up, spins or loses a job over one (as the C++ Worker): each
+failed call is counted (``WorkerSummary.backend_errors``) and passed to
+on_backend_error(BackendError) (default: a warning on the "jobring" logger)
+with when it is tried again. A claim waits ``backend_retry`` (0.1 s doubling
+to 5 s, jittered; cut short by a stop) and claims again; a failed extension
+is not a lost lease: it is tried again until the lease's deadline, and only
+then is the lease lost; the final ack / release is sent again until the
+deadline (a repeat of a call that went through answers "lease lost" and
+changes nothing), and if none got an answer the job's result is
+``UNCONFIRMED``: it may have happened; if not, the job comes back when its
+lease runs out. Shared memory never fails so.
+
 Crash safety: the Worker keeps nothing in shared memory beyond the Queue
 calls. If the process dies, its jobs in hand come back when their leases run
 out (or at once through jobring-janitor). At-least-once: a job whose handler
@@ -72,7 +87,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from . import _capi
 from ._backoff import Backoff, Seconds, backoff_delay_ms, to_ms
-from ._errors import Error, Interrupted, InvalidArgument
+from ._errors import Error, Interrupted, InvalidArgument, ProtocolError, ServerError, Timeout, Unavailable, error_for
 from ._queue import Job, Queue, _claim_from, _error_text, _JobBuffer, _Stop, describe_exception
 
 log = logging.getLogger("jobring")
@@ -169,13 +184,31 @@ RETRIED = "retried"  # released with a delay (retry / retry_after / an exception
 DEAD = "dead"  # released on the last attempt: the queue dead-lettered it
 LEASE_LOST = "lease_lost"  # the lease was lost: the result was discarded
 ABANDONED = "abandoned"  # the grace period ran out (or stop_now): released by the heartbeat
+# The final ack / release failed on the network (Redis) until the lease's
+# deadline: it may have happened; if not, the job comes back then.
+UNCONFIRMED = "unconfirmed"
+
+# C statuses of a failed call to a queue's backend (Redis): the call's outcome is unknown.
+_BACKEND_CODES = frozenset((_capi.E_UNAVAILABLE, _capi.E_TIMEOUT, _capi.E_PROTOCOL, _capi.E_SERVER))
+_BACKEND_ERRORS = (Unavailable, Timeout, ProtocolError, ServerError)
+
+
+@dataclass
+class BackendError:
+    """A call to the queue's backend that failed (on_backend_error's argument)."""
+
+    queue: Queue  # the queue (a claim on several queues: the first)
+    operation: str  # "claim", "extend", "ack", "release" or "give_back"
+    error: Error  # Unavailable, Timeout, ServerError or ProtocolError, with its message
+    job: Optional[Job] = None  # the job in hand; None for "claim"
+    retry_in: float = 0.0  # seconds until the Worker tries again; 0: it does not
 
 
 @dataclass
 class JobReport:
     """How a job ended (on_done's second argument)."""
 
-    result: str = ACKED  # ACKED, SKIPPED, DROPPED, RETRIED, DEAD, LEASE_LOST or ABANDONED
+    result: str = ACKED  # ACKED, SKIPPED, DROPPED, RETRIED, DEAD, LEASE_LOST, ABANDONED or UNCONFIRMED
     outcome: Outcome = field(default_factory=Outcome.ack)  # what the handler returned (retry if it raised)
     delay: float = 0.0  # the release delay (RETRIED), seconds
     duration: float = 0.0  # seconds in the handler
@@ -194,11 +227,16 @@ class WorkerSummary:
     dead: int = 0
     lease_lost: int = 0
     abandoned: int = 0
+    unconfirmed: int = 0
     errors: int = 0  # handler exceptions (each also counted as retried, dead or lost)
+    backend_errors: int = 0  # failed backend calls (each passed to on_backend_error)
     stopped: bool = False  # run() returned because of a stop request
 
     def _add(self, other: "WorkerSummary") -> None:
-        for name in ("claimed", "acked", "skipped", "dropped", "retried", "dead", "lease_lost", "abandoned", "errors"):
+        for name in (
+            "claimed", "acked", "skipped", "dropped", "retried", "dead", "lease_lost", "abandoned", "unconfirmed",
+            "errors", "backend_errors",
+        ):  # fmt: skip
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def _tally(self, result: str) -> None:
@@ -223,6 +261,9 @@ class _Slot:
         # Written under _mu; read without it by JobContext.
         self.lost = False
         self.abandoned = False
+        # The heartbeat's failed extensions of this slot's job in a row (under _mu).
+        self.extend_failures = 0
+        self.claim_failures = 0  # failed claims in a row (the handler thread's)
 
 
 class JobContext:
@@ -365,7 +406,10 @@ class Worker:
     idle_exit: return when no job was in hand for this long (None: never);
     detached: the leases are not tied to this process. Hooks: on_claim(job),
     on_done(job, report), on_error(job, exc) (default: logged on the
-    "jobring" logger with its traceback), on_lease_lost(job), on_abandon(job).
+    "jobring" logger with its traceback), on_lease_lost(job), on_abandon(job),
+    on_backend_error(BackendError) (default: a warning on the "jobring"
+    logger). backend_retry: the wait before a failed backend call (Redis) is
+    tried again, base x 2^(failures-1) up to cap.
     """
 
     def __init__(
@@ -388,6 +432,8 @@ class Worker:
         on_error: Hook = None,
         on_lease_lost: Hook = None,
         on_abandon: Hook = None,
+        on_backend_error: Hook = None,
+        backend_retry: Backoff = Backoff(base=0.1, cap=5.0),
     ) -> None:
         queues: List[Queue] = [queue] if isinstance(queue, Queue) else list(queue)
         for q in queues:
@@ -461,9 +507,15 @@ class Worker:
             "on_error": on_error,
             "on_lease_lost": on_lease_lost,
             "on_abandon": on_abandon,
+            "on_backend_error": on_backend_error,
         }
+        if not isinstance(backend_retry, Backoff):
+            raise invalid("backend_retry must be a jobring.Backoff")
+        self._backend_retry = backend_retry
+        self._hb_backend_errors = 0  # the heartbeat's (under _mu)
         seeds = random.Random(seed) if seed else random.SystemRandom()
         self._slots = [_Slot(seeds.getrandbits(64)) for _ in range(threads)]
+        self._hb_rng = random.Random(seeds.getrandbits(64))  # the heartbeat's retry jitter
 
         # Heartbeat: _mu guards the slots' leases; _hooks_done is signalled
         # when a slot's hook_pending turns false; the pipe wakes the
@@ -547,7 +599,15 @@ class Worker:
             signal.signal(s, _on_stop_signal)
 
     # --- heartbeat -----------------------------------------------------------
-    def _tend(self, s: _Slot, t: float, release_all: bool, lost_now: List[_Slot], abandoned_now: List[_Slot]) -> bool:
+    def _tend(
+        self,
+        s: _Slot,
+        t: float,
+        release_all: bool,
+        lost_now: List[_Slot],
+        abandoned_now: List[_Slot],
+        errors_now: List[BackendError],
+    ) -> bool:
         """Looks after slot s at time t (under _mu): releases its job
         (release_all) or extends its lease when due. True if it still holds
         a lease to look after."""
@@ -561,7 +621,12 @@ class Worker:
             # Back to ready at once: another worker can take it. release, not
             # give_back: the attempt counts (a job that hangs its handler is
             # dead-lettered after max_attempts instead of cycling for ever).
-            if L.jobring_release_lease(h, byref(s.job._lease), 0, None) == _capi.OK:
+            rc = L.jobring_release_lease(h, byref(s.job._lease), 0, None)
+            if rc in _BACKEND_CODES:
+                # Not retried: the job is abandoned either way (back now, or at its deadline).
+                self._hb_backend_errors += 1
+                errors_now.append(BackendError(s.job.queue, "release", error_for(rc, _capi.last_error()), s.job))
+            if rc == _capi.OK or rc in _BACKEND_CODES:
                 s.abandoned = True
                 abandoned_now.append(s)
             else:
@@ -571,11 +636,23 @@ class Worker:
             return False
         if t >= s.next_extend:
             rc = L.jobring_extend_lease(h, byref(s.job._lease), lease_ms)  # updates the token
+            if rc in _BACKEND_CODES and t < s.deadline:
+                # Not a lost lease: it runs until its deadline. Try again, never past it.
+                s.extend_failures += 1
+                self._hb_backend_errors += 1
+                retry = min(self._retry_in(s.extend_failures, self._hb_rng), max(0.001, s.deadline - t))
+                errors_now.append(BackendError(s.job.queue, "extend", error_for(rc, _capi.last_error()), s.job, retry))
+                s.next_extend = t + retry
+                return True
             if rc != _capi.OK:
+                if rc in _BACKEND_CODES:
+                    self._hb_backend_errors += 1
+                    errors_now.append(BackendError(s.job.queue, "extend", error_for(rc, _capi.last_error()), s.job))
                 s.lost = True
                 s.hook_pending = True
                 lost_now.append(s)
                 return False
+            s.extend_failures = 0
             s.deadline = t + lease_ms / 1000.0
             s.job.deadline = s.deadline
             s.next_extend = t + interval
@@ -600,6 +677,7 @@ class Worker:
     def _heartbeat_loop(self) -> None:
         lost_now: List[_Slot] = []
         abandoned_now: List[_Slot] = []
+        errors_now: List[BackendError] = []
         stop_announced = False
         while True:
             sleep = 3600.0
@@ -613,7 +691,7 @@ class Worker:
                     self._grace_end = float("inf") if self._grace is None else t + self._grace
                 release_all = self._stop_now_requested() or (self._stop_seen and t >= self._grace_end)
                 for s in self._slots:
-                    if not self._tend(s, t, release_all, lost_now, abandoned_now):
+                    if not self._tend(s, t, release_all, lost_now, abandoned_now, errors_now):
                         continue
                     any_active = True
                     sleep = min(sleep, s.next_extend - t)
@@ -622,6 +700,9 @@ class Worker:
             if self._stop_seen and not stop_announced:
                 stop_announced = True
                 self._notify_sleepers()  # ctx.sleep() returns early, ctx.stopping is true
+            for e in errors_now:
+                self._report_backend_error(e)
+            errors_now.clear()
             if lost_now or abandoned_now:
                 self._notify_sleepers()
                 self._call_lease_hooks(lost_now, abandoned_now)
@@ -666,12 +747,22 @@ class Worker:
                         job = _claim_from(
                             self._claim_order(s), s.buf, self._claim_lease_ms, wait_ms, self._detached, self._stop_flag
                         )
+                        s.claim_failures = 0
                     except Interrupted:
                         # Our stop flag, or interrupt_waits() in this process: stopping() is now true.
                         if not self._stop:
                             self._interrupted = True
                             self._wake()
                         return
+                    except _BACKEND_ERRORS as e:
+                        # Nothing claimed (or a lease nobody holds: it comes
+                        # back at its deadline). Wait, then claim again.
+                        s.claim_failures += 1
+                        s.counts.backend_errors += 1
+                        retry = self._retry_in(s.claim_failures, s.rng)
+                        self._report_backend_error(BackendError(self.queue, "claim", e, None, retry))
+                        self._pause(retry)
+                        job = None
                     if job is not None:
                         break
                     if (
@@ -691,6 +782,57 @@ class Worker:
                 self._last_activity = time.monotonic()
                 with self._busy_mu:
                     self._busy -= 1
+
+    # --- backend errors (Redis) -------------------------------------------------
+    def _retry_in(self, failures: int, rng: random.Random) -> float:
+        """Seconds before a failed backend call is tried again (backend_retry)."""
+        return backoff_delay_ms(self._backend_retry, failures, rng.getrandbits(64)) / 1000.0
+
+    def _report_backend_error(self, e: BackendError) -> None:
+        hook = self._hooks["on_backend_error"]
+        if hook is not None:
+            _call_hook(hook, e)
+            return
+        job = f" (job {e.job.id})" if e.job is not None else ""
+        then = f"trying again in {e.retry_in:.2f} s" if e.retry_in > 0 else "not tried again"
+        log.warning(
+            "jobring worker: queue '%s': %s%s failed: %s; %s (pass on_backend_error= to report these yourself)",
+            e.queue.name, e.operation, job, e.error, then,
+        )  # fmt: skip
+
+    def _pause(self, seconds: float) -> None:
+        """Sleeps up to ``seconds``; returns early at a stop request."""
+        end = time.monotonic() + seconds
+        with self._sleep_cv:
+            while not self._stopping():
+                left = end - time.monotonic()
+                if left <= 0:
+                    return
+                self._sleep_cv.wait(min(left, 0.1))  # slices: a signal handler's flag is seen
+
+    def _final_call(self, s: _Slot, operation: str, call: Callable[[], int]) -> Tuple[int, bool]:
+        """The final ack / release: sent again after a backend error while the
+        lease surely runs (before its deadline; not after stop_now()). A
+        repeat is harmless: if the first went through, it answers "lease
+        lost" and changes nothing. Returns the last status and whether any
+        try failed on the backend."""
+        assert s.job is not None
+        failures = 0
+        while True:
+            rc = call()
+            if rc not in _BACKEND_CODES:
+                return rc, failures > 0
+            failures += 1
+            s.counts.backend_errors += 1
+            error = error_for(rc, _capi.last_error())
+            left = s.deadline - time.monotonic()
+            retry = 0.0 if left <= 0 or self._stop_now_requested() else min(self._retry_in(failures, s.rng), left)
+            self._report_backend_error(BackendError(s.job.queue, operation, error, s.job, retry))
+            if retry <= 0:
+                return rc, True
+            end = time.monotonic() + retry
+            while not self._stop_now_requested() and time.monotonic() < end:
+                time.sleep(min(0.05, max(0.0, end - time.monotonic())))
 
     def _claim_order(self, s: _Slot) -> List[Queue]:
         """The queues to try, in order: as given (strict), or a weighted draw
@@ -761,10 +903,11 @@ class Worker:
         h = s.job.queue._h()
         lease = s.job._lease
         if outcome.kind in (Outcome.ACK, Outcome.SKIP, Outcome.DROP):
-            if L.jobring_ack_lease(h, byref(lease)) == _capi.OK:
+            rc, failed = self._final_call(s, "ack", lambda: int(L.jobring_ack_lease(h, byref(lease))))
+            if rc == _capi.OK:
                 r.result = {Outcome.ACK: ACKED, Outcome.SKIP: SKIPPED, Outcome.DROP: DROPPED}[outcome.kind]
             else:
-                r.result = LEASE_LOST
+                r.result = UNCONFIRMED if failed else LEASE_LOST
             return
         if outcome.kind == Outcome.RETRY:
             delay_ms = backoff_delay_ms(self._backoff, s.job.attempt, s.rng.getrandbits(64))
@@ -774,11 +917,15 @@ class Worker:
         # max_attempts); attempts change only at a claim.
         max_attempts = self._served[s.job.incarnation][2]
         last = max_attempts != 0 and s.job.attempt >= max_attempts
-        if L.jobring_release_lease(h, byref(lease), delay_ms, _error_text(outcome.reason)) == _capi.OK:
+        note = _error_text(outcome.reason)
+        rc, failed = self._final_call(
+            s, "release", lambda: int(L.jobring_release_lease(h, byref(lease), delay_ms, note))
+        )
+        if rc == _capi.OK:
             r.result = DEAD if last else RETRIED
             r.delay = 0.0 if last else delay_ms / 1000.0
         else:
-            r.result = LEASE_LOST
+            r.result = UNCONFIRMED if failed else LEASE_LOST
 
     def _report_error(self, job: Job, exc: BaseException) -> None:
         hook = self._hooks["on_error"]
@@ -865,6 +1012,7 @@ class Worker:
         total = WorkerSummary()
         for s in self._slots:
             total._add(s.counts)
+        total.backend_errors += self._hb_backend_errors
         total.stopped = self._stopping()
         return total
 
