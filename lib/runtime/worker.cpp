@@ -95,18 +95,9 @@ ClaimStatus Worker::Impl::claim_next(Slot& s, milliseconds wait, const ClaimOpti
   std::array<AnyQueue*, Queue::kMaxClaimAny> order{};
   std::array<std::size_t, Queue::kMaxClaimAny> index{};
   const std::size_t n = claim_order(s, order.data(), index.data());
-  Queue::ClaimAnyResult r;
-  if (order[0]->backend() == Backend::shm) {
-    // Straight to Queue::claim_any, with the handles on the stack: the
-    // claim path allocates nothing (the constructor checked that every
-    // queue is on one backend, and the arguments claim_any would refuse).
-    std::array<Queue*, Queue::kMaxClaimAny> shm{};
-    for (std::size_t k = 0; k < n; ++k) shm[k] = order[k]->shm();
-    ec.clear();
-    r = Queue::claim_any({shm.data(), n}, s.job, wait, claim);
-  } else {
-    r = AnyQueue::claim_any({order.data(), n}, s.job, wait, claim, ec);
-  }
+  // On shared memory Queue::claim_any with the handles on the stack: the
+  // claim path allocates nothing.
+  const Queue::ClaimAnyResult r = AnyQueue::claim_any({order.data(), n}, s.job, wait, claim, ec);
   if (!ec && r.status == ClaimStatus::ok) s.from = &served[index[r.index]];
   return r.status;
 }
