@@ -249,7 +249,7 @@ struct JobReport {
   milliseconds delay{0};                 // the release delay (retried)
   std::chrono::nanoseconds duration{0};  // time in the handler
   std::string_view error;                // the exception's what(), if the handler threw
-  std::error_code backend_error;         // the last backend error of the final call (unconfirmed)
+  std::error_code backend_error;         // the final ack / release's last failed try (unconfirmed: set)
 };
 
 // A call to the queue's backend that failed (on Redis: errc::unavailable,
