@@ -53,7 +53,7 @@ void Worker::Impl::tend(const Due& due) {
     } else if (ec && t < s.deadline) {
       // Unknown: the lease is ours until its deadline at least. Try again
       // after a backoff, at the deadline at the latest (then it is lost).
-      retry_in = retry_delay(s, ++s.extend_failures);
+      retry_in = retry_delay(hb_rng, ++s.extend_failures);
       s.next_extend = std::min(t + retry_in, s.deadline);
       retry_in = std::max(milliseconds{1}, std::chrono::ceil<milliseconds>(s.next_extend - t));
     } else {

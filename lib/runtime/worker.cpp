@@ -102,8 +102,8 @@ ClaimStatus Worker::Impl::claim_next(Slot& s, milliseconds wait, const ClaimOpti
   return r.status;
 }
 
-milliseconds Worker::Impl::retry_delay(Slot& s, std::uint32_t n) const noexcept {
-  return std::max(milliseconds{1}, backoff_delay(options.backend_retry, n, splitmix64(s.rng)));
+milliseconds Worker::Impl::retry_delay(std::uint64_t& rng, std::uint32_t n) const noexcept {
+  return std::max(milliseconds{1}, backoff_delay(options.backend_retry, n, splitmix64(rng)));
 }
 
 bool Worker::Impl::nap(Slot& s, Clock::time_point until, bool only_stop_now) const {
@@ -168,7 +168,7 @@ void Worker::Impl::loop(unsigned index) {
         // Back off (woken by a stop) and try again. The idle clock runs on:
         // with no job in hand, the nap ends by the idle deadline, and the
         // check below ends run() (busy stays 0: only claimers raise it).
-        const milliseconds d = retry_delay(s, ++failures);
+        const milliseconds d = retry_delay(s.rng, ++failures);
         backend_error(served[0].queue->name(), "claim", ec, nullptr, d);
         auto until = Clock::now() + d;
         if (options.idle_exit.count() > 0 && busy.load() == 0)
@@ -280,7 +280,7 @@ void Worker::Impl::end_lease(Slot& s, const Outcome& outcome, const Lease& curre
     st = ack ? queue.ack(current, ec) : queue.release(current, delay, outcome.reason(), ec);
     if (!ec) break;
     last_error = ec;
-    const milliseconds d = retry_delay(s, ++failures);
+    const milliseconds d = retry_delay(s.rng, ++failures);
     const auto t = Clock::now();
     const bool retry = t + d < deadline && !stop_now_requested();
     backend_error(queue.name(), ack ? "ack" : "release", ec, &s.job, retry ? d : milliseconds{0});
@@ -471,6 +471,7 @@ void Worker::start() {
                                          static_cast<std::uint64_t>(Clock::now().time_since_epoch().count()) ^
                                          reinterpret_cast<std::uintptr_t>(this);
   for (unsigned i = 0; i < o.threads; ++i) w.slots[i].rng = splitmix64(seed);
+  w.hb_rng = splitmix64(seed);
   w.heartbeat = std::thread([&w] { w.heartbeat_loop(); });
 }
 

@@ -133,6 +133,7 @@ struct Worker::Impl {
   bool stop_seen = false;              // guarded by mu (heartbeat)
   Clock::time_point grace_end{};       // guarded by mu (heartbeat)
   std::atomic<std::uint32_t> hb_event{0};
+  std::uint64_t hb_rng = 0;  // the heartbeat thread's own (extension retries' jitter)
   std::thread heartbeat;
 
   // Stop requests (async-signal-safe to set).
@@ -171,8 +172,9 @@ struct Worker::Impl {
   // Counts a failed backend call and reports it (on_backend_error or stderr).
   void backend_error(std::string_view queue, std::string_view operation, const std::error_code& ec,
                      const Job* job, milliseconds retry_in) noexcept;
-  // The wait before the n-th retry of a failed backend call (n >= 1).
-  [[nodiscard]] milliseconds retry_delay(Slot& s, std::uint32_t n) const noexcept;
+  // The wait before the n-th retry of a failed backend call (n >= 1), drawn
+  // from the calling thread's own rng (a slot's, or hb_rng).
+  [[nodiscard]] milliseconds retry_delay(std::uint64_t& rng, std::uint32_t n) const noexcept;
   // Sleeps on the slot's event until `until`; false early on a stop request
   // (only_stop_now: on stop_now only), woken by request_stop / stop_now /
   // interrupt_waits.
