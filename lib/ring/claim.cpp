@@ -357,11 +357,8 @@ std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms,
   return s.got;
 }
 
-// The lease a claim asks for, checked; throws for a bad one.
-std::uint64_t Queue::Impl::lease_ms_or_throw(const ClaimOptions& claim) const {
-  if (detail::valid_duration(claim.lease, true)) [[likely]]
-    return static_cast<std::uint64_t>(claim.lease.count() > 0 ? claim.lease.count()
-                                                              : options.default_lease.count());
+// A bad lease (lease_ms_or_throw's slow path): throws, saying why.
+void Queue::Impl::throw_bad_lease(const ClaimOptions& claim) const {
   std::string why;
   (void)lease_ms_for(*this, claim, &why);
   detail::throw_error(name, make_error_code(errc::invalid_argument), why);

@@ -338,7 +338,14 @@ struct Queue::Impl : detail::Ring {
   // interrupted, sleeping in between; says which.
   detail::Progress claim_waiting(std::span<Job> jobs, milliseconds wait, std::uint64_t lease_ms,
                                  const ClaimOptions& claim);
-  [[nodiscard]] std::uint64_t lease_ms_or_throw(const ClaimOptions& claim) const;
+  // Inline: every claim call runs it; only a bad lease leaves the fast path.
+  [[nodiscard]] std::uint64_t lease_ms_or_throw(const ClaimOptions& claim) const {
+    if (detail::valid_duration(claim.lease, true)) [[likely]]
+      return static_cast<std::uint64_t>(claim.lease.count() > 0 ? claim.lease.count()
+                                                                : options.default_lease.count());
+    throw_bad_lease(claim);
+  }
+  [[noreturn]] [[gnu::cold]] void throw_bad_lease(const ClaimOptions& claim) const;
   struct ClaimScan;
   bool take(std::uint32_t i, detail::Word& w, std::uint64_t lease_ms, ClaimScan& s, detail::Word& mine,
             bool& takeover) noexcept;

@@ -319,6 +319,14 @@ std::error_code sync_failure(std::string* why) {
   return make_error_code(errc::system_error);
 }
 
+// A bad argument to push (its slow path): throws, saying what was wrong.
+[[noreturn]] [[gnu::cold]] [[gnu::noinline]] void throw_bad_push(const Queue::Impl& q,
+                                                                 std::span<const std::byte> payload,
+                                                                 const PushOptions& options) {
+  std::string why;
+  detail::throw_error(q.name, check_push(q.max_payload, {&payload, 1}, options, false, &why), why);
+}
+
 }  // namespace
 
 PushResult Queue::push(std::span<const std::byte> payload, const PushOptions& options,
@@ -333,11 +341,14 @@ PushResult Queue::push(std::span<const std::byte> payload, const PushOptions& op
 
 PushResult Queue::push(std::span<const std::byte> payload, const PushOptions& options) {
   Impl& q = *impl_;
-  std::string why;
-  if (const auto ec = check_push(q.max_payload, {&payload, 1}, options, false, &why))
-    detail::throw_error(q.name, ec, why);
+  // The message is built only for a bad argument (check_push again, with
+  // `why`): the string's construction and destruction cost every push ~11
+  // instructions.
+  if (check_push(q.max_payload, {&payload, 1}, options, false, nullptr)) [[unlikely]]
+    throw_bad_push(q, payload, options);
   const PushResult r = q.push_checked(payload, options);
   if (q.sync_always) [[unlikely]] {
+    std::string why;
     if (const auto ec = sync_failure(&why)) detail::throw_error(q.name, ec, why);
   }
   return r;
