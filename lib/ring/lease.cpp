@@ -43,14 +43,16 @@ LeaseStatus Queue::Impl::ack_one(const Lease& lease) noexcept {
   const SlotMeta& m = meta(lease.slot);
   const std::uint64_t hash = m.key_hash.load(std::memory_order_relaxed);
   const std::uint32_t entry = m.key_entry.load(std::memory_order_relaxed);
-  const Word held = keys.held_word(entry, hash);
+  // (No key, hash 0: both key-table calls would return at once; the test
+  // here saves the two calls on every ack of a job without a key.)
+  const Word held = hash != 0 ? keys.held_word(entry, hash) : Word{};
   // T6: succeeds only if the word is still exactly our token. Counted and
   // woken by the caller, once per batch.
   Word expected{lease.token};
   if (!detail::move(T::ack, *sw, expected, T::ack.target(expected, 0))) return LeaseStatus::lease_lost;
   // K4. Dies before it: K7 remembers the key when the next keyed push of
   // it, or a sweep, looks (keys.hpp).
-  keys.finish(entry, hash, lease.job, held);
+  if (hash != 0) keys.finish(entry, hash, lease.job, held);
   // Sync::always (durable.cpp): the FREE word (and the key remembered) on
   // disk before the ack returns, so that a power cut does not bring it back.
   if (sync_always) [[unlikely]] {
