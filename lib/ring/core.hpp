@@ -317,6 +317,10 @@ struct Queue::Impl : detail::Ring {
   std::size_t push_pass(std::span<const std::span<const std::byte>> payloads, std::span<JobId> ids,
                         detail::PushTimes times, std::memory_order load_order,
                         detail::KeyedPush* key = nullptr) noexcept;
+  // push_pass's body, inlined into the one-job push's first pass.
+  std::size_t push_pass_inline(std::span<const std::span<const std::byte>> payloads, std::span<JobId> ids,
+                               detail::PushTimes times, std::memory_order load_order,
+                               detail::KeyedPush* key) noexcept;
   bool push_round(std::span<const std::span<const std::byte>> payloads, std::span<JobId> ids,
                   detail::PushTimes times, std::memory_order load_order, detail::KeyedPush* key,
                   std::uint64_t writer, std::size_t& done) noexcept;
@@ -334,6 +338,9 @@ struct Queue::Impl : detail::Ring {
   // into a Job object sizes its buffer.
   std::size_t claim_pass(std::span<Job> jobs, std::uint64_t lease_ms, std::uint64_t owner_token,
                          std::memory_order load_order, std::uint64_t& next_due);
+  // claim_pass's body, inlined into try_claim and try_claim_many.
+  std::size_t claim_pass_inline(std::span<Job> jobs, std::uint64_t lease_ms, std::uint64_t owner_token,
+                                std::memory_order load_order, std::uint64_t& next_due);
   // claim_pass until it claims something, `wait` runs out or the call is
   // interrupted, sleeping in between; says which.
   detail::Progress claim_waiting(std::span<Job> jobs, milliseconds wait, std::uint64_t lease_ms,

@@ -233,9 +233,10 @@ JOBRING_INLINE bool Queue::Impl::push_round(std::span<const std::span<const std:
   return true;
 }
 
-std::size_t Queue::Impl::push_pass(std::span<const std::span<const std::byte>> payloads, std::span<JobId> ids,
-                                   detail::PushTimes times, std::memory_order load_order,
-                                   detail::KeyedPush* key) noexcept {
+JOBRING_INLINE std::size_t Queue::Impl::push_pass_inline(std::span<const std::span<const std::byte>> payloads,
+                                                         std::span<JobId> ids, detail::PushTimes times,
+                                                         std::memory_order load_order,
+                                                         detail::KeyedPush* key) noexcept {
   if (payloads.empty()) return 0;
   if (key != nullptr) {
     key->outcome = detail::KeyInsert::none;
@@ -261,6 +262,12 @@ std::size_t Queue::Impl::push_pass(std::span<const std::span<const std::byte>> p
   return done;
 }
 
+std::size_t Queue::Impl::push_pass(std::span<const std::span<const std::byte>> payloads, std::span<JobId> ids,
+                                   detail::PushTimes times, std::memory_order load_order,
+                                   detail::KeyedPush* key) noexcept {
+  return push_pass_inline(payloads, ids, times, load_order, key);
+}
+
 JOBRING_INLINE PushResult Queue::Impl::push_checked(std::span<const std::byte> payload,
                                                     const PushOptions& push) noexcept {
   const detail::PushTimes times = times_for(*this, push);
@@ -283,7 +290,11 @@ JOBRING_INLINE PushResult Queue::Impl::push_checked(std::span<const std::byte> p
           std::atomic_thread_fence(std::memory_order_seq_cst);
           if (keys.full_for(key->hash)) return std::size_t{0};
         }
-        const std::size_t n = push_pass(one, {&id, 1}, times, order, key);
+        // The first pass (relaxed) is inlined here, the re-checks before a
+        // sleep call push_pass: one call less on every push.
+        const std::size_t n = order == std::memory_order_relaxed
+                                  ? push_pass_inline(one, {&id, 1}, times, order, key)
+                                  : push_pass(one, {&id, 1}, times, order, key);
         // Sync::always could not put the job on disk: stop; the caller reports it.
         if (n == 0 && detail::sync_error_pending()) [[unlikely]] {
           failed = true;
