@@ -239,8 +239,11 @@ JOBRING_INLINE bool Queue::Impl::copy_out(std::uint32_t i, Word from, Word mine,
 JOBRING_INLINE void Queue::Impl::advance_claim_cursor(std::uint64_t start, std::uint32_t k) noexcept {
   std::uint64_t to = start + k;
   // Read after our claims: their acquire CASes synchronised with the commits,
-  // which the producers sequenced after advancing the push cursor, so every
-  // job we claimed in push order lies below this value.
+  // which the producers sequenced after moving the push cursor, so every job
+  // we claimed in push order lies below this value, unless a rival
+  // producer's store moved the cursor back meanwhile (push.cpp, push_into):
+  // then the cap is lower than it could be, and the next scan passes a few
+  // slots more. A lower cap never leaves a job behind.
   const std::uint64_t pushed = header->push_cursor.load(std::memory_order_relaxed);
   const std::uint64_t ahead = pushed - start;  // positions pushed but not yet passed (if <= capacity)
   if (ahead <= capacity && k > ahead) to = start + ahead;

@@ -141,10 +141,22 @@ JOBRING_INLINE Queue::Impl::SlotPush Queue::Impl::push_into(std::uint32_t i, Wor
     (void)sync_key_entry(entry);
     if (key->arrival != nullptr) (void)sync_slot(i, false);
   }
-  // Advance the push cursor past this slot before the commit: a claimer that
-  // acquires our commit then sees the cursor at least here, so it may move
-  // the claim cursor past this job (claim.cpp).
-  advance(header->push_cursor, cursor_to);
+  // Advance the push cursor past this slot before the commit, so that a
+  // claimer that acquires our commit sees the cursor here (or further) and
+  // may move the claim cursor past this job (claim.cpp). A hint, moved with
+  // a load and a store, not a CAS (one locked RMW fewer per push; the claim
+  // cursor is moved the same way). Only forward as far as this producer
+  // sees; a rival producer's store between our load and store can be
+  // overwritten, moving the cursor back by the slots it pushed meanwhile.
+  // What that costs, never a job: a producer starts its scan at an occupied
+  // slot and passes it (push_round rescans once, so the older position is
+  // still refilled first); a claimer that read the lower cursor caps the
+  // claim cursor lower (advance_claim_cursor), so its next scan passes a
+  // slot more; skip_unclaimable_positions stops earlier. Both scans cover
+  // the whole ring from their cursor. A death between the load and the
+  // store leaves the cursor where it was.
+  if (header->push_cursor.load(std::memory_order_relaxed) < cursor_to)
+    header->push_cursor.store(cursor_to, std::memory_order_relaxed);
   // T3 commit (counted and woken once per pass, by push_pass). If it fails,
   // someone judged us dead and recovered the slot (possible only if it sees
   // another PID namespace): it is not ours any more, and this push has not
