@@ -304,7 +304,7 @@ JOBRING_INLINE std::size_t Queue::Impl::claim_pass_inline(std::span<Job> jobs, s
   // FIFO: scan from the claim cursor, the oldest position not yet passed by a
   // claim, in ring order, which is the order producers fill slots in.
   const std::uint64_t start = header->claim_cursor.load(std::memory_order_relaxed);
-  const std::uint32_t first = static_cast<std::uint32_t>(start % capacity);
+  const std::uint32_t first = slot_at(start);
   std::uint32_t i = first;
   std::uint32_t k = 0;
   bool rescanned = false;

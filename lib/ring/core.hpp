@@ -163,6 +163,7 @@ struct Ring {
     capacity = cap;
     max_payload = payload_max;
     stride = g.slot_stride;
+    pow2_mask = cap > 1 && (cap & (cap - 1)) == 0 ? cap - 1 : 0;
     states = reinterpret_cast<std::atomic<std::uint64_t>*>(base + g.states_offset);
     slots = base + g.slots_offset;
   }
@@ -192,6 +193,15 @@ struct Ring {
     return slots + i * stride + kSlotMetaBytes + kKeyAreaBytes + kNoteAreaBytes;
   }
   [[nodiscard]] std::uint32_t next(std::uint32_t i) const noexcept { return i + 1 == capacity ? 0 : i + 1; }
+  // The slot of cursor position `pos` (any 64-bit value, a hostile one too):
+  // pos % capacity, by a mask when the capacity is a power of two (the
+  // default 1024): a 64-bit division costs tens of cycles, and push, claim
+  // and ack each take one.
+  [[nodiscard]] std::uint32_t slot_at(std::uint64_t pos) const noexcept {
+    return static_cast<std::uint32_t>(pow2_mask != 0 ? pos & pow2_mask : pos % capacity);
+  }
+  // capacity - 1 for a power of two above 1, else 0 (attach).
+  std::uint64_t pow2_mask = 0;
 
   // Bumps a total that no single transition owns (duplicates, keys_full):
   // a release RMW like the transitions' counts (transitions.hpp).

@@ -63,7 +63,7 @@ LeaseStatus Queue::Impl::ack_one(const Lease& lease) noexcept {
   // there, e.g. capped at the push cursor) leaves a FREE position the next
   // lap refills; move the cursor over it as purge does. Rare: in the steady
   // state claims have moved the cursor past the slot long before.
-  if (lease.slot == header->claim_cursor.load(std::memory_order_relaxed) % capacity)
+  if (lease.slot == slot_at(header->claim_cursor.load(std::memory_order_relaxed)))
     skip_unclaimable_positions();
   return LeaseStatus::ok;
 }

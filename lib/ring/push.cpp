@@ -191,7 +191,7 @@ JOBRING_INLINE bool Queue::Impl::push_round(std::span<const std::span<const std:
                                             std::memory_order load_order, detail::KeyedPush* key,
                                             std::uint64_t writer, std::size_t& done) noexcept {
   const std::uint64_t start = header->push_cursor.load(std::memory_order_relaxed);
-  std::uint32_t i = static_cast<std::uint32_t>(start % capacity);
+  std::uint32_t i = slot_at(start);
   // FIFO (guarantee 6): the k of the first slot this pass passed because it
   // was not FREE (kNotPassed: none yet), and whether we looked again.
   constexpr std::uint32_t kNotPassed = ~std::uint32_t{0};
@@ -215,7 +215,7 @@ JOBRING_INLINE bool Queue::Impl::push_round(std::span<const std::span<const std:
       // reserved yet, so a death here leaves nothing behind.
       std::atomic_thread_fence(std::memory_order_acquire);
       rescanned = true;
-      const auto back = static_cast<std::uint32_t>((start + passed) % capacity);
+      const auto back = slot_at(start + passed);
       k = passed - 1;                           // ++k: passed (~0u + 1 = 0)
       i = back == 0 ? capacity - 1 : back - 1;  // next(i): back
       passed = kNotPassed;
