@@ -199,7 +199,7 @@ JOBRING_INLINE bool Queue::Impl::copy_out(std::uint32_t i, Word from, Word mine,
   // Owner record for the janitor, one word tagged with our generation.
   m.claimed_at_ms.store(s.now, std::memory_order_relaxed);
   if (detail::record_owner(m, from, mine, owner_bits))
-    m.owner_pid.store(owner_bits != 0 ? detail::self().pid : 0, std::memory_order_relaxed);
+    m.owner_pid.store(owner_bits != 0 ? detail::self_pid() : 0, std::memory_order_relaxed);
   const JobId id = m.job_id.load(std::memory_order_relaxed);
   const std::uint32_t length = m.length.load(std::memory_order_relaxed);
   if (length > max_payload) {
