@@ -75,6 +75,7 @@ struct EmptyMemo {
                 std::uint64_t next_due) noexcept {
     armed = got == 0;
     valid = got == 0 && trusted;
+    if (!valid) return;  // the fields below are read only while valid (answers_empty)
     signature = sig;
     until_ms = std::min(next_due, began + empty_memo_ms.load(std::memory_order_relaxed));
     due = next_due;
