@@ -34,7 +34,8 @@ LeaseStatus end_lease(Queue::Impl& q, std::atomic<std::uint64_t>& sw, const Leas
 
 }  // namespace
 
-LeaseStatus Queue::Impl::ack_one(const Lease& lease) noexcept {
+// Inlined into ack and ack_many (one call less per ack).
+JOBRING_INLINE LeaseStatus Queue::Impl::ack_one(const Lease& lease) noexcept {
   auto* sw = leased_word(*this, lease);
   if (sw == nullptr) return LeaseStatus::lease_lost;
   // The key fields and the key's entry word, read while we hold the lease
