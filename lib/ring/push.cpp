@@ -285,35 +285,45 @@ JOBRING_INLINE PushResult Queue::Impl::push_checked(std::span<const std::byte> p
   const detail::PushTimes times = times_for(*this, push);
   JobId id = 0;
   const std::span<const std::byte> one[1] = {payload};
+  // The common push, no key and no Sync::always: its first pass (relaxed)
+  // here, before the wait's state (the attempt's captures, the key) is
+  // built; only a full ring goes on to the wait, whose first try this was.
+  const bool plain = push.key.empty() && !sync_always;
+  if (plain && push_pass_inline(one, {&id, 1}, times, std::memory_order_relaxed, nullptr) == 1) [[likely]]
+    return {PushStatus::ok, id};
   detail::KeyedPush keyed{push.key, push.key.empty() ? 0 : detail::key_hash(push.key)};
   detail::KeyedPush* key = push.key.empty() ? nullptr : &keyed;
   bool failed = false;
-  const detail::Progress p = detail::wait_until_progress(
-      header->room_event, push.wait, capacity, push.stop, [&](std::memory_order order, std::uint64_t&) {
-        if (key != nullptr && key->outcome == detail::KeyInsert::interrupted) return std::size_t{1};
-        if (key != nullptr && key->outcome == detail::KeyInsert::full) {
-          // The last pass found the key table full and gave its slot back,
-          // which bumped room_event. Re-check the table alone until it has
-          // room, so that the sleep on room_event is not woken by our own
-          // give-back (it spun at full CPU for the whole wait). No wake-up
-          // is lost: an ack's K4 (seq_cst) frees the entry before its
-          // settle bumps room_event, and this fence orders our look at the
-          // entries after prepare_wait's announcement (wait.hpp).
-          std::atomic_thread_fence(std::memory_order_seq_cst);
-          if (keys.full_for(key->hash)) return std::size_t{0};
-        }
-        // The first pass (relaxed) is inlined here, the re-checks before a
-        // sleep call push_pass: one call less on every push.
-        const std::size_t n = order == std::memory_order_relaxed
-                                  ? push_pass_inline(one, {&id, 1}, times, order, key)
-                                  : push_pass(one, {&id, 1}, times, order, key);
-        // Sync::always could not put the job on disk: stop; the caller reports it.
-        if (n == 0 && detail::sync_error_pending()) [[unlikely]] {
-          failed = true;
-          return std::size_t{1};
-        }
-        return n;
-      });
+  const auto attempt = [&](std::memory_order order, std::uint64_t&) {
+    if (key != nullptr && key->outcome == detail::KeyInsert::interrupted) return std::size_t{1};
+    if (key != nullptr && key->outcome == detail::KeyInsert::full) {
+      // The last pass found the key table full and gave its slot back,
+      // which bumped room_event. Re-check the table alone until it has
+      // room, so that the sleep on room_event is not woken by our own
+      // give-back (it spun at full CPU for the whole wait). No wake-up
+      // is lost: an ack's K4 (seq_cst) frees the entry before its
+      // settle bumps room_event, and this fence orders our look at the
+      // entries after prepare_wait's announcement (wait.hpp).
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      if (keys.full_for(key->hash)) return std::size_t{0};
+    }
+    // The first pass (relaxed) is inlined here, the re-checks before a
+    // sleep call push_pass: one call less on every push.
+    const std::size_t n = order == std::memory_order_relaxed
+                              ? push_pass_inline(one, {&id, 1}, times, order, key)
+                              : push_pass(one, {&id, 1}, times, order, key);
+    // Sync::always could not put the job on disk: stop; the caller reports it.
+    if (n == 0 && detail::sync_error_pending()) [[unlikely]] {
+      failed = true;
+      return std::size_t{1};
+    }
+    return n;
+  };
+  std::atomic<std::uint32_t>* const room[1] = {&header->room_event};
+  const detail::Progress p =
+      plain
+          ? detail::wait_after_first_try(room, push.wait, detail::safety_sleep(capacity), push.stop, attempt)
+          : detail::wait_until_progress(header->room_event, push.wait, capacity, push.stop, attempt);
   if (failed) [[unlikely]]
     return {PushStatus::full, 0};
   if (key != nullptr) {
