@@ -216,8 +216,9 @@ JOBRING_INLINE bool Queue::Impl::copy_out(std::uint32_t i, Word from, Word mine,
   std::memcpy(job.buffer_.data(), payload(i), length);
   // The key's length is bounded like the payload's: a corrupt one reads as no key.
   const std::uint32_t key_length = m.key_length.load(std::memory_order_relaxed);
-  job.key_size_ = key_length <= kMaxKeyLength ? key_length : 0;
-  if (job.key_size_ > 0) std::memcpy(job.key_.data(), key_area(i), job.key_size_);
+  const std::size_t key_size = key_length <= kMaxKeyLength ? key_length : 0;
+  if (key_size > 0) std::memcpy(job.key_.data(), key_area(i), key_size);
+  job.key_size_ = key_size;
   // Validate like a seqlock reader: if the word changed while we copied, our
   // lease was taken over (it expired within this call) and the copy may be
   // torn: the job is someone else's now.
