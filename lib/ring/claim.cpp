@@ -213,7 +213,7 @@ JOBRING_INLINE bool Queue::Impl::copy_out(std::uint32_t i, Word from, Word mine,
     return false;
   }
   if (job.buffer_.size() < max_payload) job.buffer_.resize(max_payload);  // once per Job object
-  std::memcpy(job.buffer_.data(), payload(i), length);
+  detail::copy_payload(job.buffer_.data(), payload(i), length);
   // The key's length is bounded like the payload's: a corrupt one reads as no key.
   const std::uint32_t key_length = m.key_length.load(std::memory_order_relaxed);
   const std::size_t key_size = key_length <= kMaxKeyLength ? key_length : 0;

@@ -89,7 +89,7 @@ JOBRING_INLINE JobId Queue::Impl::write_job(std::uint32_t i, Word reserved,
   m.key_length.store(key != nullptr ? static_cast<std::uint32_t>(key->key.size()) : 0,
                      std::memory_order_relaxed);
   if (key != nullptr) std::memcpy(key_area(i), key->key.data(), key->key.size());
-  if (!payload.empty()) std::memcpy(this->payload(i), payload.data(), payload.size());
+  detail::copy_payload(this->payload(i), payload.data(), payload.size());
   return id;
 }
 
