@@ -18,6 +18,9 @@
 #include "common/sys.hpp"
 
 namespace jobring::detail {
+
+std::atomic<std::uint32_t> g_self_pid{0};
+
 namespace {
 
 // Reads /proc/PID/stat. Returns false if it cannot be read. The command name
@@ -59,12 +62,11 @@ int count_tasks(std::uint32_t pid) noexcept {
   return n;
 }
 
-std::atomic<std::uint32_t> g_pid{0};
 std::atomic<std::uint64_t> g_start{0};
 std::once_flag g_atfork_once;
 
 void forget_self_in_child() noexcept {
-  g_pid.store(0, std::memory_order_relaxed);
+  g_self_pid.store(0, std::memory_order_relaxed);
   g_start.store(0, std::memory_order_relaxed);
 }
 
@@ -79,14 +81,14 @@ std::uint64_t start_ticks_of(std::uint32_t pid) noexcept {
 ProcessIdentity self() noexcept {
   // Acquire pairs with the release store below, so a thread that sees the PID
   // also sees its start time.
-  if (const std::uint32_t pid = g_pid.load(std::memory_order_acquire); pid != 0) {
+  if (const std::uint32_t pid = g_self_pid.load(std::memory_order_acquire); pid != 0) {
     return {pid, g_start.load(std::memory_order_relaxed)};
   }
   std::call_once(g_atfork_once, [] { ::pthread_atfork(nullptr, nullptr, forget_self_in_child); });
   const auto pid = static_cast<std::uint32_t>(::getpid());
   const std::uint64_t start = start_ticks_of(pid);
   g_start.store(start, std::memory_order_relaxed);
-  g_pid.store(pid, std::memory_order_release);
+  g_self_pid.store(pid, std::memory_order_release);
   return {pid, start};
 }
 

@@ -7,6 +7,7 @@
 // the reader's time namespace offset, which start_ticks_of() takes away.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 
 namespace jobring::detail {
@@ -20,6 +21,19 @@ struct ProcessIdentity {
 
 // This process; cached, and re-read in a child after fork().
 [[nodiscard]] ProcessIdentity self() noexcept;
+
+// self()'s cached PID: 0 until self() first runs, and again in a child
+// after fork() until it runs there.
+extern std::atomic<std::uint32_t> g_self_pid;
+// This process's PID, as self().pid: the cached value inline (every claim
+// records it), self() only the first time in a process.
+[[nodiscard]] inline std::uint32_t self_pid() noexcept {
+  // Relaxed: the PID alone is read here, not the start time that self()'s
+  // acquire pairs with.
+  if (const std::uint32_t pid = g_self_pid.load(std::memory_order_relaxed); pid != 0) [[likely]]
+    return pid;
+  return self().pid;
+}
 
 // Start time of `pid` from /proc/PID/stat; 0 if it cannot be read.
 [[nodiscard]] std::uint64_t start_ticks_of(std::uint32_t pid) noexcept;

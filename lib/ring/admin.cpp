@@ -198,7 +198,7 @@ void detail::Ring::skip_unclaimable_positions() noexcept {
     }
   };
   while (c < pushed && pushed - c <= capacity &&
-         passable(Word{state(static_cast<std::uint32_t>(c % capacity)).load(std::memory_order_relaxed)}))
+         passable(Word{state(slot_at(c)).load(std::memory_order_relaxed)}))
     ++c;
   if (c != from) advance(header->claim_cursor, c);
 }

@@ -75,6 +75,7 @@ struct EmptyMemo {
                 std::uint64_t next_due) noexcept {
     armed = got == 0;
     valid = got == 0 && trusted;
+    if (!valid) return;  // the fields below are read only while valid (answers_empty)
     signature = sig;
     until_ms = std::min(next_due, began + empty_memo_ms.load(std::memory_order_relaxed));
     due = next_due;
@@ -199,7 +200,7 @@ JOBRING_INLINE bool Queue::Impl::copy_out(std::uint32_t i, Word from, Word mine,
   // Owner record for the janitor, one word tagged with our generation.
   m.claimed_at_ms.store(s.now, std::memory_order_relaxed);
   if (detail::record_owner(m, from, mine, owner_bits))
-    m.owner_pid.store(owner_bits != 0 ? detail::self().pid : 0, std::memory_order_relaxed);
+    m.owner_pid.store(owner_bits != 0 ? detail::self_pid() : 0, std::memory_order_relaxed);
   const JobId id = m.job_id.load(std::memory_order_relaxed);
   const std::uint32_t length = m.length.load(std::memory_order_relaxed);
   if (length > max_payload) {
@@ -212,11 +213,12 @@ JOBRING_INLINE bool Queue::Impl::copy_out(std::uint32_t i, Word from, Word mine,
     return false;
   }
   if (job.buffer_.size() < max_payload) job.buffer_.resize(max_payload);  // once per Job object
-  std::memcpy(job.buffer_.data(), payload(i), length);
+  detail::copy_payload(job.buffer_.data(), payload(i), length);
   // The key's length is bounded like the payload's: a corrupt one reads as no key.
   const std::uint32_t key_length = m.key_length.load(std::memory_order_relaxed);
-  job.key_size_ = key_length <= kMaxKeyLength ? key_length : 0;
-  if (job.key_size_ > 0) std::memcpy(job.key_.data(), key_area(i), job.key_size_);
+  const std::size_t key_size = key_length <= kMaxKeyLength ? key_length : 0;
+  if (key_size > 0) std::memcpy(job.key_.data(), key_area(i), key_size);
+  job.key_size_ = key_size;
   // Validate like a seqlock reader: if the word changed while we copied, our
   // lease was taken over (it expired within this call) and the copy may be
   // torn: the job is someone else's now.
@@ -239,8 +241,11 @@ JOBRING_INLINE bool Queue::Impl::copy_out(std::uint32_t i, Word from, Word mine,
 JOBRING_INLINE void Queue::Impl::advance_claim_cursor(std::uint64_t start, std::uint32_t k) noexcept {
   std::uint64_t to = start + k;
   // Read after our claims: their acquire CASes synchronised with the commits,
-  // which the producers sequenced after advancing the push cursor, so every
-  // job we claimed in push order lies below this value.
+  // which the producers sequenced after moving the push cursor, so every job
+  // we claimed in push order lies below this value, unless a rival
+  // producer's store moved the cursor back meanwhile (push.cpp, push_into):
+  // then the cap is lower than it could be, and the next scan passes a few
+  // slots more. A lower cap never leaves a job behind.
   const std::uint64_t pushed = header->push_cursor.load(std::memory_order_relaxed);
   const std::uint64_t ahead = pushed - start;  // positions pushed but not yet passed (if <= capacity)
   if (ahead <= capacity && k > ahead) to = start + ahead;
@@ -276,8 +281,10 @@ JOBRING_INLINE void Queue::Impl::skip_free(std::uint32_t& i, std::uint32_t& k,
   }
 }
 
-std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms, std::uint64_t owner_token,
-                                    std::memory_order load_order, std::uint64_t& next_due) {
+JOBRING_INLINE std::size_t Queue::Impl::claim_pass_inline(std::span<Job> jobs, std::uint64_t lease_ms,
+                                                          std::uint64_t owner_token,
+                                                          std::memory_order load_order,
+                                                          std::uint64_t& next_due) {
   // The clock: CLOCK_MONOTONIC, read once per pass and every 256 slots (a
   // coarse clock can lag by more than a tick with tickless idle: a lease
   // granted on it would be shorter than asked).
@@ -299,7 +306,7 @@ std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms,
   // FIFO: scan from the claim cursor, the oldest position not yet passed by a
   // claim, in ring order, which is the order producers fill slots in.
   const std::uint64_t start = header->claim_cursor.load(std::memory_order_relaxed);
-  const std::uint32_t first = static_cast<std::uint32_t>(start % capacity);
+  const std::uint32_t first = slot_at(start);
   std::uint32_t i = first;
   std::uint32_t k = 0;
   bool rescanned = false;
@@ -357,11 +364,13 @@ std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms,
   return s.got;
 }
 
-// The lease a claim asks for, checked; throws for a bad one.
-std::uint64_t Queue::Impl::lease_ms_or_throw(const ClaimOptions& claim) const {
-  if (detail::valid_duration(claim.lease, true)) [[likely]]
-    return static_cast<std::uint64_t>(claim.lease.count() > 0 ? claim.lease.count()
-                                                              : options.default_lease.count());
+std::size_t Queue::Impl::claim_pass(std::span<Job> jobs, std::uint64_t lease_ms, std::uint64_t owner_token,
+                                    std::memory_order load_order, std::uint64_t& next_due) {
+  return claim_pass_inline(jobs, lease_ms, owner_token, load_order, next_due);
+}
+
+// A bad lease (lease_ms_or_throw's slow path): throws, saying why.
+void Queue::Impl::throw_bad_lease(const ClaimOptions& claim) const {
   std::string why;
   (void)lease_ms_for(*this, claim, &why);
   detail::throw_error(name, make_error_code(errc::invalid_argument), why);
@@ -390,17 +399,22 @@ std::string wait_text(milliseconds wait) {
          " ms";
 }
 
+// try_claim and try_claim_many: one relaxed pass, inlined into each (one
+// call, not three, on every poll).
+JOBRING_INLINE std::size_t try_claim_pass(Queue::Impl& q, std::span<Job> jobs, const ClaimOptions& options) {
+  const std::uint64_t lease_ms = q.lease_ms_or_throw(options);
+  std::uint64_t due = detail::kNoDue;
+  return q.claim_pass_inline(jobs, lease_ms, owner_of(q, options), std::memory_order_relaxed, due);
+}
+
 }  // namespace
 
 std::size_t Queue::try_claim_many(std::span<Job> jobs, const ClaimOptions& options) {
-  Impl& q = *impl_;
-  const std::uint64_t lease_ms = q.lease_ms_or_throw(options);
-  std::uint64_t due = detail::kNoDue;
-  return q.claim_pass(jobs, lease_ms, owner_of(q, options), std::memory_order_relaxed, due);
+  return try_claim_pass(*impl_, jobs, options);
 }
 
 ClaimStatus Queue::try_claim(Job& job, const ClaimOptions& options) {
-  return try_claim_many({&job, 1}, options) == 1 ? ClaimStatus::ok : ClaimStatus::empty;
+  return try_claim_pass(*impl_, {&job, 1}, options) == 1 ? ClaimStatus::ok : ClaimStatus::empty;
 }
 
 std::optional<Job> Queue::try_claim(const ClaimOptions& options) {

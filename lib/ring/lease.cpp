@@ -34,7 +34,8 @@ LeaseStatus end_lease(Queue::Impl& q, std::atomic<std::uint64_t>& sw, const Leas
 
 }  // namespace
 
-LeaseStatus Queue::Impl::ack_one(const Lease& lease) noexcept {
+// Inlined into ack and ack_many (one call less per ack).
+JOBRING_INLINE LeaseStatus Queue::Impl::ack_one(const Lease& lease) noexcept {
   auto* sw = leased_word(*this, lease);
   if (sw == nullptr) return LeaseStatus::lease_lost;
   // The key fields and the key's entry word, read while we hold the lease
@@ -43,14 +44,16 @@ LeaseStatus Queue::Impl::ack_one(const Lease& lease) noexcept {
   const SlotMeta& m = meta(lease.slot);
   const std::uint64_t hash = m.key_hash.load(std::memory_order_relaxed);
   const std::uint32_t entry = m.key_entry.load(std::memory_order_relaxed);
-  const Word held = keys.held_word(entry, hash);
+  // (No key, hash 0: both key-table calls would return at once; the test
+  // here saves the two calls on every ack of a job without a key.)
+  const Word held = hash != 0 ? keys.held_word(entry, hash) : Word{};
   // T6: succeeds only if the word is still exactly our token. Counted and
   // woken by the caller, once per batch.
   Word expected{lease.token};
   if (!detail::move(T::ack, *sw, expected, T::ack.target(expected, 0))) return LeaseStatus::lease_lost;
   // K4. Dies before it: K7 remembers the key when the next keyed push of
   // it, or a sweep, looks (keys.hpp).
-  keys.finish(entry, hash, lease.job, held);
+  if (hash != 0) keys.finish(entry, hash, lease.job, held);
   // Sync::always (durable.cpp): the FREE word (and the key remembered) on
   // disk before the ack returns, so that a power cut does not bring it back.
   if (sync_always) [[unlikely]] {
@@ -61,7 +64,7 @@ LeaseStatus Queue::Impl::ack_one(const Lease& lease) noexcept {
   // there, e.g. capped at the push cursor) leaves a FREE position the next
   // lap refills; move the cursor over it as purge does. Rare: in the steady
   // state claims have moved the cursor past the slot long before.
-  if (lease.slot == header->claim_cursor.load(std::memory_order_relaxed) % capacity)
+  if (lease.slot == slot_at(header->claim_cursor.load(std::memory_order_relaxed)))
     skip_unclaimable_positions();
   return LeaseStatus::ok;
 }

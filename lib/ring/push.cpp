@@ -89,7 +89,7 @@ JOBRING_INLINE JobId Queue::Impl::write_job(std::uint32_t i, Word reserved,
   m.key_length.store(key != nullptr ? static_cast<std::uint32_t>(key->key.size()) : 0,
                      std::memory_order_relaxed);
   if (key != nullptr) std::memcpy(key_area(i), key->key.data(), key->key.size());
-  if (!payload.empty()) std::memcpy(this->payload(i), payload.data(), payload.size());
+  detail::copy_payload(this->payload(i), payload.data(), payload.size());
   return id;
 }
 
@@ -141,10 +141,22 @@ JOBRING_INLINE Queue::Impl::SlotPush Queue::Impl::push_into(std::uint32_t i, Wor
     (void)sync_key_entry(entry);
     if (key->arrival != nullptr) (void)sync_slot(i, false);
   }
-  // Advance the push cursor past this slot before the commit: a claimer that
-  // acquires our commit then sees the cursor at least here, so it may move
-  // the claim cursor past this job (claim.cpp).
-  advance(header->push_cursor, cursor_to);
+  // Advance the push cursor past this slot before the commit, so that a
+  // claimer that acquires our commit sees the cursor here (or further) and
+  // may move the claim cursor past this job (claim.cpp). A hint, moved with
+  // a load and a store, not a CAS (one locked RMW fewer per push; the claim
+  // cursor is moved the same way). Only forward as far as this producer
+  // sees; a rival producer's store between our load and store can be
+  // overwritten, moving the cursor back by the slots it pushed meanwhile.
+  // What that costs, never a job: a producer starts its scan at an occupied
+  // slot and passes it (push_round rescans once, so the older position is
+  // still refilled first); a claimer that read the lower cursor caps the
+  // claim cursor lower (advance_claim_cursor), so its next scan passes a
+  // slot more; skip_unclaimable_positions stops earlier. Both scans cover
+  // the whole ring from their cursor. A death between the load and the
+  // store leaves the cursor where it was.
+  if (header->push_cursor.load(std::memory_order_relaxed) < cursor_to)
+    header->push_cursor.store(cursor_to, std::memory_order_relaxed);
   // T3 commit (counted and woken once per pass, by push_pass). If it fails,
   // someone judged us dead and recovered the slot (possible only if it sees
   // another PID namespace): it is not ours any more, and this push has not
@@ -179,7 +191,7 @@ JOBRING_INLINE bool Queue::Impl::push_round(std::span<const std::span<const std:
                                             std::memory_order load_order, detail::KeyedPush* key,
                                             std::uint64_t writer, std::size_t& done) noexcept {
   const std::uint64_t start = header->push_cursor.load(std::memory_order_relaxed);
-  std::uint32_t i = static_cast<std::uint32_t>(start % capacity);
+  std::uint32_t i = slot_at(start);
   // FIFO (guarantee 6): the k of the first slot this pass passed because it
   // was not FREE (kNotPassed: none yet), and whether we looked again.
   constexpr std::uint32_t kNotPassed = ~std::uint32_t{0};
@@ -203,7 +215,7 @@ JOBRING_INLINE bool Queue::Impl::push_round(std::span<const std::span<const std:
       // reserved yet, so a death here leaves nothing behind.
       std::atomic_thread_fence(std::memory_order_acquire);
       rescanned = true;
-      const auto back = static_cast<std::uint32_t>((start + passed) % capacity);
+      const auto back = slot_at(start + passed);
       k = passed - 1;                           // ++k: passed (~0u + 1 = 0)
       i = back == 0 ? capacity - 1 : back - 1;  // next(i): back
       passed = kNotPassed;
@@ -233,9 +245,10 @@ JOBRING_INLINE bool Queue::Impl::push_round(std::span<const std::span<const std:
   return true;
 }
 
-std::size_t Queue::Impl::push_pass(std::span<const std::span<const std::byte>> payloads, std::span<JobId> ids,
-                                   detail::PushTimes times, std::memory_order load_order,
-                                   detail::KeyedPush* key) noexcept {
+JOBRING_INLINE std::size_t Queue::Impl::push_pass_inline(std::span<const std::span<const std::byte>> payloads,
+                                                         std::span<JobId> ids, detail::PushTimes times,
+                                                         std::memory_order load_order,
+                                                         detail::KeyedPush* key) noexcept {
   if (payloads.empty()) return 0;
   if (key != nullptr) {
     key->outcome = detail::KeyInsert::none;
@@ -261,36 +274,56 @@ std::size_t Queue::Impl::push_pass(std::span<const std::span<const std::byte>> p
   return done;
 }
 
+std::size_t Queue::Impl::push_pass(std::span<const std::span<const std::byte>> payloads, std::span<JobId> ids,
+                                   detail::PushTimes times, std::memory_order load_order,
+                                   detail::KeyedPush* key) noexcept {
+  return push_pass_inline(payloads, ids, times, load_order, key);
+}
+
 JOBRING_INLINE PushResult Queue::Impl::push_checked(std::span<const std::byte> payload,
                                                     const PushOptions& push) noexcept {
   const detail::PushTimes times = times_for(*this, push);
   JobId id = 0;
   const std::span<const std::byte> one[1] = {payload};
+  // The common push, no key and no Sync::always: its first pass (relaxed)
+  // here, before the wait's state (the attempt's captures, the key) is
+  // built; only a full ring goes on to the wait, whose first try this was.
+  const bool plain = push.key.empty() && !sync_always;
+  if (plain && push_pass_inline(one, {&id, 1}, times, std::memory_order_relaxed, nullptr) == 1) [[likely]]
+    return {PushStatus::ok, id};
   detail::KeyedPush keyed{push.key, push.key.empty() ? 0 : detail::key_hash(push.key)};
   detail::KeyedPush* key = push.key.empty() ? nullptr : &keyed;
   bool failed = false;
-  const detail::Progress p = detail::wait_until_progress(
-      header->room_event, push.wait, capacity, push.stop, [&](std::memory_order order, std::uint64_t&) {
-        if (key != nullptr && key->outcome == detail::KeyInsert::interrupted) return std::size_t{1};
-        if (key != nullptr && key->outcome == detail::KeyInsert::full) {
-          // The last pass found the key table full and gave its slot back,
-          // which bumped room_event. Re-check the table alone until it has
-          // room, so that the sleep on room_event is not woken by our own
-          // give-back (it spun at full CPU for the whole wait). No wake-up
-          // is lost: an ack's K4 (seq_cst) frees the entry before its
-          // settle bumps room_event, and this fence orders our look at the
-          // entries after prepare_wait's announcement (wait.hpp).
-          std::atomic_thread_fence(std::memory_order_seq_cst);
-          if (keys.full_for(key->hash)) return std::size_t{0};
-        }
-        const std::size_t n = push_pass(one, {&id, 1}, times, order, key);
-        // Sync::always could not put the job on disk: stop; the caller reports it.
-        if (n == 0 && detail::sync_error_pending()) [[unlikely]] {
-          failed = true;
-          return std::size_t{1};
-        }
-        return n;
-      });
+  const auto attempt = [&](std::memory_order order, std::uint64_t&) {
+    if (key != nullptr && key->outcome == detail::KeyInsert::interrupted) return std::size_t{1};
+    if (key != nullptr && key->outcome == detail::KeyInsert::full) {
+      // The last pass found the key table full and gave its slot back,
+      // which bumped room_event. Re-check the table alone until it has
+      // room, so that the sleep on room_event is not woken by our own
+      // give-back (it spun at full CPU for the whole wait). No wake-up
+      // is lost: an ack's K4 (seq_cst) frees the entry before its
+      // settle bumps room_event, and this fence orders our look at the
+      // entries after prepare_wait's announcement (wait.hpp).
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      if (keys.full_for(key->hash)) return std::size_t{0};
+    }
+    // The first pass (relaxed) is inlined here, the re-checks before a
+    // sleep call push_pass: one call less on every push.
+    const std::size_t n = order == std::memory_order_relaxed
+                              ? push_pass_inline(one, {&id, 1}, times, order, key)
+                              : push_pass(one, {&id, 1}, times, order, key);
+    // Sync::always could not put the job on disk: stop; the caller reports it.
+    if (n == 0 && detail::sync_error_pending()) [[unlikely]] {
+      failed = true;
+      return std::size_t{1};
+    }
+    return n;
+  };
+  std::atomic<std::uint32_t>* const room[1] = {&header->room_event};
+  const detail::Progress p =
+      plain
+          ? detail::wait_after_first_try(room, push.wait, detail::safety_sleep(capacity), push.stop, attempt)
+          : detail::wait_until_progress(header->room_event, push.wait, capacity, push.stop, attempt);
   if (failed) [[unlikely]]
     return {PushStatus::full, 0};
   if (key != nullptr) {
@@ -319,6 +352,14 @@ std::error_code sync_failure(std::string* why) {
   return make_error_code(errc::system_error);
 }
 
+// A bad argument to push (its slow path): throws, saying what was wrong.
+[[noreturn]] [[gnu::cold]] [[gnu::noinline]] void throw_bad_push(const Queue::Impl& q,
+                                                                 std::span<const std::byte> payload,
+                                                                 const PushOptions& options) {
+  std::string why;
+  detail::throw_error(q.name, check_push(q.max_payload, {&payload, 1}, options, false, &why), why);
+}
+
 }  // namespace
 
 PushResult Queue::push(std::span<const std::byte> payload, const PushOptions& options,
@@ -333,11 +374,14 @@ PushResult Queue::push(std::span<const std::byte> payload, const PushOptions& op
 
 PushResult Queue::push(std::span<const std::byte> payload, const PushOptions& options) {
   Impl& q = *impl_;
-  std::string why;
-  if (const auto ec = check_push(q.max_payload, {&payload, 1}, options, false, &why))
-    detail::throw_error(q.name, ec, why);
+  // The message is built only for a bad argument (check_push again, with
+  // `why`): the string's construction and destruction cost every push ~11
+  // instructions.
+  if (check_push(q.max_payload, {&payload, 1}, options, false, nullptr)) [[unlikely]]
+    throw_bad_push(q, payload, options);
   const PushResult r = q.push_checked(payload, options);
   if (q.sync_always) [[unlikely]] {
+    std::string why;
     if (const auto ec = sync_failure(&why)) detail::throw_error(q.name, ec, why);
   }
   return r;

@@ -175,8 +175,8 @@ void sleep_on_any(std::span<std::atomic<std::uint32_t>* const> words, std::span<
   if (entry >= 0) g_sleeping[entry].store(nullptr, std::memory_order_release);
 }
 
-void notify(std::atomic<std::uint32_t>& word) noexcept {
-  std::uint32_t w = word.load(std::memory_order_seq_cst);
+void notify_waiters(std::atomic<std::uint32_t>& word, std::uint32_t seen) noexcept {
+  std::uint32_t w = seen;
   while ((w & kWaitingBit) != 0) {
     // Bump the sequence and clear the bit in one step (odd + 1 = next even).
     if (word.compare_exchange_weak(w, w + 1, std::memory_order_seq_cst, std::memory_order_relaxed)) {

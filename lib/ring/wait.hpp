@@ -81,8 +81,18 @@ void sleep_on_any(std::span<std::atomic<std::uint32_t>* const> words, std::span<
                   std::chrono::milliseconds timeout, std::chrono::milliseconds cap,
                   const std::atomic<bool>* stop) noexcept;
 
+// notify()'s slow path, out of line (wait.cpp): from the value `seen`
+// (waiting bit set), the CAS that bumps the sequence and clears the bit,
+// then the FUTEX_WAKE.
+void notify_waiters(std::atomic<std::uint32_t>& word, std::uint32_t seen) noexcept;
 // Wakes every sleeper of `word`, if the waiting bit says there may be one.
-void notify(std::atomic<std::uint32_t>& word) noexcept;
+// Inline: every push and ack calls it, and while nobody waits it is only
+// the seq_cst load of the no-lost-wake-up argument above.
+inline void notify(std::atomic<std::uint32_t>& word) noexcept {
+  const std::uint32_t w = word.load(std::memory_order_seq_cst);
+  if ((w & kWaitingBit) != 0) [[unlikely]]
+    notify_waiters(word, w);
+}
 
 // True once interrupt_waits() was called in this process (until cleared).
 [[nodiscard]] bool interrupt_requested() noexcept;
