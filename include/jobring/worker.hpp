@@ -121,7 +121,7 @@
 //            server later and change the token: the next extension then
 //            finds the lease lost, and the job comes back when that lease
 //            runs out.)
-//   ack / release / give_back (the final call)
+//   ack / release (the final call)
 //            sent again with the same backoff while the lease surely runs
 //            (before its deadline; not after stop_now()): a repeat is
 //            harmless (a repeat of a call that went through answers
@@ -136,6 +136,8 @@
 //   release at the end of the grace period
 //            not retried: the job is abandoned either way (the result is
 //            discarded) and comes back at once or at its deadline.
+//   give_back of a job claimed as stop_now() came
+//            not retried (stop_now means now): JobResult::unconfirmed.
 //
 // Memory ordering: a hook or the handler sees the Job as the claim filled it
 // in; everything the handler did happens-before its on_done call and the
