@@ -21,6 +21,7 @@
 #include "jobring/interrupt.hpp"
 #include "jobring/queue.hpp"
 #include "jobring/redis_queue.hpp"
+#include "redis/redis_cluster.hpp"
 #include "redis/redis_server.hpp"
 #include "support/test_support.hpp"
 
@@ -58,6 +59,24 @@ struct Redis {
   static void remove(const std::string& name) { RedisQueue::remove(shared_server().url(), name); }
 };
 
+// The third backend: a Redis Cluster of 3 primaries (no replicas), one for
+// the binary; each test's queues hash to their own slots. Built as
+// test_contract_cluster (test_contract_cluster.cpp), one ctest test.
+test::RedisCluster& shared_cluster() {
+  static test::RedisCluster cluster(3, 0);
+  return cluster;
+}
+
+struct RedisCluster {
+  using Q = RedisQueue;
+  static std::string skip_reason() { return test::redis_cluster_skip_reason(); }
+  static Q create(const std::string& name, const Options& o) {
+    return RedisQueue::create(shared_cluster().url(), name, o);
+  }
+  static Q open(const std::string& name) { return RedisQueue::open(shared_cluster().url(), name); }
+  static void remove(const std::string& name) { RedisQueue::remove(shared_cluster().url(), name); }
+};
+
 template <typename Backend>
 class Contract : public ::testing::Test {
  protected:
@@ -79,12 +98,16 @@ class Contract : public ::testing::Test {
   std::vector<std::string> names_;
 };
 
+#ifdef JOBRING_CONTRACT_CLUSTER
+using Backends = ::testing::Types<RedisCluster>;
+#else
 using Backends = ::testing::Types<Shm, Redis>;
+#endif
 class BackendNames {
  public:
   template <typename T>
   static std::string GetName(int) {
-    return std::is_same_v<T, Shm> ? "shm" : "redis";
+    return std::is_same_v<T, Shm> ? "shm" : std::is_same_v<T, Redis> ? "redis" : "redis-cluster";
   }
 };
 TYPED_TEST_SUITE(Contract, Backends, BackendNames);
