@@ -156,7 +156,10 @@ TEST_F(Failover, AsynchronousReplicationLosesWhatTheReplicaNeverGot) {
   auto async = RedisQueue::open(primary_->url(), name_);
   const PushResult lost_push = async.push("c");
   ASSERT_TRUE(lost_push);                          // answered by the old primary...
-  EXPECT_EQ(async.ack(a.lease), LeaseStatus::ok);  // ...and so is this ack
+  EXPECT_EQ(async.ack(a.lease), LeaseStatus::ok);  // ...and so is this ack...
+  Job b_lost;
+  ASSERT_EQ(async.try_claim(b_lost, lease(60s)), ClaimStatus::ok);  // ...and this claim
+  ASSERT_EQ(b_lost.text(), "b");
   std::error_code ec;
   (void)sync.push(bytes("d"), {}, ec);  // with wait_replicas: no replica acknowledges it
   EXPECT_EQ(ec, make_error_code(errc::timeout)) << "a write no replica has must not look safe";
@@ -167,16 +170,35 @@ TEST_F(Failover, AsynchronousReplicationLosesWhatTheReplicaNeverGot) {
     for (const JobInfo& info : after.peek(state))
       texts.insert(std::string(reinterpret_cast<const char*>(info.payload.data()), info.payload.size()));
   EXPECT_EQ(texts, (std::set<std::string>{"a", "b"}));  // "c" and "d" lost; "a" not acked
-  std::this_thread::sleep_for(600ms);                   // a's lease runs out on the new primary
+  // The claim of "b" was lost: "b" is given again, to a new holder, under
+  // another token (tokens never repeat, even after lost writes: they are
+  // floored by the server's clock), so the first holder's ack is rejected.
+  Job b_again;
+  ASSERT_EQ(after.try_claim(b_again, lease(60s)), ClaimStatus::ok);
+  ASSERT_EQ(b_again.text(), "b");
+  EXPECT_NE(b_again.lease.token, b_lost.lease.token);
+  EXPECT_EQ(after.ack(b_lost.lease), LeaseStatus::lease_lost);
+  EXPECT_EQ(after.extend(b_lost.lease, 10s), LeaseStatus::lease_lost);
+  EXPECT_EQ(after.ack(b_again.lease), LeaseStatus::ok);
+  // Job ids are not given twice either: the lost push's id is not reused.
+  const PushResult e = after.push("e");
+  ASSERT_TRUE(e);
+  EXPECT_NE(e.id, lost_push.id);
+  std::this_thread::sleep_for(600ms);  // a's lease runs out on the new primary
   Job again;
-  for (int i = 0; i < 2 && again.text() != "a"; ++i) ASSERT_EQ(after.try_claim(again), ClaimStatus::ok);
+  for (int i = 0; i < 2 && again.text() != "a"; ++i) {
+    ASSERT_EQ(after.try_claim(again), ClaimStatus::ok);
+    if (again.text() == "e") {
+      EXPECT_EQ(after.ack(again.lease), LeaseStatus::ok);
+    }
+  }
   ASSERT_EQ(again.text(), "a");  // done again
   EXPECT_EQ(again.attempt, 2u);
   EXPECT_EQ(after.ack(a.lease), LeaseStatus::lease_lost);  // its first holder's ack, replayed: rejected
   EXPECT_EQ(after.ack(again.lease), LeaseStatus::ok);
   std::printf(
       "async failover lost: push 'c' (id %llu), push 'd' (reported as timeout), the ack of 'a' "
-      "(done again, attempt 2)\n",
+      "(done again, attempt 2), the claim of 'b' (given again, the first holder's ack rejected)\n",
       static_cast<unsigned long long>(lost_push.id));
 }
 
