@@ -34,7 +34,10 @@
 // safe to repeat (see "Network failures" below); past it, unavailable. The
 // function library is loaded on each primary when a client first connects
 // to it. list(url) scans every primary. A cluster's shard fails over as a
-// replicated server does (below).
+// replicated server does (below). Resharding: Redis moves a slot's keys one
+// by one, and a call that finds some of its queue's keys moved fails
+// part-way (server_error): move the slots of queues in use only when they
+// are drained.
 //
 // Time: deadlines and delays are kept in the server's clock (TIME), never a
 // client's, so hosts with skewed clocks agree. Job::deadline is this host's

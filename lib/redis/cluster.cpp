@@ -283,8 +283,13 @@ Reply ClusterLink::route(std::string_view key, Retry retry, Failure& failure, co
       return nullptr;
     }
     Connection& c = node(*target);
-    if (Failure f = c.connect()) {  // nothing was sent: a dead or demoted node
-      if (f.ec != make_error_code(errc::timeout) && pause_more()) {
+    if (Failure f = c.connect()) {  // nothing was sent
+      // A dead node (unavailable), or a demoted one (its FUNCTION LOAD
+      // refused: server_error): the map is stale. Any other failure (a
+      // timeout, an evicting server, a protocol error) stands.
+      const bool stale =
+          f.ec == make_error_code(errc::unavailable) || f.ec == make_error_code(errc::server_error);
+      if (stale && pause_more()) {
         ask.reset();
         (void)refresh();
         continue;

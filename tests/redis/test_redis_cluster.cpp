@@ -312,6 +312,94 @@ TEST_F(Cluster, ARedisUrlToAClusterNodeSaysToUseTheClusterUrl) {
   }
 }
 
+// A slot moved while a queue is created on it: during the migration the
+// old owner answers ASK (the queue's keys are not there) and the client
+// asks the new owner (ASKING); once the slot is moved, the old owner
+// answers MOVED and the client reads the map again. Both without an error.
+TEST_F(Cluster, AskDuringASlotMigrationAndMovedAfterIt) {
+  Watchdog dog(60s);
+  auto& cluster = shared_cluster();
+  const auto names = names_on_different_shards(2);
+  ASSERT_EQ(names.size(), 2u);
+  const std::string& name = names[0];
+  const int slot = slot_of(name);
+  const std::size_t source = *cluster.primary_of(slot), target = *cluster.primary_of(slot_of(names[1]));
+  const std::string source_id = test::reply_text(cluster.server(source).command({"CLUSTER", "MYID"}));
+  const std::string target_id = test::reply_text(cluster.server(target).command({"CLUSTER", "MYID"}));
+  ASSERT_FALSE(source_id.empty());
+  ASSERT_FALSE(target_id.empty());
+  auto q =
+      RedisQueue::open_or_create(cluster.url(), names[1], {.capacity = 4});  // the link knows the map now
+  const std::string slot_text = std::to_string(slot);
+  ASSERT_EQ(test::reply_text(
+                cluster.server(target).command({"CLUSTER", "SETSLOT", slot_text, "IMPORTING", source_id})),
+            "OK");
+  ASSERT_EQ(test::reply_text(
+                cluster.server(source).command({"CLUSTER", "SETSLOT", slot_text, "MIGRATING", target_id})),
+            "OK");
+  auto moving = RedisQueue::create(cluster.url(), name, {.capacity = 4});  // ASK: created on the target
+  ASSERT_TRUE(moving.push("pushed while the slot moved"));
+  const std::string stats = test::reply_text(cluster.server(target).command({"INFO", "commandstats"}));
+  EXPECT_NE(stats.find("cmdstat_asking:calls="), std::string::npos) << "no ASKING reached the target";
+  // The migration ends: every primary learns the slot's new owner.
+  for (std::size_t i = 0; i < cluster.size(); ++i)
+    if (cluster.alive(i))
+      (void)cluster.server(i).command({"CLUSTER", "SETSLOT", slot_text, "NODE", target_id});
+  ASSERT_EQ(cluster.primary_of(slot), target);
+  EXPECT_EQ(node_holding(name), target);  // created there, through ASK
+  Job job;
+  ASSERT_EQ(moving.try_claim(job), ClaimStatus::ok);  // MOVED: the handle's map said `source`
+  EXPECT_EQ(job.text(), "pushed while the slot moved");
+  EXPECT_EQ(moving.ack(job.lease), LeaseStatus::ok);
+  EXPECT_TRUE(RedisQueue::remove(cluster.url(), name));
+  EXPECT_TRUE(RedisQueue::remove(cluster.url(), names[1]));
+}
+
+// A stale slot map (all slots on a wrong primary) is corrected by the first MOVED.
+TEST_F(Cluster, AStaleSlotMapIsCorrectedByMoved) {
+  auto& cluster = shared_cluster();
+  const std::string name = names_on_different_shards(1).at(0);
+  (void)RedisQueue::create(cluster.url(), name, {.capacity = 4});
+  const int slot = slot_of(name);
+  const std::size_t owner = *cluster.primary_of(slot);
+  std::size_t wrong = 0;
+  while (wrong == owner || !cluster.alive(wrong) || cluster.primary_of(0) == std::nullopt) ++wrong;
+  r::Failure f;
+  const r::Endpoint endpoint = r::parse_url(cluster.url(), f);
+  ASSERT_FALSE(f) << f.what;
+  auto topology = r::make_topology(endpoint);
+  r::ClusterLink link(topology, {});
+  ASSERT_FALSE(link.refresh());
+  const r::HostPort right{"127.0.0.1", cluster.port(owner)}, stale{"127.0.0.1", cluster.port(wrong)};
+  EXPECT_EQ(topology->primary(slot), right);
+  topology->assign(slot, stale);
+  const std::string key = "{jr:" + name + "}";
+  const r::Reply reply = link.fcall("jr_open", key, {}, false, r::Retry::safe, f);
+  ASSERT_TRUE(reply) << f.what;
+  EXPECT_EQ(std::string_view(reply->element[0]->str, reply->element[0]->len), "ok");
+  EXPECT_EQ(topology->primary(slot), right);
+  EXPECT_TRUE(RedisQueue::remove(cluster.url(), name));
+}
+
+// A node whose maxmemory-policy evicts keys is refused at once, not retried.
+TEST_F(Cluster, AnEvictingNodeIsRefusedAtOnce) {
+  Watchdog dog(60s);
+  auto& cluster = shared_cluster();
+  const std::string name = names_on_different_shards(1).at(0);
+  const std::size_t owner = *cluster.primary_of(slot_of(name));
+  ASSERT_EQ(
+      test::reply_text(cluster.server(owner).command({"CONFIG", "SET", "maxmemory-policy", "allkeys-lru"})),
+      "OK");
+  const auto start = std::chrono::steady_clock::now();
+  std::error_code ec;
+  EXPECT_FALSE(RedisQueue::create(cluster.url(), name, {.capacity = 4}, ec));
+  EXPECT_EQ(ec, make_error_code(errc::unsafe_server_config)) << ec.message();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+  ASSERT_EQ(
+      test::reply_text(cluster.server(owner).command({"CONFIG", "SET", "maxmemory-policy", "noeviction"})),
+      "OK");
+}
+
 // A shard's primary is SIGKILLed: its replica takes over (cluster-node-timeout
 // 1 s), and the handles opened before go on, on that queue and on another
 // shard's. What was acknowledged with wait_replicas = 1 survives: the jobs,
