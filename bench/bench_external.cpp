@@ -13,6 +13,13 @@
 //                         jobring's own Redis backend (RedisQueue) on the
 //                         same server: push + claim + ack, one job at a time
 //                         and in batches of 32 (per job).
+//   BM_External/jobring_redis_procs/P/W/B
+//                         the same across processes: P producer processes
+//                         push (push_many of B) and W worker processes claim
+//                         and ack (claim_many of B, ack_many) N jobs in all
+//                         (JOBRING_BENCH_REDIS_PROCS_JOBS, default 3000 per
+//                         producer and batch job); jobs/s from the start
+//                         barrier to the last ack (manual time).
 //   BM_External/postgres  PostgreSQL queue table with a visibility column:
 //                         INSERT; UPDATE ... SET visible_at = now() + 30 s
 //                         WHERE id = (SELECT id ... WHERE visible_at <= now()
@@ -40,9 +47,12 @@
 #include <libpq-fe.h>
 #endif
 #ifdef JOBRING_BENCH_HAVE_REDIS_BACKEND
+#include <atomic>
+#include <chrono>
 #include <span>
 
 #include "jobring/redis_queue.hpp"
+#include "procs.hpp"
 #endif
 
 namespace {
@@ -229,6 +239,109 @@ BENCHMARK(BM_External_jobring_redis)
     ->Arg(32)
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
+
+struct ProcsShared {
+  std::atomic<int> ready{0};
+  std::atomic<bool> go{false};
+  std::atomic<long> acked{0};
+};
+
+// P producers and W workers, each a process with its own RedisQueue handle,
+// N jobs in all; each child exits 0 only if every call it made succeeded.
+void BM_External_jobring_redis_procs(benchmark::State& state) {
+  const char* path = std::getenv("JOBRING_BENCH_REDIS_SOCKET");
+  if (path == nullptr || *path == '\0') {
+    state.SkipWithError("no Redis (JOBRING_BENCH_REDIS_SOCKET unset)");
+    return;
+  }
+  const int producers = static_cast<int>(state.range(0)), workers = static_cast<int>(state.range(1));
+  const auto batch = static_cast<std::size_t>(state.range(2));
+  const long per_producer =
+      bench::env_long("JOBRING_BENCH_REDIS_PROCS_JOBS", 3000 * static_cast<long>(batch)) / producers;
+  const long total = per_producer * producers;
+  const std::string url = std::string("redis+unix://") + path;
+  const std::string name = "bench.procs." + std::to_string(::getpid());
+  for (auto _ : state) {
+    std::error_code ec;
+    jobring::RedisQueue::remove(url, name, ec);
+    if (!jobring::RedisQueue::create(url, name, {.capacity = 4096, .max_payload = kPayload}, ec)) {
+      state.SkipWithError(("cannot create the queue: " + ec.message()).c_str());
+      return;
+    }
+    bench::Shared<ProcsShared> shared;
+    bench::ProcessGroup group;
+    auto start_together = [&] {
+      shared->ready.fetch_add(1);
+      while (!shared->go.load()) ::usleep(100);
+    };
+    for (int p = 0; p < producers; ++p) {
+      group.spawn([&] {
+        auto q = jobring::RedisQueue::open(url, name);
+        const std::string payload(kPayload, 'j');
+        const auto bytes = std::as_bytes(std::span(payload.data(), payload.size()));
+        std::vector<std::span<const std::byte>> payloads(batch, bytes);
+        start_together();
+        for (long done = 0; done < per_producer;) {
+          const auto n =
+              static_cast<std::size_t>(std::min<long>(static_cast<long>(batch), per_producer - done));
+          if (n == 1) {
+            if (!q.push(bytes, {.wait = std::chrono::seconds(30)})) return 1;
+            done += 1;
+          } else {
+            const std::size_t pushed =
+                q.push_many(std::span(payloads.data(), n), {}, {.wait = std::chrono::seconds(30)});
+            if (pushed == 0) return 1;
+            done += static_cast<long>(pushed);
+          }
+        }
+        return 0;
+      });
+    }
+    for (int w = 0; w < workers; ++w) {
+      group.spawn([&] {
+        auto q = jobring::RedisQueue::open(url, name);
+        std::vector<jobring::Job> jobs(batch);
+        std::vector<jobring::Lease> leases(batch);
+        start_together();
+        while (shared->acked.load() < total) {
+          const std::size_t claimed = q.claim_many(jobs, std::chrono::milliseconds(50));
+          for (std::size_t i = 0; i < claimed; ++i) leases[i] = jobs[i].lease;
+          const std::size_t acked = claimed == 1 ? (q.ack(leases[0]) == jobring::LeaseStatus::ok ? 1 : 0)
+                                                 : q.ack_many(std::span(leases.data(), claimed));
+          if (acked != claimed) return 1;
+          shared->acked.fetch_add(static_cast<long>(acked));
+        }
+        return 0;
+      });
+    }
+    while (shared->ready.load() < producers + workers) ::usleep(100);
+    const std::int64_t t0 = bench::mono_ns();
+    shared->go.store(true);
+    const bool ok = group.wait_all(t0 + 300'000'000'000LL);
+    const std::int64_t t1 = bench::mono_ns();
+    jobring::RedisQueue::remove(url, name, ec);
+    if (!ok || shared->acked.load() != total) {
+      state.SkipWithError(("a child failed or timed out; acked " + std::to_string(shared->acked.load()) +
+                           " of " + std::to_string(total))
+                              .c_str());
+      return;
+    }
+    state.SetIterationTime(static_cast<double>(t1 - t0) / 1e9);
+  }
+  state.SetItemsProcessed(state.iterations() * total);
+}
+BENCHMARK(BM_External_jobring_redis_procs)
+    ->Name("BM_External/jobring_redis_procs")
+    ->ArgNames({"P", "W", "B"})
+    ->Args({1, 1, 1})
+    ->Args({2, 2, 1})
+    ->Args({4, 4, 1})
+    ->Args({1, 1, 32})
+    ->Args({2, 2, 32})
+    ->Args({4, 4, 32})
+    ->Iterations(1)
+    ->Unit(benchmark::kMillisecond)
+    ->UseManualTime();
 #endif
 
 #ifdef JOBRING_BENCH_HAVE_LIBPQ
