@@ -110,7 +110,7 @@ bool parse_redirection(std::string_view message, const HostPort& asked, int& slo
   const auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), value);
   if (ec != std::errc{} || end != number.data() + number.size() || value < 0 || value >= kSlots) return false;
   const auto colon = address.rfind(':');
-  if (colon == std::string_view::npos || colon > kMaxHost) return false;
+  if (colon > kMaxHost) return false;  // npos (no colon) included
   const std::string_view port = address.substr(colon + 1);
   int port_value = 0;
   const auto [pend, pec] = std::from_chars(port.data(), port.data() + port.size(), port_value);
