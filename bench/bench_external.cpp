@@ -49,6 +49,7 @@
 #include <libpq-fe.h>
 #endif
 #ifdef JOBRING_BENCH_HAVE_REDIS_BACKEND
+#include <chrono>
 #include <span>
 
 #include "jobring/redis_queue.hpp"
@@ -239,6 +240,7 @@ BENCHMARK(BM_External_jobring_redis)
     ->Arg(32)
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
+
 #endif
 
 // --- Across processes --------------------------------------------------------

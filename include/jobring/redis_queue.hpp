@@ -17,9 +17,27 @@
 //   jobring::Job job;
 //   if (q.claim(job, 5s) == jobring::ClaimStatus::ok) { do_it(job.text()); q.ack(job.lease); }
 //
-// URL: redis://HOST:PORT or redis+unix:///PATH/redis.sock. No TLS (hiredis
-// 0.14 has none): across hosts use a private network, or stunnel / an SSH
-// tunnel to the server's unix socket. redis+cluster:// is not yet supported.
+// URL: redis://HOST:PORT or redis+unix:///PATH/redis.sock (one server), or
+// redis+cluster://HOST:PORT,HOST:PORT,... (a Redis Cluster: any of its nodes
+// as seeds; one that answers is enough). No TLS (hiredis 0.14 has none):
+// across hosts use a private network, or stunnel / an SSH tunnel to the
+// server's unix socket.
+//
+// Redis Cluster: every key of a queue carries the hash tag {jr:NAME}, so a
+// queue lives on one shard (the primary serving its hash slot, and that
+// primary's replicas) and queues spread over the shards by name. Each call
+// goes to that primary; the client reads the slot map (CLUSTER SLOTS) and
+// follows the cluster's redirections (MOVED, ASK) and waits out its refusals
+// (TRYAGAIN, CLUSTERDOWN) and a primary that stopped answering, within
+// RedisOptions::io_timeout of the call's start, so that a shard failover
+// (cluster-node-timeout plus about a second) is ridden out by calls that are
+// safe to repeat (see "Network failures" below); past it, unavailable. The
+// function library is loaded on each primary when a client first connects
+// to it. list(url) scans every primary. A cluster's shard fails over as a
+// replicated server does (below). Resharding: Redis moves a slot's keys one
+// by one, and a call that finds some of its queue's keys moved fails
+// part-way (server_error): move the slots of queues in use only when they
+// are drained.
 //
 // Time: deadlines and delays are kept in the server's clock (TIME), never a
 // client's, so hosts with skewed clocks agree. Job::deadline is this host's
@@ -35,12 +53,19 @@
 // whether or not the answer reached it. A dead worker's lease ends at its
 // deadline and the next claim takes the job back, counting the attempt.
 // Guarantees on the server's side: a push is durable as far as the server's
-// persistence is (use appendonly yes with appendfsync everysec or always);
-// a failover to an asynchronous replica may lose the last writes (a push, an
-// ack: the job is done again). The server's maxmemory-policy must not evict
-// keys: noeviction (or a volatile-* policy: jobs' keys have no TTL; only a
-// finished job's remembered de-duplication key can go early); connecting to
-// a server with an allkeys-* policy is refused (unsafe_server_config). A
+// persistence is (use appendonly yes with appendfsync everysec or always).
+// A failover to an asynchronous replica may lose the writes the replica had
+// not received: a push (gone), an ack (the job is done again), a claim (the
+// job is given again, and its first holder's ack, release or extend is
+// lease_lost: fencing tokens and job ids are floored by the server's clock
+// in microseconds, so a new primary never gives one twice as long as the
+// servers' clocks agree to better than the failover's length).
+// RedisOptions::wait_replicas makes each such write answered only once a
+// replica has it (else errc::timeout: it may be lost). The server's
+// maxmemory-policy must not evict keys: noeviction (or a volatile-*
+// policy: jobs' keys have no TTL; only a finished job's remembered
+// de-duplication key can go early); connecting to a server with an
+// allkeys-* policy is refused (unsafe_server_config). A
 // server at maxmemory refuses pushes (server_error, OOM) but still runs the
 // claims, acks and purges that drain it.
 //
@@ -62,6 +87,8 @@
 // What differs from Queue, and what is not here yet:
 // - Lease: job = the job id, token = the fencing token (a number that grows
 //   on every claim and extend of the queue), slot = 0 (there are no slots).
+//   Ids and tokens are at least the server's clock in microseconds when
+//   given (about 1.8e15 in 2026), not counts from 1.
 // - Owner::process records "host:pid" as the lease's owner, for operators;
 //   it is never checked (the token is), and no janitor reclaims a dead
 //   owner's lease early: leases end at their deadline.
@@ -84,9 +111,9 @@
 //   (getaddrinfo): name the server by address, or by a unix socket, where a
 //   stuck resolver would matter.
 // - Not yet: move_dead, QueueView, Options::mode / group (access is the
-//   server's: ACLs), the CLI and the janitor, Redis Cluster, following a
-//   failover (a URL names one server: after a promotion, open the queue on
-//   the new primary).
+//   server's: ACLs), the CLI and the janitor, Sentinel (a redis:// URL names
+//   one server: after a standalone failover, open the queue on the new
+//   primary; a Cluster's failovers are followed).
 #pragma once
 
 #include <chrono>
@@ -120,6 +147,11 @@ struct RedisOptions {
   // lose it (a push: push again with its key; an ack: the job may be done
   // again). Asynchronous replication still: a failover between the write
   // and WAIT's answer can lose the write; this narrows the window to it.
+  // On a Cluster, the replicas of the queue's shard. After a failover the
+  // new primary has one replica fewer: with wait_replicas equal to the
+  // replica count, writes answer timeout until one is added. A replica
+  // that has just synced can take its ACK period (1 s) to acknowledge the
+  // first write: keep wait_timeout above a second.
   int wait_replicas = 0;
   std::chrono::milliseconds wait_timeout{1000};
 };

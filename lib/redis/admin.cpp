@@ -207,34 +207,54 @@ SweepResult sweep_impl(RedisQueue::Impl& impl, Failure& failure) {
   }
 }
 
-std::vector<std::string> list_impl(std::string_view url, const RedisOptions& options, Failure& failure) {
-  std::vector<std::string> names;
-  const redis::Endpoint endpoint = redis::parse_url(url, failure);
-  if (failure) return names;
-  redis::Connection connection(endpoint,
-                               {options.connect_timeout, options.io_timeout, options.check_eviction_policy,
-                                options.wait_replicas, options.wait_timeout});
+// Adds the names of the jobring queues on the server `connection` talks to
+// (a SCAN of its keys for the queues' config keys).
+void scan_names(redis::Connection& connection, std::vector<std::string>& names, Failure& failure) {
   constexpr std::string_view prefix = "{jr:", suffix = "}:cfg";
   std::string cursor = "0";
   do {
     const std::string_view argv[] = {"SCAN", cursor, "MATCH", "{jr:*}:cfg", "COUNT", "1000"};
     Reply r = connection.command(argv, Retry::safe, failure);
-    if (!r) return {};
+    if (!r) return;
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING ||
         r->element[1]->type != REDIS_REPLY_ARRAY) {
-      failure = redis::fail(errc::protocol_error, std::string(url) +
+      failure = redis::fail(errc::protocol_error, connection.endpoint().url +
                                                       ": SCAN answered something else than a "
                                                       "cursor and keys: is this a Redis server?");
-      return {};
+      return;
     }
     cursor.assign(r->element[0]->str, r->element[0]->len);
     const redisReply* keys = r->element[1];
     for (std::size_t i = 0; i < keys->elements; ++i) {
+      if (keys->element[i]->type != REDIS_REPLY_STRING) continue;
       const std::string_view key(keys->element[i]->str, keys->element[i]->len);
       if (key.size() > prefix.size() + suffix.size() && key.starts_with(prefix) && key.ends_with(suffix))
         names.emplace_back(key.substr(prefix.size(), key.size() - prefix.size() - suffix.size()));
     }
   } while (cursor != "0");
+}
+
+// One server: a SCAN of it. A cluster: a SCAN of every primary (the slot
+// map read first), each queue's keys being on one of them.
+std::vector<std::string> list_impl(std::string_view url, const RedisOptions& options, Failure& failure) {
+  std::vector<std::string> names;
+  const redis::Endpoint endpoint = redis::parse_url(url, failure);
+  if (failure) return names;
+  const redis::ConnectOptions connect{options.connect_timeout, options.io_timeout,
+                                      options.check_eviction_policy, options.wait_replicas,
+                                      options.wait_timeout};
+  if (const auto topology = redis::make_topology(endpoint)) {
+    redis::ClusterLink cluster(topology, connect);
+    if ((failure = cluster.refresh())) return {};
+    for (const redis::HostPort& node : topology->primaries()) {
+      scan_names(cluster.node(node), names, failure);
+      if (failure) return {};
+    }
+  } else {
+    redis::Connection connection(endpoint, connect);
+    scan_names(connection, names, failure);
+    if (failure) return {};
+  }
   std::sort(names.begin(), names.end());
   names.erase(std::unique(names.begin(), names.end()), names.end());  // SCAN may repeat a key
   return names;

@@ -55,9 +55,8 @@ Queue::ClaimAnyResult claim_any_impl(std::span<Impl* const> queues, Job& job, mi
                                      const ClaimOptions& o, Failure& failure) {
   const std::string lease = std::to_string(o.lease.count());
   const std::string& url = queues[0]->url;
-  const bool one_server =
-      url.rfind("redis+cluster:", 0) != 0 &&
-      std::all_of(queues.begin(), queues.end(), [&](const Impl* q) { return q->url == url; });
+  const bool one_server = std::all_of(queues.begin(), queues.end(),
+                                      [&](const Impl* q) { return q->topology == nullptr && q->url == url; });
   const auto deadline = Steady::now() + wait;
   std::vector<std::string_view> blpop;  // BLPOP wake_1 .. wake_n seconds (one server)
   std::array<char, 32> seconds{};
@@ -89,7 +88,7 @@ Queue::ClaimAnyResult claim_any_impl(std::span<Impl* const> queues, Job& job, mi
       Impl::Handle connection(*queues[0]);
       // Safe to send twice: a marker popped and lost costs a sleeper at most
       // one wake-up, which its bounded sleep makes good.
-      woke = static_cast<bool>(connection->command(blpop, Retry::safe, failure, sleep));
+      woke = static_cast<bool>(connection->command_on(queues[0]->wake, blpop, Retry::safe, failure, sleep));
     } else {
       woke = queues[0]->wait_marker(queues[0]->wake, std::min(sleep, kPollSlice), failure);
     }

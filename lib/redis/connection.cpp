@@ -85,15 +85,65 @@ std::string_view library_version() noexcept {
 
 void ReplyDeleter::operator()(redisReply* r) const noexcept { freeReplyObject(r); }
 
+bool is_cluster_error(std::string_view message) noexcept {
+  return message.starts_with("MOVED ") || message.starts_with("ASK ") || message.starts_with("TRYAGAIN") ||
+         message.starts_with("CLUSTERDOWN");
+}
+
+namespace {
+
+// HOST[:PORT] (HOST may be [IPv6]) of `url`; sets `failure` if malformed.
+HostPort parse_host_port(std::string_view rest, const std::string& url, Failure& failure) {
+  HostPort out;
+  if (rest.find('@') != std::string_view::npos || rest.find('/') != std::string_view::npos) {
+    failure = fail(errc::not_supported, "'" + url +
+                                            "': user names, passwords and database numbers are not yet "
+                                            "supported: use redis://HOST:PORT");
+    return out;
+  }
+  std::string_view host = rest;
+  const auto colon = rest.rfind(':');
+  const auto bracket = rest.rfind(']');  // [IPv6]:PORT
+  if (colon != std::string_view::npos && (bracket == std::string_view::npos || colon > bracket)) {
+    host = rest.substr(0, colon);
+    const std::string_view port = rest.substr(colon + 1);
+    int value = 0;
+    const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+    if (ec != std::errc{} || end != port.data() + port.size() || value < 1 || value > 65535) {
+      failure = fail(errc::invalid_argument, "'" + url + "': the port must be a number 1..65535");
+      return out;
+    }
+    out.port = value;
+  }
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.empty()) {
+    failure = fail(errc::invalid_argument, "'" + url + "': no host: use redis://HOST:PORT");
+    return out;
+  }
+  out.host = std::string(host);
+  return out;
+}
+
+}  // namespace
+
 Endpoint parse_url(std::string_view url, Failure& failure) {
   Endpoint e;
   e.url = std::string(url);
   constexpr std::string_view tcp = "redis://", unix_socket = "redis+unix://", cluster = "redis+cluster://";
   if (url.starts_with(cluster)) {
-    failure =
-        fail(errc::not_supported, "'" + e.url +
-                                      "': Redis Cluster is not yet supported by jobring's Redis backend; "
-                                      "use redis://HOST:PORT of a standalone server (or its primary)");
+    e.kind = Endpoint::Kind::cluster;
+    std::string_view rest = url.substr(cluster.size());
+    if (rest.ends_with('/')) rest.remove_suffix(1);
+    while (!failure) {
+      const auto comma = rest.find(',');
+      e.seeds.push_back(parse_host_port(rest.substr(0, comma), e.url, failure));
+      if (comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
+    }
+    if (!failure) {
+      e.host = e.seeds.front().host;
+      e.port = e.seeds.front().port;
+    }
     return e;
   }
   if (url.starts_with(unix_socket)) {
@@ -106,39 +156,16 @@ Endpoint parse_url(std::string_view url, Failure& failure) {
   }
   if (!url.starts_with(tcp)) {
     failure = fail(errc::invalid_argument, "'" + e.url +
-                                               "': not a Redis URL: use redis://HOST:PORT or "
-                                               "redis+unix:///PATH/redis.sock");
+                                               "': not a Redis URL: use redis://HOST:PORT, "
+                                               "redis+unix:///PATH/redis.sock or "
+                                               "redis+cluster://HOST:PORT,HOST:PORT,...");
     return e;
   }
   std::string_view rest = url.substr(tcp.size());
   if (rest.ends_with('/')) rest.remove_suffix(1);
-  if (rest.find('@') != std::string_view::npos || rest.find('/') != std::string_view::npos) {
-    failure =
-        fail(errc::not_supported, "'" + e.url +
-                                      "': user names, passwords and database numbers are not yet supported: "
-                                      "use redis://HOST:PORT");
-    return e;
-  }
-  std::string_view host = rest;
-  const auto colon = rest.rfind(':');
-  const auto bracket = rest.rfind(']');  // [IPv6]:PORT
-  if (colon != std::string_view::npos && (bracket == std::string_view::npos || colon > bracket)) {
-    host = rest.substr(0, colon);
-    const std::string_view port = rest.substr(colon + 1);
-    int value = 0;
-    const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-    if (ec != std::errc{} || end != port.data() + port.size() || value < 1 || value > 65535) {
-      failure = fail(errc::invalid_argument, "'" + e.url + "': the port must be a number 1..65535");
-      return e;
-    }
-    e.port = value;
-  }
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  if (host.empty()) {
-    failure = fail(errc::invalid_argument, "'" + e.url + "': no host: use redis://HOST:PORT");
-    return e;
-  }
-  e.host = std::string(host);
+  const HostPort hp = parse_host_port(rest, e.url, failure);
+  e.host = hp.host;
+  e.port = hp.port;
   return e;
 }
 
@@ -224,6 +251,7 @@ Failure Connection::check_server() {
     }
   }
   // The library: loaded unless the server has this version.
+  if (!options_.load_library) return {};
   Failure f;
   const std::string_view argv[] = {"FCALL", "jr_version", "0"};
   Reply r = command(argv, Retry::unsafe, f);
@@ -265,6 +293,11 @@ Failure Connection::io_failure(std::string_view doing) {
 Reply Connection::command(std::span<const std::string_view> argv, Retry retry, Failure& failure,
                           std::chrono::milliseconds extra_wait) {
   return exchange(argv, {}, nullptr, retry, failure, extra_wait);
+}
+
+Reply Connection::command_on(std::string_view /*key*/, std::span<const std::string_view> argv, Retry retry,
+                             Failure& failure, std::chrono::milliseconds extra_wait) {
+  return command(argv, retry, failure, extra_wait);
 }
 
 // Sends argv (and `then`, if not empty, pipelined behind it: one round
@@ -376,6 +409,7 @@ Reply Connection::fcall(std::string_view fn, std::string_view key, std::span<con
       return r;
     }
     const std::string_view message = text(r.get());
+    if (options_.cluster_node && is_cluster_error(message)) return r;  // the ClusterLink's to follow
     // FUNCTION FLUSH, or a server restarted without persistence: load it
     // again and run the call once more (nothing ran: the function was missing).
     if (attempt == 0 && message.find("Function not found") != std::string_view::npos) {
@@ -391,7 +425,9 @@ Reply Connection::fcall(std::string_view fn, std::string_view key, std::span<con
              endpoint_.url + ": " + std::string(fn) + " refused: " + std::string(message) +
                  (oom ? " (the server reached maxmemory: add memory, raise maxmemory, or drain the queues)"
                   : message.starts_with("READONLY") ? " (a read-only replica: point the URL at the primary)"
-                                                    : ""));
+                  : is_cluster_error(message)
+                      ? " (a node of a Redis Cluster: use redis+cluster://HOST:PORT,HOST:PORT,...)"
+                      : ""));
     return nullptr;
   }
   return nullptr;

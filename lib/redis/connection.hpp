@@ -1,7 +1,8 @@
 // The Redis backend's connection layer: one hiredis (0.14, RESP2, sync)
 // connection to a Redis 7 server, with
-// - URLs: redis://HOST:PORT and redis+unix:///PATH (redis+cluster:// is
-//   recognised and refused as not_supported for now);
+// - URLs: redis://HOST:PORT, redis+unix:///PATH, and
+//   redis+cluster://H1:P1,H2:P2,... (seed nodes of a Redis Cluster: routed
+//   by cluster.hpp's ClusterLink over one Connection per node);
 // - a timeout on every network call: connecting (redisConnect*WithTimeout)
 //   and every reply (redisSetTimeout; a blocking BLPOP gets its own wait on
 //   top), so that a server that is down is `unavailable` at once and one
@@ -24,7 +25,7 @@
 // call and a SIGPIPE that the call raised is consumed, so the process's own
 // disposition is never changed.
 // Not thread-safe: one Connection per thread at a time (RedisQueue keeps a
-// pool).
+// pool of Links: a Connection, or a ClusterLink for a cluster).
 #pragma once
 
 #include <chrono>
@@ -33,18 +34,26 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 struct redisContext;
 struct redisReply;
 
 namespace jobring::detail::redis {
 
+struct HostPort {
+  std::string host;
+  int port = 6379;
+  bool operator==(const HostPort&) const = default;
+};
+
 struct Endpoint {
-  enum class Kind { tcp, unix_socket } kind = Kind::tcp;
-  std::string host;  // tcp
-  int port = 6379;   // tcp
-  std::string path;  // unix_socket
-  std::string url;   // as given, for messages
+  enum class Kind { tcp, unix_socket, cluster } kind = Kind::tcp;
+  std::string host;             // tcp
+  int port = 6379;              // tcp
+  std::string path;             // unix_socket
+  std::vector<HostPort> seeds;  // cluster: the nodes the URL names (at least one)
+  std::string url;              // as given, for messages
 };
 
 // A failure with its message: `what` says what went wrong and what to do.
@@ -54,8 +63,9 @@ struct Failure {
   explicit operator bool() const noexcept { return static_cast<bool>(ec); }
 };
 
-// Parses redis://HOST[:PORT][/] and redis+unix:///PATH. Sets `failure`
-// (invalid_argument, or not_supported for redis+cluster://) otherwise.
+// Parses redis://HOST[:PORT][/], redis+unix:///PATH and
+// redis+cluster://HOST[:PORT],HOST[:PORT],... Sets `failure`
+// (invalid_argument, not_supported) otherwise.
 [[nodiscard]] Endpoint parse_url(std::string_view url, Failure& failure);
 
 struct ConnectOptions {
@@ -64,6 +74,15 @@ struct ConnectOptions {
   bool check_eviction_policy = true;
   int wait_replicas = 0;  // > 0: WAIT for this many replicas after each call that writes
   std::chrono::milliseconds wait_timeout{1000};
+  // A node of a cluster: the cluster's redirections and refusals (MOVED,
+  // ASK, TRYAGAIN, CLUSTERDOWN) come back from fcall as error replies, for
+  // the ClusterLink to follow; a standalone connection reports them as a
+  // failure that says to use redis+cluster://.
+  bool cluster_node = false;
+  // Check (and load) the function library on connecting: off for the
+  // connections that only read a cluster's slot map (a seed may be a
+  // replica, which cannot load it).
+  bool load_library = true;
 };
 
 struct ReplyDeleter {
@@ -75,16 +94,34 @@ using Reply = std::unique_ptr<redisReply, ReplyDeleter>;
 // while it was under way (its outcome unknown).
 enum class Retry { safe, unsafe };
 
-class Connection {
+// What RedisQueue talks through: one server (Connection), or a cluster
+// (ClusterLink, cluster.hpp) that sends each call to the node holding its key.
+class Link {
  public:
-  Connection(const Endpoint& endpoint, ConnectOptions options);
-  ~Connection();
-  Connection(const Connection&) = delete;
-  Connection& operator=(const Connection&) = delete;
+  Link() = default;
+  virtual ~Link() = default;
+  Link(const Link&) = delete;
+  Link& operator=(const Link&) = delete;
 
   // Connects now (else the first call does): for the open/create calls, so
   // that a bad URL or a refused server is reported by them.
-  [[nodiscard]] Failure connect();
+  [[nodiscard]] virtual Failure connect() = 0;
+  // FCALL fn 1 key args... (Connection::fcall) on the server holding `key`.
+  [[nodiscard]] virtual Reply fcall(std::string_view fn, std::string_view key,
+                                    std::span<const std::string_view> args, bool writes, Retry retry,
+                                    Failure& failure) = 0;
+  // A command about `key` (BLPOP) on the server holding it (Connection::command).
+  [[nodiscard]] virtual Reply command_on(std::string_view key, std::span<const std::string_view> argv,
+                                         Retry retry, Failure& failure,
+                                         std::chrono::milliseconds extra_wait) = 0;
+};
+
+class Connection final : public Link {
+ public:
+  Connection(const Endpoint& endpoint, ConnectOptions options);
+  ~Connection() override;
+
+  [[nodiscard]] Failure connect() override;
 
   // One command. A reply (possibly an error reply: the caller judges it),
   // or nullptr with `failure` set: unavailable, timeout or protocol_error.
@@ -96,9 +133,12 @@ class Connection {
   // "Function not found". An error reply becomes a failure (server_error).
   // A call that `writes` is followed by WAIT when wait_replicas > 0; fewer
   // replicas than asked is a failure (timeout: the call did take effect on
-  // the primary).
+  // the primary). On a cluster node (ConnectOptions::cluster_node), a
+  // redirection or refusal of the cluster is returned as the error reply it is.
   [[nodiscard]] Reply fcall(std::string_view fn, std::string_view key, std::span<const std::string_view> args,
-                            bool writes, Retry retry, Failure& failure);
+                            bool writes, Retry retry, Failure& failure) override;
+  [[nodiscard]] Reply command_on(std::string_view key, std::span<const std::string_view> argv, Retry retry,
+                                 Failure& failure, std::chrono::milliseconds extra_wait) override;
 
   [[nodiscard]] const Endpoint& endpoint() const noexcept { return endpoint_; }
 
@@ -119,5 +159,9 @@ class Connection {
 // The library's version (the Lua's VERSION) and its source.
 [[nodiscard]] std::string_view library_source() noexcept;
 [[nodiscard]] std::string_view library_version() noexcept;
+
+// An error reply by which a cluster node redirects or refuses a call:
+// MOVED, ASK, TRYAGAIN, CLUSTERDOWN.
+[[nodiscard]] bool is_cluster_error(std::string_view message) noexcept;
 
 }  // namespace jobring::detail::redis

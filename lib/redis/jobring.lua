@@ -21,8 +21,8 @@
 -- queue lives in one Cluster slot (the undeclared keys are in the declared
 -- key's slot, which is what Cluster checks).
 --   B:cfg     hash: capacity max_payload lease max_attempts window inc paused,
---             seq (the last job id, = jobs pushed), fence (the last fencing
---             token), held (jobs in the queue: pend + lease + dead),
+--             seq (the last job id), fence (the last fencing token),
+--             held (jobs in the queue: pend + lease + dead), pushed,
 --             claimed and acked (totals), and waiters / room_waiters (how
 --             many markers sleepers may need). The counters that every push,
 --             claim and ack changes live here, so that the HMGET each call
@@ -71,6 +71,19 @@
 -- holds the fence given (so, by the invariant above, the job is leased
 -- under it): else they return 'lost' and change nothing. (The owner is recorded for operators, not checked: a
 -- lease may be handed to another process, as the shared-memory queue's.)
+--
+-- Ids and fences after a failover. A failover to an asynchronous replica
+-- loses the primary's last writes, and with them the last increments of
+-- seq and fence: counted on from the replica's values, a new primary would
+-- give a lost push's id to another job, and a lost claim's fence to the
+-- next claim of the same job, whose first holder's ack would then succeed.
+-- So both counters are floored by the server's clock in microseconds
+-- (next_above): a new id or fence is above the last one and above the time
+-- it is given at. A failover takes seconds (cluster-node-timeout, Sentinel's
+-- down-after-milliseconds), so what the new primary gives is above what the
+-- old one gave, as long as the two servers' clocks agree to better than the
+-- failover's length (NTP). Lua numbers are doubles: exact to 2^53, i.e. to
+-- the year 2255 in microseconds; members stay 16 digits until 2286.
 
 -- The build writes a hash of this file here (lib/CMakeLists.txt), so that a
 -- client replaces a library of any other content: change the file, and
@@ -86,6 +99,18 @@ local function now_ms()
 end
 
 local function member(id) return string.format('%016d', tonumber(id)) end
+
+-- An integer as Redis stores it (never "1.7e+15": fences are compared as text).
+local function int(x) return string.format('%d', x) end
+
+-- The first of n new values of a counter whose last value is `last`: above
+-- it, and above the server's clock in microseconds (ids and fences after a
+-- failover, above). Returns the first and the last.
+local function next_above(last, n)
+  local t = redis.call('TIME')
+  local first = math.max(last, tonumber(t[1]) * 1000000 + tonumber(t[2])) + 1
+  return first, first + n - 1
+end
 
 local function config(b)
   local v = redis.call('HMGET', b .. ':cfg', 'capacity', 'max_payload', 'lease', 'max_attempts', 'window',
@@ -234,17 +259,18 @@ local function room(b, c) return c.capacity - c.held end
 
 -- Adds payloads[first..last] (the caller checked that they fit) as new jobs
 -- visible at now + delay, with key `key` ('' = none); returns their ids.
--- The id counter seq is also the total of jobs pushed.
+-- Ids come from the counter seq (next_above); `pushed` counts the jobs.
 local function insert(b, c, now, delay, payloads, first, last, key)
   local n = last - first + 1
-  local top = c.seq + n
+  local base, top = next_above(c.seq, n)
   c.seq, c.held = top, c.held + n
-  redis.call('HSET', b .. ':cfg', 'seq', c.seq, 'held', c.held)
+  redis.call('HSET', b .. ':cfg', 'seq', int(c.seq), 'held', c.held)
+  redis.call('HINCRBY', b .. ':cfg', 'pushed', n)
   local visible = now + delay
   if delay > 0 then wake_if_earliest(b, c, visible) else wake(b, c, n, false) end  -- before the ZADD
   local zargs, ids = {}, {}
   for i = 0, n - 1 do
-    local id = top - n + 1 + i
+    local id = base + i
     local m = member(id)
     redis.call('HSET', b .. ':j:' .. m, 'p', payloads[first + i], 'a', 0, 'f', 0, 't', now, 'k', key)
     zargs[#zargs + 1] = visible
@@ -327,16 +353,16 @@ local function jr_claim(keys, args)
   local deadline = now + lease
   redis.call('ZREM', b .. ':pend', unpack(ms))
   wake_if_earliest(b, c, deadline)  -- after the ZREM (the jobs taken are due now), before the ZADD
-  local top = c.fence + #ms
+  local first_fence, top = next_above(c.fence, #ms)
   c.fence, c.claimed = top, c.claimed + #ms
-  redis.call('HSET', b .. ':cfg', 'fence', c.fence, 'claimed', c.claimed)
+  redis.call('HSET', b .. ':cfg', 'fence', int(c.fence), 'claimed', c.claimed)
   local reply, zargs = {'ok', c.inc, #ms}, {}
   for i, m in ipairs(ms) do
     local jk = b .. ':j:' .. m
-    local fence = top - #ms + i
+    local fence = first_fence + i - 1
     local v = redis.call('HMGET', jk, 'a', 'p', 'k')
     local attempts = (tonumber(v[1]) or 0) + 1
-    redis.call('HSET', jk, 'a', attempts, 'f', fence, 'o', owner, 'c', now)
+    redis.call('HSET', jk, 'a', attempts, 'f', int(fence), 'o', owner, 'c', now)
     zargs[#zargs + 1] = deadline
     zargs[#zargs + 1] = m
     for _, x in ipairs({tonumber(m), fence, attempts, v[2], v[3] or '', lease}) do reply[#reply + 1] = x end
@@ -441,8 +467,9 @@ local function jr_extend(keys, args)
   local m = member(args[1])
   if not holds(b, m, args[2]) then return {'lost'} end
   local deadline = now_ms() + tonumber(args[3])
-  local fence = redis.call('HINCRBY', b .. ':cfg', 'fence', 1)
-  redis.call('HSET', b .. ':j:' .. m, 'f', fence)
+  local fence = next_above(c.fence, 1)
+  redis.call('HSET', b .. ':cfg', 'fence', int(fence))
+  redis.call('HSET', b .. ':j:' .. m, 'f', int(fence))
   redis.call('ZREM', b .. ':lease', m)
   wake_if_earliest(b, c, deadline)
   redis.call('ZADD', b .. ':lease', deadline, m)
@@ -473,7 +500,7 @@ local function jr_stats(keys, args)
     local at = tonumber(redis.call('HGET', b .. ':j:' .. m, 'c'))
     if at and now - at > oldest_lease then oldest_lease = now - at end
   end
-  local cfg = redis.call('HMGET', b .. ':cfg', 'paused', 'seq', 'claimed', 'acked')
+  local cfg = redis.call('HMGET', b .. ':cfg', 'paused', 'pushed', 'claimed', 'acked')
   local reply = {'ok', ready, delayed, leased, expired, redis.call('ZCARD', b .. ':dead'), oldest_lease,
                  oldest_ready, cfg[1] == '1' and 1 or 0}
   local totals = redis.call('HMGET', b .. ':st', unpack(STAT_FIELDS))

@@ -98,7 +98,7 @@ RedisQueue::Impl::Handle::Handle(Impl& impl) : impl_(impl) {
       impl.idle.pop_back();
     }
   }
-  if (!connection_) connection_ = std::make_unique<redis::Connection>(impl.endpoint, impl.connect);
+  if (!connection_) connection_ = redis::make_link(impl.endpoint, impl.connect, impl.topology);
 }
 
 RedisQueue::Impl::Handle::~Handle() {
@@ -134,7 +134,7 @@ bool RedisQueue::Impl::wait_marker(const std::string& list, milliseconds wait, F
   Handle connection(*this);
   // Safe to send twice: a marker popped and lost costs a waiter at most one
   // wake-up, which its bounded sleep makes good.
-  return static_cast<bool>(connection->command(argv, Retry::safe, failure, milliseconds{ms}));
+  return static_cast<bool>(connection->command_on(list, argv, Retry::safe, failure, milliseconds{ms}));
 }
 
 // (queue_impl.hpp) Waits for room (or a claimable job, for `list` = wake) until `deadline`,
@@ -228,6 +228,7 @@ std::unique_ptr<RedisQueue::Impl> open_queue(std::string_view url, std::string_v
   auto impl = std::make_unique<RedisQueue::Impl>();
   impl->endpoint = redis::parse_url(url, failure);
   if (failure) return nullptr;
+  impl->topology = redis::make_topology(impl->endpoint);
   impl->connect = connect_options(redis_options);
   impl->url = std::string(url);
   impl->name = std::string(name);
@@ -371,6 +372,7 @@ bool remove_queue(std::string_view url, std::string_view name, const RedisOption
   RedisQueue::Impl impl;
   impl.endpoint = redis::parse_url(url, failure);
   if (failure) return false;
+  impl.topology = redis::make_topology(impl.endpoint);
   impl.connect = connect_options(redis_options);
   impl.url = std::string(url);
   impl.name = std::string(name);

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "jobring/redis_queue.hpp"
+#include "redis/cluster.hpp"
 #include "redis/connection.hpp"
 
 namespace jobring {
@@ -29,6 +30,7 @@ namespace redis = detail::redis;
 struct RedisQueue::Impl {
   redis::Endpoint endpoint;
   redis::ConnectOptions connect;
+  std::shared_ptr<redis::Topology> topology;  // a cluster's slot map (redis+cluster://), else null
   std::string url;
   std::string name;
   std::string key;    // "{jr:NAME}": the key every FCALL names; the hash tag of all the queue's keys
@@ -38,10 +40,11 @@ struct RedisQueue::Impl {
   Options options;
   std::uint64_t incarnation = 0;
 
-  // Connections not in use. One per call in flight; a forked child drops
-  // its parent's (their sockets are the parent's conversations).
+  // Links not in use (a Connection, or a ClusterLink with a connection per
+  // node). One per call in flight; a forked child drops its parent's (their
+  // sockets are the parent's conversations).
   std::mutex mutex;
-  std::vector<std::unique_ptr<redis::Connection>> idle;
+  std::vector<std::unique_ptr<redis::Link>> idle;
   pid_t pid = ::getpid();
 
   class Handle {
@@ -50,11 +53,11 @@ struct RedisQueue::Impl {
     ~Handle();
     Handle(const Handle&) = delete;
     Handle& operator=(const Handle&) = delete;
-    redis::Connection* operator->() const noexcept { return connection_.get(); }
+    redis::Link* operator->() const noexcept { return connection_.get(); }
 
    private:
     Impl& impl_;
-    std::unique_ptr<redis::Connection> connection_;
+    std::unique_ptr<redis::Link> connection_;
   };
 
   // FCALL fn on this queue. A reply that is an array whose first element is

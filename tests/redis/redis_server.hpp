@@ -9,9 +9,12 @@
 // skips, saying so.
 #pragma once
 
+#include <arpa/inet.h>
 #include <hiredis/hiredis.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -57,6 +60,7 @@ class RedisServer {
   [[nodiscard]] std::string url() const { return "redis+unix://" + socket_; }
   [[nodiscard]] const std::string& socket() const { return socket_; }
   [[nodiscard]] pid_t pid() const { return pid_; }
+  [[nodiscard]] std::string log_file() const { return dir_.file("redis.log"); }
 
   void start() {
     if (pid_ > 0) return;
@@ -91,10 +95,16 @@ class RedisServer {
       ::execv(kRedisServer, argv.data());
       ::_exit(127);
     }
-    // Ready when it answers PING (at most 10 s: a loaded CI machine).
+    // Ready when it answers PING (at most 10 s: a loaded CI machine); a
+    // server that exits (a port taken, a bad option) fails at once.
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     while (std::chrono::steady_clock::now() < deadline) {
       if (auto r = command({"PING"}); r && r->type == REDIS_REPLY_STATUS) return;
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        throw std::runtime_error("redis-server exited while starting: see " + dir_.file("redis.log"));
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     stop();
@@ -122,6 +132,9 @@ class RedisServer {
 
   // One command on a fresh connection (1 s timeout); nullptr if it failed.
   [[nodiscard]] Reply command(std::initializer_list<std::string_view> args) const {
+    return command(std::vector<std::string_view>(args));
+  }
+  [[nodiscard]] Reply command(const std::vector<std::string_view>& args) const {
     const timeval tv{1, 0};
     redisContext* c = redisConnectUnixWithTimeout(socket_.c_str(), tv);
     if (c == nullptr) return nullptr;
@@ -148,5 +161,31 @@ class RedisServer {
   std::string socket_;
   pid_t pid_ = -1;
 };
+
+// A TCP port on 127.0.0.1 that nothing listens on now (the kernel's choice
+// of an ephemeral port). Another process may take it before the caller
+// binds it: callers start again with other ports when a server exits.
+inline int free_tcp_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) throw std::runtime_error("socket failed");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    ::close(fd);
+    throw std::runtime_error("bind to 127.0.0.1:0 failed");
+  }
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// The text of a status, string or error reply ("" for others or none).
+inline std::string reply_text(const RedisServer::Reply& r) {
+  if (!r || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_STATUS && r->type != REDIS_REPLY_ERROR))
+    return {};
+  return {r->str, r->len};
+}
 
 }  // namespace jobring::test

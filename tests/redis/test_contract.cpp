@@ -22,6 +22,7 @@
 #include "jobring/interrupt.hpp"
 #include "jobring/queue.hpp"
 #include "jobring/redis_queue.hpp"
+#include "redis/redis_cluster.hpp"
 #include "redis/redis_server.hpp"
 #include "support/test_support.hpp"
 
@@ -79,6 +80,24 @@ struct AnyRedis {
   static void remove(const std::string& name) { AnyQueue::remove(shared_server().url(), name); }
 };
 
+// The third backend: a Redis Cluster of 3 primaries (no replicas), one for
+// the binary; each test's queues hash to their own slots. Built as
+// test_contract_cluster (test_contract_cluster.cpp), one ctest test.
+test::RedisCluster& shared_cluster() {
+  static test::RedisCluster cluster(3, 0);
+  return cluster;
+}
+
+struct RedisCluster {
+  using Q = RedisQueue;
+  static std::string skip_reason() { return test::redis_cluster_skip_reason(); }
+  static Q create(const std::string& name, const Options& o) {
+    return RedisQueue::create(shared_cluster().url(), name, o);
+  }
+  static Q open(const std::string& name) { return RedisQueue::open(shared_cluster().url(), name); }
+  static void remove(const std::string& name) { RedisQueue::remove(shared_cluster().url(), name); }
+};
+
 template <typename Backend>
 class Contract : public ::testing::Test {
  protected:
@@ -100,7 +119,11 @@ class Contract : public ::testing::Test {
   std::vector<std::string> names_;
 };
 
+#ifdef JOBRING_CONTRACT_CLUSTER
+using Backends = ::testing::Types<RedisCluster>;
+#else
 using Backends = ::testing::Types<Shm, Redis, AnyShm, AnyRedis>;
+#endif
 class BackendNames {
  public:
   template <typename T>
@@ -108,7 +131,8 @@ class BackendNames {
     if constexpr (std::is_same_v<T, Shm>) return "shm";
     if constexpr (std::is_same_v<T, Redis>) return "redis";
     if constexpr (std::is_same_v<T, AnyShm>) return "any_shm";
-    return "any_redis";
+    if constexpr (std::is_same_v<T, AnyRedis>) return "any_redis";
+    return "redis-cluster";
   }
 };
 TYPED_TEST_SUITE(Contract, Backends, BackendNames);

@@ -4,8 +4,6 @@
 // its own redis-server (redis_server.hpp) and a watchdog: a failure to time
 // out is a failed test, never a hung one.
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 
 #include <atomic>
 #include <chrono>
@@ -44,22 +42,14 @@ std::string name_for(const char* what) {
 }
 
 // A TCP port on 127.0.0.1 with nothing listening (bound, then closed).
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
+int free_port() { return test::free_tcp_port(); }
 
-TEST_F(RedisServerTest, UrlsAreCheckedAndClusterIsNotYetSupported) {
+TEST_F(RedisServerTest, UrlsAreChecked) {
   std::error_code ec;
-  EXPECT_FALSE(RedisQueue::open("redis+cluster://127.0.0.1:7000,127.0.0.1:7001", "q", ec));
-  EXPECT_EQ(ec, make_error_code(errc::not_supported));
+  EXPECT_FALSE(RedisQueue::open("redis+cluster://127.0.0.1:7000,127.0.0.1:99999", "q", ec));
+  EXPECT_EQ(ec, make_error_code(errc::invalid_argument));
+  EXPECT_FALSE(RedisQueue::open("redis+cluster://", "q", ec));
+  EXPECT_EQ(ec, make_error_code(errc::invalid_argument));
   EXPECT_FALSE(RedisQueue::open("http://127.0.0.1:6379", "q", ec));
   EXPECT_EQ(ec, make_error_code(errc::invalid_argument));
   EXPECT_FALSE(RedisQueue::open("redis://127.0.0.1:99999", "q", ec));
@@ -69,10 +59,31 @@ TEST_F(RedisServerTest, UrlsAreCheckedAndClusterIsNotYetSupported) {
   EXPECT_FALSE(RedisQueue::open("redis://127.0.0.1:6379", "bad/name", ec));
   EXPECT_EQ(ec, make_error_code(errc::invalid_name));
   try {
-    (void)RedisQueue::open("redis+cluster://h:1", "q");
+    (void)RedisQueue::open("redis+cluster://h:1,h:0", "q");
     ADD_FAILURE() << "no exception";
   } catch (const error& e) {
-    EXPECT_NE(std::string(e.what()).find("not yet supported"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("1..65535"), std::string::npos) << e.what();
+  }
+}
+
+// redis+cluster:// naming seeds that are down: unavailable at once; naming a
+// server that is not a cluster node: server_error, saying so.
+TEST_F(RedisServerTest, AClusterUrlToNoClusterIsRefusedAtOnce) {
+  Watchdog dog(30s);
+  const auto start = Clock::now();
+  std::error_code ec;
+  const std::string down = "127.0.0.1:" + std::to_string(free_port());
+  EXPECT_FALSE(RedisQueue::open("redis+cluster://" + down + "," + down, "q", ec, quick()));
+  EXPECT_EQ(ec, make_error_code(errc::unavailable));
+  EXPECT_LT(Clock::now() - start, 5s);
+  const int port = free_port();
+  RedisServer server({"--port", std::to_string(port), "--bind", "127.0.0.1"});
+  try {
+    (void)RedisQueue::open("redis+cluster://127.0.0.1:" + std::to_string(port), "q", quick());
+    ADD_FAILURE() << "no exception";
+  } catch (const error& e) {
+    EXPECT_EQ(e.code(), make_error_code(errc::server_error)) << e.what();
+    EXPECT_NE(std::string(e.what()).find("redis://"), std::string::npos) << e.what();
   }
 }
 
@@ -213,10 +224,10 @@ TEST_F(RedisServerTest, OpenOrCreateComparesTheOptions) {
   std::error_code ec;
   (void)q.push(std::as_bytes(std::span("x", 1)), {}, ec);
   EXPECT_EQ(ec, make_error_code(errc::not_found));
-  // Created again: another incarnation, ids start again.
+  // Created again: another incarnation.
   auto again = RedisQueue::create(server.url(), name_for("oc"), {.capacity = 4});
   EXPECT_NE(again.incarnation(), q.incarnation());
-  EXPECT_EQ(again.push("x").id, 1u);
+  EXPECT_TRUE(again.push("x"));
 }
 
 // A server killed and started again with its append-only file (fsync
