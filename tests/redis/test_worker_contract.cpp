@@ -1,11 +1,12 @@
 // The Worker's contract (include/jobring/worker.hpp) on every backend: the
 // behavioural cases of tests/runtime/test_worker.cpp, test_idempotent.cpp and
 // test_queues.cpp that make sense on both, as one typed suite run over a
-// shared-memory queue and a Redis queue, both reached through AnyQueue — so
-// the Worker, its hooks and idempotent() cannot drift between backends. (The
-// shared-memory-only cases — signals, forged segments, the janitor — stay in
-// tests/runtime/; what only Redis does — a server that dies or stalls — is in
-// test_worker_redis.cpp.)
+// shared-memory queue and a Redis queue (and, in a binary of its own,
+// test_worker_contract_cluster.cpp, a Redis Cluster), all reached through
+// AnyQueue — so the Worker, its hooks and idempotent() cannot drift between
+// backends. (The shared-memory-only cases — signals, forged segments, the
+// janitor — stay in tests/runtime/; what only Redis does — a server that
+// dies or stalls — is in test_worker_redis.cpp.)
 //
 // Time: no test asserts that something happened fast; waits are bounded by
 // tens of seconds for things expected in milliseconds, and a Watchdog fails
@@ -30,6 +31,9 @@
 #include "jobring/worker.hpp"
 #include "redis/redis_server.hpp"
 #include "support/test_support.hpp"
+#ifdef JOBRING_WORKER_CONTRACT_CLUSTER
+#include "redis/redis_cluster.hpp"
+#endif
 
 namespace jobring {
 namespace {
@@ -57,6 +61,19 @@ struct Redis {
   static std::string url() { return shared_server().url(); }
 };
 
+#ifdef JOBRING_WORKER_CONTRACT_CLUSTER
+// A 3-primary cluster for the whole binary (test_worker_contract_cluster.cpp).
+test::RedisCluster& shared_cluster() {
+  static test::RedisCluster cluster(3, 0);
+  return cluster;
+}
+
+struct RedisCluster {
+  static std::string skip_reason() { return test::redis_cluster_skip_reason(); }
+  static std::string url() { return shared_cluster().url(); }
+};
+#endif
+
 template <typename Backend>
 class WorkerContract : public ::testing::Test {
  protected:
@@ -83,12 +100,18 @@ class WorkerContract : public ::testing::Test {
   std::vector<std::unique_ptr<AnyQueue>> queues_;
 };
 
+#ifdef JOBRING_WORKER_CONTRACT_CLUSTER
+using Backends = ::testing::Types<RedisCluster>;
+#else
 using Backends = ::testing::Types<Shm, Redis>;
+#endif
 class BackendNames {
  public:
   template <typename T>
   static std::string GetName(int) {
-    return std::is_same_v<T, Shm> ? "shm" : "redis";
+    if constexpr (std::is_same_v<T, Shm>) return "shm";
+    if constexpr (std::is_same_v<T, Redis>) return "redis";
+    return "redis-cluster";
   }
 };
 TYPED_TEST_SUITE(WorkerContract, Backends, BackendNames);
