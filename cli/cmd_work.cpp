@@ -274,7 +274,7 @@ class CommandRunner {
   jobring::Outcome run(const jobring::Job& job, jobring::JobContext& ctx) {
     Running& slot = running_[ctx.thread_index()];
     int exec_errno = 0;
-    const pid_t pid = spawn(plan_.cmd, job, ctx.queue().name(), self_, exec_errno);
+    const pid_t pid = spawn(plan_.cmd, job, ctx.any_queue().name(), self_, exec_errno);
     if (pid < 0) {
       std::fprintf(stderr, "jobring work: cannot start %s: %s\n", plan_.cmd.args[0].c_str(),
                    tools::errno_text(errno).c_str());
@@ -353,6 +353,12 @@ void report_done(const jobring::Job& job, const jobring::JobReport& r) {
       else
         std::fprintf(stderr, "jobring work: job %llu attempt %u failed (%s); the lease was lost meanwhile\n",
                      id, job.attempt, status_text().c_str());
+      break;
+    case jobring::JobResult::unconfirmed:
+      std::fprintf(stderr,
+                   "jobring work: job %llu: the final call got no answer from the server (%s); if it did not "
+                   "take effect, the job comes back when its lease runs out\n",
+                   id, r.backend_error.message().c_str());
       break;
     default:
       break;

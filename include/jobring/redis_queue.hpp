@@ -4,12 +4,12 @@
 // A RedisQueue has Queue's method names, argument and result types
 // (queue.hpp: Options, PushOptions, PushResult, ClaimOptions, ClaimStatus,
 // Job, Lease, LeaseStatus, Stats, JobInfo, PurgeWhat), so that code written
-// against one compiles against the other (a later step templates the Worker
-// on the queue type). Each operation is one call of a Redis function
-// (lib/redis/jobring.lua), which the server runs atomically: claim gives and
-// hides a job in one step, and ack / release / extend check the lease's
-// fencing token before they change anything (else lease_lost, nothing
-// changed).
+// against one compiles against the other (and AnyQueue, any_queue.hpp,
+// serves both behind one handle: the Worker and idempotent() run on it).
+// Each operation is one call of a Redis function (lib/redis/jobring.lua),
+// which the server runs atomically: claim gives and hides a job in one step,
+// and ack / release / extend check the lease's fencing token before they
+// change anything (else lease_lost, nothing changed).
 //
 //   auto q = jobring::RedisQueue::open_or_create("redis://10.0.0.5:6379", "orders",
 //                                                {.capacity = 100000, .default_lease = 30s});
@@ -110,11 +110,10 @@
 // - The connect timeout does not bound the host name's resolution
 //   (getaddrinfo): name the server by address, or by a unix socket, where a
 //   stuck resolver would matter.
-// - Not yet: claim_any, move_dead, QueueView, Options::mode /
-//   group (access is the server's: ACLs), the Worker, idempotent(), the CLI
-//   and the janitor, Sentinel (a redis:// URL names one server: after a
-//   standalone failover, open the queue on the new primary; a Cluster's
-//   failovers are followed).
+// - Not yet: move_dead, QueueView, Options::mode / group (access is the
+//   server's: ACLs), the CLI and the janitor, Sentinel (a redis:// URL names
+//   one server: after a standalone failover, open the queue on the new
+//   primary; a Cluster's failovers are followed).
 #pragma once
 
 #include <chrono>
@@ -217,6 +216,16 @@ class RedisQueue {
   std::size_t try_claim_many(std::span<Job> jobs, const ClaimOptions& options, std::error_code& ec) noexcept;
   std::size_t claim_many(std::span<Job> jobs, milliseconds wait, const ClaimOptions& options,
                          std::error_code& ec) noexcept;
+
+  // One job from the first of `queues` (1 .. Queue::kMaxClaimAny, tried in
+  // the order given) that has one, as Queue::claim_any. A wait sleeps in one
+  // BLPOP on every queue's wake-up list when the queues are on one server
+  // (one URL, not a Cluster); else it looks at them in turn every 100 ms.
+  // Either way it also wakes once a second for its stop flag.
+  static Queue::ClaimAnyResult claim_any(std::span<RedisQueue* const> queues, Job& job, milliseconds wait,
+                                         const ClaimOptions& options = {});
+  static Queue::ClaimAnyResult claim_any(std::span<RedisQueue* const> queues, Job& job, milliseconds wait,
+                                         const ClaimOptions& options, std::error_code& ec) noexcept;
 
   // Each changes something only while `lease` is current; else lease_lost.
   // With `ec` set, the outcome is unknown (see the top of this file) and the

@@ -367,28 +367,13 @@ Backend common_backend(std::span<AnyQueue* const> queues) {
 }
 
 #if JOBRING_WITH_REDIS
-// Redis: the queues in the order given, each a try; then a wait on the first
-// queue bounded by a short slice, so that a job in any of them is found
-// within the slice. (A single BLPOP over every queue's wake-up list would be
-// better on one server; it is the Worker's to add where it pays.)
+// Redis: RedisQueue::claim_any (lib/redis/claim_any.cpp): one BLPOP over
+// every queue's wake-up list on one server, else a poll of them in turn.
 Queue::ClaimAnyResult redis_claim_any(std::span<AnyQueue* const> queues, Job& job, milliseconds wait,
                                       const ClaimOptions& options, std::error_code& ec) noexcept {
-  using clock = std::chrono::steady_clock;
-  const auto end = wait == milliseconds::max() ? clock::time_point::max() : clock::now() + wait;
-  constexpr milliseconds kSlice{100};
-  for (;;) {
-    for (std::size_t i = 0; i < queues.size(); ++i) {
-      const ClaimStatus s = queues[i]->try_claim(job, options, ec);
-      if (ec) return {ClaimStatus::empty, i};
-      if (s != ClaimStatus::empty) return {s, i};  // ok, or interrupted
-    }
-    const auto now = clock::now();
-    if (now >= end) return {ClaimStatus::empty, 0};
-    const auto left = std::chrono::duration_cast<milliseconds>(end - now);
-    const milliseconds slice = queues.size() == 1 ? left : std::min(left, kSlice);
-    const ClaimStatus s = queues.front()->claim(job, slice, options, ec);
-    if (ec || s != ClaimStatus::empty || queues.size() == 1) return {s, 0};
-  }
+  std::array<RedisQueue*, Queue::kMaxClaimAny> redis{};
+  for (std::size_t i = 0; i < queues.size(); ++i) redis[i] = queues[i]->redis();
+  return RedisQueue::claim_any({redis.data(), queues.size()}, job, wait, options, ec);
 }
 #endif
 

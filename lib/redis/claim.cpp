@@ -14,6 +14,47 @@ using redis::Reply;
 using redis::Retry;
 using namespace redis::helpers;
 
+// (queue_impl.hpp) One jr_claim: takes expired leases back, then leases up
+// to n due jobs in one step (each: out of pending, attempts + 1, a new
+// fence, into leased).
+redis::ClaimReply detail::redis::claim_once(RedisQueue::Impl& impl, std::span<Job> jobs, std::string_view n,
+                                            std::string_view lease, std::string_view owner, bool waits,
+                                            Failure& failure) {
+  const auto sent = Steady::now();
+  Reply r = impl.call("jr_claim", {n, lease, owner, waits ? "1" : "0"}, Retry::safe, failure);
+  if (!r) return {};
+  const std::string_view s = redis::status(r.get());
+  if (s == "ok") {
+    const std::uint64_t incarnation = parse_u64(redis::string(r.get(), 1));
+    const auto k = static_cast<std::size_t>(redis::integer(r.get(), 2));
+    if (k > jobs.size() || r->elements != 3 + 6 * k) {
+      failure = redis::unexpected(impl, "jr_claim");
+      return {};
+    }
+    for (std::size_t i = 0; i < k; ++i) {
+      const std::size_t at = 3 + 6 * i;
+      Job& job = jobs[i];
+      job.id = static_cast<JobId>(redis::integer(r.get(), at));
+      job.incarnation = incarnation;
+      job.attempt = static_cast<std::uint32_t>(redis::integer(r.get(), at + 2));
+      job.lease = Lease{
+          .slot = 0, .token = static_cast<std::uint64_t>(redis::integer(r.get(), at + 1)), .job = job.id};
+      job.deadline = sent + milliseconds{redis::integer(r.get(), at + 5)};
+      redis::fill_job(job, redis::string(r.get(), at + 3), redis::string(r.get(), at + 4));
+    }
+    return {k, milliseconds{-1}};
+  }
+  if (s == "not_found") {
+    failure = impl.not_found();
+    return {};
+  }
+  if (s != "empty") {
+    failure = redis::unexpected(impl, "jr_claim");
+    return {};
+  }
+  return {0, milliseconds{redis::integer(r.get(), 1)}};
+}
+
 // --- worker ---------------------------------------------------------------------------
 
 namespace {
@@ -50,42 +91,13 @@ ClaimOutcome claim_impl(RedisQueue::Impl& impl, std::span<Job> jobs, millisecond
   const std::string owner = o.owner == Owner::process ? impl.owner : std::string();
   const auto deadline = Steady::now() + wait;
   for (;;) {
-    const auto sent = Steady::now();
-    const std::string_view waits = sent < deadline ? "1" : "0";  // counted as a sleeper if empty
-    Reply r = impl.call("jr_claim", {n, lease, owner, waits}, Retry::safe, failure);
-    if (!r) return {};
-    const std::string_view s = redis::status(r.get());
-    if (s == "ok") {
-      const std::uint64_t incarnation = parse_u64(redis::string(r.get(), 1));
-      const auto k = static_cast<std::size_t>(redis::integer(r.get(), 2));
-      if (k > jobs.size() || r->elements != 3 + 6 * k) {
-        failure = redis::unexpected(impl, "jr_claim");
-        return {};
-      }
-      for (std::size_t i = 0; i < k; ++i) {
-        const std::size_t at = 3 + 6 * i;
-        Job& job = jobs[i];
-        job.id = static_cast<JobId>(redis::integer(r.get(), at));
-        job.incarnation = incarnation;
-        job.attempt = static_cast<std::uint32_t>(redis::integer(r.get(), at + 2));
-        job.lease = Lease{
-            .slot = 0, .token = static_cast<std::uint64_t>(redis::integer(r.get(), at + 1)), .job = job.id};
-        job.deadline = sent + milliseconds{redis::integer(r.get(), at + 5)};
-        redis::fill_job(job, redis::string(r.get(), at + 3), redis::string(r.get(), at + 4));
-      }
-      return {k, false};
-    }
-    if (s == "not_found") {
-      failure = impl.not_found();
-      return {};
-    }
-    if (s != "empty") {
-      failure = redis::unexpected(impl, "jr_claim");
-      return {};
-    }
+    // Counted as a sleeper if empty, when it will wait.
+    const redis::ClaimReply c =
+        redis::claim_once(impl, jobs, n, lease, owner, Steady::now() < deadline, failure);
+    if (failure) return {};
+    if (c.claimed > 0) return {c.claimed, false};
     bool interrupted = false;
-    if (!redis::wait_more(impl, impl.wake, deadline, milliseconds{redis::integer(r.get(), 1)}, o.stop,
-                          interrupted, failure))
+    if (!redis::wait_more(impl, impl.wake, deadline, c.due, o.stop, interrupted, failure))
       return {0, interrupted};
   }
 }

@@ -110,6 +110,16 @@ inline Failure invalid(std::string what) { return fail(errc::invalid_argument, s
 // the server failed (`failure`).
 bool wait_more(RedisQueue::Impl& impl, const std::string& list, helpers::Steady::time_point deadline,
                milliseconds due, const std::atomic<bool>* stop, bool& interrupted, Failure& failure);
+// One jr_claim call for up to n (<= jobs.size()) jobs: claimed > 0 (the
+// jobs filled in), or 0 with the next due time the server reported (-1:
+// none); `waits`: counted as a sleeper if empty (the caller will wait for a
+// marker on impl.wake). claim.cpp; claim_any.cpp uses it for several queues.
+struct ClaimReply {
+  std::size_t claimed = 0;
+  milliseconds due{-1};
+};
+ClaimReply claim_once(RedisQueue::Impl& impl, std::span<Job> jobs, std::string_view n, std::string_view lease,
+                      std::string_view owner, bool waits, Failure& failure);
 // Rethrows a failure from the throwing overloads.
 [[noreturn]] void raise(const Failure& failure);
 
