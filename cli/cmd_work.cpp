@@ -376,6 +376,32 @@ jobring::WorkerOptions worker_options(const WorkPlan& plan, milliseconds lease, 
   return o;
 }
 
+// The Worker over `queues`, running `runner` for each job, until it stops.
+// This is the one place that knows which queue type jobring::Worker takes.
+// It takes jobring::Queue today; Redis queues are refused here until it takes
+// AnyQueue (branch i15-worker: Worker(std::vector<std::reference_wrapper<AnyQueue>>, ...)),
+// when this body becomes
+//   std::vector<std::reference_wrapper<jobring::AnyQueue>> served(queues.begin(), queues.end());
+//   jobring::Worker worker(served, handler, std::move(options));
+// and the rest stays.
+void serve(std::vector<jobring::AnyQueue>& queues, CommandRunner& runner, jobring::WorkerOptions options) {
+  std::vector<std::reference_wrapper<jobring::Queue>> served;
+  for (auto& q : queues) {
+    if (q.shm() == nullptr)
+      throw Exit{kError, "jobring work: not supported on Redis (" + q.url() +
+                             ") yet: the worker runtime serves queues in shared memory only in this build; "
+                             "on Redis, claim, ack and release with `jobring claim` / `jobring ack` / "
+                             "`jobring release` from a shell loop"};
+    served.emplace_back(*q.shm());
+  }
+  jobring::Worker worker(
+      served, [&runner](const jobring::Job& job, jobring::JobContext& ctx) { return runner.run(job, ctx); },
+      std::move(options));
+  runner.set_worker(worker);
+  jobring::Worker::install_signal_handlers();
+  (void)worker.run();
+}
+
 }  // namespace
 
 int cmd_work(const Args& args) {
@@ -397,13 +423,15 @@ int cmd_work(const Args& args) {
       "Several queues (jobring work urgent normal bulk -- CMD): strict priority in the order named (a\n"
       "queue is served only while the ones before it are empty), or with --weights 5,3,1 each claim\n"
       "picks among the queues that have jobs in proportion to the weights, so none starves. With\n"
-      "nothing to do it sleeps on all of them at once."};
+      "nothing to do it sleeps on all of them at once."
+      "\nOn Redis (--url, JOBRING_URL): the same, with leases owned by host:pid (no janitor\n"
+      "reclaims them early: a killed worker's job comes back when its lease runs out)."};
   add_work_options(c);
   po::variables_map vm;
   const WorkPlan plan = parse_work(c, args, vm);
-  std::vector<jobring::Queue> queues;
+  std::vector<jobring::AnyQueue> queues;
   queues.reserve(plan.names.size());
-  for (const auto& n : plan.names) queues.push_back(jobring::Queue::open(n));
+  for (const auto& n : plan.names) queues.push_back(open_queue(n));
   // 0: each queue's own default_lease, which must be as long as --lease
   // would have to be (extended every third of it).
   const milliseconds lease = duration_arg(c, vm, "lease", 0ms);
@@ -414,13 +442,7 @@ int cmd_work(const Args& args) {
       usage(c.name, "queue '" + q.name() + "' has a default lease under 3ms: give --lease (3ms to 7 days)");
 
   CommandRunner runner(plan);
-  std::vector<std::reference_wrapper<jobring::Queue>> served(queues.begin(), queues.end());
-  jobring::Worker worker(
-      served, [&runner](const jobring::Job& job, jobring::JobContext& ctx) { return runner.run(job, ctx); },
-      worker_options(plan, lease, runner));
-  runner.set_worker(worker);
-  jobring::Worker::install_signal_handlers();
-  (void)worker.run();
+  serve(queues, runner, worker_options(plan, lease, runner));
   return runner.spawn_failed() ? kError : kOk;
 }
 
