@@ -62,9 +62,10 @@ enum class Backend { shm, redis };
 class AnyQueue {
  public:
   // --- Lifecycle: as Queue's and RedisQueue's, on the backend `url` names.
-  [[nodiscard]] static AnyQueue create(std::string_view url, std::string_view name, const Options& options = {},
-                                       const RedisOptions& redis = {});
-  [[nodiscard]] static AnyQueue open(std::string_view url, std::string_view name, const RedisOptions& redis = {});
+  [[nodiscard]] static AnyQueue create(std::string_view url, std::string_view name,
+                                       const Options& options = {}, const RedisOptions& redis = {});
+  [[nodiscard]] static AnyQueue open(std::string_view url, std::string_view name,
+                                     const RedisOptions& redis = {});
   [[nodiscard]] static AnyQueue open_or_create(std::string_view url, std::string_view name,
                                                const Options& options = {}, const RedisOptions& redis = {});
   static bool remove(std::string_view url, std::string_view name, const RedisOptions& redis = {});
@@ -74,7 +75,8 @@ class AnyQueue {
                                                       const Options& options, std::error_code& ec,
                                                       const RedisOptions& redis = {}) noexcept;
   [[nodiscard]] static std::optional<AnyQueue> open(std::string_view url, std::string_view name,
-                                                    std::error_code& ec, const RedisOptions& redis = {}) noexcept;
+                                                    std::error_code& ec,
+                                                    const RedisOptions& redis = {}) noexcept;
   [[nodiscard]] static std::optional<AnyQueue> open_or_create(std::string_view url, std::string_view name,
                                                               const Options& options, std::error_code& ec,
                                                               const RedisOptions& redis = {}) noexcept;
@@ -108,7 +110,8 @@ class AnyQueue {
   // --- Producer.
   PushResult push(std::span<const std::byte> payload, const PushOptions& options = {});
   PushResult push(std::string_view payload, const PushOptions& options = {});
-  PushResult push(std::span<const std::byte> payload, const PushOptions& options, std::error_code& ec) noexcept;
+  PushResult push(std::span<const std::byte> payload, const PushOptions& options,
+                  std::error_code& ec) noexcept;
   std::size_t push_many(std::span<const std::span<const std::byte>> payloads, std::span<JobId> ids = {},
                         const PushOptions& options = {});
   std::size_t push_many(std::span<const std::span<const std::byte>> payloads, std::span<JobId> ids,
@@ -154,7 +157,8 @@ class AnyQueue {
   [[nodiscard]] Stats stats() const;
   [[nodiscard]] Stats stats(std::error_code& ec) const noexcept;
   [[nodiscard]] std::vector<JobInfo> peek(JobState state, std::size_t limit = 100) const;
-  [[nodiscard]] std::vector<JobInfo> peek(JobState state, std::size_t limit, std::error_code& ec) const noexcept;
+  [[nodiscard]] std::vector<JobInfo> peek(JobState state, std::size_t limit,
+                                          std::error_code& ec) const noexcept;
   bool requeue(JobId dead_job);
   std::size_t requeue_dead();
   bool remove_dead(JobId dead_job);

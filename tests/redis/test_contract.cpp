@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "jobring/any_queue.hpp"
 #include "jobring/interrupt.hpp"
 #include "jobring/queue.hpp"
 #include "jobring/redis_queue.hpp"
@@ -58,6 +59,26 @@ struct Redis {
   static void remove(const std::string& name) { RedisQueue::remove(shared_server().url(), name); }
 };
 
+// The same two, through the URL-selected facade (any_queue.hpp): what a
+// program that reads its backend from JOBRING_URL gets.
+struct AnyShm {
+  using Q = AnyQueue;
+  static std::string skip_reason() { return {}; }
+  static Q create(const std::string& name, const Options& o) { return AnyQueue::create("shm:", name, o); }
+  static Q open(const std::string& name) { return AnyQueue::open("", name); }
+  static void remove(const std::string& name) { AnyQueue::remove("shm:", name); }
+};
+
+struct AnyRedis {
+  using Q = AnyQueue;
+  static std::string skip_reason() { return test::redis_skip_reason(); }
+  static Q create(const std::string& name, const Options& o) {
+    return AnyQueue::create(shared_server().url(), name, o);
+  }
+  static Q open(const std::string& name) { return AnyQueue::open(shared_server().url(), name); }
+  static void remove(const std::string& name) { AnyQueue::remove(shared_server().url(), name); }
+};
+
 template <typename Backend>
 class Contract : public ::testing::Test {
  protected:
@@ -79,12 +100,15 @@ class Contract : public ::testing::Test {
   std::vector<std::string> names_;
 };
 
-using Backends = ::testing::Types<Shm, Redis>;
+using Backends = ::testing::Types<Shm, Redis, AnyShm, AnyRedis>;
 class BackendNames {
  public:
   template <typename T>
   static std::string GetName(int) {
-    return std::is_same_v<T, Shm> ? "shm" : "redis";
+    if constexpr (std::is_same_v<T, Shm>) return "shm";
+    if constexpr (std::is_same_v<T, Redis>) return "redis";
+    if constexpr (std::is_same_v<T, AnyShm>) return "any_shm";
+    return "any_redis";
   }
 };
 TYPED_TEST_SUITE(Contract, Backends, BackendNames);
