@@ -59,7 +59,7 @@ AnyQueue open_queue(const std::string& name) { return AnyQueue::open(queue_url()
 std::string unreachable_hint(const std::error_code& ec) {
   if (!on_redis() || (ec != errc::unavailable && ec != errc::timeout)) return {};
   return "is redis-server running at " + queue_url() +
-         "? start it, or set JOBRING_URL (or --url) to the URL " + "of a server that runs";
+         "? start it, or set JOBRING_URL (or --url) to where it runs";
 }
 
 void refuse_on_redis(const Command& c, const std::string& option, const std::string& why) {

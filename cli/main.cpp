@@ -82,8 +82,8 @@ int run(const std::string& command, const Entry& e, const Args& args) {
     return checked_exit(x.code);
   } catch (const jobring::error& err) {
     const std::string hint = unreachable_hint(err.code());
-    std::fprintf(stderr, "jobring %s: %s%s%s\n", command.c_str(), err.what(), hint.empty() ? "" : ": ",
-                 hint.c_str());
+    std::fprintf(stderr, "jobring %s: %s%s%s%s\n", command.c_str(), err.what(), hint.empty() ? "" : " (",
+                 hint.c_str(), hint.empty() ? "" : ")");
     return kError;
   } catch (const std::exception& err) {
     std::fprintf(stderr, "jobring %s: %s\n", command.c_str(), err.what());
