@@ -274,7 +274,7 @@ class CommandRunner {
   jobring::Outcome run(const jobring::Job& job, jobring::JobContext& ctx) {
     Running& slot = running_[ctx.thread_index()];
     int exec_errno = 0;
-    const pid_t pid = spawn(plan_.cmd, job, ctx.queue().name(), self_, exec_errno);
+    const pid_t pid = spawn(plan_.cmd, job, ctx.any_queue().name(), self_, exec_errno);
     if (pid < 0) {
       std::fprintf(stderr, "jobring work: cannot start %s: %s\n", plan_.cmd.args[0].c_str(),
                    tools::errno_text(errno).c_str());
@@ -354,6 +354,12 @@ void report_done(const jobring::Job& job, const jobring::JobReport& r) {
         std::fprintf(stderr, "jobring work: job %llu attempt %u failed (%s); the lease was lost meanwhile\n",
                      id, job.attempt, status_text().c_str());
       break;
+    case jobring::JobResult::unconfirmed:
+      std::fprintf(stderr,
+                   "jobring work: job %llu: the final call got no answer from the server (%s); if it did not "
+                   "take effect, the job comes back when its lease runs out\n",
+                   id, r.backend_error.message().c_str());
+      break;
     default:
       break;
   }
@@ -376,24 +382,10 @@ jobring::WorkerOptions worker_options(const WorkPlan& plan, milliseconds lease, 
   return o;
 }
 
-// The Worker over `queues`, running `runner` for each job, until it stops.
-// This is the one place that knows which queue type jobring::Worker takes.
-// It takes jobring::Queue today; Redis queues are refused here until it takes
-// AnyQueue (branch i15-worker: Worker(std::vector<std::reference_wrapper<AnyQueue>>, ...)),
-// when this body becomes
-//   std::vector<std::reference_wrapper<jobring::AnyQueue>> served(queues.begin(), queues.end());
-//   jobring::Worker worker(served, handler, std::move(options));
-// and the rest stays.
+// The Worker over `queues` (all on one backend: shared memory or one Redis
+// server), running `runner` for each job, until it stops.
 void serve(std::vector<jobring::AnyQueue>& queues, CommandRunner& runner, jobring::WorkerOptions options) {
-  std::vector<std::reference_wrapper<jobring::Queue>> served;
-  for (auto& q : queues) {
-    if (q.shm() == nullptr)
-      throw Exit{kError, "jobring work: not supported on Redis (" + q.url() +
-                             ") yet: the worker runtime serves queues in shared memory only in this build; "
-                             "on Redis, claim, ack and release with `jobring claim` / `jobring ack` / "
-                             "`jobring release` from a shell loop"};
-    served.emplace_back(*q.shm());
-  }
+  std::vector<std::reference_wrapper<jobring::AnyQueue>> served(queues.begin(), queues.end());
   jobring::Worker worker(
       served, [&runner](const jobring::Job& job, jobring::JobContext& ctx) { return runner.run(job, ctx); },
       std::move(options));
@@ -423,9 +415,10 @@ int cmd_work(const Args& args) {
       "Several queues (jobring work urgent normal bulk -- CMD): strict priority in the order named (a\n"
       "queue is served only while the ones before it are empty), or with --weights 5,3,1 each claim\n"
       "picks among the queues that have jobs in proportion to the weights, so none starves. With\n"
-      "nothing to do it sleeps on all of them at once."
-      "\nOn Redis (--url, JOBRING_URL): the same, with leases owned by host:pid (no janitor\n"
-      "reclaims them early: a killed worker's job comes back when its lease runs out)."};
+      "nothing to do it sleeps on all of them at once (on Redis: polls them every 100 ms).\n"
+      "On Redis (--url, JOBRING_URL): the same, with leases owned by host:pid (no janitor\n"
+      "reclaims them early: a killed worker's job comes back when its lease runs out). A call the\n"
+      "server did not answer is retried (claims with backoff, extensions until the lease's deadline)."};
   add_work_options(c);
   po::variables_map vm;
   const WorkPlan plan = parse_work(c, args, vm);

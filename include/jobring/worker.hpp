@@ -20,6 +20,15 @@
 //       Outcome::retry_after(d): release with delay d
 //     → hooks.on_done with the result
 //
+// Backends. The Worker runs on a jobring::Queue (shared memory) or on any
+// AnyQueue (any_queue.hpp: shared memory, or Redis by URL); one
+// implementation serves both (a Queue is wrapped with AnyQueue::ref: one
+// switch per queue call). Hooks, backoff, stops, idempotent() behave the
+// same on both; what differs is below (Backend errors) and that on Redis a
+// blocked claim notices request_stop() within a second (not at once), and a
+// dead worker's job comes back at its lease's deadline (no janitor proves
+// the death earlier).
+//
 // Lease extension. Queue::extend() changes the lease's token (the fencing
 // value), so the heartbeat and the handler's thread share the job's current
 // Lease under a mutex, and the final ack / release uses the latest token. If
@@ -89,19 +98,57 @@
 // lease found lost at the final ack / release, and a job given back untouched
 // because stop_now() came while it was being claimed, are reported on the
 // handler's thread. Each job gets at most one of on_lease_lost / on_abandon.
-// An exception escaping a hook is caught and ignored.
+// An exception escaping a hook is caught and ignored. on_backend_error runs on
+// the thread whose call failed (a claim or the final ack / release: the
+// handler's; an extension or the grace period's release: the heartbeat's).
+//
+// Backend errors. Shared memory never fails a call. On Redis any call can
+// fail (errc::unavailable: connection refused or dropped; errc::timeout: no
+// answer within RedisOptions::io_timeout; errc::server_error, ...), and then
+// whether it took effect is unknown. The Worker never gives up, never spins,
+// never hangs and never loses a job over one; each failed call is counted in
+// WorkerSummary::backend_errors and reported to hooks.on_backend_error (else
+// a line on stderr), with when it will be tried again:
+//   claim    nothing claimed: wait (WorkerOptions::backend_retry: 100 ms
+//            doubling to 5 s, jittered; woken by a stop) and claim again, for
+//            as long as the outage lasts. idle_exit still applies.
+//   extend   not a lost lease: the lease runs until its deadline (as this
+//            host sees it, never later than the server's). Tried again with
+//            the same backoff, never past the deadline; if no extension got
+//            through by then, the lease is lost (on_lease_lost,
+//            JobResult::lease_lost), as another worker may claim the job
+//            from then on. (A timed-out extension may still run on the
+//            server later and change the token: the next extension then
+//            finds the lease lost, and the job comes back when that lease
+//            runs out.)
+//   ack / release / give_back (the final call)
+//            sent again with the same backoff while the lease surely runs
+//            (before its deadline; not after stop_now()): a repeat is
+//            harmless (a repeat of a call that went through answers
+//            lease_lost and changes nothing). If no try got an answer, or a
+//            repeat answered lease_lost, the result is JobResult::unconfirmed
+//            (WorkerSummary::unconfirmed, JobReport::backend_error): the ack
+//            or release may have happened; if it did not, the job comes back
+//            when its lease runs out, attempt counted, and is done again
+//            (idempotent() skips it if the handler acked). Not lease_lost:
+//            nobody took the job over, the server did not answer; operators
+//            tell a starved heartbeat from an outage by it.
+//   release at the end of the grace period
+//            not retried: the job is abandoned either way (the result is
+//            discarded) and comes back at once or at its deadline.
 //
 // Memory ordering: a hook or the handler sees the Job as the claim filled it
 // in; everything the handler did happens-before its on_done call and the
 // ack / release (same thread). Flags read through JobContext are seq_cst.
 //
-// Crash safety. The Worker keeps nothing in shared memory beyond what the
-// Queue calls do. If the process dies at any point, its job in hand is leased
-// (claimed, not acked): it comes back when its lease runs out (at most one
-// lease, as the heartbeat stops with the process), or at once via the
-// janitor, whose proof of death covers the process-owned leases the Worker
-// takes by default. Died after the handler's side effect but before the ack:
-// the job runs again (at-least-once) — see idempotent.hpp.
+// Crash safety. The Worker keeps nothing in shared memory (or on the server)
+// beyond what the queue calls do. If the process dies at any point, its job
+// in hand is leased (claimed, not acked): it comes back when its lease runs
+// out (at most one lease, as the heartbeat stops with the process), or, on
+// shared memory, at once via the janitor, whose proof of death covers the
+// process-owned leases the Worker takes by default. Died after the handler's
+// side effect but before the ack: the job runs again (at-least-once) — see
+// idempotent.hpp, which works unchanged on both backends.
 #pragma once
 
 #include <array>
@@ -113,6 +160,7 @@
 #include <string_view>
 #include <vector>
 
+#include "jobring/any_queue.hpp"
 #include "jobring/queue.hpp"
 
 namespace jobring {
@@ -188,6 +236,11 @@ enum class JobResult {
   dead,        // released on the last attempt: the queue dead-lettered it
   lease_lost,  // the lease was lost (extension or final ack / release failed): result discarded
   abandoned,   // the grace period ran out (or stop_now): released by the heartbeat, result discarded
+  // The final ack / release (or give_back) failed with a backend error (Redis:
+  // unavailable, timeout) and retries until the lease's deadline did not get
+  // an answer: it may or may not have taken effect. If it did not, the job
+  // comes back when its lease runs out (attempt counted).
+  unconfirmed,
 };
 
 struct JobReport {
@@ -196,6 +249,17 @@ struct JobReport {
   milliseconds delay{0};                 // the release delay (retried)
   std::chrono::nanoseconds duration{0};  // time in the handler
   std::string_view error;                // the exception's what(), if the handler threw
+  std::error_code backend_error;         // the last backend error of the final call (unconfirmed)
+};
+
+// A call to the queue's backend that failed (on Redis: errc::unavailable,
+// errc::timeout, errc::server_error, ...; shared memory never fails so).
+struct BackendError {
+  std::string_view queue;      // the queue's name (a claim on several queues: the first's)
+  std::string_view operation;  // "claim", "extend", "ack", "release", "give_back"
+  std::error_code code;
+  const Job* job = nullptr;  // the job in hand; nullptr for "claim"
+  milliseconds retry_in{0};  // when the Worker tries again; 0: it does not (the job is reported)
 };
 
 struct WorkerHooks {
@@ -204,6 +268,9 @@ struct WorkerHooks {
   std::function<void(const Job&, std::string_view what)> on_error;  // the handler threw
   std::function<void(const Job&)> on_lease_lost;                    // once per job, when found
   std::function<void(const Job&)> on_abandon;  // the job was released at the end of the grace period
+  // A backend call failed (see "Backend errors" above); without this hook, a
+  // line on stderr.
+  std::function<void(const BackendError&)> on_backend_error;
 };
 
 // milliseconds::max(): no limit (for WorkerOptions::grace).
@@ -233,6 +300,9 @@ struct WorkerOptions {
   // jitter): 0 = from the PID, the clock and the object's address; any other
   // value repeats the same draws (tests, simulations).
   std::uint64_t seed = 0;
+  // The wait before trying a failed backend call again (a claim, an
+  // extension, the final ack / release): base × 2^(failures-1), at most cap.
+  Backoff backend_retry{.base = milliseconds{100}, .cap = milliseconds{5000}, .jitter = Jitter::equal};
 };
 
 struct WorkerSummary {
@@ -244,8 +314,10 @@ struct WorkerSummary {
   std::uint64_t dead = 0;
   std::uint64_t lease_lost = 0;
   std::uint64_t abandoned = 0;
-  std::uint64_t errors = 0;  // handler exceptions (each also counted as retried or dead, or lost)
-  bool stopped = false;      // run() returned because of a stop request
+  std::uint64_t unconfirmed = 0;
+  std::uint64_t errors = 0;          // handler exceptions (each also counted as retried or dead, or lost)
+  std::uint64_t backend_errors = 0;  // failed backend calls (each reported to on_backend_error)
+  bool stopped = false;              // run() returned because of a stop request
 };
 
 class JobContext;
@@ -264,6 +336,11 @@ class Worker {
   // acked, released and extended in its own queue, with its queue's
   // default_lease and max_attempts.
   Worker(const std::vector<std::reference_wrapper<Queue>>& queues, Handler handler,
+         WorkerOptions options = {});
+  // The same on any backend (any_queue.hpp): a queue on shared memory or on
+  // Redis. Several queues must all be on one backend (AnyQueue::claim_any).
+  Worker(AnyQueue& queue, Handler handler, WorkerOptions options = {});
+  Worker(const std::vector<std::reference_wrapper<AnyQueue>>& queues, Handler handler,
          WorkerOptions options = {});
   // Stops and joins the heartbeat. Do not destroy a Worker while run() runs.
   ~Worker();
@@ -292,6 +369,7 @@ class Worker {
   struct Impl;
 
  private:
+  void start();  // validates the options, resolves the queues, starts the heartbeat
   std::unique_ptr<Impl> impl_;
 };
 
@@ -317,8 +395,11 @@ class JobContext {
   // Sleeps up to `d`; returns false early when the job is cancelled or a stop
   // is requested, true after the whole `d`.
   bool sleep_for(milliseconds d) const;
-  // The queue the job came from (a Worker of several queues).
-  [[nodiscard]] Queue& queue() const noexcept;
+  // The queue the job came from (a Worker of several queues). queue() is the
+  // shared-memory Queue: it throws jobring::error(not_supported) for a job
+  // from another backend; any_queue() works on every backend.
+  [[nodiscard]] Queue& queue() const;
+  [[nodiscard]] AnyQueue& any_queue() const noexcept;
   // Which handler thread runs this job: 0 .. threads - 1.
   [[nodiscard]] unsigned thread_index() const noexcept { return slot_; }
 

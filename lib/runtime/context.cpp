@@ -37,7 +37,15 @@ bool JobContext::stopping() const noexcept { return worker_.stopping(); }
 bool JobContext::lease_lost() const noexcept { return worker_.slots[slot_].lost.load(); }
 bool JobContext::abandoned() const noexcept { return worker_.slots[slot_].abandoned.load(); }
 
-Queue& JobContext::queue() const noexcept { return *worker_.slots[slot_].from->queue; }
+Queue& JobContext::queue() const {
+  AnyQueue& q = *worker_.slots[slot_].from->queue;
+  if (Queue* shm = q.shm(); shm != nullptr) return *shm;
+  throw error(make_error_code(errc::not_supported), "JobContext::queue(): queue '" + q.name() +
+                                                        "' is not on shared memory (" + q.url() +
+                                                        "): use JobContext::any_queue()");
+}
+
+AnyQueue& JobContext::any_queue() const noexcept { return *worker_.slots[slot_].from->queue; }
 
 Lease JobContext::lease() const {
   std::lock_guard lock(worker_.mu);

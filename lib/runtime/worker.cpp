@@ -59,7 +59,7 @@ std::uint64_t splitmix64(std::uint64_t& state) noexcept {
 // has a job gets the claim, so among the queues that have jobs, queue i
 // comes first with probability w_i / (sum of their weights) (the order the
 // draw gives any subset of queues is itself such a draw).
-std::size_t Worker::Impl::claim_order(Slot& s, Queue** order, std::size_t* index) const noexcept {
+std::size_t Worker::Impl::claim_order(Slot& s, AnyQueue** order, std::size_t* index) const noexcept {
   const std::size_t n = served.size();
   if (options.weights.empty()) {
     for (std::size_t i = 0; i < n; ++i) order[i] = served[i].queue, index[i] = i;
@@ -85,17 +85,57 @@ std::size_t Worker::Impl::claim_order(Slot& s, Queue** order, std::size_t* index
 }
 
 // One claim into s.job from the queue (or queues) served; s.from says which.
-ClaimStatus Worker::Impl::claim_next(Slot& s, milliseconds wait, const ClaimOptions& claim) {
+// ec: a backend error (then the status means nothing).
+ClaimStatus Worker::Impl::claim_next(Slot& s, milliseconds wait, const ClaimOptions& claim,
+                                     std::error_code& ec) {
   if (served.size() == 1) {
     s.from = &served[0];
-    return served[0].queue->claim(s.job, wait, claim);
+    return served[0].queue->claim(s.job, wait, claim, ec);
   }
-  std::array<Queue*, Queue::kMaxClaimAny> order{};
+  std::array<AnyQueue*, Queue::kMaxClaimAny> order{};
   std::array<std::size_t, Queue::kMaxClaimAny> index{};
   const std::size_t n = claim_order(s, order.data(), index.data());
-  const Queue::ClaimAnyResult r = Queue::claim_any({order.data(), n}, s.job, wait, claim);
-  if (r.status == ClaimStatus::ok) s.from = &served[index[r.index]];
+  const Queue::ClaimAnyResult r = AnyQueue::claim_any({order.data(), n}, s.job, wait, claim, ec);
+  if (!ec && r.status == ClaimStatus::ok) s.from = &served[index[r.index]];
   return r.status;
+}
+
+milliseconds Worker::Impl::retry_delay(Slot& s, std::uint32_t n) const noexcept {
+  return std::max(milliseconds{1}, backoff_delay(options.backend_retry, n, splitmix64(s.rng)));
+}
+
+bool Worker::Impl::nap(Slot& s, Clock::time_point until, bool only_stop_now) const {
+  for (;;) {
+    const std::uint32_t expected = detail::prepare_wait(s.event);
+    if (only_stop_now ? stop_now_requested() : stopping()) return false;
+    const auto t = Clock::now();
+    if (t >= until) return true;
+    detail::sleep_on(s.event, expected, ceil_ms(until - t));
+  }
+}
+
+// Without an on_backend_error hook, a line on stderr (one write(2)), as for
+// a handler's exception: a Worker never fails in silence.
+void Worker::Impl::backend_error(std::string_view queue, std::string_view operation,
+                                 const std::error_code& ec, const Job* job, milliseconds retry_in) noexcept {
+  backend_errors.fetch_add(1, std::memory_order_relaxed);
+  if (options.hooks.on_backend_error) {
+    call_hook(
+        options.hooks.on_backend_error,
+        BackendError{.queue = queue, .operation = operation, .code = ec, .job = job, .retry_in = retry_in});
+    return;
+  }
+  try {
+    std::string line = "jobring worker: queue '";
+    line.append(queue).append("': ").append(operation);
+    if (job != nullptr) line.append(" of job ").append(std::to_string(job->id));
+    line.append(" failed: ").append(ec.message());
+    if (retry_in.count() > 0)
+      line.append("; trying again in ").append(std::to_string(retry_in.count())).append(" ms");
+    line.append(" (set WorkerOptions::hooks.on_backend_error to report these yourself)\n");
+    (void)!::write(STDERR_FILENO, line.data(), line.size());
+  } catch (...) {  // out of memory: nothing more to say
+  }
 }
 
 void Worker::Impl::loop(unsigned index) {
@@ -104,6 +144,7 @@ void Worker::Impl::loop(unsigned index) {
   // not end our claims (it wakes them; they see our flag clear and wait on).
   // The lease: options.lease, or (0) each queue's default_lease.
   const ClaimOptions claim_options{.lease = options.lease, .owner = options.owner, .stop = &stop};
+  std::uint32_t failures = 0;  // backend errors of the claims in a row
   for (;;) {
     if (stopping() || finished.load()) return;
     std::unique_lock claim_lock(claim_mu);  // idle threads wait here, not in claim()
@@ -118,8 +159,18 @@ void Worker::Impl::loop(unsigned index) {
         const auto idle_since = Clock::time_point(Clock::duration(last_activity.load()));
         wait = busy.load() == 0 ? ceil_ms(idle_since + options.idle_exit - Clock::now()) : options.idle_exit;
       }
-      const ClaimStatus st = claim_next(s, wait, claim_options);
-      if (st == ClaimStatus::ok) break;
+      std::error_code ec;
+      const ClaimStatus st = claim_next(s, wait, claim_options, ec);
+      if (ec) [[unlikely]] {
+        // A backend error (Redis down, slow, or refusing): nothing claimed.
+        // Back off (woken by a stop) and try again; the idle clock runs on.
+        const milliseconds d = retry_delay(s, ++failures);
+        backend_error(served[0].queue->name(), "claim", ec, nullptr, d);
+        if (!nap(s, Clock::now() + d, false)) return;
+      } else {
+        failures = 0;
+        if (st == ClaimStatus::ok) break;
+      }
       if (st == ClaimStatus::interrupted) return;  // stopping() is now true
       if (options.idle_exit.count() > 0 && busy.load() == 0 &&
           Clock::now() - Clock::time_point(Clock::duration(last_activity.load())) >= options.idle_exit) {
@@ -141,13 +192,19 @@ void Worker::Impl::handle(unsigned index) {
   Slot& s = slots[index];
   ++s.counts.claimed;
   if (stop_now_requested()) {
-    // stop_now() came while we claimed: give the job back untouched.
-    const bool ok = s.from->queue->give_back(s.job.lease) == LeaseStatus::ok;  // untried: not an attempt
+    // stop_now() came while we claimed: give the job back untouched (not
+    // retried on a backend error: stop_now means now; the job then comes
+    // back at its deadline).
+    std::error_code ec;
+    const bool ok = s.from->queue->give_back(s.job.lease, ec) == LeaseStatus::ok;  // untried: not an attempt
     JobReport r;
-    r.result = ok ? JobResult::abandoned : JobResult::lease_lost;
-    ++(ok ? s.counts.abandoned : s.counts.lease_lost);
+    r.result = ec ? JobResult::unconfirmed : ok ? JobResult::abandoned : JobResult::lease_lost;
+    r.backend_error = ec;
+    tally(s.counts, r.result);
     call_hook(options.hooks.on_claim, std::as_const(s.job));
-    call_hook(ok ? options.hooks.on_abandon : options.hooks.on_lease_lost, std::as_const(s.job));
+    if (ec) backend_error(s.from->queue->name(), "give_back", ec, &s.job, milliseconds{0});
+    if (r.result != JobResult::unconfirmed)
+      call_hook(ok ? options.hooks.on_abandon : options.hooks.on_lease_lost, std::as_const(s.job));
     call_hook(options.hooks.on_done, std::as_const(s.job), std::as_const(r));
     return;
   }
@@ -157,6 +214,7 @@ void Worker::Impl::handle(unsigned index) {
     s.lease = s.job.lease;
     s.deadline = s.job.deadline;
     s.next_extend = Clock::now() + s.from->interval;
+    s.extend_failures = 0;
     s.lost.store(false);
     s.abandoned.store(false);
   }
@@ -186,37 +244,57 @@ void Worker::Impl::handle(unsigned index) {
 
 // The handler's outcome, carried out on the job's lease `current`: ack, or
 // release (with a backoff, or its own delay); r.result says how it went.
-void Worker::Impl::end_lease(Slot& s, const Outcome& outcome, const Lease& current, JobReport& r) {
-  switch (outcome.kind()) {
-    case Outcome::Kind::ack:
-    case Outcome::Kind::skip:
-    case Outcome::Kind::drop:
-      if (s.from->queue->ack(current) == LeaseStatus::ok)
-        r.result = outcome.kind() == Outcome::Kind::ack    ? JobResult::acked
-                   : outcome.kind() == Outcome::Kind::skip ? JobResult::skipped
-                                                           : JobResult::dropped;
-      else
-        r.result = JobResult::lease_lost;
-      break;
-    case Outcome::Kind::retry:
-    case Outcome::Kind::retry_after: {
-      const milliseconds delay = outcome.kind() == Outcome::Kind::retry
-                                     ? backoff_delay(options.backoff, s.job.attempt, splitmix64(s.rng))
-                                     : std::clamp(outcome.delay(), milliseconds{0}, kMaxLease);
-      // The queue dead-letters a release on the last attempt (lib/ring/lease.cpp:
-      // attempts >= max_attempts); attempts change only at a claim, so
-      // job.attempt is what the release sees.
-      const std::uint32_t max_attempts = s.from->max_attempts;
-      const bool last = max_attempts != 0 && s.job.attempt >= max_attempts;
-      // The reason goes with the job if this release dead-letters it.
-      if (s.from->queue->release(current, delay, outcome.reason()) == LeaseStatus::ok) {
-        r.result = last ? JobResult::dead : JobResult::retried;
-        r.delay = last ? milliseconds{0} : delay;
-      } else {
-        r.result = JobResult::lease_lost;
-      }
-      break;
-    }
+//
+// A backend error leaves the call's effect unknown. The call is sent again
+// (WorkerOptions::backend_retry) while the lease is surely ours (before its
+// deadline as this host sees it; the heartbeat no longer extends it) and no
+// stop_now() came: an ack or release sent twice is harmless (the second
+// finds the lease gone: lease_lost). So after an error, lease_lost means
+// "done by the earlier try, or the lease ran out": unconfirmed, as is an
+// error still there at the deadline. An unconfirmed job is either finished
+// (acked or released) or comes back when its lease runs out.
+void Worker::Impl::end_lease(Slot& s, const Outcome& outcome, const Lease& current,
+                             Clock::time_point deadline, JobReport& r) {
+  AnyQueue& queue = *s.from->queue;
+  const bool ack = outcome.kind() == Outcome::Kind::ack || outcome.kind() == Outcome::Kind::skip ||
+                   outcome.kind() == Outcome::Kind::drop;
+  milliseconds delay{0};
+  if (outcome.kind() == Outcome::Kind::retry)
+    delay = backoff_delay(options.backoff, s.job.attempt, splitmix64(s.rng));
+  else if (outcome.kind() == Outcome::Kind::retry_after)
+    delay = std::clamp(outcome.delay(), milliseconds{0}, kMaxLease);
+  LeaseStatus st = LeaseStatus::lease_lost;
+  std::error_code ec;
+  std::error_code last_error;
+  for (std::uint32_t failures = 0;;) {
+    ec.clear();
+    // The reason goes with the job if this release dead-letters it.
+    st = ack ? queue.ack(current, ec) : queue.release(current, delay, outcome.reason(), ec);
+    if (!ec) break;
+    last_error = ec;
+    const milliseconds d = retry_delay(s, ++failures);
+    const auto t = Clock::now();
+    const bool retry = t + d < deadline && !stop_now_requested();
+    backend_error(queue.name(), ack ? "ack" : "release", ec, &s.job, retry ? d : milliseconds{0});
+    if (!retry || !nap(s, t + d, true)) break;
+  }
+  r.backend_error = last_error;
+  if (ec || (last_error && st == LeaseStatus::lease_lost)) {
+    r.result = JobResult::unconfirmed;
+  } else if (st != LeaseStatus::ok) {
+    r.result = JobResult::lease_lost;
+  } else if (ack) {
+    r.result = outcome.kind() == Outcome::Kind::ack    ? JobResult::acked
+               : outcome.kind() == Outcome::Kind::skip ? JobResult::skipped
+                                                       : JobResult::dropped;
+  } else {
+    // The queue dead-letters a release on the last attempt (attempts >=
+    // max_attempts, on every backend); attempts change only at a claim, so
+    // job.attempt is what the release sees.
+    const std::uint32_t max_attempts = s.from->max_attempts;
+    const bool last = max_attempts != 0 && s.job.attempt >= max_attempts;
+    r.result = last ? JobResult::dead : JobResult::retried;
+    r.delay = last ? milliseconds{0} : delay;
   }
 }
 
@@ -242,6 +320,9 @@ void Worker::Impl::tally(WorkerSummary& counts, JobResult result) noexcept {
       break;
     case JobResult::abandoned:
       ++counts.abandoned;
+      break;
+    case JobResult::unconfirmed:
+      ++counts.unconfirmed;
       break;
   }
 }
@@ -275,13 +356,15 @@ JobReport Worker::Impl::finish(Slot& s, Outcome outcome, bool threw, std::string
     report_error(s, error);
   }
   Lease current;
+  Clock::time_point deadline;
   bool lost = false;
   bool abandoned = false;
   {
     std::unique_lock lock(mu);
-    hooks_done.wait(lock, [&] { return !s.hook_pending; });
+    hooks_done.wait(lock, [&] { return !s.hb_busy; });
     s.active = false;  // from here on the heartbeat leaves the lease alone
     current = s.lease;
+    deadline = s.deadline;
     lost = s.lost.load();
     abandoned = s.abandoned.load();
   }
@@ -294,7 +377,7 @@ JobReport Worker::Impl::finish(Slot& s, Outcome outcome, bool threw, std::string
   } else if (lost) {
     r.result = JobResult::lease_lost;  // on_lease_lost already called
   } else {
-    end_lease(s, outcome, current, r);
+    end_lease(s, outcome, current, deadline, r);
     if (r.result == JobResult::lease_lost) call_hook(options.hooks.on_lease_lost, std::as_const(s.job));
   }
   tally(s.counts, r.result);
@@ -308,9 +391,29 @@ JobReport Worker::Impl::finish(Slot& s, Outcome outcome, bool threw, std::string
 Worker::Worker(Queue& queue, Handler handler, WorkerOptions options)
     : Worker(std::vector<std::reference_wrapper<Queue>>{queue}, std::move(handler), std::move(options)) {}
 
+// One Worker for every backend: the Queues are wrapped (AnyQueue::ref, one
+// switch per call), kept in w.wrapped, whose elements do not move after this.
 Worker::Worker(const std::vector<std::reference_wrapper<Queue>>& queues, Handler handler,
                WorkerOptions options)
-    : impl_(std::make_unique<Impl>(queues, std::move(handler), std::move(options))) {
+    : impl_(std::make_unique<Impl>(std::move(handler), std::move(options))) {
+  Impl& w = *impl_;
+  w.wrapped.reserve(queues.size());
+  for (Queue& q : queues) w.wrapped.push_back(AnyQueue::ref(q));
+  for (AnyQueue& q : w.wrapped) w.served.push_back(Impl::Served{&q});
+  start();
+}
+
+Worker::Worker(AnyQueue& queue, Handler handler, WorkerOptions options)
+    : Worker(std::vector<std::reference_wrapper<AnyQueue>>{queue}, std::move(handler), std::move(options)) {}
+
+Worker::Worker(const std::vector<std::reference_wrapper<AnyQueue>>& queues, Handler handler,
+               WorkerOptions options)
+    : impl_(std::make_unique<Impl>(std::move(handler), std::move(options))) {
+  for (AnyQueue& q : queues) impl_->served.push_back(Impl::Served{&q});
+  start();
+}
+
+void Worker::start() {
   Impl& w = *impl_;
   const WorkerOptions& o = w.options;
   std::string names;
@@ -326,6 +429,8 @@ Worker::Worker(const std::vector<std::reference_wrapper<Queue>>& queues, Handler
     invalid("weights: give one per queue (" + std::to_string(w.served.size()) + "), not " +
             std::to_string(o.weights.size()));
   for (std::size_t i = 0; i < w.served.size(); ++i) {
+    if (w.served[i].queue->backend() != w.served[0].queue->backend())
+      invalid("the queues must all be on one backend (shared memory, or one Redis URL)");
     for (std::size_t j = 0; j < i; ++j)
       if (w.served[j].queue->incarnation() == w.served[i].queue->incarnation())
         invalid("queue '" + w.served[i].queue->name() + "' is given twice");
@@ -346,6 +451,9 @@ Worker::Worker(const std::vector<std::reference_wrapper<Queue>>& queues, Handler
   }
   if (o.backoff.base.count() < 0 || o.backoff.cap < o.backoff.base || o.backoff.cap > kMaxLease)
     invalid("backoff must have 0 <= base <= cap <= 7 days");
+  if (o.backend_retry.base.count() < 1 || o.backend_retry.cap < o.backend_retry.base ||
+      o.backend_retry.cap > kMaxLease)
+    invalid("backend_retry must have 1 ms <= base <= cap <= 7 days");
   if (o.grace.count() < 0) invalid("negative grace period");
   if (o.idle_exit.count() < 0 || o.idle_exit > kMaxLease) invalid("idle_exit out of range (0 .. 7 days)");
   if (o.threads < 1 || o.threads > 1024) invalid("threads must be from 1 to 1024");
@@ -396,8 +504,10 @@ WorkerSummary Worker::run() {
     sum.dead += c.dead;
     sum.lease_lost += c.lease_lost;
     sum.abandoned += c.abandoned;
+    sum.unconfirmed += c.unconfirmed;
     sum.errors += c.errors;
   }
+  sum.backend_errors = w.backend_errors.load();
   sum.stopped = w.stopping();
   return sum;
 }

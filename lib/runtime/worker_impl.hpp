@@ -10,24 +10,34 @@
 //   slot i: Job, counters, rng (own, no lock)
 //   mu ─┬─ slot.active / lease / next_extend ──────── extends every active slot's lease,
 //       │   (the current token lives here)            releases them when the grace ends
-//       └─ slot.hook_pending ◀────────────────────── set while on_lease_lost / on_abandon run
+//       └─ slot.hb_busy ◀─────────────────────────── set while the heartbeat works on the
+//                                                     slot outside mu (extend, release, hooks)
 //   slot.lost / slot.abandoned: atomics written under mu by either side, read
 //   without it by JobContext.
 //
 // The handler's thread owns a slot's lease except between "active = true"
 // and "active = false" (both under mu), when the heartbeat may extend it
-// (replacing the token) or release it. The final ack / release is made by the
-// handler's thread with the token read under mu after "active = false", so it
-// is the latest one and the heartbeat no longer touches it.
+// (replacing the token) or release it. The heartbeat makes its queue calls
+// outside mu (a Redis call can take io_timeout; one slow slot must not hold
+// up the others, nor JobContext::lease()): it marks the slot hb_busy under
+// mu, calls the queue with a copy of the lease, and stores the new token and
+// clears hb_busy under mu again. The final ack / release is made by the
+// handler's thread with the token read under mu after "active = false" once
+// hb_busy is clear, so it is the latest one and the heartbeat no longer
+// touches it.
 //
 // Wake-ups use the library's futex protocol (lib/ring/wait.hpp): prepare_wait on a
 // word, re-check the condition, sleep_on the word; the other side changes the
 // condition, then notify(word). sleep_on registers the sleeper so that
 // interrupt_waits() (a signal handler's stop) wakes it too.
 //
-// Shared memory: the Worker only calls Queue operations; whatever instruction
-// the process dies at, its jobs in hand are leased and come back when the
-// lease runs out (or at once through the janitor), see worker.hpp.
+// Backends: the Worker calls its queues through AnyQueue (a Queue& given to
+// the constructor is wrapped with AnyQueue::ref), always in the
+// std::error_code& forms: on shared memory they never fail; on Redis a failed
+// call is a backend error, handled as worker.hpp says ("Backend errors").
+// Whatever instruction the process dies at, its jobs in hand are leased and
+// come back when the lease runs out (or at once through the janitor, on
+// shared memory), see worker.hpp.
 #pragma once
 
 #include <algorithm>
@@ -78,7 +88,7 @@ struct Worker::Impl {
 
   // A queue served, with what the Worker resolved for it.
   struct Served {
-    Queue* queue = nullptr;
+    AnyQueue* queue = nullptr;
     milliseconds lease{0};     // options.lease, or the queue's default_lease
     milliseconds interval{0};  // between extensions: lease × extend_fraction, at least 1 ms
     std::uint32_t max_attempts = 0;
@@ -92,11 +102,12 @@ struct Worker::Impl {
     WorkerSummary counts;
     std::string error;  // the last exception's message (allocates only on failures)
     // Guarded by Impl::mu.
-    bool active = false;        // the heartbeat looks after the lease
-    bool hook_pending = false;  // the heartbeat is calling a hook with this job
-    Lease lease;                // the current token
-    Clock::time_point deadline;
+    bool active = false;         // the heartbeat looks after the lease
+    bool hb_busy = false;        // the heartbeat works on this slot outside mu (a queue call, a hook)
+    Lease lease;                 // the current token
+    Clock::time_point deadline;  // this host's view of the lease's end: never later than the queue's
     Clock::time_point next_extend;
+    std::uint32_t extend_failures = 0;  // backend errors of the extensions in a row
     // Written under mu; read without it by JobContext.
     std::atomic<bool> lost{false};
     std::atomic<bool> abandoned{false};
@@ -107,19 +118,17 @@ struct Worker::Impl {
     const Served* from = nullptr;
   };
 
-  Impl(const std::vector<std::reference_wrapper<Queue>>& qs, Handler h, WorkerOptions o)
-      : handler(std::move(h)), options(std::move(o)) {
-    for (Queue& q : qs) served.push_back(Served{&q});
-  }
+  Impl(Handler h, WorkerOptions o) : handler(std::move(h)), options(std::move(o)) {}
 
-  std::vector<Served> served;  // in the order given (strict priority)
+  std::vector<AnyQueue> wrapped;  // AnyQueue::ref of the Queues given to the constructor
+  std::vector<Served> served;     // in the order given (strict priority)
   const Handler handler;
   const WorkerOptions options;
   std::unique_ptr<Slot[]> slots;
 
   // Heartbeat.
   std::mutex mu;
-  std::condition_variable hooks_done;  // some slot's hook_pending became false
+  std::condition_variable hooks_done;  // some slot's hb_busy became false
   bool shutdown = false;               // guarded by mu
   bool stop_seen = false;              // guarded by mu (heartbeat)
   Clock::time_point grace_end{};       // guarded by mu (heartbeat)
@@ -137,6 +146,7 @@ struct Worker::Impl {
   std::atomic<bool> finished{false};  // max_jobs reached, or idle for idle_exit
   std::atomic<int> busy{0};           // jobs in hand
   std::atomic<Clock::rep> last_activity{0};
+  std::atomic<std::uint64_t> backend_errors{0};  // by every thread (WorkerSummary::backend_errors)
   bool ran = false;
 
   [[nodiscard]] bool stop_now_requested() const noexcept {
@@ -146,19 +156,33 @@ struct Worker::Impl {
     return stop.load(std::memory_order_seq_cst) || stop_now_requested() || detail::interrupt_requested();
   }
 
+  // The heartbeat's work on one slot, decided under mu, done outside it.
+  struct Due {
+    unsigned slot = 0;
+    bool release = false;  // the grace period ended (or stop_now): give the job back; else extend
+    Lease lease;           // the token when decided
+  };
   void heartbeat_loop();
-  bool tend(unsigned i, Clock::time_point t, bool release_all, std::vector<unsigned>& lost_now,
-            std::vector<unsigned>& abandoned_now);
-  void call_lease_hooks(std::vector<unsigned>& lost_now, std::vector<unsigned>& abandoned_now);
+  void tend(const Due& due);
   void loop(unsigned index);
   // The queues to try for the next claim, in order (strict, or a weighted draw).
-  std::size_t claim_order(Slot& s, Queue** order, std::size_t* index) const noexcept;
-  ClaimStatus claim_next(Slot& s, milliseconds wait, const ClaimOptions& claim);
+  std::size_t claim_order(Slot& s, AnyQueue** order, std::size_t* index) const noexcept;
+  ClaimStatus claim_next(Slot& s, milliseconds wait, const ClaimOptions& claim, std::error_code& ec);
+  // Counts a failed backend call and reports it (on_backend_error or stderr).
+  void backend_error(std::string_view queue, std::string_view operation, const std::error_code& ec,
+                     const Job* job, milliseconds retry_in) noexcept;
+  // The wait before the n-th retry of a failed backend call (n >= 1).
+  [[nodiscard]] milliseconds retry_delay(Slot& s, std::uint32_t n) const noexcept;
+  // Sleeps on the slot's event until `until`; false early on a stop request
+  // (only_stop_now: on stop_now only), woken by request_stop / stop_now /
+  // interrupt_waits.
+  bool nap(Slot& s, Clock::time_point until, bool only_stop_now) const;
   void handle(unsigned index);
   void report_error(const Slot& s, std::string_view what) const noexcept;
   [[nodiscard]] JobReport finish(Slot& s, Outcome outcome, bool threw, std::string_view error,
                                  std::chrono::nanoseconds duration);
-  void end_lease(Slot& s, const Outcome& outcome, const Lease& current, JobReport& r);
+  void end_lease(Slot& s, const Outcome& outcome, const Lease& current, Clock::time_point deadline,
+                 JobReport& r);
   static void tally(WorkerSummary& counts, JobResult result) noexcept;
 };
 

@@ -3,7 +3,7 @@
 // what it does on shared memory. The backend-neutral behaviour of
 // tests/cli/test_cli.cpp runs again here (create / stat / ls / rm, push and
 // claim, keys, stale handles, extend and release, peek of every state,
-// requeue, purge, pause, a full queue, top), checked through the library on
+// requeue, purge, pause, a full queue, top, work), checked through the library on
 // the same server; then what only Redis has: a server that is down or
 // stopped (exit 1 naming the URL and what to do, within the connection
 // timeouts), --url against the environment, and the options that only a
@@ -335,22 +335,34 @@ TEST_F(CliRedis, TopShowsTheServersQueues) {
   EXPECT_TRUE(queues->items[0].find("per_second")->kind == Json::Kind::object) << frames.out;
 }
 
-// `jobring work` on Redis runs once the Worker takes AnyQueue (cli/cmd_work.cpp,
-// serve()); until then it must refuse clearly, before claiming anything.
+// `jobring work` on Redis: the same Worker (on AnyQueue), a command per job.
 TEST_F(CliRedis, WorkRunsACommandPerJob) {
   const std::string q = name("work");
   ok({"create", q});
   ok({"push", q, "one"});
   ok({"push", q, "two"});
-  const Result r = jr({"work", q, "--max-jobs", "2", "--", "/bin/sh", "-c", "cat >/dev/null"}, {}, 60s);
-  if (r.code == 1 && contains(r.err, "not supported on Redis")) {
-    EXPECT_EQ(stats(q).ready, 2u) << "nothing may be claimed";
-    GTEST_SKIP() << "jobring work on Redis waits for Worker(AnyQueue&): " << r.err;
-  }
+  TempDir out("work");
+  const Result r = jr({"work", q, "--max-jobs", "2", "--", "/bin/sh", "-c",
+                       "cat >> \"$0/$JOBRING_QUEUE.$JOBRING_JOB_ID\"", out.str()},
+                      {}, 60s);
   ASSERT_EQ(r.code, 0) << r.err;
   const Stats s = stats(q);
   EXPECT_EQ(s.acked, 2u);
   EXPECT_EQ(s.ready + s.leased, 0u);
+  EXPECT_EQ(out.read(q + ".1") + out.read(q + ".2"), "onetwo");
+}
+
+TEST_F(CliRedis, WorkFailingCommandEndsDeadWithItsExitStatus) {
+  const std::string q = name("work-dead");
+  ok({"create", q, "--max-attempts", "2"});
+  ok({"push", q, "x"});
+  const Result r = jr({"work", q, "--max-jobs", "2", "--backoff", "10ms", "--", "false"}, {}, 60s);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(contains(r.err, "attempts used up: dead-lettered")) << r.err;
+  const auto dead = parse_json(ok({"peek", q, "--state", "dead", "--json"}));
+  ASSERT_TRUE(dead && dead->items.size() == 1u);
+  EXPECT_EQ(dead->items[0].str("error"), "false: exit 1");
+  EXPECT_EQ(dead->items[0].num("attempts"), 2);
 }
 
 // ===========================================================================

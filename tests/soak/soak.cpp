@@ -672,6 +672,9 @@ int worker_main(const std::string& queue, const std::string& log, Control& ctl, 
       case JobResult::abandoned:
         kind = kGivenBack;
         break;
+      case JobResult::unconfirmed:  // shared memory never reports it; if it did, as a lost lease
+        kind = kLost;
+        break;
     }
     if (t_busy) {
       busy.fetch_sub(1, std::memory_order_relaxed);
