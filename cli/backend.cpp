@@ -57,7 +57,8 @@ jobring::RedisOptions redis_options() {
 AnyQueue open_queue(const std::string& name) { return AnyQueue::open(queue_url(), name, redis_options()); }
 
 std::string unreachable_hint(const std::error_code& ec) {
-  if (!on_redis() || (ec != errc::unavailable && ec != errc::timeout)) return {};
+  if ((ec != errc::unavailable && ec != errc::timeout) || !on_redis())
+    return {};  // only Redis calls time out
   return "is redis-server running at " + queue_url() +
          "? start it, or set JOBRING_URL (or --url) to where it runs";
 }
