@@ -127,6 +127,9 @@ class Cli : public ::testing::Test {
  protected:
   void SetUp() override {
     if (kCli == nullptr) GTEST_SKIP() << "the jobring CLI is not built (JOBRING_BUILD_CLI=OFF)";
+    // These tests are about queues in shared memory (the children inherit
+    // this environment): a JOBRING_URL of the user's would send them to Redis.
+    ::unsetenv("JOBRING_URL");
   }
 };
 
