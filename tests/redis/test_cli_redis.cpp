@@ -394,7 +394,8 @@ TEST_F(CliRedis, ServerDownExitsOneNamingTheUrl) {
 TEST_F(CliRedis, StoppedServerIsAnErrorNotAHang) {
   test::RedisServer stopped;
   ::setenv("JOBRING_URL", stopped.url().c_str(), 1);
-  ok({"create", "stopped-q"});
+  const Result made = jr({"create", "stopped-q"});
+  ASSERT_EQ(made.code, 0) << made.err;
   stopped.pause();
   // Connecting works (the kernel accepts), answers never come: the call's
   // timeout (RedisOptions::io_timeout, 5 s) ends it.
