@@ -84,7 +84,7 @@ Inspected Inspected::open(const std::string& name) {
 }
 
 std::optional<Inspected> Inspected::open(const std::string& name, std::error_code& ec,
-                                         milliseconds init_wait) noexcept {
+                                         milliseconds init_wait) {
   Inspected i;
   if (on_redis()) {
     auto q = AnyQueue::open(queue_url(), name, ec, redis_options());

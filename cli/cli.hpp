@@ -108,8 +108,10 @@ void not_supported_on_redis(const std::string& command, const std::string& inste
 class Inspected {
  public:
   [[nodiscard]] static Inspected open(const std::string& name);
+  // A queue that cannot be opened: nullopt and `ec` (a bad URL still throws
+  // its usage error).
   [[nodiscard]] static std::optional<Inspected> open(const std::string& name, std::error_code& ec,
-                                                     milliseconds init_wait = milliseconds{1000}) noexcept;
+                                                     milliseconds init_wait = milliseconds{1000});
   [[nodiscard]] const Options& options() const;
   [[nodiscard]] std::uint64_t incarnation() const;
   [[nodiscard]] Stats stats() const;

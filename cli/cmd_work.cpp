@@ -268,7 +268,8 @@ class CommandRunner {
  public:
   explicit CommandRunner(const WorkPlan& plan) : plan_(plan), running_(plan.concurrency) {}
 
-  void set_worker(jobring::Worker& w) { worker_ = &w; }
+  // The Worker that runs this, while it runs (nullptr after).
+  void set_worker(jobring::Worker* w) { worker_ = w; }
   [[nodiscard]] bool spawn_failed() const { return spawn_failed_.load(); }
 
   jobring::Outcome run(const jobring::Job& job, jobring::JobContext& ctx) {
@@ -389,9 +390,10 @@ void serve(std::vector<jobring::AnyQueue>& queues, CommandRunner& runner, jobrin
   jobring::Worker worker(
       served, [&runner](const jobring::Job& job, jobring::JobContext& ctx) { return runner.run(job, ctx); },
       std::move(options));
-  runner.set_worker(worker);
+  runner.set_worker(&worker);
   jobring::Worker::install_signal_handlers();
   (void)worker.run();
+  runner.set_worker(nullptr);
 }
 
 }  // namespace
