@@ -21,7 +21,10 @@ void add_name(Command& c) {
 
 po::variables_map parse(Command& c, const std::vector<std::string>& args) {
   po::options_description all;
-  c.options.add_options()("help,h", "show this help");
+  c.options.add_options()("url", po::value<std::string>(),
+                          "where the queues are: shm: (this host's shared memory), redis://HOST:PORT, "
+                          "redis+unix:///PATH/redis.sock or redis+cluster://HOST:PORT,...; default: "
+                          "$JOBRING_URL, else shm:")("help,h", "show this help");
   all.add(c.options).add(c.hidden);
   po::variables_map vm;
   try {
@@ -33,6 +36,7 @@ po::variables_map parse(Command& c, const std::vector<std::string>& args) {
   } catch (const po::error& e) {
     usage(c.name, e.what());
   }
+  if (vm.count("url")) set_url(vm["url"].as<std::string>());
   if (vm.count("help")) {
     std::cout << "Usage: jobring " << c.name << ' ' << c.synopsis << "\n\n"
               << c.summary << "\n\n"

@@ -1,17 +1,20 @@
 // The jobring command-line tool's private header: exit codes, the command
-// parser and argument readers (args.cpp), output helpers (output.cpp), and
-// the subcommands (cmd_admin.cpp, cmd_jobs.cpp, cmd_work.cpp, cmd_top.cpp).
+// parser and argument readers (args.cpp), where the queues are (backend.cpp),
+// output helpers (output.cpp), and the subcommands (cmd_admin.cpp,
+// cmd_jobs.cpp, cmd_work.cpp, cmd_top.cpp).
 #pragma once
 
 #include <boost/program_options.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "jobring/any_queue.hpp"
 #include "jobring/duration.hpp"
 #include "jobring/queue.hpp"
 
@@ -79,6 +82,48 @@ Lease handle_arg(const Command& c, const po::variables_map& vm);
 // Everything on `fd` until its end.
 std::string read_all(int fd);
 
+// --- backend.cpp: where the queues are. Every subcommand takes --url URL
+// (before or after its name); without it $JOBRING_URL; without that "shm:",
+// this host's shared memory.
+
+// The --url given on the command line.
+void set_url(std::string url);
+// The URL in effect, checked at first use (a usage error names the schemes).
+const std::string& queue_url();
+bool on_redis();
+jobring::RedisOptions redis_options();
+// The queue `name` on queue_url(), for the subcommands that change it.
+AnyQueue open_queue(const std::string& name);
+// For an error reaching a Redis server (unavailable, timeout): what to do,
+// naming the URL; otherwise "".
+std::string unreachable_hint(const std::error_code& ec);
+// On Redis: a usage error saying that `option` is for shared memory, and `why`.
+void refuse_on_redis(const Command& c, const std::string& option, const std::string& why);
+// On Redis: exit 1, "not supported on Redis yet: " and what to do instead.
+void not_supported_on_redis(const std::string& command, const std::string& instead);
+
+// A queue to look at (stat, peek, ls, top): on shared memory a read-only
+// QueueView, which needs read permission on the segment only; on Redis an
+// AnyQueue (access is the server's).
+class Inspected {
+ public:
+  [[nodiscard]] static Inspected open(const std::string& name);
+  // A queue that cannot be opened: nullopt and `ec` (a bad URL still throws
+  // its usage error).
+  [[nodiscard]] static std::optional<Inspected> open(const std::string& name, std::error_code& ec,
+                                                     milliseconds init_wait = milliseconds{1000});
+  [[nodiscard]] const Options& options() const;
+  [[nodiscard]] std::uint64_t incarnation() const;
+  [[nodiscard]] Stats stats() const;
+  [[nodiscard]] Stats stats(std::error_code& ec) const noexcept;
+  [[nodiscard]] std::vector<JobInfo> peek(JobState state, std::size_t limit) const;
+
+ private:
+  Inspected() = default;
+  std::optional<QueueView> view_;
+  std::optional<AnyQueue> queue_;
+};
+
 // --- output.cpp
 
 std::span<const std::byte> bytes(std::string_view s);
@@ -87,25 +132,34 @@ bool is_text(std::string_view s);
 // "payload":...,"payload_encoding":... (utf8 or base64).
 std::string payload_json(std::span<const std::byte> payload);
 std::string state_name(JobState s);
-// Queue::incarnation() as 16 lower-case hex digits (stat, create).
-std::string incarnation_text(const Queue& q);
-std::string incarnation_text(const QueueView& q);
+// An incarnation as 16 lower-case hex digits (stat, create).
+std::string incarnation_text(std::uint64_t incarnation);
+
+// One queue's name, options and statistics at one moment: what stat, ls and
+// top show, the same on every backend.
+struct Snapshot {
+  std::string name;
+  Options options;
+  std::uint64_t incarnation = 0;
+  Stats stats{};
+};
+template <class Q>
+Snapshot snapshot(const std::string& name, const Q& q) {
+  return {name, q.options(), q.incarnation(), q.stats()};
+}
 // One JSON object: the queue's name, incarnation, options and every statistic.
-std::string stats_json(const std::string& name, const Queue& q);
-std::string stats_json(const std::string& name, const QueueView& q);
+std::string stats_json(const Snapshot& s);
+// The same object's members without the braces: for objects that add
+// members of their own (top).
+std::string stats_json_members(const Snapshot& s);
+// `jobring stat`'s text: options, then the gauges and the counters.
+void print_stats(const Snapshot& s);
 
 // A job as `peek` shows it: one JSON object, or one line of text (no newline).
 std::string job_json(const JobInfo& j);
 std::string job_line(const JobInfo& j);
 // A time ago, rounded down to its largest unit: "250ms", "42s", "3m", "5h", "2d".
 std::string age_text(std::uint64_t ms);
-// The same object's members without the braces, for the statistics `s` (one
-// snapshot of q.stats()): for objects that add members of their own (top).
-std::string stats_json_members(const std::string& name, const Queue& q, const Stats& s);
-std::string stats_json_members(const std::string& name, const QueueView& q, const Stats& s);
-// `jobring stat`'s text: options, then the gauges and the counters.
-void print_stats(const std::string& name, const Queue& q);
-void print_stats(const std::string& name, const QueueView& q);
 // `code`, or an error if stdout could not be written.
 int checked_exit(int code);
 

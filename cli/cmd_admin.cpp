@@ -17,30 +17,50 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// On stderr, so that scripts reading stdout see nothing new.
+// On stderr, so that scripts reading stdout see nothing new. Shared memory only.
 void warn_remove_ipc(const std::string& name) {
+  if (on_redis()) return;
   const std::string warning = tools::remove_ipc_warning(name, jobring::segment_path(name));
   if (!warning.empty()) std::fprintf(stderr, "jobring: %s\n", warning.c_str());
+}
+
+// create's options that only a segment has, given on Redis: a usage error.
+void refuse_shm_options_on_redis(const Command& c, const po::variables_map& vm) {
+  if (vm.count("group")) refuse_on_redis(c, "--group", "access is the server's (ACLs)");
+  if (vm.count("mode")) refuse_on_redis(c, "--mode", "access is the server's (ACLs)");
+  if (vm.count("dir"))
+    refuse_on_redis(c, "--dir", "the server's persistence (appendonly) decides what a restart keeps");
+  for (const char* o : {"sync", "sync-interval"})
+    if (!vm[o].defaulted())
+      refuse_on_redis(c, std::string("--") + o,
+                      "the server's persistence (appendfsync) decides what a crash loses");
+  if (!vm["dedup-keys"].defaulted())
+    refuse_on_redis(c, "--dedup-keys",
+                    "Redis keeps de-duplication keys without a table (--dedup-window still applies)");
 }
 
 }  // namespace
 
 int cmd_create(const std::vector<std::string>& args) {
-  Command c{"create",
-            "NAME [--capacity N] [--max-payload BYTES] [--lease D] [--max-attempts N] [--group G]\n"
-            "       [--mode OCTAL] [--dedup-keys N] [--dedup-window D] [--dir DIR [--sync POLICY]]",
-            "Creates a queue. Fails if it exists.\n\n"
-            "Who may use it: opening a queue (push, claim, ack, ...) needs read and write permission on\n"
-            "its segment, looking at it (stat, peek, ls) read permission. By default only you may do\n"
-            "either (mode 0600). To share it with the janitor (which runs as user and group jobring)\n"
-            "and with other users, give it a group: --group jobring makes it group jobring, mode 0660,\n"
-            "and every member of the group may use it (add a user with usermod -aG jobring USER, who\n"
-            "then logs in again). You must be a member of the group yourself, or root.\n\n"
-            "A queue in memory (/dev/shm) is gone at reboot. --dir DIR makes a file-backed queue that\n"
-            "survives one: its segment is DIR/jobring.NAME, and its name is DIR/NAME everywhere else\n"
-            "(jobring push /var/lib/jobring/orders ...). --sync says what a power cut may lose: none\n"
-            "(the page cache: jobs the kernel had not written back), interval (the janitor syncs every\n"
-            "--sync-interval), always (nothing whose push returned; each push and ack waits for the disk)."};
+  Command c{
+      "create",
+      "NAME [--capacity N] [--max-payload BYTES] [--lease D] [--max-attempts N] [--group G]\n"
+      "       [--mode OCTAL] [--dedup-keys N] [--dedup-window D] [--dir DIR [--sync POLICY]]",
+      "Creates a queue. Fails if it exists.\n\n"
+      "Who may use it: opening a queue (push, claim, ack, ...) needs read and write permission on\n"
+      "its segment, looking at it (stat, peek, ls) read permission. By default only you may do\n"
+      "either (mode 0600). To share it with the janitor (which runs as user and group jobring)\n"
+      "and with other users, give it a group: --group jobring makes it group jobring, mode 0660,\n"
+      "and every member of the group may use it (add a user with usermod -aG jobring USER, who\n"
+      "then logs in again). You must be a member of the group yourself, or root.\n\n"
+      "A queue in memory (/dev/shm) is gone at reboot. --dir DIR makes a file-backed queue that\n"
+      "survives one: its segment is DIR/jobring.NAME, and its name is DIR/NAME everywhere else\n"
+      "(jobring push /var/lib/jobring/orders ...). --sync says what a power cut may lose: none\n"
+      "(the page cache: jobs the kernel had not written back), interval (the janitor syncs every\n"
+      "--sync-interval), always (nothing whose push returned; each push and ack waits for the disk).\n\n"
+      "On Redis (--url redis://...) the queue is on the server: --group, --mode, --dir, --sync and\n"
+      "--dedup-keys are for shared memory and refused there (access is the server's: ACLs; the\n"
+      "server's persistence decides what a crash loses; keys need no table)."};
   jobring::Options defaults;
   c.options.add_options()(
       "capacity", po::value<std::string>()->default_value(std::to_string(defaults.capacity)), "job slots")(
@@ -63,6 +83,7 @@ int cmd_create(const std::vector<std::string>& args) {
   add_name(c);
   const auto vm = parse(c, args);
   const std::string name = name_arg(c, vm);
+  refuse_shm_options_on_redis(c, vm);
   jobring::Options o;
   o.capacity = count_arg(c, vm, "capacity");
   o.max_payload = count_arg(c, vm, "max-payload");
@@ -95,13 +116,22 @@ int cmd_create(const std::vector<std::string>& args) {
   if (o.sync != jobring::Options::Sync::none && dir.empty() && name.find('/') == std::string::npos)
     usage(c.name, "--sync is for a file-backed queue: give --dir DIR (or the name DIR/NAME)");
   o.sync_interval = duration_arg(c, vm, "sync-interval", o.sync_interval);
-  auto q = jobring::Queue::create(name, o);
+  auto q = jobring::AnyQueue::create(queue_url(), name, o, redis_options());
+  if (on_redis()) {
+    std::printf(
+        "created queue %s on %s: capacity %u, max payload %u bytes, lease %s, max attempts %u, incarnation "
+        "%s\n",
+        q.name().c_str(), queue_url().c_str(), o.capacity, o.max_payload,
+        jobring::format_duration(o.default_lease).c_str(), o.max_attempts,
+        incarnation_text(q.incarnation()).c_str());
+    return kOk;
+  }
   std::printf(
       "created queue %s: capacity %u, max payload %u bytes, lease %s, max attempts %u, mode %04o%s%s, "
       "incarnation %s\n",
       q.name().c_str(), o.capacity, o.max_payload, jobring::format_duration(o.default_lease).c_str(),
       o.max_attempts, q.options().mode, group.empty() ? "" : ", group ", group.c_str(),
-      incarnation_text(q).c_str());
+      incarnation_text(q.incarnation()).c_str());
   if (!q.options().dir.empty())
     std::printf("file-backed: %s, sync %s%s; open it as %s\n", jobring::segment_path(q.name()).c_str(),
                 sync.c_str(),
@@ -115,11 +145,13 @@ int cmd_create(const std::vector<std::string>& args) {
 }
 
 int cmd_rm(const std::vector<std::string>& args) {
-  Command c{"rm", "NAME", "Removes a queue. Processes that have it open keep it until they close it."};
+  Command c{"rm", "NAME",
+            "Removes a queue. Processes that have it open keep it until they close it (on Redis: its\n"
+            "jobs and leases are deleted at once, and handles on it find it gone)."};
   add_name(c);
   const auto vm = parse(c, args);
   const std::string name = name_arg(c, vm);
-  if (!jobring::Queue::remove(name))
+  if (!jobring::AnyQueue::remove(queue_url(), name, redis_options()))
     throw Exit{kError, "jobring: no queue named '" + name + "' (see `jobring ls`)"};
   return kOk;
 }
@@ -127,12 +159,13 @@ int cmd_rm(const std::vector<std::string>& args) {
 int cmd_ls(const std::vector<std::string>& args) {
   Command c{"ls", "[--json] [--dir DIR]...",
             "Lists every jobring queue in memory (/dev/shm), and the file-backed ones in each --dir DIR,\n"
-            "one line each."};
+            "one line each. On Redis: every queue on the server (--dir is for shared memory)."};
   c.options.add_options()("json", "one JSON array")("dir", po::value<std::vector<std::string>>(),
                                                     "also list the file-backed queues in DIR (repeatable)");
   const auto vm = parse(c, args);
   const bool json = vm.count("json") > 0;
-  auto names = jobring::Queue::list();
+  if (vm.count("dir")) refuse_on_redis(c, "--dir", "it lists the queues on the server, all of them");
+  auto names = jobring::AnyQueue::list(queue_url(), redis_options());
   if (vm.count("dir")) {
     for (const std::string& dir : vm["dir"].as<std::vector<std::string>>()) {
       std::error_code ec;
@@ -153,17 +186,22 @@ int cmd_ls(const std::vector<std::string>& args) {
   bool first = true;
   for (const auto& name : names) {
     std::error_code ec;
-    auto q = jobring::QueueView::open(name, ec);  // read-only: needs read permission only
+    auto q = Inspected::open(name, ec);  // on shm read-only: needs read permission only
+    std::optional<Snapshot> snap;
+    if (q) {
+      const Stats s = q->stats(ec);
+      if (!ec) snap = Snapshot{name, q->options(), q->incarnation(), s};
+    }
     if (json) {
       std::printf("%s", first ? "" : ",");
-      if (q)
-        std::printf("%s", stats_json(name, *q).c_str());
+      if (snap)
+        std::printf("%s", stats_json(*snap).c_str());
       else
         std::printf("{\"name\":%s,\"error\":%s}", json_string(name).c_str(),
                     json_string(ec.message()).c_str());
-    } else if (q) {
-      const auto s = q->stats();
-      std::printf("%-*s %9u %8llu %8llu %8llu %8llu %8llu\n", width, name.c_str(), q->options().capacity,
+    } else if (snap) {
+      const Stats& s = snap->stats;
+      std::printf("%-*s %9u %8llu %8llu %8llu %8llu %8llu\n", width, name.c_str(), snap->options.capacity,
                   static_cast<unsigned long long>(s.ready), static_cast<unsigned long long>(s.delayed),
                   static_cast<unsigned long long>(s.leased) + static_cast<unsigned long long>(s.expired),
                   static_cast<unsigned long long>(s.dead), static_cast<unsigned long long>(s.free));
@@ -184,14 +222,14 @@ int cmd_stat(const std::vector<std::string>& args) {
   const auto vm = parse(c, args);
   const std::string name = name_arg(c, vm);
   const milliseconds watch = duration_arg(c, vm, "watch", 0ms);
-  auto q = jobring::QueueView::open(name);  // read-only: needs read permission only
+  const auto q = Inspected::open(name);  // on shm read-only: needs read permission only
   warn_remove_ipc(name);
   (void)tools::install_stop_handlers();
   for (;;) {
     if (vm.count("json"))
-      std::printf("%s\n", stats_json(name, q).c_str());
+      std::printf("%s\n", stats_json(snapshot(name, q)).c_str());
     else
-      print_stats(name, q);
+      print_stats(snapshot(name, q));
     std::fflush(stdout);
     if (watch.count() == 0) return kOk;
     const auto until = std::chrono::steady_clock::now() + watch;
@@ -217,7 +255,7 @@ int cmd_peek(const std::vector<std::string>& args) {
                                                     {"dead", jobring::JobState::dead}},
                                                    "ready, delayed, leased or dead");
   const std::uint32_t limit = count_arg(c, vm, "limit");
-  auto q = jobring::QueueView::open(name);  // read-only: needs read permission only
+  const auto q = Inspected::open(name);  // on shm read-only: needs read permission only
   const auto jobs = q.peek(state, limit);
   const bool json = vm.count("json") > 0;
   if (json) std::printf("[");
@@ -245,7 +283,7 @@ int cmd_requeue(const std::vector<std::string>& args) {
   const bool all = vm.count("dead") > 0;
   const bool ids = vm.count("ids") > 0;
   if (all == ids) usage(c.name, "give either --dead or one or more JOB_IDs");
-  auto q = jobring::Queue::open(name);
+  auto q = open_queue(name);
   if (all) {
     std::printf("%zu\n", q.requeue_dead());
     return kOk;
@@ -282,7 +320,7 @@ int pause_or_resume(const std::vector<std::string>& args, bool pause) {
   add_name(c);
   const auto vm = parse(c, args);
   const std::string name = name_arg(c, vm);
-  auto q = jobring::Queue::open(name);
+  auto q = open_queue(name);
   const bool changed = pause ? q.pause() : q.resume();
   std::printf("queue '%s' %s%s\n", name.c_str(), changed ? "" : "was already ", pause ? "paused" : "running");
   return kOk;
@@ -300,7 +338,8 @@ int cmd_move(const std::vector<std::string>& args) {
             "and why they died, and NAME has room again. With --ready they arrive as new ready jobs (a\n"
             "redrive): `jobring move orders.dead orders --ready` after the cause is fixed. Crash-safe:\n"
             "a move cut short loses no job, and running it again does not double one. Exits 3 if TO\n"
-            "filled up before all moved."};
+            "filled up before all moved. Shared memory only for now: on Redis it exits 1 (requeue dead\n"
+            "jobs in place with `jobring requeue NAME --dead`)."};
   c.options.add_options()("ready", "arrive as ready jobs (attempts reset), not dead")(
       "limit", po::value<std::string>(), "at most N jobs");
   add_name(c);
@@ -319,6 +358,11 @@ int cmd_move(const std::vector<std::string>& args) {
     o.limit = count_arg(c, vm, "limit");
     if (o.limit == 0) usage(c.name, "--limit must be at least 1 (leave it out to move every dead job)");
   }
+  // The one place `move` depends on the backend: RedisQueue has no move_dead.
+  not_supported_on_redis(c.name, "requeue the dead jobs in place (`jobring requeue " + name +
+                                     " --dead`), or copy each from `jobring peek " + name +
+                                     " --state dead --json` with `jobring push " + to_name +
+                                     "` and then `jobring purge " + name + " --state dead`");
   auto from = jobring::Queue::open(name);
   auto to = jobring::Queue::open(to_name);
   const jobring::MoveResult r = from.move_dead(to, o);
@@ -367,7 +411,7 @@ int cmd_purge(const std::vector<std::string>& args) {
                                                           {"dead", jobring::PurgeWhat::dead},
                                                           {"all", jobring::PurgeWhat::all}},
                                                          "ready, delayed, dead or all");
-  auto q = jobring::Queue::open(name);
+  auto q = open_queue(name);
   std::printf("%zu\n", q.purge(what));
   return kOk;
 }

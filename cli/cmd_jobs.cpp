@@ -35,7 +35,7 @@ int cmd_push(const std::vector<std::string>& args) {
   if (!vm.count("data") && ::isatty(STDIN_FILENO))
     usage(c.name, "no DATA: give it as an argument, or pipe it in (standard input is a terminal)");
   const std::string data = vm.count("data") ? vm["data"].as<std::string>() : read_all(STDIN_FILENO);
-  auto q = jobring::Queue::open(name);
+  auto q = open_queue(name);
   (void)tools::install_stop_handlers();
   const auto r = q.push(bytes(data), o);
   if (r.status == jobring::PushStatus::interrupted) throw Exit{kNothing, "jobring push: interrupted"};
@@ -69,7 +69,7 @@ int cmd_claim(const std::vector<std::string>& args) {
   const std::string name = name_arg(c, vm);
   const milliseconds lease = duration_arg(c, vm, "lease", 0ms);
   const milliseconds wait = duration_arg(c, vm, "wait", 0ms);
-  auto q = jobring::Queue::open(name);
+  auto q = open_queue(name);
   (void)tools::install_stop_handlers();
   jobring::Job job;
   const auto status = q.claim(job, wait, {.lease = lease, .owner = jobring::Owner::detached});
@@ -103,7 +103,7 @@ struct LeaseCall {
   po::variables_map vm;
   std::string name;
   jobring::Lease lease;
-  jobring::Queue queue;
+  jobring::AnyQueue queue;
 };
 
 LeaseCall parse_lease_call(Command& c, const Args& args) {
@@ -113,7 +113,7 @@ LeaseCall parse_lease_call(Command& c, const Args& args) {
   auto vm = parse(c, args);
   std::string name = name_arg(c, vm);
   const jobring::Lease lease = handle_arg(c, vm);
-  auto q = jobring::Queue::open(name);
+  auto q = open_queue(name);
   return {std::move(vm), std::move(name), lease, std::move(q)};
 }
 

@@ -4,9 +4,10 @@
 // Every frame lists the queues again and opens each afresh, so a queue
 // created or removed between frames appears or disappears, and a queue
 // removed and created again under its name (a new incarnation) starts its
-// rates over. A queue that cannot be opened is a row with the reason; the
-// view goes on. Rates are the change of a Stats total between two frames of
-// the same incarnation, per second of the time between the two snapshots; a
+// rates over. (On Redis the handles stay open between frames, and one whose
+// stats fail, e.g. a queue removed, is opened again the frame after.) A
+// queue that cannot be opened is a row with the reason; the view goes on. Rates are the change of a Stats
+// total between two frames of the same incarnation, per second of the time between the two snapshots; a
 // queue's first frame has none ("-" in text, null in JSON).
 //
 // Output: on a terminal (without --once or --json) each frame is redrawn in
@@ -67,8 +68,10 @@ struct Rates {
 // One queue in one frame.
 struct Row {
   std::string name;
-  std::optional<QueueView> queue;  // read-only; empty: it could not be opened, `error` says why
+  bool open = false;  // false: it could not be opened, `error` says why
   std::string error;
+  Options options{};
+  std::uint64_t incarnation = 0;
   Stats stats{};
   Clock::time_point at{};      // when `stats` was taken
   std::optional<Rates> rates;  // empty on the queue's first frame
@@ -86,7 +89,7 @@ using History = std::map<std::string, Previous>;
 // incarnation, or a total went down (only a hostile write does that).
 std::optional<Rates> rates_since(const Row& r, const History& history) {
   const auto it = history.find(r.name);
-  if (it == history.end() || it->second.incarnation != r.queue->incarnation()) return std::nullopt;
+  if (it == history.end() || it->second.incarnation != r.incarnation) return std::nullopt;
   const double seconds = std::chrono::duration<double>(r.at - it->second.at).count();
   if (seconds <= 0) return std::nullopt;
   bool grew = true;
@@ -102,23 +105,51 @@ std::optional<Rates> rates_since(const Row& r, const History& history) {
   return rates;
 }
 
+// The queues of a Redis server stay open from frame to frame (an open is a
+// connection and a round trip); a queue gone from the list is closed.
+using Handles = std::map<std::string, AnyQueue>;
+
 // Opens every queue and takes its statistics; keeps them in `history` for
 // the next frame (a queue gone from this frame is forgotten).
-std::vector<Row> sample(const Settings& s, History& history) {
+std::vector<Row> sample(const Settings& s, History& history, Handles& handles) {
   std::vector<Row> rows;
   History next;
-  for (const auto& name : s.names.empty() ? Queue::list() : s.names) {
+  const std::vector<std::string> names =
+      s.names.empty() ? AnyQueue::list(queue_url(), redis_options()) : s.names;
+  std::erase_if(handles,
+                [&](const auto& h) { return std::find(names.begin(), names.end(), h.first) == names.end(); });
+  for (const auto& name : names) {
     Row r;
     r.name = name;
     std::error_code ec;
-    // No wait for a creator still at work (only an older jobring leaves a
-    // half-made segment at a name): the row says so, the next frame looks again.
-    r.queue = QueueView::open(name, ec, 0ms);  // read-only: a readable queue is shown too
-    if (r.queue) {
-      r.stats = r.queue->stats();
+    if (on_redis()) {
+      auto it = handles.find(name);
+      if (it == handles.end()) {
+        if (auto q = AnyQueue::open(queue_url(), name, ec, redis_options()))
+          it = handles.emplace(name, std::move(*q)).first;
+      }
+      if (it != handles.end()) {
+        r.stats = it->second.stats(ec);
+        r.options = it->second.options();
+        r.incarnation = it->second.incarnation();
+        if (ec) handles.erase(it);  // removed, or the server went away: open it again next frame
+      }
+      r.open = !ec;
+    } else {
+      // No wait for a creator still at work (only an older jobring leaves a
+      // half-made segment at a name): the row says so, the next frame looks again.
+      const auto q = QueueView::open(name, ec, 0ms);  // read-only: a readable queue is shown too
+      if (q) {
+        r.stats = q->stats();
+        r.options = q->options();
+        r.incarnation = q->incarnation();
+        r.open = true;
+      }
+    }
+    if (r.open) {
       r.at = Clock::now();
       r.rates = rates_since(r, history);
-      next[name] = Previous{r.queue->incarnation(), r.stats, r.at};
+      next[name] = Previous{r.incarnation, r.stats, r.at};
     } else {
       r.error = ec.message();
     }
@@ -189,7 +220,7 @@ std::string cell(const Column& c, const Row& r) {
       std::snprintf(buf, sizeof buf, "%llu", n);
       break;
     case Format::of_capacity:
-      std::snprintf(buf, sizeof buf, "%llu/%u", n, r.queue->options().capacity);
+      std::snprintf(buf, sizeof buf, "%llu/%u", n, r.options.capacity);
       break;
     case Format::rate:
       std::snprintf(buf, sizeof buf, "%.1f", *v);
@@ -220,9 +251,7 @@ std::string title(std::size_t queues, const Settings& s, bool live) {
 }
 
 // NAME, marked while the queue is paused (no claims: its READY only grows).
-std::string shown_name(const Row& r) {
-  return r.queue && r.stats.paused != 0 ? r.name + " [paused]" : r.name;
-}
+std::string shown_name(const Row& r) { return r.open && r.stats.paused != 0 ? r.name + " [paused]" : r.name; }
 
 std::vector<std::string> text_frame(const std::vector<Row>& rows, const Settings& s, bool live) {
   std::size_t name_width = 4;
@@ -233,12 +262,14 @@ std::vector<std::string> text_frame(const std::vector<Row>& rows, const Settings
   lines.push_back(head);
   for (const auto& r : rows) {
     std::string line = padded(shown_name(r), name_width, false);
-    if (!r.queue) line += "  (cannot open: " + r.error + ")";
+    if (!r.open) line += "  (cannot open: " + r.error + ")";
     for (const auto& c : kColumns)
-      if (r.queue) line += ' ' + padded(cell(c, r), static_cast<std::size_t>(c.width), true);
+      if (r.open) line += ' ' + padded(cell(c, r), static_cast<std::size_t>(c.width), true);
     lines.push_back(line);
   }
-  if (rows.empty()) lines.push_back("(no queues on this host; `jobring create NAME` makes one)");
+  if (rows.empty())
+    lines.push_back(on_redis() ? "(no queues on " + queue_url() + "; `jobring create NAME` makes one)"
+                               : "(no queues on this host; `jobring create NAME` makes one)");
   return lines;
 }
 
@@ -261,8 +292,9 @@ std::string json_frame(const std::vector<Row>& rows, const Settings& s) {
   for (const auto& r : rows) {
     out << (first ? "{" : ",{");
     first = false;
-    if (r.queue)
-      out << stats_json_members(r.name, *r.queue, r.stats) << ",\"per_second\":" << rates_json(r.rates);
+    if (r.open)
+      out << stats_json_members(Snapshot{r.name, r.options, r.incarnation, r.stats})
+          << ",\"per_second\":" << rates_json(r.rates);
     else
       out << "\"name\":" << json_string(r.name) << ",\"error\":" << json_string(r.error);
     out << '}';
@@ -329,9 +361,10 @@ int show_frames(const Settings& s) {
   (void)tools::install_stop_handlers();
   Screen screen(live);
   History history;
+  Handles handles;
   for (std::uint32_t frame = 1;; ++frame) {
     const auto start = Clock::now();
-    const std::vector<Row> rows = sample(s, history);
+    const std::vector<Row> rows = sample(s, history, handles);
     if (s.json) {
       std::printf("%s\n", json_frame(rows, s).c_str());
     } else {
@@ -375,7 +408,8 @@ int cmd_top(const Args& args) {
             "terminal it redraws in place until Ctrl-C;\n"
             "otherwise (or with --once) frames follow one another, without escapes. A queue that cannot\n"
             "be opened shows why in its row. Workers waiting for jobs are not shown: queues do not count\n"
-            "them."};
+            "them. On Redis (--url, JOBRING_URL): every queue on the server, its statistics fetched at\n"
+            "each refresh."};
   c.options.add_options()("interval", po::value<std::string>()->default_value("1s"), "time between frames")(
       "once", "one frame, without escapes, then exit")("frames", po::value<std::string>(),
                                                        "N frames, then exit (for scripts and tests)")(

@@ -268,7 +268,8 @@ class CommandRunner {
  public:
   explicit CommandRunner(const WorkPlan& plan) : plan_(plan), running_(plan.concurrency) {}
 
-  void set_worker(jobring::Worker& w) { worker_ = &w; }
+  // The Worker that runs this, while it runs (nullptr after).
+  void set_worker(jobring::Worker* w) { worker_ = w; }
   [[nodiscard]] bool spawn_failed() const { return spawn_failed_.load(); }
 
   jobring::Outcome run(const jobring::Job& job, jobring::JobContext& ctx) {
@@ -382,6 +383,19 @@ jobring::WorkerOptions worker_options(const WorkPlan& plan, milliseconds lease, 
   return o;
 }
 
+// The Worker over `queues` (all on one backend: shared memory or one Redis
+// server), running `runner` for each job, until it stops.
+void serve(std::vector<jobring::AnyQueue>& queues, CommandRunner& runner, jobring::WorkerOptions options) {
+  std::vector<std::reference_wrapper<jobring::AnyQueue>> served(queues.begin(), queues.end());
+  jobring::Worker worker(
+      served, [&runner](const jobring::Job& job, jobring::JobContext& ctx) { return runner.run(job, ctx); },
+      std::move(options));
+  runner.set_worker(&worker);
+  jobring::Worker::install_signal_handlers();
+  (void)worker.run();
+  runner.set_worker(nullptr);
+}
+
 }  // namespace
 
 int cmd_work(const Args& args) {
@@ -403,13 +417,16 @@ int cmd_work(const Args& args) {
       "Several queues (jobring work urgent normal bulk -- CMD): strict priority in the order named (a\n"
       "queue is served only while the ones before it are empty), or with --weights 5,3,1 each claim\n"
       "picks among the queues that have jobs in proportion to the weights, so none starves. With\n"
-      "nothing to do it sleeps on all of them at once."};
+      "nothing to do it sleeps on all of them at once (on Redis: polls them every 100 ms).\n"
+      "On Redis (--url, JOBRING_URL): the same, with leases owned by host:pid (no janitor\n"
+      "reclaims them early: a killed worker's job comes back when its lease runs out). A call the\n"
+      "server did not answer is retried (claims with backoff, extensions until the lease's deadline)."};
   add_work_options(c);
   po::variables_map vm;
   const WorkPlan plan = parse_work(c, args, vm);
-  std::vector<jobring::Queue> queues;
+  std::vector<jobring::AnyQueue> queues;
   queues.reserve(plan.names.size());
-  for (const auto& n : plan.names) queues.push_back(jobring::Queue::open(n));
+  for (const auto& n : plan.names) queues.push_back(open_queue(n));
   // 0: each queue's own default_lease, which must be as long as --lease
   // would have to be (extended every third of it).
   const milliseconds lease = duration_arg(c, vm, "lease", 0ms);
@@ -420,13 +437,7 @@ int cmd_work(const Args& args) {
       usage(c.name, "queue '" + q.name() + "' has a default lease under 3ms: give --lease (3ms to 7 days)");
 
   CommandRunner runner(plan);
-  std::vector<std::reference_wrapper<jobring::Queue>> served(queues.begin(), queues.end());
-  jobring::Worker worker(
-      served, [&runner](const jobring::Job& job, jobring::JobContext& ctx) { return runner.run(job, ctx); },
-      worker_options(plan, lease, runner));
-  runner.set_worker(worker);
-  jobring::Worker::install_signal_handlers();
-  (void)worker.run();
+  serve(queues, runner, worker_options(plan, lease, runner));
   return runner.spawn_failed() ? kError : kOk;
 }
 

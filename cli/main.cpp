@@ -2,6 +2,9 @@
 // shell scripts push, claim and ack; `jobring work` turns any command into a
 // worker.
 //
+// Where the queues are: --url URL before or after the command, else
+// $JOBRING_URL, else shm: (this host's shared memory); see backend.cpp.
+//
 // Exit codes (also in --help): 0 success; 1 error (the message names the
 // queue and what to do); 2 usage; 3 nothing to claim / timed out / queue
 // full; 4 lease lost.
@@ -11,6 +14,7 @@
 #include <exception>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cli.hpp"
@@ -50,10 +54,18 @@ const std::vector<Entry>& commands() {
 }
 
 void main_help(std::FILE* out) {
-  std::fprintf(out,
-               "Usage: jobring COMMAND [ARGS...]   (jobring COMMAND --help for each)\n\n"
-               "jobring queues are crash-safe leased job queues in shared memory (/dev/shm/jobring.NAME).\n\n"
-               "Commands:\n");
+  std::fprintf(
+      out,
+      "Usage: jobring [--url URL] COMMAND [ARGS...]   (jobring COMMAND --help for each)\n\n"
+      "jobring queues are crash-safe leased job queues in shared memory (/dev/shm/jobring.NAME), or\n"
+      "on a Redis 7 server for producers and workers on several hosts. --url URL (before or after\n"
+      "the COMMAND), else the environment variable JOBRING_URL, says where; the default is shm:.\n"
+      "  shm:                            this host's shared memory\n"
+      "  redis://HOST:PORT               a Redis server\n"
+      "  redis+unix:///PATH/redis.sock   the same over a unix socket\n"
+      "  redis+cluster://H1:P1,H2:P2     a Redis Cluster (seed nodes)\n"
+      "Every command works on both (move: shared memory only, for now).\n\n"
+      "Commands:\n");
   for (const auto& e : commands()) std::fprintf(out, "  %-9s %s\n", e.name, e.line);
   std::fprintf(out, "\nDurations are written 500ms, 30s, 2m, 1h or 1d.\n%s", kExitCodes);
 }
@@ -68,7 +80,12 @@ int run(const std::string& command, const Entry& e, const Args& args) {
   } catch (const Exit& x) {
     if (!x.message.empty()) std::fprintf(x.code == kOk ? stdout : stderr, "%s\n", x.message.c_str());
     return checked_exit(x.code);
-  } catch (const std::exception& err) {  // jobring::error included
+  } catch (const jobring::error& err) {
+    const std::string hint = unreachable_hint(err.code());
+    std::fprintf(stderr, "jobring %s: %s%s%s%s\n", command.c_str(), err.what(), hint.empty() ? "" : " (",
+                 hint.c_str(), hint.empty() ? "" : ")");
+    return kError;
+  } catch (const std::exception& err) {
     std::fprintf(stderr, "jobring %s: %s\n", command.c_str(), err.what());
     return kError;
   }
@@ -120,11 +137,29 @@ void unknown_command(const std::string& command) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) {
+  // --url URL (or --url=URL) before the command; after it, each command's
+  // parser takes it.
+  int at = 1;
+  while (at < argc &&
+         (std::string_view(argv[at]) == "--url" || std::string_view(argv[at]).starts_with("--url="))) {
+    const std::string_view arg = argv[at];
+    if (arg.starts_with("--url=")) {
+      set_url(std::string(arg.substr(6)));
+      at += 1;
+    } else if (arg == "--url" && at + 1 < argc) {
+      set_url(argv[at + 1]);
+      at += 2;
+    } else {
+      std::fprintf(stderr, "jobring: %s needs a URL: --url URL, e.g. --url redis://127.0.0.1:6379\n",
+                   argv[at]);
+      return kUsage;
+    }
+  }
+  if (argc <= at) {
     main_help(stderr);
     return kUsage;
   }
-  const std::string command = argv[1];
+  const std::string command = argv[at];
   if (command == "--help" || command == "-h" || command == "help") {
     main_help(stdout);
     return kOk;
@@ -133,7 +168,7 @@ int main(int argc, char** argv) {
     std::printf("jobring %s\n", jobring::tools::kVersion);
     return kOk;
   }
-  const Args args(argv + 2, argv + argc);
+  const Args args(argv + at + 1, argv + argc);
   for (const auto& e : commands())
     if (command == e.name) return run(command, e, args);
   unknown_command(command);

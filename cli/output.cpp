@@ -39,52 +39,28 @@ std::string state_name(JobState s) {
   return "?";
 }
 
-namespace {
-
-std::string incarnation_hex(std::uint64_t incarnation) {
+std::string incarnation_text(std::uint64_t incarnation) {
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(incarnation));
   return buf;
 }
 
-}  // namespace
-
-std::string incarnation_text(const Queue& q) { return incarnation_hex(q.incarnation()); }
-std::string incarnation_text(const QueueView& q) { return incarnation_hex(q.incarnation()); }
-
-namespace {
-
-// For a Queue and a QueueView alike.
-template <class Q>
-std::string stats_json_members_of(const std::string& name, const Q& q, const Stats& s) {
-  const Options& o = q.options();
+std::string stats_json_members(const Snapshot& snap) {
+  const Options& o = snap.options;
   std::ostringstream out;
   // The incarnation as a string of 16 hex digits: a JSON number loses
   // integers above 2^53 in most readers.
-  out << "\"name\":" << json_string(name) << ",\"incarnation\":\"" << incarnation_text(q) << '"'
-      << ",\"capacity\":" << o.capacity << ",\"max_payload\":" << o.max_payload
+  out << "\"name\":" << json_string(snap.name) << ",\"incarnation\":\"" << incarnation_text(snap.incarnation)
+      << '"' << ",\"capacity\":" << o.capacity << ",\"max_payload\":" << o.max_payload
       << ",\"default_lease_ms\":" << o.default_lease.count() << ",\"max_attempts\":" << o.max_attempts
       << ",\"dedup_window_ms\":" << o.dedup_window.count();
-  tools::for_each_stat(s, [&](std::string_view field, std::uint64_t value, tools::StatKind) {
+  tools::for_each_stat(snap.stats, [&](std::string_view field, std::uint64_t value, tools::StatKind) {
     out << ",\"" << field << "\":" << value;
   });
   return out.str();
 }
 
-}  // namespace
-
-std::string stats_json_members(const std::string& name, const Queue& q, const Stats& s) {
-  return stats_json_members_of(name, q, s);
-}
-std::string stats_json_members(const std::string& name, const QueueView& q, const Stats& s) {
-  return stats_json_members_of(name, q, s);
-}
-std::string stats_json(const std::string& name, const Queue& q) {
-  return '{' + stats_json_members_of(name, q, q.stats()) + '}';
-}
-std::string stats_json(const std::string& name, const QueueView& q) {
-  return '{' + stats_json_members_of(name, q, q.stats()) + '}';
-}
+std::string stats_json(const Snapshot& snap) { return '{' + stats_json_members(snap) + '}'; }
 
 std::string age_text(std::uint64_t ms) {
   constexpr std::uint64_t kSecond = 1000, kMinute = 60 * kSecond, kHour = 60 * kMinute, kDay = 24 * kHour;
@@ -162,15 +138,19 @@ void print_stat_line(const char* label, const Stats& s, tools::StatKind kind) {
 
 }  // namespace
 
-template <class Q>
-void print_stats_of(const std::string& name, const Q& q) {
-  const Stats s = q.stats();
-  const Options& o = q.options();
+void print_stats(const Snapshot& snap) {
+  const std::string& name = snap.name;
+  const Stats& s = snap.stats;
+  const Options& o = snap.options;
+  // The segment's mode on shared memory; on Redis, the server (access is its own: ACLs).
+  char mode[16];
+  std::snprintf(mode, sizeof mode, "mode %04o", o.mode);
+  const std::string where = on_redis() ? "server " + queue_url() : std::string(mode);
   std::printf(
-      "queue %s: capacity %u, max payload %u bytes, lease %s, max attempts %u, mode %04o, dedup window %s, "
+      "queue %s: capacity %u, max payload %u bytes, lease %s, max attempts %u, %s, dedup window %s, "
       "incarnation %s\n",
       name.c_str(), o.capacity, o.max_payload, format_duration(o.default_lease).c_str(), o.max_attempts,
-      o.mode, format_duration(o.dedup_window).c_str(), incarnation_text(q).c_str());
+      where.c_str(), format_duration(o.dedup_window).c_str(), incarnation_text(snap.incarnation).c_str());
   if (s.paused) std::printf("  PAUSED: claims hand out nothing until `jobring resume %s`\n", name.c_str());
   if (!o.dir.empty()) {
     const char* sync = o.sync == Options::Sync::always     ? "always"
@@ -187,8 +167,6 @@ void print_stats_of(const std::string& name, const Q& q) {
     std::printf("  CORRUPT %llu (jobring purge %s resets them)\n", static_cast<unsigned long long>(s.corrupt),
                 name.c_str());
 }
-void print_stats(const std::string& name, const Queue& q) { print_stats_of(name, q); }
-void print_stats(const std::string& name, const QueueView& q) { print_stats_of(name, q); }
 
 // Output that could not be written (a full disk, a closed file) makes the
 // exit status an error: a script must not take a lost answer for a good one.

@@ -10,6 +10,7 @@
 
 #include "common/errno_text.hpp"
 #include "common/version.hpp"
+#include "jobring/any_queue.hpp"
 #include "jobring/duration.hpp"
 #include "jobring/queue.hpp"
 
@@ -27,6 +28,9 @@ po::options_description file_options() {
       "dir", po::value<std::vector<std::string>>()->composing(),
       "a directory of file-backed queues (jobring create --dir DIR) to look after too, when no --queue "
       "is given (repeatable); their queues are named DIR/NAME")(
+      "url,u", po::value<std::vector<std::string>>()->composing(),
+      "a Redis server (redis://HOST:PORT, redis+unix:///PATH/redis.sock, redis+cluster://H1:P1,H2:P2) whose "
+      "queues every sweep looks after too: expired leases back, statistics in the metrics (repeatable)")(
       "interval,i", po::value<std::string>(), "time between sweeps: 10ms .. 1h (default 50ms)")(
       "log-level,l", po::value<std::string>(), "error, warn, info or debug (default info)")(
       "dead-letter,d", po::value<std::vector<std::string>>()->composing(),
@@ -50,7 +54,10 @@ void print_help(std::ostream& out) {
   out << "Usage: jobring-janitor [OPTIONS]\n\n"
          "Reclaims the jobs of crashed jobring workers and producers at once (a proven-dead owner's\n"
          "lease goes back to ready without waiting for its deadline), returns expired leases, wakes\n"
-         "waiters, and writes metrics. Runs under systemd (Type=notify, watchdog) or in the foreground.\n\n"
+         "waiters, and writes metrics. Runs under systemd (Type=notify, watchdog) or in the foreground.\n"
+         "With --url, also the queues of Redis servers: their expired leases back at once (no claimer\n"
+         "needed) and their statistics in the metrics; a server that cannot be reached is logged once\n"
+         "per outage, retried every few seconds, and the other queues are swept as usual.\n\n"
       << file_options() << '\n'
       << cli_only_options()
       << "\nSignals: SIGTERM/SIGINT stop cleanly (exit 0); SIGHUP re-reads the config file and the queue "
@@ -62,7 +69,7 @@ void print_help(std::ostream& out) {
          "  3  bad or unreadable config file\n"
          "\nExample:\n"
          "  jobring-janitor --queue orders --queue emails --interval 50ms \\\n"
-         "                  --dead-letter orders=orders.dead \\\n"
+         "                  --dead-letter orders=orders.dead --url redis://10.0.0.5:6379 \\\n"
          "                  --metrics-file /var/lib/prometheus/node-exporter/jobring.prom\n";
 }
 
@@ -83,6 +90,17 @@ bool apply(const po::variables_map& vm, Config& c, int exit_code, const std::str
     c.dirs = vm["dir"].as<std::vector<std::string>>();
     for (const auto& d : c.dirs)
       if (d.empty() || d.front() != '/') return fail("bad dir '" + d + "': give an absolute directory");
+  }
+  if (vm.count("url")) {
+    c.urls = vm["url"].as<std::vector<std::string>>();
+    for (const auto& u : c.urls) {
+      std::error_code ec;
+      const auto backend = jobring::backend_of(u, ec);
+      if (!backend || *backend != jobring::Backend::redis)
+        return fail("bad url '" + u +
+                    "': give a Redis server, redis://HOST:PORT, redis+unix:///PATH/redis.sock or "
+                    "redis+cluster://H1:P1,H2:P2 (the queues in shared memory are looked after without one)");
+    }
   }
   if (vm.count("dead-letter")) {
     c.dead_letter.clear();

@@ -22,6 +22,9 @@ struct Config {
   // --dir DIR: directories of file-backed queues (Options::dir) that "every
   // queue on the host" takes in too (their queues are named DIR/NAME).
   std::vector<std::string> dirs;
+  // --url redis://...: Redis servers (url = in the config file), every queue
+  // of which each sweep looks after too (AnyQueue::list, sweep, stats).
+  std::vector<std::string> urls;
   // --dead-letter SRC=DST: every sweep moves SRC's dead jobs into DST (Queue::move_dead).
   std::map<std::string, std::string> dead_letter;
   std::chrono::milliseconds interval{50};

@@ -80,10 +80,41 @@ bool install_sigbus_guard() {
   return ::sigaction(SIGBUS, &sa, nullptr) == 0;
 }
 
+namespace {
+
+// How often a Redis server's queues are listed again (a SCAN of its keys),
+// and how soon one that could not be reached is tried again.
+constexpr auto kRedisRelist = std::chrono::seconds{1};
+constexpr auto kRedisRetry = std::chrono::seconds{5};
+
+// Bounds on a call to a Redis server, shorter than a client's: a stopped
+// server holds up the sweep of every other queue for at most this long.
+jobring::RedisOptions janitor_redis_options() {
+  jobring::RedisOptions o;
+  o.connect_timeout = std::chrono::milliseconds{1000};
+  o.io_timeout = std::chrono::milliseconds{2000};
+  return o;
+}
+
+bool is_connection_error(const std::error_code& ec) {
+  return ec == jobring::errc::unavailable || ec == jobring::errc::timeout;
+}
+
+}  // namespace
+
 Janitor::Janitor(Config config) : config_(std::move(config)) { metrics_.set_path(config_.metrics_file); }
+
+std::size_t Janitor::queue_count() const {
+  std::size_t n = watched_.size();
+  for (const auto& [url, server] : redis_) n += server.queues.size();
+  return n;
+}
 
 void Janitor::set_config(Config config) {
   config_ = std::move(config);
+  std::erase_if(redis_, [&](const auto& entry) {
+    return std::find(config_.urls.begin(), config_.urls.end(), entry.first) == config_.urls.end();
+  });
   std::erase_if(dead_letter_problem_, [&](const auto& p) { return !config_.dead_letter.contains(p.first); });
   metrics_.set_path(config_.metrics_file);
 }
@@ -125,6 +156,9 @@ void Janitor::sweep_all() {
   metrics_.clear();
   skipped_ = {};
   for (const auto& name : names) sweep_one(name);
+  // After the queues in shared memory: a Redis server that is slow to fail
+  // delays only itself.
+  for (const std::string& url : config_.urls) sweep_redis(url, redis_[url]);
   ++totals_.sweeps;
   last_sweep_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   if (metrics_.enabled()) {
@@ -226,6 +260,85 @@ void Janitor::sweep_one(const std::string& name) {
         "queue '%s': %zu reclaimed from dead owners, %zu expired, %zu dead-lettered, %zu half-written freed",
         name.c_str(), r.reclaimed, r.expired, r.dead_lettered, r.recovered_writes);
   if (metrics_.enabled()) metrics_.add(name, stats);
+}
+
+// A Redis server's queues: expired leases back (AnyQueue::sweep: no
+// claimer needed) and their statistics for the metrics.
+void Janitor::sweep_redis(const std::string& url, RedisServer& server) {
+  const auto now = std::chrono::steady_clock::now();
+  if (server.down && now < server.retry) {
+    if (metrics_.enabled()) metrics_.set_server(url, false);
+    return;
+  }
+  std::error_code ec;
+  if (server.down || server.names.empty() || now - server.listed >= kRedisRelist) {
+    auto names = jobring::AnyQueue::list(url, ec, janitor_redis_options());
+    if (ec) return redis_unreachable(url, server, ec);
+    server.names = std::move(names);
+    server.listed = now;
+    std::erase_if(server.queues, [&](const auto& q) {
+      return std::find(server.names.begin(), server.names.end(), q.first) == server.names.end();
+    });
+    std::erase_if(server.problems, [&](const auto& p) {
+      return std::find(server.names.begin(), server.names.end(), p.first) == server.names.end();
+    });
+  }
+  if (server.down) {
+    server.down = false;
+    log(Level::info, "redis %s: reachable again; sweeping its %zu queue%s", url.c_str(), server.names.size(),
+        server.names.size() == 1 ? "" : "s");
+  }
+  for (const std::string& name : server.names) {
+    auto it = server.queues.find(name);
+    if (it == server.queues.end()) {
+      auto q = jobring::AnyQueue::open(url, name, ec, janitor_redis_options());
+      if (!q && is_connection_error(ec)) return redis_unreachable(url, server, ec);
+      if (q) {
+        log(Level::info, "queue '%s' on %s: watching (capacity %u)", name.c_str(), url.c_str(),
+            q->options().capacity);
+        it = server.queues.emplace(name, std::move(*q)).first;
+      }
+    }
+    jobring::SweepResult r;
+    jobring::Stats stats{};
+    if (it != server.queues.end()) {
+      r = it->second.sweep(ec);
+      if (!ec) stats = it->second.stats(ec);
+    }
+    if (ec) {
+      if (it != server.queues.end()) server.queues.erase(it);  // opened again next sweep
+      if (is_connection_error(ec)) return redis_unreachable(url, server, ec);
+      // Removed since the list: gone, not a problem. Anything else is logged
+      // once, until it changes.
+      if (ec != jobring::errc::not_found && server.problems[name] != ec.message()) {
+        log(Level::warn, "queue '%s' on %s: %s; will try again every sweep", name.c_str(), url.c_str(),
+            ec.message().c_str());
+        server.problems[name] = ec.message();
+      }
+      continue;
+    }
+    if (server.problems.erase(name) > 0)
+      log(Level::info, "queue '%s' on %s: swept again", name.c_str(), url.c_str());
+    totals_.expired += r.expired;
+    totals_.dead_lettered += r.dead_lettered;
+    if (r.expired + r.dead_lettered > 0)
+      log(Level::info, "queue '%s' on %s: %zu expired, %zu dead-lettered", name.c_str(), url.c_str(),
+          r.expired, r.dead_lettered);
+    if (metrics_.enabled()) metrics_.add_redis(url, name, stats);
+  }
+  if (metrics_.enabled()) metrics_.set_server(url, true);
+}
+
+void Janitor::redis_unreachable(const std::string& url, RedisServer& server, const std::error_code& ec) {
+  server.retry = std::chrono::steady_clock::now() + kRedisRetry;
+  server.queues.clear();
+  if (metrics_.enabled()) metrics_.set_server(url, false);
+  if (server.down) return;
+  server.down = true;
+  log(Level::warn,
+      "redis %s: cannot be reached (%s): its queues are not swept until it is back (tried again every "
+      "%llds; the other queues are swept as usual). Is redis-server running there?",
+      url.c_str(), ec.message().c_str(), static_cast<long long>(kRedisRetry.count()));
 }
 
 // A file-backed queue created with Sync::interval: written to disk every

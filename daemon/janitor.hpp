@@ -1,6 +1,6 @@
 // The janitor proper: the queues it looks after, re-opened when removed and
 // recreated, and a sweep of each (Queue::sweep) with its statistics for the
-// metrics.
+// metrics; and the queues of the Redis servers of --url (AnyQueue::sweep).
 #pragma once
 
 #include <sys/stat.h>
@@ -13,6 +13,7 @@
 #include <system_error>
 
 #include "config.hpp"
+#include "jobring/any_queue.hpp"
 #include "jobring/queue.hpp"
 #include "metrics.hpp"
 
@@ -44,7 +45,7 @@ class Janitor {
   void set_config(Config config);
   [[nodiscard]] const Config& config() const { return config_; }
   [[nodiscard]] const Totals& totals() const { return totals_; }
-  [[nodiscard]] std::size_t queue_count() const { return watched_.size(); }
+  [[nodiscard]] std::size_t queue_count() const;
   // The queues the last sweep could not open, by reason.
   [[nodiscard]] const SkipCounts& skipped() const { return skipped_; }
 
@@ -82,8 +83,25 @@ class Janitor {
     timespec ctime;
   };
 
+  // A Redis server of --url: its queues, open between sweeps, listed again
+  // every kRedisRelist; while it cannot be reached (logged once per outage),
+  // tried again every kRedisRetry, so that a server that takes its connect
+  // timeout to fail does not slow every sweep of the other queues.
+  struct RedisServer {
+    std::map<std::string, jobring::AnyQueue> queues;
+    std::vector<std::string> names;  // the last list
+    std::chrono::steady_clock::time_point listed{};
+    bool down = false;
+    std::chrono::steady_clock::time_point retry{};
+    std::map<std::string, std::string> problems;  // by queue: the last one logged
+  };
+  void sweep_redis(const std::string& url, RedisServer& server);
+  // Counts a server that could not be reached, and logs it once per outage.
+  void redis_unreachable(const std::string& url, RedisServer& server, const std::error_code& ec);
+
   Config config_;
   std::map<std::string, Watched> watched_;
+  std::map<std::string, RedisServer> redis_;  // by URL
   std::map<std::string, Failed> failed_;
   std::set<std::string> missing_;                           // configured but absent, logged once
   std::set<std::string> missing_dirs_;                      // --dir that cannot be listed, logged once

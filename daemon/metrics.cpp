@@ -60,7 +60,31 @@ bool write_all(int fd, const std::string& text) {
   return true;
 }
 
+// A label value in the text format: backslash, double quote and newline escaped.
+std::string label_value(std::string_view v) {
+  std::string out;
+  for (const char c : v) {
+    if (c == '\\' || c == '"')
+      out.push_back('\\');
+    else if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out.push_back(c);
+  }
+  return out;
+}
+
 }  // namespace
+
+void MetricsFile::add(const std::string& queue, const Stats& stats) {
+  queues_.emplace_back("queue=\"" + label_value(queue) + '"', stats);
+}
+
+void MetricsFile::add_redis(const std::string& url, const std::string& queue, const Stats& stats) {
+  queues_.emplace_back(
+      "queue=\"" + label_value(queue) + "\",backend=\"redis\",server=\"" + label_value(url) + '"', stats);
+}
 
 void MetricsFile::set_path(std::string path) {
   if (path != path_) stale_tmp_removed_ = false;
@@ -73,9 +97,8 @@ std::string MetricsFile::text(std::uint64_t sweeps, double last_sweep_seconds) c
   for (const tools::StatField& field : tools::kStatFields) {
     const Metric metric = metric_of(field);
     describe(out, metric.name, field.help, field.kind == tools::StatKind::gauge ? "gauge" : "counter");
-    // Queue names are [A-Za-z0-9._-]: no escaping needed.
-    for (const auto& [queue, stats] : queues_) {
-      out << metric.name << "{queue=\"" << queue << "\"} ";
+    for (const auto& [labels, stats] : queues_) {
+      out << metric.name << '{' << labels << "} ";
       if (metric.scale == 1) {
         out << stats.*field.member;
       } else {
@@ -92,6 +115,12 @@ std::string MetricsFile::text(std::uint64_t sweeps, double last_sweep_seconds) c
            "gauge");
   for (std::size_t r = 0; r < kSkipReasonNames.size(); ++r)
     out << "jobring_queues_skipped{reason=\"" << kSkipReasonNames[r] << "\"} " << skipped_[r] << '\n';
+  if (!servers_.empty()) {
+    describe(out, "jobring_redis_up",
+             "Whether the last sweep reached the Redis server (1) or not (0), per server of --url.", "gauge");
+    for (const auto& [url, up] : servers_)
+      out << "jobring_redis_up{server=\"" << label_value(url) << "\"} " << (up ? 1 : 0) << '\n';
+  }
   describe(out, "jobring_janitor_sweeps_total", "Sweeps done by this janitor since it started.", "counter");
   out << "jobring_janitor_sweeps_total " << sweeps << '\n';
   describe(out, "jobring_janitor_last_sweep_seconds", "How long the janitor's last sweep of all queues took.",

@@ -3,7 +3,9 @@
 // named as common/stats.hpp names it with Prometheus' conventions (gauges
 // jobring_FIELD, counters jobring_FIELD_total, FIELD_ms as
 // jobring_FIELD_seconds), each with # HELP and # TYPE, labelled
-// queue="NAME", the queues the last sweep skipped by reason, and the janitor's
+// queue="NAME" (a queue on a Redis server also backend="redis" and
+// server="URL": two servers may each have a queue of one name), the queues
+// the last sweep skipped by reason, the Redis servers it could not reach, and the janitor's
 // own sweep count and sweep time. The file is
 // mode 0644 whatever the umask.
 #pragma once
@@ -36,8 +38,16 @@ class MetricsFile {
   [[nodiscard]] bool enabled() const { return !path_.empty(); }
 
   // One sweep's statistics: clear(), add() per queue, then write().
-  void clear() { queues_.clear(); }
-  void add(const std::string& queue, const Stats& stats) { queues_.emplace_back(queue, stats); }
+  void clear() {
+    queues_.clear();
+    servers_.clear();
+  }
+  // A queue in shared memory.
+  void add(const std::string& queue, const Stats& stats);
+  // A queue on the Redis server `url`.
+  void add_redis(const std::string& url, const std::string& queue, const Stats& stats);
+  // A Redis server of --url, and whether the last sweep reached it.
+  void set_server(const std::string& url, bool up) { servers_.emplace_back(url, up); }
   // The queues this sweep could not open, by reason.
   void set_skipped(const SkipCounts& skipped) { skipped_ = skipped; }
   // Replaces the file atomically (a temporary file beside it, then a
@@ -50,7 +60,8 @@ class MetricsFile {
   void fail(const char* what, const std::string& path, int err);
 
   std::string path_;
-  std::vector<std::pair<std::string, Stats>> queues_;
+  std::vector<std::pair<std::string, Stats>> queues_;  // the labels without braces, and the statistics
+  std::vector<std::pair<std::string, bool>> servers_;
   SkipCounts skipped_{};
   bool stale_tmp_removed_ = false;  // once per path
   bool failed_ = false;

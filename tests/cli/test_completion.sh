@@ -14,10 +14,12 @@ ln -s "$binary" "$bin_dir/jobring"
 PATH="$bin_dir:$PATH"
 queue="test.completion.$$"
 other="test.completion-other.$$"
+redis_pid=""
 # shellcheck disable=SC2317  # run by the EXIT trap
 cleanup() {
   jobring rm "$queue" 2>/dev/null
   jobring rm "$other" 2>/dev/null
+  [[ -z "$redis_pid" ]] || kill -9 "$redis_pid" 2>/dev/null
   rm -rf "$bin_dir"
 }
 trap cleanup EXIT
@@ -84,11 +86,31 @@ expect "no queue name for push's DATA" "" jobring push "$queue" "test.completion
 expect "no existing queue name for create" "" jobring create "test.completion."
 expect "an option's value is not a queue" "" jobring top --interval "test.completion."
 expect "after an option's value, a queue again" "$queue" jobring top --interval 1s "test.completion."
-expect "top's options" "--frames --help --interval --json --once" jobring top --
+expect "top's options" "--frames --help --interval --json --once --url" jobring top --
 expect "peek --state values" "dead delayed" jobring peek "$queue" --state de
 expect "purge --state values" "all" jobring purge "$queue" --state a
 expect "not a subcommand: nothing" "" jobring frob --
 expect_has "work: a command after --" bash jobring work "$queue" -- bas
+# --url (issue 15): before the subcommand, the subcommand still completes;
+# queue names come from the backend it names (here shared memory).
+expect "a subcommand after --url URL" "stat" jobring --url shm: sta
+expect "a queue after --url shm:" "$queue" jobring --url shm: stat "test.completion."
+expect "no completion for the URL itself" "" jobring --url ""
+# On a Redis server (if redis-server is installed): its queues, not this host's.
+if command -v redis-server >/dev/null; then
+  sock="$bin_dir/redis.sock"
+  redis-server --port 0 --unixsocket "$sock" --save "" --appendonly no --dir "$bin_dir" >/dev/null 2>&1 &
+  redis_pid=$!
+  disown "$redis_pid"  # no "Killed" notice from the cleanup
+  for _ in $(seq 100); do [[ -S "$sock" ]] && break; sleep 0.1; done
+  url="redis+unix://$sock"
+  jobring --url "$url" create "test.completion.redis" >/dev/null || printf 'FAIL  cannot create a queue on %s\n' "$url"
+  expect "a Redis queue after --url URL" "test.completion.redis" jobring --url "$url" peek "test.completion."
+  expect "a Redis queue with --url after the subcommand" "test.completion.redis" jobring peek --url "$url" "test.completion."
+  JOBRING_URL="$url" expect "a Redis queue with JOBRING_URL" "test.completion.redis" jobring stat "test.completion."
+else
+  printf 'SKIP  completion of Redis queues: no redis-server\n'
+fi
 # Every subcommand's options are those its --help lists (read from it).
 for sub in $(jobring --help | sed -n 's/^  \([a-z][a-z-]*\) .*/\1/p'); do
   listed="$(jobring "$sub" --help | grep -oE '^  (-[A-Za-z] \[ )?--[a-z0-9-]+' | grep -oE -- '--[a-z0-9-]+' |
