@@ -284,6 +284,18 @@ double run_procs(int producers, int workers, Producer producer, Worker worker, F
   return static_cast<double>(bench::mono_ns() - t0) / 1e9;
 }
 
+// One run's seconds (from run_procs) into the iteration's time and the sum;
+// false, with the benchmark's error set, if the run failed.
+bool record_run(benchmark::State& state, double s, double& seconds) {
+  if (s < 0) {
+    state.SkipWithError("a process failed or the run took over 120 s");
+    return false;
+  }
+  state.SetIterationTime(s);
+  seconds += s;
+  return true;
+}
+
 void procs_counters(benchmark::State& state, int producers, double seconds_sum) {
   const auto jobs = static_cast<double>(state.iterations()) * producers * kJobsPerProducer;
   state.counters["jobs_per_second"] = seconds_sum > 0 ? jobs / seconds_sum : 0;
@@ -336,12 +348,7 @@ void BM_External_redis_procs(benchmark::State& state) {
             if (!r.ok() || !r.command({"LPUSH", "pjobs", kStop}, type, bulk)) return false;
           return true;
         });
-    if (s < 0) {
-      state.SkipWithError("a process failed or the run took over 120 s");
-      break;
-    }
-    state.SetIterationTime(s);
-    seconds += s;
+    if (!record_run(state, s, seconds)) break;
   }
   procs_counters(state, producers, seconds);
 }
@@ -416,12 +423,7 @@ void BM_External_jobring_redis_procs(benchmark::State& state) {
           return true;
         });
     jobring::RedisQueue::remove(url, name, ec);
-    if (s < 0) {
-      state.SkipWithError("a process failed or the run took over 120 s");
-      break;
-    }
-    state.SetIterationTime(s);
-    seconds += s;
+    if (!record_run(state, s, seconds)) break;
   }
   procs_counters(state, producers, seconds);
 }
