@@ -11,7 +11,6 @@ namespace jobring {
 
 using redis::Failure;
 using redis::Reply;
-using redis::Retry;
 using namespace redis::helpers;
 
 // (queue_impl.hpp) One jr_claim: takes expired leases back, then leases up
