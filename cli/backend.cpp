@@ -68,12 +68,6 @@ void refuse_on_redis(const Command& c, const std::string& option, const std::str
     usage(c.name, option + " is for queues in shared memory; " + queue_url() + " is a Redis server: " + why);
 }
 
-void not_supported_on_redis(const std::string& command, const std::string& instead) {
-  if (on_redis())
-    throw Exit{kError,
-               "jobring " + command + ": not supported on Redis (" + queue_url() + ") yet: " + instead};
-}
-
 Inspected Inspected::open(const std::string& name) {
   Inspected i;
   if (on_redis())

@@ -99,8 +99,6 @@ AnyQueue open_queue(const std::string& name);
 std::string unreachable_hint(const std::error_code& ec);
 // On Redis: a usage error saying that `option` is for shared memory, and `why`.
 void refuse_on_redis(const Command& c, const std::string& option, const std::string& why);
-// On Redis: exit 1, "not supported on Redis yet: " and what to do instead.
-void not_supported_on_redis(const std::string& command, const std::string& instead);
 
 // A queue to look at (stat, peek, ls, top): on shared memory a read-only
 // QueueView, which needs read permission on the segment only; on Redis an

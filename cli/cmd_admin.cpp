@@ -338,8 +338,7 @@ int cmd_move(const std::vector<std::string>& args) {
             "and why they died, and NAME has room again. With --ready they arrive as new ready jobs (a\n"
             "redrive): `jobring move orders.dead orders --ready` after the cause is fixed. Crash-safe:\n"
             "a move cut short loses no job, and running it again does not double one. Exits 3 if TO\n"
-            "filled up before all moved. Shared memory only for now: on Redis it exits 1 (requeue dead\n"
-            "jobs in place with `jobring requeue NAME --dead`)."};
+            "filled up before all moved. Both queues on one backend (on Redis: any servers of the URL)."};
   c.options.add_options()("ready", "arrive as ready jobs (attempts reset), not dead")(
       "limit", po::value<std::string>(), "at most N jobs");
   add_name(c);
@@ -358,13 +357,8 @@ int cmd_move(const std::vector<std::string>& args) {
     o.limit = count_arg(c, vm, "limit");
     if (o.limit == 0) usage(c.name, "--limit must be at least 1 (leave it out to move every dead job)");
   }
-  // The one place `move` depends on the backend: RedisQueue has no move_dead.
-  not_supported_on_redis(c.name, "requeue the dead jobs in place (`jobring requeue " + name +
-                                     " --dead`), or copy each from `jobring peek " + name +
-                                     " --state dead --json` with `jobring push " + to_name +
-                                     "` and then `jobring purge " + name + " --state dead`");
-  auto from = jobring::Queue::open(name);
-  auto to = jobring::Queue::open(to_name);
+  auto from = open_queue(name);
+  auto to = open_queue(to_name);
   const jobring::MoveResult r = from.move_dead(to, o);
   std::printf("%zu\n", r.moved);
   if (r.too_large > 0)

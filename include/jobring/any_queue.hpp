@@ -163,6 +163,12 @@ class AnyQueue {
   std::size_t requeue_dead();
   bool remove_dead(JobId dead_job);
   std::size_t purge(PurgeWhat what = PurgeWhat::all);
+  // This queue's dead jobs into `to` (a dead-letter queue, or a redrive
+  // with options.as_ready), as Queue::move_dead and RedisQueue::move_dead:
+  // both queues on one backend (shared memory to shared memory, Redis to
+  // Redis on any servers); across backends errc::not_supported.
+  MoveResult move_dead(AnyQueue& to, const MoveOptions& options = {});
+  MoveResult move_dead(AnyQueue& to, const MoveOptions& options, std::error_code& ec) noexcept;
   bool pause();
   bool resume();
   [[nodiscard]] bool paused() const;

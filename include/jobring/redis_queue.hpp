@@ -110,8 +110,8 @@
 // - The connect timeout does not bound the host name's resolution
 //   (getaddrinfo): name the server by address, or by a unix socket, where a
 //   stuck resolver would matter.
-// - Not yet: move_dead, QueueView, Options::mode / group (access is the
-//   server's: ACLs), the CLI and the janitor, Sentinel (a redis:// URL names
+// - Not yet: QueueView, Options::mode / group (access is the
+//   server's: ACLs), Sentinel (a redis:// URL names
 //   one server: after a standalone failover, open the queue on the new
 //   primary; a Cluster's failovers are followed).
 #pragma once
@@ -255,6 +255,18 @@ class RedisQueue {
   std::size_t requeue_dead();
   bool remove_dead(JobId dead_job);
   std::size_t purge(PurgeWhat what = PurgeWhat::all);
+  // As Queue::move_dead: this queue's dead jobs into `to` (another queue, on
+  // this server or another), as dead jobs there with their attempts, age and
+  // note, or with options.as_ready as new ready jobs (a redrive). Per job: a
+  // push into `to` under the key "#moved/<this queue's incarnation>/<id>.<time
+  // of death>", then the removal here; a mover that dies between the two
+  // leaves the job in both, and the next move finds the key in `to` and only
+  // removes it here — never lost, not doubled while `to` remembers the key.
+  // A job larger than `to`'s max_payload stays (too_large); a full `to` ends
+  // the move (target_full). The plain form throws error (invalid_argument
+  // if `to` is this queue, a network error with how many moved before it).
+  MoveResult move_dead(RedisQueue& to, const MoveOptions& options = {});
+  MoveResult move_dead(RedisQueue& to, const MoveOptions& options, std::error_code& ec) noexcept;
   bool pause();
   bool resume();
   [[nodiscard]] bool paused() const;

@@ -63,11 +63,15 @@ std::optional<Backend> backend_or_code(std::string_view url, std::error_code& ec
 
 // Calls f with the backend's handle. Without the Redis backend only the
 // shared-memory branch is compiled (no RedisQueue member is referenced).
+// Every AnyQueue made by the factories, ref() or a constructor has one
+// handle; only a moved-from one has none (a use of it is a bug: abort, not
+// a null dereference).
 template <class F>
 decltype(auto) on(Queue* shm, [[maybe_unused]] RedisQueue* redis, F&& f) {
 #if JOBRING_WITH_REDIS
   if (redis != nullptr) return std::forward<F>(f)(*redis);
 #endif
+  if (shm == nullptr) std::abort();
   return std::forward<F>(f)(*shm);
 }
 
@@ -115,8 +119,21 @@ AnyQueue AnyQueue::ref(RedisQueue& queue) noexcept {
   return q;
 }
 
-AnyQueue::AnyQueue(AnyQueue&&) noexcept = default;
-AnyQueue& AnyQueue::operator=(AnyQueue&&) noexcept = default;
+// The moved-from AnyQueue keeps no pointer to the handle it gave away.
+AnyQueue::AnyQueue(AnyQueue&& other) noexcept
+    : shm_(std::exchange(other.shm_, nullptr)),
+      redis_(std::exchange(other.redis_, nullptr)),
+      owned_shm_(std::move(other.owned_shm_)),
+      owned_redis_(std::move(other.owned_redis_)) {}
+AnyQueue& AnyQueue::operator=(AnyQueue&& other) noexcept {
+  if (this != &other) {
+    shm_ = std::exchange(other.shm_, nullptr);
+    redis_ = std::exchange(other.redis_, nullptr);
+    owned_shm_ = std::move(other.owned_shm_);
+    owned_redis_ = std::move(other.owned_redis_);
+  }
+  return *this;
+}
 AnyQueue::~AnyQueue() = default;
 
 AnyQueue AnyQueue::create(std::string_view url, std::string_view name, const Options& options,
@@ -525,6 +542,23 @@ bool AnyQueue::remove_dead(JobId dead_job) {
 }
 std::size_t AnyQueue::purge(PurgeWhat what) {
   return on(shm_, redis_, [&](auto& q) { return q.purge(what); });
+}
+MoveResult AnyQueue::move_dead(AnyQueue& to, const MoveOptions& options) {
+  if (shm_ != nullptr && to.shm_ != nullptr) return shm_->move_dead(*to.shm_, options);
+#if JOBRING_WITH_REDIS
+  if (redis_ != nullptr && to.redis_ != nullptr) return redis_->move_dead(*to.redis_, options);
+#endif
+  throw error(make_error_code(errc::not_supported),
+              "jobring queue '" + name() + "': move_dead to '" + to.name() + "' (" + to.url() +
+                  "): both queues must be on one backend; move between backends by peek, push and purge");
+}
+MoveResult AnyQueue::move_dead(AnyQueue& to, const MoveOptions& options, std::error_code& ec) noexcept {
+  if (shm_ != nullptr && to.shm_ != nullptr) return shm_->move_dead(*to.shm_, options, ec);
+#if JOBRING_WITH_REDIS
+  if (redis_ != nullptr && to.redis_ != nullptr) return redis_->move_dead(*to.redis_, options, ec);
+#endif
+  ec = make_error_code(errc::not_supported);
+  return {};
 }
 bool AnyQueue::pause() {
   return on(shm_, redis_, [&](auto& q) { return q.pause(); });

@@ -157,16 +157,16 @@ int jobring_move_dead(jobring_queue* q, jobring_queue* to, int as_ready, uint64_
   if (too_large != nullptr) *too_large = 0;
   if (left != nullptr) *left = 0;
   if (q == nullptr || to == nullptr) return fail(JOBRING_E_INVALID_ARGUMENT, "jobring_move_dead: NULL queue");
-  if (q->queue.shm() == nullptr || to->queue.shm() == nullptr)
+  if ((q->queue.shm() == nullptr) != (to->queue.shm() == nullptr))
     return fail(JOBRING_E_NOT_SUPPORTED,
-                "jobring_move_dead: both queues must be shared-memory queues (Redis has no move_dead yet)");
-  if (q->queue.incarnation() == to->queue.incarnation())
+                "jobring_move_dead: both queues must be on one backend (shared memory, or Redis)");
+  if (q == to || (q->queue.incarnation() == to->queue.incarnation() && q->queue.name() == to->queue.name()))
     return fail(JOBRING_E_INVALID_ARGUMENT, "jobring_move_dead: to is the queue itself: give another queue");
   MoveOptions o;
   o.as_ready = as_ready != 0;
   if (limit != 0) o.limit = static_cast<std::size_t>(std::min<uint64_t>(limit, SIZE_MAX));
   std::error_code ec;
-  const MoveResult r = q->queue.shm()->move_dead(*to->queue.shm(), o, ec);
+  const MoveResult r = q->queue.move_dead(to->queue, o, ec);
   if (moved != nullptr) *moved = r.moved;
   if (too_large != nullptr) *too_large = r.too_large;
   if (left != nullptr) *left = r.left;

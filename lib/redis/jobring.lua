@@ -591,6 +591,77 @@ local function jr_remove_dead(keys, args)
   return {'ok', 1}
 end
 
+-- Moving dead jobs to another queue (RedisQueue::move_dead), per job:
+-- jr_move_take here lists dead jobs with what a copy needs; jr_move_in on
+-- the target adds the copy under the move's key; jr_move_out here deletes
+-- the job if it is still the same death (its score in dead: the time it
+-- died). The two queues may be on different servers or cluster nodes, so
+-- the three are separate calls. A mover that dies after jr_move_in and
+-- before jr_move_out leaves the job in both queues: the next move sends the
+-- same key (the client makes it from this queue's incarnation, the id and
+-- the time of death), the target answers duplicate, and only jr_move_out is
+-- done. A copy gone from the target for longer than its dedup window
+-- arrives a second time: at-least-once, never lost. A job requeued by a
+-- rival and dead again has a new time of death: a new key, moved again.
+
+-- move_take: B, offset, limit -> ok n {id died_at attempts enqueued_at note payload}*n
+local function jr_move_take(keys, args)
+  local b = keys[1]
+  if redis.call('EXISTS', b .. ':cfg') == 0 then return {'not_found'} end
+  local first = tonumber(args[1])
+  local ms = redis.call('ZRANGE', b .. ':dead', first, first + tonumber(args[2]) - 1, 'WITHSCORES')
+  local reply = {'ok', #ms / 2}
+  for i = 1, #ms, 2 do
+    local v = redis.call('HMGET', b .. ':j:' .. ms[i], 'a', 't', 'e', 'p')
+    for _, x in ipairs({tonumber(ms[i]), ms[i + 1], tonumber(v[1]) or 0, v[2] or '0', v[3] or '', v[4] or ''}) do
+      reply[#reply + 1] = x
+    end
+  end
+  return reply
+end
+
+-- move_in: B, key, as_ready (1|0), attempts, enqueued_at, died_at, note, payload
+--   -> ok id | duplicate id | full | too_large | not_found
+-- As ready: a new job (attempts 0, age from now), as a push with the key.
+-- As dead: with its attempts, age, time of death and note.
+local function jr_move_in(keys, args)
+  local b = keys[1]
+  local c = config(b)
+  if not c then return {'not_found'} end
+  local key, payload = args[1], args[7]
+  if #payload > c.max_payload then return {'too_large'} end
+  local kk = b .. ':k:' .. c.inc .. ':' .. key
+  local existing = redis.call('GET', kk)
+  if existing then
+    count(b, 'duplicates', 1)
+    return {'duplicate', tonumber(existing)}
+  end
+  if room(b, c) <= 0 then return {'full'} end
+  local id = insert(b, c, now_ms(), 0, args, 7, 7, key)[1]
+  local m = member(id)
+  if args[2] ~= '1' then
+    redis.call('ZREM', b .. ':pend', m)
+    redis.call('HSET', b .. ':j:' .. m, 'a', args[3], 't', args[4])
+    to_dead(b, m, tonumber(args[5]), args[6])
+  end
+  redis.call('SET', kk, m)
+  return {'ok', id}
+end
+
+-- move_out: B, id, died_at -> ok 1 | ok 0 (no longer that dead job: left)
+local function jr_move_out(keys, args)
+  local b = keys[1]
+  local c = config(b)
+  if not c then return {'not_found'} end
+  local m = member(args[1])
+  if redis.call('ZSCORE', b .. ':dead', m) ~= args[2] then return {'ok', 0} end
+  redis.call('ZREM', b .. ':dead', m)
+  drop_job(b, c, m)
+  gone(b, c, 1, 0)
+  wake(b, c, 1, true)
+  return {'ok', 1}
+end
+
 -- purge: B, what (bits: 1 ready, 2 delayed, 4 dead), limit -> ok n
 -- Leases are never purged (they end in ack or expiry). At most `limit` jobs
 -- per call; the client calls again until n < limit.
@@ -681,6 +752,7 @@ end
 writer('jr_create', jr_create)
 reader('jr_open', jr_open)
 writer('jr_push', jr_push)
+writer('jr_move_in', jr_move_in)
 writer('jr_push_many', jr_push_many)
 drainer('jr_claim', jr_claim)
 drainer('jr_ack', jr_ack)
@@ -692,6 +764,8 @@ reader('jr_peek', jr_peek)
 drainer('jr_requeue', jr_requeue)
 drainer('jr_requeue_dead', jr_requeue_dead)
 drainer('jr_remove_dead', jr_remove_dead)
+reader('jr_move_take', jr_move_take)
+drainer('jr_move_out', jr_move_out)
 drainer('jr_purge', jr_purge)
 drainer('jr_remove', jr_remove)
 drainer('jr_pause', jr_pause)

@@ -113,12 +113,26 @@ def test_the_worker_on_redis(rq: jobring.Queue) -> None:
     assert rq.stats()["ready"] == 0
 
 
-def test_move_dead_is_shared_memory_only(rq: jobring.Queue, redis_url: str, queue_name: str) -> None:
+def test_move_dead_between_redis_queues(rq: jobring.Queue, redis_url: str, queue_name: str) -> None:
     other = jobring.Queue.create(queue_name + ".to", url=redis_url)
+    local = jobring.Queue.create(queue_name + ".local")
     try:
-        with pytest.raises(jobring.NotSupported):
-            rq.move_dead(other)
+        rq.push("poison")
+        for _ in range(2):  # max_attempts=2
+            job = rq.claim()
+            assert job is not None
+            job.release(error="broken")
+        assert rq.stats()["dead"] == 1
+        assert rq.move_dead(other).moved == 1
+        assert rq.stats()["dead"] == 0
+        assert [d.error for d in other.peek("dead")] == ["broken"]
+        assert other.move_dead(rq, ready=True).moved == 1
+        assert rq.stats()["ready"] == 1
+        with pytest.raises(jobring.NotSupported):  # across backends
+            rq.move_dead(local)
     finally:
+        local.close()
+        jobring.Queue.remove(queue_name + ".local")
         other.close()
         jobring.Queue.remove(queue_name + ".to", url=redis_url)
 

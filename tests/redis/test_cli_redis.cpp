@@ -461,15 +461,28 @@ TEST_F(CliRedis, ShmOnlyOptionsAreRefusedSayingWhy) {
   EXPECT_FALSE(AnyQueue::open(url, q, ec)) << "a refused create made the queue";
 }
 
-TEST_F(CliRedis, MoveIsNotSupportedYetAndSaysWhatToDo) {
+// `jobring move` on Redis: the dead jobs into a dead-letter queue with their
+// notes, and the redrive back as ready jobs.
+TEST_F(CliRedis, MoveDeadJobsAndRedriveThem) {
   const std::string a = name("move-a"), b = name("move-b");
-  ok({"create", a});
+  ok({"create", a, "--max-attempts", "1"});
   ok({"create", b});
-  const Result r = jr({"move", a, b});
-  EXPECT_EQ(r.code, 1);
-  EXPECT_TRUE(contains(r.err, "not supported on Redis") &&
-              contains(r.err, "jobring requeue " + a + " --dead"))
-      << r.err;
+  ok({"push", a, "one"});
+  ok({"push", a, "two"});
+  for (int i = 0; i < 2; ++i) ok({"release", a, claim(a), "--error", "broken"});
+  EXPECT_EQ(stats(a).dead, 2u);
+  const Result moved = jr({"move", a, b});
+  ASSERT_EQ(moved.code, 0) << moved.err;
+  EXPECT_EQ(moved.out, "2\n");
+  EXPECT_EQ(stats(a).dead, 0u);
+  EXPECT_EQ(stats(b).dead, 2u);
+  const Result peek = jr({"peek", b, "--state", "dead"});
+  EXPECT_TRUE(contains(peek.out, "broken")) << peek.out;
+  const Result back = jr({"move", b, a, "--ready"});
+  ASSERT_EQ(back.code, 0) << back.err;
+  EXPECT_EQ(back.out, "2\n");
+  EXPECT_EQ(stats(a).ready, 2u);
+  EXPECT_EQ(stats(b).dead, 0u);
 }
 
 }  // namespace

@@ -24,6 +24,7 @@
 #include "jobring/redis_queue.hpp"
 #include "redis/redis_cluster.hpp"
 #include "redis/redis_server.hpp"
+#include "support/expect_error.hpp"
 #include "support/test_support.hpp"
 
 namespace jobring {
@@ -340,6 +341,74 @@ TYPED_TEST(Contract, MaxAttemptsDeadLettersAndRequeueBringsItBack) {
   ASSERT_EQ(q.try_claim(job), ClaimStatus::ok);
   EXPECT_EQ(job.attempt, 1u);
   EXPECT_EQ(q.ack(job.lease), LeaseStatus::ok);
+}
+
+// Dead jobs move to another queue (a dead-letter queue) with their payload,
+// attempts and note, leaving room here; the redrive brings them back as new
+// ready jobs. A job too large for the target stays, counted; a full target
+// ends the move.
+TYPED_TEST(Contract, MoveDeadToADeadLetterQueueAndRedriveBack) {
+  auto q = this->make({.capacity = 8, .max_payload = 64, .max_attempts = 1});
+  auto dlq = this->make({.capacity = 8, .max_payload = 64});
+  std::vector<JobId> ids;
+  for (const char* p : {"a", "b", "c"}) {
+    const PushResult r = q.push(p);
+    ASSERT_TRUE(r);
+    ids.push_back(r.id);
+    Job job;
+    ASSERT_EQ(q.try_claim(job), ClaimStatus::ok);
+    ASSERT_EQ(q.release(job.lease, 0ms, std::string("broken ") + p), LeaseStatus::ok);
+  }
+  ASSERT_EQ(q.stats().dead, 3u);
+  MoveResult r = q.move_dead(dlq, {.limit = 2});
+  EXPECT_EQ(r.moved, 2u);
+  r = q.move_dead(dlq);
+  EXPECT_EQ(r.moved, 1u);
+  EXPECT_FALSE(r.target_full);
+  EXPECT_EQ(q.stats().dead, 0u);
+  const auto dead = dlq.peek(JobState::dead, 10);
+  ASSERT_EQ(dead.size(), 3u);
+  std::set<std::string> notes, payloads;
+  for (const auto& d : dead) {
+    notes.insert(d.error);
+    payloads.insert(std::string(reinterpret_cast<const char*>(d.payload.data()), d.payload.size()));
+    EXPECT_EQ(d.attempts, 1u);
+    EXPECT_TRUE(d.failed_ms_ago.has_value());
+  }
+  EXPECT_EQ(notes, (std::set<std::string>{"broken a", "broken b", "broken c"}));
+  EXPECT_EQ(payloads, (std::set<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(q.move_dead(dlq).moved, 0u);  // nothing left: nothing doubled
+
+  // The redrive: back as ready jobs, attempt 1 again.
+  r = dlq.move_dead(q, {.as_ready = true});
+  EXPECT_EQ(r.moved, 3u);
+  EXPECT_EQ(dlq.stats().dead, 0u);
+  std::set<std::string> back;
+  Job job;
+  while (q.try_claim(job) == ClaimStatus::ok) {
+    EXPECT_EQ(job.attempt, 1u);
+    back.insert(std::string(job.text()));
+    EXPECT_EQ(q.ack(job.lease), LeaseStatus::ok);
+  }
+  EXPECT_EQ(back, (std::set<std::string>{"a", "b", "c"}));
+}
+
+TYPED_TEST(Contract, MoveDeadLeavesWhatTheTargetCannotTake) {
+  auto q = this->make({.capacity = 8, .max_payload = 64, .max_attempts = 1});
+  auto small = this->make({.capacity = 1, .max_payload = 4});
+  for (const char* p : {"large payload", "ok1", "ok2"}) {
+    ASSERT_TRUE(q.push(p));
+    Job job;
+    ASSERT_EQ(q.try_claim(job), ClaimStatus::ok);
+    ASSERT_EQ(q.release(job.lease, 0ms, "dead"), LeaseStatus::ok);
+  }
+  const MoveResult r = q.move_dead(small);
+  EXPECT_EQ(r.too_large, 1u);
+  EXPECT_EQ(r.moved, 1u);
+  EXPECT_TRUE(r.target_full);
+  EXPECT_EQ(q.stats().dead, 2u);  // the large one and the one that found no room
+  EXPECT_EQ(small.stats().dead, 1u);
+  EXPECT_EQ(test::code_thrown([&] { (void)q.move_dead(q); }), make_error_code(errc::invalid_argument));
 }
 
 // G3 + max_attempts: a lease that runs out on its last attempt dead-letters

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <string>
 #include <thread>
 #include <vector>
@@ -170,6 +171,46 @@ TEST_F(RedisServerTest, AFlushedFunctionLibraryIsReloadedTransparently) {
   EXPECT_EQ(job.text(), "one");
   EXPECT_EQ(q.ack(job.lease), LeaseStatus::ok);
   EXPECT_EQ(q.stats().pushed, 2u);
+}
+
+// move_dead's crash case: a mover that died after the target took the copy
+// (jr_move_in) and before the removal here (jr_move_out) left the job in
+// both queues. The next move sends the same key: the target answers
+// duplicate, and the job is only removed here — one copy in the target.
+TEST_F(RedisServerTest, AMoveCutShortIsFinishedWithoutADoubledJob) {
+  Watchdog dog(30s);
+  RedisServer server;
+  auto q = RedisQueue::create(server.url(), name_for("move-from"), {.capacity = 4, .max_attempts = 1});
+  auto dlq = RedisQueue::create(server.url(), name_for("move-to"), {.capacity = 4});
+  ASSERT_TRUE(q.push("poison"));
+  Job job;
+  ASSERT_EQ(q.try_claim(job), ClaimStatus::ok);
+  ASSERT_EQ(q.release(job.lease, 0ms, "broken"), LeaseStatus::ok);
+  // The first mover's two first calls, by hand (as lib/redis/move.cpp sends them).
+  const std::string from_key = "{jr:" + q.name() + "}", to_key = "{jr:" + dlq.name() + "}";
+  auto taken = server.command({"FCALL", "jr_move_take", "1", from_key, "0", "10"});
+  ASSERT_TRUE(taken && taken->type == REDIS_REPLY_ARRAY && taken->elements == 8)
+      << (taken ? taken->type : -1);
+  const std::string id = std::to_string(taken->element[2]->integer);
+  const std::string died(taken->element[3]->str, taken->element[3]->len);
+  char inc[17];
+  std::snprintf(inc, sizeof inc, "%016llx", static_cast<unsigned long long>(q.incarnation()));
+  const std::string key = std::string("#moved/") + inc + "/" + id + "." + died;
+  auto in =
+      server.command({"FCALL", "jr_move_in", "1", to_key, key, "0", "1", "0", died, "broken", "poison"});
+  ASSERT_TRUE(in && in->type == REDIS_REPLY_ARRAY && in->elements == 2);
+  ASSERT_EQ(std::string(in->element[0]->str, in->element[0]->len), "ok");
+  // ... and it died. The job is in both queues now.
+  EXPECT_EQ(q.stats().dead, 1u);
+  EXPECT_EQ(dlq.stats().dead, 1u);
+  const MoveResult r = q.move_dead(dlq);
+  EXPECT_EQ(r.moved, 1u);
+  EXPECT_EQ(q.stats().dead, 0u);
+  EXPECT_EQ(dlq.stats().dead, 1u);  // not two
+  EXPECT_EQ(dlq.stats().duplicates, 1u);
+  const auto dead = dlq.peek(JobState::dead, 10);
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0].error, "broken");
 }
 
 // A connection closed by the server (CLIENT KILL, an idle timeout, a proxy):
