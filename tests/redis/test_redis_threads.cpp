@@ -63,7 +63,8 @@ void hammer(Q& q) {
       for (int i = 0; i < per; ++i) {
         const std::string payload = std::to_string(p) + "." + std::to_string(i);
         PushOptions o;
-        if (i % 3 == 0) o.key = "k" + payload;
+        const std::string key = "k" + payload;  // o.key is a view: the string outlives the push
+        if (i % 3 == 0) o.key = key;
         if (i % 7 == 0) o.delay = 5ms;
         std::error_code ec;
         const PushResult r = q.push(std::as_bytes(std::span(payload.data(), payload.size())), o, ec);
