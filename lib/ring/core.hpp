@@ -163,6 +163,9 @@ struct Ring {
   // The segment's clock: every time written into or compared with a word
   // of this segment is one of these.
   [[nodiscard]] std::uint64_t now() const noexcept { return now_ms() + clock_base; }
+  // The same clock read coarsely (clock.hpp, now_coarse_ms): never later
+  // than now(), for times that are advice only (a job's enqueue time).
+  [[nodiscard]] std::uint64_t now_coarse() const noexcept { return now_coarse_ms() + clock_base; }
   // A segment time as this host's now_ms() (for sleeps and deadlines handed
   // to users); 0 for a time before this boot.
   [[nodiscard]] std::uint64_t host_time(std::uint64_t segment_time) const noexcept {

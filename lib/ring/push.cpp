@@ -51,7 +51,15 @@ JOBRING_INLINE std::error_code check_push(std::uint32_t max_payload,
 // Counted from the push call: a push that waits for room does not add its
 // wait to the delay, nor to the job's age (pushed_at is the call's time too:
 // a job's age is how long it has waited since its producer tried).
+// A job visible at once needs no precise clock: its enqueue time is advice
+// (ages in stats and peek; the boot recovery's latest time seen, which an
+// earlier time never moves), so the coarse clock serves, a quarter of the
+// cost (issue 16: 20 ns of a 135-ns cycle). It is never later than the
+// precise one, so an age comes out a tick longer at most, never negative.
+// A delayed job's visible-at is a promise ("not before"): the precise
+// clock, and its enqueue time from the same reading.
 detail::PushTimes times_for(const detail::Ring& q, const PushOptions& o) noexcept {
+  if (o.delay.count() == 0) return {0, q.now_coarse()};
   const std::uint64_t now = q.now();
   return {detail::visible_at_after(o.delay, now), now};
 }
