@@ -256,6 +256,8 @@ struct JobInfo {
   // How long ago the job was pushed (or last requeued from dead), ms. A
   // ready job that was delayed has waited to be claimed only since it came
   // due (Stats::oldest_ready_ms counts that); this counts from the push.
+  // The push of a job visible at once reads the kernel's coarse clock (a
+  // quarter of the cost), so an age may read one clock tick (1-10 ms) long.
   std::uint64_t enqueued_ms_ago = 0;
   // Dead jobs: how long ago the job died, and why — the error text its last
   // release gave (the Worker passes the exception's what() or
