@@ -26,6 +26,12 @@ Failure check_push(const RedisQueue::Impl& impl, const PushOptions& o) {
   if (o.key.size() > kMaxKeyLength)
     return invalid("push: a de-duplication key of " + std::to_string(o.key.size()) + " bytes (at most " +
                    std::to_string(kMaxKeyLength) + ") to queue '" + impl.name + "'");
+  // move_dead's keys (move.cpp, "#moved/<incarnation>/<id>.<time of death>")
+  // are what lets a mover cut short finish without doubling a job: a
+  // producer's push must not take one, as on shared memory (ring/push.cpp).
+  if (o.key.starts_with("#moved/")) [[unlikely]]
+    return invalid("push: keys starting with \"#moved/\" are move_dead's (queue '" + impl.name +
+                   "'): choose another key");
   return {};
 }
 

@@ -411,6 +411,17 @@ TYPED_TEST(Contract, MoveDeadLeavesWhatTheTargetCannotTake) {
   EXPECT_EQ(test::code_thrown([&] { (void)q.move_dead(q); }), make_error_code(errc::invalid_argument));
 }
 
+// move_dead's target keys ("#moved/...") are the mover's alone: a producer
+// that took one could make a move cut short look finished, so every
+// backend refuses such a push and adds nothing.
+TYPED_TEST(Contract, APushCannotTakeAMoveKey) {
+  auto q = this->make({.capacity = 4});
+  EXPECT_EQ(test::code_thrown([&] { (void)q.push("x", PushOptions{.key = "#moved/0/1.2"}); }),
+            make_error_code(errc::invalid_argument));
+  EXPECT_EQ(q.stats().ready, 0u);
+  EXPECT_TRUE(q.push("x", PushOptions{.key = "moved/0/1.2"}));  // only the prefix is reserved
+}
+
 // G3 + max_attempts: a lease that runs out on its last attempt dead-letters
 // the job (a crashed worker's attempt counts).
 TYPED_TEST(Contract, AnExpiredLastAttemptIsDead) {
