@@ -383,6 +383,15 @@ Backend common_backend(std::span<AnyQueue* const> queues) {
   return b;
 }
 
+// Shared memory: Queue::claim_any over the queues' handles, gathered on the
+// stack (no allocation: the C API's claims allocate nothing).
+Queue::ClaimAnyResult shm_claim_any(std::span<AnyQueue* const> queues, Job& job, milliseconds wait,
+                                    const ClaimOptions& options) {
+  std::array<Queue*, Queue::kMaxClaimAny> shm{};
+  for (std::size_t i = 0; i < queues.size(); ++i) shm[i] = queues[i]->shm();
+  return Queue::claim_any({shm.data(), queues.size()}, job, wait, options);
+}
+
 #if JOBRING_WITH_REDIS
 // Redis: RedisQueue::claim_any (lib/redis/claim_any.cpp): one BLPOP over
 // every queue's wake-up list on one server, else a poll of them in turn.
@@ -398,11 +407,7 @@ Queue::ClaimAnyResult redis_claim_any(std::span<AnyQueue* const> queues, Job& jo
 
 Queue::ClaimAnyResult AnyQueue::claim_any(std::span<AnyQueue* const> queues, Job& job, milliseconds wait,
                                           const ClaimOptions& options) {
-  if (common_backend(queues) == Backend::shm) {
-    std::array<Queue*, Queue::kMaxClaimAny> shm{};  // no allocation: the C API's claims allocate nothing
-    for (std::size_t i = 0; i < queues.size(); ++i) shm[i] = queues[i]->shm_;
-    return Queue::claim_any({shm.data(), queues.size()}, job, wait, options);
-  }
+  if (common_backend(queues) == Backend::shm) return shm_claim_any(queues, job, wait, options);
 #if JOBRING_WITH_REDIS
   std::error_code ec;
   const auto r = redis_claim_any(queues, job, wait, options, ec);
@@ -417,11 +422,7 @@ Queue::ClaimAnyResult AnyQueue::claim_any(std::span<AnyQueue* const> queues, Job
                                           const ClaimOptions& options, std::error_code& ec) noexcept {
   ec.clear();
   try {
-    if (common_backend(queues) == Backend::shm) {
-      std::array<Queue*, Queue::kMaxClaimAny> shm{};
-      for (std::size_t i = 0; i < queues.size(); ++i) shm[i] = queues[i]->shm_;
-      return Queue::claim_any({shm.data(), queues.size()}, job, wait, options);
-    }
+    if (common_backend(queues) == Backend::shm) return shm_claim_any(queues, job, wait, options);
 #if JOBRING_WITH_REDIS
     return redis_claim_any(queues, job, wait, options, ec);
 #else
