@@ -39,6 +39,101 @@ void refuse_shm_options_on_redis(const Command& c, const po::variables_map& vm) 
                     "Redis keeps de-duplication keys without a table (--dedup-window still applies)");
 }
 
+// create's options (NAME is add_name's).
+void add_create_options(Command& c) {
+  jobring::Options defaults;
+  c.options.add_options()(
+      "capacity", po::value<std::string>()->default_value(std::to_string(defaults.capacity)), "job slots")(
+      "max-payload", po::value<std::string>()->default_value(std::to_string(defaults.max_payload)),
+      "bytes per job")("lease", po::value<std::string>()->default_value("30s"), "default lease")(
+      "max-attempts", po::value<std::string>()->default_value("0"),
+      "claims before a job is dead-lettered; 0 = unlimited")(
+      "group", po::value<std::string>(), "the segment's group (name or gid); makes the mode 0660")(
+      "mode", po::value<std::string>(),
+      "permission bits of the segment, octal (default 0600, or 0660 with --group)")(
+      "dedup-keys", po::value<std::string>()->default_value("0"),
+      "entries of the de-duplication key table; 0 = 2 x capacity")(
+      "dedup-window", po::value<std::string>()->default_value("5m"),
+      "how long a finished job's key is remembered (push --key)")(
+      "dir", po::value<std::string>(), "a file-backed queue in this directory (survives a reboot)")(
+      "sync", po::value<std::string>()->default_value("none"),
+      "with --dir: none, interval or always (what a power cut may lose)")(
+      "sync-interval", po::value<std::string>()->default_value("1s"),
+      "with --sync interval: the janitor's period");
+}
+
+// create --mode: octal permission bits, 1 to 07777; a usage error otherwise.
+unsigned mode_arg(const Command& c, const po::variables_map& vm) {
+  const std::string mode = vm["mode"].as<std::string>();
+  char* end = nullptr;
+  const unsigned long m = std::strtoul(mode.c_str(), &end, 8);
+  if (mode.empty() || *end != '\0' || m == 0 || m > 07777)
+    usage(c.name, "bad --mode '" + mode + "': write octal, e.g. 0600 or 0660");
+  return static_cast<unsigned>(m);
+}
+
+// create --sync: none, interval or always; a usage error otherwise.
+jobring::Options::Sync sync_arg(const Command& c, const po::variables_map& vm) {
+  const std::string sync = vm["sync"].as<std::string>();
+  if (sync == "none") return jobring::Options::Sync::none;
+  if (sync == "interval") return jobring::Options::Sync::interval;
+  if (sync == "always") return jobring::Options::Sync::always;
+  usage(c.name, "bad --sync '" + sync + "': none, interval or always");
+}
+
+// The queue's Options from create's command line, checked in the order the
+// options are listed (the first bad one is the one reported). o.group and
+// o.dir view `group` and `dir`.
+jobring::Options create_options(const Command& c, const po::variables_map& vm, const std::string& name,
+                                const std::string& group, const std::string& dir) {
+  jobring::Options o;
+  o.capacity = count_arg(c, vm, "capacity");
+  o.max_payload = count_arg(c, vm, "max-payload");
+  o.default_lease = duration_arg(c, vm, "lease", o.default_lease);
+  o.max_attempts = count_arg(c, vm, "max-attempts");
+  o.dedup_keys = count_arg(c, vm, "dedup-keys");
+  o.dedup_window = duration_arg(c, vm, "dedup-window", o.dedup_window);
+  if (vm.count("mode")) o.mode = mode_arg(c, vm);
+  if (vm.count("group") && group.empty()) usage(c.name, "empty --group: give a group name or gid");
+  o.group = group;
+  o.dir = dir;
+  o.sync = sync_arg(c, vm);
+  if (o.sync != jobring::Options::Sync::none && dir.empty() && name.find('/') == std::string::npos)
+    usage(c.name, "--sync is for a file-backed queue: give --dir DIR (or the name DIR/NAME)");
+  o.sync_interval = duration_arg(c, vm, "sync-interval", o.sync_interval);
+  return o;
+}
+
+// create's report of the queue it made, on stdout; for a segment in
+// memory, the RemoveIPC warning on stderr.
+void print_created(const jobring::AnyQueue& q, const jobring::Options& o, const std::string& name,
+                   const std::string& group, const std::string& sync) {
+  if (on_redis()) {
+    std::printf(
+        "created queue %s on %s: capacity %u, max payload %u bytes, lease %s, max attempts %u, incarnation "
+        "%s\n",
+        q.name().c_str(), queue_url().c_str(), o.capacity, o.max_payload,
+        jobring::format_duration(o.default_lease).c_str(), o.max_attempts,
+        incarnation_text(q.incarnation()).c_str());
+    return;
+  }
+  std::printf(
+      "created queue %s: capacity %u, max payload %u bytes, lease %s, max attempts %u, mode %04o%s%s, "
+      "incarnation %s\n",
+      q.name().c_str(), o.capacity, o.max_payload, jobring::format_duration(o.default_lease).c_str(),
+      o.max_attempts, q.options().mode, group.empty() ? "" : ", group ", group.c_str(),
+      incarnation_text(q.incarnation()).c_str());
+  if (!q.options().dir.empty())
+    std::printf("file-backed: %s, sync %s%s; open it as %s\n", jobring::segment_path(q.name()).c_str(),
+                sync.c_str(),
+                o.sync == jobring::Options::Sync::interval
+                    ? (" every " + jobring::format_duration(o.sync_interval)).c_str()
+                    : "",
+                q.name().c_str());
+  else
+    warn_remove_ipc(name);
+}
+
 }  // namespace
 
 int cmd_create(const std::vector<std::string>& args) {
@@ -61,86 +156,17 @@ int cmd_create(const std::vector<std::string>& args) {
       "On Redis (--url redis://...) the queue is on the server: --group, --mode, --dir, --sync and\n"
       "--dedup-keys are for shared memory and refused there (access is the server's: ACLs; the\n"
       "server's persistence decides what a crash loses; keys need no table)."};
-  jobring::Options defaults;
-  c.options.add_options()(
-      "capacity", po::value<std::string>()->default_value(std::to_string(defaults.capacity)), "job slots")(
-      "max-payload", po::value<std::string>()->default_value(std::to_string(defaults.max_payload)),
-      "bytes per job")("lease", po::value<std::string>()->default_value("30s"), "default lease")(
-      "max-attempts", po::value<std::string>()->default_value("0"),
-      "claims before a job is dead-lettered; 0 = unlimited")(
-      "group", po::value<std::string>(), "the segment's group (name or gid); makes the mode 0660")(
-      "mode", po::value<std::string>(),
-      "permission bits of the segment, octal (default 0600, or 0660 with --group)")(
-      "dedup-keys", po::value<std::string>()->default_value("0"),
-      "entries of the de-duplication key table; 0 = 2 x capacity")(
-      "dedup-window", po::value<std::string>()->default_value("5m"),
-      "how long a finished job's key is remembered (push --key)")(
-      "dir", po::value<std::string>(), "a file-backed queue in this directory (survives a reboot)")(
-      "sync", po::value<std::string>()->default_value("none"),
-      "with --dir: none, interval or always (what a power cut may lose)")(
-      "sync-interval", po::value<std::string>()->default_value("1s"),
-      "with --sync interval: the janitor's period");
+  add_create_options(c);
   add_name(c);
   const auto vm = parse(c, args);
   const std::string name = name_arg(c, vm);
   refuse_shm_options_on_redis(c, vm);
-  jobring::Options o;
-  o.capacity = count_arg(c, vm, "capacity");
-  o.max_payload = count_arg(c, vm, "max-payload");
-  o.default_lease = duration_arg(c, vm, "lease", o.default_lease);
-  o.max_attempts = count_arg(c, vm, "max-attempts");
-  o.dedup_keys = count_arg(c, vm, "dedup-keys");
-  o.dedup_window = duration_arg(c, vm, "dedup-window", o.dedup_window);
-  if (vm.count("mode")) {
-    const std::string mode = vm["mode"].as<std::string>();
-    char* end = nullptr;
-    const unsigned long m = std::strtoul(mode.c_str(), &end, 8);
-    if (mode.empty() || *end != '\0' || m == 0 || m > 07777)
-      usage(c.name, "bad --mode '" + mode + "': write octal, e.g. 0600 or 0660");
-    o.mode = static_cast<unsigned>(m);
-  }
+  // The Options view these two: they outlive the queue's creation.
   const std::string group = vm.count("group") ? vm["group"].as<std::string>() : "";
-  if (vm.count("group") && group.empty()) usage(c.name, "empty --group: give a group name or gid");
-  o.group = group;
   const std::string dir = vm.count("dir") ? vm["dir"].as<std::string>() : "";
-  o.dir = dir;
-  const std::string sync = vm["sync"].as<std::string>();
-  if (sync == "none")
-    o.sync = jobring::Options::Sync::none;
-  else if (sync == "interval")
-    o.sync = jobring::Options::Sync::interval;
-  else if (sync == "always")
-    o.sync = jobring::Options::Sync::always;
-  else
-    usage(c.name, "bad --sync '" + sync + "': none, interval or always");
-  if (o.sync != jobring::Options::Sync::none && dir.empty() && name.find('/') == std::string::npos)
-    usage(c.name, "--sync is for a file-backed queue: give --dir DIR (or the name DIR/NAME)");
-  o.sync_interval = duration_arg(c, vm, "sync-interval", o.sync_interval);
+  const jobring::Options o = create_options(c, vm, name, group, dir);
   auto q = jobring::AnyQueue::create(queue_url(), name, o, redis_options());
-  if (on_redis()) {
-    std::printf(
-        "created queue %s on %s: capacity %u, max payload %u bytes, lease %s, max attempts %u, incarnation "
-        "%s\n",
-        q.name().c_str(), queue_url().c_str(), o.capacity, o.max_payload,
-        jobring::format_duration(o.default_lease).c_str(), o.max_attempts,
-        incarnation_text(q.incarnation()).c_str());
-    return kOk;
-  }
-  std::printf(
-      "created queue %s: capacity %u, max payload %u bytes, lease %s, max attempts %u, mode %04o%s%s, "
-      "incarnation %s\n",
-      q.name().c_str(), o.capacity, o.max_payload, jobring::format_duration(o.default_lease).c_str(),
-      o.max_attempts, q.options().mode, group.empty() ? "" : ", group ", group.c_str(),
-      incarnation_text(q.incarnation()).c_str());
-  if (!q.options().dir.empty())
-    std::printf("file-backed: %s, sync %s%s; open it as %s\n", jobring::segment_path(q.name()).c_str(),
-                sync.c_str(),
-                o.sync == jobring::Options::Sync::interval
-                    ? (" every " + jobring::format_duration(o.sync_interval)).c_str()
-                    : "",
-                q.name().c_str());
-  else
-    warn_remove_ipc(name);
+  print_created(q, o, name, group, vm["sync"].as<std::string>());
   return kOk;
 }
 

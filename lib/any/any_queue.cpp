@@ -1,12 +1,11 @@
 // jobring::AnyQueue: a switch per call between Queue and RedisQueue
 // (include/jobring/any_queue.hpp). No state of its own beyond the handle:
-// everything crash-related is the backend's.
+// everything crash-related is the backend's. This file holds the calls on an
+// open queue; making, opening and owning one is any_queue_open.cpp's.
 //
 // Built with or without the Redis backend (JOBRING_WITH_REDIS): without it
-// no call reaches a RedisQueue (none can be made: its factories are not in
-// the library), the redis URLs answer not_supported, and the few RedisQueue
-// members an AnyQueue names (its destructor and move) are defined here as
-// those of an empty handle.
+// no call reaches a RedisQueue (none can be made), so only the
+// shared-memory branches are compiled.
 #include "jobring/any_queue.hpp"
 
 #include <array>
@@ -14,52 +13,11 @@
 #include <string>
 #include <utility>
 
+#include "any/schemes.hpp"
+
 namespace jobring {
 
-#if !JOBRING_WITH_REDIS
-struct RedisQueue::Impl {};
-RedisQueue::RedisQueue(RedisQueue&&) noexcept = default;
-RedisQueue::~RedisQueue() = default;
-#endif
-
 namespace {
-
-constexpr std::string_view kShm = "shm:";
-constexpr std::string_view kRedisSchemes[] = {"redis://", "redis+unix://", "redis+cluster://"};
-
-const std::string& unknown_scheme_text() {
-  static const std::string text =
-      "use shm: (this host's shared memory, the default), redis://HOST:PORT, "
-      "redis+unix:///PATH/redis.sock or redis+cluster://HOST:PORT,HOST:PORT";
-  return text;
-}
-
-// The backend of `url`, or throws error(invalid_argument / not_supported).
-Backend backend_or_throw(std::string_view url) {
-  std::error_code ec;
-  const auto b = backend_of(url, ec);
-  if (!b) throw error(ec, "jobring: unknown queue URL '" + std::string(url) + "': " + unknown_scheme_text());
-#if !JOBRING_WITH_REDIS
-  if (*b == Backend::redis)
-    throw error(make_error_code(errc::not_supported),
-                "jobring: '" + std::string(url) +
-                    "': this jobring was built without the Redis backend (JOBRING_WITH_REDIS=OFF); "
-                    "rebuild it with libhiredis-dev installed");
-#endif
-  return *b;
-}
-
-// The backend of `url` for the non-throwing forms: nullopt with `ec` set.
-std::optional<Backend> backend_or_code(std::string_view url, std::error_code& ec) noexcept {
-  const auto b = backend_of(url, ec);
-#if !JOBRING_WITH_REDIS
-  if (b == Backend::redis) {
-    ec = make_error_code(errc::not_supported);
-    return std::nullopt;
-  }
-#endif
-  return b;
-}
 
 // Calls f with the backend's handle. Without the Redis backend only the
 // shared-memory branch is compiled (no RedisQueue member is referenced).
@@ -77,216 +35,6 @@ decltype(auto) on(Queue* shm, [[maybe_unused]] RedisQueue* redis, F&& f) {
 
 }  // namespace
 
-std::string url_from_env() {
-  const char* url = std::getenv("JOBRING_URL");
-  return url != nullptr && *url != '\0' ? std::string(url) : std::string(kShm);
-}
-
-std::optional<Backend> backend_of(std::string_view url, std::error_code& ec) noexcept {
-  ec.clear();
-  if (url.empty() || url == kShm) return Backend::shm;
-  for (const std::string_view scheme : kRedisSchemes)
-    if (url.starts_with(scheme)) return Backend::redis;
-  ec = make_error_code(errc::invalid_argument);
-  return std::nullopt;
-}
-
-// --- Lifecycle.
-
-AnyQueue::AnyQueue(Queue&& queue) : owned_shm_(std::make_unique<Queue>(std::move(queue))) {
-  shm_ = owned_shm_.get();
-}
-
-#if JOBRING_WITH_REDIS
-AnyQueue::AnyQueue(RedisQueue&& queue) : owned_redis_(std::make_unique<RedisQueue>(std::move(queue))) {
-  redis_ = owned_redis_.get();
-}
-#else
-AnyQueue::AnyQueue(RedisQueue&&) {
-  throw error(make_error_code(errc::not_supported), "jobring: built without the Redis backend");
-}
-#endif
-
-AnyQueue AnyQueue::ref(Queue& queue) noexcept {
-  AnyQueue q;
-  q.shm_ = &queue;
-  return q;
-}
-
-AnyQueue AnyQueue::ref(RedisQueue& queue) noexcept {
-  AnyQueue q;
-  q.redis_ = &queue;
-  return q;
-}
-
-// The moved-from AnyQueue keeps no pointer to the handle it gave away.
-AnyQueue::AnyQueue(AnyQueue&& other) noexcept
-    : shm_(std::exchange(other.shm_, nullptr)),
-      redis_(std::exchange(other.redis_, nullptr)),
-      owned_shm_(std::move(other.owned_shm_)),
-      owned_redis_(std::move(other.owned_redis_)) {}
-AnyQueue& AnyQueue::operator=(AnyQueue&& other) noexcept {
-  if (this != &other) {
-    shm_ = std::exchange(other.shm_, nullptr);
-    redis_ = std::exchange(other.redis_, nullptr);
-    owned_shm_ = std::move(other.owned_shm_);
-    owned_redis_ = std::move(other.owned_redis_);
-  }
-  return *this;
-}
-AnyQueue::~AnyQueue() = default;
-
-AnyQueue AnyQueue::create(std::string_view url, std::string_view name, const Options& options,
-                          const RedisOptions& redis) {
-  if (backend_or_throw(url) == Backend::shm) return AnyQueue(Queue::create(name, options));
-#if JOBRING_WITH_REDIS
-  return AnyQueue(RedisQueue::create(url, name, options, redis));
-#else
-  (void)redis;
-  return AnyQueue();  // not reached: backend_or_throw threw
-#endif
-}
-
-AnyQueue AnyQueue::open(std::string_view url, std::string_view name, const RedisOptions& redis) {
-  if (backend_or_throw(url) == Backend::shm) return AnyQueue(Queue::open(name));
-#if JOBRING_WITH_REDIS
-  return AnyQueue(RedisQueue::open(url, name, redis));
-#else
-  (void)redis;
-  return AnyQueue();
-#endif
-}
-
-AnyQueue AnyQueue::open_or_create(std::string_view url, std::string_view name, const Options& options,
-                                  const RedisOptions& redis) {
-  if (backend_or_throw(url) == Backend::shm) return AnyQueue(Queue::open_or_create(name, options));
-#if JOBRING_WITH_REDIS
-  return AnyQueue(RedisQueue::open_or_create(url, name, options, redis));
-#else
-  (void)redis;
-  return AnyQueue();
-#endif
-}
-
-bool AnyQueue::remove(std::string_view url, std::string_view name, const RedisOptions& redis) {
-  if (backend_or_throw(url) == Backend::shm) return Queue::remove(name);
-#if JOBRING_WITH_REDIS
-  return RedisQueue::remove(url, name, redis);
-#else
-  (void)redis;
-  return false;
-#endif
-}
-
-std::vector<std::string> AnyQueue::list(std::string_view url, const RedisOptions& redis) {
-  if (backend_or_throw(url) == Backend::shm) return Queue::list();
-#if JOBRING_WITH_REDIS
-  return RedisQueue::list(url, redis);
-#else
-  (void)redis;
-  return {};
-#endif
-}
-
-namespace {
-
-// The non-throwing factories: `shm_call` / `redis_call` return an
-// optional handle and set `ec`.
-template <class ShmCall, class RedisCall>
-std::optional<AnyQueue> make(std::string_view url, std::error_code& ec, ShmCall shm_call,
-                             [[maybe_unused]] RedisCall redis_call) noexcept {
-  const auto b = backend_or_code(url, ec);
-  if (!b) return std::nullopt;
-  try {
-    if (*b == Backend::shm) {
-      auto q = shm_call();
-      if (!q) return std::nullopt;
-      return AnyQueue(std::move(*q));
-    }
-#if JOBRING_WITH_REDIS
-    auto q = redis_call();
-    if (!q) return std::nullopt;
-    return AnyQueue(std::move(*q));
-#else
-    return std::nullopt;
-#endif
-  } catch (const std::bad_alloc&) {
-    ec = std::make_error_code(std::errc::not_enough_memory);
-    return std::nullopt;
-  }
-}
-
-}  // namespace
-
-std::optional<AnyQueue> AnyQueue::create(std::string_view url, std::string_view name, const Options& options,
-                                         std::error_code& ec, const RedisOptions& redis) noexcept {
-  return make(
-      url, ec, [&] { return Queue::create(name, options, ec); },
-      [&] {
-#if JOBRING_WITH_REDIS
-        return RedisQueue::create(url, name, options, ec, redis);
-#else
-        (void)redis;
-        return std::optional<Queue>();
-#endif
-      });
-}
-
-std::optional<AnyQueue> AnyQueue::open(std::string_view url, std::string_view name, std::error_code& ec,
-                                       const RedisOptions& redis) noexcept {
-  return make(
-      url, ec, [&] { return Queue::open(name, ec); },
-      [&] {
-#if JOBRING_WITH_REDIS
-        return RedisQueue::open(url, name, ec, redis);
-#else
-        (void)redis;
-        return std::optional<Queue>();
-#endif
-      });
-}
-
-std::optional<AnyQueue> AnyQueue::open_or_create(std::string_view url, std::string_view name,
-                                                 const Options& options, std::error_code& ec,
-                                                 const RedisOptions& redis) noexcept {
-  return make(
-      url, ec, [&] { return Queue::open_or_create(name, options, ec); },
-      [&] {
-#if JOBRING_WITH_REDIS
-        return RedisQueue::open_or_create(url, name, options, ec, redis);
-#else
-        (void)redis;
-        return std::optional<Queue>();
-#endif
-      });
-}
-
-bool AnyQueue::remove(std::string_view url, std::string_view name, std::error_code& ec,
-                      const RedisOptions& redis) noexcept {
-  const auto b = backend_or_code(url, ec);
-  if (!b) return false;
-  if (*b == Backend::shm) return Queue::remove(name, ec);
-#if JOBRING_WITH_REDIS
-  return RedisQueue::remove(url, name, ec, redis);
-#else
-  (void)redis;
-  return false;
-#endif
-}
-
-std::vector<std::string> AnyQueue::list(std::string_view url, std::error_code& ec,
-                                        const RedisOptions& redis) noexcept {
-  const auto b = backend_or_code(url, ec);
-  if (!b) return {};
-  if (*b == Backend::shm) return Queue::list(ec);
-#if JOBRING_WITH_REDIS
-  return RedisQueue::list(url, ec, redis);
-#else
-  (void)redis;
-  return {};
-#endif
-}
-
 // --- What it is.
 
 Backend AnyQueue::backend() const noexcept { return redis_ != nullptr ? Backend::redis : Backend::shm; }
@@ -295,7 +43,7 @@ RedisQueue* AnyQueue::redis() const noexcept { return redis_; }
 std::string AnyQueue::url() const {
   return on(shm_, redis_, [](auto& q) {
     if constexpr (std::is_same_v<std::decay_t<decltype(q)>, Queue>)
-      return std::string(kShm);
+      return std::string(detail::kShm);
     else
       return q.url();
   });
@@ -383,6 +131,15 @@ Backend common_backend(std::span<AnyQueue* const> queues) {
   return b;
 }
 
+// Shared memory: Queue::claim_any over the queues' handles, gathered on the
+// stack (no allocation: the C API's claims allocate nothing).
+Queue::ClaimAnyResult shm_claim_any(std::span<AnyQueue* const> queues, Job& job, milliseconds wait,
+                                    const ClaimOptions& options) {
+  std::array<Queue*, Queue::kMaxClaimAny> shm{};
+  for (std::size_t i = 0; i < queues.size(); ++i) shm[i] = queues[i]->shm();
+  return Queue::claim_any({shm.data(), queues.size()}, job, wait, options);
+}
+
 #if JOBRING_WITH_REDIS
 // Redis: RedisQueue::claim_any (lib/redis/claim_any.cpp): one BLPOP over
 // every queue's wake-up list on one server, else a poll of them in turn.
@@ -398,11 +155,7 @@ Queue::ClaimAnyResult redis_claim_any(std::span<AnyQueue* const> queues, Job& jo
 
 Queue::ClaimAnyResult AnyQueue::claim_any(std::span<AnyQueue* const> queues, Job& job, milliseconds wait,
                                           const ClaimOptions& options) {
-  if (common_backend(queues) == Backend::shm) {
-    std::array<Queue*, Queue::kMaxClaimAny> shm{};  // no allocation: the C API's claims allocate nothing
-    for (std::size_t i = 0; i < queues.size(); ++i) shm[i] = queues[i]->shm_;
-    return Queue::claim_any({shm.data(), queues.size()}, job, wait, options);
-  }
+  if (common_backend(queues) == Backend::shm) return shm_claim_any(queues, job, wait, options);
 #if JOBRING_WITH_REDIS
   std::error_code ec;
   const auto r = redis_claim_any(queues, job, wait, options, ec);
@@ -417,11 +170,7 @@ Queue::ClaimAnyResult AnyQueue::claim_any(std::span<AnyQueue* const> queues, Job
                                           const ClaimOptions& options, std::error_code& ec) noexcept {
   ec.clear();
   try {
-    if (common_backend(queues) == Backend::shm) {
-      std::array<Queue*, Queue::kMaxClaimAny> shm{};
-      for (std::size_t i = 0; i < queues.size(); ++i) shm[i] = queues[i]->shm_;
-      return Queue::claim_any({shm.data(), queues.size()}, job, wait, options);
-    }
+    if (common_backend(queues) == Backend::shm) return shm_claim_any(queues, job, wait, options);
 #if JOBRING_WITH_REDIS
     return redis_claim_any(queues, job, wait, options, ec);
 #else

@@ -244,108 +244,146 @@ Failure ClusterLink::connect() {
   return refresh();
 }
 
-template <typename Send>
-Reply ClusterLink::route(std::string_view key, Retry retry, Failure& failure, const Send& send) {
+// One routed call's progress: its key and slot, the time left for retries
+// (io_timeout from the start) and the pause before the next, a pending ASK
+// redirection, and how many redirections it followed.
+struct ClusterLink::Route {
   using Clock = std::chrono::steady_clock;
-  const int slot = key_slot(key);
-  const auto deadline = Clock::now() + options_.io_timeout;
-  auto pause = std::chrono::milliseconds{10};
+
+  std::string_view key;
+  int slot = 0;
+  Clock::time_point deadline;
+  std::chrono::milliseconds pause{10};
+  std::optional<HostPort> ask;
+  int redirects = 0;
+
   // Pauses before the next try if io_timeout since the start allows; false when spent.
-  const auto pause_more = [&] {
+  bool pause_more() {
     if (Clock::now() + pause >= deadline) return false;
     std::this_thread::sleep_for(pause);
     pause = std::min(pause * 2, std::chrono::milliseconds{200});
     return true;
-  };
-  const auto where = [&] {
-    return topology_->url() + ": hash slot " + std::to_string(slot) + " (" + std::string(key) + ")";
-  };
-  std::optional<HostPort> ask;
-  int redirects = 0;
+  }
+};
+
+std::string ClusterLink::where(const Route& r) const {
+  return topology_->url() + ": hash slot " + std::to_string(r.slot) + " (" + std::string(r.key) + ")";
+}
+
+ClusterLink::Step ClusterLink::pick_node(Route& r, std::optional<HostPort>& target, Failure& failure) {
+  if (!topology_->known()) {
+    if (Failure f = refresh()) {
+      if (f.ec == make_error_code(errc::unavailable) && r.pause_more()) return Step::again;
+      failure = std::move(f);
+      return Step::stop;
+    }
+  }
+  target = r.ask ? r.ask : topology_->primary(r.slot);
+  if (target) return Step::go;
+  // No primary for the slot: a failover under way, or a cluster that lost a shard.
+  if (r.pause_more()) {
+    (void)refresh();
+    return Step::again;
+  }
+  failure = fail(errc::unavailable, where(r) +
+                                        ": no node serves it (CLUSTER SLOTS): the shard's primary "
+                                        "is down and no replica took over within io_timeout");
+  return Step::stop;
+}
+
+ClusterLink::Step ClusterLink::open_node(Route& r, const HostPort& target, Connection*& connection,
+                                         Failure& failure) {
+  Connection& c = node(target);
+  if (Failure f = c.connect()) {  // nothing was sent
+    // A dead node (unavailable), or a demoted one (its FUNCTION LOAD
+    // refused: server_error): the map is stale. Any other failure (a
+    // timeout, an evicting server, a protocol error) stands.
+    const bool stale =
+        f.ec == make_error_code(errc::unavailable) || f.ec == make_error_code(errc::server_error);
+    if (stale && r.pause_more()) {
+      r.ask.reset();
+      (void)refresh();
+      return Step::again;
+    }
+    failure = std::move(f);
+    return Step::stop;
+  }
+  if (r.ask) {
+    r.ask.reset();
+    const std::string_view asking[] = {"ASKING"};
+    if (Reply ok = c.command(asking, Retry::unsafe, failure); !ok) return Step::stop;
+  }
+  connection = &c;
+  return Step::go;
+}
+
+ClusterLink::Step ClusterLink::after_refusal(Route& r, std::string_view message, const HostPort& target,
+                                             Failure& failure) {
+  if (message.starts_with("MOVED ") || message.starts_with("ASK ")) {
+    int to_slot = 0;
+    HostPort to;
+    if (!parse_redirection(message, target, to_slot, to)) {
+      failure = fail(errc::protocol_error, node_url(target) + ": a malformed redirection '" +
+                                               std::string(message.substr(0, 80)) + "'");
+      return Step::stop;
+    }
+    if (++r.redirects > kMaxRedirects) {
+      failure = fail(errc::protocol_error, where(r) + ": redirected " + std::to_string(kMaxRedirects) +
+                                               " times (last: " + std::string(message.substr(0, 80)) +
+                                               "): the cluster's nodes disagree; check CLUSTER NODES");
+      return Step::stop;
+    }
+    if (message.front() == 'M') {
+      (void)refresh();                 // the whole map: other slots moved too, likely
+      topology_->assign(to_slot, to);  // the owner's word for this one, fresher than a reading
+    } else {
+      r.ask = to;
+    }
+    return Step::again;
+  }
+  // TRYAGAIN, CLUSTERDOWN.
+  if (r.pause_more()) {
+    if (message.starts_with("CLUSTERDOWN")) (void)refresh();
+    return Step::again;
+  }
+  failure = fail(errc::unavailable, where(r) + ": " + std::string(message.substr(0, 120)) + " for " +
+                                        std::to_string(options_.io_timeout.count()) +
+                                        " ms: the cluster is failing over or resharding; try again");
+  return Step::stop;
+}
+
+template <typename Send>
+Reply ClusterLink::route(std::string_view key, Retry retry, Failure& failure, const Send& send) {
+  Route r;
+  r.key = key;
+  r.slot = key_slot(key);
+  r.deadline = Route::Clock::now() + options_.io_timeout;
   for (;;) {
     failure = {};
-    if (!topology_->known()) {
-      if (Failure f = refresh()) {
-        if (f.ec == make_error_code(errc::unavailable) && pause_more()) continue;
-        failure = std::move(f);
-        return nullptr;
-      }
-    }
-    const std::optional<HostPort> target = ask ? ask : topology_->primary(slot);
-    if (!target) {  // no primary for the slot: a failover under way, or a cluster that lost a shard
-      if (pause_more()) {
-        (void)refresh();
-        continue;
-      }
-      failure = fail(errc::unavailable, where() +
-                                            ": no node serves it (CLUSTER SLOTS): the shard's primary "
-                                            "is down and no replica took over within io_timeout");
+    std::optional<HostPort> target;
+    Connection* c = nullptr;
+    if (const Step s = pick_node(r, target, failure); s != Step::go) {
+      if (s == Step::again) continue;
       return nullptr;
     }
-    Connection& c = node(*target);
-    if (Failure f = c.connect()) {  // nothing was sent
-      // A dead node (unavailable), or a demoted one (its FUNCTION LOAD
-      // refused: server_error): the map is stale. Any other failure (a
-      // timeout, an evicting server, a protocol error) stands.
-      const bool stale =
-          f.ec == make_error_code(errc::unavailable) || f.ec == make_error_code(errc::server_error);
-      if (stale && pause_more()) {
-        ask.reset();
-        (void)refresh();
-        continue;
-      }
-      failure = std::move(f);
+    if (const Step s = open_node(r, *target, c, failure); s != Step::go) {
+      if (s == Step::again) continue;
       return nullptr;
     }
-    if (ask) {
-      ask.reset();
-      const std::string_view asking[] = {"ASKING"};
-      if (Reply ok = c.command(asking, Retry::unsafe, failure); !ok) return nullptr;
-    }
-    Reply r = send(c, failure);
-    if (!r) {
+    Reply reply = send(*c, failure);
+    if (!reply) {
       // The connection dropped: the node died. Safe calls go to its successor.
-      if (failure.ec == make_error_code(errc::unavailable) && retry == Retry::safe && pause_more()) {
+      if (failure.ec == make_error_code(errc::unavailable) && retry == Retry::safe && r.pause_more()) {
         (void)refresh();
         continue;
       }
       return nullptr;
     }
-    if (r->type != REDIS_REPLY_ERROR) return r;
-    const std::string_view message(r->str, r->len);
-    if (!is_cluster_error(message)) return r;
+    if (reply->type != REDIS_REPLY_ERROR) return reply;
+    const std::string_view message(reply->str, reply->len);
+    if (!is_cluster_error(message)) return reply;
     // A redirection or a refusal: the call did not run.
-    if (message.starts_with("MOVED ") || message.starts_with("ASK ")) {
-      int to_slot = 0;
-      HostPort to;
-      if (!parse_redirection(message, *target, to_slot, to)) {
-        failure = fail(errc::protocol_error, node_url(*target) + ": a malformed redirection '" +
-                                                 std::string(message.substr(0, 80)) + "'");
-        return nullptr;
-      }
-      if (++redirects > kMaxRedirects) {
-        failure = fail(errc::protocol_error, where() + ": redirected " + std::to_string(kMaxRedirects) +
-                                                 " times (last: " + std::string(message.substr(0, 80)) +
-                                                 "): the cluster's nodes disagree; check CLUSTER NODES");
-        return nullptr;
-      }
-      if (message.front() == 'M') {
-        (void)refresh();                 // the whole map: other slots moved too, likely
-        topology_->assign(to_slot, to);  // the owner's word for this one, fresher than a reading
-      } else {
-        ask = to;
-      }
-      continue;
-    }
-    // TRYAGAIN, CLUSTERDOWN.
-    if (pause_more()) {
-      if (message.starts_with("CLUSTERDOWN")) (void)refresh();
-      continue;
-    }
-    failure = fail(errc::unavailable, where() + ": " + std::string(message.substr(0, 120)) + " for " +
-                                          std::to_string(options_.io_timeout.count()) +
-                                          " ms: the cluster is failing over or resharding; try again");
-    return nullptr;
+    if (after_refusal(r, message, *target, failure) == Step::stop) return nullptr;
   }
 }
 

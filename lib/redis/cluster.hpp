@@ -122,8 +122,26 @@ class ClusterLink final : public Link {
   [[nodiscard]] Connection& node(const HostPort& node);
 
  private:
+  // Sends a call on `key` to the node that serves its slot (send(connection,
+  // failure) makes it), following redirections and riding out failovers
+  // within io_timeout.
   template <typename Send>
   Reply route(std::string_view key, Retry retry, Failure& failure, const Send& send);
+
+  // route's steps, each answering: go on, try again (after a pause or a
+  // redirection), or stop (failure set).
+  struct Route;
+  enum class Step { go, again, stop };
+  // The node for the slot (or a pending ASK target), reading the map if it
+  // is not known.
+  Step pick_node(Route& r, std::optional<HostPort>& target, Failure& failure);
+  // The connection to `target`, ASKING sent first after an ASK.
+  Step open_node(Route& r, const HostPort& target, Connection*& connection, Failure& failure);
+  // After a cluster error (MOVED, ASK, TRYAGAIN, CLUSTERDOWN) in `message`,
+  // which the call did not run past: never go.
+  Step after_refusal(Route& r, std::string_view message, const HostPort& target, Failure& failure);
+  // "URL: hash slot N (KEY)", for messages.
+  [[nodiscard]] std::string where(const Route& r) const;
 
   std::shared_ptr<Topology> topology_;
   ConnectOptions options_;  // for the nodes: cluster_node set

@@ -187,10 +187,26 @@ local function wake_if_earliest(b, c, at)
   if due == nil or at < due then wake(b, c, 1, false) end
 end
 
+-- The key table's entry for `key` in this incarnation: the member of the job
+-- pushed with it.
+local function key_entry(b, c, key) return b .. ':k:' .. c.inc .. ':' .. key end
+
+-- The entry for `key` and, if the key is remembered, the id of its job (a
+-- duplicate, counted here; the caller adds nothing and answers that id).
+local function remembered(b, c, key)
+  local kk = key_entry(b, c, key)
+  local existing = redis.call('GET', kk)
+  if existing then
+    count(b, 'duplicates', 1)
+    return kk, tonumber(existing)
+  end
+  return kk, nil
+end
+
 -- The job's key is remembered for the window once the job is gone.
 local function forget_key(b, c, m, key)
   if not key or key == '' then return end
-  local kk = b .. ':k:' .. c.inc .. ':' .. key
+  local kk = key_entry(b, c, key)
   if redis.call('GET', kk) ~= m then return end
   if c.window > 0 then redis.call('PEXPIRE', kk, c.window) else redis.call('DEL', kk) end
 end
@@ -293,12 +309,9 @@ local function jr_push(keys, args)
   if #payload > c.max_payload then return {'too_large'} end
   local kk
   if key ~= '' then
-    kk = b .. ':k:' .. c.inc .. ':' .. key
-    local existing = redis.call('GET', kk)
-    if existing then
-      count(b, 'duplicates', 1)
-      return {'ok', tonumber(existing), 1}
-    end
+    local existing
+    kk, existing = remembered(b, c, key)
+    if existing then return {'ok', existing, 1} end
   end
   if room(b, c) <= 0 then
     if args[4] == '1' then will_wait(b, c, true) end
@@ -630,12 +643,8 @@ local function jr_move_in(keys, args)
   if not c then return {'not_found'} end
   local key, payload = args[1], args[7]
   if #payload > c.max_payload then return {'too_large'} end
-  local kk = b .. ':k:' .. c.inc .. ':' .. key
-  local existing = redis.call('GET', kk)
-  if existing then
-    count(b, 'duplicates', 1)
-    return {'duplicate', tonumber(existing)}
-  end
+  local kk, existing = remembered(b, c, key)
+  if existing then return {'duplicate', existing} end
   if room(b, c) <= 0 then return {'full'} end
   local id = insert(b, c, now_ms(), 0, args, 7, 7, key)[1]
   local m = member(id)
@@ -699,7 +708,7 @@ local function jr_remove(keys, args)
   for _, z in ipairs({':pend', ':lease', ':dead'}) do
     for _, m in ipairs(redis.call('ZRANGE', b .. z, 0, -1)) do
       local key = redis.call('HGET', b .. ':j:' .. m, 'k')
-      if key and key ~= '' then redis.call('DEL', b .. ':k:' .. c.inc .. ':' .. key) end
+      if key and key ~= '' then redis.call('DEL', key_entry(b, c, key)) end
       redis.call('DEL', b .. ':j:' .. m)
     end
   end

@@ -1,6 +1,8 @@
 // jobring — the Worker's internals (include/jobring/worker.hpp), shared by
 // worker.cpp (run, the handler threads, stops), heartbeat.cpp (lease
-// extension and the grace period) and context.cpp (JobContext).
+// extension and the grace period), backend_retry.cpp (backend errors: retry
+// delays, reports, the end of a lease tried again) and context.cpp
+// (JobContext).
 //
 // Threads and what they share:
 //
@@ -70,6 +72,15 @@ inline milliseconds ceil_ms(Clock::duration d) noexcept {
   if (d <= Clock::duration::zero()) return milliseconds{1};
   if (d >= kMaxLease) return kMaxLease;
   return std::max(milliseconds{1}, std::chrono::ceil<milliseconds>(d));
+}
+
+// The next number of a SplitMix64 sequence: the Worker's jitter (backoff,
+// retry delays) and weighted draws, one state per thread.
+inline std::uint64_t splitmix64(std::uint64_t& state) noexcept {
+  std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
 }
 
 template <class F, class... Args>

@@ -22,8 +22,7 @@
 #include "jobring/interrupt.hpp"
 #include "jobring/queue.hpp"
 #include "jobring/redis_queue.hpp"
-#include "redis/redis_cluster.hpp"
-#include "redis/redis_server.hpp"
+#include "redis/backends.hpp"
 #include "support/expect_error.hpp"
 #include "support/test_support.hpp"
 
@@ -33,71 +32,6 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using test::Watchdog;
-
-// --- the backends ------------------------------------------------------------
-
-struct Shm {
-  using Q = Queue;
-  static std::string skip_reason() { return {}; }
-  static Q create(const std::string& name, const Options& o) { return Queue::create(name, o); }
-  static Q open(const std::string& name) { return Queue::open(name); }
-  static void remove(const std::string& name) { Queue::remove(name); }
-};
-
-// One server for the whole binary: started on first use, killed at exit
-// (and by the kernel if the binary dies first).
-test::RedisServer& shared_server() {
-  static test::RedisServer server;
-  return server;
-}
-
-struct Redis {
-  using Q = RedisQueue;
-  static std::string skip_reason() { return test::redis_skip_reason(); }
-  static Q create(const std::string& name, const Options& o) {
-    return RedisQueue::create(shared_server().url(), name, o);
-  }
-  static Q open(const std::string& name) { return RedisQueue::open(shared_server().url(), name); }
-  static void remove(const std::string& name) { RedisQueue::remove(shared_server().url(), name); }
-};
-
-// The same two, through the URL-selected facade (any_queue.hpp): what a
-// program that reads its backend from JOBRING_URL gets.
-struct AnyShm {
-  using Q = AnyQueue;
-  static std::string skip_reason() { return {}; }
-  static Q create(const std::string& name, const Options& o) { return AnyQueue::create("shm:", name, o); }
-  static Q open(const std::string& name) { return AnyQueue::open("", name); }
-  static void remove(const std::string& name) { AnyQueue::remove("shm:", name); }
-};
-
-struct AnyRedis {
-  using Q = AnyQueue;
-  static std::string skip_reason() { return test::redis_skip_reason(); }
-  static Q create(const std::string& name, const Options& o) {
-    return AnyQueue::create(shared_server().url(), name, o);
-  }
-  static Q open(const std::string& name) { return AnyQueue::open(shared_server().url(), name); }
-  static void remove(const std::string& name) { AnyQueue::remove(shared_server().url(), name); }
-};
-
-// The third backend: a Redis Cluster of 3 primaries (no replicas), one for
-// the binary; each test's queues hash to their own slots. Built as
-// test_contract_cluster (test_contract_cluster.cpp), one ctest test.
-test::RedisCluster& shared_cluster() {
-  static test::RedisCluster cluster(3, 0);
-  return cluster;
-}
-
-struct RedisCluster {
-  using Q = RedisQueue;
-  static std::string skip_reason() { return test::redis_cluster_skip_reason(); }
-  static Q create(const std::string& name, const Options& o) {
-    return RedisQueue::create(shared_cluster().url(), name, o);
-  }
-  static Q open(const std::string& name) { return RedisQueue::open(shared_cluster().url(), name); }
-  static void remove(const std::string& name) { RedisQueue::remove(shared_cluster().url(), name); }
-};
 
 template <typename Backend>
 class Contract : public ::testing::Test {
@@ -120,22 +54,12 @@ class Contract : public ::testing::Test {
   std::vector<std::string> names_;
 };
 
+// The backends: redis/backends.hpp.
 #ifdef JOBRING_CONTRACT_CLUSTER
 using Backends = ::testing::Types<RedisCluster>;
 #else
 using Backends = ::testing::Types<Shm, Redis, AnyShm, AnyRedis>;
 #endif
-class BackendNames {
- public:
-  template <typename T>
-  static std::string GetName(int) {
-    if constexpr (std::is_same_v<T, Shm>) return "shm";
-    if constexpr (std::is_same_v<T, Redis>) return "redis";
-    if constexpr (std::is_same_v<T, AnyShm>) return "any_shm";
-    if constexpr (std::is_same_v<T, AnyRedis>) return "any_redis";
-    return "redis-cluster";
-  }
-};
 TYPED_TEST_SUITE(Contract, Backends, BackendNames);
 
 ClaimOptions lease(milliseconds ms) {

@@ -29,11 +29,8 @@
 #include "jobring/idempotent.hpp"
 #include "jobring/interrupt.hpp"
 #include "jobring/worker.hpp"
-#include "redis/redis_server.hpp"
+#include "redis/backends.hpp"
 #include "support/test_support.hpp"
-#ifdef JOBRING_WORKER_CONTRACT_CLUSTER
-#include "redis/redis_cluster.hpp"
-#endif
 
 namespace jobring {
 namespace {
@@ -41,38 +38,6 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using test::Watchdog;
-
-// --- the backends --------------------------------------------------------------
-
-struct Shm {
-  static std::string skip_reason() { return {}; }
-  static std::string url() { return "shm:"; }
-};
-
-// One server for the whole binary: started on first use, killed at exit
-// (and by the kernel if the binary dies first).
-test::RedisServer& shared_server() {
-  static test::RedisServer server;
-  return server;
-}
-
-struct Redis {
-  static std::string skip_reason() { return test::redis_skip_reason(); }
-  static std::string url() { return shared_server().url(); }
-};
-
-#ifdef JOBRING_WORKER_CONTRACT_CLUSTER
-// A 3-primary cluster for the whole binary (test_worker_contract_cluster.cpp).
-test::RedisCluster& shared_cluster() {
-  static test::RedisCluster cluster(3, 0);
-  return cluster;
-}
-
-struct RedisCluster {
-  static std::string skip_reason() { return test::redis_cluster_skip_reason(); }
-  static std::string url() { return shared_cluster().url(); }
-};
-#endif
 
 template <typename Backend>
 class WorkerContract : public ::testing::Test {
@@ -100,20 +65,12 @@ class WorkerContract : public ::testing::Test {
   std::vector<std::unique_ptr<AnyQueue>> queues_;
 };
 
+// The backends (redis/backends.hpp), each reached through AnyQueue at its url().
 #ifdef JOBRING_WORKER_CONTRACT_CLUSTER
 using Backends = ::testing::Types<RedisCluster>;
 #else
 using Backends = ::testing::Types<Shm, Redis>;
 #endif
-class BackendNames {
- public:
-  template <typename T>
-  static std::string GetName(int) {
-    if constexpr (std::is_same_v<T, Shm>) return "shm";
-    if constexpr (std::is_same_v<T, Redis>) return "redis";
-    return "redis-cluster";
-  }
-};
 TYPED_TEST_SUITE(WorkerContract, Backends, BackendNames);
 
 // Takes the handler's job away from it: gives the lease back, then claims
