@@ -40,7 +40,7 @@ Reply ok_reply(RedisQueue::Impl& impl, std::string_view fn, std::initializer_lis
 }
 
 // Stats from jr_stats: ok ready delayed leased expired dead oldest_lease
-// oldest_ready paused, then the totals in jobring.lua's STAT_FIELDS order.
+// oldest_ready paused, then the totals in jobring_admin.lua's STAT_FIELDS order.
 Stats stats_impl(RedisQueue::Impl& impl, Failure& failure) {
   Stats s;
   Reply r = ok_reply(impl, "jr_stats", {}, failure, 18);

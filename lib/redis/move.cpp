@@ -2,7 +2,7 @@
 // (a dead-letter queue, or the redrive back), per job three calls —
 // jr_move_take here, jr_move_in on the target under the move's key,
 // jr_move_out here — because the two queues may live on different servers
-// or cluster nodes. The crash analysis is jobring.lua's, above jr_move_take:
+// or cluster nodes. The crash analysis is jobring_admin.lua's, above jr_move_take:
 // a mover that dies between the target's insert and the removal here leaves
 // the job in both; the next move sends the same key, the target answers
 // duplicate, and only the removal is done. Never lost; at most doubled
