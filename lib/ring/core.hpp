@@ -147,12 +147,17 @@ inline constexpr milliseconds kMaxSyncInterval{3'600'000};
 // counted on last (tally.cpp). Trivially constructed and never destroyed
 // (constinit, no destructor touches the segment: a handle may be closed
 // before the thread exits, and a block of an exited thread is adopted).
+// Emptied in the child of a fork (tally.cpp registers the handler before
+// it fills an entry): the parent's blocks are the parent's threads'.
 struct TallyCache {
+  // Entry::handle of a handle for which no block could be had: never equal
+  // to a memo_owner (counted from 1, far below 2^63), so the hot path's one
+  // compare sends it to the slow path, which counts down `retry`.
+  static constexpr std::uint64_t kNoBlock = std::uint64_t{1} << 63;
   struct Entry {
-    std::uint64_t handle = 0;     // Impl::memo_owner; 0: none
-    std::uint64_t fork = 0;       // Liveness::g_fork_generation when filled
-    TallyBlock* block = nullptr;  // null: none to be had (count in the shared totals)
-    std::uint32_t retry = 0;      // with no block: counts until the next look for one
+    std::uint64_t handle = 0;     // Impl::memo_owner (| kNoBlock); 0: none
+    TallyBlock* block = nullptr;  // non-null unless handle has kNoBlock
+    std::uint32_t retry = 0;      // kNoBlock: counts until the next look for a block
   };
   static constexpr std::size_t kEntries = 4;
   Entry entries[kEntries];
@@ -507,8 +512,7 @@ JOBRING_INLINE void Queue::Impl::tally(detail::Tally k, std::uint64_t n) noexcep
   if (n == 0) return;
   const detail::TallyCache::Entry& e = detail::tally_cache.entries[0];
   detail::TallyBlock* b = e.block;
-  if (e.handle != memo_owner || b == nullptr ||
-      e.fork != detail::Liveness::g_fork_generation.load(std::memory_order_relaxed)) [[unlikely]] {
+  if (e.handle != memo_owner) [[unlikely]] {
     b = tally_block();
     if (b == nullptr) {
       // Release, as every count in the shared totals (transitions.hpp).

@@ -3,15 +3,17 @@
 // what, the crash analysis).
 //
 // The hot path (Impl::tally, core.hpp) finds this thread's block for the
-// handle in the first entry of a thread-local cache. Everything else is
-// here, run once per (thread, handle) and again after a fork or when the
-// cache's few entries are taken by other handles.
+// handle in the first entry of a thread-local cache: one compare. Everything
+// else is here, run once per (thread, handle), and again after a fork or
+// when the cache's few entries are taken by other handles.
 
+#include <pthread.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <csignal>
+#include <mutex>
 
 #include "ring/core.hpp"
 
@@ -33,36 +35,41 @@ bool thread_gone(std::uint64_t tid) noexcept {
   return ::syscall(SYS_tgkill, ::getpid(), static_cast<pid_t>(tid), 0) != 0 && errno == ESRCH;
 }
 
+// In the child of a fork (pthread_atfork; it runs in the one thread the
+// child has, the one that forked, before fork returns there): forget every
+// block, so that the child takes blocks of its own (its handles take new
+// tokens too, liveness.hpp) and never writes its parent's. A plain store
+// to this thread's memory: async-signal-safe.
+void forget_blocks_in_child() noexcept { tally_cache = TallyCache{}; }
+std::once_flag g_atfork_once;
+
 }  // namespace
 
 }  // namespace detail
 
 // The cache's entry for this handle, moved to the front (most recent first,
-// the last one evicted); its block looked for again if it is from before a
-// fork, new, or a block-less entry whose retry count ran out.
+// the last one evicted); its block looked for if the entry is new, or has
+// none and its retry count ran out.
 detail::TallyBlock* Queue::Impl::tally_block() noexcept {
   using detail::TallyCache;
   auto& entries = detail::tally_cache.entries;
-  const std::uint64_t fork = detail::Liveness::g_fork_generation.load(std::memory_order_relaxed);
   std::size_t i = 0;
-  while (i < TallyCache::kEntries && entries[i].handle != memo_owner) ++i;
+  while (i < TallyCache::kEntries && (entries[i].handle & ~TallyCache::kNoBlock) != memo_owner) ++i;
   TallyCache::Entry e{};
-  if (i < TallyCache::kEntries && entries[i].fork == fork) {
+  if (i < TallyCache::kEntries) {
     e = entries[i];
-    if (e.block == nullptr) {
-      if (e.retry > 0) {
-        --e.retry;
-      } else {
-        e.block = take_tally_block();
-        e.retry = detail::kTallyRetry;
-      }
+    if (e.block == nullptr && e.retry > 0) {
+      --e.retry;
+    } else if (e.block == nullptr) {
+      e.block = take_tally_block();
+      e.retry = detail::kTallyRetry;
     }
   } else {
-    // New, or filled before a fork: the parent's block is the parent
-    // thread's, never this process's to write.
-    if (i == TallyCache::kEntries) i = TallyCache::kEntries - 1;
-    e = TallyCache::Entry{memo_owner, fork, take_tally_block(), detail::kTallyRetry};
+    i = TallyCache::kEntries - 1;
+    e.block = take_tally_block();
+    e.retry = detail::kTallyRetry;
   }
+  e.handle = memo_owner | (e.block == nullptr ? TallyCache::kNoBlock : 0);
   for (; i > 0; --i) entries[i] = entries[i - 1];
   entries[0] = e;
   return e.block;
@@ -86,6 +93,9 @@ detail::TallyBlock* Queue::Impl::take_tally_block() noexcept {
   const std::uint64_t token = liveness.token();
   const std::uint64_t tid = detail::this_tid();
   if (token == 0 || tid == 0 || tid > detail::kTallyTidMask) return nullptr;
+  // Before any entry holds a block: the hot path does not check for a fork.
+  std::call_once(detail::g_atfork_once,
+                 [] { ::pthread_atfork(nullptr, nullptr, detail::forget_blocks_in_child); });
   const std::uint64_t me = detail::make_tally_owner(token, tid, 0);
   // CAS from the word read: acq_rel (layout.hpp). A failure means someone
   // else took it meanwhile: look at the next block.
