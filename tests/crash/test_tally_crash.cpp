@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "jobring/queue.hpp"
@@ -142,6 +143,60 @@ TEST(TallyCrash, ProcessesCountingAtOnceGiveExactStats) {
   start.release();
   for (pid_t c : children) EXPECT_EQ(test::wait_child(c), 0);
   expect_totals(q.stats(), std::uint64_t{kProcesses} * per);
+}
+
+// Processes SIGKILLed at random moments while they push, claim and ack in
+// a loop: a kill between a transition (T3, T4, T6) and its tally store
+// loses that one count, never more and never a job, and the totals never
+// go down (a victim's block keeps its counts). After k kills and a sweep
+// (which frees a slot a victim left WRITING): with c = ids taken - writes
+// recovered, the jobs committed are c .. c + k (a victim killed between
+// its T1 and taking an id left a WRITING slot that took no id), so
+// c - k <= pushed <= c + k; and the jobs acked are the committed ones not
+// still in the queue (READY, or LEASED by a victim that died before its
+// owner record: the lease runs out by its deadline).
+TEST(TallyCrash, RandomKillsLoseAtMostOneCountEach) {
+  Watchdog dog(240s, "TallyCrash.RandomKillsLoseAtMostOneCountEach");
+  QueueName name("tally");
+  Queue q = Queue::create(name, Options{.capacity = 64, .max_payload = 16});
+  constexpr int kKills = 12;
+  Stats last{};
+  std::uint32_t seed = static_cast<std::uint32_t>(::getpid());
+  for (int k = 0; k < kKills; ++k) {
+    test::Pipe report;
+    const pid_t child = test::spawn_tied([&] {
+      Queue mine = Queue::open(name);
+      (void)test::write_all(report.write_fd(), "go\n", 3);
+      for (;;) {
+        if (!mine.push("j")) return 10;
+        Job job;
+        if (mine.try_claim(job) == ClaimStatus::ok) (void)mine.ack(job.lease);
+      }
+    });
+    report.close_write();
+    ASSERT_TRUE(test::read_line(report.read_fd(), 60s).has_value());
+    seed = seed * 1103515245u + 12345u;
+    std::this_thread::sleep_for(std::chrono::microseconds(100 + (seed >> 8) % 3000));
+    test::kill_and_reap(child);
+    const Stats now = q.stats();
+    EXPECT_GE(now.pushed, last.pushed) << "kill " << k;
+    EXPECT_GE(now.claimed, last.claimed) << "kill " << k;
+    EXPECT_GE(now.acked, last.acked) << "kill " << k;
+    last = now;
+  }
+  (void)q.sweep();
+  const Stats s = q.stats();
+  SegmentView v(name);
+  const std::uint64_t c = v.header().next_job_id.load() - 1 - s.recovered_writes;
+  const std::uint64_t queued = s.ready + s.delayed + s.leased + s.expired + s.dead;
+  EXPECT_EQ(s.writing, 0u);
+  EXPECT_LE(s.leased + s.expired, std::uint64_t{kKills});
+  ASSERT_GT(c, queued + kKills);
+  EXPECT_LE(s.pushed, c + kKills);
+  EXPECT_GE(s.pushed + kKills, c);
+  EXPECT_LE(s.acked, c - queued + kKills);
+  EXPECT_GE(s.acked + kKills, c - queued);
+  EXPECT_LE(s.acked, s.pushed + kKills);
 }
 
 }  // namespace
