@@ -23,8 +23,8 @@
 //           │   (layout 7: line 8, Durable, below)                          │
 //  tallies  ├──────────────────────────────────────────────────────────────┤
 //   offset  │ kTallyBlocks (64) × TallyBlock, one cache line each: an owner │
-//  (= header│ word (one thread of one handle) and that thread's own counts │
-//   bytes)  │ of pushes, claims and acks (layout 6/7; below, "Tallies")    │
+//  (= header│ word (one thread of one handle) and that thread's own counts  │
+//   bytes)  │ of pushes, claims and acks (layout 6/7; below, "Tallies")     │
 //  states   ├──────────────────────────────────────────────────────────────┤
 //   offset  │ capacity × std::atomic<uint64_t> state words, dense, so that  │
 //           │ a scan for a claimable slot touches 8 slots per cache line    │
@@ -610,11 +610,12 @@ static_assert(note_value(make_note_word(kGenMask, kAuxMask)) == kAuxMask);
 //     block), dead owner → ours (adoption), ours → ours with the epoch
 //     bumped (a thread that finds its own block again without its cache).
 //     Acq_rel: see the counters.
-//   - a counter, only by the owner thread: load, add, store (release; a
-//     plain store on x86). The owner never gives the block back: no thread
-//     exit hook touches the segment (the handle may be closed first); an
-//     exited thread's or a closed handle's block is adopted by the next
-//     thread that needs one, counters and all (totals are sums).
+//   - a counter, only by the owner thread: load, add, store (relaxed:
+//     statistics, which no decision reads). The owner never gives the
+//     block back: no thread exit hook touches the segment (the handle may
+//     be closed first); an exited thread's or a closed handle's block is
+//     adopted by the next thread that needs one, counters and all (totals
+//     are sums).
 //   - readers (stats): relaxed loads, bounds from the validated geometry.
 //
 // Proof of death, for adoption: the owner's token is proven gone
@@ -644,6 +645,13 @@ static_assert(note_value(make_note_word(kGenMask, kAuxMask)) == kAuxMask);
 //     such takes inside that window would bring the epoch back: then the
 //     block has two writers and its counts may lose increments — stats
 //     only, never a job.)
+//   - fork: a child has one thread, the one that forked, whose cache still
+//     names its parent's blocks; a pthread_atfork child handler empties it
+//     before fork returns (tally.cpp), and the child's handles take new
+//     tokens (liveness.hpp), so the child takes blocks of its own. A child
+//     made without the handler (vfork, posix_spawn, a raw clone) that ran
+//     jobring code before exec would write its parent's block: two
+//     writers, lost increments, stats only.
 //   - Hostile words: an owner word naming a live token leaks its block
 //     (nobody adopts it; when no block is left, counts go to the shared
 //     totals, still exact); an owner word naming the caller's own (token,
