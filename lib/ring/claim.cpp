@@ -23,9 +23,24 @@ namespace {
 // read before that scan, and the earliest time a delayed job or a current
 // lease it saw becomes due. While the signature is unchanged and that time
 // has not come, nothing has become claimable since, and the pass answers
-// empty after five acquire loads of the totals instead of a scan:
-//   - every transition to a claimable state (T3 commit, T7 release, T9
-//     requeue, sweep's T7) bumps a count in the signature after the
+// empty after five acquire loads (the id counter and four totals) instead
+// of a scan:
+//   - every push takes a job id (write_job: a release fetch_add on
+//     next_job_id) after its T1 reserve and before its T3 commit. If our
+//     acquire load of the counter reads that id (or a later one: a
+//     release sequence of RMWs), the push's T1 happens-before our scan, so
+//     by coherence the scan reads the slot's word as WRITING or a later
+//     one: WRITING makes the pass untrusted (it sets no memo), READY we
+//     claim, and a later word is a job someone else claimed (a current
+//     lease: its due time bounds the memo; released or requeued: that
+//     count changes) or one already gone. If our load did not read it, the
+//     push's fetch_add comes after the value we read, so the next pass
+//     reads another signature and scans. Either way a memo never hides the
+//     push. (The pushes' count itself is in tally blocks, which no poller
+//     reads: layout.hpp, Tallies.) A dead job moved in (T10) takes an id
+//     too, harmlessly (it only changes the signature);
+//   - every other transition to a claimable state (T7 release, T9 requeue,
+//     sweep's T7) bumps a shared count in the signature after the
 //     transition, with release order; our acquire load that sees the bump
 //     sees the job;
 //   - a delayed job or a lease we saw becomes claimable only at its due time;
@@ -34,20 +49,18 @@ namespace {
 //     released or requeued after we read the signature (else we would have
 //     claimed it ourselves), so the signature has changed.
 // What it cannot see: a process killed between such a transition and its
-// count, a count bumped at the end of a push_many or requeue_dead rather
-// than after each job, a slot we claimed and lost again within the pass
-// (taken over, or quarantined by someone else: we do not know the new
-// deadline, so such a pass does not set a memo), or a hostile writer of
-// state words or totals. So a memo is also never older than kEmptyMemoMs:
-// at worst such a job is claimed that much later, never lost. Only a pass
-// that scanned the whole ring sets one. Only relaxed passes use it (try_claim
-// and a claim's first pass); the seq_cst re-check before a sleep always scans
-// (wait.hpp's argument needs it). Only a pass that follows an empty pass
-// reads the totals, so a busy worker never touches the producers' cache line
-// for it. A few memos per thread (kMemos), one per handle it claimed from
-// last: a worker of several queues (Queue::claim_any) keeps one for each of
-// them, so an idle urgent ring is not scanned again before every job of
-// the bulk one.
+// count (not a push: its id is taken before its commit), a count bumped at
+// the end of a requeue_dead rather than after each job, a slot we claimed
+// and lost again within the pass (taken over, or quarantined by someone
+// else: we do not know the new deadline, so such a pass does not set a
+// memo), or a hostile writer of state words, totals or the id counter. So a memo is also never older than
+// kEmptyMemoMs: at worst such a job is claimed that much later, never lost. Only a pass that scanned the
+// whole ring sets one. Only relaxed passes use it (try_claim and a claim's first pass); the seq_cst re-check
+// before a sleep always scans (wait.hpp's argument needs it). Only a pass that follows an empty pass reads
+// the signature, so a busy worker never touches the id counter's or the totals' cache lines for it. A few
+// memos per thread (kMemos), one per handle it claimed from last: a worker of several queues
+// (Queue::claim_any) keeps one for each of them, so an idle urgent ring is not scanned again before every job
+// of the bulk one.
 constexpr std::uint64_t kEmptyMemoMs = 2;
 // Tests lengthen it (detail::set_empty_memo_ms_for_testing) so that what
 // the due time and the wait path's re-check do is seen, not hidden by it.
@@ -352,7 +365,7 @@ JOBRING_INLINE std::size_t Queue::Impl::claim_pass_inline(std::span<Job> jobs, s
   }
   if (s.got > 0) {
     advance_claim_cursor(start, k);
-    detail::count(T::claim, *header, s.got);
+    tally(detail::kTallyClaimed, s.got);  // T4's count, in this thread's tally block
     detail::count(T::takeover, *header, s.takeovers);
   } else if (s.saw_writing) {
     // Nothing claimable, and a slot left WRITING by a dead producer never

@@ -107,7 +107,7 @@ struct PushTimes {
 [[nodiscard]] std::error_code resolve_group(std::string_view group, gid_t& out, std::string& detail);
 // Every header field checked against the others and against the mapping's
 // real size, from private copies; the options and the incarnation it holds.
-// `durable`: layout 5, a file-backed segment with header line 8 (Durable).
+// `durable`: layout 7, a file-backed segment with header line 8 (Durable).
 [[nodiscard]] std::error_code validate_header(const void* base, std::uint64_t size, Options& out,
                                               std::uint64_t& incarnation, bool& durable, std::string& detail);
 // "none", "interval", "always".
@@ -143,9 +143,34 @@ inline constexpr milliseconds kMaxSyncInterval{3'600'000};
 // racing writers, never read past the area).
 [[nodiscard]] bool read_note(const SlotNote& n, Word w, std::uint64_t& failed_at, std::string& text);
 
+// This thread's tally blocks (layout.hpp, Tallies), one per queue handle it
+// counted on last (tally.cpp). Trivially constructed and never destroyed
+// (constinit, no destructor touches the segment: a handle may be closed
+// before the thread exits, and a block of an exited thread is adopted).
+// Emptied in the child of a fork (tally.cpp registers the handler before
+// it fills an entry): the parent's blocks are the parent's threads'.
+struct TallyCache {
+  // Entry::handle of a handle for which no block could be had: never equal
+  // to a memo_owner (counted from 1, far below 2^63), so the hot path's one
+  // compare sends it to the slow path, which counts down `retry`.
+  static constexpr std::uint64_t kNoBlock = std::uint64_t{1} << 63;
+  struct Entry {
+    std::uint64_t handle = 0;     // Impl::memo_owner (| kNoBlock); 0: none
+    TallyBlock* block = nullptr;  // non-null unless handle has kNoBlock
+    std::uint32_t retry = 0;      // kNoBlock: counts until the next look for a block
+  };
+  static constexpr std::size_t kEntries = 4;
+  Entry entries[kEntries];
+};
+extern constinit thread_local TallyCache tally_cache;
+// How many counts a thread with no block makes in the shared totals before
+// it looks for a block again (a look may cost a syscall per block).
+inline constexpr std::uint32_t kTallyRetry = 1u << 16;
+
 // The segment as mapped in this process.
 struct Ring {
   Header* header = nullptr;
+  TallyBlock* tallies = nullptr;  // kTallyBlocks of them (layout.hpp, Tallies)
   std::atomic<std::uint64_t>* states = nullptr;
   std::byte* slots = nullptr;
   std::uint32_t capacity = 0;
@@ -153,7 +178,7 @@ struct Ring {
   std::uint64_t stride = 0;
   // This handle's liveness token, and the judge of everyone else's.
   Liveness liveness;
-  // A file-backed segment's header line 8 (layout 5), else null.
+  // A file-backed segment's header line 8 (layout 7), else null.
   Durable* durable = nullptr;
   // Segment time = now_ms() + clock_base (layout.hpp, Durable): 0 in
   // /dev/shm; for a file-backed queue, the boot's base, fixed when this
@@ -187,6 +212,7 @@ struct Ring {
     max_payload = payload_max;
     stride = g.slot_stride;
     pow2_mask = cap > 1 && (cap & (cap - 1)) == 0 ? cap - 1 : 0;
+    tallies = reinterpret_cast<TallyBlock*>(base + g.tallies_offset);
     states = reinterpret_cast<std::atomic<std::uint64_t>*>(base + g.states_offset);
     slots = base + g.slots_offset;
   }
@@ -231,19 +257,34 @@ struct Ring {
   void count(Total t, std::uint64_t n = 1) noexcept {
     header->totals[t].fetch_add(n, std::memory_order_release);
   }
+  // A total: the shared word, plus for pushed, claimed and acked every
+  // tally block's count (layout.hpp, Tallies). Relaxed loads of words only
+  // ever increased, each by one writer (bar hostile ones): a reader's
+  // successive totals never go back. Wraps like the counters themselves.
   [[nodiscard]] std::uint64_t total(Total t) const noexcept {
-    return header->totals[t].load(std::memory_order_relaxed);
+    std::uint64_t sum = header->totals[t].load(std::memory_order_relaxed);
+    const unsigned k = tally_of(t);
+    if (k < kTallyCount)
+      for (std::uint32_t b = 0; b < kTallyBlocks; ++b)
+        sum += tallies[b].counts[k].load(std::memory_order_relaxed);
+    return sum;
   }
 
-  // The sum of the counts bumped after every transition that can make a job
-  // claimable: T3 commit (pushed), T7 release (released), T9 requeue
-  // (requeued), and sweep's T7 (reclaimed, expired). Monotonic, so any such
-  // transition changes it. Acquire: pairs with the counts' release RMWs.
+  // What changes whenever a job may have become claimable: the id counter,
+  // taken by every push before its T3 commit (write_job), and the counts
+  // bumped after the other transitions that make a job claimable: T7
+  // release (released), T9 requeue (requeued) and sweep's T7 (reclaimed,
+  // expired). Monotonic, so any such push or transition changes it.
+  // Acquire: pairs with write_job's release RMW of the id (a poller that
+  // sees a push's id sees its T1: claim.cpp says why that is enough) and
+  // with the counts' release RMWs (it sees the transition). The pushes'
+  // own count is not in it: it is in tally blocks (layout.hpp), which the
+  // memo does not read.
   [[nodiscard]] std::uint64_t claimable_signature() const noexcept {
     const auto& t = header->totals;
-    return t[kPushed].load(std::memory_order_acquire) + t[kRequeued].load(std::memory_order_acquire) +
-           t[kReleased].load(std::memory_order_acquire) + t[kReclaimed].load(std::memory_order_acquire) +
-           t[kExpired].load(std::memory_order_acquire);
+    return header->next_job_id.load(std::memory_order_acquire) +
+           t[kRequeued].load(std::memory_order_acquire) + t[kReleased].load(std::memory_order_acquire) +
+           t[kReclaimed].load(std::memory_order_acquire) + t[kExpired].load(std::memory_order_acquire);
   }
 
   // Moves a cursor hint forward to at least `to` (never back).
@@ -323,7 +364,7 @@ namespace T = detail::T;
 struct Queue::Impl : detail::Ring {
   std::string name;
   std::string dir;            // a file-backed queue's directory (Options::dir points here); empty: /dev/shm
-  bool durable_line = false;  // layout 5: the segment has header line 8 (attach() points `durable` at it)
+  bool durable_line = false;  // layout 7: the segment has header line 8 (attach() points `durable` at it)
   Options options;            // as stored in the segment, with dedup_keys the real table size
   std::uint64_t incarnation = 0;  // Header::incarnation, cached at open (Job::incarnation)
   detail::Segment segment;
@@ -411,6 +452,16 @@ struct Queue::Impl : detail::Ring {
   // --- lease.cpp: T6 on one lease, without the count and the wake-up.
   LeaseStatus ack_one(const Lease& lease) noexcept;
 
+  // --- tally.cpp: counts n moves of a transition that counts kTallyTotal[k]
+  // (T3 pushed, T4 claimed, T6 acked) in this thread's tally block, with a
+  // plain load and store; in the shared total (a release RMW) if the thread
+  // has none. Inline: the hot path is one compare and a store.
+  void tally(detail::Tally k, std::uint64_t n) noexcept;
+  // This thread's block for this handle: the cache's, or one found, taken
+  // or adopted (tally.cpp); null if none can be had.
+  [[gnu::noinline]] detail::TallyBlock* tally_block() noexcept;
+  detail::TallyBlock* take_tally_block() noexcept;
+
   // --- durable.cpp: a file-backed queue across reboots, and its sync policy.
   // The first opener in a new boot: returns the old boot's leases and frees
   // its half-written slots (T7 / T8 / T2 from the words read), moves the id
@@ -456,6 +507,25 @@ void init_durable(Queue::Impl& q, const Options& o) noexcept;
 // Durable): at every writable open and every sweep.
 void refresh_anchor(Ring& q) noexcept;
 }  // namespace detail
+
+JOBRING_INLINE void Queue::Impl::tally(detail::Tally k, std::uint64_t n) noexcept {
+  if (n == 0) return;
+  const detail::TallyCache::Entry& e = detail::tally_cache.entries[0];
+  detail::TallyBlock* b = e.block;
+  if (e.handle != memo_owner) [[unlikely]] {
+    b = tally_block();
+    if (b == nullptr) {
+      // Release, as every count in the shared totals (transitions.hpp).
+      header->totals[detail::kTallyTotal[k]].fetch_add(n, std::memory_order_release);
+      return;
+    }
+  }
+  // The only writer of the word (layout.hpp, Tallies): no locked RMW. Dies
+  // between the load and the store: this count is lost, nothing else.
+  // Relaxed: statistics, which no decision reads.
+  std::atomic<std::uint64_t>& c = b->counts[k];
+  c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
 
 // The token a claim's owner record names: this handle's, or nobody's for a
 // detached lease (it ends by its deadline only).

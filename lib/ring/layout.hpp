@@ -20,6 +20,11 @@
 //           │   line 4  next job id                                         │
 //           │   line 5  event words for blocking waits (work, room)         │
 //           │   line 6  producers' totals; line 7 workers' totals           │
+//           │   (layout 7: line 8, Durable, below)                          │
+//  tallies  ├──────────────────────────────────────────────────────────────┤
+//   offset  │ kTallyBlocks (64) × TallyBlock, one cache line each: an owner │
+//  (= header│ word (one thread of one handle) and that thread's own counts  │
+//   bytes)  │ of pushes, claims and acks (layout 6/7; below, "Tallies")     │
 //  states   ├──────────────────────────────────────────────────────────────┤
 //   offset  │ capacity × std::atomic<uint64_t> state words, dense, so that  │
 //           │ a scan for a claimable slot touches 8 slots per cache line    │
@@ -151,12 +156,20 @@ inline constexpr std::uint64_t kMagic = 0x474e4952424f4a00ull;  // "\0JOBRING" l
 //    reboot"): layout 4 with one more header line (Durable, below), so
 //    that a library that reads only layout 4 refuses it instead of using it
 //    without its boot recovery. Segments in /dev/shm keep layout 4.
-inline constexpr std::uint32_t kLayoutVersion = 4;
-inline constexpr std::uint32_t kDurableLayoutVersion = 5;
+// 6: tally blocks (issue 16: per-thread totals for the hot path's three
+//    counts, so that push, claim and ack take no shared locked RMW for
+//    them) between the header and the state words: states_offset moves by
+//    kTallyBytes. Memory segments.
+// 7: layout 6 with the durable header line, for file-backed segments (as
+//    5 is 4 with it). Both new numbers are above 5, so a library that reads
+//    4 and 5 calls a layout 6 or 7 segment newer and refuses it; this one
+//    calls 4 and 5 older and refuses them (options.cpp, validate_header).
+inline constexpr std::uint32_t kLayoutVersion = 6;
+inline constexpr std::uint32_t kDurableLayoutVersion = 7;
 inline constexpr std::uint32_t kInitDone = 0x52454459u;  // "READY": header fully written
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr std::size_t kHeaderBytes = 512;
-inline constexpr std::size_t kDurableHeaderBytes = kHeaderBytes + 64;  // layout 5: + Durable
+inline constexpr std::size_t kDurableHeaderBytes = kHeaderBytes + 64;  // layout 7: + Durable
 inline constexpr std::size_t kSlotMetaBytes = 64;
 
 // Indices into Header::totals: the first eight on line 6, counted by
@@ -243,10 +256,13 @@ struct alignas(kCacheLine) Header {
   // empty-ring memo (claim.cpp): bumped with release RMWs after the
   // transition they count. A hostile write here can make a poller answer
   // "empty" for at most the memo's age bound (2 ms), never lose a job.
+  // kPushed, kClaimed and kAcked are counted here only by a thread that
+  // has no tally block (Tallies, below); a total is this word plus the
+  // blocks' counts (Ring::total).
   alignas(kCacheLine) std::atomic<std::uint64_t> totals[16];
 };
 
-// Header line 8, layout 5 only (a file-backed segment, durable.cpp): what
+// Header line 8, layout 7 only (a file-backed segment, durable.cpp): what
 // a segment that outlives a boot needs to make sense of its own times.
 //
 // Segment time. Every time written into a slot, a key entry or a note is
@@ -566,6 +582,139 @@ static_assert(note_gen(make_note_word(kGenMask, kAuxMask)) == kGenMask);
 static_assert(note_value(make_note_word(kGenMask, kAuxMask)) == kAuxMask);
 
 // ---------------------------------------------------------------------------
+// Tallies: per-thread totals for the hot path (layout 6 and 7)
+// ---------------------------------------------------------------------------
+//
+// Every job is pushed (T3), claimed (T4) and acked (T6) once; counting each
+// in Header::totals took a locked RMW on a line every producer (or every
+// worker) writes: three of the ten locked RMWs of a job, ~25 ns of a
+// 135-ns cycle (issue 16). Instead a thread counts them in a block of its
+// own, with a plain load and store (no lock prefix: it is the block's only
+// writer), and a total is Header::totals[t] plus the sum over the blocks.
+//
+//   block (64 bytes, one line):  owner │ pushed │ claimed │ acked │ 4 spare
+//
+//   owner  63 62 61                      40 39                          0
+//         ┌─────┬──────────────────────────┬─────────────────────────────┐
+//         │ ep 2│ thread id (22)           │ handle's liveness token (40)│
+//         └─────┴──────────────────────────┴─────────────────────────────┘
+//   0 = free. The token names the queue handle (liveness.hpp: one token
+//   per handle, held for as long as the handle is open in its process); the
+//   thread id (gettid, below 2^22 = PID_MAX_LIMIT on every Linux, checked:
+//   a larger one takes no block) names the thread within that process.
+//   `ep` (epoch) changes at every CAS that takes the block, so that a CAS
+//   from an owner word read earlier fails if anyone took it since.
+//
+// Who writes what (tally.cpp):
+//   - the owner word, only by CAS from the value read: 0 → ours (a free
+//     block), dead owner → ours (adoption), ours → ours with the epoch
+//     bumped (a thread that finds its own block again without its cache).
+//     Acq_rel: see the counters.
+//   - a counter, only by the owner thread: load, add, store (relaxed:
+//     statistics, which no decision reads). The owner never gives the
+//     block back: no thread exit hook touches the segment (the handle may
+//     be closed first); an exited thread's or a closed handle's block is
+//     adopted by the next thread that needs one, counters and all (totals
+//     are sums).
+//   - readers (stats): relaxed loads, bounds from the validated geometry.
+//
+// Proof of death, for adoption: the owner's token is proven gone
+// (Liveness::proven_gone: the handle was closed, or its process died or
+// exec'd), or the token is the adopter's own handle's (so the writer was a
+// thread of the adopter's process) and tgkill(getpid(), tid, 0) says
+// ESRCH (that thread has exited). A thread of another live process is
+// never judged: its block waits for its handle to go.
+//
+// Crash analysis:
+//   - A thread killed between its transition (T3, T4, T6) and its counter
+//     store: that one count is lost (as it was between the transition and
+//     the shared fetch_add); the job is not. Killed between the counter's
+//     load and its store: the same (the store never happens).
+//   - Killed just before a CAS that takes a block: nothing changed. Just
+//     after: the block is owned by a dead thread, and is adopted later.
+//   - Two adopters of one dead block: both CAS from the same dead word; one
+//     wins, the other re-reads and moves on.
+//   - An adopter continues the dead owner's counters. It read them after
+//     the kernel proved the owner gone (the owner's stores were complete
+//     when the kernel took the thread down; the C++ model does not speak of
+//     death, this is the argument every dead-process record in jobring
+//     makes), and our CAS is acq_rel on the word the owner took with one.
+//   - A thread id reused by a new thread of the same process while an
+//     adopter is between its tgkill and its CAS: the new thread takes the
+//     block "again" by CAS (epoch + 1), so the adopter's CAS fails. (Four
+//     such takes inside that window would bring the epoch back: then the
+//     block has two writers and its counts may lose increments — stats
+//     only, never a job.)
+//   - fork: a child has one thread, the one that forked, whose cache still
+//     names its parent's blocks; a pthread_atfork child handler empties it
+//     before fork returns (tally.cpp), and the child's handles take new
+//     tokens (liveness.hpp), so the child takes blocks of its own. A child
+//     made without the handler (vfork, posix_spawn, a raw clone) that ran
+//     jobring code before exec would write its parent's block: two
+//     writers, lost increments, stats only.
+//   - Hostile words: an owner word naming a live token leaks its block
+//     (nobody adopts it; when no block is left, counts go to the shared
+//     totals, still exact); an owner word naming the caller's own (token,
+//     thread) makes it count into that block too (harmless); a forged
+//     counter skews the stats it is summed into, and nothing else reads
+//     it (the empty-ring memo does not: claim.cpp).
+//
+// Stats stay monotonic: each counter is only ever increased, by its one
+// writer, from the latest value (adoption included), and a reader's
+// successive relaxed loads of one word never go back (read-read coherence).
+inline constexpr std::uint32_t kTallyBlocks = 64;
+inline constexpr unsigned kTallyTidBits = 22;
+inline constexpr unsigned kTallyTidShift = kTokenBitsInRecords;
+inline constexpr unsigned kTallyEpochShift = kTallyTidShift + kTallyTidBits;
+inline constexpr std::uint64_t kTallyTidMask = (std::uint64_t{1} << kTallyTidBits) - 1;
+inline constexpr std::uint64_t kTallyHolderMask = (std::uint64_t{1} << kTallyEpochShift) - 1;
+static_assert(kTallyEpochShift + 2 == 64, "owner word: token 40 | tid 22 | epoch 2");
+
+// The counts a tally block holds, and the Total each one adds to.
+enum Tally : unsigned { kTallyPushed = 0, kTallyClaimed, kTallyAcked, kTallyCount };
+inline constexpr Total kTallyTotal[kTallyCount] = {kPushed, kClaimed, kAcked};
+// The tally counting total t, or kTallyCount if it has none.
+[[nodiscard]] constexpr unsigned tally_of(unsigned t) noexcept {
+  for (unsigned k = 0; k < kTallyCount; ++k)
+    if (kTallyTotal[k] == t) return k;
+  return kTallyCount;
+}
+static_assert(tally_of(kPushed) == kTallyPushed && tally_of(kAcked) == kTallyAcked &&
+              tally_of(kRequeued) == kTallyCount);
+
+struct alignas(kCacheLine) TallyBlock {
+  std::atomic<std::uint64_t> owner;      // 0 = free; else make_tally_owner()
+  std::atomic<std::uint64_t> counts[7];  // kTallyCount used; the rest 0, spare
+};
+static_assert(sizeof(TallyBlock) == kCacheLine && std::is_standard_layout_v<TallyBlock>);
+static_assert(kTallyCount <= 7);
+inline constexpr std::uint64_t kTallyBytes = std::uint64_t{kTallyBlocks} * sizeof(TallyBlock);
+
+[[nodiscard]] constexpr std::uint64_t make_tally_owner(std::uint64_t token, std::uint64_t tid,
+                                                       std::uint64_t epoch) noexcept {
+  return (token & kRecordTokenMask) | ((tid & kTallyTidMask) << kTallyTidShift) |
+         ((epoch & 3) << kTallyEpochShift);
+}
+[[nodiscard]] constexpr std::uint64_t tally_token(std::uint64_t owner) noexcept {
+  return owner & kRecordTokenMask;
+}
+[[nodiscard]] constexpr std::uint64_t tally_tid(std::uint64_t owner) noexcept {
+  return (owner >> kTallyTidShift) & kTallyTidMask;
+}
+[[nodiscard]] constexpr std::uint64_t tally_epoch(std::uint64_t owner) noexcept {
+  return owner >> kTallyEpochShift;
+}
+// The same holder (token and thread), whatever the epoch.
+[[nodiscard]] constexpr bool same_holder(std::uint64_t a, std::uint64_t b) noexcept {
+  return ((a ^ b) & kTallyHolderMask) == 0;
+}
+static_assert(tally_token(make_tally_owner(kRecordTokenMask, 5, 3)) == kRecordTokenMask);
+static_assert(tally_tid(make_tally_owner(1, kTallyTidMask, 3)) == kTallyTidMask);
+static_assert(tally_epoch(make_tally_owner(1, kTallyTidMask, 3)) == 3);
+static_assert(same_holder(make_tally_owner(7, 9, 0), make_tally_owner(7, 9, 2)));
+static_assert(!same_holder(make_tally_owner(7, 9, 0), make_tally_owner(7, 8, 0)));
+
+// ---------------------------------------------------------------------------
 // Geometry: the only place sizes and offsets are computed.
 // ---------------------------------------------------------------------------
 
@@ -586,6 +735,7 @@ inline constexpr std::size_t kKeyEntryBytes = 32;
 
 struct Geometry {
   std::uint64_t slot_stride;
+  std::uint64_t tallies_offset;  // kTallyBlocks × TallyBlock, right after the header
   std::uint64_t states_offset;
   std::uint64_t slots_offset;
   std::uint64_t keys_offset;     // key-table bucket versions (8 bytes per bucket)
@@ -595,17 +745,20 @@ struct Geometry {
 
 // Callers bound capacity, max_payload and key_capacity first (kMaxCapacity,
 // kMaxPayload, kMaxKeyCapacity), so none of these products can overflow 64
-// bits: 2^24 × (2^26 + 320) + 2^25 × 33 < 2^51.
+// bits: 2^24 × (2^26 + 320) + 2^25 × 33 + 4096 < 2^51.
 //
 //   slot:  SlotMeta (64) │ key area (64) │ note (128) │ payload (max_payload) │ pad to 64
-// `header_bytes`: kHeaderBytes (layout 4), or kDurableHeaderBytes (layout 5).
+//   segment: header │ tallies (kTallyBytes) │ states │ slots │ key table
+// `header_bytes`: kHeaderBytes (layout 6), or kDurableHeaderBytes (layout 7).
+// The header sizes are multiples of 64, so every area starts on a line.
 [[nodiscard]] constexpr Geometry geometry(std::uint32_t capacity, std::uint32_t max_payload,
                                           std::uint32_t key_capacity,
                                           std::uint64_t header_bytes = kHeaderBytes) noexcept {
   Geometry g{};
   g.slot_stride =
       round_up(kSlotMetaBytes + kKeyAreaBytes + kNoteAreaBytes + std::uint64_t{max_payload}, kCacheLine);
-  g.states_offset = header_bytes;
+  g.tallies_offset = header_bytes;
+  g.states_offset = g.tallies_offset + kTallyBytes;
   g.slots_offset = g.states_offset + round_up(std::uint64_t{capacity} * 8, kCacheLine);
   g.keys_offset = g.slots_offset + std::uint64_t{capacity} * g.slot_stride;
   g.entries_offset = g.keys_offset + round_up(std::uint64_t{key_capacity / kKeyWays} * 8, kCacheLine);

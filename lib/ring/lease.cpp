@@ -72,7 +72,10 @@ JOBRING_INLINE LeaseStatus Queue::Impl::ack_one(const Lease& lease) noexcept {
 LeaseStatus Queue::ack(const Lease& lease) noexcept {
   Impl& q = *impl_;
   const LeaseStatus s = q.ack_one(lease);
-  if (s == LeaseStatus::ok) detail::settle(T::ack, *q.header);
+  if (s == LeaseStatus::ok) {
+    q.tally(detail::kTallyAcked, 1);  // T6's count, in this thread's tally block
+    detail::wake(T::ack, *q.header);
+  }
   return s;
 }
 
@@ -84,7 +87,10 @@ std::size_t Queue::ack_many(std::span<const Lease> leases, std::span<LeaseStatus
     if (i < results.size()) results[i] = s;
     acked += s == LeaseStatus::ok ? 1 : 0;
   }
-  detail::settle(T::ack, *q.header, acked);
+  if (acked != 0) {
+    q.tally(detail::kTallyAcked, acked);
+    detail::wake(T::ack, *q.header);
+  }
   return acked;
 }
 

@@ -354,11 +354,11 @@ std::unique_ptr<Queue::Impl> do_open(std::string_view name, std::error_code& ec,
         bool durable = false;
         if ((ec = detail::validate_header(h, size, options, incarnation, durable, detail))) return nullptr;
         if (place.durable() && !durable) {
-          // A /dev/shm segment (layout 4) copied into a directory: it has no
+          // A /dev/shm segment (layout 6) copied into a directory: it has no
           // boot id, so it would be used after a reboot without recovery.
           ec = make_error_code(errc::incompatible_version);
           detail =
-              "a queue in memory's segment (layout 4) outside /dev/shm: it would not be recovered "
+              "a queue in memory's segment (layout 6) outside /dev/shm: it would not be recovered "
               "after a reboot; create the queue there with --dir (Options::dir) and move its jobs";
           return nullptr;
         }

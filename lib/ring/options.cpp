@@ -107,7 +107,9 @@ std::error_code validate_header(const void* base, std::uint64_t size, Options& o
     return make_error_code(e);
   };
   if (h->magic != kMagic) return fail(errc::not_a_queue, "bad magic");
-  // Layout 4 (memory) or 5 (file-backed: one more header line).
+  // Layout 6 (memory) or 7 (file-backed: one more header line). An older
+  // layout (4, 5: no tally blocks, so every offset after the header
+  // differs) is refused like a newer one, saying which it is.
   if (h->layout_version != kLayoutVersion && h->layout_version != kDurableLayoutVersion)
     return fail(
         errc::incompatible_version,

@@ -82,7 +82,11 @@ JOBRING_INLINE JobId Queue::Impl::write_job(std::uint32_t i, Word reserved,
   // if newer, it discards the copy.
   std::atomic_thread_fence(std::memory_order_release);
   SlotMeta& m = meta(i);
-  const JobId id = header->next_job_id.fetch_add(1, std::memory_order_relaxed);
+  // Release: a poller whose acquire load of the counter (the empty-ring
+  // memo's signature, core.hpp) reads this id or a later one sees our T1
+  // (claim.cpp says why that is enough). Free on x86, where every locked
+  // RMW is a full barrier; and the fence above already made it one.
+  const JobId id = header->next_job_id.fetch_add(1, std::memory_order_release);
   m.job_id.store(id, std::memory_order_relaxed);
   m.length.store(static_cast<std::uint32_t>(payload.size()), std::memory_order_relaxed);
   // Tagged with our WRITING word's generation, the oldest tag this job's
@@ -275,10 +279,15 @@ JOBRING_INLINE std::size_t Queue::Impl::push_pass_inline(std::span<const std::sp
     // Full. A slot left WRITING by a dead producer is not full: free those and look once more.
     if (done < payloads.size() && (round > 0 || recover_dead_writers() == 0)) break;
   }
-  if (dead_arrival(key)) [[unlikely]]
+  // The count, then the wake-up (transitions.hpp, settle). T3's count goes
+  // to this thread's tally block (layout.hpp, Tallies), not the shared
+  // total: no locked RMW.
+  if (dead_arrival(key)) [[unlikely]] {
     detail::settle(T::commit_dead, *header, done);
-  else
-    detail::settle(T::commit, *header, done);
+  } else if (done != 0) {
+    tally(detail::kTallyPushed, done);
+    detail::wake(T::commit, *header);
+  }
   return done;
 }
 

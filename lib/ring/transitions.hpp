@@ -112,7 +112,7 @@ struct Transition {
   State to;                    // the state it ends in
   std::memory_order order;     // of the CAS when it succeeds
   Wakes wakes;                 // whom it wakes after the CAS
-  unsigned counts = kNoTotal;  // the Total it bumps (Header::totals), after the CAS
+  unsigned counts = kNoTotal;  // the Total it bumps (Header::totals, or a tally block), after the CAS
 
   [[nodiscard]] constexpr bool starts_from(Word w) const noexcept {
     return (from & (w.valid() ? bit(w.state()) : kInvalidStates)) != 0;
@@ -152,7 +152,8 @@ inline constexpr Transition abandon{"T2 abandon", bit(State::writing), State::fr
 // the meta and the payload go to the claimer whose acquire CAS reads this word
 // or any later one (every later change is an RMW: the release sequence holds).
 // Counted once per push call, and claims (T4, T5) once per pass: batch
-// callers move() each slot, then settle() with how many moved.
+// callers move() each slot, then count how many moved (T3, T4 and T6 in
+// the caller's tally block, layout.hpp) and wake.
 inline constexpr Transition commit{
     "T3 commit", bit(State::writing), State::ready, std::memory_order_seq_cst, Wakes::work, kPushed};
 // T4: a worker claims a READY job (aux = deadline). Acquire: synchronises
@@ -268,7 +269,12 @@ static_assert(T::purge.starts_from(Word{~std::uint64_t{0}}), "purge resets corru
 }
 
 // Counts `n` successful moves of t. Release RMW: the empty-ring memo's
-// acquire loads (claim.cpp) that see the count see the transitions.
+// acquire loads (claim.cpp) that see the count see the transitions. T3
+// commit, T4 claim and T6 ack are counted by their callers in the
+// thread's tally block instead (Impl::tally, core.hpp; layout.hpp,
+// Tallies): no locked RMW, and not in the memo's signature (which reads
+// the id counter for pushes); this shared form serves those three only
+// for a thread without a block.
 inline void count(const Transition& t, Header& h, std::uint64_t n = 1) noexcept {
   if (n != 0 && t.counts != kNoTotal) h.totals[t.counts].fetch_add(n, std::memory_order_release);
 }

@@ -346,7 +346,7 @@ TEST(Durable, WithoutABootIdAFileBackedQueueIsRefused) {
   EXPECT_EQ(Queue::open(name).stats().recoveries, 0u);
 }
 
-// A /dev/shm segment (layout 4) copied into a directory has no boot id: it
+// A /dev/shm segment (layout 6) copied into a directory has no boot id: it
 // would be used after a reboot without recovery. Refused.
 TEST(Durable, AMemoryQueuesSegmentInADirectoryIsRefused) {
   TempDir dir("durable");

@@ -5,7 +5,7 @@
 // in every state, a few forged crash states, and programs that call every
 // operation (the formats are in fuzz_support.hpp).
 //
-// File-backed segments (layout 5, issue 18) are made in a temporary
+// File-backed segments (layout 7, issue 18) are made in a temporary
 // directory under a boot id of their own ("jobring-fuzz-seed-boot", set with
 // the testing hook): no host ever runs that boot, so the fuzzer's open of
 // such a seed is the first open after a "reboot" and runs the recovery pass
@@ -196,7 +196,7 @@ Bytes image_plain(std::uint32_t capacity, std::uint32_t max_payload, int jobs) {
   return img;
 }
 
-// A file-backed queue (layout 5) with jobs in every state, made under a
+// A file-backed queue (layout 7) with jobs in every state, made under a
 // boot of its own (see the top): ready, delayed (an hour), leased
 // (process-owned and detached), leased on its last attempt (the recovery
 // dead-letters it), dead, keyed (live, and acked: remembered in the window),
@@ -264,7 +264,7 @@ Bytes image_durable_every_state(std::uint32_t capacity, std::uint32_t max_payloa
   return img;
 }
 
-// Offset of a field of the durable header line (layout 5) in an image.
+// Offset of a field of the durable header line (layout 7) in an image.
 constexpr std::size_t durable_at(std::size_t field) { return jobring::detail::kHeaderBytes + field; }
 
 void segment_seeds() {
@@ -309,7 +309,7 @@ void segment_seeds() {
   truncated.resize(truncated.size() - 64);
   write_file("segment", "truncated", segment_input(truncated, none, 0));
 
-  // File-backed (layout 5): opened, they are recovered (another boot).
+  // File-backed (layout 7): opened, they are recovered (another boot).
   // Not with the repair flag: it writes a layout-4 header over theirs.
   const Bytes durable = image_durable_every_state(8, 32, Options::Sync::none);
   write_file("segment", "durable-every-state", segment_input(durable, every, 0));

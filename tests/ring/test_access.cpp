@@ -486,14 +486,16 @@ void set_layout_version(const std::string& name, std::uint32_t version) {
 // library reads another version); an older one says older. Both name the queue.
 // Fails if the message did not tell the user which way the mismatch goes.
 TEST(AccessVersion, NewerAndOlderLayoutsSaySo) {
-  // Layouts 4 (memory) and 5 (file-backed) are read.
+  // Layouts 6 (memory) and 7 (file-backed) are read; 4 and 5 (before the
+  // tally blocks) are older.
   const std::uint32_t ours = jobring::detail::kLayoutVersion;
   const std::uint32_t newest = jobring::detail::kDurableLayoutVersion;
   struct Case {
     std::uint32_t version;
     const char* word;
   };
-  for (const Case c : {Case{newest + 1, "newer"}, Case{newest + 100, "newer"}, Case{ours - 1, "older"}}) {
+  for (const Case c :
+       {Case{newest + 1, "newer"}, Case{newest + 100, "newer"}, Case{ours - 1, "older"}, Case{4, "older"}}) {
     SCOPED_TRACE(c.version);
     QueueName name("version");
     { Queue q = Queue::create(name, Options{.capacity = 8, .max_payload = 64}); }

@@ -63,6 +63,71 @@ void arm(Queue& poller) {
   ASSERT_FALSE(poller.try_claim().has_value());
 }
 
+// A push through another handle, with memos that would otherwise last an
+// hour: the push's job id (the signature's first term since the pushes'
+// count moved to tally blocks, layout.hpp) must change the signature, one
+// job at a time and in a batch, delayed or not.
+TEST(EmptyMemo, APushChangesTheSignatureThroughItsJobId) {
+  LongMemo long_memo;
+  Watchdog dog(120s, "EmptyMemo.APushChangesTheSignatureThroughItsJobId");
+  QueueName name("memo");
+  Queue producer = Queue::create(name, Options{.capacity = 64, .max_payload = 32});
+  Queue poller = Queue::open(name);
+  for (int round = 0; round < 20; ++round) {
+    arm(poller);
+    if (round % 2 == 0) {
+      ASSERT_TRUE(producer.push("job " + std::to_string(round)));
+    } else {
+      const std::string text = "job " + std::to_string(round);
+      const std::span<const std::byte> one[1] = {std::as_bytes(std::span(text.data(), text.size()))};
+      ASSERT_EQ(producer.push_many(one, {}), 1u);
+    }
+    auto job = poller.try_claim();
+    ASSERT_TRUE(job.has_value()) << "round " << round;
+    EXPECT_EQ(job->text(), "job " + std::to_string(round));
+    ASSERT_EQ(poller.ack(job->lease), LeaseStatus::ok);
+  }
+  // Delayed: the first poll after its time claims it (the memo's due time
+  // does not cover a job pushed after the scan: the id does).
+  arm(poller);
+  ASSERT_TRUE(producer.push("later", jobring::test::with_delay(20ms)));
+  const auto give_up = std::chrono::steady_clock::now() + 60s;
+  std::optional<Job> job;
+  while (!(job = poller.try_claim()) && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
+  ASSERT_TRUE(job.has_value());
+  EXPECT_EQ(job->text(), "later");
+}
+
+// A producer thread pushing while a poller polls, memos lasting an hour: the
+// poller claims every job (a memo that hid one would keep it hidden until
+// the watchdog fires). What a poller racing a push's T1 .. T3 sees: the
+// slot WRITING (no memo), READY, or the id not yet taken (the next poll's
+// signature differs): claim.cpp.
+TEST(EmptyMemo, APollerRacingPushesMissesNone) {
+  LongMemo long_memo;
+  Watchdog dog(180s, "EmptyMemo.APollerRacingPushesMissesNone");
+  QueueName name("memo");
+  Queue producer = Queue::create(name, Options{.capacity = 64, .max_payload = 32});
+  Queue poller = Queue::open(name);
+  constexpr int kJobs = 20000;
+  std::thread push([&] {
+    for (int i = 0; i < kJobs; ++i) {
+      ASSERT_TRUE(producer.push("j", jobring::test::with_wait(10s)));
+      if (i % 64 == 0) std::this_thread::yield();
+    }
+  });
+  int claimed = 0;
+  const auto give_up = std::chrono::steady_clock::now() + 120s;
+  while (claimed < kJobs && std::chrono::steady_clock::now() < give_up) {
+    if (auto job = poller.try_claim()) {
+      ASSERT_EQ(poller.ack(job->lease), LeaseStatus::ok);
+      ++claimed;
+    }
+  }
+  push.join();
+  EXPECT_EQ(claimed, kJobs);
+}
+
 // A push through another handle (T3 commit: pushed).
 TEST(EmptyMemo, APushIsSeenByTheNextPoll) {
   Watchdog dog(120s, "EmptyMemo.APushIsSeenByTheNextPoll");

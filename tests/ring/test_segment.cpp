@@ -83,7 +83,7 @@ void resize_segment(const std::string& name, std::uint64_t size) {
 }
 
 // The bytes of a freshly created queue with some jobs in every state.
-// The header size an image's line 0 records (layout 4: 512; 5: 576).
+// The header size an image's line 0 records (layout 6: 512; 7: 576).
 std::size_t header_bytes_of(const std::vector<std::byte>& image) {
   std::uint32_t n = 0;
   std::memcpy(&n, image.data() + offsetof(Header, identity.header_bytes), sizeof n);

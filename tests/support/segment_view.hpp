@@ -113,7 +113,22 @@ class SegmentView {
     if (!t.starts_from(word(i))) throw std::logic_error(std::string(t.name) + " cannot start from this slot");
     set(i, t.target(word(i), aux));
   }
-  [[nodiscard]] std::uint64_t total(detail::Total t) const { return header().totals[t].load(); }
+  // A total as stats() reads it: the shared word plus, for pushed, claimed
+  // and acked, every tally block's count (layout.hpp, Tallies).
+  [[nodiscard]] std::uint64_t total(detail::Total t) const {
+    std::uint64_t sum = header().totals[t].load();
+    const unsigned k = detail::tally_of(t);
+    if (k < detail::kTallyCount)
+      for (std::uint32_t b = 0; b < detail::kTallyBlocks; ++b) sum += tally(b).counts[k].load();
+    return sum;
+  }
+  // Tally block b (layout.hpp, Tallies): right after the header.
+  [[nodiscard]] detail::TallyBlock& tally(std::uint32_t b) const {
+    if (b >= detail::kTallyBlocks) throw std::out_of_range("tally block");
+    const std::uint64_t at = header().identity.header_bytes + std::uint64_t{b} * sizeof(detail::TallyBlock);
+    if (at + sizeof(detail::TallyBlock) > size_) throw std::out_of_range("tally block past the mapping");
+    return *reinterpret_cast<detail::TallyBlock*>(base_ + at);
+  }
   // The event words of lib/ring/wait.hpp: (sequence << 1) | someone-is-waiting.
   [[nodiscard]] std::atomic<std::uint32_t>& work_event() const { return header().work_event; }
   [[nodiscard]] std::atomic<std::uint32_t>& room_event() const { return header().room_event; }
