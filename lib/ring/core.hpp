@@ -159,8 +159,14 @@ struct TallyCache {
     TallyBlock* block = nullptr;  // non-null unless handle has kNoBlock
     std::uint32_t retry = 0;      // kNoBlock: counts until the next look for a block
   };
-  static constexpr std::size_t kEntries = 4;
+  // Sixteen: a worker of several queues (claim_any) or a producer feeding
+  // several counts on each of them in turn; a miss on the first entry finds
+  // the handle's among these with a scan and a swap, no syscall. Past 16
+  // handles in turn a miss looks for the block in the segment again (pass 1
+  // of take_tally_block finds it: loads and a CAS).
+  static constexpr std::size_t kEntries = 16;
   Entry entries[kEntries];
+  std::uint64_t tid = 0;  // this thread's kernel id, once looked up (a fork empties it with the rest)
 };
 extern constinit thread_local TallyCache tally_cache;
 // How many counts a thread with no block makes in the shared totals before

@@ -627,8 +627,8 @@ static_assert(note_value(make_note_word(kGenMask, kAuxMask)) == kAuxMask);
 //
 // Crash analysis:
 //   - A thread killed between its transition (T3, T4, T6) and its counter
-//     store: that one count is lost (as it was between the transition and
-//     the shared fetch_add); the job is not. Killed between the counter's
+//     store: that call's counts are lost (one; a batch's n), as they were
+//     between the transition and the shared fetch_add; the jobs are not. Killed between the counter's
 //     load and its store: the same (the store never happens).
 //   - Killed just before a CAS that takes a block: nothing changed. Just
 //     after: the block is owned by a dead thread, and is adopted later.
@@ -648,9 +648,13 @@ static_assert(note_value(make_note_word(kGenMask, kAuxMask)) == kAuxMask);
 //   - fork: a child has one thread, the one that forked, whose cache still
 //     names its parent's blocks; a pthread_atfork child handler empties it
 //     before fork returns (tally.cpp), and the child's handles take new
-//     tokens (liveness.hpp), so the child takes blocks of its own. A child
-//     made without the handler (vfork, posix_spawn, a raw clone) that ran
-//     jobring code before exec would write its parent's block: two
+//     tokens (liveness.hpp), so the child takes blocks of its own. vfork
+//     is safe (the child shares the parent's memory, cache included, while
+//     the parent waits), and posix_spawn runs no jobring code. A child made
+//     without the handler (a raw clone without CLONE_VM, _Fork(),
+//     syscall(SYS_fork)) that runs jobring code keeps its parent's tokens
+//     and cache: it writes its parent's block, and its tgkill finds every
+//     parent thread "gone", so it may adopt their live blocks too: two
 //     writers, lost increments, stats only.
 //   - Hostile words: an owner word naming a live token leaks its block
 //     (nobody adopts it; when no block is left, counts go to the shared
@@ -659,9 +663,12 @@ static_assert(note_value(make_note_word(kGenMask, kAuxMask)) == kAuxMask);
 //     counter skews the stats it is summed into, and nothing else reads
 //     it (the empty-ring memo does not: claim.cpp).
 //
-// Stats stay monotonic: each counter is only ever increased, by its one
-// writer, from the latest value (adoption included), and a reader's
-// successive relaxed loads of one word never go back (read-read coherence).
+// Stats stay monotonic while every block has one writer: each counter is
+// only ever increased, by that writer, from the latest value (adoption
+// included), and a reader's successive relaxed loads of one word never go
+// back (read-read coherence). In the two-writer cases above a counter can
+// also step back (A loads 100, B stores 101 .. 150, A stores 101): stats
+// only, and only there.
 inline constexpr std::uint32_t kTallyBlocks = 64;
 inline constexpr unsigned kTallyTidBits = 22;
 inline constexpr unsigned kTallyTidShift = kTokenBitsInRecords;

@@ -20,6 +20,11 @@ namespace {
 // async-signal-safe code may run (no lock another thread might have held).
 constexpr int kTable = 1024;
 std::atomic<int> g_fds[kTable];
+// Set in a child whose fork handler could not give g_fds[i] a description
+// of its own (open or dup3 failed: EMFILE at the descriptor limit, ENFILE):
+// that handle still shares its parent's, through which the kernel reports
+// neither side's locks to the other (Liveness::shares_parents).
+std::atomic<bool> g_shared[kTable];
 std::once_flag g_atfork_once;
 
 // In the child of a fork: each handle's descriptor gets an open file
@@ -27,15 +32,21 @@ std::once_flag g_atfork_once;
 // open, dup3 and close are async-signal-safe.
 void fresh_descriptions_in_child() noexcept {
   Liveness::g_fork_generation.fetch_add(1, std::memory_order_relaxed);
-  for (auto& slot : g_fds) {
-    const int fd = slot.load(std::memory_order_relaxed);
+  for (int i = 0; i < kTable; ++i) {
+    const int fd = g_fds[i].load(std::memory_order_relaxed);
     if (fd <= 0) continue;
     char path[32];
     std::snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
     const int fresh = ::open(path, O_RDWR | O_CLOEXEC);
-    if (fresh < 0) continue;  // keeps sharing the parent's: its records look alive (the safe direction)
-    (void)::dup3(fresh, fd, O_CLOEXEC);
-    ::close(fresh);
+    // Failed: the descriptor still shares the parent's description. Not
+    // the safe direction: F_OFD_GETLK through it reports no conflict with
+    // a lock held through the same description, so this child would judge
+    // its parent gone, and the parent judge the child's token (taken
+    // through it) gone. Marked: the handle judges nobody gone and takes no
+    // token in this process (Liveness::shares_parents).
+    const bool own = fresh >= 0 && ::dup3(fresh, fd, O_CLOEXEC) == fd;
+    if (fresh >= 0) ::close(fresh);
+    g_shared[i].store(!own, std::memory_order_relaxed);
   }
 }
 
@@ -75,10 +86,15 @@ void Liveness::attach(int segment_fd) noexcept {
   const int fd = ::open(path, O_RDWR | O_CLOEXEC);
   if (fd < 0) return;  // no /proc: no token; records name nobody (never proven gone)
   fd_ = fd;
+  attached_generation_ = g_fork_generation.load(std::memory_order_relaxed);
   std::call_once(g_atfork_once, [] { ::pthread_atfork(nullptr, nullptr, fresh_descriptions_in_child); });
   for (int i = 0; i < kTable && fd > 0; ++i) {
     int empty = 0;
     if (g_fds[i].compare_exchange_strong(empty, fd, std::memory_order_relaxed)) {
+      // Its own description (opened above). A flag left by an earlier
+      // handle of this slot is never read for this one before a fork sets
+      // it anew (shares_parents looks only after a fork since attach).
+      g_shared[i].store(false, std::memory_order_relaxed);
       registered_ = i;
       break;
     }
@@ -94,8 +110,13 @@ void Liveness::detach() noexcept {
 
 Liveness::~Liveness() { detach(); }
 
+bool Liveness::shares_parents() const noexcept {
+  if (g_fork_generation.load(std::memory_order_relaxed) == attached_generation_) return false;
+  return registered_ < 0 || g_shared[registered_].load(std::memory_order_relaxed);
+}
+
 std::uint64_t Liveness::take_token() noexcept {
-  if (fd_ < 0) return 0;
+  if (fd_ < 0 || shares_parents()) return 0;
   const std::uint64_t generation = g_fork_generation.load(std::memory_order_relaxed) & kGenerationMask;
   for (int tries = 0; tries < 64; ++tries) {
     std::uint64_t seen = state_.load(std::memory_order_relaxed);
@@ -121,7 +142,7 @@ std::uint64_t Liveness::take_token() noexcept {
 
 bool Liveness::proven_gone(std::uint64_t t) const noexcept {
   t &= kTokenMask;
-  if (t == 0 || fd_ < 0) return false;
+  if (t == 0 || fd_ < 0 || shares_parents()) return false;
   // Our own lock does not conflict with our own open file description, so
   // F_OFD_GETLK would call our own token free: we are alive.
   if (const std::uint64_t s = state_.load(std::memory_order_relaxed); current(s) && t == (s & kTokenMask))

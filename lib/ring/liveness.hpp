@@ -29,7 +29,12 @@
 // /proc/self/fd/N, dup3 over N); the child takes a token of its own at its
 // first push or claim. A child made without the handler (vfork,
 // posix_spawn, a raw clone) shares the lock until it execs or exits: the
-// parent's records then look alive that long (the safe direction).
+// parent's records then look alive that long (the safe direction). If the
+// handler cannot open a description (the child is at its descriptor limit),
+// the handle keeps sharing the parent's, through which the kernel would
+// report neither side's locks to the other: in that child the handle judges
+// nobody gone and takes no token (shares_parents), so its records name
+// nobody, as with no /proc.
 #pragma once
 
 #include <atomic>
@@ -82,6 +87,10 @@ class Liveness {
 
  private:
   std::uint64_t take_token() noexcept;
+  // In a child forked since attach, this handle's descriptor still shares
+  // the parent's open file description (the fork handler could not give it
+  // one of its own, or it is not in the handler's table).
+  [[nodiscard]] bool shares_parents() const noexcept;
   // A state word holds a token taken in this process (since the last fork).
   [[nodiscard]] static bool current(std::uint64_t s) noexcept {
     return (s & kTokenMask) != 0 &&
@@ -90,7 +99,8 @@ class Liveness {
   static constexpr std::uint64_t kGenerationMask = (std::uint64_t{1} << (64 - kTokenBits)) - 1;
 
   int fd_ = -1;
-  int registered_ = -1;  // index in the atfork table, or -1
+  int registered_ = -1;                    // index in the atfork table, or -1
+  std::uint64_t attached_generation_ = 0;  // g_fork_generation when fd_ was opened
   // The token and the fork generation it was taken in, in one word, so that
   // no thread sees one without the other: (generation << 40) | token. Every
   // thread of a handle uses the one token that won the CAS into it.

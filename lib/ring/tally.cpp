@@ -25,12 +25,14 @@ constinit thread_local TallyCache tally_cache{};
 
 namespace {
 
-// This thread's kernel id (gettid: a syscall; only on a cache miss).
+// This thread's kernel id (gettid: a syscall; once per thread, kept in
+// the cache, which a fork empties).
 std::uint64_t this_tid() noexcept { return static_cast<std::uint64_t>(::syscall(SYS_gettid)); }
 
 // A thread of this process with id `tid` has exited (or never was): the
 // kernel says so. Used only for blocks named by our own handle's token,
-// whose writers were threads of this process (layout.hpp).
+// whose writers were threads of this process (layout.hpp; not so in a
+// child forked without the atfork handler, which layout.hpp covers).
 bool thread_gone(std::uint64_t tid) noexcept {
   return ::syscall(SYS_tgkill, ::getpid(), static_cast<pid_t>(tid), 0) != 0 && errno == ESRCH;
 }
@@ -47,9 +49,10 @@ std::once_flag g_atfork_once;
 
 }  // namespace detail
 
-// The cache's entry for this handle, moved to the front (most recent first,
-// the last one evicted); its block looked for if the entry is new, or has
-// none and its retry count ran out.
+// The cache's entry for this handle, swapped to the front (the hot path
+// compares the first entry only); its block looked for if the entry is new,
+// or has none and its retry count ran out. A new entry goes to the front
+// and the one it displaces to the first free place, else over the last.
 detail::TallyBlock* Queue::Impl::tally_block() noexcept {
   using detail::TallyCache;
   auto& entries = detail::tally_cache.entries;
@@ -65,12 +68,13 @@ detail::TallyBlock* Queue::Impl::tally_block() noexcept {
       e.retry = detail::kTallyRetry;
     }
   } else {
-    i = TallyCache::kEntries - 1;
+    i = 0;
+    while (i + 1 < TallyCache::kEntries && entries[i].handle != 0) ++i;
     e.block = take_tally_block();
     e.retry = detail::kTallyRetry;
   }
   e.handle = memo_owner | (e.block == nullptr ? TallyCache::kNoBlock : 0);
-  for (; i > 0; --i) entries[i] = entries[i - 1];
+  entries[i] = entries[0];
   entries[0] = e;
   return e.block;
 }
@@ -91,11 +95,15 @@ detail::TallyBlock* Queue::Impl::tally_block() noexcept {
 detail::TallyBlock* Queue::Impl::take_tally_block() noexcept {
   if (!writable || tallies == nullptr) return nullptr;
   const std::uint64_t token = liveness.token();
-  const std::uint64_t tid = detail::this_tid();
-  if (token == 0 || tid == 0 || tid > detail::kTallyTidMask) return nullptr;
-  // Before any entry holds a block: the hot path does not check for a fork.
+  if (token == 0) return nullptr;
+  // Before the cache holds a block or a thread id: the hot path does not
+  // check for a fork, and a child must not name its parent's thread.
   std::call_once(detail::g_atfork_once,
                  [] { ::pthread_atfork(nullptr, nullptr, detail::forget_blocks_in_child); });
+  std::uint64_t& cached_tid = detail::tally_cache.tid;
+  if (cached_tid == 0) cached_tid = detail::this_tid();
+  const std::uint64_t tid = cached_tid;
+  if (tid == 0 || tid > detail::kTallyTidMask) return nullptr;
   const std::uint64_t me = detail::make_tally_owner(token, tid, 0);
   // CAS from the word read: acq_rel (layout.hpp). A failure means someone
   // else took it meanwhile: look at the next block.

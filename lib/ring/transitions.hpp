@@ -278,7 +278,8 @@ static_assert(T::purge.starts_from(Word{~std::uint64_t{0}}), "purge resets corru
 inline void count(const Transition& t, Header& h, std::uint64_t n = 1) noexcept {
   if (n != 0 && t.counts != kNoTotal) h.totals[t.counts].fetch_add(n, std::memory_order_release);
 }
-// Wakes whom t wakes (after its count, so a woken claimer's memo sees it).
+// Wakes whom t wakes (after its count, so a woken claimer's memo sees it;
+// for T3 the memo sees the push's job id, taken before the commit).
 inline void wake(const Transition& t, Header& h) noexcept {
   if (auto* event = event_of(h, t.wakes)) notify(*event);
 }

@@ -18,6 +18,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -214,6 +215,42 @@ TEST(Fork, Item8_AChildDoesNotKeepItsParentAlive) {
   test::kill_and_reap(worker);
   EXPECT_EQ(q.sweep().reclaimed, 1u) << "the worker's child kept the dead worker alive";
   ::kill(grandchild, SIGKILL);
+}
+
+// fork at the descriptor limit: the fork handler cannot open a fresh
+// description for the handle's lock descriptor, which then still shares
+// the parent's. Through a shared description the kernel reports no
+// conflict with the parent's own lock, so the child must not take that as
+// proof that the parent is gone: its sweep leaves the parent's live lease
+// alone (before the fix it took the lease back at once).
+TEST(Fork, AChildAtItsDescriptorLimitJudgesNobodyGone) {
+  Watchdog dog(120s);
+  QueueName name("fork");
+  Queue q = Queue::create(name, Options{.capacity = 4, .max_payload = 16});
+  ASSERT_TRUE(q.push("job"));
+  Job job;
+  ASSERT_EQ(q.try_claim(job, ClaimOptions{.lease = 600s}), ClaimStatus::ok);  // owned by this handle
+
+  // The lowest free descriptor number as the soft limit: every open fails
+  // with EMFILE until it is raised again, the fork handler's too.
+  const int lowest_free = ::fcntl(0, F_DUPFD_CLOEXEC, 0);
+  ASSERT_GE(lowest_free, 0);
+  ::close(lowest_free);
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  rlimit tight = saved;
+  tight.rlim_cur = static_cast<rlim_t>(lowest_free);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &tight), 0);
+  const pid_t child = test::fork_child([&] {
+    if (::setrlimit(RLIMIT_NOFILE, &saved) != 0) return 20;
+    const SweepResult r = q.sweep();  // through the handle inherited from the parent
+    if (r.reclaimed != 0) return 21;
+    return q.stats().leased == 1 ? 0 : 22;
+  });
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+  ASSERT_GT(child, 0);
+  EXPECT_EQ(test::wait_child(child), 0) << "21: the child judged its live parent gone and took its lease";
+  EXPECT_EQ(q.ack(job.lease), LeaseStatus::ok);
 }
 
 }  // namespace

@@ -310,7 +310,7 @@ void segment_seeds() {
   write_file("segment", "truncated", segment_input(truncated, none, 0));
 
   // File-backed (layout 7): opened, they are recovered (another boot).
-  // Not with the repair flag: it writes a layout-4 header over theirs.
+  // Not with the repair flag: it writes a layout-6 header over theirs.
   const Bytes durable = image_durable_every_state(8, 32, Options::Sync::none);
   write_file("segment", "durable-every-state", segment_input(durable, every, 0));
   write_file("segment", "durable-every-state-sync-always",

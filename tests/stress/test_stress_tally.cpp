@@ -14,6 +14,8 @@
 //   - AHandleReopenedByTheSameThreadKeepsItsBlock: a reopened handle taking
 //     a new block each time (a program that opens a handle per request would
 //     use the blocks up).
+//   - OneThreadOnMoreHandlesThanItsCacheHoldsKeepsOneBlockEach: a handle
+//     whose cache entry was evicted taking a second block.
 //   - LiveLookingForgedOwnersDoNotBreakCounting: a forged owner word (a
 //     live token) adopted, or making counts go missing.
 //   - ADeadForgedOwnersBlockIsAdoptedWithItsCounts: adoption resetting the
@@ -218,6 +220,30 @@ TEST(Tally, AHandleReopenedByTheSameThreadKeepsItsBlock) {
   }
   EXPECT_EQ(owned_blocks(v), 1u);
   expect_totals(keep->stats(), 40);
+}
+
+// One thread counting on more handles in turn than its cache holds (20 >
+// TallyCache::kEntries = 16): each handle (its own liveness token) has one
+// block, found again after its entry was evicted rather than a second one
+// taken, and the totals are exact.
+TEST(Tally, OneThreadOnMoreHandlesThanItsCacheHoldsKeepsOneBlockEach) {
+  Watchdog dog(120s, "Tally.OneThreadOnMoreHandlesThanItsCacheHoldsKeepsOneBlockEach");
+  QueueName name("tally");
+  Queue keep = Queue::create(name, Options{.capacity = 16, .max_payload = 16});
+  SegmentView v(name);
+  constexpr int kHandles = 20;
+  std::vector<Queue> handles;
+  for (int h = 0; h < kHandles; ++h) handles.push_back(Queue::open(name));
+  for (int round = 0; round < 5; ++round)
+    for (auto& q : handles) cycle(q, 1);
+  EXPECT_EQ(owned_blocks(v), static_cast<std::uint32_t>(kHandles));
+  std::uint32_t mine = 0;
+  for (std::uint32_t b = 0; b < detail::kTallyBlocks; ++b) {
+    const std::uint64_t w = v.tally(b).owner.load();
+    mine += w != 0 && detail::tally_tid(w) == this_tid() ? 1 : 0;
+  }
+  EXPECT_EQ(mine, static_cast<std::uint32_t>(kHandles));
+  expect_totals(keep.stats(), 5 * kHandles);
 }
 
 // Every block but two forged with an owner that looks alive (a token whose
