@@ -16,6 +16,8 @@
 //     use the blocks up).
 //   - OneThreadOnMoreHandlesThanItsCacheHoldsKeepsOneBlockEach: a handle
 //     whose cache entry was evicted taking a second block.
+//   - TwoHandlesOnOneThreadTakeTwoBlocksAndAViewSumsThem: two handles of one
+//     thread sharing a block, or a read-only view missing the blocks.
 //   - LiveLookingForgedOwnersDoNotBreakCounting: a forged owner word (a
 //     live token) adopted, or making counts go missing.
 //   - ADeadForgedOwnersBlockIsAdoptedWithItsCounts: adoption resetting the
@@ -244,6 +246,29 @@ TEST(Tally, OneThreadOnMoreHandlesThanItsCacheHoldsKeepsOneBlockEach) {
   }
   EXPECT_EQ(mine, static_cast<std::uint32_t>(kHandles));
   expect_totals(keep.stats(), 5 * kHandles);
+}
+
+// One thread on two handles of one queue: two liveness tokens, so two
+// blocks, each counting only its own handle's work; a read-only QueueView
+// (what `jobring stat` and the janitor's metrics read through) sums the
+// blocks like the writer's stats().
+TEST(Tally, TwoHandlesOnOneThreadTakeTwoBlocksAndAViewSumsThem) {
+  Watchdog dog(120s, "Tally.TwoHandlesOnOneThreadTakeTwoBlocksAndAViewSumsThem");
+  QueueName name("tally");
+  Queue a = Queue::create(name, Options{.capacity = 16, .max_payload = 16});
+  Queue b = Queue::open(name);
+  SegmentView v(name);
+  cycle(a, 3);
+  cycle(b, 5);
+  EXPECT_EQ(owned_blocks(v), 2u);
+  std::uint64_t per_block[2] = {0, 0};
+  std::uint32_t n = 0;
+  for (std::uint32_t i = 0; i < detail::kTallyBlocks && n < 2; ++i)
+    if (v.tally(i).owner.load() != 0) per_block[n++] = v.tally(i).counts[detail::kTallyPushed].load();
+  EXPECT_EQ(std::min(per_block[0], per_block[1]), 3u);
+  EXPECT_EQ(std::max(per_block[0], per_block[1]), 5u);
+  expect_totals(a.stats(), 8);
+  expect_totals(QueueView::open(name).stats(), 8);
 }
 
 // Every block but two forged with an owner that looks alive (a token whose
