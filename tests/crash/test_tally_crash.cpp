@@ -17,50 +17,20 @@
 #include "jobring/queue.hpp"
 #include "ring/layout.hpp"
 #include "support/segment_view.hpp"
+#include "support/tally_support.hpp"
 #include "support/test_support.hpp"
 
 namespace jobring {
 namespace {
 
 using namespace std::chrono_literals;
+using test::block_of;
+using test::cycle;
+using test::expect_totals;
 using test::QueueName;
 using test::SegmentView;
+using test::this_tid;
 using test::Watchdog;
-
-std::uint64_t this_tid() { return static_cast<std::uint64_t>(::syscall(SYS_gettid)); }
-
-// Pushes n jobs and claims and acks n, one at a time, in rounds of at most
-// 8 pushes then as many claims (processes doing this at once never fill a
-// ring of 8 slots per process); false on any failure.
-bool cycle(Queue& q, std::uint32_t n) {
-  for (std::uint32_t done = 0; done < n;) {
-    const std::uint32_t round = std::min(8u, n - done);
-    for (std::uint32_t i = 0; i < round; ++i)
-      if (!q.push("j", test::with_wait(10s))) return false;
-    for (std::uint32_t i = 0; i < round; ++i) {
-      Job job;
-      if (q.claim(job, 10s) != ClaimStatus::ok || q.ack(job.lease) != LeaseStatus::ok) return false;
-    }
-    done += round;
-  }
-  return true;
-}
-
-void expect_totals(const Stats& s, std::uint64_t n) {
-  EXPECT_EQ(s.pushed, n);
-  EXPECT_EQ(s.claimed, n);
-  EXPECT_EQ(s.acked, n);
-}
-
-// The block whose owner names thread (or, for a single-threaded child,
-// process) `tid`, or kTallyBlocks.
-std::uint32_t block_of(const SegmentView& v, std::uint64_t tid) {
-  for (std::uint32_t b = 0; b < detail::kTallyBlocks; ++b) {
-    const std::uint64_t w = v.tally(b).owner.load();
-    if (w != 0 && detail::tally_tid(w) == tid) return b;
-  }
-  return detail::kTallyBlocks;
-}
 
 // A child counts in a block of its own, reports, and is SIGKILLed while it
 // holds it: its counts stay in the stats. The block is then adopted by the
@@ -93,8 +63,7 @@ TEST(TallyCrash, AKilledProcessesCountsSurviveAndItsBlockIsAdopted) {
   // Every other block held by someone who looks alive.
   constexpr std::uint64_t kLive = 0x0beef0beef1ull;
   v.hold_token(kLive);
-  for (std::uint32_t o = 0; o < detail::kTallyBlocks; ++o)
-    if (o != b) v.tally(o).owner.store(detail::make_tally_owner(kLive, 1 + o, 0));
+  test::forge_live_owners(v, kLive, b);
   ASSERT_TRUE(cycle(q, 3));
   EXPECT_EQ(block_of(v, this_tid()), b) << "the dead child's block was not adopted";
   EXPECT_EQ(v.tally(b).counts[detail::kTallyPushed].load(), 10u);

@@ -38,57 +38,24 @@
 #include "jobring/queue.hpp"
 #include "ring/layout.hpp"
 #include "support/segment_view.hpp"
+#include "support/tally_support.hpp"
 #include "support/test_support.hpp"
 
 namespace jobring {
 namespace {
 
 using namespace std::chrono_literals;
+using test::block_of;
+using test::cycle;
+using test::expect_totals;
+using test::owned_blocks;
 using test::QueueName;
 using test::SegmentView;
+using test::this_tid;
 using test::Watchdog;
-
-std::uint64_t this_tid() { return static_cast<std::uint64_t>(::syscall(SYS_gettid)); }
 
 std::uint32_t scaled(std::uint32_t normal) {
   return (test::kThreadSanitizer || test::kAddressSanitizer) ? std::max(1u, normal / 4) : normal;
-}
-
-// The block whose owner names thread `tid`, or kTallyBlocks if none.
-std::uint32_t block_of(const SegmentView& v, std::uint64_t tid) {
-  for (std::uint32_t b = 0; b < detail::kTallyBlocks; ++b) {
-    const std::uint64_t w = v.tally(b).owner.load();
-    if (w != 0 && detail::tally_tid(w) == tid) return b;
-  }
-  return detail::kTallyBlocks;
-}
-
-std::uint32_t owned_blocks(const SegmentView& v) {
-  std::uint32_t n = 0;
-  for (std::uint32_t b = 0; b < detail::kTallyBlocks; ++b) n += v.tally(b).owner.load() != 0 ? 1 : 0;
-  return n;
-}
-
-// Pushes n jobs and claims and acks n jobs through `q`, one at a time, in
-// rounds of at most 8 pushes then as many claims (so that threads doing
-// this at once never fill a ring of 8 slots per thread).
-void cycle(Queue& q, std::uint32_t n) {
-  for (std::uint32_t done = 0; done < n;) {
-    const std::uint32_t round = std::min(8u, n - done);
-    for (std::uint32_t i = 0; i < round; ++i) ASSERT_TRUE(q.push("j", test::with_wait(10s)));
-    for (std::uint32_t i = 0; i < round; ++i) {
-      Job job;
-      ASSERT_EQ(q.claim(job, 10s), ClaimStatus::ok);
-      ASSERT_EQ(q.ack(job.lease), LeaseStatus::ok);
-    }
-    done += round;
-  }
-}
-
-void expect_totals(const Stats& s, std::uint64_t n) {
-  EXPECT_EQ(s.pushed, n);
-  EXPECT_EQ(s.claimed, n);
-  EXPECT_EQ(s.acked, n);
 }
 
 // Producers and workers on their own threads, some through a shared handle
@@ -160,9 +127,9 @@ TEST(Tally, MoreThreadsThanBlocks) {
   std::vector<std::thread> threads;
   for (std::uint32_t t = 0; t < kThreads; ++t)
     threads.emplace_back([&] {
-      cycle(q, 1);  // every thread holds its block (or has none) before any exits
+      EXPECT_TRUE(cycle(q, 1));  // every thread holds its block (or has none) before any exits
       all_counted.arrive_and_wait();
-      cycle(q, per);
+      EXPECT_TRUE(cycle(q, per));
       may_exit.arrive_and_wait();
     });
   all_counted.arrive_and_wait();
@@ -185,7 +152,7 @@ TEST(Tally, AnExitedThreadsBlockIsAdopted) {
   std::uint64_t first_tid = 0;
   std::thread([&] {
     first_tid = this_tid();
-    cycle(q, 5);
+    EXPECT_TRUE(cycle(q, 5));
   }).join();
   const std::uint32_t b = block_of(v, first_tid);
   ASSERT_LT(b, detail::kTallyBlocks);
@@ -193,7 +160,7 @@ TEST(Tally, AnExitedThreadsBlockIsAdopted) {
   std::uint64_t second_tid = 0;
   std::thread([&] {
     second_tid = this_tid();
-    cycle(q, 3);
+    EXPECT_TRUE(cycle(q, 3));
   }).join();
   ASSERT_NE(second_tid, first_tid) << "the kernel reused the thread id at once; rerun";
   EXPECT_EQ(block_of(v, second_tid), b) << "the exited thread's block was not adopted";
@@ -214,7 +181,7 @@ TEST(Tally, AHandleReopenedByTheSameThreadKeepsItsBlock) {
   for (int round = 0; round < 20; ++round) {
     {
       Queue q = Queue::open(name);
-      cycle(q, 2);
+      EXPECT_TRUE(cycle(q, 2));
     }
     if (round == 0) b = block_of(v, this_tid());
     ASSERT_LT(b, detail::kTallyBlocks);
@@ -237,7 +204,7 @@ TEST(Tally, OneThreadOnMoreHandlesThanItsCacheHoldsKeepsOneBlockEach) {
   std::vector<Queue> handles;
   for (int h = 0; h < kHandles; ++h) handles.push_back(Queue::open(name));
   for (int round = 0; round < 5; ++round)
-    for (auto& q : handles) cycle(q, 1);
+    for (auto& q : handles) EXPECT_TRUE(cycle(q, 1));
   EXPECT_EQ(owned_blocks(v), static_cast<std::uint32_t>(kHandles));
   std::uint32_t mine = 0;
   for (std::uint32_t b = 0; b < detail::kTallyBlocks; ++b) {
@@ -258,8 +225,8 @@ TEST(Tally, TwoHandlesOnOneThreadTakeTwoBlocksAndAViewSumsThem) {
   Queue a = Queue::create(name, Options{.capacity = 16, .max_payload = 16});
   Queue b = Queue::open(name);
   SegmentView v(name);
-  cycle(a, 3);
-  cycle(b, 5);
+  EXPECT_TRUE(cycle(a, 3));
+  EXPECT_TRUE(cycle(b, 5));
   EXPECT_EQ(owned_blocks(v), 2u);
   std::uint64_t per_block[2] = {0, 0};
   std::uint32_t n = 0;
@@ -293,7 +260,7 @@ TEST(Tally, LiveLookingForgedOwnersDoNotBreakCounting) {
   for (std::uint32_t t = 0; t < kThreads; ++t)
     threads.emplace_back([&] {
       Queue own = Queue::open(name);
-      cycle(own, per);
+      EXPECT_TRUE(cycle(own, per));
     });
   for (auto& t : threads) t.join();
   const Stats after = q.stats();
@@ -322,7 +289,7 @@ TEST(Tally, ADeadForgedOwnersBlockIsAdoptedWithItsCounts) {
   v.tally(7).counts[detail::kTallyClaimed].store(100);
   v.tally(7).counts[detail::kTallyAcked].store(100);
   expect_totals(q.stats(), 100);
-  cycle(q, 4);
+  EXPECT_TRUE(cycle(q, 4));
   EXPECT_EQ(block_of(v, this_tid()), 7u);
   EXPECT_EQ(v.tally(7).counts[detail::kTallyPushed].load(), 104u);
   expect_totals(q.stats(), 104);
@@ -339,9 +306,8 @@ TEST(Tally, NoBlockToBeHadCountsInTheSharedTotals) {
   SegmentView v(name);
   constexpr std::uint64_t kLive = 0x0beef0beef1ull;
   v.hold_token(kLive);
-  for (std::uint32_t b = 0; b < detail::kTallyBlocks; ++b)
-    v.tally(b).owner.store(detail::make_tally_owner(kLive, 1 + b, 0));
-  cycle(q, 10);
+  test::forge_live_owners(v, kLive);
+  EXPECT_TRUE(cycle(q, 10));
   expect_totals(q.stats(), 10);
   EXPECT_EQ(v.header().totals[detail::kPushed].load(), 10u);
   EXPECT_EQ(v.header().totals[detail::kClaimed].load(), 10u);
